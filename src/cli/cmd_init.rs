@@ -1,0 +1,151 @@
+//! `orch init`: a starter config and plan, and the state dir kept out of git.
+//!
+//! Refuses, writing nothing, when either file exists. The files are created
+//! with `create_new`, so a file appearing between the check and the write is
+//! refused too, never overwritten.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::cli::{GlobalArgs, Workspace};
+use crate::config::{self, Config};
+use crate::error::{CliError, ErrorKind, Message};
+use crate::state::DIR_NAME;
+use crate::templates;
+
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    /// The branch finished work is merged into (default: the branch checked out now)
+    #[arg(long, value_name = "BRANCH")]
+    target: Option<String>,
+}
+
+pub fn run(global: &GlobalArgs, args: InitArgs) -> Result<(), CliError> {
+    let ws = Workspace::locate(global)?;
+    let repo = ws.require_repo()?;
+    let config_path = ws.root.join(config::FILE_NAME);
+    let plan_path = ws.root.join(&ws.config.plan);
+    let existing: Vec<PathBuf> = [&config_path, &plan_path]
+        .into_iter()
+        .filter(|p| p.exists())
+        .map(|p| ws.display(p))
+        .collect();
+    if !existing.is_empty() {
+        let names: Vec<String> = existing
+            .iter()
+            .map(|p| format!("`{}`", p.display()))
+            .collect();
+        return Err(
+            CliError::input(format!("refusing to overwrite {}", names.join(" and ")))
+                .with_hint("remove or rename them first to start over"),
+        );
+    }
+    let target = match args.target {
+        Some(target) => target,
+        None => {
+            repo.current_branch()
+                .map_err(|e| CliError::new(ErrorKind::Internal, e))?
+                .ok_or_else(|| {
+                    CliError::input("HEAD is detached, so there is no current branch to merge into")
+                .with_hint("check out the branch orch should merge into, or pass `--target BRANCH`")
+                })?
+        }
+    };
+    if !git2::Branch::name_is_valid(&target).unwrap_or(false) {
+        return Err(CliError::input(format!(
+            "`{target}` is not a valid branch name"
+        )));
+    }
+    let title = ws
+        .root
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "Project".to_owned());
+    let config_text = render("orchestrator.toml", templates::CONFIG, &target, &title)?;
+    let plan_text = render("plan.toml", templates::PLAN, &target, &title)?;
+    Config::from_text(&config_path, &config_text)?;
+
+    write_new(&config_path, &config_text, &ws)?;
+    if let Err(e) = write_new(&plan_path, &plan_text, &ws) {
+        let _ = fs::remove_file(&config_path);
+        return Err(e);
+    }
+    let excluded = exclude_state_dir(&repo.exclude_file())?;
+
+    let mut out = anstream::stdout().lock();
+    writeln!(
+        out,
+        "Wrote `{}` (target `{target}`) and `{}`.",
+        ws.display(&config_path).display(),
+        ws.display(&plan_path).display()
+    )?;
+    if excluded {
+        writeln!(out, "Added `{DIR_NAME}/` to `.git/info/exclude`.")?;
+    }
+    writeln!(
+        out,
+        "Next: edit the plan and the agent command, then run `orch plan check`."
+    )?;
+    Ok(())
+}
+
+fn render(name: &str, source: &str, target: &str, title: &str) -> Result<String, CliError> {
+    #[derive(serde::Serialize)]
+    struct Context<'a> {
+        target: &'a str,
+        title: &'a str,
+    }
+    templates::render(name, source, Context { target, title })
+        .map_err(|e| CliError::new(ErrorKind::Internal, e))
+}
+
+fn write_new(path: &Path, text: &str, ws: &Workspace) -> Result<(), CliError> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| {
+            let kind = if e.kind() == std::io::ErrorKind::AlreadyExists {
+                ErrorKind::Input
+            } else {
+                ErrorKind::Internal
+            };
+            CliError::new(
+                kind,
+                Message(format!(
+                    "cannot create `{}`: {e}",
+                    ws.display(path).display()
+                )),
+            )
+        })?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    Ok(())
+}
+
+/// Appends `.orchestrator/` to the exclude file unless a line already says so.
+fn exclude_state_dir(exclude: &Path) -> Result<bool, CliError> {
+    let line = format!("{DIR_NAME}/");
+    let current = match fs::read_to_string(exclude) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e.into()),
+    };
+    let already = current.lines().any(|l| {
+        let l = l.trim();
+        l == line || l == format!("/{line}") || l == DIR_NAME || l == format!("/{DIR_NAME}")
+    });
+    if already {
+        return Ok(false);
+    }
+    if let Some(dir) = exclude.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    let mut file = OpenOptions::new().create(true).append(true).open(exclude)?;
+    if !current.is_empty() && !current.ends_with('\n') {
+        file.write_all(b"\n")?;
+    }
+    writeln!(file, "{line}")?;
+    Ok(true)
+}

@@ -1,0 +1,442 @@
+//! `orch plan check|show|next|graph|import`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use serde_json::json;
+
+use crate::cli::graph_render;
+use crate::cli::style;
+use crate::cli::{GlobalArgs, Workspace};
+use crate::error::{CliError, ErrorKind};
+use crate::plan::taskmaster::{self, TaskmasterError};
+use crate::plan::{self, Kind, Plan};
+use crate::schedule::{self, Hold, Limits, Readiness};
+use crate::state::{self, State};
+use crate::text::plural;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum PlanCommand {
+    /// Validate the plan and the config; print counts on success
+    Check(PlanFile),
+    /// Print the plan as a tree with ids, titles, priorities and statuses
+    Show(ShowArgs),
+    /// Print the tasks ready now, in the order `orch run` would start them
+    Next(NextArgs),
+    /// Print the dependency graph as Graphviz DOT or Mermaid
+    Graph(GraphArgs),
+    /// Convert another tool's task file into a plan
+    #[command(subcommand)]
+    Import(ImportCommand),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PlanFile {
+    /// Read the plan from FILE (TOML or JSON) instead of the config's `plan`
+    #[arg(long, value_name = "FILE")]
+    plan: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    file: PlanFile,
+    /// Print JSON instead of a tree
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct NextArgs {
+    #[command(flatten)]
+    file: PlanFile,
+    /// Print JSON: `{"ready":[{"id","title","priority",...}]}`
+    #[arg(long)]
+    json: bool,
+    /// Assume this many agents may run at once instead of `agent.max_parallel`
+    #[arg(long, value_name = "N")]
+    max_parallel: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum GraphFormat {
+    Dot,
+    Mermaid,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GraphArgs {
+    #[command(flatten)]
+    file: PlanFile,
+    /// The output format
+    #[arg(long, value_enum, default_value = "dot")]
+    format: GraphFormat,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ImportCommand {
+    /// Convert a Taskmaster AI `tasks.json` into a TOML plan
+    Taskmaster(TaskmasterArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TaskmasterArgs {
+    /// The Taskmaster file, usually `.taskmaster/tasks/tasks.json`
+    file: PathBuf,
+    /// The tag to convert (default: `master`, or the only tag)
+    #[arg(long, value_name = "NAME")]
+    tag: Option<String>,
+    /// Write the plan to FILE instead of stdout; refuses to overwrite
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+pub fn run(global: &GlobalArgs, command: PlanCommand) -> Result<(), CliError> {
+    match command {
+        PlanCommand::Check(args) => check(global, args),
+        PlanCommand::Show(args) => show(global, args),
+        PlanCommand::Next(args) => next(global, args),
+        PlanCommand::Graph(args) => graph(global, args),
+        PlanCommand::Import(ImportCommand::Taskmaster(args)) => import_taskmaster(global, args),
+    }
+}
+
+fn check(global: &GlobalArgs, args: PlanFile) -> Result<(), CliError> {
+    let ws = Workspace::discover(global)?;
+    let plan = ws.load_plan(args.plan.as_deref())?;
+    let path = ws.display(&ws.plan_path(args.plan.as_deref()));
+    let mut out = anstream::stdout().lock();
+    writeln!(
+        out,
+        "{}: {}, {}, {}, {}",
+        path.display(),
+        plural(plan.tasks().len(), "task", "tasks"),
+        plural(plan.subtask_count(), "subtask", "subtasks"),
+        plural(plan.dependency_count(), "dependency", "dependencies"),
+        plural(plan.graph().levels() as usize, "level", "levels"),
+    )?;
+    exit_without_drop(plan);
+    Ok(())
+}
+
+/// Skips freeing a plan the process is about to exit with: on a 100,000-task
+/// plan, freeing it costs a tenth of `plan check` (benches/plan_check.rs).
+fn exit_without_drop<T>(value: T) {
+    std::mem::forget(value);
+}
+
+/// Loads the plan and, if a run left one, the state.
+fn load(
+    global: &GlobalArgs,
+    file: &PlanFile,
+) -> Result<(Workspace, Plan, Option<State>), CliError> {
+    let ws = Workspace::discover(global)?;
+    let plan = ws.load_plan(file.plan.as_deref())?;
+    let state = if ws.repo.is_some() {
+        ws.load_state()?
+    } else {
+        None
+    };
+    Ok((ws, plan, state))
+}
+
+fn show(global: &GlobalArgs, args: ShowArgs) -> Result<(), CliError> {
+    let (_ws, plan, state) = load(global, &args.file)?;
+    let statuses = state::item_statuses(&plan, state.as_ref());
+    let mut out = anstream::stdout().lock();
+    if args.json {
+        let items: Vec<_> = plan
+            .indices()
+            .map(|idx| {
+                let item = plan.item(idx);
+                let deps: Vec<_> = item
+                    .depends_on
+                    .iter()
+                    .map(|d| json!({"id": plan.item(d.target).id, "required": d.required}))
+                    .collect();
+                let mut entry = json!({
+                    "id": item.id,
+                    "kind": item.kind,
+                    "title": item.title,
+                    "priority": item.priority.level(),
+                    "status": statuses[idx.index()],
+                    "parent": item.parent.map(|p| plan.item(p).id.clone()),
+                    "depends_on": deps,
+                });
+                if let Some(extra) = item.extra() {
+                    entry["extra"] = serde_json::Value::Object(extra.clone());
+                }
+                entry
+            })
+            .collect();
+        let doc = json!({"title": plan.title, "items": items});
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&doc).map_err(std::io::Error::other)?
+        )?;
+        return Ok(());
+    }
+    if let Some(title) = &plan.title {
+        writeln!(out, "{h}{title}{h:#}", h = style::heading())?;
+    }
+    let depth = |idx: plan::ItemIdx| plan.ancestors(idx).count();
+    let left: Vec<String> = plan
+        .indices()
+        .map(|idx| {
+            let item = plan.item(idx);
+            format!("{}{}  {}", "  ".repeat(depth(idx)), item.id, item.title)
+        })
+        .collect();
+    let width = left
+        .iter()
+        .map(|l| l.chars().count())
+        .max()
+        .unwrap_or(0)
+        .min(72);
+    for idx in plan.indices() {
+        let item = plan.item(idx);
+        let status = statuses[idx.index()];
+        let priority = match item.kind {
+            Kind::Task | Kind::Subtask => format!("p{}", item.priority.level()),
+            Kind::Phase | Kind::Milestone => String::new(),
+        };
+        let progress = match item.kind {
+            Kind::Phase | Kind::Milestone => {
+                let range = item.descendants(idx);
+                let tasks = plan.tasks().iter().filter(|t| range.contains(&t.index()));
+                let (done, total) = tasks.fold((0, 0), |(d, n), t| {
+                    (d + usize::from(statuses[t.index()].satisfies()), n + 1)
+                });
+                format!("  {d}{done}/{total}{d:#}", d = style::dim())
+            }
+            Kind::Task | Kind::Subtask => String::new(),
+        };
+        let st = style::status(status);
+        writeln!(
+            out,
+            "{:<width$}  {priority:<2}  {st}{status}{st:#}{progress}",
+            left[idx.index()]
+        )?;
+    }
+    Ok(())
+}
+
+fn next(global: &GlobalArgs, args: NextArgs) -> Result<(), CliError> {
+    let (ws, plan, state) = load(global, &args.file)?;
+    let config = &ws.config;
+    let limits = Limits {
+        max_parallel: args
+            .max_parallel
+            .unwrap_or(config.agent.max_parallel as usize),
+        resources: config.resources.clone(),
+        phase_barrier: config.scheduling.phase_barrier,
+        aging: Some(config.scheduling.aging.0).filter(|a| !a.is_zero()),
+    };
+    let views = state::task_views(&plan, state.as_ref());
+    let now = SystemTime::now();
+    let s = schedule::schedule(&plan, &views, now, &limits);
+    let entries: Vec<(u32, Option<&Hold>)> = s
+        .start
+        .iter()
+        .map(|t| (*t, None))
+        .chain(s.held.iter().map(|(t, h)| (*t, Some(h))))
+        .collect();
+    let mut out = anstream::stdout().lock();
+    let task_of = |t: u32| plan.item(plan.tasks()[t as usize]);
+    if args.json {
+        let ready: Vec<_> = entries
+            .iter()
+            .map(|(t, hold)| {
+                let item = task_of(*t);
+                let waited = views[*t as usize]
+                    .ready_since
+                    .and_then(|since| now.duration_since(since).ok())
+                    .unwrap_or_default();
+                json!({
+                    "id": item.id,
+                    "title": item.title,
+                    "priority": item.priority.level(),
+                    "effective_priority": schedule::effective_priority(item.priority.level(), waited, limits.aging),
+                    "held": hold.map(hold_text),
+                })
+            })
+            .collect();
+        let doc = json!({ "ready": ready });
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&doc).map_err(std::io::Error::other)?
+        )?;
+        return Ok(());
+    }
+    if entries.is_empty() {
+        drop(out);
+        let mut err = anstream::stderr().lock();
+        writeln!(
+            err,
+            "Nothing is ready: {}.",
+            summarize(&views, &s.readiness)
+        )?;
+        return Ok(());
+    }
+    let width = entries
+        .iter()
+        .map(|(t, _)| task_of(*t).id.as_str().len())
+        .max()
+        .unwrap_or(0);
+    for (t, hold) in &entries {
+        let item = task_of(*t);
+        let held = match hold {
+            Some(h) => format!("  {d}(held: {}){d:#}", hold_text(h), d = style::dim()),
+            None => String::new(),
+        };
+        writeln!(
+            out,
+            "{:<width$}  p{}  {}{held}",
+            item.id.as_str(),
+            item.priority.level(),
+            item.title
+        )?;
+    }
+    Ok(())
+}
+
+fn hold_text(hold: &Hold) -> String {
+    match hold {
+        Hold::MaxParallel => "max_parallel agents are running".to_owned(),
+        Hold::Resource(name) => format!("resource `{name}` is in use"),
+    }
+}
+
+/// Says why nothing is ready, by counting where tasks stand.
+fn summarize(views: &[schedule::TaskView], readiness: &[Readiness]) -> String {
+    let mut waiting = 0;
+    let mut blocked = 0;
+    let mut active = 0;
+    let mut finished = 0;
+    for (view, r) in views.iter().zip(readiness) {
+        match r {
+            Readiness::Waiting(_) => waiting += 1,
+            Readiness::Blocked(_) => blocked += 1,
+            _ if view.status.is_terminal() => finished += 1,
+            _ => active += 1,
+        }
+    }
+    let mut parts = Vec::new();
+    if active > 0 {
+        parts.push(format!("{} under way", plural(active, "task", "tasks")));
+    }
+    if waiting > 0 {
+        parts.push(format!(
+            "{} waiting on dependencies",
+            plural(waiting, "task", "tasks")
+        ));
+    }
+    if blocked > 0 {
+        parts.push(format!("{} blocked", plural(blocked, "task", "tasks")));
+    }
+    if finished > 0 || parts.is_empty() {
+        parts.push(format!("{} finished", plural(finished, "task", "tasks")));
+    }
+    parts.join(", ")
+}
+
+fn graph(global: &GlobalArgs, args: GraphArgs) -> Result<(), CliError> {
+    let (_ws, plan, _state) = load(global, &args.file)?;
+    let text = match args.format {
+        GraphFormat::Dot => graph_render::dot(&plan),
+        GraphFormat::Mermaid => graph_render::mermaid(&plan),
+    };
+    anstream::stdout().lock().write_all(text.as_bytes())?;
+    Ok(())
+}
+
+fn import_taskmaster(global: &GlobalArgs, args: TaskmasterArgs) -> Result<(), CliError> {
+    let ws = Workspace::locate(global)?;
+    let source = ws.cwd.join(&args.file);
+    let output = args.output.as_ref().map(|o| ws.cwd.join(o));
+    if let Some(path) = output.as_ref().filter(|p| p.exists()) {
+        return Err(CliError::input(format!(
+            "refusing to overwrite `{}`",
+            ws.display(path).display()
+        ))
+        .with_hint("pick another `--output`, or remove the file first"));
+    }
+    let shown = ws.display(&source);
+    let text = std::fs::read_to_string(&source)
+        .map_err(|e| CliError::input(format!("cannot read `{}`: {e}", shown.display())))?;
+    let imported = taskmaster::convert(&text, args.tag.as_deref()).map_err(|e| {
+        let kind = match e {
+            TaskmasterError::Parse { .. }
+            | TaskmasterError::NotTaskmaster
+            | TaskmasterError::UnknownTag { .. }
+            | TaskmasterError::NoTags { .. }
+            | TaskmasterError::AmbiguousTag { .. }
+            | TaskmasterError::BadId { .. } => ErrorKind::Input,
+        };
+        CliError::new(
+            kind,
+            crate::error::Message(format!("`{}`: {e}", shown.display())),
+        )
+    })?;
+    if imported.tasks == 0 {
+        let which = imported
+            .tag
+            .as_deref()
+            .map(|t| format!("tag `{t}` of "))
+            .unwrap_or_default();
+        return Err(CliError::input(format!(
+            "{which}`{}` has no tasks to import",
+            shown.display()
+        )));
+    }
+    let name = PathBuf::from("(converted plan)");
+    plan::from_bytes(&name, imported.toml.as_bytes(), &plan::Rules::default()).map_err(|e| {
+        CliError::from(e).with_hint(format!(
+            "the positions are in the converted plan; fix `{}` and import again (nothing was written)",
+            shown.display()
+        ))
+    })?;
+    let summary = format!(
+        "{} and {}",
+        plural(imported.tasks, "task", "tasks"),
+        plural(imported.subtasks, "subtask", "subtasks")
+    );
+    match &output {
+        None => anstream::stdout()
+            .lock()
+            .write_all(imported.toml.as_bytes())?,
+        Some(path) => {
+            crate::state::store::write_atomically(path, imported.toml.as_bytes())?;
+            let mut err = anstream::stderr().lock();
+            writeln!(err, "Wrote `{}`: {summary}.", ws.display(path).display())?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lifecycle::Status;
+
+    #[test]
+    fn summary_counts_where_tasks_stand() {
+        let views = [
+            schedule::TaskView::new(Status::Running),
+            schedule::TaskView::new(Status::Pending),
+            schedule::TaskView::new(Status::Merged),
+        ];
+        let readiness = [
+            Readiness::Settled,
+            Readiness::Waiting(schedule::Wait::Dependency(plan::ItemIdx(0))),
+            Readiness::Settled,
+        ];
+        assert_eq!(
+            summarize(&views, &readiness),
+            "1 task under way, 1 task waiting on dependencies, 1 task finished"
+        );
+    }
+}

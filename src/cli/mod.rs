@@ -1,0 +1,121 @@
+//! The command line: clap arguments, one `cmd_*.rs` per subcommand, rendering.
+//!
+//! Commands turn arguments into validated options, call the library, and
+//! render human or `--json` output. Nothing here touches git2 beyond
+//! discovering the repository, writes `state.json` bytes, spawns processes
+//! or decides business rules. Errors become [`CliError`]s, whose kind fixes
+//! the exit code (`crate::error`).
+
+mod cmd_init;
+mod cmd_plan;
+mod graph_render;
+mod style;
+mod workspace;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::{CliError, ErrorKind};
+
+pub use workspace::Workspace;
+
+/// Run many AI coding agents on one repository, each in its own worktree, and
+/// merge their work one branch at a time behind checks.
+#[derive(Debug, Parser)]
+#[command(name = "orch", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, clap::Args)]
+pub struct GlobalArgs {
+    /// Run as if orch was started in DIR
+    #[arg(short = 'C', value_name = "DIR", global = true)]
+    pub dir: Option<PathBuf>,
+    /// Read the config from FILE instead of `.orchestrator.toml` at the repository root
+    #[arg(long, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+    /// Log more detail to stderr (can be repeated)
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a starter `.orchestrator.toml` and `plan.toml`, and keep `.orchestrator/` out of git
+    Init(cmd_init::InitArgs),
+    /// Validate, show and convert the plan
+    #[command(subcommand)]
+    Plan(cmd_plan::PlanCommand),
+}
+
+/// Parses the process arguments, runs the command and returns the exit code.
+pub fn main() -> ExitCode {
+    run_with(std::env::args_os())
+}
+
+/// Runs orch with the given arguments (the first is the program name).
+pub fn run_with(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                ErrorKind::Input.exit_code()
+            } else {
+                0
+            });
+        }
+    };
+    init_tracing(cli.global.verbose);
+    match dispatch(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let mut stderr = anstream::stderr().lock();
+            let _ = err.print(&mut stderr);
+            ExitCode::from(err.exit_code())
+        }
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(anstream::AutoStream::choice(&std::io::stderr()) != anstream::ColorChoice::Never)
+        .try_init();
+}
+
+fn dispatch(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Init(args) => cmd_init::run(&cli.global, args),
+        Command::Plan(command) => cmd_plan::run(&cli.global, command),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn verify_app() {
+        Cli::command().debug_assert();
+    }
+}

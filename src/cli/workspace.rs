@@ -1,0 +1,135 @@
+//! Where a command runs: the repository root, the config and the plan file.
+
+use std::path::{Path, PathBuf};
+
+use crate::cli::GlobalArgs;
+use crate::config::{self, Config};
+use crate::error::CliError;
+use crate::git::{GitError, RepoPaths};
+use crate::plan::{self, Plan};
+use crate::state::{State, StateDir};
+
+/// The repository, config and paths a command works with.
+#[derive(Debug)]
+pub struct Workspace {
+    /// The directory orch was started in (after `-C`).
+    pub cwd: PathBuf,
+    /// The main worktree root, or `cwd` outside a repository.
+    pub root: PathBuf,
+    pub repo: Option<RepoPaths>,
+    pub config: Config,
+    /// `None` when no config file exists and defaults apply.
+    pub config_path: Option<PathBuf>,
+}
+
+impl Workspace {
+    /// Finds the repository and loads the config. Outside a repository the
+    /// current directory stands in for the root, so `orch plan check` works
+    /// on a plan anywhere.
+    pub fn discover(global: &GlobalArgs) -> Result<Workspace, CliError> {
+        let mut ws = Workspace::locate(global)?;
+        let (path, optional) = match &global.config {
+            Some(path) => (ws.cwd.join(path), false),
+            None => (ws.root.join(config::FILE_NAME), true),
+        };
+        let loaded = Config::load(&path, optional).map_err(|e| e.shown_as(&ws.display(&path)))?;
+        ws.config = loaded.config;
+        ws.config_path = loaded.path;
+        Ok(ws)
+    }
+
+    /// Finds the repository without reading the config (defaults stand in).
+    pub fn locate(global: &GlobalArgs) -> Result<Workspace, CliError> {
+        let cwd = current_dir(global)?;
+        let repo = match RepoPaths::discover(&cwd) {
+            Ok(repo) => Some(repo),
+            Err(GitError::NotARepository { .. }) => None,
+            Err(e) => return Err(CliError::new(crate::error::ErrorKind::Input, e)),
+        };
+        let root = repo
+            .as_ref()
+            .map(|r| r.root.clone())
+            .unwrap_or_else(|| cwd.clone());
+        Ok(Workspace {
+            cwd,
+            root,
+            repo,
+            config: Config::default(),
+            config_path: None,
+        })
+    }
+
+    /// Returns the repository, or a bad-input error for commands that need one.
+    pub fn require_repo(&self) -> Result<&RepoPaths, CliError> {
+        self.repo.as_ref().ok_or_else(|| {
+            CliError::new(
+                crate::error::ErrorKind::Input,
+                GitError::NotARepository {
+                    path: self.cwd.clone(),
+                },
+            )
+            .with_hint("run `git init` first, or pass `-C` with the repository's folder")
+        })
+    }
+
+    /// Returns the plan file: `--plan` (relative to the current directory) or the config's.
+    pub fn plan_path(&self, arg: Option<&Path>) -> PathBuf {
+        match arg {
+            Some(path) => self.cwd.join(path),
+            None => self.root.join(&self.config.plan),
+        }
+    }
+
+    /// Returns how to name a file in messages: relative to the current directory when inside it.
+    pub fn display(&self, path: &Path) -> PathBuf {
+        plan::display_path(path, &self.cwd)
+    }
+
+    /// Loads and validates the plan against the config.
+    pub fn load_plan(&self, arg: Option<&Path>) -> Result<Plan, CliError> {
+        let path = self.plan_path(arg);
+        let bytes = std::fs::read(&path).map_err(|source| {
+            let err = CliError::from(plan::PlanError::Read {
+                path: self.display(&path),
+                source,
+            });
+            if arg.is_none() && self.config_path.is_none() {
+                err.with_hint("run `orch init` to write a starter plan, or pass `--plan FILE`")
+            } else {
+                err
+            }
+        })?;
+        Ok(plan::from_bytes(
+            &self.display(&path),
+            &bytes,
+            &self.config.plan_rules(),
+        )?)
+    }
+
+    pub fn state_dir(&self) -> StateDir {
+        StateDir::of_repo(&self.root)
+    }
+
+    /// Reads `state.json`, if a run left one.
+    pub fn load_state(&self) -> Result<Option<State>, CliError> {
+        let dir = self.state_dir();
+        Ok(dir
+            .load_state()
+            .map_err(|e| e.shown_as(&self.display(&dir.state_file())))?)
+    }
+}
+
+fn current_dir(global: &GlobalArgs) -> Result<PathBuf, CliError> {
+    let cwd = std::env::current_dir()?;
+    let dir = match &global.dir {
+        Some(dir) => cwd.join(dir),
+        None => cwd,
+    };
+    if !dir.is_dir() {
+        return Err(CliError::input(format!(
+            "`{}` is not a directory",
+            dir.display()
+        )));
+    }
+    Ok(dir.canonicalize()?)
+}

@@ -1,0 +1,612 @@
+//! `.orchestrator.toml`: the model, its defaults and its validation (DESIGN §2.2).
+//!
+//! Unknown keys are errors with line and column, never silently ignored.
+//! Durations are humantime strings (`45m`, `1h 30m`). A missing file means
+//! all defaults. Every key, with its default, is in `.orchestrator.toml.example`
+//! and `docs/config.md`; a test loads the example.
+//!
+//! This module reads only the config: it never reads the plan or the state.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::plan::diag::{Location, PathSeg};
+use crate::plan::locate::{LineIndex, toml_offsets};
+
+/// The name of the config file at the repository root.
+pub const FILE_NAME: &str = ".orchestrator.toml";
+
+/// A duration written as `45m`, `30s`, `1h 30m`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Dur(pub Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map(Dur).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "invalid duration `{text}`: {e} (write it like `45m`, `30s` or `1h 30m`)"
+            ))
+        })
+    }
+}
+
+impl Serialize for Dur {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_duration(self.0))
+    }
+}
+
+impl fmt::Display for Dur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+/// The whole config.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The plan file, relative to the repository root.
+    pub plan: PathBuf,
+    pub git: GitConfig,
+    pub agent: AgentConfig,
+    /// Presets a task can pick with `agent = "name"`.
+    pub agents: BTreeMap<String, AgentPreset>,
+    pub retry: RetryConfig,
+    pub scheduling: SchedulingConfig,
+    /// Named resources and how many tasks may hold each at once.
+    pub resources: BTreeMap<String, u32>,
+    pub hooks: HooksConfig,
+    pub merge: MergeConfig,
+    pub policy: PolicyConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            plan: PathBuf::from("plan.toml"),
+            git: GitConfig::default(),
+            agent: AgentConfig::default(),
+            agents: BTreeMap::new(),
+            retry: RetryConfig::default(),
+            scheduling: SchedulingConfig::default(),
+            resources: BTreeMap::new(),
+            hooks: HooksConfig::default(),
+            merge: MergeConfig::default(),
+            policy: PolicyConfig::default(),
+        }
+    }
+}
+
+/// How finished work is merged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum MergeStrategy {
+    #[default]
+    Merge,
+    Squash,
+    Rebase,
+    FfOnly,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GitConfig {
+    /// The branch work is merged into; unset means the branch checked out at the root.
+    pub target: Option<String>,
+    pub branch_prefix: String,
+    /// Where task worktrees go, relative to the repository root; `{repo}` is its folder name.
+    pub worktree_root: String,
+    pub merge_strategy: MergeStrategy,
+}
+
+impl Default for GitConfig {
+    fn default() -> Self {
+        GitConfig {
+            target: None,
+            branch_prefix: "orch/".to_owned(),
+            worktree_root: "../{repo}.worktrees".to_owned(),
+            merge_strategy: MergeStrategy::Merge,
+        }
+    }
+}
+
+/// How the prompt reaches the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PromptMode {
+    #[default]
+    Stdin,
+    File,
+}
+
+/// What one agent run covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentUnit {
+    #[default]
+    Task,
+    Subtask,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    /// The agent's argv; never run through a shell. `{prompt_file}` is replaced.
+    pub command: Vec<String>,
+    pub prompt: PromptMode,
+    pub unit: AgentUnit,
+    pub timeout: Dur,
+    pub max_parallel: u32,
+    /// Commit what the agent left uncommitted.
+    pub auto_commit: bool,
+    /// How long an agent has between SIGTERM and SIGKILL.
+    pub grace: Dur,
+    /// Extra environment variables for the agent.
+    pub env: BTreeMap<String, String>,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            command: vec!["claude".to_owned(), "-p".to_owned()],
+            prompt: PromptMode::Stdin,
+            unit: AgentUnit::Task,
+            timeout: Dur(Duration::from_secs(45 * 60)),
+            max_parallel: 4,
+            auto_commit: true,
+            grace: Dur(Duration::from_secs(10)),
+            env: BTreeMap::new(),
+        }
+    }
+}
+
+/// A named agent a task can pick; unset fields come from `[agent]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentPreset {
+    pub command: Vec<String>,
+    pub prompt: Option<PromptMode>,
+    pub timeout: Option<Dur>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    pub max_attempts: u32,
+    pub backoff: Backoff,
+    pub transient_exit_codes: Vec<i32>,
+    pub permanent_exit_codes: Vec<i32>,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            max_attempts: 3,
+            backoff: Backoff::default(),
+            transient_exit_codes: vec![75],
+            permanent_exit_codes: vec![2],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Backoff {
+    pub initial: Dur,
+    pub factor: f64,
+    pub max: Dur,
+    pub jitter: bool,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            initial: Dur(Duration::from_secs(30)),
+            factor: 2.0,
+            max: Dur(Duration::from_secs(600)),
+            jitter: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulingConfig {
+    pub phase_barrier: bool,
+    /// A waiting ready task gains one priority level per period; `0s` turns aging off.
+    pub aging: Dur,
+}
+
+impl Default for SchedulingConfig {
+    fn default() -> Self {
+        SchedulingConfig {
+            phase_barrier: true,
+            aging: Dur(Duration::from_secs(600)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HooksConfig {
+    pub post_create: Vec<String>,
+    pub post_agent: Vec<String>,
+    pub post_merge: Vec<String>,
+    /// Install the git hooks of DESIGN §8 when `orch run` starts.
+    pub install: bool,
+}
+
+impl Default for HooksConfig {
+    fn default() -> Self {
+        HooksConfig {
+            post_create: Vec::new(),
+            post_agent: Vec::new(),
+            post_merge: Vec::new(),
+            install: true,
+        }
+    }
+}
+
+/// What to do when a merge needs a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    /// Hand the task back to its agent.
+    #[default]
+    Agent,
+    /// Wait for a person.
+    Stop,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MergeConfig {
+    /// `false` is the same as `orch run --no-merge`.
+    pub enabled: bool,
+    pub on_conflict: OnFailure,
+    pub on_check_failure: OnFailure,
+}
+
+impl Default for MergeConfig {
+    fn default() -> Self {
+        MergeConfig {
+            enabled: true,
+            on_conflict: OnFailure::Agent,
+            on_check_failure: OnFailure::Agent,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    pub checks: Vec<Check>,
+    pub forbidden_paths: Vec<String>,
+    pub max_changed_files: Option<u32>,
+}
+
+/// A command that must pass on the merged result.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Check {
+    pub name: String,
+    /// Run with `sh -c` in `.orchestrator/merge/`.
+    pub run: String,
+    #[serde(default = "default_check_timeout")]
+    pub timeout: Dur,
+}
+
+fn default_check_timeout() -> Dur {
+    Dur(Duration::from_secs(20 * 60))
+}
+
+/// A config that could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config `{}`", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}:{}: {message}", path.display(), at_text(.location))]
+    Invalid {
+        path: PathBuf,
+        location: Option<Location>,
+        message: String,
+    },
+}
+
+impl ConfigError {
+    /// Returns the error naming the file as `shown` (a path relative to the user).
+    pub fn shown_as(mut self, shown: &Path) -> ConfigError {
+        match &mut self {
+            ConfigError::Read { path, .. } | ConfigError::Invalid { path, .. } => {
+                *path = shown.to_owned();
+            }
+        }
+        self
+    }
+}
+
+fn at_text(location: &Option<Location>) -> String {
+    location
+        .map(|l| l.to_string())
+        .unwrap_or_else(|| "?".to_owned())
+}
+
+/// A loaded config and where it came from.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    /// `None` when no file exists and defaults apply.
+    pub path: Option<PathBuf>,
+}
+
+impl Config {
+    /// Reads the config at `path`; a missing file gives the defaults when `optional`.
+    pub fn load(path: &Path, optional: bool) -> Result<Loaded, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if optional && e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Loaded {
+                    config: Config::default(),
+                    path: None,
+                });
+            }
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+        };
+        let config = Config::from_text(path, &text)?;
+        Ok(Loaded {
+            config,
+            path: Some(path.to_owned()),
+        })
+    }
+
+    /// Parses and validates config text; `path` names it in messages.
+    pub fn from_text(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let lines = LineIndex::new(text);
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Invalid {
+            path: path.to_owned(),
+            location: e.span().map(|s| lines.location(s.start)),
+            message: e.message().trim_end().to_owned(),
+        })?;
+        if let Some((keys, message)) = config.first_problem() {
+            let segs: Vec<PathSeg> = keys.iter().map(|k| PathSeg::Key((*k).to_owned())).collect();
+            let offset = toml_offsets(text, &[segs]).pop().flatten();
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                location: offset.map(|o| lines.location(o)),
+                message,
+            });
+        }
+        Ok(config)
+    }
+
+    /// Returns the first value that parses but makes no sense, with its key path.
+    fn first_problem(&self) -> Option<(Vec<&str>, String)> {
+        if self.agent.command.is_empty() {
+            return Some((
+                vec!["agent", "command"],
+                "`agent.command` is empty; give the agent's argv, like [\"claude\", \"-p\"]"
+                    .to_owned(),
+            ));
+        }
+        for (name, preset) in &self.agents {
+            if preset.command.is_empty() {
+                return Some((
+                    vec!["agents", name],
+                    format!("`agents.{name}.command` is empty"),
+                ));
+            }
+        }
+        if self.agent.max_parallel == 0 {
+            return Some((
+                vec!["agent", "max_parallel"],
+                "`agent.max_parallel` must be at least 1".to_owned(),
+            ));
+        }
+        if self.agent.timeout.0.is_zero() {
+            return Some((
+                vec!["agent", "timeout"],
+                "`agent.timeout` must be longer than zero".to_owned(),
+            ));
+        }
+        if self.retry.max_attempts == 0 {
+            return Some((
+                vec!["retry", "max_attempts"],
+                "`retry.max_attempts` must be at least 1".to_owned(),
+            ));
+        }
+        let factor = self.retry.backoff.factor;
+        if !(factor.is_finite() && factor >= 1.0) {
+            return Some((
+                vec!["retry", "backoff"],
+                format!("`retry.backoff.factor` must be 1.0 or more, not {factor}"),
+            ));
+        }
+        if let Some(code) = self
+            .retry
+            .transient_exit_codes
+            .iter()
+            .find(|c| self.retry.permanent_exit_codes.contains(c))
+        {
+            return Some((
+                vec!["retry", "permanent_exit_codes"],
+                format!("exit code {code} is listed as both transient and permanent"),
+            ));
+        }
+        let probe = format!("refs/heads/{}x", self.git.branch_prefix);
+        if !git2::Reference::is_valid_name(&probe) {
+            return Some((
+                vec!["git", "branch_prefix"],
+                format!(
+                    "`git.branch_prefix` `{}` does not make valid branch names",
+                    self.git.branch_prefix
+                ),
+            ));
+        }
+        if let Some(target) = &self.git.target
+            && !git2::Branch::name_is_valid(target).unwrap_or(false)
+        {
+            return Some((
+                vec!["git", "target"],
+                format!("`git.target` `{target}` is not a valid branch name"),
+            ));
+        }
+        let unknown_placeholder = self
+            .git
+            .worktree_root
+            .replace("{repo}", "")
+            .contains(['{', '}']);
+        if unknown_placeholder {
+            return Some((
+                vec!["git", "worktree_root"],
+                format!(
+                    "`git.worktree_root` `{}` uses a placeholder other than `{{repo}}`",
+                    self.git.worktree_root
+                ),
+            ));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for check in &self.policy.checks {
+            if crate::plan::model::check_local_id(&check.name).is_err() {
+                return Some((
+                    vec!["policy", "checks"],
+                    format!(
+                        "check name `{}` may use only letters, digits, `_` and `-` (it names a log file)",
+                        check.name
+                    ),
+                ));
+            }
+            if !names.insert(check.name.as_str()) {
+                return Some((
+                    vec!["policy", "checks"],
+                    format!("check `{}` is defined twice", check.name),
+                ));
+            }
+        }
+        None
+    }
+
+    /// Returns what the config adds to plan validation.
+    pub fn plan_rules(&self) -> crate::plan::Rules {
+        crate::plan::Rules {
+            phase_barrier: self.scheduling.phase_barrier,
+            resources: Some(self.resources.clone()),
+            agents: Some(self.agents.keys().cloned().collect()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_text(Path::new(".orchestrator.toml"), text)
+    }
+
+    /// Collects the dotted key paths of a TOML table.
+    fn keys(prefix: &str, table: &toml::Table, out: &mut Vec<String>) {
+        for (k, v) in table {
+            let path = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match v {
+                toml::Value::Table(t) if !t.is_empty() => keys(&path, t, out),
+                _ => out.push(path),
+            }
+        }
+    }
+
+    #[test]
+    fn the_example_loads_and_names_every_key() {
+        let example = include_str!("../.orchestrator.toml.example");
+        parse(example).unwrap();
+        let mut default = Config::default();
+        default.git.target = Some("main".to_owned());
+        default.policy.max_changed_files = Some(0);
+        let table = toml::Table::try_from(&default).unwrap();
+        let mut all = Vec::new();
+        keys("", &table, &mut all);
+        for key in all {
+            let last = key.rsplit('.').next().unwrap();
+            let named = example.lines().any(|l| {
+                let l = l.trim_start_matches(['#', ' ']);
+                l.starts_with(&format!("{last} ="))
+                    || l.starts_with(&format!("[{key}]"))
+                    || l.starts_with(&format!("[{key}."))
+            });
+            assert!(named, "`{key}` is missing from .orchestrator.toml.example");
+        }
+    }
+
+    #[test]
+    fn empty_config_is_all_defaults() {
+        let config = parse("").unwrap();
+        assert_eq!(config.agent.max_parallel, 4);
+        assert_eq!(config.agent.timeout, Dur(Duration::from_secs(2700)));
+        assert_eq!(config.git.branch_prefix, "orch/");
+        assert!(config.scheduling.phase_barrier);
+        assert_eq!(config.retry.transient_exit_codes, [75]);
+    }
+
+    #[test]
+    fn durations_are_parsed_by_humantime() {
+        let config =
+            parse("[agent]\ntimeout = \"1h 30m\"\n[retry.backoff]\ninitial = \"5s\"\n").unwrap();
+        assert_eq!(config.agent.timeout.0, Duration::from_secs(5400));
+        assert_eq!(config.retry.backoff.initial.0, Duration::from_secs(5));
+        let err = parse("[agent]\ntimeout = \"soon\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(".orchestrator.toml:2:11: invalid duration `soon`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_position() {
+        let err = parse("[agent]\nmax_paralel = 3\n").unwrap_err().to_string();
+        assert!(
+            err.starts_with(".orchestrator.toml:2:1: unknown field `max_paralel`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn nonsense_values_name_their_key() {
+        let err = parse("[agent]\nmax_parallel = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            ".orchestrator.toml:2:1: `agent.max_parallel` must be at least 1"
+        );
+        let err = parse("[git]\nbranch_prefix = \"a..b\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("does not make valid branch names"), "{err}");
+        let err = parse("[retry]\ntransient_exit_codes = [2]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("both transient and permanent"), "{err}");
+    }
+}

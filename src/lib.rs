@@ -1,0 +1,19 @@
+//! `orch`: run many AI coding agents on one repository without them trampling
+//! each other.
+//!
+//! The plan ([`plan`]) says what to do; [`schedule`] decides what can start;
+//! [`lifecycle`] is the one table of status transitions; [`state`] keeps the
+//! truth in `.orchestrator/`; [`git`] speaks to the repository; [`cli`] is the
+//! command line. The design contract and the decisions taken where it is
+//! silent are in `docs/`.
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod git;
+pub mod lifecycle;
+pub mod plan;
+pub mod schedule;
+pub mod state;
+pub mod templates;
+pub mod text;

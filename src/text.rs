@@ -1,0 +1,61 @@
+//! Small text helpers shared by messages and rendering.
+//!
+//! Plurals go through [`plural`] so that every count in every message reads
+//! the same way (STYLE.md §5).
+
+/// Formats a count with the right noun: `1 task`, `3 tasks`.
+pub fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// Returns the candidate closest to `word`, if it is close enough to be a likely typo.
+///
+/// Close enough means equal after ignoring case, `_` and `-`, or within one
+/// edit (two for words of seven letters or more).
+pub fn near_miss<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let squashed = squash(word);
+    let budget = if word.chars().count() >= 7 { 2 } else { 1 };
+    let mut best: Option<(usize, &'a str)> = None;
+    for candidate in candidates {
+        let distance = if squash(candidate) == squashed {
+            0
+        } else {
+            strsim::damerau_levenshtein(word, candidate)
+        };
+        if distance <= budget && best.is_none_or(|(d, _)| distance < d) {
+            best = Some((distance, candidate));
+        }
+    }
+    best.map(|(_, c)| c)
+}
+
+fn squash(word: &str) -> String {
+    word.chars()
+        .filter(|c| *c != '_' && *c != '-')
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plural_picks_the_noun() {
+        assert_eq!(plural(0, "task", "tasks"), "0 tasks");
+        assert_eq!(plural(1, "task", "tasks"), "1 task");
+        assert_eq!(plural(2, "task", "tasks"), "2 tasks");
+    }
+
+    #[test]
+    fn near_miss_catches_typos_not_neighbours() {
+        let known = ["depends_on", "title", "task", "agent", "priority"];
+        assert_eq!(near_miss("depnds_on", known), Some("depends_on"));
+        assert_eq!(near_miss("dependsOn", known), Some("depends_on"));
+        assert_eq!(near_miss("tilte", known), Some("title"));
+        assert_eq!(near_miss("prioritty", known), Some("priority"));
+        assert_eq!(near_miss("tags", known), None);
+        assert_eq!(near_miss("story_points", known), None);
+        assert_eq!(near_miss("context_scope", known), None);
+    }
+}

@@ -1,0 +1,163 @@
+//! Test environment shared by the integration tests: a sealed temp dir, the
+//! `orch` binary and the real `git` CLI run with a fixed environment, and
+//! rendering of command output for snapshots (stdout, stderr, exit status).
+
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of this module"
+)]
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use tempfile::TempDir;
+
+/// A temp dir with a home, a scratch folder and (usually) a repository.
+pub struct TestEnv {
+    dir: TempDir,
+}
+
+impl TestEnv {
+    pub fn new() -> TestEnv {
+        let dir = tempfile::Builder::new()
+            .prefix("orch-test-")
+            .tempdir()
+            .unwrap();
+        std::fs::create_dir_all(dir.path().join("home")).unwrap();
+        std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
+        TestEnv { dir }
+    }
+
+    /// Returns the temp dir's canonical path.
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().canonicalize().unwrap()
+    }
+
+    /// Returns the repository folder (created by [`TestEnv::init_repo`]).
+    pub fn repo(&self) -> PathBuf {
+        self.root().join("repo")
+    }
+
+    /// Creates `repo/` with branch `main` and one commit.
+    pub fn init_repo(&self) -> PathBuf {
+        let repo = self.repo();
+        std::fs::create_dir_all(&repo).unwrap();
+        self.git(&repo, ["init", "-q", "-b", "main"]);
+        std::fs::write(repo.join("README.md"), "# Test repo\n").unwrap();
+        self.git(&repo, ["add", "README.md"]);
+        self.git(&repo, ["commit", "-q", "-m", "initial commit"]);
+        repo
+    }
+
+    /// Writes a file inside the repository, creating folders.
+    pub fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let path = self.repo().join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn seal(&self, cmd: &mut Command) {
+        let root = self.root();
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", root.join("home"))
+            .env("TMPDIR", root.join("tmp"))
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_SYSTEM", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_AUTHOR_NAME", "Test Author")
+            .env("GIT_AUTHOR_EMAIL", "author@example.com")
+            .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
+            .env("GIT_COMMITTER_NAME", "Test Committer")
+            .env("GIT_COMMITTER_EMAIL", "committer@example.com")
+            .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
+            .env("GIT_CONFIG_COUNT", "2")
+            .env("GIT_CONFIG_KEY_0", "init.defaultBranch")
+            .env("GIT_CONFIG_VALUE_0", "main")
+            .env("GIT_CONFIG_KEY_1", "commit.gpgsign")
+            .env("GIT_CONFIG_VALUE_1", "false")
+            .env("LC_ALL", "C")
+            .env("NO_COLOR", "1")
+            .env("COLUMNS", "100");
+    }
+
+    /// Returns an `orch` command run in the repository folder.
+    pub fn orch(&self) -> Command {
+        self.orch_in(&self.repo())
+    }
+
+    /// Returns an `orch` command run in `dir`.
+    pub fn orch_in(&self, dir: &Path) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_orch"));
+        self.seal(&mut cmd);
+        cmd.current_dir(dir);
+        cmd
+    }
+
+    /// Runs `orch` with `args` in the repository and renders the result for a snapshot.
+    pub fn run<I, S>(&self, args: I) -> String
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let output = self.orch().args(args).output().unwrap();
+        self.render(&output)
+    }
+
+    /// Runs the real `git` CLI and returns its stdout; panics on failure.
+    pub fn git<I, S>(&self, dir: &Path, args: I) -> String
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = Command::new("git");
+        self.seal(&mut cmd);
+        let output = cmd.current_dir(dir).args(args).output().unwrap();
+        assert!(
+            output.status.success(),
+            "git failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// Renders output as stdout, then stderr under a marker, then a non-zero exit status.
+    pub fn render(&self, output: &Output) -> String {
+        let mut text = self.filter(&String::from_utf8_lossy(&output.stdout));
+        let stderr = self.filter(&String::from_utf8_lossy(&output.stderr));
+        if !stderr.is_empty() {
+            text.push_str("------- stderr -------\n");
+            text.push_str(&stderr);
+        }
+        match output.status.code() {
+            Some(0) => {}
+            Some(code) => text.push_str(&format!("[exit status: {code}]\n")),
+            None => text.push_str("[killed by a signal]\n"),
+        }
+        text
+    }
+
+    /// Replaces machine-specific paths with placeholders.
+    pub fn filter(&self, text: &str) -> String {
+        text.replace(&self.root().display().to_string(), "$TEMP")
+    }
+}
+
+impl TestEnv {
+    /// Copies a file from `tests/fixtures/` into the repository as `dest`.
+    pub fn copy_fixture(&self, rel: &str, dest: &str) -> PathBuf {
+        let text = std::fs::read_to_string(fixture(rel)).unwrap();
+        self.write(dest, &text)
+    }
+}
+
+/// Returns the path of a file under `tests/fixtures/`.
+pub fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
+}
