@@ -47,6 +47,58 @@ impl fmt::Display for Dur {
     }
 }
 
+/// A size in bytes, written as an integer or with a unit: `20MiB`, `512 KiB`, `1GB`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    /// Parses `20MiB`, `512 kib`, `1GB`, `4096`.
+    pub fn parse(text: &str) -> Option<ByteSize> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let number: u64 = number.parse().ok()?;
+        let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kb" => 1_000,
+            "kib" => 1 << 10,
+            "m" | "mb" => 1_000_000,
+            "mib" => 1 << 20,
+            "g" | "gb" => 1_000_000_000,
+            "gib" => 1 << 30,
+            _ => return None,
+        };
+        number.checked_mul(factor).map(ByteSize)
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Int(n) => Ok(ByteSize(n)),
+            Raw::Text(text) => ByteSize::parse(&text).ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "invalid size `{text}` (write it like `20MiB`, `512KiB` or `1GB`)"
+                ))
+            }),
+        }
+    }
+}
+
+impl Serialize for ByteSize {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.0)
+    }
+}
+
 /// The whole config.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -147,6 +199,8 @@ pub struct AgentConfig {
     pub auto_commit: bool,
     /// How long an agent has between SIGTERM and SIGKILL.
     pub grace: Dur,
+    /// Output kept in `agent.log`; the rest is dropped with a marker.
+    pub log_limit: ByteSize,
     /// Extra environment variables for the agent.
     pub env: BTreeMap<String, String>,
 }
@@ -161,6 +215,7 @@ impl Default for AgentConfig {
             max_parallel: 4,
             auto_commit: true,
             grace: Dur(Duration::from_secs(10)),
+            log_limit: ByteSize(20 << 20),
             env: BTreeMap::new(),
         }
     }
@@ -555,6 +610,22 @@ mod tests {
             });
             assert!(named, "`{key}` is missing from .orchestrator.toml.example");
         }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(ByteSize::parse("20MiB"), Some(ByteSize(20 << 20)));
+        assert_eq!(ByteSize::parse("512 kib"), Some(ByteSize(512 << 10)));
+        assert_eq!(ByteSize::parse("1GB"), Some(ByteSize(1_000_000_000)));
+        assert_eq!(ByteSize::parse("4096"), Some(ByteSize(4096)));
+        assert_eq!(ByteSize::parse("lots"), None);
+        assert_eq!(
+            parse("[agent]\nlog_limit = 1024\n")
+                .unwrap()
+                .agent
+                .log_limit,
+            ByteSize(1024)
+        );
     }
 
     #[test]

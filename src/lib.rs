@@ -9,10 +9,12 @@
 
 pub mod cli;
 pub mod config;
+pub mod coordinator;
 pub mod error;
 pub mod git;
 pub mod lifecycle;
 pub mod plan;
+pub mod runner;
 pub mod schedule;
 pub mod state;
 pub mod templates;

@@ -35,7 +35,7 @@ pub enum PlanCommand {
 pub struct PlanFile {
     /// Read the plan from FILE (TOML or JSON) instead of the config's `plan`
     #[arg(long, value_name = "FILE")]
-    plan: Option<PathBuf>,
+    pub(crate) plan: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -6,9 +6,15 @@
 //! or decides business rules. Errors become [`CliError`]s, whose kind fixes
 //! the exit code (`crate::error`).
 
+mod cmd_clean;
+mod cmd_control;
 mod cmd_init;
+mod cmd_logs;
 mod cmd_plan;
+mod cmd_run;
+mod cmd_status;
 mod graph_render;
+mod progress;
 mod style;
 mod workspace;
 
@@ -54,6 +60,23 @@ pub enum Command {
     /// Validate, show and convert the plan
     #[command(subcommand)]
     Plan(cmd_plan::PlanCommand),
+    /// Start agents on ready tasks, each in its own branch and worktree
+    Run(cmd_run::RunArgs),
+    /// Show where every task stands (works while a run is live)
+    Status(cmd_status::StatusArgs),
+    /// Show an agent's captured output
+    Logs(cmd_logs::LogsArgs),
+    /// Run a failed, cancelled or conflicted task again
+    Retry(cmd_control::ControlArgs),
+    /// Cancel a task, stopping its agent
+    Cancel(cmd_control::ControlArgs),
+    /// Mark a failed, blocked, conflicted or cancelled task as done
+    Resolve(cmd_control::ControlArgs),
+    /// Remove the worktrees and branches orch made, keeping any unmerged work
+    Clean(cmd_clean::CleanArgs),
+    /// Supervise one agent attempt (started by `orch run`)
+    #[command(name = "__supervise", hide = true)]
+    Supervise { spec: PathBuf },
 }
 
 /// Parses the process arguments, runs the command and returns the exit code.
@@ -74,6 +97,9 @@ pub fn run_with(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             });
         }
     };
+    if let Command::Supervise { spec } = &cli.command {
+        return crate::runner::supervise::main(spec);
+    }
     init_tracing(cli.global.verbose);
     match dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -102,9 +128,18 @@ fn init_tracing(verbose: u8) {
 }
 
 fn dispatch(cli: Cli) -> Result<(), CliError> {
+    use crate::state::inbox::Action;
     match cli.command {
         Command::Init(args) => cmd_init::run(&cli.global, args),
         Command::Plan(command) => cmd_plan::run(&cli.global, command),
+        Command::Run(args) => cmd_run::run(&cli.global, args),
+        Command::Status(args) => cmd_status::run(&cli.global, args),
+        Command::Logs(args) => cmd_logs::run(&cli.global, args),
+        Command::Retry(args) => cmd_control::run(&cli.global, Action::Retry, args),
+        Command::Cancel(args) => cmd_control::run(&cli.global, Action::Cancel, args),
+        Command::Resolve(args) => cmd_control::run(&cli.global, Action::Resolve, args),
+        Command::Clean(args) => cmd_clean::run(&cli.global, args),
+        Command::Supervise { .. } => unreachable!("handled before dispatch"),
     }
 }
 

@@ -106,6 +106,20 @@ impl Workspace {
         )?)
     }
 
+    /// Returns the target branch: the config's, else the branch checked out at the root.
+    pub fn target(&self) -> Result<String, CliError> {
+        if let Some(target) = &self.config.git.target {
+            return Ok(target.clone());
+        }
+        let repo = self.require_repo()?;
+        repo.current_branch()
+            .map_err(|e| CliError::new(crate::error::ErrorKind::Internal, e))?
+            .ok_or_else(|| {
+                CliError::input("no target branch: `git.target` is not set and HEAD is detached")
+                    .with_hint("set `target` under `[git]` in `.orchestrator.toml`")
+            })
+    }
+
     pub fn state_dir(&self) -> StateDir {
         StateDir::of_repo(&self.root)
     }

@@ -17,10 +17,21 @@ pub enum GitError {
         #[source]
         source: git2::Error,
     },
+    #[error(transparent)]
+    Command(#[from] crate::git::cmd::CommandError),
+    #[error("branch `{branch}` does not exist")]
+    NoSuchBranch { branch: String },
+    #[error("branch `{branch}` already exists at {oid}")]
+    BranchExists { branch: String, oid: String },
+    #[error("`{}` already exists and is not a worktree of this repository", path.display())]
+    PathTaken { path: PathBuf },
+    #[error("branch `{branch}` is checked out in `{}`, the repository's own checkout; orch never works there", path.display())]
+    CheckedOutInMain { branch: String, path: PathBuf },
 }
 
 impl GitError {
-    fn git(path: &Path) -> impl FnOnce(git2::Error) -> GitError + '_ {
+    /// Returns a converter from a libgit2 error about `path`.
+    pub fn git(path: &Path) -> impl FnOnce(git2::Error) -> GitError + '_ {
         move |source| GitError::Git {
             path: path.to_owned(),
             source,

@@ -3,6 +3,9 @@
 //! This module reads and writes files; it never decides transitions (that is
 //! [`crate::lifecycle`]) and never runs agents.
 
+pub mod events;
+pub mod inbox;
+pub mod lock;
 pub mod model;
 pub mod store;
 

@@ -4,9 +4,14 @@
 //! ([`crate::lifecycle::derive`]). Readers ignore fields they do not know,
 //! so a newer `orch` may add fields within schema 1; a reader refuses to
 //! *write* a schema newer than [`SCHEMA`] ([`crate::state::store`]).
+//!
+//! The state is a cache of the truth kept in git (branches, target) and in
+//! the run folders (`runs/<id>/<n>/`): [`crate::state::reconcile`] rebuilds
+//! what a crash may have left out.
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -26,7 +31,7 @@ impl Timestamp {
         Timestamp(SystemTime::now())
     }
 
-    /// Returns how long ago this was, zero if it is in the future.
+    /// Returns how long ago this was at `now`, zero if it is in the future.
     pub fn elapsed_at(self, now: SystemTime) -> Duration {
         now.duration_since(self.0).unwrap_or_default()
     }
@@ -60,6 +65,9 @@ pub struct State {
     /// The branch finished work is merged into.
     #[serde(default)]
     pub target: Option<String>,
+    /// The last coordinator that wrote this file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunRecord>,
     /// Tasks and subtasks by full id; items the state does not list are as the plan says.
     #[serde(default)]
     pub items: BTreeMap<FullId, ItemState>,
@@ -70,9 +78,20 @@ impl Default for State {
         State {
             schema: SCHEMA,
             target: None,
+            run: None,
             items: BTreeMap::new(),
         }
     }
+}
+
+/// Who ran (or runs) the coordinator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub pid: u32,
+    pub started: Timestamp,
+    /// Set when the coordinator ended on its own (not killed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished: Option<Timestamp>,
 }
 
 /// What the state records for one task or subtask.
@@ -82,12 +101,34 @@ pub struct ItemState {
     /// When it last became ready; priority aging counts from here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_since: Option<Timestamp>,
+    /// A retrying item may not start again before this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<Timestamp>,
     /// Why it is in its status (failed, blocked, waiting), for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// How many attempts were made.
-    #[serde(default)]
-    pub attempts: u32,
+    /// Every agent run, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<Attempt>,
+    /// Attempts before this index do not count against `retry.max_attempts`
+    /// (a person retried the item after them).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub budget_start: u32,
+    /// The task branch (tasks only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// The worktree the task last ran in (tasks only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worktree: Option<PathBuf>,
+    /// The target commit the branch was created from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+    /// The summary the agent wrote in its result file, shown to dependents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    /// The commit on target that holds the task's work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge_commit: Option<String>,
 }
 
 impl ItemState {
@@ -95,8 +136,84 @@ impl ItemState {
         ItemState {
             status,
             ready_since: None,
+            not_before: None,
             reason: None,
-            attempts: 0,
+            attempts: Vec::new(),
+            budget_start: 0,
+            branch: None,
+            worktree: None,
+            base: None,
+            summary: None,
+            merge_commit: None,
         }
     }
+
+    /// Returns the number of attempts that count against `retry.max_attempts`.
+    pub fn counted_attempts(&self) -> u32 {
+        self.attempts
+            .iter()
+            .skip(self.budget_start as usize)
+            .filter(|a| a.counts())
+            .count() as u32
+    }
+
+    /// Returns the attempt still running, if any.
+    pub fn open_attempt(&self) -> Option<&Attempt> {
+        self.attempts.last().filter(|a| a.outcome.is_none())
+    }
+
+    pub fn open_attempt_mut(&mut self) -> Option<&mut Attempt> {
+        self.attempts.last_mut().filter(|a| a.outcome.is_none())
+    }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// One agent run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// Numbered from 1; also the name of its run folder.
+    pub number: u32,
+    pub started: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished: Option<Timestamp>,
+    /// `None` while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Outcome>,
+    /// Why the attempt was made, when it is not the first plain run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<Purpose>,
+}
+
+impl Attempt {
+    /// Returns whether the attempt counts against `retry.max_attempts`.
+    pub fn counts(&self) -> bool {
+        !matches!(self.outcome, Some(Outcome::Interrupted { .. }))
+    }
+}
+
+/// Why an attempt was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Purpose {
+    /// Resolve merge conflicts with target.
+    Conflict,
+    /// Fix a check that failed on the merged result.
+    CheckFailure,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Outcome {
+    /// The agent finished its work.
+    Succeeded { commits: u32 },
+    /// It failed; `retry` says whether another attempt may follow.
+    Failed { reason: String, retry: bool },
+    /// The coordinator stopped it (Ctrl-C, a crash); it does not count.
+    Interrupted { reason: String },
+    /// A person cancelled it.
+    Cancelled,
 }

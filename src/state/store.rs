@@ -116,7 +116,11 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
         _ => PathBuf::from("."),
     };
-    let mut temp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(&dir)?;
+    // A new file gets the usual mode (0666 less the umask), not tempfile's 0600.
+    let mut temp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
+        .tempfile_in(&dir)?;
     if let Ok(meta) = fs::metadata(&target) {
         temp.as_file().set_permissions(meta.permissions())?;
     }

@@ -9,6 +9,7 @@ mod plan_graph;
 mod plan_import;
 mod plan_next;
 mod plan_show;
+mod run;
 
 /// Every file in this folder is compiled as a module (a forgotten one would never run).
 #[test]

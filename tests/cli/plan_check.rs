@@ -298,7 +298,7 @@ fn config_errors_name_file_line_and_column() {
     env.write("plan.toml", "[[task]]\nid = \"T1\"\n");
     insta::assert_snapshot!(env.run(["plan", "check"]), @"
     ------- stderr -------
-    error: .orchestrator.toml:2:1: unknown field `max_paralel`, expected one of `command`, `prompt`, `unit`, `timeout`, `max_parallel`, `auto_commit`, `grace`, `env`
+    error: .orchestrator.toml:2:1: unknown field `max_paralel`, expected one of `command`, `prompt`, `unit`, `timeout`, `max_parallel`, `auto_commit`, `grace`, `log_limit`, `env`
     [exit status: 2]
     ");
 }

@@ -57,7 +57,7 @@ fn show_prefers_the_state_file() {
     env.write(
         ".orchestrator/state.json",
         r#"{"schema": 1, "target": "main", "items": {
-            "P1.M1.T2": {"status": "running", "attempts": 1},
+            "P1.M1.T2": {"status": "running", "attempts": [{"number": 1, "started": "2026-01-01T00:00:00Z"}]},
             "P1.M1.T2.S1": {"status": "done"}}}"#,
     );
     insta::assert_snapshot!(env.run(["plan", "show"]), @"

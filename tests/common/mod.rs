@@ -155,6 +155,104 @@ impl TestEnv {
     }
 }
 
+/// How long tests wait for something that should happen.
+pub const DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl TestEnv {
+    /// Writes `.orchestrator.toml` with `command` (a script in
+    /// `tests/fixtures/agents/`) as the agent and quick retries, plus `extra`.
+    pub fn configure(&self, script: &str, extra: &str) {
+        let agent = fixture("agents").join(script);
+        let config = format!(
+            "[git]\ntarget = \"main\"\n\n[agent]\ncommand = [{agent:?}]\nmax_parallel = 2\ngrace = \"500ms\"\n\n[retry.backoff]\ninitial = \"10ms\"\nmax = \"50ms\"\njitter = false\n\n[hooks]\ninstall = false\n\n{extra}\n"
+        );
+        self.write(".orchestrator.toml", &config);
+    }
+
+    /// Returns the path of a fixture agent.
+    pub fn agent(&self, script: &str) -> String {
+        fixture("agents").join(script).display().to_string()
+    }
+
+    /// Reads `.orchestrator/state.json`.
+    pub fn state(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.repo().join(".orchestrator/state.json")).unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// Returns the status of an item in `state.json`.
+    pub fn status_of(&self, id: &str) -> String {
+        self.state()["items"][id]["status"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    }
+
+    /// Reads every event from `events.jsonl`.
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(self.repo().join(".orchestrator/events.jsonl"))
+            .unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Returns the agent process groups recorded in every run folder.
+    pub fn agent_groups(&self) -> Vec<i32> {
+        let mut out = Vec::new();
+        let runs = self.repo().join(".orchestrator/runs");
+        for unit in std::fs::read_dir(runs).into_iter().flatten().flatten() {
+            for attempt in std::fs::read_dir(unit.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let info = attempt.path().join("supervisor.json");
+                let Ok(text) = std::fs::read_to_string(info) else {
+                    continue;
+                };
+                let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+                if let Some(pgid) = v["agent_pgid"].as_i64() {
+                    out.push(pgid as i32);
+                }
+            }
+        }
+        out
+    }
+
+    /// Asserts that no process of any agent group is left (polling briefly,
+    /// since killed processes are reaped asynchronously).
+    pub fn assert_no_agent_left(&self) {
+        for pgid in self.agent_groups() {
+            let gone = wait_until(DEADLINE, || group_gone(pgid));
+            assert!(gone, "process group {pgid} still has processes");
+        }
+    }
+}
+
+/// Returns whether `kill(-pgid, 0)` finds no process.
+pub fn group_gone(pgid: i32) -> bool {
+    let pid = rustix::process::Pid::from_raw(pgid).unwrap();
+    matches!(
+        rustix::process::test_kill_process_group(pid),
+        Err(rustix::io::Errno::SRCH)
+    )
+}
+
+/// Polls `cond` every 20 ms until it holds or `deadline` passes.
+pub fn wait_until(deadline: std::time::Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + deadline;
+    loop {
+        if cond() {
+            return true;
+        }
+        if std::time::Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// Returns the path of a file under `tests/fixtures/`.
 pub fn fixture(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -1,0 +1,223 @@
+//! `orch status [--json] [ID]`: where every item stands, from `state.json`.
+//!
+//! Works while a run is live (the file is replaced atomically, so a read is
+//! always a whole state) and after it.
+
+use std::io::Write;
+
+use serde_json::{Value, json};
+
+use crate::cli::cmd_plan::PlanFile;
+use crate::cli::{GlobalArgs, Workspace, progress, style};
+use crate::coordinator::control;
+use crate::error::CliError;
+use crate::lifecycle::Status;
+use crate::plan::{Kind, Plan};
+use crate::state::model::{Attempt, Outcome};
+use crate::state::{self, State, lock};
+use crate::text::plural;
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    file: PlanFile,
+    /// Print JSON (`{"schema":1,"target":…,"items":[…],"counts":{…}}`)
+    #[arg(long)]
+    json: bool,
+    /// Show one task or subtask in detail
+    id: Option<String>,
+}
+
+pub fn run(global: &GlobalArgs, args: StatusArgs) -> Result<(), CliError> {
+    let ws = Workspace::discover(global)?;
+    let plan = ws.load_plan(args.file.plan.as_deref())?;
+    let state = ws.load_state()?.unwrap_or_default();
+    let live = lock::holder(ws.state_dir().path())?;
+    if let Some(id) = &args.id {
+        return detail(&ws, &plan, &state, id, args.json);
+    }
+    let statuses = state::item_statuses(&plan, Some(&state));
+    let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+    for t in plan.tasks() {
+        *counts.entry(statuses[t.index()].as_str()).or_default() += 1;
+    }
+    let mut out = anstream::stdout().lock();
+    if args.json {
+        let items: Vec<Value> = plan
+            .indices()
+            .map(|idx| {
+                let item = plan.item(idx);
+                let s = state.items.get(&item.id);
+                json!({
+                    "id": item.id,
+                    "kind": item.kind,
+                    "title": item.title,
+                    "status": statuses[idx.index()],
+                    "attempts": s.map_or(0, |s| s.counted_attempts()),
+                    "branch": s.and_then(|s| s.branch.clone()),
+                    "worktree": s.and_then(|s| s.worktree.clone()),
+                    "merge_commit": s.and_then(|s| s.merge_commit.clone()),
+                    "reason": s.and_then(|s| s.reason.clone()),
+                })
+            })
+            .collect();
+        let doc = json!({
+            "schema": crate::state::SCHEMA,
+            "target": state.target,
+            "live": live.map(|pid| json!({"pid": pid})),
+            "items": items,
+            "counts": counts,
+        });
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&doc).map_err(std::io::Error::other)?
+        )?;
+        return Ok(());
+    }
+    let run_line = match (live, &state.run) {
+        (Some(pid), _) => format!("A run is live (pid {pid})"),
+        (None, Some(run)) if run.finished.is_none() => format!(
+            "No run is live; the last one (pid {}) was stopped without finishing",
+            run.pid
+        ),
+        (None, Some(_)) => "No run is live".to_owned(),
+        (None, None) => "Nothing has run yet".to_owned(),
+    };
+    let target = state
+        .target
+        .clone()
+        .or_else(|| ws.config.git.target.clone());
+    match target {
+        Some(t) => writeln!(out, "{run_line}; target `{t}`.")?,
+        None => writeln!(out, "{run_line}.")?,
+    }
+    let depth = |idx| plan.ancestors(idx).count();
+    let left: Vec<String> = plan
+        .indices()
+        .map(|idx| format!("{}{}", "  ".repeat(depth(idx)), plan.item(idx).id))
+        .collect();
+    let width = left.iter().map(|l| l.len()).max().unwrap_or(0).min(60);
+    for idx in plan.indices() {
+        let item = plan.item(idx);
+        let status = statuses[idx.index()];
+        let s = state.items.get(&item.id);
+        let attempts = match s.map(|s| s.counted_attempts()) {
+            Some(n) if n > 0 => format!(" ({})", plural(n as usize, "attempt", "attempts")),
+            _ => String::new(),
+        };
+        let reason = match s.and_then(|s| s.reason.as_deref()) {
+            Some(r)
+                if matches!(
+                    status,
+                    Status::Failed
+                        | Status::Blocked
+                        | Status::Retrying
+                        | Status::Conflicted
+                        | Status::AwaitingMerge
+                ) =>
+            {
+                format!("  {d}{r}{d:#}", d = style::dim())
+            }
+            _ => String::new(),
+        };
+        let st = style::status(status);
+        writeln!(
+            out,
+            "{:<width$}  {st}{status}{st:#}{attempts}{reason}",
+            left[idx.index()]
+        )?;
+    }
+    let parts: Vec<String> = counts
+        .iter()
+        .map(|(s, n)| format!("{n} {}", s.replace('_', " ")))
+        .collect();
+    writeln!(out, "Tasks: {}.", parts.join(", "))?;
+    Ok(())
+}
+
+fn detail(
+    ws: &Workspace,
+    plan: &Plan,
+    state: &State,
+    id: &str,
+    as_json: bool,
+) -> Result<(), CliError> {
+    let idx = plan
+        .lookup(id)
+        .ok_or_else(|| CliError::input(format!("`{id}` is not in the plan")))?;
+    let item = plan.item(idx);
+    let status = state::item_statuses(plan, Some(state))[idx.index()];
+    let s = state.items.get(&item.id);
+    let attempts: &[Attempt] = s.map(|s| s.attempts.as_slice()).unwrap_or_default();
+    let mut out = anstream::stdout().lock();
+    if as_json {
+        let doc = json!({
+            "id": item.id,
+            "kind": item.kind,
+            "title": item.title,
+            "status": status,
+            "reason": s.and_then(|s| s.reason.clone()),
+            "branch": s.and_then(|s| s.branch.clone()),
+            "worktree": s.and_then(|s| s.worktree.clone()),
+            "base": s.and_then(|s| s.base.clone()),
+            "merge_commit": s.and_then(|s| s.merge_commit.clone()),
+            "summary": s.and_then(|s| s.summary.clone()),
+            "attempts": attempts,
+        });
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&doc).map_err(std::io::Error::other)?
+        )?;
+        return Ok(());
+    }
+    let st = style::status(status);
+    writeln!(out, "{} {}: {}", item.kind, item.id, item.title)?;
+    writeln!(out, "  status    {st}{status}{st:#}")?;
+    if let Some(s) = s {
+        for (label, value) in [
+            ("reason", s.reason.clone()),
+            ("branch", s.branch.clone()),
+            (
+                "worktree",
+                s.worktree.as_ref().map(|w| w.display().to_string()),
+            ),
+            ("base", s.base.clone()),
+            ("merged as", s.merge_commit.clone()),
+            ("summary", s.summary.clone()),
+        ] {
+            if let Some(value) = value {
+                writeln!(out, "  {label:<9} {value}")?;
+            }
+        }
+    }
+    if item.kind == Kind::Task || item.kind == Kind::Subtask {
+        for a in attempts {
+            let took = a
+                .finished
+                .and_then(|f| f.0.duration_since(a.started.0).ok())
+                .map(|d| format!(", {}", progress::duration(d)))
+                .unwrap_or_default();
+            let outcome = match &a.outcome {
+                None => "running".to_owned(),
+                Some(Outcome::Succeeded { commits }) => format!(
+                    "succeeded ({})",
+                    plural(*commits as usize, "commit", "commits")
+                ),
+                Some(Outcome::Failed { reason, .. }) => format!("failed: {reason}"),
+                Some(Outcome::Interrupted { reason }) => format!("interrupted: {reason}"),
+                Some(Outcome::Cancelled) => "cancelled".to_owned(),
+            };
+            let log = control::run_dir(ws.state_dir().path(), &item.id, a.number)
+                .join(crate::runner::spec::LOG);
+            writeln!(
+                out,
+                "  attempt {} started {}{took}: {outcome}",
+                a.number, a.started
+            )?;
+            writeln!(out, "            log: {}", ws.display(&log).display())?;
+        }
+    }
+    Ok(())
+}

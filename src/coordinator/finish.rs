@@ -1,0 +1,201 @@
+//! Collecting a finished attempt: reading `exit.json` and `result.json`,
+//! committing what the agent left (on a blocking thread), and deciding.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::{Coordinator, Msg, control};
+use crate::git::{commit, refs};
+use crate::lifecycle::Status;
+use crate::plan::FullId;
+use crate::runner::classify::{self, Verdict};
+use crate::runner::spec::{self, AgentResult, ExitRecord};
+use crate::state::events::EventName;
+
+/// What the blocking collection found.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub exit: Option<ExitRecord>,
+    pub result: Option<AgentResult>,
+    /// Why `result.json` could not be read, if it exists but is invalid.
+    pub result_error: Option<String>,
+    /// The commit made of leftover changes, if any.
+    pub committed: Option<String>,
+    pub commit_error: Option<String>,
+    /// Commits on the branch since the unit's base.
+    pub commits: Option<u32>,
+    /// The branch tip after collection.
+    pub tip: Option<String>,
+}
+
+/// What collection needs.
+struct Input {
+    run_dir: PathBuf,
+    repo: PathBuf,
+    worktree: Option<PathBuf>,
+    branch: Option<String>,
+    base: Option<String>,
+    auto_commit: bool,
+    message: String,
+}
+
+fn collect(input: Input) -> Report {
+    let mut report = Report {
+        exit: spec::read_json(&input.run_dir.join(spec::EXIT))
+            .ok()
+            .flatten(),
+        ..Report::default()
+    };
+    match spec::read_json::<AgentResult>(&input.run_dir.join(spec::RESULT)) {
+        Ok(result) => report.result = result,
+        Err(e) => report.result_error = Some(e.to_string()),
+    }
+    let exited_cleanly = matches!(
+        report.exit.as_ref().map(|e| &e.end),
+        Some(spec::End::Exited { code: 0 })
+    );
+    if exited_cleanly
+        && input.auto_commit
+        && let Some(worktree) = &input.worktree
+    {
+        match commit::commit_all(worktree, &input.message) {
+            Ok(sha) => report.committed = sha,
+            Err(e) => report.commit_error = Some(super::launch::error_chain(&e)),
+        }
+    }
+    if let Some(branch) = &input.branch
+        && let Ok(Some(tip)) = refs::branch_tip(&input.repo, branch)
+    {
+        report.tip = Some(tip.to_string());
+        if let Some(base) = input.base.as_deref().and_then(refs::parse_oid) {
+            report.commits = refs::commits_between(&input.repo, base, tip).ok();
+        }
+    }
+    report
+}
+
+impl Coordinator {
+    /// Starts collecting an attempt whose supervisor is gone.
+    pub(super) fn on_exited(&mut self, unit: FullId, attempt: u32) {
+        let Some(live) = self.live.get(&unit).filter(|l| l.attempt == attempt) else {
+            return;
+        };
+        if !self.finishing.insert(unit.clone()) {
+            return;
+        }
+        let task = live.task.clone();
+        let task_state = self.state.items.get(&task);
+        let unit_state = self.state.items.get(&unit);
+        let plan = Arc::clone(&self.plan);
+        let title = plan
+            .lookup(unit.as_str())
+            .map(|i| plan.item(i).title.clone())
+            .unwrap_or_default();
+        let trailer = if unit == task {
+            format!("Orch-Task: {task}")
+        } else {
+            format!("Orch-Task: {task}\nOrch-Subtask: {unit}")
+        };
+        let message = format!(
+            "{title}\n\nWork left uncommitted by the agent of `{unit}`, attempt {attempt}.\n\n{trailer}\n"
+        );
+        let input = Input {
+            run_dir: live.run_dir.clone(),
+            repo: self.repo_root.clone(),
+            worktree: task_state.and_then(|s| s.worktree.clone()),
+            branch: task_state.and_then(|s| s.branch.clone()),
+            base: unit_state.and_then(|s| s.base.clone()),
+            auto_commit: self.config.agent.auto_commit,
+            message,
+        };
+        let tx = self.tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let report = collect(input);
+            let _ = tx.send(Msg::Finished {
+                unit,
+                attempt,
+                report,
+            });
+        });
+    }
+
+    /// Decides what a collected attempt means for its item.
+    pub(super) fn on_finished(&mut self, unit: FullId, attempt: u32, report: Report) {
+        self.finishing.remove(&unit);
+        let Some(live) = self.live.remove(&unit) else {
+            return;
+        };
+        if let Some(tip) = &report.tip {
+            self.tips.insert(live.task.clone(), tip.clone());
+        }
+        if let Some(sha) = &report.committed {
+            self.emit(
+                EventName::TaskCommit,
+                Some(&unit),
+                crate::fields! {"commit" => sha, "auto" => true, "attempt" => attempt},
+            );
+        }
+        let still_open = self
+            .state
+            .items
+            .get(&unit)
+            .and_then(|s| s.open_attempt())
+            .is_some_and(|a| a.number == attempt);
+        if !still_open {
+            return;
+        }
+        if let Some(summary) = report.result.as_ref().and_then(|r| r.summary.clone()) {
+            control::entry(&self.plan, &mut self.state, &unit).summary = Some(summary);
+        }
+        let Some(exit) = report.exit.as_ref() else {
+            self.interrupt(
+                &unit,
+                attempt,
+                "the supervisor ended without writing exit.json",
+            );
+            return;
+        };
+        let timeout = self.config.agent.timeout.0;
+        let verdict = classify::classify(exit, report.result.as_ref(), &self.config.retry, timeout);
+        let duration = exit.finished.0.duration_since(exit.started.0).ok();
+        match verdict {
+            Verdict::Stopped if self.stopping.is_some() => {
+                self.interrupt(&unit, attempt, "stopped when the run was interrupted");
+            }
+            Verdict::Stopped => {
+                self.fail_attempt(
+                    &unit,
+                    attempt,
+                    "stopped by a signal from outside orch".to_owned(),
+                    true,
+                );
+            }
+            Verdict::Failure { reason, retry } => {
+                let reason = match &report.result_error {
+                    Some(e) => format!("{reason} (the result file is unreadable: {e})"),
+                    None => reason,
+                };
+                self.fail_attempt(&unit, attempt, reason, retry);
+            }
+            Verdict::Success => {
+                if let Some(e) = report.commit_error {
+                    let reason = format!("cannot commit what the agent left: {e}");
+                    self.fail_attempt(&unit, attempt, reason, false);
+                    return;
+                }
+                let expect = self
+                    .plan
+                    .lookup(unit.as_str())
+                    .is_none_or(|i| self.plan.item(i).expect_changes);
+                if expect && report.commits == Some(0) {
+                    let reason = "the agent exited 0 but changed nothing (set `expect_changes = false` on the task if that is right)".to_owned();
+                    self.fail_attempt(&unit, attempt, reason, true);
+                    return;
+                }
+                if self.status(&unit) == Status::Running {
+                    self.succeed(&unit, attempt, report.commits, duration);
+                }
+            }
+        }
+    }
+}

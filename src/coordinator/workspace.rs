@@ -1,0 +1,170 @@
+//! Giving a task its branch and worktree (runs on a blocking thread).
+//!
+//! Decision table, for task branch `B` and worktree path `P`:
+//!
+//! | branch `B` | a worktree has `B` checked out | a free worktree `F` offered | action |
+//! | --- | --- | --- | --- |
+//! | exists | yes, at `W` | - | use `W` as it is |
+//! | exists | no | yes | move `F` to `P`, switch it to `B` |
+//! | exists | no | no | `git worktree add P B` |
+//! | missing | - | yes | move `F` to `P`, create `B` at target there |
+//! | missing | - | no | `git worktree add -b B P <target>` |
+//!
+//! A free worktree is one whose task finished with its work on its branch
+//! (awaiting merge or merged). It is recycled only if it is clean and still
+//! on that task's branch; otherwise it is left alone and a new worktree is
+//! made. Recycling rewrites only the files that differ and keeps ignored
+//! files (build caches), which is what makes provisioning cheap
+//! (`benches/run.rs`). Nothing here forces: a taken path, a branch checked
+//! out elsewhere, or local changes in the way make provisioning fail with a
+//! message naming them.
+
+use std::path::{Component, Path, PathBuf};
+
+use crate::git::{GitError, refs, worktree};
+
+/// A worktree that finished its task and may be reused.
+#[derive(Debug, Clone)]
+pub struct FreeWorktree {
+    pub path: PathBuf,
+    /// The branch it must still be on to count as safe.
+    pub branch: String,
+}
+
+/// What provisioning needs.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub repo: PathBuf,
+    pub target: String,
+    pub branch: String,
+    pub path: PathBuf,
+    /// The worktree the task used last time, if any.
+    pub previous: Option<PathBuf>,
+    pub free: Option<FreeWorktree>,
+}
+
+/// How the worktree was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum How {
+    Reused,
+    Recycled,
+    Created,
+}
+
+/// A provisioned task.
+#[derive(Debug, Clone)]
+pub struct Provisioned {
+    pub worktree: PathBuf,
+    /// The target commit the branch was created from (new branches only).
+    pub base: Option<String>,
+    pub how: How,
+    /// The branch tip the agent starts from.
+    pub tip: String,
+    /// The free worktree offered, when it was not used (so it stays free).
+    pub unused_free: Option<FreeWorktree>,
+}
+
+/// Provisions the worktree and branch for a task.
+pub fn provision(req: &Request) -> Result<Provisioned, GitError> {
+    let repo = &req.repo;
+    let existing = refs::branch_tip(repo, &req.branch)?;
+    if existing.is_some() {
+        let entries = worktree::list(repo)?;
+        let holder = entries
+            .iter()
+            .position(|e| e.branch.as_deref() == Some(req.branch.as_str()) && !e.prunable);
+        if holder == Some(0) {
+            return Err(GitError::CheckedOutInMain {
+                branch: req.branch.clone(),
+                path: entries[0].path.clone(),
+            });
+        }
+        if let Some(entry) = holder.map(|i| &entries[i]) {
+            return Ok(Provisioned {
+                worktree: entry.path.clone(),
+                base: None,
+                how: How::Reused,
+                tip: existing.map(|o| o.to_string()).unwrap_or_default(),
+                unused_free: req.free.clone(),
+            });
+        }
+    }
+    let target_tip = refs::require_tip(repo, &req.target)?;
+    let target_hex = target_tip.to_string();
+    if let Some(free) = &req.free
+        && recyclable(free)?
+    {
+        worktree::move_to(repo, &free.path, &req.path)?;
+        match existing {
+            Some(_) => worktree::switch(&req.path, &req.branch, None)?,
+            None => worktree::switch(&req.path, &req.branch, Some(&target_hex))?,
+        }
+        return Ok(Provisioned {
+            worktree: req.path.clone(),
+            tip: existing.unwrap_or(target_tip).to_string(),
+            base: existing.is_none().then_some(target_hex),
+            how: How::Recycled,
+            unused_free: None,
+        });
+    }
+    match existing {
+        Some(_) => worktree::add(repo, &req.path, &req.branch, None)?,
+        None => worktree::add(repo, &req.path, &req.branch, Some(&target_hex))?,
+    }
+    Ok(Provisioned {
+        worktree: req.path.clone(),
+        tip: existing.unwrap_or(target_tip).to_string(),
+        base: existing.is_none().then_some(target_hex),
+        how: How::Created,
+        unused_free: req.free.clone(),
+    })
+}
+
+/// A free worktree may be recycled when it is clean and still on its task's branch.
+fn recyclable(free: &FreeWorktree) -> Result<bool, GitError> {
+    if !free.path.is_dir() {
+        return Ok(false);
+    }
+    if worktree::current_branch(&free.path)?.as_deref() != Some(free.branch.as_str()) {
+        return Ok(false);
+    }
+    Ok(worktree::dirty_files(&free.path)?.is_empty())
+}
+
+/// Returns the folder task worktrees go in: `worktree_root` with `{repo}`
+/// replaced, relative to the repository root, normalized without touching
+/// the disk.
+pub fn worktree_root(repo_root: &Path, template: &str) -> PathBuf {
+    let name = repo_root
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "repo".to_owned());
+    normalize(&repo_root.join(template.replace("{repo}", &name)))
+}
+
+/// Removes `.` and resolves `..` lexically.
+pub fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_worktree_root_sits_beside_the_repository() {
+        let root = worktree_root(Path::new("/home/a/src/shop"), "../{repo}.worktrees");
+        assert_eq!(root, Path::new("/home/a/src/shop.worktrees"));
+        assert_eq!(worktree_root(Path::new("/r"), "./wt/"), Path::new("/r/wt"));
+    }
+}

@@ -1,0 +1,110 @@
+//! The one wrapper for running the `git` CLI.
+//!
+//! Every invocation gets a fixed environment: the repository-discovery
+//! variables are removed (a `GIT_DIR` leaking in from a hook would point git
+//! elsewhere), messages are in the C locale, and git never prompts. Exit
+//! codes and `--porcelain` output are read; human messages never are (they
+//! are passed on as the error's detail). Each call logs its argv, folder and
+//! duration at debug level.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Instant;
+
+/// Variables that would redirect git away from the folder it is run in.
+pub const DISCOVERY_VARS: &[&str] = &[
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_COMMON_DIR",
+    "GIT_NAMESPACE",
+    "GIT_PREFIX",
+    "GIT_CEILING_DIRECTORIES",
+    "GIT_DISCOVERY_ACROSS_FILESYSTEM",
+];
+
+/// A `git` command that could not run or exited non-zero.
+#[derive(Debug, thiserror::Error)]
+#[error("`git {}` failed in `{}`{}", argv.join(" "), dir.display(), detail(.code, .stderr))]
+pub struct CommandError {
+    pub argv: Vec<String>,
+    pub dir: PathBuf,
+    /// `None` when git could not be started or died by a signal.
+    pub code: Option<i32>,
+    pub stderr: String,
+}
+
+fn detail(code: &Option<i32>, stderr: &str) -> String {
+    let first = stderr
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim();
+    match (code, first.is_empty()) {
+        (Some(code), true) => format!(" (exit code {code})"),
+        (Some(code), false) => format!(" (exit code {code}): {first}"),
+        (None, _) if !first.is_empty() => format!(": {first}"),
+        (None, _) => String::new(),
+    }
+}
+
+/// Returns a `git` command for `dir` with the fixed environment.
+pub fn command(dir: &Path) -> Command {
+    let mut cmd = Command::new("git");
+    cmd.current_dir(dir)
+        .stdin(Stdio::null())
+        .env("LC_ALL", "C")
+        .env("GIT_TERMINAL_PROMPT", "0");
+    for var in DISCOVERY_VARS {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+/// Runs `git args...` in `dir` and returns its output; non-zero exits are errors.
+pub fn run<I, S>(dir: &Path, args: I) -> Result<Output, CommandError>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+    let argv: Vec<String> = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let start = Instant::now();
+    let output = command(dir).args(&args).output();
+    tracing::debug!(argv = ?argv, cwd = %dir.display(), elapsed = ?start.elapsed(), "git");
+    let output = output.map_err(|e| CommandError {
+        argv: argv.clone(),
+        dir: dir.to_owned(),
+        code: None,
+        stderr: e.to_string(),
+    })?;
+    if !output.status.success() {
+        return Err(CommandError {
+            argv,
+            dir: dir.to_owned(),
+            code: output.status.code(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        });
+    }
+    Ok(output)
+}
+
+/// Runs git and returns its stdout as text, trimmed of the final newline.
+pub fn stdout<I, S>(dir: &Path, args: I) -> Result<String, CommandError>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let output = run(dir, args)?;
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    if text.ends_with('\n') {
+        text.pop();
+    }
+    Ok(text)
+}

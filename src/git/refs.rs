@@ -1,0 +1,101 @@
+//! Branches and commits, read and written with libgit2.
+
+use std::path::Path;
+
+use git2::{BranchType, ErrorCode, Oid, Repository};
+
+use crate::git::GitError;
+
+fn open(repo: &Path) -> Result<Repository, GitError> {
+    Repository::open(repo).map_err(GitError::git(repo))
+}
+
+/// Returns the commit a local branch points at, if the branch exists.
+pub fn branch_tip(repo: &Path, branch: &str) -> Result<Option<Oid>, GitError> {
+    let r = open(repo)?;
+    match r.find_branch(branch, BranchType::Local) {
+        Ok(b) => Ok(b.get().peel_to_commit().ok().map(|c| c.id())),
+        Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
+        Err(e) => Err(GitError::git(repo)(e)),
+    }
+}
+
+/// Returns the tip of `branch`, or an error naming it.
+pub fn require_tip(repo: &Path, branch: &str) -> Result<Oid, GitError> {
+    branch_tip(repo, branch)?.ok_or_else(|| GitError::NoSuchBranch {
+        branch: branch.to_owned(),
+    })
+}
+
+/// Creates `branch` at `at`; refuses if it exists.
+pub fn create_branch(repo: &Path, branch: &str, at: Oid) -> Result<(), GitError> {
+    let r = open(repo)?;
+    if let Some(existing) = branch_tip(repo, branch)? {
+        return Err(GitError::BranchExists {
+            branch: branch.to_owned(),
+            oid: existing.to_string(),
+        });
+    }
+    let commit = r.find_commit(at).map_err(GitError::git(repo))?;
+    r.branch(branch, &commit, false)
+        .map_err(GitError::git(repo))?;
+    Ok(())
+}
+
+/// Deletes a local branch (the caller has checked its commits are safe).
+pub fn delete_branch(repo: &Path, branch: &str) -> Result<(), GitError> {
+    let r = open(repo)?;
+    let mut b = r
+        .find_branch(branch, BranchType::Local)
+        .map_err(GitError::git(repo))?;
+    b.delete().map_err(GitError::git(repo))
+}
+
+/// Counts the commits reachable from `tip` and not from `base`.
+pub fn commits_between(repo: &Path, base: Oid, tip: Oid) -> Result<u32, GitError> {
+    if base == tip {
+        return Ok(0);
+    }
+    let r = open(repo)?;
+    let mut walk = r.revwalk().map_err(GitError::git(repo))?;
+    walk.push(tip).map_err(GitError::git(repo))?;
+    walk.hide(base).map_err(GitError::git(repo))?;
+    Ok(walk.count() as u32)
+}
+
+/// Returns whether `ancestor` is `descendant` or one of its ancestors.
+pub fn is_ancestor(repo: &Path, ancestor: Oid, descendant: Oid) -> Result<bool, GitError> {
+    if ancestor == descendant {
+        return Ok(true);
+    }
+    let r = open(repo)?;
+    r.graph_descendant_of(descendant, ancestor)
+        .map_err(GitError::git(repo))
+}
+
+/// Lists local branches whose names start with `prefix`, with their tips.
+pub fn branches_with_prefix(repo: &Path, prefix: &str) -> Result<Vec<(String, Oid)>, GitError> {
+    let r = open(repo)?;
+    let mut out = Vec::new();
+    for b in r
+        .branches(Some(BranchType::Local))
+        .map_err(GitError::git(repo))?
+    {
+        let (b, _) = b.map_err(GitError::git(repo))?;
+        let Some(name) = b.name().ok().flatten() else {
+            continue;
+        };
+        if !name.starts_with(prefix) {
+            continue;
+        }
+        if let Some(oid) = b.get().target() {
+            out.push((name.to_owned(), oid));
+        }
+    }
+    Ok(out)
+}
+
+/// Parses a hex oid.
+pub fn parse_oid(text: &str) -> Option<Oid> {
+    Oid::from_str(text).ok()
+}

@@ -1,0 +1,216 @@
+//! Worktree administration through the `git` CLI, and cleanliness checks
+//! through libgit2.
+//!
+//! Nothing here forces: `add` fails if the path exists, `remove` fails on a
+//! dirty worktree, `switch` fails if local changes would be overwritten. The
+//! callers turn those failures into refusals that name the path.
+
+use std::path::{Path, PathBuf};
+
+use git2::{Repository, StatusOptions};
+
+use crate::git::{GitError, cmd};
+
+/// One entry of `git worktree list --porcelain`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub path: PathBuf,
+    pub head: Option<String>,
+    /// The short branch name, `None` when detached.
+    pub branch: Option<String>,
+    pub locked: bool,
+    pub prunable: bool,
+    pub bare: bool,
+}
+
+/// Lists the repository's worktrees, the main one first.
+pub fn list(repo: &Path) -> Result<Vec<Entry>, GitError> {
+    let text = cmd::stdout(repo, ["worktree", "list", "--porcelain"])?;
+    Ok(parse_list(&text))
+}
+
+/// Parses `git worktree list --porcelain` output.
+pub fn parse_list(text: &str) -> Vec<Entry> {
+    let mut out = Vec::new();
+    let mut current: Option<Entry> = None;
+    for line in text.lines() {
+        if let Some(path) = line.strip_prefix("worktree ") {
+            out.extend(current.take());
+            current = Some(Entry {
+                path: PathBuf::from(path),
+                head: None,
+                branch: None,
+                locked: false,
+                prunable: false,
+                bare: false,
+            });
+            continue;
+        }
+        let Some(entry) = current.as_mut() else {
+            continue;
+        };
+        if let Some(head) = line.strip_prefix("HEAD ") {
+            entry.head = Some(head.to_owned());
+        } else if let Some(branch) = line.strip_prefix("branch ") {
+            entry.branch = Some(
+                branch
+                    .strip_prefix("refs/heads/")
+                    .unwrap_or(branch)
+                    .to_owned(),
+            );
+        } else if line == "locked" || line.starts_with("locked ") {
+            entry.locked = true;
+        } else if line == "prunable" || line.starts_with("prunable ") {
+            entry.prunable = true;
+        } else if line == "bare" {
+            entry.bare = true;
+        }
+    }
+    out.extend(current);
+    out
+}
+
+/// Drops admin entries of worktrees whose folders are gone.
+pub fn prune(repo: &Path) -> Result<(), GitError> {
+    cmd::run(repo, ["worktree", "prune"])?;
+    Ok(())
+}
+
+/// Adds a worktree at `path`. With `new_branch_at`, creates `branch` there
+/// (failing if it exists); otherwise checks out the existing `branch`.
+pub fn add(
+    repo: &Path,
+    path: &Path,
+    branch: &str,
+    new_branch_at: Option<&str>,
+) -> Result<(), GitError> {
+    if path.exists() {
+        return Err(GitError::PathTaken {
+            path: path.to_owned(),
+        });
+    }
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            GitError::Command(cmd::CommandError {
+                argv: vec!["mkdir".to_owned(), parent.display().to_string()],
+                dir: repo.to_owned(),
+                code: None,
+                stderr: e.to_string(),
+            })
+        })?;
+    }
+    let path_arg = path.as_os_str();
+    match new_branch_at {
+        Some(at) => cmd::run(
+            repo,
+            [
+                "worktree".as_ref(),
+                "add".as_ref(),
+                "--quiet".as_ref(),
+                "--no-track".as_ref(),
+                "-b".as_ref(),
+                branch.as_ref(),
+                path_arg,
+                at.as_ref(),
+            ] as [&std::ffi::OsStr; 8],
+        )?,
+        None => cmd::run(
+            repo,
+            [
+                "worktree".as_ref(),
+                "add".as_ref(),
+                "--quiet".as_ref(),
+                path_arg,
+                branch.as_ref(),
+            ] as [&std::ffi::OsStr; 5],
+        )?,
+    };
+    Ok(())
+}
+
+/// Moves a worktree (folder and admin entry) to `to`.
+pub fn move_to(repo: &Path, from: &Path, to: &Path) -> Result<(), GitError> {
+    if to.exists() {
+        return Err(GitError::PathTaken {
+            path: to.to_owned(),
+        });
+    }
+    cmd::run(
+        repo,
+        [
+            "worktree".as_ref(),
+            "move".as_ref(),
+            from.as_os_str(),
+            to.as_os_str(),
+        ] as [&std::ffi::OsStr; 4],
+    )?;
+    Ok(())
+}
+
+/// Removes a clean worktree; git refuses a dirty one.
+pub fn remove(repo: &Path, path: &Path) -> Result<(), GitError> {
+    cmd::run(
+        repo,
+        ["worktree".as_ref(), "remove".as_ref(), path.as_os_str()] as [&std::ffi::OsStr; 3],
+    )?;
+    Ok(())
+}
+
+/// Switches a worktree to `branch`, creating it at `create_at` when given.
+/// Only files that differ are rewritten; ignored files stay.
+pub fn switch(worktree: &Path, branch: &str, create_at: Option<&str>) -> Result<(), GitError> {
+    match create_at {
+        Some(at) => cmd::run(
+            worktree,
+            ["switch", "--quiet", "--no-track", "-c", branch, at],
+        )?,
+        None => cmd::run(worktree, ["switch", "--quiet", "--no-guess", branch])?,
+    };
+    Ok(())
+}
+
+/// Returns the paths with uncommitted changes (untracked files included,
+/// ignored files not).
+pub fn dirty_files(worktree: &Path) -> Result<Vec<String>, GitError> {
+    let repo = Repository::open(worktree).map_err(GitError::git(worktree))?;
+    let mut opts = StatusOptions::new();
+    opts.include_untracked(true)
+        .recurse_untracked_dirs(false)
+        .include_ignored(false)
+        .exclude_submodules(true);
+    let statuses = repo
+        .statuses(Some(&mut opts))
+        .map_err(GitError::git(worktree))?;
+    Ok(statuses
+        .iter()
+        .filter_map(|s| s.path().ok().map(str::to_owned))
+        .collect())
+}
+
+/// Returns the branch checked out in a worktree, `None` when detached.
+pub fn current_branch(worktree: &Path) -> Result<Option<String>, GitError> {
+    let repo = Repository::open(worktree).map_err(GitError::git(worktree))?;
+    let head = repo
+        .find_reference("HEAD")
+        .map_err(GitError::git(worktree))?;
+    let target = head.symbolic_target().map_err(GitError::git(worktree))?;
+    Ok(target
+        .and_then(|t| t.strip_prefix("refs/heads/"))
+        .map(str::to_owned))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_porcelain_list() {
+        let text = "worktree /r\nHEAD abc\nbranch refs/heads/main\n\nworktree /w/T1\nHEAD def\ndetached\nlocked because\n\nworktree /w/T2\nHEAD 123\nbranch refs/heads/orch/T2\nprunable gitdir file points to non-existent location\n";
+        let list = parse_list(text);
+        assert_eq!(list.len(), 3);
+        assert_eq!(list[0].branch.as_deref(), Some("main"));
+        assert!(list[1].locked && list[1].branch.is_none());
+        assert!(list[2].prunable);
+        assert_eq!(list[2].branch.as_deref(), Some("orch/T2"));
+    }
+}

@@ -1,0 +1,209 @@
+//! What an attempt's end means: success, a failure worth retrying, or not.
+//!
+//! Rules (docs/config.md, `[retry]`):
+//! - exit 0 is success, unless the result file says `failed` or `blocked`;
+//! - an exit code in `permanent_exit_codes` is never retried;
+//! - a code in `transient_exit_codes`, a timeout, a death by signal, and any
+//!   other non-zero code are retried while attempts remain, except that a
+//!   result file with `"retry": false` stops retries for a plain failure;
+//! - an agent that cannot be started (missing, not executable) is not retried.
+
+use std::time::Duration;
+
+use crate::config::RetryConfig;
+use crate::runner::spec::{AgentResult, End, ExitRecord, ResultStatus};
+use crate::runner::terminate::signal_name;
+
+/// The coordinator's reading of an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Success,
+    Failure {
+        reason: String,
+        retry: bool,
+    },
+    /// Stopped on request: the coordinator decides (cancel or interrupt).
+    Stopped,
+}
+
+/// Classifies one attempt's end.
+pub fn classify(
+    exit: &ExitRecord,
+    result: Option<&AgentResult>,
+    retry: &RetryConfig,
+    timeout: Duration,
+) -> Verdict {
+    let summary = result
+        .and_then(|r| r.summary.as_deref())
+        .map(|s| format!(": {}", first_line(s)))
+        .unwrap_or_default();
+    let wants_retry = result.and_then(|r| r.retry);
+    match &exit.end {
+        End::Exited { code: 0 } => match result.and_then(|r| r.status) {
+            Some(ResultStatus::Failed) => Verdict::Failure {
+                reason: format!("the agent reported failure{summary}"),
+                retry: wants_retry.unwrap_or(true),
+            },
+            Some(ResultStatus::Blocked) => Verdict::Failure {
+                reason: format!("the agent reported it is blocked{summary}"),
+                retry: wants_retry.unwrap_or(false),
+            },
+            Some(ResultStatus::Done) | None => Verdict::Success,
+        },
+        End::Exited { code } if retry.permanent_exit_codes.contains(code) => Verdict::Failure {
+            reason: format!("exit code {code}, which `retry.permanent_exit_codes` lists{summary}"),
+            retry: false,
+        },
+        End::Exited { code } if retry.transient_exit_codes.contains(code) => Verdict::Failure {
+            reason: format!("exit code {code} (transient){summary}"),
+            retry: true,
+        },
+        End::Exited { code } => Verdict::Failure {
+            reason: format!("exit code {code}{summary}"),
+            retry: wants_retry.unwrap_or(true),
+        },
+        End::Signaled { signal } => Verdict::Failure {
+            reason: format!("killed by {}", signal_name(*signal)),
+            retry: true,
+        },
+        End::TimedOut => Verdict::Failure {
+            reason: format!("timed out after {}", humantime::format_duration(timeout)),
+            retry: true,
+        },
+        End::SpawnFailed { error } => Verdict::Failure {
+            reason: format!("cannot start the agent: {error}"),
+            retry: false,
+        },
+        End::Stopped => Verdict::Stopped,
+    }
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or("").trim()
+}
+
+/// Returns the wait before attempt `next` (2 or more): `initial * factor^(next-2)`,
+/// at most `max`, scaled by `0.5 + 0.5 * random` when jitter is on.
+pub fn backoff(cfg: &crate::config::Backoff, next: u32, random: f64) -> Duration {
+    let exponent = next.saturating_sub(2).min(64) as i32;
+    let raw = cfg.initial.0.as_secs_f64() * cfg.factor.powi(exponent);
+    let capped = raw.min(cfg.max.0.as_secs_f64());
+    let scaled = if cfg.jitter {
+        capped * (0.5 + 0.5 * random.clamp(0.0, 1.0))
+    } else {
+        capped
+    };
+    Duration::from_secs_f64(scaled.max(0.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Backoff, Dur};
+    use crate::state::Timestamp;
+
+    fn exit(end: End) -> ExitRecord {
+        ExitRecord {
+            end,
+            started: Timestamp::now(),
+            finished: Timestamp::now(),
+            output_bytes: 0,
+            log_truncated: false,
+        }
+    }
+
+    fn result(status: Option<ResultStatus>, retry: Option<bool>) -> AgentResult {
+        AgentResult {
+            status,
+            summary: Some("details\nmore".to_owned()),
+            retry,
+        }
+    }
+
+    #[test]
+    fn exit_classification_table() {
+        let cfg = RetryConfig::default();
+        let t = Duration::from_secs(60);
+        let fail = |reason: &str, retry| Verdict::Failure {
+            reason: reason.to_owned(),
+            retry,
+        };
+        let cases = [
+            (exit(End::Exited { code: 0 }), None, Verdict::Success),
+            (
+                exit(End::Exited { code: 0 }),
+                Some(result(Some(ResultStatus::Done), None)),
+                Verdict::Success,
+            ),
+            (
+                exit(End::Exited { code: 0 }),
+                Some(result(Some(ResultStatus::Failed), None)),
+                fail("the agent reported failure: details", true),
+            ),
+            (
+                exit(End::Exited { code: 0 }),
+                Some(result(Some(ResultStatus::Blocked), None)),
+                fail("the agent reported it is blocked: details", false),
+            ),
+            (
+                exit(End::Exited { code: 2 }),
+                None,
+                fail(
+                    "exit code 2, which `retry.permanent_exit_codes` lists",
+                    false,
+                ),
+            ),
+            (
+                exit(End::Exited { code: 75 }),
+                Some(result(None, Some(false))),
+                fail("exit code 75 (transient): details", true),
+            ),
+            (
+                exit(End::Exited { code: 1 }),
+                None,
+                fail("exit code 1", true),
+            ),
+            (
+                exit(End::Exited { code: 1 }),
+                Some(result(None, Some(false))),
+                fail("exit code 1: details", false),
+            ),
+            (
+                exit(End::Signaled { signal: 9 }),
+                None,
+                fail("killed by signal 9 (SIGKILL)", true),
+            ),
+            (exit(End::TimedOut), None, fail("timed out after 1m", true)),
+            (
+                exit(End::SpawnFailed {
+                    error: "No such file or directory".to_owned(),
+                }),
+                None,
+                fail("cannot start the agent: No such file or directory", false),
+            ),
+            (exit(End::Stopped), None, Verdict::Stopped),
+        ];
+        for (e, r, want) in cases {
+            assert_eq!(classify(&e, r.as_ref(), &cfg, t), want, "{e:?} {r:?}");
+        }
+    }
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        let cfg = Backoff {
+            initial: Dur(Duration::from_secs(30)),
+            factor: 2.0,
+            max: Dur(Duration::from_secs(100)),
+            jitter: false,
+        };
+        assert_eq!(backoff(&cfg, 2, 0.3), Duration::from_secs(30));
+        assert_eq!(backoff(&cfg, 3, 0.3), Duration::from_secs(60));
+        assert_eq!(backoff(&cfg, 4, 0.3), Duration::from_secs(100));
+        let jittered = Backoff {
+            jitter: true,
+            ..cfg
+        };
+        assert_eq!(backoff(&jittered, 2, 0.0), Duration::from_secs(15));
+        assert_eq!(backoff(&jittered, 2, 1.0), Duration::from_secs(30));
+    }
+}

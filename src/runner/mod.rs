@@ -1,0 +1,39 @@
+//! Agent processes: the supervisor, spawning, termination, exit classification
+//! and prompts.
+//!
+//! ```text
+//!  coordinator ──spawn (setsid)──▶ orch __supervise <spec.json>      (own session)
+//!       ▲                              │ spawn (process_group 0)
+//!       │ exit.json, supervisor.json   ▼
+//!       └────────── run folder ◀── agent ─▶ children …                (own group)
+//! ```
+//!
+//! The supervisor lives in its own session, so Ctrl-C at the terminal and the
+//! death of the coordinator do not reach the agent. It runs the agent in its
+//! own process group, feeds it the prompt, caps its log, enforces the timeout
+//! (SIGTERM to the group, SIGKILL after the grace period), kills whatever is
+//! left of the group when the agent exits, and writes `exit.json` atomically.
+//! The run folder is the protocol: a coordinator that starts later learns
+//! everything from `spec.json`, `supervisor.json` and `exit.json`.
+//!
+//! This module never touches `state.json`, git or the lifecycle.
+
+pub mod classify;
+pub mod prompt;
+pub mod spawn;
+pub mod spec;
+pub mod supervise;
+pub mod terminate;
+
+use rustix::process::{Pid, test_kill_process};
+
+/// Returns whether a process with this pid exists (zombies included).
+pub fn process_alive(pid: u32) -> bool {
+    let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
+        return false;
+    };
+    match test_kill_process(pid) {
+        Ok(()) => true,
+        Err(e) => e == rustix::io::Errno::PERM,
+    }
+}

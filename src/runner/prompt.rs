@@ -1,0 +1,109 @@
+//! Prompts: minijinja templates from `templates/prompts/`, overridable by
+//! files of the same name in `.orchestrator/templates/`.
+//!
+//! The context is [`PromptContext`]; unknown plan fields reach templates as
+//! `task.extra`. Undefined variables are errors, so a broken override fails
+//! the attempt with a message naming the template instead of sending the
+//! agent a blank prompt.
+
+use std::path::Path;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// The prompt for one agent run per task.
+pub const TASK: (&str, &str) = ("task.md", include_str!("../../templates/prompts/task.md"));
+/// The prompt for one agent run per subtask.
+pub const SUBTASK: (&str, &str) = (
+    "subtask.md",
+    include_str!("../../templates/prompts/subtask.md"),
+);
+
+/// An item as templates see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ItemView {
+    pub id: String,
+    pub kind: &'static str,
+    pub title: String,
+    pub description: Option<String>,
+    pub priority: u8,
+    pub acceptance: Vec<String>,
+    pub context: Vec<String>,
+    pub extra: Map<String, Value>,
+}
+
+/// A finished dependency and what its agent said about it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DependencyView {
+    pub id: String,
+    pub title: String,
+    pub status: String,
+    pub summary: Option<String>,
+}
+
+/// How the previous attempt ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct PreviousView {
+    pub reason: String,
+    pub log_tail: Option<String>,
+}
+
+/// Everything a prompt template can use.
+#[derive(Debug, Clone, Serialize)]
+pub struct PromptContext {
+    pub plan: PlanView,
+    pub task: ItemView,
+    pub subtask: Option<ItemView>,
+    /// The phase and milestone the task is in, outermost first.
+    pub parents: Vec<ItemView>,
+    pub subtasks: Vec<ItemView>,
+    pub dependencies: Vec<DependencyView>,
+    pub attempt: u32,
+    pub previous: Option<PreviousView>,
+    pub branch: String,
+    pub target: String,
+    pub worktree: String,
+    pub result_file: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanView {
+    pub title: Option<String>,
+}
+
+/// A template that could not be rendered.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot render prompt template `{name}`")]
+pub struct PromptError {
+    pub name: String,
+    #[source]
+    pub source: minijinja::Error,
+}
+
+/// Renders a prompt, preferring an override in `override_dir`.
+pub fn render(
+    template: (&str, &str),
+    override_dir: &Path,
+    context: &PromptContext,
+) -> Result<String, PromptError> {
+    let (name, builtin) = template;
+    let overridden = std::fs::read_to_string(override_dir.join(name)).ok();
+    let source = overridden.as_deref().unwrap_or(builtin);
+    crate::templates::render(name, source, context).map_err(|source| PromptError {
+        name: match &overridden {
+            Some(_) => override_dir.join(name).display().to_string(),
+            None => name.to_owned(),
+        },
+        source,
+    })
+}
+
+/// Returns the last `lines` lines of a log file, if it has any.
+pub fn log_tail(path: &Path, lines: usize) -> Option<String> {
+    let bytes = std::fs::read(path).ok()?;
+    let start = bytes.len().saturating_sub(16 * 1024);
+    let text = String::from_utf8_lossy(&bytes[start..]);
+    let all: Vec<&str> = text.lines().collect();
+    let tail = all[all.len().saturating_sub(lines)..].join("\n");
+    (!tail.trim().is_empty()).then_some(tail)
+}

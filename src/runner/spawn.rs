@@ -1,0 +1,77 @@
+//! Preparing an attempt's run folder and starting its supervisor.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::git::cmd::DISCOVERY_VARS;
+use crate::runner::spec::{self, Spec};
+
+/// The hidden subcommand that runs a supervisor.
+pub const SUPERVISE_COMMAND: &str = "__supervise";
+
+/// Everything needed to run one attempt.
+#[derive(Debug, Clone)]
+pub struct AttemptPlan {
+    pub run_dir: PathBuf,
+    /// The agent's argv, `{prompt_file}` not yet replaced.
+    pub command: Vec<String>,
+    pub prompt: String,
+    pub prompt_on_stdin: bool,
+    pub cwd: PathBuf,
+    /// `ORCH_*` and configured variables.
+    pub env: Vec<(String, String)>,
+    pub timeout: Duration,
+    pub grace: Duration,
+    pub log_limit: u64,
+}
+
+/// Writes `prompt.md` and `spec.json` into a fresh run folder.
+pub fn prepare(plan: &AttemptPlan) -> io::Result<Spec> {
+    fs::create_dir_all(&plan.run_dir)?;
+    let prompt_path = plan.run_dir.join(spec::PROMPT);
+    crate::state::store::write_atomically(&prompt_path, plan.prompt.as_bytes())?;
+    let prompt_text = prompt_path.display().to_string();
+    let argv = plan
+        .command
+        .iter()
+        .map(|a| a.replace("{prompt_file}", &prompt_text))
+        .collect();
+    let spec = Spec {
+        argv,
+        cwd: plan.cwd.clone(),
+        env: plan.env.clone(),
+        env_remove: DISCOVERY_VARS.iter().map(|v| (*v).to_owned()).collect(),
+        stdin: plan.prompt_on_stdin.then_some(prompt_path),
+        log: plan.run_dir.join(spec::LOG),
+        log_limit: plan.log_limit,
+        timeout: plan.timeout,
+        grace: plan.grace,
+    };
+    spec::write_json(&plan.run_dir.join(spec::SPEC), &spec)?;
+    Ok(spec)
+}
+
+/// Starts `orch __supervise` for a prepared run folder, in a session of its own.
+pub fn spawn_supervisor(orch: &Path, run_dir: &Path) -> io::Result<tokio::process::Child> {
+    let log = fs::File::create(run_dir.join("supervisor.log"))?;
+    let mut cmd = tokio::process::Command::new(orch);
+    cmd.arg(SUPERVISE_COMMAND)
+        .arg(run_dir.join(spec::SPEC))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(false);
+    // SAFETY: `setsid` is async-signal-safe and touches no memory of ours;
+    // it only makes the child leader of a new session, so that a terminal's
+    // Ctrl-C and the coordinator's death do not reach it.
+    unsafe {
+        cmd.pre_exec(|| {
+            rustix::process::setsid()?;
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}

@@ -1,0 +1,139 @@
+//! The files of a run folder (`runs/<full id>/<attempt>/`) and their shapes.
+//!
+//! | file | written by | when |
+//! | --- | --- | --- |
+//! | `spec.json` | coordinator | before the supervisor starts |
+//! | `prompt.md` | coordinator | before the supervisor starts |
+//! | `supervisor.json` | supervisor | as soon as it runs, again once the agent started |
+//! | `agent.log` | supervisor | while the agent runs (capped) |
+//! | `result.json` | agent | optionally, before it exits |
+//! | `exit.json` | supervisor | last, atomically |
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::state::Timestamp;
+use crate::state::store::write_atomically;
+
+pub const SPEC: &str = "spec.json";
+pub const PROMPT: &str = "prompt.md";
+pub const SUPERVISOR: &str = "supervisor.json";
+pub const LOG: &str = "agent.log";
+pub const RESULT: &str = "result.json";
+pub const EXIT: &str = "exit.json";
+
+/// What the supervisor must run, and how.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Spec {
+    /// The agent's argv (never run through a shell).
+    pub argv: Vec<String>,
+    pub cwd: PathBuf,
+    /// Variables set for the agent on top of the supervisor's environment.
+    pub env: Vec<(String, String)>,
+    /// Variables removed from the agent's environment.
+    pub env_remove: Vec<String>,
+    /// Fed to the agent's stdin, then closed; `None`: stdin is empty.
+    pub stdin: Option<PathBuf>,
+    pub log: PathBuf,
+    /// Bytes of output kept in the log; the rest is counted and dropped.
+    pub log_limit: u64,
+    #[serde(with = "millis")]
+    pub timeout: Duration,
+    /// Time between SIGTERM and SIGKILL.
+    #[serde(with = "millis")]
+    pub grace: Duration,
+}
+
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
+}
+
+/// Who supervises an attempt: written when the supervisor starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SupervisorInfo {
+    pub pid: u32,
+    /// The agent's process group (its pid), once started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_pgid: Option<u32>,
+    pub started: Timestamp,
+}
+
+/// How the agent's process ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum End {
+    /// It exited with a code.
+    Exited { code: i32 },
+    /// A signal killed it (not sent by the supervisor).
+    Signaled { signal: i32 },
+    /// It ran past the timeout and was stopped.
+    TimedOut,
+    /// The supervisor was asked to stop it (cancel, Ctrl-C).
+    Stopped,
+    /// It could not be started at all.
+    SpawnFailed { error: String },
+}
+
+/// `exit.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitRecord {
+    pub end: End,
+    pub started: Timestamp,
+    pub finished: Timestamp,
+    /// Bytes of output the agent produced (kept or not).
+    pub output_bytes: u64,
+    pub log_truncated: bool,
+}
+
+/// What an agent may report in `ORCH_RESULT_FILE` (DESIGN §6).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentResult {
+    #[serde(default)]
+    pub status: Option<ResultStatus>,
+    #[serde(default)]
+    pub summary: Option<String>,
+    #[serde(default)]
+    pub retry: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResultStatus {
+    Done,
+    Failed,
+    Blocked,
+}
+
+/// Writes a JSON file atomically.
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> io::Result<()> {
+    let mut bytes = serde_json::to_vec_pretty(value).map_err(io::Error::other)?;
+    bytes.push(b'\n');
+    write_atomically(path, &bytes)
+}
+
+/// Reads a JSON file; `Ok(None)` if it does not exist.
+pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> io::Result<Option<T>> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: {e}", path.display()),
+            )
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}

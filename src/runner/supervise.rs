@@ -1,0 +1,274 @@
+//! The supervisor: `orch __supervise <spec.json>`, one per attempt.
+//!
+//! Started by the coordinator in a session of its own. It outlives the
+//! coordinator if need be; everything it knows is in the run folder.
+//!
+//! Theory of operation:
+//! 1. install signal handlers (TERM, INT, HUP), then write `supervisor.json`;
+//! 2. spawn the agent in a new process group with the prompt on stdin, its
+//!    stdout and stderr into one capped `agent.log`;
+//! 3. wait for the first of: the agent exits, the timeout, a signal. On a
+//!    timeout or a first signal: SIGTERM to the group, SIGKILL after the grace
+//!    period; a second signal means SIGKILL now;
+//! 4. whatever the agent left in its group is stopped too;
+//! 5. `exit.json` is written atomically, last.
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use rustix::process::Signal;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::runner::spec::{self, End, ExitRecord, Spec, SupervisorInfo};
+use crate::runner::terminate::{self, Method, Reason};
+use crate::state::Timestamp;
+
+/// How long to wait for the output pipes to drain once the group is gone.
+const DRAIN_WAIT: Duration = Duration::from_secs(5);
+
+/// Runs the supervisor for the spec at `spec_path`; the exit code is 0 when
+/// `exit.json` was written.
+pub fn main(spec_path: &Path) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("orch supervisor: cannot start: {e}");
+            return ExitCode::from(255);
+        }
+    };
+    match runtime.block_on(supervise(spec_path)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("orch supervisor: {e}");
+            ExitCode::from(255)
+        }
+    }
+}
+
+fn run_dir(spec_path: &Path) -> PathBuf {
+    spec_path.parent().map(Path::to_owned).unwrap_or_default()
+}
+
+async fn supervise(spec_path: &Path) -> std::io::Result<()> {
+    let dir = run_dir(spec_path);
+    let spec: Spec = spec::read_json(spec_path)?
+        .ok_or_else(|| std::io::Error::other(format!("`{}` is missing", spec_path.display())))?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let started = Timestamp::now();
+    let mut info = SupervisorInfo {
+        pid: std::process::id(),
+        agent_pgid: None,
+        started,
+    };
+    spec::write_json(&dir.join(spec::SUPERVISOR), &info)?;
+
+    let finish = |end: End, output_bytes: u64, log_truncated: bool| {
+        let record = ExitRecord {
+            end,
+            started,
+            finished: Timestamp::now(),
+            output_bytes,
+            log_truncated,
+        };
+        spec::write_json(&dir.join(spec::EXIT), &record)
+    };
+
+    let Some((program, args)) = spec.argv.split_first() else {
+        return finish(
+            End::SpawnFailed {
+                error: "the agent command is empty".to_owned(),
+            },
+            0,
+            false,
+        );
+    };
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
+        .current_dir(&spec.cwd)
+        .process_group(0)
+        .stdin(if spec.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(false);
+    for var in &spec.env_remove {
+        cmd.env_remove(var);
+    }
+    cmd.envs(spec.env.iter().map(|(k, v)| (k, v)));
+    let mut child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            let error = format!("`{program}`: {e}");
+            return finish(End::SpawnFailed { error }, 0, false);
+        }
+    };
+    let Some(pgid) = child.id() else {
+        return finish(
+            End::SpawnFailed {
+                error: "the agent exited at once".to_owned(),
+            },
+            0,
+            false,
+        );
+    };
+    info.agent_pgid = Some(pgid);
+    spec::write_json(&dir.join(spec::SUPERVISOR), &info)?;
+
+    if let (Some(mut stdin), Some(prompt)) = (child.stdin.take(), spec.stdin.clone()) {
+        tokio::spawn(async move {
+            if let Ok(bytes) = tokio::fs::read(&prompt).await {
+                let _ = stdin.write_all(&bytes).await;
+            }
+            let _ = stdin.shutdown().await;
+        });
+    }
+    let (chunks_tx, chunks_rx) = mpsc::channel::<Vec<u8>>(64);
+    if let Some(out) = child.stdout.take() {
+        tokio::spawn(pump(out, chunks_tx.clone()));
+    }
+    if let Some(err) = child.stderr.take() {
+        tokio::spawn(pump(err, chunks_tx.clone()));
+    }
+    drop(chunks_tx);
+    let writer = tokio::spawn(write_log(spec.log.clone(), spec.log_limit, chunks_rx));
+
+    let (exit_tx, mut exit_rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let _ = exit_tx.send(child.wait().await);
+    });
+
+    let timeout = tokio::time::sleep(spec.timeout);
+    tokio::pin!(timeout);
+    let stop_reason = tokio::select! {
+        status = &mut exit_rx => {
+            let end = match status {
+                Ok(Ok(status)) => end_of(status),
+                Ok(Err(e)) => End::SpawnFailed { error: format!("waiting for the agent failed: {e}") },
+                Err(_) => End::SpawnFailed { error: "lost the agent".to_owned() },
+            };
+            stop_leftovers(pgid, spec.grace).await;
+            let (bytes, truncated) = drain(writer).await;
+            return finish(end, bytes, truncated);
+        }
+        _ = &mut timeout => Reason::Timeout,
+        _ = term.recv() => Reason::Requested,
+        _ = int.recv() => Reason::Requested,
+        _ = hup.recv() => Reason::Requested,
+    };
+
+    let end = if stop_reason == Reason::Timeout {
+        End::TimedOut
+    } else {
+        End::Stopped
+    };
+    let mut exited = false;
+    let _ = terminate::signal_group(pgid, Signal::TERM);
+    if let Method::TermThenKill { grace } = terminate::method(stop_reason, spec.grace) {
+        let grace_over = tokio::time::sleep(grace);
+        tokio::pin!(grace_over);
+        tokio::select! {
+            _ = &mut exit_rx => exited = true,
+            _ = &mut grace_over => {}
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    }
+    let _ = terminate::signal_group(pgid, Signal::KILL);
+    if !exited {
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut exit_rx).await;
+    }
+    let _ = terminate::signal_group(pgid, Signal::KILL);
+    let (bytes, truncated) = drain(writer).await;
+    finish(end, bytes, truncated)
+}
+
+fn end_of(status: std::process::ExitStatus) -> End {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => End::Exited { code },
+        (None, Some(signal)) => End::Signaled { signal },
+        (None, None) => End::Exited { code: -1 },
+    }
+}
+
+/// Stops what the agent left running in its group after it exited.
+async fn stop_leftovers(pgid: u32, grace: Duration) {
+    if !terminate::group_alive(pgid) {
+        return;
+    }
+    let Method::TermThenKill { grace } = terminate::method(Reason::Leftovers, grace) else {
+        return;
+    };
+    let _ = terminate::signal_group(pgid, Signal::TERM);
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline && terminate::group_alive(pgid) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = terminate::signal_group(pgid, Signal::KILL);
+}
+
+/// Waits (bounded) for the log writer; a pipe held open by an escaped
+/// process must not keep the supervisor from writing `exit.json`.
+async fn drain(writer: tokio::task::JoinHandle<(u64, bool)>) -> (u64, bool) {
+    match tokio::time::timeout(DRAIN_WAIT, writer).await {
+        Ok(Ok(counts)) => counts,
+        _ => (0, false),
+    }
+}
+
+async fn pump(mut from: impl AsyncRead + Unpin, to: mpsc::Sender<Vec<u8>>) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if to.send(buf[..n].to_vec()).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Writes output to the log up to `limit` bytes, then counts the rest and
+/// ends the log with a marker saying how much was dropped. Writes are plain
+/// blocking writes: the supervisor has nothing else to do meanwhile, and they
+/// are done when the task ends (no write left queued on a thread pool).
+async fn write_log(path: PathBuf, limit: u64, mut chunks: mpsc::Receiver<Vec<u8>>) -> (u64, bool) {
+    use std::io::Write;
+    let mut file = std::fs::File::create(&path).ok();
+    let mut total: u64 = 0;
+    while let Some(chunk) = chunks.recv().await {
+        let room = limit.saturating_sub(total);
+        let keep = (chunk.len() as u64).min(room) as usize;
+        if keep > 0
+            && let Some(f) = file.as_mut()
+            && f.write_all(&chunk[..keep]).is_err()
+        {
+            file = None;
+        }
+        total += chunk.len() as u64;
+    }
+    let truncated = total > limit;
+    if let Some(f) = file.as_mut()
+        && truncated
+    {
+        let marker = format!(
+            "\n[orch: output truncated at {limit} bytes; {} more bytes were discarded]\n",
+            total - limit
+        );
+        let _ = f.write_all(marker.as_bytes());
+    }
+    (total, truncated)
+}

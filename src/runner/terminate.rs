@@ -1,0 +1,153 @@
+//! Stopping a process group: TERM, a grace period, then KILL.
+//!
+//! The group is the unit of life and death: an agent's children and
+//! grandchildren share its group (unless they make their own session), so
+//! signalling `-pgid` reaches them all, and "no process outlives its task"
+//! is checked with `kill(-pgid, 0)`.
+
+use std::io;
+use std::time::Duration;
+
+use rustix::io::Errno;
+use rustix::process::{Pid, Signal, kill_process_group, test_kill_process_group};
+
+/// Why a group is being stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// The attempt ran past its timeout.
+    Timeout,
+    /// Someone asked once (cancel, first Ctrl-C, coordinator stopping).
+    Requested,
+    /// Someone asked again (second Ctrl-C).
+    RequestedAgain,
+    /// The agent itself exited and left processes behind.
+    Leftovers,
+}
+
+/// How to stop the group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// SIGTERM, then SIGKILL after the grace period.
+    TermThenKill { grace: Duration },
+    /// SIGKILL at once.
+    Kill,
+}
+
+/// Returns how to stop a group for `reason`.
+pub fn method(reason: Reason, grace: Duration) -> Method {
+    match reason {
+        Reason::Timeout | Reason::Requested => Method::TermThenKill { grace },
+        Reason::Leftovers => Method::TermThenKill {
+            grace: grace.min(Duration::from_secs(2)),
+        },
+        Reason::RequestedAgain => Method::Kill,
+    }
+}
+
+fn pid(raw: u32) -> Option<Pid> {
+    i32::try_from(raw).ok().and_then(Pid::from_raw)
+}
+
+/// Sends `signal` to every process of group `pgid`; a group already gone is fine.
+pub fn signal_group(pgid: u32, signal: Signal) -> io::Result<()> {
+    let Some(pgid) = pid(pgid) else {
+        return Ok(());
+    };
+    match kill_process_group(pgid, signal) {
+        Ok(()) | Err(Errno::SRCH) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Returns whether any process of group `pgid` is left.
+pub fn group_alive(pgid: u32) -> bool {
+    match pid(pgid) {
+        Some(pgid) => !matches!(test_kill_process_group(pgid), Err(Errno::SRCH)),
+        None => false,
+    }
+}
+
+/// Sends `signal` to one process; a process already gone is fine.
+pub fn signal_process(raw: u32, signal: Signal) -> io::Result<()> {
+    let Some(p) = pid(raw) else {
+        return Ok(());
+    };
+    match rustix::process::kill_process(p, signal) {
+        Ok(()) | Err(Errno::SRCH) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Stops a group from a plain thread: TERM, wait up to the grace period for
+/// it to empty, then KILL. Returns whether KILL was needed.
+pub fn stop_group_blocking(pgid: u32, method: Method) -> io::Result<bool> {
+    match method {
+        Method::Kill => {
+            signal_group(pgid, Signal::KILL)?;
+            Ok(true)
+        }
+        Method::TermThenKill { grace } => {
+            signal_group(pgid, Signal::TERM)?;
+            let deadline = std::time::Instant::now() + grace;
+            while std::time::Instant::now() < deadline {
+                if !group_alive(pgid) {
+                    return Ok(false);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            signal_group(pgid, Signal::KILL)?;
+            Ok(true)
+        }
+    }
+}
+
+/// Names a signal number for messages (`9 (SIGKILL)`).
+pub fn signal_name(signal: i32) -> String {
+    let name = match signal {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        _ => return format!("signal {signal}"),
+    };
+    format!("signal {signal} ({name})")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_request_kills_at_once() {
+        let grace = Duration::from_secs(10);
+        assert_eq!(
+            method(Reason::Requested, grace),
+            Method::TermThenKill { grace }
+        );
+        assert_eq!(
+            method(Reason::Timeout, grace),
+            Method::TermThenKill { grace }
+        );
+        assert_eq!(method(Reason::RequestedAgain, grace), Method::Kill);
+        assert_eq!(
+            method(Reason::Leftovers, grace),
+            Method::TermThenKill {
+                grace: Duration::from_secs(2)
+            }
+        );
+    }
+
+    #[test]
+    fn signal_names() {
+        assert_eq!(signal_name(9), "signal 9 (SIGKILL)");
+        assert_eq!(signal_name(64), "signal 64");
+    }
+}

@@ -1,0 +1,467 @@
+//! `orch run --no-merge` with scripted agents: each ends in the right status
+//! with the right reason, git agrees (checked with the `git` CLI), and no
+//! process of any agent group is left.
+
+use std::fs;
+
+use crate::common::TestEnv;
+
+const THREE: &str =
+    "[[task]]\nid = \"A\"\n[[task]]\nid = \"B\"\n[[task]]\nid = \"C\"\ndepends_on = [\"A\"]\n";
+
+fn setup(script: &str, extra: &str, plan: &str) -> TestEnv {
+    let env = TestEnv::new();
+    env.init_repo();
+    env.configure(script, extra);
+    env.write("plan.toml", plan);
+    env
+}
+
+fn run(env: &TestEnv) -> std::process::Output {
+    env.orch().args(["run", "--no-merge"]).output().unwrap()
+}
+
+fn rev_count(env: &TestEnv, range: &str) -> usize {
+    env.git(&env.repo(), ["rev-list", "--count", range])
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn committing_agents_leave_their_work_on_task_branches() {
+    let env = setup("commit.sh", "", THREE);
+    let out = run(&env);
+    assert!(out.status.success(), "{}", env.render(&out));
+    assert_eq!(env.status_of("A"), "awaiting_merge");
+    assert_eq!(env.status_of("B"), "awaiting_merge");
+    assert_eq!(
+        env.status_of("C"),
+        "",
+        "C needs A merged, so it never starts"
+    );
+    for task in ["A", "B"] {
+        assert_eq!(rev_count(&env, &format!("main..orch/{task}")), 1, "{task}");
+        let worktree = env.state()["items"][task]["worktree"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let status = env.git(std::path::Path::new(&worktree), ["status", "--porcelain"]);
+        assert_eq!(status, "", "{task}'s worktree is clean");
+        let file = fs::read_to_string(format!("{worktree}/work-{task}.txt")).unwrap();
+        assert_eq!(file, format!("done by {task}, attempt 1\n"));
+    }
+    let list = env.git(&env.repo(), ["worktree", "list", "--porcelain"]);
+    assert!(list.contains("branch refs/heads/orch/A"), "{list}");
+    assert!(list.contains("branch refs/heads/orch/B"), "{list}");
+    let names: Vec<String> = env
+        .events()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names.first().map(String::as_str), Some("run.started"));
+    assert_eq!(names.last().map(String::as_str), Some("run.finished"));
+    assert_eq!(names.iter().filter(|n| *n == "task.completed").count(), 2);
+    env.assert_no_agent_left();
+}
+
+#[test]
+fn uncommitted_work_is_committed_with_a_trailer() {
+    let env = setup(
+        "uncommitted.sh",
+        "",
+        "[[task]]\nid = \"T1\"\ntitle = \"Tidy the readme\"\n",
+    );
+    let out = run(&env);
+    assert!(out.status.success(), "{}", env.render(&out));
+    let message = env.git(&env.repo(), ["log", "-1", "--format=%B", "orch/T1"]);
+    assert!(message.starts_with("Tidy the readme\n"), "{message}");
+    let trailers = env.git(
+        &env.repo(),
+        [
+            "log",
+            "-1",
+            "--format=%(trailers:key=Orch-Task,valueonly)",
+            "orch/T1",
+        ],
+    );
+    assert_eq!(trailers.trim(), "T1");
+    let files = env.git(&env.repo(), ["show", "--name-only", "--format=", "orch/T1"]);
+    assert_eq!(files, "README.md\nleft-T1.txt\n");
+    assert!(
+        env.events()
+            .iter()
+            .any(|e| e["event"] == "task.commit" && e["auto"] == true)
+    );
+}
+
+#[test]
+fn an_agent_that_changes_nothing_fails_unless_allowed() {
+    let env = setup(
+        "noop.sh",
+        "[retry]\nmax_attempts = 2",
+        "[[task]]\nid = \"T1\"\n[[task]]\nid = \"T2\"\nexpect_changes = false\n",
+    );
+    let out = run(&env);
+    assert_eq!(out.status.code(), Some(1), "{}", env.render(&out));
+    assert_eq!(env.status_of("T1"), "failed");
+    let reason = env.state()["items"]["T1"]["reason"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        reason.starts_with("the agent exited 0 but changed nothing"),
+        "{reason}"
+    );
+    assert!(
+        reason.ends_with("(attempt 2 of 2; no attempts left)"),
+        "{reason}"
+    );
+    assert_eq!(env.status_of("T2"), "awaiting_merge");
+}
+
+#[test]
+fn transient_failures_are_retried_until_attempts_run_out() {
+    let env = setup("fail-transient.sh", "", "[[task]]\nid = \"T1\"\n");
+    let out = run(&env);
+    assert_eq!(out.status.code(), Some(1), "{}", env.render(&out));
+    let state = env.state();
+    let item = &state["items"]["T1"];
+    assert_eq!(item["status"], "failed");
+    assert_eq!(item["attempts"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        item["reason"],
+        "exit code 75 (transient) (attempt 3 of 3; no attempts left)"
+    );
+    let retrying = env
+        .events()
+        .iter()
+        .filter(|e| e["event"] == "task.retrying")
+        .count();
+    assert_eq!(retrying, 2);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        stderr.contains("retrying  T1  attempt 1: exit code 75 (transient); next attempt in"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_transient_failure_can_succeed_on_retry() {
+    let env = setup(
+        "fail-transient.sh",
+        "[agent.env]\nSUCCEED_AT = \"2\"",
+        "[[task]]\nid = \"T1\"\n",
+    );
+    let out = run(&env);
+    assert!(out.status.success(), "{}", env.render(&out));
+    assert_eq!(env.status_of("T1"), "awaiting_merge");
+    let log = fs::read_to_string(env.repo().join(".orchestrator/runs/T1/1/agent.log")).unwrap();
+    assert_eq!(log, "attempt 1 failing\n");
+}
+
+#[test]
+fn permanent_failures_are_not_retried() {
+    let env = setup(
+        "fail-permanent.sh",
+        "",
+        "[[task]]\nid = \"T1\"\n[[task]]\nid = \"T2\"\ndepends_on = [\"T1\"]\n",
+    );
+    let out = run(&env);
+    assert_eq!(out.status.code(), Some(1));
+    let state = env.state();
+    assert_eq!(
+        state["items"]["T1"]["attempts"].as_array().unwrap().len(),
+        1
+    );
+    assert_eq!(
+        state["items"]["T1"]["reason"],
+        "exit code 2, which `retry.permanent_exit_codes` lists"
+    );
+    assert_eq!(env.status_of("T2"), "blocked");
+    assert_eq!(
+        state["items"]["T2"]["reason"],
+        "required dependency `T1` is failed"
+    );
+}
+
+#[test]
+fn a_hanging_agent_times_out_and_its_group_is_stopped() {
+    let env = setup(
+        "hang.sh",
+        "[retry]\nmax_attempts = 1\n[agents.x]\ncommand = [\"true\"]",
+        "[[task]]\nid = \"T1\"\n",
+    );
+    let config = fs::read_to_string(env.repo().join(".orchestrator.toml")).unwrap();
+    env.write(
+        ".orchestrator.toml",
+        &config.replace("max_parallel = 2", "max_parallel = 2\ntimeout = \"1s\""),
+    );
+    let out = run(&env);
+    assert_eq!(out.status.code(), Some(1), "{}", env.render(&out));
+    assert_eq!(
+        env.state()["items"]["T1"]["reason"],
+        "timed out after 1s (attempt 1 of 1; no attempts left)"
+    );
+    let exit = fs::read_to_string(env.repo().join(".orchestrator/runs/T1/1/exit.json")).unwrap();
+    assert!(exit.contains("\"timed_out\""), "{exit}");
+    env.assert_no_agent_left();
+}
+
+#[test]
+fn an_agent_ignoring_sigterm_is_killed_after_the_grace_period() {
+    let env = setup(
+        "ignore-term.sh",
+        "[retry]\nmax_attempts = 1",
+        "[[task]]\nid = \"T1\"\n",
+    );
+    let config = fs::read_to_string(env.repo().join(".orchestrator.toml")).unwrap();
+    env.write(
+        ".orchestrator.toml",
+        &config.replace("max_parallel = 2", "max_parallel = 2\ntimeout = \"1s\""),
+    );
+    let out = run(&env);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        env.state()["items"]["T1"]["reason"],
+        "timed out after 1s (attempt 1 of 1; no attempts left)"
+    );
+    env.assert_no_agent_left();
+}
+
+#[test]
+fn a_grandchild_left_behind_is_stopped_with_the_group() {
+    let env = setup("grandchild.sh", "", "[[task]]\nid = \"T1\"\n");
+    let out = run(&env);
+    assert!(out.status.success(), "{}", env.render(&out));
+    assert_eq!(env.status_of("T1"), "awaiting_merge");
+    env.assert_no_agent_left();
+}
+
+#[test]
+fn a_flood_of_output_is_capped_with_a_marker() {
+    let env = setup("flood.sh", "", "[[task]]\nid = \"T1\"\n");
+    let config = fs::read_to_string(env.repo().join(".orchestrator.toml")).unwrap();
+    env.write(
+        ".orchestrator.toml",
+        &config.replace("max_parallel = 2", "max_parallel = 2\nlog_limit = \"1MiB\""),
+    );
+    let out = run(&env);
+    assert!(out.status.success(), "{}", env.render(&out));
+    assert_eq!(env.status_of("T1"), "awaiting_merge");
+    let log = fs::read(env.repo().join(".orchestrator/runs/T1/1/agent.log")).unwrap();
+    let marker = format!(
+        "\n[orch: output truncated at 1048576 bytes; {} more bytes were discarded]\n",
+        104_857_600 - 1_048_576
+    );
+    assert!(
+        log.ends_with(marker.as_bytes()),
+        "{}",
+        String::from_utf8_lossy(&log[log.len() - 200..])
+    );
+    assert_eq!(log.len(), 1_048_576 + marker.len());
+    let exit = fs::read_to_string(env.repo().join(".orchestrator/runs/T1/1/exit.json")).unwrap();
+    assert!(exit.contains("\"output_bytes\": 104857600"), "{exit}");
+    assert!(exit.contains("\"log_truncated\": true"), "{exit}");
+}
+
+#[test]
+fn the_result_file_is_read() {
+    let env = setup("result.sh", "", "[[task]]\nid = \"T1\"\n");
+    let out = run(&env);
+    assert!(out.status.success(), "{}", env.render(&out));
+    assert_eq!(env.state()["items"]["T1"]["summary"], "built the T1 piece");
+}
+
+#[test]
+fn a_missing_agent_command_fails_at_once() {
+    let env = setup("no-such-agent.sh", "", "[[task]]\nid = \"T1\"\n");
+    let out = run(&env);
+    assert_eq!(out.status.code(), Some(1));
+    let state = env.state();
+    assert_eq!(
+        state["items"]["T1"]["attempts"].as_array().unwrap().len(),
+        1
+    );
+    let reason = state["items"]["T1"]["reason"].as_str().unwrap();
+    assert!(reason.starts_with("cannot start the agent: `"), "{reason}");
+    assert!(
+        reason.ends_with("no-such-agent.sh`: No such file or directory (os error 2)"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn the_agent_gets_its_prompt_and_variables() {
+    let env = setup(
+        "commit.sh",
+        "",
+        "[[task]]\nid = \"T1\"\ntitle = \"Add a parser\"\ndescription = \"Parse the input.\"\nacceptance = [\"tests pass\"]\nowner = \"ana\"\n",
+    );
+    let script = "#!/bin/sh\nenv | grep ^ORCH_ | sort > \"$ORCH_RESULT_FILE.env\"\ncat > prompt-seen.txt\ngit add prompt-seen.txt\ngit commit -q -m prompt\n";
+    let agent = env.root().join("env-agent.sh");
+    fs::write(&agent, script).unwrap();
+    fs::set_permissions(&agent, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    env.configure(
+        "commit.sh",
+        &format!(
+            "[agents.env]\ncommand = [{:?}]",
+            agent.display().to_string()
+        ),
+    );
+    env.write("plan.toml", "[[task]]\nid = \"T1\"\ntitle = \"Add a parser\"\ndescription = \"Parse the input.\"\nacceptance = [\"tests pass\"]\nagent = \"env\"\n");
+    let out = run(&env);
+    assert!(out.status.success(), "{}", env.render(&out));
+    let run_dir = env.repo().join(".orchestrator/runs/T1/1");
+    let vars = fs::read_to_string(run_dir.join("result.json.env")).unwrap();
+    let names: Vec<&str> = vars.lines().map(|l| l.split('=').next().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "ORCH_ATTEMPT",
+            "ORCH_BRANCH",
+            "ORCH_PROMPT_FILE",
+            "ORCH_RESULT_FILE",
+            "ORCH_STATE_DIR",
+            "ORCH_TARGET",
+            "ORCH_TASK_ID",
+            "ORCH_TASK_TITLE",
+            "ORCH_WORKTREE"
+        ]
+    );
+    assert!(vars.contains("ORCH_TASK_TITLE=Add a parser\n"));
+    assert!(vars.contains("ORCH_BRANCH=orch/T1\n"));
+    let prompt = fs::read_to_string(run_dir.join("prompt.md")).unwrap();
+    let seen = env.git(&env.repo(), ["show", "orch/T1:prompt-seen.txt"]);
+    assert_eq!(seen, prompt, "the prompt arrives on stdin");
+    assert!(prompt.contains("# Add a parser"), "{prompt}");
+    assert!(prompt.contains("Parse the input."), "{prompt}");
+    assert!(prompt.contains("- tests pass"), "{prompt}");
+}
+
+#[test]
+fn subtasks_run_one_agent_each_in_order() {
+    let plan = "[[task]]\nid = \"T1\"\n[[task.subtask]]\nid = \"S2\"\ndepends_on = [\"S1\"]\n[[task.subtask]]\nid = \"S1\"\n";
+    let env = setup("commit.sh", "", plan);
+    let config = fs::read_to_string(env.repo().join(".orchestrator.toml")).unwrap();
+    env.write(
+        ".orchestrator.toml",
+        &config.replace("max_parallel = 2", "max_parallel = 2\nunit = \"subtask\""),
+    );
+    let out = run(&env);
+    assert!(out.status.success(), "{}", env.render(&out));
+    assert_eq!(env.status_of("T1"), "awaiting_merge");
+    assert_eq!(env.status_of("T1.S1"), "done");
+    assert_eq!(env.status_of("T1.S2"), "done");
+    let log = env.git(&env.repo(), ["log", "--format=%s", "main..orch/T1"]);
+    assert_eq!(log, "Add work-T1_S2.txt\nAdd work-T1_S1.txt\n");
+}
+
+#[test]
+fn a_failing_subtask_fails_its_task() {
+    let plan = "[[task]]\nid = \"T1\"\n[[task.subtask]]\nid = \"S1\"\n[[task.subtask]]\nid = \"S2\"\nagent = \"bad\"\n[[task.subtask]]\nid = \"S3\"\n";
+    let env = setup(
+        "commit.sh",
+        &format!(
+            "[agents.bad]\ncommand = [{:?}]",
+            TestEnv::new().agent("fail-permanent.sh")
+        ),
+        plan,
+    );
+    let config = fs::read_to_string(env.repo().join(".orchestrator.toml")).unwrap();
+    env.write(
+        ".orchestrator.toml",
+        &config.replace("max_parallel = 2", "max_parallel = 2\nunit = \"subtask\""),
+    );
+    let out = run(&env);
+    assert_eq!(out.status.code(), Some(1), "{}", env.render(&out));
+    assert_eq!(env.status_of("T1.S1"), "done");
+    assert_eq!(env.status_of("T1.S2"), "failed");
+    assert_eq!(env.status_of("T1.S3"), "");
+    assert_eq!(env.status_of("T1"), "failed");
+    assert_eq!(
+        env.state()["items"]["T1"]["reason"],
+        "subtask `T1.S2` failed"
+    );
+}
+
+#[test]
+fn worktrees_are_recycled_keeping_ignored_files() {
+    let plan = "[[task]]\nid = \"A\"\n[[task]]\nid = \"B\"\n[[task]]\nid = \"C\"\n";
+    let env = setup("commit.sh", "", plan);
+    env.write(".gitignore", "cache/\n");
+    env.git(&env.repo(), ["add", ".gitignore"]);
+    env.git(&env.repo(), ["commit", "-q", "-m", "ignore cache"]);
+    let agent = env.root().join("cache-agent.sh");
+    fs::write(
+        &agent,
+        format!(
+            "#!/bin/sh\nmkdir -p cache\necho \"$ORCH_TASK_ID\" >> cache/seen\nexec {}\n",
+            env.agent("commit.sh")
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&agent, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    env.configure("commit.sh", "");
+    let config = fs::read_to_string(env.repo().join(".orchestrator.toml")).unwrap();
+    let config = config
+        .replace("max_parallel = 2", "max_parallel = 1")
+        .replace(&env.agent("commit.sh"), &agent.display().to_string());
+    env.write(".orchestrator.toml", &config);
+    let out = run(&env);
+    assert!(out.status.success(), "{}", env.render(&out));
+    let list = env.git(&env.repo(), ["worktree", "list", "--porcelain"]);
+    assert_eq!(
+        list.matches("worktree ").count(),
+        2,
+        "one recycled worktree besides the main one:\n{list}"
+    );
+    let state = env.state();
+    let last = state["items"]["C"]["worktree"].as_str().unwrap();
+    assert!(state["items"]["A"]["worktree"].is_null());
+    assert_eq!(
+        fs::read_to_string(format!("{last}/cache/seen")).unwrap(),
+        "A\nB\nC\n"
+    );
+    for task in ["A", "B", "C"] {
+        assert_eq!(rev_count(&env, &format!("main..orch/{task}")), 1, "{task}");
+        let files = env.git(
+            &env.repo(),
+            ["show", "--name-only", "--format=", &format!("orch/{task}")],
+        );
+        assert_eq!(
+            files,
+            format!("work-{task}.txt\n"),
+            "each branch holds only its own work"
+        );
+    }
+}
+
+#[test]
+fn a_dirty_worktree_is_never_recycled() {
+    let plan = "[[task]]\nid = \"A\"\nexpect_changes = false\n[[task]]\nid = \"B\"\n";
+    let env = setup("uncommitted.sh", "", plan);
+    let config = fs::read_to_string(env.repo().join(".orchestrator.toml")).unwrap();
+    let config = config
+        .replace("max_parallel = 2", "max_parallel = 1\nauto_commit = false")
+        .replace(
+            "[hooks]",
+            &format!(
+                "[agents.commit]\ncommand = [{:?}]\n\n[hooks]",
+                env.agent("commit.sh")
+            ),
+        );
+    env.write(".orchestrator.toml", &config);
+    env.write("plan.toml", "[[task]]\nid = \"A\"\npriority = 0\nexpect_changes = false\n[[task]]\nid = \"B\"\npriority = 1\nagent = \"commit\"\n");
+    let out = env.orch().args(["run", "--no-merge"]).output().unwrap();
+    assert!(out.status.success(), "{}", env.render(&out));
+    let state = env.state();
+    let a = state["items"]["A"]["worktree"].as_str().unwrap().to_owned();
+    let b = state["items"]["B"]["worktree"].as_str().unwrap().to_owned();
+    assert_ne!(a, b);
+    let dirty = env.git(std::path::Path::new(&a), ["status", "--porcelain"]);
+    assert!(
+        dirty.contains("left-A.txt"),
+        "A's uncommitted work is untouched: {dirty}"
+    );
+}
