@@ -217,3 +217,158 @@ pub enum Outcome {
     /// A person cancelled it.
     Cancelled,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> State {
+        let t = |s: &str| Timestamp(humantime::parse_rfc3339(s).unwrap());
+        let mut running = ItemState::new(Status::Running);
+        running.branch = Some("orch/P1.M1.T2".to_owned());
+        running.worktree = Some(PathBuf::from("/w/P1.M1.T2"));
+        running.base = Some("1".repeat(40));
+        running.budget_start = 1;
+        running.attempts = vec![
+            Attempt {
+                number: 1,
+                started: t("2026-01-01T00:00:00Z"),
+                finished: Some(t("2026-01-01T00:01:00Z")),
+                outcome: Some(Outcome::Failed {
+                    reason: "exit code 1".to_owned(),
+                    retry: true,
+                }),
+                purpose: None,
+            },
+            Attempt {
+                number: 2,
+                started: t("2026-01-01T00:02:00Z"),
+                finished: Some(t("2026-01-01T00:02:30Z")),
+                outcome: Some(Outcome::Interrupted {
+                    reason: "stopped".to_owned(),
+                }),
+                purpose: Some(Purpose::Conflict),
+            },
+            Attempt {
+                number: 3,
+                started: t("2026-01-01T00:03:00Z"),
+                finished: None,
+                outcome: None,
+                purpose: None,
+            },
+        ];
+        let mut merged = ItemState::new(Status::Merged);
+        merged.merge_commit = Some("2".repeat(40));
+        merged.summary = Some("added the schema".to_owned());
+        merged.attempts.push(Attempt {
+            number: 1,
+            started: t("2026-01-01T00:00:00Z"),
+            finished: Some(t("2026-01-01T00:00:10Z")),
+            outcome: Some(Outcome::Succeeded { commits: 2 }),
+            purpose: None,
+        });
+        let mut state = State {
+            target: Some("main".to_owned()),
+            run: Some(RunRecord {
+                pid: 42,
+                started: t("2026-01-01T00:00:00Z"),
+                finished: None,
+            }),
+            ..State::default()
+        };
+        state
+            .items
+            .insert(FullId::parse("P1.M1.T1").unwrap(), merged);
+        state
+            .items
+            .insert(FullId::parse("P1.M1.T2").unwrap(), running);
+        state
+    }
+
+    #[test]
+    fn schema_1_round_trips() {
+        let state = sample();
+        let text = serde_json::to_string_pretty(&state).unwrap();
+        let back: State = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, state);
+        assert_eq!(
+            back.items[&FullId::parse("P1.M1.T2").unwrap()].counted_attempts(),
+            1
+        );
+        assert_eq!(
+            back.items[&FullId::parse("P1.M1.T2").unwrap()]
+                .open_attempt()
+                .map(|a| a.number),
+            Some(3)
+        );
+        insta::assert_snapshot!(text, @r#"
+        {
+          "schema": 1,
+          "target": "main",
+          "run": {
+            "pid": 42,
+            "started": "2026-01-01T00:00:00.000Z"
+          },
+          "items": {
+            "P1.M1.T1": {
+              "status": "merged",
+              "attempts": [
+                {
+                  "number": 1,
+                  "started": "2026-01-01T00:00:00.000Z",
+                  "finished": "2026-01-01T00:00:10.000Z",
+                  "outcome": {
+                    "kind": "succeeded",
+                    "commits": 2
+                  }
+                }
+              ],
+              "summary": "added the schema",
+              "merge_commit": "2222222222222222222222222222222222222222"
+            },
+            "P1.M1.T2": {
+              "status": "running",
+              "attempts": [
+                {
+                  "number": 1,
+                  "started": "2026-01-01T00:00:00.000Z",
+                  "finished": "2026-01-01T00:01:00.000Z",
+                  "outcome": {
+                    "kind": "failed",
+                    "reason": "exit code 1",
+                    "retry": true
+                  }
+                },
+                {
+                  "number": 2,
+                  "started": "2026-01-01T00:02:00.000Z",
+                  "finished": "2026-01-01T00:02:30.000Z",
+                  "outcome": {
+                    "kind": "interrupted",
+                    "reason": "stopped"
+                  },
+                  "purpose": "conflict"
+                },
+                {
+                  "number": 3,
+                  "started": "2026-01-01T00:03:00.000Z"
+                }
+              ],
+              "budget_start": 1,
+              "branch": "orch/P1.M1.T2",
+              "worktree": "/w/P1.M1.T2",
+              "base": "1111111111111111111111111111111111111111"
+            }
+          }
+        }
+        "#);
+    }
+
+    #[test]
+    fn a_reader_ignores_fields_it_does_not_know() {
+        let text =
+            r#"{"schema": 1, "future": true, "items": {"T1": {"status": "pending", "later": 3}}}"#;
+        let state: State = serde_json::from_str(text).unwrap();
+        assert_eq!(state.items.len(), 1);
+    }
+}

@@ -3,6 +3,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod clean;
 mod init;
 mod plan_check;
 mod plan_graph;
@@ -10,6 +11,8 @@ mod plan_import;
 mod plan_next;
 mod plan_show;
 mod run;
+mod run_control;
+mod status_logs;
 
 /// Every file in this folder is compiled as a module (a forgotten one would never run).
 #[test]

@@ -423,6 +423,20 @@ fn worktrees_are_recycled_keeping_ignored_files() {
         fs::read_to_string(format!("{last}/cache/seen")).unwrap(),
         "A\nB\nC\n"
     );
+    let readme = fs::metadata(format!("{last}/README.md"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let c_started = env
+        .events()
+        .iter()
+        .find(|e| e["event"] == "task.started" && e["id"] == "C")
+        .and_then(|e| humantime::parse_rfc3339(e["ts"].as_str().unwrap()).ok())
+        .unwrap();
+    assert!(
+        readme < c_started,
+        "an unchanged file is not rewritten when the worktree is recycled"
+    );
     for task in ["A", "B", "C"] {
         assert_eq!(rev_count(&env, &format!("main..orch/{task}")), 1, "{task}");
         let files = env.git(

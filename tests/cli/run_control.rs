@@ -1,0 +1,299 @@
+//! A run under control: cancel through the inbox, retry and resolve on the
+//! state file, the lock, Ctrl-C, and SIGKILL of the coordinator.
+
+use std::process::{Child, Stdio};
+
+use rustix::process::{Pid, Signal, kill_process};
+
+use crate::common::{DEADLINE, TestEnv, wait_until};
+
+fn setup(script: &str, extra: &str, plan: &str) -> TestEnv {
+    let env = TestEnv::new();
+    env.init_repo();
+    env.configure(script, extra);
+    env.write("plan.toml", plan);
+    env
+}
+
+fn spawn_run(env: &TestEnv) -> Child {
+    env.orch()
+        .args(["run", "--no-merge"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn signal(child: &Child, sig: Signal) {
+    kill_process(Pid::from_raw(child.id() as i32).unwrap(), sig).unwrap();
+}
+
+/// Waits until `n` agents have started (their groups are recorded).
+fn wait_for_agents(env: &TestEnv, n: usize) {
+    assert!(
+        wait_until(DEADLINE, || env.agent_groups().len() >= n),
+        "{n} agents never started"
+    );
+}
+
+fn wait_exit(child: &mut Child) -> std::process::Output {
+    let mut status = None;
+    assert!(
+        wait_until(DEADLINE, || {
+            status = child.try_wait().unwrap();
+            status.is_some()
+        }),
+        "the run did not end"
+    );
+    let mut stderr = String::new();
+    if let Some(mut err) = child.stderr.take() {
+        std::io::Read::read_to_string(&mut err, &mut stderr).unwrap();
+    }
+    std::process::Output {
+        status: status.unwrap(),
+        stdout: Vec::new(),
+        stderr: stderr.into_bytes(),
+    }
+}
+
+#[test]
+fn cancel_through_the_inbox_stops_the_agent_group() {
+    let env = setup(
+        "hang.sh",
+        "",
+        "[[task]]\nid = \"T1\"\n[[task]]\nid = \"T2\"\ndepends_on = [\"T1\"]\n",
+    );
+    let mut run = spawn_run(&env);
+    wait_for_agents(&env, 1);
+    let out = env.orch().args(["cancel", "T1"]).output().unwrap();
+    let text = env.render(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.starts_with("Cancelled `T1` (by the live run, pid "),
+        "{text}"
+    );
+    let out = wait_exit(&mut run);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "T2 is blocked: {}",
+        env.render(&out)
+    );
+    assert_eq!(env.status_of("T1"), "cancelled");
+    assert_eq!(env.status_of("T2"), "blocked");
+    assert_eq!(
+        env.state()["items"]["T1"]["attempts"][0]["outcome"]["kind"],
+        "cancelled"
+    );
+    env.assert_no_agent_left();
+}
+
+#[test]
+fn retry_and_resolve_without_a_live_run() {
+    let plan = "[[task]]\nid = \"T1\"\n[[task]]\nid = \"T2\"\ndepends_on = [\"T1\"]\n[[task]]\nid = \"T3\"\ndepends_on = [\"T1\"]\n[[task]]\nid = \"T4\"\n";
+    let env = setup("fail-permanent.sh", "", plan);
+    let out = env.orch().args(["run", "--no-merge"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(env.status_of("T2"), "blocked");
+    insta::assert_snapshot!(env.run(["retry", "T2"]), @"
+    ------- stderr -------
+    error: cannot retry `T2`: it is `blocked`
+    [exit status: 2]
+    ");
+    insta::assert_snapshot!(env.run(["resolve", "T1"]), @"Resolved `T1`.");
+    assert_eq!(env.status_of("T1"), "resolved");
+    assert_eq!(env.status_of("T2"), "pending", "unblocked");
+    insta::assert_snapshot!(env.run(["cancel", "T3"]), @"Cancelled `T3`.");
+    insta::assert_snapshot!(env.run(["retry", "T4"]), @"Retried `T4`.");
+    assert_eq!(env.status_of("T4"), "ready");
+    env.configure("commit.sh", "");
+    let out = env.orch().args(["run", "--no-merge"]).output().unwrap();
+    assert!(out.status.success(), "{}", env.render(&out));
+    assert_eq!(
+        env.status_of("T2"),
+        "awaiting_merge",
+        "T1 resolved satisfies T2"
+    );
+    assert_eq!(env.status_of("T3"), "cancelled");
+    assert_eq!(env.status_of("T4"), "awaiting_merge");
+    assert_eq!(
+        env.state()["items"]["T4"]["attempts"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let kinds: Vec<String> = env
+        .events()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap().to_owned())
+        .collect();
+    for kind in [
+        "task.retried",
+        "task.resolved",
+        "task.cancelled",
+        "task.unblocked",
+    ] {
+        assert!(kinds.contains(&kind.to_owned()), "{kind} missing");
+    }
+}
+
+#[test]
+fn a_second_coordinator_is_refused_with_the_holders_pid() {
+    let env = setup("hang.sh", "", "[[task]]\nid = \"T1\"\n");
+    let mut run = spawn_run(&env);
+    wait_for_agents(&env, 1);
+    let out = env.orch().args(["run", "--no-merge"]).output().unwrap();
+    let text = env.render(&out);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(
+        text.contains(&format!(
+            "error: another `orch run` (pid {}) holds `",
+            run.id()
+        )),
+        "{text}"
+    );
+    signal(&run, Signal::INT);
+    wait_exit(&mut run);
+    env.assert_no_agent_left();
+}
+
+#[test]
+fn ctrl_c_stops_agents_records_them_interrupted_and_exits_130() {
+    let env = setup(
+        "hang.sh",
+        "",
+        "[[task]]\nid = \"T1\"\n[[task]]\nid = \"T2\"\n",
+    );
+    let mut run = spawn_run(&env);
+    wait_for_agents(&env, 2);
+    signal(&run, Signal::INT);
+    let out = wait_exit(&mut run);
+    let text = env.render(&out);
+    assert_eq!(out.status.code(), Some(130), "{text}");
+    assert!(
+        text.contains("Stopping: waiting for 2 agents to stop"),
+        "{text}"
+    );
+    for task in ["T1", "T2"] {
+        let state = env.state();
+        let item = &state["items"][task];
+        assert_eq!(item["status"], "retrying", "{task}");
+        assert_eq!(
+            item["attempts"][0]["outcome"]["kind"], "interrupted",
+            "{task}"
+        );
+    }
+    env.assert_no_agent_left();
+    let status = env.orch().args(["status", "--json"]).output().unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let t1 = doc["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == "T1")
+        .unwrap();
+    assert_eq!(t1["attempts"], 0, "an interrupted attempt does not count");
+}
+
+#[test]
+fn a_second_ctrl_c_kills_at_once() {
+    let env = setup("ignore-term.sh", "", "[[task]]\nid = \"T1\"\n");
+    let config = std::fs::read_to_string(env.repo().join(".orchestrator.toml")).unwrap();
+    env.write(
+        ".orchestrator.toml",
+        &config.replace("grace = \"500ms\"", "grace = \"10m\""),
+    );
+    let mut run = spawn_run(&env);
+    wait_for_agents(&env, 1);
+    signal(&run, Signal::INT);
+    assert!(wait_until(DEADLINE, || env
+        .events()
+        .iter()
+        .any(|e| e["event"] == "run.stopping")));
+    signal(&run, Signal::INT);
+    let out = wait_exit(&mut run);
+    assert_eq!(out.status.code(), Some(130), "{}", env.render(&out));
+    assert_eq!(env.status_of("T1"), "retrying");
+    env.assert_no_agent_left();
+}
+
+#[test]
+fn sigkill_of_the_coordinator_leaves_agents_running_and_the_next_run_adopts_them() {
+    let plan = "[[task]]\nid = \"A\"\n[[task]]\nid = \"B\"\n[[task]]\nid = \"C\"\n";
+    let env = setup("slow.sh", "[agent.env]\nSLOW_SECONDS = \"3\"", plan);
+    let mut run = spawn_run(&env);
+    wait_for_agents(&env, 2);
+    assert!(wait_until(DEADLINE, || env
+        .repo()
+        .join(".orchestrator/state.json")
+        .exists()));
+    signal(&run, Signal::KILL);
+    run.wait().unwrap();
+    let supervisors: Vec<u32> = ["A", "B"]
+        .iter()
+        .filter_map(|t| {
+            let path = env
+                .repo()
+                .join(format!(".orchestrator/runs/{t}/1/supervisor.json"));
+            let v: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+            v["pid"].as_u64().map(|p| p as u32)
+        })
+        .collect();
+    assert_eq!(supervisors.len(), 2);
+    for pid in &supervisors {
+        let alive = rustix::process::test_kill_process(Pid::from_raw(*pid as i32).unwrap()).is_ok();
+        assert!(alive, "supervisor {pid} survived the coordinator");
+    }
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(env.repo().join(".orchestrator/state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(state["schema"], 1);
+
+    let out = env.orch().args(["run", "--no-merge"]).output().unwrap();
+    assert!(out.status.success(), "{}", env.render(&out));
+    for task in ["A", "B", "C"] {
+        assert_eq!(env.status_of(task), "awaiting_merge", "{task}");
+        let count = env.git(
+            &env.repo(),
+            ["rev-list", "--count", &format!("main..orch/{task}")],
+        );
+        assert_eq!(count.trim(), "1", "{task} has exactly one attempt's commit");
+    }
+    for task in ["A", "B"] {
+        let attempts = env.state()["items"][task]["attempts"]
+            .as_array()
+            .unwrap()
+            .len();
+        assert_eq!(attempts, 1, "{task} was adopted, not run again");
+    }
+    env.assert_no_agent_left();
+}
+
+#[test]
+fn illegal_commands_are_refused_with_the_status() {
+    let env = setup("commit.sh", "", "[[task]]\nid = \"T1\"\n[[milestone]]\n");
+    env.write(
+        "plan.toml",
+        "[[milestone]]\nid = \"M1\"\n[[milestone.task]]\nid = \"T1\"\n",
+    );
+    let out = env.orch().args(["run", "--no-merge"]).output().unwrap();
+    assert!(out.status.success(), "{}", env.render(&out));
+    insta::assert_snapshot!(env.run(["retry", "M1.T1"]), @"
+    ------- stderr -------
+    error: cannot retry `M1.T1`: it is `awaiting_merge`
+    [exit status: 2]
+    ");
+    insta::assert_snapshot!(env.run(["cancel", "M1"]), @"
+    ------- stderr -------
+    error: `M1` is a milestone; name one of its tasks
+    [exit status: 2]
+    ");
+    insta::assert_snapshot!(env.run(["resolve", "M1.T9"]), @"
+    ------- stderr -------
+    error: `M1.T9` is not in the plan
+    [exit status: 2]
+    ");
+}
