@@ -201,6 +201,15 @@ struct Coordinator {
     free: VecDeque<FullId>,
     /// The last known tip of each task branch (read on blocking threads).
     tips: BTreeMap<FullId, String>,
+    /// What the scheduler needs of each task, kept in step with `state`
+    /// by [`Coordinator::sync`] (rebuilding it from the state map on every
+    /// pass would cost a map lookup per task per pass).
+    views: Vec<TaskView>,
+    /// Something the scheduler looks at changed since its last pass.
+    reschedule: bool,
+    /// How long the last `state.json` write took; writes are spaced so
+    /// that they take a small share of the run however large the plan.
+    last_write: Duration,
     /// Serializes worktree administration: concurrent `git worktree add`
     /// calls read each other's half-written admin folders.
     worktree_admin: Arc<std::sync::Mutex<()>>,
@@ -274,6 +283,9 @@ impl Coordinator {
             free: VecDeque::new(),
             tips: BTreeMap::new(),
             worktree_admin: Arc::new(std::sync::Mutex::new(())),
+            views: Vec::new(),
+            reschedule: true,
+            last_write: Duration::ZERO,
             stopping: None,
             inbox_due: true,
             last_poll: Instant::now(),
@@ -290,6 +302,7 @@ impl Coordinator {
         };
         c.emit(EventName::RunStarted, None, fields);
         c.reconcile();
+        c.views = c.task_views();
         Ok(c)
     }
 
@@ -304,7 +317,7 @@ impl Coordinator {
         })?;
         loop {
             self.poll();
-            if self.stopping.is_none() {
+            if self.stopping.is_none() && std::mem::take(&mut self.reschedule) {
                 self.schedule_and_launch();
             }
             self.flush(false)?;
@@ -318,7 +331,7 @@ impl Coordinator {
                         self.handle(msg);
                     }
                 }
-                _ = tokio::time::sleep_until(wake) => {}
+                _ = tokio::time::sleep_until(wake) => self.reschedule = true,
                 _ = sigint.recv() => self.on_signal(),
                 _ = sigterm.recv() => self.on_signal(),
             }
@@ -340,7 +353,7 @@ impl Coordinator {
     /// Moves an item through the lifecycle table.
     fn transition(&mut self, id: &FullId, unit: Unit, event: Transition) -> Status {
         let entry = control::entry(&self.plan, &mut self.state, id);
-        match lifecycle::next(unit, entry.status, event) {
+        let status = match lifecycle::next(unit, entry.status, event) {
             Ok(to) => {
                 entry.status = to;
                 self.dirty = true;
@@ -351,7 +364,30 @@ impl Coordinator {
                 tracing::error!(id = %id, error = %illegal, "illegal transition");
                 entry.status
             }
-        }
+        };
+        self.sync(id);
+        status
+    }
+
+    /// Brings the scheduler's view of a task in line with its state entry.
+    fn sync(&mut self, id: &FullId) {
+        let Some(node) = self
+            .plan
+            .lookup(id.as_str())
+            .and_then(|i| self.plan.graph().task_node(i))
+        else {
+            return;
+        };
+        let (Some(view), Some(s)) = (self.views.get_mut(node as usize), self.state.items.get(id))
+        else {
+            return;
+        };
+        self.reschedule = true;
+        *view = TaskView {
+            status: s.status,
+            ready_since: s.ready_since.map(|t| t.0),
+            not_before: s.not_before.map(|t| t.0),
+        };
     }
 
     fn status(&self, id: &FullId) -> Status {
@@ -405,7 +441,7 @@ impl Coordinator {
     }
 
     fn schedule_and_launch(&mut self) {
-        let views = self.task_views();
+        let views = self.views.clone();
         let now = SystemTime::now();
         let s = schedule::schedule(&self.plan, &views, now, &self.limits());
         let plan = Arc::clone(&self.plan);
@@ -416,8 +452,8 @@ impl Coordinator {
             let id = &plan.item(plan.tasks()[t]).id;
             match readiness {
                 Readiness::Ready if views[t].status == Status::Pending => {
-                    self.transition(id, Unit::Task, Transition::Promote);
                     control::entry(&plan, &mut self.state, id).ready_since = Some(Timestamp(now));
+                    self.transition(id, Unit::Task, Transition::Promote);
                     self.emit(EventName::TaskReady, Some(id), Map::new());
                 }
                 Readiness::Blocked(blocker) => {
@@ -465,6 +501,7 @@ impl Coordinator {
     }
 
     fn handle(&mut self, msg: Msg) {
+        self.reschedule = true;
         match msg {
             Msg::Provisioned {
                 task,
@@ -548,6 +585,8 @@ impl Coordinator {
             let reply = match result {
                 Ok(applied) => {
                     self.dirty = true;
+                    self.views = self.task_views();
+                    self.reschedule = true;
                     for (name, id, fields) in applied.events {
                         if name == EventName::TaskRetried || name == EventName::TaskResolved {
                             self.stepping.remove(&id);
@@ -639,9 +678,9 @@ impl Coordinator {
         if !quiet {
             return false;
         }
-        let views = self.task_views();
+        let views = &self.views;
         let now = SystemTime::now();
-        let s = schedule::schedule(&self.plan, &views, now, &self.limits());
+        let s = schedule::schedule(&self.plan, views, now, &self.limits());
         let startable = s.start.iter().any(|t| self.in_scope[*t as usize]);
         let waiting_retry = views.iter().enumerate().any(|(t, v)| {
             self.in_scope[t]
@@ -658,18 +697,27 @@ impl Coordinator {
 
     /// Returns when the loop must wake up even if nothing happens.
     fn next_wake(&self) -> Instant {
-        let mut wake = Instant::now() + POLL_INTERVAL;
+        let now = Instant::now();
+        let mut wake = now + POLL_INTERVAL;
         if self.dirty {
-            wake = wake.min(self.last_flush + FLUSH_INTERVAL);
+            wake = wake.min(self.last_flush + self.flush_interval());
         }
         let now_sys = SystemTime::now();
-        for s in self.state.items.values() {
-            if s.status == Status::Retrying
-                && let Some(at) = s.not_before
-            {
-                let delay = at.0.duration_since(now_sys).unwrap_or_default();
-                wake = wake.min(Instant::now() + delay);
-            }
+        let retries = self
+            .views
+            .iter()
+            .filter(|v| v.status == Status::Retrying)
+            .filter_map(|v| v.not_before);
+        let steps = self
+            .stepping
+            .iter()
+            .filter_map(|task| self.plan.lookup(task.as_str()))
+            .flat_map(|task| self.plan.item(task).children.iter())
+            .filter_map(|sub| self.state.items.get(&self.plan.item(*sub).id))
+            .filter(|s| s.status == Status::Retrying)
+            .filter_map(|s| s.not_before.map(|t| t.0));
+        if let Some(at) = retries.chain(steps).min() {
+            wake = wake.min(now + at.duration_since(now_sys).unwrap_or_default());
         }
         if let Some(Stop::Kill { until }) = self.stopping {
             wake = wake.min(until);
@@ -677,11 +725,19 @@ impl Coordinator {
         wake
     }
 
+    /// Returns the spacing of `state.json` writes: [`FLUSH_INTERVAL`], or
+    /// twenty times the last write's duration for large states.
+    fn flush_interval(&self) -> Duration {
+        FLUSH_INTERVAL.max(self.last_write * 20)
+    }
+
     fn flush(&mut self, force: bool) -> Result<(), RunError> {
-        if !self.dirty || (!force && self.last_flush.elapsed() < FLUSH_INTERVAL) {
+        if !self.dirty || (!force && self.last_flush.elapsed() < self.flush_interval()) {
             return Ok(());
         }
+        let start = Instant::now();
         store::save(&self.state_dir.state_file(), &self.state)?;
+        self.last_write = start.elapsed();
         self.dirty = false;
         self.last_flush = Instant::now();
         Ok(())
@@ -712,15 +768,28 @@ impl Coordinator {
             .iter()
             .map(|(s, n)| (s.as_str().to_owned(), Value::from(*n)))
             .collect();
-        let fields = crate::fields! {
+        let mut fields = crate::fields! {
             "elapsed_ms" => summary.elapsed.as_millis() as u64,
             "attempts" => summary.attempts,
             "interrupted" => summary.interrupted,
             "counts" => counts_json,
         };
+        if let Some(cpu) = own_cpu_time() {
+            fields.insert("cpu_ms".to_owned(), (cpu.as_millis() as u64).into());
+        }
         self.emit(EventName::RunFinished, None, fields);
         Ok(summary)
     }
+}
+
+/// Returns the CPU time this process used (user and system), from `/proc`.
+fn own_cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let per_second = rustix::param::clock_ticks_per_second();
+    Some(Duration::from_secs_f64(ticks as f64 / per_second as f64))
 }
 
 /// Marks the tasks `--only` selects (all when unset).

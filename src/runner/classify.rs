@@ -70,9 +70,9 @@ pub fn classify(
             reason: format!("timed out after {}", humantime::format_duration(timeout)),
             retry: true,
         },
-        End::SpawnFailed { error } => Verdict::Failure {
+        End::SpawnFailed { error, transient } => Verdict::Failure {
             reason: format!("cannot start the agent: {error}"),
-            retry: false,
+            retry: *transient,
         },
         End::Stopped => Verdict::Stopped,
     }
@@ -177,9 +177,18 @@ mod tests {
             (
                 exit(End::SpawnFailed {
                     error: "No such file or directory".to_owned(),
+                    transient: false,
                 }),
                 None,
                 fail("cannot start the agent: No such file or directory", false),
+            ),
+            (
+                exit(End::SpawnFailed {
+                    error: "Text file busy".to_owned(),
+                    transient: true,
+                }),
+                None,
+                fail("cannot start the agent: Text file busy", true),
             ),
             (exit(End::Stopped), None, Verdict::Stopped),
         ];

@@ -83,8 +83,14 @@ pub enum End {
     TimedOut,
     /// The supervisor was asked to stop it (cancel, Ctrl-C).
     Stopped,
-    /// It could not be started at all.
-    SpawnFailed { error: String },
+    /// It could not be started at all; `transient` when trying again may
+    /// work (the file is busy being written, the system is out of processes
+    /// or memory), not when it is missing or not executable.
+    SpawnFailed {
+        error: String,
+        #[serde(default)]
+        transient: bool,
+    },
 }
 
 /// `exit.json`.

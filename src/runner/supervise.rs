@@ -86,6 +86,7 @@ async fn supervise(spec_path: &Path) -> std::io::Result<()> {
         return finish(
             End::SpawnFailed {
                 error: "the agent command is empty".to_owned(),
+                transient: false,
             },
             0,
             false,
@@ -110,14 +111,16 @@ async fn supervise(spec_path: &Path) -> std::io::Result<()> {
     let mut child = match cmd.spawn() {
         Ok(child) => child,
         Err(e) => {
+            let transient = matches!(e.raw_os_error(), Some(11 | 12 | 23 | 24 | 26));
             let error = format!("`{program}`: {e}");
-            return finish(End::SpawnFailed { error }, 0, false);
+            return finish(End::SpawnFailed { error, transient }, 0, false);
         }
     };
     let Some(pgid) = child.id() else {
         return finish(
             End::SpawnFailed {
                 error: "the agent exited at once".to_owned(),
+                transient: true,
             },
             0,
             false,
@@ -155,8 +158,14 @@ async fn supervise(spec_path: &Path) -> std::io::Result<()> {
         status = &mut exit_rx => {
             let end = match status {
                 Ok(Ok(status)) => end_of(status),
-                Ok(Err(e)) => End::SpawnFailed { error: format!("waiting for the agent failed: {e}") },
-                Err(_) => End::SpawnFailed { error: "lost the agent".to_owned() },
+                Ok(Err(e)) => End::SpawnFailed {
+                    error: format!("waiting for the agent failed: {e}"),
+                    transient: true,
+                },
+                Err(_) => End::SpawnFailed {
+                    error: "lost the agent".to_owned(),
+                    transient: true,
+                },
             };
             stop_leftovers(pgid, spec.grace).await;
             let (bytes, truncated) = drain(writer).await;

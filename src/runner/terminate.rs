@@ -59,12 +59,49 @@ pub fn signal_group(pgid: u32, signal: Signal) -> io::Result<()> {
     }
 }
 
-/// Returns whether any process of group `pgid` is left.
+/// Returns whether any live process of group `pgid` is left. Zombies (dead,
+/// waiting for their parent, often init, to collect them) do not count: on
+/// Linux the group's members are looked up in `/proc`.
 pub fn group_alive(pgid: u32) -> bool {
-    match pid(pgid) {
-        Some(pgid) => !matches!(test_kill_process_group(pgid), Err(Errno::SRCH)),
-        None => false,
+    let Some(group) = pid(pgid) else {
+        return false;
+    };
+    if matches!(test_kill_process_group(group), Err(Errno::SRCH)) {
+        return false;
     }
+    match live_members(pgid) {
+        Some(n) => n > 0,
+        None => true,
+    }
+}
+
+/// Counts the non-zombie processes of a group from `/proc`; `None` without `/proc`.
+fn live_members(pgid: u32) -> Option<usize> {
+    let entries = std::fs::read_dir("/proc").ok()?;
+    let mut live = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if !name
+            .to_str()
+            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // Fields after the command (which may hold spaces) start after the last `)`.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next();
+        let group = fields.nth(1).and_then(|g| g.parse::<u32>().ok());
+        if group == Some(pgid) && state != Some("Z") {
+            live += 1;
+        }
+    }
+    Some(live)
 }
 
 /// Sends `signal` to one process; a process already gone is fine.

@@ -298,16 +298,9 @@ fn the_agent_gets_its_prompt_and_variables() {
         "",
         "[[task]]\nid = \"T1\"\ntitle = \"Add a parser\"\ndescription = \"Parse the input.\"\nacceptance = [\"tests pass\"]\nowner = \"ana\"\n",
     );
-    let script = "#!/bin/sh\nenv | grep ^ORCH_ | sort > \"$ORCH_RESULT_FILE.env\"\ncat > prompt-seen.txt\ngit add prompt-seen.txt\ngit commit -q -m prompt\n";
-    let agent = env.root().join("env-agent.sh");
-    fs::write(&agent, script).unwrap();
-    fs::set_permissions(&agent, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     env.configure(
         "commit.sh",
-        &format!(
-            "[agents.env]\ncommand = [{:?}]",
-            agent.display().to_string()
-        ),
+        &format!("[agents.env]\ncommand = [{:?}]", env.agent("env.sh")),
     );
     env.write("plan.toml", "[[task]]\nid = \"T1\"\ntitle = \"Add a parser\"\ndescription = \"Parse the input.\"\nacceptance = [\"tests pass\"]\nagent = \"env\"\n");
     let out = run(&env);
@@ -392,22 +385,12 @@ fn worktrees_are_recycled_keeping_ignored_files() {
     env.write(".gitignore", "cache/\n");
     env.git(&env.repo(), ["add", ".gitignore"]);
     env.git(&env.repo(), ["commit", "-q", "-m", "ignore cache"]);
-    let agent = env.root().join("cache-agent.sh");
-    fs::write(
-        &agent,
-        format!(
-            "#!/bin/sh\nmkdir -p cache\necho \"$ORCH_TASK_ID\" >> cache/seen\nexec {}\n",
-            env.agent("commit.sh")
-        ),
-    )
-    .unwrap();
-    fs::set_permissions(&agent, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    env.configure("commit.sh", "");
+    env.configure("cache.sh", "");
     let config = fs::read_to_string(env.repo().join(".orchestrator.toml")).unwrap();
-    let config = config
-        .replace("max_parallel = 2", "max_parallel = 1")
-        .replace(&env.agent("commit.sh"), &agent.display().to_string());
-    env.write(".orchestrator.toml", &config);
+    env.write(
+        ".orchestrator.toml",
+        &config.replace("max_parallel = 2", "max_parallel = 1"),
+    );
     let out = run(&env);
     assert!(out.status.success(), "{}", env.render(&out));
     let list = env.git(&env.repo(), ["worktree", "list", "--porcelain"]);
@@ -478,4 +461,64 @@ fn a_dirty_worktree_is_never_recycled() {
         dirty.contains("left-A.txt"),
         "A's uncommitted work is untouched: {dirty}"
     );
+}
+
+#[test]
+fn prompt_templates_can_be_overridden_and_a_broken_one_is_named() {
+    let env = setup(
+        "commit.sh",
+        "",
+        "[[task]]\nid = \"T1\"\ntitle = \"Tidy\"\nowner = \"ana\"\n",
+    );
+    env.write(
+        ".orchestrator/templates/task.md",
+        "Do {{ task.id }} ({{ task.title }}) for {{ task.extra.owner }} on {{ branch }}.\n",
+    );
+    let out = run(&env);
+    assert!(out.status.success(), "{}", env.render(&out));
+    let prompt = fs::read_to_string(env.repo().join(".orchestrator/runs/T1/1/prompt.md")).unwrap();
+    assert_eq!(prompt, "Do T1 (Tidy) for ana on orch/T1.\n");
+
+    let env = setup("commit.sh", "", "[[task]]\nid = \"T1\"\n");
+    env.write(
+        ".orchestrator/templates/task.md",
+        "{{ task.nope.deeper }}\n",
+    );
+    let out = run(&env);
+    assert_eq!(out.status.code(), Some(1));
+    let reason = env.state()["items"]["T1"]["reason"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        reason.starts_with("cannot render prompt template `"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains(".orchestrator/templates/task.md`"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn a_stale_worktree_entry_is_pruned_before_the_task_starts() {
+    let env = setup("commit.sh", "", "[[task]]\nid = \"T1\"\n");
+    let path = env.root().join("repo.worktrees/T1");
+    env.git(
+        &env.repo(),
+        [
+            "worktree",
+            "add",
+            "-q",
+            "-b",
+            "elsewhere",
+            path.to_str().unwrap(),
+        ],
+    );
+    fs::remove_dir_all(&path).unwrap();
+    let out = run(&env);
+    assert!(out.status.success(), "{}", env.render(&out));
+    let list = env.git(&env.repo(), ["worktree", "list", "--porcelain"]);
+    assert!(list.contains("branch refs/heads/orch/T1"), "{list}");
+    assert!(!list.contains("prunable"), "{list}");
 }

@@ -146,28 +146,27 @@ fn logs_show_an_attempt_and_follow_a_live_one() {
     [exit status: 2]
     ");
 
-    let script = env.root().join("talk.sh");
-    std::fs::write(&script, "#!/bin/sh\necho one\nwhile [ ! -e \"$ORCH_WORKTREE/../go\" ]; do sleep 0.05; done\necho two\nexec true\n").unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let talk = setup(
-        "commit.sh",
-        "[[task]]\nid = \"T1\"\nexpect_changes = false\n",
-    );
-    let config = std::fs::read_to_string(talk.repo().join(".orchestrator.toml")).unwrap();
-    talk.write(
-        ".orchestrator.toml",
-        &config.replace(&talk.agent("commit.sh"), &script.display().to_string()),
-    );
+    let talk = setup("talk.sh", "[[task]]\nid = \"T1\"\nexpect_changes = false\n");
     let mut run = talk
         .orch()
         .args(["run", "--no-merge"])
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    assert!(wait_until(DEADLINE, || {
+    let started = wait_until(DEADLINE, || {
         std::fs::read_to_string(talk.repo().join(".orchestrator/runs/T1/1/agent.log"))
             .is_ok_and(|l| l == "one\n")
-    }));
+    });
+    if !started {
+        let _ = run.kill();
+        let out = run.wait_with_output().unwrap();
+        let log = std::fs::read_to_string(talk.repo().join(".orchestrator/events.jsonl"))
+            .unwrap_or_default();
+        panic!(
+            "the agent never wrote its first line:\n{}\n{log}",
+            talk.render(&out)
+        );
+    }
     let follow = talk
         .orch()
         .args(["logs", "-f", "T1"])

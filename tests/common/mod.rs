@@ -230,13 +230,32 @@ impl TestEnv {
     }
 }
 
-/// Returns whether `kill(-pgid, 0)` finds no process.
+/// Returns whether no live process is left in the group: `kill(-pgid, 0)`
+/// finds none, or only zombies waiting for init to collect them.
 pub fn group_gone(pgid: i32) -> bool {
     let pid = rustix::process::Pid::from_raw(pgid).unwrap();
-    matches!(
+    if matches!(
         rustix::process::test_kill_process_group(pid),
         Err(rustix::io::Errno::SRCH)
-    )
+    ) {
+        return true;
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    for entry in entries.flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.get(2) == Some(&pgid.to_string().as_str()) && fields.first() != Some(&"Z") {
+            return false;
+        }
+    }
+    true
 }
 
 /// Polls `cond` every 20 ms until it holds or `deadline` passes.
