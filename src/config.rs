@@ -328,6 +328,10 @@ pub struct MergeConfig {
     pub enabled: bool,
     pub on_conflict: OnFailure,
     pub on_check_failure: OnFailure,
+    /// Delete a task's branch once its work is in the target.
+    pub delete_branch: bool,
+    /// Remove a task's worktree once merged (else it is kept for reuse).
+    pub remove_worktree: bool,
 }
 
 impl Default for MergeConfig {
@@ -336,6 +340,8 @@ impl Default for MergeConfig {
             enabled: true,
             on_conflict: OnFailure::Agent,
             on_check_failure: OnFailure::Agent,
+            delete_branch: true,
+            remove_worktree: false,
         }
     }
 }
@@ -346,6 +352,9 @@ pub struct PolicyConfig {
     pub checks: Vec<Check>,
     pub forbidden_paths: Vec<String>,
     pub max_changed_files: Option<u32>,
+    pub max_changed_lines: Option<u32>,
+    /// Every commit of a task must carry its `Orch-Task:` trailer.
+    pub require_trailer: bool,
 }
 
 /// A command that must pass on the merged result.
@@ -535,6 +544,9 @@ impl Config {
                     self.git.worktree_root
                 ),
             ));
+        }
+        if let Err(e) = crate::merge_queue::policy::Policy::new(&self.policy) {
+            return Some((vec!["policy", "forbidden_paths"], e.to_string()));
         }
         let mut names = std::collections::BTreeSet::new();
         for check in &self.policy.checks {

@@ -13,6 +13,7 @@ pub mod coordinator;
 pub mod error;
 pub mod git;
 pub mod lifecycle;
+pub mod merge_queue;
 pub mod plan;
 pub mod runner;
 pub mod schedule;

@@ -15,6 +15,11 @@
 //!   rebuilt from scratch.
 //! - `awaiting_merge -> merged`: on start, reconcile finds the branch tip
 //!   already in target (the coordinator died after moving target).
+//! - `conflicted -> awaiting_merge` on a person's retry (instead of the
+//!   contract's `conflicted -> ready`): with `on_conflict = "stop"` the person
+//!   fixes the branch by hand and retries, and what is needed then is a new
+//!   merge, not another agent run. If the merge conflicts again the task is
+//!   conflicted again (and with `on_conflict = "agent"` the agent gets it).
 //!
 //! Phases and milestones have no stored status; [`derive`] rolls it up.
 
@@ -317,6 +322,15 @@ pub const TABLE: &[Rule] = &[
         to: S::Resolved,
         units: Units::Both,
     },
+    // Ahead of the contract's `conflicted -> ready`: a person who retries a
+    // conflicted task has fixed its branch by hand, so it goes back to the
+    // merge queue rather than to an agent (see the module docs).
+    Rule {
+        event: Event::Retry,
+        from: &[S::Conflicted],
+        to: S::AwaitingMerge,
+        units: Units::TaskOnly,
+    },
     Rule {
         event: Event::Retry,
         from: &[S::Failed, S::Cancelled, S::Conflicted],
@@ -476,7 +490,7 @@ mod tests {
             (S::Cancelled, E::Resolve, S::Resolved),
             (S::Failed, E::Retry, S::Ready),
             (S::Cancelled, E::Retry, S::Ready),
-            (S::Conflicted, E::Retry, S::Ready),
+            (S::Conflicted, E::Retry, S::AwaitingMerge),
             (S::Running, E::Interrupt, S::Retrying),
             (S::Merging, E::Requeue, S::AwaitingMerge),
             (S::Blocked, E::Unblock, S::Pending),

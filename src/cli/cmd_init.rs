@@ -71,7 +71,7 @@ pub fn run(global: &GlobalArgs, args: InitArgs) -> Result<(), CliError> {
         let _ = fs::remove_file(&config_path);
         return Err(e);
     }
-    let excluded = exclude_state_dir(&repo.exclude_file())?;
+    let excluded = repo.exclude(DIR_NAME)?;
 
     let mut out = anstream::stdout().lock();
     writeln!(
@@ -122,30 +122,4 @@ fn write_new(path: &Path, text: &str, ws: &Workspace) -> Result<(), CliError> {
     file.write_all(text.as_bytes())?;
     file.sync_all()?;
     Ok(())
-}
-
-/// Appends `.orchestrator/` to the exclude file unless a line already says so.
-fn exclude_state_dir(exclude: &Path) -> Result<bool, CliError> {
-    let line = format!("{DIR_NAME}/");
-    let current = match fs::read_to_string(exclude) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(e.into()),
-    };
-    let already = current.lines().any(|l| {
-        let l = l.trim();
-        l == line || l == format!("/{line}") || l == DIR_NAME || l == format!("/{DIR_NAME}")
-    });
-    if already {
-        return Ok(false);
-    }
-    if let Some(dir) = exclude.parent() {
-        fs::create_dir_all(dir)?;
-    }
-    let mut file = OpenOptions::new().create(true).append(true).open(exclude)?;
-    if !current.is_empty() && !current.ends_with('\n') {
-        file.write_all(b"\n")?;
-    }
-    writeln!(file, "{line}")?;
-    Ok(true)
 }

@@ -33,7 +33,7 @@ pub struct RunArgs {
 
 pub fn run(global: &GlobalArgs, args: RunArgs) -> Result<(), CliError> {
     let ws = Workspace::discover(global)?;
-    let repo = ws.require_repo()?.clone();
+    ws.require_repo()?;
     let plan = ws.load_plan(args.file.plan.as_deref())?;
     let target = ws.target()?;
     if let Some(n) = args.max_parallel
@@ -49,7 +49,21 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> Result<(), CliError> {
         no_merge: args.no_merge || !ws.config.merge.enabled,
         max_parallel: args.max_parallel,
         only,
+        merge_only: false,
     };
+    drive(&ws, plan, target, options, args.json)
+}
+
+/// Runs the coordinator and turns its summary into the exit code.
+pub fn drive(
+    ws: &Workspace,
+    plan: crate::plan::Plan,
+    target: String,
+    options: Options,
+    json: bool,
+) -> Result<(), CliError> {
+    let repo = ws.require_repo()?.clone();
+    repo.exclude(crate::state::DIR_NAME)?;
     let setup = Setup {
         plan,
         config: ws.config.clone(),
@@ -59,14 +73,14 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> Result<(), CliError> {
         orch_exe: std::env::current_exe()?,
         options,
     };
-    let sink: coordinator::Sink = if args.json {
+    let sink: coordinator::Sink = if json {
         Box::new(progress::json)
     } else {
         let mut human = progress::Human::new();
         Box::new(move |e| human.event(e))
     };
     let summary = coordinator::run(setup, sink).map_err(run_error)?;
-    if !args.json {
+    if !json {
         progress::summary(&summary);
     }
     if summary.interrupted {

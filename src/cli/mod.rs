@@ -10,6 +10,7 @@ mod cmd_clean;
 mod cmd_control;
 mod cmd_init;
 mod cmd_logs;
+mod cmd_merge;
 mod cmd_plan;
 mod cmd_run;
 mod cmd_status;
@@ -62,6 +63,8 @@ pub enum Command {
     Plan(cmd_plan::PlanCommand),
     /// Start agents on ready tasks, each in its own branch and worktree
     Run(cmd_run::RunArgs),
+    /// Merge finished tasks into the target, one at a time behind checks, without starting agents
+    Merge(cmd_merge::MergeArgs),
     /// Show where every task stands (works while a run is live)
     Status(cmd_status::StatusArgs),
     /// Show an agent's captured output
@@ -134,6 +137,7 @@ fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Plan(command) => cmd_plan::run(&cli.global, command),
         Command::Run(args) => cmd_run::run(&cli.global, args),
         Command::Status(args) => cmd_status::run(&cli.global, args),
+        Command::Merge(args) => cmd_merge::run(&cli.global, args),
         Command::Logs(args) => cmd_logs::run(&cli.global, args),
         Command::Retry(args) => cmd_control::run(&cli.global, Action::Retry, args),
         Command::Cancel(args) => cmd_control::run(&cli.global, Action::Cancel, args),

@@ -11,6 +11,7 @@ use crate::plan::FullId;
 use crate::runner::classify::{self, Verdict};
 use crate::runner::spec::{self, AgentResult, ExitRecord};
 use crate::state::events::EventName;
+use crate::state::model::Purpose;
 
 /// What the blocking collection found.
 #[derive(Debug, Default)]
@@ -26,6 +27,10 @@ pub struct Report {
     pub commits: Option<u32>,
     /// The branch tip after collection.
     pub tip: Option<String>,
+    /// Files still in conflict after an attempt that was to resolve them.
+    pub unresolved: Vec<String>,
+    /// Files committed with conflict markers in them.
+    pub markers: Vec<String>,
 }
 
 /// What collection needs.
@@ -37,6 +42,9 @@ struct Input {
     base: Option<String>,
     auto_commit: bool,
     message: String,
+    /// For an attempt resolving conflicts: the target, to look for markers
+    /// in what changed since.
+    conflict_with: Option<String>,
 }
 
 fn collect(input: Input) -> Report {
@@ -54,14 +62,23 @@ fn collect(input: Input) -> Report {
         report.exit.as_ref().map(|e| &e.end),
         Some(spec::End::Exited { code: 0 })
     );
+    if let (Some(worktree), Some(_)) = (&input.worktree, &input.conflict_with) {
+        report.unresolved = commit::unmerged_paths(worktree).unwrap_or_default();
+    }
     if exited_cleanly
         && input.auto_commit
+        && report.unresolved.is_empty()
         && let Some(worktree) = &input.worktree
     {
         match commit::commit_all(worktree, &input.message) {
             Ok(sha) => report.committed = sha,
-            Err(e) => report.commit_error = Some(super::launch::error_chain(&e)),
+            Err(e) => report.commit_error = Some(super::error_chain(&e)),
         }
+    }
+    if let (Some(worktree), Some(target)) = (&input.worktree, &input.conflict_with)
+        && report.unresolved.is_empty()
+    {
+        report.markers = commit::files_with_markers(worktree, target).unwrap_or_default();
     }
     if let Some(branch) = &input.branch
         && let Ok(Some(tip)) = refs::branch_tip(&input.repo, branch)
@@ -107,6 +124,10 @@ impl Coordinator {
             base: unit_state.and_then(|s| s.base.clone()),
             auto_commit: self.config.agent.auto_commit,
             message,
+            conflict_with: unit_state
+                .and_then(|s| s.open_attempt())
+                .filter(|a| a.purpose == Some(Purpose::Conflict))
+                .map(|_| self.target.clone()),
         };
         let tx = self.tx.clone();
         tokio::task::spawn_blocking(move || {
@@ -178,6 +199,19 @@ impl Coordinator {
                 self.fail_attempt(&unit, attempt, reason, retry);
             }
             Verdict::Success => {
+                if !report.unresolved.is_empty() {
+                    let reason = format!(
+                        "conflicts left unresolved in {}",
+                        report.unresolved.join(", ")
+                    );
+                    self.fail_attempt(&unit, attempt, reason, true);
+                    return;
+                }
+                if !report.markers.is_empty() {
+                    let reason = format!("conflict markers left in {}", report.markers.join(", "));
+                    self.fail_attempt(&unit, attempt, reason, true);
+                    return;
+                }
                 if let Some(e) = report.commit_error {
                     let reason = format!("cannot commit what the agent left: {e}");
                     self.fail_attempt(&unit, attempt, reason, false);

@@ -12,11 +12,11 @@ use crate::config::PromptMode;
 use crate::lifecycle::{Event as Transition, Status, Unit};
 use crate::plan::{FullId, Item, ItemIdx};
 use crate::runner::prompt::{
-    self, DependencyView, ItemView, PlanView, PreviousView, PromptContext,
+    self, DependencyView, ItemView, PlanView, PreviousView, ProblemView, PromptContext,
 };
 use crate::runner::spawn::{self, AttemptPlan};
 use crate::state::events::EventName;
-use crate::state::model::{Attempt, Outcome, Timestamp};
+use crate::state::model::{Attempt, MergeProblem, Outcome, Purpose, Timestamp};
 
 impl Coordinator {
     /// Starts a task chosen by the scheduler: opens an attempt and provisions.
@@ -36,8 +36,25 @@ impl Coordinator {
         self.begin_provision(id, number);
     }
 
-    /// Appends a new, running attempt record and returns its number.
+    /// Appends a new, running attempt record and returns its number. A retry
+    /// of an attempt that fixed a conflict or a red check keeps its purpose.
     fn open_attempt(&mut self, id: &FullId) -> u32 {
+        let entry = control::entry(&self.plan, &mut self.state, id);
+        let inherited = entry
+            .attempts
+            .last()
+            .filter(|a| {
+                matches!(
+                    a.outcome,
+                    Some(Outcome::Failed { .. } | Outcome::Interrupted { .. })
+                )
+            })
+            .and_then(|a| a.purpose);
+        self.open_attempt_for(id, inherited)
+    }
+
+    /// Appends a new, running attempt record with a purpose and returns its number.
+    pub(super) fn open_attempt_for(&mut self, id: &FullId, purpose: Option<Purpose>) -> u32 {
         let entry = control::entry(&self.plan, &mut self.state, id);
         let number = entry.attempts.len() as u32 + 1;
         entry.attempts.push(Attempt {
@@ -45,7 +62,7 @@ impl Coordinator {
             started: Timestamp::now(),
             finished: None,
             outcome: None,
-            purpose: None,
+            purpose,
         });
         entry.not_before = None;
         entry.reason = None;
@@ -76,6 +93,9 @@ impl Coordinator {
         let entry = control::entry(&self.plan, &mut self.state, &task);
         let previous = entry.worktree.clone();
         let free = self.claim_free();
+        let purpose = control::entry(&self.plan, &mut self.state, &task)
+            .open_attempt()
+            .and_then(|a| a.purpose);
         let req = workspace::Request {
             repo: self.repo_root.clone(),
             target: self.target.clone(),
@@ -83,6 +103,7 @@ impl Coordinator {
             path: self.worktree_root.join(task.as_str()),
             previous,
             free: free.as_ref().map(|(_, f)| f.clone()),
+            merge_target: (purpose == Some(Purpose::Conflict)).then(|| self.target.clone()),
         };
         let free_owner = free.map(|(owner, _)| owner);
         self.provisioning.insert(task.clone());
@@ -92,7 +113,7 @@ impl Coordinator {
             let guard = admin
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let result = workspace::provision(&req).map_err(|e| error_chain(&e));
+            let result = workspace::provision(&req).map_err(|e| super::error_chain(&e));
             drop(guard);
             let _ = tx.send(Msg::Provisioned {
                 task,
@@ -155,7 +176,13 @@ impl Coordinator {
         let Some(ti) = self.plan.lookup(task.as_str()) else {
             return;
         };
-        if self.steps(ti) {
+        let purpose = self
+            .state
+            .items
+            .get(&task)
+            .and_then(|s| s.open_attempt())
+            .and_then(|a| a.purpose);
+        if self.steps(ti) && purpose.is_none() {
             self.stepping.insert(task.clone());
             self.advance_steps(&task);
         } else {
@@ -330,13 +357,17 @@ impl Coordinator {
             &branch,
             &result_file,
         );
-        let template = if ui == ti {
-            prompt::TASK
-        } else {
-            prompt::SUBTASK
+        let purpose = task_state
+            .and_then(|s| s.open_attempt())
+            .and_then(|a| a.purpose);
+        let template = match purpose {
+            Some(Purpose::Conflict) => prompt::CONFLICT,
+            Some(Purpose::CheckFailure) => prompt::CHECK_FAILURE,
+            None if ui == ti => prompt::TASK,
+            None => prompt::SUBTASK,
         };
         let text = prompt::render(template, &self.state_dir.path().join("templates"), &context)
-            .map_err(|e| error_chain(&e))?;
+            .map_err(|e| super::error_chain(&e))?;
         let mut env: Vec<(String, String)> = agent.env.clone().into_iter().collect();
         if let Some(p) = preset {
             env.extend(p.env.clone());
@@ -432,7 +463,27 @@ impl Coordinator {
                 log_tail: prompt::log_tail(&log, 30),
             })
         });
+        let problem = self
+            .state
+            .items
+            .get(&plan.item(ti).id)
+            .and_then(|s| s.merge_problem.clone())
+            .map(|p| match p {
+                MergeProblem::Conflicts { files } => ProblemView {
+                    files,
+                    check: None,
+                    reason: None,
+                    log_tail: None,
+                },
+                MergeProblem::Check { name, reason, log } => ProblemView {
+                    files: Vec::new(),
+                    log_tail: log.as_deref().and_then(|l| prompt::log_tail(l, 60)),
+                    check: Some(name),
+                    reason: Some(reason),
+                },
+            });
         PromptContext {
+            problem,
             plan: PlanView {
                 title: plan.title.clone(),
             },
@@ -551,6 +602,8 @@ impl Coordinator {
         }
         self.emit(EventName::TaskCompleted, Some(unit), fields);
         if kind == Unit::Task {
+            let tip = self.tips.get(unit).cloned();
+            self.enqueue(unit, tip);
             self.free.push_back(unit.clone());
         } else if let Some(task) = self.task_of(unit) {
             self.advance_steps(&task);
@@ -576,16 +629,4 @@ fn item_view(item: &Item) -> ItemView {
         context: item.context().to_vec(),
         extra: item.extra().cloned().unwrap_or_else(Map::new),
     }
-}
-
-/// Renders an error and its causes on one line.
-pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -27,6 +27,7 @@
 pub mod control;
 mod finish;
 mod launch;
+mod merging;
 mod reconcile;
 pub mod workspace;
 
@@ -65,6 +66,8 @@ pub struct Options {
     pub max_parallel: Option<usize>,
     /// Only start these tasks (phases and milestones mean every task inside).
     pub only: Option<Vec<ItemIdx>>,
+    /// Start no agents; only drain the merge queue (`orch merge`).
+    pub merge_only: bool,
 }
 
 /// Everything a run needs.
@@ -118,6 +121,8 @@ pub enum RunError {
     NoTarget { target: String },
     #[error(transparent)]
     Git(#[from] GitError),
+    #[error(transparent)]
+    Policy(#[from] crate::merge_queue::policy::BadGlob),
 }
 
 /// Receives every event as it is recorded (the CLI renders them).
@@ -157,6 +162,10 @@ enum Msg {
         report: finish::Report,
     },
     Inbox,
+    Merged {
+        task: FullId,
+        outcome: crate::merge_queue::Outcome,
+    },
 }
 
 /// An attempt whose supervisor is running.
@@ -207,6 +216,12 @@ struct Coordinator {
     views: Vec<TaskView>,
     /// Something the scheduler looks at changed since its last pass.
     reschedule: bool,
+    policy: crate::merge_queue::policy::Policy,
+    merging: Option<merging::MergeRun>,
+    /// Merging waits until then (the target checkout was not clean).
+    merge_pause: Option<Instant>,
+    /// The last reason merging waited, so that it is reported once.
+    last_wait: Option<String>,
     /// How long the last `state.json` write took; writes are spaced so
     /// that they take a small share of the run however large the plan.
     last_write: Duration,
@@ -253,6 +268,7 @@ impl Coordinator {
             started: Timestamp::now(),
             finished: None,
         });
+        let policy = crate::merge_queue::policy::Policy::new(&setup.config.policy)?;
         let plan = Arc::new(setup.plan);
         let in_scope = scope(&plan, setup.options.only.as_deref());
         let worktree_root =
@@ -285,6 +301,10 @@ impl Coordinator {
             worktree_admin: Arc::new(std::sync::Mutex::new(())),
             views: Vec::new(),
             reschedule: true,
+            policy,
+            merging: None,
+            merge_pause: None,
+            last_wait: None,
             last_write: Duration::ZERO,
             stopping: None,
             inbox_due: true,
@@ -302,6 +322,9 @@ impl Coordinator {
         };
         c.emit(EventName::RunStarted, None, fields);
         c.reconcile();
+        if !c.options.no_merge {
+            c.reconcile_merges();
+        }
         c.views = c.task_views();
         Ok(c)
     }
@@ -317,9 +340,13 @@ impl Coordinator {
         })?;
         loop {
             self.poll();
-            if self.stopping.is_none() && std::mem::take(&mut self.reschedule) {
+            if self.stopping.is_none()
+                && std::mem::take(&mut self.reschedule)
+                && !self.options.merge_only
+            {
                 self.schedule_and_launch();
             }
+            self.maybe_merge();
             self.flush(false)?;
             if self.done() {
                 break;
@@ -516,6 +543,7 @@ impl Coordinator {
                 report,
             } => self.on_finished(unit, attempt, report),
             Msg::Inbox => self.inbox_due = true,
+            Msg::Merged { task, outcome } => self.on_merged(task, outcome),
         }
     }
 
@@ -634,6 +662,7 @@ impl Coordinator {
                 for unit in &units {
                     self.stop_attempt(unit, false);
                 }
+                self.stop_merge();
             }
             Some(_) => {
                 self.stopping = Some(Stop::Kill {
@@ -642,6 +671,7 @@ impl Coordinator {
                 for unit in &units {
                     self.stop_attempt(unit, true);
                 }
+                self.stop_merge();
             }
         }
     }
@@ -670,8 +700,10 @@ impl Coordinator {
     }
 
     fn done(&self) -> bool {
-        let quiet =
-            self.live.is_empty() && self.provisioning.is_empty() && self.finishing.is_empty();
+        let quiet = self.live.is_empty()
+            && self.provisioning.is_empty()
+            && self.finishing.is_empty()
+            && self.merging.is_none();
         if self.stopping.is_some() {
             return quiet;
         }
@@ -692,7 +724,12 @@ impl Coordinator {
                 && matches!(r, Readiness::Blocked(_))
                 && matches!(views[t].status, Status::Pending | Status::Ready)
         });
-        !(startable || waiting_retry || promotable || !self.stepping.is_empty())
+        let merging =
+            self.merges() && crate::merge_queue::queue::next(&self.plan, &self.state).is_some();
+        if self.options.merge_only {
+            return !merging;
+        }
+        !(startable || waiting_retry || promotable || merging || !self.stepping.is_empty())
     }
 
     /// Returns when the loop must wake up even if nothing happens.
@@ -721,6 +758,9 @@ impl Coordinator {
         }
         if let Some(Stop::Kill { until }) = self.stopping {
             wake = wake.min(until);
+        }
+        if let Some(pause) = self.merge_pause {
+            wake = wake.min(pause.max(now));
         }
         wake
     }
@@ -790,6 +830,18 @@ fn own_cpu_time() -> Option<Duration> {
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
     let per_second = rustix::param::clock_ticks_per_second();
     Some(Duration::from_secs_f64(ticks as f64 / per_second as f64))
+}
+
+/// Renders an error and its causes on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Marks the tasks `--only` selects (all when unset).

@@ -21,7 +21,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use crate::git::{GitError, refs, worktree};
+use crate::git::{GitError, cmd, commit, refs, worktree};
 
 /// A worktree that finished its task and may be reused.
 #[derive(Debug, Clone)]
@@ -41,6 +41,9 @@ pub struct Request {
     /// The worktree the task used last time, if any.
     pub previous: Option<PathBuf>,
     pub free: Option<FreeWorktree>,
+    /// Merge this branch (the target) into the worktree after provisioning,
+    /// leaving conflicts in place for an agent to resolve.
+    pub merge_target: Option<String>,
 }
 
 /// How the worktree was obtained.
@@ -64,8 +67,38 @@ pub struct Provisioned {
     pub unused_free: Option<FreeWorktree>,
 }
 
-/// Provisions the worktree and branch for a task.
+/// Provisions the worktree and branch for a task, and merges the target
+/// into it when asked (conflicts stay in the files).
 pub fn provision(req: &Request) -> Result<Provisioned, GitError> {
+    let provisioned = provision_worktree(req)?;
+    if let Some(target) = &req.merge_target {
+        merge_in(&provisioned.worktree, target)?;
+    }
+    Ok(provisioned)
+}
+
+/// Merges `target` into the worktree's branch; conflicts are left for the
+/// agent. A merge already under way (an earlier attempt's) is left as it is.
+fn merge_in(worktree: &Path, target: &str) -> Result<(), GitError> {
+    if cmd::run(worktree, ["rev-parse", "--quiet", "--verify", "MERGE_HEAD"]).is_ok() {
+        return Ok(());
+    }
+    let mut args: Vec<&str> = Vec::new();
+    if !commit::identity_configured(worktree) {
+        args.extend(commit::FALLBACK_IDENTITY);
+    }
+    args.extend(["merge", "--no-edit", "--quiet", target]);
+    match cmd::run(worktree, &args) {
+        Ok(_) => Ok(()),
+        Err(e) if !commit::unmerged_paths(worktree)?.is_empty() => {
+            tracing::debug!(error = %e, "merge stopped on conflicts, as expected");
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn provision_worktree(req: &Request) -> Result<Provisioned, GitError> {
     let repo = &req.repo;
     let existing = refs::branch_tip(repo, &req.branch)?;
     if existing.is_some() {

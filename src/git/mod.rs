@@ -12,6 +12,7 @@
 
 pub mod cmd;
 pub mod commit;
+pub mod merge;
 pub mod refs;
 pub mod repo;
 pub mod worktree;

@@ -99,3 +99,47 @@ pub fn branches_with_prefix(repo: &Path, prefix: &str) -> Result<Vec<(String, Oi
 pub fn parse_oid(text: &str) -> Option<Oid> {
     Oid::from_str(text).ok()
 }
+
+/// Moves `refname` from `expected` to `new` in one step; `Ok(false)` if the
+/// ref is no longer at `expected` (someone moved it), leaving it untouched.
+pub fn compare_and_swap(
+    repo: &Path,
+    refname: &str,
+    expected: Oid,
+    new: Oid,
+    message: &str,
+) -> Result<bool, GitError> {
+    let r = open(repo)?;
+    match r.reference_matching(refname, new, true, expected, message) {
+        Ok(_) => Ok(true),
+        Err(e) if matches!(e.code(), ErrorCode::Modified | ErrorCode::Locked) => Ok(false),
+        Err(e) => Err(GitError::git(repo)(e)),
+    }
+}
+
+/// Keeps `tip` at `refs/orch/backup/<id>/<n>` (the next free `n`) and returns the ref name.
+pub fn backup(repo: &Path, id: &str, tip: Oid) -> Result<String, GitError> {
+    let r = open(repo)?;
+    let prefix = format!("refs/orch/backup/{id}/");
+    let existing = r
+        .references_glob(&format!("{prefix}*"))
+        .map_err(GitError::git(repo))?
+        .filter_map(|r| r.ok())
+        .filter_map(|r| {
+            r.name()
+                .ok()
+                .and_then(|n| n.strip_prefix(&prefix))
+                .and_then(|n| n.parse::<u32>().ok())
+        })
+        .max()
+        .unwrap_or(0);
+    let name = format!("{prefix}{}", existing + 1);
+    r.reference(
+        &name,
+        tip,
+        false,
+        "orch: keep the branch tip before a rewrite",
+    )
+    .map_err(GitError::git(repo))?;
+    Ok(name)
+}

@@ -99,6 +99,42 @@ impl RepoPaths {
     pub fn exclude_file(&self) -> PathBuf {
         self.common_dir.join("info").join("exclude")
     }
+
+    /// Adds `<dir>/` to `info/exclude` unless a line already excludes it;
+    /// returns whether it was added.
+    pub fn exclude(&self, dir: &str) -> std::io::Result<bool> {
+        use std::io::Write;
+        let path = self.exclude_file();
+        let current = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(e),
+        };
+        let wanted = [
+            format!("{dir}/"),
+            format!("/{dir}/"),
+            dir.to_owned(),
+            format!("/{dir}"),
+        ];
+        if current
+            .lines()
+            .any(|l| wanted.iter().any(|w| l.trim() == w))
+        {
+            return Ok(false);
+        }
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
+        if !current.is_empty() && !current.ends_with('\n') {
+            file.write_all(b"\n")?;
+        }
+        writeln!(file, "{dir}/")?;
+        Ok(true)
+    }
 }
 
 fn strip_trailing_slash(path: PathBuf) -> PathBuf {

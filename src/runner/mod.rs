@@ -19,6 +19,7 @@
 //! This module never touches `state.json`, git or the lifecycle.
 
 pub mod classify;
+pub mod hook;
 pub mod prompt;
 pub mod spawn;
 pub mod spec;

@@ -19,6 +19,17 @@ pub const SUBTASK: (&str, &str) = (
     include_str!("../../templates/prompts/subtask.md"),
 );
 
+/// The prompt for resolving merge conflicts with the target.
+pub const CONFLICT: (&str, &str) = (
+    "conflict.md",
+    include_str!("../../templates/prompts/conflict.md"),
+);
+/// The prompt for fixing a check that failed on the merged result.
+pub const CHECK_FAILURE: (&str, &str) = (
+    "check_failure.md",
+    include_str!("../../templates/prompts/check_failure.md"),
+);
+
 /// An item as templates see it.
 #[derive(Debug, Clone, Serialize)]
 pub struct ItemView {
@@ -48,9 +59,22 @@ pub struct PreviousView {
     pub log_tail: Option<String>,
 }
 
+/// What went wrong at the last merge, for the conflict and check prompts.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProblemView {
+    /// The files that conflict.
+    pub files: Vec<String>,
+    /// The failing check or policy rule.
+    pub check: Option<String>,
+    pub reason: Option<String>,
+    pub log_tail: Option<String>,
+}
+
 /// Everything a prompt template can use.
 #[derive(Debug, Clone, Serialize)]
 pub struct PromptContext {
+    /// Set when the attempt fixes a conflict or a red check.
+    pub problem: Option<ProblemView>,
     pub plan: PlanView,
     pub task: ItemView,
     pub subtask: Option<ItemView>,

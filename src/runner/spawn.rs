@@ -54,6 +54,26 @@ pub fn prepare(plan: &AttemptPlan) -> io::Result<Spec> {
     Ok(spec)
 }
 
+/// Starts `orch __supervise <spec>` from a blocking thread, in a session of
+/// its own, with its own output thrown away (its log is the spec's).
+pub fn spawn_supervisor_blocking(orch: &Path, spec: &Path) -> io::Result<std::process::Child> {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new(orch);
+    cmd.arg(SUPERVISE_COMMAND)
+        .arg(spec)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: as in `spawn_supervisor`: `setsid` is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            rustix::process::setsid()?;
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
+
 /// Starts `orch __supervise` for a prepared run folder, in a session of its own.
 pub fn spawn_supervisor(orch: &Path, run_dir: &Path) -> io::Result<tokio::process::Child> {
     let log = fs::File::create(run_dir.join("supervisor.log"))?;

@@ -66,6 +66,8 @@ pub enum EventName {
     TaskResolved,
     #[serde(rename = "task.retried")]
     TaskRetried,
+    #[serde(rename = "hook.failed")]
+    HookFailed,
 }
 
 impl EventName {
@@ -94,6 +96,7 @@ impl EventName {
             EventName::TaskCancelled => "task.cancelled",
             EventName::TaskResolved => "task.resolved",
             EventName::TaskRetried => "task.retried",
+            EventName::HookFailed => "hook.failed",
         }
     }
 }

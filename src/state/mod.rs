@@ -43,6 +43,16 @@ impl StateDir {
         self.root.join(store::FILE_NAME)
     }
 
+    /// Returns how to show a path in messages: relative to the repository
+    /// root when inside it.
+    pub fn show(&self, path: &Path) -> String {
+        let root = self.root.parent().unwrap_or(&self.root);
+        path.strip_prefix(root)
+            .unwrap_or(path)
+            .display()
+            .to_string()
+    }
+
     /// Reads `state.json`, if there is one.
     pub fn load_state(&self) -> Result<Option<State>, StateError> {
         store::load(&self.state_file())

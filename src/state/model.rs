@@ -129,6 +129,36 @@ pub struct ItemState {
     /// The commit on target that holds the task's work.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merge_commit: Option<String>,
+    /// When the task entered the merge queue, and its branch tip then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued: Option<Queued>,
+    /// What went wrong at the last merge (for the agent asked to fix it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge_problem: Option<MergeProblem>,
+}
+
+/// A task's place in the merge queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Queued {
+    pub at: Timestamp,
+    /// The branch tip when queued; if the branch moves, the task is queued again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tip: Option<String>,
+}
+
+/// Why a merge did not land.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum MergeProblem {
+    /// Merging with the target conflicts in these files.
+    Conflicts { files: Vec<String> },
+    /// A check (or a policy rule) failed on the merged result.
+    Check {
+        name: String,
+        reason: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        log: Option<PathBuf>,
+    },
 }
 
 impl ItemState {
@@ -145,6 +175,8 @@ impl ItemState {
             base: None,
             summary: None,
             merge_commit: None,
+            queued: None,
+            merge_problem: None,
         }
     }
 

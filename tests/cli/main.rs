@@ -5,6 +5,7 @@ mod common;
 
 mod clean;
 mod init;
+mod merge;
 mod plan_check;
 mod plan_graph;
 mod plan_import;

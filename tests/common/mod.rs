@@ -125,6 +125,22 @@ impl TestEnv {
         String::from_utf8(output.stdout).unwrap()
     }
 
+    /// Runs the real `git` CLI and returns whether it succeeded.
+    pub fn git_ok<I, S>(&self, dir: &Path, args: I) -> bool
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = Command::new("git");
+        self.seal(&mut cmd);
+        cmd.current_dir(dir)
+            .args(args)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    }
+
     /// Renders output as stdout, then stderr under a marker, then a non-zero exit status.
     pub fn render(&self, output: &Output) -> String {
         let mut text = self.filter(&String::from_utf8_lossy(&output.stdout));

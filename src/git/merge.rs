@@ -1,0 +1,239 @@
+//! Building a merge candidate in memory, with libgit2: no worktree is needed
+//! to find conflicts or to make the commit that would land on the target.
+//!
+//! Strategies (`git.merge_strategy`):
+//! - `merge`: a merge commit with parents (target head, branch tip);
+//! - `squash`: one commit with the merged tree and the target head as parent;
+//! - `rebase`: each commit of the branch replayed onto the target head, in
+//!   order (a merge commit is replayed against its first parent), so that
+//!   history stays linear;
+//! - `ff-only`: the branch tip itself, when it already contains the target head.
+//!
+//! Nothing here moves a ref: the candidate is an unreferenced commit until
+//! [`crate::git::refs::compare_and_swap`] moves the target to it.
+
+use std::path::Path;
+
+use git2::{Commit, DiffOptions, Oid, Repository, Signature};
+
+use crate::config::MergeStrategy;
+use crate::git::GitError;
+
+/// The result of building a candidate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Built {
+    /// The commit that would become the target's head.
+    Candidate(Oid),
+    /// The merge conflicts in these paths.
+    Conflicts(Vec<String>),
+    /// `ff-only`, and the branch does not contain the target head.
+    NotFastForward,
+}
+
+/// One changed file between two trees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileChange {
+    pub path: String,
+    pub insertions: usize,
+    pub deletions: usize,
+}
+
+/// A commit of the task branch, for policy rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitInfo {
+    pub oid: Oid,
+    pub message: String,
+}
+
+fn open(repo: &Path) -> Result<Repository, GitError> {
+    Repository::open(repo).map_err(GitError::git(repo))
+}
+
+/// Returns the identity orch commits with: `GIT_COMMITTER_NAME`/`EMAIL` as
+/// git would, else the repository's `user.name`/`user.email`, else `orch`.
+pub fn signature(repo: &Repository) -> Result<Signature<'static>, git2::Error> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    if let (Some(name), Some(email)) = (env("GIT_COMMITTER_NAME"), env("GIT_COMMITTER_EMAIL")) {
+        return Signature::now(&name, &email);
+    }
+    match repo.signature() {
+        Ok(sig) => Ok(sig.to_owned()),
+        Err(_) => Signature::now("orch", "orch@localhost"),
+    }
+}
+
+/// Builds the candidate for landing `tip` on `head` with `strategy`.
+/// `base` is where the branch started (for `rebase`, the commits to replay).
+pub fn build(
+    repo_path: &Path,
+    strategy: MergeStrategy,
+    head: Oid,
+    tip: Oid,
+    base: Option<Oid>,
+    message: &str,
+) -> Result<Built, GitError> {
+    let repo = open(repo_path)?;
+    let git = GitError::git(repo_path);
+    let head_commit = repo.find_commit(head).map_err(GitError::git(repo_path))?;
+    let tip_commit = repo.find_commit(tip).map_err(GitError::git(repo_path))?;
+    if head == tip
+        || repo
+            .graph_descendant_of(head, tip)
+            .map_err(GitError::git(repo_path))?
+    {
+        // The branch is already in the target: nothing to land.
+        return Ok(Built::Candidate(head));
+    }
+    let fast_forwardable = repo
+        .graph_descendant_of(tip, head)
+        .map_err(GitError::git(repo_path))?;
+    match strategy {
+        MergeStrategy::FfOnly => Ok(if fast_forwardable {
+            Built::Candidate(tip)
+        } else {
+            Built::NotFastForward
+        }),
+        MergeStrategy::Merge | MergeStrategy::Squash => {
+            let mut index = repo
+                .merge_commits(&head_commit, &tip_commit, None)
+                .map_err(GitError::git(repo_path))?;
+            if index.has_conflicts() {
+                return Ok(Built::Conflicts(conflicted_paths(&index)));
+            }
+            let tree_id = index
+                .write_tree_to(&repo)
+                .map_err(GitError::git(repo_path))?;
+            let tree = repo.find_tree(tree_id).map_err(GitError::git(repo_path))?;
+            let sig = signature(&repo).map_err(GitError::git(repo_path))?;
+            let parents: Vec<&Commit<'_>> = match strategy {
+                MergeStrategy::Merge => vec![&head_commit, &tip_commit],
+                _ => vec![&head_commit],
+            };
+            let oid = repo
+                .commit(None, &sig, &sig, message, &tree, &parents)
+                .map_err(git)?;
+            Ok(Built::Candidate(oid))
+        }
+        MergeStrategy::Rebase => rebase(&repo, repo_path, &head_commit, tip, base),
+    }
+}
+
+fn rebase(
+    repo: &Repository,
+    repo_path: &Path,
+    head: &Commit<'_>,
+    tip: Oid,
+    base: Option<Oid>,
+) -> Result<Built, GitError> {
+    let stop = match base {
+        Some(base) => base,
+        None => repo
+            .merge_base(head.id(), tip)
+            .map_err(GitError::git(repo_path))?,
+    };
+    let mut walk = repo.revwalk().map_err(GitError::git(repo_path))?;
+    walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE)
+        .map_err(GitError::git(repo_path))?;
+    walk.push(tip).map_err(GitError::git(repo_path))?;
+    walk.hide(stop).map_err(GitError::git(repo_path))?;
+    walk.hide(head.id()).map_err(GitError::git(repo_path))?;
+    let sig = signature(repo).map_err(GitError::git(repo_path))?;
+    let mut onto = head.clone();
+    for oid in walk {
+        let oid = oid.map_err(GitError::git(repo_path))?;
+        let commit = repo.find_commit(oid).map_err(GitError::git(repo_path))?;
+        let mainline = if commit.parent_count() > 1 { 1 } else { 0 };
+        let mut index = repo
+            .cherrypick_commit(&commit, &onto, mainline, None)
+            .map_err(GitError::git(repo_path))?;
+        if index.has_conflicts() {
+            return Ok(Built::Conflicts(conflicted_paths(&index)));
+        }
+        let tree_id = index
+            .write_tree_to(repo)
+            .map_err(GitError::git(repo_path))?;
+        if tree_id == onto.tree_id() {
+            continue;
+        }
+        let tree = repo.find_tree(tree_id).map_err(GitError::git(repo_path))?;
+        let message = commit.message().unwrap_or("");
+        let new = repo
+            .commit(None, &commit.author(), &sig, message, &tree, &[&onto])
+            .map_err(GitError::git(repo_path))?;
+        onto = repo.find_commit(new).map_err(GitError::git(repo_path))?;
+    }
+    Ok(Built::Candidate(onto.id()))
+}
+
+fn conflicted_paths(index: &git2::Index) -> Vec<String> {
+    let mut paths: Vec<String> = index
+        .conflicts()
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|c| {
+            let entry = c.our.or(c.their).or(c.ancestor)?;
+            String::from_utf8(entry.path).ok()
+        })
+        .collect();
+    paths.sort();
+    paths.dedup();
+    paths
+}
+
+/// Returns the files changed from `from` to `to`, with line counts.
+pub fn diff_summary(repo_path: &Path, from: Oid, to: Oid) -> Result<Vec<FileChange>, GitError> {
+    let repo = open(repo_path)?;
+    let err = GitError::git(repo_path);
+    let old = repo
+        .find_commit(from)
+        .and_then(|c| c.tree())
+        .map_err(GitError::git(repo_path))?;
+    let new = repo
+        .find_commit(to)
+        .and_then(|c| c.tree())
+        .map_err(GitError::git(repo_path))?;
+    let mut opts = DiffOptions::new();
+    let diff = repo
+        .diff_tree_to_tree(Some(&old), Some(&new), Some(&mut opts))
+        .map_err(err)?;
+    let mut out = Vec::new();
+    for (i, delta) in diff.deltas().enumerate() {
+        let path = delta
+            .new_file()
+            .path()
+            .or_else(|| delta.old_file().path())
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let (insertions, deletions) = match git2::Patch::from_diff(&diff, i) {
+            Ok(Some(patch)) => patch.line_stats().map(|(_, a, d)| (a, d)).unwrap_or((0, 0)),
+            _ => (0, 0),
+        };
+        out.push(FileChange {
+            path,
+            insertions,
+            deletions,
+        });
+    }
+    Ok(out)
+}
+
+/// Returns the commits reachable from `tip` and not from `head`, oldest first.
+pub fn commits(repo_path: &Path, head: Oid, tip: Oid) -> Result<Vec<CommitInfo>, GitError> {
+    let repo = open(repo_path)?;
+    let mut walk = repo.revwalk().map_err(GitError::git(repo_path))?;
+    walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE)
+        .map_err(GitError::git(repo_path))?;
+    walk.push(tip).map_err(GitError::git(repo_path))?;
+    walk.hide(head).map_err(GitError::git(repo_path))?;
+    let mut out = Vec::new();
+    for oid in walk {
+        let oid = oid.map_err(GitError::git(repo_path))?;
+        let commit = repo.find_commit(oid).map_err(GitError::git(repo_path))?;
+        out.push(CommitInfo {
+            oid,
+            message: commit.message().unwrap_or("").to_owned(),
+        });
+    }
+    Ok(out)
+}

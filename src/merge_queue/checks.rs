@@ -1,0 +1,169 @@
+//! Running policy checks on a merge candidate, in `.orchestrator/merge/`.
+//!
+//! The merge worktree belongs to orch: it is created once, detached, and
+//! moved to each candidate; before each move it is reset and cleaned of
+//! untracked files, but never of ignored ones, so build caches persist
+//! between merges. Each check runs under a supervisor (like an agent: own
+//! session and process group, timeout, capped log), with its output in
+//! `checks/<full id>/<check>.log`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::config::Check;
+use crate::git::cmd::DISCOVERY_VARS;
+use crate::git::{GitError, cmd, worktree};
+use crate::runner::spawn::spawn_supervisor_blocking;
+use crate::runner::spec::{self, End, ExitRecord, Spec};
+use crate::runner::terminate::{self, signal_name};
+
+/// What a check run needs.
+#[derive(Debug, Clone)]
+pub struct CheckRun {
+    pub orch: PathBuf,
+    pub state_dir: PathBuf,
+    pub task: String,
+    pub target: String,
+    pub log_limit: u64,
+    pub grace: Duration,
+    /// Set to stop the running check (the run is stopping).
+    pub stop: Arc<AtomicBool>,
+    /// The pid of the running check's supervisor, for the coordinator.
+    pub running: Arc<Mutex<Option<u32>>>,
+}
+
+/// How one check ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckEnd {
+    Passed,
+    Failed { reason: String },
+    Stopped,
+}
+
+/// Returns the merge worktree's path.
+pub fn merge_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("merge")
+}
+
+/// Returns where a check's output goes.
+pub fn log_path(state_dir: &Path, task: &str, check: &str) -> PathBuf {
+    state_dir
+        .join("checks")
+        .join(task)
+        .join(format!("{check}.log"))
+}
+
+/// Puts the merge worktree at `commit`, creating it if needed.
+pub fn prepare(
+    repo: &Path,
+    state_dir: &Path,
+    commit: &str,
+    admin: &Mutex<()>,
+) -> Result<PathBuf, GitError> {
+    let dir = merge_dir(state_dir);
+    let known = worktree::list(repo)?
+        .iter()
+        .any(|e| e.path == dir && !e.prunable);
+    if !known {
+        let _guard = admin.lock().unwrap_or_else(|p| p.into_inner());
+        worktree::prune(repo)?;
+        if dir.exists() {
+            return Err(GitError::PathTaken { path: dir });
+        }
+        cmd::run(
+            repo,
+            [
+                "worktree".as_ref(),
+                "add".as_ref(),
+                "--quiet".as_ref(),
+                "--detach".as_ref(),
+                dir.as_os_str(),
+                commit.as_ref(),
+            ] as [&std::ffi::OsStr; 6],
+        )?;
+        return Ok(dir);
+    }
+    cmd::run(&dir, ["reset", "--quiet", "--hard"])?;
+    cmd::run(&dir, ["clean", "--quiet", "-d", "--force"])?;
+    cmd::run(&dir, ["checkout", "--quiet", "--detach", commit])?;
+    Ok(dir)
+}
+
+/// Runs one check on the candidate checked out in `dir`.
+pub fn run(
+    ctx: &CheckRun,
+    check: &Check,
+    dir: &Path,
+    commit: &str,
+) -> Result<CheckEnd, std::io::Error> {
+    let run_dir = ctx
+        .state_dir
+        .join("checks")
+        .join(&ctx.task)
+        .join(&check.name);
+    std::fs::create_dir_all(&run_dir)?;
+    for stale in [spec::EXIT, spec::SUPERVISOR] {
+        match std::fs::remove_file(run_dir.join(stale)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    let spec = Spec {
+        argv: vec!["sh".to_owned(), "-c".to_owned(), check.run.clone()],
+        cwd: dir.to_owned(),
+        env: vec![
+            ("ORCH_TASK_ID".to_owned(), ctx.task.clone()),
+            ("ORCH_CHECK".to_owned(), check.name.clone()),
+            ("ORCH_MERGE_COMMIT".to_owned(), commit.to_owned()),
+            ("ORCH_TARGET".to_owned(), ctx.target.clone()),
+        ],
+        env_remove: DISCOVERY_VARS.iter().map(|v| (*v).to_owned()).collect(),
+        stdin: None,
+        log: log_path(&ctx.state_dir, &ctx.task, &check.name),
+        log_limit: ctx.log_limit,
+        timeout: check.timeout.0,
+        grace: ctx.grace,
+    };
+    let spec_path = run_dir.join(spec::SPEC);
+    spec::write_json(&spec_path, &spec)?;
+    let mut child = spawn_supervisor_blocking(&ctx.orch, &spec_path)?;
+    *ctx.running.lock().unwrap_or_else(|p| p.into_inner()) = Some(child.id());
+    let mut asked = false;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if ctx.stop.load(Ordering::SeqCst) && !asked {
+            let _ = terminate::signal_process(child.id(), rustix::process::Signal::TERM);
+            asked = true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    *ctx.running.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    let exit: Option<ExitRecord> = spec::read_json(&run_dir.join(spec::EXIT))?;
+    Ok(match exit.map(|e| e.end) {
+        _ if asked => CheckEnd::Stopped,
+        Some(End::Exited { code: 0 }) => CheckEnd::Passed,
+        Some(End::Exited { code }) => CheckEnd::Failed {
+            reason: format!("exit code {code}"),
+        },
+        Some(End::Signaled { signal }) => CheckEnd::Failed {
+            reason: format!("killed by {}", signal_name(signal)),
+        },
+        Some(End::TimedOut) => CheckEnd::Failed {
+            reason: format!(
+                "timed out after {}",
+                humantime::format_duration(check.timeout.0)
+            ),
+        },
+        Some(End::Stopped) => CheckEnd::Stopped,
+        Some(End::SpawnFailed { error, .. }) => CheckEnd::Failed {
+            reason: format!("cannot start: {error}"),
+        },
+        None => CheckEnd::Failed {
+            reason: format!("its supervisor ended without a report (status {status})"),
+        },
+    })
+}

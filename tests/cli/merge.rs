@@ -1,0 +1,545 @@
+//! The merge queue end to end: plans taken to a merged target, each strategy's
+//! history, conflicts and red checks in both modes, policy refusals, a target
+//! that moves or is dirty, and a coordinator killed during a merge. History
+//! is checked with the `git` CLI.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Child, Stdio};
+
+use rustix::process::{Pid, Signal, kill_process};
+
+use crate::common::{DEADLINE, TestEnv, wait_until};
+
+fn setup(script: &str, extra: &str, plan: &str) -> TestEnv {
+    let env = TestEnv::new();
+    env.init_repo();
+    env.configure(script, extra);
+    env.write("plan.toml", plan);
+    env
+}
+
+fn git(env: &TestEnv, args: &[&str]) -> String {
+    env.git(&env.repo(), args)
+}
+
+fn first_parent_subjects(env: &TestEnv) -> Vec<String> {
+    git(env, &["log", "--first-parent", "--format=%s", "main"])
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn is_ancestor(env: &TestEnv, a: &str, b: &str) -> bool {
+    env.git_ok(&env.repo(), ["merge-base", "--is-ancestor", a, b])
+}
+
+fn set_config(env: &TestEnv, from: &str, to: &str) {
+    let config = fs::read_to_string(env.repo().join(".orchestrator.toml")).unwrap();
+    assert!(config.contains(from), "{from} not in the config");
+    env.write(".orchestrator.toml", &config.replacen(from, to, 1));
+}
+
+const DIAMOND: &str = "[[task]]\nid = \"A\"\n[[task]]\nid = \"B\"\ndepends_on = [\"A\"]\n[[task]]\nid = \"C\"\ndepends_on = [\"A\"]\n[[task]]\nid = \"D\"\ndepends_on = [\"B\", \"C\"]\n";
+
+#[test]
+fn a_diamond_lands_in_dependency_order_and_dependents_see_their_dependencies() {
+    let env = setup("deps.sh", "", DIAMOND);
+    let out = env.orch().arg("run").output().unwrap();
+    assert!(out.status.success(), "{}", env.render(&out));
+    for task in ["A", "B", "C", "D"] {
+        assert_eq!(env.status_of(task), "merged", "{task}");
+    }
+    let subjects = first_parent_subjects(&env);
+    assert_eq!(subjects.len(), 5, "{subjects:?}");
+    assert_eq!(subjects[0], "Merge task D: D");
+    assert_eq!(subjects[3], "Merge task A: A");
+    assert_eq!(subjects[4], "initial commit");
+    let a = env.state()["items"]["A"]["merge_commit"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let d = env.state()["items"]["D"]["merge_commit"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for dep in ["B", "C"] {
+        let m = env.state()["items"][dep]["merge_commit"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(is_ancestor(&env, &a, &m), "A landed before {dep}");
+        assert!(is_ancestor(&env, &m, &d), "{dep} landed before D");
+    }
+    assert_eq!(
+        fs::read_to_string(env.repo().join("seen-D.txt")).unwrap(),
+        "work-A.txt work-B.txt work-C.txt "
+    );
+    assert_eq!(
+        fs::read_to_string(env.repo().join("seen-B.txt")).unwrap(),
+        "work-A.txt "
+    );
+    let trailer = git(
+        &env,
+        &[
+            "log",
+            "-1",
+            "--format=%(trailers:key=Orch-Task,valueonly)",
+            &d,
+        ],
+    );
+    assert_eq!(trailer.trim(), "D");
+    let branches = git(&env, &["branch", "--format=%(refname:short)"]);
+    assert_eq!(branches.trim(), "main", "merged branches are deleted");
+    assert_eq!(
+        git(&env, &["status", "--porcelain", "--untracked-files=no"]),
+        "",
+        "the checkout followed"
+    );
+    env.assert_no_agent_left();
+}
+
+#[test]
+fn fan_out_and_fan_in_with_a_check() {
+    let plan = "[[task]]\nid = \"A\"\n[[task]]\nid = \"B\"\ndepends_on = [\"A\"]\n[[task]]\nid = \"C\"\ndepends_on = [\"A\"]\n[[task]]\nid = \"D\"\ndepends_on = [\"A\"]\n[[task]]\nid = \"E\"\ndepends_on = [\"B\", \"C\", \"D\"]\n";
+    let env = setup(
+        "deps.sh",
+        "[policy]\nchecks = [{ name = \"files\", run = \"test -e work-$ORCH_TASK_ID.txt\" }]",
+        plan,
+    );
+    let out = env.orch().arg("run").output().unwrap();
+    assert!(out.status.success(), "{}", env.render(&out));
+    assert_eq!(first_parent_subjects(&env).len(), 6);
+    assert_eq!(
+        fs::read_to_string(env.repo().join("seen-E.txt")).unwrap(),
+        "work-A.txt work-B.txt work-C.txt work-D.txt "
+    );
+    let passed = env
+        .events()
+        .iter()
+        .filter(|e| e["event"] == "check.passed")
+        .count();
+    assert_eq!(passed, 5);
+    assert!(env.repo().join(".orchestrator/checks/E/files.log").exists());
+    let merge_dir = env.repo().join(".orchestrator/merge");
+    let list = git(&env, &["worktree", "list", "--porcelain"]);
+    assert!(
+        list.contains(&format!("worktree {}", merge_dir.display())),
+        "{list}"
+    );
+}
+
+#[test]
+fn orch_merge_drains_the_queue_without_starting_agents() {
+    let env = setup(
+        "commit.sh",
+        "",
+        "[[task]]\nid = \"A\"\n[[task]]\nid = \"B\"\n",
+    );
+    let out = env.orch().args(["run", "--no-merge"]).output().unwrap();
+    assert!(out.status.success(), "{}", env.render(&out));
+    assert_eq!(first_parent_subjects(&env).len(), 1);
+    let out = env.orch().arg("merge").output().unwrap();
+    assert!(out.status.success(), "{}", env.render(&out));
+    assert_eq!(env.status_of("A"), "merged");
+    assert_eq!(env.status_of("B"), "merged");
+    let started = env
+        .events()
+        .iter()
+        .filter(|e| e["event"] == "task.started")
+        .count();
+    assert_eq!(started, 2, "no agent ran again");
+}
+
+fn strategy_env(strategy: &str) -> TestEnv {
+    let env = setup(
+        "commit.sh",
+        "[policy]\nchecks = []",
+        "[[task]]\nid = \"A\"\n[[task]]\nid = \"B\"\n",
+    );
+    set_config(
+        &env,
+        "target = \"main\"",
+        &format!("target = \"main\"\nmerge_strategy = \"{strategy}\""),
+    );
+    env
+}
+
+#[test]
+fn squash_lands_one_commit_per_task_and_keeps_the_old_tip() {
+    let env = strategy_env("squash");
+    let out = env.orch().arg("run").output().unwrap();
+    assert!(out.status.success(), "{}", env.render(&out));
+    let parents = git(&env, &["log", "--format=%p", "main"]);
+    assert!(
+        parents.lines().all(|p| !p.contains(' ')),
+        "linear: {parents}"
+    );
+    let subjects = git(&env, &["log", "--format=%s", "main"]);
+    assert_eq!(subjects.lines().count(), 3, "{subjects}");
+    for task in ["A", "B"] {
+        let backup = git(&env, &["rev-parse", &format!("refs/orch/backup/{task}/1")]);
+        let files = git(&env, &["show", "--name-only", "--format=", backup.trim()]);
+        assert_eq!(
+            files,
+            format!("work-{task}.txt\n"),
+            "the backup keeps {task}'s own commit"
+        );
+    }
+}
+
+#[test]
+fn rebase_keeps_history_linear_and_replays_each_commit() {
+    let env = strategy_env("rebase");
+    let out = env.orch().arg("run").output().unwrap();
+    assert!(out.status.success(), "{}", env.render(&out));
+    let parents = git(&env, &["log", "--format=%p", "main"]);
+    assert!(
+        parents.lines().all(|p| !p.contains(' ')),
+        "linear: {parents}"
+    );
+    let subjects = git(&env, &["log", "--format=%s", "main"]);
+    let mut got: Vec<&str> = subjects.lines().collect();
+    got.sort();
+    assert_eq!(got, ["Add work-A.txt", "Add work-B.txt", "initial commit"]);
+    assert!(
+        git(&env, &["for-each-ref", "refs/orch/backup/"])
+            .lines()
+            .count()
+            >= 1
+    );
+}
+
+#[test]
+fn ff_only_lands_the_first_and_hands_the_second_back_to_its_agent() {
+    let env = strategy_env("ff-only");
+    let out = env.orch().arg("run").output().unwrap();
+    assert!(out.status.success(), "{}", env.render(&out));
+    assert_eq!(env.status_of("A"), "merged");
+    assert_eq!(env.status_of("B"), "merged");
+    let conflicted = env
+        .events()
+        .iter()
+        .filter(|e| e["event"] == "merge.conflicted")
+        .count();
+    assert_eq!(
+        conflicted, 1,
+        "the second branch could not fast-forward once"
+    );
+    let head = git(&env, &["rev-parse", "main"]);
+    let landed: Vec<String> = ["A", "B"]
+        .iter()
+        .map(|t| {
+            env.state()["items"][*t]["merge_commit"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert!(
+        landed.contains(&head.trim().to_owned()),
+        "main is one of the branch tips, fast-forwarded"
+    );
+    for commit in &landed {
+        assert!(is_ancestor(&env, commit, "main"));
+    }
+}
+
+#[test]
+fn a_conflict_is_handed_back_to_the_agent_which_resolves_it() {
+    let env = setup(
+        "conflict.sh",
+        "",
+        "[[task]]\nid = \"A\"\n[[task]]\nid = \"B\"\n",
+    );
+    let out = env.orch().arg("run").output().unwrap();
+    assert!(out.status.success(), "{}", env.render(&out));
+    assert_eq!(env.status_of("A"), "merged");
+    assert_eq!(env.status_of("B"), "merged");
+    let events = env.events();
+    let conflict = events
+        .iter()
+        .find(|e| e["event"] == "merge.conflicted")
+        .unwrap();
+    assert_eq!(conflict["files"], serde_json::json!(["shared.txt"]));
+    let second = conflict["id"].as_str().unwrap().to_owned();
+    let purpose = events
+        .iter()
+        .filter(|e| e["event"] == "task.started" && e["id"] == second.as_str())
+        .filter_map(|e| e["purpose"].as_str())
+        .collect::<Vec<_>>();
+    assert_eq!(purpose, ["conflict"]);
+    let shared = fs::read_to_string(env.repo().join("shared.txt")).unwrap();
+    assert_eq!(shared, "line from A\nline from B\n");
+    let prompt = fs::read_to_string(
+        env.repo()
+            .join(format!(".orchestrator/runs/{second}/2/prompt.md")),
+    )
+    .unwrap();
+    assert!(prompt.contains("- `shared.txt`"), "{prompt}");
+}
+
+#[test]
+fn with_on_conflict_stop_a_person_fixes_it_and_retries() {
+    let env = setup(
+        "conflict.sh",
+        "",
+        "[[task]]\nid = \"A\"\n[[task]]\nid = \"B\"\n",
+    );
+    set_config(
+        &env,
+        "[hooks]",
+        "[merge]\non_conflict = \"stop\"\n\n[hooks]",
+    );
+    let out = env.orch().arg("run").output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", env.render(&out));
+    let state = env.state();
+    let (loser, winner) = if state["items"]["A"]["status"] == "conflicted" {
+        ("A", "B")
+    } else {
+        ("B", "A")
+    };
+    assert_eq!(env.status_of(winner), "merged");
+    let reason = state["items"][loser]["reason"].as_str().unwrap().to_owned();
+    assert_eq!(
+        reason,
+        format!(
+            "merging with `main` conflicts in `shared.txt`; waiting for a person: fix the branch and `orch retry {loser}`, or `orch resolve {loser}`"
+        )
+    );
+    let main_before = git(&env, &["rev-parse", "main"]);
+    let worktree = state["items"][loser]["worktree"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let wt = Path::new(&worktree);
+    assert!(
+        !env.git_ok(wt, ["merge", "-q", "main"]),
+        "the merge conflicts"
+    );
+    fs::write(wt.join("shared.txt"), "fixed by hand\n").unwrap();
+    env.git(wt, ["add", "shared.txt"]);
+    env.git(wt, ["commit", "-q", "--no-edit"]);
+    insta::assert_snapshot!(env.run(["retry", loser]).replace(loser, "X"), @"Retried `X`.");
+    assert_eq!(env.status_of(loser), "awaiting_merge");
+    let out = env.orch().arg("merge").output().unwrap();
+    assert!(out.status.success(), "{}", env.render(&out));
+    assert_eq!(env.status_of(loser), "merged");
+    assert!(is_ancestor(&env, main_before.trim(), "main"));
+    assert_eq!(
+        fs::read_to_string(env.repo().join("shared.txt")).unwrap(),
+        "fixed by hand\n"
+    );
+}
+
+#[test]
+fn a_red_check_is_handed_back_and_the_target_never_moves_on_red() {
+    let check = "[policy]\nchecks = [{ name = \"fixed\", run = \"test -e fixed.txt || { echo 'fixed.txt is missing'; exit 1; }\" }]";
+    let env = setup("fix-check.sh", check, "[[task]]\nid = \"T1\"\n");
+    let out = env.orch().arg("run").output().unwrap();
+    assert!(out.status.success(), "{}", env.render(&out));
+    assert_eq!(env.status_of("T1"), "merged");
+    let events = env.events();
+    let red = events
+        .iter()
+        .find(|e| e["event"] == "check.failed")
+        .unwrap();
+    assert_eq!(red["check"], "fixed");
+    assert_eq!(red["log"], ".orchestrator/checks/T1/fixed.log");
+    let prompt = fs::read_to_string(env.repo().join(".orchestrator/runs/T1/2/prompt.md")).unwrap();
+    assert!(
+        prompt.contains("fixed.txt is missing"),
+        "the check's output reaches the agent: {prompt}"
+    );
+    assert_eq!(
+        env.state()["items"]["T1"]["attempts"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    let env = setup("commit.sh", check, "[[task]]\nid = \"T1\"\n");
+    set_config(
+        &env,
+        "[hooks]",
+        "[merge]\non_check_failure = \"stop\"\n\n[hooks]",
+    );
+    let before = git(&env, &["rev-parse", "main"]);
+    let out = env.orch().arg("run").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(env.status_of("T1"), "failed");
+    assert_eq!(
+        env.state()["items"]["T1"]["reason"],
+        "check `fixed` failed: exit code 1; log: .orchestrator/checks/T1/fixed.log"
+    );
+    assert_eq!(
+        git(&env, &["rev-parse", "main"]),
+        before,
+        "target never moves on red"
+    );
+    assert!(
+        env.git(&env.repo(), ["branch", "--list", "orch/T1"])
+            .contains("orch/T1"),
+        "the branch is kept"
+    );
+}
+
+#[test]
+fn a_forbidden_path_is_refused_by_name() {
+    let env = setup(
+        "forbidden.sh",
+        "[policy]\nforbidden_paths = [\".github/**\"]",
+        "[[task]]\nid = \"T1\"\n",
+    );
+    set_config(
+        &env,
+        "[hooks]",
+        "[merge]\non_check_failure = \"stop\"\n\n[hooks]",
+    );
+    let before = git(&env, &["rev-parse", "main"]);
+    let out = env.orch().arg("run").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        env.state()["items"]["T1"]["reason"],
+        "policy `forbidden_paths`: `.github/workflows/sneaky.yml` matches `.github/**`"
+    );
+    assert_eq!(git(&env, &["rev-parse", "main"]), before);
+}
+
+fn spawn_run(env: &TestEnv) -> Child {
+    env.orch()
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    let mut status = None;
+    assert!(wait_until(DEADLINE, || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    }));
+    status.unwrap()
+}
+
+fn gated(env: &TestEnv) -> std::path::PathBuf {
+    let gate = env.root().join("gate");
+    fs::create_dir_all(&gate).unwrap();
+    let check = format!(
+        "[policy]\nchecks = [{{ name = \"gate\", run = \"GATE={} {}\" }}]",
+        gate.display(),
+        env.agent("gate-check.sh")
+    );
+    let config = fs::read_to_string(env.repo().join(".orchestrator.toml")).unwrap();
+    env.write(".orchestrator.toml", &format!("{config}\n{check}\n"));
+    gate
+}
+
+#[test]
+fn a_commit_to_target_during_checks_rebuilds_the_merge_and_overwrites_nothing() {
+    let env = setup("commit.sh", "", "[[task]]\nid = \"T1\"\n");
+    let gate = gated(&env);
+    let mut run = spawn_run(&env);
+    assert!(
+        wait_until(DEADLINE, || gate.join("checking").exists()),
+        "the check never started"
+    );
+    env.write("USER.md", "written by a person\n");
+    git(&env, &["add", "USER.md"]);
+    git(&env, &["commit", "-q", "-m", "a person's commit"]);
+    let person = git(&env, &["rev-parse", "main"]);
+    fs::write(gate.join("go"), "").unwrap();
+    assert!(wait_exit(&mut run).success());
+    assert_eq!(env.status_of("T1"), "merged");
+    assert!(
+        is_ancestor(&env, person.trim(), "main"),
+        "the person's commit is kept"
+    );
+    let merged = env.state()["items"]["T1"]["merge_commit"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let parents = git(&env, &["log", "-1", "--format=%p", &merged]);
+    assert!(
+        parents.starts_with(&person.trim()[..7]),
+        "rebuilt on the new head: {parents}"
+    );
+    let starts = env
+        .events()
+        .iter()
+        .filter(|e| e["event"] == "merge.started")
+        .count();
+    assert_eq!(starts, 1, "rebuilt within the same merge");
+}
+
+#[test]
+fn a_dirty_checked_out_target_pauses_merging_until_it_is_clean() {
+    let env = setup("commit.sh", "", "[[task]]\nid = \"T1\"\n");
+    env.write("README.md", "# edited but not committed\n");
+    let mut run = spawn_run(&env);
+    assert!(wait_until(DEADLINE, || env
+        .events()
+        .iter()
+        .any(|e| e["event"] == "merge.waiting")));
+    let wanted = "waiting to merge: `main` is checked out in `$TEMP/repo` with uncommitted changes to tracked files (README.md)";
+    let mut text = String::new();
+    let said = wait_until(DEADLINE, || {
+        text = env.render(&env.orch().args(["status"]).output().unwrap());
+        text.contains(wanted)
+    });
+    assert!(said, "{text}");
+    assert_eq!(
+        fs::read_to_string(env.repo().join("README.md")).unwrap(),
+        "# edited but not committed\n"
+    );
+    git(&env, &["checkout", "--", "README.md"]);
+    assert!(wait_exit(&mut run).success());
+    assert_eq!(env.status_of("T1"), "merged");
+    assert!(env.repo().join("work-T1.txt").exists());
+}
+
+#[test]
+fn sigkill_during_a_merge_merges_exactly_once() {
+    let env = setup(
+        "commit.sh",
+        "",
+        "[[task]]\nid = \"T1\"\n[[task]]\nid = \"T2\"\n",
+    );
+    let gate = gated(&env);
+    let mut run = spawn_run(&env);
+    assert!(wait_until(DEADLINE, || gate.join("checking").exists()));
+    kill_process(Pid::from_raw(run.id() as i32).unwrap(), Signal::KILL).unwrap();
+    run.wait().unwrap();
+    fs::write(gate.join("go"), "").unwrap();
+    let out = env.orch().arg("run").output().unwrap();
+    assert!(out.status.success(), "{}", env.render(&out));
+    for task in ["T1", "T2"] {
+        assert_eq!(env.status_of(task), "merged", "{task}");
+        let merges = git(
+            &env,
+            &[
+                "log",
+                "--format=%s",
+                "--grep",
+                &format!("^Merge task {task}:"),
+                "main",
+            ],
+        );
+        assert_eq!(merges.lines().count(), 1, "{task} merged exactly once");
+        let work = git(
+            &env,
+            &[
+                "log",
+                "--format=%s",
+                "main",
+                "--",
+                &format!("work-{task}.txt"),
+            ],
+        );
+        assert_eq!(work.lines().count(), 1, "{task}'s work is there once");
+    }
+    env.assert_no_agent_left();
+}
