@@ -79,9 +79,15 @@ impl Coordinator {
             };
             let usable =
                 matches!(s.status, Status::AwaitingMerge | Status::Merged) && !self.busy(&owner);
-            if let (true, Some(path), Some(branch)) = (usable, s.worktree.clone(), s.branch.clone())
+            if let (true, Some(path)) = (usable, s.worktree.clone())
                 && path.is_dir()
             {
+                // A merged task's worktree was detached by the merge's cleanup.
+                let branch = if s.status == Status::Merged {
+                    None
+                } else {
+                    s.branch.clone()
+                };
                 return Some((owner, FreeWorktree { path, branch }));
             }
         }

@@ -123,6 +123,7 @@ impl Coordinator {
             Outcome::Merged {
                 commit,
                 onto,
+                took,
                 checks,
                 branch_deleted,
                 backup,
@@ -160,6 +161,7 @@ impl Coordinator {
                         "strategy" => self.config.git.merge_strategy,
                         "backup" => backup,
                         "branch_deleted" => branch_deleted,
+                        "merge_ms" => took.as_millis() as u64,
                     },
                 );
                 for failure in hook_failures {

@@ -27,8 +27,9 @@ use crate::git::{GitError, cmd, commit, refs, worktree};
 #[derive(Debug, Clone)]
 pub struct FreeWorktree {
     pub path: PathBuf,
-    /// The branch it must still be on to count as safe.
-    pub branch: String,
+    /// The branch it must still be on to count as safe; `None`: it must be
+    /// detached (its task was merged and its branch deleted).
+    pub branch: Option<String>,
 }
 
 /// What provisioning needs.
@@ -158,7 +159,7 @@ fn recyclable(free: &FreeWorktree) -> Result<bool, GitError> {
     if !free.path.is_dir() {
         return Ok(false);
     }
-    if worktree::current_branch(&free.path)?.as_deref() != Some(free.branch.as_str()) {
+    if worktree::current_branch(&free.path)? != free.branch {
         return Ok(false);
     }
     Ok(worktree::dirty_files(&free.path)?.is_empty())

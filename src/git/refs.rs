@@ -12,11 +12,15 @@ fn open(repo: &Path) -> Result<Repository, GitError> {
 
 /// Returns the commit a local branch points at, if the branch exists.
 pub fn branch_tip(repo: &Path, branch: &str) -> Result<Option<Oid>, GitError> {
-    let r = open(repo)?;
-    match r.find_branch(branch, BranchType::Local) {
+    tip(&open(repo)?, branch).map_err(GitError::git(repo))
+}
+
+/// Returns the commit a local branch points at, in an open repository.
+pub fn tip(repo: &Repository, branch: &str) -> Result<Option<Oid>, git2::Error> {
+    match repo.find_branch(branch, BranchType::Local) {
         Ok(b) => Ok(b.get().peel_to_commit().ok().map(|c| c.id())),
         Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
-        Err(e) => Err(GitError::git(repo)(e)),
+        Err(e) => Err(e),
     }
 }
 
@@ -109,11 +113,21 @@ pub fn compare_and_swap(
     new: Oid,
     message: &str,
 ) -> Result<bool, GitError> {
-    let r = open(repo)?;
-    match r.reference_matching(refname, new, true, expected, message) {
+    swap(&open(repo)?, refname, expected, new, message).map_err(GitError::git(repo))
+}
+
+/// [`compare_and_swap`] in an open repository.
+pub fn swap(
+    repo: &Repository,
+    refname: &str,
+    expected: Oid,
+    new: Oid,
+    message: &str,
+) -> Result<bool, git2::Error> {
+    match repo.reference_matching(refname, new, true, expected, message) {
         Ok(_) => Ok(true),
         Err(e) if matches!(e.code(), ErrorCode::Modified | ErrorCode::Locked) => Ok(false),
-        Err(e) => Err(GitError::git(repo)(e)),
+        Err(e) => Err(e),
     }
 }
 

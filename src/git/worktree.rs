@@ -187,6 +187,32 @@ pub fn dirty_files(worktree: &Path) -> Result<Vec<String>, GitError> {
         .collect())
 }
 
+/// Returns the worktree that has `branch` checked out, if any, reading the
+/// `HEAD` files of the repository's layout (no process, no full status).
+pub fn checked_out_at(repo: &Repository, branch: &str) -> Option<PathBuf> {
+    let wanted = format!("ref: refs/heads/{branch}");
+    let head_is =
+        |head: &Path| std::fs::read_to_string(head).is_ok_and(|text| text.trim() == wanted);
+    let common = repo.commondir();
+    if head_is(&common.join("HEAD"))
+        && let Some(root) = common
+            .parent()
+            .filter(|_| common.file_name().is_some_and(|n| n == ".git"))
+    {
+        return Some(root.to_owned());
+    }
+    let names = repo.worktrees().ok()?;
+    for name in names.iter().filter_map(|n| n.ok().flatten()) {
+        if head_is(&common.join("worktrees").join(name).join("HEAD")) {
+            let wt = repo.find_worktree(name).ok()?;
+            if wt.validate().is_ok() {
+                return Some(wt.path().to_owned());
+            }
+        }
+    }
+    None
+}
+
 /// Returns the branch checked out in a worktree, `None` when detached.
 pub fn current_branch(worktree: &Path) -> Result<Option<String>, GitError> {
     let repo = Repository::open(worktree).map_err(GitError::git(worktree))?;

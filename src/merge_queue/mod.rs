@@ -94,6 +94,8 @@ pub enum Outcome {
     Merged {
         commit: String,
         onto: String,
+        /// From the start of the merge to the target moving.
+        took: Duration,
         checks: Vec<String>,
         branch_deleted: bool,
         backup: Option<String>,
@@ -155,11 +157,13 @@ fn try_run(job: &Job) -> Result<Outcome, GitError> {
         "Merge task {}: {}\n\nOrch-Task: {}\n",
         job.task, job.title, job.task
     );
+    let started = std::time::Instant::now();
+    let git = git2::Repository::open(repo).map_err(GitError::git(repo))?;
     for _ in 0..MAX_REBUILDS {
         if stopped(job) {
             return Ok(Outcome::Interrupted);
         }
-        let Some(tip) = refs::branch_tip(repo, &job.branch)? else {
+        let Some(tip) = refs::tip(&git, &job.branch).map_err(GitError::git(repo))? else {
             return Ok(Outcome::Failed {
                 reason: format!("branch `{}` is gone", job.branch),
             });
@@ -171,13 +175,13 @@ fn try_run(job: &Job) -> Result<Outcome, GitError> {
                 tip: tip.to_string(),
             });
         }
-        let Some(head) = refs::branch_tip(repo, &job.target)? else {
+        let Some(head) = refs::tip(&git, &job.target).map_err(GitError::git(repo))? else {
             return Ok(Outcome::Failed {
                 reason: format!("target branch `{}` is gone", job.target),
             });
         };
         let base = job.base.as_deref().and_then(refs::parse_oid);
-        let candidate = match merge::build(repo, job.strategy, head, tip, base, &message)? {
+        let candidate = match merge::build(&git, repo, job.strategy, head, tip, base, &message)? {
             Built::Candidate(c) => c,
             Built::Conflicts(files) => {
                 return Ok(Outcome::Conflicts {
@@ -192,19 +196,35 @@ fn try_run(job: &Job) -> Result<Outcome, GitError> {
             }
         };
         if candidate == head {
-            let worktree = cleanup(job, tip)?;
+            let took = started.elapsed();
+            let (worktree, branch_deleted, hook_failures) = match cleanup(job, tip) {
+                Ok((after, deleted)) => (after, deleted, Vec::new()),
+                Err(e) => (
+                    WorktreeAfter::Untouched,
+                    false,
+                    vec![format!(
+                        "cleaning up after the merge: {}",
+                        crate::coordinator::error_chain(&e)
+                    )],
+                ),
+            };
             return Ok(Outcome::Merged {
                 commit: head.to_string(),
                 onto: head.to_string(),
+                took,
                 checks: Vec::new(),
-                branch_deleted: worktree.1,
+                branch_deleted,
                 backup: None,
-                worktree: worktree.0,
-                hook_failures: Vec::new(),
+                worktree,
+                hook_failures,
             });
         }
-        let changes = merge::diff_summary(repo, head, candidate)?;
-        let commits = merge::commits(repo, head, tip)?;
+        let changes = merge::diff_summary(&git, repo, head, candidate, job.policy.needs_lines())?;
+        let commits = if job.policy.needs_commits() {
+            merge::commits(&git, repo, head, tip)?
+        } else {
+            Vec::new()
+        };
         let refusals = job.policy.evaluate(&job.task, &changes, &commits);
         if !refusals.is_empty() {
             return Ok(Outcome::Refused { refusals });
@@ -240,10 +260,7 @@ fn try_run(job: &Job) -> Result<Outcome, GitError> {
         if stopped(job) {
             return Ok(Outcome::Interrupted);
         }
-        let checkout = worktree::list(repo)?
-            .into_iter()
-            .find(|e| e.branch.as_deref() == Some(job.target.as_str()) && !e.prunable)
-            .map(|e| e.path);
+        let checkout = worktree::checked_out_at(&git, &job.target);
         if let Some(checkout) = &checkout {
             let changed = cmd::stdout(checkout, ["status", "--porcelain", "--untracked-files=no"])?;
             if !changed.is_empty() {
@@ -286,7 +303,10 @@ fn try_run(job: &Job) -> Result<Outcome, GitError> {
                 let ff = cmd::run(dir, ["merge", "--ff-only", "--quiet", &candidate_hex]);
                 match ff {
                     Ok(_) => true,
-                    Err(e) if refs::branch_tip(repo, &job.target)? == Some(head) => {
+                    Err(e)
+                        if refs::tip(&git, &job.target).map_err(GitError::git(repo))?
+                            == Some(head) =>
+                    {
                         return Ok(Outcome::Waiting {
                             reason: format!(
                                 "git would not fast-forward `{}` in `{}` (untracked files in the way?): {}",
@@ -299,25 +319,38 @@ fn try_run(job: &Job) -> Result<Outcome, GitError> {
                     Err(_) => false,
                 }
             }
-            None => refs::compare_and_swap(
-                repo,
+            None => refs::swap(
+                &git,
                 &target_ref,
                 head,
                 candidate,
                 &format!("orch: merge task {}", job.task),
-            )?,
+            )
+            .map_err(GitError::git(repo))?,
         };
         if !moved {
             continue;
         }
-        let (after, branch_deleted) = cleanup(job, tip)?;
+        let took = started.elapsed();
+        let (after, branch_deleted, mut hook_failures) = match cleanup(job, tip) {
+            Ok((after, deleted)) => (after, deleted, Vec::new()),
+            Err(e) => (
+                WorktreeAfter::Untouched,
+                false,
+                vec![format!(
+                    "cleaning up after the merge: {}",
+                    crate::coordinator::error_chain(&e)
+                )],
+            ),
+        };
         let hook_dir = checkout
             .clone()
             .unwrap_or_else(|| checks::merge_dir(&job.state_dir));
-        let hook_failures = run_post_merge(job, &hook_dir, &candidate_hex);
+        hook_failures.extend(run_post_merge(job, &hook_dir, &candidate_hex));
         return Ok(Outcome::Merged {
             commit: candidate_hex,
             onto: head.to_string(),
+            took,
             checks: passed,
             branch_deleted,
             backup,
@@ -335,14 +368,18 @@ fn try_run(job: &Job) -> Result<Outcome, GitError> {
 
 /// Frees the task's worktree and deletes its branch, as configured. Never
 /// touches a worktree with changes; the branch stays while a worktree has it.
+///
+/// Runs under the worktree-admin lock, so that it never races a task being
+/// given this worktree. The target has already moved when this runs, so its
+/// errors are reported, not turned into a failed merge.
 fn cleanup(job: &Job, tip: git2::Oid) -> Result<(WorktreeAfter, bool), GitError> {
     let repo = &job.repo;
+    let _guard = job.admin.lock().unwrap_or_else(|p| p.into_inner());
     let mut after = WorktreeAfter::Untouched;
     if let Some(wt) = job.task_worktree.as_ref().filter(|w| w.is_dir())
         && worktree::current_branch(wt)?.as_deref() == Some(job.branch.as_str())
         && worktree::dirty_files(wt)?.is_empty()
     {
-        let _guard = job.admin.lock().unwrap_or_else(|p| p.into_inner());
         if job.remove_worktree {
             worktree::remove(repo, wt)?;
             after = WorktreeAfter::Removed;

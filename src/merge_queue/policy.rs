@@ -69,6 +69,16 @@ impl Policy {
         })
     }
 
+    /// Returns whether the rules need line counts of the diff.
+    pub fn needs_lines(&self) -> bool {
+        self.max_changed_lines.is_some()
+    }
+
+    /// Returns whether the rules look at the task's commits.
+    pub fn needs_commits(&self) -> bool {
+        self.require_trailer
+    }
+
     /// Returns every rule the diff and commits break.
     pub fn evaluate(
         &self,
