@@ -543,3 +543,27 @@ fn sigkill_during_a_merge_merges_exactly_once() {
     }
     env.assert_no_agent_left();
 }
+
+#[test]
+fn post_merge_hooks_run_and_worktrees_are_removed_when_configured() {
+    let env = setup("commit.sh", "", "[[task]]\nid = \"T1\"\n");
+    set_config(
+        &env,
+        "[hooks]\ninstall = false",
+        "[hooks]\ninstall = false\npost_merge = [\"echo \\\"$ORCH_TASK_ID $ORCH_MERGE_COMMIT\\\" >> merged.log\"]\n\n[merge]\nremove_worktree = true",
+    );
+    let out = env.orch().arg("run").output().unwrap();
+    assert!(out.status.success(), "{}", env.render(&out));
+    let merged = env.state()["items"]["T1"]["merge_commit"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        fs::read_to_string(env.repo().join("merged.log")).unwrap(),
+        format!("T1 {merged}\n")
+    );
+    assert!(env.state()["items"]["T1"]["worktree"].is_null());
+    assert!(!env.root().join("repo.worktrees/T1").exists());
+    let list = git(&env, &["worktree", "list", "--porcelain"]);
+    assert_eq!(list.matches("worktree ").count(), 1, "{list}");
+}
