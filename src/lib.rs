@@ -10,6 +10,7 @@
 pub mod cli;
 pub mod config;
 pub mod coordinator;
+pub mod dash;
 pub mod error;
 pub mod git;
 pub mod lifecycle;

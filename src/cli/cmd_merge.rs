@@ -23,5 +23,10 @@ pub fn run(global: &GlobalArgs, args: MergeArgs) -> Result<(), CliError> {
         merge_only: true,
         ..Options::default()
     };
-    cmd_run::drive(&ws, plan, target, options, args.json)
+    let output = if args.json {
+        cmd_run::Output::Json
+    } else {
+        cmd_run::Output::Lines
+    };
+    cmd_run::drive(&ws, plan, target, options, output)
 }

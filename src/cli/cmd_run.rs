@@ -1,10 +1,15 @@
 //! `orch run`: turn ready tasks into branches, worktrees and running agents.
 
 use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::cli::cmd_plan::PlanFile;
-use crate::cli::{GlobalArgs, Workspace, progress};
-use crate::coordinator::{self, Options, RunError, Setup};
+use crate::cli::{GlobalArgs, Workspace, cmd_dash, progress};
+use crate::coordinator::{self, Options, RunError, Setup, error_chain};
+use crate::dash;
+use crate::dash::driver::{Dashboard, Exit};
+use crate::dash::event::{Ev, nudge};
 use crate::error::{CliError, ErrorKind, Message};
 use crate::plan::ItemIdx;
 use crate::schedule;
@@ -27,8 +32,11 @@ pub struct RunArgs {
     #[arg(long)]
     dry_run: bool,
     /// Stream the events as JSON lines on stdout instead of progress lines on stderr
-    #[arg(long)]
+    #[arg(long, conflicts_with = "tui")]
     json: bool,
+    /// Show the dashboard while the run goes on (quitting it leaves the run going)
+    #[arg(long)]
+    tui: bool,
 }
 
 pub fn run(global: &GlobalArgs, args: RunArgs) -> Result<(), CliError> {
@@ -51,7 +59,25 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> Result<(), CliError> {
         only,
         merge_only: false,
     };
-    drive(&ws, plan, target, options, args.json)
+    let output = if args.json {
+        Output::Json
+    } else if args.tui {
+        Output::Dashboard
+    } else {
+        Output::Lines
+    };
+    drive(&ws, plan, target, options, output)
+}
+
+/// How a run shows its progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// A line per event on stderr.
+    Lines,
+    /// The events as JSON lines on stdout.
+    Json,
+    /// The dashboard in front; progress lines once it is closed.
+    Dashboard,
 }
 
 /// Runs the coordinator and turns its summary into the exit code.
@@ -60,12 +86,12 @@ pub fn drive(
     plan: crate::plan::Plan,
     target: String,
     options: Options,
-    json: bool,
+    output: Output,
 ) -> Result<(), CliError> {
     let repo = ws.require_repo()?.clone();
     repo.exclude(crate::state::DIR_NAME)?;
     let setup = Setup {
-        plan,
+        plan: Arc::new(plan),
         config: ws.config.clone(),
         repo_root: repo.root.clone(),
         state_dir: ws.state_dir(),
@@ -73,14 +99,16 @@ pub fn drive(
         orch_exe: std::env::current_exe()?,
         options,
     };
-    let sink: coordinator::Sink = if json {
-        Box::new(progress::json)
-    } else {
-        let mut human = progress::Human::new();
-        Box::new(move |e| human.event(e))
-    };
-    let summary = coordinator::run(setup, sink).map_err(run_error)?;
-    if !json {
+    let summary = match output {
+        Output::Json => coordinator::run(setup, Box::new(progress::json)),
+        Output::Lines => {
+            let mut human = progress::Human::new();
+            coordinator::run(setup, Box::new(move |e| human.event(e)))
+        }
+        Output::Dashboard => behind_dashboard(setup),
+    }
+    .map_err(run_error)?;
+    if output != Output::Json {
         progress::summary(&summary);
     }
     if summary.interrupted {
@@ -97,6 +125,77 @@ pub fn drive(
         .with_hint("see `orch status` for the reasons; `orch retry ID` runs a task again"));
     }
     Ok(())
+}
+
+/// Runs the coordinator on a thread of its own with the dashboard in front.
+///
+/// Progress lines are held back while the dashboard owns the terminal and
+/// printed once it is closed, so a run whose dashboard was quit still says
+/// what it does. Stopping the run from the dashboard raises SIGINT in this
+/// process, which the coordinator handles exactly as a Ctrl-C.
+fn behind_dashboard(setup: Setup) -> Result<coordinator::Summary, RunError> {
+    let state_dir = setup.state_dir.path().to_owned();
+    std::fs::create_dir_all(&state_dir).map_err(|source| RunError::Io {
+        path: state_dir.clone(),
+        source,
+    })?;
+    let dashboard = match Dashboard::new(dash::driver::Options {
+        plan: Arc::clone(&setup.plan),
+        state_dir,
+        in_run: true,
+        color: cmd_dash::use_color(),
+    }) {
+        Ok(dashboard) => dashboard,
+        Err(e) => {
+            eprintln!(
+                "warning: no dashboard ({}); printing progress lines instead",
+                error_chain(&e)
+            );
+            let mut human = progress::Human::new();
+            return coordinator::run(setup, Box::new(move |e| human.event(e)));
+        }
+    };
+    let to_dashboard = dashboard.sender();
+    let quiet = Arc::new(AtomicBool::new(true));
+    let run = {
+        let quiet = Arc::clone(&quiet);
+        std::thread::spawn(move || {
+            let mut human = progress::Human::new();
+            let sink = Box::new(move |e: &crate::state::events::Event| {
+                if !quiet.load(Ordering::Acquire) {
+                    human.event(e);
+                }
+            });
+            let result = coordinator::run(setup, sink);
+            let (how, close) = match &result {
+                Ok(s) => (progress::summary_text(s), s.interrupted),
+                Err(e) => (error_chain(e), true),
+            };
+            nudge(&to_dashboard, Ev::RunEnded { how, close });
+            result
+        })
+    };
+    let exit = dashboard.run();
+    quiet.store(false, Ordering::Release);
+    match exit {
+        Ok(Exit::Quit) if !run.is_finished() => eprintln!(
+            "The dashboard is closed; the run goes on (Ctrl-C stops it, `orch dash` shows it again)."
+        ),
+        Ok(Exit::StopRun) => {
+            eprintln!("Stopping the run (Ctrl-C again kills the agents at once).");
+            let _ = rustix::process::kill_process(
+                rustix::process::getpid(),
+                rustix::process::Signal::INT,
+            );
+        }
+        Ok(_) => {}
+        Err(e) => eprintln!(
+            "warning: the dashboard stopped ({}); the run goes on, printing progress lines",
+            error_chain(&e)
+        ),
+    }
+    run.join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
 fn run_error(e: RunError) -> CliError {

@@ -8,7 +8,7 @@ use std::io::Write;
 use serde_json::{Value, json};
 
 use crate::cli::cmd_plan::PlanFile;
-use crate::cli::{GlobalArgs, Workspace, progress, style};
+use crate::cli::{GlobalArgs, Workspace, style};
 use crate::coordinator::control;
 use crate::error::CliError;
 use crate::lifecycle::Status;
@@ -197,7 +197,7 @@ fn detail(
             let took = a
                 .finished
                 .and_then(|f| f.0.duration_since(a.started.0).ok())
-                .map(|d| format!(", {}", progress::duration(d)))
+                .map(|d| format!(", {}", crate::text::duration(d)))
                 .unwrap_or_default();
             let outcome = match &a.outcome {
                 None => "running".to_owned(),

@@ -8,6 +8,7 @@
 
 mod cmd_clean;
 mod cmd_control;
+mod cmd_dash;
 mod cmd_init;
 mod cmd_logs;
 mod cmd_merge;
@@ -69,6 +70,8 @@ pub enum Command {
     Status(cmd_status::StatusArgs),
     /// Show an agent's captured output
     Logs(cmd_logs::LogsArgs),
+    /// Watch the run in a terminal dashboard, and retry, cancel or resolve tasks from it
+    Dash(cmd_dash::DashArgs),
     /// Run a failed, cancelled or conflicted task again
     Retry(cmd_control::ControlArgs),
     /// Cancel a task, stopping its agent
@@ -139,6 +142,7 @@ fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Status(args) => cmd_status::run(&cli.global, args),
         Command::Merge(args) => cmd_merge::run(&cli.global, args),
         Command::Logs(args) => cmd_logs::run(&cli.global, args),
+        Command::Dash(args) => cmd_dash::run(&cli.global, args),
         Command::Retry(args) => cmd_control::run(&cli.global, Action::Retry, args),
         Command::Cancel(args) => cmd_control::run(&cli.global, Action::Cancel, args),
         Command::Resolve(args) => cmd_control::run(&cli.global, Action::Resolve, args),

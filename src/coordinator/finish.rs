@@ -13,6 +13,9 @@ use crate::runner::spec::{self, AgentResult, ExitRecord};
 use crate::state::events::EventName;
 use crate::state::model::Purpose;
 
+/// How many of an attempt's newest commits `task.completed` lists.
+const LOG_COMMITS: usize = 10;
+
 /// What the blocking collection found.
 #[derive(Debug, Default)]
 pub struct Report {
@@ -25,6 +28,8 @@ pub struct Report {
     pub commit_error: Option<String>,
     /// Commits on the branch since the unit's base.
     pub commits: Option<u32>,
+    /// The newest of them, as (short id, subject), newest first.
+    pub log: Vec<(String, String)>,
     /// The branch tip after collection.
     pub tip: Option<String>,
     /// Files still in conflict after an attempt that was to resolve them.
@@ -86,6 +91,8 @@ fn collect(input: Input) -> Report {
         report.tip = Some(tip.to_string());
         if let Some(base) = input.base.as_deref().and_then(refs::parse_oid) {
             report.commits = refs::commits_between(&input.repo, base, tip).ok();
+            report.log =
+                refs::recent_commits(&input.repo, base, tip, LOG_COMMITS).unwrap_or_default();
         }
     }
     report
@@ -227,7 +234,7 @@ impl Coordinator {
                     return;
                 }
                 if self.status(&unit) == Status::Running {
-                    self.succeed(&unit, attempt, report.commits, duration);
+                    self.succeed(&unit, attempt, report.commits, &report.log, duration);
                 }
             }
         }

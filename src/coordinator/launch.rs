@@ -281,7 +281,7 @@ impl Coordinator {
         }
         self.stepping.remove(task);
         if let Some(attempt) = task_attempt {
-            self.succeed(task, attempt, None, None);
+            self.succeed(task, attempt, None, &[], None);
         }
     }
 
@@ -582,6 +582,7 @@ impl Coordinator {
         unit: &FullId,
         attempt: u32,
         commits: Option<u32>,
+        log: &[(String, String)],
         duration: Option<Duration>,
     ) {
         let kind = self.unit_of(unit);
@@ -602,6 +603,9 @@ impl Coordinator {
         let mut fields = crate::fields! {"attempt" => attempt};
         if let Some(c) = commits {
             fields.insert("commits".to_owned(), c.into());
+        }
+        if !log.is_empty() {
+            fields.insert("log".to_owned(), serde_json::json!(log));
         }
         if let Some(d) = duration {
             fields.insert("duration_ms".to_owned(), (d.as_millis() as u64).into());

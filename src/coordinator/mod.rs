@@ -73,7 +73,7 @@ pub struct Options {
 /// Everything a run needs.
 #[derive(Debug)]
 pub struct Setup {
-    pub plan: Plan,
+    pub plan: Arc<Plan>,
     pub config: Config,
     pub repo_root: PathBuf,
     pub state_dir: StateDir,
@@ -269,7 +269,7 @@ impl Coordinator {
             finished: None,
         });
         let policy = crate::merge_queue::policy::Policy::new(&setup.config.policy)?;
-        let plan = Arc::new(setup.plan);
+        let plan = setup.plan;
         let in_scope = scope(&plan, setup.options.only.as_deref());
         let worktree_root =
             workspace::worktree_root(&setup.repo_root, &setup.config.git.worktree_root);
@@ -863,13 +863,19 @@ fn scope(plan: &Plan, only: Option<&[ItemIdx]>) -> Vec<bool> {
 }
 
 /// Watches the inbox folder; events only wake the loop, which re-reads the folder.
+///
+/// Access events are ignored: reading the folder opens it, and inotify
+/// reports that open, so waking on it would make the loop wake itself
+/// forever.
 fn watch_inbox(
     dir: &std::path::Path,
     tx: mpsc::UnboundedSender<Msg>,
 ) -> Option<notify::RecommendedWatcher> {
     use notify::Watcher;
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
+        if let Ok(event) = event
+            && !matches!(event.kind, notify::EventKind::Access(_))
+        {
             let _ = tx.send(Msg::Inbox);
         }
     })

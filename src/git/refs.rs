@@ -67,6 +67,41 @@ pub fn commits_between(repo: &Path, base: Oid, tip: Oid) -> Result<u32, GitError
     Ok(walk.count() as u32)
 }
 
+/// How many hex digits a short commit id has in messages.
+pub const SHORT_ID: usize = 9;
+
+/// Returns the newest `limit` commits reachable from `tip` but not `base`,
+/// newest first, as (short id, subject) pairs.
+pub fn recent_commits(
+    repo: &Path,
+    base: Oid,
+    tip: Oid,
+    limit: usize,
+) -> Result<Vec<(String, String)>, GitError> {
+    if base == tip || limit == 0 {
+        return Ok(Vec::new());
+    }
+    let r = open(repo)?;
+    let mut walk = r.revwalk().map_err(GitError::git(repo))?;
+    walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::TIME)
+        .map_err(GitError::git(repo))?;
+    walk.push(tip).map_err(GitError::git(repo))?;
+    walk.hide(base).map_err(GitError::git(repo))?;
+    let mut out = Vec::new();
+    for oid in walk.take(limit) {
+        let oid = oid.map_err(GitError::git(repo))?;
+        let commit = r.find_commit(oid).map_err(GitError::git(repo))?;
+        let mut short = oid.to_string();
+        short.truncate(SHORT_ID);
+        let subject = commit
+            .summary_bytes()
+            .map(String::from_utf8_lossy)
+            .unwrap_or_default();
+        out.push((short, subject.into_owned()));
+    }
+    Ok(out)
+}
+
 /// Returns whether `ancestor` is `descendant` or one of its ancestors.
 pub fn is_ancestor(repo: &Path, ancestor: Oid, descendant: Oid) -> Result<bool, GitError> {
     if ancestor == descendant {

@@ -9,12 +9,15 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::lifecycle::Status;
 use crate::plan::FullId;
 use crate::state::model::Timestamp;
+use crate::text::{duration, plural};
 
 /// The log's file name inside the state dir.
 pub const FILE_NAME: &str = "events.jsonl";
@@ -112,6 +115,138 @@ pub struct Event {
     /// Event-specific fields (attempt, reason, oids, durations ...).
     #[serde(flatten)]
     pub fields: Map<String, Value>,
+}
+
+/// How an event reads to a person: an optional status word, then the rest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Described {
+    /// The word in front (`started`, `failed` ...) and the status whose colour it takes.
+    pub word: Option<(Status, &'static str)>,
+    pub text: String,
+}
+
+impl Described {
+    fn new(status: Status, word: &'static str, text: String) -> Described {
+        Described {
+            word: Some((status, word)),
+            text,
+        }
+    }
+
+    fn plain(text: String) -> Described {
+        Described { word: None, text }
+    }
+}
+
+impl Event {
+    fn text(&self, key: &str) -> String {
+        match self.fields.get(key) {
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+            None => String::new(),
+        }
+    }
+
+    fn num(&self, key: &str) -> Option<u64> {
+        self.fields.get(key).and_then(Value::as_u64)
+    }
+
+    /// Returns how the event reads in progress lines and the dashboard's
+    /// feed, or `None` for events too fine-grained to show.
+    pub fn describe(&self) -> Option<Described> {
+        let id = self.id.as_ref().map(|i| i.to_string()).unwrap_or_default();
+        let attempt = self
+            .num("attempt")
+            .map(|n| format!("attempt {n}"))
+            .unwrap_or_default();
+        Some(match self.event {
+            EventName::RunStarted => Described::plain(format!(
+                "Starting: {} on target `{}`{}.",
+                plural(self.num("tasks").unwrap_or(0) as usize, "task", "tasks"),
+                self.text("target"),
+                if self.fields.get("no_merge") == Some(&Value::Bool(true)) {
+                    ", without merging"
+                } else {
+                    ""
+                }
+            )),
+            EventName::RunStopping => Described::plain(format!(
+                "Stopping: waiting for {} to stop (press Ctrl-C again to kill at once).",
+                plural(self.num("agents").unwrap_or(0) as usize, "agent", "agents")
+            )),
+            EventName::TaskStarted => Described::new(
+                Status::Running,
+                "started",
+                format!("{id}  {attempt}: {}", self.text("title")),
+            ),
+            EventName::TaskCompleted => {
+                let mut parts = vec![attempt];
+                if let Some(ms) = self.num("duration_ms") {
+                    parts.push(duration(Duration::from_millis(ms)));
+                }
+                if let Some(c) = self.num("commits") {
+                    parts.push(plural(c as usize, "commit", "commits"));
+                }
+                Described::new(
+                    Status::AwaitingMerge,
+                    "done",
+                    format!("{id}  {}", parts.join(", ")),
+                )
+            }
+            EventName::TaskRetrying => Described::new(
+                Status::Retrying,
+                "retrying",
+                format!(
+                    "{id}  {attempt}: {}; next attempt in {}",
+                    self.text("reason"),
+                    duration(Duration::from_millis(self.num("retry_in_ms").unwrap_or(0)))
+                ),
+            ),
+            EventName::TaskFailed => Described::new(
+                Status::Failed,
+                "failed",
+                format!("{id}  {attempt}: {}", self.text("reason")),
+            ),
+            EventName::TaskInterrupted => Described::new(
+                Status::Pending,
+                "stopped",
+                format!("{id}  {attempt}: {}", self.text("reason")),
+            ),
+            EventName::TaskBlocked => Described::new(
+                Status::Blocked,
+                "blocked",
+                format!("{id}: {}", self.text("reason")),
+            ),
+            EventName::TaskCancelled => Described::new(Status::Cancelled, "cancelled", id),
+            EventName::TaskResolved => Described::new(Status::Resolved, "resolved", id),
+            EventName::TaskRetried => Described::new(Status::Ready, "retry", id),
+            EventName::TaskMerged => Described::new(
+                Status::Merged,
+                "merged",
+                format!("{id}  {}", self.text("commit")),
+            ),
+            EventName::MergeConflicted => Described::new(
+                Status::Conflicted,
+                "conflict",
+                format!("{id}: {}", self.text("reason")),
+            ),
+            EventName::CheckFailed => Described::new(
+                Status::Failed,
+                "red",
+                format!(
+                    "{id}: check `{}` failed; log: {}",
+                    self.text("check"),
+                    self.text("log")
+                ),
+            ),
+            EventName::MergeWaiting => Described::new(
+                Status::AwaitingMerge,
+                "waiting",
+                format!("{id}: {}", self.text("reason")),
+            ),
+            _ => return None,
+        })
+    }
 }
 
 /// An open log, positioned for appending.

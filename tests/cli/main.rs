@@ -4,6 +4,7 @@
 mod common;
 
 mod clean;
+mod dash;
 mod init;
 mod merge;
 mod plan_check;

@@ -297,3 +297,33 @@ fn illegal_commands_are_refused_with_the_status() {
     [exit status: 2]
     ");
 }
+
+/// How long an idle run is watched for busy-looping.
+const IDLE_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Returns the CPU time (user + system) a process has used, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn issue_5_a_run_waiting_on_its_agents_sleeps() {
+    // Reading the inbox folder opens it, and inotify reports the open: a
+    // coordinator that woke on that re-read the inbox in a loop, using a
+    // whole core while its agents worked.
+    let env = setup("hang.sh", "", "[[task]]\nid = \"T1\"\n");
+    let mut run = spawn_run(&env);
+    wait_for_agents(&env, 1);
+    let before = cpu_ticks(run.id());
+    std::thread::sleep(IDLE_WINDOW);
+    let used = cpu_ticks(run.id()) - before;
+    signal(&run, Signal::INT);
+    wait_exit(&mut run);
+    let window = IDLE_WINDOW.as_secs_f64() * rustix::param::clock_ticks_per_second() as f64;
+    assert!(
+        (used as f64) < window / 4.0,
+        "the idle run used {used} of {window} clock ticks"
+    );
+}

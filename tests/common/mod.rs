@@ -60,29 +60,39 @@ impl TestEnv {
         path
     }
 
-    fn seal(&self, cmd: &mut Command) {
+    /// Returns the sealed environment every command runs with.
+    pub fn vars(&self) -> Vec<(&'static str, std::ffi::OsString)> {
         let root = self.root();
-        cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", root.join("home"))
-            .env("TMPDIR", root.join("tmp"))
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_CONFIG_SYSTEM", "/dev/null")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_AUTHOR_NAME", "Test Author")
-            .env("GIT_AUTHOR_EMAIL", "author@example.com")
-            .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
-            .env("GIT_COMMITTER_NAME", "Test Committer")
-            .env("GIT_COMMITTER_EMAIL", "committer@example.com")
-            .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
-            .env("GIT_CONFIG_COUNT", "2")
-            .env("GIT_CONFIG_KEY_0", "init.defaultBranch")
-            .env("GIT_CONFIG_VALUE_0", "main")
-            .env("GIT_CONFIG_KEY_1", "commit.gpgsign")
-            .env("GIT_CONFIG_VALUE_1", "false")
-            .env("LC_ALL", "C")
-            .env("NO_COLOR", "1")
-            .env("COLUMNS", "100");
+        let fixed = [
+            ("GIT_CONFIG_GLOBAL", "/dev/null"),
+            ("GIT_CONFIG_SYSTEM", "/dev/null"),
+            ("GIT_CONFIG_NOSYSTEM", "1"),
+            ("GIT_AUTHOR_NAME", "Test Author"),
+            ("GIT_AUTHOR_EMAIL", "author@example.com"),
+            ("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z"),
+            ("GIT_COMMITTER_NAME", "Test Committer"),
+            ("GIT_COMMITTER_EMAIL", "committer@example.com"),
+            ("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z"),
+            ("GIT_CONFIG_COUNT", "2"),
+            ("GIT_CONFIG_KEY_0", "init.defaultBranch"),
+            ("GIT_CONFIG_VALUE_0", "main"),
+            ("GIT_CONFIG_KEY_1", "commit.gpgsign"),
+            ("GIT_CONFIG_VALUE_1", "false"),
+            ("LC_ALL", "C"),
+            ("NO_COLOR", "1"),
+            ("COLUMNS", "100"),
+        ];
+        let mut vars = vec![
+            ("PATH", std::env::var_os("PATH").unwrap_or_default()),
+            ("HOME", root.join("home").into()),
+            ("TMPDIR", root.join("tmp").into()),
+        ];
+        vars.extend(fixed.iter().map(|(k, v)| (*k, (*v).into())));
+        vars
+    }
+
+    fn seal(&self, cmd: &mut Command) {
+        cmd.env_clear().envs(self.vars());
     }
 
     /// Returns an `orch` command run in the repository folder.

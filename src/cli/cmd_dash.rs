@@ -1,0 +1,56 @@
+//! `orch dash`: the dashboard, attached to the current repository's state dir.
+//!
+//! Live while a run is going (in any terminal), a read-only view of the last
+//! run otherwise. It never writes `state.json`: retry, cancel and resolve
+//! go to the live run's inbox (docs/dashboard.md).
+
+use std::sync::Arc;
+
+use crate::cli::cmd_plan::PlanFile;
+use crate::cli::{GlobalArgs, Workspace};
+use crate::dash::driver::{self, DashError, Dashboard, Exit};
+use crate::error::{CliError, ErrorKind, Message};
+
+#[derive(Debug, clap::Args)]
+pub struct DashArgs {
+    #[command(flatten)]
+    file: PlanFile,
+}
+
+pub fn run(global: &GlobalArgs, args: DashArgs) -> Result<(), CliError> {
+    let ws = Workspace::discover(global)?;
+    let repo = ws.require_repo()?;
+    let plan = ws.load_plan(args.file.plan.as_deref())?;
+    let state_dir = ws.state_dir().path().to_owned();
+    repo.exclude(crate::state::DIR_NAME)?;
+    std::fs::create_dir_all(&state_dir)?;
+    let dashboard = Dashboard::new(driver::Options {
+        plan: Arc::new(plan),
+        state_dir,
+        in_run: false,
+        color: use_color(),
+    })
+    .map_err(dash_error)?;
+    match dashboard.run().map_err(dash_error)? {
+        Exit::Signal(_) => Err(CliError::new(
+            ErrorKind::Interrupted,
+            Message("interrupted".to_owned()),
+        )),
+        Exit::Quit | Exit::StopRun | Exit::RunClosed => Ok(()),
+    }
+}
+
+/// Returns whether the dashboard may use colour (`NO_COLOR` unset or empty).
+pub fn use_color() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Maps a dashboard error to its exit code.
+pub fn dash_error(e: DashError) -> CliError {
+    match e {
+        DashError::Terminal(_) => CliError::new(ErrorKind::Input, e)
+            .with_hint("`orch status` prints the same information without a terminal"),
+        DashError::State(_) => CliError::new(ErrorKind::Input, e),
+        DashError::Watch { .. } => CliError::new(ErrorKind::Internal, e),
+    }
+}

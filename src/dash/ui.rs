@@ -1,0 +1,1168 @@
+//! Drawing the dashboard: `render(&AppState, &mut Frame)`, nothing else.
+//!
+//! ```text
+//! ┌ header: target, run, counts, throughput, ETA ─────────────────────────┐
+//! │ plan tree (phase > milestone > task > subtask) │ detail of selection  │
+//! │                                                ├──────────────────────┤
+//! │                                                │ merge queue          │
+//! ├ agent log of selection ────────────────────────┼ event feed ──────────┤
+//! └ footer: keys, or the last message ────────────────────────────────────┘
+//! ```
+//!
+//! Only the visible rows of the tree are built, so a frame costs the same
+//! for 100 items or 10,000 (see `benches/dash.rs`). Status is shown by a
+//! glyph and a word as well as a colour, so nothing is lost under
+//! `NO_COLOR`; the selection is shown reversed.
+
+use std::time::{Duration, SystemTime};
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Clear, Paragraph, Wrap};
+
+use crate::dash::app::{AppState, Mode};
+use crate::lifecycle::Status;
+use crate::plan::ItemIdx;
+use crate::state::inbox::Action;
+use crate::state::model::{Attempt, MergeProblem, Outcome};
+
+/// Below this size only a note is drawn.
+const MIN_WIDTH: u16 = 40;
+const MIN_HEIGHT: u16 = 10;
+
+/// Returns the glyph that stands for a status.
+pub fn glyph(status: Status) -> &'static str {
+    match status {
+        Status::Pending => "·",
+        Status::Ready => "○",
+        Status::Running => "●",
+        Status::Retrying => "↻",
+        Status::AwaitingMerge => "◐",
+        Status::Merging => "⇡",
+        Status::Conflicted => "≠",
+        Status::Merged | Status::Done | Status::Resolved => "✔",
+        Status::Failed => "✘",
+        Status::Blocked => "⊘",
+        Status::Cancelled => "–",
+    }
+}
+
+/// Styles text the way the app's colour setting allows.
+struct Paint {
+    color: bool,
+}
+
+impl Paint {
+    fn status(&self, status: Status) -> Style {
+        if !self.color {
+            return Style::new();
+        }
+        let color = match status {
+            Status::Merged | Status::Done | Status::Resolved => Color::Green,
+            Status::Running | Status::Merging | Status::AwaitingMerge => Color::Cyan,
+            Status::Ready | Status::Retrying => Color::Yellow,
+            Status::Failed | Status::Blocked | Status::Conflicted => Color::Red,
+            Status::Pending | Status::Cancelled => return Style::new().fg(Color::DarkGray),
+        };
+        Style::new().fg(color)
+    }
+
+    fn dim(&self) -> Style {
+        if self.color {
+            Style::new().fg(Color::DarkGray)
+        } else {
+            Style::new()
+        }
+    }
+
+    fn bold(&self) -> Style {
+        Style::new().add_modifier(Modifier::BOLD)
+    }
+
+    fn label(&self) -> Style {
+        if self.color {
+            Style::new().fg(Color::Blue)
+        } else {
+            Style::new()
+        }
+    }
+}
+
+/// Draws the whole screen for `app`.
+pub fn render(app: &AppState, frame: &mut Frame) {
+    let area = frame.area();
+    let paint = Paint { color: app.color };
+    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+        let note = format!("orch dash needs at least {MIN_WIDTH}×{MIN_HEIGHT}; press q to quit");
+        frame.render_widget(Paragraph::new(note).wrap(Wrap { trim: true }), area);
+        return;
+    }
+    if let Mode::Log { scroll } = app.mode {
+        log_screen(app, frame, area, scroll, &paint);
+        return;
+    }
+    let bottom = bottom_height(area.height);
+    let [header, middle, lower, footer] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(3),
+        Constraint::Length(bottom),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    let [tree_area, side] =
+        Layout::horizontal([Constraint::Percentage(56), Constraint::Percentage(44)]).areas(middle);
+    let queue_height = (side.height / 3).clamp(4, 8);
+    let [detail_area, queue_area] =
+        Layout::vertical([Constraint::Min(3), Constraint::Length(queue_height)]).areas(side);
+    let [log_area, feed_area] =
+        Layout::horizontal([Constraint::Percentage(56), Constraint::Percentage(44)]).areas(lower);
+
+    frame.render_widget(Paragraph::new(header_line(app, &paint)), header);
+    tree(app, frame, tree_area, &paint);
+    detail(app, frame, detail_area, &paint);
+    queue(app, frame, queue_area, &paint);
+    log_tail(app, frame, log_area, &paint);
+    feed(app, frame, feed_area, &paint);
+    frame.render_widget(Paragraph::new(footer_line(app, &paint)), footer);
+
+    match &app.mode {
+        Mode::Help => help(frame, area, &paint),
+        Mode::Confirm(action, id) => {
+            let (question, consequence) = confirm_text(*action, id.as_str());
+            let lines = vec![
+                Line::styled(question, paint.bold()),
+                Line::raw(consequence),
+                Line::raw(""),
+                Line::raw("y: yes    any other key: no"),
+            ];
+            popup(frame, area, "confirm", lines, &paint);
+        }
+        Mode::ConfirmQuit => {
+            let lines = vec![
+                Line::styled("Close the dashboard?", paint.bold()),
+                Line::raw("q: close it; the run goes on in this terminal, printing progress lines"),
+                Line::raw("s: stop the run too (agents are stopped and recorded as interrupted)"),
+                Line::raw("any other key: stay"),
+            ];
+            popup(frame, area, "quit", lines, &paint);
+        }
+        Mode::Main | Mode::Search(_) | Mode::Log { .. } => {}
+    }
+}
+
+/// Returns the height of the log and feed row for a screen of `height` rows.
+///
+/// `AppState::tree_height` relies on this: header, footer and two borders
+/// take the other four rows.
+pub fn bottom_height(height: u16) -> u16 {
+    (height / 4).clamp(4, 10)
+}
+
+fn header_line<'a>(app: &'a AppState, paint: &Paint) -> Line<'a> {
+    let mut spans = vec![Span::styled("orch", paint.bold())];
+    if let Some(target) = &app.state.target {
+        spans.push(Span::raw(format!(" → {target}")));
+    }
+    let run = match (&app.run_ended, app.live) {
+        (Some(how), _) => format!("  run ended: {how}"),
+        (None, Some(pid)) => {
+            let took = app
+                .run_started
+                .map(|s| format!(" {}", clock(elapsed(s, app.now))))
+                .unwrap_or_default();
+            format!("  live (pid {pid}){took}")
+        }
+        (None, None) => match &app.state.run {
+            Some(r) if r.finished.is_some() => "  last run finished".to_owned(),
+            Some(_) => "  last run stopped".to_owned(),
+            None => "  nothing has run".to_owned(),
+        },
+    };
+    spans.push(Span::styled(run, paint.dim()));
+    spans.push(Span::raw("  "));
+    for (status, n) in &app.counts {
+        spans.push(Span::styled(
+            format!("{}{n} ", glyph(*status)),
+            paint.status(*status),
+        ));
+    }
+    if let Some(rate) = throughput(app) {
+        spans.push(Span::styled(format!(" {rate:.1}/min"), paint.dim()));
+        let remaining: usize = app
+            .counts
+            .iter()
+            .filter(|(s, _)| !s.is_terminal())
+            .map(|(_, n)| n)
+            .sum();
+        if app.live.is_some() && remaining > 0 && rate > 0.0 {
+            let eta = Duration::from_secs_f64(remaining as f64 / rate * 60.0);
+            spans.push(Span::styled(format!(" ETA {}", clock(eta)), paint.dim()));
+        }
+    }
+    Line::from(spans)
+}
+
+/// Returns tasks finished per minute since the run started.
+fn throughput(app: &AppState) -> Option<f64> {
+    let started = app.run_started?;
+    let minutes = elapsed(started, app.now).as_secs_f64() / 60.0;
+    (app.finished_in_run > 0 && minutes > 0.0).then(|| f64::from(app.finished_in_run) / minutes)
+}
+
+fn elapsed(since: SystemTime, now: SystemTime) -> Duration {
+    now.duration_since(since).unwrap_or_default()
+}
+
+/// Formats a duration to the second: `8s`, `4m05s`, `2h03m`.
+fn clock(d: Duration) -> String {
+    let s = d.as_secs();
+    if s < 60 {
+        format!("{s}s")
+    } else if s < 3600 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{}h{:02}m", s / 3600, s % 3600 / 60)
+    }
+}
+
+fn tree(app: &AppState, frame: &mut Frame, area: Rect, paint: &Paint) {
+    let title = match (&app.search, app.filter.name()) {
+        (s, "all") if s.is_empty() => format!(" plan ({} items) ", app.plan.items().len()),
+        (s, f) if s.is_empty() => format!(" plan: {f} "),
+        (s, "all") => format!(" plan: /{s} "),
+        (s, f) => format!(" plan: /{s}, {f} "),
+    };
+    let block = Block::bordered().title(title);
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let width = usize::from(inner.width);
+    let lines: Vec<Line> = app
+        .rows
+        .iter()
+        .enumerate()
+        .skip(app.offset)
+        .take(usize::from(inner.height))
+        .map(|(n, idx)| {
+            let mut line = tree_row(app, *idx, width, paint);
+            if n == app.selected {
+                line = line.patch_style(Style::new().add_modifier(Modifier::REVERSED));
+            }
+            line
+        })
+        .collect();
+    if lines.is_empty() {
+        let note = if app.plan.items().is_empty() {
+            "the plan is empty"
+        } else {
+            "nothing matches; Esc clears the search, f cycles the filter"
+        };
+        frame.render_widget(Paragraph::new(note).style(paint.dim()), inner);
+        return;
+    }
+    frame.render_widget(Paragraph::new(lines), inner);
+}
+
+fn tree_row<'a>(app: &'a AppState, idx: ItemIdx, width: usize, paint: &Paint) -> Line<'a> {
+    let item = app.plan.item(idx);
+    let i = idx.index();
+    let status = app.statuses[i];
+    let depth = app.plan.ancestors(idx).count();
+    let arrow = if item.children.is_empty() {
+        " "
+    } else if app.expanded[i] || !app.search.is_empty() {
+        "▾"
+    } else {
+        "▸"
+    };
+    let right = if item.kind.is_container() {
+        let (done, total) = app.progress[i];
+        format!("{done}/{total}")
+    } else {
+        let s = app.state.items.get(&item.id);
+        let mut r = status.as_str().replace('_', " ");
+        if let Some(s) = s {
+            let n = s.attempts.len();
+            if n > 1 {
+                r.push_str(&format!(" #{n}"));
+            }
+            if let Some(open) = s.open_attempt() {
+                r.push_str(&format!(" {}", clock(elapsed(open.started.0, app.now))));
+            }
+        }
+        r
+    };
+    let left_fixed = depth * 2 + 4;
+    let room = width.saturating_sub(left_fixed + right.chars().count() + 1);
+    let id = item.id.as_str();
+    let mut label = truncate(id, room);
+    let mut title_span = None;
+    let after_id = room.saturating_sub(label.chars().count() + 2);
+    if after_id > 3 && !item.title.is_empty() {
+        title_span = Some(truncate(&item.title, after_id));
+    }
+    let used = left_fixed
+        + label.chars().count()
+        + title_span.as_ref().map_or(0, |t| t.chars().count() + 2);
+    let pad = width.saturating_sub(used + right.chars().count());
+    let id_style = if item.kind.is_container() {
+        paint.bold()
+    } else {
+        Style::new()
+    };
+    let mut spans = vec![
+        Span::raw(format!("{}{arrow} ", "  ".repeat(depth))),
+        Span::styled(glyph(status), paint.status(status)),
+        Span::raw(" "),
+        Span::styled(std::mem::take(&mut label), id_style),
+    ];
+    if let Some(t) = title_span {
+        spans.push(Span::styled(format!("  {t}"), paint.dim()));
+    }
+    spans.push(Span::raw(" ".repeat(pad)));
+    spans.push(Span::styled(right, paint.status(status)));
+    Line::from(spans)
+}
+
+/// Cuts `text` to `room` characters, marking the cut with `…`.
+fn truncate(text: &str, room: usize) -> String {
+    let first_line = text.lines().next().unwrap_or("");
+    if first_line.chars().count() <= room && first_line.len() == text.len() {
+        return first_line.to_owned();
+    }
+    if room == 0 {
+        return String::new();
+    }
+    let mut out: String = first_line.chars().take(room - 1).collect();
+    out.push('…');
+    out
+}
+
+fn field<'a>(label: &'static str, value: impl Into<Span<'a>>, paint: &Paint) -> Line<'a> {
+    Line::from(vec![
+        Span::styled(format!("{label:<9} "), paint.label()),
+        value.into(),
+    ])
+}
+
+fn detail(app: &AppState, frame: &mut Frame, area: Rect, paint: &Paint) {
+    let block = Block::bordered().title(" detail ");
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let Some(idx) = app.current() else {
+        return;
+    };
+    let item = app.plan.item(idx);
+    let status = app.statuses[idx.index()];
+    let mut lines = vec![Line::from(vec![
+        Span::styled(item.id.to_string(), paint.bold()),
+        Span::raw(format!("  {}", item.title)),
+    ])];
+    let s = app.state.items.get(&item.id);
+    let mut status_text = format!("{} {}", glyph(status), status.as_str().replace('_', " "));
+    if let Some(open) = s.and_then(|s| s.open_attempt()) {
+        status_text.push_str(&format!(
+            ", attempt {} for {}",
+            open.number,
+            clock(elapsed(open.started.0, app.now))
+        ));
+    }
+    lines.push(field(
+        "status",
+        Span::styled(status_text, paint.status(status)),
+        paint,
+    ));
+    if item.kind.is_container() {
+        let (done, total) = app.progress[idx.index()];
+        lines.push(field(
+            "tasks",
+            format!("{done} of {total} merged or resolved"),
+            paint,
+        ));
+    }
+    if let Some(s) = s {
+        if let Some(reason) = &s.reason {
+            lines.push(field("reason", reason.clone(), paint));
+        }
+        match &s.merge_problem {
+            Some(MergeProblem::Conflicts { files }) => {
+                lines.push(field("conflicts", files.join(", "), paint));
+            }
+            Some(MergeProblem::Check { name, log, .. }) => {
+                let log = log.as_ref().map(|l| format!(", log {}", l.display()));
+                lines.push(field(
+                    "check",
+                    format!("`{name}` failed{}", log.unwrap_or_default()),
+                    paint,
+                ));
+            }
+            None => {}
+        }
+        if let Some(branch) = &s.branch {
+            lines.push(field("branch", branch.clone(), paint));
+        }
+        if let Some(worktree) = &s.worktree {
+            lines.push(field("worktree", worktree.display().to_string(), paint));
+        }
+    }
+    if !item.depends_on.is_empty() {
+        let mut spans = Vec::new();
+        for (n, dep) in item.depends_on.iter().enumerate() {
+            let st = app.statuses[dep.target.index()];
+            if n > 0 {
+                spans.push(Span::raw(" "));
+            }
+            spans.push(Span::styled(format!("{} ", glyph(st)), paint.status(st)));
+            let optional = if dep.required { "" } else { "?" };
+            spans.push(Span::raw(format!(
+                "{}{optional}",
+                app.plan.item(dep.target).id
+            )));
+        }
+        let mut line = vec![Span::styled(format!("{:<9} ", "needs"), paint.label())];
+        line.extend(spans);
+        lines.push(Line::from(line));
+    }
+    if let Some(s) = s {
+        for (n, a) in s.attempts.iter().rev().take(4).enumerate() {
+            let label = if n == 0 { "attempts" } else { "" };
+            lines.push(field(label, attempt_text(a, app.now), paint));
+        }
+        if let Some(summary) = &s.summary {
+            lines.push(field("summary", summary.clone(), paint));
+        }
+    }
+    if let Some(commits) = app.commits.get(&item.id) {
+        for (n, (sha, subject)) in commits.iter().take(3).enumerate() {
+            let label = if n == 0 { "commits" } else { "" };
+            lines.push(field(label, format!("{sha} {subject}"), paint));
+        }
+    }
+    if let Some(commit) = s.and_then(|s| s.merge_commit.as_ref()) {
+        let mut short = commit.clone();
+        short.truncate(crate::git::refs::SHORT_ID);
+        lines.push(field("merged as", short, paint));
+    }
+    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
+}
+
+fn attempt_text(a: &Attempt, now: SystemTime) -> String {
+    let took = match a.finished {
+        Some(f) => elapsed(a.started.0, f.0),
+        None => elapsed(a.started.0, now),
+    };
+    let outcome = match &a.outcome {
+        None => "running".to_owned(),
+        Some(Outcome::Succeeded { commits }) => {
+            format!(
+                "ok, {}",
+                crate::text::plural(*commits as usize, "commit", "commits")
+            )
+        }
+        Some(Outcome::Failed { reason, .. }) => format!("failed: {reason}"),
+        Some(Outcome::Interrupted { reason }) => format!("interrupted: {reason}"),
+        Some(Outcome::Cancelled) => "cancelled".to_owned(),
+    };
+    format!("#{} {} · {outcome}", a.number, clock(took))
+}
+
+fn queue(app: &AppState, frame: &mut Frame, area: Rect, paint: &Paint) {
+    let (waiting, merging) = &app.queue;
+    let block = Block::bordered().title(format!(" merge queue ({}) ", waiting.len()));
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let mut lines = Vec::new();
+    if let Some(id) = merging {
+        lines.push(Line::styled(
+            format!("{} {id}  merging, checks running", glyph(Status::Merging)),
+            paint.status(Status::Merging),
+        ));
+    }
+    let last_refusal = app.events.iter().rev().find(|e| {
+        matches!(
+            e.event,
+            crate::state::events::EventName::MergeConflicted
+                | crate::state::events::EventName::CheckFailed
+                | crate::state::events::EventName::MergeWaiting
+        )
+    });
+    let reserve = usize::from(last_refusal.is_some());
+    let room = usize::from(inner.height).saturating_sub(lines.len() + reserve);
+    for (n, id) in waiting.iter().enumerate().take(room) {
+        let more = if n + 1 == room && waiting.len() > room {
+            format!("  (+{} more)", waiting.len() - room)
+        } else {
+            String::new()
+        };
+        lines.push(Line::raw(format!("{}. {id}{more}", n + 1)));
+    }
+    if lines.is_empty() {
+        lines.push(Line::styled("empty", paint.dim()));
+    }
+    if let Some(e) = last_refusal.and_then(|e| e.describe()) {
+        let text = format!("last: {}", e.text);
+        let status = e.word.map_or(Status::Failed, |(s, _)| s);
+        lines.push(Line::styled(text, paint.status(status)));
+    }
+    frame.render_widget(Paragraph::new(lines), inner);
+}
+
+fn log_title(app: &AppState) -> String {
+    match &app.log.id {
+        Some(id) if app.log.attempt > 0 => format!(" log {id} #{} ", app.log.attempt),
+        Some(id) => format!(" log {id} "),
+        None => " log ".to_owned(),
+    }
+}
+
+fn log_tail(app: &AppState, frame: &mut Frame, area: Rect, paint: &Paint) {
+    let block = Block::bordered().title(log_title(app));
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let height = usize::from(inner.height);
+    let lines: Vec<Line> = if app.log.lines.is_empty() {
+        vec![Line::styled(
+            if app.log.id.is_some() {
+                "no output yet"
+            } else {
+                "select a task to see its agent's output"
+            },
+            paint.dim(),
+        )]
+    } else {
+        let start = app.log.lines.len().saturating_sub(height);
+        app.log.lines[start..]
+            .iter()
+            .map(|l| Line::raw(l.as_str()))
+            .collect()
+    };
+    frame.render_widget(Paragraph::new(lines), inner);
+}
+
+fn log_screen(app: &AppState, frame: &mut Frame, area: Rect, scroll: usize, paint: &Paint) {
+    let block = Block::bordered()
+        .title(log_title(app))
+        .title_bottom(" ↑↓ PgUp PgDn g G scroll · Esc back ");
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let height = usize::from(inner.height);
+    let end = app.log.lines.len().saturating_sub(scroll);
+    let start = end.saturating_sub(height);
+    let lines: Vec<Line> = app.log.lines[start..end]
+        .iter()
+        .map(|l| Line::raw(l.as_str()))
+        .collect();
+    if lines.is_empty() {
+        frame.render_widget(Paragraph::new("no output yet").style(paint.dim()), inner);
+        return;
+    }
+    frame.render_widget(Paragraph::new(lines), inner);
+}
+
+fn feed(app: &AppState, frame: &mut Frame, area: Rect, paint: &Paint) {
+    let block = Block::bordered().title(" events ");
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let height = usize::from(inner.height);
+    let mut lines: Vec<Line> = app
+        .events
+        .iter()
+        .rev()
+        .filter_map(|e| {
+            let d = e.describe()?;
+            let at = match app.run_started {
+                Some(start) if e.ts.0 >= start => {
+                    let s = elapsed(start, e.ts.0).as_secs();
+                    format!("{:02}:{:02} ", s / 60, s % 60)
+                }
+                _ => String::new(),
+            };
+            let mut spans = vec![Span::styled(at, paint.dim())];
+            if let Some((status, word)) = d.word {
+                spans.push(Span::styled(format!("{word} "), paint.status(status)));
+            }
+            spans.push(Span::raw(d.text));
+            Some(Line::from(spans))
+        })
+        .take(height)
+        .collect();
+    lines.reverse();
+    frame.render_widget(Paragraph::new(lines), inner);
+}
+
+fn footer_line<'a>(app: &'a AppState, paint: &Paint) -> Line<'a> {
+    if let Mode::Search(text) = &app.mode {
+        return Line::from(vec![
+            Span::styled(format!("/{text}▏"), paint.bold()),
+            Span::styled("  Enter keep · Esc clear", paint.dim()),
+        ]);
+    }
+    if let Some(message) = &app.message {
+        return Line::styled(message.as_str(), paint.bold());
+    }
+    let keys = if app.run_ended.is_some() {
+        "↑↓ move  ⏎ open  / search  f filter  l log  ? help  q quit (the run has ended)"
+    } else if app.live.is_some() {
+        "↑↓ move  ⏎ open  / search  f filter  l log  r retry  c cancel  x resolve  ? help  q quit"
+    } else {
+        "↑↓ move  ⏎ open  / search  f filter  l log  ? help  q quit  (read-only: no run is live)"
+    };
+    Line::styled(keys, paint.dim())
+}
+
+fn confirm_text(action: Action, id: &str) -> (String, &'static str) {
+    match action {
+        Action::Retry => (
+            format!("Retry `{id}`?"),
+            "A new attempt starts when a slot is free; earlier work stays on its branch.",
+        ),
+        Action::Cancel => (
+            format!("Cancel `{id}`?"),
+            "Its agent is stopped; what it committed stays on its branch.",
+        ),
+        Action::Resolve => (
+            format!("Mark `{id}` resolved?"),
+            "Its dependents may start; its branch is not merged.",
+        ),
+    }
+}
+
+fn help(frame: &mut Frame, area: Rect, paint: &Paint) {
+    let keys = [
+        ("↑ ↓ j k", "move; PgUp PgDn g G jump"),
+        ("⏎ ← →", "open or close; ← goes to the parent"),
+        ("/", "filter by id or title (Esc clears)"),
+        (
+            "f",
+            "cycle status filters: all, failed, running, waiting, finished",
+        ),
+        ("l", "the selected task's log, full screen"),
+        (
+            "r c x",
+            "retry, cancel, resolve (asks first; sent to the live run)",
+        ),
+        (
+            "q",
+            "quit (in `orch run --tui`, asks whether to stop the run)",
+        ),
+        ("Ctrl-C", "quit; in `orch run --tui`, stop the run"),
+    ];
+    let mut lines: Vec<Line> = keys
+        .iter()
+        .map(|(k, what)| {
+            Line::from(vec![
+                Span::styled(format!("{k:<9} "), paint.bold()),
+                Span::raw(*what),
+            ])
+        })
+        .collect();
+    lines.push(Line::raw(""));
+    // Done and resolved share the merged glyph.
+    let legend = Status::ALL
+        .iter()
+        .filter(|s| !matches!(s, Status::Done | Status::Resolved));
+    let mut spans = Vec::new();
+    for (n, st) in legend.enumerate() {
+        if n == 6 {
+            lines.push(Line::from(std::mem::take(&mut spans)));
+        }
+        spans.push(Span::styled(
+            format!("{} {}  ", glyph(*st), st.as_str().replace('_', " ")),
+            paint.status(*st),
+        ));
+    }
+    lines.push(Line::from(spans));
+    lines.push(Line::raw(""));
+    lines.push(Line::styled("any key closes this", paint.dim()));
+    popup(frame, area, "help", lines, paint);
+}
+
+fn popup(frame: &mut Frame, area: Rect, title: &str, lines: Vec<Line>, paint: &Paint) {
+    let width = lines
+        .iter()
+        .map(|l| l.width() as u16 + 4)
+        .max()
+        .unwrap_or(20)
+        .min(area.width.saturating_sub(2));
+    let height = (lines.len() as u16 + 2).min(area.height);
+    let rect = area.centered(Constraint::Length(width), Constraint::Length(height));
+    frame.render_widget(Clear, rect);
+    let block = Block::bordered()
+        .title(format!(" {title} "))
+        .border_style(paint.bold());
+    frame.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(block),
+        rect,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::time::{Duration, SystemTime};
+
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+    use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+    use super::*;
+    use crate::dash::app::Msg;
+    use crate::plan::{FullId, Rules};
+    use crate::state::events::{Event, EventName};
+    use crate::state::model::{Queued, RunRecord, Timestamp};
+    use crate::state::{ItemState, State};
+
+    const PLAN: &str = r#"
+[[phase]]
+id = "P1"
+title = "Foundation"
+[[phase.milestone]]
+id = "M1"
+title = "Storage"
+[[phase.milestone.task]]
+id = "T1"
+title = "Define the schema"
+[[phase.milestone.task]]
+id = "T2"
+title = "Write the model layer"
+depends_on = ["P1.M1.T1"]
+[[phase.milestone.task.subtask]]
+id = "S1"
+title = "Structs"
+[[phase.milestone.task.subtask]]
+id = "S2"
+title = "Queries"
+[[phase.milestone.task]]
+id = "T3"
+title = "Import legacy data"
+depends_on = ["P1.M1.T1"]
+[[phase.milestone.task]]
+id = "T4"
+title = "Export"
+[[phase]]
+id = "P2"
+title = "Interface"
+[[phase.milestone]]
+id = "M1"
+title = "CLI"
+[[phase.milestone.task]]
+id = "T1"
+title = "Parse arguments"
+depends_on = ["P1.M1.T2", "P1.M1.T3"]
+"#;
+
+    fn at(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + secs)
+    }
+
+    fn id(s: &str) -> FullId {
+        FullId::parse(s).unwrap()
+    }
+
+    fn event(
+        seq: u64,
+        secs: u64,
+        name: EventName,
+        unit: Option<&str>,
+        fields: serde_json::Map<String, serde_json::Value>,
+    ) -> Event {
+        Event {
+            seq,
+            ts: Timestamp(at(secs)),
+            event: name,
+            id: unit.map(id),
+            fields,
+        }
+    }
+
+    fn attempt(number: u32, from: u64, to: Option<u64>, outcome: Option<Outcome>) -> Attempt {
+        Attempt {
+            number,
+            started: Timestamp(at(from)),
+            finished: to.map(|t| Timestamp(at(t))),
+            outcome,
+            purpose: None,
+        }
+    }
+
+    /// A run 5 minutes in: one task merged, one running on its second
+    /// attempt, one waiting to merge, one failed.
+    fn app() -> AppState {
+        let plan = Arc::new(
+            crate::plan::from_bytes(Path::new("plan.toml"), PLAN.as_bytes(), &Rules::default())
+                .unwrap(),
+        );
+        let mut state = State {
+            target: Some("main".to_owned()),
+            run: Some(RunRecord {
+                pid: 4242,
+                started: Timestamp(at(0)),
+                finished: None,
+            }),
+            ..State::default()
+        };
+        let mut merged = ItemState::new(Status::Merged);
+        merged.attempts = vec![attempt(
+            1,
+            1,
+            Some(95),
+            Some(Outcome::Succeeded { commits: 2 }),
+        )];
+        merged.merge_commit = Some("4f1c2a9e0b7d".to_owned());
+        merged.branch = Some("orch/P1.M1.T1".to_owned());
+        state.items.insert(id("P1.M1.T1"), merged);
+        let mut running = ItemState::new(Status::Running);
+        running.attempts = vec![
+            attempt(
+                1,
+                100,
+                Some(160),
+                Some(Outcome::Failed {
+                    reason: "exit code 1".to_owned(),
+                    retry: true,
+                }),
+            ),
+            attempt(2, 175, None, None),
+        ];
+        running.branch = Some("orch/P1.M1.T2".to_owned());
+        running.worktree = Some("../repo.worktrees/P1.M1.T2".into());
+        state.items.insert(id("P1.M1.T2"), running);
+        let mut waiting = ItemState::new(Status::AwaitingMerge);
+        waiting.attempts = vec![attempt(
+            1,
+            100,
+            Some(250),
+            Some(Outcome::Succeeded { commits: 1 }),
+        )];
+        waiting.queued = Some(Queued {
+            at: Timestamp(at(250)),
+            tip: None,
+        });
+        state.items.insert(id("P1.M1.T3"), waiting);
+        let mut failed = ItemState::new(Status::Failed);
+        failed.reason = Some("exit code 2 after 3 attempts".to_owned());
+        failed.attempts = vec![attempt(
+            3,
+            200,
+            Some(230),
+            Some(Outcome::Failed {
+                reason: "exit code 2".to_owned(),
+                retry: false,
+            }),
+        )];
+        state.items.insert(id("P1.M1.T4"), failed);
+        let mut app = AppState::new(plan, state, at(300));
+        app.color = false;
+        app.update(Msg::Live(Some(4242)));
+        app.update(Msg::Events(vec![
+            event(1, 0, EventName::RunStarted, None, crate::fields! {"tasks" => 5, "target" => "main"}),
+            event(2, 1, EventName::TaskStarted, Some("P1.M1.T1"), crate::fields! {"attempt" => 1, "title" => "Define the schema"}),
+            event(3, 95, EventName::TaskCompleted, Some("P1.M1.T1"), crate::fields! {"attempt" => 1, "commits" => 2, "log" => [["a1b2c3d4e", "Add schema"], ["0f9e8d7c6", "Add schema tests"]]}),
+            event(4, 99, EventName::TaskMerged, Some("P1.M1.T1"), crate::fields! {"commit" => "4f1c2a9e0"}),
+            event(5, 160, EventName::TaskRetrying, Some("P1.M1.T2"), crate::fields! {"attempt" => 1, "reason" => "exit code 1", "retry_in_ms" => 15000}),
+            event(6, 175, EventName::TaskStarted, Some("P1.M1.T2"), crate::fields! {"attempt" => 2, "title" => "Write the model layer"}),
+            event(7, 230, EventName::TaskFailed, Some("P1.M1.T4"), crate::fields! {"attempt" => 3, "reason" => "exit code 2"}),
+            event(8, 250, EventName::TaskCompleted, Some("P1.M1.T3"), crate::fields! {"attempt" => 1, "commits" => 1}),
+        ]));
+        app
+    }
+
+    fn key(app: &mut AppState, code: KeyCode) {
+        app.update(Msg::Key(KeyEvent::new(code, KeyModifiers::NONE)));
+    }
+
+    fn screen(app: &AppState, width: u16, height: u16) -> String {
+        let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+        terminal.draw(|f| render(app, f)).unwrap();
+        let buffer = terminal.backend().buffer();
+        let mut out = String::new();
+        for y in 0..height {
+            let line: String = (0..width).map(|x| buffer[(x, y)].symbol()).collect();
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        out
+    }
+
+    fn select(app: &mut AppState, unit: &str) {
+        key(app, KeyCode::Home);
+        while app
+            .current()
+            .map(|i| app.plan.item(i).id.as_str() != unit)
+            .unwrap_or(false)
+        {
+            key(app, KeyCode::Down);
+        }
+        let attempt = app
+            .state
+            .items
+            .get(&id(unit))
+            .and_then(|s| s.attempts.last())
+            .map_or(0, |a| a.number);
+        let lines = (1..=30)
+            .map(|i| format!("step {i}: editing src/model.rs"))
+            .collect();
+        app.update(Msg::Log {
+            id: id(unit),
+            attempt,
+            lines,
+        });
+    }
+
+    #[test]
+    fn main_view_at_80_by_24() {
+        let mut app = app();
+        select(&mut app, "P1.M1.T2");
+        insta::assert_snapshot!(screen(&app, 80, 24), @"
+        orch → main  live (pid 4242) 5m00s  ·1 ●1 ◐1 ✔1 ✘1  0.2/min ETA 15m00s
+        ┌ plan (11 items) ──────────────────────────┐┌ detail ─────────────────────────┐
+        │▾ ● P1  Foundation                      1/4││P1.M1.T2  Write the model layer  │
+        │  ▾ ● P1.M1  Storage                    1/4││status    ● running, attempt 2   │
+        │      ✔ P1.M1.T1  Define the schema  merged││for 2m05s                        │
+        │    ▸ ● P1.M1.T2  Write t… running #2 2m05s││branch    orch/P1.M1.T2          │
+        │      ◐ P1.M1.T3  Import le… awaiting merge││worktree                         │
+        │      ✘ P1.M1.T4  Export             failed││../repo.worktrees/P1.M1.T2       │
+        │▾ · P2  Interface                       0/1││needs     ✔ P1.M1.T1             │
+        │  ▾ · P2.M1  CLI                        0/1││attempts  #2 2m05s · running     │
+        │      · P2.M1.T1  Parse arguments   pending││          #1 1m00s · failed: exit│
+        │                                           │└─────────────────────────────────┘
+        │                                           │┌ merge queue (1) ────────────────┐
+        │                                           ││1. P1.M1.T3                      │
+        │                                           ││                                 │
+        │                                           ││                                 │
+        └───────────────────────────────────────────┘└─────────────────────────────────┘
+        ┌ log P1.M1.T2 #2 ──────────────────────────┐┌ events ─────────────────────────┐
+        │step 27: editing src/model.rs              ││02:40 retrying P1.M1.T2  attempt │
+        │step 28: editing src/model.rs              ││02:55 started P1.M1.T2  attempt 2│
+        │step 29: editing src/model.rs              ││03:50 failed P1.M1.T4  attempt 3:│
+        │step 30: editing src/model.rs              ││04:10 done P1.M1.T3  attempt 1, 1│
+        └───────────────────────────────────────────┘└─────────────────────────────────┘
+        ↑↓ move  ⏎ open  / search  f filter  l log  r retry  c cancel  x resolve  ? help
+        ");
+    }
+
+    #[test]
+    fn a_wide_terminal_shows_titles_and_more_detail() {
+        let mut app = app();
+        select(&mut app, "P1.M1.T4");
+        insta::assert_snapshot!(screen(&app, 120, 30), @"
+        orch → main  live (pid 4242) 5m00s  ·1 ●1 ◐1 ✔1 ✘1  0.2/min ETA 15m00s
+        ┌ plan (11 items) ────────────────────────────────────────────────┐┌ detail ───────────────────────────────────────────┐
+        │▾ ● P1  Foundation                                            1/4││P1.M1.T4  Export                                   │
+        │  ▾ ● P1.M1  Storage                                          1/4││status    ✘ failed                                 │
+        │      ✔ P1.M1.T1  Define the schema                        merged││reason    exit code 2 after 3 attempts             │
+        │    ▸ ● P1.M1.T2  Write the model layer          running #2 2m05s││attempts  #3 30s · failed: exit code 2             │
+        │      ◐ P1.M1.T3  Import legacy data               awaiting merge││                                                   │
+        │      ✘ P1.M1.T4  Export                                   failed││                                                   │
+        │▾ · P2  Interface                                             0/1││                                                   │
+        │  ▾ · P2.M1  CLI                                              0/1││                                                   │
+        │      · P2.M1.T1  Parse arguments                         pending││                                                   │
+        │                                                                 ││                                                   │
+        │                                                                 ││                                                   │
+        │                                                                 ││                                                   │
+        │                                                                 │└───────────────────────────────────────────────────┘
+        │                                                                 │┌ merge queue (1) ──────────────────────────────────┐
+        │                                                                 ││1. P1.M1.T3                                        │
+        │                                                                 ││                                                   │
+        │                                                                 ││                                                   │
+        │                                                                 ││                                                   │
+        │                                                                 ││                                                   │
+        └─────────────────────────────────────────────────────────────────┘└───────────────────────────────────────────────────┘
+        ┌ log P1.M1.T4 #3 ────────────────────────────────────────────────┐┌ events ───────────────────────────────────────────┐
+        │step 26: editing src/model.rs                                    ││01:39 merged P1.M1.T1  4f1c2a9e0                   │
+        │step 27: editing src/model.rs                                    ││02:40 retrying P1.M1.T2  attempt 1: exit code 1; ne│
+        │step 28: editing src/model.rs                                    ││02:55 started P1.M1.T2  attempt 2: Write the model │
+        │step 29: editing src/model.rs                                    ││03:50 failed P1.M1.T4  attempt 3: exit code 2      │
+        │step 30: editing src/model.rs                                    ││04:10 done P1.M1.T3  attempt 1, 1 commit           │
+        └─────────────────────────────────────────────────────────────────┘└───────────────────────────────────────────────────┘
+        ↑↓ move  ⏎ open  / search  f filter  l log  r retry  c cancel  x resolve  ? help  q quit
+        ");
+    }
+
+    #[test]
+    fn help_overlay() {
+        let mut app = app();
+        key(&mut app, KeyCode::Char('?'));
+        insta::assert_snapshot!(screen(&app, 80, 24), @"
+        orch → main  live (pid 4242) 5m00s  ·1 ●1 ◐1 ✔1 ✘1  0.2/min ETA 15m00s
+        ┌ plan (11 items) ──────────────────────────┐┌ detail ─────────────────────────┐
+        │▾ ● P1  Foundation                      1/4││P1  Foundation                   │
+        │  ▾ ● P1.M1  Storage                    1/4││status    ● running              │
+        │      ✔ P1.M1.T1  Define the schema  merged││tasks     1 of 4 merged or       │
+        │ ┌ help ────────────────────────────────────────────────────────────────────┐ │
+        │ │↑ ↓ j k   move; PgUp PgDn g G jump                                        │ │
+        │ │⏎ ← →     open or close; ← goes to the parent                             │ │
+        │▾│/         filter by id or title (Esc clears)                              │ │
+        │ │f         cycle status filters: all, failed, running, waiting, finished   │ │
+        │ │l         the selected task's log, full screen                            │ │
+        │ │r c x     retry, cancel, resolve (asks first; sent to the live run)       │─┘
+        │ │q         quit (in `orch run --tui`, asks whether to stop the run)        │─┐
+        │ │Ctrl-C    quit; in `orch run --tui`, stop the run                         │ │
+        │ │                                                                          │ │
+        │ │· pending  ○ ready  ● running  ↻ retrying  ◐ awaiting merge  ⇡ merging    │ │
+        └─│≠ conflicted  ✔ merged  ✘ failed  ⊘ blocked  – cancelled                  │─┘
+        ┌ │                                                                          │─┐
+        │s│any key closes this                                                       │ │
+        │ └──────────────────────────────────────────────────────────────────────────┘2│
+        │                                           ││03:50 failed P1.M1.T4  attempt 3:│
+        │                                           ││04:10 done P1.M1.T3  attempt 1, 1│
+        └───────────────────────────────────────────┘└─────────────────────────────────┘
+        ↑↓ move  ⏎ open  / search  f filter  l log  r retry  c cancel  x resolve  ? help
+        ");
+    }
+
+    #[test]
+    fn confirming_a_cancel() {
+        let mut app = app();
+        select(&mut app, "P1.M1.T2");
+        key(&mut app, KeyCode::Char('c'));
+        insta::assert_snapshot!(screen(&app, 80, 24), @"
+        orch → main  live (pid 4242) 5m00s  ·1 ●1 ◐1 ✔1 ✘1  0.2/min ETA 15m00s
+        ┌ plan (11 items) ──────────────────────────┐┌ detail ─────────────────────────┐
+        │▾ ● P1  Foundation                      1/4││P1.M1.T2  Write the model layer  │
+        │  ▾ ● P1.M1  Storage                    1/4││status    ● running, attempt 2   │
+        │      ✔ P1.M1.T1  Define the schema  merged││for 2m05s                        │
+        │    ▸ ● P1.M1.T2  Write t… running #2 2m05s││branch    orch/P1.M1.T2          │
+        │      ◐ P1.M1.T3  Import le… awaiting merge││worktree                         │
+        │      ✘ P1.M1.T4  Export             failed││../repo.worktrees/P1.M1.T2       │
+        │▾ · P2  Interface                       0/1││needs     ✔ P1.M1.T1             │
+        │  ▾ · P┌ confirm ─────────────────────────────────────────────────────┐ng     │
+        │      ·│Cancel `P1.M1.T2`?                                            │d: exit│
+        │       │Its agent is stopped; what it committed stays on its branch.  │───────┘
+        │       │                                                              │───────┐
+        │       │y: yes    any other key: no                                   │       │
+        │       └──────────────────────────────────────────────────────────────┘       │
+        │                                           ││                                 │
+        └───────────────────────────────────────────┘└─────────────────────────────────┘
+        ┌ log P1.M1.T2 #2 ──────────────────────────┐┌ events ─────────────────────────┐
+        │step 27: editing src/model.rs              ││02:40 retrying P1.M1.T2  attempt │
+        │step 28: editing src/model.rs              ││02:55 started P1.M1.T2  attempt 2│
+        │step 29: editing src/model.rs              ││03:50 failed P1.M1.T4  attempt 3:│
+        │step 30: editing src/model.rs              ││04:10 done P1.M1.T3  attempt 1, 1│
+        └───────────────────────────────────────────┘└─────────────────────────────────┘
+        ↑↓ move  ⏎ open  / search  f filter  l log  r retry  c cancel  x resolve  ? help
+        ");
+    }
+
+    #[test]
+    fn full_screen_log_scrolled_up() {
+        let mut app = app();
+        select(&mut app, "P1.M1.T2");
+        key(&mut app, KeyCode::Char('l'));
+        key(&mut app, KeyCode::Up);
+        key(&mut app, KeyCode::Up);
+        insta::assert_snapshot!(screen(&app, 80, 12), @"
+        ┌ log P1.M1.T2 #2 ─────────────────────────────────────────────────────────────┐
+        │step 19: editing src/model.rs                                                 │
+        │step 20: editing src/model.rs                                                 │
+        │step 21: editing src/model.rs                                                 │
+        │step 22: editing src/model.rs                                                 │
+        │step 23: editing src/model.rs                                                 │
+        │step 24: editing src/model.rs                                                 │
+        │step 25: editing src/model.rs                                                 │
+        │step 26: editing src/model.rs                                                 │
+        │step 27: editing src/model.rs                                                 │
+        │step 28: editing src/model.rs                                                 │
+        └ ↑↓ PgUp PgDn g G scroll · Esc back ──────────────────────────────────────────┘
+        ");
+    }
+
+    #[test]
+    fn searching_and_filtering() {
+        let mut app = app();
+        key(&mut app, KeyCode::Char('f'));
+        insta::assert_snapshot!(screen(&app, 80, 24).lines().take(6).collect::<Vec<_>>().join("\n"), @"
+        orch → main  live (pid 4242) 5m00s  ·1 ●1 ◐1 ✔1 ✘1  0.2/min ETA 15m00s
+        ┌ plan: failed ─────────────────────────────┐┌ detail ─────────────────────────┐
+        │▾ ● P1  Foundation                      1/4││P1  Foundation                   │
+        │  ▾ ● P1.M1  Storage                    1/4││status    ● running              │
+        │      ✘ P1.M1.T4  Export             failed││tasks     1 of 4 merged or       │
+        │                                           ││resolved                         │
+        ");
+        key(&mut app, KeyCode::Char('f'));
+        key(&mut app, KeyCode::Char('f'));
+        key(&mut app, KeyCode::Char('f'));
+        key(&mut app, KeyCode::Char('f'));
+        key(&mut app, KeyCode::Char('/'));
+        for c in "model".chars() {
+            key(&mut app, KeyCode::Char(c));
+        }
+        insta::assert_snapshot!(screen(&app, 80, 24), @"
+        orch → main  live (pid 4242) 5m00s  ·1 ●1 ◐1 ✔1 ✘1  0.2/min ETA 15m00s
+        ┌ plan: /model ─────────────────────────────┐┌ detail ─────────────────────────┐
+        │▾ ● P1  Foundation                      1/4││P1  Foundation                   │
+        │  ▾ ● P1.M1  Storage                    1/4││status    ● running              │
+        │    ▾ ● P1.M1.T2  Write t… running #2 2m05s││tasks     1 of 4 merged or       │
+        │                                           ││resolved                         │
+        │                                           ││                                 │
+        │                                           ││                                 │
+        │                                           ││                                 │
+        │                                           ││                                 │
+        │                                           ││                                 │
+        │                                           │└─────────────────────────────────┘
+        │                                           │┌ merge queue (1) ────────────────┐
+        │                                           ││1. P1.M1.T3                      │
+        │                                           ││                                 │
+        │                                           ││                                 │
+        └───────────────────────────────────────────┘└─────────────────────────────────┘
+        ┌ log ──────────────────────────────────────┐┌ events ─────────────────────────┐
+        │select a task to see its agent's output    ││02:40 retrying P1.M1.T2  attempt │
+        │                                           ││02:55 started P1.M1.T2  attempt 2│
+        │                                           ││03:50 failed P1.M1.T4  attempt 3:│
+        │                                           ││04:10 done P1.M1.T3  attempt 1, 1│
+        └───────────────────────────────────────────┘└─────────────────────────────────┘
+        /model▏  Enter keep · Esc clear
+        ");
+    }
+
+    #[test]
+    fn a_tiny_terminal_gets_a_note() {
+        insta::assert_snapshot!(screen(&app(), 30, 6), @"
+        orch dash needs at least
+        40×10; press q to quit
+        ");
+    }
+
+    #[test]
+    fn colour_follows_the_setting() {
+        let mut app = app();
+        app.color = true;
+        let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
+        terminal.draw(|f| render(&app, f)).unwrap();
+        let buffer = terminal.backend().buffer().clone();
+        let colored = buffer
+            .content()
+            .iter()
+            .filter(|c| c.fg != Color::Reset)
+            .count();
+        assert!(colored > 0);
+        app.color = false;
+        terminal.draw(|f| render(&app, f)).unwrap();
+        let buffer = terminal.backend().buffer();
+        assert_eq!(
+            buffer
+                .content()
+                .iter()
+                .filter(|c| c.fg != Color::Reset)
+                .count(),
+            0
+        );
+    }
+
+    #[test]
+    fn the_selection_is_reversed_without_colour() {
+        let mut app = app();
+        select(&mut app, "P1.M1.T3");
+        let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
+        terminal.draw(|f| render(&app, f)).unwrap();
+        let buffer = terminal.backend().buffer();
+        let reversed: Vec<u16> = (0..24)
+            .filter(|y| buffer[(10, *y)].modifier.contains(Modifier::REVERSED))
+            .collect();
+        assert_eq!(reversed, [6], "only the row of P1.M1.T3");
+    }
+}
