@@ -9,6 +9,7 @@ use crate::git::{commit, refs};
 use crate::lifecycle::Status;
 use crate::plan::FullId;
 use crate::runner::classify::{self, Verdict};
+use crate::runner::hook;
 use crate::runner::spec::{self, AgentResult, ExitRecord};
 use crate::state::events::EventName;
 use crate::state::model::Purpose;
@@ -36,6 +37,8 @@ pub struct Report {
     pub unresolved: Vec<String>,
     /// Files committed with conflict markers in them.
     pub markers: Vec<String>,
+    /// How the `post_agent` hook failed, if it did.
+    pub hook_error: Option<String>,
 }
 
 /// What collection needs.
@@ -50,6 +53,8 @@ struct Input {
     /// For an attempt resolving conflicts: the target, to look for markers
     /// in what changed since.
     conflict_with: Option<String>,
+    /// Run after an agent that exited 0, before its leftovers are committed.
+    post_agent: Option<hook::Stage>,
 }
 
 fn collect(input: Input) -> Report {
@@ -67,10 +72,17 @@ fn collect(input: Input) -> Report {
         report.exit.as_ref().map(|e| &e.end),
         Some(spec::End::Exited { code: 0 })
     );
+    if exited_cleanly
+        && let (Some(stage), Some(worktree)) = (&input.post_agent, &input.worktree)
+        && let Err(e) = stage.run(worktree)
+    {
+        report.hook_error = Some(e);
+    }
     if let (Some(worktree), Some(_)) = (&input.worktree, &input.conflict_with) {
         report.unresolved = commit::unmerged_paths(worktree).unwrap_or_default();
     }
     if exited_cleanly
+        && report.hook_error.is_none()
         && input.auto_commit
         && report.unresolved.is_empty()
         && let Some(worktree) = &input.worktree
@@ -123,8 +135,35 @@ impl Coordinator {
         let message = format!(
             "{title}\n\nWork left uncommitted by the agent of `{unit}`, attempt {attempt}.\n\n{trailer}\n"
         );
+        let worktree = task_state.and_then(|s| s.worktree.clone());
+        let branch = task_state
+            .and_then(|s| s.branch.clone())
+            .unwrap_or_default();
+        let post_agent = self
+            .hook_stage(
+                "post_agent",
+                &self.config.hooks.post_agent,
+                &task,
+                attempt,
+                &branch,
+            )
+            .map(|mut stage| {
+                stage.log = live.run_dir.join("post_agent.log");
+                if let Some(w) = &worktree {
+                    stage
+                        .env
+                        .push(("ORCH_WORKTREE".to_owned(), w.display().to_string()));
+                }
+                if unit != task {
+                    stage
+                        .env
+                        .push(("ORCH_SUBTASK_ID".to_owned(), unit.to_string()));
+                }
+                stage
+            });
         let input = Input {
             run_dir: live.run_dir.clone(),
+            post_agent,
             repo: self.repo_root.clone(),
             worktree: task_state.and_then(|s| s.worktree.clone()),
             branch: task_state.and_then(|s| s.branch.clone()),
@@ -206,6 +245,10 @@ impl Coordinator {
                 self.fail_attempt(&unit, attempt, reason, retry);
             }
             Verdict::Success => {
+                if let Some(reason) = report.hook_error {
+                    self.fail_attempt(&unit, attempt, reason, true);
+                    return;
+                }
                 if !report.unresolved.is_empty() {
                     let reason = format!(
                         "conflicts left unresolved in {}",

@@ -6,11 +6,16 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::Map;
 
+/// The file, in a task's run folder, that says `post_create` succeeded in
+/// the worktree the task has now.
+const POST_CREATE_DONE: &str = "post_create.done";
+
 use super::workspace::{self, FreeWorktree};
 use super::{Coordinator, Live, Msg, control};
 use crate::config::PromptMode;
 use crate::lifecycle::{Event as Transition, Status, Unit};
 use crate::plan::{FullId, Item, ItemIdx};
+use crate::runner::hook;
 use crate::runner::prompt::{
     self, DependencyView, ItemView, PlanView, PreviousView, ProblemView, PromptContext,
 };
@@ -112,6 +117,19 @@ impl Coordinator {
             merge_target: (purpose == Some(Purpose::Conflict)).then(|| self.target.clone()),
         };
         let free_owner = free.map(|(owner, _)| owner);
+        let post_create = self.hook_stage(
+            "post_create",
+            &self.config.hooks.post_create,
+            &task,
+            attempt,
+            &req.branch,
+        );
+        let marker = self
+            .state_dir
+            .path()
+            .join("runs")
+            .join(task.as_str())
+            .join(POST_CREATE_DONE);
         self.provisioning.insert(task.clone());
         let tx = self.tx.clone();
         let admin = Arc::clone(&self.worktree_admin);
@@ -121,13 +139,66 @@ impl Coordinator {
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             let result = workspace::provision(&req).map_err(|e| super::error_chain(&e));
             drop(guard);
+            let prepared = match (&result, post_create) {
+                (Ok(p), Some(stage)) => prepare(stage, p, &marker),
+                _ => Ok(()),
+            };
             let _ = tx.send(Msg::Provisioned {
                 task,
                 attempt,
                 result,
                 free_owner,
+                prepared,
             });
         });
+    }
+
+    /// Returns the variables every command run for a task sees (agents and hooks).
+    pub(super) fn task_vars(
+        &self,
+        task: &FullId,
+        attempt: u32,
+        branch: &str,
+    ) -> Vec<(String, String)> {
+        let title = self
+            .plan
+            .lookup(task.as_str())
+            .map(|i| self.plan.item(i).title.clone())
+            .unwrap_or_default();
+        vec![
+            ("ORCH_TASK_ID".to_owned(), task.to_string()),
+            ("ORCH_TASK_TITLE".to_owned(), title),
+            ("ORCH_ATTEMPT".to_owned(), attempt.to_string()),
+            ("ORCH_BRANCH".to_owned(), branch.to_owned()),
+            ("ORCH_TARGET".to_owned(), self.target.clone()),
+            (
+                "ORCH_STATE_DIR".to_owned(),
+                self.state_dir.path().display().to_string(),
+            ),
+        ]
+    }
+
+    /// Returns a lifecycle hook ready to run for an attempt, or `None` when it has no commands.
+    pub(super) fn hook_stage(
+        &self,
+        name: &'static str,
+        commands: &[String],
+        task: &FullId,
+        attempt: u32,
+        branch: &str,
+    ) -> Option<hook::Stage> {
+        if commands.is_empty() {
+            return None;
+        }
+        let log =
+            control::run_dir(self.state_dir.path(), task, attempt).join(format!("{name}.log"));
+        Some(hook::Stage {
+            name,
+            commands: commands.to_vec(),
+            env: self.task_vars(task, attempt, branch),
+            log,
+            timeout: self.config.agent.timeout.0,
+        })
     }
 
     pub(super) fn on_provisioned(
@@ -136,6 +207,7 @@ impl Coordinator {
         attempt: u32,
         result: Result<workspace::Provisioned, String>,
         free_owner: Option<FullId>,
+        prepared: Result<(), String>,
     ) {
         self.provisioning.remove(&task);
         if let Some(owner) = free_owner {
@@ -175,6 +247,10 @@ impl Coordinator {
         }
         self.tips.insert(task.clone(), provisioned.tip.clone());
         self.dirty = true;
+        if let Err(reason) = prepared {
+            self.fail_attempt(&task, attempt, reason, true);
+            return;
+        }
         if self.stopping.is_some() {
             self.interrupt(&task, attempt, "stopped before the agent started");
             return;
@@ -379,16 +455,11 @@ impl Coordinator {
             env.extend(p.env.clone());
         }
         let path = |p: &std::path::Path| p.display().to_string();
+        env.extend(self.task_vars(task, attempt, &branch));
         env.extend([
-            ("ORCH_TASK_ID".to_owned(), task.to_string()),
-            ("ORCH_TASK_TITLE".to_owned(), plan.item(ti).title.clone()),
-            ("ORCH_ATTEMPT".to_owned(), attempt.to_string()),
             ("ORCH_WORKTREE".to_owned(), path(&worktree)),
-            ("ORCH_BRANCH".to_owned(), branch),
-            ("ORCH_TARGET".to_owned(), self.target.clone()),
             ("ORCH_PROMPT_FILE".to_owned(), path(&prompt_file)),
             ("ORCH_RESULT_FILE".to_owned(), path(&result_file)),
-            ("ORCH_STATE_DIR".to_owned(), path(self.state_dir.path())),
         ]);
         if ui != ti {
             env.push(("ORCH_SUBTASK_ID".to_owned(), unit.to_string()));
@@ -639,4 +710,29 @@ fn item_view(item: &Item) -> ItemView {
         context: item.context().to_vec(),
         extra: item.extra().cloned().unwrap_or_else(Map::new),
     }
+}
+
+/// Runs `post_create` in a worktree just created or recycled for its task,
+/// or again in one where it failed last time; a worktree the task keeps
+/// from an attempt where it succeeded is left alone.
+fn prepare(
+    mut stage: hook::Stage,
+    provisioned: &workspace::Provisioned,
+    marker: &std::path::Path,
+) -> Result<(), String> {
+    if provisioned.how != workspace::How::Reused {
+        let _ = std::fs::remove_file(marker);
+    } else if marker.exists() {
+        return Ok(());
+    }
+    let worktree = &provisioned.worktree;
+    stage
+        .env
+        .push(("ORCH_WORKTREE".to_owned(), worktree.display().to_string()));
+    stage.run(worktree)?;
+    let note = |e: std::io::Error| format!("cannot record that post_create ran: {e}");
+    if let Some(dir) = marker.parent() {
+        std::fs::create_dir_all(dir).map_err(note)?;
+    }
+    std::fs::write(marker, worktree.display().to_string()).map_err(note)
 }

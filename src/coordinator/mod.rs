@@ -151,6 +151,8 @@ enum Msg {
         attempt: u32,
         result: Result<workspace::Provisioned, String>,
         free_owner: Option<FullId>,
+        /// How the `post_create` hook went, when the worktree was provisioned.
+        prepared: Result<(), String>,
     },
     Exited {
         unit: FullId,
@@ -535,7 +537,8 @@ impl Coordinator {
                 attempt,
                 result,
                 free_owner,
-            } => self.on_provisioned(task, attempt, result, free_owner),
+                prepared,
+            } => self.on_provisioned(task, attempt, result, free_owner, prepared),
             Msg::Exited { unit, attempt } => self.on_exited(unit, attempt),
             Msg::Finished {
                 unit,

@@ -6,12 +6,42 @@
 
 use std::fs::OpenOptions;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::git::cmd::DISCOVERY_VARS;
 use crate::runner::terminate::{self, Method};
+
+/// One lifecycle hook, ready to run: its commands, variables, log and time limit.
+#[derive(Debug, Clone)]
+pub struct Stage {
+    /// `post_create`, `post_agent` or `post_merge`.
+    pub name: &'static str,
+    pub commands: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub log: PathBuf,
+    pub timeout: Duration,
+}
+
+impl Stage {
+    /// Runs the commands in `dir`; `Err` names the one that failed.
+    pub fn run(&self, dir: &Path) -> Result<(), String> {
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        run_all(
+            self.name,
+            &self.commands,
+            dir,
+            &env,
+            &self.log,
+            self.timeout,
+        )
+    }
+}
 
 /// Runs the commands of one hook in order; `Err` names the one that failed.
 pub fn run_all(

@@ -522,3 +522,129 @@ fn a_stale_worktree_entry_is_pruned_before_the_task_starts() {
     assert!(list.contains("branch refs/heads/orch/T1"), "{list}");
     assert!(!list.contains("prunable"), "{list}");
 }
+
+#[test]
+fn lifecycle_hooks_prepare_each_worktree_and_tidy_after_the_agent() {
+    let env = TestEnv::new();
+    let log = env.root().join("created.log");
+    let extra = format!(
+        "[hooks]\ninstall = false\npost_create = [\"echo \\\"$ORCH_TASK_ID $ORCH_ATTEMPT $(basename \\\"$PWD\\\") $ORCH_WORKTREE\\\" >> '{}'\"]\npost_agent = [\"echo \\\"tidied by $ORCH_TASK_ID\\\" > TIDY.txt\"]\n",
+        log.display()
+    );
+    env.init_repo();
+    env.configure("commit.sh", "");
+    let config = std::fs::read_to_string(env.repo().join(".orchestrator.toml")).unwrap();
+    env.write(
+        ".orchestrator.toml",
+        &config.replace("[hooks]\ninstall = false\n", &extra),
+    );
+    env.write(
+        "plan.toml",
+        "[[task]]\nid = \"A\"\n[[task]]\nid = \"B\"\n[[task]]\nid = \"C\"\n",
+    );
+    let out = run(&env);
+    assert!(out.status.success(), "{}", env.render(&out));
+    let mut lines: Vec<String> = fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    lines.sort();
+    let wt = |id: &str| {
+        env.root()
+            .join("repo.worktrees")
+            .join(id)
+            .display()
+            .to_string()
+    };
+    assert_eq!(
+        lines,
+        [
+            format!("A 1 A {}", wt("A")),
+            format!("B 1 B {}", wt("B")),
+            format!("C 1 C {}", wt("C")),
+        ],
+        "post_create ran once in each task's worktree"
+    );
+    for id in ["A", "B", "C"] {
+        let tidy = env.git(&env.repo(), ["show", &format!("orch/{id}:TIDY.txt")]);
+        assert_eq!(
+            tidy,
+            format!("tidied by {id}\n"),
+            "post_agent's work was committed"
+        );
+    }
+}
+
+#[test]
+fn a_failing_post_create_fails_the_attempt_and_runs_again_on_the_retry() {
+    let env = TestEnv::new();
+    let flag = env.root().join("first-time-done");
+    env.init_repo();
+    env.configure("commit.sh", "[retry]\nmax_attempts = 2\n");
+    let config = std::fs::read_to_string(env.repo().join(".orchestrator.toml")).unwrap();
+    let hook = format!(
+        "[hooks]\ninstall = false\npost_create = [\"test -f '{0}' || {{ touch '{0}'; echo not yet; exit 5; }}\"]\n",
+        flag.display()
+    );
+    env.write(
+        ".orchestrator.toml",
+        &config.replace("[hooks]\ninstall = false\n", &hook),
+    );
+    env.write("plan.toml", "[[task]]\nid = \"T1\"\n");
+    let out = run(&env);
+    assert!(out.status.success(), "{}", env.render(&out));
+    let attempts = &env.state()["items"]["T1"]["attempts"];
+    let reason = attempts[0]["outcome"]["reason"].as_str().unwrap();
+    let log = env.repo().join(".orchestrator/runs/T1/1/post_create.log");
+    assert_eq!(
+        reason,
+        format!(
+            "post_create hook `test -f '{0}' || {{ touch '{0}'; echo not yet; exit 5; }}` failed (exit code 5); log: {1}",
+            flag.display(),
+            log.display()
+        )
+    );
+    assert_eq!(fs::read_to_string(&log).unwrap(), "not yet\n");
+    assert_eq!(attempts[1]["outcome"]["kind"], "succeeded");
+    assert!(
+        env.repo()
+            .join(".orchestrator/runs/T1/2/post_create.log")
+            .exists(),
+        "post_create ran again in the worktree the task kept"
+    );
+    assert_eq!(env.status_of("T1"), "awaiting_merge");
+}
+
+#[test]
+fn a_failing_post_agent_fails_the_attempt_and_leaves_the_work_uncommitted() {
+    let env = setup(
+        "uncommitted.sh",
+        "[retry]\nmax_attempts = 1\n",
+        "[[task]]\nid = \"T1\"\n",
+    );
+    let config = std::fs::read_to_string(env.repo().join(".orchestrator.toml")).unwrap();
+    env.write(
+        ".orchestrator.toml",
+        &config.replace(
+            "[hooks]\ninstall = false\n",
+            "[hooks]\ninstall = false\npost_agent = [\"echo lint failed >&2; exit 1\"]\n",
+        ),
+    );
+    let out = run(&env);
+    assert_eq!(out.status.code(), Some(1), "{}", env.render(&out));
+    let reason = env.state()["items"]["T1"]["reason"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        reason
+            .contains("post_agent hook `echo lint failed >&2; exit 1` failed (exit code 1); log: "),
+        "{reason}"
+    );
+    let status = env.git(
+        &env.root().join("repo.worktrees/T1"),
+        ["status", "--porcelain"],
+    );
+    assert!(!status.is_empty(), "the agent's work stays in the worktree");
+}
