@@ -13,6 +13,7 @@ pub mod coordinator;
 pub mod dash;
 pub mod error;
 pub mod git;
+pub mod hooks;
 pub mod lifecycle;
 pub mod merge_queue;
 pub mod plan;

@@ -11,6 +11,7 @@ use crate::dash;
 use crate::dash::driver::{Dashboard, Exit};
 use crate::dash::event::{Ev, nudge};
 use crate::error::{CliError, ErrorKind, Message};
+use crate::hooks::install::{self, HookError};
 use crate::plan::ItemIdx;
 use crate::schedule;
 use crate::state;
@@ -59,6 +60,9 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> Result<(), CliError> {
         only,
         merge_only: false,
     };
+    if ws.config.hooks.install {
+        offer_hooks(&ws);
+    }
     let output = if args.json {
         Output::Json
     } else if args.tui {
@@ -67,6 +71,36 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> Result<(), CliError> {
         Output::Lines
     };
     drive(&ws, plan, target, options, output)
+}
+
+/// Installs orch's git hooks when they are not all in place (`hooks.install`),
+/// saying so; a failure is a warning, not a reason to stop the run.
+fn offer_hooks(ws: &Workspace) {
+    let Some(repo) = &ws.repo else { return };
+    let done = install::locate(&repo.root).and_then(|location| {
+        if install::all_installed(&location) {
+            return Ok(None);
+        }
+        install::install(
+            &location,
+            &std::env::current_exe().map_err(|source| HookError::Io {
+                path: location.dir.clone(),
+                source,
+            })?,
+        )?;
+        Ok(Some(location.dir))
+    });
+    match done {
+        Ok(Some(dir)) => eprintln!(
+            "Installed orch's git hooks in `{}` (`hooks.install` in the config); `orch hooks uninstall` removes them.",
+            ws.display(&dir).display()
+        ),
+        Ok(None) => {}
+        Err(e) => eprintln!(
+            "warning: cannot install orch's git hooks: {}; the run goes on without them",
+            error_chain(&e)
+        ),
+    }
 }
 
 /// How a run shows its progress.

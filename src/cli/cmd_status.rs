@@ -193,6 +193,32 @@ fn detail(
         }
     }
     if item.kind == Kind::Task || item.kind == Kind::Subtask {
+        let log = ws.state_dir().path().join(crate::state::events::FILE_NAME);
+        let commits: Vec<(String, String)> = crate::state::events::read_all(&log)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| e.event == crate::state::events::EventName::TaskCommit)
+            .filter(|e| {
+                e.id.as_ref()
+                    .is_some_and(|i| *i == item.id || item.id.is_ancestor_of(i))
+            })
+            .filter_map(|e| {
+                let sha = e.fields.get("commit")?.as_str()?;
+                let subject = e
+                    .fields
+                    .get("subject")
+                    .and_then(|s| s.as_str())
+                    .unwrap_or("");
+                Some((
+                    sha.chars().take(crate::git::refs::SHORT_ID).collect(),
+                    subject.to_owned(),
+                ))
+            })
+            .collect();
+        for (n, (sha, subject)) in commits.iter().rev().take(5).enumerate() {
+            let label = if n == 0 { "commits" } else { "" };
+            writeln!(out, "  {label:<9} {sha} {subject}")?;
+        }
         for a in attempts {
             let took = a
                 .finished

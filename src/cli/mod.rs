@@ -9,6 +9,7 @@
 mod cmd_clean;
 mod cmd_control;
 mod cmd_dash;
+mod cmd_hooks;
 mod cmd_init;
 mod cmd_logs;
 mod cmd_merge;
@@ -80,6 +81,16 @@ pub enum Command {
     Resolve(cmd_control::ControlArgs),
     /// Remove the worktrees and branches orch made, keeping any unmerged work
     Clean(cmd_clean::CleanArgs),
+    /// Install, remove or list the git hooks that tie commits to tasks
+    #[command(subcommand)]
+    Hooks(cmd_hooks::HooksCommand),
+    /// Run orch's part of a git hook (started by the hook shims)
+    #[command(name = "__hook", hide = true)]
+    Hook {
+        name: String,
+        #[arg(allow_hyphen_values = true, trailing_var_arg = true)]
+        args: Vec<OsString>,
+    },
     /// Supervise one agent attempt (started by `orch run`)
     #[command(name = "__supervise", hide = true)]
     Supervise { spec: PathBuf },
@@ -105,6 +116,9 @@ pub fn run_with(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     };
     if let Command::Supervise { spec } = &cli.command {
         return crate::runner::supervise::main(spec);
+    }
+    if let Command::Hook { name, args } = &cli.command {
+        return crate::hooks::actions::main(name, args);
     }
     init_tracing(cli.global.verbose);
     match dispatch(cli) {
@@ -147,7 +161,10 @@ fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Cancel(args) => cmd_control::run(&cli.global, Action::Cancel, args),
         Command::Resolve(args) => cmd_control::run(&cli.global, Action::Resolve, args),
         Command::Clean(args) => cmd_clean::run(&cli.global, args),
-        Command::Supervise { .. } => unreachable!("handled before dispatch"),
+        Command::Hooks(command) => cmd_hooks::run(&cli.global, command),
+        Command::Supervise { .. } | Command::Hook { .. } => {
+            unreachable!("handled before dispatch")
+        }
     }
 }
 

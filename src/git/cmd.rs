@@ -26,6 +26,10 @@ pub const DISCOVERY_VARS: &[&str] = &[
     "GIT_DISCOVERY_ACROSS_FILESYSTEM",
 ];
 
+/// Set on every git orch runs itself, so that orch's own git hooks stay
+/// out of orch's commits (the hooks still chain to the user's).
+pub const INTERNAL_VAR: &str = "ORCH_INTERNAL_GIT";
+
 /// A `git` command that could not run or exited non-zero.
 #[derive(Debug, thiserror::Error)]
 #[error("`git {}` failed in `{}`{}", argv.join(" "), dir.display(), detail(.code, .stderr))]
@@ -57,7 +61,8 @@ pub fn command(dir: &Path) -> Command {
     cmd.current_dir(dir)
         .stdin(Stdio::null())
         .env("LC_ALL", "C")
-        .env("GIT_TERMINAL_PROMPT", "0");
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env(INTERNAL_VAR, "1");
     for var in DISCOVERY_VARS {
         cmd.env_remove(var);
     }

@@ -79,6 +79,12 @@ impl Policy {
         self.require_trailer
     }
 
+    /// Returns the `forbidden_paths` pattern `path` matches, if any.
+    pub fn forbidden_rule(&self, path: &str) -> Option<&str> {
+        let hits = self.forbidden.matches(path);
+        hits.first().map(|i| self.patterns[*i].as_str())
+    }
+
     /// Returns every rule the diff and commits break.
     pub fn evaluate(
         &self,
@@ -88,11 +94,10 @@ impl Policy {
     ) -> Vec<Refusal> {
         let mut out = Vec::new();
         for change in changes {
-            let hits = self.forbidden.matches(&change.path);
-            if let Some(first) = hits.first() {
+            if let Some(pattern) = self.forbidden_rule(&change.path) {
                 out.push(Refusal {
                     rule: "forbidden_paths",
-                    detail: format!("`{}` matches `{}`", change.path, self.patterns[*first]),
+                    detail: format!("`{}` matches `{pattern}`", change.path),
                 });
             }
         }

@@ -255,24 +255,24 @@ pub struct EventLog {
     file: File,
     path: PathBuf,
     next_seq: u64,
+    /// The file's length after our last write: when it differs, another
+    /// process appended, and `next_seq` is read again from the file.
+    known_len: u64,
 }
 
 impl EventLog {
     /// Opens (or creates) the log and finds the next sequence number.
     pub fn open(path: &Path) -> io::Result<EventLog> {
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
             .open(path)?;
-        let (last_seq, ends_cleanly) = last_complete(&mut file)?;
-        if !ends_cleanly {
-            file.write_all(b"\n")?;
-        }
         Ok(EventLog {
             file,
             path: path.to_owned(),
-            next_seq: last_seq.map_or(1, |s| s + 1),
+            next_seq: 1,
+            known_len: u64::MAX,
         })
     }
 
@@ -281,12 +281,38 @@ impl EventLog {
     }
 
     /// Appends one event and returns it as written.
+    ///
+    /// Writers in other processes (`orch retry` without a run, the git
+    /// hooks) append to the same file, so each append holds an exclusive
+    /// lock on it and, when the file grew behind our back, continues the
+    /// sequence from its last line: `seq` stays unique and increasing.
     pub fn append(
         &mut self,
         event: EventName,
         id: Option<&FullId>,
         fields: Map<String, Value>,
     ) -> io::Result<Event> {
+        self.file.lock()?;
+        let result = self.append_locked(event, id, fields);
+        let unlocked = self.file.unlock();
+        let record = result?;
+        unlocked?;
+        Ok(record)
+    }
+
+    fn append_locked(
+        &mut self,
+        event: EventName,
+        id: Option<&FullId>,
+        fields: Map<String, Value>,
+    ) -> io::Result<Event> {
+        if self.file.metadata()?.len() != self.known_len {
+            let (last_seq, ends_cleanly) = last_complete(&mut self.file)?;
+            if !ends_cleanly {
+                self.file.write_all(b"\n")?;
+            }
+            self.next_seq = self.next_seq.max(last_seq.map_or(1, |s| s + 1));
+        }
         let record = Event {
             seq: self.next_seq,
             ts: Timestamp::now(),
@@ -298,6 +324,7 @@ impl EventLog {
         line.push(b'\n');
         self.file.write_all(&line)?;
         self.next_seq += 1;
+        self.known_len = self.file.metadata()?.len();
         Ok(record)
     }
 }
@@ -383,5 +410,22 @@ mod tests {
         assert_eq!(all[1].fields["attempt"], 1);
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("\"event\":\"task.started\""), "{text}");
+    }
+
+    #[test]
+    fn two_writers_keep_the_sequence_unique() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let mut run = EventLog::open(&path).unwrap();
+        let mut hook = EventLog::open(&path).unwrap();
+        run.append(EventName::RunStarted, None, Map::new()).unwrap();
+        hook.append(EventName::TaskCommit, None, Map::new())
+            .unwrap();
+        hook.append(EventName::TaskCommit, None, Map::new())
+            .unwrap();
+        run.append(EventName::RunFinished, None, Map::new())
+            .unwrap();
+        let seqs: Vec<u64> = read_all(&path).unwrap().iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [1, 2, 3, 4]);
     }
 }

@@ -1,0 +1,203 @@
+//! What the shims do: `orch __hook NAME ARGS...`, run by git.
+//!
+//! Only inside a task worktree (a linked worktree of the repository whose
+//! branch is `branch_prefix` + a task id) does anything happen:
+//!
+//! - `commit-msg FILE` adds `Orch-Task: <id>` (and `Orch-Subtask:` when an
+//!   agent is working on one subtask) with `git interpret-trailers`;
+//! - `pre-commit` refuses staged changes to `policy.forbidden_paths`;
+//! - `post-commit` appends a `task.commit` event.
+//!
+//! Everywhere else, and for orch's own commits ([`cmd::INTERNAL_VAR`]), it
+//! exits 0 at once. A hook must never stand between a person and their
+//! commit because orch is confused: a config it cannot read or a state dir
+//! it cannot write is reported on stderr and the commit goes on. The only
+//! refusal is the forbidden-path rule, which names the file and the rule.
+//!
+//! git runs hooks with its own environment (`GIT_INDEX_FILE` for a partial
+//! commit, for one), so the git commands here inherit it rather than going
+//! through [`cmd`], which scrubs it.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use crate::config::{self, Config};
+use crate::git::RepoPaths;
+use crate::git::cmd;
+use crate::merge_queue::policy::Policy;
+use crate::plan::FullId;
+use crate::state::events::{self, EventLog, EventName};
+
+/// The task worktree a hook runs in.
+struct TaskWorktree {
+    root: PathBuf,
+    config: Config,
+    task: FullId,
+    branch: String,
+}
+
+/// Runs orch's part of hook `name`; returns the exit code git sees.
+pub fn main(name: &str, args: &[OsString]) -> ExitCode {
+    if std::env::var_os(cmd::INTERNAL_VAR).is_some() {
+        return ExitCode::SUCCESS;
+    }
+    let Some(wt) = task_worktree() else {
+        return ExitCode::SUCCESS;
+    };
+    let result = match name {
+        "commit-msg" => match args.first() {
+            Some(file) => add_trailers(&wt, Path::new(file)),
+            None => Ok(()),
+        },
+        "pre-commit" => return refuse_forbidden(&wt),
+        "post-commit" => record_commit(&wt),
+        _ => Ok(()),
+    };
+    if let Err(e) = result {
+        eprintln!("orch: {name} hook: {e} (the commit goes on)");
+    }
+    ExitCode::SUCCESS
+}
+
+/// Returns the task worktree the current directory is in, if it is one.
+fn task_worktree() -> Option<TaskWorktree> {
+    let cwd = std::env::current_dir().ok()?;
+    let repo = git2::Repository::discover(&cwd).ok()?;
+    if !repo.is_worktree() {
+        return None;
+    }
+    let head = repo.head().ok()?;
+    let branch = head.shorthand().ok()?.to_owned();
+    let root = RepoPaths::discover(&cwd).ok()?.root;
+    let config = match Config::load(&root.join(config::FILE_NAME), true) {
+        Ok(loaded) => loaded.config,
+        Err(e) => {
+            eprintln!("orch: hooks skipped: {e}");
+            return None;
+        }
+    };
+    let task = FullId::parse(branch.strip_prefix(&config.git.branch_prefix)?).ok()?;
+    Some(TaskWorktree {
+        root,
+        config,
+        task,
+        branch,
+    })
+}
+
+fn git(args: &[&str]) -> Result<String, String> {
+    let out = Command::new("git")
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run git: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`git {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Returns the subtask an agent is working on, when it belongs to this task.
+fn subtask(wt: &TaskWorktree) -> Option<FullId> {
+    let id = FullId::parse(&std::env::var("ORCH_SUBTASK_ID").ok()?).ok()?;
+    wt.task.is_ancestor_of(&id).then_some(id)
+}
+
+fn add_trailers(wt: &TaskWorktree, file: &Path) -> Result<(), String> {
+    let file = file
+        .to_str()
+        .ok_or("the message file's path is not UTF-8")?;
+    let task = format!("Orch-Task: {}", wt.task);
+    let mut args = vec![
+        "interpret-trailers",
+        "--in-place",
+        "--if-exists",
+        "addIfDifferent",
+        "--trailer",
+        &task,
+    ];
+    let sub = subtask(wt).map(|s| format!("Orch-Subtask: {s}"));
+    if let Some(sub) = &sub {
+        args.extend(["--trailer", sub]);
+    }
+    args.push(file);
+    git(&args).map(drop)
+}
+
+fn refuse_forbidden(wt: &TaskWorktree) -> ExitCode {
+    if wt.config.policy.forbidden_paths.is_empty() {
+        return ExitCode::SUCCESS;
+    }
+    let policy = match Policy::new(&wt.config.policy) {
+        Ok(policy) => policy,
+        Err(e) => {
+            eprintln!("orch: pre-commit hook: {e} (the commit goes on)");
+            return ExitCode::SUCCESS;
+        }
+    };
+    let staged = match git(&["diff", "--cached", "--name-only", "-z", "--no-renames"]) {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("orch: pre-commit hook: {e} (the commit goes on)");
+            return ExitCode::SUCCESS;
+        }
+    };
+    let hits: Vec<(String, &str)> = staged
+        .split('\0')
+        .filter(|p| !p.is_empty())
+        .filter_map(|p| policy.forbidden_rule(p).map(|rule| (p.to_owned(), rule)))
+        .collect();
+    if hits.is_empty() {
+        return ExitCode::SUCCESS;
+    }
+    for (path, rule) in &hits {
+        eprintln!(
+            "orch: `{path}` matches `{rule}` in `policy.forbidden_paths`; task `{}` may not change it",
+            wt.task
+        );
+    }
+    eprintln!(
+        "orch: commit refused; the merge queue would refuse it too. Unstage {} (`git restore --staged <file>`) and commit again.",
+        if hits.len() == 1 {
+            "that file"
+        } else {
+            "those files"
+        }
+    );
+    ExitCode::FAILURE
+}
+
+fn record_commit(wt: &TaskWorktree) -> Result<(), String> {
+    let state_dir = wt.root.join(crate::state::DIR_NAME);
+    if !state_dir.is_dir() {
+        return Ok(());
+    }
+    let head = git(&["log", "-1", "--format=%H%x00%s"])?;
+    let (sha, subject) = head
+        .trim_end()
+        .split_once('\0')
+        .unwrap_or((head.trim_end(), ""));
+    let unit = subtask(wt).unwrap_or_else(|| wt.task.clone());
+    let mut fields = crate::fields! {
+        "commit" => sha,
+        "subject" => subject,
+        "branch" => wt.branch,
+        "via" => "hook",
+    };
+    if let Some(n) = std::env::var("ORCH_ATTEMPT")
+        .ok()
+        .and_then(|a| a.parse::<u64>().ok())
+    {
+        fields.insert("attempt".to_owned(), n.into());
+    }
+    let path = state_dir.join(events::FILE_NAME);
+    let mut log =
+        EventLog::open(&path).map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
+    log.append(EventName::TaskCommit, Some(&unit), fields)
+        .map_err(|e| format!("cannot append to `{}`: {e}", path.display()))?;
+    Ok(())
+}
