@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod coordinator;
 pub mod dash;
+pub mod demo;
 pub mod error;
 pub mod git;
 pub mod hooks;

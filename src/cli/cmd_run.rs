@@ -75,7 +75,7 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> Result<(), CliError> {
 
 /// Installs orch's git hooks when they are not all in place (`hooks.install`),
 /// saying so; a failure is a warning, not a reason to stop the run.
-fn offer_hooks(ws: &Workspace) {
+pub fn offer_hooks(ws: &Workspace) {
     let Some(repo) = &ws.repo else { return };
     let done = install::locate(&repo.root).and_then(|location| {
         if install::all_installed(&location) {

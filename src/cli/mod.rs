@@ -9,6 +9,7 @@
 mod cmd_clean;
 mod cmd_control;
 mod cmd_dash;
+mod cmd_demo;
 mod cmd_hooks;
 mod cmd_init;
 mod cmd_logs;
@@ -60,6 +61,8 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Write a starter `.orchestrator.toml` and `plan.toml`, and keep `.orchestrator/` out of git
     Init(cmd_init::InitArgs),
+    /// Run the whole loop on a scratch repository with a built-in demo agent
+    Demo(cmd_demo::DemoArgs),
     /// Validate, show and convert the plan
     #[command(subcommand)]
     Plan(cmd_plan::PlanCommand),
@@ -84,6 +87,9 @@ pub enum Command {
     /// Install, remove or list the git hooks that tie commits to tasks
     #[command(subcommand)]
     Hooks(cmd_hooks::HooksCommand),
+    /// The demo agent `orch demo` runs (scripted edits, per task)
+    #[command(name = "__demo-agent", hide = true)]
+    DemoAgent,
     /// Run orch's part of a git hook (started by the hook shims)
     #[command(name = "__hook", hide = true)]
     Hook {
@@ -120,6 +126,9 @@ pub fn run_with(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     if let Command::Hook { name, args } = &cli.command {
         return crate::hooks::actions::main(name, args);
     }
+    if let Command::DemoAgent = &cli.command {
+        return crate::demo::agent_main();
+    }
     init_tracing(cli.global.verbose);
     match dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -151,6 +160,7 @@ fn dispatch(cli: Cli) -> Result<(), CliError> {
     use crate::state::inbox::Action;
     match cli.command {
         Command::Init(args) => cmd_init::run(&cli.global, args),
+        Command::Demo(args) => cmd_demo::run(&cli.global, args),
         Command::Plan(command) => cmd_plan::run(&cli.global, command),
         Command::Run(args) => cmd_run::run(&cli.global, args),
         Command::Status(args) => cmd_status::run(&cli.global, args),
@@ -162,7 +172,7 @@ fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Resolve(args) => cmd_control::run(&cli.global, Action::Resolve, args),
         Command::Clean(args) => cmd_clean::run(&cli.global, args),
         Command::Hooks(command) => cmd_hooks::run(&cli.global, command),
-        Command::Supervise { .. } | Command::Hook { .. } => {
+        Command::Supervise { .. } | Command::Hook { .. } | Command::DemoAgent => {
             unreachable!("handled before dispatch")
         }
     }

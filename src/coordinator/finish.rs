@@ -102,7 +102,7 @@ fn collect(input: Input) -> Report {
     {
         report.tip = Some(tip.to_string());
         if let Some(base) = input.base.as_deref().and_then(refs::parse_oid) {
-            report.commits = refs::commits_between(&input.repo, base, tip).ok();
+            report.commits = refs::commits_on_branch(&input.repo, base, tip).ok();
             report.log =
                 refs::recent_commits(&input.repo, base, tip, LOG_COMMITS).unwrap_or_default();
         }

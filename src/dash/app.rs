@@ -170,6 +170,8 @@ pub struct AppState {
     pub counts: Vec<(Status, usize)>,
     /// Tasks waiting to merge in queue order, and the one merging.
     pub queue: (Vec<FullId>, Option<FullId>),
+    /// Until the person moves, the selection follows the task started last.
+    pub follow: bool,
 }
 
 impl AppState {
@@ -203,6 +205,7 @@ impl AppState {
             commits: HashMap::new(),
             counts: Vec::new(),
             queue: (Vec::new(), None),
+            follow: true,
         };
         app.recompute();
         // The loop loads the log of whatever is selected first.
@@ -237,14 +240,21 @@ impl AppState {
                 self.reload_log()
             }
             Msg::Events(events) => {
+                let mut started = None;
                 for e in events {
                     self.note_event(&e);
+                    if e.event == EventName::TaskStarted {
+                        started = e.id.clone();
+                    }
                     self.events.push_back(e);
                 }
                 while self.events.len() > FEED {
                     self.events.pop_front();
                 }
-                Vec::new()
+                match started {
+                    Some(id) if self.follow => self.follow_to(&id),
+                    _ => Vec::new(),
+                }
             }
             Msg::Live(pid) => {
                 self.live = pid;
@@ -522,8 +532,19 @@ impl AppState {
         }
     }
 
+    /// Selects the row of `id` (following the run), if it is shown.
+    fn follow_to(&mut self, id: &FullId) -> Vec<Cmd> {
+        match self.rows.iter().position(|r| self.plan.item(*r).id == *id) {
+            Some(pos) => self.select(pos),
+            None => Vec::new(),
+        }
+    }
+
     fn main_key(&mut self, key: KeyEvent) -> Vec<Cmd> {
         self.message = None;
+        if !matches!(key.code, KeyCode::Char('?' | 'h')) {
+            self.follow = false;
+        }
         let page = self.tree_height();
         match key.code {
             KeyCode::Char('q') | KeyCode::Esc => {
@@ -853,5 +874,28 @@ title = "Importer"
         with(&mut app, "P1.M1.T3", Status::Resolved);
         assert_eq!(app.progress[0], (2, 3));
         assert_eq!(app.statuses[0], Status::Running);
+    }
+
+    #[test]
+    fn the_selection_follows_the_run_until_the_person_moves() {
+        let mut app = AppState::new(plan(), State::default(), SystemTime::UNIX_EPOCH);
+        let started = |id: &str| {
+            Msg::Events(vec![Event {
+                seq: 1,
+                ts: crate::state::Timestamp(SystemTime::UNIX_EPOCH),
+                event: EventName::TaskStarted,
+                id: Some(FullId::parse(id).unwrap()),
+                fields: serde_json::Map::new(),
+            }])
+        };
+        let cmds = app.update(started("P1.M1.T2"));
+        assert_eq!(
+            cmds,
+            [Cmd::LoadLog(FullId::parse("P1.M1.T2").unwrap(), None)]
+        );
+        assert_eq!(app.selected, 3);
+        app.update(key('k'));
+        assert!(app.update(started("P1.M1.T3")).is_empty());
+        assert_eq!(app.selected, 2, "the person's choice stays");
     }
 }

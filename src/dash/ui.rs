@@ -990,15 +990,15 @@ depends_on = ["P1.M1.T2", "P1.M1.T3"]
         insta::assert_snapshot!(screen(&app, 80, 24), @"
         orch → main  live (pid 4242) 5m00s  ·1 ●1 ◐1 ✔1 ✘1  0.2/min ETA 15m00s
         ┌ plan (11 items) ──────────────────────────┐┌ detail ─────────────────────────┐
-        │▾ ● P1  Foundation                      1/4││P1  Foundation                   │
-        │  ▾ ● P1.M1  Storage                    1/4││status    ● running              │
-        │      ✔ P1.M1.T1  Define the schema  merged││tasks     1 of 4 merged or       │
+        │▾ ● P1  Foundation                      1/4││P1.M1.T2  Write the model layer  │
+        │  ▾ ● P1.M1  Storage                    1/4││status    ● running, attempt 2   │
+        │      ✔ P1.M1.T1  Define the schema  merged││for 2m05s                        │
         │ ┌ help ────────────────────────────────────────────────────────────────────┐ │
         │ │↑ ↓ j k   move; PgUp PgDn g G jump                                        │ │
         │ │⏎ ← →     open or close; ← goes to the parent                             │ │
         │▾│/         filter by id or title (Esc clears)                              │ │
         │ │f         cycle status filters: all, failed, running, waiting, finished   │ │
-        │ │l         the selected task's log, full screen                            │ │
+        │ │l         the selected task's log, full screen                            │t│
         │ │r c x     retry, cancel, resolve (asks first; sent to the live run)       │─┘
         │ │q         quit (in `orch run --tui`, asks whether to stop the run)        │─┐
         │ │Ctrl-C    quit; in `orch run --tui`, stop the run                         │ │
@@ -1006,7 +1006,7 @@ depends_on = ["P1.M1.T2", "P1.M1.T3"]
         │ │· pending  ○ ready  ● running  ↻ retrying  ◐ awaiting merge  ⇡ merging    │ │
         └─│≠ conflicted  ✔ merged  ✘ failed  ⊘ blocked  – cancelled                  │─┘
         ┌ │                                                                          │─┐
-        │s│any key closes this                                                       │ │
+        │n│any key closes this                                                       │ │
         │ └──────────────────────────────────────────────────────────────────────────┘2│
         │                                           ││03:50 failed P1.M1.T4  attempt 3:│
         │                                           ││04:10 done P1.M1.T3  attempt 1, 1│
@@ -1078,10 +1078,10 @@ depends_on = ["P1.M1.T2", "P1.M1.T3"]
         insta::assert_snapshot!(screen(&app, 80, 24).lines().take(6).collect::<Vec<_>>().join("\n"), @"
         orch → main  live (pid 4242) 5m00s  ·1 ●1 ◐1 ✔1 ✘1  0.2/min ETA 15m00s
         ┌ plan: failed ─────────────────────────────┐┌ detail ─────────────────────────┐
-        │▾ ● P1  Foundation                      1/4││P1  Foundation                   │
-        │  ▾ ● P1.M1  Storage                    1/4││status    ● running              │
-        │      ✘ P1.M1.T4  Export             failed││tasks     1 of 4 merged or       │
-        │                                           ││resolved                         │
+        │▾ ● P1  Foundation                      1/4││P1.M1.T4  Export                 │
+        │  ▾ ● P1.M1  Storage                    1/4││status    ✘ failed               │
+        │      ✘ P1.M1.T4  Export             failed││reason    exit code 2 after 3    │
+        │                                           ││attempts                         │
         ");
         key(&mut app, KeyCode::Char('f'));
         key(&mut app, KeyCode::Char('f'));
@@ -1094,23 +1094,23 @@ depends_on = ["P1.M1.T2", "P1.M1.T3"]
         insta::assert_snapshot!(screen(&app, 80, 24), @"
         orch → main  live (pid 4242) 5m00s  ·1 ●1 ◐1 ✔1 ✘1  0.2/min ETA 15m00s
         ┌ plan: /model ─────────────────────────────┐┌ detail ─────────────────────────┐
-        │▾ ● P1  Foundation                      1/4││P1  Foundation                   │
-        │  ▾ ● P1.M1  Storage                    1/4││status    ● running              │
-        │    ▾ ● P1.M1.T2  Write t… running #2 2m05s││tasks     1 of 4 merged or       │
-        │                                           ││resolved                         │
-        │                                           ││                                 │
-        │                                           ││                                 │
-        │                                           ││                                 │
-        │                                           ││                                 │
-        │                                           ││                                 │
+        │▾ ● P1  Foundation                      1/4││P1.M1.T2  Write the model layer  │
+        │  ▾ ● P1.M1  Storage                    1/4││status    ● running, attempt 2   │
+        │    ▾ ● P1.M1.T2  Write t… running #2 2m05s││for 2m05s                        │
+        │                                           ││branch    orch/P1.M1.T2          │
+        │                                           ││worktree                         │
+        │                                           ││../repo.worktrees/P1.M1.T2       │
+        │                                           ││needs     ✔ P1.M1.T1             │
+        │                                           ││attempts  #2 2m05s · running     │
+        │                                           ││          #1 1m00s · failed: exit│
         │                                           │└─────────────────────────────────┘
         │                                           │┌ merge queue (1) ────────────────┐
         │                                           ││1. P1.M1.T3                      │
         │                                           ││                                 │
         │                                           ││                                 │
         └───────────────────────────────────────────┘└─────────────────────────────────┘
-        ┌ log ──────────────────────────────────────┐┌ events ─────────────────────────┐
-        │select a task to see its agent's output    ││02:40 retrying P1.M1.T2  attempt │
+        ┌ log P1.M1.T2 ─────────────────────────────┐┌ events ─────────────────────────┐
+        │no output yet                              ││02:40 retrying P1.M1.T2  attempt │
         │                                           ││02:55 started P1.M1.T2  attempt 2│
         │                                           ││03:50 failed P1.M1.T4  attempt 3:│
         │                                           ││04:10 done P1.M1.T3  attempt 1, 1│

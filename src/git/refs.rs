@@ -57,11 +57,25 @@ pub fn delete_branch(repo: &Path, branch: &str) -> Result<(), GitError> {
 
 /// Counts the commits reachable from `tip` and not from `base`.
 pub fn commits_between(repo: &Path, base: Oid, tip: Oid) -> Result<u32, GitError> {
+    count(repo, base, tip, false)
+}
+
+/// Counts the commits made on a branch since `base`: first parents only, so
+/// a merge of the target into the branch counts once, not with the
+/// target's commits it brought in.
+pub fn commits_on_branch(repo: &Path, base: Oid, tip: Oid) -> Result<u32, GitError> {
+    count(repo, base, tip, true)
+}
+
+fn count(repo: &Path, base: Oid, tip: Oid, first_parent: bool) -> Result<u32, GitError> {
     if base == tip {
         return Ok(0);
     }
     let r = open(repo)?;
     let mut walk = r.revwalk().map_err(GitError::git(repo))?;
+    if first_parent {
+        walk.simplify_first_parent().map_err(GitError::git(repo))?;
+    }
     walk.push(tip).map_err(GitError::git(repo))?;
     walk.hide(base).map_err(GitError::git(repo))?;
     Ok(walk.count() as u32)
@@ -85,6 +99,7 @@ pub fn recent_commits(
     let mut walk = r.revwalk().map_err(GitError::git(repo))?;
     walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::TIME)
         .map_err(GitError::git(repo))?;
+    walk.simplify_first_parent().map_err(GitError::git(repo))?;
     walk.push(tip).map_err(GitError::git(repo))?;
     walk.hide(base).map_err(GitError::git(repo))?;
     let mut out = Vec::new();

@@ -5,6 +5,7 @@ mod common;
 
 mod clean;
 mod dash;
+mod demo;
 mod hooks;
 mod init;
 mod merge;
