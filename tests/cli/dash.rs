@@ -144,7 +144,8 @@ fn dash_follows_a_live_run_and_cancels_a_task_through_the_inbox() {
     });
     assert!(screen.contains("live (pid "), "{screen}");
 
-    tmux.keys(&["c"]);
+    // The selection follows the task started last until a key moves it.
+    tmux.keys(&["g", "c"]);
     tmux.wait_for("the confirmation", |s| s.contains("Cancel `T1`?"));
     tmux.keys(&["y"]);
     tmux.wait_for("T1 cancelled", |s| {
