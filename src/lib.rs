@@ -12,6 +12,7 @@ pub mod config;
 pub mod coordinator;
 pub mod dash;
 pub mod demo;
+pub mod doctor;
 pub mod error;
 pub mod git;
 pub mod hooks;

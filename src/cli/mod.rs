@@ -10,6 +10,7 @@ mod cmd_clean;
 mod cmd_control;
 mod cmd_dash;
 mod cmd_demo;
+mod cmd_doctor;
 mod cmd_hooks;
 mod cmd_init;
 mod cmd_logs;
@@ -87,6 +88,13 @@ pub enum Command {
     /// Install, remove or list the git hooks that tie commits to tasks
     #[command(subcommand)]
     Hooks(cmd_hooks::HooksCommand),
+    /// Check git, the config, the plan, the hooks, the worktrees and the state, and say what to fix
+    Doctor(cmd_doctor::DoctorArgs),
+    /// Print shell completions (for example `orch completions bash > ~/.local/share/bash-completion/completions/orch`)
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
     /// The demo agent `orch demo` runs (scripted edits, per task)
     #[command(name = "__demo-agent", hide = true)]
     DemoAgent,
@@ -172,6 +180,18 @@ fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Resolve(args) => cmd_control::run(&cli.global, Action::Resolve, args),
         Command::Clean(args) => cmd_clean::run(&cli.global, args),
         Command::Hooks(command) => cmd_hooks::run(&cli.global, command),
+        Command::Doctor(args) => cmd_doctor::run(&cli.global, args),
+        Command::Completions { shell } => {
+            // clap_complete lists hidden subcommands too; the internal ones
+            // (`__supervise`, `__hook`, `__demo-agent`) stay out.
+            let full = <Cli as clap::CommandFactory>::command();
+            let mut shown = clap::Command::new("orch")
+                .version(env!("CARGO_PKG_VERSION"))
+                .args(full.get_arguments().cloned())
+                .subcommands(full.get_subcommands().filter(|s| !s.is_hide_set()).cloned());
+            clap_complete::generate(shell, &mut shown, "orch", &mut std::io::stdout());
+            Ok(())
+        }
         Command::Supervise { .. } | Command::Hook { .. } | Command::DemoAgent => {
             unreachable!("handled before dispatch")
         }

@@ -6,6 +6,7 @@ mod common;
 mod clean;
 mod dash;
 mod demo;
+mod doctor;
 mod hooks;
 mod init;
 mod merge;

@@ -1,0 +1,144 @@
+//! `orch doctor` on a healthy repository and on one with a problem of every
+//! kind it checks, each with what to do.
+
+use std::fs;
+
+use crate::common::TestEnv;
+
+#[test]
+fn a_healthy_repository_passes() {
+    let env = TestEnv::new();
+    env.init_repo();
+    env.configure("commit.sh", "");
+    env.write("plan.toml", "[[task]]\nid = \"T1\"\n");
+    let out = env.orch().args(["run", "--no-merge"]).output().unwrap();
+    assert!(out.status.success(), "{}", env.render(&out));
+    let text = env.run(["doctor"]);
+    let text: String = text
+        .lines()
+        .map(|l| {
+            if l.contains(" git       git ") {
+                "ok    git       git <version>"
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    insta::assert_snapshot!(text, @"
+    ok    git       git <version>
+    ok    git       a commit identity is configured
+    ok    config    `.orchestrator.toml` is valid
+    ok    config    `agent.command`: `/work/main/tests/fixtures/agents/commit.sh` is found
+    ok    git       target branch `main` exists
+    ok    plan      `plan.toml`: 1 task, 0 subtasks, 0 dependencies
+    warn  hooks     commit-msg, pre-commit, post-commit not installed: commits in task worktrees get no `Orch-Task:` trailer
+                    fix: orch hooks install
+    ok    worktrees 1 worktree in `$TEMP/repo.worktrees`; none stale or locked
+    ok    state     `.orchestrator/state.json` is readable; no run is live
+    ok    state     1 item agree with git and the process table
+    No problems; 1 warning.
+    ");
+}
+
+#[test]
+fn every_problem_is_named_with_its_fix() {
+    let env = TestEnv::new();
+    env.init_repo();
+    env.configure("commit.sh", "");
+    env.write(
+        "plan.toml",
+        "[[task]]\nid = \"T1\"\n[[task]]\nid = \"T2\"\n[[task]]\nid = \"T3\"\n",
+    );
+    let out = env
+        .orch()
+        .args(["run", "--no-merge", "--max-parallel", "3"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", env.render(&out));
+    let repo = env.repo();
+    let worktrees = env.root().join("repo.worktrees");
+    // A branch deleted behind orch's back, a worktree folder removed by hand,
+    // a locked worktree, a stray folder where worktrees go, an agent that
+    // is not installed.
+    env.git(
+        &repo,
+        [
+            "worktree",
+            "lock",
+            "--reason",
+            "in use",
+            worktrees.join("T2").to_str().unwrap(),
+        ],
+    );
+    fs::remove_dir_all(worktrees.join("T1")).unwrap();
+    env.git(&worktrees.join("T3"), ["checkout", "-q", "--detach"]);
+    env.git(&repo, ["branch", "-D", "orch/T3"]);
+    fs::create_dir_all(worktrees.join("T9")).unwrap();
+    let config = fs::read_to_string(repo.join(".orchestrator.toml")).unwrap();
+    let agent = env.agent("commit.sh");
+    env.write(
+        ".orchestrator.toml",
+        &config.replace(&format!("{agent:?}"), "\"no-such-agent\""),
+    );
+    let text = env.run(["doctor"]);
+    let text: String = text
+        .lines()
+        .map(|l| {
+            if l.contains(" git       git ") {
+                "ok    git       git <version>"
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    insta::assert_snapshot!(text, @"
+    ok    git       git <version>
+    ok    git       a commit identity is configured
+    ok    config    `.orchestrator.toml` is valid
+    error config    `agent.command`: `no-such-agent` is not an executable on PATH
+                    fix: install `no-such-agent`, or point `agent.command` at the agent you use
+    ok    git       target branch `main` exists
+    ok    plan      `plan.toml`: 3 tasks, 0 subtasks, 0 dependencies
+    warn  hooks     commit-msg, pre-commit, post-commit not installed: commits in task worktrees get no `Orch-Task:` trailer
+                    fix: orch hooks install
+    warn  worktrees `$TEMP/repo.worktrees/T1` is registered but its folder is missing
+                    fix: git worktree prune
+    warn  worktrees `$TEMP/repo.worktrees/T2` is locked; orch will not move or remove it
+                    fix: git worktree unlock '$TEMP/repo.worktrees/T2' (once nothing else uses it)
+    warn  worktrees `$TEMP/repo.worktrees/T9` is in the worktree root but is not a worktree of this repository; a task with that id cannot start
+                    fix: look inside, keep what you need, then remove the folder
+    ok    state     `.orchestrator/state.json` is readable; no run is live
+    error state     `T3` is awaiting merge but its branch `orch/T3` is gone
+                    fix: restore the branch if you can (`git reflog`); else `orch cancel T3`, then `orch retry T3` starts it over
+    ------- stderr -------
+    error: 2 problems and 4 warnings found
+    [exit status: 2]
+    ");
+}
+
+#[test]
+fn completions_are_printed_for_each_shell() {
+    let env = TestEnv::new();
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = env
+            .orch_in(&env.root())
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{shell}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.contains("doctor"), "{shell}");
+        assert!(
+            !text.contains("__supervise"),
+            "hidden commands stay hidden ({shell})"
+        );
+    }
+    let out = env
+        .orch_in(&env.root())
+        .args(["completions", "tcsh"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
