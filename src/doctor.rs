@@ -532,7 +532,7 @@ fn check_state(
         r.ok(
             "state",
             format!(
-                "{} agree with git and the process table",
+                "{} checked against git and the process table",
                 plural(state.items.len(), "item", "items")
             ),
         );

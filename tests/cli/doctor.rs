@@ -3,18 +3,11 @@
 
 use std::fs;
 
-use crate::common::TestEnv;
+use crate::common::{TestEnv, fixture};
 
-#[test]
-fn a_healthy_repository_passes() {
-    let env = TestEnv::new();
-    env.init_repo();
-    env.configure("commit.sh", "");
-    env.write("plan.toml", "[[task]]\nid = \"T1\"\n");
-    let out = env.orch().args(["run", "--no-merge"]).output().unwrap();
-    assert!(out.status.success(), "{}", env.render(&out));
-    let text = env.run(["doctor"]);
-    let text: String = text
+/// Runs `orch doctor`, with git's version and the fixtures' folder as placeholders.
+fn doctor(env: &TestEnv) -> String {
+    env.run(["doctor"])
         .lines()
         .map(|l| {
             if l.contains(" git       git ") {
@@ -24,19 +17,31 @@ fn a_healthy_repository_passes() {
             }
         })
         .collect::<Vec<_>>()
-        .join("\n");
+        .join("\n")
+        .replace(&fixture("agents").display().to_string(), "$FIXTURES")
+}
+
+#[test]
+fn a_healthy_repository_passes() {
+    let env = TestEnv::new();
+    env.init_repo();
+    env.configure("commit.sh", "");
+    env.write("plan.toml", "[[task]]\nid = \"T1\"\n");
+    let out = env.orch().args(["run", "--no-merge"]).output().unwrap();
+    assert!(out.status.success(), "{}", env.render(&out));
+    let text = doctor(&env);
     insta::assert_snapshot!(text, @"
     ok    git       git <version>
     ok    git       a commit identity is configured
     ok    config    `.orchestrator.toml` is valid
-    ok    config    `agent.command`: `/work/main/tests/fixtures/agents/commit.sh` is found
+    ok    config    `agent.command`: `$FIXTURES/commit.sh` is found
     ok    git       target branch `main` exists
     ok    plan      `plan.toml`: 1 task, 0 subtasks, 0 dependencies
     warn  hooks     commit-msg, pre-commit, post-commit not installed: commits in task worktrees get no `Orch-Task:` trailer
                     fix: orch hooks install
     ok    worktrees 1 worktree in `$TEMP/repo.worktrees`; none stale or locked
     ok    state     `.orchestrator/state.json` is readable; no run is live
-    ok    state     1 item agree with git and the process table
+    ok    state     1 item checked against git and the process table
     No problems; 1 warning.
     ");
 }
@@ -81,18 +86,7 @@ fn every_problem_is_named_with_its_fix() {
         ".orchestrator.toml",
         &config.replace(&format!("{agent:?}"), "\"no-such-agent\""),
     );
-    let text = env.run(["doctor"]);
-    let text: String = text
-        .lines()
-        .map(|l| {
-            if l.contains(" git       git ") {
-                "ok    git       git <version>"
-            } else {
-                l
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
+    let text = doctor(&env);
     insta::assert_snapshot!(text, @"
     ok    git       git <version>
     ok    git       a commit identity is configured
