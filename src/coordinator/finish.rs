@@ -222,7 +222,7 @@ impl Coordinator {
             );
             return;
         };
-        let timeout = self.config.agent.timeout.0;
+        let timeout = self.unit_timeout(&live.task, &unit);
         let verdict = classify::classify(exit, report.result.as_ref(), &self.config.retry, timeout);
         let duration = exit.finished.0.duration_since(exit.started.0).ok();
         match verdict {

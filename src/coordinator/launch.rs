@@ -403,6 +403,27 @@ impl Coordinator {
         });
     }
 
+    /// Returns the agent preset a unit picks (its own `agent`, else its task's).
+    fn preset(&self, ti: ItemIdx, ui: ItemIdx) -> Option<&crate::config::AgentPreset> {
+        let plan = &self.plan;
+        let name = plan.item(ui).agent().or_else(|| plan.item(ti).agent());
+        name.and_then(|n| self.config.agents.get(n))
+    }
+
+    /// Returns how long a unit's agent may run: its preset's `timeout`, else `agent.timeout`.
+    pub(super) fn unit_timeout(&self, task: &FullId, unit: &FullId) -> Duration {
+        let (Some(ti), Some(ui)) = (
+            self.plan.lookup(task.as_str()),
+            self.plan.lookup(unit.as_str()),
+        ) else {
+            return self.config.agent.timeout.0;
+        };
+        self.preset(ti, ui)
+            .and_then(|p| p.timeout)
+            .unwrap_or(self.config.agent.timeout)
+            .0
+    }
+
     /// Builds the argv, environment and prompt of an attempt.
     fn attempt_plan(
         &self,
@@ -422,8 +443,7 @@ impl Coordinator {
             .and_then(|s| s.branch.clone())
             .unwrap_or_default();
         let agent = &self.config.agent;
-        let preset_name = plan.item(ui).agent().or_else(|| plan.item(ti).agent());
-        let preset = preset_name.and_then(|n| self.config.agents.get(n));
+        let preset = self.preset(ti, ui);
         let command = preset
             .map(|p| p.command.clone())
             .unwrap_or_else(|| agent.command.clone());
