@@ -235,6 +235,7 @@ fn behind_dashboard(setup: Setup) -> Result<coordinator::Summary, RunError> {
 fn run_error(e: RunError) -> CliError {
     let kind = match &e {
         RunError::Lock(crate::state::lock::LockError::Held { .. }) => ErrorKind::Locked,
+        RunError::State(crate::state::StateError::Write { .. }) => ErrorKind::Internal,
         RunError::NoTarget { .. } | RunError::State(_) => ErrorKind::Input,
         _ => ErrorKind::Internal,
     };

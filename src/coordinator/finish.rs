@@ -2,7 +2,6 @@
 //! committing what the agent left (on a blocking thread), and deciding.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use super::{Coordinator, Msg, control};
 use crate::git::{commit, refs};
@@ -122,11 +121,7 @@ impl Coordinator {
         let task = live.task.clone();
         let task_state = self.state.items.get(&task);
         let unit_state = self.state.items.get(&unit);
-        let plan = Arc::clone(&self.plan);
-        let title = plan
-            .lookup(unit.as_str())
-            .map(|i| plan.item(i).title.clone())
-            .unwrap_or_default();
+        let title = self.title_of(&unit);
         let trailer = if unit == task {
             format!("Orch-Task: {task}")
         } else {
@@ -186,6 +181,14 @@ impl Coordinator {
         });
     }
 
+    /// Returns an item's title (the first line of orch's commits for it).
+    fn title_of(&self, unit: &FullId) -> String {
+        self.plan
+            .lookup(unit.as_str())
+            .map(|i| self.plan.item(i).title.clone())
+            .unwrap_or_default()
+    }
+
     /// Decides what a collected attempt means for its item.
     pub(super) fn on_finished(&mut self, unit: FullId, attempt: u32, report: Report) {
         self.finishing.remove(&unit);
@@ -199,7 +202,13 @@ impl Coordinator {
             self.emit(
                 EventName::TaskCommit,
                 Some(&unit),
-                crate::fields! {"commit" => sha, "auto" => true, "attempt" => attempt},
+                crate::fields! {
+                    "commit" => sha,
+                    "subject" => self.title_of(&unit),
+                    "branch" => self.state.items.get(&live.task).and_then(|s| s.branch.clone()),
+                    "auto" => true,
+                    "attempt" => attempt,
+                },
             );
         }
         let still_open = self

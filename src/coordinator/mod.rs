@@ -602,6 +602,9 @@ impl Coordinator {
             let command = match &r.command {
                 Ok(command) => command.clone(),
                 Err(reason) => {
+                    let refused =
+                        inbox::Reply::refused(format!("the command file is unreadable: {reason}"));
+                    let _ = inbox::answer(&r, &refused);
                     let _ = inbox::reject(&r, reason);
                     continue;
                 }

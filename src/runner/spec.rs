@@ -8,6 +8,8 @@
 //! | `agent.log` | supervisor | while the agent runs (capped) |
 //! | `result.json` | agent | optionally, before it exits |
 //! | `exit.json` | supervisor | last, atomically |
+//! | `supervisor.log` | supervisor | its own errors, if any |
+//! | `post_create.log`, `post_agent.log` | coordinator | while those lifecycle hooks run |
 
 use std::io;
 use std::path::{Path, PathBuf};
