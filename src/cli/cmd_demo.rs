@@ -18,6 +18,19 @@ pub struct DemoArgs {
     dir: Option<PathBuf>,
 }
 
+/// Returns how to call this `orch`: `orch` when that is what PATH finds, else its path.
+fn invocation() -> String {
+    let me = std::env::current_exe().and_then(|p| p.canonicalize()).ok();
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths).find_map(|dir| dir.join("orch").canonicalize().ok())
+    });
+    match (me, on_path) {
+        (Some(me), Some(found)) if me == found => "orch".to_owned(),
+        (Some(me), _) => me.display().to_string(),
+        (None, _) => "orch".to_owned(),
+    }
+}
+
 pub fn run(global: &GlobalArgs, args: DemoArgs) -> Result<(), CliError> {
     let dir = match args.dir {
         Some(dir) => std::env::current_dir()?.join(dir),
@@ -56,24 +69,25 @@ pub fn run(global: &GlobalArgs, args: DemoArgs) -> Result<(), CliError> {
         Err(e) => writeln!(out, "(cannot show the history: {e})")?,
     }
     writeln!(out)?;
+    let orch = invocation();
     writeln!(
         out,
         "The demo repository is `{}`. To look around:",
         dir.display()
     )?;
     writeln!(out, "  cd {}", dir.display())?;
-    writeln!(out, "  orch status            # every task, merged")?;
+    writeln!(out, "  {orch} status             # every task, merged")?;
     writeln!(
         out,
-        "  orch status P2.M1.T3   # the task whose first attempt failed the check"
+        "  {orch} status P2.M1.T3    # the task whose first attempt failed the check"
     )?;
     writeln!(
         out,
-        "  orch dash              # the dashboard, read-only now the run is over"
+        "  {orch} dash               # the dashboard, read-only now the run is over"
     )?;
     writeln!(
         out,
-        "  git log --first-parent # one merge per task, each with its Orch-Task trailer"
+        "  git log --first-parent   # one merge per task; every commit has its Orch-Task trailer"
     )?;
     result
 }
