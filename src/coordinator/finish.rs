@@ -38,6 +38,8 @@ pub struct Report {
     pub markers: Vec<String>,
     /// How the `post_agent` hook failed, if it did.
     pub hook_error: Option<String>,
+    /// The worktree the state records, when it no longer exists.
+    pub worktree_gone: Option<PathBuf>,
 }
 
 /// What collection needs.
@@ -71,6 +73,10 @@ fn collect(input: Input) -> Report {
         report.exit.as_ref().map(|e| &e.end),
         Some(spec::End::Exited { code: 0 })
     );
+    if let Some(worktree) = input.worktree.as_ref().filter(|w| !w.is_dir()) {
+        report.worktree_gone = Some(worktree.clone());
+        return report;
+    }
     if exited_cleanly
         && let (Some(stage), Some(worktree)) = (&input.post_agent, &input.worktree)
         && let Err(e) = stage.run(worktree)
@@ -245,6 +251,14 @@ impl Coordinator {
                     "stopped by a signal from outside orch".to_owned(),
                     true,
                 );
+            }
+            Verdict::Success | Verdict::Failure { .. } if report.worktree_gone.is_some() => {
+                let gone = report.worktree_gone.clone().unwrap_or_default();
+                let reason = format!(
+                    "the worktree `{}` is gone; the branch keeps what the agent committed",
+                    gone.display()
+                );
+                self.fail_attempt(&unit, attempt, reason, true);
             }
             Verdict::Failure { reason, retry } => {
                 let reason = match &report.result_error {

@@ -103,7 +103,17 @@ impl Coordinator {
     pub(super) fn begin_provision(&mut self, task: FullId, attempt: u32) {
         let entry = control::entry(&self.plan, &mut self.state, &task);
         let previous = entry.worktree.clone();
-        let free = self.claim_free();
+        let mut free = self.claim_free();
+        // Recycling moves another task's worktree. The state saying that task
+        // no longer needs it must be on disk first: after a crash in between,
+        // a state that still had the task running would point its next
+        // collection at a folder that is gone.
+        if let Some((owner, _)) = &free
+            && self.flush(true).is_err()
+        {
+            self.free.push_front(owner.clone());
+            free = None;
+        }
         let purpose = control::entry(&self.plan, &mut self.state, &task)
             .open_attempt()
             .and_then(|a| a.purpose);

@@ -125,6 +125,9 @@ fn provision_worktree(req: &Request) -> Result<Provisioned, GitError> {
     }
     let target_tip = refs::require_tip(repo, &req.target)?;
     let target_hex = target_tip.to_string();
+    if let Some(provisioned) = finish_cut_recycle(req, existing.is_some(), &target_hex)? {
+        return Ok(provisioned);
+    }
     if let Some(free) = &req.free
         && recyclable(free)?
     {
@@ -141,6 +144,11 @@ fn provision_worktree(req: &Request) -> Result<Provisioned, GitError> {
             unused_free: None,
         });
     }
+    // An admin entry whose folder was deleted (under a running agent, say)
+    // would make git refuse the path and the branch.
+    if worktree::list(repo)?.iter().any(|e| e.prunable) {
+        worktree::prune(repo)?;
+    }
     match existing {
         Some(_) => worktree::add(repo, &req.path, &req.branch, None)?,
         None => worktree::add(repo, &req.path, &req.branch, Some(&target_hex))?,
@@ -152,6 +160,40 @@ fn provision_worktree(req: &Request) -> Result<Provisioned, GitError> {
         how: How::Created,
         unused_free: req.free.clone(),
     })
+}
+
+/// Finishes a recycle that a crash cut short: a clean worktree of this
+/// repository already at the task's path (moved there, not yet switched to
+/// the task's branch) is switched now instead of failing as a taken path.
+fn finish_cut_recycle(
+    req: &Request,
+    branch_exists: bool,
+    target_hex: &str,
+) -> Result<Option<Provisioned>, GitError> {
+    if !req.path.is_dir() {
+        return Ok(None);
+    }
+    let here = req.path.canonicalize().unwrap_or_else(|_| req.path.clone());
+    let registered = worktree::list(&req.repo)?
+        .into_iter()
+        .skip(1)
+        .any(|e| !e.prunable && e.path.canonicalize().unwrap_or(e.path) == here);
+    if !registered || !worktree::dirty_files(&req.path)?.is_empty() {
+        return Ok(None);
+    }
+    worktree::switch(
+        &req.path,
+        &req.branch,
+        (!branch_exists).then_some(target_hex),
+    )?;
+    let tip = refs::require_tip(&req.repo, &req.branch)?.to_string();
+    Ok(Some(Provisioned {
+        worktree: req.path.clone(),
+        base: (!branch_exists).then(|| target_hex.to_owned()),
+        how: How::Recycled,
+        tip,
+        unused_free: req.free.clone(),
+    }))
 }
 
 /// A free worktree may be recycled when it is clean and still on its task's branch.

@@ -4,6 +4,7 @@
 mod common;
 
 mod clean;
+mod crash;
 mod dash;
 mod demo;
 mod doctor;

@@ -648,3 +648,70 @@ fn a_failing_post_agent_fails_the_attempt_and_leaves_the_work_uncommitted() {
     );
     assert!(!status.is_empty(), "the agent's work stays in the worktree");
 }
+
+#[test]
+fn issue_7_a_recycle_cut_short_by_a_crash_is_finished_on_restart() {
+    // A crash between `git worktree move` and the switch to the new task's
+    // branch leaves a clean worktree of the repository at the new task's
+    // path, still on the old branch. The next provisioning finishes the job.
+    let env = setup("commit.sh", "", "[[task]]\nid = \"A\"\n");
+    let out = run(&env);
+    assert!(out.status.success(), "{}", env.render(&out));
+    let worktrees = env.root().join("repo.worktrees");
+    env.git(
+        &env.repo(),
+        [
+            "worktree",
+            "move",
+            worktrees.join("A").to_str().unwrap(),
+            worktrees.join("B").to_str().unwrap(),
+        ],
+    );
+    env.write("plan.toml", "[[task]]\nid = \"A\"\n[[task]]\nid = \"B\"\n");
+    let out = run(&env);
+    assert!(out.status.success(), "{}", env.render(&out));
+    assert_eq!(env.status_of("B"), "awaiting_merge");
+    let branch = env.git(&worktrees.join("B"), ["branch", "--show-current"]);
+    assert_eq!(branch.trim(), "orch/B");
+    assert_eq!(
+        rev_count(&env, "main..orch/A"),
+        1,
+        "A's work is still on its branch"
+    );
+}
+
+#[test]
+fn issue_7_a_worktree_removed_under_a_running_agent_is_retried() {
+    let env = setup(
+        "slow.sh",
+        "[agent.env]\nSLOW_SECONDS = \"1\"\n",
+        "[[task]]\nid = \"T1\"\n",
+    );
+    let mut child = env
+        .orch()
+        .args(["run", "--no-merge"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let wt = env.root().join("repo.worktrees/T1");
+    assert!(crate::common::wait_until(crate::common::DEADLINE, || env
+        .agent_groups()
+        .len()
+        == 1));
+    fs::remove_dir_all(&wt).unwrap();
+    let status = child.wait().unwrap();
+    assert!(
+        status.success(),
+        "the retry made a new worktree and finished: {}",
+        env.run(["status", "T1"])
+    );
+    let attempts = &env.state()["items"]["T1"]["attempts"];
+    assert_eq!(attempts[0]["outcome"]["kind"], "failed");
+    let reason = attempts[0]["outcome"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("is gone; the branch keeps what the agent committed"),
+        "{reason}"
+    );
+    assert_eq!(attempts[1]["outcome"]["kind"], "succeeded");
+}
