@@ -146,6 +146,16 @@ impl From<StateError> for CliError {
     }
 }
 
+impl From<crate::state::lock::LockError> for CliError {
+    fn from(error: crate::state::lock::LockError) -> CliError {
+        let kind = match error {
+            crate::state::lock::LockError::Held { .. } => ErrorKind::Locked,
+            crate::state::lock::LockError::Io { .. } => ErrorKind::Internal,
+        };
+        CliError::new(kind, error)
+    }
+}
+
 impl From<std::io::Error> for CliError {
     fn from(error: std::io::Error) -> CliError {
         if error.kind() == std::io::ErrorKind::BrokenPipe {

@@ -33,7 +33,7 @@ pub fn run(global: &GlobalArgs, args: CleanArgs) -> Result<(), CliError> {
     let target = ws.target()?;
     let dir = ws.state_dir();
     std::fs::create_dir_all(dir.path())?;
-    let _lock = lock::acquire(dir.path()).map_err(|e| CliError::new(ErrorKind::Locked, e))?;
+    let _lock = lock::acquire(dir.path())?;
     let target_tip =
         refs::require_tip(&repo, &target).map_err(|e| CliError::new(ErrorKind::Input, e))?;
     let prefix = &ws.config.git.branch_prefix;

@@ -61,7 +61,7 @@ pub fn run(global: &GlobalArgs, action: Action, args: ControlArgs) -> Result<(),
             }
         };
     }
-    let _lock = lock::acquire(dir.path()).map_err(|e| CliError::new(ErrorKind::Locked, e))?;
+    let _lock = lock::acquire(dir.path())?;
     let mut state = dir.load_state()?.unwrap_or_default();
     let applied = control::apply(&plan, &mut state, action, id.as_str(), Timestamp::now())
         .map_err(|e| CliError::new(ErrorKind::Input, e))?;

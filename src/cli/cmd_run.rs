@@ -233,6 +233,17 @@ fn behind_dashboard(setup: Setup) -> Result<coordinator::Summary, RunError> {
 }
 
 fn run_error(e: RunError) -> CliError {
+    if let RunError::TargetGone { target, last } = &e {
+        let hint = match last {
+            Some(oid) => format!(
+                "recreate it where orch last saw it (`git branch {target} {oid}`), then `orch run` carries on; finished work waits in the queue"
+            ),
+            None => format!(
+                "recreate `{target}`, then `orch run` carries on; finished work waits in the queue"
+            ),
+        };
+        return CliError::new(ErrorKind::Input, e).with_hint(hint);
+    }
     let kind = match &e {
         RunError::Lock(crate::state::lock::LockError::Held { .. }) => ErrorKind::Locked,
         RunError::State(crate::state::StateError::Write { .. }) => ErrorKind::Internal,

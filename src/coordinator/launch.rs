@@ -147,8 +147,13 @@ impl Coordinator {
             let guard = admin
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let result = workspace::provision(&req).map_err(|e| super::error_chain(&e));
+            let result = workspace::provision(&req);
             drop(guard);
+            let target_gone = matches!(
+                &result,
+                Err(crate::git::GitError::NoSuchBranch { branch }) if *branch == req.target
+            );
+            let result = result.map_err(|e| super::error_chain(&e));
             let prepared = match (&result, post_create) {
                 (Ok(p), Some(stage)) => prepare(stage, p, &marker),
                 _ => Ok(()),
@@ -159,6 +164,7 @@ impl Coordinator {
                 result,
                 free_owner,
                 prepared,
+                target_gone,
             });
         });
     }

@@ -34,7 +34,11 @@ impl Coordinator {
 
     /// Starts the next merge when none runs and one waits.
     pub(super) fn maybe_merge(&mut self) {
-        if !self.merges() || self.stopping.is_some() || self.merging.is_some() {
+        if !self.merges()
+            || self.stopping.is_some()
+            || self.halted.is_some()
+            || self.merging.is_some()
+        {
             return;
         }
         if self.merge_pause.is_some_and(|until| Instant::now() < until) {
@@ -131,6 +135,7 @@ impl Coordinator {
                 hook_failures,
             } => {
                 self.merge_pause = None;
+                self.target_seen = Some(commit.clone());
                 for check in checks {
                     self.emit(
                         EventName::CheckPassed,
@@ -225,14 +230,29 @@ impl Coordinator {
                 self.last_wait = Some(reason);
                 self.merge_pause = Some(Instant::now() + WAIT_PAUSE);
             }
-            Outcome::BranchMoved { tip } => {
-                let reason = "the branch moved after it was queued; queued again".to_owned();
-                self.requeue(&task, &reason, Some(tip));
+            Outcome::BranchMoved { tip, backup } => {
+                let reason = match &backup {
+                    Some(kept) => format!(
+                        "the branch was moved by hand, dropping commits; the old tip is kept as `{kept}`; queued again"
+                    ),
+                    None => "the branch moved after it was queued; queued again".to_owned(),
+                };
+                self.requeue(&task, &reason, Some(tip.clone()));
                 self.emit(
                     EventName::MergeRequeued,
                     Some(&task),
+                    crate::fields! {"reason" => reason, "tip" => tip, "backup" => backup},
+                );
+            }
+            Outcome::TargetGone => {
+                let reason = format!("target branch `{}` is gone", self.target);
+                self.requeue(&task, &reason, None);
+                self.emit(
+                    EventName::MergeWaiting,
+                    Some(&task),
                     crate::fields! {"reason" => reason},
                 );
+                self.halt_target_gone();
             }
             Outcome::Interrupted => {
                 self.requeue(&task, "the run stopped during the merge", None);

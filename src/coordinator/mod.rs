@@ -111,7 +111,7 @@ pub enum RunError {
     Lock(#[from] LockError),
     #[error(transparent)]
     State(#[from] StateError),
-    #[error("cannot use the state dir `{}`", path.display())]
+    #[error("cannot use `{}`", path.display())]
     Io {
         path: PathBuf,
         #[source]
@@ -119,6 +119,15 @@ pub enum RunError {
     },
     #[error("target branch `{target}` does not exist")]
     NoTarget { target: String },
+    /// Deleted during the run: nothing more can start or merge.
+    #[error(
+        "target branch `{target}` was deleted during the run; orch stopped starting and merging tasks"
+    )]
+    TargetGone {
+        target: String,
+        /// Its last commit orch saw, to recreate it from.
+        last: Option<String>,
+    },
     #[error(transparent)]
     Git(#[from] GitError),
     #[error(transparent)]
@@ -153,6 +162,8 @@ enum Msg {
         free_owner: Option<FullId>,
         /// How the `post_create` hook went, when the worktree was provisioned.
         prepared: Result<(), String>,
+        /// Provisioning failed because the target branch is gone.
+        target_gone: bool,
     },
     Exited {
         unit: FullId,
@@ -231,6 +242,14 @@ struct Coordinator {
     /// calls read each other's half-written admin folders.
     worktree_admin: Arc<std::sync::Mutex<()>>,
     stopping: Option<Stop>,
+    /// Set when the run cannot go on (the target branch is gone): nothing
+    /// new starts or merges, and the run ends with this error once the
+    /// agents at work have finished.
+    halted: Option<RunError>,
+    /// The target's newest commit orch has seen.
+    target_seen: Option<String>,
+    /// The first failure to append to `events.jsonl`.
+    log_error: Option<RunError>,
     inbox_due: bool,
     last_poll: Instant,
     started: Instant,
@@ -259,11 +278,12 @@ impl Coordinator {
             }
             .into());
         }
-        if crate::git::refs::branch_tip(&setup.repo_root, &setup.target)?.is_none() {
+        let Some(target_tip) = crate::git::refs::branch_tip(&setup.repo_root, &setup.target)?
+        else {
             return Err(RunError::NoTarget {
                 target: setup.target,
             });
-        }
+        };
         state.target = Some(setup.target.clone());
         state.run = Some(RunRecord {
             pid: std::process::id(),
@@ -309,6 +329,9 @@ impl Coordinator {
             last_wait: None,
             last_write: Duration::ZERO,
             stopping: None,
+            halted: None,
+            target_seen: Some(target_tip.to_string()),
+            log_error: None,
             inbox_due: true,
             last_poll: Instant::now(),
             started: Instant::now(),
@@ -343,6 +366,7 @@ impl Coordinator {
         loop {
             self.poll();
             if self.stopping.is_none()
+                && self.halted.is_none()
                 && std::mem::take(&mut self.reschedule)
                 && !self.options.merge_only
             {
@@ -350,6 +374,12 @@ impl Coordinator {
             }
             self.maybe_merge();
             self.flush(false)?;
+            if let Some(error) = self.log_error.take() {
+                // The state is written first, so that what the run knew survives.
+                self.dirty = true;
+                let _ = self.flush(true);
+                return Err(error);
+            }
             if self.done() {
                 break;
             }
@@ -368,14 +398,38 @@ impl Coordinator {
                 self.handle(msg);
             }
         }
-        self.finish_run()
+        let summary = self.finish_run()?;
+        match self.halted.take() {
+            Some(error) => Err(error),
+            None => Ok(summary),
+        }
     }
 
-    /// Records an event and hands it to the sink.
+    /// Stops starting and merging because the target branch is gone.
+    fn halt_target_gone(&mut self) {
+        if self.halted.is_none() {
+            self.halted = Some(RunError::TargetGone {
+                target: self.target.clone(),
+                last: self.target_seen.clone(),
+            });
+        }
+    }
+
+    /// Records an event and hands it to the sink. A log that cannot be
+    /// written (a full disk, say) ends the run at the next turn of the loop,
+    /// as a state that cannot be written does; agents at work go on and the
+    /// next run adopts them.
     fn emit(&mut self, name: EventName, id: Option<&FullId>, fields: Map<String, Value>) {
         match self.log.append(name, id, fields) {
             Ok(event) => (self.sink)(&event),
-            Err(e) => tracing::warn!(error = %e, "cannot append to events.jsonl"),
+            Err(source) => {
+                if self.log_error.is_none() {
+                    self.log_error = Some(RunError::Io {
+                        path: self.log.path().to_owned(),
+                        source,
+                    });
+                }
+            }
         }
     }
 
@@ -538,7 +592,16 @@ impl Coordinator {
                 result,
                 free_owner,
                 prepared,
-            } => self.on_provisioned(task, attempt, result, free_owner, prepared),
+                target_gone,
+            } => {
+                if target_gone {
+                    self.provisioning.remove(&task);
+                    self.interrupt(&task, attempt, "the target branch is gone");
+                    self.halt_target_gone();
+                } else {
+                    self.on_provisioned(task, attempt, result, free_owner, prepared);
+                }
+            }
             Msg::Exited { unit, attempt } => self.on_exited(unit, attempt),
             Msg::Finished {
                 unit,
@@ -710,7 +773,7 @@ impl Coordinator {
             && self.provisioning.is_empty()
             && self.finishing.is_empty()
             && self.merging.is_none();
-        if self.stopping.is_some() {
+        if self.stopping.is_some() || self.halted.is_some() {
             return quiet;
         }
         if !quiet {

@@ -122,10 +122,15 @@ pub enum Outcome {
     Waiting {
         reason: String,
     },
-    /// The branch moved since it was queued; queue it again.
+    /// The branch moved since it was queued; queue it again. When the move
+    /// dropped commits (a force-move by hand), the old tip is kept under
+    /// `backup`.
     BranchMoved {
         tip: String,
+        backup: Option<String>,
     },
+    /// The target branch no longer exists.
+    TargetGone,
     Interrupted,
     Failed {
         reason: String,
@@ -171,14 +176,19 @@ fn try_run(job: &Job) -> Result<Outcome, GitError> {
         if let Some(queued) = &job.queued_tip
             && *queued != tip.to_string()
         {
+            let backup = match refs::parse_oid(queued) {
+                Some(old) if !refs::is_ancestor(repo, old, tip)? => {
+                    Some(refs::backup(repo, &job.task, old)?)
+                }
+                _ => None,
+            };
             return Ok(Outcome::BranchMoved {
                 tip: tip.to_string(),
+                backup,
             });
         }
         let Some(head) = refs::tip(&git, &job.target).map_err(GitError::git(repo))? else {
-            return Ok(Outcome::Failed {
-                reason: format!("target branch `{}` is gone", job.target),
-            });
+            return Ok(Outcome::TargetGone);
         };
         let base = job.base.as_deref().and_then(refs::parse_oid);
         let candidate = match merge::build(&git, repo, job.strategy, head, tip, base, &message)? {

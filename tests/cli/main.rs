@@ -8,6 +8,7 @@ mod crash;
 mod dash;
 mod demo;
 mod doctor;
+mod faults;
 mod hooks;
 mod init;
 mod merge;
