@@ -10,6 +10,7 @@ mod demo;
 mod doctor;
 mod faults;
 mod hooks;
+mod hostile;
 mod init;
 mod merge;
 mod plan_check;
