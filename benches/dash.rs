@@ -147,6 +147,24 @@ fn render_bench() {
         ms(open)
     );
     println!("  update with a new state (recompute):  {}", ms(update));
+    common::figure(
+        "dashboard frame, 10,110 items, tasks collapsed",
+        &ms(collapsed),
+        "target 5 ms",
+        Some(collapsed.as_secs_f64() / 0.005),
+    );
+    common::figure(
+        "dashboard frame, 10,110 items, all open",
+        &ms(open),
+        "target 5 ms",
+        Some(open.as_secs_f64() / 0.005),
+    );
+    common::figure(
+        "dashboard update with a new state, 10,110 items",
+        &ms(update),
+        "",
+        None,
+    );
 }
 
 fn cpu_ticks(pid: u32) -> u64 {
@@ -218,6 +236,12 @@ fn idle_bench() {
             "  {label}: {:.0} ms CPU over {idle} s ({:.3}% of one core)",
             used * 1000.0,
             used / idle as f64 * 100.0
+        );
+        common::figure(
+            &format!("dashboard CPU over {idle} idle s, {label}"),
+            &format!("{:.0} ms", used * 1000.0),
+            "target near zero",
+            None,
         );
     };
     println!("dashboard idle CPU (orch dash in tmux, 80x24):");

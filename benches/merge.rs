@@ -152,6 +152,7 @@ fn main() {
     let events = run_orch(&checked_out, &["merge"]);
     let orch_checked_out = merge_times(&events);
     let base = baseline(&checked_out, dir.path());
+    let base_d = base;
 
     let detached = queued_repo(&dir.path().join("c"));
     git(&detached, &["switch", "-q", "-c", "elsewhere"]);
@@ -198,5 +199,24 @@ fn main() {
         "orch run (max_parallel 2)",
         ms(orch / TASKS as u32),
         ratio(orch, script)
+    );
+    let base = format!("git merge --no-ff {}", ms(base));
+    common::figure(
+        "one merge, no checks, target not checked out",
+        &ms(orch_ref_only),
+        &base,
+        Some(ratio(orch_ref_only, base_d)),
+    );
+    common::figure(
+        "one merge, no checks, target checked out",
+        &ms(orch_checked_out),
+        &base,
+        Some(ratio(orch_checked_out, base_d)),
+    );
+    common::figure(
+        &format!("whole run per task, {TASKS} tasks"),
+        &ms(orch / TASKS as u32),
+        &format!("bash script {}", ms(script / TASKS as u32)),
+        Some(ratio(orch, script)),
     );
 }

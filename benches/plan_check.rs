@@ -5,10 +5,14 @@
 //! Prints the median wall time of each command over several runs and the
 //! ratio `orch plan check` / `tsort` (issue 2 target: at most 0.5 on JSON).
 
+mod common;
+
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::ms;
 
 const PHASES: usize = 10;
 const MILESTONES: usize = 10;
@@ -171,14 +175,8 @@ fn medians(commands: &[&dyn Fn() -> Command]) -> Vec<Duration> {
         .collect()
 }
 
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
-}
-
 fn main() {
-    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this
-    // binary without it, and must not pay for a benchmark.
-    if !std::env::args().any(|a| a == "--bench") {
+    if !common::wanted() {
         return;
     }
     let orch = env!("CARGO_BIN_EXE_orch");
@@ -247,5 +245,25 @@ fn main() {
         "orch plan next --json (JSON)",
         ms(next_json),
         ratio(next_json)
+    );
+    let scale = format!("{} tasks, {edges} deps", deps.len());
+    let base = format!("tsort {}", ms(tsort));
+    common::figure(
+        &format!("plan check, JSON, {scale}"),
+        &ms(check_json),
+        &base,
+        Some(ratio(check_json)),
+    );
+    common::figure(
+        &format!("plan check, TOML, {scale}"),
+        &ms(check_toml),
+        &base,
+        Some(ratio(check_toml)),
+    );
+    common::figure(
+        &format!("plan next --json, JSON, {scale}"),
+        &ms(next_json),
+        &base,
+        Some(ratio(next_json)),
     );
 }

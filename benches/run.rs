@@ -112,6 +112,12 @@ fn main() {
         ms(provision),
         provision.as_secs_f64() / base.as_secs_f64()
     );
+    common::figure(
+        "task started -> agent started (5,000-file repo)",
+        &ms(provision),
+        &format!("git worktree add -b {}", ms(base)),
+        Some(provision.as_secs_f64() / base.as_secs_f64()),
+    );
     for tasks in [1000, 5000] {
         let (cpu, wall) = cpu_per_task(dir.path(), tasks);
         println!(
@@ -119,6 +125,12 @@ fn main() {
             format!("coordinator CPU per task, {tasks} trivial tasks"),
             ms(cpu),
             format!("(wall {})", ms(wall))
+        );
+        common::figure(
+            &format!("coordinator CPU per task, {tasks} trivial tasks, --no-merge"),
+            &ms(cpu),
+            "flat as tasks grow",
+            None,
         );
     }
 }

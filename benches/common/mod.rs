@@ -110,3 +110,11 @@ pub fn commit_agent() -> PathBuf {
 pub fn wanted() -> bool {
     std::env::args().any(|a| a == "--bench")
 }
+
+/// Prints one figure for `bench/run`'s table, as a tab-separated line
+/// starting with `@figure`: the measure, its value, the baseline measured
+/// in the same run (or a target), and the ratio to it.
+pub fn figure(measure: &str, value: &str, baseline: &str, ratio: Option<f64>) {
+    let ratio = ratio.map_or(String::new(), |r| format!("{r:.2}"));
+    println!("@figure\t{measure}\t{value}\t{baseline}\t{ratio}");
+}

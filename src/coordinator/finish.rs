@@ -73,31 +73,38 @@ fn collect(input: Input) -> Report {
         report.exit.as_ref().map(|e| &e.end),
         Some(spec::End::Exited { code: 0 })
     );
-    if let Some(worktree) = input.worktree.as_ref().filter(|w| !w.is_dir()) {
-        report.worktree_gone = Some(worktree.clone());
-        return report;
-    }
+    // A worktree that is gone was recycled for another task after this
+    // attempt was first collected (and the state saying so was lost in a
+    // crash), or deleted by hand. Either way the branch holds what was
+    // committed; there is nothing left to run hooks on or to commit.
+    let worktree = input.worktree.as_ref().filter(|w| {
+        let here = w.is_dir();
+        if !here {
+            report.worktree_gone = Some((*w).clone());
+        }
+        here
+    });
     if exited_cleanly
-        && let (Some(stage), Some(worktree)) = (&input.post_agent, &input.worktree)
+        && let (Some(stage), Some(worktree)) = (&input.post_agent, worktree)
         && let Err(e) = stage.run(worktree)
     {
         report.hook_error = Some(e);
     }
-    if let (Some(worktree), Some(_)) = (&input.worktree, &input.conflict_with) {
+    if let (Some(worktree), Some(_)) = (worktree, &input.conflict_with) {
         report.unresolved = commit::unmerged_paths(worktree).unwrap_or_default();
     }
     if exited_cleanly
         && report.hook_error.is_none()
         && input.auto_commit
         && report.unresolved.is_empty()
-        && let Some(worktree) = &input.worktree
+        && let Some(worktree) = worktree
     {
         match commit::commit_all(worktree, &input.message) {
             Ok(sha) => report.committed = sha,
             Err(e) => report.commit_error = Some(super::error_chain(&e)),
         }
     }
-    if let (Some(worktree), Some(target)) = (&input.worktree, &input.conflict_with)
+    if let (Some(worktree), Some(target)) = (worktree, &input.conflict_with)
         && report.unresolved.is_empty()
     {
         report.markers = commit::files_with_markers(worktree, target).unwrap_or_default();
@@ -252,7 +259,7 @@ impl Coordinator {
                     true,
                 );
             }
-            Verdict::Success | Verdict::Failure { .. } if report.worktree_gone.is_some() => {
+            Verdict::Failure { .. } if report.worktree_gone.is_some() => {
                 let gone = report.worktree_gone.clone().unwrap_or_default();
                 let reason = format!(
                     "the worktree `{}` is gone; the branch keeps what the agent committed",

@@ -103,17 +103,12 @@ impl Coordinator {
     pub(super) fn begin_provision(&mut self, task: FullId, attempt: u32) {
         let entry = control::entry(&self.plan, &mut self.state, &task);
         let previous = entry.worktree.clone();
-        let mut free = self.claim_free();
-        // Recycling moves another task's worktree. The state saying that task
-        // no longer needs it must be on disk first: after a crash in between,
-        // a state that still had the task running would point its next
-        // collection at a folder that is gone.
-        if let Some((owner, _)) = &free
-            && self.flush(true).is_err()
-        {
-            self.free.push_front(owner.clone());
-            free = None;
-        }
+        // Recycling moves another task's worktree, possibly before the state
+        // saying that task is done reaches disk. After a crash in between,
+        // the task is collected again from its branch (`finish.rs`: a gone
+        // worktree), and the move is finished by the next provisioning
+        // (`workspace::finish_cut_recycle`).
+        let free = self.claim_free();
         let purpose = control::entry(&self.plan, &mut self.state, &task)
             .open_attempt()
             .and_then(|a| a.purpose);

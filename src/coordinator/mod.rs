@@ -250,6 +250,9 @@ struct Coordinator {
     target_seen: Option<String>,
     /// The first failure to append to `events.jsonl`.
     log_error: Option<RunError>,
+    /// `state.json` writes by this run, and their bytes (`run.finished`).
+    state_writes: u64,
+    state_bytes: u64,
     inbox_due: bool,
     last_poll: Instant,
     started: Instant,
@@ -332,6 +335,8 @@ impl Coordinator {
             halted: None,
             target_seen: Some(target_tip.to_string()),
             log_error: None,
+            state_writes: 0,
+            state_bytes: 0,
             inbox_due: true,
             last_poll: Instant::now(),
             started: Instant::now(),
@@ -363,6 +368,9 @@ impl Coordinator {
             path: self.state_dir.path().to_owned(),
             source,
         })?;
+        // The run's record (pid, start, target) goes to disk before anything else.
+        self.dirty = true;
+        self.flush(true)?;
         loop {
             self.poll();
             if self.stopping.is_none()
@@ -845,7 +853,9 @@ impl Coordinator {
             return Ok(());
         }
         let start = Instant::now();
-        store::save(&self.state_dir.state_file(), &self.state)?;
+        let bytes = store::save(&self.state_dir.state_file(), &self.state)?;
+        self.state_writes += 1;
+        self.state_bytes += bytes;
         self.last_write = start.elapsed();
         self.dirty = false;
         self.last_flush = Instant::now();
@@ -886,9 +896,21 @@ impl Coordinator {
         if let Some(cpu) = own_cpu_time() {
             fields.insert("cpu_ms".to_owned(), (cpu.as_millis() as u64).into());
         }
+        if let Some(kb) = own_peak_rss_kb() {
+            fields.insert("peak_rss_kb".to_owned(), kb.into());
+        }
+        fields.insert("state_writes".to_owned(), self.state_writes.into());
+        fields.insert("state_bytes".to_owned(), self.state_bytes.into());
         self.emit(EventName::RunFinished, None, fields);
         Ok(summary)
     }
+}
+
+/// Returns this process's peak resident set size in KiB (`VmHWM`, from `/proc`).
+fn own_peak_rss_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Returns the CPU time this process used (user and system), from `/proc`.

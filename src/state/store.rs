@@ -86,8 +86,8 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<State, StateError> {
     })
 }
 
-/// Writes the whole state atomically.
-pub fn save(path: &Path, state: &State) -> Result<(), StateError> {
+/// Writes the whole state atomically; returns how many bytes it wrote.
+pub fn save(path: &Path, state: &State) -> Result<u64, StateError> {
     if state.schema > SCHEMA {
         return Err(StateError::NewerSchema {
             path: path.to_owned(),
@@ -102,7 +102,8 @@ pub fn save(path: &Path, state: &State) -> Result<(), StateError> {
     write_atomically(path, &bytes).map_err(|source| StateError::Write {
         path: path.to_owned(),
         source,
-    })
+    })?;
+    Ok(bytes.len() as u64)
 }
 
 /// Replaces `path` with `bytes`: temp file, fsync, rename, fsync of the folder.

@@ -118,7 +118,10 @@ fn sigkill_at_random_instants_loses_nothing_and_merges_once() {
         kill_process(Pid::from_raw(run.id() as i32).unwrap(), Signal::KILL).unwrap();
         run.wait().unwrap();
         check_files(&env, kill);
-        let state = env.state();
+        let path = env.repo().join(".orchestrator/state.json");
+        let state: serde_json::Value = std::fs::read_to_string(path)
+            .map(|text| serde_json::from_str(&text).unwrap())
+            .unwrap_or_default();
         let statuses: Vec<&str> = state["items"]
             .as_object()
             .map(|items| {

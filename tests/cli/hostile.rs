@@ -74,7 +74,10 @@ fn hostile_ids_in_imported_and_json_plans_are_refused_too() {
         .unwrap();
     let text = env.render(&out);
     assert_eq!(out.status.code(), Some(2), "{text}");
-    assert!(text.contains("task #1 has no usable id (found `\"../../x\"`)"), "{text}");
+    assert!(
+        text.contains("task #1 has no usable id (found `\"../../x\"`)"),
+        "{text}"
+    );
     assert!(!env.repo().join("plan.toml").exists(), "nothing written");
     env.write(
         "backlog.json",
