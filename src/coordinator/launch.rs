@@ -640,7 +640,7 @@ impl Coordinator {
                 fastrand::f64(),
             );
             let entry = control::entry(&self.plan, &mut self.state, unit);
-            entry.not_before = Some(Timestamp(SystemTime::now() + wait));
+            entry.not_before = Some(Timestamp::at(SystemTime::now() + wait));
             entry.reason = Some(reason.clone());
             self.transition(unit, kind, Transition::FailTransient);
             self.emit(

@@ -543,7 +543,8 @@ impl Coordinator {
             let id = &plan.item(plan.tasks()[t]).id;
             match readiness {
                 Readiness::Ready if views[t].status == Status::Pending => {
-                    control::entry(&plan, &mut self.state, id).ready_since = Some(Timestamp(now));
+                    control::entry(&plan, &mut self.state, id).ready_since =
+                        Some(Timestamp::at(now));
                     self.transition(id, Unit::Task, Transition::Promote);
                     self.emit(EventName::TaskReady, Some(id), Map::new());
                 }

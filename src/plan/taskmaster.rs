@@ -6,7 +6,8 @@
 //! 0/1/2/3; `details` joins `description`, `testStrategy` becomes the extra
 //! field `test_strategy`, `acceptanceCriteria` becomes `acceptance`; the
 //! status is copied (the plan maps done-like and dropped values). Ids and
-//! values may be numbers or strings. Other fields are kept as extra fields.
+//! values may be numbers or strings. Other fields are kept as extra fields,
+//! prefixed `taskmaster_` where orch gives their name a meaning.
 //!
 //! Layouts: tagged (`{"master":{"tasks":[…]}}`, pick with `--tag`, default
 //! `master`, or the only tag) and legacy (`{"tasks":[…]}`). Pure: text in,
@@ -15,8 +16,10 @@
 use std::fmt::Write;
 
 use serde_json::{Map, Value};
+use toml_writer::ToTomlKey;
 
 use crate::plan::model::check_local_id;
+use crate::plan::parse::ITEM_FIELDS;
 use crate::plan::{Location, Priority};
 
 /// A Taskmaster file that cannot be converted.
@@ -97,6 +100,8 @@ pub fn convert(text: &str, tag: Option<&str>) -> Result<Imported, TaskmasterErro
     };
     let mut out = String::new();
     let source = match &tag_used {
+        // The comment line must stay one line, whatever the tag holds.
+        Some(tag) if tag.chars().any(char::is_control) => format!("tag {tag:?}"),
         Some(tag) => format!("tag `{tag}`"),
         None => "a legacy file".to_owned(),
     };
@@ -296,15 +301,30 @@ fn write_list(out: &mut String, key: &str, values: &[String]) {
     let _ = writeln!(out, "{key} = [{}]", items.join(", "));
 }
 
-/// Writes fields Taskmaster has and orch does not, under their own names.
+/// Writes fields Taskmaster has and orch does not, under their own names;
+/// a name orch gives a meaning to (`depends_on`, `agent`, `subtask`, ...)
+/// or writes itself (`test_strategy`) gets a `taskmaster_` prefix, so a
+/// stray field can neither clash with what the import writes nor steer the
+/// run.
 fn write_extras(out: &mut String, item: &Map<String, Value>) {
+    let taken = |name: &str| {
+        ITEM_FIELDS.contains(&name) || name == "test_strategy" || item.contains_key(name)
+    };
     for (key, value) in item {
         if TASK_FIELDS.contains(&key.as_str()) {
             continue;
         }
-        if let Some(value) = to_toml(value) {
-            let _ = writeln!(out, "{} = {value}", toml_key(key));
+        let Some(value) = to_toml(value) else {
+            continue;
+        };
+        let mut name = key.clone();
+        if ITEM_FIELDS.contains(&key.as_str()) || key == "test_strategy" {
+            name = format!("taskmaster_{key}");
+            while taken(&name) {
+                name.insert_str(0, "taskmaster_");
+            }
         }
+        let _ = writeln!(out, "{} = {value}", name.to_toml_key());
     }
 }
 
@@ -328,18 +348,6 @@ fn to_toml(value: &Value) -> Option<toml::Value> {
 
 fn toml_string(text: &str) -> String {
     toml::Value::String(text.to_owned()).to_string()
-}
-
-fn toml_key(key: &str) -> String {
-    let bare = !key.is_empty()
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if bare {
-        key.to_owned()
-    } else {
-        toml_string(key)
-    }
 }
 
 #[cfg(test)]
@@ -376,5 +384,63 @@ mod tests {
             convert("{}", None),
             Err(TaskmasterError::NotTaskmaster)
         ));
+    }
+
+    /// Found by the `taskmaster` fuzz target: an extra field named like one
+    /// the import writes (`depends_on`) made a duplicate key, so the import
+    /// wrote TOML that did not parse.
+    #[test]
+    fn extra_fields_named_like_plan_fields_are_prefixed() {
+        let text = r#"{"tasks":[{"id":1,"title":"a","testStrategy":"t","depends_on":3,
+            "test_strategy":"u","agent":"rm -rf /","taskmaster_agent":1,"subtask":[1],"estimate":5},
+            {"id":3,"title":"b"}]}"#;
+        let imported = convert(text, None).unwrap();
+        let plan = crate::plan::from_bytes(
+            std::path::Path::new("plan.toml"),
+            imported.toml.as_bytes(),
+            &crate::plan::Rules::default(),
+        )
+        .unwrap();
+        let t1 = plan.item(plan.lookup("T1").unwrap());
+        assert!(t1.depends_on.is_empty());
+        assert_eq!(t1.agent(), None);
+        let extra = t1.extra().unwrap();
+        let names: Vec<&str> = extra.keys().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            [
+                "estimate",
+                "taskmaster_agent",
+                "taskmaster_depends_on",
+                "taskmaster_subtask",
+                "taskmaster_taskmaster_agent",
+                "taskmaster_test_strategy",
+                "test_strategy"
+            ]
+        );
+        assert_eq!(extra["test_strategy"], "t");
+        assert_eq!(extra["taskmaster_test_strategy"], "u");
+        assert_eq!(extra["taskmaster_agent"], 1);
+        assert_eq!(extra["taskmaster_taskmaster_agent"], "rm -rf /");
+    }
+
+    /// Found by the `taskmaster` fuzz target: a tag or field name holding a
+    /// newline or carriage return broke out of the comment or the key.
+    #[test]
+    fn control_characters_in_tags_and_names_stay_inside_them() {
+        let text = "{\"mast\\r\\ntitle = 1\": {\"tasks\": [{\"id\": 1, \"dep\\ndencies\": [1]}]}}";
+        let imported = convert(text, None).unwrap();
+        let table: toml::Table = imported.toml.parse().unwrap();
+        assert_eq!(
+            table["title"].as_str(),
+            Some("Taskmaster tag mast\r\ntitle = 1")
+        );
+        assert!(imported.toml.starts_with(
+            "# Imported from Taskmaster (tag \"mast\\r\\ntitle = 1\") by `orch plan import taskmaster`.\n"
+        ));
+        assert_eq!(
+            table["task"][0]["dep\ndencies"].as_array().unwrap().len(),
+            1
+        );
     }
 }

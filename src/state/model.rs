@@ -28,7 +28,17 @@ pub struct Timestamp(pub SystemTime);
 
 impl Timestamp {
     pub fn now() -> Timestamp {
-        Timestamp(SystemTime::now())
+        Timestamp::at(SystemTime::now())
+    }
+
+    /// `time` cut to whole milliseconds, as it is written: a timestamp kept
+    /// in memory then compares as the same one read back after a restart.
+    pub fn at(time: SystemTime) -> Timestamp {
+        let since = time
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        let millis = Duration::from_millis(since.as_millis().try_into().unwrap_or(u64::MAX));
+        Timestamp(SystemTime::UNIX_EPOCH + millis)
     }
 
     /// Returns how long ago this was at `now`, zero if it is in the future.
@@ -53,7 +63,7 @@ impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
         humantime::parse_rfc3339_weak(&text)
-            .map(Timestamp)
+            .map(Timestamp::at)
             .map_err(|e| serde::de::Error::custom(format!("invalid timestamp `{text}`: {e}")))
     }
 }
@@ -315,6 +325,23 @@ mod tests {
             .items
             .insert(FullId::parse("P1.M1.T2").unwrap(), running);
         state
+    }
+
+    /// Found by the `state` fuzz target: `0.0004Z` was kept to the
+    /// microsecond but written to the millisecond, so a state read and
+    /// written back was no longer the state read.
+    #[test]
+    fn timestamps_finer_than_a_millisecond_read_as_they_will_be_written() {
+        let read: Timestamp = serde_json::from_str(r#""2025-01-01T12:00:00.0004Z""#).unwrap();
+        assert_eq!(read.to_string(), "2025-01-01T12:00:00.000Z");
+        let again: Timestamp =
+            serde_json::from_str(&serde_json::to_string(&read).unwrap()).unwrap();
+        assert_eq!(again, read);
+        let now = Timestamp::now();
+        assert_eq!(
+            serde_json::from_str::<Timestamp>(&serde_json::to_string(&now).unwrap()).unwrap(),
+            now
+        );
     }
 
     #[test]
