@@ -79,9 +79,10 @@ fn sigkill_at_random_instants_loses_nothing_and_merges_once() {
         &format!(
             "[agent.env]\nHARNESS_LOG = {:?}\nHARNESS_MAX_MS = \"{}\"\n\n[policy]\nchecks = [{{ name = \"quick\", run = \"sleep 0.3; test -f README.md\", timeout = \"30s\" }}]\n",
             log.display().to_string(),
-            // Enough work that the plan outlasts the kills: about a second
-            // of kill delay each, three agents at once.
-            (kills * 200).max(1500)
+            // Enough work that the plan outlasts the kills: 30 tasks of
+            // 0.15 s per kill on average, three at once, is 1.5 s of work
+            // per kill against the 1.05 s a kill waits on average.
+            (kills * 300).max(1500)
         ),
     );
     let config = std::fs::read_to_string(env.repo().join(".orchestrator.toml")).unwrap();
@@ -96,6 +97,7 @@ fn sigkill_at_random_instants_loses_nothing_and_merges_once() {
     let started = Instant::now();
     let mut killed_with_work = 0;
     let mut killed_mid_merge = 0;
+    let mut killed = 0;
     for kill in 1..=kills {
         let mut run = env
             .orch()
@@ -117,6 +119,7 @@ fn sigkill_at_random_instants_loses_nothing_and_merges_once() {
         }
         kill_process(Pid::from_raw(run.id() as i32).unwrap(), Signal::KILL).unwrap();
         run.wait().unwrap();
+        killed += 1;
         check_files(&env, kill);
         let path = env.repo().join(".orchestrator/state.json");
         let state: serde_json::Value = std::fs::read_to_string(path)
@@ -199,7 +202,7 @@ fn sigkill_at_random_instants_loses_nothing_and_merges_once() {
         })
         .sum();
     println!(
-        "crash harness: {kills} SIGKILLs ({killed_with_work} with agents at work, {killed_mid_merge} during a merge), {TASKS} tasks merged once each, {} agent commits all kept, {attempts} attempts ({} interrupted), {} runs, {:.1} s",
+        "crash harness: {killed} of {kills} SIGKILLs made ({killed_with_work} with agents at work, {killed_mid_merge} during a merge), {TASKS} tasks merged once each, {} agent commits all kept, {attempts} attempts ({} interrupted), {} runs, {:.1} s",
         made.lines().count(),
         count("task.interrupted"),
         count("run.started"),
