@@ -6,11 +6,7 @@ fn setup() -> TestEnv {
     let env = TestEnv::new();
     env.init_repo();
     env.configure("commit.sh", "");
-    let config = std::fs::read_to_string(env.repo().join(".orchestrator.toml")).unwrap();
-    env.write(
-        ".orchestrator.toml",
-        &config.replace("max_parallel = 2", "max_parallel = 3"),
-    );
+    env.edit_config("max_parallel = 2", "max_parallel = 3");
     env.write(
         "plan.toml",
         "[[task]]\nid = \"A\"\n[[task]]\nid = \"B\"\n[[task]]\nid = \"C\"\n",

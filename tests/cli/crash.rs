@@ -85,11 +85,7 @@ fn sigkill_at_random_instants_loses_nothing_and_merges_once() {
             (kills * 300).max(1500)
         ),
     );
-    let config = std::fs::read_to_string(env.repo().join(".orchestrator.toml")).unwrap();
-    env.write(
-        ".orchestrator.toml",
-        &config.replace("max_parallel = 2", "max_parallel = 3"),
-    );
+    env.edit_config("max_parallel = 2", "max_parallel = 3");
     env.write("plan.toml", &plan());
     env.git(&env.repo(), ["add", "-A"]);
     env.git(&env.repo(), ["commit", "-q", "-m", "plan"]);

@@ -22,13 +22,9 @@ fn an_agent_command_that_is_not_executable_fails_at_once_naming_it() {
     let agent = env.root().join("agent.sh");
     fs::write(&agent, "#!/bin/sh\nexit 0\n").unwrap();
     fs::set_permissions(&agent, fs::Permissions::from_mode(0o644)).unwrap();
-    let config = fs::read_to_string(env.repo().join(".orchestrator.toml")).unwrap();
-    env.write(
-        ".orchestrator.toml",
-        &config.replace(
-            &format!("{:?}", env.agent("commit.sh")),
-            &format!("{:?}", agent.display().to_string()),
-        ),
+    env.edit_config(
+        &format!("{:?}", env.agent("commit.sh")),
+        &format!("{:?}", agent.display().to_string()),
     );
     let out = env.orch().args(["run", "--no-merge"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", env.render(&out));
@@ -54,11 +50,7 @@ fn a_worktree_root_that_cannot_be_made_fails_the_tasks_naming_it() {
         "[[task]]\nid = \"T1\"\n[[task]]\nid = \"T2\"\n",
     );
     fs::write(env.root().join("blocker"), "a file, not a folder\n").unwrap();
-    let config = fs::read_to_string(env.repo().join(".orchestrator.toml")).unwrap();
-    env.write(
-        ".orchestrator.toml",
-        &config.replace("[git]\n", "[git]\nworktree_root = \"../blocker/wt\"\n"),
-    );
+    env.edit_config("[git]\n", "[git]\nworktree_root = \"../blocker/wt\"\n");
     let out = env.orch().args(["run", "--no-merge"]).output().unwrap();
     let text = env.render(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
@@ -123,11 +115,7 @@ fn the_target_deleted_mid_run_stops_the_run_keeping_every_task_and_how_to_recove
         "[[task]]\nid = \"T1\"\n[[task]]\nid = \"T2\"\ndepends_on = [\"T1\"]\n",
     );
     env.git(&env.repo(), ["branch", "integration"]);
-    let config = fs::read_to_string(env.repo().join(".orchestrator.toml")).unwrap();
-    env.write(
-        ".orchestrator.toml",
-        &config.replace("target = \"main\"", "target = \"integration\""),
-    );
+    env.edit_config("target = \"main\"", "target = \"integration\"");
     let last = env.git(&env.repo(), ["rev-parse", "integration"]);
     let run = env
         .orch()

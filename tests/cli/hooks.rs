@@ -218,11 +218,7 @@ fn a_failing_chained_hook_still_stops_the_commit() {
 #[test]
 fn orch_run_installs_the_hooks_and_agent_commits_are_tied_to_their_task() {
     let env = setup();
-    let config = fs::read_to_string(env.repo().join(".orchestrator.toml")).unwrap();
-    env.write(
-        ".orchestrator.toml",
-        &config.replace("[hooks]\ninstall = false\n", "[hooks]\ninstall = true\n"),
-    );
+    env.edit_config("[hooks]\ninstall = false\n", "[hooks]\ninstall = true\n");
     let out = env.orch().args(["run", "--no-merge"]).output().unwrap();
     let text = env.render(&out);
     assert!(out.status.success(), "{text}");

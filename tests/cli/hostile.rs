@@ -107,11 +107,7 @@ fn hostile_titles_are_text_everywhere_they_go() {
             echo.display()
         ),
     );
-    let config = fs::read_to_string(env.repo().join(".orchestrator.toml")).unwrap();
-    env.write(
-        ".orchestrator.toml",
-        &config.replacen("[hooks]\ninstall = false\n\n", "", 1),
-    );
+    env.edit_config("[hooks]\ninstall = false\n\n", "");
     let plan = format!(
         "[[task]]\nid = \"T1\"\ntitle = {}\ndescription = {}\n",
         toml::Value::String(title.clone()),

@@ -34,12 +34,6 @@ fn is_ancestor(env: &TestEnv, a: &str, b: &str) -> bool {
     env.git_ok(&env.repo(), ["merge-base", "--is-ancestor", a, b])
 }
 
-fn set_config(env: &TestEnv, from: &str, to: &str) {
-    let config = fs::read_to_string(env.repo().join(".orchestrator.toml")).unwrap();
-    assert!(config.contains(from), "{from} not in the config");
-    env.write(".orchestrator.toml", &config.replacen(from, to, 1));
-}
-
 const DIAMOND: &str = "[[task]]\nid = \"A\"\n[[task]]\nid = \"B\"\ndepends_on = [\"A\"]\n[[task]]\nid = \"C\"\ndepends_on = [\"A\"]\n[[task]]\nid = \"D\"\ndepends_on = [\"B\", \"C\"]\n";
 
 #[test]
@@ -157,8 +151,7 @@ fn strategy_env(strategy: &str) -> TestEnv {
         "[policy]\nchecks = []",
         "[[task]]\nid = \"A\"\n[[task]]\nid = \"B\"\n",
     );
-    set_config(
-        &env,
+    env.edit_config(
         "target = \"main\"",
         &format!("target = \"main\"\nmerge_strategy = \"{strategy}\""),
     );
@@ -286,11 +279,7 @@ fn with_on_conflict_stop_a_person_fixes_it_and_retries() {
         "",
         "[[task]]\nid = \"A\"\n[[task]]\nid = \"B\"\n",
     );
-    set_config(
-        &env,
-        "[hooks]",
-        "[merge]\non_conflict = \"stop\"\n\n[hooks]",
-    );
+    env.edit_config("[hooks]", "[merge]\non_conflict = \"stop\"\n\n[hooks]");
     let out = env.orch().arg("run").output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", env.render(&out));
     let state = env.state();
@@ -360,11 +349,7 @@ fn a_red_check_is_handed_back_and_the_target_never_moves_on_red() {
     );
 
     let env = setup("commit.sh", check, "[[task]]\nid = \"T1\"\n");
-    set_config(
-        &env,
-        "[hooks]",
-        "[merge]\non_check_failure = \"stop\"\n\n[hooks]",
-    );
+    env.edit_config("[hooks]", "[merge]\non_check_failure = \"stop\"\n\n[hooks]");
     let before = git(&env, &["rev-parse", "main"]);
     let out = env.orch().arg("run").output().unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -392,11 +377,7 @@ fn a_forbidden_path_is_refused_by_name() {
         "[policy]\nforbidden_paths = [\".github/**\"]",
         "[[task]]\nid = \"T1\"\n",
     );
-    set_config(
-        &env,
-        "[hooks]",
-        "[merge]\non_check_failure = \"stop\"\n\n[hooks]",
-    );
+    env.edit_config("[hooks]", "[merge]\non_check_failure = \"stop\"\n\n[hooks]");
     let before = git(&env, &["rev-parse", "main"]);
     let out = env.orch().arg("run").output().unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -547,9 +528,7 @@ fn sigkill_during_a_merge_merges_exactly_once() {
 #[test]
 fn post_merge_hooks_run_and_worktrees_are_removed_when_configured() {
     let env = setup("commit.sh", "", "[[task]]\nid = \"T1\"\n");
-    set_config(
-        &env,
-        "[hooks]\ninstall = false",
+    env.edit_config("[hooks]\ninstall = false",
         "[hooks]\ninstall = false\npost_merge = [\"echo \\\"$ORCH_TASK_ID $ORCH_MERGE_COMMIT\\\" >> merged.log\"]\n\n[merge]\nremove_worktree = true",
     );
     let out = env.orch().arg("run").output().unwrap();

@@ -192,11 +192,7 @@ fn a_hanging_agent_times_out_and_its_group_is_stopped() {
         "[retry]\nmax_attempts = 1\n[agents.x]\ncommand = [\"true\"]",
         "[[task]]\nid = \"T1\"\n",
     );
-    let config = fs::read_to_string(env.repo().join(".orchestrator.toml")).unwrap();
-    env.write(
-        ".orchestrator.toml",
-        &config.replace("max_parallel = 2", "max_parallel = 2\ntimeout = \"1s\""),
-    );
+    env.edit_config("max_parallel = 2", "max_parallel = 2\ntimeout = \"1s\"");
     let out = run(&env);
     assert_eq!(out.status.code(), Some(1), "{}", env.render(&out));
     assert_eq!(
@@ -215,11 +211,7 @@ fn an_agent_ignoring_sigterm_is_killed_after_the_grace_period() {
         "[retry]\nmax_attempts = 1",
         "[[task]]\nid = \"T1\"\n",
     );
-    let config = fs::read_to_string(env.repo().join(".orchestrator.toml")).unwrap();
-    env.write(
-        ".orchestrator.toml",
-        &config.replace("max_parallel = 2", "max_parallel = 2\ntimeout = \"1s\""),
-    );
+    env.edit_config("max_parallel = 2", "max_parallel = 2\ntimeout = \"1s\"");
     let out = run(&env);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
@@ -241,11 +233,7 @@ fn a_grandchild_left_behind_is_stopped_with_the_group() {
 #[test]
 fn a_flood_of_output_is_capped_with_a_marker() {
     let env = setup("flood.sh", "", "[[task]]\nid = \"T1\"\n");
-    let config = fs::read_to_string(env.repo().join(".orchestrator.toml")).unwrap();
-    env.write(
-        ".orchestrator.toml",
-        &config.replace("max_parallel = 2", "max_parallel = 2\nlog_limit = \"1MiB\""),
-    );
+    env.edit_config("max_parallel = 2", "max_parallel = 2\nlog_limit = \"1MiB\"");
     let out = run(&env);
     assert!(out.status.success(), "{}", env.render(&out));
     assert_eq!(env.status_of("T1"), "awaiting_merge");
@@ -336,11 +324,7 @@ fn the_agent_gets_its_prompt_and_variables() {
 fn subtasks_run_one_agent_each_in_order() {
     let plan = "[[task]]\nid = \"T1\"\n[[task.subtask]]\nid = \"S2\"\ndepends_on = [\"S1\"]\n[[task.subtask]]\nid = \"S1\"\n";
     let env = setup("commit.sh", "", plan);
-    let config = fs::read_to_string(env.repo().join(".orchestrator.toml")).unwrap();
-    env.write(
-        ".orchestrator.toml",
-        &config.replace("max_parallel = 2", "max_parallel = 2\nunit = \"subtask\""),
-    );
+    env.edit_config("max_parallel = 2", "max_parallel = 2\nunit = \"subtask\"");
     let out = run(&env);
     assert!(out.status.success(), "{}", env.render(&out));
     assert_eq!(env.status_of("T1"), "awaiting_merge");
@@ -361,11 +345,7 @@ fn a_failing_subtask_fails_its_task() {
         ),
         plan,
     );
-    let config = fs::read_to_string(env.repo().join(".orchestrator.toml")).unwrap();
-    env.write(
-        ".orchestrator.toml",
-        &config.replace("max_parallel = 2", "max_parallel = 2\nunit = \"subtask\""),
-    );
+    env.edit_config("max_parallel = 2", "max_parallel = 2\nunit = \"subtask\"");
     let out = run(&env);
     assert_eq!(out.status.code(), Some(1), "{}", env.render(&out));
     assert_eq!(env.status_of("T1.S1"), "done");
@@ -386,11 +366,7 @@ fn worktrees_are_recycled_keeping_ignored_files() {
     env.git(&env.repo(), ["add", ".gitignore"]);
     env.git(&env.repo(), ["commit", "-q", "-m", "ignore cache"]);
     env.configure("cache.sh", "");
-    let config = fs::read_to_string(env.repo().join(".orchestrator.toml")).unwrap();
-    env.write(
-        ".orchestrator.toml",
-        &config.replace("max_parallel = 2", "max_parallel = 1"),
-    );
+    env.edit_config("max_parallel = 2", "max_parallel = 1");
     let out = run(&env);
     assert!(out.status.success(), "{}", env.render(&out));
     let list = env.git(&env.repo(), ["worktree", "list", "--porcelain"]);
@@ -533,11 +509,7 @@ fn lifecycle_hooks_prepare_each_worktree_and_tidy_after_the_agent() {
     );
     env.init_repo();
     env.configure("commit.sh", "");
-    let config = std::fs::read_to_string(env.repo().join(".orchestrator.toml")).unwrap();
-    env.write(
-        ".orchestrator.toml",
-        &config.replace("[hooks]\ninstall = false\n", &extra),
-    );
+    env.edit_config("[hooks]\ninstall = false\n", &extra);
     env.write(
         "plan.toml",
         "[[task]]\nid = \"A\"\n[[task]]\nid = \"B\"\n[[task]]\nid = \"C\"\n",
@@ -582,15 +554,11 @@ fn a_failing_post_create_fails_the_attempt_and_runs_again_on_the_retry() {
     let flag = env.root().join("first-time-done");
     env.init_repo();
     env.configure("commit.sh", "[retry]\nmax_attempts = 2\n");
-    let config = std::fs::read_to_string(env.repo().join(".orchestrator.toml")).unwrap();
     let hook = format!(
         "[hooks]\ninstall = false\npost_create = [\"test -f '{0}' || {{ touch '{0}'; echo not yet; exit 5; }}\"]\n",
         flag.display()
     );
-    env.write(
-        ".orchestrator.toml",
-        &config.replace("[hooks]\ninstall = false\n", &hook),
-    );
+    env.edit_config("[hooks]\ninstall = false\n", &hook);
     env.write("plan.toml", "[[task]]\nid = \"T1\"\n");
     let out = run(&env);
     assert!(out.status.success(), "{}", env.render(&out));
@@ -623,13 +591,9 @@ fn a_failing_post_agent_fails_the_attempt_and_leaves_the_work_uncommitted() {
         "[retry]\nmax_attempts = 1\n",
         "[[task]]\nid = \"T1\"\n",
     );
-    let config = std::fs::read_to_string(env.repo().join(".orchestrator.toml")).unwrap();
-    env.write(
-        ".orchestrator.toml",
-        &config.replace(
-            "[hooks]\ninstall = false\n",
-            "[hooks]\ninstall = false\npost_agent = [\"echo lint failed >&2; exit 1\"]\n",
-        ),
+    env.edit_config(
+        "[hooks]\ninstall = false\n",
+        "[hooks]\ninstall = false\npost_agent = [\"echo lint failed >&2; exit 1\"]\n",
     );
     let out = run(&env);
     assert_eq!(out.status.code(), Some(1), "{}", env.render(&out));

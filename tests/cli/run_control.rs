@@ -199,11 +199,7 @@ fn ctrl_c_stops_agents_records_them_interrupted_and_exits_130() {
 #[test]
 fn a_second_ctrl_c_kills_at_once() {
     let env = setup("ignore-term.sh", "", "[[task]]\nid = \"T1\"\n");
-    let config = std::fs::read_to_string(env.repo().join(".orchestrator.toml")).unwrap();
-    env.write(
-        ".orchestrator.toml",
-        &config.replace("grace = \"500ms\"", "grace = \"10m\""),
-    );
+    env.edit_config("grace = \"500ms\"", "grace = \"10m\"");
     let mut run = spawn_run(&env);
     wait_for_agents(&env, 1);
     signal(&run, Signal::INT);

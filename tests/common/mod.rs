@@ -195,6 +195,15 @@ impl TestEnv {
         self.write(".orchestrator.toml", &config);
     }
 
+    /// Replaces the first `from` in `.orchestrator.toml` with `to`; `from`
+    /// must be there, so a test never runs on a config it did not mean.
+    pub fn edit_config(&self, from: &str, to: &str) {
+        let path = self.repo().join(".orchestrator.toml");
+        let config = std::fs::read_to_string(&path).unwrap();
+        assert!(config.contains(from), "{from:?} not in the config");
+        std::fs::write(path, config.replacen(from, to, 1)).unwrap();
+    }
+
     /// Returns the path of a fixture agent.
     pub fn agent(&self, script: &str) -> String {
         fixture("agents").join(script).display().to_string()
