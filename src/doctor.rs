@@ -6,12 +6,12 @@
 use std::path::{Path, PathBuf};
 
 use crate::config::{self, Config};
-use crate::coordinator::{control, workspace};
+use crate::coordinator::workspace;
 use crate::git::{cmd, refs, worktree};
 use crate::hooks::install::{self, Installed};
 use crate::lifecycle::Status;
 use crate::plan::{self, Plan};
-use crate::runner::spec::{self, SupervisorInfo};
+use crate::runner::folder::RunFolder;
 use crate::state::{StateDir, lock, store};
 use crate::text::plural;
 
@@ -98,7 +98,7 @@ pub fn examine(subject: &Subject) -> Vec<Finding> {
         Err(e) => {
             r.error(
                 "config",
-                crate::coordinator::error_chain(&e.shown_as(Path::new(&show(&subject.config)))),
+                crate::text::error_chain(&e.shown_as(Path::new(&show(&subject.config)))),
                 "fix the file; `.orchestrator.toml.example` lists every key with its default",
             );
             return r.findings;
@@ -253,7 +253,7 @@ fn check_plan(
             Some(plan)
         }
         Err(e) => {
-            let mut message = crate::coordinator::error_chain(&e);
+            let mut message = crate::text::error_chain(&e);
             for line in e.detail_lines().iter().take(5) {
                 message.push_str("\n  ");
                 message.push_str(line);
@@ -274,7 +274,7 @@ fn check_hooks(r: &mut Report, root: &Path, config: &Config, show: &dyn Fn(&Path
         Err(e) => {
             r.warn(
                 "hooks",
-                crate::coordinator::error_chain(&e),
+                crate::text::error_chain(&e),
                 "check `core.hooksPath`",
             );
             return;
@@ -337,7 +337,7 @@ fn check_worktrees(r: &mut Report, root: &Path, wt_root: &Path, show: &dyn Fn(&P
         Err(e) => {
             r.error(
                 "worktrees",
-                crate::coordinator::error_chain(&e),
+                crate::text::error_chain(&e),
                 "check the repository with `git worktree list`",
             );
             return;
@@ -417,7 +417,7 @@ fn check_state(
         Err(e) => {
             r.error(
                 "state",
-                crate::coordinator::error_chain(&e.shown_as(Path::new(&show(&path)))),
+                crate::text::error_chain(&e.shown_as(Path::new(&show(&path)))),
                 format!(
                     "move `{}` aside to start over (git keeps every branch)",
                     show(&path)
@@ -493,14 +493,9 @@ fn check_state(
             );
         }
         if let Some(open) = item.open_attempt() {
-            let info: Option<SupervisorInfo> = spec::read_json(
-                &control::run_dir(dir.path(), id, open.number).join(spec::SUPERVISOR),
-            )
-            .ok()
-            .flatten();
-            let alive = info
-                .as_ref()
-                .is_some_and(|i| crate::runner::process_alive(i.pid));
+            let alive = RunFolder::new(dir.run_dir(id, open.number))
+                .live_supervisor()
+                .is_some();
             match (live, alive) {
                 (None, true) => {
                     problems += 1;

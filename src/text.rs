@@ -3,6 +3,21 @@
 //! Plurals go through [`plural`] so that every count in every message reads
 //! the same way (STYLE.md §5).
 
+/// Renders an error and its causes on one line: `msg: cause: cause`.
+///
+/// For reasons and event fields; the CLI prints causes on lines of their
+/// own (`crate::error`).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// Formats a count with the right noun: `1 task`, `3 tasks`.
 pub fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })

@@ -13,8 +13,7 @@ use crate::cli::{GlobalArgs, Workspace};
 use crate::coordinator::control;
 use crate::error::{CliError, ErrorKind};
 use crate::plan::FullId;
-use crate::runner::spec::{self, SupervisorInfo};
-use crate::runner::terminate;
+use crate::runner::folder::RunFolder;
 use crate::state::events::EventLog;
 use crate::state::inbox::{self, Action};
 use crate::state::model::Timestamp;
@@ -72,26 +71,17 @@ pub fn run(global: &GlobalArgs, action: Action, args: ControlArgs) -> Result<(),
         }
     }
     for stop in &applied.stop {
-        stop_orphan(dir.path(), &stop.unit, stop.attempt);
+        stop_orphan(&dir, &stop.unit, stop.attempt);
     }
     writeln!(out, "{} `{id}`.", capitalize(action.past()))?;
     Ok(())
 }
 
 /// Stops an agent whose supervisor outlived the run that started it.
-fn stop_orphan(state_dir: &std::path::Path, unit: &FullId, attempt: u32) {
-    let run_dir = control::run_dir(state_dir, unit, attempt);
-    let info: Option<SupervisorInfo> = spec::read_json(&run_dir.join(spec::SUPERVISOR))
-        .ok()
-        .flatten();
-    let Some(info) = info else { return };
-    if crate::runner::process_alive(info.pid) {
-        let _ = terminate::signal_process(info.pid, rustix::process::Signal::TERM);
-    } else if let Some(pgid) = info.agent_pgid {
-        let method = terminate::Method::TermThenKill {
-            grace: Duration::from_secs(5),
-        };
-        let _ = terminate::stop_group_blocking(pgid, method);
+fn stop_orphan(state_dir: &crate::state::StateDir, unit: &FullId, attempt: u32) {
+    let folder = RunFolder::new(state_dir.run_dir(unit, attempt));
+    if let Err(e) = folder.stop_orphan(Duration::from_secs(5)) {
+        tracing::warn!(error = %e, unit = %unit, "cannot stop the attempt's processes");
     }
 }
 

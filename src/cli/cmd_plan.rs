@@ -409,7 +409,7 @@ fn import_taskmaster(global: &GlobalArgs, args: TaskmasterArgs) -> Result<(), Cl
             .lock()
             .write_all(imported.toml.as_bytes())?,
         Some(path) => {
-            crate::state::store::write_atomically(path, imported.toml.as_bytes())?;
+            crate::fsio::write_atomically(path, imported.toml.as_bytes())?;
             let mut err = anstream::stderr().lock();
             writeln!(err, "Wrote `{}`: {summary}.", ws.display(path).display())?;
         }

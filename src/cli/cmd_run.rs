@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::cli::cmd_plan::PlanFile;
 use crate::cli::{GlobalArgs, Workspace, cmd_dash, progress};
-use crate::coordinator::{self, Options, RunError, Setup, error_chain};
+use crate::coordinator::{self, Options, RunError, Setup};
 use crate::dash;
 use crate::dash::driver::{Dashboard, Exit};
 use crate::dash::event::{Ev, nudge};
@@ -15,6 +15,7 @@ use crate::hooks::install::{self, HookError};
 use crate::plan::ItemIdx;
 use crate::schedule;
 use crate::state;
+use crate::text::error_chain;
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {

@@ -60,12 +60,12 @@ struct Input {
 
 fn collect(input: Input) -> Report {
     let mut report = Report {
-        exit: spec::read_json(&input.run_dir.join(spec::EXIT))
+        exit: crate::fsio::read_json(&input.run_dir.join(spec::EXIT))
             .ok()
             .flatten(),
         ..Report::default()
     };
-    match spec::read_json::<AgentResult>(&input.run_dir.join(spec::RESULT)) {
+    match crate::fsio::read_json::<AgentResult>(&input.run_dir.join(spec::RESULT)) {
         Ok(result) => report.result = result,
         Err(e) => report.result_error = Some(e.to_string()),
     }
@@ -101,7 +101,7 @@ fn collect(input: Input) -> Report {
     {
         match commit::commit_all(worktree, &input.message) {
             Ok(sha) => report.committed = sha,
-            Err(e) => report.commit_error = Some(super::error_chain(&e)),
+            Err(e) => report.commit_error = Some(crate::text::error_chain(&e)),
         }
     }
     if let (Some(worktree), Some(target)) = (worktree, &input.conflict_with)

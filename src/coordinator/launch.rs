@@ -148,7 +148,7 @@ impl Coordinator {
                 &result,
                 Err(crate::git::GitError::NoSuchBranch { branch }) if *branch == req.target
             );
-            let result = result.map_err(|e| super::error_chain(&e));
+            let result = result.map_err(|e| crate::text::error_chain(&e));
             let prepared = match (&result, post_create) {
                 (Ok(p), Some(stage)) => prepare(stage, p, &marker),
                 _ => Ok(()),
@@ -480,7 +480,7 @@ impl Coordinator {
             None => prompt::SUBTASK,
         };
         let text = prompt::render(template, &self.state_dir.path().join("templates"), &context)
-            .map_err(|e| super::error_chain(&e))?;
+            .map_err(|e| crate::text::error_chain(&e))?;
         let mut env: Vec<(String, String)> = agent.env.clone().into_iter().collect();
         if let Some(p) = preset {
             env.extend(p.env.clone());

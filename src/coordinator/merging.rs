@@ -112,8 +112,7 @@ impl Coordinator {
             run.stop.store(true, Ordering::SeqCst);
             let pid = *run.check.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(pid) = pid {
-                let _ =
-                    crate::runner::terminate::signal_process(pid, rustix::process::Signal::TERM);
+                let _ = crate::process::signal(pid, rustix::process::Signal::TERM);
             }
         }
     }
@@ -374,7 +373,7 @@ impl Coordinator {
     /// go back to the queue, and checks left running are stopped.
     pub(super) fn reconcile_merges(&mut self) {
         let journal: Option<merge_queue::Journal> =
-            spec::read_json(&self.state_dir.path().join(merge_queue::JOURNAL))
+            crate::fsio::read_json(&self.state_dir.path().join(merge_queue::JOURNAL))
                 .ok()
                 .flatten();
         let target_tip = crate::git::refs::branch_tip(&self.repo_root, &self.target)
@@ -436,12 +435,11 @@ impl Coordinator {
                     continue;
                 }
                 let info: Option<SupervisorInfo> =
-                    spec::read_json(&dir.join(spec::SUPERVISOR)).ok().flatten();
-                if let Some(info) = info.filter(|i| crate::runner::process_alive(i.pid)) {
-                    let _ = crate::runner::terminate::signal_process(
-                        info.pid,
-                        rustix::process::Signal::TERM,
-                    );
+                    crate::fsio::read_json(&dir.join(spec::SUPERVISOR))
+                        .ok()
+                        .flatten();
+                if let Some(info) = info.filter(|i| crate::process::alive(i.pid)) {
+                    let _ = crate::process::signal(info.pid, rustix::process::Signal::TERM);
                 }
             }
         }

@@ -641,7 +641,7 @@ impl Coordinator {
             .collect();
         for (unit, attempt, run_dir, supervisor) in adopted {
             let exited = run_dir.join(crate::runner::spec::EXIT).exists();
-            let gone = supervisor.is_none_or(|pid| !crate::runner::process_alive(pid));
+            let gone = supervisor.is_none_or(|pid| !crate::process::alive(pid));
             if exited || gone {
                 self.on_exited(unit, attempt);
             }
@@ -718,15 +718,15 @@ impl Coordinator {
         };
         if now {
             let info: Option<crate::runner::spec::SupervisorInfo> =
-                crate::runner::spec::read_json(&live.run_dir.join(crate::runner::spec::SUPERVISOR))
+                crate::fsio::read_json(&live.run_dir.join(crate::runner::spec::SUPERVISOR))
                     .ok()
                     .flatten();
             if let Some(pgid) = info.and_then(|i| i.agent_pgid) {
-                let _ = crate::runner::terminate::signal_group(pgid, rustix::process::Signal::KILL);
+                let _ = crate::process::signal_group(pgid, rustix::process::Signal::KILL);
             }
         }
         if let Some(pid) = live.supervisor {
-            let _ = crate::runner::terminate::signal_process(pid, rustix::process::Signal::TERM);
+            let _ = crate::process::signal(pid, rustix::process::Signal::TERM);
         }
     }
 
@@ -894,10 +894,10 @@ impl Coordinator {
             "interrupted" => summary.interrupted,
             "counts" => counts_json,
         };
-        if let Some(cpu) = own_cpu_time() {
+        if let Some(cpu) = crate::process::own_cpu_time() {
             fields.insert("cpu_ms".to_owned(), (cpu.as_millis() as u64).into());
         }
-        if let Some(kb) = own_peak_rss_kb() {
+        if let Some(kb) = crate::process::own_peak_rss_kb() {
             fields.insert("peak_rss_kb".to_owned(), kb.into());
         }
         fields.insert("state_writes".to_owned(), self.state_writes.into());
@@ -905,35 +905,6 @@ impl Coordinator {
         self.emit(EventName::RunFinished, None, fields);
         Ok(summary)
     }
-}
-
-/// Returns this process's peak resident set size in KiB (`VmHWM`, from `/proc`).
-fn own_peak_rss_kb() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// Returns the CPU time this process used (user and system), from `/proc`.
-fn own_cpu_time() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    let per_second = rustix::param::clock_ticks_per_second();
-    Some(Duration::from_secs_f64(ticks as f64 / per_second as f64))
-}
-
-/// Renders an error and its causes on one line.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Marks the tasks `--only` selects (all when unset).

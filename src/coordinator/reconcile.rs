@@ -151,13 +151,13 @@ impl Coordinator {
             Unit::Subtask => self.task_of(id).unwrap_or_else(|| id.clone()),
         };
         let run_dir = control::run_dir(self.state_dir.path(), id, attempt);
-        let info: Option<SupervisorInfo> = spec::read_json(&run_dir.join(spec::SUPERVISOR))
+        let info: Option<SupervisorInfo> = crate::fsio::read_json(&run_dir.join(spec::SUPERVISOR))
             .ok()
             .flatten();
         let exited = run_dir.join(spec::EXIT).exists();
-        let alive = info.as_ref().is_some_and(|i| {
-            crate::runner::process_alive(i.pid) && is_supervisor_of(i.pid, &run_dir)
-        });
+        let alive = info
+            .as_ref()
+            .is_some_and(|i| crate::process::alive(i.pid) && is_supervisor_of(i.pid, &run_dir));
         if !exited && !alive {
             self.interrupt(
                 id,

@@ -184,8 +184,7 @@ impl Dashboard {
             match self.reader.state() {
                 Ok(state) => cmds.extend(self.app.update(Msg::State(Box::new(state)))),
                 Err(e) => {
-                    self.app
-                        .update(Msg::Note(crate::coordinator::error_chain(&e)));
+                    self.app.update(Msg::Note(crate::text::error_chain(&e)));
                 }
             }
             self.check_live();

@@ -17,7 +17,7 @@ use crate::git::cmd::DISCOVERY_VARS;
 use crate::git::{GitError, cmd, worktree};
 use crate::runner::spawn::spawn_supervisor_blocking;
 use crate::runner::spec::{self, End, ExitRecord, Spec};
-use crate::runner::terminate::{self, signal_name};
+use crate::runner::terminate::signal_name;
 
 /// What a check run needs.
 #[derive(Debug, Clone)]
@@ -127,7 +127,7 @@ pub fn run(
         grace: ctx.grace,
     };
     let spec_path = run_dir.join(spec::SPEC);
-    spec::write_json(&spec_path, &spec)?;
+    crate::fsio::write_json(&spec_path, &spec)?;
     let mut child = spawn_supervisor_blocking(&ctx.orch, &spec_path)?;
     *ctx.running.lock().unwrap_or_else(|p| p.into_inner()) = Some(child.id());
     let mut asked = false;
@@ -136,13 +136,13 @@ pub fn run(
             break status;
         }
         if ctx.stop.load(Ordering::SeqCst) && !asked {
-            let _ = terminate::signal_process(child.id(), rustix::process::Signal::TERM);
+            let _ = crate::process::signal(child.id(), rustix::process::Signal::TERM);
             asked = true;
         }
         std::thread::sleep(Duration::from_millis(20));
     };
     *ctx.running.lock().unwrap_or_else(|p| p.into_inner()) = None;
-    let exit: Option<ExitRecord> = spec::read_json(&run_dir.join(spec::EXIT))?;
+    let exit: Option<ExitRecord> = crate::fsio::read_json(&run_dir.join(spec::EXIT))?;
     Ok(match exit.map(|e| e.end) {
         _ if asked => CheckEnd::Stopped,
         Some(End::Exited { code: 0 }) => CheckEnd::Passed,

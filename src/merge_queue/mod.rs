@@ -139,7 +139,7 @@ pub enum Outcome {
 
 fn git_err(e: GitError) -> Outcome {
     Outcome::Failed {
-        reason: crate::coordinator::error_chain(&e),
+        reason: crate::text::error_chain(&e),
     }
 }
 
@@ -214,7 +214,7 @@ fn try_run(job: &Job) -> Result<Outcome, GitError> {
                     false,
                     vec![format!(
                         "cleaning up after the merge: {}",
-                        crate::coordinator::error_chain(&e)
+                        crate::text::error_chain(&e)
                     )],
                 ),
             };
@@ -294,7 +294,7 @@ fn try_run(job: &Job) -> Result<Outcome, GitError> {
             candidate: candidate_hex.clone(),
             onto: head.to_string(),
         };
-        crate::runner::spec::write_json(&job.state_dir.join(JOURNAL), &journal).map_err(|e| {
+        crate::fsio::write_json(&job.state_dir.join(JOURNAL), &journal).map_err(|e| {
             GitError::Command(cmd::CommandError {
                 argv: vec!["write".to_owned(), JOURNAL.to_owned()],
                 dir: job.state_dir.clone(),
@@ -349,7 +349,7 @@ fn try_run(job: &Job) -> Result<Outcome, GitError> {
                 false,
                 vec![format!(
                     "cleaning up after the merge: {}",
-                    crate::coordinator::error_chain(&e)
+                    crate::text::error_chain(&e)
                 )],
             ),
         };

@@ -19,22 +19,10 @@
 //! This module never touches `state.json`, git or the lifecycle.
 
 pub mod classify;
+pub mod folder;
 pub mod hook;
 pub mod prompt;
 pub mod spawn;
 pub mod spec;
 pub mod supervise;
 pub mod terminate;
-
-use rustix::process::{Pid, test_kill_process};
-
-/// Returns whether a process with this pid exists (zombies included).
-pub fn process_alive(pid: u32) -> bool {
-    let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
-        return false;
-    };
-    match test_kill_process(pid) {
-        Ok(()) => true,
-        Err(e) => e == rustix::io::Errno::PERM,
-    }
-}

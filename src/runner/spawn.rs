@@ -32,7 +32,7 @@ pub struct AttemptPlan {
 pub fn prepare(plan: &AttemptPlan) -> io::Result<Spec> {
     fs::create_dir_all(&plan.run_dir)?;
     let prompt_path = plan.run_dir.join(spec::PROMPT);
-    crate::state::store::write_atomically(&prompt_path, plan.prompt.as_bytes())?;
+    crate::fsio::write_atomically(&prompt_path, plan.prompt.as_bytes())?;
     let prompt_text = prompt_path.display().to_string();
     let argv = plan
         .command
@@ -50,7 +50,7 @@ pub fn prepare(plan: &AttemptPlan) -> io::Result<Spec> {
         timeout: plan.timeout,
         grace: plan.grace,
     };
-    spec::write_json(&plan.run_dir.join(spec::SPEC), &spec)?;
+    crate::fsio::write_json(&plan.run_dir.join(spec::SPEC), &spec)?;
     Ok(spec)
 }
 

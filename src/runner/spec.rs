@@ -1,24 +1,13 @@
-//! The files of a run folder (`runs/<full id>/<attempt>/`) and their shapes.
+//! The shapes of a run folder's files (`runs/<full id>/<attempt>/`).
 //!
-//! | file | written by | when |
-//! | --- | --- | --- |
-//! | `spec.json` | coordinator | before the supervisor starts |
-//! | `prompt.md` | coordinator | before the supervisor starts |
-//! | `supervisor.json` | supervisor | as soon as it runs, again once the agent started |
-//! | `agent.log` | supervisor | while the agent runs (capped) |
-//! | `result.json` | agent | optionally, before it exits |
-//! | `exit.json` | supervisor | last, atomically |
-//! | `supervisor.log` | supervisor | its own errors, if any |
-//! | `post_create.log`, `post_agent.log` | coordinator | while those lifecycle hooks run |
+//! Which process writes which file, and when: [`crate::runner::folder`].
 
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::state::Timestamp;
-use crate::state::store::write_atomically;
 
 pub const SPEC: &str = "spec.json";
 pub const PROMPT: &str = "prompt.md";
@@ -67,9 +56,16 @@ mod millis {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SupervisorInfo {
     pub pid: u32,
+    /// When the supervisor process started, in clock ticks since boot: with
+    /// the pid, it tells the supervisor from a process that reused its pid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_ticks: Option<u64>,
     /// The agent's process group (its pid), once started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_pgid: Option<u32>,
+    /// When the agent (the group's leader) started, as `start_ticks`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_start_ticks: Option<u64>,
     pub started: Timestamp,
 }
 
@@ -123,25 +119,4 @@ pub enum ResultStatus {
     Done,
     Failed,
     Blocked,
-}
-
-/// Writes a JSON file atomically.
-pub fn write_json<T: Serialize>(path: &Path, value: &T) -> io::Result<()> {
-    let mut bytes = serde_json::to_vec_pretty(value).map_err(io::Error::other)?;
-    bytes.push(b'\n');
-    write_atomically(path, &bytes)
-}
-
-/// Reads a JSON file; `Ok(None)` if it does not exist.
-pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> io::Result<Option<T>> {
-    match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("{}: {e}", path.display()),
-            )
-        }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
 }

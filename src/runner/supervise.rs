@@ -58,7 +58,7 @@ fn run_dir(spec_path: &Path) -> PathBuf {
 
 async fn supervise(spec_path: &Path) -> std::io::Result<()> {
     let dir = run_dir(spec_path);
-    let spec: Spec = spec::read_json(spec_path)?
+    let spec: Spec = crate::fsio::read_json(spec_path)?
         .ok_or_else(|| std::io::Error::other(format!("`{}` is missing", spec_path.display())))?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -66,10 +66,12 @@ async fn supervise(spec_path: &Path) -> std::io::Result<()> {
     let started = Timestamp::now();
     let mut info = SupervisorInfo {
         pid: std::process::id(),
+        start_ticks: crate::process::own_start_ticks(),
         agent_pgid: None,
+        agent_start_ticks: None,
         started,
     };
-    spec::write_json(&dir.join(spec::SUPERVISOR), &info)?;
+    crate::fsio::write_json(&dir.join(spec::SUPERVISOR), &info)?;
 
     let finish = |end: End, output_bytes: u64, log_truncated: bool| {
         let record = ExitRecord {
@@ -79,7 +81,7 @@ async fn supervise(spec_path: &Path) -> std::io::Result<()> {
             output_bytes,
             log_truncated,
         };
-        spec::write_json(&dir.join(spec::EXIT), &record)
+        crate::fsio::write_json(&dir.join(spec::EXIT), &record)
     };
 
     let Some((program, args)) = spec.argv.split_first() else {
@@ -111,7 +113,16 @@ async fn supervise(spec_path: &Path) -> std::io::Result<()> {
     let mut child = match cmd.spawn() {
         Ok(child) => child,
         Err(e) => {
-            let transient = matches!(e.raw_os_error(), Some(11 | 12 | 23 | 24 | 26));
+            let transient = matches!(
+                rustix::io::Errno::from_io_error(&e),
+                Some(
+                    rustix::io::Errno::AGAIN
+                        | rustix::io::Errno::NOMEM
+                        | rustix::io::Errno::NFILE
+                        | rustix::io::Errno::MFILE
+                        | rustix::io::Errno::TXTBSY
+                )
+            );
             let error = format!("`{program}`: {e}");
             return finish(End::SpawnFailed { error, transient }, 0, false);
         }
@@ -127,7 +138,9 @@ async fn supervise(spec_path: &Path) -> std::io::Result<()> {
         );
     };
     info.agent_pgid = Some(pgid);
-    spec::write_json(&dir.join(spec::SUPERVISOR), &info)?;
+    // The child is not reaped before `wait` below, so its `/proc` entry is there.
+    info.agent_start_ticks = crate::process::start_ticks(pgid);
+    crate::fsio::write_json(&dir.join(spec::SUPERVISOR), &info)?;
 
     if let (Some(mut stdin), Some(prompt)) = (child.stdin.take(), spec.stdin.clone()) {
         tokio::spawn(async move {
@@ -183,7 +196,7 @@ async fn supervise(spec_path: &Path) -> std::io::Result<()> {
         End::Stopped
     };
     let mut exited = false;
-    let _ = terminate::signal_group(pgid, Signal::TERM);
+    let _ = crate::process::signal_group(pgid, Signal::TERM);
     if let Method::TermThenKill { grace } = terminate::method(stop_reason, spec.grace) {
         let grace_over = tokio::time::sleep(grace);
         tokio::pin!(grace_over);
@@ -194,11 +207,11 @@ async fn supervise(spec_path: &Path) -> std::io::Result<()> {
             _ = int.recv() => {}
         }
     }
-    let _ = terminate::signal_group(pgid, Signal::KILL);
+    let _ = crate::process::signal_group(pgid, Signal::KILL);
     if !exited {
         let _ = tokio::time::timeout(Duration::from_secs(5), &mut exit_rx).await;
     }
-    let _ = terminate::signal_group(pgid, Signal::KILL);
+    let _ = crate::process::signal_group(pgid, Signal::KILL);
     let (bytes, truncated) = drain(writer).await;
     finish(end, bytes, truncated)
 }
@@ -219,12 +232,12 @@ async fn stop_leftovers(pgid: u32, grace: Duration) {
     let Method::TermThenKill { grace } = terminate::method(Reason::Leftovers, grace) else {
         return;
     };
-    let _ = terminate::signal_group(pgid, Signal::TERM);
+    let _ = crate::process::signal_group(pgid, Signal::TERM);
     let deadline = Instant::now() + grace;
     while Instant::now() < deadline && terminate::group_alive(pgid) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let _ = terminate::signal_group(pgid, Signal::KILL);
+    let _ = crate::process::signal_group(pgid, Signal::KILL);
 }
 
 /// Waits (bounded) for the log writer; a pipe held open by an escaped

@@ -9,7 +9,7 @@ use std::io;
 use std::time::Duration;
 
 use rustix::io::Errno;
-use rustix::process::{Pid, Signal, kill_process_group, test_kill_process_group};
+use rustix::process::{Pid, Signal, test_kill_process_group};
 
 /// Why a group is being stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,17 +46,6 @@ pub fn method(reason: Reason, grace: Duration) -> Method {
 
 fn pid(raw: u32) -> Option<Pid> {
     i32::try_from(raw).ok().and_then(Pid::from_raw)
-}
-
-/// Sends `signal` to every process of group `pgid`; a group already gone is fine.
-pub fn signal_group(pgid: u32, signal: Signal) -> io::Result<()> {
-    let Some(pgid) = pid(pgid) else {
-        return Ok(());
-    };
-    match kill_process_group(pgid, signal) {
-        Ok(()) | Err(Errno::SRCH) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// Returns whether any live process of group `pgid` is left. Zombies (dead,
@@ -104,27 +93,16 @@ fn live_members(pgid: u32) -> Option<usize> {
     Some(live)
 }
 
-/// Sends `signal` to one process; a process already gone is fine.
-pub fn signal_process(raw: u32, signal: Signal) -> io::Result<()> {
-    let Some(p) = pid(raw) else {
-        return Ok(());
-    };
-    match rustix::process::kill_process(p, signal) {
-        Ok(()) | Err(Errno::SRCH) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
-}
-
 /// Stops a group from a plain thread: TERM, wait up to the grace period for
 /// it to empty, then KILL. Returns whether KILL was needed.
 pub fn stop_group_blocking(pgid: u32, method: Method) -> io::Result<bool> {
     match method {
         Method::Kill => {
-            signal_group(pgid, Signal::KILL)?;
+            crate::process::signal_group(pgid, Signal::KILL)?;
             Ok(true)
         }
         Method::TermThenKill { grace } => {
-            signal_group(pgid, Signal::TERM)?;
+            crate::process::signal_group(pgid, Signal::TERM)?;
             let deadline = std::time::Instant::now() + grace;
             while std::time::Instant::now() < deadline {
                 if !group_alive(pgid) {
@@ -132,7 +110,7 @@ pub fn stop_group_blocking(pgid: u32, method: Method) -> io::Result<bool> {
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
-            signal_group(pgid, Signal::KILL)?;
+            crate::process::signal_group(pgid, Signal::KILL)?;
             Ok(true)
         }
     }

@@ -13,9 +13,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::fsio::write_atomically;
 use crate::plan::FullId;
 use crate::state::model::Timestamp;
-use crate::state::store::write_atomically;
 
 /// The inbox folder's name inside the state dir.
 pub const DIR_NAME: &str = "inbox";

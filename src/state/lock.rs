@@ -68,7 +68,7 @@ pub fn acquire(dir: &Path) -> Result<RunLock, LockError> {
             Ok(()) => break,
             Err(TryLockError::WouldBlock) => {
                 let pid = read_pid(&mut file);
-                if pid.is_some_and(crate::runner::process_alive) || Instant::now() >= deadline {
+                if pid.is_some_and(crate::process::alive) || Instant::now() >= deadline {
                     return Err(LockError::Held { path, pid });
                 }
                 std::thread::sleep(Duration::from_millis(20));

@@ -8,7 +8,6 @@
 //! but never written.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::plan::diag::Location;
@@ -99,36 +98,11 @@ pub fn save(path: &Path, state: &State) -> Result<u64, StateError> {
         source: e.into(),
     })?;
     bytes.push(b'\n');
-    write_atomically(path, &bytes).map_err(|source| StateError::Write {
+    crate::fsio::write_atomically(path, &bytes).map_err(|source| StateError::Write {
         path: path.to_owned(),
         source,
     })?;
     Ok(bytes.len() as u64)
-}
-
-/// Replaces `path` with `bytes`: temp file, fsync, rename, fsync of the folder.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let target = match fs::canonicalize(path) {
-        Ok(real) => real,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => path.to_owned(),
-        Err(e) => return Err(e),
-    };
-    let dir = match target.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    // A new file gets the usual mode (0666 less the umask), not tempfile's 0600.
-    let mut temp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
-        .tempfile_in(&dir)?;
-    if let Ok(meta) = fs::metadata(&target) {
-        temp.as_file().set_permissions(meta.permissions())?;
-    }
-    temp.write_all(bytes)?;
-    temp.as_file().sync_all()?;
-    temp.persist(&target).map_err(|e| e.error)?;
-    fs::File::open(&dir)?.sync_all()
 }
 
 #[cfg(test)]

@@ -1,0 +1,131 @@
+//! Processes by pid: whether one is alive, whether it is still the process
+//! a record names (not an unrelated one that reused the pid), signals, and
+//! this process's own resource use. Linux `/proc` where it is needed.
+//!
+//! A leaf: it imports nothing from the crate. Deciding *which* process to
+//! signal is the caller's (`runner::folder` owns the run-folder protocol).
+
+use std::io;
+use std::path::Path;
+use std::time::Duration;
+
+use rustix::io::Errno;
+use rustix::process::{Pid, kill_process, kill_process_group, test_kill_process};
+
+pub use rustix::process::Signal;
+
+fn pid(raw: u32) -> Option<Pid> {
+    i32::try_from(raw).ok().and_then(Pid::from_raw)
+}
+
+/// Returns whether a process with this pid exists (zombies included).
+pub fn alive(raw: u32) -> bool {
+    let Some(p) = pid(raw) else {
+        return false;
+    };
+    match test_kill_process(p) {
+        Ok(()) => true,
+        Err(e) => e == Errno::PERM,
+    }
+}
+
+/// Sends `signal` to one process; a process already gone is fine.
+pub fn signal(raw: u32, signal: Signal) -> io::Result<()> {
+    let Some(p) = pid(raw) else {
+        return Ok(());
+    };
+    match kill_process(p, signal) {
+        Ok(()) | Err(Errno::SRCH) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Sends `signal` to every process of group `pgid`; a group already gone is fine.
+pub fn signal_group(pgid: u32, signal: Signal) -> io::Result<()> {
+    let Some(g) = pid(pgid) else {
+        return Ok(());
+    };
+    match kill_process_group(g, signal) {
+        Ok(()) | Err(Errno::SRCH) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The fields of `/proc/<pid>/stat` after the command name.
+fn stat_fields(raw: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{raw}/stat")).ok()?;
+    // The command (which may hold spaces and parentheses) ends at the last `)`.
+    let rest = stat.rsplit_once(')')?.1;
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
+/// Returns when a process started, in clock ticks since boot (`/proc/<pid>/stat`
+/// field 22). With the pid, it names one process for the machine's uptime:
+/// a pid reused by another process has another start time.
+pub fn start_ticks(raw: u32) -> Option<u64> {
+    stat_fields(raw)?.get(19)?.parse().ok()
+}
+
+/// Returns this process's start time, as [`start_ticks`].
+pub fn own_start_ticks() -> Option<u64> {
+    start_ticks(std::process::id())
+}
+
+/// Returns whether `pid` is alive and still the process a record names.
+///
+/// `ticks` is the start time recorded with the pid; when the record has
+/// none (written by an older orch), `cmdline_arg` decides: the process's
+/// command line must hold that argument. Without `/proc` the pid alone is
+/// trusted.
+pub fn is_same(raw: u32, ticks: Option<u64>, cmdline_arg: Option<&Path>) -> bool {
+    if !alive(raw) {
+        return false;
+    }
+    if let Some(ticks) = ticks {
+        return match start_ticks(raw) {
+            Some(now) => now == ticks,
+            None => !Path::new("/proc/self").exists(),
+        };
+    }
+    match cmdline_arg {
+        Some(arg) => match std::fs::read(format!("/proc/{raw}/cmdline")) {
+            Ok(cmdline) => {
+                let wanted = arg.as_os_str().as_encoded_bytes();
+                cmdline.split(|b| *b == 0).any(|a| a == wanted)
+            }
+            Err(_) => !Path::new("/proc/self").exists(),
+        },
+        None => true,
+    }
+}
+
+/// Returns this process's peak resident set size in KiB (`VmHWM`).
+pub fn own_peak_rss_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Returns the CPU time this process used (user and system).
+pub fn own_cpu_time() -> Option<Duration> {
+    let fields = stat_fields(std::process::id())?;
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let per_second = rustix::param::clock_ticks_per_second();
+    Some(Duration::from_secs_f64(ticks as f64 / per_second as f64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pid_with_another_start_time_is_another_process() {
+        let me = std::process::id();
+        let ticks = own_start_ticks();
+        assert!(ticks.is_some());
+        assert!(is_same(me, ticks, None));
+        assert!(!is_same(me, ticks.map(|t| t + 1), None));
+        assert!(!is_same(me, None, Some(Path::new("--not-an-argument"))));
+        assert!(!alive(u32::MAX));
+    }
+}

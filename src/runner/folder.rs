@@ -1,0 +1,276 @@
+//! The run-folder protocol's one owner: the files of an attempt's folder
+//! (`runs/<full id>/<n>/`) or a check's (`checks/<task>/<check>/`), whether
+//! its supervisor and agent are still alive, and stopping them.
+//!
+//! Every command that reads `supervisor.json` or signals what it names goes
+//! through [`RunFolder`]: the coordinator (stop, adoption, reconcile), `orch
+//! cancel` without a run, `orch doctor`. A pid is only ever signalled after
+//! it is shown to be the process the folder recorded, not an unrelated one
+//! that reused the pid ([`crate::process::is_same`]): by its start time, or,
+//! for folders written before start times were recorded, by its command line
+//! naming this folder's `spec.json`.
+//!
+//! | file | written by | when |
+//! | --- | --- | --- |
+//! | `spec.json` | coordinator | before the supervisor starts |
+//! | `prompt.md` | coordinator | before the supervisor starts |
+//! | `supervisor.json` | supervisor | as soon as it runs, again once the agent started |
+//! | `agent.log` | supervisor | while the agent runs (capped) |
+//! | `result.json` | agent | optionally, before it exits |
+//! | `exit.json` | supervisor | last, atomically |
+//! | `supervisor.log` | supervisor | its own errors, if any |
+//! | `post_create.log`, `post_agent.log` | coordinator | while those lifecycle hooks run |
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::process::Signal;
+use crate::runner::spec::{
+    EXIT, ExitRecord, LOG, PROMPT, RESULT, SPEC, SUPERVISOR, SupervisorInfo,
+};
+use crate::runner::terminate;
+
+/// One run folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunFolder {
+    dir: PathBuf,
+}
+
+/// Whether a folder's supervisor is at work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    /// `exit.json` is written: the attempt is over.
+    Exited,
+    /// Its supervisor is alive (and is this folder's).
+    Running { supervisor: u32 },
+    /// No report and no supervisor: the attempt was cut short.
+    Gone,
+}
+
+/// How hard to stop a folder's processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// SIGTERM to the supervisor, which stops its agent's group (TERM, grace, KILL).
+    Ask,
+    /// SIGKILL to the agent's group now, and SIGTERM to the supervisor.
+    Kill,
+}
+
+/// What a stop reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// The supervisor was signalled.
+    Supervisor,
+    /// The supervisor was gone; its agent's group was stopped directly.
+    Group,
+    /// Nothing of this folder's was alive.
+    Nothing,
+}
+
+impl RunFolder {
+    pub fn new(dir: impl Into<PathBuf>) -> RunFolder {
+        RunFolder { dir: dir.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn spec_file(&self) -> PathBuf {
+        self.dir.join(SPEC)
+    }
+
+    pub fn prompt_file(&self) -> PathBuf {
+        self.dir.join(PROMPT)
+    }
+
+    pub fn log_file(&self) -> PathBuf {
+        self.dir.join(LOG)
+    }
+
+    pub fn result_file(&self) -> PathBuf {
+        self.dir.join(RESULT)
+    }
+
+    pub fn exit_file(&self) -> PathBuf {
+        self.dir.join(EXIT)
+    }
+
+    pub fn supervisor_file(&self) -> PathBuf {
+        self.dir.join(SUPERVISOR)
+    }
+
+    /// Returns the log of a lifecycle hook run for this attempt.
+    pub fn hook_log(&self, stage: &str) -> PathBuf {
+        self.dir.join(format!("{stage}.log"))
+    }
+
+    /// Reads `supervisor.json`; an unreadable one counts as absent.
+    pub fn load_supervisor(&self) -> Option<SupervisorInfo> {
+        crate::fsio::read_json(&self.supervisor_file())
+            .ok()
+            .flatten()
+    }
+
+    /// Reads `exit.json`.
+    pub fn load_exit(&self) -> io::Result<Option<ExitRecord>> {
+        crate::fsio::read_json(&self.exit_file())
+    }
+
+    /// Returns whether the supervisor wrote its report.
+    pub fn has_exited(&self) -> bool {
+        self.exit_file().exists()
+    }
+
+    /// Returns whether `info` names a live process that is this folder's supervisor.
+    fn is_supervisor(&self, info: &SupervisorInfo) -> bool {
+        crate::process::is_same(info.pid, info.start_ticks, Some(&self.spec_file()))
+    }
+
+    /// Returns the supervisor's pid when it is alive and is this folder's.
+    pub fn live_supervisor(&self) -> Option<u32> {
+        let info = self.load_supervisor()?;
+        self.is_supervisor(&info).then_some(info.pid)
+    }
+
+    /// Returns the agent's process group when processes of it are left and
+    /// it is this folder's agent's: its leader has the recorded start time,
+    /// or (leader gone, or no start time recorded) this folder's supervisor
+    /// is still alive to vouch for it.
+    pub fn live_agent_group(&self) -> Option<u32> {
+        let info = self.load_supervisor()?;
+        let pgid = info.agent_pgid?;
+        if !terminate::group_alive(pgid) {
+            return None;
+        }
+        let leader_checked = info.agent_start_ticks.is_some() && crate::process::alive(pgid);
+        let ours = if leader_checked {
+            crate::process::is_same(pgid, info.agent_start_ticks, None)
+        } else {
+            self.is_supervisor(&info)
+        };
+        ours.then_some(pgid)
+    }
+
+    /// Returns whether the attempt is over, running, or was cut short.
+    pub fn liveness(&self) -> Liveness {
+        if self.has_exited() {
+            return Liveness::Exited;
+        }
+        match self.live_supervisor() {
+            Some(supervisor) => Liveness::Running { supervisor },
+            None => Liveness::Gone,
+        }
+    }
+
+    /// Stops this folder's processes without waiting: the supervisor, or
+    /// with [`Stop::Kill`] the agent's group at once too.
+    pub fn stop(&self, how: Stop) -> io::Result<Stopped> {
+        if how == Stop::Kill
+            && let Some(pgid) = self.live_agent_group()
+        {
+            crate::process::signal_group(pgid, Signal::KILL)?;
+        }
+        match self.live_supervisor() {
+            Some(pid) => {
+                crate::process::signal(pid, Signal::TERM)?;
+                Ok(Stopped::Supervisor)
+            }
+            None => Ok(Stopped::Nothing),
+        }
+    }
+
+    /// Stops an attempt whose supervisor may have died before its agent
+    /// (a coordinator killed together with it): the supervisor when it is
+    /// alive, else the agent's group, TERM then KILL after `grace`. Blocks
+    /// up to `grace`.
+    pub fn stop_orphan(&self, grace: Duration) -> io::Result<Stopped> {
+        if let Some(pid) = self.live_supervisor() {
+            crate::process::signal(pid, Signal::TERM)?;
+            return Ok(Stopped::Supervisor);
+        }
+        match self.live_agent_group() {
+            Some(pgid) => {
+                terminate::stop_group_blocking(pgid, terminate::Method::TermThenKill { grace })?;
+                Ok(Stopped::Group)
+            }
+            None => Ok(Stopped::Nothing),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::CommandExt;
+
+    use super::*;
+    use crate::state::Timestamp;
+
+    fn write_info(folder: &RunFolder, info: &SupervisorInfo) {
+        std::fs::create_dir_all(folder.path()).unwrap();
+        crate::fsio::write_json(&folder.supervisor_file(), info).unwrap();
+    }
+
+    #[test]
+    fn a_pid_reused_by_an_unrelated_process_is_never_signalled() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = RunFolder::new(dir.path().join("runs/T1/1"));
+        let mut stranger = std::process::Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pid = stranger.id();
+        let ticks = crate::process::start_ticks(pid).unwrap();
+        // A record from before the stranger existed: same pid, earlier start.
+        write_info(
+            &folder,
+            &SupervisorInfo {
+                pid,
+                start_ticks: Some(ticks - 1),
+                agent_pgid: Some(pid),
+                agent_start_ticks: Some(ticks - 1),
+                started: Timestamp::now(),
+            },
+        );
+        assert_eq!(folder.live_supervisor(), None);
+        assert_eq!(folder.live_agent_group(), None);
+        assert_eq!(folder.liveness(), Liveness::Gone);
+        assert_eq!(folder.stop(Stop::Kill).unwrap(), Stopped::Nothing);
+        assert_eq!(
+            folder.stop_orphan(Duration::from_millis(10)).unwrap(),
+            Stopped::Nothing
+        );
+        // An old record without start times: the command line decides.
+        write_info(
+            &folder,
+            &SupervisorInfo {
+                pid,
+                start_ticks: None,
+                agent_pgid: Some(pid),
+                agent_start_ticks: None,
+                started: Timestamp::now(),
+            },
+        );
+        assert_eq!(folder.live_supervisor(), None);
+        assert_eq!(folder.stop(Stop::Kill).unwrap(), Stopped::Nothing);
+        assert_eq!(stranger.try_wait().unwrap(), None, "the stranger lives");
+        // The same process, recorded as it is, is found and stopped.
+        write_info(
+            &folder,
+            &SupervisorInfo {
+                pid,
+                start_ticks: Some(ticks),
+                agent_pgid: Some(pid),
+                agent_start_ticks: Some(ticks),
+                started: Timestamp::now(),
+            },
+        );
+        assert_eq!(folder.live_agent_group(), Some(pid));
+        assert_eq!(folder.liveness(), Liveness::Running { supervisor: pid });
+        folder.stop(Stop::Kill).unwrap();
+        let status = stranger.wait().unwrap();
+        assert!(!status.success());
+    }
+}
