@@ -19,6 +19,7 @@ pub mod git;
 pub mod hooks;
 pub mod lifecycle;
 pub mod merge_queue;
+pub mod narrate;
 pub mod plan;
 pub mod process;
 pub mod runner;

@@ -66,8 +66,8 @@ pub fn run(global: &GlobalArgs, action: Action, args: ControlArgs) -> Result<(),
         .map_err(|e| CliError::new(ErrorKind::Input, e))?;
     store::save(&dir.state_file(), &state)?;
     if let Ok(mut log) = EventLog::open(&dir.path().join(crate::state::events::FILE_NAME)) {
-        for (name, item, fields) in applied.events {
-            let _ = log.append(name, Some(&item), fields);
+        for (item, kind) in applied.events {
+            let _ = log.append(Some(&item), kind);
         }
     }
     for stop in &applied.stop {

@@ -13,6 +13,7 @@ use crate::coordinator::control;
 use crate::error::CliError;
 use crate::lifecycle::Status;
 use crate::plan::{Kind, Plan};
+use crate::state::events::EventKind;
 use crate::state::model::{Attempt, Outcome};
 use crate::state::{self, State, lock};
 use crate::text::plural;
@@ -197,22 +198,18 @@ fn detail(
         let commits: Vec<(String, String)> = crate::state::events::read_all(&log)
             .unwrap_or_default()
             .into_iter()
-            .filter(|e| e.event == crate::state::events::EventName::TaskCommit)
             .filter(|e| {
                 e.id.as_ref()
                     .is_some_and(|i| *i == item.id || item.id.is_ancestor_of(i))
             })
-            .filter_map(|e| {
-                let sha = e.fields.get("commit")?.as_str()?;
-                let subject = e
-                    .fields
-                    .get("subject")
-                    .and_then(|s| s.as_str())
-                    .unwrap_or("");
-                Some((
-                    sha.chars().take(crate::git::refs::SHORT_ID).collect(),
-                    subject.to_owned(),
-                ))
+            .filter_map(|e| match e.kind {
+                EventKind::TaskCommit {
+                    commit, subject, ..
+                } => Some((
+                    commit.chars().take(crate::git::refs::SHORT_ID).collect(),
+                    subject,
+                )),
+                _ => None,
             })
             .collect();
         for (n, (sha, subject)) in commits.iter().rev().take(5).enumerate() {

@@ -6,6 +6,7 @@ use std::time::Instant;
 use crate::cli::style;
 use crate::coordinator::Summary;
 use crate::lifecycle::Status;
+use crate::narrate;
 use crate::state::events::Event;
 use crate::text::{duration, plural};
 
@@ -22,7 +23,7 @@ impl Human {
     }
 
     pub fn event(&mut self, e: &Event) {
-        let Some(described) = e.describe() else {
+        let Some(described) = narrate::describe(e) else {
             return;
         };
         let line = match described.word {

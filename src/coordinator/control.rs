@@ -17,11 +17,9 @@
 
 use std::path::PathBuf;
 
-use serde_json::{Map, Value};
-
 use crate::lifecycle::{self, Event as Transition, Status, Unit};
 use crate::plan::{FullId, Kind, Plan};
-use crate::state::events::EventName;
+use crate::state::events::{Actor, EventKind};
 use crate::state::inbox::Action;
 use crate::state::model::{Outcome, Timestamp};
 use crate::state::{ItemState, State};
@@ -51,8 +49,8 @@ pub struct StopRequest {
 /// What applying a command did.
 #[derive(Debug, Default)]
 pub struct Applied {
-    /// Events to record, in order.
-    pub events: Vec<(EventName, FullId, Map<String, Value>)>,
+    /// Events to record, in order, each with the item it is about.
+    pub events: Vec<(FullId, EventKind)>,
     pub stop: Vec<StopRequest>,
 }
 
@@ -120,16 +118,12 @@ pub fn apply(
     match action {
         Action::Cancel => {
             entry(plan, state, &id).reason = Some("cancelled by a person".to_owned());
-            applied
-                .events
-                .push((EventName::TaskCancelled, id.clone(), by_person()));
+            applied.events.push((id.clone(), cancelled()));
             for child in children {
                 let status = status_of(plan, state, &child);
                 if let Ok(to) = lifecycle::next(Unit::Subtask, status, Transition::Cancel) {
                     set(plan, state, &child, to, now, &mut applied);
-                    applied
-                        .events
-                        .push((EventName::TaskCancelled, child, by_person()));
+                    applied.events.push((child, cancelled()));
                 }
             }
         }
@@ -139,9 +133,10 @@ pub fn apply(
             s.not_before = None;
             s.reason = None;
             s.ready_since = Some(now);
+            let by = Actor::Person;
             applied
                 .events
-                .push((EventName::TaskRetried, id.clone(), by_person()));
+                .push((id.clone(), EventKind::TaskRetried { by }));
             for child in children {
                 let status = status_of(plan, state, &child);
                 if let Ok(to) = lifecycle::next(Unit::Subtask, status, Transition::Retry) {
@@ -155,17 +150,18 @@ pub fn apply(
         }
         Action::Resolve => {
             entry(plan, state, &id).reason = Some("resolved by a person".to_owned());
+            let by = Actor::Person;
             applied
                 .events
-                .push((EventName::TaskResolved, id.clone(), by_person()));
+                .push((id.clone(), EventKind::TaskResolved { by }));
             unblock_all(plan, state, &mut applied);
         }
     }
     Ok(applied)
 }
 
-fn by_person() -> Map<String, Value> {
-    crate::fields! {"by" => "person"}
+fn cancelled() -> EventKind {
+    EventKind::TaskCancelled { by: Actor::Person }
 }
 
 /// Sets a status; a running attempt that ends here is closed as cancelled.
@@ -213,9 +209,7 @@ fn unblock_all(plan: &Plan, state: &mut State, applied: &mut Applied) {
         {
             s.status = to;
             s.reason = None;
-            applied
-                .events
-                .push((EventName::TaskUnblocked, id, Map::new()));
+            applied.events.push((id, EventKind::TaskUnblocked));
         }
     }
 }

@@ -10,7 +10,7 @@ use crate::plan::FullId;
 use crate::runner::classify::{self, Verdict};
 use crate::runner::hook;
 use crate::runner::spec::{self, AgentResult, ExitRecord};
-use crate::state::events::EventName;
+use crate::state::events::{CommitSource, EventKind};
 use crate::state::model::Purpose;
 
 /// How many of an attempt's newest commits `task.completed` lists.
@@ -212,17 +212,18 @@ impl Coordinator {
             self.tips.insert(live.task.clone(), tip.clone());
         }
         if let Some(sha) = &report.committed {
-            self.emit(
-                EventName::TaskCommit,
-                Some(&unit),
-                crate::fields! {
-                    "commit" => sha,
-                    "subject" => self.title_of(&unit),
-                    "branch" => self.state.items.get(&live.task).and_then(|s| s.branch.clone()),
-                    "auto" => true,
-                    "attempt" => attempt,
-                },
-            );
+            let commit = EventKind::TaskCommit {
+                commit: sha.clone(),
+                subject: self.title_of(&unit),
+                branch: self
+                    .state
+                    .items
+                    .get(&live.task)
+                    .and_then(|s| s.branch.clone()),
+                source: CommitSource::Auto,
+                attempt: Some(attempt),
+            };
+            self.emit(Some(&unit), commit);
         }
         let still_open = self
             .state

@@ -20,7 +20,7 @@ use crate::runner::prompt::{
     self, DependencyView, ItemView, PlanView, PreviousView, ProblemView, PromptContext,
 };
 use crate::runner::spawn::{self, AttemptPlan};
-use crate::state::events::EventName;
+use crate::state::events::EventKind;
 use crate::state::model::{Attempt, MergeProblem, Outcome, Purpose, Timestamp};
 
 impl Coordinator {
@@ -34,9 +34,12 @@ impl Coordinator {
         let number = self.open_attempt(&id);
         self.transition(&id, Unit::Task, Transition::Start);
         self.emit(
-            EventName::TaskStarted,
             Some(&id),
-            crate::fields! {"attempt" => number, "title" => plan.item(ti).title},
+            EventKind::TaskStarted {
+                attempt: number,
+                title: plan.item(ti).title.clone(),
+                purpose: None,
+            },
         );
         self.begin_provision(id, number);
     }
@@ -352,11 +355,15 @@ impl Coordinator {
                     self.transition(&sub, Unit::Subtask, Transition::Start);
                     let title = plan
                         .lookup(sub.as_str())
-                        .map(|i| plan.item(i).title.clone());
+                        .map(|i| plan.item(i).title.clone())
+                        .unwrap_or_default();
                     self.emit(
-                        EventName::TaskStarted,
                         Some(&sub),
-                        crate::fields! {"attempt" => number, "title" => title},
+                        EventKind::TaskStarted {
+                            attempt: number,
+                            title,
+                            purpose: None,
+                        },
                     );
                     self.launch_unit(task, &sub, number);
                     return;
@@ -644,9 +651,12 @@ impl Coordinator {
             entry.reason = Some(reason.clone());
             self.transition(unit, kind, Transition::FailTransient);
             self.emit(
-                EventName::TaskRetrying,
                 Some(unit),
-                crate::fields! {"attempt" => attempt, "reason" => reason, "retry_in_ms" => wait.as_millis() as u64},
+                EventKind::TaskRetrying {
+                    attempt,
+                    reason,
+                    retry_in_ms: wait.as_millis() as u64,
+                },
             );
             return;
         }
@@ -658,9 +668,11 @@ impl Coordinator {
         control::entry(&self.plan, &mut self.state, unit).reason = Some(final_reason.clone());
         self.transition(unit, kind, Transition::FailPermanent);
         self.emit(
-            EventName::TaskFailed,
             Some(unit),
-            crate::fields! {"attempt" => attempt, "reason" => final_reason},
+            EventKind::TaskFailed {
+                attempt: Some(attempt),
+                reason: final_reason,
+            },
         );
         if kind == Unit::Subtask
             && let Some(task) = self.task_of(unit)
@@ -702,17 +714,13 @@ impl Coordinator {
             return;
         }
         self.transition(unit, kind, Transition::Succeed);
-        let mut fields = crate::fields! {"attempt" => attempt};
-        if let Some(c) = commits {
-            fields.insert("commits".to_owned(), c.into());
-        }
-        if !log.is_empty() {
-            fields.insert("log".to_owned(), serde_json::json!(log));
-        }
-        if let Some(d) = duration {
-            fields.insert("duration_ms".to_owned(), (d.as_millis() as u64).into());
-        }
-        self.emit(EventName::TaskCompleted, Some(unit), fields);
+        let completed = EventKind::TaskCompleted {
+            attempt,
+            commits,
+            log: log.to_vec(),
+            duration_ms: duration.map(|d| d.as_millis() as u64),
+        };
+        self.emit(Some(unit), completed);
         if kind == Unit::Task {
             let tip = self.tips.get(unit).cloned();
             self.enqueue(unit, tip);

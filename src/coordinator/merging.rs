@@ -13,7 +13,7 @@ use crate::merge_queue::checks::CheckRun;
 use crate::merge_queue::{self, Job, Outcome, WorktreeAfter};
 use crate::plan::FullId;
 use crate::runner::spec::{self, SupervisorInfo};
-use crate::state::events::EventName;
+use crate::state::events::{EventKind, Merged};
 use crate::state::model::{MergeProblem, Purpose, Queued, Timestamp};
 
 /// How long merging pauses after it had to wait (a dirty target checkout).
@@ -94,11 +94,12 @@ impl Coordinator {
             stop: Arc::clone(&job.check_run.stop),
             check: Arc::clone(&job.check_run.running),
         });
-        self.emit(
-            EventName::MergeStarted,
-            Some(&task),
-            crate::fields! {"branch" => branch, "tip" => queued_tip, "strategy" => self.config.git.merge_strategy},
-        );
+        let started = EventKind::MergeStarted {
+            branch,
+            tip: queued_tip,
+            strategy: self.config.git.merge_strategy,
+        };
+        self.emit(Some(&task), started);
         let tx = self.tx.clone();
         tokio::task::spawn_blocking(move || {
             let outcome = merge_queue::run(&job);
@@ -136,11 +137,7 @@ impl Coordinator {
                 self.merge_pause = None;
                 self.target_seen = Some(commit.clone());
                 for check in checks {
-                    self.emit(
-                        EventName::CheckPassed,
-                        Some(&task),
-                        crate::fields! {"check" => check},
-                    );
+                    self.emit(Some(&task), EventKind::CheckPassed { check });
                 }
                 let entry = control::entry(&self.plan, &mut self.state, &task);
                 entry.merge_commit = Some(commit.clone());
@@ -156,24 +153,19 @@ impl Coordinator {
                     WorktreeAfter::Untouched => {}
                 }
                 self.transition(&task, Unit::Task, Transition::Merge);
-                self.emit(
-                    EventName::TaskMerged,
-                    Some(&task),
-                    crate::fields! {
-                        "commit" => commit,
-                        "onto" => onto,
-                        "strategy" => self.config.git.merge_strategy,
-                        "backup" => backup,
-                        "branch_deleted" => branch_deleted,
-                        "merge_ms" => took.as_millis() as u64,
+                let merged = EventKind::TaskMerged {
+                    commit,
+                    how: Merged::Landed {
+                        onto,
+                        strategy: self.config.git.merge_strategy,
+                        backup,
+                        branch_deleted,
+                        merge_ms: took.as_millis() as u64,
                     },
-                );
-                for failure in hook_failures {
-                    self.emit(
-                        EventName::HookFailed,
-                        Some(&task),
-                        crate::fields! {"reason" => failure},
-                    );
+                };
+                self.emit(Some(&task), merged);
+                for reason in hook_failures {
+                    self.emit(Some(&task), EventKind::HookFailed { reason });
                 }
             }
             Outcome::Conflicts { files, onto } => {
@@ -206,12 +198,8 @@ impl Coordinator {
                 log,
                 passed,
             } => {
-                for name in passed {
-                    self.emit(
-                        EventName::CheckPassed,
-                        Some(&task),
-                        crate::fields! {"check" => name},
-                    );
+                for check in passed {
+                    self.emit(Some(&task), EventKind::CheckPassed { check });
                 }
                 let reason = format!("check `{check}` failed: {reason}");
                 self.red(&task, check, reason, Some(log));
@@ -220,11 +208,10 @@ impl Coordinator {
                 self.requeue(&task, &reason, None);
                 let changed = self.last_wait.as_deref() != Some(reason.as_str());
                 if changed {
-                    self.emit(
-                        EventName::MergeWaiting,
-                        Some(&task),
-                        crate::fields! {"reason" => reason},
-                    );
+                    let waiting = EventKind::MergeWaiting {
+                        reason: reason.clone(),
+                    };
+                    self.emit(Some(&task), waiting);
                 }
                 self.last_wait = Some(reason);
                 self.merge_pause = Some(Instant::now() + WAIT_PAUSE);
@@ -238,19 +225,18 @@ impl Coordinator {
                 };
                 self.requeue(&task, &reason, Some(tip.clone()));
                 self.emit(
-                    EventName::MergeRequeued,
                     Some(&task),
-                    crate::fields! {"reason" => reason, "tip" => tip, "backup" => backup},
+                    EventKind::MergeRequeued {
+                        reason,
+                        tip,
+                        backup,
+                    },
                 );
             }
             Outcome::TargetGone => {
                 let reason = format!("target branch `{}` is gone", self.target);
                 self.requeue(&task, &reason, None);
-                self.emit(
-                    EventName::MergeWaiting,
-                    Some(&task),
-                    crate::fields! {"reason" => reason},
-                );
+                self.emit(Some(&task), EventKind::MergeWaiting { reason });
                 self.halt_target_gone();
             }
             Outcome::Interrupted => {
@@ -260,11 +246,11 @@ impl Coordinator {
                 let reason = format!("merge failed: {reason}");
                 control::entry(&self.plan, &mut self.state, &task).reason = Some(reason.clone());
                 self.transition(&task, Unit::Task, Transition::CheckFailed);
-                self.emit(
-                    EventName::TaskFailed,
-                    Some(&task),
-                    crate::fields! {"reason" => reason},
-                );
+                let failed = EventKind::TaskFailed {
+                    attempt: None,
+                    reason,
+                };
+                self.emit(Some(&task), failed);
             }
         }
     }
@@ -298,11 +284,12 @@ impl Coordinator {
         });
         entry.reason = Some(reason.clone());
         self.transition(task, Unit::Task, Transition::Conflict);
-        self.emit(
-            EventName::MergeConflicted,
-            Some(task),
-            crate::fields! {"files" => files, "onto" => onto, "reason" => reason},
-        );
+        let conflicted = EventKind::MergeConflicted {
+            files,
+            onto,
+            reason: reason.clone(),
+        };
+        self.emit(Some(task), conflicted);
         if self.config.merge.on_conflict == OnFailure::Agent && self.attempts_left(task) {
             self.hand_back(task, Purpose::Conflict);
         } else {
@@ -320,11 +307,12 @@ impl Coordinator {
             Some(log) => format!("{reason}; log: {log}"),
             None => reason.clone(),
         };
-        self.emit(
-            EventName::CheckFailed,
-            Some(task),
-            crate::fields! {"check" => check, "reason" => reason, "log" => shown},
-        );
+        let failed = EventKind::CheckFailed {
+            check: check.clone(),
+            reason: reason.clone(),
+            log: shown,
+        };
+        self.emit(Some(task), failed);
         let entry = control::entry(&self.plan, &mut self.state, task);
         entry.merge_problem = Some(MergeProblem::Check {
             name: check,
@@ -336,11 +324,11 @@ impl Coordinator {
             self.hand_back(task, Purpose::CheckFailure);
         } else {
             self.transition(task, Unit::Task, Transition::CheckFailed);
-            self.emit(
-                EventName::TaskFailed,
-                Some(task),
-                crate::fields! {"reason" => full},
-            );
+            let failed = EventKind::TaskFailed {
+                attempt: None,
+                reason: full,
+            };
+            self.emit(Some(task), failed);
         }
     }
 
@@ -351,12 +339,14 @@ impl Coordinator {
         let title = self
             .plan
             .lookup(task.as_str())
-            .map(|i| self.plan.item(i).title.clone());
-        self.emit(
-            EventName::TaskStarted,
-            Some(task),
-            crate::fields! {"attempt" => number, "title" => title, "purpose" => purpose},
-        );
+            .map(|i| self.plan.item(i).title.clone())
+            .unwrap_or_default();
+        let started = EventKind::TaskStarted {
+            attempt: number,
+            title,
+            purpose: Some(purpose),
+        };
+        self.emit(Some(task), started);
         self.begin_provision(task.clone(), number);
     }
 
@@ -414,11 +404,11 @@ impl Coordinator {
                 control::entry(&self.plan, &mut self.state, &task).merge_commit =
                     Some(commit.clone());
                 self.transition(&task, Unit::Task, Transition::Merge);
-                self.emit(
-                    EventName::TaskMerged,
-                    Some(&task),
-                    crate::fields! {"commit" => commit, "recovered" => true},
-                );
+                let merged = EventKind::TaskMerged {
+                    commit,
+                    how: Merged::Recovered,
+                };
+                self.emit(Some(&task), merged);
             } else if status == Status::Merging {
                 self.transition(&task, Unit::Task, Transition::Requeue);
             }

@@ -37,7 +37,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use serde_json::{Map, Value};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
@@ -46,7 +45,7 @@ use crate::git::GitError;
 use crate::lifecycle::{self, Event as Transition, Status, Unit};
 use crate::plan::{FullId, ItemIdx, Kind, Plan};
 use crate::schedule::{self, Blocker, Limits, Readiness, TaskView};
-use crate::state::events::{Event, EventLog, EventName};
+use crate::state::events::{Event, EventKind, EventLog};
 use crate::state::lock::{self, LockError, RunLock};
 use crate::state::model::{RunRecord, Timestamp};
 use crate::state::{State, StateDir, StateError, inbox, store};
@@ -344,13 +343,13 @@ impl Coordinator {
             _lock: lock,
             _watcher: watcher,
         };
-        let fields = crate::fields! {
-            "pid" => std::process::id(),
-            "target" => c.target,
-            "tasks" => c.in_scope.iter().filter(|s| **s).count(),
-            "no_merge" => c.options.no_merge,
+        let started = EventKind::RunStarted {
+            pid: std::process::id(),
+            target: c.target.clone(),
+            tasks: c.in_scope.iter().filter(|s| **s).count(),
+            no_merge: c.options.no_merge,
         };
-        c.emit(EventName::RunStarted, None, fields);
+        c.emit(None, started);
         c.reconcile();
         if !c.options.no_merge {
             c.reconcile_merges();
@@ -427,8 +426,8 @@ impl Coordinator {
     /// written (a full disk, say) ends the run at the next turn of the loop,
     /// as a state that cannot be written does; agents at work go on and the
     /// next run adopts them.
-    fn emit(&mut self, name: EventName, id: Option<&FullId>, fields: Map<String, Value>) {
-        match self.log.append(name, id, fields) {
+    fn emit(&mut self, id: Option<&FullId>, kind: EventKind) {
+        match self.log.append(id, kind) {
             Ok(event) => (self.sink)(&event),
             Err(source) => {
                 if self.log_error.is_none() {
@@ -546,7 +545,7 @@ impl Coordinator {
                     control::entry(&plan, &mut self.state, id).ready_since =
                         Some(Timestamp::at(now));
                     self.transition(id, Unit::Task, Transition::Promote);
-                    self.emit(EventName::TaskReady, Some(id), Map::new());
+                    self.emit(Some(id), EventKind::TaskReady);
                 }
                 Readiness::Blocked(blocker) => {
                     let (by, how) = match blocker {
@@ -558,11 +557,7 @@ impl Coordinator {
                     let reason = format!("{how} `{by_id}` is {by_status}");
                     self.transition(id, Unit::Task, Transition::Block);
                     control::entry(&plan, &mut self.state, id).reason = Some(reason.clone());
-                    self.emit(
-                        EventName::TaskBlocked,
-                        Some(id),
-                        crate::fields! {"by" => by_id, "reason" => reason},
-                    );
+                    self.emit(Some(id), EventKind::TaskBlocked { by: by_id, reason });
                 }
                 _ => {}
             }
@@ -693,11 +688,14 @@ impl Coordinator {
                     self.dirty = true;
                     self.views = self.task_views();
                     self.reschedule = true;
-                    for (name, id, fields) in applied.events {
-                        if name == EventName::TaskRetried || name == EventName::TaskResolved {
+                    for (id, kind) in applied.events {
+                        if matches!(
+                            kind,
+                            EventKind::TaskRetried { .. } | EventKind::TaskResolved { .. }
+                        ) {
                             self.stepping.remove(&id);
                         }
-                        self.emit(name, Some(&id), fields);
+                        self.emit(Some(&id), kind);
                     }
                     for stop in applied.stop {
                         self.stop_attempt(&stop.unit, false);
@@ -735,8 +733,12 @@ impl Coordinator {
         match self.stopping {
             None => {
                 self.stopping = Some(Stop::Graceful);
-                let fields = crate::fields! {"agents" => units.len()};
-                self.emit(EventName::RunStopping, None, fields);
+                self.emit(
+                    None,
+                    EventKind::RunStopping {
+                        agents: units.len(),
+                    },
+                );
                 for unit in &units {
                     self.stop_attempt(unit, false);
                 }
@@ -771,9 +773,11 @@ impl Coordinator {
         }
         self.dirty = true;
         self.emit(
-            EventName::TaskInterrupted,
             Some(unit),
-            crate::fields! {"attempt" => attempt, "reason" => reason},
+            EventKind::TaskInterrupted {
+                attempt,
+                reason: reason.to_owned(),
+            },
         );
     }
 
@@ -883,26 +887,17 @@ impl Coordinator {
             attempts: self.attempts_started,
             elapsed: self.started.elapsed(),
         };
-        let counts_json: Map<String, Value> = summary
-            .counts
-            .iter()
-            .map(|(s, n)| (s.as_str().to_owned(), Value::from(*n)))
-            .collect();
-        let mut fields = crate::fields! {
-            "elapsed_ms" => summary.elapsed.as_millis() as u64,
-            "attempts" => summary.attempts,
-            "interrupted" => summary.interrupted,
-            "counts" => counts_json,
+        let finished = EventKind::RunFinished {
+            elapsed_ms: summary.elapsed.as_millis() as u64,
+            attempts: summary.attempts,
+            interrupted: summary.interrupted,
+            counts: summary.counts.clone(),
+            cpu_ms: crate::process::own_cpu_time().map(|cpu| cpu.as_millis() as u64),
+            peak_rss_kb: crate::process::own_peak_rss_kb(),
+            state_writes: self.state_writes,
+            state_bytes: self.state_bytes,
         };
-        if let Some(cpu) = crate::process::own_cpu_time() {
-            fields.insert("cpu_ms".to_owned(), (cpu.as_millis() as u64).into());
-        }
-        if let Some(kb) = crate::process::own_peak_rss_kb() {
-            fields.insert("peak_rss_kb".to_owned(), kb.into());
-        }
-        fields.insert("state_writes".to_owned(), self.state_writes.into());
-        fields.insert("state_bytes".to_owned(), self.state_bytes.into());
-        self.emit(EventName::RunFinished, None, fields);
+        self.emit(None, finished);
         Ok(summary)
     }
 }

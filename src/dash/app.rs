@@ -16,7 +16,7 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use crate::lifecycle::Status;
 use crate::plan::{FullId, ItemIdx, Kind, Plan};
-use crate::state::events::{Event, EventName};
+use crate::state::events::{Event, EventKind};
 use crate::state::inbox::Action;
 use crate::state::{self, State};
 
@@ -243,7 +243,7 @@ impl AppState {
                 let mut started = None;
                 for e in events {
                     self.note_event(&e);
-                    if e.event == EventName::TaskStarted {
+                    if matches!(e.kind, EventKind::TaskStarted { .. }) {
                         started = e.id.clone();
                     }
                     self.events.push_back(e);
@@ -293,45 +293,30 @@ impl AppState {
             unit.and_then(|id| self.plan.lookup(id.as_str()))
                 .is_some_and(|i| self.plan.item(i).kind == Kind::Task)
         };
-        match e.event {
-            EventName::RunStarted => {
+        match &e.kind {
+            EventKind::RunStarted { no_merge, .. } => {
                 self.run_started = Some(e.ts.0);
                 self.finished_in_run = 0;
-                self.no_merge = e.fields.get("no_merge").and_then(|v| v.as_bool()) == Some(true);
+                self.no_merge = *no_merge;
             }
-            EventName::TaskMerged => self.finished_in_run += 1,
-            EventName::TaskCompleted if self.no_merge && is_task() => self.finished_in_run += 1,
+            EventKind::TaskMerged { .. } => self.finished_in_run += 1,
+            EventKind::TaskCompleted { .. } if self.no_merge && is_task() => {
+                self.finished_in_run += 1
+            }
             _ => {}
         }
         let Some(unit) = unit else { return };
-        let mut seen: Vec<(String, String)> = Vec::new();
-        match e.event {
-            EventName::TaskCommit => {
-                if let Some(sha) = e.fields.get("commit").and_then(|v| v.as_str()) {
-                    let subject = e
-                        .fields
-                        .get("subject")
-                        .and_then(|v| v.as_str())
-                        .unwrap_or("");
-                    let mut short = sha.to_owned();
-                    short.truncate(crate::git::refs::SHORT_ID);
-                    seen.push((short, subject.to_owned()));
-                }
+        let seen: Vec<(String, String)> = match &e.kind {
+            EventKind::TaskCommit {
+                commit, subject, ..
+            } => {
+                let mut short = commit.clone();
+                short.truncate(crate::git::refs::SHORT_ID);
+                vec![(short, subject.clone())]
             }
-            EventName::TaskCompleted => {
-                if let Some(log) = e.fields.get("log").and_then(|v| v.as_array()) {
-                    for pair in log.iter().rev() {
-                        if let (Some(sha), Some(subject)) = (
-                            pair.get(0).and_then(|v| v.as_str()),
-                            pair.get(1).and_then(|v| v.as_str()),
-                        ) {
-                            seen.push((sha.to_owned(), subject.to_owned()));
-                        }
-                    }
-                }
-            }
+            EventKind::TaskCompleted { log, .. } => log.iter().rev().cloned().collect(),
             _ => return,
-        }
+        };
         let list = self.commits.entry(unit.clone()).or_default();
         for (sha, subject) in seen {
             match list.iter().position(|(s, _)| *s == sha) {
@@ -883,9 +868,12 @@ title = "Importer"
             Msg::Events(vec![Event {
                 seq: 1,
                 ts: crate::state::Timestamp(SystemTime::UNIX_EPOCH),
-                event: EventName::TaskStarted,
                 id: Some(FullId::parse(id).unwrap()),
-                fields: serde_json::Map::new(),
+                kind: EventKind::TaskStarted {
+                    attempt: 1,
+                    title: String::new(),
+                    purpose: None,
+                },
             }])
         };
         let cmds = app.update(started("P1.M1.T2"));

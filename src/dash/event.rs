@@ -355,7 +355,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(events::FILE_NAME);
         let mut log = events::EventLog::open(&path).unwrap();
-        log.append(events::EventName::RunStarted, None, serde_json::Map::new())
+        log.append(None, events::EventKind::RunStopping { agents: 0 })
             .unwrap();
         let mut reader = Reader::new(dir.path());
         assert_eq!(reader.new_events().unwrap().len(), 1);
@@ -367,10 +367,11 @@ mod tests {
         file.write_all(br#"{"seq":2,"ts":"2026-01-01T00:00:00Z","#)
             .unwrap();
         assert!(reader.new_events().unwrap().is_empty());
-        file.write_all(b"\"event\":\"run.finished\"}\n").unwrap();
+        file.write_all(b"\"event\":\"task.ready\",\"id\":\"T1\"}\n")
+            .unwrap();
         let got = reader.new_events().unwrap();
         assert_eq!(got.len(), 1);
-        assert_eq!(got[0].event, events::EventName::RunFinished);
+        assert_eq!(got[0].kind, events::EventKind::TaskReady);
     }
 
     #[test]

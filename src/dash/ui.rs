@@ -24,7 +24,9 @@ use ratatui::widgets::{Block, Clear, Paragraph, Wrap};
 
 use crate::dash::app::{AppState, Mode};
 use crate::lifecycle::Status;
+use crate::narrate;
 use crate::plan::ItemIdx;
+use crate::state::events::EventKind;
 use crate::state::inbox::Action;
 use crate::state::model::{Attempt, MergeProblem, Outcome};
 
@@ -481,10 +483,10 @@ fn queue(app: &AppState, frame: &mut Frame, area: Rect, paint: &Paint) {
     }
     let last_refusal = app.events.iter().rev().find(|e| {
         matches!(
-            e.event,
-            crate::state::events::EventName::MergeConflicted
-                | crate::state::events::EventName::CheckFailed
-                | crate::state::events::EventName::MergeWaiting
+            e.kind,
+            EventKind::MergeConflicted { .. }
+                | EventKind::CheckFailed { .. }
+                | EventKind::MergeWaiting { .. }
         )
     });
     let reserve = usize::from(last_refusal.is_some());
@@ -500,7 +502,7 @@ fn queue(app: &AppState, frame: &mut Frame, area: Rect, paint: &Paint) {
     if lines.is_empty() {
         lines.push(Line::styled("empty", paint.dim()));
     }
-    if let Some(e) = last_refusal.and_then(|e| e.describe()) {
+    if let Some(e) = last_refusal.and_then(narrate::describe) {
         let text = format!("last: {}", e.text);
         let status = e.word.map_or(Status::Failed, |(s, _)| s);
         lines.push(Line::styled(text, paint.status(status)));
@@ -570,7 +572,7 @@ fn feed(app: &AppState, frame: &mut Frame, area: Rect, paint: &Paint) {
         .iter()
         .rev()
         .filter_map(|e| {
-            let d = e.describe()?;
+            let d = narrate::describe(e)?;
             let at = match app.run_started {
                 Some(start) if e.ts.0 >= start => {
                     let s = elapsed(start, e.ts.0).as_secs();
@@ -710,9 +712,10 @@ mod tests {
     use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
     use super::*;
+    use crate::config::MergeStrategy;
     use crate::dash::app::Msg;
     use crate::plan::{FullId, Rules};
-    use crate::state::events::{Event, EventName};
+    use crate::state::events::{Event, Merged};
     use crate::state::model::{Queued, RunRecord, Timestamp};
     use crate::state::{ItemState, State};
 
@@ -763,19 +766,32 @@ depends_on = ["P1.M1.T2", "P1.M1.T3"]
         FullId::parse(s).unwrap()
     }
 
-    fn event(
-        seq: u64,
-        secs: u64,
-        name: EventName,
-        unit: Option<&str>,
-        fields: serde_json::Map<String, serde_json::Value>,
-    ) -> Event {
+    fn event(seq: u64, secs: u64, unit: Option<&str>, kind: EventKind) -> Event {
         Event {
             seq,
             ts: Timestamp(at(secs)),
-            event: name,
             id: unit.map(id),
-            fields,
+            kind,
+        }
+    }
+
+    fn started(attempt: u32, title: &str) -> EventKind {
+        EventKind::TaskStarted {
+            attempt,
+            title: title.to_owned(),
+            purpose: None,
+        }
+    }
+
+    fn completed(commits: u32, log: &[(&str, &str)]) -> EventKind {
+        EventKind::TaskCompleted {
+            attempt: 1,
+            commits: Some(commits),
+            log: log
+                .iter()
+                .map(|(sha, subject)| (sha.to_string(), subject.to_string()))
+                .collect(),
+            duration_ms: None,
         }
     }
 
@@ -859,14 +875,71 @@ depends_on = ["P1.M1.T2", "P1.M1.T3"]
         app.color = false;
         app.update(Msg::Live(Some(4242)));
         app.update(Msg::Events(vec![
-            event(1, 0, EventName::RunStarted, None, crate::fields! {"tasks" => 5, "target" => "main"}),
-            event(2, 1, EventName::TaskStarted, Some("P1.M1.T1"), crate::fields! {"attempt" => 1, "title" => "Define the schema"}),
-            event(3, 95, EventName::TaskCompleted, Some("P1.M1.T1"), crate::fields! {"attempt" => 1, "commits" => 2, "log" => [["a1b2c3d4e", "Add schema"], ["0f9e8d7c6", "Add schema tests"]]}),
-            event(4, 99, EventName::TaskMerged, Some("P1.M1.T1"), crate::fields! {"commit" => "4f1c2a9e0"}),
-            event(5, 160, EventName::TaskRetrying, Some("P1.M1.T2"), crate::fields! {"attempt" => 1, "reason" => "exit code 1", "retry_in_ms" => 15000}),
-            event(6, 175, EventName::TaskStarted, Some("P1.M1.T2"), crate::fields! {"attempt" => 2, "title" => "Write the model layer"}),
-            event(7, 230, EventName::TaskFailed, Some("P1.M1.T4"), crate::fields! {"attempt" => 3, "reason" => "exit code 2"}),
-            event(8, 250, EventName::TaskCompleted, Some("P1.M1.T3"), crate::fields! {"attempt" => 1, "commits" => 1}),
+            event(
+                1,
+                0,
+                None,
+                EventKind::RunStarted {
+                    pid: 4242,
+                    target: "main".to_owned(),
+                    tasks: 5,
+                    no_merge: false,
+                },
+            ),
+            event(2, 1, Some("P1.M1.T1"), started(1, "Define the schema")),
+            event(
+                3,
+                95,
+                Some("P1.M1.T1"),
+                completed(
+                    2,
+                    &[
+                        ("a1b2c3d4e", "Add schema"),
+                        ("0f9e8d7c6", "Add schema tests"),
+                    ],
+                ),
+            ),
+            event(
+                4,
+                99,
+                Some("P1.M1.T1"),
+                EventKind::TaskMerged {
+                    commit: "4f1c2a9e0".to_owned(),
+                    how: Merged::Landed {
+                        onto: "5dd1759e3".to_owned(),
+                        strategy: MergeStrategy::Merge,
+                        backup: None,
+                        branch_deleted: true,
+                        merge_ms: 40,
+                    },
+                },
+            ),
+            event(
+                5,
+                160,
+                Some("P1.M1.T2"),
+                EventKind::TaskRetrying {
+                    attempt: 1,
+                    reason: "exit code 1".to_owned(),
+                    retry_in_ms: 15000,
+                },
+            ),
+            event(
+                6,
+                175,
+                Some("P1.M1.T2"),
+                started(2, "Write the model layer"),
+            ),
+            event(
+                7,
+                230,
+                Some("P1.M1.T4"),
+                EventKind::TaskFailed {
+                    attempt: Some(3),
+                    reason: "exit code 2".to_owned(),
+                },
+            ),
+            event(8, 250, Some("P1.M1.T3"), completed(1, &[])),
         ]));
         app
     }

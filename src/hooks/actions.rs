@@ -27,7 +27,7 @@ use crate::git::RepoPaths;
 use crate::git::cmd;
 use crate::merge_queue::policy::Policy;
 use crate::plan::FullId;
-use crate::state::events::{self, EventLog, EventName};
+use crate::state::events::{self, CommitSource, EventKind, EventLog};
 
 /// The task worktree a hook runs in.
 struct TaskWorktree {
@@ -182,22 +182,19 @@ fn record_commit(wt: &TaskWorktree) -> Result<(), String> {
         .split_once('\0')
         .unwrap_or((head.trim_end(), ""));
     let unit = subtask(wt).unwrap_or_else(|| wt.task.clone());
-    let mut fields = crate::fields! {
-        "commit" => sha,
-        "subject" => subject,
-        "branch" => wt.branch,
-        "via" => "hook",
+    let commit = EventKind::TaskCommit {
+        commit: sha.to_owned(),
+        subject: subject.to_owned(),
+        branch: Some(wt.branch.clone()),
+        source: CommitSource::Hook,
+        attempt: std::env::var("ORCH_ATTEMPT")
+            .ok()
+            .and_then(|a| a.parse::<u32>().ok()),
     };
-    if let Some(n) = std::env::var("ORCH_ATTEMPT")
-        .ok()
-        .and_then(|a| a.parse::<u64>().ok())
-    {
-        fields.insert("attempt".to_owned(), n.into());
-    }
     let path = state_dir.join(events::FILE_NAME);
     let mut log =
         EventLog::open(&path).map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
-    log.append(EventName::TaskCommit, Some(&unit), fields)
+    log.append(Some(&unit), commit)
         .map_err(|e| format!("cannot append to `{}`: {e}", path.display()))?;
     Ok(())
 }

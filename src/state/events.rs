@@ -1,255 +1,428 @@
-//! `events.jsonl`: the append-only log of everything that happened.
+//! `events.jsonl`: the append-only log of everything that happened, and the
+//! schema of its lines.
 //!
-//! One JSON object a line: `{"seq":17,"ts":"…","event":"task.merged","id":"P1.M1.T1",…}`.
+//! One JSON object a line: `{"seq":17,"ts":"…","event":"task.merged","id":"P1.M1.T1",…}`:
+//! `seq`, `ts`, `event`, `id` (absent for `run.*` events), then the event's
+//! own fields. [`EventKind`] is the schema: one variant per event name, its
+//! fields in the order they are written. `docs/state.md` (section
+//! "`events.jsonl`") documents the same shapes, and a test parses its
+//! examples.
+//!
+//! Reading is lenient, so that logs written by other versions keep working:
+//! fields a reader does not know are ignored, and a line whose event it does
+//! not know, or that does not parse, is skipped.
+//!
 //! Each line goes out in one `write` on a file opened for appending, so a
 //! crash leaves at most one incomplete last line; readers skip it, and the
 //! next writer starts on a fresh line. `seq` continues from the last
 //! complete line.
+//!
+//! How events read to a person is [`crate::narrate`]'s business.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde::de::Error as _;
+use serde::ser::{Error as _, SerializeMap};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
 
+use crate::config::MergeStrategy;
 use crate::lifecycle::Status;
 use crate::plan::FullId;
-use crate::state::model::Timestamp;
-use crate::text::{duration, plural};
+use crate::state::model::{Purpose, Timestamp};
 
 /// The log's file name inside the state dir.
 pub const FILE_NAME: &str = "events.jsonl";
 
-/// Event names (DESIGN §3), plus the run's own bookkeeping.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum EventName {
-    #[serde(rename = "run.started")]
-    RunStarted,
-    #[serde(rename = "run.stopping")]
-    RunStopping,
-    #[serde(rename = "run.finished")]
-    RunFinished,
-    #[serde(rename = "task.ready")]
-    TaskReady,
-    #[serde(rename = "task.started")]
-    TaskStarted,
-    #[serde(rename = "task.commit")]
-    TaskCommit,
-    #[serde(rename = "task.completed")]
-    TaskCompleted,
-    #[serde(rename = "task.retrying")]
-    TaskRetrying,
-    #[serde(rename = "task.interrupted")]
-    TaskInterrupted,
-    #[serde(rename = "task.failed")]
-    TaskFailed,
-    #[serde(rename = "task.blocked")]
-    TaskBlocked,
-    #[serde(rename = "task.unblocked")]
-    TaskUnblocked,
-    #[serde(rename = "merge.started")]
-    MergeStarted,
-    #[serde(rename = "merge.conflicted")]
-    MergeConflicted,
-    #[serde(rename = "merge.waiting")]
-    MergeWaiting,
-    #[serde(rename = "merge.requeued")]
-    MergeRequeued,
-    #[serde(rename = "check.passed")]
-    CheckPassed,
-    #[serde(rename = "check.failed")]
-    CheckFailed,
-    #[serde(rename = "task.merged")]
-    TaskMerged,
-    #[serde(rename = "task.cancelled")]
-    TaskCancelled,
-    #[serde(rename = "task.resolved")]
-    TaskResolved,
-    #[serde(rename = "task.retried")]
-    TaskRetried,
-    #[serde(rename = "hook.failed")]
-    HookFailed,
-}
-
-impl EventName {
-    /// Returns the dotted name as written in the log.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventName::RunStarted => "run.started",
-            EventName::RunStopping => "run.stopping",
-            EventName::RunFinished => "run.finished",
-            EventName::TaskReady => "task.ready",
-            EventName::TaskStarted => "task.started",
-            EventName::TaskCommit => "task.commit",
-            EventName::TaskCompleted => "task.completed",
-            EventName::TaskRetrying => "task.retrying",
-            EventName::TaskInterrupted => "task.interrupted",
-            EventName::TaskFailed => "task.failed",
-            EventName::TaskBlocked => "task.blocked",
-            EventName::TaskUnblocked => "task.unblocked",
-            EventName::MergeStarted => "merge.started",
-            EventName::MergeConflicted => "merge.conflicted",
-            EventName::MergeWaiting => "merge.waiting",
-            EventName::MergeRequeued => "merge.requeued",
-            EventName::CheckPassed => "check.passed",
-            EventName::CheckFailed => "check.failed",
-            EventName::TaskMerged => "task.merged",
-            EventName::TaskCancelled => "task.cancelled",
-            EventName::TaskResolved => "task.resolved",
-            EventName::TaskRetried => "task.retried",
-            EventName::HookFailed => "hook.failed",
-        }
-    }
-}
-
 /// One line of the log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(from = "Line")]
 pub struct Event {
+    /// 1, 2, ...: unique and increasing across every writer of the file.
     pub seq: u64,
     pub ts: Timestamp,
-    pub event: EventName,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The task or subtask; `None` for `run.*` events.
     pub id: Option<FullId>,
-    /// Event-specific fields (attempt, reason, oids, durations ...).
-    #[serde(flatten)]
-    pub fields: Map<String, Value>,
+    pub kind: EventKind,
 }
 
-/// How an event reads to a person: an optional status word, then the rest.
+/// What happened: the event's name (DESIGN §3, plus the run's own
+/// bookkeeping) and its fields.
+///
+/// A field in an `Option` is written as `null` when unknown, unless its doc
+/// says it is left out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event")]
+pub enum EventKind {
+    /// A coordinator starts: its pid, the target branch, the tasks in scope
+    /// and whether it was told not to merge.
+    #[serde(rename = "run.started")]
+    RunStarted {
+        pid: u32,
+        target: String,
+        tasks: usize,
+        no_merge: bool,
+    },
+    /// The first Ctrl-C or SIGTERM: `agents` attempts are being stopped.
+    #[serde(rename = "run.stopping")]
+    RunStopping { agents: usize },
+    /// The coordinator ends, also after a Ctrl-C (not when it is killed).
+    #[serde(rename = "run.finished")]
+    RunFinished {
+        elapsed_ms: u64,
+        /// Attempts started by this run.
+        attempts: u32,
+        interrupted: bool,
+        /// Tasks in scope by status.
+        counts: BTreeMap<Status, usize>,
+        /// Left out where the platform cannot tell (Linux only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cpu_ms: Option<u64>,
+        /// Left out where the platform cannot tell.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        peak_rss_kb: Option<u64>,
+        /// `state.json` writes by this run, and the bytes they wrote. Logs
+        /// from before these fields read as 0.
+        #[serde(default)]
+        state_writes: u64,
+        #[serde(default)]
+        state_bytes: u64,
+    },
+    /// A pending task becomes ready.
+    #[serde(rename = "task.ready")]
+    TaskReady,
+    /// An attempt opens; `purpose` (left out when none) when a merge hands
+    /// the task back to its agent.
+    #[serde(rename = "task.started")]
+    TaskStarted {
+        attempt: u32,
+        /// Older writers wrote `null` for an item missing from the plan; it
+        /// reads as empty.
+        #[serde(default, deserialize_with = "null_as_empty")]
+        title: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        purpose: Option<Purpose>,
+    },
+    /// A commit lands on a task branch (`id` is the subtask when
+    /// `ORCH_SUBTASK_ID` names one).
+    #[serde(rename = "task.commit")]
+    TaskCommit {
+        commit: String,
+        subject: String,
+        branch: Option<String>,
+        #[serde(flatten)]
+        source: CommitSource,
+        /// Left out when the hook ran without `ORCH_ATTEMPT`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attempt: Option<u32>,
+    },
+    /// An attempt succeeded. Each field but `attempt` is left out when
+    /// unknown (`log` when empty).
+    #[serde(rename = "task.completed")]
+    TaskCompleted {
+        attempt: u32,
+        /// Commits on the branch since `base`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        commits: Option<u32>,
+        /// The newest 10 commits at most, newest first, as `(short id, subject)`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        log: Vec<(String, String)>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        duration_ms: Option<u64>,
+    },
+    /// An attempt failed and the item will run again after the backoff.
+    #[serde(rename = "task.retrying")]
+    TaskRetrying {
+        attempt: u32,
+        reason: String,
+        retry_in_ms: u64,
+    },
+    /// An attempt was cut short by the coordinator stopping, or its
+    /// supervisor was gone on restart; it does not count.
+    #[serde(rename = "task.interrupted")]
+    TaskInterrupted { attempt: u32, reason: String },
+    /// The item failed for good. `attempt` is left out when a merge failed,
+    /// or a check failed with no agent to fix it.
+    #[serde(rename = "task.failed")]
+    TaskFailed {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attempt: Option<u32>,
+        reason: String,
+    },
+    /// A required dependency or the phase barrier cannot be met: `by` is the
+    /// item that blocks it.
+    #[serde(rename = "task.blocked")]
+    TaskBlocked { by: FullId, reason: String },
+    /// A person's retry or resolve unblocks it.
+    #[serde(rename = "task.unblocked")]
+    TaskUnblocked,
+    /// A merge begins; `tip` is the branch tip recorded when it was queued.
+    #[serde(rename = "merge.started")]
+    MergeStarted {
+        branch: String,
+        tip: Option<String>,
+        strategy: MergeStrategy,
+    },
+    /// The merge conflicts (`files` is empty when `ff-only` cannot land the
+    /// branch).
+    #[serde(rename = "merge.conflicted")]
+    MergeConflicted {
+        files: Vec<String>,
+        onto: String,
+        reason: String,
+    },
+    /// The target's checkout is not clean, or the target kept moving.
+    #[serde(rename = "merge.waiting")]
+    MergeWaiting { reason: String },
+    /// The branch moved after it was queued: its new `tip`, and the ref that
+    /// keeps the old one when commits were dropped.
+    #[serde(rename = "merge.requeued")]
+    MergeRequeued {
+        reason: String,
+        tip: String,
+        backup: Option<String>,
+    },
+    /// A check passed on the merge candidate.
+    #[serde(rename = "check.passed")]
+    CheckPassed { check: String },
+    /// A check, or a policy rule (`check` is `policy.<rule>`, `log` is
+    /// `None`), refused the candidate; `log` is relative to the repository
+    /// root.
+    #[serde(rename = "check.failed")]
+    CheckFailed {
+        check: String,
+        reason: String,
+        log: Option<String>,
+    },
+    /// The target moved to the task's work, `commit`.
+    #[serde(rename = "task.merged")]
+    TaskMerged {
+        commit: String,
+        #[serde(flatten)]
+        how: Merged,
+    },
+    /// A person cancelled it, or the task it belongs to.
+    #[serde(rename = "task.cancelled")]
+    TaskCancelled { by: Actor },
+    /// A person resolved it.
+    #[serde(rename = "task.resolved")]
+    TaskResolved { by: Actor },
+    /// A person retried it.
+    #[serde(rename = "task.retried")]
+    TaskRetried { by: Actor },
+    /// A `post_merge` command, or the cleanup after a merge, failed; the
+    /// merge stands.
+    #[serde(rename = "hook.failed")]
+    HookFailed { reason: String },
+}
+
+impl EventKind {
+    /// Returns the dotted name written as `event`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::RunStarted { .. } => "run.started",
+            EventKind::RunStopping { .. } => "run.stopping",
+            EventKind::RunFinished { .. } => "run.finished",
+            EventKind::TaskReady => "task.ready",
+            EventKind::TaskStarted { .. } => "task.started",
+            EventKind::TaskCommit { .. } => "task.commit",
+            EventKind::TaskCompleted { .. } => "task.completed",
+            EventKind::TaskRetrying { .. } => "task.retrying",
+            EventKind::TaskInterrupted { .. } => "task.interrupted",
+            EventKind::TaskFailed { .. } => "task.failed",
+            EventKind::TaskBlocked { .. } => "task.blocked",
+            EventKind::TaskUnblocked => "task.unblocked",
+            EventKind::MergeStarted { .. } => "merge.started",
+            EventKind::MergeConflicted { .. } => "merge.conflicted",
+            EventKind::MergeWaiting { .. } => "merge.waiting",
+            EventKind::MergeRequeued { .. } => "merge.requeued",
+            EventKind::CheckPassed { .. } => "check.passed",
+            EventKind::CheckFailed { .. } => "check.failed",
+            EventKind::TaskMerged { .. } => "task.merged",
+            EventKind::TaskCancelled { .. } => "task.cancelled",
+            EventKind::TaskResolved { .. } => "task.resolved",
+            EventKind::TaskRetried { .. } => "task.retried",
+            EventKind::HookFailed { .. } => "hook.failed",
+        }
+    }
+}
+
+/// How a commit reached the task branch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitSource {
+    /// The `post-commit` hook saw it, by an agent or a person: `"via":"hook"`.
+    Hook,
+    /// `orch` committed what the agent left uncommitted: `"auto":true`.
+    Auto,
+}
+
+impl Serialize for CommitSource {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(1))?;
+        match self {
+            CommitSource::Hook => map.serialize_entry("via", "hook")?,
+            CommitSource::Auto => map.serialize_entry("auto", &true)?,
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for CommitSource {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Raw {
+            via: Option<String>,
+            #[serde(default)]
+            auto: bool,
+        }
+        let raw = Raw::deserialize(d)?;
+        match (raw.via.as_deref(), raw.auto) {
+            (Some("hook"), _) => Ok(CommitSource::Hook),
+            (Some(other), _) => Err(D::Error::custom(format!("unknown commit source `{other}`"))),
+            (None, true) => Ok(CommitSource::Auto),
+            (None, false) => Err(D::Error::custom("a commit with neither `via` nor `auto`")),
+        }
+    }
+}
+
+/// How a task's work reached the target.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Described {
-    /// The word in front (`started`, `failed` ...) and the status whose colour it takes.
-    pub word: Option<(Status, &'static str)>,
-    pub text: String,
+pub enum Merged {
+    /// The merge queue moved the target: `onto` is the target commit it
+    /// merged onto, `backup` (`null` when none) the
+    /// `refs/orch/backup/<id>/<n>` ref kept by `squash` and `rebase`.
+    Landed {
+        onto: String,
+        strategy: MergeStrategy,
+        backup: Option<String>,
+        branch_deleted: bool,
+        merge_ms: u64,
+    },
+    /// Found already in the target on start, after a crash: `"recovered":true`.
+    Recovered,
 }
 
-impl Described {
-    fn new(status: Status, word: &'static str, text: String) -> Described {
-        Described {
-            word: Some((status, word)),
-            text,
-        }
-    }
-
-    fn plain(text: String) -> Described {
-        Described { word: None, text }
-    }
-}
-
-impl Event {
-    fn text(&self, key: &str) -> String {
-        match self.fields.get(key) {
-            Some(Value::String(s)) => s.clone(),
-            Some(other) => other.to_string(),
-            None => String::new(),
-        }
-    }
-
-    fn num(&self, key: &str) -> Option<u64> {
-        self.fields.get(key).and_then(Value::as_u64)
-    }
-
-    /// Returns how the event reads in progress lines and the dashboard's
-    /// feed, or `None` for events too fine-grained to show.
-    pub fn describe(&self) -> Option<Described> {
-        let id = self.id.as_ref().map(|i| i.to_string()).unwrap_or_default();
-        let attempt = self
-            .num("attempt")
-            .map(|n| format!("attempt {n}"))
-            .unwrap_or_default();
-        Some(match self.event {
-            EventName::RunStarted => Described::plain(format!(
-                "Starting: {} on target `{}`{}.",
-                plural(self.num("tasks").unwrap_or(0) as usize, "task", "tasks"),
-                self.text("target"),
-                if self.fields.get("no_merge") == Some(&Value::Bool(true)) {
-                    ", without merging"
-                } else {
-                    ""
-                }
-            )),
-            EventName::RunStopping => Described::plain(format!(
-                "Stopping: waiting for {} to stop (press Ctrl-C again to kill at once).",
-                plural(self.num("agents").unwrap_or(0) as usize, "agent", "agents")
-            )),
-            EventName::TaskStarted => Described::new(
-                Status::Running,
-                "started",
-                format!("{id}  {attempt}: {}", self.text("title")),
-            ),
-            EventName::TaskCompleted => {
-                let mut parts = vec![attempt];
-                if let Some(ms) = self.num("duration_ms") {
-                    parts.push(duration(Duration::from_millis(ms)));
-                }
-                if let Some(c) = self.num("commits") {
-                    parts.push(plural(c as usize, "commit", "commits"));
-                }
-                Described::new(
-                    Status::AwaitingMerge,
-                    "done",
-                    format!("{id}  {}", parts.join(", ")),
-                )
+impl Serialize for Merged {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Merged::Landed {
+                onto,
+                strategy,
+                backup,
+                branch_deleted,
+                merge_ms,
+            } => {
+                let mut map = s.serialize_map(Some(5))?;
+                map.serialize_entry("onto", onto)?;
+                map.serialize_entry("strategy", strategy)?;
+                map.serialize_entry("backup", backup)?;
+                map.serialize_entry("branch_deleted", branch_deleted)?;
+                map.serialize_entry("merge_ms", merge_ms)?;
+                map.end()
             }
-            EventName::TaskRetrying => Described::new(
-                Status::Retrying,
-                "retrying",
-                format!(
-                    "{id}  {attempt}: {}; next attempt in {}",
-                    self.text("reason"),
-                    duration(Duration::from_millis(self.num("retry_in_ms").unwrap_or(0)))
-                ),
-            ),
-            EventName::TaskFailed => Described::new(
-                Status::Failed,
-                "failed",
-                format!("{id}  {attempt}: {}", self.text("reason")),
-            ),
-            EventName::TaskInterrupted => Described::new(
-                Status::Pending,
-                "stopped",
-                format!("{id}  {attempt}: {}", self.text("reason")),
-            ),
-            EventName::TaskBlocked => Described::new(
-                Status::Blocked,
-                "blocked",
-                format!("{id}: {}", self.text("reason")),
-            ),
-            EventName::TaskCancelled => Described::new(Status::Cancelled, "cancelled", id),
-            EventName::TaskResolved => Described::new(Status::Resolved, "resolved", id),
-            EventName::TaskRetried => Described::new(Status::Ready, "retry", id),
-            EventName::TaskMerged => Described::new(
-                Status::Merged,
-                "merged",
-                format!("{id}  {}", self.text("commit")),
-            ),
-            EventName::MergeConflicted => Described::new(
-                Status::Conflicted,
-                "conflict",
-                format!("{id}: {}", self.text("reason")),
-            ),
-            EventName::CheckFailed => Described::new(
-                Status::Failed,
-                "red",
-                format!(
-                    "{id}: check `{}` failed; log: {}",
-                    self.text("check"),
-                    self.text("log")
-                ),
-            ),
-            EventName::MergeWaiting => Described::new(
-                Status::AwaitingMerge,
-                "waiting",
-                format!("{id}: {}", self.text("reason")),
-            ),
-            _ => return None,
+            Merged::Recovered => {
+                let mut map = s.serialize_map(Some(1))?;
+                map.serialize_entry("recovered", &true)?;
+                map.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Merged {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Raw {
+            #[serde(default)]
+            recovered: bool,
+            onto: Option<String>,
+            strategy: Option<MergeStrategy>,
+            backup: Option<String>,
+            branch_deleted: Option<bool>,
+            merge_ms: Option<u64>,
+        }
+        let raw = Raw::deserialize(d)?;
+        if raw.recovered {
+            return Ok(Merged::Recovered);
+        }
+        Ok(Merged::Landed {
+            onto: raw.onto.ok_or_else(|| D::Error::missing_field("onto"))?,
+            strategy: raw
+                .strategy
+                .ok_or_else(|| D::Error::missing_field("strategy"))?,
+            backup: raw.backup,
+            branch_deleted: raw
+                .branch_deleted
+                .ok_or_else(|| D::Error::missing_field("branch_deleted"))?,
+            // Logs from before `merge_ms` existed read as 0.
+            merge_ms: raw.merge_ms.unwrap_or(0),
         })
     }
 }
 
-/// An open log, positioned for appending.
+/// Who asked for a change made from outside the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Actor {
+    /// A person, through `orch retry|cancel|resolve` or the dashboard: `"person"`.
+    Person,
+}
+
+fn null_as_empty<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Option::<String>::deserialize(d).map(Option::unwrap_or_default)
+}
+
+/// A line as read: the kind's fields and `event` are what is left once
+/// `seq`, `ts` and `id` are taken.
+#[derive(Deserialize)]
+struct Line {
+    seq: u64,
+    ts: Timestamp,
+    #[serde(default)]
+    id: Option<FullId>,
+    #[serde(flatten)]
+    kind: EventKind,
+}
+
+impl From<Line> for Event {
+    fn from(line: Line) -> Event {
+        Event {
+            seq: line.seq,
+            ts: line.ts,
+            id: line.id,
+            kind: line.kind,
+        }
+    }
+}
+
+impl Serialize for Event {
+    /// Writes `seq`, `ts`, `event`, `id`, then the kind's fields in order.
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // The derived form puts `event` first; it goes after `ts` instead,
+        // which needs the kind's fields as an ordered map.
+        let Value::Object(fields) = serde_json::to_value(&self.kind).map_err(S::Error::custom)?
+        else {
+            return Err(S::Error::custom(
+                "an event kind is not written as an object",
+            ));
+        };
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("seq", &self.seq)?;
+        map.serialize_entry("ts", &self.ts)?;
+        map.serialize_entry("event", self.kind.name())?;
+        if let Some(id) = &self.id {
+            map.serialize_entry("id", id)?;
+        }
+        for (key, value) in fields.iter().filter(|(key, _)| *key != "event") {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
+    }
+}
+
 #[derive(Debug)]
 pub struct EventLog {
     file: File,
@@ -286,26 +459,16 @@ impl EventLog {
     /// hooks) append to the same file, so each append holds an exclusive
     /// lock on it and, when the file grew behind our back, continues the
     /// sequence from its last line: `seq` stays unique and increasing.
-    pub fn append(
-        &mut self,
-        event: EventName,
-        id: Option<&FullId>,
-        fields: Map<String, Value>,
-    ) -> io::Result<Event> {
+    pub fn append(&mut self, id: Option<&FullId>, kind: EventKind) -> io::Result<Event> {
         self.file.lock()?;
-        let result = self.append_locked(event, id, fields);
+        let result = self.append_locked(id, kind);
         let unlocked = self.file.unlock();
         let record = result?;
         unlocked?;
         Ok(record)
     }
 
-    fn append_locked(
-        &mut self,
-        event: EventName,
-        id: Option<&FullId>,
-        fields: Map<String, Value>,
-    ) -> io::Result<Event> {
+    fn append_locked(&mut self, id: Option<&FullId>, kind: EventKind) -> io::Result<Event> {
         if self.file.metadata()?.len() != self.known_len {
             let (last_seq, ends_cleanly) = last_complete(&mut self.file)?;
             if !ends_cleanly {
@@ -316,9 +479,8 @@ impl EventLog {
         let record = Event {
             seq: self.next_seq,
             ts: Timestamp::now(),
-            event,
             id: id.cloned(),
-            fields,
+            kind,
         };
         let mut line = serde_json::to_vec(&record).map_err(io::Error::other)?;
         line.push(b'\n');
@@ -327,6 +489,11 @@ impl EventLog {
         self.known_len = self.file.metadata()?.len();
         Ok(record)
     }
+}
+
+#[derive(Deserialize)]
+struct SeqOnly {
+    seq: u64,
 }
 
 /// Reads the tail of the file: the last complete line's `seq`, and whether
@@ -342,11 +509,13 @@ fn last_complete(file: &mut File) -> io::Result<(Option<u64>, bool)> {
     file.read_to_end(&mut tail)?;
     let ends_cleanly = tail.last() == Some(&b'\n');
     // The last piece is empty when the file ends cleanly, torn otherwise.
+    // Only `seq` is read, so that a line of an event this build does not
+    // know still counts.
     let seq = tail
         .split(|b| *b == b'\n')
         .rev()
         .skip(1)
-        .find_map(|line| serde_json::from_slice::<Event>(line).ok())
+        .find_map(|line| serde_json::from_slice::<SeqOnly>(line).ok())
         .map(|e| e.seq);
     Ok((seq, ends_cleanly))
 }
@@ -368,32 +537,445 @@ pub fn read_all(path: &Path) -> io::Result<Vec<Event>> {
     Ok(out)
 }
 
-/// Builds the fields map of an event from `key => value` pairs.
-#[macro_export]
-macro_rules! fields {
-    ($($key:literal => $value:expr),* $(,)?) => {{
-        #[allow(unused_mut, reason = "empty field lists")]
-        let mut map = serde_json::Map::new();
-        $(map.insert($key.to_owned(), serde_json::json!($value));)*
-        map
-    }};
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, SystemTime};
+
     use super::*;
+
+    fn id(s: &str) -> FullId {
+        FullId::parse(s).unwrap()
+    }
+
+    const TIP: &str = "9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d";
+    const ONTO: &str = "5dd1759e3c4ae0b1f4c3b1f2a8d9e7c6b5a49382";
+    const MERGE: &str = "15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1";
+
+    /// Every kind at least once, with each way a field can be written
+    /// (`null`, left out, hook or auto commit, landed or recovered merge).
+    fn samples() -> Vec<EventKind> {
+        let person = Actor::Person;
+        vec![
+            EventKind::RunStarted {
+                pid: 4242,
+                target: "main".to_owned(),
+                tasks: 7,
+                no_merge: false,
+            },
+            EventKind::RunStopping { agents: 2 },
+            EventKind::RunFinished {
+                elapsed_ms: 61_000,
+                attempts: 5,
+                interrupted: false,
+                counts: BTreeMap::from([(Status::Merged, 3), (Status::Failed, 1)]),
+                cpu_ms: Some(420),
+                peak_rss_kb: Some(10_240),
+                state_writes: 12,
+                state_bytes: 3456,
+            },
+            EventKind::RunFinished {
+                elapsed_ms: 61_000,
+                attempts: 5,
+                interrupted: true,
+                counts: BTreeMap::new(),
+                cpu_ms: None,
+                peak_rss_kb: None,
+                state_writes: 0,
+                state_bytes: 0,
+            },
+            EventKind::TaskReady,
+            EventKind::TaskStarted {
+                attempt: 1,
+                title: "Ledger tables".to_owned(),
+                purpose: None,
+            },
+            EventKind::TaskStarted {
+                attempt: 3,
+                title: "Ledger tables".to_owned(),
+                purpose: Some(Purpose::CheckFailure),
+            },
+            EventKind::TaskCommit {
+                commit: "f624be5c9ccf46de48f50dfa809370f6afa3f9fc".to_owned(),
+                subject: "Add the ledger".to_owned(),
+                branch: Some("orch/P1.M1.T1".to_owned()),
+                source: CommitSource::Hook,
+                attempt: Some(2),
+            },
+            EventKind::TaskCommit {
+                commit: "f624be5c9ccf46de48f50dfa809370f6afa3f9fc".to_owned(),
+                subject: "Add the ledger".to_owned(),
+                branch: Some("orch/P1.M1.T1".to_owned()),
+                source: CommitSource::Hook,
+                attempt: None,
+            },
+            EventKind::TaskCommit {
+                commit: TIP.to_owned(),
+                subject: "Ledger tables".to_owned(),
+                branch: Some("orch/P1.M1.T1".to_owned()),
+                source: CommitSource::Auto,
+                attempt: Some(1),
+            },
+            EventKind::TaskCommit {
+                commit: TIP.to_owned(),
+                subject: "Ledger tables".to_owned(),
+                branch: None,
+                source: CommitSource::Auto,
+                attempt: Some(1),
+            },
+            EventKind::TaskCompleted {
+                attempt: 1,
+                commits: Some(2),
+                log: vec![
+                    ("9b1e0c4d2".to_owned(), "Ledger tables".to_owned()),
+                    ("f624be5c9".to_owned(), "Add \"the\" ledger".to_owned()),
+                ],
+                duration_ms: Some(391_060),
+            },
+            EventKind::TaskCompleted {
+                attempt: 1,
+                commits: None,
+                log: Vec::new(),
+                duration_ms: None,
+            },
+            EventKind::TaskRetrying {
+                attempt: 1,
+                reason: "exit code 1".to_owned(),
+                retry_in_ms: 15_000,
+            },
+            EventKind::TaskInterrupted {
+                attempt: 2,
+                reason: "the run stopped".to_owned(),
+            },
+            EventKind::TaskFailed {
+                attempt: Some(3),
+                reason: "exit code 2".to_owned(),
+            },
+            EventKind::TaskFailed {
+                attempt: None,
+                reason: "merge failed: boom".to_owned(),
+            },
+            EventKind::TaskBlocked {
+                by: id("P1.M1.T0"),
+                reason: "required dependency `P1.M1.T0` is failed".to_owned(),
+            },
+            EventKind::TaskUnblocked,
+            EventKind::MergeStarted {
+                branch: "orch/P1.M1.T1".to_owned(),
+                tip: Some(TIP.to_owned()),
+                strategy: MergeStrategy::FfOnly,
+            },
+            EventKind::MergeStarted {
+                branch: "orch/P1.M1.T1".to_owned(),
+                tip: None,
+                strategy: MergeStrategy::Merge,
+            },
+            EventKind::MergeConflicted {
+                files: vec!["a.rs".to_owned(), "b.rs".to_owned()],
+                onto: ONTO.to_owned(),
+                reason: "merging with `main` conflicts in `a.rs`, `b.rs`".to_owned(),
+            },
+            EventKind::MergeWaiting {
+                reason: "the target's checkout is not clean".to_owned(),
+            },
+            EventKind::MergeRequeued {
+                reason: "the branch moved after it was queued; queued again".to_owned(),
+                tip: TIP.to_owned(),
+                backup: None,
+            },
+            EventKind::MergeRequeued {
+                reason: "moved by hand".to_owned(),
+                tip: TIP.to_owned(),
+                backup: Some("refs/orch/backup/P1.M1.T1/1".to_owned()),
+            },
+            EventKind::CheckPassed {
+                check: "test".to_owned(),
+            },
+            EventKind::CheckFailed {
+                check: "test".to_owned(),
+                reason: "exit code 1".to_owned(),
+                log: Some(".orchestrator/checks/P1.M1.T1/test.log".to_owned()),
+            },
+            EventKind::CheckFailed {
+                check: "policy.paths".to_owned(),
+                reason: "touches `secret`".to_owned(),
+                log: None,
+            },
+            EventKind::TaskMerged {
+                commit: MERGE.to_owned(),
+                how: Merged::Landed {
+                    onto: ONTO.to_owned(),
+                    strategy: MergeStrategy::Squash,
+                    backup: Some("refs/orch/backup/P1.M1.T1/1".to_owned()),
+                    branch_deleted: true,
+                    merge_ms: 2700,
+                },
+            },
+            EventKind::TaskMerged {
+                commit: MERGE.to_owned(),
+                how: Merged::Landed {
+                    onto: ONTO.to_owned(),
+                    strategy: MergeStrategy::Merge,
+                    backup: None,
+                    branch_deleted: false,
+                    merge_ms: 2700,
+                },
+            },
+            EventKind::TaskMerged {
+                commit: MERGE.to_owned(),
+                how: Merged::Recovered,
+            },
+            EventKind::TaskCancelled { by: person },
+            EventKind::TaskResolved { by: person },
+            EventKind::TaskRetried { by: person },
+            EventKind::HookFailed {
+                reason: "`post_merge` failed".to_owned(),
+            },
+        ]
+    }
+
+    /// Numbers the kinds; a new kind fails to compile here until it gets a
+    /// number, and then `samples_cover_every_kind` until it gets a sample.
+    fn ordinal(kind: &EventKind) -> usize {
+        match kind {
+            EventKind::RunStarted { .. } => 0,
+            EventKind::RunStopping { .. } => 1,
+            EventKind::RunFinished { .. } => 2,
+            EventKind::TaskReady => 3,
+            EventKind::TaskStarted { .. } => 4,
+            EventKind::TaskCommit { .. } => 5,
+            EventKind::TaskCompleted { .. } => 6,
+            EventKind::TaskRetrying { .. } => 7,
+            EventKind::TaskInterrupted { .. } => 8,
+            EventKind::TaskFailed { .. } => 9,
+            EventKind::TaskBlocked { .. } => 10,
+            EventKind::TaskUnblocked => 11,
+            EventKind::MergeStarted { .. } => 12,
+            EventKind::MergeConflicted { .. } => 13,
+            EventKind::MergeWaiting { .. } => 14,
+            EventKind::MergeRequeued { .. } => 15,
+            EventKind::CheckPassed { .. } => 16,
+            EventKind::CheckFailed { .. } => 17,
+            EventKind::TaskMerged { .. } => 18,
+            EventKind::TaskCancelled { .. } => 19,
+            EventKind::TaskResolved { .. } => 20,
+            EventKind::TaskRetried { .. } => 21,
+            EventKind::HookFailed { .. } => 22,
+        }
+    }
+
+    const KINDS: usize = 23;
+
+    fn line(seq: u64, kind: EventKind) -> Event {
+        let run = matches!(
+            kind,
+            EventKind::RunStarted { .. }
+                | EventKind::RunStopping { .. }
+                | EventKind::RunFinished { .. }
+        );
+        Event {
+            seq,
+            ts: Timestamp(SystemTime::UNIX_EPOCH + Duration::from_millis(1_767_268_800_123)),
+            id: (!run).then(|| id("P1.M1.T1")),
+            kind,
+        }
+    }
+
+    #[test]
+    fn samples_cover_every_kind() {
+        let mut seen = [false; KINDS];
+        for kind in samples() {
+            seen[ordinal(&kind)] = true;
+        }
+        let missing: Vec<usize> = (0..KINDS).filter(|n| !seen[*n]).collect();
+        assert!(missing.is_empty(), "kinds without a sample: {missing:?}");
+    }
+
+    #[test]
+    fn every_kind_is_written_as_before() {
+        let text: String = samples()
+            .into_iter()
+            .enumerate()
+            .map(|(n, kind)| serde_json::to_string(&line(n as u64 + 1, kind)).unwrap() + "\n")
+            .collect();
+        insta::assert_snapshot!(text, @r#"
+        {"seq":1,"ts":"2026-01-01T12:00:00.123Z","event":"run.started","pid":4242,"target":"main","tasks":7,"no_merge":false}
+        {"seq":2,"ts":"2026-01-01T12:00:00.123Z","event":"run.stopping","agents":2}
+        {"seq":3,"ts":"2026-01-01T12:00:00.123Z","event":"run.finished","elapsed_ms":61000,"attempts":5,"interrupted":false,"counts":{"merged":3,"failed":1},"cpu_ms":420,"peak_rss_kb":10240,"state_writes":12,"state_bytes":3456}
+        {"seq":4,"ts":"2026-01-01T12:00:00.123Z","event":"run.finished","elapsed_ms":61000,"attempts":5,"interrupted":true,"counts":{},"state_writes":0,"state_bytes":0}
+        {"seq":5,"ts":"2026-01-01T12:00:00.123Z","event":"task.ready","id":"P1.M1.T1"}
+        {"seq":6,"ts":"2026-01-01T12:00:00.123Z","event":"task.started","id":"P1.M1.T1","attempt":1,"title":"Ledger tables"}
+        {"seq":7,"ts":"2026-01-01T12:00:00.123Z","event":"task.started","id":"P1.M1.T1","attempt":3,"title":"Ledger tables","purpose":"check_failure"}
+        {"seq":8,"ts":"2026-01-01T12:00:00.123Z","event":"task.commit","id":"P1.M1.T1","commit":"f624be5c9ccf46de48f50dfa809370f6afa3f9fc","subject":"Add the ledger","branch":"orch/P1.M1.T1","via":"hook","attempt":2}
+        {"seq":9,"ts":"2026-01-01T12:00:00.123Z","event":"task.commit","id":"P1.M1.T1","commit":"f624be5c9ccf46de48f50dfa809370f6afa3f9fc","subject":"Add the ledger","branch":"orch/P1.M1.T1","via":"hook"}
+        {"seq":10,"ts":"2026-01-01T12:00:00.123Z","event":"task.commit","id":"P1.M1.T1","commit":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","subject":"Ledger tables","branch":"orch/P1.M1.T1","auto":true,"attempt":1}
+        {"seq":11,"ts":"2026-01-01T12:00:00.123Z","event":"task.commit","id":"P1.M1.T1","commit":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","subject":"Ledger tables","branch":null,"auto":true,"attempt":1}
+        {"seq":12,"ts":"2026-01-01T12:00:00.123Z","event":"task.completed","id":"P1.M1.T1","attempt":1,"commits":2,"log":[["9b1e0c4d2","Ledger tables"],["f624be5c9","Add \"the\" ledger"]],"duration_ms":391060}
+        {"seq":13,"ts":"2026-01-01T12:00:00.123Z","event":"task.completed","id":"P1.M1.T1","attempt":1}
+        {"seq":14,"ts":"2026-01-01T12:00:00.123Z","event":"task.retrying","id":"P1.M1.T1","attempt":1,"reason":"exit code 1","retry_in_ms":15000}
+        {"seq":15,"ts":"2026-01-01T12:00:00.123Z","event":"task.interrupted","id":"P1.M1.T1","attempt":2,"reason":"the run stopped"}
+        {"seq":16,"ts":"2026-01-01T12:00:00.123Z","event":"task.failed","id":"P1.M1.T1","attempt":3,"reason":"exit code 2"}
+        {"seq":17,"ts":"2026-01-01T12:00:00.123Z","event":"task.failed","id":"P1.M1.T1","reason":"merge failed: boom"}
+        {"seq":18,"ts":"2026-01-01T12:00:00.123Z","event":"task.blocked","id":"P1.M1.T1","by":"P1.M1.T0","reason":"required dependency `P1.M1.T0` is failed"}
+        {"seq":19,"ts":"2026-01-01T12:00:00.123Z","event":"task.unblocked","id":"P1.M1.T1"}
+        {"seq":20,"ts":"2026-01-01T12:00:00.123Z","event":"merge.started","id":"P1.M1.T1","branch":"orch/P1.M1.T1","tip":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","strategy":"ff-only"}
+        {"seq":21,"ts":"2026-01-01T12:00:00.123Z","event":"merge.started","id":"P1.M1.T1","branch":"orch/P1.M1.T1","tip":null,"strategy":"merge"}
+        {"seq":22,"ts":"2026-01-01T12:00:00.123Z","event":"merge.conflicted","id":"P1.M1.T1","files":["a.rs","b.rs"],"onto":"5dd1759e3c4ae0b1f4c3b1f2a8d9e7c6b5a49382","reason":"merging with `main` conflicts in `a.rs`, `b.rs`"}
+        {"seq":23,"ts":"2026-01-01T12:00:00.123Z","event":"merge.waiting","id":"P1.M1.T1","reason":"the target's checkout is not clean"}
+        {"seq":24,"ts":"2026-01-01T12:00:00.123Z","event":"merge.requeued","id":"P1.M1.T1","reason":"the branch moved after it was queued; queued again","tip":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","backup":null}
+        {"seq":25,"ts":"2026-01-01T12:00:00.123Z","event":"merge.requeued","id":"P1.M1.T1","reason":"moved by hand","tip":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","backup":"refs/orch/backup/P1.M1.T1/1"}
+        {"seq":26,"ts":"2026-01-01T12:00:00.123Z","event":"check.passed","id":"P1.M1.T1","check":"test"}
+        {"seq":27,"ts":"2026-01-01T12:00:00.123Z","event":"check.failed","id":"P1.M1.T1","check":"test","reason":"exit code 1","log":".orchestrator/checks/P1.M1.T1/test.log"}
+        {"seq":28,"ts":"2026-01-01T12:00:00.123Z","event":"check.failed","id":"P1.M1.T1","check":"policy.paths","reason":"touches `secret`","log":null}
+        {"seq":29,"ts":"2026-01-01T12:00:00.123Z","event":"task.merged","id":"P1.M1.T1","commit":"15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1","onto":"5dd1759e3c4ae0b1f4c3b1f2a8d9e7c6b5a49382","strategy":"squash","backup":"refs/orch/backup/P1.M1.T1/1","branch_deleted":true,"merge_ms":2700}
+        {"seq":30,"ts":"2026-01-01T12:00:00.123Z","event":"task.merged","id":"P1.M1.T1","commit":"15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1","onto":"5dd1759e3c4ae0b1f4c3b1f2a8d9e7c6b5a49382","strategy":"merge","backup":null,"branch_deleted":false,"merge_ms":2700}
+        {"seq":31,"ts":"2026-01-01T12:00:00.123Z","event":"task.merged","id":"P1.M1.T1","commit":"15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1","recovered":true}
+        {"seq":32,"ts":"2026-01-01T12:00:00.123Z","event":"task.cancelled","id":"P1.M1.T1","by":"person"}
+        {"seq":33,"ts":"2026-01-01T12:00:00.123Z","event":"task.resolved","id":"P1.M1.T1","by":"person"}
+        {"seq":34,"ts":"2026-01-01T12:00:00.123Z","event":"task.retried","id":"P1.M1.T1","by":"person"}
+        {"seq":35,"ts":"2026-01-01T12:00:00.123Z","event":"hook.failed","id":"P1.M1.T1","reason":"`post_merge` failed"}
+        "#);
+    }
+
+    #[test]
+    fn every_kind_reads_back_as_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let mut log = EventLog::open(&path).unwrap();
+        let mut written = Vec::new();
+        for (n, kind) in samples().into_iter().enumerate() {
+            let unit = (n % 2 == 0).then(|| id("P1.M1.T1"));
+            let event = log.append(unit.as_ref(), kind.clone()).unwrap();
+            assert_eq!((&event.kind, &event.id), (&kind, &unit));
+            let json = serde_json::to_value(&event).unwrap();
+            assert_eq!(
+                json["event"],
+                kind.name(),
+                "the name agrees with serde's tag"
+            );
+            written.push(event);
+        }
+        assert_eq!(read_all(&path).unwrap(), written);
+    }
+
+    /// The lines of the doc's `json event` block.
+    fn documented_lines() -> Vec<&'static str> {
+        let doc = include_str!("../../docs/state.md");
+        let start = doc.find("```json event\n").unwrap() + "```json event\n".len();
+        let len = doc[start..].find("```").unwrap();
+        doc[start..start + len].lines().collect()
+    }
+
+    #[test]
+    fn documented_and_old_lines_read_and_write_back_the_same() {
+        let recovered = r#"{"seq":9,"ts":"2026-01-01T12:06:33.910Z","event":"task.merged","id":"P1.M1.T1","commit":"15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1","recovered":true}"#;
+        let mut lines = documented_lines();
+        assert!(lines.len() >= 7, "{lines:?}");
+        lines.push(recovered);
+        for text in &lines {
+            let event: Event = serde_json::from_str(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(serde_json::to_string(&event).unwrap(), *text);
+        }
+        let last: Event = serde_json::from_str(recovered).unwrap();
+        assert_eq!(
+            last.kind,
+            EventKind::TaskMerged {
+                commit: MERGE.to_owned(),
+                how: Merged::Recovered
+            }
+        );
+        let hook: Event = serde_json::from_str(lines[1]).unwrap();
+        assert!(matches!(
+            hook.kind,
+            EventKind::TaskCommit {
+                source: CommitSource::Hook,
+                attempt: Some(1),
+                ..
+            }
+        ));
+    }
+
+    /// Lines of other versions: unknown fields are ignored, fields added
+    /// later read as their defaults, and unknown events and lines that do
+    /// not parse are skipped.
+    #[test]
+    fn readers_skip_what_they_do_not_know() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let text = [
+            r#"{"seq":1,"ts":"2026-01-01T12:00:00.000Z","event":"task.ready","id":"T1","later":[1,2]}"#,
+            r#"{"seq":3,"ts":"2026-01-01T12:00:00.000Z","event":"task.failed","id":"T1"}"#,
+            r#"not json"#,
+            r#"{"seq":5,"ts":"2026-01-01T12:00:00.000Z","event":"task.started","id":"T1","attempt":2,"title":null,"mood":"calm"}"#,
+            r#"{"seq":6,"ts":"2026-01-01T12:00:00.000Z","event":"task.merged","id":"T1","commit":"abc","onto":"def","strategy":"merge","backup":null,"branch_deleted":true}"#,
+            r#"{"seq":7,"ts":"2026-01-01T12:00:00.000Z","event":"run.finished","elapsed_ms":5,"attempts":1,"interrupted":false,"counts":{"merged":1}}"#,
+            r#"{"seq":8,"ts":"2026-01-01T12:00:00.000Z","event":"task.teleported","id":"T1"}"#,
+        ]
+        .join("\n");
+        std::fs::write(&path, text + "\n").unwrap();
+        let read = read_all(&path).unwrap();
+        let got: Vec<(u64, &EventKind)> = read.iter().map(|e| (e.seq, &e.kind)).collect();
+        assert_eq!(
+            got,
+            [
+                (1, &EventKind::TaskReady),
+                (
+                    5,
+                    &EventKind::TaskStarted {
+                        attempt: 2,
+                        title: String::new(),
+                        purpose: None
+                    }
+                ),
+                (
+                    6,
+                    &EventKind::TaskMerged {
+                        commit: "abc".to_owned(),
+                        how: Merged::Landed {
+                            onto: "def".to_owned(),
+                            strategy: MergeStrategy::Merge,
+                            backup: None,
+                            branch_deleted: true,
+                            merge_ms: 0
+                        }
+                    }
+                ),
+                (
+                    7,
+                    &EventKind::RunFinished {
+                        elapsed_ms: 5,
+                        attempts: 1,
+                        interrupted: false,
+                        counts: BTreeMap::from([(Status::Merged, 1)]),
+                        cpu_ms: None,
+                        peak_rss_kb: None,
+                        state_writes: 0,
+                        state_bytes: 0
+                    }
+                ),
+            ]
+        );
+        let mut log = EventLog::open(&path).unwrap();
+        let next = log
+            .append(None, EventKind::RunStopping { agents: 0 })
+            .unwrap();
+        assert_eq!(next.seq, 9, "a line of an unknown event still counts");
+    }
 
     #[test]
     fn sequence_continues_across_opens_and_torn_lines() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(FILE_NAME);
-        let id = FullId::parse("T1").unwrap();
+        let id = id("T1");
         let mut log = EventLog::open(&path).unwrap();
-        log.append(EventName::RunStarted, None, Map::new()).unwrap();
+        log.append(None, EventKind::RunStopping { agents: 0 })
+            .unwrap();
         log.append(
-            EventName::TaskStarted,
             Some(&id),
-            crate::fields! {"attempt" => 1},
+            EventKind::TaskStarted {
+                attempt: 1,
+                title: "One".to_owned(),
+                purpose: None,
+            },
         )
         .unwrap();
         drop(log);
@@ -401,13 +983,18 @@ mod tests {
         file.write_all(b"{\"seq\":3,\"ts\":\"20").unwrap();
         drop(file);
         let mut log = EventLog::open(&path).unwrap();
-        let e = log
-            .append(EventName::TaskFailed, Some(&id), Map::new())
-            .unwrap();
+        let failed = EventKind::TaskFailed {
+            attempt: None,
+            reason: "gone".to_owned(),
+        };
+        let e = log.append(Some(&id), failed).unwrap();
         assert_eq!(e.seq, 3);
         let all = read_all(&path).unwrap();
         assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
-        assert_eq!(all[1].fields["attempt"], 1);
+        assert!(matches!(
+            all[1].kind,
+            EventKind::TaskStarted { attempt: 1, .. }
+        ));
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("\"event\":\"task.started\""), "{text}");
     }
@@ -418,12 +1005,12 @@ mod tests {
         let path = dir.path().join(FILE_NAME);
         let mut run = EventLog::open(&path).unwrap();
         let mut hook = EventLog::open(&path).unwrap();
-        run.append(EventName::RunStarted, None, Map::new()).unwrap();
-        hook.append(EventName::TaskCommit, None, Map::new())
+        let unit = id("T1");
+        run.append(None, EventKind::RunStopping { agents: 1 })
             .unwrap();
-        hook.append(EventName::TaskCommit, None, Map::new())
-            .unwrap();
-        run.append(EventName::RunFinished, None, Map::new())
+        hook.append(Some(&unit), EventKind::TaskReady).unwrap();
+        hook.append(Some(&unit), EventKind::TaskUnblocked).unwrap();
+        run.append(None, EventKind::RunStopping { agents: 1 })
             .unwrap();
         let seqs: Vec<u64> = read_all(&path).unwrap().iter().map(|e| e.seq).collect();
         assert_eq!(seqs, [1, 2, 3, 4]);

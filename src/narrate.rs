@@ -1,0 +1,218 @@
+//! How events read to a person: progress lines and the dashboard's feed.
+//!
+//! [`describe`] turns one [`Event`] into an optional status word
+//! (`started`, `failed` ...) and the text after it; `cli::progress` and
+//! `dash::ui` lay it out and colour the word by its status. Events too
+//! fine-grained to show read as nothing. The log's schema is
+//! [`crate::state::events`]; this module only reads it.
+
+use std::time::Duration;
+
+use crate::lifecycle::Status;
+use crate::state::events::{Event, EventKind};
+use crate::text::{duration, plural};
+
+/// How an event reads to a person: an optional status word, then the rest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Described {
+    /// The word in front (`started`, `failed` ...) and the status whose colour it takes.
+    pub word: Option<(Status, &'static str)>,
+    pub text: String,
+}
+
+impl Described {
+    fn new(status: Status, word: &'static str, text: String) -> Described {
+        Described {
+            word: Some((status, word)),
+            text,
+        }
+    }
+
+    fn plain(text: String) -> Described {
+        Described { word: None, text }
+    }
+}
+
+/// Returns how the event reads in progress lines and the dashboard's feed,
+/// or `None` for events too fine-grained to show.
+pub fn describe(e: &Event) -> Option<Described> {
+    let id = e.id.as_ref().map(|i| i.to_string()).unwrap_or_default();
+    Some(match &e.kind {
+        EventKind::RunStarted {
+            target,
+            tasks,
+            no_merge,
+            ..
+        } => Described::plain(format!(
+            "Starting: {} on target `{target}`{}.",
+            plural(*tasks, "task", "tasks"),
+            if *no_merge { ", without merging" } else { "" }
+        )),
+        EventKind::RunStopping { agents } => Described::plain(format!(
+            "Stopping: waiting for {} to stop (press Ctrl-C again to kill at once).",
+            plural(*agents, "agent", "agents")
+        )),
+        EventKind::TaskStarted { attempt, title, .. } => Described::new(
+            Status::Running,
+            "started",
+            format!("{id}  attempt {attempt}: {title}"),
+        ),
+        EventKind::TaskCompleted {
+            attempt,
+            commits,
+            duration_ms,
+            ..
+        } => {
+            let mut parts = vec![format!("attempt {attempt}")];
+            if let Some(ms) = duration_ms {
+                parts.push(duration(Duration::from_millis(*ms)));
+            }
+            if let Some(c) = commits {
+                parts.push(plural(*c as usize, "commit", "commits"));
+            }
+            Described::new(
+                Status::AwaitingMerge,
+                "done",
+                format!("{id}  {}", parts.join(", ")),
+            )
+        }
+        EventKind::TaskRetrying {
+            attempt,
+            reason,
+            retry_in_ms,
+        } => Described::new(
+            Status::Retrying,
+            "retrying",
+            format!(
+                "{id}  attempt {attempt}: {reason}; next attempt in {}",
+                duration(Duration::from_millis(*retry_in_ms))
+            ),
+        ),
+        EventKind::TaskFailed { attempt, reason } => {
+            let attempt = attempt.map(|n| format!("attempt {n}")).unwrap_or_default();
+            Described::new(
+                Status::Failed,
+                "failed",
+                format!("{id}  {attempt}: {reason}"),
+            )
+        }
+        EventKind::TaskInterrupted { attempt, reason } => Described::new(
+            Status::Pending,
+            "stopped",
+            format!("{id}  attempt {attempt}: {reason}"),
+        ),
+        EventKind::TaskBlocked { reason, .. } => {
+            Described::new(Status::Blocked, "blocked", format!("{id}: {reason}"))
+        }
+        EventKind::TaskCancelled { .. } => Described::new(Status::Cancelled, "cancelled", id),
+        EventKind::TaskResolved { .. } => Described::new(Status::Resolved, "resolved", id),
+        EventKind::TaskRetried { .. } => Described::new(Status::Ready, "retry", id),
+        EventKind::TaskMerged { commit, .. } => {
+            Described::new(Status::Merged, "merged", format!("{id}  {commit}"))
+        }
+        EventKind::MergeConflicted { reason, .. } => {
+            Described::new(Status::Conflicted, "conflict", format!("{id}: {reason}"))
+        }
+        EventKind::CheckFailed { check, log, .. } => Described::new(
+            Status::Failed,
+            "red",
+            // A policy refusal has no log; it has always read `log: null`.
+            format!(
+                "{id}: check `{check}` failed; log: {}",
+                log.as_deref().unwrap_or("null")
+            ),
+        ),
+        EventKind::MergeWaiting { reason } => {
+            Described::new(Status::AwaitingMerge, "waiting", format!("{id}: {reason}"))
+        }
+        EventKind::RunFinished { .. }
+        | EventKind::TaskReady
+        | EventKind::TaskCommit { .. }
+        | EventKind::TaskUnblocked
+        | EventKind::MergeStarted { .. }
+        | EventKind::MergeRequeued { .. }
+        | EventKind::CheckPassed { .. }
+        | EventKind::HookFailed { .. } => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Renders a description as `word [status] text`, or `(none)`.
+    fn shown(line: &str) -> String {
+        let event: Event = serde_json::from_str(line).unwrap();
+        match describe(&event) {
+            None => "(none)".to_owned(),
+            Some(Described {
+                word: Some((status, word)),
+                text,
+            }) => format!("{word} [{status:?}] {text}"),
+            Some(Described { word: None, text }) => text,
+        }
+    }
+
+    #[test]
+    fn every_kind_reads_as_before() {
+        let lines = [
+            r#"{"seq":1,"ts":"2026-01-01T12:00:00.123Z","event":"run.started","pid":4242,"target":"main","tasks":7,"no_merge":false}"#,
+            r#"{"seq":1,"ts":"2026-01-01T12:00:00.123Z","event":"run.started","pid":4242,"target":"main","tasks":1,"no_merge":true}"#,
+            r#"{"seq":2,"ts":"2026-01-01T12:00:00.123Z","event":"run.stopping","agents":2}"#,
+            r#"{"seq":3,"ts":"2026-01-01T12:00:00.123Z","event":"run.finished","elapsed_ms":61000,"attempts":5,"interrupted":false,"counts":{"merged":3,"failed":1},"cpu_ms":420,"peak_rss_kb":10240,"state_writes":12,"state_bytes":3456}"#,
+            r#"{"seq":5,"ts":"2026-01-01T12:00:00.123Z","event":"task.ready","id":"P1.M1.T1"}"#,
+            r#"{"seq":6,"ts":"2026-01-01T12:00:00.123Z","event":"task.started","id":"P1.M1.T1","attempt":1,"title":"Ledger tables"}"#,
+            r#"{"seq":8,"ts":"2026-01-01T12:00:00.123Z","event":"task.commit","id":"P1.M1.T1","commit":"f624be5c9ccf46de48f50dfa809370f6afa3f9fc","subject":"Add the ledger","branch":"orch/P1.M1.T1","via":"hook","attempt":2}"#,
+            r#"{"seq":12,"ts":"2026-01-01T12:00:00.123Z","event":"task.completed","id":"P1.M1.T1","attempt":1,"commits":2,"log":[["9b1e0c4d2","Ledger tables"],["f624be5c9","Add \"the\" ledger"]],"duration_ms":391060}"#,
+            r#"{"seq":13,"ts":"2026-01-01T12:00:00.123Z","event":"task.completed","id":"P1.M1.T1","attempt":1}"#,
+            r#"{"seq":14,"ts":"2026-01-01T12:00:00.123Z","event":"task.retrying","id":"P1.M1.T1","attempt":1,"reason":"exit code 1","retry_in_ms":15000}"#,
+            r#"{"seq":15,"ts":"2026-01-01T12:00:00.123Z","event":"task.interrupted","id":"P1.M1.T1","attempt":2,"reason":"the run stopped"}"#,
+            r#"{"seq":16,"ts":"2026-01-01T12:00:00.123Z","event":"task.failed","id":"P1.M1.T1","attempt":3,"reason":"exit code 2"}"#,
+            r#"{"seq":17,"ts":"2026-01-01T12:00:00.123Z","event":"task.failed","id":"P1.M1.T1","reason":"merge failed: boom"}"#,
+            r#"{"seq":18,"ts":"2026-01-01T12:00:00.123Z","event":"task.blocked","id":"P1.M1.T1","by":"P1.M1.T0","reason":"required dependency `P1.M1.T0` is failed"}"#,
+            r#"{"seq":19,"ts":"2026-01-01T12:00:00.123Z","event":"task.unblocked","id":"P1.M1.T1"}"#,
+            r#"{"seq":20,"ts":"2026-01-01T12:00:00.123Z","event":"merge.started","id":"P1.M1.T1","branch":"orch/P1.M1.T1","tip":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","strategy":"ff-only"}"#,
+            r#"{"seq":22,"ts":"2026-01-01T12:00:00.123Z","event":"merge.conflicted","id":"P1.M1.T1","files":["a.rs","b.rs"],"onto":"5dd1759e3c4ae0b1f4c3b1f2a8d9e7c6b5a49382","reason":"merging with `main` conflicts in `a.rs`, `b.rs`"}"#,
+            r#"{"seq":23,"ts":"2026-01-01T12:00:00.123Z","event":"merge.waiting","id":"P1.M1.T1","reason":"the target's checkout is not clean"}"#,
+            r#"{"seq":24,"ts":"2026-01-01T12:00:00.123Z","event":"merge.requeued","id":"P1.M1.T1","reason":"the branch moved after it was queued; queued again","tip":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","backup":null}"#,
+            r#"{"seq":26,"ts":"2026-01-01T12:00:00.123Z","event":"check.passed","id":"P1.M1.T1","check":"test"}"#,
+            r#"{"seq":27,"ts":"2026-01-01T12:00:00.123Z","event":"check.failed","id":"P1.M1.T1","check":"test","reason":"exit code 1","log":".orchestrator/checks/P1.M1.T1/test.log"}"#,
+            r#"{"seq":28,"ts":"2026-01-01T12:00:00.123Z","event":"check.failed","id":"P1.M1.T1","check":"policy.paths","reason":"touches `secret`","log":null}"#,
+            r#"{"seq":29,"ts":"2026-01-01T12:00:00.123Z","event":"task.merged","id":"P1.M1.T1","commit":"15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1","onto":"5dd1759e3c4ae0b1f4c3b1f2a8d9e7c6b5a49382","strategy":"squash","backup":"refs/orch/backup/P1.M1.T1/1","branch_deleted":true,"merge_ms":2700}"#,
+            r#"{"seq":32,"ts":"2026-01-01T12:00:00.123Z","event":"task.cancelled","id":"P1.M1.T1","by":"person"}"#,
+            r#"{"seq":33,"ts":"2026-01-01T12:00:00.123Z","event":"task.resolved","id":"P1.M1.T1","by":"person"}"#,
+            r#"{"seq":34,"ts":"2026-01-01T12:00:00.123Z","event":"task.retried","id":"P1.M1.T1","by":"person"}"#,
+            r#"{"seq":35,"ts":"2026-01-01T12:00:00.123Z","event":"hook.failed","id":"P1.M1.T1","reason":"`post_merge` failed"}"#,
+        ];
+        let text: String = lines.iter().map(|l| shown(l) + "\n").collect();
+        insta::assert_snapshot!(text, @r"
+        Starting: 7 tasks on target `main`.
+        Starting: 1 task on target `main`, without merging.
+        Stopping: waiting for 2 agents to stop (press Ctrl-C again to kill at once).
+        (none)
+        (none)
+        started [Running] P1.M1.T1  attempt 1: Ledger tables
+        (none)
+        done [AwaitingMerge] P1.M1.T1  attempt 1, 6m31s, 2 commits
+        done [AwaitingMerge] P1.M1.T1  attempt 1
+        retrying [Retrying] P1.M1.T1  attempt 1: exit code 1; next attempt in 15.0s
+        stopped [Pending] P1.M1.T1  attempt 2: the run stopped
+        failed [Failed] P1.M1.T1  attempt 3: exit code 2
+        failed [Failed] P1.M1.T1  : merge failed: boom
+        blocked [Blocked] P1.M1.T1: required dependency `P1.M1.T0` is failed
+        (none)
+        (none)
+        conflict [Conflicted] P1.M1.T1: merging with `main` conflicts in `a.rs`, `b.rs`
+        waiting [AwaitingMerge] P1.M1.T1: the target's checkout is not clean
+        (none)
+        (none)
+        red [Failed] P1.M1.T1: check `test` failed; log: .orchestrator/checks/P1.M1.T1/test.log
+        red [Failed] P1.M1.T1: check `policy.paths` failed; log: null
+        merged [Merged] P1.M1.T1  15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1
+        cancelled [Cancelled] P1.M1.T1
+        resolved [Resolved] P1.M1.T1
+        retry [Ready] P1.M1.T1
+        (none)
+        ");
+    }
+}
