@@ -78,10 +78,10 @@ pub enum EventKind {
         interrupted: bool,
         /// Tasks in scope by status.
         counts: BTreeMap<Status, usize>,
-        /// Left out where the platform cannot tell (Linux only).
+        /// Left out where `/proc` cannot tell (Linux only).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cpu_ms: Option<u64>,
-        /// Left out where the platform cannot tell.
+        /// In KiB; left out where `/proc` cannot tell (Linux only).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         peak_rss_kb: Option<u64>,
         /// `state.json` writes by this run, and the bytes they wrote. Logs
