@@ -371,6 +371,7 @@ pub enum Actor {
     Person,
 }
 
+/// Reads a string field that may be `null` (as empty).
 fn null_as_empty<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     Option::<String>::deserialize(d).map(Option::unwrap_or_default)
 }
@@ -402,7 +403,8 @@ impl Serialize for Event {
     /// Writes `seq`, `ts`, `event`, `id`, then the kind's fields in order.
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         // The derived form puts `event` first; it goes after `ts` instead,
-        // which needs the kind's fields as an ordered map.
+        // so the kind's fields go through a map first, which keeps their
+        // order because serde_json's `preserve_order` feature is on.
         let Value::Object(fields) = serde_json::to_value(&self.kind).map_err(S::Error::custom)?
         else {
             return Err(S::Error::custom(
@@ -423,6 +425,7 @@ impl Serialize for Event {
     }
 }
 
+/// An open log, positioned for appending.
 #[derive(Debug)]
 pub struct EventLog {
     file: File,
