@@ -1,20 +1,38 @@
 //! What the CLI reports on failure, and the exit code it reports it with.
 //!
-//! Library modules return their own error enums; the conversions here decide
-//! the [`ErrorKind`], and [`ErrorKind::exit_code`] is the one table of exit
-//! codes (DESIGN §7): 0 all merged or resolved, 1 the run ended with failed,
-//! blocked or conflicted tasks, 2 bad input, 3 another coordinator holds the
-//! lock, 130 interrupted. Printing: detail lines (`file:line:col: message`),
-//! then `error: <msg>`, `  caused by: <source>` for each source, `hint: <line>`.
+//! Library modules return their own error enums. Every conversion from one
+//! of them to a [`CliError`] is an `impl From` here, an exhaustive `match`
+//! with no catch-all arm, so a new variant does not compile until its kind
+//! is chosen; a wrapper of another module's error (`RunError::Lock`) defers
+//! to that error's conversion, so each error has one kind wherever it comes
+//! from. Hints that belong to an error (how to recreate a deleted target)
+//! are added by its conversion. The CLI builds a [`CliError`] itself only for
+//! messages it composes (usage errors, summaries).
+//!
+//! [`ErrorKind::exit_code`] is the one table of exit codes (DESIGN §7): 0 all
+//! merged or resolved, 1 the run ended with failed, blocked or conflicted
+//! tasks, 2 bad input, 3 another coordinator holds the lock, 130
+//! interrupted, 255 a bug or an environment failure. Printing: detail lines
+//! (`file:line:col: message`), then `error: <msg>`, `  caused by: <source>`
+//! for each source, `hint: <line>`.
 
 use std::error::Error as StdError;
 use std::io::Write;
 
 use anstyle::{AnsiColor, Style};
 
+use crate::clean::CleanError;
 use crate::config::ConfigError;
+use crate::coordinator::RunError;
+use crate::coordinator::control::ControlError;
+use crate::dash::driver::DashError;
+use crate::demo::DemoError;
+use crate::git::GitError;
+use crate::hooks::install::HookError;
 use crate::plan::PlanError;
+use crate::plan::taskmaster::{self, TaskmasterError};
 use crate::state::StateError;
+use crate::state::lock::LockError;
 
 /// The class of a failure, which fixes the exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +87,9 @@ impl std::fmt::Display for Message {
 impl StdError for Message {}
 
 impl CliError {
-    pub fn new(kind: ErrorKind, error: impl Into<Box<dyn StdError + Send + Sync>>) -> CliError {
+    /// Returns an error of `kind`. Private: a library error gets its kind
+    /// from its `From` conversion below, never at the call site.
+    fn new(kind: ErrorKind, error: impl Into<Box<dyn StdError + Send + Sync>>) -> CliError {
         CliError {
             kind,
             error: error.into(),
@@ -86,6 +106,16 @@ impl CliError {
     /// Returns an internal error with a message.
     pub fn internal(message: impl Into<String>) -> CliError {
         CliError::new(ErrorKind::Internal, Message(message.into()))
+    }
+
+    /// Returns the error of a command that ended with work left undone (exit 1).
+    pub fn run_failed(message: impl Into<String>) -> CliError {
+        CliError::new(ErrorKind::RunFailed, Message(message.into()))
+    }
+
+    /// Returns the error of a command a person interrupted (exit 130).
+    pub fn interrupted() -> CliError {
+        CliError::new(ErrorKind::Interrupted, Message("interrupted".to_owned()))
     }
 
     #[must_use]
@@ -123,8 +153,11 @@ impl CliError {
 
 impl From<PlanError> for CliError {
     fn from(error: PlanError) -> CliError {
+        let kind = match error {
+            PlanError::Read { .. } | PlanError::Invalid { .. } => ErrorKind::Input,
+        };
         let details = error.detail_lines();
-        let mut e = CliError::new(ErrorKind::Input, error);
+        let mut e = CliError::new(kind, error);
         e.details = details;
         e
     }
@@ -132,7 +165,24 @@ impl From<PlanError> for CliError {
 
 impl From<ConfigError> for CliError {
     fn from(error: ConfigError) -> CliError {
-        CliError::new(ErrorKind::Input, error)
+        let kind = match error {
+            ConfigError::Read { .. } | ConfigError::Invalid { .. } => ErrorKind::Input,
+        };
+        CliError::new(kind, error)
+    }
+}
+
+impl From<taskmaster::InFile> for CliError {
+    fn from(error: taskmaster::InFile) -> CliError {
+        let kind = match error.error {
+            TaskmasterError::Parse { .. }
+            | TaskmasterError::NotTaskmaster
+            | TaskmasterError::UnknownTag { .. }
+            | TaskmasterError::NoTags { .. }
+            | TaskmasterError::AmbiguousTag { .. }
+            | TaskmasterError::BadId { .. } => ErrorKind::Input,
+        };
+        CliError::new(kind, error)
     }
 }
 
@@ -146,13 +196,124 @@ impl From<StateError> for CliError {
     }
 }
 
-impl From<crate::state::lock::LockError> for CliError {
-    fn from(error: crate::state::lock::LockError) -> CliError {
+impl From<LockError> for CliError {
+    fn from(error: LockError) -> CliError {
         let kind = match error {
-            crate::state::lock::LockError::Held { .. } => ErrorKind::Locked,
-            crate::state::lock::LockError::Io { .. } => ErrorKind::Internal,
+            LockError::Held { .. } => ErrorKind::Locked,
+            LockError::Io { .. } => ErrorKind::Internal,
         };
         CliError::new(kind, error)
+    }
+}
+
+/// A refusal about something the user named or runs orch in (a branch, a
+/// folder) is bad input; libgit2 or the `git` CLI failing is internal.
+impl From<GitError> for CliError {
+    fn from(error: GitError) -> CliError {
+        match error {
+            GitError::NotARepository { .. } => CliError::new(ErrorKind::Input, error)
+                .with_hint("run `git init` first, or pass `-C` with the repository's folder"),
+            GitError::Bare { .. }
+            | GitError::NoSuchBranch { .. }
+            | GitError::BranchExists { .. }
+            | GitError::PathTaken { .. }
+            | GitError::CheckedOutInMain { .. } => CliError::new(ErrorKind::Input, error),
+            GitError::Git { .. } | GitError::Command(_) => {
+                CliError::new(ErrorKind::Internal, error)
+            }
+        }
+    }
+}
+
+impl From<RunError> for CliError {
+    fn from(error: RunError) -> CliError {
+        match error {
+            RunError::Lock(e) => CliError::from(e),
+            RunError::State(e) => CliError::from(e),
+            RunError::Git(e) => CliError::from(e),
+            RunError::NoTarget { .. } => CliError::new(ErrorKind::Input, error),
+            RunError::TargetGone {
+                ref target,
+                ref last,
+            } => {
+                let hint = match last {
+                    Some(oid) => format!(
+                        "recreate it where orch last saw it (`git branch {target} {oid}`), then `orch run` carries on; finished work waits in the queue"
+                    ),
+                    None => format!(
+                        "recreate `{target}`, then `orch run` carries on; finished work waits in the queue"
+                    ),
+                };
+                CliError::new(ErrorKind::Input, error).with_hint(hint)
+            }
+            // Loading the config already refuses a bad glob in
+            // `policy.forbidden_paths` (exit 2), so one here is a bug.
+            RunError::Io { .. } | RunError::Policy(_) => CliError::new(ErrorKind::Internal, error),
+        }
+    }
+}
+
+impl From<ControlError> for CliError {
+    fn from(error: ControlError) -> CliError {
+        match error {
+            ControlError::Lock(e) => CliError::from(e),
+            ControlError::State(e) => CliError::from(e),
+            ControlError::Refused(_) => CliError::new(ErrorKind::Input, error),
+            ControlError::StateDir { .. } | ControlError::Events { .. } => {
+                CliError::new(ErrorKind::Internal, error)
+            }
+        }
+    }
+}
+
+impl From<CleanError> for CliError {
+    fn from(error: CleanError) -> CliError {
+        match error {
+            CleanError::Lock(e) => CliError::from(e),
+            CleanError::State(e) => CliError::from(e),
+            CleanError::Git(e) => CliError::from(e),
+            CleanError::StateDir { .. } => CliError::new(ErrorKind::Internal, error),
+        }
+    }
+}
+
+impl From<HookError> for CliError {
+    fn from(error: HookError) -> CliError {
+        let kind = match error {
+            HookError::Tangled { .. } => ErrorKind::Input,
+            HookError::Locate { .. } | HookError::Io { .. } => ErrorKind::Internal,
+        };
+        CliError::new(kind, error)
+    }
+}
+
+impl From<DashError> for CliError {
+    fn from(error: DashError) -> CliError {
+        match error {
+            DashError::Terminal(_) => CliError::new(ErrorKind::Input, error)
+                .with_hint("`orch status` prints the same information without a terminal"),
+            DashError::State(e) => CliError::from(e),
+            DashError::Watch { .. } => CliError::new(ErrorKind::Internal, error),
+        }
+    }
+}
+
+impl From<DemoError> for CliError {
+    fn from(error: DemoError) -> CliError {
+        let kind = match error {
+            DemoError::NotEmpty { .. } => ErrorKind::Input,
+            DemoError::Io { .. } | DemoError::Git(_) | DemoError::Template(_) => {
+                ErrorKind::Internal
+            }
+        };
+        CliError::new(kind, error)
+    }
+}
+
+/// A built-in template that does not render is a bug.
+impl From<minijinja::Error> for CliError {
+    fn from(error: minijinja::Error) -> CliError {
+        CliError::new(ErrorKind::Internal, error)
     }
 }
 
@@ -165,15 +326,426 @@ impl From<std::io::Error> for CliError {
     }
 }
 
-impl From<git2::Error> for CliError {
-    fn from(error: git2::Error) -> CliError {
-        CliError::new(ErrorKind::Internal, error)
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
+    use crate::coordinator::control::CommandError as Refusal;
+    use crate::git::cmd::CommandError;
+    use crate::plan::Location;
+
+    fn io() -> std::io::Error {
+        std::io::Error::other("disk on fire")
+    }
+
+    fn path() -> PathBuf {
+        PathBuf::from("f")
+    }
+
+    fn git_cli() -> CommandError {
+        CommandError {
+            argv: vec!["worktree".to_owned(), "list".to_owned()],
+            dir: path(),
+            code: Some(128),
+            stderr: String::new(),
+        }
+    }
+
+    fn at() -> Location {
+        Location { line: 1, column: 2 }
+    }
+
+    fn state_parse() -> StateError {
+        StateError::Parse {
+            path: path(),
+            location: at(),
+            message: "bad".to_owned(),
+        }
+    }
+
+    fn state_read() -> StateError {
+        StateError::Read {
+            path: path(),
+            source: io(),
+        }
+    }
+
+    fn state_write() -> StateError {
+        StateError::Write {
+            path: path(),
+            source: io(),
+        }
+    }
+
+    fn newer() -> StateError {
+        StateError::NewerSchema {
+            path: path(),
+            found: 9,
+        }
+    }
+
+    fn held() -> LockError {
+        LockError::Held {
+            path: path(),
+            pid: Some(7),
+        }
+    }
+
+    fn lock_io() -> LockError {
+        LockError::Io {
+            path: path(),
+            source: io(),
+        }
+    }
+
+    fn no_branch() -> GitError {
+        GitError::NoSuchBranch {
+            branch: "main".to_owned(),
+        }
+    }
+
+    fn libgit2() -> GitError {
+        GitError::Git {
+            path: path(),
+            source: git2::Error::from_str("corrupt"),
+        }
+    }
+
+    /// Checks each error's exit code, naming the error on a mismatch.
+    fn assert_codes<E: std::fmt::Debug>(table: Vec<(E, u8)>)
+    where
+        CliError: From<E>,
+    {
+        for (error, code) in table {
+            let shown = format!("{error:?}");
+            assert_eq!(CliError::from(error).exit_code(), code, "{shown}");
+        }
+    }
+
+    fn printed(error: CliError) -> String {
+        let mut out = Vec::new();
+        error.print(&mut out).unwrap();
+        anstream::adapter::strip_str(&String::from_utf8(out).unwrap()).to_string()
+    }
+
+    #[test]
+    fn plan_and_config_errors_are_bad_input() {
+        assert_codes(vec![
+            (
+                PlanError::Read {
+                    path: path(),
+                    source: io(),
+                },
+                2,
+            ),
+            (
+                PlanError::Invalid {
+                    path: path(),
+                    diagnostics: Vec::new(),
+                },
+                2,
+            ),
+        ]);
+        assert_codes(vec![
+            (
+                ConfigError::Read {
+                    path: path(),
+                    source: io(),
+                },
+                2,
+            ),
+            (
+                ConfigError::Invalid {
+                    path: path(),
+                    location: None,
+                    message: "bad".to_owned(),
+                },
+                2,
+            ),
+        ]);
+    }
+
+    #[test]
+    fn taskmaster_errors_are_bad_input_and_name_the_file() {
+        let in_file = |error| taskmaster::InFile {
+            path: PathBuf::from("tasks.json"),
+            error,
+        };
+        let names = || vec!["a".to_owned()];
+        assert_codes(vec![
+            (
+                in_file(TaskmasterError::Parse {
+                    location: at(),
+                    message: "bad".to_owned(),
+                }),
+                2,
+            ),
+            (in_file(TaskmasterError::NotTaskmaster), 2),
+            (
+                in_file(TaskmasterError::UnknownTag {
+                    tag: "x".to_owned(),
+                    available: names(),
+                }),
+                2,
+            ),
+            (
+                in_file(TaskmasterError::NoTags {
+                    tag: "x".to_owned(),
+                }),
+                2,
+            ),
+            (
+                in_file(TaskmasterError::AmbiguousTag { available: names() }),
+                2,
+            ),
+            (
+                in_file(TaskmasterError::BadId {
+                    what: "task 1".to_owned(),
+                    found: "null".to_owned(),
+                }),
+                2,
+            ),
+        ]);
+        assert_eq!(
+            printed(in_file(TaskmasterError::NotTaskmaster).into()),
+            "error: `tasks.json`: this is not a Taskmaster file: expected `{\"tasks\": [...]}` or tags like `{\"master\": {\"tasks\": [...]}}`\n"
+        );
+    }
+
+    #[test]
+    fn state_and_lock_errors() {
+        assert_codes(vec![
+            (state_parse(), 2),
+            (newer(), 2),
+            (state_read(), 255),
+            (state_write(), 255),
+        ]);
+        assert_codes(vec![(held(), 3), (lock_io(), 255)]);
+    }
+
+    #[test]
+    fn git_refusals_are_bad_input_and_git_failures_internal() {
+        assert_codes(vec![
+            (GitError::NotARepository { path: path() }, 2),
+            (GitError::Bare { path: path() }, 2),
+            (no_branch(), 2),
+            (
+                GitError::BranchExists {
+                    branch: "orch/A".to_owned(),
+                    oid: "abc".to_owned(),
+                },
+                2,
+            ),
+            (GitError::PathTaken { path: path() }, 2),
+            (
+                GitError::CheckedOutInMain {
+                    branch: "orch/A".to_owned(),
+                    path: path(),
+                },
+                2,
+            ),
+            (libgit2(), 255),
+            (GitError::Command(git_cli()), 255),
+        ]);
+        assert_eq!(
+            printed(GitError::NotARepository { path: path() }.into()),
+            "error: `f` is not inside a git repository\nhint: run `git init` first, or pass `-C` with the repository's folder\n"
+        );
+    }
+
+    #[test]
+    fn run_errors() {
+        let glob = crate::merge_queue::policy::BadGlob {
+            pattern: "[".to_owned(),
+            source: globset::Glob::new("[").unwrap_err(),
+        };
+        assert_codes(vec![
+            (RunError::Lock(held()), 3),
+            (RunError::Lock(lock_io()), 255),
+            (RunError::State(state_parse()), 2),
+            (RunError::State(newer()), 2),
+            (RunError::State(state_read()), 255),
+            (RunError::State(state_write()), 255),
+            (
+                RunError::Io {
+                    path: path(),
+                    source: io(),
+                },
+                255,
+            ),
+            (
+                RunError::NoTarget {
+                    target: "main".to_owned(),
+                },
+                2,
+            ),
+            (
+                RunError::TargetGone {
+                    target: "main".to_owned(),
+                    last: None,
+                },
+                2,
+            ),
+            (RunError::Git(no_branch()), 2),
+            (RunError::Git(libgit2()), 255),
+            (RunError::Policy(glob), 255),
+        ]);
+    }
+
+    #[test]
+    fn a_deleted_target_says_how_to_recreate_it() {
+        let gone = |last: Option<&str>| {
+            CliError::from(RunError::TargetGone {
+                target: "main".to_owned(),
+                last: last.map(str::to_owned),
+            })
+            .hints
+        };
+        assert_eq!(
+            gone(Some("abc123")),
+            [
+                "recreate it where orch last saw it (`git branch main abc123`), then `orch run` carries on; finished work waits in the queue"
+            ]
+        );
+        assert_eq!(
+            gone(None),
+            ["recreate `main`, then `orch run` carries on; finished work waits in the queue"]
+        );
+    }
+
+    #[test]
+    fn a_wrapped_error_prints_as_itself() {
+        assert_eq!(
+            printed(RunError::Lock(held()).into()),
+            printed(held().into())
+        );
+        assert_eq!(
+            printed(ControlError::State(state_write()).into()),
+            "error: cannot write `f`\n  caused by: disk on fire\n"
+        );
+    }
+
+    #[test]
+    fn control_errors() {
+        assert_codes(vec![
+            (
+                ControlError::StateDir {
+                    path: path(),
+                    source: io(),
+                },
+                255,
+            ),
+            (ControlError::Lock(held()), 3),
+            (ControlError::Lock(lock_io()), 255),
+            (ControlError::State(state_parse()), 2),
+            (ControlError::State(state_write()), 255),
+            (
+                ControlError::Refused(Refusal::UnknownId { id: "Z".to_owned() }),
+                2,
+            ),
+            (
+                ControlError::Events {
+                    path: path(),
+                    source: io(),
+                },
+                255,
+            ),
+        ]);
+    }
+
+    #[test]
+    fn clean_errors() {
+        assert_codes(vec![
+            (
+                CleanError::StateDir {
+                    path: path(),
+                    source: io(),
+                },
+                255,
+            ),
+            (CleanError::Lock(held()), 3),
+            (CleanError::Lock(lock_io()), 255),
+            (CleanError::Git(no_branch()), 2),
+            (CleanError::Git(GitError::Command(git_cli())), 255),
+            (CleanError::State(state_parse()), 2),
+            (CleanError::State(state_write()), 255),
+        ]);
+    }
+
+    #[test]
+    fn hook_dash_demo_and_template_errors() {
+        assert_codes(vec![
+            (
+                HookError::Locate {
+                    repo: path(),
+                    source: git_cli(),
+                },
+                255,
+            ),
+            (
+                HookError::Io {
+                    path: path(),
+                    source: io(),
+                },
+                255,
+            ),
+            (
+                HookError::Tangled {
+                    hook: path(),
+                    chained: path(),
+                },
+                2,
+            ),
+        ]);
+        assert_codes(vec![
+            (
+                DashError::Watch {
+                    path: path(),
+                    source: notify::Error::generic("gone"),
+                },
+                255,
+            ),
+            (DashError::Terminal(io()), 2),
+            (DashError::State(state_parse()), 2),
+            (DashError::State(state_read()), 255),
+        ]);
+        assert_eq!(
+            CliError::from(DashError::Terminal(io())).hints,
+            ["`orch status` prints the same information without a terminal"]
+        );
+        assert_codes(vec![
+            (DemoError::NotEmpty { path: path() }, 2),
+            (
+                DemoError::Io {
+                    path: path(),
+                    source: io(),
+                },
+                255,
+            ),
+            (DemoError::Git(git_cli()), 255),
+            (
+                DemoError::Template(minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    "x",
+                )),
+                255,
+            ),
+        ]);
+        assert_codes(vec![(
+            minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, "x"),
+            255,
+        )]);
+    }
+
+    #[test]
+    fn a_closed_stdout_exits_quietly() {
+        let pipe = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        let err = CliError::from(pipe);
+        assert_eq!(err.exit_code(), 0);
+        assert_eq!(printed(err), "");
+        assert_eq!(CliError::from(io()).exit_code(), 255);
+    }
 
     #[test]
     fn exit_codes_follow_the_contract() {
@@ -181,6 +753,9 @@ mod tests {
         assert_eq!(ErrorKind::Input.exit_code(), 2);
         assert_eq!(ErrorKind::Locked.exit_code(), 3);
         assert_eq!(ErrorKind::Interrupted.exit_code(), 130);
+        assert_eq!(ErrorKind::Internal.exit_code(), 255);
+        assert_eq!(CliError::run_failed("x").exit_code(), 1);
+        assert_eq!(CliError::interrupted().exit_code(), 130);
     }
 
     #[test]

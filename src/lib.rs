@@ -7,6 +7,7 @@
 //! command line. The design contract and the decisions taken where it is
 //! silent are in `docs/`.
 
+pub mod clean;
 pub mod cli;
 pub mod config;
 pub mod coordinator;

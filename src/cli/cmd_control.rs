@@ -2,22 +2,17 @@
 //!
 //! With a live run, the command goes through `.orchestrator/inbox/` and the
 //! run applies it (within a second); this waits for its answer. Without
-//! one, it is applied to `state.json` directly, under the run lock so that
-//! no run starts meanwhile; a cancelled attempt whose supervisor outlived an
-//! earlier run is stopped through its process group.
+//! one, [`control::apply_offline`] applies it to `state.json` under the run
+//! lock and stops any attempt it cancelled.
 
 use std::io::Write;
 use std::time::Duration;
 
 use crate::cli::{GlobalArgs, Workspace};
 use crate::coordinator::control;
-use crate::error::{CliError, ErrorKind};
-use crate::plan::FullId;
-use crate::runner::folder::RunFolder;
-use crate::state::events::EventLog;
+use crate::error::CliError;
 use crate::state::inbox::{self, Action};
-use crate::state::model::Timestamp;
-use crate::state::{lock, store};
+use crate::state::lock;
 
 /// How long to wait for a live run to answer.
 const REPLY_WAIT: Duration = Duration::from_secs(5);
@@ -37,7 +32,6 @@ pub fn run(global: &GlobalArgs, action: Action, args: ControlArgs) -> Result<(),
         .ok_or_else(|| CliError::input(format!("`{}` is not in the plan", args.id)))?;
     let id = plan.item(idx).id.clone();
     let dir = ws.state_dir();
-    std::fs::create_dir_all(dir.path())?;
     let mut out = anstream::stdout().lock();
     if let Some(pid) = lock::holder(dir.path())? {
         let sent = inbox::send(dir.path(), action, &id)?;
@@ -60,29 +54,9 @@ pub fn run(global: &GlobalArgs, action: Action, args: ControlArgs) -> Result<(),
             }
         };
     }
-    let _lock = lock::acquire(dir.path())?;
-    let mut state = dir.load_state()?.unwrap_or_default();
-    let applied = control::apply(&plan, &mut state, action, id.as_str(), Timestamp::now())
-        .map_err(|e| CliError::new(ErrorKind::Input, e))?;
-    store::save(&dir.state_file(), &state)?;
-    if let Ok(mut log) = EventLog::open(&dir.path().join(crate::state::events::FILE_NAME)) {
-        for (item, kind) in applied.events {
-            let _ = log.append(Some(&item), kind);
-        }
-    }
-    for stop in &applied.stop {
-        stop_orphan(&dir, &stop.unit, stop.attempt);
-    }
+    control::apply_offline(&dir, &plan, action, id.as_str())?;
     writeln!(out, "{} `{id}`.", capitalize(action.past()))?;
     Ok(())
-}
-
-/// Stops an agent whose supervisor outlived the run that started it.
-fn stop_orphan(state_dir: &crate::state::StateDir, unit: &FullId, attempt: u32) {
-    let folder = RunFolder::new(state_dir.run_dir(unit, attempt));
-    if let Err(e) = folder.stop_orphan(Duration::from_secs(5)) {
-        tracing::warn!(error = %e, unit = %unit, "cannot stop the attempt's processes");
-    }
 }
 
 fn capitalize(text: &str) -> String {

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use crate::cli::cmd_plan::PlanFile;
 use crate::cli::{GlobalArgs, Workspace};
-use crate::dash::driver::{self, DashError, Dashboard, Exit};
-use crate::error::{CliError, ErrorKind, Message};
+use crate::dash::driver::{self, Dashboard, Exit};
+use crate::error::CliError;
 
 #[derive(Debug, clap::Args)]
 pub struct DashArgs {
@@ -29,13 +29,9 @@ pub fn run(global: &GlobalArgs, args: DashArgs) -> Result<(), CliError> {
         state_dir,
         in_run: false,
         color: use_color(),
-    })
-    .map_err(dash_error)?;
-    match dashboard.run().map_err(dash_error)? {
-        Exit::Signal(_) => Err(CliError::new(
-            ErrorKind::Interrupted,
-            Message("interrupted".to_owned()),
-        )),
+    })?;
+    match dashboard.run()? {
+        Exit::Signal(_) => Err(CliError::interrupted()),
         Exit::Quit | Exit::StopRun | Exit::RunClosed => Ok(()),
     }
 }
@@ -43,14 +39,4 @@ pub fn run(global: &GlobalArgs, args: DashArgs) -> Result<(), CliError> {
 /// Returns whether the dashboard may use colour (`NO_COLOR` unset or empty).
 pub fn use_color() -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-}
-
-/// Maps a dashboard error to its exit code.
-pub fn dash_error(e: DashError) -> CliError {
-    match e {
-        DashError::Terminal(_) => CliError::new(ErrorKind::Input, e)
-            .with_hint("`orch status` prints the same information without a terminal"),
-        DashError::State(_) => CliError::new(ErrorKind::Input, e),
-        DashError::Watch { .. } => CliError::new(ErrorKind::Internal, e),
-    }
 }

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use crate::cli::cmd_run::{self, Output};
 use crate::cli::{GlobalArgs, Workspace};
 use crate::coordinator::Options;
-use crate::demo::{self, DemoError};
-use crate::error::{CliError, ErrorKind};
+use crate::demo;
+use crate::error::CliError;
 use crate::git::cmd;
 
 #[derive(Debug, clap::Args)]
@@ -40,13 +40,7 @@ pub fn run(global: &GlobalArgs, args: DemoArgs) -> Result<(), CliError> {
             .keep(),
     };
     eprintln!("Making a demo repository in `{}`.", dir.display());
-    demo::create(&dir, &std::env::current_exe()?).map_err(|e| {
-        let kind = match e {
-            DemoError::NotEmpty { .. } => ErrorKind::Input,
-            _ => ErrorKind::Internal,
-        };
-        CliError::new(kind, e)
-    })?;
+    demo::create(&dir, &std::env::current_exe()?)?;
     let here = GlobalArgs {
         dir: Some(dir.clone()),
         config: None,

@@ -8,7 +8,7 @@ use std::io::Write;
 use crate::cli::{GlobalArgs, Workspace, style};
 use crate::config;
 use crate::doctor::{self, Level, Subject};
-use crate::error::{CliError, ErrorKind, Message};
+use crate::error::CliError;
 use crate::lifecycle::Status;
 use crate::text::plural;
 
@@ -43,14 +43,11 @@ pub fn run(global: &GlobalArgs, _args: DoctorArgs) -> Result<(), CliError> {
     let errors = findings.iter().filter(|f| f.level == Level::Error).count();
     let warnings = findings.iter().filter(|f| f.level == Level::Warn).count();
     if errors > 0 {
-        return Err(CliError::new(
-            ErrorKind::Input,
-            Message(format!(
-                "{} and {} found",
-                plural(errors, "problem", "problems"),
-                plural(warnings, "warning", "warnings")
-            )),
-        ));
+        return Err(CliError::input(format!(
+            "{} and {} found",
+            plural(errors, "problem", "problems"),
+            plural(warnings, "warning", "warnings")
+        )));
     }
     writeln!(
         out,

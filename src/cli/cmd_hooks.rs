@@ -3,8 +3,8 @@
 use std::io::Write;
 
 use crate::cli::{GlobalArgs, Workspace};
-use crate::error::{CliError, ErrorKind};
-use crate::hooks::install::{self, Change, HookError, Installed, Location};
+use crate::error::CliError;
+use crate::hooks::install::{self, Change, Installed, Location};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum HooksCommand {
@@ -19,13 +19,12 @@ pub enum HooksCommand {
 pub fn run(global: &GlobalArgs, command: HooksCommand) -> Result<(), CliError> {
     let ws = Workspace::locate(global)?;
     let repo = ws.require_repo()?;
-    let location = install::locate(&repo.root).map_err(hook_error)?;
+    let location = install::locate(&repo.root)?;
     let mut out = anstream::stdout().lock();
     let dir = ws.display(&location.dir);
     match command {
         HooksCommand::Install => {
-            let done =
-                install::install(&location, &std::env::current_exe()?).map_err(hook_error)?;
+            let done = install::install(&location, &std::env::current_exe()?)?;
             for (name, change) in done {
                 let what = match change {
                     Change::Installed { chained: true } => {
@@ -47,7 +46,7 @@ pub fn run(global: &GlobalArgs, command: HooksCommand) -> Result<(), CliError> {
             relative_note(&mut out, &location)?;
         }
         HooksCommand::Uninstall => {
-            for (name, change) in install::uninstall(&location).map_err(hook_error)? {
+            for (name, change) in install::uninstall(&location)? {
                 let what = match change {
                     Change::Removed { restored: true } => "removed; the hook it chained is back",
                     Change::Removed { restored: false } => "removed",
@@ -96,12 +95,4 @@ fn relative_note(out: &mut impl Write, location: &Location) -> std::io::Result<(
         )?;
     }
     Ok(())
-}
-
-pub fn hook_error(e: HookError) -> CliError {
-    let kind = match e {
-        HookError::Tangled { .. } => ErrorKind::Input,
-        _ => ErrorKind::Internal,
-    };
-    CliError::new(kind, e)
 }

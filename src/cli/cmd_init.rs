@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use crate::cli::{GlobalArgs, Workspace};
 use crate::config::{self, Config};
-use crate::error::{CliError, ErrorKind, Message};
+use crate::error::CliError;
 use crate::state::DIR_NAME;
 use crate::templates;
 
@@ -43,14 +43,10 @@ pub fn run(global: &GlobalArgs, args: InitArgs) -> Result<(), CliError> {
     }
     let target = match args.target {
         Some(target) => target,
-        None => {
-            repo.current_branch()
-                .map_err(|e| CliError::new(ErrorKind::Internal, e))?
-                .ok_or_else(|| {
-                    CliError::input("HEAD is detached, so there is no current branch to merge into")
+        None => repo.current_branch()?.ok_or_else(|| {
+            CliError::input("HEAD is detached, so there is no current branch to merge into")
                 .with_hint("check out the branch orch should merge into, or pass `--target BRANCH`")
-                })?
-        }
+        })?,
     };
     if !git2::Branch::name_is_valid(&target).unwrap_or(false) {
         return Err(CliError::input(format!(
@@ -96,8 +92,7 @@ fn render(name: &str, source: &str, target: &str, title: &str) -> Result<String,
         target: &'a str,
         title: &'a str,
     }
-    templates::render(name, source, Context { target, title })
-        .map_err(|e| CliError::new(ErrorKind::Internal, e))
+    Ok(templates::render(name, source, Context { target, title })?)
 }
 
 fn write_new(path: &Path, text: &str, ws: &Workspace) -> Result<(), CliError> {
@@ -106,18 +101,12 @@ fn write_new(path: &Path, text: &str, ws: &Workspace) -> Result<(), CliError> {
         .create_new(true)
         .open(path)
         .map_err(|e| {
-            let kind = if e.kind() == std::io::ErrorKind::AlreadyExists {
-                ErrorKind::Input
+            let message = format!("cannot create `{}`: {e}", ws.display(path).display());
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                CliError::input(message)
             } else {
-                ErrorKind::Internal
-            };
-            CliError::new(
-                kind,
-                Message(format!(
-                    "cannot create `{}`: {e}",
-                    ws.display(path).display()
-                )),
-            )
+                CliError::internal(message)
+            }
         })?;
     file.write_all(text.as_bytes())?;
     file.sync_all()?;

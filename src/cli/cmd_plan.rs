@@ -9,8 +9,8 @@ use serde_json::json;
 use crate::cli::graph_render;
 use crate::cli::style;
 use crate::cli::{GlobalArgs, Workspace};
-use crate::error::{CliError, ErrorKind};
-use crate::plan::taskmaster::{self, TaskmasterError};
+use crate::error::CliError;
+use crate::plan::taskmaster;
 use crate::plan::{self, Kind, Plan};
 use crate::schedule::{self, Hold, Limits, Readiness};
 use crate::state::{self, State};
@@ -367,20 +367,11 @@ fn import_taskmaster(global: &GlobalArgs, args: TaskmasterArgs) -> Result<(), Cl
     let shown = ws.display(&source);
     let text = std::fs::read_to_string(&source)
         .map_err(|e| CliError::input(format!("cannot read `{}`: {e}", shown.display())))?;
-    let imported = taskmaster::convert(&text, args.tag.as_deref()).map_err(|e| {
-        let kind = match e {
-            TaskmasterError::Parse { .. }
-            | TaskmasterError::NotTaskmaster
-            | TaskmasterError::UnknownTag { .. }
-            | TaskmasterError::NoTags { .. }
-            | TaskmasterError::AmbiguousTag { .. }
-            | TaskmasterError::BadId { .. } => ErrorKind::Input,
-        };
-        CliError::new(
-            kind,
-            crate::error::Message(format!("`{}`: {e}", shown.display())),
-        )
-    })?;
+    let imported =
+        taskmaster::convert(&text, args.tag.as_deref()).map_err(|error| taskmaster::InFile {
+            path: shown.clone(),
+            error,
+        })?;
     if imported.tasks == 0 {
         let which = imported
             .tag

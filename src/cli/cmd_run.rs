@@ -10,7 +10,7 @@ use crate::coordinator::{self, Options, RunError, Setup};
 use crate::dash;
 use crate::dash::driver::{Dashboard, Exit};
 use crate::dash::event::{Ev, nudge};
-use crate::error::{CliError, ErrorKind, Message};
+use crate::error::CliError;
 use crate::hooks::install::{self, HookError};
 use crate::plan::ItemIdx;
 use crate::schedule;
@@ -141,23 +141,18 @@ pub fn drive(
             coordinator::run(setup, Box::new(move |e| human.event(e)))
         }
         Output::Dashboard => behind_dashboard(setup),
-    }
-    .map_err(run_error)?;
+    }?;
     if output != Output::Json {
         progress::summary(&summary);
     }
     if summary.interrupted {
-        return Err(CliError::new(
-            ErrorKind::Interrupted,
-            Message("interrupted".to_owned()),
-        ));
+        return Err(CliError::interrupted());
     }
     if summary.has_failures() {
-        return Err(CliError::new(
-            ErrorKind::RunFailed,
-            Message("the run ended with failed, blocked or conflicted tasks".to_owned()),
-        )
-        .with_hint("see `orch status` for the reasons; `orch retry ID` runs a task again"));
+        return Err(
+            CliError::run_failed("the run ended with failed, blocked or conflicted tasks")
+                .with_hint("see `orch status` for the reasons; `orch retry ID` runs a task again"),
+        );
     }
     Ok(())
 }
@@ -231,27 +226,6 @@ fn behind_dashboard(setup: Setup) -> Result<coordinator::Summary, RunError> {
     }
     run.join()
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-}
-
-fn run_error(e: RunError) -> CliError {
-    if let RunError::TargetGone { target, last } = &e {
-        let hint = match last {
-            Some(oid) => format!(
-                "recreate it where orch last saw it (`git branch {target} {oid}`), then `orch run` carries on; finished work waits in the queue"
-            ),
-            None => format!(
-                "recreate `{target}`, then `orch run` carries on; finished work waits in the queue"
-            ),
-        };
-        return CliError::new(ErrorKind::Input, e).with_hint(hint);
-    }
-    let kind = match &e {
-        RunError::Lock(crate::state::lock::LockError::Held { .. }) => ErrorKind::Locked,
-        RunError::State(crate::state::StateError::Write { .. }) => ErrorKind::Internal,
-        RunError::NoTarget { .. } | RunError::State(_) => ErrorKind::Input,
-        _ => ErrorKind::Internal,
-    };
-    CliError::new(kind, e)
 }
 
 fn resolve_only(

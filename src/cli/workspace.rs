@@ -44,7 +44,7 @@ impl Workspace {
         let repo = match RepoPaths::discover(&cwd) {
             Ok(repo) => Some(repo),
             Err(GitError::NotARepository { .. }) => None,
-            Err(e) => return Err(CliError::new(crate::error::ErrorKind::Input, e)),
+            Err(e) => return Err(e.into()),
         };
         let root = repo
             .as_ref()
@@ -62,13 +62,9 @@ impl Workspace {
     /// Returns the repository, or a bad-input error for commands that need one.
     pub fn require_repo(&self) -> Result<&RepoPaths, CliError> {
         self.repo.as_ref().ok_or_else(|| {
-            CliError::new(
-                crate::error::ErrorKind::Input,
-                GitError::NotARepository {
-                    path: self.cwd.clone(),
-                },
-            )
-            .with_hint("run `git init` first, or pass `-C` with the repository's folder")
+            CliError::from(GitError::NotARepository {
+                path: self.cwd.clone(),
+            })
         })
     }
 
@@ -112,12 +108,10 @@ impl Workspace {
             return Ok(target.clone());
         }
         let repo = self.require_repo()?;
-        repo.current_branch()
-            .map_err(|e| CliError::new(crate::error::ErrorKind::Internal, e))?
-            .ok_or_else(|| {
-                CliError::input("no target branch: `git.target` is not set and HEAD is detached")
-                    .with_hint("set `target` under `[git]` in `.orchestrator.toml`")
-            })
+        repo.current_branch()?.ok_or_else(|| {
+            CliError::input("no target branch: `git.target` is not set and HEAD is detached")
+                .with_hint("set `target` under `[git]` in `.orchestrator.toml`")
+        })
     }
 
     pub fn state_dir(&self) -> StateDir {

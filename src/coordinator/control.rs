@@ -15,14 +15,17 @@
 //! - after a retry or resolve, every blocked item is unblocked; the next
 //!   scheduling pass blocks again those still blocked.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::lifecycle::{self, Event as Transition, Status, Unit};
 use crate::plan::{FullId, Kind, Plan};
-use crate::state::events::{Actor, EventKind};
+use crate::runner::folder::RunFolder;
+use crate::state::events::{Actor, EventKind, EventLog};
 use crate::state::inbox::Action;
+use crate::state::lock::{self, LockError};
 use crate::state::model::{Outcome, Timestamp};
-use crate::state::{ItemState, State};
+use crate::state::{ItemState, State, StateDir, StateError, store};
 
 /// A command that cannot be applied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -222,6 +225,80 @@ pub fn run_dir(state_dir: &std::path::Path, unit: &FullId, attempt: u32) -> Path
         .join(attempt.to_string())
 }
 
+/// Applying a command without a live run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("cannot create `{}`", path.display())]
+    StateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Refused(#[from] CommandError),
+    /// The change is in `state.json`; only its record in the log is missing.
+    /// There is no remedy to offer: the log cannot be written to.
+    #[error("cannot append to `{}`; the change itself is saved in `state.json`", path.display())]
+    Events {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// How long a cancelled attempt's processes get between TERM and KILL.
+const ORPHAN_GRACE: Duration = Duration::from_secs(5);
+
+/// Applies a command to `state.json` when no run is live, and returns what it did.
+///
+/// Holds the run lock throughout, so no run starts meanwhile. The state is
+/// saved before the events are appended; a failure to append is reported
+/// after the save (the change holds, its record is missing). Attempts the
+/// command cancelled are stopped through their run folders whether or not
+/// the events were recorded; a failure to stop one is logged, as the
+/// command itself took effect.
+pub fn apply_offline(
+    state_dir: &StateDir,
+    plan: &Plan,
+    action: Action,
+    id: &str,
+) -> Result<Applied, ControlError> {
+    std::fs::create_dir_all(state_dir.path()).map_err(|source| ControlError::StateDir {
+        path: state_dir.path().to_owned(),
+        source,
+    })?;
+    let _lock = lock::acquire(state_dir.path())?;
+    let mut state = state_dir.load_state()?.unwrap_or_default();
+    let applied = apply(plan, &mut state, action, id, Timestamp::now())?;
+    store::save(&state_dir.state_file(), &state)?;
+    let recorded = record(&state_dir.events_file(), &applied);
+    for stop in &applied.stop {
+        let folder = RunFolder::new(state_dir.run_dir(&stop.unit, stop.attempt));
+        if let Err(e) = folder.stop_orphan(ORPHAN_GRACE) {
+            tracing::warn!(error = %e, unit = %stop.unit, "cannot stop the attempt's processes");
+        }
+    }
+    recorded?;
+    Ok(applied)
+}
+
+/// Appends the events of an applied command, stopping at the first failure.
+fn record(path: &Path, applied: &Applied) -> Result<(), ControlError> {
+    let events_err = |source| ControlError::Events {
+        path: path.to_owned(),
+        source,
+    };
+    let mut log = EventLog::open(path).map_err(events_err)?;
+    for (item, kind) in &applied.events {
+        log.append(Some(item), kind.clone()).map_err(events_err)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -300,5 +377,67 @@ mod tests {
         assert_eq!(err.to_string(), "cannot retry `A`: it is `merged`");
         let err = apply(&plan, &mut state, Action::Cancel, "Z", Timestamp::now()).unwrap_err();
         assert_eq!(err.to_string(), "`Z` is not in the plan");
+    }
+
+    fn failed_a(dir: &StateDir) {
+        let mut state = State::default();
+        state.items.insert(id("A"), ItemState::new(Status::Failed));
+        state.items.insert(id("B"), ItemState::new(Status::Blocked));
+        std::fs::create_dir_all(dir.path()).unwrap();
+        store::save(&dir.state_file(), &state).unwrap();
+    }
+
+    #[test]
+    fn offline_saves_the_state_then_records_the_events() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StateDir::at(&tmp.path().join(".orchestrator"));
+        failed_a(&dir);
+        apply_offline(&dir, &plan(), Action::Retry, "A").unwrap();
+        let state = dir.load_state().unwrap().unwrap();
+        assert_eq!(state.items[&id("A")].status, Status::Ready);
+        assert_eq!(state.items[&id("B")].status, Status::Pending);
+        let events: Vec<(EventName, Option<FullId>)> =
+            crate::state::events::read_all(&dir.events_file())
+                .unwrap()
+                .into_iter()
+                .map(|e| (e.event, e.id))
+                .collect();
+        assert_eq!(
+            events,
+            [
+                (EventName::TaskRetried, Some(id("A"))),
+                (EventName::TaskUnblocked, Some(id("B")))
+            ]
+        );
+    }
+
+    #[test]
+    fn offline_reports_a_lost_event_after_saving_the_state() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StateDir::at(&tmp.path().join(".orchestrator"));
+        failed_a(&dir);
+        std::fs::create_dir(dir.events_file()).unwrap();
+        let err = apply_offline(&dir, &plan(), Action::Retry, "A").unwrap_err();
+        assert!(
+            matches!(&err, ControlError::Events { path, .. } if *path == dir.events_file()),
+            "{err:?}"
+        );
+        let state = dir.load_state().unwrap().unwrap();
+        assert_eq!(state.items[&id("A")].status, Status::Ready, "saved");
+    }
+
+    #[test]
+    fn offline_refusals_change_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StateDir::at(&tmp.path().join(".orchestrator"));
+        failed_a(&dir);
+        let before = std::fs::read(dir.state_file()).unwrap();
+        let err = apply_offline(&dir, &plan(), Action::Retry, "B").unwrap_err();
+        assert!(
+            matches!(err, ControlError::Refused(CommandError::Illegal { .. })),
+            "{err:?}"
+        );
+        assert_eq!(std::fs::read(dir.state_file()).unwrap(), before);
+        assert!(!dir.events_file().exists());
     }
 }

@@ -14,6 +14,7 @@
 //! text out.
 
 use std::fmt::Write;
+use std::path::PathBuf;
 
 use serde_json::{Map, Value};
 use toml_writer::ToTomlKey;
@@ -39,6 +40,17 @@ pub enum TaskmasterError {
     AmbiguousTag { available: Vec<String> },
     #[error("{what} has no usable id (found {found})")]
     BadId { what: String, found: String },
+}
+
+/// A [`TaskmasterError`] in the file it was found in, named as the user gave it.
+///
+/// The file goes in front like a plan diagnostic's position (`tasks.json: …`);
+/// `error` is the error itself, not a cause, so it is shown once.
+#[derive(Debug, thiserror::Error)]
+#[error("`{}`: {error}", path.display())]
+pub struct InFile {
+    pub path: PathBuf,
+    pub error: TaskmasterError,
 }
 
 fn list(names: &[String]) -> String {

@@ -323,3 +323,20 @@ fn issue_5_a_run_waiting_on_its_agents_sleeps() {
         "the idle run used {used} of {window} clock ticks"
     );
 }
+
+#[test]
+fn issue_11_a_lost_event_is_reported_after_the_state_is_saved() {
+    let env = setup("fail-permanent.sh", "", "[[task]]\nid = \"T1\"\n");
+    let out = env.orch().args(["run", "--no-merge"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", env.render(&out));
+    let events = env.repo().join(".orchestrator/events.jsonl");
+    std::fs::remove_file(&events).unwrap();
+    std::fs::create_dir(&events).unwrap();
+    insta::assert_snapshot!(env.run(["retry", "T1"]), @"
+    ------- stderr -------
+    error: cannot append to `$TEMP/repo/.orchestrator/events.jsonl`; the change itself is saved in `state.json`
+      caused by: Is a directory (os error 21)
+    [exit status: 255]
+    ");
+    assert_eq!(env.status_of("T1"), "ready", "the retry itself is saved");
+}
