@@ -12,7 +12,7 @@ use crate::cli::{GlobalArgs, Workspace};
 use crate::error::{CliError, ErrorKind};
 use crate::plan::taskmaster::{self, TaskmasterError};
 use crate::plan::{self, Kind, Plan};
-use crate::schedule::{self, Hold, Limits, Readiness};
+use crate::schedule::{self, Hold, Readiness};
 use crate::state::{self, State};
 use crate::text::plural;
 
@@ -225,15 +225,7 @@ fn show(global: &GlobalArgs, args: ShowArgs) -> Result<(), CliError> {
 
 fn next(global: &GlobalArgs, args: NextArgs) -> Result<(), CliError> {
     let (ws, plan, state) = load(global, &args.file)?;
-    let config = &ws.config;
-    let limits = Limits {
-        max_parallel: args
-            .max_parallel
-            .unwrap_or(config.agent.max_parallel as usize),
-        resources: config.resources.clone(),
-        phase_barrier: config.scheduling.phase_barrier,
-        aging: Some(config.scheduling.aging.0).filter(|a| !a.is_zero()),
-    };
+    let limits = ws.config.limits(args.max_parallel);
     let views = state::task_views(&plan, state.as_ref());
     let now = SystemTime::now();
     let s = schedule::schedule(&plan, &views, now, &limits);
