@@ -2,7 +2,7 @@
 //!
 //! `update(msg) -> commands`: keys, new state, new events and log text come
 //! in as [`Msg`]s; what needs I/O goes out as [`Cmd`]s for the loop in
-//! `dash/mod.rs` to carry out. Nothing here reads files, writes `state.json`
+//! `dash/driver.rs` to carry out. Nothing here reads files, writes `state.json`
 //! or touches git, so every behaviour is testable by feeding messages.
 //!
 //! Destructive actions (retry, cancel, resolve) ask for confirmation, then
@@ -14,6 +14,7 @@ use std::time::SystemTime;
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
+use crate::dash::layout;
 use crate::lifecycle::Status;
 use crate::merge_queue::queue;
 use crate::plan::{FullId, ItemIdx, Kind, Plan};
@@ -416,9 +417,8 @@ impl AppState {
 
     /// Returns how many tree rows fit on screen.
     pub fn tree_height(&self) -> usize {
-        let (_, h) = self.size;
-        let bottom = crate::dash::ui::bottom_height(h);
-        usize::from(h.saturating_sub(bottom + 4)).max(1)
+        let (w, h) = self.size;
+        layout::tree_rows(w, h)
     }
 
     fn keep_visible(&mut self) {
