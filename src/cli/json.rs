@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::PathBuf;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -236,7 +236,7 @@ impl NextDoc {
         views: &[TaskView],
         schedule: &Schedule,
         now: SystemTime,
-        aging: Option<std::time::Duration>,
+        aging: Option<Duration>,
     ) -> NextDoc {
         let entries = schedule
             .start
@@ -276,7 +276,6 @@ pub fn write_pretty(out: &mut impl Write, doc: &impl Serialize) -> io::Result<()
 #[cfg(test)]
 mod tests {
     use std::path::Path;
-    use std::time::Duration;
 
     use serde::de::DeserializeOwned;
 
