@@ -569,6 +569,22 @@ impl Config {
         None
     }
 
+    /// Returns the scheduler's limits, with `max_parallel` (`--max-parallel`)
+    /// in place of `agent.max_parallel` when given.
+    ///
+    /// `orch run`, `orch run --dry-run` and `orch plan next` all take their
+    /// limits from here, so `plan next` lists tasks in the order `run` starts
+    /// them. The config knows the scheduler, not the other way round: the
+    /// scheduler stays a pure function of plan, snapshot, time and limits.
+    pub fn limits(&self, max_parallel: Option<usize>) -> crate::schedule::Limits {
+        crate::schedule::Limits {
+            max_parallel: max_parallel.unwrap_or(self.agent.max_parallel as usize),
+            resources: self.resources.clone(),
+            phase_barrier: self.scheduling.phase_barrier,
+            aging: Some(self.scheduling.aging.0).filter(|a| !a.is_zero()),
+        }
+    }
+
     /// Returns what the config adds to plan validation.
     pub fn plan_rules(&self) -> crate::plan::Rules {
         crate::plan::Rules {

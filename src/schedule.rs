@@ -93,6 +93,16 @@ pub enum Hold {
     Resource(String),
 }
 
+impl std::fmt::Display for Hold {
+    /// Writes why the task waits, as `orch plan next` prints it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Hold::MaxParallel => f.write_str("max_parallel agents are running"),
+            Hold::Resource(name) => write!(f, "resource `{name}` is in use"),
+        }
+    }
+}
+
 /// The scheduler's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Schedule {

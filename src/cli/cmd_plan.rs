@@ -4,15 +4,14 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-use serde_json::json;
-
 use crate::cli::graph_render;
+use crate::cli::json::{self, NextDoc, PlanDoc};
 use crate::cli::style;
 use crate::cli::{GlobalArgs, Workspace};
 use crate::error::CliError;
 use crate::plan::taskmaster;
 use crate::plan::{self, Kind, Plan};
-use crate::schedule::{self, Hold, Limits, Readiness};
+use crate::schedule::{self, Hold, Readiness};
 use crate::state::{self, State};
 use crate::text::plural;
 
@@ -146,36 +145,7 @@ fn show(global: &GlobalArgs, args: ShowArgs) -> Result<(), CliError> {
     let statuses = state::item_statuses(&plan, state.as_ref());
     let mut out = anstream::stdout().lock();
     if args.json {
-        let items: Vec<_> = plan
-            .indices()
-            .map(|idx| {
-                let item = plan.item(idx);
-                let deps: Vec<_> = item
-                    .depends_on
-                    .iter()
-                    .map(|d| json!({"id": plan.item(d.target).id, "required": d.required}))
-                    .collect();
-                let mut entry = json!({
-                    "id": item.id,
-                    "kind": item.kind,
-                    "title": item.title,
-                    "priority": item.priority.level(),
-                    "status": statuses[idx.index()],
-                    "parent": item.parent.map(|p| plan.item(p).id.clone()),
-                    "depends_on": deps,
-                });
-                if let Some(extra) = item.extra() {
-                    entry["extra"] = serde_json::Value::Object(extra.clone());
-                }
-                entry
-            })
-            .collect();
-        let doc = json!({"title": plan.title, "items": items});
-        writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&doc).map_err(std::io::Error::other)?
-        )?;
+        json::write_pretty(&mut out, &PlanDoc::new(&plan, &statuses))?;
         return Ok(());
     }
     if let Some(title) = &plan.title {
@@ -225,52 +195,25 @@ fn show(global: &GlobalArgs, args: ShowArgs) -> Result<(), CliError> {
 
 fn next(global: &GlobalArgs, args: NextArgs) -> Result<(), CliError> {
     let (ws, plan, state) = load(global, &args.file)?;
-    let config = &ws.config;
-    let limits = Limits {
-        max_parallel: args
-            .max_parallel
-            .unwrap_or(config.agent.max_parallel as usize),
-        resources: config.resources.clone(),
-        phase_barrier: config.scheduling.phase_barrier,
-        aging: Some(config.scheduling.aging.0).filter(|a| !a.is_zero()),
-    };
+    let limits = ws.config.limits(args.max_parallel);
     let views = state::task_views(&plan, state.as_ref());
     let now = SystemTime::now();
     let s = schedule::schedule(&plan, &views, now, &limits);
+    let mut out = anstream::stdout().lock();
+    if args.json {
+        json::write_pretty(
+            &mut out,
+            &NextDoc::new(&plan, &views, &s, now, limits.aging),
+        )?;
+        return Ok(());
+    }
     let entries: Vec<(u32, Option<&Hold>)> = s
         .start
         .iter()
         .map(|t| (*t, None))
         .chain(s.held.iter().map(|(t, h)| (*t, Some(h))))
         .collect();
-    let mut out = anstream::stdout().lock();
     let task_of = |t: u32| plan.item(plan.tasks()[t as usize]);
-    if args.json {
-        let ready: Vec<_> = entries
-            .iter()
-            .map(|(t, hold)| {
-                let item = task_of(*t);
-                let waited = views[*t as usize]
-                    .ready_since
-                    .and_then(|since| now.duration_since(since).ok())
-                    .unwrap_or_default();
-                json!({
-                    "id": item.id,
-                    "title": item.title,
-                    "priority": item.priority.level(),
-                    "effective_priority": schedule::effective_priority(item.priority.level(), waited, limits.aging),
-                    "held": hold.map(hold_text),
-                })
-            })
-            .collect();
-        let doc = json!({ "ready": ready });
-        writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&doc).map_err(std::io::Error::other)?
-        )?;
-        return Ok(());
-    }
     if entries.is_empty() {
         drop(out);
         let mut err = anstream::stderr().lock();
@@ -289,7 +232,7 @@ fn next(global: &GlobalArgs, args: NextArgs) -> Result<(), CliError> {
     for (t, hold) in &entries {
         let item = task_of(*t);
         let held = match hold {
-            Some(h) => format!("  {d}(held: {}){d:#}", hold_text(h), d = style::dim()),
+            Some(h) => format!("  {d}(held: {h}){d:#}", d = style::dim()),
             None => String::new(),
         };
         writeln!(
@@ -301,13 +244,6 @@ fn next(global: &GlobalArgs, args: NextArgs) -> Result<(), CliError> {
         )?;
     }
     Ok(())
-}
-
-fn hold_text(hold: &Hold) -> String {
-    match hold {
-        Hold::MaxParallel => "max_parallel agents are running".to_owned(),
-        Hold::Resource(name) => format!("resource `{name}` is in use"),
-    }
 }
 
 /// Says why nothing is ready, by counting where tasks stand.

@@ -252,12 +252,7 @@ fn dry_run(
 ) -> Result<(), CliError> {
     let state = ws.load_state()?;
     let views = state::task_views(plan, state.as_ref());
-    let limits = schedule::Limits {
-        max_parallel: max_parallel.unwrap_or(ws.config.agent.max_parallel as usize),
-        resources: ws.config.resources.clone(),
-        phase_barrier: ws.config.scheduling.phase_barrier,
-        aging: Some(ws.config.scheduling.aging.0).filter(|a| !a.is_zero()),
-    };
+    let limits = ws.config.limits(max_parallel);
     let s = schedule::schedule(plan, &views, std::time::SystemTime::now(), &limits);
     let mut out = anstream::stdout().lock();
     if s.start.is_empty() {

@@ -5,9 +5,8 @@
 
 use std::io::Write;
 
-use serde_json::{Value, json};
-
 use crate::cli::cmd_plan::PlanFile;
+use crate::cli::json::{self, DetailDoc, StatusDoc};
 use crate::cli::{GlobalArgs, Workspace, style};
 use crate::coordinator::control;
 use crate::error::CliError;
@@ -38,42 +37,10 @@ pub fn run(global: &GlobalArgs, args: StatusArgs) -> Result<(), CliError> {
         return detail(&ws, &plan, &state, id, args.json);
     }
     let statuses = state::item_statuses(&plan, Some(&state));
-    let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
-    for t in plan.tasks() {
-        *counts.entry(statuses[t.index()].as_str()).or_default() += 1;
-    }
+    let doc = StatusDoc::new(&plan, &statuses, &state, live);
     let mut out = anstream::stdout().lock();
     if args.json {
-        let items: Vec<Value> = plan
-            .indices()
-            .map(|idx| {
-                let item = plan.item(idx);
-                let s = state.items.get(&item.id);
-                json!({
-                    "id": item.id,
-                    "kind": item.kind,
-                    "title": item.title,
-                    "status": statuses[idx.index()],
-                    "attempts": s.map_or(0, |s| s.counted_attempts()),
-                    "branch": s.and_then(|s| s.branch.clone()),
-                    "worktree": s.and_then(|s| s.worktree.clone()),
-                    "merge_commit": s.and_then(|s| s.merge_commit.clone()),
-                    "reason": s.and_then(|s| s.reason.clone()),
-                })
-            })
-            .collect();
-        let doc = json!({
-            "schema": crate::state::SCHEMA,
-            "target": state.target,
-            "live": live.map(|pid| json!({"pid": pid})),
-            "items": items,
-            "counts": counts,
-        });
-        writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&doc).map_err(std::io::Error::other)?
-        )?;
+        json::write_pretty(&mut out, &doc)?;
         return Ok(());
     }
     let run_line = match (live, &state.run) {
@@ -129,7 +96,8 @@ pub fn run(global: &GlobalArgs, args: StatusArgs) -> Result<(), CliError> {
             left[idx.index()]
         )?;
     }
-    let parts: Vec<String> = counts
+    let parts: Vec<String> = doc
+        .counts
         .iter()
         .map(|(s, n)| format!("{n} {}", s.replace('_', " ")))
         .collect();
@@ -153,24 +121,7 @@ fn detail(
     let attempts: &[Attempt] = s.map(|s| s.attempts.as_slice()).unwrap_or_default();
     let mut out = anstream::stdout().lock();
     if as_json {
-        let doc = json!({
-            "id": item.id,
-            "kind": item.kind,
-            "title": item.title,
-            "status": status,
-            "reason": s.and_then(|s| s.reason.clone()),
-            "branch": s.and_then(|s| s.branch.clone()),
-            "worktree": s.and_then(|s| s.worktree.clone()),
-            "base": s.and_then(|s| s.base.clone()),
-            "merge_commit": s.and_then(|s| s.merge_commit.clone()),
-            "summary": s.and_then(|s| s.summary.clone()),
-            "attempts": attempts,
-        });
-        writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&doc).map_err(std::io::Error::other)?
-        )?;
+        json::write_pretty(&mut out, &DetailDoc::new(plan, idx, status, state))?;
         return Ok(());
     }
     let st = style::status(status);

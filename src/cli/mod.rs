@@ -19,6 +19,7 @@ mod cmd_plan;
 mod cmd_run;
 mod cmd_status;
 mod graph_render;
+pub mod json;
 mod progress;
 mod style;
 mod workspace;

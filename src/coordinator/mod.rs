@@ -501,15 +501,7 @@ impl Coordinator {
     }
 
     fn limits(&self) -> Limits {
-        Limits {
-            max_parallel: self
-                .options
-                .max_parallel
-                .unwrap_or(self.config.agent.max_parallel as usize),
-            resources: self.config.resources.clone(),
-            phase_barrier: self.config.scheduling.phase_barrier,
-            aging: Some(self.config.scheduling.aging.0).filter(|a| !a.is_zero()),
-        }
+        self.config.limits(self.options.max_parallel)
     }
 
     fn task_views(&self) -> Vec<TaskView> {

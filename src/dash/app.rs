@@ -2,7 +2,7 @@
 //!
 //! `update(msg) -> commands`: keys, new state, new events and log text come
 //! in as [`Msg`]s; what needs I/O goes out as [`Cmd`]s for the loop in
-//! `dash/mod.rs` to carry out. Nothing here reads files, writes `state.json`
+//! `dash/driver.rs` to carry out. Nothing here reads files, writes `state.json`
 //! or touches git, so every behaviour is testable by feeding messages.
 //!
 //! Destructive actions (retry, cancel, resolve) ask for confirmation, then
@@ -14,7 +14,9 @@ use std::time::SystemTime;
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
+use crate::dash::layout;
 use crate::lifecycle::Status;
+use crate::merge_queue::queue;
 use crate::plan::{FullId, ItemIdx, Kind, Plan};
 use crate::state::events::{Event, EventKind};
 use crate::state::inbox::Action;
@@ -400,9 +402,8 @@ impl AppState {
 
     /// Returns how many tree rows fit on screen.
     pub fn tree_height(&self) -> usize {
-        let (_, h) = self.size;
-        let bottom = crate::dash::ui::bottom_height(h);
-        usize::from(h.saturating_sub(bottom + 4)).max(1)
+        let (w, h) = self.size;
+        layout::tree_rows(w, h)
     }
 
     fn keep_visible(&mut self) {
@@ -618,34 +619,16 @@ impl AppState {
         }
     }
 
-    /// Returns the tasks waiting to merge, in queue order, and the one merging.
+    /// Returns the tasks waiting to merge, in the order the coordinator
+    /// merges them, and the one merging.
     fn merge_queue(&self) -> (Vec<FullId>, Option<FullId>) {
-        let mut waiting: Vec<(Option<SystemTime>, u8, ItemIdx)> = Vec::new();
-        let mut merging = None;
-        for t in self.plan.tasks() {
-            let item = self.plan.item(*t);
-            match self.statuses[t.index()] {
-                Status::AwaitingMerge => {
-                    let at = self
-                        .state
-                        .items
-                        .get(&item.id)
-                        .and_then(|s| s.queued.as_ref())
-                        .map(|q| q.at.0);
-                    waiting.push((at, item.priority.level(), *t));
-                }
-                Status::Merging => merging = Some(item.id.clone()),
-                _ => {}
-            }
-        }
-        waiting.sort();
-        (
-            waiting
-                .into_iter()
-                .map(|(_, _, t)| self.plan.item(t).id.clone())
-                .collect(),
-            merging,
-        )
+        let merging = self
+            .plan
+            .tasks()
+            .iter()
+            .find(|t| self.statuses[t.index()] == Status::Merging)
+            .map(|t| self.plan.item(*t).id.clone());
+        (queue::order(&self.plan, &self.state), merging)
     }
 
     /// Returns the number of tasks in each status.
@@ -885,5 +868,34 @@ title = "Importer"
         app.update(key('k'));
         assert!(app.update(started("P1.M1.T3")).is_empty());
         assert_eq!(app.selected, 2, "the person's choice stays");
+    }
+
+    #[test]
+    fn the_queue_shown_is_the_order_the_coordinator_merges_in() {
+        let mut state = State::default();
+        for (id, status, secs) in [
+            ("P1.M1.T1", Status::AwaitingMerge, 7),
+            ("P1.M1.T2", Status::Merging, 1),
+            ("P1.M1.T3", Status::AwaitingMerge, 5),
+        ] {
+            let mut s = ItemState::new(status);
+            s.queued = Some(crate::state::model::Queued {
+                at: crate::state::Timestamp(
+                    SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs),
+                ),
+                tip: None,
+            });
+            state.items.insert(FullId::parse(id).unwrap(), s);
+        }
+        let app = AppState::new(plan(), state, SystemTime::UNIX_EPOCH);
+        let (waiting, merging) = &app.queue;
+        let waiting: Vec<&str> = waiting.iter().map(FullId::as_str).collect();
+        assert_eq!(waiting, ["P1.M1.T3", "P1.M1.T1"]);
+        assert_eq!(merging.as_ref().map(FullId::as_str), Some("P1.M1.T2"));
+        assert_eq!(
+            queue::next(&app.plan, &app.state).as_ref(),
+            app.queue.0.first(),
+            "the head of the queue shown is what merges next"
+        );
     }
 }

@@ -5,6 +5,8 @@
 //! input, file-system notifications and a slow tick into messages, and
 //! [`terminal`] sets the terminal up and always puts it back. [`driver`]
 //! ties them together and carries out the commands `update` returns.
+//! [`layout`] is the screen arithmetic both `app` (paging) and `ui`
+//! (drawing) use; `ui` reads `app`, never the other way round.
 //!
 //! The dashboard reads `.orchestrator/` and never writes `state.json`; what
 //! a person asks for (retry, cancel, resolve) goes through the inbox to the
@@ -13,5 +15,6 @@
 pub mod app;
 pub mod driver;
 pub mod event;
+pub mod layout;
 pub mod terminal;
 pub mod ui;

@@ -17,22 +17,19 @@
 use std::time::{Duration, SystemTime};
 
 use ratatui::Frame;
-use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::layout::{Constraint, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph, Wrap};
 
 use crate::dash::app::{AppState, Mode};
+use crate::dash::layout::{self, MIN_HEIGHT, MIN_WIDTH};
 use crate::lifecycle::Status;
 use crate::narrate;
 use crate::plan::ItemIdx;
 use crate::state::events::EventKind;
 use crate::state::inbox::Action;
 use crate::state::model::{Attempt, MergeProblem, Outcome};
-
-/// Below this size only a note is drawn.
-const MIN_WIDTH: u16 = 40;
-const MIN_HEIGHT: u16 = 10;
 
 /// Returns the glyph that stands for a status.
 pub fn glyph(status: Status) -> &'static str {
@@ -96,7 +93,7 @@ impl Paint {
 pub fn render(app: &AppState, frame: &mut Frame) {
     let area = frame.area();
     let paint = Paint { color: app.color };
-    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+    if !layout::fits(area) {
         let note = format!("orch dash needs at least {MIN_WIDTH}×{MIN_HEIGHT}; press q to quit");
         frame.render_widget(Paragraph::new(note).wrap(Wrap { trim: true }), area);
         return;
@@ -105,29 +102,14 @@ pub fn render(app: &AppState, frame: &mut Frame) {
         log_screen(app, frame, area, scroll, &paint);
         return;
     }
-    let bottom = bottom_height(area.height);
-    let [header, middle, lower, footer] = Layout::vertical([
-        Constraint::Length(1),
-        Constraint::Min(3),
-        Constraint::Length(bottom),
-        Constraint::Length(1),
-    ])
-    .areas(area);
-    let [tree_area, side] =
-        Layout::horizontal([Constraint::Percentage(56), Constraint::Percentage(44)]).areas(middle);
-    let queue_height = (side.height / 3).clamp(4, 8);
-    let [detail_area, queue_area] =
-        Layout::vertical([Constraint::Min(3), Constraint::Length(queue_height)]).areas(side);
-    let [log_area, feed_area] =
-        Layout::horizontal([Constraint::Percentage(56), Constraint::Percentage(44)]).areas(lower);
-
-    frame.render_widget(Paragraph::new(header_line(app, &paint)), header);
-    tree(app, frame, tree_area, &paint);
-    detail(app, frame, detail_area, &paint);
-    queue(app, frame, queue_area, &paint);
-    log_tail(app, frame, log_area, &paint);
-    feed(app, frame, feed_area, &paint);
-    frame.render_widget(Paragraph::new(footer_line(app, &paint)), footer);
+    let panes = layout::panes(area);
+    frame.render_widget(Paragraph::new(header_line(app, &paint)), panes.header);
+    tree(app, frame, panes.tree, &paint);
+    detail(app, frame, panes.detail, &paint);
+    queue(app, frame, panes.queue, &paint);
+    log_tail(app, frame, panes.log, &paint);
+    feed(app, frame, panes.feed, &paint);
+    frame.render_widget(Paragraph::new(footer_line(app, &paint)), panes.footer);
 
     match &app.mode {
         Mode::Help => help(frame, area, &paint),
@@ -152,14 +134,6 @@ pub fn render(app: &AppState, frame: &mut Frame) {
         }
         Mode::Main | Mode::Search(_) | Mode::Log { .. } => {}
     }
-}
-
-/// Returns the height of the log and feed row for a screen of `height` rows.
-///
-/// `AppState::tree_height` relies on this: header, footer and two borders
-/// take the other four rows.
-pub fn bottom_height(height: u16) -> u16 {
-    (height / 4).clamp(4, 10)
 }
 
 fn header_line<'a>(app: &'a AppState, paint: &Paint) -> Line<'a> {

@@ -2,13 +2,33 @@
 //!
 //! One merge at a time, in the order tasks finished (the time they entered
 //! `awaiting_merge`); a lower priority number breaks ties, then plan order.
+//! The coordinator asks for [`next`]; the dashboard shows [`order`]. Both
+//! sort by the same key, so the queue the dashboard shows is the order the
+//! coordinator merges in.
 
 use crate::lifecycle::Status;
-use crate::plan::{FullId, Plan};
+use crate::plan::{FullId, ItemIdx, Plan, Priority};
 use crate::state::State;
+use crate::state::model::Timestamp;
+
+/// Where a waiting task stands in the queue: lower merges first. A task with
+/// no queue time (a state written before it was recorded) goes first.
+type Place = (Option<Timestamp>, Priority, ItemIdx);
 
 /// Returns the task to merge next, if any waits.
 pub fn next(plan: &Plan, state: &State) -> Option<FullId> {
+    waiting(plan, state).min().map(|(_, id)| id.clone())
+}
+
+/// Returns every task waiting to merge, in the order they will merge.
+pub fn order(plan: &Plan, state: &State) -> Vec<FullId> {
+    let mut waiting: Vec<(Place, &FullId)> = waiting(plan, state).collect();
+    waiting.sort_unstable();
+    waiting.into_iter().map(|(_, id)| id.clone()).collect()
+}
+
+/// Returns the tasks in `awaiting_merge` that the plan has, with their places.
+fn waiting<'a>(plan: &'a Plan, state: &'a State) -> impl Iterator<Item = (Place, &'a FullId)> {
     state
         .items
         .iter()
@@ -16,10 +36,8 @@ pub fn next(plan: &Plan, state: &State) -> Option<FullId> {
         .filter_map(|(id, s)| {
             let idx = plan.lookup(id.as_str())?;
             let queued = s.queued.as_ref().map(|q| q.at);
-            Some((queued, plan.item(idx).priority, idx, id))
+            Some(((queued, plan.item(idx).priority, idx), id))
         })
-        .min()
-        .map(|(_, _, _, id)| id.clone())
 }
 
 #[cfg(test)]
@@ -52,6 +70,12 @@ mod tests {
             s.queued = at(when);
             state.items.insert(FullId::parse(id).unwrap(), s);
         }
+        let names = |ids: Vec<FullId>| {
+            ids.iter()
+                .map(|i| i.as_str().to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(order(&plan, &state)), ["C", "B", "A"]);
         assert_eq!(next(&plan, &state).unwrap().as_str(), "C");
         state
             .items
@@ -69,5 +93,39 @@ mod tests {
             .unwrap()
             .status = Status::Merging;
         assert_eq!(next(&plan, &state).unwrap().as_str(), "A");
+        assert_eq!(names(order(&plan, &state)), ["A"]);
+    }
+
+    #[test]
+    fn next_is_the_head_of_the_order() {
+        let plan = crate::plan::from_bytes(
+            Path::new("plan.toml"),
+            b"[[task]]\nid = \"A\"\n[[task]]\nid = \"B\"\npriority = 1\n[[task]]\nid = \"C\"\npriority = 1\n[[task]]\nid = \"D\"\npriority = 0\n[[task]]\nid = \"E\"\n",
+            &Rules::default(),
+        )
+        .unwrap();
+        let mut state = State::default();
+        for (id, when) in [
+            ("A", Some(3)),
+            ("B", Some(2)),
+            ("C", Some(2)),
+            ("D", Some(9)),
+            ("E", None),
+        ] {
+            let mut s = ItemState::new(Status::AwaitingMerge);
+            s.queued = when.map(|secs| Queued {
+                at: Timestamp(SystemTime::UNIX_EPOCH + Duration::from_secs(secs)),
+                tip: None,
+            });
+            state.items.insert(FullId::parse(id).unwrap(), s);
+        }
+        let mut merged = Vec::new();
+        while let Some(id) = next(&plan, &state) {
+            assert_eq!(order(&plan, &state).first(), Some(&id));
+            state.items.get_mut(&id).unwrap().status = Status::Merged;
+            merged.push(id.as_str().to_owned());
+        }
+        assert_eq!(merged, ["E", "B", "C", "A", "D"], "unrecorded time first");
+        assert!(order(&plan, &state).is_empty());
     }
 }

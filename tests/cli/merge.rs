@@ -1,7 +1,8 @@
 //! The merge queue end to end: plans taken to a merged target, each strategy's
 //! history, conflicts and red checks in both modes, policy refusals, a target
 //! that moves or is dirty, and a coordinator killed during a merge. History
-//! is checked with the `git` CLI.
+//! is checked with the `git` CLI. Also what a person sees of `orch merge`
+//! when a merge conflicts or a check is red.
 
 use std::fs;
 use std::path::Path;
@@ -9,7 +10,7 @@ use std::process::{Child, Stdio};
 
 use rustix::process::{Pid, Signal, kill_process};
 
-use crate::common::{DEADLINE, TestEnv, wait_until};
+use crate::common::{DEADLINE, TestEnv, stable_output, wait_until};
 
 fn setup(script: &str, extra: &str, plan: &str) -> TestEnv {
     let env = TestEnv::new();
@@ -545,4 +546,56 @@ fn post_merge_hooks_run_and_worktrees_are_removed_when_configured() {
     assert!(!env.root().join("repo.worktrees/T1").exists());
     let list = git(&env, &["worktree", "list", "--porcelain"]);
     assert_eq!(list.matches("worktree ").count(), 1, "{list}");
+}
+
+/// Runs the plan's agents without merging, one at a time so the queue order
+/// is the plan order.
+fn run_without_merging(env: &TestEnv) {
+    let out = env
+        .orch()
+        .args(["run", "--no-merge", "--max-parallel", "1"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", env.render(&out));
+}
+
+#[test]
+fn orch_merge_shows_a_conflict_and_exits_1() {
+    let env = setup(
+        "conflict.sh",
+        "",
+        "[[task]]\nid = \"A\"\n[[task]]\nid = \"B\"\n",
+    );
+    env.edit_config("[hooks]", "[merge]\non_conflict = \"stop\"\n\n[hooks]");
+    run_without_merging(&env);
+    let _filters = stable_output().bind_to_scope();
+    insta::assert_snapshot!(env.run(["merge"]), @"
+    ------- stderr -------
+    [MM:SS] Starting: 2 tasks on target `main`.
+    [MM:SS] merged    A  [OID]
+    [MM:SS] conflict  B: merging with `main` conflicts in `shared.txt`
+    Finished in [DURATION]: 1 merged, 1 conflicted (0 attempts).
+    error: the run ended with failed, blocked or conflicted tasks
+    hint: see `orch status` for the reasons; `orch retry ID` runs a task again
+    [exit status: 1]
+    ");
+}
+
+#[test]
+fn orch_merge_shows_a_red_check_and_exits_1() {
+    let check = "[policy]\nchecks = [{ name = \"fixed\", run = \"test -e fixed.txt || { echo 'fixed.txt is missing'; exit 1; }\" }]";
+    let env = setup("commit.sh", check, "[[task]]\nid = \"T1\"\n");
+    env.edit_config("[hooks]", "[merge]\non_check_failure = \"stop\"\n\n[hooks]");
+    run_without_merging(&env);
+    let _filters = stable_output().bind_to_scope();
+    insta::assert_snapshot!(env.run(["merge"]), @"
+    ------- stderr -------
+    [MM:SS] Starting: 1 task on target `main`.
+    [MM:SS] red       T1: check `fixed` failed; log: .orchestrator/checks/T1/fixed.log
+    [MM:SS] failed    T1  : check `fixed` failed: exit code 1; log: .orchestrator/checks/T1/fixed.log
+    Finished in [DURATION]: 1 failed (0 attempts).
+    error: the run ended with failed, blocked or conflicted tasks
+    hint: see `orch status` for the reasons; `orch retry ID` runs a task again
+    [exit status: 1]
+    ");
 }

@@ -128,3 +128,98 @@ fn nothing_ready_says_why() {
     Nothing is ready: 1 task blocked, 2 tasks finished.
     ");
 }
+
+/// Returns the ids `orch run --dry-run` would start, in order.
+fn dry_run_order(env: &TestEnv, extra: &[&str]) -> Vec<String> {
+    let out = env
+        .orch()
+        .args(["run", "--dry-run"])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", env.render(&out));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("would start "))
+        .map(|l| l.split_whitespace().next().unwrap().to_owned())
+        .collect()
+}
+
+/// Returns the ids `orch plan next --json` lists: those it would start now,
+/// then the held ones.
+fn next_order(env: &TestEnv, extra: &[&str]) -> (Vec<String>, Vec<String>) {
+    let out = env
+        .orch()
+        .args(["plan", "next", "--json"])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", env.render(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (held, start): (Vec<_>, Vec<_>) = doc["ready"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .partition(|t| !t["held"].is_null());
+    let ids = |v: Vec<&serde_json::Value>| -> Vec<String> {
+        v.iter()
+            .map(|t| t["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    (ids(start), ids(held))
+}
+
+#[test]
+fn next_lists_tasks_in_the_order_run_starts_them() {
+    let env = TestEnv::new();
+    env.init_repo();
+    env.write(
+        ".orchestrator.toml",
+        "[agent]\nmax_parallel = 3\n\n[resources]\ndb = 1\ngpu = 2\n\n[scheduling]\naging = \"0s\"\n",
+    );
+    env.write(
+        "plan.toml",
+        r#"
+[[task]]
+id = "low"
+priority = 3
+[[task]]
+id = "tie-a"
+priority = 1
+resources = { gpu = 1 }
+[[task]]
+id = "urgent-db"
+priority = 0
+resources = { db = 1 }
+[[task]]
+id = "tie-b"
+priority = 1
+resources = { gpu = 1 }
+[[task]]
+id = "second-db"
+priority = 0
+resources = { db = 1 }
+[[task]]
+id = "tie-c"
+priority = 1
+resources = { gpu = 1 }
+[[task]]
+id = "normal"
+"#,
+    );
+    let cases: [(&[&str], &[&str]); 3] = [
+        (&[], &["urgent-db", "tie-a", "tie-b"]),
+        (&["--max-parallel", "1"], &["urgent-db"]),
+        (
+            &["--max-parallel", "10"],
+            &["urgent-db", "tie-a", "tie-b", "normal", "low"],
+        ),
+    ];
+    for (args, expected) in cases {
+        let (start, held) = next_order(&env, args);
+        assert_eq!(start, expected, "plan next {args:?}");
+        assert_eq!(dry_run_order(&env, args), start, "run --dry-run {args:?}");
+        assert_eq!(start.len() + held.len(), 7, "{args:?}: every task is ready");
+    }
+}

@@ -1,10 +1,11 @@
 //! `orch run --no-merge` with scripted agents: each ends in the right status
 //! with the right reason, git agrees (checked with the `git` CLI), and no
-//! process of any agent group is left.
+//! process of any agent group is left. Also what a person sees of a run:
+//! progress lines, the summary, the exit status, and `--json` event lines.
 
 use std::fs;
 
-use crate::common::TestEnv;
+use crate::common::{TestEnv, stable_output};
 
 const THREE: &str =
     "[[task]]\nid = \"A\"\n[[task]]\nid = \"B\"\n[[task]]\nid = \"C\"\ndepends_on = [\"A\"]\n";
@@ -678,4 +679,73 @@ fn issue_7_a_worktree_removed_under_a_running_agent_is_retried() {
         "{reason}"
     );
     assert_eq!(attempts[1]["outcome"]["kind"], "succeeded");
+}
+
+/// Two tasks, the second needing the first merged, so even with merging on
+/// the lines come in one order.
+const CHAIN: &str = "[[task]]\nid = \"A\"\ntitle = \"Lay the groundwork\"\n[[task]]\nid = \"B\"\ndepends_on = [\"A\"]\n";
+
+#[test]
+fn a_successful_run_prints_progress_and_a_summary() {
+    let env = setup("commit.sh", "", CHAIN);
+    let _filters = stable_output().bind_to_scope();
+    insta::assert_snapshot!(env.run(["run", "--max-parallel", "1"]), @"
+    ------- stderr -------
+    [MM:SS] Starting: 2 tasks on target `main`.
+    [MM:SS] started   A  attempt 1: Lay the groundwork
+    [MM:SS] done      A  attempt 1, [DURATION], 1 commit
+    [MM:SS] merged    A  [OID]
+    [MM:SS] started   B  attempt 1: B
+    [MM:SS] done      B  attempt 1, [DURATION], 1 commit
+    [MM:SS] merged    B  [OID]
+    Finished in [DURATION]: 2 merged (2 attempts).
+    ");
+}
+
+#[test]
+fn a_failed_task_is_reported_and_the_run_exits_1() {
+    let env = setup("fail-permanent.sh", "", CHAIN);
+    let _filters = stable_output().bind_to_scope();
+    insta::assert_snapshot!(env.run(["run", "--max-parallel", "1"]), @"
+    ------- stderr -------
+    [MM:SS] Starting: 2 tasks on target `main`.
+    [MM:SS] started   A  attempt 1: Lay the groundwork
+    [MM:SS] failed    A  attempt 1: exit code 2, which `retry.permanent_exit_codes` lists
+    [MM:SS] blocked   B: required dependency `A` is failed
+    Finished in [DURATION]: 1 failed, 1 blocked (1 attempt).
+    error: the run ended with failed, blocked or conflicted tasks
+    hint: see `orch status` for the reasons; `orch retry ID` runs a task again
+    [exit status: 1]
+    ");
+}
+
+#[test]
+fn run_json_prints_each_event_as_a_line_and_nothing_else() {
+    let env = setup("commit.sh", "", CHAIN);
+    let _filters = stable_output().bind_to_scope();
+    let out = env
+        .orch()
+        .args(["run", "--json", "--max-parallel", "1"])
+        .output()
+        .unwrap();
+    let file = fs::read_to_string(env.repo().join(".orchestrator/events.jsonl")).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        file,
+        "each line as the file has it"
+    );
+    insta::assert_snapshot!(env.render(&out), @r#"
+    {"seq":1,"ts":"[TIME]","event":"run.started","pid":[N],"target":"main","tasks":2,"no_merge":false}
+    {"seq":2,"ts":"[TIME]","event":"task.ready","id":"A"}
+    {"seq":3,"ts":"[TIME]","event":"task.started","id":"A","attempt":1,"title":"Lay the groundwork"}
+    {"seq":4,"ts":"[TIME]","event":"task.completed","id":"A","attempt":1,"commits":1,"log":[["[OID]","Add work-A.txt"]],"duration_ms":[N]}
+    {"seq":5,"ts":"[TIME]","event":"merge.started","id":"A","branch":"orch/A","tip":"[OID]","strategy":"merge"}
+    {"seq":6,"ts":"[TIME]","event":"task.merged","id":"A","commit":"[OID]","onto":"[OID]","strategy":"merge","backup":null,"branch_deleted":true,"merge_ms":[N]}
+    {"seq":7,"ts":"[TIME]","event":"task.ready","id":"B"}
+    {"seq":8,"ts":"[TIME]","event":"task.started","id":"B","attempt":1,"title":"B"}
+    {"seq":9,"ts":"[TIME]","event":"task.completed","id":"B","attempt":1,"commits":1,"log":[["[OID]","Add work-B.txt"]],"duration_ms":[N]}
+    {"seq":10,"ts":"[TIME]","event":"merge.started","id":"B","branch":"orch/B","tip":"[OID]","strategy":"merge"}
+    {"seq":11,"ts":"[TIME]","event":"task.merged","id":"B","commit":"[OID]","onto":"[OID]","strategy":"merge","backup":null,"branch_deleted":true,"merge_ms":[N]}
+    {"seq":12,"ts":"[TIME]","event":"run.finished","elapsed_ms":[N],"attempts":2,"interrupted":false,"counts":{"merged":2},"cpu_ms":[N],"peak_rss_kb":[N],"state_writes":[N],"state_bytes":[N]}
+    "#);
 }

@@ -313,3 +313,24 @@ pub fn fixture(rel: &str) -> PathBuf {
         .join("tests/fixtures")
         .join(rel)
 }
+
+/// Returns insta settings whose filters replace what differs from one run to
+/// the next (oids, clock times, durations, `_ms` figures, pids, resource
+/// counts) with placeholders, so a snapshot of run or merge output is stable
+/// on a busy machine. Temp paths are [`TestEnv::filter`]'s job.
+pub fn stable_output() -> insta::Settings {
+    let mut settings = insta::Settings::clone_current();
+    for (pattern, replacement) in [
+        (r"\b[0-9a-f]{7,40}\b", "[OID]"),
+        (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", "[TIME]"),
+        (r"\[\d\d:\d\d\]", "[MM:SS]"),
+        (r"\b(\d+m\d\ds|\d+(\.\d+)?m?s)\b", "[DURATION]"),
+        (
+            r#""([a-z_]+_ms|pid|peak_rss_kb|state_writes|state_bytes)":\d+"#,
+            r#""$1":[N]"#,
+        ),
+    ] {
+        settings.add_filter(pattern, replacement);
+    }
+    settings
+}
