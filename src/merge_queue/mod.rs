@@ -429,6 +429,7 @@ fn run_post_merge(job: &Job, dir: &Path, commit: &str) -> Vec<String> {
         job.hook_timeout,
     )
     .err()
+    .map(|e| crate::text::error_chain(&e))
     .into_iter()
     .collect()
 }
