@@ -172,7 +172,7 @@ impl Coordinator {
                     self.emit(
                         EventName::HookFailed,
                         Some(&task),
-                        crate::fields! {"reason" => failure},
+                        crate::fields! {"reason" => crate::text::error_chain(&failure)},
                     );
                 }
             }
@@ -202,7 +202,7 @@ impl Coordinator {
             }
             Outcome::CheckFailed {
                 check,
-                reason,
+                failure,
                 log,
                 passed,
             } => {
@@ -213,10 +213,11 @@ impl Coordinator {
                         crate::fields! {"check" => name},
                     );
                 }
-                let reason = format!("check `{check}` failed: {reason}");
+                let reason = format!("check `{check}` failed: {failure}");
                 self.red(&task, check, reason, Some(log));
             }
-            Outcome::Waiting { reason } => {
+            Outcome::Waiting { why } => {
+                let reason = crate::text::error_chain(&why);
                 self.requeue(&task, &reason, None);
                 let changed = self.last_wait.as_deref() != Some(reason.as_str());
                 if changed {
@@ -256,8 +257,8 @@ impl Coordinator {
             Outcome::Interrupted => {
                 self.requeue(&task, "the run stopped during the merge", None);
             }
-            Outcome::Failed { reason } => {
-                let reason = format!("merge failed: {reason}");
+            Outcome::Failed { error } => {
+                let reason = format!("merge failed: {}", crate::text::error_chain(&error));
                 control::entry(&self.plan, &mut self.state, &task).reason = Some(reason.clone());
                 self.transition(&task, Unit::Task, Transition::CheckFailed);
                 self.emit(

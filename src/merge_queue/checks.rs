@@ -8,6 +8,7 @@
 //! `checks/<full id>/<check>.log`.
 
 use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -38,8 +39,26 @@ pub struct CheckRun {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CheckEnd {
     Passed,
-    Failed { reason: String },
+    Failed(CheckFailure),
     Stopped,
+}
+
+/// Why a check failed; it reads after "check `<name>` failed: ".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckFailure {
+    #[error("exit code {code}")]
+    Exited { code: i32 },
+    #[error("killed by {}", signal_name(*signal))]
+    Signaled { signal: i32 },
+    #[error("timed out after {}", humantime::format_duration(*after))]
+    TimedOut { after: Duration },
+    /// Its command could not be started; `error` is the supervisor's
+    /// account from `exit.json`.
+    #[error("cannot start: {error}")]
+    CannotStart { error: String },
+    /// Its supervisor ended without writing `exit.json`.
+    #[error("its supervisor ended without a report (status {status})")]
+    NoReport { status: ExitStatus },
 }
 
 /// Returns the merge worktree's path.
@@ -146,24 +165,15 @@ pub fn run(
     Ok(match exit.map(|e| e.end) {
         _ if asked => CheckEnd::Stopped,
         Some(End::Exited { code: 0 }) => CheckEnd::Passed,
-        Some(End::Exited { code }) => CheckEnd::Failed {
-            reason: format!("exit code {code}"),
-        },
-        Some(End::Signaled { signal }) => CheckEnd::Failed {
-            reason: format!("killed by {}", signal_name(signal)),
-        },
-        Some(End::TimedOut) => CheckEnd::Failed {
-            reason: format!(
-                "timed out after {}",
-                humantime::format_duration(check.timeout.0)
-            ),
-        },
+        Some(End::Exited { code }) => CheckEnd::Failed(CheckFailure::Exited { code }),
+        Some(End::Signaled { signal }) => CheckEnd::Failed(CheckFailure::Signaled { signal }),
+        Some(End::TimedOut) => CheckEnd::Failed(CheckFailure::TimedOut {
+            after: check.timeout.0,
+        }),
         Some(End::Stopped) => CheckEnd::Stopped,
-        Some(End::SpawnFailed { error, .. }) => CheckEnd::Failed {
-            reason: format!("cannot start: {error}"),
-        },
-        None => CheckEnd::Failed {
-            reason: format!("its supervisor ended without a report (status {status})"),
-        },
+        Some(End::SpawnFailed { error, .. }) => {
+            CheckEnd::Failed(CheckFailure::CannotStart { error })
+        }
+        None => CheckEnd::Failed(CheckFailure::NoReport { status }),
     })
 }
