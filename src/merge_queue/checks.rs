@@ -19,6 +19,7 @@ use crate::git::{GitError, cmd, worktree};
 use crate::runner::spawn::spawn_supervisor_blocking;
 use crate::runner::spec::{self, End, ExitRecord, Spec};
 use crate::runner::terminate::signal_name;
+use crate::state::StateDir;
 
 /// What a check run needs.
 #[derive(Debug, Clone)]
@@ -61,19 +62,6 @@ pub enum CheckFailure {
     NoReport { status: ExitStatus },
 }
 
-/// Returns the merge worktree's path.
-pub fn merge_dir(state_dir: &Path) -> PathBuf {
-    state_dir.join("merge")
-}
-
-/// Returns where a check's output goes.
-pub fn log_path(state_dir: &Path, task: &str, check: &str) -> PathBuf {
-    state_dir
-        .join("checks")
-        .join(task)
-        .join(format!("{check}.log"))
-}
-
 /// Puts the merge worktree at `commit`, creating it if needed.
 pub fn prepare(
     repo: &Path,
@@ -81,7 +69,7 @@ pub fn prepare(
     commit: &str,
     admin: &Mutex<()>,
 ) -> Result<PathBuf, GitError> {
-    let dir = merge_dir(state_dir);
+    let dir = StateDir::at(state_dir).merge_worktree();
     let known = worktree::list(repo)?
         .iter()
         .any(|e| e.path == dir && !e.prunable);
@@ -117,11 +105,8 @@ pub fn run(
     dir: &Path,
     commit: &str,
 ) -> Result<CheckEnd, std::io::Error> {
-    let run_dir = ctx
-        .state_dir
-        .join("checks")
-        .join(&ctx.task)
-        .join(&check.name);
+    let state_dir = StateDir::at(&ctx.state_dir);
+    let run_dir = state_dir.check_dir(&ctx.task, &check.name);
     std::fs::create_dir_all(&run_dir)?;
     for stale in [spec::EXIT, spec::SUPERVISOR] {
         match std::fs::remove_file(run_dir.join(stale)) {
@@ -140,7 +125,7 @@ pub fn run(
         ],
         env_remove: DISCOVERY_VARS.iter().map(|v| (*v).to_owned()).collect(),
         stdin: None,
-        log: log_path(&ctx.state_dir, &ctx.task, &check.name),
+        log: state_dir.check_log(&ctx.task, &check.name),
         log_limit: ctx.log_limit,
         timeout: check.timeout.0,
         grace: ctx.grace,

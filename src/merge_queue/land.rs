@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 use git2::{Oid, Repository};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Check, MergeStrategy};
-use crate::git::merge::{self, Built};
+use crate::config::Check;
+use crate::git::merge::{self, Built, MergeStrategy};
 use crate::git::{GitError, cmd, refs, worktree};
 use crate::runner::hook;
+use crate::state::StateDir;
 
 use super::checks::{self, CheckEnd, CheckRun};
 use super::outcome::{MergeError, Outcome, PostMergeError, WaitReason, WorktreeAfter};
@@ -23,7 +24,8 @@ use super::policy::Policy;
 /// task goes back to the queue.
 const MAX_REBUILDS: u32 = 5;
 
-/// The journal written before the target moves.
+/// The journal written before the target moves, in the state dir: the name
+/// of [`StateDir::merge_journal`], which new code should use.
 pub const JOURNAL: &str = "merge.json";
 
 /// What `merge.json` records.
@@ -156,7 +158,7 @@ fn land(job: &Job) -> Result<Outcome, Ended> {
             hooks_in: Some(
                 moved
                     .checkout
-                    .unwrap_or_else(|| checks::merge_dir(&job.state_dir)),
+                    .unwrap_or_else(|| StateDir::at(&job.state_dir).merge_worktree()),
             ),
         };
         return Ok(finish(job, &sides, landed, took));
@@ -274,7 +276,7 @@ fn run_checks(job: &Job, candidate: Oid) -> Result<Vec<String>, Ended> {
                 return Err(Outcome::CheckFailed {
                     check: check.name.clone(),
                     failure,
-                    log: checks::log_path(&job.state_dir, &job.task, &check.name),
+                    log: StateDir::at(&job.state_dir).check_log(&job.task, &check.name),
                     passed,
                 }
                 .into());
@@ -320,7 +322,7 @@ fn move_target(
         candidate: candidate_hex.clone(),
         onto: sides.head.to_string(),
     };
-    let path = job.state_dir.join(JOURNAL);
+    let path = StateDir::at(&job.state_dir).merge_journal();
     crate::fsio::write_json(&path, &journal)
         .map_err(|source| MergeError::Journal { path, source })?;
     let backup = match job.strategy {
@@ -428,11 +430,7 @@ fn run_post_merge(job: &Job, dir: &Path, commit: &str) -> Result<(), hook::HookE
         ("ORCH_TARGET", job.target.as_str()),
         ("ORCH_MERGE_COMMIT", commit),
     ];
-    let log = job
-        .state_dir
-        .join("hooks")
-        .join(&job.task)
-        .join("post_merge.log");
+    let log = StateDir::at(&job.state_dir).hook_log(&job.task, "post_merge");
     hook::run_all(
         "post_merge",
         &job.post_merge,
