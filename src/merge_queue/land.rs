@@ -136,6 +136,8 @@ fn land(job: &Job) -> Result<Outcome, Ended> {
         let sides = sides(job, &git)?;
         let candidate = build(job, &git, &sides)?;
         if candidate == sides.head {
+            // The target already holds the branch's work: nothing moves and
+            // no hook runs, only the cleanup is left.
             let landed = Landed {
                 commit: candidate,
                 checks: Vec::new(),
