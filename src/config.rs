@@ -12,8 +12,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::{Deserialize, Deserializer, Serialize};
 
+pub use crate::git::merge::MergeStrategy;
 use crate::plan::diag::{Location, PathSeg};
 use crate::plan::locate::{LineIndex, toml_offsets};
 
@@ -133,17 +135,6 @@ impl Default for Config {
             policy: PolicyConfig::default(),
         }
     }
-}
-
-/// How finished work is merged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum MergeStrategy {
-    #[default]
-    Merge,
-    Squash,
-    Rebase,
-    FfOnly,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -357,6 +348,61 @@ pub struct PolicyConfig {
     pub require_trailer: bool,
 }
 
+impl PolicyConfig {
+    /// Compiles `forbidden_paths`.
+    pub fn forbidden(&self) -> Result<ForbiddenPaths, BadGlob> {
+        ForbiddenPaths::new(&self.forbidden_paths)
+    }
+}
+
+/// `policy.forbidden_paths` with its globs compiled.
+///
+/// Compiled here rather than in the merge queue's policy because the
+/// config's validation and the `pre-commit` hook need it too, and neither
+/// may depend on the merge queue.
+#[derive(Debug, Clone)]
+pub struct ForbiddenPaths {
+    set: GlobSet,
+    patterns: Vec<String>,
+}
+
+/// A `policy.forbidden_paths` glob that does not parse.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid glob `{pattern}` in `policy.forbidden_paths`")]
+pub struct BadGlob {
+    pub pattern: String,
+    #[source]
+    pub source: globset::Error,
+}
+
+impl ForbiddenPaths {
+    /// Compiles the patterns; the error names the one that does not parse.
+    pub fn new(patterns: &[String]) -> Result<ForbiddenPaths, BadGlob> {
+        let mut builder = GlobSetBuilder::new();
+        for pattern in patterns {
+            let glob = Glob::new(pattern).map_err(|source| BadGlob {
+                pattern: pattern.clone(),
+                source,
+            })?;
+            builder.add(glob);
+        }
+        let set = builder.build().map_err(|source| BadGlob {
+            pattern: patterns.join(", "),
+            source,
+        })?;
+        Ok(ForbiddenPaths {
+            set,
+            patterns: patterns.to_vec(),
+        })
+    }
+
+    /// Returns the first pattern `path` matches, if any.
+    pub fn matching(&self, path: &str) -> Option<&str> {
+        let hits = self.set.matches(path);
+        hits.first().map(|i| self.patterns[*i].as_str())
+    }
+}
+
 /// A command that must pass on the merged result.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -545,7 +591,7 @@ impl Config {
                 ),
             ));
         }
-        if let Err(e) = crate::merge_queue::policy::Policy::new(&self.policy) {
+        if let Err(e) = self.policy.forbidden() {
             return Some((vec!["policy", "forbidden_paths"], e.to_string()));
         }
         let mut names = std::collections::BTreeSet::new();

@@ -6,7 +6,7 @@
 /// Renders an error and its causes on one line: `msg: cause: cause`.
 ///
 /// For reasons and event fields; the CLI prints causes on lines of their
-/// own (`crate::error`).
+/// own.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();

@@ -396,17 +396,17 @@ mod tests {
         let state = dir.load_state().unwrap().unwrap();
         assert_eq!(state.items[&id("A")].status, Status::Ready);
         assert_eq!(state.items[&id("B")].status, Status::Pending);
-        let events: Vec<(EventName, Option<FullId>)> =
+        let events: Vec<(&str, Option<FullId>)> =
             crate::state::events::read_all(&dir.events_file())
                 .unwrap()
                 .into_iter()
-                .map(|e| (e.event, e.id))
+                .map(|e| (e.kind.name(), e.id))
                 .collect();
         assert_eq!(
             events,
             [
-                (EventName::TaskRetried, Some(id("A"))),
-                (EventName::TaskUnblocked, Some(id("B")))
+                ("task.retried", Some(id("A"))),
+                ("task.unblocked", Some(id("B")))
             ]
         );
     }

@@ -88,7 +88,7 @@ fn collect(input: Input) -> Report {
         && let (Some(stage), Some(worktree)) = (&input.post_agent, worktree)
         && let Err(e) = stage.run(worktree)
     {
-        report.hook_error = Some(e);
+        report.hook_error = Some(crate::text::error_chain(&e));
     }
     if let (Some(worktree), Some(_)) = (worktree, &input.conflict_with) {
         report.unresolved = commit::unmerged_paths(worktree).unwrap_or_default();

@@ -768,7 +768,9 @@ fn prepare(
     stage
         .env
         .push(("ORCH_WORKTREE".to_owned(), worktree.display().to_string()));
-    stage.run(worktree)?;
+    stage
+        .run(worktree)
+        .map_err(|e| crate::text::error_chain(&e))?;
     let note = |e: std::io::Error| format!("cannot record that post_create ran: {e}");
     if let Some(dir) = marker.parent() {
         std::fs::create_dir_all(dir).map_err(note)?;

@@ -164,7 +164,8 @@ impl Coordinator {
                     },
                 };
                 self.emit(Some(&task), merged);
-                for reason in hook_failures {
+                for failure in hook_failures {
+                    let reason = crate::text::error_chain(&failure);
                     self.emit(Some(&task), EventKind::HookFailed { reason });
                 }
             }
@@ -194,17 +195,18 @@ impl Coordinator {
             }
             Outcome::CheckFailed {
                 check,
-                reason,
+                failure,
                 log,
                 passed,
             } => {
                 for check in passed {
                     self.emit(Some(&task), EventKind::CheckPassed { check });
                 }
-                let reason = format!("check `{check}` failed: {reason}");
+                let reason = format!("check `{check}` failed: {failure}");
                 self.red(&task, check, reason, Some(log));
             }
-            Outcome::Waiting { reason } => {
+            Outcome::Waiting { why } => {
+                let reason = crate::text::error_chain(&why);
                 self.requeue(&task, &reason, None);
                 let changed = self.last_wait.as_deref() != Some(reason.as_str());
                 if changed {
@@ -242,8 +244,8 @@ impl Coordinator {
             Outcome::Interrupted => {
                 self.requeue(&task, "the run stopped during the merge", None);
             }
-            Outcome::Failed { reason } => {
-                let reason = format!("merge failed: {reason}");
+            Outcome::Failed { error } => {
+                let reason = format!("merge failed: {}", crate::text::error_chain(&error));
                 control::entry(&self.plan, &mut self.state, &task).reason = Some(reason.clone());
                 self.transition(&task, Unit::Task, Transition::CheckFailed);
                 let failed = EventKind::TaskFailed {

@@ -22,9 +22,20 @@
 use std::path::Path;
 
 use git2::{Commit, DiffOptions, Oid, Repository, Signature};
+use serde::{Deserialize, Serialize};
 
-use crate::config::MergeStrategy;
 use crate::git::{GitError, cmd};
+
+/// How finished work is merged (`git.merge_strategy` in the config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum MergeStrategy {
+    #[default]
+    Merge,
+    Squash,
+    Rebase,
+    FfOnly,
+}
 
 /// The result of building a candidate.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -25,7 +25,6 @@ use std::process::{Command, ExitCode};
 use crate::config::{self, Config};
 use crate::git::RepoPaths;
 use crate::git::cmd;
-use crate::merge_queue::policy::Policy;
 use crate::plan::FullId;
 use crate::state::events::{self, CommitSource, EventKind, EventLog};
 
@@ -132,8 +131,8 @@ fn refuse_forbidden(wt: &TaskWorktree) -> ExitCode {
     if wt.config.policy.forbidden_paths.is_empty() {
         return ExitCode::SUCCESS;
     }
-    let policy = match Policy::new(&wt.config.policy) {
-        Ok(policy) => policy,
+    let forbidden = match wt.config.policy.forbidden() {
+        Ok(forbidden) => forbidden,
         Err(e) => {
             eprintln!("orch: pre-commit hook: {e} (the commit goes on)");
             return ExitCode::SUCCESS;
@@ -149,7 +148,7 @@ fn refuse_forbidden(wt: &TaskWorktree) -> ExitCode {
     let hits: Vec<(String, &str)> = staged
         .split('\0')
         .filter(|p| !p.is_empty())
-        .filter_map(|p| policy.forbidden_rule(p).map(|rule| (p.to_owned(), rule)))
+        .filter_map(|p| forbidden.matching(p).map(|rule| (p.to_owned(), rule)))
         .collect();
     if hits.is_empty() {
         return ExitCode::SUCCESS;

@@ -8,6 +8,7 @@
 //! `checks/<full id>/<check>.log`.
 
 use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,6 +19,7 @@ use crate::git::{GitError, cmd, worktree};
 use crate::runner::spawn::spawn_supervisor_blocking;
 use crate::runner::spec::{self, End, ExitRecord, Spec};
 use crate::runner::terminate::signal_name;
+use crate::state::StateDir;
 
 /// What a check run needs.
 #[derive(Debug, Clone)]
@@ -38,21 +40,26 @@ pub struct CheckRun {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CheckEnd {
     Passed,
-    Failed { reason: String },
+    Failed(CheckFailure),
     Stopped,
 }
 
-/// Returns the merge worktree's path.
-pub fn merge_dir(state_dir: &Path) -> PathBuf {
-    state_dir.join("merge")
-}
-
-/// Returns where a check's output goes.
-pub fn log_path(state_dir: &Path, task: &str, check: &str) -> PathBuf {
-    state_dir
-        .join("checks")
-        .join(task)
-        .join(format!("{check}.log"))
+/// Why a check failed; it reads after "check `<name>` failed: ".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckFailure {
+    #[error("exit code {code}")]
+    Exited { code: i32 },
+    #[error("killed by {}", signal_name(*signal))]
+    Signaled { signal: i32 },
+    #[error("timed out after {}", humantime::format_duration(*after))]
+    TimedOut { after: Duration },
+    /// Its command could not be started; `error` is the supervisor's
+    /// account from `exit.json`.
+    #[error("cannot start: {error}")]
+    CannotStart { error: String },
+    /// Its supervisor ended without writing `exit.json`.
+    #[error("its supervisor ended without a report (status {status})")]
+    NoReport { status: ExitStatus },
 }
 
 /// Puts the merge worktree at `commit`, creating it if needed.
@@ -62,7 +69,7 @@ pub fn prepare(
     commit: &str,
     admin: &Mutex<()>,
 ) -> Result<PathBuf, GitError> {
-    let dir = merge_dir(state_dir);
+    let dir = StateDir::at(state_dir).merge_worktree();
     let known = worktree::list(repo)?
         .iter()
         .any(|e| e.path == dir && !e.prunable);
@@ -98,11 +105,8 @@ pub fn run(
     dir: &Path,
     commit: &str,
 ) -> Result<CheckEnd, std::io::Error> {
-    let run_dir = ctx
-        .state_dir
-        .join("checks")
-        .join(&ctx.task)
-        .join(&check.name);
+    let state_dir = StateDir::at(&ctx.state_dir);
+    let run_dir = state_dir.check_dir(&ctx.task, &check.name);
     std::fs::create_dir_all(&run_dir)?;
     for stale in [spec::EXIT, spec::SUPERVISOR] {
         match std::fs::remove_file(run_dir.join(stale)) {
@@ -121,7 +125,7 @@ pub fn run(
         ],
         env_remove: DISCOVERY_VARS.iter().map(|v| (*v).to_owned()).collect(),
         stdin: None,
-        log: log_path(&ctx.state_dir, &ctx.task, &check.name),
+        log: state_dir.check_log(&ctx.task, &check.name),
         log_limit: ctx.log_limit,
         timeout: check.timeout.0,
         grace: ctx.grace,
@@ -146,24 +150,15 @@ pub fn run(
     Ok(match exit.map(|e| e.end) {
         _ if asked => CheckEnd::Stopped,
         Some(End::Exited { code: 0 }) => CheckEnd::Passed,
-        Some(End::Exited { code }) => CheckEnd::Failed {
-            reason: format!("exit code {code}"),
-        },
-        Some(End::Signaled { signal }) => CheckEnd::Failed {
-            reason: format!("killed by {}", signal_name(signal)),
-        },
-        Some(End::TimedOut) => CheckEnd::Failed {
-            reason: format!(
-                "timed out after {}",
-                humantime::format_duration(check.timeout.0)
-            ),
-        },
+        Some(End::Exited { code }) => CheckEnd::Failed(CheckFailure::Exited { code }),
+        Some(End::Signaled { signal }) => CheckEnd::Failed(CheckFailure::Signaled { signal }),
+        Some(End::TimedOut) => CheckEnd::Failed(CheckFailure::TimedOut {
+            after: check.timeout.0,
+        }),
         Some(End::Stopped) => CheckEnd::Stopped,
-        Some(End::SpawnFailed { error, .. }) => CheckEnd::Failed {
-            reason: format!("cannot start: {error}"),
-        },
-        None => CheckEnd::Failed {
-            reason: format!("its supervisor ended without a report (status {status})"),
-        },
+        Some(End::SpawnFailed { error, .. }) => {
+            CheckEnd::Failed(CheckFailure::CannotStart { error })
+        }
+        None => CheckEnd::Failed(CheckFailure::NoReport { status }),
     })
 }

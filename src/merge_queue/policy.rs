@@ -8,16 +8,14 @@
 //!
 //! Every refusal names the rule and the file or number at fault.
 
-use globset::{Glob, GlobSet, GlobSetBuilder};
-
-use crate::config::PolicyConfig;
+pub use crate::config::BadGlob;
+use crate::config::{ForbiddenPaths, PolicyConfig};
 use crate::git::merge::{CommitInfo, FileChange};
 
 /// A policy with its globs compiled.
 #[derive(Debug, Clone)]
 pub struct Policy {
-    forbidden: GlobSet,
-    patterns: Vec<String>,
+    forbidden: ForbiddenPaths,
     max_changed_files: Option<u32>,
     max_changed_lines: Option<u32>,
     require_trailer: bool,
@@ -36,33 +34,11 @@ impl std::fmt::Display for Refusal {
     }
 }
 
-/// A glob that does not parse.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid glob `{pattern}` in `policy.forbidden_paths`")]
-pub struct BadGlob {
-    pub pattern: String,
-    #[source]
-    pub source: globset::Error,
-}
-
 impl Policy {
     /// Compiles the config's policy.
     pub fn new(config: &PolicyConfig) -> Result<Policy, BadGlob> {
-        let mut builder = GlobSetBuilder::new();
-        for pattern in &config.forbidden_paths {
-            let glob = Glob::new(pattern).map_err(|source| BadGlob {
-                pattern: pattern.clone(),
-                source,
-            })?;
-            builder.add(glob);
-        }
-        let forbidden = builder.build().map_err(|source| BadGlob {
-            pattern: config.forbidden_paths.join(", "),
-            source,
-        })?;
         Ok(Policy {
-            forbidden,
-            patterns: config.forbidden_paths.clone(),
+            forbidden: config.forbidden()?,
             max_changed_files: config.max_changed_files,
             max_changed_lines: config.max_changed_lines,
             require_trailer: config.require_trailer,
@@ -81,8 +57,7 @@ impl Policy {
 
     /// Returns the `forbidden_paths` pattern `path` matches, if any.
     pub fn forbidden_rule(&self, path: &str) -> Option<&str> {
-        let hits = self.forbidden.matches(path);
-        hits.first().map(|i| self.patterns[*i].as_str())
+        self.forbidden.matching(path)
     }
 
     /// Returns every rule the diff and commits break.

@@ -1,17 +1,109 @@
 //! Lifecycle hooks (`[hooks]` in the config): `post_create`, `post_agent`,
 //! `post_merge`. Each command runs with `sh -c` in the given folder, in a
 //! process group of its own, with `ORCH_*` variables, its output appended to
-//! a log file; the first one that fails stops the rest and is named with its
-//! exit and the log's path. Runs on a blocking thread.
+//! a log file; the first one that fails stops the rest and is named, with
+//! its exit and the log's path, in a [`HookError`]. Runs on a blocking thread.
 
 use std::fs::OpenOptions;
-use std::os::unix::process::CommandExt;
+use std::io;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::git::cmd::DISCOVERY_VARS;
 use crate::runner::terminate::{self, Method};
+
+/// Why a lifecycle hook failed. Every variant after the first names the
+/// stage, the command and the log its output went to.
+#[derive(Debug, thiserror::Error)]
+pub enum HookError {
+    /// The log's folder could not be created (before any command ran).
+    #[error("cannot create `{}`", dir.display())]
+    LogDir {
+        dir: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// The command could not be logged, started or waited for.
+    #[error("{stage} hook `{command}` {step}; log: {}", log.display())]
+    Io {
+        stage: &'static str,
+        command: String,
+        step: HookStep,
+        log: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// The command ran past the time limit; its group was stopped.
+    #[error(
+        "{stage} hook `{command}` timed out after {}; log: {}",
+        humantime::format_duration(*timeout),
+        log.display()
+    )]
+    TimedOut {
+        stage: &'static str,
+        command: String,
+        timeout: Duration,
+        log: PathBuf,
+    },
+    #[error("{stage} hook `{command}` failed ({exit}); log: {}", log.display())]
+    Failed {
+        stage: &'static str,
+        command: String,
+        exit: HookExit,
+        log: PathBuf,
+    },
+}
+
+/// What could not be done for a hook command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookStep {
+    /// Opening its log.
+    Log,
+    Start,
+    Wait,
+}
+
+impl std::fmt::Display for HookStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            HookStep::Log => "could not log",
+            HookStep::Start => "could not start",
+            HookStep::Wait => "could not be waited for",
+        })
+    }
+}
+
+/// How a hook command that did not succeed ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookExit {
+    /// It exited with this non-zero code.
+    Code(i32),
+    /// A signal killed it (the number).
+    Signaled(i32),
+}
+
+impl HookExit {
+    fn of(status: ExitStatus) -> HookExit {
+        match (status.code(), status.signal()) {
+            (Some(code), _) => HookExit::Code(code),
+            (None, Some(signal)) => HookExit::Signaled(signal),
+            // Neither a code nor a signal does not happen on Unix; read it as
+            // a failure all the same.
+            (None, None) => HookExit::Code(-1),
+        }
+    }
+}
+
+impl std::fmt::Display for HookExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HookExit::Code(code) => write!(f, "exit code {code}"),
+            HookExit::Signaled(_) => f.write_str("a signal"),
+        }
+    }
+}
 
 /// One lifecycle hook, ready to run: its commands, variables, log and time limit.
 #[derive(Debug, Clone)]
@@ -25,8 +117,8 @@ pub struct Stage {
 }
 
 impl Stage {
-    /// Runs the commands in `dir`; `Err` names the one that failed.
-    pub fn run(&self, dir: &Path) -> Result<(), String> {
+    /// Runs the commands in `dir`; the error names the one that failed.
+    pub fn run(&self, dir: &Path) -> Result<(), HookError> {
         let env: Vec<(&str, &str)> = self
             .env
             .iter()
@@ -43,80 +135,98 @@ impl Stage {
     }
 }
 
-/// Runs the commands of one hook in order; `Err` names the one that failed.
+/// Runs the commands of one hook in order; the error names the one that failed.
 pub fn run_all(
-    stage: &str,
+    stage: &'static str,
     commands: &[String],
     dir: &Path,
     env: &[(&str, &str)],
     log: &Path,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), HookError> {
     if commands.is_empty() {
         return Ok(());
     }
     if let Some(parent) = log.parent() {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| format!("cannot create `{}`: {e}", parent.display()))?;
+        std::fs::create_dir_all(parent).map_err(|source| HookError::LogDir {
+            dir: parent.to_owned(),
+            source,
+        })?;
     }
     for command in commands {
-        let fail =
-            |what: String| format!("{stage} hook `{command}` {what}; log: {}", log.display());
-        let out = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .map_err(|e| fail(format!("could not log ({e})")))?;
-        let err = out
-            .try_clone()
-            .map_err(|e| fail(format!("could not log ({e})")))?;
-        let mut cmd = Command::new("sh");
-        cmd.arg("-c")
-            .arg(command)
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .process_group(0);
-        for var in DISCOVERY_VARS {
-            cmd.env_remove(var);
+        run_one(stage, command, dir, env, log, timeout)?;
+    }
+    Ok(())
+}
+
+fn run_one(
+    stage: &'static str,
+    command: &str,
+    dir: &Path,
+    env: &[(&str, &str)],
+    log: &Path,
+    timeout: Duration,
+) -> Result<(), HookError> {
+    let io = |step| {
+        move |source| HookError::Io {
+            stage,
+            command: command.to_owned(),
+            step,
+            log: log.to_owned(),
+            source,
         }
-        for (k, v) in env {
-            cmd.env(k, v);
+    };
+    let out = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(io(HookStep::Log))?;
+    let err = out.try_clone().map_err(io(HookStep::Log))?;
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(command)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .process_group(0);
+    for var in DISCOVERY_VARS {
+        cmd.env_remove(var);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().map_err(io(HookStep::Start))?;
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        let exited = child.try_wait().map_err(io(HookStep::Wait))?;
+        if let Some(status) = exited {
+            break status;
         }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| fail(format!("could not start ({e})")))?;
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            if let Some(status) = child
-                .try_wait()
-                .map_err(|e| fail(format!("could not be waited for ({e})")))?
-            {
-                break status;
-            }
-            if Instant::now() >= deadline {
-                let _ = terminate::stop_group_blocking(
-                    child.id(),
-                    Method::TermThenKill {
-                        grace: Duration::from_secs(5),
-                    },
-                );
-                let _ = child.wait();
-                return Err(fail(format!(
-                    "timed out after {}",
-                    humantime::format_duration(timeout)
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        if !status.success() {
-            let how = match status.code() {
-                Some(code) => format!("exit code {code}"),
-                None => "a signal".to_owned(),
-            };
-            return Err(fail(format!("failed ({how})")));
+        if Instant::now() >= deadline {
+            let _ = terminate::stop_group_blocking(
+                child.id(),
+                Method::TermThenKill {
+                    grace: Duration::from_secs(5),
+                },
+            );
+            let _ = child.wait();
+            return Err(HookError::TimedOut {
+                stage,
+                command: command.to_owned(),
+                timeout,
+                log: log.to_owned(),
+            });
         }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    if !status.success() {
+        return Err(HookError::Failed {
+            stage,
+            command: command.to_owned(),
+            exit: HookExit::of(status),
+            log: log.to_owned(),
+        });
     }
     Ok(())
 }
@@ -150,13 +260,73 @@ mod tests {
             Duration::from_secs(10),
         )
         .unwrap_err();
-        assert_eq!(
+        assert!(matches!(
             err,
+            HookError::Failed {
+                exit: HookExit::Code(3),
+                ..
+            }
+        ));
+        assert_eq!(
+            err.to_string(),
             format!(
                 "post_agent hook `exit 3` failed (exit code 3); log: {}",
                 log.display()
             )
         );
         assert!(!std::fs::read_to_string(&log).unwrap().contains("never"));
+    }
+
+    #[test]
+    fn a_command_that_cannot_start_names_the_cause_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("post_merge.log");
+        let gone = dir.path().join("gone");
+        let err = run_all(
+            "post_merge",
+            &["true".to_owned()],
+            &gone,
+            &[],
+            &log,
+            Duration::from_secs(10),
+        )
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            HookError::Io {
+                step: HookStep::Start,
+                ..
+            }
+        ));
+        let text = crate::text::error_chain(&err);
+        let start = format!(
+            "post_merge hook `true` could not start; log: {}: ",
+            log.display()
+        );
+        assert!(text.starts_with(&start), "{text}");
+        assert!(text.contains("No such file or directory"), "{text}");
+    }
+
+    #[test]
+    fn a_signal_is_not_an_exit_code() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("post_agent.log");
+        let err = run_all(
+            "post_agent",
+            &["kill -9 $$".to_owned()],
+            dir.path(),
+            &[],
+            &log,
+            Duration::from_secs(10),
+        )
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            HookError::Failed {
+                exit: HookExit::Signaled(9),
+                ..
+            }
+        ));
+        assert!(err.to_string().contains("failed (a signal)"), "{err}");
     }
 }

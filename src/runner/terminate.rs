@@ -117,23 +117,28 @@ pub fn stop_group_blocking(pgid: u32, method: Method) -> io::Result<bool> {
 }
 
 /// Names a signal number for messages (`9 (SIGKILL)`).
+///
+/// The numbers come from the platform's constants, not a table of Linux
+/// numbers (`SIGBUS` is 7 on Linux and 10 on macOS).
 pub fn signal_name(signal: i32) -> String {
-    let name = match signal {
-        1 => "SIGHUP",
-        2 => "SIGINT",
-        3 => "SIGQUIT",
-        4 => "SIGILL",
-        6 => "SIGABRT",
-        7 => "SIGBUS",
-        8 => "SIGFPE",
-        9 => "SIGKILL",
-        11 => "SIGSEGV",
-        13 => "SIGPIPE",
-        14 => "SIGALRM",
-        15 => "SIGTERM",
-        _ => return format!("signal {signal}"),
-    };
-    format!("signal {signal} ({name})")
+    const NAMES: [(Signal, &str); 12] = [
+        (Signal::HUP, "SIGHUP"),
+        (Signal::INT, "SIGINT"),
+        (Signal::QUIT, "SIGQUIT"),
+        (Signal::ILL, "SIGILL"),
+        (Signal::ABORT, "SIGABRT"),
+        (Signal::BUS, "SIGBUS"),
+        (Signal::FPE, "SIGFPE"),
+        (Signal::KILL, "SIGKILL"),
+        (Signal::SEGV, "SIGSEGV"),
+        (Signal::PIPE, "SIGPIPE"),
+        (Signal::ALARM, "SIGALRM"),
+        (Signal::TERM, "SIGTERM"),
+    ];
+    match NAMES.iter().find(|(s, _)| s.as_raw() == signal) {
+        Some((_, name)) => format!("signal {signal} ({name})"),
+        None => format!("signal {signal}"),
+    }
 }
 
 #[cfg(test)]
@@ -163,6 +168,8 @@ mod tests {
     #[test]
     fn signal_names() {
         assert_eq!(signal_name(9), "signal 9 (SIGKILL)");
+        let bus = Signal::BUS.as_raw();
+        assert_eq!(signal_name(bus), format!("signal {bus} (SIGBUS)"));
         assert_eq!(signal_name(64), "signal 64");
     }
 }

@@ -6,7 +6,7 @@
 //! *write* a schema newer than [`SCHEMA`] ([`crate::state::store`]).
 //!
 //! The state is a cache of the truth kept in git (branches, target) and in
-//! the run folders (`runs/<id>/<n>/`): `crate::coordinator::reconcile` rebuilds
+//! the run folders (`runs/<id>/<n>/`): the coordinator rebuilds from them
 //! what a crash may have left out.
 
 use std::collections::BTreeMap;

@@ -1,0 +1,199 @@
+//! What came of one merge ([`Outcome`]) and the typed reasons it carries:
+//! [`MergeError`] when the merge could not be carried out, [`WaitReason`]
+//! when it should be tried again later, [`PostMergeError`] for what went
+//! wrong after the target moved.
+//!
+//! These stay typed up to the coordinator, which turns them into text
+//! (`crate::text::error_chain`) where it writes a reason or an event field.
+
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::git::GitError;
+use crate::git::cmd::CommandError;
+use crate::runner::hook::HookError;
+
+use super::checks::CheckFailure;
+use super::policy::Refusal;
+
+/// What became of a task's worktree after its merge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorktreeAfter {
+    /// Detached at the merged tip, clean, ready to be reused.
+    Detached(PathBuf),
+    Removed,
+    /// Left as it was (it had changes, or there was none).
+    Untouched,
+}
+
+/// How a merge went.
+#[derive(Debug)]
+pub enum Outcome {
+    Merged {
+        commit: String,
+        onto: String,
+        /// From the start of the merge to the target moving.
+        took: Duration,
+        checks: Vec<String>,
+        branch_deleted: bool,
+        backup: Option<String>,
+        worktree: WorktreeAfter,
+        /// What failed once the target had moved (cleanup, `post_merge`
+        /// hooks); the merge stands, each is reported as a `hook_failed` event.
+        hook_failures: Vec<PostMergeError>,
+    },
+    Conflicts {
+        files: Vec<String>,
+        onto: String,
+    },
+    NotFastForward {
+        onto: String,
+    },
+    Refused {
+        refusals: Vec<Refusal>,
+    },
+    CheckFailed {
+        check: String,
+        failure: CheckFailure,
+        log: PathBuf,
+        passed: Vec<String>,
+    },
+    /// The merge cannot land now; try again later.
+    Waiting {
+        why: WaitReason,
+    },
+    /// The branch moved since it was queued; queue it again. When the move
+    /// dropped commits (a force-move by hand), the old tip is kept under
+    /// `backup`.
+    BranchMoved {
+        tip: String,
+        backup: Option<String>,
+    },
+    /// The target branch no longer exists.
+    TargetGone,
+    Interrupted,
+    Failed {
+        error: MergeError,
+    },
+}
+
+/// Why a merge could not be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    #[error(transparent)]
+    Git(#[from] GitError),
+    /// The task's branch was deleted while it waited to merge.
+    #[error("branch `{branch}` is gone")]
+    BranchGone { branch: String },
+    /// A check could not be run at all (its run folder, its supervisor or its
+    /// exit record); a check that ran and failed is [`Outcome::CheckFailed`].
+    #[error("cannot run check `{check}`")]
+    Check {
+        check: String,
+        #[source]
+        source: io::Error,
+    },
+    /// The journal could not be written, so the target was left alone.
+    #[error("cannot write `{}`", path.display())]
+    Journal {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl From<CommandError> for MergeError {
+    fn from(e: CommandError) -> Self {
+        MergeError::Git(GitError::Command(e))
+    }
+}
+
+/// Why a merge waits: nothing is wrong with the task, the target cannot
+/// take it now.
+///
+/// An error type only so that its cause renders through `error_chain`.
+#[derive(Debug, thiserror::Error)]
+pub enum WaitReason {
+    /// The target is checked out with changes to tracked files, which a
+    /// fast-forward could overwrite.
+    #[error(
+        "`{target}` is checked out in `{}` with uncommitted changes to tracked files ({}); merging resumes once it is clean",
+        checkout.display(),
+        files.join(", ")
+    )]
+    TargetDirty {
+        target: String,
+        checkout: PathBuf,
+        /// The first few changed files.
+        files: Vec<String>,
+    },
+    /// `git merge --ff-only` in the target's checkout refused, and the
+    /// target did not move meanwhile. The source names the checkout.
+    #[error("git would not fast-forward `{target}` (untracked files in the way?)")]
+    FastForwardRefused {
+        target: String,
+        checkout: PathBuf,
+        #[source]
+        source: CommandError,
+    },
+    /// The target moved under every rebuild.
+    #[error("`{target}` kept moving while the merge was checked; trying again")]
+    KeptMoving { target: String },
+}
+
+/// What went wrong after the target moved. The merge stands.
+#[derive(Debug, thiserror::Error)]
+pub enum PostMergeError {
+    /// Freeing the task's worktree or deleting its branch failed.
+    #[error("cleaning up after the merge")]
+    Cleanup(#[source] GitError),
+    #[error(transparent)]
+    Hook(#[from] HookError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::text::error_chain;
+
+    #[test]
+    fn reasons_read_as_before() {
+        let dirty = WaitReason::TargetDirty {
+            target: "main".to_owned(),
+            checkout: PathBuf::from("/repo"),
+            files: vec!["README.md".to_owned(), "src/a.rs".to_owned()],
+        };
+        assert_eq!(
+            error_chain(&dirty),
+            "`main` is checked out in `/repo` with uncommitted changes to tracked files (README.md, src/a.rs); merging resumes once it is clean"
+        );
+        let refused = WaitReason::FastForwardRefused {
+            target: "main".to_owned(),
+            checkout: PathBuf::from("/repo"),
+            source: CommandError {
+                argv: vec!["merge".to_owned(), "--ff-only".to_owned()],
+                dir: PathBuf::from("/repo"),
+                code: Some(128),
+                stderr: "error: untracked working tree files would be overwritten\n".to_owned(),
+            },
+        };
+        assert_eq!(
+            error_chain(&refused),
+            "git would not fast-forward `main` (untracked files in the way?): \
+             `git merge --ff-only` failed in `/repo` (exit code 128): \
+             error: untracked working tree files would be overwritten"
+        );
+        let cleanup = PostMergeError::Cleanup(GitError::NoSuchBranch {
+            branch: "orch/T1".to_owned(),
+        });
+        assert_eq!(
+            error_chain(&cleanup),
+            "cleaning up after the merge: branch `orch/T1` does not exist"
+        );
+        let gone = MergeError::BranchGone {
+            branch: "orch/T1".to_owned(),
+        };
+        assert_eq!(error_chain(&gone), "branch `orch/T1` is gone");
+    }
+}
