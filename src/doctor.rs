@@ -6,12 +6,12 @@
 use std::path::{Path, PathBuf};
 
 use crate::config::{self, Config};
+use crate::coordinator::recovery::{self, Fate};
 use crate::coordinator::workspace;
 use crate::git::{cmd, refs, worktree};
 use crate::hooks::install::{self, Installed};
 use crate::lifecycle::Status;
 use crate::plan::{self, Plan};
-use crate::runner::folder::RunFolder;
 use crate::state::{StateDir, lock, store};
 use crate::text::plural;
 
@@ -492,35 +492,30 @@ fn check_state(
                 "the next `orch run` makes a new one from the task's branch",
             );
         }
-        if let Some(open) = item.open_attempt() {
-            let alive = RunFolder::new(dir.run_dir(id, open.number))
-                .live_supervisor()
-                .is_some();
-            match (live, alive) {
-                (None, true) => {
-                    problems += 1;
-                    r.warn(
-                        "state",
-                        format!(
-                            "the agent of `{id}` (attempt {}) still runs with no run to watch it",
-                            open.number
-                        ),
-                        format!("`orch run` adopts it, or `orch cancel {id}` stops it"),
-                    );
-                }
-                (None, false) => {
-                    problems += 1;
-                    r.warn(
-                        "state",
-                        format!(
-                            "`{id}` was running when the last run stopped (attempt {})",
-                            open.number
-                        ),
-                        "the next `orch run` collects what it left and carries on",
-                    );
-                }
-                (Some(_), _) => {}
-            }
+        if let Some(open) = item.open_attempt()
+            && live.is_none()
+        {
+            problems += 1;
+            let known = item.attempts.len() as u32;
+            let newest = recovery::runs_of(&dir, id, known).newest;
+            let n = open.number;
+            let (finding, fix) = match recovery::fate(n, Some(newest)) {
+                Fate::Adopt => (
+                    format!("the agent of `{id}` (attempt {n}) still runs with no run to watch it"),
+                    format!("`orch run` adopts it, or `orch cancel {id}` stops it"),
+                ),
+                Fate::Collect => (
+                    format!("the agent of `{id}` (attempt {n}) finished while no run watched it"),
+                    "the next `orch run` collects what it left and carries on".to_owned(),
+                ),
+                Fate::Interrupt => (
+                    format!(
+                        "`{id}` was running when the last run stopped (attempt {n}); nothing of that attempt is left"
+                    ),
+                    "the next `orch run` starts it again without spending an attempt".to_owned(),
+                ),
+            };
+            r.warn("state", finding, fix);
         }
     }
     if problems == 0 {

@@ -10,13 +10,20 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 
-/// `mod.rs` files that still hold code because they are being reworked;
-/// remove an entry once its file only declares modules and re-exports.
-const MOD_RS_WITH_CODE: &[&str] = &[
-    // The coordinator's inside is being rewritten (decision core and executor).
-    "src/coordinator/mod.rs",
-    // The dashboard is being reworked.
-    "src/dash/mod.rs",
+/// The layers of `docs/architecture.md`, lowest first: a module may only
+/// depend on modules of lower layers.
+const LAYERS: &[&[&str]] = &[
+    &["fsio", "process", "templates", "text"],
+    &["git", "plan"],
+    &["lifecycle"],
+    &["schedule"],
+    &["config", "state"],
+    &["runner"],
+    &["hooks", "merge_queue", "narrate"],
+    &["coordinator"],
+    &["clean", "dash", "demo", "doctor"],
+    &["error"],
+    &["cli"],
 ];
 
 /// One Rust source file of the library.
@@ -388,6 +395,30 @@ fn top_level_modules_have_no_import_cycle() {
     );
 }
 
+#[test]
+fn every_dependency_points_to_a_lower_layer() {
+    let sources = sources();
+    let layer = |module: &str| LAYERS.iter().position(|l| l.contains(&module));
+    let mut report = String::new();
+    let modules: BTreeSet<&str> = sources.iter().map(|s| s.module.as_str()).collect();
+    for module in modules {
+        if layer(module).is_none() {
+            report.push_str(&format!("`{module}` is in no layer of LAYERS\n"));
+        }
+    }
+    for ((from, to), at) in dependencies(&sources) {
+        if let (Some(f), Some(t)) = (layer(&from), layer(&to))
+            && t >= f
+        {
+            report.push_str(&format!("{from} (layer {f}) -> {to} (layer {t}): {at}\n"));
+        }
+    }
+    assert!(
+        report.is_empty(),
+        "dependencies against the layering (docs/architecture.md):\n{report}"
+    );
+}
+
 /// Returns the first item of a `mod.rs` that is neither a module declaration
 /// nor a re-export, as `(line, text)`.
 fn first_code_item(code: &str) -> Option<(usize, String)> {
@@ -446,7 +477,7 @@ fn first_code_item(code: &str) -> Option<(usize, String)> {
 fn every_mod_rs_only_declares_modules_and_reexports() {
     let mut offenders = Vec::new();
     for source in sources() {
-        if !source.path.ends_with("/mod.rs") || MOD_RS_WITH_CODE.contains(&source.path.as_str()) {
+        if !source.path.ends_with("/mod.rs") {
             continue;
         }
         if let Some((line, item)) = first_code_item(&source.code) {

@@ -4,7 +4,6 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::time::Duration;
 
 use crate::cli::{GlobalArgs, Workspace};
-use crate::coordinator::control;
 use crate::error::CliError;
 use crate::plan::FullId;
 use crate::runner::spec;
@@ -25,7 +24,7 @@ pub fn run(global: &GlobalArgs, args: LogsArgs) -> Result<(), CliError> {
     let ws = Workspace::locate(global)?;
     let id = FullId::parse(&args.id)
         .map_err(|e| CliError::input(format!("invalid id `{}`: {e}", args.id)))?;
-    let runs = ws.state_dir().path().join("runs").join(id.as_str());
+    let runs = ws.state_dir().unit_runs(&id);
     let attempt = match args.attempt {
         Some(n) => n,
         None => latest(&runs).ok_or_else(|| {
@@ -33,7 +32,7 @@ pub fn run(global: &GlobalArgs, args: LogsArgs) -> Result<(), CliError> {
                 .with_hint("`orch status` shows what has run")
         })?,
     };
-    let dir = control::run_dir(ws.state_dir().path(), &id, attempt);
+    let dir = ws.state_dir().run_dir(&id, attempt);
     let log = dir.join(spec::LOG);
     if !dir.is_dir() {
         return Err(CliError::input(format!("`{id}` has no attempt {attempt}")));

@@ -8,7 +8,6 @@ use std::io::Write;
 use crate::cli::cmd_plan::PlanFile;
 use crate::cli::json::{self, DetailDoc, StatusDoc};
 use crate::cli::{GlobalArgs, Workspace, style};
-use crate::coordinator::control;
 use crate::error::CliError;
 use crate::lifecycle::Status;
 use crate::plan::{Kind, Plan};
@@ -183,7 +182,9 @@ fn detail(
                 Some(Outcome::Interrupted { reason }) => format!("interrupted: {reason}"),
                 Some(Outcome::Cancelled) => "cancelled".to_owned(),
             };
-            let log = control::run_dir(ws.state_dir().path(), &item.id, a.number)
+            let log = ws
+                .state_dir()
+                .run_dir(&item.id, a.number)
                 .join(crate::runner::spec::LOG);
             writeln!(
                 out,

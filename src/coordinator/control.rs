@@ -1,10 +1,11 @@
 //! A person's commands (retry, cancel, resolve) applied to the state.
 //!
-//! Used by the live coordinator for inbox commands and by `orch
-//! retry|cancel|resolve` directly on `state.json` when no run is live, so
-//! both paths follow the same rules. Every status change goes through
-//! [`lifecycle::next`]. Stopping processes is left to the caller, which gets
-//! the list of attempts to stop.
+//! [`apply`] is pure: the live coordinator's core uses it for inbox commands
+//! (and stops the attempts it lists through its executor);
+//! [`apply_offline`] is `orch retry|cancel|resolve` when no run is live: it
+//! takes the run lock, applies, saves `state.json`, records the events and
+//! stops orphaned attempts through their run folders. Both paths follow the
+//! same rules. Every status change goes through [`lifecycle::next`].
 //!
 //! - cancel: any unfinished task or subtask; a running one's attempt is
 //!   recorded as cancelled and its process group must be stopped. Cancelling
@@ -215,14 +216,6 @@ fn unblock_all(plan: &Plan, state: &mut State, applied: &mut Applied) {
             applied.events.push((id, EventKind::TaskUnblocked));
         }
     }
-}
-
-/// Returns the run folder of an attempt.
-pub fn run_dir(state_dir: &std::path::Path, unit: &FullId, attempt: u32) -> PathBuf {
-    state_dir
-        .join("runs")
-        .join(unit.as_str())
-        .join(attempt.to_string())
 }
 
 /// Applying a command without a live run failed.

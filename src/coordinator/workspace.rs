@@ -64,8 +64,31 @@ pub struct Provisioned {
     pub how: How,
     /// The branch tip the agent starts from.
     pub tip: String,
-    /// The free worktree offered, when it was not used (so it stays free).
-    pub unused_free: Option<FreeWorktree>,
+    /// What became of the free worktree offered.
+    pub free: FreeFate,
+}
+
+/// What provisioning did with the free worktree it was offered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FreeFate {
+    /// None was offered.
+    NotOffered,
+    /// It became this task's worktree.
+    Recycled,
+    /// It was not needed and stays free.
+    Kept,
+    /// It cannot be recycled (gone, changed, or on another branch): it is
+    /// no longer offered.
+    Unusable,
+}
+
+impl FreeFate {
+    fn kept(req: &Request) -> FreeFate {
+        match req.free {
+            Some(_) => FreeFate::Kept,
+            None => FreeFate::NotOffered,
+        }
+    }
 }
 
 /// Provisions the worktree and branch for a task, and merges the target
@@ -119,7 +142,7 @@ fn provision_worktree(req: &Request) -> Result<Provisioned, GitError> {
                 base: None,
                 how: How::Reused,
                 tip: existing.map(|o| o.to_string()).unwrap_or_default(),
-                unused_free: req.free.clone(),
+                free: FreeFate::kept(req),
             });
         }
     }
@@ -128,6 +151,12 @@ fn provision_worktree(req: &Request) -> Result<Provisioned, GitError> {
     if let Some(provisioned) = finish_cut_recycle(req, existing.is_some(), &target_hex)? {
         return Ok(provisioned);
     }
+    // A free worktree offered and not recycled here cannot be: it is gone,
+    // changed, or on another branch.
+    let free_fate = match req.free {
+        Some(_) => FreeFate::Unusable,
+        None => FreeFate::NotOffered,
+    };
     if let Some(free) = &req.free
         && recyclable(free)?
     {
@@ -141,7 +170,7 @@ fn provision_worktree(req: &Request) -> Result<Provisioned, GitError> {
             tip: existing.unwrap_or(target_tip).to_string(),
             base: existing.is_none().then_some(target_hex),
             how: How::Recycled,
-            unused_free: None,
+            free: FreeFate::Recycled,
         });
     }
     // An admin entry whose folder was deleted (under a running agent, say)
@@ -158,7 +187,7 @@ fn provision_worktree(req: &Request) -> Result<Provisioned, GitError> {
         tip: existing.unwrap_or(target_tip).to_string(),
         base: existing.is_none().then_some(target_hex),
         how: How::Created,
-        unused_free: req.free.clone(),
+        free: free_fate,
     })
 }
 
@@ -192,7 +221,7 @@ fn finish_cut_recycle(
         base: (!branch_exists).then(|| target_hex.to_owned()),
         how: How::Recycled,
         tip,
-        unused_free: req.free.clone(),
+        free: FreeFate::kept(req),
     }))
 }
 

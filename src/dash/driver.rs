@@ -20,7 +20,6 @@ use std::time::{Duration, SystemTime};
 
 use ratatui::crossterm::event::{Event as TermEvent, KeyEventKind};
 
-use crate::coordinator::control;
 use crate::dash::app::{AppState, Cmd, Msg};
 use crate::dash::event::{Changes, Ev, Events, Reader};
 use crate::dash::terminal::Screen;
@@ -259,7 +258,7 @@ impl Dashboard {
             });
             return;
         };
-        let dir = control::run_dir(&self.state_dir, &id, attempt);
+        let dir = crate::state::StateDir::at(&self.state_dir).run_dir(&id, attempt);
         self.events.watch_log(Some(&dir));
         let lines = match Reader::log_tail(&dir.join(spec::LOG)) {
             Ok(lines) => lines,

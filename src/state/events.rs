@@ -29,7 +29,7 @@ use serde::ser::{Error as _, SerializeMap};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
-use crate::config::MergeStrategy;
+use crate::git::merge::MergeStrategy;
 use crate::lifecycle::Status;
 use crate::plan::FullId;
 use crate::state::model::{Purpose, Timestamp};

@@ -145,7 +145,16 @@ pub fn send(state_dir: &Path, action: Action, id: &FullId) -> io::Result<PathBuf
 #[derive(Debug)]
 pub struct Received {
     pub path: PathBuf,
-    pub command: Result<Command, String>,
+    pub command: Result<Command, UnreadableCommand>,
+}
+
+/// Why a command file could not be read as a command.
+#[derive(Debug, thiserror::Error)]
+pub enum UnreadableCommand {
+    #[error(transparent)]
+    Read(io::Error),
+    #[error(transparent)]
+    Parse(serde_json::Error),
 }
 
 /// Lists the pending commands, oldest first. Temp files are skipped.
@@ -166,8 +175,8 @@ pub fn pending(state_dir: &Path) -> io::Result<Vec<Received>> {
         .into_iter()
         .map(|path| {
             let command = fs::read(&path)
-                .map_err(|e| e.to_string())
-                .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|e| e.to_string()));
+                .map_err(UnreadableCommand::Read)
+                .and_then(|bytes| serde_json::from_slice(&bytes).map_err(UnreadableCommand::Parse));
             Received { path, command }
         })
         .collect())

@@ -13,6 +13,7 @@ mod hooks;
 mod hostile;
 mod init;
 mod merge;
+mod pid_reuse;
 mod plan_check;
 mod plan_graph;
 mod plan_import;

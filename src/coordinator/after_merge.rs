@@ -1,0 +1,361 @@
+//! What a merge's outcome means for its task. Pure.
+//!
+//! | outcome | decision |
+//! | --- | --- |
+//! | merged | the task is merged |
+//! | conflicts, or `ff-only` cannot land it | conflicted; handed back to its agent (`on_conflict = "agent"`, attempts left) or waits for a person |
+//! | a policy rule or a check refused it | red; handed back to its agent (`on_check_failure = "agent"`, attempts left) or failed |
+//! | the target checkout is not clean, or kept moving | queued again; merging pauses; said once per reason |
+//! | the branch moved since it was queued | queued again at the new tip |
+//! | the target branch is gone | queued again, and the run halts |
+//! | the run stopped during the merge | queued again |
+//! | any other error | failed |
+
+use std::path::PathBuf;
+
+use crate::config::OnFailure;
+use crate::merge_queue::Outcome;
+
+/// What decides besides the outcome.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules<'a> {
+    pub target: &'a str,
+    pub on_conflict: OnFailure,
+    pub on_check_failure: OnFailure,
+    /// The task has attempts left for an agent to fix it.
+    pub attempts_left: bool,
+    /// The reason merging last waited for, if it did.
+    pub last_wait: Option<&'a str>,
+}
+
+/// Who acts next on a task the merge refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// The task's agent runs again to fix it.
+    Agent,
+    /// A person must act: a conflicted task waits, a red one fails.
+    Person,
+}
+
+/// A task going back to the merge queue, and what else that means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requeue {
+    pub reason: String,
+    /// The branch's new tip, when it moved.
+    pub tip: Option<String>,
+    /// Say why in a `merge.waiting` event (a new reason).
+    pub announce_wait: bool,
+    /// Say why in a `merge.requeued` event, naming the backup ref kept.
+    pub announce_requeue: Option<Option<String>>,
+    /// Pause merging for a while (the cause will not clear at once).
+    pub pause: bool,
+    /// The target is gone: nothing more starts or merges.
+    pub halt: bool,
+}
+
+impl Requeue {
+    fn because(reason: String) -> Requeue {
+        Requeue {
+            reason,
+            tip: None,
+            announce_wait: false,
+            announce_requeue: None,
+            pause: false,
+            halt: false,
+        }
+    }
+}
+
+/// The decision on one merge outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AfterMerge {
+    Landed,
+    Conflicted {
+        reason: String,
+        files: Vec<String>,
+        onto: String,
+        next: Next,
+    },
+    Red {
+        check: String,
+        reason: String,
+        log: Option<PathBuf>,
+        /// Checks that passed before the red one.
+        passed: Vec<String>,
+        next: Next,
+    },
+    Requeued(Requeue),
+    Failed {
+        reason: String,
+    },
+}
+
+/// Decides what a merge outcome means for its task.
+pub fn decide(outcome: &Outcome, rules: Rules<'_>) -> AfterMerge {
+    let next = |policy: OnFailure| {
+        if policy == OnFailure::Agent && rules.attempts_left {
+            Next::Agent
+        } else {
+            Next::Person
+        }
+    };
+    match outcome {
+        Outcome::Merged { .. } => AfterMerge::Landed,
+        Outcome::Conflicts { files, onto } => AfterMerge::Conflicted {
+            reason: format!(
+                "merging with `{}` conflicts in {}",
+                rules.target,
+                list(files)
+            ),
+            files: files.clone(),
+            onto: onto.clone(),
+            next: next(rules.on_conflict),
+        },
+        Outcome::NotFastForward { onto } => AfterMerge::Conflicted {
+            reason: format!(
+                "`{}` has moved on and `ff-only` cannot land the branch",
+                rules.target
+            ),
+            files: Vec::new(),
+            onto: onto.clone(),
+            next: next(rules.on_conflict),
+        },
+        Outcome::Refused { refusals } => AfterMerge::Red {
+            check: format!(
+                "policy.{}",
+                refusals.first().map(|r| r.rule).unwrap_or("policy")
+            ),
+            reason: refusals
+                .iter()
+                .map(|r| r.to_string())
+                .collect::<Vec<_>>()
+                .join("; "),
+            log: None,
+            passed: Vec::new(),
+            next: next(rules.on_check_failure),
+        },
+        Outcome::CheckFailed {
+            check,
+            failure,
+            log,
+            passed,
+        } => AfterMerge::Red {
+            check: check.clone(),
+            reason: format!("check `{check}` failed: {failure}"),
+            log: Some(log.clone()),
+            passed: passed.clone(),
+            next: next(rules.on_check_failure),
+        },
+        Outcome::Waiting { why } => {
+            let reason = crate::text::error_chain(why);
+            AfterMerge::Requeued(Requeue {
+                announce_wait: rules.last_wait != Some(reason.as_str()),
+                pause: true,
+                ..Requeue::because(reason)
+            })
+        }
+        Outcome::BranchMoved { tip, backup } => AfterMerge::Requeued(Requeue {
+            tip: Some(tip.clone()),
+            announce_requeue: Some(backup.clone()),
+            ..Requeue::because(match backup {
+                Some(kept) => format!(
+                    "the branch was moved by hand, dropping commits; the old tip is kept as `{kept}`; queued again"
+                ),
+                None => "the branch moved after it was queued; queued again".to_owned(),
+            })
+        }),
+        Outcome::TargetGone => AfterMerge::Requeued(Requeue {
+            announce_wait: true,
+            halt: true,
+            ..Requeue::because(format!("target branch `{}` is gone", rules.target))
+        }),
+        Outcome::Interrupted => AfterMerge::Requeued(Requeue::because(
+            "the run stopped during the merge".to_owned(),
+        )),
+        Outcome::Failed { error } => AfterMerge::Failed {
+            reason: format!("merge failed: {}", crate::text::error_chain(error)),
+        },
+    }
+}
+
+/// Names up to ten files, then how many more.
+fn list(files: &[String]) -> String {
+    let shown: Vec<String> = files.iter().take(10).map(|f| format!("`{f}`")).collect();
+    let more = files.len().saturating_sub(10);
+    if more > 0 {
+        format!("{} and {more} more", shown.join(", "))
+    } else {
+        shown.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::merge_queue::checks::CheckFailure;
+
+    fn rules() -> Rules<'static> {
+        Rules {
+            target: "main",
+            on_conflict: OnFailure::Agent,
+            on_check_failure: OnFailure::Agent,
+            attempts_left: true,
+            last_wait: None,
+        }
+    }
+
+    #[test]
+    fn conflicts_go_back_to_the_agent_while_it_may_fix_them() {
+        let outcome = Outcome::Conflicts {
+            files: vec!["a.txt".to_owned()],
+            onto: "abc".to_owned(),
+        };
+        let table = [
+            (OnFailure::Agent, true, Next::Agent),
+            (OnFailure::Agent, false, Next::Person),
+            (OnFailure::Stop, true, Next::Person),
+        ];
+        for (policy, left, expected) in table {
+            let r = Rules {
+                on_conflict: policy,
+                attempts_left: left,
+                ..rules()
+            };
+            assert_eq!(
+                decide(&outcome, r),
+                AfterMerge::Conflicted {
+                    reason: "merging with `main` conflicts in `a.txt`".to_owned(),
+                    files: vec!["a.txt".to_owned()],
+                    onto: "abc".to_owned(),
+                    next: expected,
+                }
+            );
+        }
+        let many: Vec<String> = (0..12).map(|i| format!("f{i}")).collect();
+        let AfterMerge::Conflicted { reason, .. } = decide(
+            &Outcome::Conflicts {
+                files: many,
+                onto: "abc".to_owned(),
+            },
+            rules(),
+        ) else {
+            panic!("expected a conflict");
+        };
+        assert!(reason.ends_with("`f9` and 2 more"), "{reason}");
+        let AfterMerge::Conflicted { reason, files, .. } = decide(
+            &Outcome::NotFastForward {
+                onto: "abc".to_owned(),
+            },
+            rules(),
+        ) else {
+            panic!("expected a conflict");
+        };
+        assert_eq!(
+            reason,
+            "`main` has moved on and `ff-only` cannot land the branch"
+        );
+        assert!(files.is_empty());
+    }
+
+    #[test]
+    fn a_red_check_is_fixed_by_the_agent_or_fails() {
+        let outcome = Outcome::CheckFailed {
+            check: "test".to_owned(),
+            failure: CheckFailure::Exited { code: 1 },
+            log: PathBuf::from("checks/T1/test.log"),
+            passed: vec!["lint".to_owned()],
+        };
+        for (policy, left, expected) in [
+            (OnFailure::Agent, true, Next::Agent),
+            (OnFailure::Stop, true, Next::Person),
+            (OnFailure::Agent, false, Next::Person),
+        ] {
+            let r = Rules {
+                on_check_failure: policy,
+                attempts_left: left,
+                ..rules()
+            };
+            assert_eq!(
+                decide(&outcome, r),
+                AfterMerge::Red {
+                    check: "test".to_owned(),
+                    reason: "check `test` failed: exit code 1".to_owned(),
+                    log: Some(PathBuf::from("checks/T1/test.log")),
+                    passed: vec!["lint".to_owned()],
+                    next: expected,
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn waiting_is_announced_once_per_reason_and_pauses() {
+        let outcome = Outcome::Waiting {
+            why: crate::merge_queue::WaitReason::KeptMoving {
+                target: "main".to_owned(),
+            },
+        };
+        let reason = "`main` kept moving while the merge was checked; trying again";
+        let first = decide(&outcome, rules());
+        assert_eq!(
+            first,
+            AfterMerge::Requeued(Requeue {
+                reason: reason.to_owned(),
+                tip: None,
+                announce_wait: true,
+                announce_requeue: None,
+                pause: true,
+                halt: false,
+            })
+        );
+        let again = decide(
+            &outcome,
+            Rules {
+                last_wait: Some(reason),
+                ..rules()
+            },
+        );
+        assert!(matches!(
+            again,
+            AfterMerge::Requeued(Requeue {
+                announce_wait: false,
+                pause: true,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn requeues_name_their_cause() {
+        let moved = decide(
+            &Outcome::BranchMoved {
+                tip: "def".to_owned(),
+                backup: Some("refs/orch/backup/T1/1".to_owned()),
+            },
+            rules(),
+        );
+        assert_eq!(
+            moved,
+            AfterMerge::Requeued(Requeue {
+                reason: "the branch was moved by hand, dropping commits; the old tip is kept as `refs/orch/backup/T1/1`; queued again".to_owned(),
+                tip: Some("def".to_owned()),
+                announce_wait: false,
+                announce_requeue: Some(Some("refs/orch/backup/T1/1".to_owned())),
+                pause: false,
+                halt: false,
+            })
+        );
+        let gone = decide(&Outcome::TargetGone, rules());
+        assert!(matches!(
+            gone,
+            AfterMerge::Requeued(Requeue { halt: true, announce_wait: true, ref reason, .. })
+                if reason == "target branch `main` is gone"
+        ));
+        let stopped = decide(&Outcome::Interrupted, rules());
+        assert!(matches!(
+            stopped,
+            AfterMerge::Requeued(Requeue { halt: false, announce_wait: false, pause: false, ref reason, .. })
+                if reason == "the run stopped during the merge"
+        ));
+    }
+}

@@ -1,0 +1,126 @@
+//! Collecting a finished attempt, on a blocking thread: reading `exit.json`
+//! and `result.json`, running `post_agent`, committing what the agent left,
+//! and counting its commits. It decides nothing: [`super::judge`] reads the
+//! [`Report`].
+//!
+//! Collection is idempotent (committing leftovers twice commits nothing the
+//! second time), so an attempt collected before a crash is collected again
+//! after it.
+
+use std::path::PathBuf;
+
+use crate::git::{GitError, commit, refs};
+use crate::runner::folder::RunFolder;
+use crate::runner::hook::{self, HookError};
+use crate::runner::spec::{AgentResult, End, ExitRecord};
+
+/// How many of an attempt's newest commits `task.completed` lists.
+const LOG_COMMITS: usize = 10;
+
+/// What collection needs; built by the decision core.
+#[derive(Debug, Clone)]
+pub struct Collection {
+    pub folder: RunFolder,
+    pub repo: PathBuf,
+    pub worktree: Option<PathBuf>,
+    pub branch: Option<String>,
+    /// The unit's base commit: commits are counted from it.
+    pub base: Option<String>,
+    pub auto_commit: bool,
+    /// The message of the commit of leftover changes.
+    pub message: String,
+    /// For an attempt resolving conflicts: the target, to look for markers
+    /// in what changed since.
+    pub conflict_with: Option<String>,
+    /// Run after an agent that exited 0, before its leftovers are committed.
+    pub post_agent: Option<hook::Stage>,
+}
+
+/// What the collection found.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub exit: Option<ExitRecord>,
+    pub result: Option<AgentResult>,
+    /// Why `result.json` could not be read, if it exists but is invalid.
+    pub result_error: Option<std::io::Error>,
+    /// The commit made of leftover changes, if any.
+    pub committed: Option<String>,
+    pub commit_error: Option<GitError>,
+    /// Commits on the branch since the unit's base.
+    pub commits: Option<u32>,
+    /// The newest of them, as (short id, subject), newest first.
+    pub log: Vec<(String, String)>,
+    /// The branch tip after collection.
+    pub tip: Option<String>,
+    /// Files still in conflict after an attempt that was to resolve them.
+    pub unresolved: Vec<String>,
+    /// Files committed with conflict markers in them.
+    pub markers: Vec<String>,
+    /// How the `post_agent` hook failed, if it did.
+    pub hook_error: Option<HookError>,
+    /// The worktree the state records, when it no longer exists.
+    pub worktree_gone: Option<PathBuf>,
+}
+
+/// Collects one attempt. Blocking.
+pub fn collect(input: Collection) -> Report {
+    let mut report = Report {
+        exit: input.folder.load_exit().ok().flatten(),
+        ..Report::default()
+    };
+    match crate::fsio::read_json::<AgentResult>(&input.folder.result_file()) {
+        Ok(result) => report.result = result,
+        Err(e) => report.result_error = Some(e),
+    }
+    let exited_cleanly = matches!(
+        report.exit.as_ref().map(|e| &e.end),
+        Some(End::Exited { code: 0 })
+    );
+    // A worktree that is gone was recycled for another task after this
+    // attempt was first collected (and the state saying so was lost in a
+    // crash), or deleted by hand. Either way the branch holds what was
+    // committed; there is nothing left to run hooks on or to commit.
+    let worktree = input.worktree.as_ref().filter(|w| {
+        let here = w.is_dir();
+        if !here {
+            report.worktree_gone = Some((*w).clone());
+        }
+        here
+    });
+    if exited_cleanly
+        && let (Some(stage), Some(worktree)) = (&input.post_agent, worktree)
+        && let Err(e) = stage.run(worktree)
+    {
+        report.hook_error = Some(e);
+    }
+    if let (Some(worktree), Some(_)) = (worktree, &input.conflict_with) {
+        report.unresolved = commit::unmerged_paths(worktree).unwrap_or_default();
+    }
+    if exited_cleanly
+        && report.hook_error.is_none()
+        && input.auto_commit
+        && report.unresolved.is_empty()
+        && let Some(worktree) = worktree
+    {
+        match commit::commit_all(worktree, &input.message) {
+            Ok(sha) => report.committed = sha,
+            Err(e) => report.commit_error = Some(e),
+        }
+    }
+    if let (Some(worktree), Some(target)) = (worktree, &input.conflict_with)
+        && report.unresolved.is_empty()
+    {
+        report.markers = commit::files_with_markers(worktree, target).unwrap_or_default();
+    }
+    if let Some(branch) = &input.branch
+        && let Ok(Some(tip)) = refs::branch_tip(&input.repo, branch)
+    {
+        report.tip = Some(tip.to_string());
+        if let Some(base) = input.base.as_deref().and_then(refs::parse_oid) {
+            report.commits = refs::commits_on_branch(&input.repo, base, tip).ok();
+            report.log =
+                refs::recent_commits(&input.repo, base, tip, LOG_COMMITS).unwrap_or_default();
+        }
+    }
+    report
+}

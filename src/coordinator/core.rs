@@ -1,0 +1,918 @@
+//! The coordinator's decision core: the run's live state and every rule
+//! about it, with no I/O.
+//!
+//! ```text
+//!   Input ──▶ RunState::handle(input, now) ──▶ Vec<Effect> ──▶ executor
+//!   (runner exits, collections, merges,                      (spawns, git,
+//!    inbox commands, signals, ticks)                          signals, files)
+//! ```
+//!
+//! [`RunState::handle`] takes one [`Input`] and the time, changes the state
+//! through [`lifecycle::next`] only, and returns what must happen as
+//! [`Effect`]s: data, carried out by `super::executor`. It never reads a
+//! file, runs git, signals a process or looks at a clock, so every rule is
+//! unit-tested by feeding it inputs (see the tests at the bottom and in
+//! `judge.rs` and `after_merge.rs`). [`Input::Tick`] ends a batch of inputs:
+//! it schedules, steps subtasks and starts the next merge.
+//!
+//! The fields are grouped by concern: [`Env`] (what the run was given,
+//! immutable), the persisted [`State`] plus a dirty flag, [`InFlight`] (work
+//! handed to the executor and not yet back), [`MergeSlot`] (the one merge at
+//! a time), and the run's stopping or halting.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::config::{AgentUnit, Config};
+use crate::coordinator::collect::{Collection, Report};
+use crate::coordinator::control;
+use crate::coordinator::workspace::{FreeWorktree, Provisioned};
+use crate::git::GitError;
+use crate::lifecycle::{self, Event as Transition, Status, Unit};
+use crate::merge_queue::Outcome;
+use crate::plan::{FullId, ItemIdx, Kind, Plan};
+use crate::runner::folder::{self, RunFolder};
+use crate::runner::hook;
+use crate::runner::prompt::PromptContext;
+use crate::schedule::{self, Limits, Readiness, TaskView};
+use crate::state::events::EventKind;
+use crate::state::inbox;
+use crate::state::model::{Outcome as AttemptOutcome, Timestamp};
+use crate::state::{State, StateDir};
+
+/// How often adopted supervisors and the inbox are checked without a wake-up.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// How long a second Ctrl-C waits for supervisors to report before giving up.
+pub const KILL_WAIT: Duration = Duration::from_secs(3);
+/// How long merging pauses after it had to wait (a dirty target checkout).
+pub const WAIT_PAUSE: Duration = Duration::from_secs(2);
+
+/// The time, as the core sees it: wall clock for what is recorded, the
+/// monotonic clock for deadlines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    pub wall: SystemTime,
+    pub mono: Instant,
+}
+
+impl Now {
+    /// Reads both clocks (the executor's job; tests make their own).
+    pub fn real() -> Now {
+        Now {
+            wall: SystemTime::now(),
+            mono: Instant::now(),
+        }
+    }
+
+    /// Returns this time moved on by `d`.
+    pub fn after(self, d: Duration) -> Now {
+        Now {
+            wall: self.wall + d,
+            mono: self.mono + d,
+        }
+    }
+}
+
+/// What `orch run` was asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Leave finished tasks in `awaiting_merge`.
+    pub no_merge: bool,
+    pub max_parallel: Option<usize>,
+    /// Only start these tasks (phases and milestones mean every task inside).
+    pub only: Option<Vec<ItemIdx>>,
+    /// Start no agents; only drain the merge queue (`orch merge`).
+    pub merge_only: bool,
+}
+
+/// What the run was given; never changes during the run.
+#[derive(Debug)]
+pub struct Env {
+    pub plan: Arc<Plan>,
+    pub config: Arc<Config>,
+    pub repo: PathBuf,
+    pub state_dir: StateDir,
+    pub target: String,
+    pub worktree_root: PathBuf,
+    pub options: Options,
+    /// Per task node: whether `--only` selects it.
+    pub in_scope: Vec<bool>,
+    pub limits: Limits,
+}
+
+impl Env {
+    /// Builds the environment of a run.
+    pub fn new(
+        plan: Arc<Plan>,
+        config: Arc<Config>,
+        repo: PathBuf,
+        state_dir: StateDir,
+        target: String,
+        options: Options,
+    ) -> Env {
+        let in_scope = scope(&plan, options.only.as_deref());
+        let worktree_root =
+            crate::coordinator::workspace::worktree_root(&repo, &config.git.worktree_root);
+        let limits = config.limits(options.max_parallel);
+        Env {
+            plan,
+            config,
+            repo,
+            state_dir,
+            target,
+            worktree_root,
+            options,
+            in_scope,
+            limits,
+        }
+    }
+
+    /// Returns the branch of a task.
+    pub fn branch(&self, task: &FullId) -> String {
+        format!("{}{}", self.config.git.branch_prefix, task)
+    }
+
+    /// Returns whether merging is on for this run.
+    pub fn merges(&self) -> bool {
+        !self.options.no_merge
+    }
+}
+
+/// Something that happened, for the core to decide on.
+#[derive(Debug)]
+pub enum Input {
+    /// The end of a batch of inputs, or a timer: schedule, step subtasks,
+    /// start the next merge, enforce the kill deadline.
+    Tick,
+    /// SIGINT or SIGTERM (a second one escalates).
+    Signal,
+    /// A task's worktree is ready (or could not be made).
+    Provisioned {
+        task: FullId,
+        attempt: u32,
+        /// The finished task whose free worktree was offered, if any.
+        free_owner: Option<FullId>,
+        result: Result<Provisioned, GitError>,
+        /// How `post_create` went, when the worktree was provisioned.
+        prepared: Result<(), PrepareError>,
+    },
+    /// An attempt's supervisor could not be started.
+    LaunchFailed {
+        unit: FullId,
+        attempt: u32,
+        error: LaunchError,
+    },
+    /// An attempt's supervisor is gone (exited, or seen gone while adopted).
+    Exited { unit: FullId, attempt: u32 },
+    /// An attempt was collected.
+    Collected {
+        unit: FullId,
+        attempt: u32,
+        report: Box<Report>,
+    },
+    /// The merge in progress ended.
+    Merged { task: FullId, outcome: Outcome },
+    /// A person's command from the inbox.
+    Command {
+        received: inbox::Received,
+        command: inbox::Command,
+    },
+}
+
+/// Why `post_create` did not prepare a worktree.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error(transparent)]
+    Hook(#[from] hook::HookError),
+    #[error("cannot record that post_create ran in `{}`", path.display())]
+    Marker {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Why an attempt's supervisor did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error(transparent)]
+    Prompt(#[from] crate::runner::prompt::PromptError),
+    #[error("cannot start the supervisor")]
+    Spawn(#[source] std::io::Error),
+}
+
+/// Something the executor must do.
+#[derive(Debug)]
+pub enum Effect {
+    /// Append an event to `events.jsonl` and show it.
+    Emit { id: Option<FullId>, kind: EventKind },
+    /// The state changed: write it (the executor batches writes).
+    Persist,
+    /// Give a task its branch and worktree, then run `post_create`.
+    Provision(Box<ProvisionRequest>),
+    /// Prepare a run folder and start the supervisor of one attempt.
+    Launch(Box<LaunchRequest>),
+    /// Watch an adopted attempt's run folder until its supervisor is gone.
+    Watch {
+        unit: FullId,
+        attempt: u32,
+        folder: RunFolder,
+    },
+    /// Collect an attempt whose supervisor is gone.
+    Collect {
+        unit: FullId,
+        attempt: u32,
+        collection: Box<Collection>,
+    },
+    /// Stop an attempt's processes.
+    Stop {
+        folder: RunFolder,
+        how: folder::Stop,
+    },
+    /// Start merging a task.
+    StartMerge(Box<MergeRequest>),
+    /// Ask the merge in progress to stop.
+    StopMerge,
+    /// Stop a check left running by an earlier coordinator.
+    StopCheck(RunFolder),
+    /// Answer an inbox command.
+    Reply {
+        received: inbox::Received,
+        reply: inbox::Reply,
+    },
+}
+
+/// What provisioning a task needs.
+#[derive(Debug)]
+pub struct ProvisionRequest {
+    pub task: FullId,
+    pub attempt: u32,
+    pub request: crate::coordinator::workspace::Request,
+    pub free_owner: Option<FullId>,
+    /// `post_create`, when it has commands.
+    pub post_create: Option<hook::Stage>,
+    /// The file saying `post_create` ran in the worktree the task has.
+    pub marker: PathBuf,
+}
+
+/// What starting one attempt needs.
+#[derive(Debug)]
+pub struct LaunchRequest {
+    pub task: FullId,
+    pub unit: FullId,
+    pub attempt: u32,
+    pub folder: RunFolder,
+    /// The agent's argv, `{prompt_file}` not yet replaced.
+    pub command: Vec<String>,
+    pub prompt: PromptRequest,
+    pub prompt_on_stdin: bool,
+    pub cwd: PathBuf,
+    pub env: Vec<(String, String)>,
+    pub timeout: Duration,
+    pub grace: Duration,
+    pub log_limit: u64,
+}
+
+/// A prompt to render: the executor fills in the log tails it names, then
+/// renders the template (an override in the state dir wins).
+#[derive(Debug)]
+pub struct PromptRequest {
+    pub template: (&'static str, &'static str),
+    pub templates: PathBuf,
+    pub context: PromptContext,
+    /// The previous attempt's log, for `previous.log_tail`.
+    pub previous_log: Option<PathBuf>,
+    /// The red check's log, for `problem.log_tail`.
+    pub problem_log: Option<PathBuf>,
+}
+
+/// What merging one task needs from the core; the executor adds the rest
+/// from the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergeRequest {
+    pub task: FullId,
+    pub title: String,
+    pub branch: String,
+    /// The tip recorded when the task was queued; `None` accepts the current tip.
+    pub queued_tip: Option<String>,
+    pub base: Option<String>,
+    pub worktree: Option<PathBuf>,
+}
+
+/// An attempt whose supervisor is running (or whose report is awaited).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Live {
+    pub task: FullId,
+    pub attempt: u32,
+    pub folder: RunFolder,
+}
+
+/// Work handed to the executor and not yet back.
+#[derive(Debug, Default)]
+pub struct InFlight {
+    pub live: BTreeMap<FullId, Live>,
+    pub provisioning: BTreeSet<FullId>,
+    /// Units whose collection is under way.
+    pub finishing: BTreeSet<FullId>,
+    /// Tasks running one agent per subtask.
+    pub stepping: BTreeSet<FullId>,
+    /// Tasks whose worktree collection found gone (stepping re-provisions).
+    pub worktree_lost: BTreeSet<FullId>,
+    /// Finished tasks whose worktrees may be recycled, oldest first.
+    pub free: VecDeque<FullId>,
+    /// The last known tip of each task branch.
+    pub tips: BTreeMap<FullId, String>,
+    /// What the scheduler needs of each task, kept in step with the state
+    /// by [`RunState::sync`] (rebuilding it on every pass would cost a map
+    /// lookup per task per pass).
+    pub views: Vec<TaskView>,
+}
+
+/// The merge queue's slot: one merge at a time.
+#[derive(Debug, Default)]
+pub struct MergeSlot {
+    /// The task being merged.
+    pub merging: Option<FullId>,
+    /// Merging waits until then (the target checkout was not clean).
+    pub pause_until: Option<Instant>,
+    /// The last reason merging waited, so that it is reported once.
+    pub last_wait: Option<String>,
+    /// The target's newest commit orch has seen.
+    pub target_seen: Option<String>,
+}
+
+/// How the run is being stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopping {
+    Graceful,
+    /// A second signal: groups were killed; attempts still unreported at
+    /// `until` are recorded as interrupted.
+    Kill {
+        until: Instant,
+    },
+}
+
+/// Why the run cannot go on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Halt {
+    /// The target branch was deleted: nothing more starts or merges.
+    TargetGone { last: Option<String> },
+}
+
+/// The run's live state and its rules.
+#[derive(Debug)]
+pub struct RunState {
+    pub(super) env: Env,
+    pub(super) state: State,
+    /// The state changed since the last [`Effect::Persist`].
+    dirty: bool,
+    pub(super) flight: InFlight,
+    pub(super) merge: MergeSlot,
+    pub(super) stopping: Option<Stopping>,
+    pub(super) halt: Option<Halt>,
+    /// Attempts started by this run.
+    pub(super) attempts_started: u32,
+    /// Backoff jitter; seeded, so that tests are repeatable.
+    pub(super) rng: fastrand::Rng,
+    out: Vec<Effect>,
+}
+
+impl RunState {
+    /// Returns the core of a run over `state`; `target_tip` is the
+    /// target's head at start.
+    pub fn new(
+        env: Env,
+        mut state: State,
+        target_tip: Option<String>,
+        rng: fastrand::Rng,
+    ) -> RunState {
+        state.target = Some(env.target.clone());
+        let mut core = RunState {
+            env,
+            state,
+            dirty: true,
+            flight: InFlight::default(),
+            merge: MergeSlot {
+                target_seen: target_tip,
+                ..MergeSlot::default()
+            },
+            stopping: None,
+            halt: None,
+            attempts_started: 0,
+            rng,
+            out: Vec::new(),
+        };
+        core.flight.views = core.task_views();
+        core
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    pub fn env(&self) -> &Env {
+        &self.env
+    }
+
+    pub fn halt(&self) -> Option<&Halt> {
+        self.halt.as_ref()
+    }
+
+    pub fn stopping(&self) -> Option<Stopping> {
+        self.stopping
+    }
+
+    pub fn attempts_started(&self) -> u32 {
+        self.attempts_started
+    }
+
+    /// Records the run's start in the state (its pid and time).
+    pub fn set_run_record(&mut self, record: crate::state::model::RunRecord) {
+        self.state.run = Some(record);
+        self.dirty = true;
+    }
+
+    /// Takes one input and returns what must happen.
+    pub fn handle(&mut self, input: Input, now: Now) -> Vec<Effect> {
+        match input {
+            Input::Tick => self.tick(now),
+            Input::Signal => self.on_signal(now),
+            Input::Provisioned {
+                task,
+                attempt,
+                free_owner,
+                result,
+                prepared,
+            } => self.on_provisioned(task, attempt, free_owner, result, prepared, now),
+            Input::LaunchFailed {
+                unit,
+                attempt,
+                error,
+            } => {
+                self.flight.live.remove(&unit);
+                let retry = matches!(error, LaunchError::Spawn(_));
+                let reason = crate::text::error_chain(&error);
+                self.fail_attempt(&unit, attempt, reason, retry, now);
+            }
+            Input::Exited { unit, attempt } => self.on_exited(unit, attempt),
+            Input::Collected {
+                unit,
+                attempt,
+                report,
+            } => self.on_collected(unit, attempt, *report, now),
+            Input::Merged { task, outcome } => self.on_merged(task, outcome, now),
+            Input::Command { received, command } => self.on_command(received, command, now),
+        }
+        self.drain()
+    }
+
+    /// Returns the effects gathered so far, with one [`Effect::Persist`]
+    /// when the state changed.
+    fn drain(&mut self) -> Vec<Effect> {
+        if std::mem::take(&mut self.dirty) {
+            self.out.push(Effect::Persist);
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    /// Returns the effects of starting the run: its event, and what the
+    /// state must catch up on (`recovery.rs`).
+    pub fn start(&mut self, facts: super::recovery::Facts, now: Now) -> Vec<Effect> {
+        let tasks = self.env.in_scope.iter().filter(|s| **s).count();
+        self.emit(
+            None,
+            EventKind::RunStarted {
+                pid: facts.pid,
+                target: self.env.target.clone(),
+                tasks,
+                no_merge: self.env.options.no_merge,
+            },
+        );
+        self.recover(&facts, now);
+        if self.env.merges() {
+            self.recover_merges(&facts);
+        }
+        self.flight.views = self.task_views();
+        self.drain()
+    }
+
+    fn tick(&mut self, now: Now) {
+        if let Some(Stopping::Kill { until }) = self.stopping
+            && now.mono >= until
+        {
+            let left: Vec<(FullId, u32)> = self
+                .flight
+                .live
+                .iter()
+                .map(|(u, l)| (u.clone(), l.attempt))
+                .collect();
+            for (unit, attempt) in left {
+                self.flight.live.remove(&unit);
+                self.interrupt(&unit, attempt, "killed by a second Ctrl-C", now);
+            }
+        }
+        if self.stopping.is_none() && self.halt.is_none() && !self.env.options.merge_only {
+            self.schedule_and_launch(now);
+        }
+        self.maybe_merge(now);
+    }
+
+    /// Records an event.
+    pub(super) fn emit(&mut self, id: Option<&FullId>, kind: EventKind) {
+        self.out.push(Effect::Emit {
+            id: id.cloned(),
+            kind,
+        });
+    }
+
+    pub(super) fn effect(&mut self, effect: Effect) {
+        self.out.push(effect);
+    }
+
+    pub(super) fn touch(&mut self) {
+        self.dirty = true;
+    }
+
+    /// Returns the state entry of an item, creating it from the plan if needed.
+    pub(super) fn entry(&mut self, id: &FullId) -> &mut crate::state::ItemState {
+        self.dirty = true;
+        control::entry(&self.env.plan, &mut self.state, id)
+    }
+
+    /// Moves an item through the lifecycle table. An illegal transition is
+    /// a bug: it panics in debug builds and is logged in release builds.
+    pub(super) fn transition(&mut self, id: &FullId, event: Transition) -> Status {
+        let unit = self.unit_of(id);
+        let entry = control::entry(&self.env.plan, &mut self.state, id);
+        let status = match lifecycle::next(unit, entry.status, event) {
+            Ok(to) => {
+                entry.status = to;
+                self.dirty = true;
+                to
+            }
+            Err(illegal) => {
+                debug_assert!(false, "{id}: {illegal}");
+                tracing::error!(id = %id, error = %illegal, "illegal transition");
+                entry.status
+            }
+        };
+        self.sync(id);
+        status
+    }
+
+    /// Brings the scheduler's view of a task in line with its state entry.
+    pub(super) fn sync(&mut self, id: &FullId) {
+        let Some(node) = self
+            .env
+            .plan
+            .lookup(id.as_str())
+            .and_then(|i| self.env.plan.graph().task_node(i))
+        else {
+            return;
+        };
+        let (Some(view), Some(s)) = (
+            self.flight.views.get_mut(node as usize),
+            self.state.items.get(id),
+        ) else {
+            return;
+        };
+        *view = TaskView {
+            status: s.status,
+            ready_since: s.ready_since.map(|t| t.0),
+            not_before: s.not_before.map(|t| t.0),
+        };
+    }
+
+    pub(super) fn status(&self, id: &FullId) -> Status {
+        control::status_of(&self.env.plan, &self.state, id)
+    }
+
+    pub(super) fn unit_of(&self, id: &FullId) -> Unit {
+        match self
+            .env
+            .plan
+            .lookup(id.as_str())
+            .map(|i| self.env.plan.item(i).kind)
+        {
+            Some(Kind::Subtask) => Unit::Subtask,
+            _ => Unit::Task,
+        }
+    }
+
+    /// Returns whether a task runs one agent per subtask.
+    pub(super) fn steps(&self, task: ItemIdx) -> bool {
+        self.env.config.agent.unit == AgentUnit::Subtask
+            && !self.env.plan.item(task).children.is_empty()
+    }
+
+    /// Returns the task a subtask belongs to.
+    pub(super) fn task_of(&self, unit: &FullId) -> Option<FullId> {
+        let idx = self.env.plan.lookup(unit.as_str())?;
+        let task = self.env.plan.task_of(idx)?;
+        Some(self.env.plan.item(task).id.clone())
+    }
+
+    /// Returns an item's title.
+    pub(super) fn title_of(&self, unit: &FullId) -> String {
+        self.env
+            .plan
+            .lookup(unit.as_str())
+            .map(|i| self.env.plan.item(i).title.clone())
+            .unwrap_or_default()
+    }
+
+    /// Returns the number of the open attempt of an item.
+    pub(super) fn open_attempt(&self, id: &FullId) -> Option<u32> {
+        self.state
+            .items
+            .get(id)
+            .and_then(|s| s.open_attempt())
+            .map(|a| a.number)
+    }
+
+    fn task_views(&self) -> Vec<TaskView> {
+        crate::state::task_views(&self.env.plan, Some(&self.state))
+    }
+
+    /// Returns whether a task has an agent, a provisioning or a collection under way.
+    pub(super) fn busy(&self, task: &FullId) -> bool {
+        self.flight.provisioning.contains(task)
+            || self.flight.live.values().any(|l| &l.task == task)
+            || self
+                .flight
+                .finishing
+                .iter()
+                .any(|u| u == task || task.is_ancestor_of(u))
+    }
+
+    fn schedule_and_launch(&mut self, now: Now) {
+        let plan = Arc::clone(&self.env.plan);
+        let s = schedule::schedule(&plan, &self.flight.views, now.wall, &self.env.limits);
+        for (t, readiness) in s.readiness.iter().enumerate() {
+            if !self.env.in_scope[t] {
+                continue;
+            }
+            let id = &plan.item(plan.tasks()[t]).id;
+            match readiness {
+                Readiness::Ready if self.flight.views[t].status == Status::Pending => {
+                    self.entry(id).ready_since = Some(Timestamp::at(now.wall));
+                    self.transition(id, Transition::Promote);
+                    self.emit(Some(id), EventKind::TaskReady);
+                }
+                Readiness::Blocked(blocker) => {
+                    let reason = self.blocked_reason(*blocker);
+                    let by = match blocker {
+                        schedule::Blocker::Dependency(by) | schedule::Blocker::Barrier(by) => {
+                            plan.item(*by).id.clone()
+                        }
+                    };
+                    self.transition(id, Transition::Block);
+                    self.entry(id).reason = Some(reason.clone());
+                    self.emit(Some(id), EventKind::TaskBlocked { by, reason });
+                }
+                _ => {}
+            }
+        }
+        for t in s.start {
+            let ti = plan.tasks()[t as usize];
+            let id = plan.item(ti).id.clone();
+            if self.env.in_scope[t as usize] && !self.flight.provisioning.contains(&id) {
+                self.start_task(ti, now);
+            }
+        }
+        let stepping: Vec<FullId> = self.flight.stepping.iter().cloned().collect();
+        for task in stepping {
+            if !self.busy(&task) {
+                self.advance_steps(&task, now);
+            }
+        }
+    }
+
+    /// Says why a task is blocked, naming what blocks it and its status.
+    fn blocked_reason(&self, blocker: schedule::Blocker) -> String {
+        let (by, how) = match blocker {
+            schedule::Blocker::Dependency(by) => (by, "required dependency"),
+            schedule::Blocker::Barrier(by) => (by, "phase barrier: earlier task"),
+        };
+        let by_id = &self.env.plan.item(by).id;
+        format!("{how} `{by_id}` is {}", self.status(by_id))
+    }
+
+    /// Applies a person's command from the inbox.
+    fn on_command(&mut self, received: inbox::Received, command: inbox::Command, now: Now) {
+        let result = control::apply(
+            &self.env.plan,
+            &mut self.state,
+            command.action,
+            command.id.as_str(),
+            Timestamp::at(now.wall),
+        );
+        let reply = match result {
+            Ok(applied) => {
+                self.dirty = true;
+                self.flight.views = self.task_views();
+                for (id, kind) in applied.events {
+                    if matches!(
+                        kind,
+                        EventKind::TaskRetried { .. } | EventKind::TaskResolved { .. }
+                    ) {
+                        self.flight.stepping.remove(&id);
+                    }
+                    self.emit(Some(&id), kind);
+                }
+                for stop in applied.stop {
+                    self.stop_attempt(&stop.unit, folder::Stop::Ask);
+                }
+                inbox::Reply::ok(format!("{} `{}`", command.action.past(), command.id))
+            }
+            Err(e) => inbox::Reply::refused(e.to_string()),
+        };
+        self.effect(Effect::Reply { received, reply });
+    }
+
+    /// Asks an attempt's processes to stop.
+    pub(super) fn stop_attempt(&mut self, unit: &FullId, how: folder::Stop) {
+        if let Some(live) = self.flight.live.get(unit) {
+            let folder = live.folder.clone();
+            self.effect(Effect::Stop { folder, how });
+        }
+    }
+
+    fn on_signal(&mut self, now: Now) {
+        let units: Vec<FullId> = self.flight.live.keys().cloned().collect();
+        match self.stopping {
+            None => {
+                self.stopping = Some(Stopping::Graceful);
+                self.emit(
+                    None,
+                    EventKind::RunStopping {
+                        agents: units.len(),
+                    },
+                );
+                for unit in &units {
+                    self.stop_attempt(unit, folder::Stop::Ask);
+                }
+            }
+            Some(_) => {
+                self.stopping = Some(Stopping::Kill {
+                    until: now.mono + KILL_WAIT,
+                });
+                for unit in &units {
+                    self.stop_attempt(unit, folder::Stop::Kill);
+                }
+            }
+        }
+        if self.merge.merging.is_some() {
+            self.effect(Effect::StopMerge);
+        }
+    }
+
+    /// Records an attempt as interrupted: it does not count, and the item is retried.
+    pub(super) fn interrupt(&mut self, unit: &FullId, attempt: u32, reason: &str, now: Now) {
+        let entry = self.entry(unit);
+        let Some(open) = entry.open_attempt_mut().filter(|a| a.number == attempt) else {
+            return;
+        };
+        open.outcome = Some(AttemptOutcome::Interrupted {
+            reason: reason.to_owned(),
+        });
+        open.finished = Some(Timestamp::at(now.wall));
+        entry.not_before = None;
+        if entry.status == Status::Running {
+            self.transition(unit, Transition::Interrupt);
+        }
+        self.emit(
+            Some(unit),
+            EventKind::TaskInterrupted {
+                attempt,
+                reason: reason.to_owned(),
+            },
+        );
+    }
+
+    /// Returns whether the run is over: nothing in flight and nothing more
+    /// can start or merge (or, when stopping or halted, nothing in flight).
+    pub fn done(&self, now: Now) -> bool {
+        let quiet = self.flight.live.is_empty()
+            && self.flight.provisioning.is_empty()
+            && self.flight.finishing.is_empty()
+            && self.merge.merging.is_none();
+        if self.stopping.is_some() || self.halt.is_some() {
+            return quiet;
+        }
+        if !quiet {
+            return false;
+        }
+        let views = &self.flight.views;
+        let merging = self.env.merges()
+            && crate::merge_queue::queue::next(&self.env.plan, &self.state).is_some();
+        if self.env.options.merge_only {
+            return !merging;
+        }
+        let s = schedule::schedule(&self.env.plan, views, now.wall, &self.env.limits);
+        let in_scope = &self.env.in_scope;
+        let startable = s.start.iter().any(|t| in_scope[*t as usize]);
+        let waiting_retry = views.iter().enumerate().any(|(t, v)| {
+            in_scope[t]
+                && v.status == Status::Retrying
+                && v.not_before.is_some_and(|at| at > now.wall)
+        });
+        let promotable = s.readiness.iter().enumerate().any(|(t, r)| {
+            in_scope[t]
+                && matches!(r, Readiness::Blocked(_))
+                && matches!(views[t].status, Status::Pending | Status::Ready)
+        });
+        !(startable || waiting_retry || promotable || merging || !self.flight.stepping.is_empty())
+    }
+
+    /// Returns when the core must be ticked even if nothing happens.
+    pub fn next_wake(&self, now: Now) -> Instant {
+        let mut wake = now.mono + POLL_INTERVAL;
+        let retries = self
+            .flight
+            .views
+            .iter()
+            .filter(|v| v.status == Status::Retrying)
+            .filter_map(|v| v.not_before);
+        let steps = self
+            .flight
+            .stepping
+            .iter()
+            .filter_map(|task| self.env.plan.lookup(task.as_str()))
+            .flat_map(|task| self.env.plan.item(task).children.iter())
+            .filter_map(|sub| self.state.items.get(&self.env.plan.item(*sub).id))
+            .filter(|s| s.status == Status::Retrying)
+            .filter_map(|s| s.not_before.map(|t| t.0));
+        if let Some(at) = retries.chain(steps).min() {
+            wake = wake.min(now.mono + at.duration_since(now.wall).unwrap_or_default());
+        }
+        if let Some(Stopping::Kill { until }) = self.stopping {
+            wake = wake.min(until);
+        }
+        if let Some(pause) = self.merge.pause_until {
+            wake = wake.min(pause.max(now.mono));
+        }
+        wake
+    }
+
+    /// Returns the tasks in scope by status.
+    pub fn counts(&self) -> BTreeMap<Status, usize> {
+        let plan = &self.env.plan;
+        let mut counts: BTreeMap<Status, usize> = BTreeMap::new();
+        for (t, task) in plan.tasks().iter().enumerate() {
+            if self.env.in_scope[t] {
+                *counts.entry(self.status(&plan.item(*task).id)).or_default() += 1;
+            }
+        }
+        counts
+    }
+
+    /// Marks the run's record finished.
+    pub fn finish(&mut self, now: Now) {
+        if let Some(run) = self.state.run.as_mut() {
+            run.finished = Some(Timestamp::at(now.wall));
+        }
+        self.dirty = true;
+    }
+}
+
+/// Marks the tasks `--only` selects (all when unset).
+fn scope(plan: &Plan, only: Option<&[ItemIdx]>) -> Vec<bool> {
+    let Some(only) = only else {
+        return vec![true; plan.tasks().len()];
+    };
+    plan.tasks()
+        .iter()
+        .map(|t| {
+            only.iter().any(|o| {
+                *o == *t || {
+                    let range = plan.item(*o).descendants(*o);
+                    range.contains(&t.index())
+                }
+            })
+        })
+        .collect()
+}
+
+/// Takes a free worktree to recycle from the front of the list, if one is usable.
+pub(super) fn claim_free(core: &mut RunState) -> Option<(FullId, FreeWorktree)> {
+    while let Some(owner) = core.flight.free.pop_front() {
+        let Some(s) = core.state.items.get(&owner) else {
+            continue;
+        };
+        let usable =
+            matches!(s.status, Status::AwaitingMerge | Status::Merged) && !core.busy(&owner);
+        if let (true, Some(path)) = (usable, s.worktree.clone()) {
+            // A merged task's worktree was detached by the merge's cleanup.
+            let branch = if s.status == Status::Merged {
+                None
+            } else {
+                s.branch.clone()
+            };
+            return Some((owner, FreeWorktree { path, branch }));
+        }
+    }
+    None
+}

@@ -1,0 +1,452 @@
+//! Carrying out the core's [`Effect`]s: the coordinator's only contact with
+//! processes, git, files and the event log.
+//!
+//! ```text
+//!  Effect::Provision ─▶ spawn_blocking: worktree (admin lock), post_create ─▶ Input::Provisioned
+//!  Effect::Launch    ─▶ render prompt, run folder, supervisor (own session) ─▶ Input::Exited
+//!                                                         (or Input::LaunchFailed)
+//!  Effect::Watch     ─▶ polled: exit.json written or supervisor gone       ─▶ Input::Exited
+//!  Effect::Collect   ─▶ spawn_blocking: collect (post_agent, commit)       ─▶ Input::Collected
+//!  Effect::StartMerge─▶ spawn_blocking: merge_queue::run                   ─▶ Input::Merged
+//!  Effect::Emit      ─▶ events.jsonl, then the sink (progress lines, JSON)
+//!  Effect::Persist   ─▶ state.json, batched (at most every FLUSH_INTERVAL)
+//!  Effect::Stop...   ─▶ RunFolder::stop (never a pid reused by another process)
+//!  Effect::Reply     ─▶ inbox reply, command file removed
+//! ```
+//!
+//! Git and collection run on blocking threads and report back through the
+//! channel; the loop itself never waits on git. Worktree administration is
+//! serialized by one lock (concurrent `git worktree add` calls read each
+//! other's half-written admin folders).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use super::core::{Effect, Input, LaunchError, LaunchRequest, PrepareError, ProvisionRequest};
+use crate::config::Config;
+use crate::coordinator::collect;
+use crate::coordinator::workspace::{self, Provisioned};
+use crate::merge_queue::checks::CheckRun;
+use crate::merge_queue::policy::Policy;
+use crate::merge_queue::{self, Job};
+use crate::plan::FullId;
+use crate::runner::folder::{self, RunFolder};
+use crate::runner::prompt;
+use crate::runner::spawn::{self, AttemptPlan};
+use crate::state::events::{Event, EventKind, EventLog};
+use crate::state::{State, StateDir, StateError, inbox, store};
+
+/// The longest a changed state waits before it is written.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Receives every event as it is recorded (the CLI renders them).
+pub type Sink = Box<dyn FnMut(&Event)>;
+
+/// What reaches the loop from the executor's helpers.
+#[derive(Debug)]
+pub enum Msg {
+    Input(Box<Input>),
+    /// The inbox folder changed.
+    InboxChanged,
+}
+
+/// The merge in progress: how to stop it.
+#[derive(Debug)]
+struct MergeRun {
+    stop: Arc<AtomicBool>,
+    check: Arc<Mutex<Option<u32>>>,
+}
+
+/// What the executor was given.
+#[derive(Debug)]
+pub struct Tools {
+    pub config: Arc<Config>,
+    pub repo: PathBuf,
+    pub state_dir: StateDir,
+    pub target: String,
+    /// The `orch` binary, run again as the supervisor.
+    pub orch_exe: PathBuf,
+    pub policy: Policy,
+}
+
+/// Carries out effects and gathers the inputs they produce.
+pub struct Executor {
+    tools: Tools,
+    tx: mpsc::UnboundedSender<Msg>,
+    log: EventLog,
+    sink: Sink,
+    /// The first failure to append to `events.jsonl`.
+    log_error: Option<(PathBuf, std::io::Error)>,
+    worktree_admin: Arc<Mutex<()>>,
+    merging: Option<MergeRun>,
+    /// Adopted attempts, polled until their supervisor is gone.
+    watched: Vec<(FullId, u32, RunFolder)>,
+    inbox_due: bool,
+    last_poll: Instant,
+    /// The state changed since it was last written.
+    dirty: bool,
+    last_flush: Instant,
+    /// How long the last `state.json` write took; writes are spaced so
+    /// that they take a small share of the run however large the plan.
+    last_write: Duration,
+    /// `state.json` writes by this run, and their bytes (`run.finished`).
+    pub state_writes: u64,
+    pub state_bytes: u64,
+}
+
+impl Executor {
+    pub fn new(
+        tools: Tools,
+        tx: mpsc::UnboundedSender<Msg>,
+        log: EventLog,
+        sink: Sink,
+    ) -> Executor {
+        Executor {
+            tools,
+            tx,
+            log,
+            sink,
+            log_error: None,
+            worktree_admin: Arc::new(Mutex::new(())),
+            merging: None,
+            watched: Vec::new(),
+            inbox_due: true,
+            last_poll: Instant::now(),
+            dirty: true,
+            last_flush: Instant::now(),
+            last_write: Duration::ZERO,
+            state_writes: 0,
+            state_bytes: 0,
+        }
+    }
+
+    /// Carries out effects in order.
+    pub fn carry_out(&mut self, effects: Vec<Effect>) {
+        for effect in effects {
+            self.one(effect);
+        }
+    }
+
+    fn one(&mut self, effect: Effect) {
+        match effect {
+            Effect::Emit { id, kind } => self.emit(id.as_ref(), kind),
+            Effect::Persist => self.dirty = true,
+            Effect::Provision(req) => self.provision(*req),
+            Effect::Launch(req) => self.launch(*req),
+            Effect::Watch {
+                unit,
+                attempt,
+                folder,
+            } => self.watched.push((unit, attempt, folder)),
+            Effect::Collect {
+                unit,
+                attempt,
+                collection,
+            } => {
+                let tx = self.tx.clone();
+                tokio::task::spawn_blocking(move || {
+                    let report = Box::new(collect::collect(*collection));
+                    let _ = tx.send(Msg::Input(Box::new(Input::Collected {
+                        unit,
+                        attempt,
+                        report,
+                    })));
+                });
+            }
+            Effect::Stop { folder, how } => stop(&folder, how),
+            Effect::StartMerge(req) => self.start_merge(*req),
+            Effect::StopMerge => self.stop_merge(),
+            Effect::StopCheck(folder) => stop(&folder, folder::Stop::Ask),
+            Effect::Reply { received, reply } => {
+                if let Err(e) =
+                    inbox::answer(&received, &reply).and_then(|()| inbox::done(&received))
+                {
+                    tracing::warn!(error = %e, "cannot answer an inbox command");
+                }
+            }
+        }
+    }
+
+    /// Records an event and hands it to the sink. A log that cannot be
+    /// written (a full disk, say) ends the run at the next turn of the loop,
+    /// as a state that cannot be written does; agents at work go on and the
+    /// next run adopts them.
+    pub fn emit(&mut self, id: Option<&FullId>, kind: EventKind) {
+        match self.log.append(id, kind) {
+            Ok(event) => (self.sink)(&event),
+            Err(source) => {
+                if self.log_error.is_none() {
+                    self.log_error = Some((self.log.path().to_owned(), source));
+                }
+            }
+        }
+    }
+
+    /// Takes the first failure to append to the event log, if any.
+    pub fn take_log_error(&mut self) -> Option<(PathBuf, std::io::Error)> {
+        self.log_error.take()
+    }
+
+    fn provision(&mut self, req: ProvisionRequest) {
+        let tx = self.tx.clone();
+        let admin = Arc::clone(&self.worktree_admin);
+        tokio::task::spawn_blocking(move || {
+            let guard = admin
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let result = workspace::provision(&req.request);
+            drop(guard);
+            let prepared = match (&result, req.post_create) {
+                (Ok(p), Some(stage)) => prepare(stage, p, &req.marker),
+                _ => Ok(()),
+            };
+            let _ = tx.send(Msg::Input(Box::new(Input::Provisioned {
+                task: req.task,
+                attempt: req.attempt,
+                free_owner: req.free_owner,
+                result,
+                prepared,
+            })));
+        });
+    }
+
+    fn launch(&mut self, req: LaunchRequest) {
+        let (unit, attempt) = (req.unit.clone(), req.attempt);
+        let failed = |error: LaunchError| {
+            Msg::Input(Box::new(Input::LaunchFailed {
+                unit: unit.clone(),
+                attempt,
+                error,
+            }))
+        };
+        let mut context = req.prompt.context;
+        if let (Some(previous), Some(log)) = (context.previous.as_mut(), &req.prompt.previous_log) {
+            previous.log_tail = prompt::log_tail(log, 30);
+        }
+        if let (Some(problem), Some(log)) = (context.problem.as_mut(), &req.prompt.problem_log) {
+            problem.log_tail = prompt::log_tail(log, 60);
+        }
+        let text = match prompt::render(req.prompt.template, &req.prompt.templates, &context) {
+            Ok(text) => text,
+            Err(e) => {
+                let _ = self.tx.send(failed(e.into()));
+                return;
+            }
+        };
+        let plan = AttemptPlan {
+            run_dir: req.folder.path().to_owned(),
+            command: req.command,
+            prompt: text,
+            prompt_on_stdin: req.prompt_on_stdin,
+            cwd: req.cwd,
+            env: req.env,
+            timeout: req.timeout,
+            grace: req.grace,
+            log_limit: req.log_limit,
+        };
+        let spawned = spawn::prepare(&plan)
+            .and_then(|_| spawn::spawn_supervisor(&self.tools.orch_exe, &plan.run_dir));
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(e) => {
+                let _ = self.tx.send(failed(LaunchError::Spawn(e)));
+                return;
+            }
+        };
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let _ = child.wait().await;
+            let _ = tx.send(Msg::Input(Box::new(Input::Exited { unit, attempt })));
+        });
+    }
+
+    fn start_merge(&mut self, req: super::core::MergeRequest) {
+        let config = &self.tools.config;
+        let task = req.task.to_string();
+        let check_run = CheckRun {
+            orch: self.tools.orch_exe.clone(),
+            state_dir: self.tools.state_dir.path().to_owned(),
+            task: task.clone(),
+            target: self.tools.target.clone(),
+            log_limit: config.agent.log_limit.0,
+            grace: config.agent.grace.0,
+            stop: Arc::new(AtomicBool::new(false)),
+            running: Arc::new(Mutex::new(None)),
+        };
+        self.merging = Some(MergeRun {
+            stop: Arc::clone(&check_run.stop),
+            check: Arc::clone(&check_run.running),
+        });
+        let job = Job {
+            repo: self.tools.repo.clone(),
+            state_dir: self.tools.state_dir.path().to_owned(),
+            task,
+            title: req.title,
+            branch: req.branch,
+            queued_tip: req.queued_tip,
+            base: req.base,
+            target: self.tools.target.clone(),
+            strategy: config.git.merge_strategy,
+            policy: self.tools.policy.clone(),
+            checks: config.policy.checks.clone(),
+            check_run,
+            delete_branch: config.merge.delete_branch,
+            remove_worktree: config.merge.remove_worktree,
+            task_worktree: req.worktree,
+            post_merge: config.hooks.post_merge.clone(),
+            hook_timeout: config.agent.timeout.0,
+            admin: Arc::clone(&self.worktree_admin),
+        };
+        let tx = self.tx.clone();
+        let task = req.task;
+        tokio::task::spawn_blocking(move || {
+            let outcome = merge_queue::run(&job);
+            let _ = tx.send(Msg::Input(Box::new(Input::Merged { task, outcome })));
+        });
+    }
+
+    /// Asks the merge in progress to stop: the flag stops it between steps,
+    /// and the running check's supervisor (our own child, so its pid cannot
+    /// have been reused) is asked to stop its check.
+    fn stop_merge(&mut self) {
+        if let Some(run) = &self.merging {
+            run.stop.store(true, Ordering::SeqCst);
+            let pid = *run.check.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(pid) = pid
+                && let Err(e) = crate::process::signal(pid, crate::process::Signal::TERM)
+            {
+                tracing::warn!(error = %e, "cannot stop the running check");
+            }
+        }
+    }
+
+    /// Notes that the inbox changed: it is read at the next poll.
+    pub fn inbox_changed(&mut self) {
+        self.inbox_due = true;
+    }
+
+    /// Reads the inbox (when it changed, or every `interval`) and checks
+    /// adopted supervisors (every `interval`); returns what came of it.
+    pub fn poll(&mut self, interval: Duration) -> Vec<Input> {
+        let mut inputs = Vec::new();
+        let due = self.last_poll.elapsed() >= interval;
+        if self.inbox_due || due {
+            self.inbox_due = false;
+            self.read_inbox(&mut inputs);
+        }
+        if !due {
+            return inputs;
+        }
+        self.last_poll = Instant::now();
+        self.watched.retain(|(unit, attempt, folder)| {
+            let over = folder.has_exited() || folder.live_supervisor().is_none();
+            if over {
+                inputs.push(Input::Exited {
+                    unit: unit.clone(),
+                    attempt: *attempt,
+                });
+            }
+            !over
+        });
+        inputs
+    }
+
+    /// Turns the inbox's command files into inputs; a file that cannot be
+    /// read as a command is refused and set aside.
+    fn read_inbox(&mut self, inputs: &mut Vec<Input>) {
+        let received = match inbox::pending(self.tools.state_dir.path()) {
+            Ok(received) => received,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the inbox");
+                return;
+            }
+        };
+        for r in received {
+            match &r.command {
+                Ok(command) => inputs.push(Input::Command {
+                    command: command.clone(),
+                    received: r,
+                }),
+                Err(reason) => {
+                    let refused =
+                        inbox::Reply::refused(format!("the command file is unreadable: {reason}"));
+                    let answered = inbox::answer(&r, &refused)
+                        .and_then(|()| inbox::reject(&r, &reason.to_string()));
+                    if let Err(e) = answered {
+                        tracing::warn!(error = %e, "cannot refuse an unreadable inbox command");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Returns the spacing of `state.json` writes: [`FLUSH_INTERVAL`], or
+    /// twenty times the last write's duration for large states.
+    fn flush_interval(&self) -> Duration {
+        FLUSH_INTERVAL.max(self.last_write * 20)
+    }
+
+    /// Returns when a pending state write is due, if one is.
+    pub fn flush_due(&self) -> Option<Instant> {
+        self.dirty.then(|| self.last_flush + self.flush_interval())
+    }
+
+    /// Writes the state when it changed and a write is due (`force`: now).
+    pub fn flush(&mut self, state: &State, force: bool) -> Result<(), StateError> {
+        if !self.dirty || (!force && self.last_flush.elapsed() < self.flush_interval()) {
+            return Ok(());
+        }
+        let start = Instant::now();
+        let bytes = store::save(&self.tools.state_dir.state_file(), state)?;
+        self.state_writes += 1;
+        self.state_bytes += bytes;
+        self.last_write = start.elapsed();
+        self.dirty = false;
+        self.last_flush = Instant::now();
+        Ok(())
+    }
+
+    /// Marks the state as needing a write.
+    pub fn mark_dirty(&mut self) {
+        self.dirty = true;
+    }
+}
+
+/// Stops a run folder's processes, saying so when that fails.
+fn stop(folder: &RunFolder, how: folder::Stop) {
+    if let Err(e) = folder.stop(how) {
+        tracing::warn!(error = %e, folder = %folder.path().display(), "cannot stop");
+    }
+}
+
+/// Runs `post_create` in a worktree just created or recycled for its task,
+/// or again in one where it failed last time; a worktree the task keeps
+/// from an attempt where it succeeded is left alone.
+fn prepare(
+    mut stage: crate::runner::hook::Stage,
+    provisioned: &Provisioned,
+    marker: &Path,
+) -> Result<(), PrepareError> {
+    let note = |source: std::io::Error| PrepareError::Marker {
+        path: marker.to_owned(),
+        source,
+    };
+    if provisioned.how != workspace::How::Reused {
+        crate::fsio::remove_if_present(marker).map_err(note)?;
+    } else if marker.exists() {
+        return Ok(());
+    }
+    let worktree = &provisioned.worktree;
+    stage
+        .env
+        .push(("ORCH_WORKTREE".to_owned(), worktree.display().to_string()));
+    stage.run(worktree)?;
+    if let Some(dir) = marker.parent() {
+        std::fs::create_dir_all(dir).map_err(note)?;
+    }
+    std::fs::write(marker, worktree.display().to_string()).map_err(note)
+}

@@ -1,0 +1,145 @@
+//! The core's rules for an attempt whose supervisor is gone: ask for its
+//! collection, then apply the judgement (`judge.rs`) to its item.
+
+use super::core::{Effect, Now, RunState};
+use super::judge::{self, Judgement};
+use crate::coordinator::collect::{Collection, Report};
+use crate::plan::FullId;
+use crate::state::events::{CommitSource, EventKind};
+use crate::state::model::Purpose;
+
+impl RunState {
+    /// Asks for the collection of an attempt whose supervisor is gone.
+    pub(super) fn on_exited(&mut self, unit: FullId, attempt: u32) {
+        let Some(live) = self
+            .flight
+            .live
+            .get(&unit)
+            .filter(|l| l.attempt == attempt)
+            .cloned()
+        else {
+            return;
+        };
+        if !self.flight.finishing.insert(unit.clone()) {
+            return;
+        }
+        let task = live.task.clone();
+        let task_state = self.state.items.get(&task);
+        let unit_state = self.state.items.get(&unit);
+        let trailer = if unit == task {
+            format!("Orch-Task: {task}")
+        } else {
+            format!("Orch-Task: {task}\nOrch-Subtask: {unit}")
+        };
+        let message = format!(
+            "{}\n\nWork left uncommitted by the agent of `{unit}`, attempt {attempt}.\n\n{trailer}\n",
+            self.title_of(&unit)
+        );
+        let worktree = task_state.and_then(|s| s.worktree.clone());
+        let branch = task_state.and_then(|s| s.branch.clone());
+        let base = unit_state.and_then(|s| s.base.clone());
+        let conflict_with = unit_state
+            .and_then(|s| s.open_attempt())
+            .filter(|a| a.purpose == Some(Purpose::Conflict))
+            .map(|_| self.env.target.clone());
+        let post_agent = self
+            .hook_stage(
+                "post_agent",
+                &self.env.config.hooks.post_agent,
+                &task,
+                attempt,
+                branch.as_deref().unwrap_or_default(),
+            )
+            .map(|mut stage| {
+                stage.log = live.folder.hook_log("post_agent");
+                if let Some(w) = &worktree {
+                    stage
+                        .env
+                        .push(("ORCH_WORKTREE".to_owned(), w.display().to_string()));
+                }
+                if unit != task {
+                    stage
+                        .env
+                        .push(("ORCH_SUBTASK_ID".to_owned(), unit.to_string()));
+                }
+                stage
+            });
+        let collection = Collection {
+            folder: live.folder,
+            repo: self.env.repo.clone(),
+            worktree,
+            branch,
+            base,
+            auto_commit: self.env.config.agent.auto_commit,
+            message,
+            conflict_with,
+            post_agent,
+        };
+        self.effect(Effect::Collect {
+            unit,
+            attempt,
+            collection: Box::new(collection),
+        });
+    }
+
+    /// Decides what a collected attempt means for its item.
+    pub(super) fn on_collected(&mut self, unit: FullId, attempt: u32, report: Report, now: Now) {
+        self.flight.finishing.remove(&unit);
+        let Some(live) = self.flight.live.remove(&unit) else {
+            return;
+        };
+        if let Some(tip) = &report.tip {
+            self.flight.tips.insert(live.task.clone(), tip.clone());
+        }
+        if report.worktree_gone.is_some() {
+            self.flight.worktree_lost.insert(live.task.clone());
+        }
+        if let Some(sha) = &report.committed {
+            let branch = self
+                .state
+                .items
+                .get(&live.task)
+                .and_then(|s| s.branch.clone());
+            self.emit(
+                Some(&unit),
+                EventKind::TaskCommit {
+                    commit: sha.clone(),
+                    subject: self.title_of(&unit),
+                    branch,
+                    source: CommitSource::Auto,
+                    attempt: Some(attempt),
+                },
+            );
+        }
+        if self.open_attempt(&unit) != Some(attempt) {
+            return;
+        }
+        if let Some(summary) = report.result.as_ref().and_then(|r| r.summary.clone()) {
+            self.entry(&unit).summary = Some(summary);
+        }
+        let expect_changes = self
+            .env
+            .plan
+            .lookup(unit.as_str())
+            .is_none_or(|i| self.env.plan.item(i).expect_changes);
+        let rules = judge::Rules {
+            retry: &self.env.config.retry,
+            timeout: self.unit_timeout(&live.task, &unit),
+            stopping: self.stopping.is_some(),
+            expect_changes,
+        };
+        match judge::judge(&report, rules) {
+            Judgement::Interrupted { reason } => self.interrupt(&unit, attempt, reason, now),
+            Judgement::Failed { reason, retry } => {
+                self.fail_attempt(&unit, attempt, reason, retry, now)
+            }
+            Judgement::Succeeded => {
+                let duration = report
+                    .exit
+                    .as_ref()
+                    .and_then(|e| e.finished.0.duration_since(e.started.0).ok());
+                self.succeed(&unit, attempt, report.commits, report.log, duration, now);
+            }
+        }
+    }
+}

@@ -1,0 +1,777 @@
+//! The core's rules for starting attempts: opening them, asking for a
+//! worktree, stepping through subtasks, building the agent's command and
+//! prompt; and for closing them as failed (retry with backoff, or not) or
+//! succeeded.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Map;
+
+use super::core::{
+    Effect, LaunchRequest, Live, Now, PrepareError, PromptRequest, ProvisionRequest, RunState,
+    claim_free,
+};
+use crate::config::{AgentPreset, Backoff, PromptMode};
+use crate::coordinator::workspace::{self, Provisioned};
+use crate::git::GitError;
+use crate::lifecycle::{Event as Transition, Status, Unit};
+use crate::plan::{FullId, Item, ItemIdx};
+use crate::runner::folder::RunFolder;
+use crate::runner::hook;
+use crate::runner::prompt::{
+    self, DependencyView, ItemView, PlanView, PreviousView, ProblemView, PromptContext,
+};
+use crate::state::events::EventKind;
+use crate::state::model::{Attempt, MergeProblem, Outcome, Purpose, Timestamp};
+
+/// What happens after a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Retry {
+    /// Run again, no sooner than after this wait.
+    After(Duration),
+    /// No retry: the failure says so.
+    No,
+    /// No retry: every attempt is spent.
+    Exhausted,
+}
+
+/// Decides whether a failed attempt is retried, and after how long: the
+/// `n`th retry waits `initial * factor^(n-1)`, at most `max`, scaled by
+/// `jitter` (0.5 to 1 when on). Pure; `random` is in `[0, 1)`.
+pub fn retry_after(
+    retryable: bool,
+    counted: u32,
+    max_attempts: u32,
+    backoff: &Backoff,
+    random: f64,
+) -> Retry {
+    match (retryable, counted < max_attempts) {
+        (false, _) => Retry::No,
+        (true, false) => Retry::Exhausted,
+        (true, true) => Retry::After(crate::runner::classify::backoff(
+            backoff,
+            counted + 1,
+            random,
+        )),
+    }
+}
+
+impl RunState {
+    /// Starts a task chosen by the scheduler: opens an attempt and asks for its worktree.
+    pub(super) fn start_task(&mut self, ti: ItemIdx, now: Now) {
+        let plan = Arc::clone(&self.env.plan);
+        let id = plan.item(ti).id.clone();
+        if self.status(&id) == Status::Pending {
+            self.transition(&id, Transition::Promote);
+        }
+        let number = self.open_attempt_inheriting(&id, now);
+        self.transition(&id, Transition::Start);
+        self.emit(
+            Some(&id),
+            EventKind::TaskStarted {
+                attempt: number,
+                title: plan.item(ti).title.clone(),
+                purpose: None,
+            },
+        );
+        self.begin_provision(id, number);
+    }
+
+    /// Appends a new, running attempt record and returns its number. A retry
+    /// of an attempt that fixed a conflict or a red check keeps its purpose.
+    fn open_attempt_inheriting(&mut self, id: &FullId, now: Now) -> u32 {
+        let inherited = self
+            .state
+            .items
+            .get(id)
+            .and_then(|s| s.attempts.last())
+            .filter(|a| {
+                matches!(
+                    a.outcome,
+                    Some(Outcome::Failed { .. } | Outcome::Interrupted { .. })
+                )
+            })
+            .and_then(|a| a.purpose);
+        self.open_attempt_for(id, inherited, now)
+    }
+
+    /// Appends a new, running attempt record with a purpose and returns its number.
+    pub(super) fn open_attempt_for(
+        &mut self,
+        id: &FullId,
+        purpose: Option<Purpose>,
+        now: Now,
+    ) -> u32 {
+        let entry = self.entry(id);
+        let number = entry.attempts.len() as u32 + 1;
+        entry.attempts.push(Attempt {
+            number,
+            started: Timestamp::at(now.wall),
+            finished: None,
+            outcome: None,
+            purpose,
+        });
+        entry.not_before = None;
+        entry.reason = None;
+        self.attempts_started += 1;
+        number
+    }
+
+    /// Asks the executor for the task's worktree (and `post_create`).
+    pub(super) fn begin_provision(&mut self, task: FullId, attempt: u32) {
+        let previous = self.state.items.get(&task).and_then(|s| s.worktree.clone());
+        // Recycling moves another task's worktree, possibly before the state
+        // saying that task is done reaches disk. After a crash in between,
+        // the task is collected again from its branch (a gone worktree,
+        // `judge.rs`), and the move is finished by the next provisioning
+        // (`workspace::finish_cut_recycle`).
+        let free = claim_free(self);
+        let purpose = self
+            .state
+            .items
+            .get(&task)
+            .and_then(|s| s.open_attempt())
+            .and_then(|a| a.purpose);
+        let branch = self.env.branch(&task);
+        let request = workspace::Request {
+            repo: self.env.repo.clone(),
+            target: self.env.target.clone(),
+            branch: branch.clone(),
+            path: self.env.worktree_root.join(task.as_str()),
+            previous,
+            free: free.as_ref().map(|(_, f)| f.clone()),
+            merge_target: (purpose == Some(Purpose::Conflict)).then(|| self.env.target.clone()),
+        };
+        let post_create = self.hook_stage(
+            "post_create",
+            &self.env.config.hooks.post_create,
+            &task,
+            attempt,
+            &branch,
+        );
+        let marker = self.env.state_dir.post_create_marker(&task);
+        self.flight.provisioning.insert(task.clone());
+        self.effect(Effect::Provision(Box::new(ProvisionRequest {
+            task,
+            attempt,
+            request,
+            free_owner: free.map(|(owner, _)| owner),
+            post_create,
+            marker,
+        })));
+    }
+
+    /// Returns the variables every command run for a task sees (agents and hooks).
+    pub(super) fn task_vars(
+        &self,
+        task: &FullId,
+        attempt: u32,
+        branch: &str,
+    ) -> Vec<(String, String)> {
+        vec![
+            ("ORCH_TASK_ID".to_owned(), task.to_string()),
+            ("ORCH_TASK_TITLE".to_owned(), self.title_of(task)),
+            ("ORCH_ATTEMPT".to_owned(), attempt.to_string()),
+            ("ORCH_BRANCH".to_owned(), branch.to_owned()),
+            ("ORCH_TARGET".to_owned(), self.env.target.clone()),
+            (
+                "ORCH_STATE_DIR".to_owned(),
+                self.env.state_dir.path().display().to_string(),
+            ),
+        ]
+    }
+
+    /// Returns a lifecycle hook ready to run for an attempt, or `None` when it has no commands.
+    pub(super) fn hook_stage(
+        &self,
+        name: &'static str,
+        commands: &[String],
+        task: &FullId,
+        attempt: u32,
+        branch: &str,
+    ) -> Option<hook::Stage> {
+        if commands.is_empty() {
+            return None;
+        }
+        let log = RunFolder::new(self.env.state_dir.run_dir(task, attempt)).hook_log(name);
+        Some(hook::Stage {
+            name,
+            commands: commands.to_vec(),
+            env: self.task_vars(task, attempt, branch),
+            log,
+            timeout: self.env.config.agent.timeout.0,
+        })
+    }
+
+    pub(super) fn on_provisioned(
+        &mut self,
+        task: FullId,
+        attempt: u32,
+        free_owner: Option<FullId>,
+        result: Result<Provisioned, GitError>,
+        prepared: Result<(), PrepareError>,
+        now: Now,
+    ) {
+        self.flight.provisioning.remove(&task);
+        if let Some(owner) = free_owner {
+            match &result {
+                Ok(p) if p.free == workspace::FreeFate::Recycled => {
+                    if let Some(s) = self.state.items.get_mut(&owner) {
+                        s.worktree = None;
+                        self.touch();
+                    }
+                }
+                Ok(p) if p.free == workspace::FreeFate::Unusable => {}
+                _ => self.flight.free.push_back(owner),
+            }
+        }
+        let provisioned = match result {
+            Err(GitError::NoSuchBranch { branch }) if branch == self.env.target => {
+                self.interrupt(&task, attempt, "the target branch is gone", now);
+                self.halt_target_gone();
+                return;
+            }
+            Err(e) => {
+                if self.is_open(&task, attempt) {
+                    let reason = format!(
+                        "cannot prepare the worktree: {}",
+                        crate::text::error_chain(&e)
+                    );
+                    self.fail_attempt(&task, attempt, reason, false, now);
+                }
+                return;
+            }
+            Ok(p) => p,
+        };
+        if !self.is_open(&task, attempt) {
+            return;
+        }
+        self.flight.worktree_lost.remove(&task);
+        let branch = self.env.branch(&task);
+        let entry = self.entry(&task);
+        entry.worktree = Some(provisioned.worktree.clone());
+        entry.branch = Some(branch);
+        if let Some(base) = provisioned.base.clone() {
+            entry.base = Some(base);
+        }
+        self.flight
+            .tips
+            .insert(task.clone(), provisioned.tip.clone());
+        if let Err(e) = prepared {
+            self.fail_attempt(&task, attempt, crate::text::error_chain(&e), true, now);
+            return;
+        }
+        if self.stopping.is_some() {
+            self.interrupt(&task, attempt, "stopped before the agent started", now);
+            return;
+        }
+        let Some(ti) = self.env.plan.lookup(task.as_str()) else {
+            return;
+        };
+        let purpose = self
+            .state
+            .items
+            .get(&task)
+            .and_then(|s| s.open_attempt())
+            .and_then(|a| a.purpose);
+        if self.steps(ti) && purpose.is_none() {
+            self.flight.stepping.insert(task.clone());
+            self.advance_steps(&task, now);
+        } else {
+            self.launch_unit(&task, &task, attempt, now);
+        }
+    }
+
+    /// Returns whether `attempt` is the open attempt of a running item.
+    fn is_open(&self, id: &FullId, attempt: u32) -> bool {
+        self.open_attempt(id) == Some(attempt) && self.status(id) == Status::Running
+    }
+
+    /// Runs the next subtask of a task that runs one agent per subtask, or
+    /// finishes the task when all are done.
+    pub(super) fn advance_steps(&mut self, task: &FullId, now: Now) {
+        if self.stopping.is_some() || self.status(task) != Status::Running {
+            self.flight.stepping.remove(task);
+            return;
+        }
+        let Some(ti) = self.env.plan.lookup(task.as_str()) else {
+            return;
+        };
+        let task_attempt = self.open_attempt(task);
+        let has_worktree = self
+            .state
+            .items
+            .get(task)
+            .is_some_and(|s| s.worktree.is_some());
+        if !has_worktree || self.flight.worktree_lost.contains(task) {
+            if let Some(attempt) = task_attempt {
+                self.begin_provision(task.clone(), attempt);
+            }
+            return;
+        }
+        let plan = Arc::clone(&self.env.plan);
+        let order: Vec<FullId> = plan
+            .graph()
+            .task_node(ti)
+            .map(|n| {
+                plan.graph()
+                    .subtasks(n)
+                    .iter()
+                    .map(|s| plan.item(*s).id.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for sub in order {
+            let (status, not_before) = {
+                let entry = self.entry(&sub);
+                (entry.status, entry.not_before)
+            };
+            match status {
+                Status::Done | Status::Resolved | Status::Cancelled => continue,
+                Status::Running | Status::Blocked => return,
+                Status::Failed => {
+                    let reason = format!("subtask `{sub}` failed");
+                    if let Some(attempt) = task_attempt {
+                        self.fail_attempt(task, attempt, reason, false, now);
+                    }
+                    self.flight.stepping.remove(task);
+                    return;
+                }
+                Status::Retrying if not_before.is_some_and(|at| at.0 > now.wall) => return,
+                Status::Pending | Status::Ready | Status::Retrying => {
+                    if status == Status::Pending {
+                        self.transition(&sub, Transition::Promote);
+                    }
+                    let number = self.open_attempt_inheriting(&sub, now);
+                    if self.state.items.get(&sub).is_some_and(|s| s.base.is_none()) {
+                        let tip = self.flight.tips.get(task).cloned();
+                        self.entry(&sub).base = tip;
+                    }
+                    self.transition(&sub, Transition::Start);
+                    self.emit(
+                        Some(&sub),
+                        EventKind::TaskStarted {
+                            attempt: number,
+                            title: self.title_of(&sub),
+                            purpose: None,
+                        },
+                    );
+                    self.launch_unit(task, &sub, number, now);
+                    return;
+                }
+                Status::AwaitingMerge | Status::Merging | Status::Conflicted | Status::Merged => {
+                    return;
+                }
+            }
+        }
+        self.flight.stepping.remove(task);
+        if let Some(attempt) = task_attempt {
+            self.succeed(task, attempt, None, Vec::new(), None, now);
+        }
+    }
+
+    /// Asks the executor to start one attempt's supervisor.
+    pub(super) fn launch_unit(&mut self, task: &FullId, unit: &FullId, attempt: u32, now: Now) {
+        let folder = RunFolder::new(self.env.state_dir.run_dir(unit, attempt));
+        let request = match self.launch_request(task, unit, attempt, folder.clone()) {
+            Ok(request) => request,
+            Err(missing) => {
+                self.fail_attempt(unit, attempt, missing.to_owned(), false, now);
+                return;
+            }
+        };
+        self.flight.live.insert(
+            unit.clone(),
+            Live {
+                task: task.clone(),
+                attempt,
+                folder,
+            },
+        );
+        self.effect(Effect::Launch(Box::new(request)));
+    }
+
+    /// Returns the agent preset a unit picks (its own `agent`, else its task's).
+    fn preset(&self, ti: ItemIdx, ui: ItemIdx) -> Option<&AgentPreset> {
+        let plan = &self.env.plan;
+        let name = plan.item(ui).agent().or_else(|| plan.item(ti).agent());
+        name.and_then(|n| self.env.config.agents.get(n))
+    }
+
+    /// Returns how long a unit's agent may run: its preset's `timeout`, else `agent.timeout`.
+    pub(super) fn unit_timeout(&self, task: &FullId, unit: &FullId) -> Duration {
+        let (Some(ti), Some(ui)) = (
+            self.env.plan.lookup(task.as_str()),
+            self.env.plan.lookup(unit.as_str()),
+        ) else {
+            return self.env.config.agent.timeout.0;
+        };
+        self.preset(ti, ui)
+            .and_then(|p| p.timeout)
+            .unwrap_or(self.env.config.agent.timeout)
+            .0
+    }
+
+    /// Builds the argv, environment and prompt of an attempt; `Err` says
+    /// what the state lacks to start it.
+    fn launch_request(
+        &self,
+        task: &FullId,
+        unit: &FullId,
+        attempt: u32,
+        folder: RunFolder,
+    ) -> Result<LaunchRequest, &'static str> {
+        let plan = &self.env.plan;
+        let ti = plan.lookup(task.as_str()).ok_or("the task left the plan")?;
+        let ui = plan.lookup(unit.as_str()).ok_or("the item left the plan")?;
+        let task_state = self.state.items.get(task);
+        let worktree = task_state
+            .and_then(|s| s.worktree.clone())
+            .ok_or("the task has no worktree")?;
+        let branch = task_state
+            .and_then(|s| s.branch.clone())
+            .unwrap_or_default();
+        let agent = &self.env.config.agent;
+        let preset = self.preset(ti, ui);
+        let command = preset
+            .map(|p| p.command.clone())
+            .unwrap_or_else(|| agent.command.clone());
+        let mode = preset.and_then(|p| p.prompt).unwrap_or(agent.prompt);
+        let timeout = preset.and_then(|p| p.timeout).unwrap_or(agent.timeout).0;
+        let purpose = task_state
+            .and_then(|s| s.open_attempt())
+            .and_then(|a| a.purpose);
+        let template = match purpose {
+            Some(Purpose::Conflict) => prompt::CONFLICT,
+            Some(Purpose::CheckFailure) => prompt::CHECK_FAILURE,
+            None if ui == ti => prompt::TASK,
+            None => prompt::SUBTASK,
+        };
+        let (context, previous_log, problem_log) = self.prompt_context(
+            ti,
+            (ui != ti).then_some(ui),
+            attempt,
+            &worktree,
+            &branch,
+            &folder.result_file(),
+        );
+        let mut env: Vec<(String, String)> = agent.env.clone().into_iter().collect();
+        if let Some(p) = preset {
+            env.extend(p.env.clone());
+        }
+        let path = |p: &Path| p.display().to_string();
+        env.extend(self.task_vars(task, attempt, &branch));
+        env.extend([
+            ("ORCH_WORKTREE".to_owned(), path(&worktree)),
+            ("ORCH_PROMPT_FILE".to_owned(), path(&folder.prompt_file())),
+            ("ORCH_RESULT_FILE".to_owned(), path(&folder.result_file())),
+        ]);
+        if ui != ti {
+            env.push(("ORCH_SUBTASK_ID".to_owned(), unit.to_string()));
+        }
+        Ok(LaunchRequest {
+            task: task.clone(),
+            unit: unit.clone(),
+            attempt,
+            folder,
+            command,
+            prompt: PromptRequest {
+                template,
+                templates: self.env.state_dir.templates(),
+                context,
+                previous_log,
+                problem_log,
+            },
+            prompt_on_stdin: mode == PromptMode::Stdin,
+            cwd: worktree,
+            env,
+            timeout,
+            grace: agent.grace.0,
+            log_limit: agent.log_limit.0,
+        })
+    }
+
+    /// Returns the prompt's context, and the logs whose tails it shows
+    /// (read by the executor).
+    fn prompt_context(
+        &self,
+        ti: ItemIdx,
+        sub: Option<ItemIdx>,
+        attempt: u32,
+        worktree: &Path,
+        branch: &str,
+        result_file: &Path,
+    ) -> (
+        PromptContext,
+        Option<std::path::PathBuf>,
+        Option<std::path::PathBuf>,
+    ) {
+        let plan = &self.env.plan;
+        let view = |idx: ItemIdx| item_view(plan.item(idx));
+        let mut parents: Vec<ItemView> = plan.ancestors(ti).map(view).collect();
+        parents.reverse();
+        let subtasks = plan
+            .graph()
+            .task_node(ti)
+            .map(|n| plan.graph().subtasks(n).iter().map(|s| view(*s)).collect())
+            .unwrap_or_default();
+        let mut dependencies = Vec::new();
+        if let Some(node) = plan.graph().task_node(ti) {
+            for edge in plan.graph().deps_of(node) {
+                let targets: Vec<ItemIdx> = match edge.target {
+                    crate::plan::Target::Task(v) => vec![plan.tasks()[v as usize]],
+                    crate::plan::Target::Container(c) => plan
+                        .graph()
+                        .container(c)
+                        .tasks
+                        .clone()
+                        .map(|v| plan.tasks()[v as usize])
+                        .collect(),
+                };
+                for d in targets {
+                    let item = plan.item(d);
+                    let state = self.state.items.get(&item.id);
+                    dependencies.push(DependencyView {
+                        id: item.id.to_string(),
+                        title: item.title.clone(),
+                        status: self.status(&item.id).to_string(),
+                        summary: state.and_then(|s| s.summary.clone()),
+                    });
+                }
+            }
+        }
+        let unit_id = &plan.item(sub.unwrap_or(ti)).id;
+        let mut previous_log = None;
+        let previous = self.state.items.get(unit_id).and_then(|s| {
+            let last = s
+                .attempts
+                .iter()
+                .rev()
+                .find(|a| a.number < attempt && a.outcome.is_some())?;
+            let reason = match last.outcome.as_ref()? {
+                Outcome::Failed { reason, .. } => reason.clone(),
+                Outcome::Interrupted { reason } => format!("interrupted ({reason})"),
+                Outcome::Cancelled => "cancelled".to_owned(),
+                Outcome::Succeeded { .. } => return None,
+            };
+            previous_log =
+                Some(RunFolder::new(self.env.state_dir.run_dir(unit_id, last.number)).log_file());
+            Some(PreviousView {
+                reason,
+                log_tail: None,
+            })
+        });
+        let mut problem_log = None;
+        let problem = self
+            .state
+            .items
+            .get(&plan.item(ti).id)
+            .and_then(|s| s.merge_problem.clone())
+            .map(|p| match p {
+                MergeProblem::Conflicts { files } => ProblemView {
+                    files,
+                    check: None,
+                    reason: None,
+                    log_tail: None,
+                },
+                MergeProblem::Check { name, reason, log } => {
+                    problem_log = log;
+                    ProblemView {
+                        files: Vec::new(),
+                        log_tail: None,
+                        check: Some(name),
+                        reason: Some(reason),
+                    }
+                }
+            });
+        let context = PromptContext {
+            problem,
+            plan: PlanView {
+                title: plan.title.clone(),
+            },
+            task: view(ti),
+            subtask: sub.map(view),
+            parents,
+            subtasks,
+            dependencies,
+            attempt,
+            previous,
+            branch: branch.to_owned(),
+            target: self.env.target.clone(),
+            worktree: worktree.display().to_string(),
+            result_file: result_file.display().to_string(),
+        };
+        (context, previous_log, problem_log)
+    }
+
+    /// Closes an attempt as failed, then retries the item or fails it.
+    pub(super) fn fail_attempt(
+        &mut self,
+        unit: &FullId,
+        attempt: u32,
+        reason: String,
+        retryable: bool,
+        now: Now,
+    ) {
+        let max = self.env.config.retry.max_attempts;
+        let kind = self.unit_of(unit);
+        let entry = self.entry(unit);
+        let Some(open) = entry.open_attempt_mut().filter(|a| a.number == attempt) else {
+            return;
+        };
+        open.outcome = Some(Outcome::Failed {
+            reason: reason.clone(),
+            retry: retryable,
+        });
+        open.finished = Some(Timestamp::at(now.wall));
+        let counted = entry.counted_attempts();
+        if entry.status != Status::Running {
+            return;
+        }
+        let random = self.rng.f64();
+        let decision = retry_after(
+            retryable,
+            counted,
+            max,
+            &self.env.config.retry.backoff,
+            random,
+        );
+        let final_reason = match decision {
+            Retry::After(wait) => {
+                let entry = self.entry(unit);
+                entry.not_before = Some(Timestamp::at(now.wall + wait));
+                entry.reason = Some(reason.clone());
+                self.transition(unit, Transition::FailTransient);
+                self.emit(
+                    Some(unit),
+                    EventKind::TaskRetrying {
+                        attempt,
+                        reason,
+                        retry_in_ms: wait.as_millis() as u64,
+                    },
+                );
+                return;
+            }
+            Retry::Exhausted => {
+                format!("{reason} (attempt {attempt} of {max}; no attempts left)")
+            }
+            Retry::No => reason,
+        };
+        self.entry(unit).reason = Some(final_reason.clone());
+        self.transition(unit, Transition::FailPermanent);
+        self.emit(
+            Some(unit),
+            EventKind::TaskFailed {
+                attempt: Some(attempt),
+                reason: final_reason,
+            },
+        );
+        if kind == Unit::Subtask
+            && let Some(task) = self.task_of(unit)
+        {
+            self.flight.stepping.remove(&task);
+            if let Some(n) = self.open_attempt(&task) {
+                self.fail_attempt(&task, n, format!("subtask `{unit}` failed"), false, now);
+            }
+        }
+    }
+
+    /// Closes an attempt as a success and moves the item on: a task joins
+    /// the merge queue, a subtask's task steps on.
+    pub(super) fn succeed(
+        &mut self,
+        unit: &FullId,
+        attempt: u32,
+        commits: Option<u32>,
+        log: Vec<(String, String)>,
+        duration: Option<Duration>,
+        now: Now,
+    ) {
+        let kind = self.unit_of(unit);
+        let entry = self.entry(unit);
+        let Some(open) = entry.open_attempt_mut().filter(|a| a.number == attempt) else {
+            return;
+        };
+        open.outcome = Some(Outcome::Succeeded {
+            commits: commits.unwrap_or(0),
+        });
+        open.finished = Some(Timestamp::at(now.wall));
+        entry.reason = None;
+        if entry.status != Status::Running {
+            return;
+        }
+        self.transition(unit, Transition::Succeed);
+        self.emit(
+            Some(unit),
+            EventKind::TaskCompleted {
+                attempt,
+                commits,
+                log,
+                duration_ms: duration.map(|d| d.as_millis() as u64),
+            },
+        );
+        if kind == Unit::Task {
+            let tip = self.flight.tips.get(unit).cloned();
+            self.enqueue(unit, tip, now);
+            self.flight.free.push_back(unit.clone());
+        } else if let Some(task) = self.task_of(unit) {
+            self.advance_steps(&task, now);
+        }
+    }
+}
+
+fn item_view(item: &Item) -> ItemView {
+    ItemView {
+        id: item.id.to_string(),
+        kind: item.kind.name(),
+        title: item.title.clone(),
+        description: item.description().map(str::to_owned),
+        priority: item.priority.level(),
+        acceptance: item.acceptance().to_vec(),
+        context: item.context().to_vec(),
+        extra: item.extra().cloned().unwrap_or_else(Map::new),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Dur;
+
+    #[test]
+    fn retries_back_off_until_the_attempts_are_spent() {
+        let backoff = Backoff {
+            initial: Dur(Duration::from_secs(30)),
+            factor: 2.0,
+            max: Dur(Duration::from_secs(600)),
+            jitter: false,
+        };
+        let table = [
+            (true, 1, 3, Retry::After(Duration::from_secs(30))),
+            (true, 2, 3, Retry::After(Duration::from_secs(60))),
+            (true, 3, 3, Retry::Exhausted),
+            (false, 1, 3, Retry::No),
+            (false, 3, 3, Retry::No),
+            (true, 7, 9, Retry::After(Duration::from_secs(600))),
+        ];
+        for (retryable, counted, max, expected) in table {
+            assert_eq!(
+                retry_after(retryable, counted, max, &backoff, 0.0),
+                expected,
+                "retryable {retryable}, {counted} of {max}"
+            );
+        }
+        let jittered = Backoff {
+            jitter: true,
+            ..backoff
+        };
+        for random in [0.0, 0.5, 0.999] {
+            let Retry::After(wait) = retry_after(true, 1, 3, &jittered, random) else {
+                panic!("expected a retry");
+            };
+            assert!(wait >= Duration::from_secs(15) && wait <= Duration::from_secs(30));
+        }
+    }
+}

@@ -1,0 +1,862 @@
+//! The decision core driven by inputs alone: no processes, no git, no files.
+//!
+//! A [`Harness`] holds a [`RunState`] over a small plan and plays the
+//! executor's part: it feeds inputs (an agent's end, a merge's outcome, a
+//! person's command, a signal, the passing of time) and looks at the
+//! effects that come back and at the state.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use proptest::prelude::*;
+
+use super::collect::Report;
+use super::core::{Effect, Env, Input, Now, Options, RunState};
+use super::recovery::{Facts, Runs};
+use super::workspace::{FreeFate, How, Provisioned};
+use crate::config::{Config, OnFailure};
+use crate::git::GitError;
+use crate::lifecycle::Status;
+use crate::merge_queue::{Outcome, WorktreeAfter};
+use crate::plan::{FullId, Plan, Rules};
+use crate::runner::folder::{self, Liveness};
+use crate::runner::spec::{End, ExitRecord};
+use crate::state::inbox::{Action, Command, Received};
+use crate::state::model::{Purpose, Timestamp};
+use crate::state::{State, StateDir};
+
+fn id(s: &str) -> FullId {
+    FullId::parse(s).unwrap()
+}
+
+fn plan(text: &str) -> Plan {
+    crate::plan::from_bytes(Path::new("plan.toml"), text.as_bytes(), &Rules::default()).unwrap()
+}
+
+/// A core and a clock.
+struct Harness {
+    core: RunState,
+    now: Now,
+}
+
+impl Harness {
+    fn new(plan_text: &str, edit: impl FnOnce(&mut Config)) -> Harness {
+        Harness::with_state(plan_text, edit, State::default(), Facts::default())
+    }
+
+    fn with_state(
+        plan_text: &str,
+        edit: impl FnOnce(&mut Config),
+        state: State,
+        facts: Facts,
+    ) -> Harness {
+        let mut config = Config::default();
+        config.retry.backoff.jitter = false;
+        edit(&mut config);
+        let env = Env::new(
+            Arc::new(plan(plan_text)),
+            Arc::new(config),
+            PathBuf::from("repo"),
+            StateDir::at(Path::new("repo/.orchestrator")),
+            "main".to_owned(),
+            Options::default(),
+        );
+        let now = Now {
+            wall: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+            mono: Instant::now(),
+        };
+        let mut core = RunState::new(
+            env,
+            state,
+            Some("t0".to_owned()),
+            fastrand::Rng::with_seed(7),
+        );
+        let _ = core.start(facts, now);
+        Harness { core, now }
+    }
+
+    fn feed(&mut self, input: Input) -> Vec<Effect> {
+        self.core.handle(input, self.now)
+    }
+
+    /// Feeds an input, then ends the batch as the driver does.
+    fn step(&mut self, input: Input) -> Vec<Effect> {
+        let mut effects = self.feed(input);
+        effects.extend(self.feed(Input::Tick));
+        effects
+    }
+
+    fn tick(&mut self) -> Vec<Effect> {
+        self.feed(Input::Tick)
+    }
+
+    fn wait(&mut self, d: Duration) {
+        self.now = self.now.after(d);
+    }
+
+    fn status(&self, s: &str) -> Status {
+        self.core.status(&id(s))
+    }
+
+    fn provisioned(&mut self, task: &str, attempt: u32) -> Vec<Effect> {
+        self.step(Input::Provisioned {
+            task: id(task),
+            attempt,
+            free_owner: None,
+            result: Ok(provisioned(task)),
+            prepared: Ok(()),
+        })
+    }
+
+    /// Plays an attempt's end: the supervisor exits, collection reports.
+    fn ends(&mut self, unit: &str, attempt: u32, report: Report) -> Vec<Effect> {
+        let mut effects = self.step(Input::Exited {
+            unit: id(unit),
+            attempt,
+        });
+        effects.extend(self.step(Input::Collected {
+            unit: id(unit),
+            attempt,
+            report: Box::new(report),
+        }));
+        effects
+    }
+
+    fn merged(&mut self, task: &str, outcome: Outcome) -> Vec<Effect> {
+        self.step(Input::Merged {
+            task: id(task),
+            outcome,
+        })
+    }
+
+    fn command(&mut self, action: Action, target: &str) -> Vec<Effect> {
+        let command = Command {
+            action,
+            id: id(target),
+            sent: Timestamp::at(self.now.wall),
+            from_pid: 1,
+        };
+        self.step(Input::Command {
+            received: Received {
+                path: PathBuf::from("inbox/1.json"),
+                command: Ok(command.clone()),
+            },
+            command,
+        })
+    }
+}
+
+fn provisioned(task: &str) -> Provisioned {
+    Provisioned {
+        worktree: PathBuf::from("wt").join(task),
+        base: Some("t0".to_owned()),
+        how: How::Created,
+        tip: "t0".to_owned(),
+        free: FreeFate::NotOffered,
+    }
+}
+
+fn exit(end: End) -> Option<ExitRecord> {
+    Some(ExitRecord {
+        end,
+        started: Timestamp(SystemTime::UNIX_EPOCH),
+        finished: Timestamp(SystemTime::UNIX_EPOCH + Duration::from_secs(3)),
+        output_bytes: 0,
+        log_truncated: false,
+    })
+}
+
+fn done_with(commits: u32) -> Report {
+    Report {
+        exit: exit(End::Exited { code: 0 }),
+        commits: Some(commits),
+        tip: Some(format!("tip{commits}")),
+        ..Report::default()
+    }
+}
+
+fn exit_code(code: i32) -> Report {
+    Report {
+        exit: exit(End::Exited { code }),
+        ..Report::default()
+    }
+}
+
+fn landed() -> Outcome {
+    Outcome::Merged {
+        commit: "m1".to_owned(),
+        onto: "t0".to_owned(),
+        took: Duration::from_millis(5),
+        checks: vec!["test".to_owned()],
+        branch_deleted: true,
+        backup: None,
+        worktree: WorktreeAfter::Detached(PathBuf::from("wt/A")),
+        hook_failures: Vec::new(),
+    }
+}
+
+/// The ids provisioned, in order.
+fn provisions(effects: &[Effect]) -> Vec<String> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Provision(p) => Some(p.task.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn launches(effects: &[Effect]) -> Vec<String> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Launch(l) => Some(format!("{}#{}", l.unit, l.attempt)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn events(effects: &[Effect]) -> Vec<String> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Emit { id, kind } => Some(match id {
+                Some(id) => format!("{} {id}", kind.name()),
+                None => kind.name().to_owned(),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+const TWO: &str = "[[task]]\nid = \"A\"\n[[task]]\nid = \"B\"\ndepends_on = [\"A\"]\n";
+
+#[test]
+fn a_task_goes_from_ready_to_merged_and_its_dependent_starts_after() {
+    let mut h = Harness::new(TWO, |_| {});
+    let effects = h.tick();
+    assert_eq!(provisions(&effects), ["A"]);
+    assert_eq!(events(&effects), ["task.ready A", "task.started A"]);
+    assert_eq!(h.status("A"), Status::Running);
+    assert_eq!(h.status("B"), Status::Pending);
+    let effects = h.provisioned("A", 1);
+    assert_eq!(launches(&effects), ["A#1"]);
+    let Some(Effect::Launch(launch)) = effects.iter().find(|e| matches!(e, Effect::Launch(_)))
+    else {
+        unreachable!()
+    };
+    assert_eq!(launch.cwd, Path::new("wt/A"));
+    assert!(
+        launch
+            .env
+            .contains(&("ORCH_TASK_ID".to_owned(), "A".to_owned()))
+    );
+    assert_eq!(
+        launch.folder.path(),
+        Path::new("repo/.orchestrator/runs/A/1")
+    );
+    let effects = h.feed(Input::Exited {
+        unit: id("A"),
+        attempt: 1,
+    });
+    assert!(
+        matches!(effects[..], [Effect::Collect { .. }]),
+        "{effects:?}"
+    );
+    let effects = h.step(Input::Collected {
+        unit: id("A"),
+        attempt: 1,
+        report: Box::new(done_with(2)),
+    });
+    assert_eq!(
+        events(&effects),
+        ["task.completed A", "merge.started A"],
+        "the finished task is merged at once"
+    );
+    assert_eq!(h.status("A"), Status::Merging);
+    assert!(provisions(&effects).is_empty(), "B waits for A's merge");
+    let effects = h.merged("A", landed());
+    assert_eq!(h.status("A"), Status::Merged);
+    assert_eq!(
+        events(&effects),
+        [
+            "check.passed A",
+            "task.merged A",
+            "task.ready B",
+            "task.started B"
+        ]
+    );
+    assert_eq!(provisions(&effects), ["B"]);
+    let state = &h.core.state().items[&id("A")];
+    assert_eq!(state.merge_commit.as_deref(), Some("m1"));
+    assert_eq!(state.branch, None, "the merge deleted the branch");
+    assert!(effects.iter().any(|e| matches!(e, Effect::Persist)));
+}
+
+#[test]
+fn a_failed_attempt_waits_out_its_backoff_then_runs_again_until_attempts_are_spent() {
+    let mut h = Harness::new("[[task]]\nid = \"A\"\n", |c| c.retry.max_attempts = 2);
+    h.tick();
+    h.provisioned("A", 1);
+    let effects = h.ends("A", 1, exit_code(1));
+    assert_eq!(events(&effects), ["task.retrying A"]);
+    assert_eq!(h.status("A"), Status::Retrying);
+    let a = &h.core.state().items[&id("A")];
+    assert_eq!(a.reason.as_deref(), Some("exit code 1"));
+    let wait = a.not_before.unwrap().0.duration_since(h.now.wall).unwrap();
+    assert_eq!(wait, Duration::from_secs(30));
+    assert!(h.core.next_wake(h.now) <= h.now.mono + Duration::from_secs(30));
+    h.wait(Duration::from_secs(29));
+    assert!(provisions(&h.tick()).is_empty(), "not before the backoff");
+    assert!(!h.core.done(h.now), "a retry is pending");
+    h.wait(Duration::from_secs(1));
+    assert_eq!(provisions(&h.tick()), ["A"]);
+    h.provisioned("A", 2);
+    let effects = h.ends("A", 2, exit_code(1));
+    assert_eq!(events(&effects), ["task.failed A"]);
+    assert_eq!(h.status("A"), Status::Failed);
+    assert_eq!(
+        h.core.state().items[&id("A")].reason.as_deref(),
+        Some("exit code 1 (attempt 2 of 2; no attempts left)")
+    );
+    assert!(h.core.done(h.now));
+}
+
+#[test]
+fn a_dependent_of_a_failed_task_is_blocked_naming_it() {
+    let mut h = Harness::new(TWO, |c| c.retry.max_attempts = 1);
+    h.tick();
+    h.provisioned("A", 1);
+    let effects = h.ends("A", 1, exit_code(2));
+    assert_eq!(events(&effects), ["task.failed A", "task.blocked B"]);
+    assert_eq!(h.status("B"), Status::Blocked);
+    assert_eq!(
+        h.core.state().items[&id("B")].reason.as_deref(),
+        Some("required dependency `A` is failed")
+    );
+    assert!(h.core.done(h.now));
+}
+
+#[test]
+fn every_rule_of_the_finish_cascade_reaches_the_item() {
+    let cases: Vec<(&str, Report, Status, &str)> = vec![
+        ("success", done_with(1), Status::Merging, "task.completed A"),
+        (
+            "nothing changed",
+            done_with(0),
+            Status::Retrying,
+            "task.retrying A",
+        ),
+        (
+            "a hook failed",
+            Report {
+                hook_error: Some(crate::runner::hook::HookError::Failed {
+                    stage: "post_agent",
+                    command: "make lint".to_owned(),
+                    exit: crate::runner::hook::HookExit::Code(2),
+                    log: PathBuf::from("x.log"),
+                }),
+                ..done_with(1)
+            },
+            Status::Retrying,
+            "task.retrying A",
+        ),
+        (
+            "no exit.json: interrupted, and started again at once",
+            Report::default(),
+            Status::Running,
+            "task.interrupted A",
+        ),
+        (
+            "cannot commit",
+            Report {
+                commit_error: Some(GitError::NoSuchBranch {
+                    branch: "orch/A".to_owned(),
+                }),
+                ..done_with(1)
+            },
+            Status::Failed,
+            "task.failed A",
+        ),
+    ];
+    for (name, report, status, event) in cases {
+        let mut h = Harness::new("[[task]]\nid = \"A\"\n", |_| {});
+        h.tick();
+        h.provisioned("A", 1);
+        let effects = h.ends("A", 1, report);
+        assert_eq!(h.status("A"), status, "{name}");
+        assert_eq!(
+            events(&effects).first().map(String::as_str),
+            Some(event),
+            "{name}"
+        );
+    }
+}
+
+/// Runs `A` to its merge and returns the harness with `A` merging.
+fn merging(edit: impl FnOnce(&mut Config)) -> Harness {
+    let mut h = Harness::new("[[task]]\nid = \"A\"\n", edit);
+    h.tick();
+    h.provisioned("A", 1);
+    h.ends("A", 1, done_with(1));
+    assert_eq!(h.status("A"), Status::Merging);
+    h
+}
+
+#[test]
+fn a_conflict_goes_back_to_the_agent_with_the_target_merged_in() {
+    let mut h = merging(|_| {});
+    let effects = h.merged(
+        "A",
+        Outcome::Conflicts {
+            files: vec!["a.txt".to_owned()],
+            onto: "t1".to_owned(),
+        },
+    );
+    assert_eq!(events(&effects), ["merge.conflicted A", "task.started A"]);
+    assert_eq!(h.status("A"), Status::Running);
+    let Some(Effect::Provision(p)) = effects.iter().find(|e| matches!(e, Effect::Provision(_)))
+    else {
+        panic!("a hand-back provisions: {effects:?}");
+    };
+    assert_eq!(p.request.merge_target.as_deref(), Some("main"));
+    let a = &h.core.state().items[&id("A")];
+    assert_eq!(a.attempts[1].purpose, Some(Purpose::Conflict));
+    let effects = h.provisioned("A", 2);
+    let Some(Effect::Launch(launch)) = effects.iter().find(|e| matches!(e, Effect::Launch(_)))
+    else {
+        panic!("{effects:?}");
+    };
+    assert_eq!(launch.prompt.template.0, "conflict.md");
+    assert_eq!(
+        launch
+            .prompt
+            .context
+            .problem
+            .as_ref()
+            .map(|p| p.files.clone()),
+        Some(vec!["a.txt".to_owned()])
+    );
+}
+
+#[test]
+fn a_conflict_waits_for_a_person_when_configured() {
+    let mut h = merging(|c| c.merge.on_conflict = OnFailure::Stop);
+    let effects = h.merged(
+        "A",
+        Outcome::Conflicts {
+            files: vec!["a.txt".to_owned()],
+            onto: "t1".to_owned(),
+        },
+    );
+    assert_eq!(events(&effects), ["merge.conflicted A"]);
+    assert_eq!(h.status("A"), Status::Conflicted);
+    assert!(
+        h.core.state().items[&id("A")]
+            .reason
+            .as_deref()
+            .unwrap()
+            .ends_with(
+                "waiting for a person: fix the branch and `orch retry A`, or `orch resolve A`"
+            )
+    );
+    assert!(h.core.done(h.now));
+}
+
+#[test]
+fn a_red_check_fails_the_task_when_no_agent_may_fix_it() {
+    let mut h = merging(|c| c.merge.on_check_failure = OnFailure::Stop);
+    let effects = h.merged(
+        "A",
+        Outcome::CheckFailed {
+            check: "test".to_owned(),
+            failure: crate::merge_queue::checks::CheckFailure::Exited { code: 1 },
+            log: PathBuf::from("repo/.orchestrator/checks/A/test.log"),
+            passed: vec!["lint".to_owned()],
+        },
+    );
+    assert_eq!(
+        events(&effects),
+        ["check.passed A", "check.failed A", "task.failed A"]
+    );
+    assert_eq!(h.status("A"), Status::Failed);
+    assert_eq!(
+        h.core.state().items[&id("A")].reason.as_deref(),
+        Some("check `test` failed: exit code 1; log: .orchestrator/checks/A/test.log")
+    );
+}
+
+#[test]
+fn a_waiting_merge_pauses_then_tries_again_saying_why_once() {
+    let mut h = merging(|_| {});
+    let waiting = || Outcome::Waiting {
+        why: crate::merge_queue::WaitReason::KeptMoving {
+            target: "main".to_owned(),
+        },
+    };
+    let effects = h.merged("A", waiting());
+    assert_eq!(events(&effects), ["merge.waiting A"]);
+    assert_eq!(h.status("A"), Status::AwaitingMerge);
+    h.wait(Duration::from_secs(1));
+    assert!(events(&h.tick()).is_empty(), "merging pauses");
+    h.wait(Duration::from_secs(1));
+    assert_eq!(events(&h.tick()), ["merge.started A"]);
+    let effects = h.merged("A", waiting());
+    assert!(events(&effects).is_empty(), "the same reason is said once");
+}
+
+#[test]
+fn a_branch_moved_since_it_was_queued_is_queued_at_its_new_tip() {
+    let mut h = merging(|_| {});
+    let effects = h.merged(
+        "A",
+        Outcome::BranchMoved {
+            tip: "t9".to_owned(),
+            backup: None,
+        },
+    );
+    assert_eq!(events(&effects), ["merge.requeued A", "merge.started A"]);
+    let Some(Effect::StartMerge(m)) = effects.iter().find(|e| matches!(e, Effect::StartMerge(_)))
+    else {
+        panic!("{effects:?}");
+    };
+    assert_eq!(m.queued_tip.as_deref(), Some("t9"));
+}
+
+#[test]
+fn a_target_gone_halts_the_run_once_quiet() {
+    let mut h = Harness::new("[[task]]\nid = \"A\"\n[[task]]\nid = \"B\"\n", |_| {});
+    h.tick();
+    let effects = h.step(Input::Provisioned {
+        task: id("A"),
+        attempt: 1,
+        free_owner: None,
+        result: Err(GitError::NoSuchBranch {
+            branch: "main".to_owned(),
+        }),
+        prepared: Ok(()),
+    });
+    assert_eq!(events(&effects), ["task.interrupted A"]);
+    assert!(
+        matches!(h.core.halt(), Some(super::core::Halt::TargetGone { last: Some(t) }) if t == "t0")
+    );
+    assert!(!h.core.done(h.now), "B is still being provisioned");
+    h.step(Input::Provisioned {
+        task: id("B"),
+        attempt: 1,
+        free_owner: None,
+        result: Ok(provisioned("B")),
+        prepared: Ok(()),
+    });
+    assert_eq!(h.status("A"), Status::Retrying);
+    h.ends("B", 1, done_with(1));
+    assert_eq!(
+        h.status("B"),
+        Status::AwaitingMerge,
+        "nothing merges once halted"
+    );
+    assert!(h.core.done(h.now));
+}
+
+#[test]
+fn a_person_cancels_a_running_task_through_the_inbox() {
+    let mut h = Harness::new(TWO, |_| {});
+    h.tick();
+    h.provisioned("A", 1);
+    let effects = h.command(Action::Cancel, "A");
+    assert_eq!(events(&effects), ["task.cancelled A", "task.blocked B"]);
+    assert!(effects.iter().any(|e| matches!(
+        e,
+        Effect::Stop { how: folder::Stop::Ask, folder } if folder.path().ends_with("runs/A/1")
+    )));
+    assert!(effects.iter().any(|e| matches!(
+        e,
+        Effect::Reply { reply, .. } if reply.ok && reply.message == "cancelled `A`"
+    )));
+    let effects = h.command(Action::Resolve, "B");
+    assert!(effects.iter().any(|e| matches!(
+        e,
+        Effect::Reply { reply, .. } if !reply.ok && reply.message == "cannot resolve `B`: it is `blocked`"
+    )) || h.status("B") == Status::Resolved);
+}
+
+#[test]
+fn a_second_signal_kills_and_gives_up_waiting_after_a_while() {
+    let mut h = Harness::new("[[task]]\nid = \"A\"\n", |_| {});
+    h.tick();
+    h.provisioned("A", 1);
+    let effects = h.step(Input::Signal);
+    assert_eq!(events(&effects), ["run.stopping"]);
+    assert!(effects.iter().any(|e| matches!(
+        e,
+        Effect::Stop {
+            how: folder::Stop::Ask,
+            ..
+        }
+    )));
+    let effects = h.step(Input::Signal);
+    assert!(effects.iter().any(|e| matches!(
+        e,
+        Effect::Stop {
+            how: folder::Stop::Kill,
+            ..
+        }
+    )));
+    assert!(!h.core.done(h.now));
+    h.wait(super::core::KILL_WAIT);
+    let effects = h.tick();
+    assert_eq!(events(&effects), ["task.interrupted A"]);
+    assert!(h.core.done(h.now));
+    assert_eq!(
+        h.status("A"),
+        Status::Retrying,
+        "an interrupted attempt does not count"
+    );
+}
+
+#[test]
+fn start_up_collects_adopts_or_interrupts_what_a_dead_coordinator_left() {
+    let mut state = State::default();
+    for (task, _) in [("A", 0), ("B", 0), ("C", 0)] {
+        let mut s = crate::state::ItemState::new(Status::Running);
+        s.attempts.push(crate::state::model::Attempt {
+            number: 1,
+            started: Timestamp(SystemTime::UNIX_EPOCH),
+            finished: None,
+            outcome: None,
+            purpose: None,
+        });
+        s.worktree = Some(PathBuf::from("wt").join(task));
+        state.items.insert(id(task), s);
+    }
+    let mut facts = Facts::default();
+    for (task, liveness) in [
+        ("A", Liveness::Exited),
+        ("B", Liveness::Running { supervisor: 42 }),
+        ("C", Liveness::Gone),
+    ] {
+        facts.runs.insert(
+            id(task),
+            Runs {
+                highest: 1,
+                unknown_started: Default::default(),
+                newest: (1, liveness),
+            },
+        );
+    }
+    let mut config = Config::default();
+    config.agent.max_parallel = 4;
+    let env = Env::new(
+        Arc::new(plan(
+            "[[task]]\nid = \"A\"\n[[task]]\nid = \"B\"\n[[task]]\nid = \"C\"\n",
+        )),
+        Arc::new(config),
+        PathBuf::from("repo"),
+        StateDir::at(Path::new("repo/.orchestrator")),
+        "main".to_owned(),
+        Options::default(),
+    );
+    let mut core = RunState::new(env, state, None, fastrand::Rng::with_seed(1));
+    let now = Now::real();
+    let effects = core.start(facts, now);
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::Collect { unit, .. } if unit.as_str() == "A"))
+    );
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::Watch { unit, .. } if unit.as_str() == "B"))
+    );
+    assert_eq!(events(&effects), ["run.started", "task.interrupted C"]);
+    assert_eq!(core.status(&id("C")), Status::Retrying);
+}
+
+// Random runs: whatever happens in whatever order, the lifecycle table is
+// never broken (an illegal transition panics in debug builds) and no task
+// starts before its required dependencies are merged or resolved.
+
+const PLAN: &str = "\
+[[task]]\nid = \"A\"\n\
+[[task]]\nid = \"B\"\ndepends_on = [\"A\"]\n\
+[[task]]\nid = \"C\"\n\
+[[task]]\nid = \"D\"\ndepends_on = [\"B\", \"C\"]\n\
+[[task]]\nid = \"E\"\ndepends_on = [{ id = \"C\", required = false }]\n\
+[[task.subtask]]\nid = \"S1\"\n\
+[[task.subtask]]\nid = \"S2\"\ndepends_on = [\"S1\"]\n";
+
+/// One thing that may happen next; indices pick among what is in flight.
+#[derive(Debug, Clone)]
+enum Op {
+    Tick(u16),
+    Provisioned(u8, bool),
+    Ended(u8, u8),
+    Merged(u8),
+    Command(u8, u8),
+    Signal,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (0u16..120).prop_map(Op::Tick),
+        4 => (any::<u8>(), any::<bool>()).prop_map(|(i, ok)| Op::Provisioned(i, ok)),
+        4 => (any::<u8>(), any::<u8>()).prop_map(|(i, how)| Op::Ended(i, how)),
+        3 => any::<u8>().prop_map(Op::Merged),
+        1 => (any::<u8>(), any::<u8>()).prop_map(|(i, how)| Op::Command(i, how)),
+        1 => Just(Op::Signal),
+    ]
+}
+
+fn pick<T: Clone>(items: &[T], i: u8) -> Option<T> {
+    (!items.is_empty()).then(|| items[i as usize % items.len()].clone())
+}
+
+fn merge_outcome(how: u8) -> Outcome {
+    match how % 7 {
+        0 | 1 => landed(),
+        2 => Outcome::Conflicts {
+            files: vec!["f".to_owned()],
+            onto: "t1".to_owned(),
+        },
+        3 => Outcome::CheckFailed {
+            check: "test".to_owned(),
+            failure: crate::merge_queue::checks::CheckFailure::Exited { code: 1 },
+            log: PathBuf::from("x.log"),
+            passed: Vec::new(),
+        },
+        4 => Outcome::BranchMoved {
+            tip: "t2".to_owned(),
+            backup: None,
+        },
+        5 => Outcome::Interrupted,
+        _ => Outcome::Waiting {
+            why: crate::merge_queue::WaitReason::KeptMoving {
+                target: "main".to_owned(),
+            },
+        },
+    }
+}
+
+fn attempt_end(how: u8) -> Report {
+    match how % 6 {
+        0 | 1 => done_with(1),
+        2 => done_with(0),
+        3 => exit_code(1),
+        4 => exit_code(2),
+        _ => Report {
+            exit: exit(End::Stopped),
+            ..Report::default()
+        },
+    }
+}
+
+/// Checks that every task an effect starts has its required dependencies met.
+fn check_starts(h: &Harness, effects: &[Effect]) -> Result<(), TestCaseError> {
+    let plan = Arc::clone(&h.core.env().plan);
+    for effect in effects {
+        let Effect::Provision(p) = effect else {
+            continue;
+        };
+        let idx = plan.lookup(p.task.as_str()).unwrap();
+        let node = plan.graph().task_node(idx).unwrap();
+        for edge in plan.graph().deps_of(node) {
+            if !edge.required {
+                continue;
+            }
+            let deps: Vec<crate::plan::ItemIdx> = match edge.target {
+                crate::plan::Target::Task(v) => vec![plan.tasks()[v as usize]],
+                crate::plan::Target::Container(c) => plan
+                    .graph()
+                    .container(c)
+                    .tasks
+                    .clone()
+                    .map(|v| plan.tasks()[v as usize])
+                    .collect(),
+            };
+            for dep in deps {
+                let status = h.core.status(&plan.item(dep).id);
+                prop_assert!(
+                    status.satisfies(),
+                    "{} started while its dependency {} is {status}",
+                    p.task,
+                    plan.item(dep).id
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn random_runs_keep_the_lifecycle_and_the_dependencies(
+        subtasks in any::<bool>(),
+        ops in proptest::collection::vec(op(), 1..120),
+    ) {
+        let mut h = Harness::new(PLAN, |c| {
+            c.retry.max_attempts = 2;
+            if subtasks {
+                c.agent.unit = crate::config::AgentUnit::Subtask;
+            }
+        });
+        let effects = h.tick();
+        check_starts(&h, &effects)?;
+        for op in ops {
+            let provisioning: Vec<FullId> = h.core.flight.provisioning.iter().cloned().collect();
+            let live: Vec<(FullId, u32)> = h
+                .core
+                .flight
+                .live
+                .iter()
+                .map(|(u, l)| (u.clone(), l.attempt))
+                .collect();
+            let effects = match op {
+                Op::Tick(secs) => {
+                    h.wait(Duration::from_secs(u64::from(secs)));
+                    h.tick()
+                }
+                Op::Provisioned(i, ok) => match pick(&provisioning, i) {
+                    Some(task) => {
+                        let attempt = h.core.open_attempt(&task).unwrap_or(1);
+                        h.step(Input::Provisioned {
+                            result: if ok {
+                                Ok(provisioned(task.as_str()))
+                            } else {
+                                Err(GitError::PathTaken { path: PathBuf::from("wt/x") })
+                            },
+                            task,
+                            attempt,
+                            free_owner: None,
+                            prepared: Ok(()),
+                        })
+                    }
+                    None => h.tick(),
+                },
+                Op::Ended(i, how) => match pick(&live, i) {
+                    Some((unit, attempt)) => h.ends(unit.as_str(), attempt, attempt_end(how)),
+                    None => h.tick(),
+                },
+                Op::Merged(how) => match h.core.merge.merging.clone() {
+                    Some(task) => h.merged(task.as_str(), merge_outcome(how)),
+                    None => h.tick(),
+                },
+                Op::Command(i, how) => {
+                    let ids = ["A", "B", "C", "D", "E", "E.S1", "E.S2"];
+                    let action = [Action::Cancel, Action::Retry, Action::Resolve][how as usize % 3];
+                    h.command(action, ids[i as usize % ids.len()])
+                }
+                Op::Signal => h.step(Input::Signal),
+            };
+            check_starts(&h, &effects)?;
+            for (id, s) in &h.core.state().items {
+                if s.status == Status::Running {
+                    prop_assert!(s.open_attempt().is_some(), "{id} runs with no open attempt");
+                }
+            }
+        }
+    }
+}
