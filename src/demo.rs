@@ -194,16 +194,48 @@ pub fn agent_main() -> ExitCode {
     match agent() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("demo agent: {e}");
+            eprintln!("demo agent: {}", crate::text::error_chain(&e));
             ExitCode::FAILURE
         }
     }
 }
 
-fn agent() -> Result<(), String> {
+/// Why the demo agent could not do its task.
+#[derive(Debug, thiserror::Error)]
+enum AgentError {
+    #[error("`ORCH_TASK_ID` is not set")]
+    NoTask,
+    #[error("cannot {what} `{path}`")]
+    File {
+        what: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the demo script is broken")]
+    Script(#[source] toml::de::Error),
+    #[error("cannot run git")]
+    GitMissing(#[source] std::io::Error),
+    #[error("`git {args}` failed: {stderr}")]
+    Git { args: String, stderr: String },
+    #[error("no line `{after}` in `{path}`")]
+    NoLine { after: String, path: String },
+}
+
+impl AgentError {
+    fn file(
+        what: &'static str,
+        path: impl Into<String>,
+    ) -> impl FnOnce(std::io::Error) -> AgentError {
+        let path = path.into();
+        move |source| AgentError::File { what, path, source }
+    }
+}
+
+fn agent() -> Result<(), AgentError> {
     let mut prompt = String::new();
     let _ = std::io::stdin().read_to_string(&mut prompt);
-    let task = std::env::var("ORCH_TASK_ID").map_err(|_| "ORCH_TASK_ID is not set")?;
+    let task = std::env::var("ORCH_TASK_ID").map_err(|_| AgentError::NoTask)?;
     let title = std::env::var("ORCH_TASK_TITLE").unwrap_or_else(|_| task.clone());
     let attempt = std::env::var("ORCH_ATTEMPT").unwrap_or_else(|_| "1".to_owned());
     say(&format!(
@@ -216,17 +248,14 @@ fn agent() -> Result<(), String> {
             say(&format!(
                 "resolving the conflict in {file}: keeping both sides"
             ));
-            let text =
-                std::fs::read_to_string(file).map_err(|e| format!("cannot read {file}: {e}"))?;
-            std::fs::write(file, keep_both(&text))
-                .map_err(|e| format!("cannot write {file}: {e}"))?;
+            let text = std::fs::read_to_string(file).map_err(AgentError::file("read", file))?;
+            std::fs::write(file, keep_both(&text)).map_err(AgentError::file("write", file))?;
             git(&["add", "--", file])?;
         }
         git(&["commit", "--quiet", "--no-edit"])?;
         return finish("Merged the target and kept both sides of the conflict.");
     }
-    let script: Script =
-        toml::from_str(SCRIPT).map_err(|e| format!("the demo script is broken: {e}"))?;
+    let script: Script = toml::from_str(SCRIPT).map_err(AgentError::Script)?;
     let Some(step) = script.task.iter().find(|t| t.id == task) else {
         let note = format!("notes/{task}.md");
         think(1.0);
@@ -292,33 +321,30 @@ fn think(seconds: f64) {
     }
 }
 
-fn git(args: &[&str]) -> Result<String, String> {
+fn git(args: &[&str]) -> Result<String, AgentError> {
     let out = Command::new("git")
         .args(args)
         .output()
-        .map_err(|e| format!("cannot run git: {e}"))?;
+        .map_err(AgentError::GitMissing)?;
     if !out.status.success() {
-        return Err(format!(
-            "`git {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
+        return Err(AgentError::Git {
+            args: args.join(" "),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn write_file(path: &str, text: &str) -> Result<(), String> {
+fn write_file(path: &str, text: &str) -> Result<(), AgentError> {
     if let Some(parent) = Path::new(path).parent() {
         std::fs::create_dir_all(parent)
-            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+            .map_err(AgentError::file("create", parent.display().to_string()))?;
     }
-    std::fs::write(path, text.trim_start_matches('\n'))
-        .map_err(|e| format!("cannot write {path}: {e}"))
+    std::fs::write(path, text.trim_start_matches('\n')).map_err(AgentError::file("write", path))
 }
 
-fn insert_after(ins: &Insert) -> Result<(), String> {
-    let text =
-        std::fs::read_to_string(&ins.path).map_err(|e| format!("cannot read {}: {e}", ins.path))?;
+fn insert_after(ins: &Insert) -> Result<(), AgentError> {
+    let text = std::fs::read_to_string(&ins.path).map_err(AgentError::file("read", &ins.path))?;
     let mut out = String::new();
     let mut found = false;
     for line in text.split_inclusive('\n') {
@@ -330,9 +356,12 @@ fn insert_after(ins: &Insert) -> Result<(), String> {
         }
     }
     if !found {
-        return Err(format!("no line `{}` in {}", ins.after, ins.path));
+        return Err(AgentError::NoLine {
+            after: ins.after.clone(),
+            path: ins.path.clone(),
+        });
     }
-    std::fs::write(&ins.path, out).map_err(|e| format!("cannot write {}: {e}", ins.path))
+    std::fs::write(&ins.path, out).map_err(AgentError::file("write", &ins.path))
 }
 
 /// Resolves conflict markers by keeping our side, then theirs.
@@ -360,18 +389,17 @@ fn keep_both(text: &str) -> String {
     out
 }
 
-fn commit(title: &str, summary: &str) -> Result<(), String> {
+fn commit(title: &str, summary: &str) -> Result<(), AgentError> {
     git(&["add", "--all"])?;
     git(&["commit", "--quiet", "-m", title])?;
     say(&format!("committed: {title}"));
     finish(summary)
 }
 
-fn finish(summary: &str) -> Result<(), String> {
+fn finish(summary: &str) -> Result<(), AgentError> {
     if let Ok(path) = std::env::var("ORCH_RESULT_FILE") {
         let result = serde_json::json!({"status": "done", "summary": summary});
-        std::fs::write(&path, result.to_string())
-            .map_err(|e| format!("cannot write {path}: {e}"))?;
+        std::fs::write(&path, result.to_string()).map_err(AgentError::file("write", path))?;
     }
     Ok(())
 }

@@ -331,7 +331,7 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
-    use crate::coordinator::control::CommandError as Refusal;
+    use crate::coordinator::control::CommandRefusal as Refusal;
     use crate::git::cmd::CommandError;
     use crate::plan::Location;
 

@@ -132,7 +132,7 @@ pub enum Unit {
 
 /// What happened to an item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Event {
+pub enum Transition {
     /// Its dependencies are met.
     Promote,
     /// An attempt starts.
@@ -169,12 +169,12 @@ pub enum Event {
     Retry,
 }
 
-impl Event {
+impl Transition {
     /// Returns whether the event comes from a person (or follows from one).
     pub fn is_manual(self) -> bool {
         matches!(
             self,
-            Event::Cancel | Event::Resolve | Event::Retry | Event::Unblock
+            Transition::Cancel | Transition::Resolve | Transition::Retry | Transition::Unblock
         )
     }
 }
@@ -200,7 +200,7 @@ impl Units {
 /// One row of the table: `event` moves any of `from` to `to`.
 #[derive(Debug)]
 pub struct Rule {
-    pub event: Event,
+    pub event: Transition,
     pub from: &'static [Status],
     pub to: Status,
     units: Units,
@@ -221,103 +221,103 @@ use Status as S;
 /// The transition table of DESIGN §3, plus the rows the module docs list.
 pub const TABLE: &[Rule] = &[
     Rule {
-        event: Event::Promote,
+        event: Transition::Promote,
         from: &[S::Pending],
         to: S::Ready,
         units: Units::Both,
     },
     Rule {
-        event: Event::Start,
+        event: Transition::Start,
         from: &[S::Ready, S::Retrying],
         to: S::Running,
         units: Units::Both,
     },
     Rule {
-        event: Event::Succeed,
+        event: Transition::Succeed,
         from: &[S::Running],
         to: S::AwaitingMerge,
         units: Units::TaskOnly,
     },
     Rule {
-        event: Event::Succeed,
+        event: Transition::Succeed,
         from: &[S::Running],
         to: S::Done,
         units: Units::SubtaskOnly,
     },
     Rule {
-        event: Event::FailTransient,
+        event: Transition::FailTransient,
         from: &[S::Running],
         to: S::Retrying,
         units: Units::Both,
     },
     Rule {
-        event: Event::Interrupt,
+        event: Transition::Interrupt,
         from: &[S::Running],
         to: S::Retrying,
         units: Units::Both,
     },
     Rule {
-        event: Event::FailPermanent,
+        event: Transition::FailPermanent,
         from: &[S::Running],
         to: S::Failed,
         units: Units::Both,
     },
     Rule {
-        event: Event::MergeStart,
+        event: Transition::MergeStart,
         from: &[S::AwaitingMerge],
         to: S::Merging,
         units: Units::TaskOnly,
     },
     Rule {
-        event: Event::Merge,
+        event: Transition::Merge,
         from: &[S::Merging, S::AwaitingMerge],
         to: S::Merged,
         units: Units::TaskOnly,
     },
     Rule {
-        event: Event::Conflict,
+        event: Transition::Conflict,
         from: &[S::Merging],
         to: S::Conflicted,
         units: Units::TaskOnly,
     },
     Rule {
-        event: Event::HandBack,
+        event: Transition::HandBack,
         from: &[S::Conflicted, S::Merging],
         to: S::Running,
         units: Units::TaskOnly,
     },
     Rule {
-        event: Event::CheckFailed,
+        event: Transition::CheckFailed,
         from: &[S::Merging],
         to: S::Failed,
         units: Units::TaskOnly,
     },
     Rule {
-        event: Event::Requeue,
+        event: Transition::Requeue,
         from: &[S::Merging],
         to: S::AwaitingMerge,
         units: Units::TaskOnly,
     },
     Rule {
-        event: Event::Block,
+        event: Transition::Block,
         from: &[S::Pending, S::Ready],
         to: S::Blocked,
         units: Units::Both,
     },
     Rule {
-        event: Event::Unblock,
+        event: Transition::Unblock,
         from: &[S::Blocked],
         to: S::Pending,
         units: Units::Both,
     },
     Rule {
-        event: Event::Cancel,
+        event: Transition::Cancel,
         from: NON_TERMINAL,
         to: S::Cancelled,
         units: Units::Both,
     },
     Rule {
-        event: Event::Resolve,
+        event: Transition::Resolve,
         from: &[S::Failed, S::Conflicted, S::Blocked, S::Cancelled],
         to: S::Resolved,
         units: Units::Both,
@@ -326,13 +326,13 @@ pub const TABLE: &[Rule] = &[
     // conflicted task has fixed its branch by hand, so it goes back to the
     // merge queue rather than to an agent (see the module docs).
     Rule {
-        event: Event::Retry,
+        event: Transition::Retry,
         from: &[S::Conflicted],
         to: S::AwaitingMerge,
         units: Units::TaskOnly,
     },
     Rule {
-        event: Event::Retry,
+        event: Transition::Retry,
         from: &[S::Failed, S::Cancelled, S::Conflicted],
         to: S::Ready,
         units: Units::Both,
@@ -345,11 +345,11 @@ pub const TABLE: &[Rule] = &[
 pub struct IllegalTransition {
     pub unit: Unit,
     pub from: Status,
-    pub event: Event,
+    pub event: Transition,
 }
 
 /// Returns the status after `event`, or why the table forbids it.
-pub fn next(unit: Unit, from: Status, event: Event) -> Result<Status, IllegalTransition> {
+pub fn next(unit: Unit, from: Status, event: Transition) -> Result<Status, IllegalTransition> {
     TABLE
         .iter()
         .find(|rule| rule.event == event && rule.units.includes(unit) && rule.from.contains(&from))
@@ -445,30 +445,30 @@ mod tests {
 
     use super::*;
 
-    const EVENTS: [Event; 17] = [
-        Event::Promote,
-        Event::Start,
-        Event::Succeed,
-        Event::FailTransient,
-        Event::Interrupt,
-        Event::FailPermanent,
-        Event::MergeStart,
-        Event::Merge,
-        Event::Conflict,
-        Event::HandBack,
-        Event::CheckFailed,
-        Event::Requeue,
-        Event::Block,
-        Event::Unblock,
-        Event::Cancel,
-        Event::Resolve,
-        Event::Retry,
+    const EVENTS: [Transition; 17] = [
+        Transition::Promote,
+        Transition::Start,
+        Transition::Succeed,
+        Transition::FailTransient,
+        Transition::Interrupt,
+        Transition::FailPermanent,
+        Transition::MergeStart,
+        Transition::Merge,
+        Transition::Conflict,
+        Transition::HandBack,
+        Transition::CheckFailed,
+        Transition::Requeue,
+        Transition::Block,
+        Transition::Unblock,
+        Transition::Cancel,
+        Transition::Resolve,
+        Transition::Retry,
     ];
 
     #[test]
     fn every_contract_transition_is_legal() {
-        use Event as E;
         use Status as S;
+        use Transition as E;
         let task = [
             (S::Pending, E::Promote, S::Ready),
             (S::Ready, E::Start, S::Running),
@@ -511,8 +511,8 @@ mod tests {
 
     #[test]
     fn a_sample_of_illegal_transitions_is_refused() {
-        use Event as E;
         use Status as S;
+        use Transition as E;
         let illegal = [
             (Unit::Task, S::Pending, E::Start),
             (Unit::Task, S::Merged, E::Cancel),
@@ -563,7 +563,7 @@ mod tests {
         assert_eq!(derive([]), S::Resolved);
     }
 
-    fn event() -> impl Strategy<Value = Event> {
+    fn event() -> impl Strategy<Value = Transition> {
         (0..EVENTS.len()).prop_map(|i| EVENTS[i])
     }
 

@@ -14,7 +14,7 @@
 use std::path::PathBuf;
 
 use crate::config::OnFailure;
-use crate::merge_queue::Outcome;
+use crate::merge_queue::MergeOutcome;
 
 /// What decides besides the outcome.
 #[derive(Debug, Clone, Copy)]
@@ -91,7 +91,7 @@ pub enum AfterMerge {
 }
 
 /// Decides what a merge outcome means for its task.
-pub fn decide(outcome: &Outcome, rules: Rules<'_>) -> AfterMerge {
+pub fn decide(outcome: &MergeOutcome, rules: Rules<'_>) -> AfterMerge {
     let next = |policy: OnFailure| {
         if policy == OnFailure::Agent && rules.attempts_left {
             Next::Agent
@@ -100,8 +100,8 @@ pub fn decide(outcome: &Outcome, rules: Rules<'_>) -> AfterMerge {
         }
     };
     match outcome {
-        Outcome::Merged { .. } => AfterMerge::Landed,
-        Outcome::Conflicts { files, onto } => AfterMerge::Conflicted {
+        MergeOutcome::Merged { .. } => AfterMerge::Landed,
+        MergeOutcome::Conflicts { files, onto } => AfterMerge::Conflicted {
             reason: format!(
                 "merging with `{}` conflicts in {}",
                 rules.target,
@@ -111,7 +111,7 @@ pub fn decide(outcome: &Outcome, rules: Rules<'_>) -> AfterMerge {
             onto: onto.clone(),
             next: next(rules.on_conflict),
         },
-        Outcome::NotFastForward { onto } => AfterMerge::Conflicted {
+        MergeOutcome::NotFastForward { onto } => AfterMerge::Conflicted {
             reason: format!(
                 "`{}` has moved on and `ff-only` cannot land the branch",
                 rules.target
@@ -120,7 +120,7 @@ pub fn decide(outcome: &Outcome, rules: Rules<'_>) -> AfterMerge {
             onto: onto.clone(),
             next: next(rules.on_conflict),
         },
-        Outcome::Refused { refusals } => AfterMerge::Red {
+        MergeOutcome::Refused { refusals } => AfterMerge::Red {
             check: format!(
                 "policy.{}",
                 refusals.first().map(|r| r.rule).unwrap_or("policy")
@@ -134,7 +134,7 @@ pub fn decide(outcome: &Outcome, rules: Rules<'_>) -> AfterMerge {
             passed: Vec::new(),
             next: next(rules.on_check_failure),
         },
-        Outcome::CheckFailed {
+        MergeOutcome::CheckFailed {
             check,
             failure,
             log,
@@ -146,7 +146,7 @@ pub fn decide(outcome: &Outcome, rules: Rules<'_>) -> AfterMerge {
             passed: passed.clone(),
             next: next(rules.on_check_failure),
         },
-        Outcome::Waiting { why } => {
+        MergeOutcome::Waiting { why } => {
             let reason = crate::text::error_chain(why);
             AfterMerge::Requeued(Requeue {
                 announce_wait: rules.last_wait != Some(reason.as_str()),
@@ -154,7 +154,7 @@ pub fn decide(outcome: &Outcome, rules: Rules<'_>) -> AfterMerge {
                 ..Requeue::because(reason)
             })
         }
-        Outcome::BranchMoved { tip, backup } => AfterMerge::Requeued(Requeue {
+        MergeOutcome::BranchMoved { tip, backup } => AfterMerge::Requeued(Requeue {
             tip: Some(tip.clone()),
             announce_requeue: Some(backup.clone()),
             ..Requeue::because(match backup {
@@ -164,15 +164,15 @@ pub fn decide(outcome: &Outcome, rules: Rules<'_>) -> AfterMerge {
                 None => "the branch moved after it was queued; queued again".to_owned(),
             })
         }),
-        Outcome::TargetGone => AfterMerge::Requeued(Requeue {
+        MergeOutcome::TargetGone => AfterMerge::Requeued(Requeue {
             announce_wait: true,
             halt: true,
             ..Requeue::because(format!("target branch `{}` is gone", rules.target))
         }),
-        Outcome::Interrupted => AfterMerge::Requeued(Requeue::because(
+        MergeOutcome::Interrupted => AfterMerge::Requeued(Requeue::because(
             "the run stopped during the merge".to_owned(),
         )),
-        Outcome::Failed { error } => AfterMerge::Failed {
+        MergeOutcome::Failed { error } => AfterMerge::Failed {
             reason: format!("merge failed: {}", crate::text::error_chain(error)),
         },
     }
@@ -206,7 +206,7 @@ mod tests {
 
     #[test]
     fn conflicts_go_back_to_the_agent_while_it_may_fix_them() {
-        let outcome = Outcome::Conflicts {
+        let outcome = MergeOutcome::Conflicts {
             files: vec!["a.txt".to_owned()],
             onto: "abc".to_owned(),
         };
@@ -233,7 +233,7 @@ mod tests {
         }
         let many: Vec<String> = (0..12).map(|i| format!("f{i}")).collect();
         let AfterMerge::Conflicted { reason, .. } = decide(
-            &Outcome::Conflicts {
+            &MergeOutcome::Conflicts {
                 files: many,
                 onto: "abc".to_owned(),
             },
@@ -243,7 +243,7 @@ mod tests {
         };
         assert!(reason.ends_with("`f9` and 2 more"), "{reason}");
         let AfterMerge::Conflicted { reason, files, .. } = decide(
-            &Outcome::NotFastForward {
+            &MergeOutcome::NotFastForward {
                 onto: "abc".to_owned(),
             },
             rules(),
@@ -259,7 +259,7 @@ mod tests {
 
     #[test]
     fn a_red_check_is_fixed_by_the_agent_or_fails() {
-        let outcome = Outcome::CheckFailed {
+        let outcome = MergeOutcome::CheckFailed {
             check: "test".to_owned(),
             failure: CheckFailure::Exited { code: 1 },
             log: PathBuf::from("checks/T1/test.log"),
@@ -290,7 +290,7 @@ mod tests {
 
     #[test]
     fn waiting_is_announced_once_per_reason_and_pauses() {
-        let outcome = Outcome::Waiting {
+        let outcome = MergeOutcome::Waiting {
             why: crate::merge_queue::WaitReason::KeptMoving {
                 target: "main".to_owned(),
             },
@@ -328,7 +328,7 @@ mod tests {
     #[test]
     fn requeues_name_their_cause() {
         let moved = decide(
-            &Outcome::BranchMoved {
+            &MergeOutcome::BranchMoved {
                 tip: "def".to_owned(),
                 backup: Some("refs/orch/backup/T1/1".to_owned()),
             },
@@ -345,13 +345,13 @@ mod tests {
                 halt: false,
             })
         );
-        let gone = decide(&Outcome::TargetGone, rules());
+        let gone = decide(&MergeOutcome::TargetGone, rules());
         assert!(matches!(
             gone,
             AfterMerge::Requeued(Requeue { halt: true, announce_wait: true, ref reason, .. })
                 if reason == "target branch `main` is gone"
         ));
-        let stopped = decide(&Outcome::Interrupted, rules());
+        let stopped = decide(&MergeOutcome::Interrupted, rules());
         assert!(matches!(
             stopped,
             AfterMerge::Requeued(Requeue { halt: false, announce_wait: false, pause: false, ref reason, .. })

@@ -1,7 +1,7 @@
 //! Collecting a finished attempt, on a blocking thread: reading `exit.json`
 //! and `result.json`, running `post_agent`, committing what the agent left,
 //! and counting its commits. It decides nothing: [`super::judge`] reads the
-//! [`Report`].
+//! [`AttemptReport`].
 //!
 //! Collection is idempotent (committing leftovers twice commits nothing the
 //! second time), so an attempt collected before a crash is collected again
@@ -38,7 +38,7 @@ pub struct Collection {
 
 /// What the collection found.
 #[derive(Debug, Default)]
-pub struct Report {
+pub struct AttemptReport {
     pub exit: Option<ExitRecord>,
     pub result: Option<AgentResult>,
     /// Why `result.json` could not be read, if it exists but is invalid.
@@ -63,10 +63,10 @@ pub struct Report {
 }
 
 /// Collects one attempt. Blocking.
-pub fn collect(input: Collection) -> Report {
-    let mut report = Report {
+pub fn collect(input: Collection) -> AttemptReport {
+    let mut report = AttemptReport {
         exit: input.folder.load_exit().ok().flatten(),
-        ..Report::default()
+        ..AttemptReport::default()
     };
     match crate::fsio::read_json::<AgentResult>(&input.folder.result_file()) {
         Ok(result) => report.result = result,

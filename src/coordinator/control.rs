@@ -19,7 +19,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::lifecycle::{self, Event as Transition, Status, Unit};
+use crate::lifecycle::{self, Status, Transition, Unit};
 use crate::plan::{FullId, Kind, Plan};
 use crate::runner::folder::RunFolder;
 use crate::state::events::{Actor, EventKind, EventLog};
@@ -30,7 +30,7 @@ use crate::state::{ItemState, State, StateDir, StateError, store};
 
 /// A command that cannot be applied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CommandError {
+pub enum CommandRefusal {
     #[error("`{id}` is not in the plan")]
     UnknownId { id: String },
     #[error("`{id}` is a {kind}; name one of its tasks")]
@@ -85,16 +85,16 @@ pub fn apply(
     action: Action,
     id: &str,
     now: Timestamp,
-) -> Result<Applied, CommandError> {
+) -> Result<Applied, CommandRefusal> {
     let idx = plan
         .lookup(id)
-        .ok_or_else(|| CommandError::UnknownId { id: id.to_owned() })?;
+        .ok_or_else(|| CommandRefusal::UnknownId { id: id.to_owned() })?;
     let item = plan.item(idx);
     let unit = match item.kind {
         Kind::Task => Unit::Task,
         Kind::Subtask => Unit::Subtask,
         kind => {
-            return Err(CommandError::NotATask {
+            return Err(CommandRefusal::NotATask {
                 id: item.id.clone(),
                 kind,
             });
@@ -108,7 +108,7 @@ pub fn apply(
         Action::Resolve => (Transition::Resolve, "resolve"),
     };
     let from = status_of(plan, state, &id);
-    let to = lifecycle::next(unit, from, transition).map_err(|_| CommandError::Illegal {
+    let to = lifecycle::next(unit, from, transition).map_err(|_| CommandRefusal::Illegal {
         action: verb,
         id: id.clone(),
         status: from,
@@ -232,7 +232,7 @@ pub enum ControlError {
     #[error(transparent)]
     State(#[from] StateError),
     #[error(transparent)]
-    Refused(#[from] CommandError),
+    Refused(#[from] CommandRefusal),
     /// The change is in `state.json`; only its record in the log is missing.
     /// There is no remedy to offer: the log cannot be written to.
     #[error("cannot append to `{}`; the change itself is saved in `state.json`", path.display())]
@@ -427,7 +427,7 @@ mod tests {
         let before = std::fs::read(dir.state_file()).unwrap();
         let err = apply_offline(&dir, &plan(), Action::Retry, "B").unwrap_err();
         assert!(
-            matches!(err, ControlError::Refused(CommandError::Illegal { .. })),
+            matches!(err, ControlError::Refused(CommandRefusal::Illegal { .. })),
             "{err:?}"
         );
         assert_eq!(std::fs::read(dir.state_file()).unwrap(), before);

@@ -26,12 +26,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{AgentUnit, Config};
-use crate::coordinator::collect::{Collection, Report};
+use crate::coordinator::collect::{AttemptReport, Collection};
 use crate::coordinator::control;
+use crate::coordinator::judge::Retryable;
 use crate::coordinator::workspace::{FreeWorktree, Provisioned};
 use crate::git::GitError;
-use crate::lifecycle::{self, Event as Transition, Status, Unit};
-use crate::merge_queue::Outcome;
+use crate::lifecycle::{self, Status, Transition, Unit};
+use crate::merge_queue::MergeOutcome;
 use crate::plan::{FullId, ItemIdx, Kind, Plan};
 use crate::runner::folder::{self, RunFolder};
 use crate::runner::hook;
@@ -39,7 +40,7 @@ use crate::runner::prompt::PromptContext;
 use crate::schedule::{self, Limits, Readiness, TaskView};
 use crate::state::events::EventKind;
 use crate::state::inbox;
-use crate::state::model::{Outcome as AttemptOutcome, Timestamp};
+use crate::state::model::{Outcome, Timestamp};
 use crate::state::{State, StateDir};
 
 /// How often adopted supervisors and the inbox are checked without a wake-up.
@@ -170,14 +171,14 @@ pub enum Input {
     Collected {
         unit: FullId,
         attempt: u32,
-        report: Box<Report>,
+        report: Box<AttemptReport>,
     },
     /// The merge in progress ended.
-    Merged { task: FullId, outcome: Outcome },
+    Merged { task: FullId, outcome: MergeOutcome },
     /// A person's command from the inbox.
     Command {
         received: inbox::Received,
-        command: inbox::Command,
+        command: inbox::Request,
     },
 }
 
@@ -452,7 +453,10 @@ impl RunState {
                 error,
             } => {
                 self.flight.live.remove(&unit);
-                let retry = matches!(error, LaunchError::Spawn(_));
+                let retry = match error {
+                    LaunchError::Spawn(_) => Retryable::Yes,
+                    LaunchError::Prompt(_) => Retryable::No,
+                };
                 let reason = crate::text::error_chain(&error);
                 self.fail_attempt(&unit, attempt, reason, retry, now);
             }
@@ -701,7 +705,7 @@ impl RunState {
     }
 
     /// Applies a person's command from the inbox.
-    fn on_command(&mut self, received: inbox::Received, command: inbox::Command, now: Now) {
+    fn on_command(&mut self, received: inbox::Received, command: inbox::Request, now: Now) {
         let result = control::apply(
             &self.env.plan,
             &mut self.state,
@@ -775,7 +779,7 @@ impl RunState {
         let Some(open) = entry.open_attempt_mut().filter(|a| a.number == attempt) else {
             return;
         };
-        open.outcome = Some(AttemptOutcome::Interrupted {
+        open.outcome = Some(Outcome::Interrupted {
             reason: reason.to_owned(),
         });
         open.finished = Some(Timestamp::at(now.wall));

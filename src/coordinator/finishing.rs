@@ -3,7 +3,7 @@
 
 use super::core::{Effect, Now, RunState};
 use super::judge::{self, Judgement};
-use crate::coordinator::collect::{Collection, Report};
+use crate::coordinator::collect::{AttemptReport, Collection};
 use crate::plan::FullId;
 use crate::state::events::{CommitSource, EventKind};
 use crate::state::model::Purpose;
@@ -83,7 +83,13 @@ impl RunState {
     }
 
     /// Decides what a collected attempt means for its item.
-    pub(super) fn on_collected(&mut self, unit: FullId, attempt: u32, report: Report, now: Now) {
+    pub(super) fn on_collected(
+        &mut self,
+        unit: FullId,
+        attempt: u32,
+        report: AttemptReport,
+        now: Now,
+    ) {
         self.flight.finishing.remove(&unit);
         let Some(live) = self.flight.live.remove(&unit) else {
             return;

@@ -17,8 +17,21 @@
 use std::time::Duration;
 
 use crate::config::RetryConfig;
-use crate::coordinator::collect::Report;
+use crate::coordinator::collect::AttemptReport;
 use crate::runner::classify::{self, Verdict};
+
+/// Whether a failed attempt may be retried (while attempts remain).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retryable {
+    Yes,
+    No,
+}
+
+impl From<bool> for Retryable {
+    fn from(retry: bool) -> Retryable {
+        if retry { Retryable::Yes } else { Retryable::No }
+    }
+}
 
 /// What decides besides the report.
 #[derive(Debug, Clone, Copy)]
@@ -41,19 +54,22 @@ pub enum Judgement {
     },
     Failed {
         reason: String,
-        retry: bool,
+        retry: Retryable,
     },
     Succeeded,
 }
 
 /// Judges one collected attempt.
-pub fn judge(report: &Report, rules: Rules<'_>) -> Judgement {
+pub fn judge(report: &AttemptReport, rules: Rules<'_>) -> Judgement {
     let Some(exit) = report.exit.as_ref() else {
         return Judgement::Interrupted {
             reason: "the supervisor ended without writing exit.json",
         };
     };
-    let failed = |reason: String, retry: bool| Judgement::Failed { reason, retry };
+    let failed = |reason: String, retry: bool| Judgement::Failed {
+        reason,
+        retry: Retryable::from(retry),
+    };
     match classify::classify(exit, report.result.as_ref(), rules.retry, rules.timeout) {
         Verdict::Stopped if rules.stopping => Judgement::Interrupted {
             reason: "stopped when the run was interrupted",
@@ -134,11 +150,11 @@ mod tests {
         })
     }
 
-    fn clean() -> Report {
-        Report {
+    fn clean() -> AttemptReport {
+        AttemptReport {
             exit: exit(End::Exited { code: 0 }),
             commits: Some(1),
-            ..Report::default()
+            ..AttemptReport::default()
         }
     }
 
@@ -154,7 +170,7 @@ mod tests {
     fn fail(reason: &str, retry: bool) -> Judgement {
         Judgement::Failed {
             reason: reason.to_owned(),
-            retry,
+            retry: Retryable::from(retry),
         }
     }
 
@@ -170,12 +186,12 @@ mod tests {
             expect_changes: false,
             ..r
         };
-        let with = |f: &dyn Fn(&mut Report)| {
+        let with = |f: &dyn Fn(&mut AttemptReport)| {
             let mut report = clean();
             f(&mut report);
             report
         };
-        let table: Vec<(&str, Report, Rules<'_>, Judgement)> = vec![
+        let table: Vec<(&str, AttemptReport, Rules<'_>, Judgement)> = vec![
             ("clean exit with commits", clean(), r, Judgement::Succeeded),
             (
                 "no exit.json",

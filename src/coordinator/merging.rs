@@ -3,8 +3,8 @@
 
 use super::after_merge::{self, AfterMerge, Next, Requeue};
 use super::core::{Effect, Halt, MergeRequest, Now, RunState, WAIT_PAUSE};
-use crate::lifecycle::{Event as Transition, Status};
-use crate::merge_queue::Outcome;
+use crate::lifecycle::{Status, Transition};
+use crate::merge_queue::MergeOutcome;
 use crate::plan::FullId;
 use crate::state::events::{EventKind, Merged};
 use crate::state::model::{MergeProblem, Purpose, Queued, Timestamp};
@@ -64,7 +64,7 @@ impl RunState {
         }
     }
 
-    pub(super) fn on_merged(&mut self, task: FullId, outcome: Outcome, now: Now) {
+    pub(super) fn on_merged(&mut self, task: FullId, outcome: MergeOutcome, now: Now) {
         self.merge.merging = None;
         if self.status(&task) != Status::Merging {
             return;
@@ -201,8 +201,8 @@ impl RunState {
     }
 
     /// Records a task whose work is in the target.
-    fn landed(&mut self, task: &FullId, outcome: Outcome) {
-        let Outcome::Merged {
+    fn landed(&mut self, task: &FullId, outcome: MergeOutcome) {
+        let MergeOutcome::Merged {
             commit,
             onto,
             took,

@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use super::core::{Effect, Live, Now, RunState};
 use crate::git::refs;
-use crate::lifecycle::{Event as Transition, Status, Unit};
+use crate::lifecycle::{Status, Transition, Unit};
 use crate::merge_queue::Journal;
 use crate::plan::{FullId, Kind, Plan};
 use crate::runner::folder::{Liveness, RunFolder};

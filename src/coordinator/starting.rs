@@ -14,9 +14,10 @@ use super::core::{
     claim_free,
 };
 use crate::config::{AgentPreset, Backoff, PromptMode};
+use crate::coordinator::judge::Retryable;
 use crate::coordinator::workspace::{self, Provisioned};
 use crate::git::GitError;
-use crate::lifecycle::{Event as Transition, Status, Unit};
+use crate::lifecycle::{Status, Transition, Unit};
 use crate::plan::{FullId, Item, ItemIdx};
 use crate::runner::folder::RunFolder;
 use crate::runner::hook;
@@ -25,6 +26,17 @@ use crate::runner::prompt::{
 };
 use crate::state::events::EventKind;
 use crate::state::model::{Attempt, MergeProblem, Outcome, Purpose, Timestamp};
+
+/// What the state lacks to start an attempt (a bug or a plan edited under the run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NotLaunchable {
+    #[error("the task left the plan")]
+    TaskLeftPlan,
+    #[error("the item left the plan")]
+    ItemLeftPlan,
+    #[error("the task has no worktree")]
+    NoWorktree,
+}
 
 /// What happens after a failed attempt.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -41,16 +53,16 @@ pub enum Retry {
 /// `n`th retry waits `initial * factor^(n-1)`, at most `max`, scaled by
 /// `jitter` (0.5 to 1 when on). Pure; `random` is in `[0, 1)`.
 pub fn retry_after(
-    retryable: bool,
+    retryable: Retryable,
     counted: u32,
     max_attempts: u32,
     backoff: &Backoff,
     random: f64,
 ) -> Retry {
     match (retryable, counted < max_attempts) {
-        (false, _) => Retry::No,
-        (true, false) => Retry::Exhausted,
-        (true, true) => Retry::After(crate::runner::classify::backoff(
+        (Retryable::No, _) => Retry::No,
+        (Retryable::Yes, false) => Retry::Exhausted,
+        (Retryable::Yes, true) => Retry::After(crate::runner::classify::backoff(
             backoff,
             counted + 1,
             random,
@@ -239,7 +251,7 @@ impl RunState {
                         "cannot prepare the worktree: {}",
                         crate::text::error_chain(&e)
                     );
-                    self.fail_attempt(&task, attempt, reason, false, now);
+                    self.fail_attempt(&task, attempt, reason, Retryable::No, now);
                 }
                 return;
             }
@@ -260,7 +272,13 @@ impl RunState {
             .tips
             .insert(task.clone(), provisioned.tip.clone());
         if let Err(e) = prepared {
-            self.fail_attempt(&task, attempt, crate::text::error_chain(&e), true, now);
+            self.fail_attempt(
+                &task,
+                attempt,
+                crate::text::error_chain(&e),
+                Retryable::Yes,
+                now,
+            );
             return;
         }
         if self.stopping.is_some() {
@@ -334,7 +352,7 @@ impl RunState {
                 Status::Failed => {
                     let reason = format!("subtask `{sub}` failed");
                     if let Some(attempt) = task_attempt {
-                        self.fail_attempt(task, attempt, reason, false, now);
+                        self.fail_attempt(task, attempt, reason, Retryable::No, now);
                     }
                     self.flight.stepping.remove(task);
                     return;
@@ -377,8 +395,8 @@ impl RunState {
         let folder = RunFolder::new(self.env.state_dir.run_dir(unit, attempt));
         let request = match self.launch_request(task, unit, attempt, folder.clone()) {
             Ok(request) => request,
-            Err(missing) => {
-                self.fail_attempt(unit, attempt, missing.to_owned(), false, now);
+            Err(why) => {
+                self.fail_attempt(unit, attempt, why.to_string(), Retryable::No, now);
                 return;
             }
         };
@@ -422,14 +440,18 @@ impl RunState {
         unit: &FullId,
         attempt: u32,
         folder: RunFolder,
-    ) -> Result<LaunchRequest, &'static str> {
+    ) -> Result<LaunchRequest, NotLaunchable> {
         let plan = &self.env.plan;
-        let ti = plan.lookup(task.as_str()).ok_or("the task left the plan")?;
-        let ui = plan.lookup(unit.as_str()).ok_or("the item left the plan")?;
+        let ti = plan
+            .lookup(task.as_str())
+            .ok_or(NotLaunchable::TaskLeftPlan)?;
+        let ui = plan
+            .lookup(unit.as_str())
+            .ok_or(NotLaunchable::ItemLeftPlan)?;
         let task_state = self.state.items.get(task);
         let worktree = task_state
             .and_then(|s| s.worktree.clone())
-            .ok_or("the task has no worktree")?;
+            .ok_or(NotLaunchable::NoWorktree)?;
         let branch = task_state
             .and_then(|s| s.branch.clone())
             .unwrap_or_default();
@@ -612,7 +634,7 @@ impl RunState {
         unit: &FullId,
         attempt: u32,
         reason: String,
-        retryable: bool,
+        retryable: Retryable,
         now: Now,
     ) {
         let max = self.env.config.retry.max_attempts;
@@ -623,7 +645,7 @@ impl RunState {
         };
         open.outcome = Some(Outcome::Failed {
             reason: reason.clone(),
-            retry: retryable,
+            retry: retryable == Retryable::Yes,
         });
         open.finished = Some(Timestamp::at(now.wall));
         let counted = entry.counted_attempts();
@@ -673,7 +695,13 @@ impl RunState {
         {
             self.flight.stepping.remove(&task);
             if let Some(n) = self.open_attempt(&task) {
-                self.fail_attempt(&task, n, format!("subtask `{unit}` failed"), false, now);
+                self.fail_attempt(
+                    &task,
+                    n,
+                    format!("subtask `{unit}` failed"),
+                    Retryable::No,
+                    now,
+                );
             }
         }
     }
@@ -748,19 +776,20 @@ mod tests {
             max: Dur(Duration::from_secs(600)),
             jitter: false,
         };
+        let (yes, no) = (Retryable::Yes, Retryable::No);
         let table = [
-            (true, 1, 3, Retry::After(Duration::from_secs(30))),
-            (true, 2, 3, Retry::After(Duration::from_secs(60))),
-            (true, 3, 3, Retry::Exhausted),
-            (false, 1, 3, Retry::No),
-            (false, 3, 3, Retry::No),
-            (true, 7, 9, Retry::After(Duration::from_secs(600))),
+            (yes, 1, 3, Retry::After(Duration::from_secs(30))),
+            (yes, 2, 3, Retry::After(Duration::from_secs(60))),
+            (yes, 3, 3, Retry::Exhausted),
+            (no, 1, 3, Retry::No),
+            (no, 3, 3, Retry::No),
+            (yes, 7, 9, Retry::After(Duration::from_secs(600))),
         ];
         for (retryable, counted, max, expected) in table {
             assert_eq!(
                 retry_after(retryable, counted, max, &backoff, 0.0),
                 expected,
-                "retryable {retryable}, {counted} of {max}"
+                "retryable {retryable:?}, {counted} of {max}"
             );
         }
         let jittered = Backoff {
@@ -768,7 +797,7 @@ mod tests {
             ..backoff
         };
         for random in [0.0, 0.5, 0.999] {
-            let Retry::After(wait) = retry_after(true, 1, 3, &jittered, random) else {
+            let Retry::After(wait) = retry_after(Retryable::Yes, 1, 3, &jittered, random) else {
                 panic!("expected a retry");
             };
             assert!(wait >= Duration::from_secs(15) && wait <= Duration::from_secs(30));

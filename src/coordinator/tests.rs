@@ -11,18 +11,18 @@ use std::time::{Duration, Instant, SystemTime};
 
 use proptest::prelude::*;
 
-use super::collect::Report;
+use super::collect::AttemptReport;
 use super::core::{Effect, Env, Input, Now, Options, RunState};
 use super::recovery::{Facts, Runs};
 use super::workspace::{FreeFate, How, Provisioned};
 use crate::config::{Config, OnFailure};
 use crate::git::GitError;
 use crate::lifecycle::Status;
-use crate::merge_queue::{Outcome, WorktreeAfter};
+use crate::merge_queue::{MergeOutcome, WorktreeAfter};
 use crate::plan::{FullId, Plan, Rules};
 use crate::runner::folder::{self, Liveness};
 use crate::runner::spec::{End, ExitRecord};
-use crate::state::inbox::{Action, Command, Received};
+use crate::state::inbox::{Action, Received, Request};
 use crate::state::model::{Purpose, Timestamp};
 use crate::state::{State, StateDir};
 
@@ -110,7 +110,7 @@ impl Harness {
     }
 
     /// Plays an attempt's end: the supervisor exits, collection reports.
-    fn ends(&mut self, unit: &str, attempt: u32, report: Report) -> Vec<Effect> {
+    fn ends(&mut self, unit: &str, attempt: u32, report: AttemptReport) -> Vec<Effect> {
         let mut effects = self.step(Input::Exited {
             unit: id(unit),
             attempt,
@@ -123,7 +123,7 @@ impl Harness {
         effects
     }
 
-    fn merged(&mut self, task: &str, outcome: Outcome) -> Vec<Effect> {
+    fn merged(&mut self, task: &str, outcome: MergeOutcome) -> Vec<Effect> {
         self.step(Input::Merged {
             task: id(task),
             outcome,
@@ -131,7 +131,7 @@ impl Harness {
     }
 
     fn command(&mut self, action: Action, target: &str) -> Vec<Effect> {
-        let command = Command {
+        let command = Request {
             action,
             id: id(target),
             sent: Timestamp::at(self.now.wall),
@@ -167,24 +167,24 @@ fn exit(end: End) -> Option<ExitRecord> {
     })
 }
 
-fn done_with(commits: u32) -> Report {
-    Report {
+fn done_with(commits: u32) -> AttemptReport {
+    AttemptReport {
         exit: exit(End::Exited { code: 0 }),
         commits: Some(commits),
         tip: Some(format!("tip{commits}")),
-        ..Report::default()
+        ..AttemptReport::default()
     }
 }
 
-fn exit_code(code: i32) -> Report {
-    Report {
+fn exit_code(code: i32) -> AttemptReport {
+    AttemptReport {
         exit: exit(End::Exited { code }),
-        ..Report::default()
+        ..AttemptReport::default()
     }
 }
 
-fn landed() -> Outcome {
-    Outcome::Merged {
+fn landed() -> MergeOutcome {
+    MergeOutcome::Merged {
         commit: "m1".to_owned(),
         onto: "t0".to_owned(),
         took: Duration::from_millis(5),
@@ -340,7 +340,7 @@ fn a_dependent_of_a_failed_task_is_blocked_naming_it() {
 
 #[test]
 fn every_rule_of_the_finish_cascade_reaches_the_item() {
-    let cases: Vec<(&str, Report, Status, &str)> = vec![
+    let cases: Vec<(&str, AttemptReport, Status, &str)> = vec![
         ("success", done_with(1), Status::Merging, "task.completed A"),
         (
             "nothing changed",
@@ -350,7 +350,7 @@ fn every_rule_of_the_finish_cascade_reaches_the_item() {
         ),
         (
             "a hook failed",
-            Report {
+            AttemptReport {
                 hook_error: Some(crate::runner::hook::HookError::Failed {
                     stage: "post_agent",
                     command: "make lint".to_owned(),
@@ -364,13 +364,13 @@ fn every_rule_of_the_finish_cascade_reaches_the_item() {
         ),
         (
             "no exit.json: interrupted, and started again at once",
-            Report::default(),
+            AttemptReport::default(),
             Status::Running,
             "task.interrupted A",
         ),
         (
             "cannot commit",
-            Report {
+            AttemptReport {
                 commit_error: Some(GitError::NoSuchBranch {
                     branch: "orch/A".to_owned(),
                 }),
@@ -409,7 +409,7 @@ fn a_conflict_goes_back_to_the_agent_with_the_target_merged_in() {
     let mut h = merging(|_| {});
     let effects = h.merged(
         "A",
-        Outcome::Conflicts {
+        MergeOutcome::Conflicts {
             files: vec!["a.txt".to_owned()],
             onto: "t1".to_owned(),
         },
@@ -445,7 +445,7 @@ fn a_conflict_waits_for_a_person_when_configured() {
     let mut h = merging(|c| c.merge.on_conflict = OnFailure::Stop);
     let effects = h.merged(
         "A",
-        Outcome::Conflicts {
+        MergeOutcome::Conflicts {
             files: vec!["a.txt".to_owned()],
             onto: "t1".to_owned(),
         },
@@ -469,7 +469,7 @@ fn a_red_check_fails_the_task_when_no_agent_may_fix_it() {
     let mut h = merging(|c| c.merge.on_check_failure = OnFailure::Stop);
     let effects = h.merged(
         "A",
-        Outcome::CheckFailed {
+        MergeOutcome::CheckFailed {
             check: "test".to_owned(),
             failure: crate::merge_queue::checks::CheckFailure::Exited { code: 1 },
             log: PathBuf::from("repo/.orchestrator/checks/A/test.log"),
@@ -490,7 +490,7 @@ fn a_red_check_fails_the_task_when_no_agent_may_fix_it() {
 #[test]
 fn a_waiting_merge_pauses_then_tries_again_saying_why_once() {
     let mut h = merging(|_| {});
-    let waiting = || Outcome::Waiting {
+    let waiting = || MergeOutcome::Waiting {
         why: crate::merge_queue::WaitReason::KeptMoving {
             target: "main".to_owned(),
         },
@@ -511,7 +511,7 @@ fn a_branch_moved_since_it_was_queued_is_queued_at_its_new_tip() {
     let mut h = merging(|_| {});
     let effects = h.merged(
         "A",
-        Outcome::BranchMoved {
+        MergeOutcome::BranchMoved {
             tip: "t9".to_owned(),
             backup: None,
         },
@@ -713,25 +713,25 @@ fn pick<T: Clone>(items: &[T], i: u8) -> Option<T> {
     (!items.is_empty()).then(|| items[i as usize % items.len()].clone())
 }
 
-fn merge_outcome(how: u8) -> Outcome {
+fn merge_outcome(how: u8) -> MergeOutcome {
     match how % 7 {
         0 | 1 => landed(),
-        2 => Outcome::Conflicts {
+        2 => MergeOutcome::Conflicts {
             files: vec!["f".to_owned()],
             onto: "t1".to_owned(),
         },
-        3 => Outcome::CheckFailed {
+        3 => MergeOutcome::CheckFailed {
             check: "test".to_owned(),
             failure: crate::merge_queue::checks::CheckFailure::Exited { code: 1 },
             log: PathBuf::from("x.log"),
             passed: Vec::new(),
         },
-        4 => Outcome::BranchMoved {
+        4 => MergeOutcome::BranchMoved {
             tip: "t2".to_owned(),
             backup: None,
         },
-        5 => Outcome::Interrupted,
-        _ => Outcome::Waiting {
+        5 => MergeOutcome::Interrupted,
+        _ => MergeOutcome::Waiting {
             why: crate::merge_queue::WaitReason::KeptMoving {
                 target: "main".to_owned(),
             },
@@ -739,15 +739,15 @@ fn merge_outcome(how: u8) -> Outcome {
     }
 }
 
-fn attempt_end(how: u8) -> Report {
+fn attempt_end(how: u8) -> AttemptReport {
     match how % 6 {
         0 | 1 => done_with(1),
         2 => done_with(0),
         3 => exit_code(1),
         4 => exit_code(2),
-        _ => Report {
+        _ => AttemptReport {
             exit: exit(End::Stopped),
-            ..Report::default()
+            ..AttemptReport::default()
         },
     }
 }

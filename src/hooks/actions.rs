@@ -26,7 +26,24 @@ use crate::config::{self, Config};
 use crate::git::RepoPaths;
 use crate::git::cmd;
 use crate::plan::FullId;
-use crate::state::events::{self, CommitSource, EventKind, EventLog};
+use crate::state::events::{CommitSource, EventKind, EventLog};
+
+/// Why a hook could not do its part (reported, and the commit goes on).
+#[derive(Debug, thiserror::Error)]
+enum ActionError {
+    #[error("cannot run git")]
+    GitMissing(#[source] std::io::Error),
+    #[error("`git {args}` failed: {stderr}")]
+    Git { args: String, stderr: String },
+    #[error("the message file's path is not UTF-8")]
+    NotUtf8,
+    #[error("cannot append to `{}`", path.display())]
+    Events {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
 
 /// The task worktree a hook runs in.
 struct TaskWorktree {
@@ -54,7 +71,10 @@ pub fn main(name: &str, args: &[OsString]) -> ExitCode {
         _ => Ok(()),
     };
     if let Err(e) = result {
-        eprintln!("orch: {name} hook: {e} (the commit goes on)");
+        eprintln!(
+            "orch: {name} hook: {} (the commit goes on)",
+            crate::text::error_chain(&e)
+        );
     }
     ExitCode::SUCCESS
 }
@@ -85,17 +105,16 @@ fn task_worktree() -> Option<TaskWorktree> {
     })
 }
 
-fn git(args: &[&str]) -> Result<String, String> {
+fn git(args: &[&str]) -> Result<String, ActionError> {
     let out = Command::new("git")
         .args(args)
         .output()
-        .map_err(|e| format!("cannot run git: {e}"))?;
+        .map_err(ActionError::GitMissing)?;
     if !out.status.success() {
-        return Err(format!(
-            "`git {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
+        return Err(ActionError::Git {
+            args: args.join(" "),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -106,10 +125,8 @@ fn subtask(wt: &TaskWorktree) -> Option<FullId> {
     wt.task.is_ancestor_of(&id).then_some(id)
 }
 
-fn add_trailers(wt: &TaskWorktree, file: &Path) -> Result<(), String> {
-    let file = file
-        .to_str()
-        .ok_or("the message file's path is not UTF-8")?;
+fn add_trailers(wt: &TaskWorktree, file: &Path) -> Result<(), ActionError> {
+    let file = file.to_str().ok_or(ActionError::NotUtf8)?;
     let task = format!("Orch-Task: {}", wt.task);
     let mut args = vec![
         "interpret-trailers",
@@ -141,7 +158,10 @@ fn refuse_forbidden(wt: &TaskWorktree) -> ExitCode {
     let staged = match git(&["diff", "--cached", "--name-only", "-z", "--no-renames"]) {
         Ok(out) => out,
         Err(e) => {
-            eprintln!("orch: pre-commit hook: {e} (the commit goes on)");
+            eprintln!(
+                "orch: pre-commit hook: {} (the commit goes on)",
+                crate::text::error_chain(&e)
+            );
             return ExitCode::SUCCESS;
         }
     };
@@ -170,9 +190,9 @@ fn refuse_forbidden(wt: &TaskWorktree) -> ExitCode {
     ExitCode::FAILURE
 }
 
-fn record_commit(wt: &TaskWorktree) -> Result<(), String> {
-    let state_dir = wt.root.join(crate::state::DIR_NAME);
-    if !state_dir.is_dir() {
+fn record_commit(wt: &TaskWorktree) -> Result<(), ActionError> {
+    let state_dir = crate::state::StateDir::of_repo(&wt.root);
+    if !state_dir.path().is_dir() {
         return Ok(());
     }
     let head = git(&["log", "-1", "--format=%H%x00%s"])?;
@@ -190,10 +210,13 @@ fn record_commit(wt: &TaskWorktree) -> Result<(), String> {
             .ok()
             .and_then(|a| a.parse::<u32>().ok()),
     };
-    let path = state_dir.join(events::FILE_NAME);
-    let mut log =
-        EventLog::open(&path).map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
-    log.append(Some(&unit), commit)
-        .map_err(|e| format!("cannot append to `{}`: {e}", path.display()))?;
+    let path = state_dir.events_file();
+    let events = |source| ActionError::Events {
+        path: path.clone(),
+        source,
+    };
+    EventLog::open(&path)
+        .and_then(|mut log| log.append(Some(&unit), commit))
+        .map_err(events)?;
     Ok(())
 }

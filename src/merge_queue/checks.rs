@@ -16,8 +16,9 @@ use std::time::Duration;
 use crate::config::Check;
 use crate::git::cmd::DISCOVERY_VARS;
 use crate::git::{GitError, cmd, worktree};
+use crate::runner::folder::RunFolder;
 use crate::runner::spawn::spawn_supervisor_blocking;
-use crate::runner::spec::{self, End, ExitRecord, Spec};
+use crate::runner::spec::{End, ExitRecord, Spec};
 use crate::runner::terminate::signal_name;
 use crate::state::StateDir;
 
@@ -108,11 +109,9 @@ pub fn run(
     let state_dir = StateDir::at(&ctx.state_dir);
     let run_dir = state_dir.check_dir(&ctx.task, &check.name);
     std::fs::create_dir_all(&run_dir)?;
-    for stale in [spec::EXIT, spec::SUPERVISOR] {
-        match std::fs::remove_file(run_dir.join(stale)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
+    let folder = RunFolder::new(run_dir.clone());
+    for stale in [folder.exit_file(), folder.supervisor_file()] {
+        crate::fsio::remove_if_present(&stale)?;
     }
     let spec = Spec {
         argv: vec!["sh".to_owned(), "-c".to_owned(), check.run.clone()],
@@ -130,7 +129,7 @@ pub fn run(
         timeout: check.timeout.0,
         grace: ctx.grace,
     };
-    let spec_path = run_dir.join(spec::SPEC);
+    let spec_path = folder.spec_file();
     crate::fsio::write_json(&spec_path, &spec)?;
     let mut child = spawn_supervisor_blocking(&ctx.orch, &spec_path)?;
     *ctx.running.lock().unwrap_or_else(|p| p.into_inner()) = Some(child.id());
@@ -146,7 +145,7 @@ pub fn run(
         std::thread::sleep(Duration::from_millis(20));
     };
     *ctx.running.lock().unwrap_or_else(|p| p.into_inner()) = None;
-    let exit: Option<ExitRecord> = crate::fsio::read_json(&run_dir.join(spec::EXIT))?;
+    let exit: Option<ExitRecord> = folder.load_exit()?;
     Ok(match exit.map(|e| e.end) {
         _ if asked => CheckEnd::Stopped,
         Some(End::Exited { code: 0 }) => CheckEnd::Passed,

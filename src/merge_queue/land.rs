@@ -1,6 +1,6 @@
 //! One merge, step by step: [`run`] drives the five steps of the module
 //! diagram, each a function of its own, until the task lands or a step
-//! ends the merge with an [`Outcome`].
+//! ends the merge with a [`MergeOutcome`].
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -17,7 +17,7 @@ use crate::runner::hook;
 use crate::state::StateDir;
 
 use super::checks::{self, CheckEnd, CheckRun};
-use super::outcome::{MergeError, Outcome, PostMergeError, WaitReason, WorktreeAfter};
+use super::outcome::{MergeError, MergeOutcome, PostMergeError, WaitReason, WorktreeAfter};
 use super::policy::Policy;
 
 /// How many times a merge is rebuilt because the target moved, before the
@@ -66,12 +66,12 @@ pub struct Job {
 enum Ended {
     /// With this outcome: conflicts, a refusal, a failed check, a wait...
     /// (boxed: an outcome is large, and this travels in every `Err`).
-    With(Box<Outcome>),
+    With(Box<MergeOutcome>),
     Failed(MergeError),
 }
 
-impl From<Outcome> for Ended {
-    fn from(outcome: Outcome) -> Self {
+impl From<MergeOutcome> for Ended {
+    fn from(outcome: MergeOutcome) -> Self {
         Ended::With(Box::new(outcome))
     }
 }
@@ -118,17 +118,17 @@ struct Landed {
 }
 
 /// Runs one merge to its end. Blocking.
-pub fn run(job: &Job) -> Outcome {
+pub fn run(job: &Job) -> MergeOutcome {
     match land(job) {
         Ok(outcome) => outcome,
         Err(Ended::With(outcome)) => *outcome,
-        Err(Ended::Failed(error)) => Outcome::Failed { error },
+        Err(Ended::Failed(error)) => MergeOutcome::Failed { error },
     }
 }
 
 /// Builds, checks and moves the target until the task lands; a target that
 /// moves meanwhile means building again, up to [`MAX_REBUILDS`] times.
-fn land(job: &Job) -> Result<Outcome, Ended> {
+fn land(job: &Job) -> Result<MergeOutcome, Ended> {
     let started = Instant::now();
     let git = Repository::open(&job.repo).map_err(GitError::git(&job.repo))?;
     for _ in 0..MAX_REBUILDS {
@@ -165,7 +165,7 @@ fn land(job: &Job) -> Result<Outcome, Ended> {
         };
         return Ok(finish(job, &sides, landed, took));
     }
-    Ok(Outcome::Waiting {
+    Ok(MergeOutcome::Waiting {
         why: WaitReason::KeptMoving {
             target: job.target.clone(),
         },
@@ -175,7 +175,7 @@ fn land(job: &Job) -> Result<Outcome, Ended> {
 /// Ends the merge when the run is stopping.
 fn interrupted(job: &Job) -> Result<(), Ended> {
     if job.check_run.stop.load(Ordering::SeqCst) {
-        return Err(Outcome::Interrupted.into());
+        return Err(MergeOutcome::Interrupted.into());
     }
     Ok(())
 }
@@ -199,14 +199,14 @@ fn sides(job: &Job, git: &Repository) -> Result<Sides, Ended> {
             }
             _ => None,
         };
-        return Err(Outcome::BranchMoved {
+        return Err(MergeOutcome::BranchMoved {
             tip: tip.to_string(),
             backup,
         }
         .into());
     }
     let Some(head) = refs::tip(git, &job.target).map_err(GitError::git(repo))? else {
-        return Err(Outcome::TargetGone.into());
+        return Err(MergeOutcome::TargetGone.into());
     };
     Ok(Sides { tip, head })
 }
@@ -229,8 +229,8 @@ fn build(job: &Job, git: &Repository, sides: &Sides) -> Result<Oid, Ended> {
         &message,
     )? {
         Built::Candidate(candidate) => Ok(candidate),
-        Built::Conflicts(files) => Err(Outcome::Conflicts { files, onto }.into()),
-        Built::NotFastForward => Err(Outcome::NotFastForward { onto }.into()),
+        Built::Conflicts(files) => Err(MergeOutcome::Conflicts { files, onto }.into()),
+        Built::NotFastForward => Err(MergeOutcome::NotFastForward { onto }.into()),
     }
 }
 
@@ -250,7 +250,7 @@ fn apply_policy(job: &Job, git: &Repository, sides: &Sides, candidate: Oid) -> R
     };
     let refusals = job.policy.evaluate(&job.task, &changes, &commits);
     if !refusals.is_empty() {
-        return Err(Outcome::Refused { refusals }.into());
+        return Err(MergeOutcome::Refused { refusals }.into());
     }
     Ok(())
 }
@@ -273,9 +273,9 @@ fn run_checks(job: &Job, candidate: Oid) -> Result<Vec<String>, Ended> {
         })?;
         match end {
             CheckEnd::Passed => passed.push(check.name.clone()),
-            CheckEnd::Stopped => return Err(Outcome::Interrupted.into()),
+            CheckEnd::Stopped => return Err(MergeOutcome::Interrupted.into()),
             CheckEnd::Failed(failure) => {
-                return Err(Outcome::CheckFailed {
+                return Err(MergeOutcome::CheckFailed {
                     check: check.name.clone(),
                     failure,
                     log: StateDir::at(&job.state_dir).check_log(&job.task, &check.name),
@@ -309,7 +309,7 @@ fn move_target(
                 .map(|l| l.get(3..).unwrap_or(l).to_owned())
                 .take(5)
                 .collect();
-            return Err(Outcome::Waiting {
+            return Err(MergeOutcome::Waiting {
                 why: WaitReason::TargetDirty {
                     target: job.target.clone(),
                     checkout: checkout.clone(),
@@ -340,7 +340,7 @@ fn move_target(
                 if refs::tip(git, &job.target).map_err(GitError::git(repo))?
                     == Some(sides.head) =>
             {
-                return Err(Outcome::Waiting {
+                return Err(MergeOutcome::Waiting {
                     why: WaitReason::FastForwardRefused {
                         target: job.target.clone(),
                         checkout: dir.clone(),
@@ -366,7 +366,7 @@ fn move_target(
 /// Step 5, once the target holds the candidate: frees the task's worktree,
 /// deletes its branch and runs `post_merge`. Nothing here undoes the merge;
 /// what fails is reported with it.
-fn finish(job: &Job, sides: &Sides, landed: Landed, took: Duration) -> Outcome {
+fn finish(job: &Job, sides: &Sides, landed: Landed, took: Duration) -> MergeOutcome {
     let commit = landed.commit.to_string();
     let (worktree, branch_deleted, mut hook_failures) = match cleanup(job, sides.tip) {
         Ok((after, deleted)) => (after, deleted, Vec::new()),
@@ -381,7 +381,7 @@ fn finish(job: &Job, sides: &Sides, landed: Landed, took: Duration) -> Outcome {
     {
         hook_failures.push(e.into());
     }
-    Outcome::Merged {
+    MergeOutcome::Merged {
         commit,
         onto: sides.head.to_string(),
         took,

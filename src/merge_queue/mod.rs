@@ -2,7 +2,7 @@
 //! only after policy passes on the exact merged tree (DESIGN §5).
 //!
 //! ```text
-//!  coordinator ── Job ──▶ spawn_blocking(run) ── Outcome ──▶ coordinator
+//!  coordinator ── Job ──▶ spawn_blocking(run) ── MergeOutcome ──▶ coordinator
 //!                           │ 1 build candidate in memory (git::merge)
 //!                           │ 2 path and size rules (policy)
 //!                           │ 3 checks in .orchestrator/merge/ (checks)
@@ -31,4 +31,4 @@ pub mod policy;
 pub mod queue;
 
 pub use land::{JOURNAL, Job, Journal, run};
-pub use outcome::{MergeError, Outcome, PostMergeError, WaitReason, WorktreeAfter};
+pub use outcome::{MergeError, MergeOutcome, PostMergeError, WaitReason, WorktreeAfter};

@@ -1,4 +1,4 @@
-//! What came of one merge ([`Outcome`]) and the typed reasons it carries:
+//! What came of one merge ([`MergeOutcome`]) and the typed reasons it carries:
 //! [`MergeError`] when the merge could not be carried out, [`WaitReason`]
 //! when it should be tried again later, [`PostMergeError`] for what went
 //! wrong after the target moved.
@@ -29,7 +29,7 @@ pub enum WorktreeAfter {
 
 /// How a merge went.
 #[derive(Debug)]
-pub enum Outcome {
+pub enum MergeOutcome {
     Merged {
         commit: String,
         onto: String,
@@ -87,7 +87,7 @@ pub enum MergeError {
     #[error("branch `{branch}` is gone")]
     BranchGone { branch: String },
     /// A check could not be run at all (its run folder, its supervisor or its
-    /// exit record); a check that ran and failed is [`Outcome::CheckFailed`].
+    /// exit record); a check that ran and failed is [`MergeOutcome::CheckFailed`].
     #[error("cannot run check `{check}`")]
     Check {
         check: String,

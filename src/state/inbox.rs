@@ -108,7 +108,7 @@ pub fn await_reply(command: &Path, wait: std::time::Duration) -> io::Result<Opti
 
 /// One command file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Command {
+pub struct Request {
     pub action: Action,
     pub id: FullId,
     pub sent: Timestamp,
@@ -120,7 +120,7 @@ pub struct Command {
 pub fn send(state_dir: &Path, action: Action, id: &FullId) -> io::Result<PathBuf> {
     let dir = state_dir.join(DIR_NAME);
     fs::create_dir_all(&dir)?;
-    let command = Command {
+    let command = Request {
         action,
         id: id.clone(),
         sent: Timestamp::now(),
@@ -145,7 +145,7 @@ pub fn send(state_dir: &Path, action: Action, id: &FullId) -> io::Result<PathBuf
 #[derive(Debug)]
 pub struct Received {
     pub path: PathBuf,
-    pub command: Result<Command, UnreadableCommand>,
+    pub command: Result<Request, UnreadableCommand>,
 }
 
 /// Why a command file could not be read as a command.
