@@ -22,6 +22,7 @@ mod plan_show;
 mod run;
 mod run_control;
 mod status_logs;
+mod trust;
 
 /// Every file in this folder is compiled as a module (a forgotten one would never run).
 #[test]
