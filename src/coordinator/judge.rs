@@ -7,6 +7,9 @@
 //!    from outside orch, retried;
 //! 3. any failure ([`classify`]) in a worktree that is gone: retried, the
 //!    branch keeps what was committed;
+//! 3a. the worktree was switched off the task's branch, or the branch was
+//!    deleted (whatever the exit): failed, not retried, saying which; orch
+//!    committed nothing (a person must put the branch back);
 //! 4. any other failure: as classified, an unreadable result file noted;
 //! 5. a clean exit whose `post_agent` hook failed: retried;
 //! 6. conflicts left unresolved, then conflict markers committed: retried;
@@ -17,7 +20,7 @@
 use std::time::Duration;
 
 use crate::config::RetryConfig;
-use crate::coordinator::collect::AttemptReport;
+use crate::coordinator::collect::{AttemptReport, OffBranch};
 use crate::runner::classify::{self, Verdict};
 
 /// Whether a failed attempt may be retried (while attempts remain).
@@ -70,7 +73,11 @@ pub fn judge(report: &AttemptReport, rules: Rules<'_>) -> Judgement {
         reason,
         retry: Retryable::from(retry),
     };
-    match classify::classify(exit, report.result.as_ref(), rules.retry, rules.timeout) {
+    let verdict = classify::classify(exit, report.result.as_ref(), rules.retry, rules.timeout);
+    if let (Some(off), false) = (&report.off_branch, verdict == Verdict::Stopped) {
+        return failed(off_branch_reason(off), false);
+    }
+    match verdict {
         Verdict::Stopped if rules.stopping => Judgement::Interrupted {
             reason: "stopped when the run was interrupted",
         },
@@ -127,6 +134,30 @@ pub fn judge(report: &AttemptReport, rules: Rules<'_>) -> Judgement {
                 );
             }
             Judgement::Succeeded
+        }
+    }
+}
+
+/// Says how the worktree left its branch and what a person does about it.
+fn off_branch_reason(off: &OffBranch) -> String {
+    match off {
+        OffBranch::Deleted { branch, worktree } => format!(
+            "branch `{branch}` was deleted while the agent ran; orch committed nothing (what the agent left is still in `{}`); recreate the branch, then retry the task",
+            worktree.display()
+        ),
+        OffBranch::Switched {
+            branch,
+            now,
+            worktree,
+        } => {
+            let now = match now {
+                Some(other) => format!("branch `{other}`"),
+                None => "a detached HEAD".to_owned(),
+            };
+            format!(
+                "the agent switched its worktree `{}` from `{branch}` to {now}; orch committed nothing there, and what it did is not on `{branch}`; switch the worktree back (`git switch {branch}`), then retry the task",
+                worktree.display()
+            )
         }
     }
 }
