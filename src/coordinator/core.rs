@@ -175,6 +175,11 @@ pub enum Input {
     },
     /// The merge in progress ended.
     Merged { task: FullId, outcome: MergeOutcome },
+    /// A landed merge's `post_merge` hooks ended.
+    PostMerged {
+        task: FullId,
+        result: Result<(), hook::HookError>,
+    },
     /// A person's command from the inbox.
     Command {
         received: inbox::Received,
@@ -211,6 +216,12 @@ pub enum Effect {
     Emit { id: Option<FullId>, kind: EventKind },
     /// The state changed: write it (the executor batches writes).
     Persist,
+    /// Write the state now, before anything that follows (a landed merge
+    /// reaches disk before its `post_merge` hooks run, and before the next
+    /// merge overwrites the journal).
+    Flush,
+    /// Run a landed merge's `post_merge` hooks.
+    PostMerge(Box<PostMergeRequest>),
     /// Give a task its branch and worktree, then run `post_create`.
     Provision(Box<ProvisionRequest>),
     /// Prepare a run folder and start the supervisor of one attempt.
@@ -289,6 +300,16 @@ pub struct PromptRequest {
     pub problem_log: Option<PathBuf>,
 }
 
+/// What running `post_merge` needs from the core; the executor adds the
+/// commands from the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostMergeRequest {
+    pub task: FullId,
+    pub commit: String,
+    /// Where the hooks run: the target's checkout, or the merge worktree.
+    pub dir: PathBuf,
+}
+
 /// What merging one task needs from the core; the executor adds the rest
 /// from the config.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -300,6 +321,8 @@ pub struct MergeRequest {
     pub queued_tip: Option<String>,
     pub base: Option<String>,
     pub worktree: Option<PathBuf>,
+    /// The target's head after orch's last merge.
+    pub landed: Option<String>,
 }
 
 /// An attempt whose supervisor is running (or whose report is awaited).
@@ -342,6 +365,11 @@ pub struct MergeSlot {
     pub last_wait: Option<String>,
     /// The target's newest commit orch has seen.
     pub target_seen: Option<String>,
+    /// The task whose `post_merge` hooks run; no merge starts meanwhile.
+    pub post_merge: Option<FullId>,
+    /// A person's cancel of the task being merged: answered once the merge
+    /// has stopped (cancelled) or landed first (refused).
+    pub cancel: Option<inbox::Received>,
 }
 
 /// How the run is being stopped.
@@ -360,6 +388,9 @@ pub enum Stopping {
 pub enum Halt {
     /// The target branch was deleted: nothing more starts or merges.
     TargetGone { last: Option<String> },
+    /// The target no longer contains `lost`, the head orch last landed:
+    /// it was moved under orch. `lost` is kept at `backup`.
+    TargetRewound { lost: String, backup: String },
 }
 
 /// The run's live state and its rules.
@@ -467,6 +498,7 @@ impl RunState {
                 report,
             } => self.on_collected(unit, attempt, *report, now),
             Input::Merged { task, outcome } => self.on_merged(task, outcome, now),
+            Input::PostMerged { task, result } => self.on_post_merged(task, result),
             Input::Command { received, command } => self.on_command(received, command, now),
         }
         self.drain()
@@ -494,10 +526,9 @@ impl RunState {
                 no_merge: self.env.options.no_merge,
             },
         );
+        self.recover_landed(&facts, now);
         self.recover(&facts, now);
-        if self.env.merges() {
-            self.recover_merges(&facts);
-        }
+        self.recover_merges(&facts);
         self.flight.views = self.task_views();
         self.drain()
     }
@@ -706,6 +737,23 @@ impl RunState {
 
     /// Applies a person's command from the inbox.
     fn on_command(&mut self, received: inbox::Received, command: inbox::Request, now: Now) {
+        if command.action == inbox::Action::Cancel
+            && self.merge.merging.as_ref() == Some(&command.id)
+        {
+            // The merge is stopped first; the answer waits for how it ends
+            // (the file stays in the inbox until answered: seen again, it is
+            // the same command).
+            if self
+                .merge
+                .cancel
+                .as_ref()
+                .is_none_or(|c| c.path != received.path)
+            {
+                self.merge.cancel = Some(received);
+                self.effect(Effect::StopMerge);
+            }
+            return;
+        }
         let result = control::apply(
             &self.env.plan,
             &mut self.state,
@@ -802,7 +850,8 @@ impl RunState {
         let quiet = self.flight.live.is_empty()
             && self.flight.provisioning.is_empty()
             && self.flight.finishing.is_empty()
-            && self.merge.merging.is_none();
+            && self.merge.merging.is_none()
+            && self.merge.post_merge.is_none();
         if self.stopping.is_some() || self.halt.is_some() {
             return quiet;
         }

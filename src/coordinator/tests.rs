@@ -192,6 +192,7 @@ fn landed() -> MergeOutcome {
         branch_deleted: true,
         backup: None,
         worktree: WorktreeAfter::Detached(PathBuf::from("wt/A")),
+        hooks_in: Some(PathBuf::from("repo")),
         hook_failures: Vec::new(),
     }
 }

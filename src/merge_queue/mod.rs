@@ -24,11 +24,13 @@
 //! merge comes to, with its typed errors. Step 2 is [`policy`], step 3
 //! [`checks`]; [`queue`] picks the next task to merge.
 
+pub mod checkout;
 pub mod checks;
+pub mod evidence;
 mod land;
 mod outcome;
 pub mod policy;
 pub mod queue;
 
-pub use land::{JOURNAL, Job, Journal, run};
+pub use land::{JOURNAL, Job, Journal, PostMerge, run, run_post_merge};
 pub use outcome::{MergeError, MergeOutcome, PostMergeError, WaitReason, WorktreeAfter};
