@@ -122,6 +122,9 @@ pub fn describe(e: &Event) -> Option<Described> {
                 log.as_deref().unwrap_or("null")
             ),
         ),
+        EventKind::MergeWaiting { reason } if id.is_empty() => {
+            Described::new(Status::AwaitingMerge, "waiting", reason.clone())
+        }
         EventKind::MergeWaiting { reason } => {
             Described::new(Status::AwaitingMerge, "waiting", format!("{id}: {reason}"))
         }

@@ -5,17 +5,17 @@
 //! 1. no `exit.json`: the supervisor died with the attempt; interrupted;
 //! 2. the agent was stopped: interrupted while the run stops, else a failure
 //!    from outside orch, retried;
-//! 3. any failure ([`classify`]) in a worktree that is gone: retried, the
-//!    branch keeps what was committed;
-//! 3a. the worktree was switched off the task's branch, or the branch was
+//! 3. the worktree was switched off the task's branch, or the branch was
 //!    deleted (whatever the exit): failed, not retried, saying which; orch
 //!    committed nothing (a person must put the branch back);
-//! 4. any other failure: as classified, an unreadable result file noted;
-//! 5. a clean exit whose `post_agent` hook failed: retried;
-//! 6. conflicts left unresolved, then conflict markers committed: retried;
-//! 7. the leftovers could not be committed: not retried (a person must look);
-//! 8. no commits where the item expects changes: retried;
-//! 9. otherwise: success.
+//! 4. any failure ([`classify`]) in a worktree that is gone: retried, the
+//!    branch keeps what was committed;
+//! 5. any other failure: as classified, an unreadable result file noted;
+//! 6. a clean exit whose `post_agent` hook failed: retried;
+//! 7. conflicts left unresolved, then conflict markers committed: retried;
+//! 8. the leftovers could not be committed: not retried (a person must look);
+//! 9. no commits where the item expects changes: retried;
+//! 10. otherwise: success.
 
 use std::time::Duration;
 
@@ -256,6 +256,36 @@ mod tests {
                 fail(
                     "the worktree `wt/T1` is gone; the branch keeps what the agent committed",
                     true,
+                ),
+            ),
+            (
+                "the worktree switched to another branch",
+                with(&|rep| {
+                    rep.off_branch = Some(OffBranch::Switched {
+                        branch: "orch/T1".to_owned(),
+                        now: Some("elsewhere".to_owned()),
+                        worktree: PathBuf::from("wt/T1"),
+                    })
+                }),
+                r,
+                fail(
+                    "the agent switched its worktree `wt/T1` from `orch/T1` to branch `elsewhere`; orch committed nothing there, and what it did is not on `orch/T1`; switch the worktree back (`git switch orch/T1`), then retry the task",
+                    false,
+                ),
+            ),
+            (
+                "the branch deleted under the agent, whatever its exit",
+                with(&|rep| {
+                    rep.exit = exit(End::Exited { code: 1 });
+                    rep.off_branch = Some(OffBranch::Deleted {
+                        branch: "orch/T1".to_owned(),
+                        worktree: PathBuf::from("wt/T1"),
+                    })
+                }),
+                r,
+                fail(
+                    "branch `orch/T1` was deleted while the agent ran; orch committed nothing (what the agent left is still in `wt/T1`); recreate the branch, then retry the task",
+                    false,
                 ),
             ),
             (

@@ -365,8 +365,9 @@ pub fn resume(repo: &Path, state_dir: &StateDir) -> Result<Resumed, MergeError> 
     };
     let checkout = &journal.checkout;
     if let Some(git) = journal.git
-        && crate::process::is_same(git.pid, git.ticks, None)
         && git.ticks.is_some()
+        && crate::process::is_same(git.pid, git.ticks, None)
+        && !crate::process::is_zombie(git.pid)
     {
         return Ok(Resumed::Waiting(Stuck::GitRunning {
             checkout: checkout.clone(),

@@ -334,6 +334,7 @@ mod tests {
                 started: t("2026-01-01T00:00:00Z"),
                 finished: None,
             }),
+            landed: Some("2".repeat(40)),
             ..State::default()
         };
         state
@@ -386,6 +387,7 @@ mod tests {
             "pid": 42,
             "started": "2026-01-01T00:00:00.000Z"
           },
+          "landed": "2222222222222222222222222222222222222222",
           "items": {
             "P1.M1.T1": {
               "status": "merged",
