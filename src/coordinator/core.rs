@@ -367,9 +367,9 @@ pub struct MergeSlot {
     pub target_seen: Option<String>,
     /// The task whose `post_merge` hooks run; no merge starts meanwhile.
     pub post_merge: Option<FullId>,
-    /// A person's cancel of the task being merged: answered once the merge
+    /// People's cancels of the task being merged: answered once the merge
     /// has stopped (cancelled) or landed first (refused).
-    pub cancel: Option<inbox::Received>,
+    pub cancels: Vec<inbox::Received>,
 }
 
 /// How the run is being stopped.
@@ -743,13 +743,8 @@ impl RunState {
             // The merge is stopped first; the answer waits for how it ends
             // (the file stays in the inbox until answered: seen again, it is
             // the same command).
-            if self
-                .merge
-                .cancel
-                .as_ref()
-                .is_none_or(|c| c.path != received.path)
-            {
-                self.merge.cancel = Some(received);
+            if !self.merge.cancels.iter().any(|c| c.path == received.path) {
+                self.merge.cancels.push(received);
                 self.effect(Effect::StopMerge);
             }
             return;

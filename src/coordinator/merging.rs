@@ -85,18 +85,22 @@ impl RunState {
 
     pub(super) fn on_merged(&mut self, task: FullId, outcome: MergeOutcome, now: Now) {
         self.merge.merging = None;
+        let cancels = std::mem::take(&mut self.merge.cancels);
         if self.status(&task) != Status::Merging {
+            self.answer_cancels(&task, cancels, now);
             return;
         }
-        if let Some(received) = self.merge.cancel.take() {
+        if !cancels.is_empty() {
             if !matches!(outcome, MergeOutcome::Merged { .. }) {
-                self.cancel_stopped_merge(&task, received, now);
+                self.answer_cancels(&task, cancels, now);
                 return;
             }
-            let reply = inbox::Reply::refused(format!(
-                "cannot cancel `{task}`: its merge landed before it could be stopped; it is `merged`"
-            ));
-            self.effect(Effect::Reply { received, reply });
+            for received in cancels {
+                let reply = inbox::Reply::refused(format!(
+                    "cannot cancel `{task}`: its merge landed before it could be stopped; it is `merged`"
+                ));
+                self.effect(Effect::Reply { received, reply });
+            }
         }
         let rules = after_merge::Rules {
             target: &self.env.target,
@@ -233,8 +237,12 @@ impl RunState {
         }
     }
 
-    /// Applies a person's cancel of a task whose merge was stopped for it.
-    fn cancel_stopped_merge(&mut self, task: &FullId, received: inbox::Received, now: Now) {
+    /// Applies people's cancels of a task whose merge was stopped for them,
+    /// and answers each the same way.
+    fn answer_cancels(&mut self, task: &FullId, cancels: Vec<inbox::Received>, now: Now) {
+        if cancels.is_empty() {
+            return;
+        }
         let applied = control::apply(
             &self.env.plan,
             &mut self.state,
@@ -245,15 +253,20 @@ impl RunState {
         let reply = match applied {
             Ok(applied) => {
                 self.touch();
+                self.flight.views = crate::state::task_views(&self.env.plan, Some(&self.state));
                 for (id, kind) in applied.events {
-                    self.sync(&id);
                     self.emit(Some(&id), kind);
                 }
                 inbox::Reply::ok(format!("{} `{task}`", Action::Cancel.past()))
             }
             Err(e) => inbox::Reply::refused(e.to_string()),
         };
-        self.effect(Effect::Reply { received, reply });
+        for received in cancels {
+            self.effect(Effect::Reply {
+                received,
+                reply: reply.clone(),
+            });
+        }
     }
 
     /// Ends a landed merge's `post_merge` hooks.
