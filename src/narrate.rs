@@ -48,6 +48,49 @@ pub fn describe(e: &Event) -> Option<Described> {
             plural(*tasks, "task", "tasks"),
             if *no_merge { ", without merging" } else { "" }
         )),
+        EventKind::PlanChanged {
+            from,
+            to,
+            live,
+            changes,
+        } => Described::plain(plan_changed(from.as_deref(), to, *live, changes)),
+        EventKind::PlanRefused { errors } => {
+            let mut text =
+                "The saved plan has errors; the run goes on with the plan it had:".to_owned();
+            for error in errors {
+                text.push_str(&format!("\n  {error}"));
+            }
+            Described::plain(text)
+        }
+        EventKind::RunRecovered {
+            adopted,
+            collected,
+            interrupted,
+        } => {
+            let mut parts = Vec::new();
+            if !adopted.is_empty() {
+                parts.push(format!(
+                    "adopted {} still running ({})",
+                    plural(adopted.len(), "agent", "agents"),
+                    ids(adopted)
+                ));
+            }
+            if !collected.is_empty() {
+                parts.push(format!(
+                    "collected {} that ended meanwhile ({})",
+                    plural(collected.len(), "attempt", "attempts"),
+                    ids(collected)
+                ));
+            }
+            if !interrupted.is_empty() {
+                parts.push(format!(
+                    "{} nothing was left of, to run again ({})",
+                    plural(interrupted.len(), "attempt", "attempts"),
+                    ids(interrupted)
+                ));
+            }
+            Described::plain(format!("After the restart: {}.", parts.join("; ")))
+        }
         EventKind::RunStopping { agents } => Described::plain(format!(
             "Stopping: waiting for {} to stop (press Ctrl-C again to kill at once).",
             plural(*agents, "agent", "agents")
@@ -134,6 +177,63 @@ pub fn describe(e: &Event) -> Option<Described> {
         | EventKind::CheckPassed { .. }
         | EventKind::HookFailed { .. } => return None,
     })
+}
+
+/// Joins ids with commas.
+fn ids(list: &[crate::plan::FullId]) -> String {
+    list.iter()
+        .map(|i| i.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Reads a plan change as a heading and one line per kind of change.
+fn plan_changed(
+    from: Option<&str>,
+    to: &str,
+    live: bool,
+    c: &crate::state::events::PlanChanges,
+) -> String {
+    let short = crate::plan::diff::short;
+    let mut text = match (live, from) {
+        (true, _) => format!("The saved plan ({}) is applied:", short(to)),
+        (false, Some(from)) => format!(
+            "The plan changed since the last run ({} -> {}):",
+            short(from),
+            short(to)
+        ),
+        (false, None) => format!("The plan changed since the last run (now {}):", short(to)),
+    };
+    let lines: [(&str, &[crate::plan::FullId]); 8] = [
+        ("added", &c.added),
+        ("removed", &c.removed),
+        ("dropped from the run, not started", &c.dropped),
+        ("retitled", &c.retitled),
+        ("dependencies changed", &c.dependencies),
+        ("priority changed", &c.priorities),
+        ("redefined", &c.redefined),
+        (
+            "merged before and changed since (the work stays merged; `orch retry ID` runs it again)",
+            &c.merged_changed,
+        ),
+    ];
+    for (what, list) in lines {
+        if !list.is_empty() {
+            text.push_str(&format!("\n  {what}: {}", ids(list)));
+        }
+    }
+    if !c.kept.is_empty() {
+        let kept: Vec<String> = c
+            .kept
+            .iter()
+            .map(|k| format!("{} (`{}`)", k.id, k.branch))
+            .collect();
+        text.push_str(&format!(
+            "\n  removed with work not in the target, kept on its branch: {}",
+            kept.join(", ")
+        ));
+    }
+    text
 }
 
 #[cfg(test)]

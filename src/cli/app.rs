@@ -170,7 +170,11 @@ fn dispatch(cli: Cli) -> Result<(), CliError> {
                 .version(env!("CARGO_PKG_VERSION"))
                 .args(full.get_arguments().cloned())
                 .subcommands(full.get_subcommands().filter(|s| !s.is_hide_set()).cloned());
-            clap_complete::generate(shell, &mut shown, "orch", &mut std::io::stdout());
+            // Generated whole, then written: `generate` panics when its
+            // writer fails, and a closed pipe (`| head -1`) must end quietly.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut shown, "orch", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout().lock(), &script)?;
             Ok(())
         }
         Command::Supervise { .. } | Command::Hook { .. } | Command::DemoAgent => {

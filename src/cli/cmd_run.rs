@@ -44,7 +44,7 @@ pub struct RunArgs {
 pub fn run(global: &GlobalArgs, args: RunArgs) -> Result<(), CliError> {
     let ws = Workspace::discover(global)?;
     ws.require_repo()?;
-    let plan = ws.load_plan(args.file.plan.as_deref())?;
+    let (plan, source) = ws.load_plan_source(args.file.plan.as_deref())?;
     let target = ws.target()?;
     if let Some(n) = args.max_parallel
         && n == 0
@@ -71,7 +71,7 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> Result<(), CliError> {
     } else {
         Output::Lines
     };
-    drive(&ws, plan, target, options, output)
+    drive(&ws, plan, Some(source), target, options, output)
 }
 
 /// Installs orch's git hooks when they are not all in place (`hooks.install`),
@@ -119,6 +119,7 @@ pub enum Output {
 pub fn drive(
     ws: &Workspace,
     plan: crate::plan::Plan,
+    plan_source: Option<coordinator::PlanSource>,
     target: String,
     options: Options,
     output: Output,
@@ -127,6 +128,7 @@ pub fn drive(
     repo.exclude(crate::state::DIR_NAME)?;
     let setup = Setup {
         plan: Arc::new(plan),
+        plan_source,
         config: ws.config.clone(),
         repo_root: repo.root.clone(),
         state_dir: ws.state_dir(),

@@ -366,8 +366,8 @@ mod tests {
         let plan = plan();
         let mut state = State::default();
         state.items.insert(id("A"), ItemState::new(Status::Merged));
-        let err = apply(&plan, &mut state, Action::Retry, "A", Timestamp::now()).unwrap_err();
-        assert_eq!(err.to_string(), "cannot retry `A`: it is `merged`");
+        let err = apply(&plan, &mut state, Action::Resolve, "A", Timestamp::now()).unwrap_err();
+        assert_eq!(err.to_string(), "cannot resolve `A`: it is `merged`");
         let err = apply(&plan, &mut state, Action::Cancel, "Z", Timestamp::now()).unwrap_err();
         assert_eq!(err.to_string(), "`Z` is not in the plan");
     }

