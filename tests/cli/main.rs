@@ -13,6 +13,7 @@ mod faults;
 mod hooks;
 mod hostile;
 mod init;
+mod live_plan;
 mod merge;
 mod pid_reuse;
 mod plan_check;
