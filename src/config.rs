@@ -118,6 +118,69 @@ pub struct Config {
     pub hooks: HooksConfig,
     pub merge: MergeConfig,
     pub policy: PolicyConfig,
+    pub metrics: MetricsConfig,
+    /// Where events are sent (`[[notify]]`, one table per destination).
+    pub notify: Vec<NotifyConfig>,
+}
+
+/// `[metrics]`: the live coordinator's Prometheus endpoint.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// The address `orch run` serves `/metrics` on; unset: no endpoint.
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+/// One `[[notify]]` destination: which events, and where they go.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// Names the destination in the outbox and in messages (default `notify-<n>`, from 1).
+    pub name: Option<String>,
+    /// Event names (`task.failed`, `run.finished`, ...); `*` is every event.
+    pub events: Vec<String>,
+    /// A URL the event is POSTed to as JSON, signed as Standard Webhooks describes.
+    pub webhook: Option<String>,
+    /// The signing secret (`whsec_` and base64, as Standard Webhooks writes it).
+    pub secret: Option<String>,
+    /// An environment variable holding the secret instead (kept out of the repository).
+    pub secret_env: Option<String>,
+    /// A command (argv, never run through a shell) that gets the event as JSON on stdin.
+    pub command: Option<Vec<String>>,
+    /// How long one delivery may take; longer is a failure.
+    #[serde(default = "default_notify_timeout")]
+    pub timeout: Dur,
+    /// The waits between attempts after the first, immediate one; each is
+    /// stretched by a random 0 to 20 %.
+    #[serde(default = "default_notify_retry")]
+    pub retry: Vec<Dur>,
+}
+
+fn default_notify_timeout() -> Dur {
+    Dur(Duration::from_secs(15))
+}
+
+/// The schedule webhook providers use: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+pub fn default_notify_retry() -> Vec<Dur> {
+    [5, 300, 1800, 7200, 18_000, 36_000, 36_000]
+        .into_iter()
+        .map(|s| Dur(Duration::from_secs(s)))
+        .collect()
+}
+
+impl NotifyConfig {
+    /// Returns the destination's name: its own, else `notify-<n>` for the
+    /// `n`th table (from 1).
+    pub fn name_at(&self, n: usize) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| format!("notify-{}", n + 1))
+    }
+
+    /// Returns whether an event of this name goes to this destination.
+    pub fn wants(&self, event: &str) -> bool {
+        self.events.iter().any(|e| e == "*" || e == event)
+    }
 }
 
 impl Default for Config {
@@ -133,6 +196,8 @@ impl Default for Config {
             hooks: HooksConfig::default(),
             merge: MergeConfig::default(),
             policy: PolicyConfig::default(),
+            metrics: MetricsConfig::default(),
+            notify: Vec::new(),
         }
     }
 }
@@ -594,6 +659,52 @@ impl Config {
         if let Err(e) = self.policy.forbidden() {
             return Some((vec!["policy", "forbidden_paths"], e.to_string()));
         }
+        let mut destinations = std::collections::BTreeSet::new();
+        for (n, notify) in self.notify.iter().enumerate() {
+            let name = notify.name_at(n);
+            let problem = if crate::plan::model::check_local_id(&name).is_err() {
+                Some(format!(
+                    "notify name `{name}` may use only letters, digits, `_` and `-` (it names outbox files)"
+                ))
+            } else if !destinations.insert(name.clone()) {
+                Some(format!("notify `{name}` is defined twice"))
+            } else if notify.webhook.is_some() == notify.command.is_some() {
+                Some(format!(
+                    "notify `{name}` needs exactly one of `webhook` and `command`"
+                ))
+            } else if notify.command.as_ref().is_some_and(|c| c.is_empty()) {
+                Some(format!("notify `{name}`: `command` is empty"))
+            } else if notify.events.is_empty() {
+                Some(format!(
+                    "notify `{name}` has no `events`; list their names, or `*` for all"
+                ))
+            } else if notify.secret.is_some() && notify.secret_env.is_some() {
+                Some(format!(
+                    "notify `{name}` has both `secret` and `secret_env`; keep one"
+                ))
+            } else if notify.webhook.is_none()
+                && (notify.secret.is_some() || notify.secret_env.is_some())
+            {
+                Some(format!("notify `{name}`: a secret only signs a `webhook`"))
+            } else if let Some(url) = notify
+                .webhook
+                .as_ref()
+                .filter(|u| !(u.starts_with("http://") || u.starts_with("https://")))
+            {
+                Some(format!(
+                    "notify `{name}`: webhook `{url}` must start with `http://` or `https://`"
+                ))
+            } else if notify.timeout.0.is_zero() {
+                Some(format!(
+                    "notify `{name}`: `timeout` must be longer than zero"
+                ))
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                return Some((vec!["notify"], problem));
+            }
+        }
         let mut names = std::collections::BTreeSet::new();
         for check in &self.policy.checks {
             if crate::plan::model::check_local_id(&check.name).is_err() {
@@ -680,6 +791,7 @@ mod tests {
                 let l = l.trim_start_matches(['#', ' ']);
                 l.starts_with(&format!("{last} ="))
                     || l.starts_with(&format!("[{key}]"))
+                    || l.starts_with(&format!("[[{key}]]"))
                     || l.starts_with(&format!("[{key}."))
             });
             assert!(named, "`{key}` is missing from .orchestrator.toml.example");

@@ -42,6 +42,7 @@ use super::replan::{NewPlan, PlanRead};
 use crate::config::Config;
 use crate::git::GitError;
 use crate::lifecycle::Status;
+use crate::metrics::Metrics;
 use crate::plan::Plan;
 use crate::state::events::{EventKind, EventLog, KeptBranch};
 use crate::state::lock::{self, LockError, RunLock};
@@ -58,6 +59,11 @@ pub struct PlanSource {
     /// Its bytes when `plan` was built from them.
     pub bytes: Vec<u8>,
 }
+
+/// How long the end of a run waits for notification tries that fall due
+/// meanwhile (`run.finished` among them); later ones wait in the outbox for
+/// the next run.
+pub const NOTIFY_GRACE: Duration = Duration::from_secs(10);
 
 /// How long a burst of saves of the plan file is let settle before it is read.
 pub const PLAN_DEBOUNCE: Duration = Duration::from_millis(300);
@@ -128,6 +134,15 @@ pub enum RunError {
     Git(#[from] GitError),
     #[error(transparent)]
     Policy(#[from] crate::merge_queue::policy::BadGlob),
+    #[error(transparent)]
+    Notify(#[from] crate::notifications::SecretError),
+    /// `[metrics] listen` names an address this machine cannot listen on.
+    #[error("cannot serve metrics on `{addr}` (`[metrics] listen`)")]
+    MetricsListen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// Runs the plan until nothing more can start, or a signal stops it.
@@ -216,6 +231,35 @@ impl Driver {
             policy,
         };
         let mut exec = Executor::new(tools, tx.clone(), log, sink);
+        if let Some(addr) = config.metrics.listen {
+            let listener = std::net::TcpListener::bind(addr)
+                .map_err(|source| RunError::MetricsListen { addr, source })?;
+            let mut metrics = Metrics::new(Arc::clone(&setup.plan));
+            // The served numbers start from the whole log, as `orch metrics` does.
+            for event in crate::state::events::read_all(&dir.events_file()).unwrap_or_default() {
+                metrics.observe(&event);
+            }
+            metrics.set_state(Some(&state));
+            metrics.go_live();
+            let metrics = Arc::new(std::sync::Mutex::new(metrics));
+            crate::metrics::serve(listener, Arc::clone(&metrics));
+            exec.with_metrics(metrics);
+        }
+        if !config.notify.is_empty() {
+            let destinations = config
+                .notify
+                .iter()
+                .enumerate()
+                .map(|(n, c)| crate::notifications::Destination::from_config(n, c))
+                .collect::<Result<Vec<_>, _>>()?;
+            let outbox = crate::notifications::Outbox::at(&dir.outbox());
+            let worker = crate::notifications::Worker::start(outbox.clone(), destinations.clone());
+            exec.with_notify(super::executor::Notify {
+                destinations,
+                outbox,
+                worker,
+            });
+        }
         let merge_only = setup.options.merge_only;
         let mut env = Env::new(
             Arc::clone(&setup.plan),
@@ -422,6 +466,7 @@ impl Driver {
             state_bytes: self.exec.state_bytes,
         };
         self.exec.emit(None, kind);
+        self.exec.finish_notify(NOTIFY_GRACE);
         Ok(summary)
     }
 }

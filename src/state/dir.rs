@@ -24,6 +24,7 @@ pub const DIR_NAME: &str = ".orchestrator";
 /// | `merge.json` | the merge journal, written before the target moves |
 /// | `templates/` | prompt templates that override the built-in ones |
 /// | `plans/<digest>.<ext>` | a copy of each plan a run ran, named by its SHA-256 |
+/// | `outbox/` | notifications waiting, given up on and made (`crate::notifications`) |
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateDir {
     root: PathBuf,
@@ -115,6 +116,11 @@ impl StateDir {
     /// Returns the merge journal's path.
     pub fn merge_journal(&self) -> PathBuf {
         self.root.join("merge.json")
+    }
+
+    /// Returns the notification outbox's folder.
+    pub fn outbox(&self) -> PathBuf {
+        self.root.join("outbox")
     }
 
     /// Returns the folder of the copies of the plans runs ran.

@@ -19,7 +19,10 @@ fn a_live_run_picks_up_an_added_task_refuses_a_broken_plan_and_goes_on() {
     std::fs::create_dir_all(&gates).unwrap();
     env.configure(
         "gate.sh",
-        &format!("[agent.env]\nGATE_DIR = {:?}\n", gates.display().to_string()),
+        &format!(
+            "[agent.env]\nGATE_DIR = {:?}\n",
+            gates.display().to_string()
+        ),
     );
     env.write("plan.toml", "[[task]]\nid = \"T1\"\ntitle = \"First\"\n");
     let run = env
@@ -69,7 +72,9 @@ fn a_live_run_picks_up_an_added_task_refuses_a_broken_plan_and_goes_on() {
     let stderr = env.filter(&String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{stderr}");
     assert!(
-        stderr.contains("The saved plan has errors; the run goes on with the plan it had:\n  plan.toml:3:1: "),
+        stderr.contains(
+            "The saved plan has errors; the run goes on with the plan it had:\n  plan.toml:3:1: "
+        ),
         "the progress stream shows the refusal: {stderr}"
     );
     assert!(stderr.contains("The saved plan ("), "{stderr}");

@@ -15,6 +15,7 @@ mod hostile;
 mod init;
 mod live_plan;
 mod merge;
+mod metrics;
 mod pid_reuse;
 mod plan_check;
 mod plan_graph;
