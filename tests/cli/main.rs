@@ -16,6 +16,7 @@ mod init;
 mod live_plan;
 mod merge;
 mod metrics;
+mod notify;
 mod pid_reuse;
 mod plan_check;
 mod plan_graph;
