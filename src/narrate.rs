@@ -283,9 +283,13 @@ mod tests {
             r#"{"seq":33,"ts":"2026-01-01T12:00:00.123Z","event":"task.resolved","id":"P1.M1.T1","by":"person"}"#,
             r#"{"seq":34,"ts":"2026-01-01T12:00:00.123Z","event":"task.retried","id":"P1.M1.T1","by":"person"}"#,
             r#"{"seq":35,"ts":"2026-01-01T12:00:00.123Z","event":"hook.failed","id":"P1.M1.T1","reason":"`post_merge` failed"}"#,
+            r#"{"seq":36,"ts":"2026-01-01T12:00:00.123Z","event":"plan.changed","from":"3f2a9c1d7e5b4a60","to":"9c1d3f2a7e5b4a60","live":false,"added":["T5"],"removed":["T3","T4"],"retitled":["T1"],"dependencies":["T2"],"priorities":["T2"],"redefined":["T1"],"dropped":["T4"],"merged_changed":["T1"],"kept":[{"id":"T3","branch":"orch/T3"}]}"#,
+            r#"{"seq":37,"ts":"2026-01-01T12:00:00.123Z","event":"plan.changed","from":"3f2a9c1d7e5b4a60","to":"9c1d3f2a7e5b4a60","live":true,"added":["T6"]}"#,
+            r#"{"seq":38,"ts":"2026-01-01T12:00:00.123Z","event":"plan.refused","errors":["plan.toml:3:1: unknown field `titel`"]}"#,
+            r#"{"seq":39,"ts":"2026-01-01T12:00:00.123Z","event":"run.recovered","adopted":["T1","T2"],"collected":["T3"],"interrupted":["T4"]}"#,
         ];
         let text: String = lines.iter().map(|l| shown(l) + "\n").collect();
-        insta::assert_snapshot!(text, @r"
+        insta::assert_snapshot!(text, @"
         Starting: 7 tasks on target `main`.
         Starting: 1 task on target `main`, without merging.
         Stopping: waiting for 2 agents to stop (press Ctrl-C again to kill at once).
@@ -313,6 +317,21 @@ mod tests {
         resolved [Resolved] P1.M1.T1
         retry [Ready] P1.M1.T1
         (none)
+        The plan changed since the last run (3f2a9c1d7e5b -> 9c1d3f2a7e5b):
+          added: T5
+          removed: T3, T4
+          dropped from the run, not started: T4
+          retitled: T1
+          dependencies changed: T2
+          priority changed: T2
+          redefined: T1
+          merged before and changed since (the work stays merged; `orch retry ID` runs it again): T1
+          removed with work not in the target, kept on its branch: T3 (`orch/T3`)
+        The saved plan (9c1d3f2a7e5b) is applied:
+          added: T6
+        The saved plan has errors; the run goes on with the plan it had:
+          plan.toml:3:1: unknown field `titel`
+        After the restart: adopted 2 agents still running (T1, T2); collected 1 attempt that ended meanwhile (T3); 1 attempt nothing was left of, to run again (T4).
         ");
     }
 }

@@ -563,7 +563,16 @@ fn feed(app: &AppState, frame: &mut Frame, area: Rect, paint: &Paint) {
             if let Some((status, word)) = d.word {
                 spans.push(Span::styled(format!("{word} "), paint.status(status)));
             }
-            spans.push(Span::raw(d.text));
+            // A report of several lines (a plan change) reads as one row.
+            let mut rows = d.text.lines().map(str::trim);
+            let head = rows.next().unwrap_or_default().to_owned();
+            let rest: Vec<&str> = rows.collect();
+            let text = if rest.is_empty() {
+                head
+            } else {
+                format!("{head} {}", rest.join("; "))
+            };
+            spans.push(Span::raw(text));
             Some(Line::from(spans))
         })
         .take(height)

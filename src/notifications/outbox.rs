@@ -254,7 +254,10 @@ mod tests {
         let d = Delivery::new(&event, "chat");
         assert_eq!(d.id, "0000000007-1767268800123-chat");
         outbox.put(List::Pending, &d).unwrap();
-        assert_eq!(outbox.list(List::Pending).unwrap(), std::slice::from_ref(&d));
+        assert_eq!(
+            outbox.list(List::Pending).unwrap(),
+            std::slice::from_ref(&d)
+        );
         assert_eq!(outbox.find(&d.id).unwrap().0, List::Pending);
         outbox.delivered(List::Pending, &d).unwrap();
         assert!(outbox.list(List::Pending).unwrap().is_empty());
