@@ -735,7 +735,7 @@ fn run_json_prints_each_event_as_a_line_and_nothing_else() {
         "each line as the file has it"
     );
     insta::assert_snapshot!(env.render(&out), @r#"
-    {"seq":1,"ts":"[TIME]","event":"run.started","pid":[N],"target":"main","tasks":2,"no_merge":false}
+    {"seq":1,"ts":"[TIME]","event":"run.started","pid":[N],"target":"main","tasks":2,"no_merge":false,"plan_digest":"732a144b5b0fbd4335a6e6c9202eec5d422a9720b4f99696a821e2d544d198e4"}
     {"seq":2,"ts":"[TIME]","event":"task.ready","id":"A"}
     {"seq":3,"ts":"[TIME]","event":"task.started","id":"A","attempt":1,"title":"Lay the groundwork"}
     {"seq":4,"ts":"[TIME]","event":"task.completed","id":"A","attempt":1,"commits":1,"log":[["[OID]","Add work-A.txt"]],"duration_ms":[N]}
