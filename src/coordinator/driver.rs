@@ -61,7 +61,8 @@ pub struct PlanSource {
 }
 
 /// How long the end of a run waits for notification tries that fall due
-/// meanwhile (`run.finished` among them); later ones wait in the outbox for
+/// meanwhile; every delivery not tried yet (`run.finished` among them) gets
+/// its first try whatever the grace, and later ones wait in the outbox for
 /// the next run.
 pub const NOTIFY_GRACE: Duration = Duration::from_secs(10);
 
@@ -466,7 +467,13 @@ impl Driver {
             state_bytes: self.exec.state_bytes,
         };
         self.exec.emit(None, kind);
-        self.exec.finish_notify(NOTIFY_GRACE);
+        // After a Ctrl-C only first tries are made: the person is waiting.
+        let grace = if summary.interrupted {
+            Duration::ZERO
+        } else {
+            NOTIFY_GRACE
+        };
+        self.exec.finish_notify(grace);
         Ok(summary)
     }
 }

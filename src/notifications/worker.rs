@@ -6,8 +6,9 @@
 //! failed try waits the destination's next `retry` step, stretched by a
 //! random 0 to 20 % so that many deliveries failing together do not all
 //! come back at the same instant; once the steps are spent the delivery is
-//! dead. The run never waits for it, except at the very end: tries due
-//! within [`Worker::finish`]'s grace are still made, so that `run.finished`
+//! dead. The run never waits for it, except at the very end: every
+//! delivery not tried yet gets its first try, and tries due within
+//! [`Worker::finish`]'s grace are still made, so that `run.finished`
 //! reaches a receiver that was up.
 
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -76,8 +77,10 @@ fn drain(
         };
         let mut next_due: Option<SystemTime> = None;
         for delivery in pending {
-            if finish.is_some_and(|end| Instant::now() >= end) {
-                return;
+            // Past the end's grace only first tries are still made: the
+            // run's last events (`run.finished`) get one try each.
+            if finish.is_some_and(|end| Instant::now() >= end) && !delivery.tries.is_empty() {
+                continue;
             }
             if delivery.next.0 <= SystemTime::now() {
                 if let Some(next) = attempt(outbox, destinations, delivery, &mut rng) {
@@ -93,6 +96,9 @@ fn drain(
             .unwrap_or(POLL)
             .min(POLL);
         if let Some(end) = finish {
+            if Instant::now() >= end {
+                return;
+            }
             let due_in_time = next_due.is_some_and(|at| {
                 at.duration_since(SystemTime::now()).unwrap_or_default()
                     < end.saturating_duration_since(Instant::now())
