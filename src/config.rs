@@ -176,11 +176,6 @@ impl NotifyConfig {
             .clone()
             .unwrap_or_else(|| format!("notify-{}", n + 1))
     }
-
-    /// Returns whether an event of this name goes to this destination.
-    pub fn wants(&self, event: &str) -> bool {
-        self.events.iter().any(|e| e == "*" || e == event)
-    }
 }
 
 impl Default for Config {

@@ -24,6 +24,15 @@
 //! git. Agents run under supervisors in their own sessions, so killing the
 //! coordinator never kills them; the next run adopts them.
 //!
+//! The plan file's folder is watched: a save, once a burst of them settles
+//! ([`PLAN_DEBOUNCE`]), is read and compared on a blocking thread, and the
+//! core gets `Input::PlanChanged` or `Input::PlanRefused` (`replan.rs`
+//! decides what a new plan changes). At start the plan's digest is taken,
+//! a copy kept in `plans/`, and the change since the last run's plan
+//! reported. With `[metrics] listen`, a thread answers scrapes; with
+//! `[[notify]]`, a thread drains the outbox; neither is waited on, except
+//! the outbox briefly once the run is over ([`NOTIFY_GRACE`]).
+//!
 //! Decisions recorded in `docs/run.md`; the layering in `docs/architecture.md`.
 
 use std::collections::BTreeMap;

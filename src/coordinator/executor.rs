@@ -8,7 +8,8 @@
 //!  Effect::Watch     ─▶ polled: exit.json written or supervisor gone       ─▶ Input::Exited
 //!  Effect::Collect   ─▶ spawn_blocking: collect (post_agent, commit)       ─▶ Input::Collected
 //!  Effect::StartMerge─▶ spawn_blocking: merge_queue::run                   ─▶ Input::Merged
-//!  Effect::Emit      ─▶ events.jsonl, then the sink (progress lines, JSON)
+//!  Effect::Emit      ─▶ events.jsonl, the metrics, the notification outbox,
+//!                       then the sink (progress lines, JSON)
 //!  Effect::Persist   ─▶ state.json, batched (at most every FLUSH_INTERVAL)
 //!  Effect::Stop...   ─▶ RunFolder::stop (never a pid reused by another process)
 //!  Effect::Reply     ─▶ inbox reply, command file removed
