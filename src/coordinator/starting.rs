@@ -676,8 +676,10 @@ impl RunState {
                 );
                 return;
             }
+            // Counted within the budget: a person's retry starts a fresh one,
+            // while attempt numbers (run folders) go on.
             Retry::Exhausted => {
-                format!("{reason} (attempt {attempt} of {max}; no attempts left)")
+                format!("{reason} (attempt {counted} of {max}; no attempts left)")
             }
             Retry::No => reason,
         };

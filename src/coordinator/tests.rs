@@ -324,6 +324,29 @@ fn a_failed_attempt_waits_out_its_backoff_then_runs_again_until_attempts_are_spe
 }
 
 #[test]
+fn issue_18_attempts_are_counted_within_the_budget_a_retry_gives() {
+    let mut h = Harness::new("[[task]]\nid = \"A\"\n", |c| c.retry.max_attempts = 2);
+    h.tick();
+    h.provisioned("A", 1);
+    h.ends("A", 1, exit_code(2));
+    assert_eq!(h.status("A"), Status::Failed);
+    h.command(Action::Retry, "A");
+    h.provisioned("A", 2);
+    h.ends("A", 2, exit_code(1));
+    assert_eq!(h.status("A"), Status::Retrying);
+    h.wait(Duration::from_secs(30));
+    h.tick();
+    h.provisioned("A", 3);
+    h.ends("A", 3, exit_code(1));
+    assert_eq!(h.status("A"), Status::Failed);
+    assert_eq!(
+        h.core.state().items[&id("A")].reason.as_deref(),
+        Some("exit code 1 (attempt 2 of 2; no attempts left)"),
+        "attempt 3 is the second of the budget the retry gave"
+    );
+}
+
+#[test]
 fn a_dependent_of_a_failed_task_is_blocked_naming_it() {
     let mut h = Harness::new(TWO, |c| c.retry.max_attempts = 1);
     h.tick();
