@@ -362,6 +362,35 @@ fn a_dependent_of_a_failed_task_is_blocked_naming_it() {
 }
 
 #[test]
+fn issue_18_a_milestone_blocking_a_task_is_named_with_its_derived_status() {
+    let plan = "[[milestone]]\nid = \"M1\"\n[[milestone.task]]\nid = \"A\"\n\
+        [[milestone]]\nid = \"M2\"\n[[milestone.task]]\nid = \"B\"\n[[milestone.task]]\nid = \"D\"\n\
+        [[milestone]]\nid = \"M3\"\n[[milestone.task]]\nid = \"C\"\ndepends_on = [\"M1\"]\n\
+        [[milestone.task]]\nid = \"E\"\ndepends_on = [\"M2\"]\n";
+    let mut h = Harness::new(plan, |c| {
+        c.retry.max_attempts = 1;
+        c.agent.max_parallel = 3;
+    });
+    h.tick();
+    for task in ["M1.A", "M2.B", "M2.D"] {
+        h.provisioned(task, 1);
+    }
+    h.ends("M1.A", 1, exit_code(2));
+    h.ends("M2.B", 1, exit_code(2));
+    let reason = |id: &str| h.core.state().items[&super::tests::id(id)].reason.clone();
+    assert_eq!(
+        reason("M3.C").as_deref(),
+        Some("required dependency `M1` is failed"),
+        "the milestone's status as `orch status` shows it"
+    );
+    assert_eq!(
+        reason("M3.E").as_deref(),
+        Some("required dependency `M2` cannot be met: its task `M2.B` is failed"),
+        "a milestone still running names the task that blocks"
+    );
+}
+
+#[test]
 fn every_rule_of_the_finish_cascade_reaches_the_item() {
     let cases: Vec<(&str, AttemptReport, Status, &str)> = vec![
         ("success", done_with(1), Status::Merging, "task.completed A"),
