@@ -539,29 +539,51 @@ impl RunState {
             .task_node(ti)
             .map(|n| plan.graph().subtasks(n).iter().map(|s| view(*s)).collect())
             .unwrap_or_default();
-        let mut dependencies = Vec::new();
+        let mut deps: Vec<ItemIdx> = Vec::new();
         if let Some(node) = plan.graph().task_node(ti) {
             for edge in plan.graph().deps_of(node) {
-                let targets: Vec<ItemIdx> = match edge.target {
-                    crate::plan::Target::Task(v) => vec![plan.tasks()[v as usize]],
-                    crate::plan::Target::Container(c) => plan
-                        .graph()
-                        .container(c)
-                        .tasks
-                        .clone()
-                        .map(|v| plan.tasks()[v as usize])
-                        .collect(),
-                };
-                for d in targets {
-                    let item = plan.item(d);
-                    let state = self.state.items.get(&item.id);
-                    dependencies.push(DependencyView {
-                        id: item.id.to_string(),
-                        title: item.title.clone(),
-                        status: self.status(&item.id).to_string(),
-                        summary: state.and_then(|s| s.summary.clone()),
-                    });
+                match edge.target {
+                    crate::plan::Target::Task(v) => deps.push(plan.tasks()[v as usize]),
+                    crate::plan::Target::Container(c) => deps.extend(
+                        plan.graph()
+                            .container(c)
+                            .tasks
+                            .clone()
+                            .map(|v| plan.tasks()[v as usize]),
+                    ),
                 }
+            }
+        }
+        // A step's own dependencies on its siblings, committed on this
+        // branch by the steps before it (the others are lifted to the task's).
+        if let Some(si) = sub {
+            deps.extend(
+                plan.item(si)
+                    .depends_on
+                    .iter()
+                    .map(|dep| dep.target)
+                    .filter(|d| plan.item(*d).parent == Some(ti)),
+            );
+        }
+        let mut dependencies = Vec::new();
+        let mut unmet_dependencies = Vec::new();
+        for idx in deps {
+            let item = plan.item(idx);
+            let status = self.status(&item.id);
+            let view = DependencyView {
+                id: item.id.to_string(),
+                title: item.title.clone(),
+                status: status.to_string(),
+                summary: self
+                    .state
+                    .items
+                    .get(&item.id)
+                    .and_then(|s| s.summary.clone()),
+            };
+            if status.satisfies() {
+                dependencies.push(view);
+            } else {
+                unmet_dependencies.push(view);
             }
         }
         let unit_id = &plan.item(sub.unwrap_or(ti)).id;
@@ -618,6 +640,7 @@ impl RunState {
             parents,
             subtasks,
             dependencies,
+            unmet_dependencies,
             attempt,
             previous,
             branch: branch.to_owned(),

@@ -446,6 +446,80 @@ fn every_rule_of_the_finish_cascade_reaches_the_item() {
     }
 }
 
+/// Renders the prompt of the first attempt an effect launches, with the
+/// built-in templates.
+fn prompt_of(effects: &[Effect]) -> String {
+    let Some(Effect::Launch(launch)) = effects.iter().find(|e| matches!(e, Effect::Launch(_)))
+    else {
+        panic!("nothing launched: {effects:?}");
+    };
+    crate::runner::prompt::render(
+        launch.prompt.template,
+        Path::new("no-overrides"),
+        &launch.prompt.context,
+    )
+    .unwrap()
+}
+
+/// Returns the `## Work this builds on` section of a prompt.
+fn builds_on(prompt: &str) -> &str {
+    let Some(start) = prompt.find("## Work this builds on") else {
+        return "";
+    };
+    let rest = &prompt[start..];
+    let end = rest[2..].find("\n## ").map_or(rest.len(), |i| i + 3);
+    &rest[..end]
+}
+
+#[test]
+fn issue_18_a_failed_optional_dependency_is_not_presented_as_merged_work() {
+    let plan = "[[task]]\nid = \"A\"\n[[task]]\nid = \"B\"\n\
+        [[task]]\nid = \"C\"\ndepends_on = [\"A\", { id = \"B\", required = false }]\n";
+    let mut h = Harness::new(plan, |c| c.retry.max_attempts = 1);
+    h.tick();
+    h.provisioned("A", 1);
+    h.provisioned("B", 1);
+    h.ends("A", 1, done_with(1));
+    h.merged("A", landed());
+    h.ends("B", 1, exit_code(2));
+    assert_eq!(h.status("C"), Status::Running);
+    let prompt = prompt_of(&h.provisioned("C", 1));
+    insta::assert_snapshot!(builds_on(&prompt), @"
+    ## Work this builds on
+
+    These tasks are finished and their work is in your branch:
+    - `A` (merged): A
+
+    These optional dependencies ended without being merged, so their work is not in your branch:
+    - `B` (failed): B
+    ");
+}
+
+#[test]
+fn issue_18_a_subtask_sees_the_siblings_it_depends_on_and_their_summaries() {
+    let plan = "[[task]]\nid = \"T1\"\n[[task.subtask]]\nid = \"S1\"\ntitle = \"Use the parser\"\ndepends_on = [\"S2\"]\n\
+        [[task.subtask]]\nid = \"S2\"\ntitle = \"Write the parser\"\n";
+    let mut h = Harness::new(plan, |c| c.agent.unit = crate::config::AgentUnit::Subtask);
+    h.tick();
+    assert_eq!(launches(&h.provisioned("T1", 1)), ["T1.S2#1"]);
+    let report = AttemptReport {
+        result: Some(crate::runner::spec::AgentResult {
+            status: None,
+            summary: Some("The parser is in src/parse.rs.".to_owned()),
+            retry: None,
+        }),
+        ..done_with(1)
+    };
+    let effects = h.ends("T1.S2", 1, report);
+    assert_eq!(launches(&effects), ["T1.S1#1"]);
+    insta::assert_snapshot!(builds_on(&prompt_of(&effects)), @"
+    ## Work this builds on
+
+    These are finished and their work is in your branch:
+    - `T1.S2` (done): Write the parser. The parser is in src/parse.rs.
+    ");
+}
+
 /// Runs `A` to its merge and returns the harness with `A` merging.
 fn merging(edit: impl FnOnce(&mut Config)) -> Harness {
     let mut h = Harness::new("[[task]]\nid = \"A\"\n", edit);

@@ -43,7 +43,7 @@ pub struct ItemView {
     pub extra: Map<String, Value>,
 }
 
-/// A finished dependency and what its agent said about it.
+/// A dependency and what its agent said about it.
 #[derive(Debug, Clone, Serialize)]
 pub struct DependencyView {
     pub id: String,
@@ -81,7 +81,12 @@ pub struct PromptContext {
     /// The phase and milestone the task is in, outermost first.
     pub parents: Vec<ItemView>,
     pub subtasks: Vec<ItemView>,
+    /// Dependencies whose work is in the branch: merged or resolved tasks,
+    /// and (for a subtask) the finished sibling steps it depends on.
     pub dependencies: Vec<DependencyView>,
+    /// Optional dependencies that ended without being merged (failed,
+    /// blocked or cancelled): their work is not in the branch.
+    pub unmet_dependencies: Vec<DependencyView>,
     pub attempt: u32,
     pub previous: Option<PreviousView>,
     pub branch: String,
