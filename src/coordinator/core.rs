@@ -325,6 +325,9 @@ pub struct InFlight {
     pub free: VecDeque<FullId>,
     /// The last known tip of each task branch.
     pub tips: BTreeMap<FullId, String>,
+    /// Tasks whose branch kept its place at provisioning while the target
+    /// moved on: how many target commits it lacks (told to the agent).
+    pub behind: BTreeMap<FullId, u32>,
     /// What the scheduler needs of each task, kept in step with the state
     /// by [`RunState::sync`] (rebuilding it on every pass would cost a map
     /// lookup per task per pass).

@@ -15,7 +15,7 @@ use super::core::{
 };
 use crate::config::{AgentPreset, Backoff, PromptMode};
 use crate::coordinator::judge::Retryable;
-use crate::coordinator::workspace::{self, Provisioned};
+use crate::coordinator::workspace::{self, Freshness, Provisioned};
 use crate::git::GitError;
 use crate::lifecycle::{Status, Transition, Unit};
 use crate::plan::{FullId, Item, ItemIdx};
@@ -134,6 +134,7 @@ impl RunState {
     /// Asks the executor for the task's worktree (and `post_create`).
     pub(super) fn begin_provision(&mut self, task: FullId, attempt: u32) {
         let previous = self.state.items.get(&task).and_then(|s| s.worktree.clone());
+        let base = self.state.items.get(&task).and_then(|s| s.base.clone());
         // Recycling moves another task's worktree, possibly before the state
         // saying that task is done reaches disk. After a crash in between,
         // the task is collected again from its branch (a gone worktree,
@@ -153,6 +154,7 @@ impl RunState {
             branch: branch.clone(),
             path: self.env.worktree_root.join(task.as_str()),
             previous,
+            base,
             free: free.as_ref().map(|(_, f)| f.clone()),
             merge_target: (purpose == Some(Purpose::Conflict)).then(|| self.env.target.clone()),
         };
@@ -271,6 +273,18 @@ impl RunState {
         self.flight
             .tips
             .insert(task.clone(), provisioned.tip.clone());
+        match provisioned.freshness {
+            Freshness::Behind { commits } => {
+                self.flight.behind.insert(task.clone(), commits);
+            }
+            Freshness::Current => {
+                self.flight.behind.remove(&task);
+            }
+            Freshness::Restarted { .. } => {
+                self.flight.behind.remove(&task);
+                self.forget_step_bases(&task);
+            }
+        }
         if let Err(e) = prepared {
             self.fail_attempt(
                 &task,
@@ -299,6 +313,24 @@ impl RunState {
             self.advance_steps(&task, now);
         } else {
             self.launch_unit(&task, &task, attempt, now);
+        }
+    }
+
+    /// Forgets the bases of a task's unfinished subtasks once its branch
+    /// started again from the target: their commits count from the new tip.
+    fn forget_step_bases(&mut self, task: &FullId) {
+        let Some(ti) = self.env.plan.lookup(task.as_str()) else {
+            return;
+        };
+        let plan = Arc::clone(&self.env.plan);
+        for sub in &plan.item(ti).children {
+            let id = &plan.item(*sub).id;
+            if let Some(s) = self.state.items.get_mut(id)
+                && !s.status.is_terminal()
+                && s.base.take().is_some()
+            {
+                self.touch();
+            }
         }
     }
 
@@ -645,6 +677,7 @@ impl RunState {
             previous,
             branch: branch.to_owned(),
             target: self.env.target.clone(),
+            behind: self.flight.behind.get(&plan.item(ti).id).copied(),
             worktree: worktree.display().to_string(),
             result_file: result_file.display().to_string(),
         };

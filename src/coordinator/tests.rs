@@ -14,7 +14,7 @@ use proptest::prelude::*;
 use super::collect::AttemptReport;
 use super::core::{Effect, Env, Input, Now, Options, RunState};
 use super::recovery::{Facts, Runs};
-use super::workspace::{FreeFate, How, Provisioned};
+use super::workspace::{FreeFate, Freshness, How, Provisioned};
 use crate::config::{Config, OnFailure};
 use crate::git::GitError;
 use crate::lifecycle::Status;
@@ -153,6 +153,7 @@ fn provisioned(task: &str) -> Provisioned {
         base: Some("t0".to_owned()),
         how: How::Created,
         tip: "t0".to_owned(),
+        freshness: Freshness::Current,
         free: FreeFate::NotOffered,
     }
 }
@@ -518,6 +519,43 @@ fn issue_18_a_subtask_sees_the_siblings_it_depends_on_and_their_summaries() {
     These are finished and their work is in your branch:
     - `T1.S2` (done): Write the parser. The parser is in src/parse.rs.
     ");
+}
+
+#[test]
+fn issue_18_a_branch_started_again_counts_its_steps_from_the_new_tip() {
+    let plan = "[[task]]\nid = \"T1\"\n[[task.subtask]]\nid = \"S1\"\n";
+    let mut h = Harness::new(plan, |c| {
+        c.agent.unit = crate::config::AgentUnit::Subtask;
+        c.retry.max_attempts = 1;
+    });
+    h.tick();
+    h.provisioned("T1", 1);
+    h.ends("T1.S1", 1, exit_code(2));
+    assert_eq!(h.status("T1"), Status::Failed);
+    let base = |h: &Harness| h.core.state().items[&id("T1.S1")].base.clone();
+    assert_eq!(base(&h).as_deref(), Some("t0"));
+    h.command(Action::Retry, "T1");
+    let effects = h.step(Input::Provisioned {
+        task: id("T1"),
+        attempt: 2,
+        free_owner: None,
+        result: Ok(Provisioned {
+            base: Some("t5".to_owned()),
+            tip: "t5".to_owned(),
+            freshness: Freshness::Restarted {
+                from: "t0".to_owned(),
+            },
+            ..provisioned("T1")
+        }),
+        prepared: Ok(()),
+    });
+    assert_eq!(launches(&effects), ["T1.S1#2"]);
+    assert_eq!(
+        base(&h).as_deref(),
+        Some("t5"),
+        "the step's commits count from where the branch starts now"
+    );
+    assert_eq!(h.core.state().items[&id("T1")].base.as_deref(), Some("t5"));
 }
 
 /// Runs `A` to its merge and returns the harness with `A` merging.

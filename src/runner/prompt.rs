@@ -91,6 +91,9 @@ pub struct PromptContext {
     pub previous: Option<PreviousView>,
     pub branch: String,
     pub target: String,
+    /// Set when the branch kept the commits of earlier attempts while the
+    /// target moved on: how many target commits it lacks.
+    pub behind: Option<u32>,
     pub worktree: String,
     pub result_file: String,
 }
