@@ -269,6 +269,7 @@ fn refresh(
             )?,
         };
         if moved {
+            tracing::info!(branch = %req.branch, from = %tip, to = %target_hex, "the branch starts again from the target");
             return Ok(Freshness::Restarted {
                 from: tip.to_string(),
             });
