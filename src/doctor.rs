@@ -84,7 +84,7 @@ pub fn examine(subject: &Subject) -> Vec<Finding> {
     };
     let show = |p: &Path| plan::display_path(p, &subject.cwd).display().to_string();
     check_git(&mut r, &subject.root);
-    let config = match Config::load(&subject.config, subject.config_optional) {
+    let (config, config_file) = match Config::load(&subject.config, subject.config_optional) {
         Ok(loaded) => {
             match &loaded.path {
                 Some(p) => r.ok("config", format!("`{}` is valid", show(p))),
@@ -93,20 +93,21 @@ pub fn examine(subject: &Subject) -> Vec<Finding> {
                     format!("no `{}`; the defaults apply", config::FILE_NAME),
                 ),
             }
-            loaded.config
+            let file = loaded.path.is_some();
+            (loaded.config, file)
         }
         Err(e) => {
             r.error(
                 "config",
                 crate::text::error_chain(&e.shown_as(Path::new(&show(&subject.config)))),
-                "fix the file; `.orchestrator.toml.example` lists every key with its default",
+                "fix the file; `orch init --print-config` prints every key with its default and what it does",
             );
             return r.findings;
         }
     };
-    check_agent(&mut r, &config);
+    check_agent(&mut r, &subject.root, &config);
     let target = check_target(&mut r, &subject.root, &config);
-    let plan = check_plan(&mut r, &subject.root, &config, &show);
+    let plan = check_plan(&mut r, &subject.root, &config, config_file, &show);
     check_hooks(&mut r, &subject.root, &config, &show);
     let wt_root = workspace::worktree_root(&subject.root, &config.git.worktree_root);
     check_worktrees(&mut r, &subject.root, &wt_root, &show);
@@ -175,11 +176,12 @@ fn is_executable(path: &Path) -> bool {
         .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-fn check_agent(r: &mut Report, config: &Config) {
+fn check_agent(r: &mut Report, root: &Path, config: &Config) {
     let mut commands = vec![("agent.command".to_owned(), &config.agent.command)];
     for (name, preset) in &config.agents {
         commands.push((format!("agents.{name}.command"), &preset.command));
     }
+    let target = target_name(root, config);
     for (key, argv) in commands {
         match argv.first() {
             None => r.error(
@@ -187,6 +189,14 @@ fn check_agent(r: &mut Report, config: &Config) {
                 format!("`{key}` is empty"),
                 "set the agent's argv, e.g. `command = [\"claude\", \"-p\"]`",
             ),
+            Some(program) if is_worktree_relative(program) => match &target {
+                Some(target) => check_committed_agent(r, root, &key, program, target),
+                None => r.warn(
+                    "config",
+                    format!("`{key}`: `{program}` is run from each task's worktree, made from the target, and there is no target to look in"),
+                    "set `target` under `[git]`, or use an absolute path",
+                ),
+            },
             Some(program) if on_path(program) => {
                 r.ok("config", format!("`{key}`: `{program}` is found"));
             }
@@ -199,13 +209,70 @@ fn check_agent(r: &mut Report, config: &Config) {
     }
 }
 
-fn check_target(r: &mut Report, root: &Path, config: &Config) -> Option<String> {
-    let target = config.git.target.clone().or_else(|| {
+/// Returns whether the agent's program is a relative path with a `/`: the
+/// supervisor runs it from the task's worktree, so it resolves there.
+fn is_worktree_relative(program: &str) -> bool {
+    program.contains('/') && Path::new(program).is_relative()
+}
+
+/// Checks a relative agent path where tasks run it: in the target's
+/// committed tree, which every task's worktree is made from.
+fn check_committed_agent(r: &mut Report, root: &Path, key: &str, program: &str, target: &str) {
+    let mut inside = PathBuf::new();
+    for component in Path::new(program).components() {
+        match component {
+            std::path::Component::CurDir => {}
+            std::path::Component::Normal(part) => inside.push(part),
+            _ => {
+                r.warn(
+                    "config",
+                    format!("`{key}`: `{program}` is resolved from each task's worktree and leaves it, so it cannot be checked"),
+                    "use an absolute path",
+                );
+                return;
+            }
+        }
+    }
+    let name = inside.display().to_string();
+    match refs::committed_mode(root, target, &inside) {
+        Ok(Some(mode)) if mode & 0o111 != 0 || mode == refs::SYMLINK_MODE => r.ok(
+            "config",
+            format!("`{key}`: `{program}` is committed on `{target}`, so every task's worktree has it"),
+        ),
+        Ok(Some(_)) => r.error(
+            "config",
+            format!("`{key}`: `{program}` is committed on `{target}` without the executable bit"),
+            format!("`git update-index --chmod=+x {name}` and commit, or run it through `sh`"),
+        ),
+        Ok(None) => r.error(
+            "config",
+            format!("`{key}`: `{program}` is run in each task's worktree, made from `{target}`, and `{target}` has no `{name}` committed"),
+            if root.join(&inside).exists() {
+                format!("commit `{name}` to `{target}` (your checkout has it), or use an absolute path")
+            } else {
+                format!("commit `{name}` to `{target}`, or use an absolute path")
+            },
+        ),
+        Err(e) => r.warn(
+            "config",
+            format!("`{key}`: cannot look for `{program}` on `{target}`: {}", crate::text::error_chain(&e)),
+            "check the repository with `git status`",
+        ),
+    }
+}
+
+/// Returns the target branch: `git.target`, else the branch checked out.
+fn target_name(root: &Path, config: &Config) -> Option<String> {
+    config.git.target.clone().or_else(|| {
         crate::git::RepoPaths::discover(root)
             .ok()?
             .current_branch()
             .ok()?
-    });
+    })
+}
+
+fn check_target(r: &mut Report, root: &Path, config: &Config) -> Option<String> {
+    let target = target_name(root, config);
     let Some(target) = target else {
         r.error(
             "config",
@@ -229,6 +296,7 @@ fn check_plan(
     r: &mut Report,
     root: &Path,
     config: &Config,
+    config_file: bool,
     show: &dyn Fn(&Path) -> String,
 ) -> Option<Plan> {
     let path = root.join(&config.plan);
@@ -258,11 +326,25 @@ fn check_plan(
                 message.push_str("\n  ");
                 message.push_str(line);
             }
-            r.error(
-                "plan",
-                message,
-                "`orch plan check` lists every error with its line and column",
-            );
+            let missing = matches!(&e, plan::PlanError::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound);
+            let fix = match (missing, config_file) {
+                (true, false) => {
+                    format!(
+                        "`orch init` writes a starter `{}` and `{}`",
+                        config::FILE_NAME,
+                        show(&path)
+                    )
+                }
+                (true, true) => format!(
+                    "write `{}`, or point `plan` in `{}` at your plan",
+                    show(&path),
+                    config::FILE_NAME
+                ),
+                (false, _) => {
+                    "`orch plan check` lists every error with its line and column".to_owned()
+                }
+            };
+            r.error("plan", message, fix);
             None
         }
     }

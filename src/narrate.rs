@@ -131,14 +131,14 @@ pub fn describe(e: &Event) -> Option<Described> {
                 duration(Duration::from_millis(*retry_in_ms))
             ),
         ),
-        EventKind::TaskFailed { attempt, reason } => {
-            let attempt = attempt.map(|n| format!("attempt {n}")).unwrap_or_default();
-            Described::new(
-                Status::Failed,
-                "failed",
-                format!("{id}  {attempt}: {reason}"),
-            )
-        }
+        EventKind::TaskFailed { attempt, reason } => Described::new(
+            Status::Failed,
+            "failed",
+            match attempt {
+                Some(n) => format!("{id}  attempt {n}: {reason}"),
+                None => format!("{id}: {reason}"),
+            },
+        ),
         EventKind::TaskInterrupted { attempt, reason } => Described::new(
             Status::Pending,
             "stopped",
@@ -156,14 +156,14 @@ pub fn describe(e: &Event) -> Option<Described> {
         EventKind::MergeConflicted { reason, .. } => {
             Described::new(Status::Conflicted, "conflict", format!("{id}: {reason}"))
         }
-        EventKind::CheckFailed { check, log, .. } => Described::new(
+        EventKind::CheckFailed { check, reason, log } => Described::new(
             Status::Failed,
             "red",
-            // A policy refusal has no log; it has always read `log: null`.
-            format!(
-                "{id}: check `{check}` failed; log: {}",
-                log.as_deref().unwrap_or("null")
-            ),
+            // A policy refusal has no log; its reason names the rule.
+            match log {
+                Some(log) => format!("{id}: check `{check}` failed; log: {log}"),
+                None => format!("{id}: {reason}"),
+            },
         ),
         EventKind::MergeWaiting { reason } => {
             Described::new(Status::AwaitingMerge, "waiting", format!("{id}: {reason}"))
@@ -277,7 +277,7 @@ mod tests {
             r#"{"seq":24,"ts":"2026-01-01T12:00:00.123Z","event":"merge.requeued","id":"P1.M1.T1","reason":"the branch moved after it was queued; queued again","tip":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","backup":null}"#,
             r#"{"seq":26,"ts":"2026-01-01T12:00:00.123Z","event":"check.passed","id":"P1.M1.T1","check":"test"}"#,
             r#"{"seq":27,"ts":"2026-01-01T12:00:00.123Z","event":"check.failed","id":"P1.M1.T1","check":"test","reason":"exit code 1","log":".orchestrator/checks/P1.M1.T1/test.log"}"#,
-            r#"{"seq":28,"ts":"2026-01-01T12:00:00.123Z","event":"check.failed","id":"P1.M1.T1","check":"policy.paths","reason":"touches `secret`","log":null}"#,
+            r#"{"seq":28,"ts":"2026-01-01T12:00:00.123Z","event":"check.failed","id":"P1.M1.T1","check":"policy.forbidden_paths","reason":"policy `forbidden_paths`: `secret.txt` matches `secret*`","log":null}"#,
             r#"{"seq":29,"ts":"2026-01-01T12:00:00.123Z","event":"task.merged","id":"P1.M1.T1","commit":"15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1","onto":"5dd1759e3c4ae0b1f4c3b1f2a8d9e7c6b5a49382","strategy":"squash","backup":"refs/orch/backup/P1.M1.T1/1","branch_deleted":true,"merge_ms":2700}"#,
             r#"{"seq":32,"ts":"2026-01-01T12:00:00.123Z","event":"task.cancelled","id":"P1.M1.T1","by":"person"}"#,
             r#"{"seq":33,"ts":"2026-01-01T12:00:00.123Z","event":"task.resolved","id":"P1.M1.T1","by":"person"}"#,
@@ -302,7 +302,7 @@ mod tests {
         retrying [Retrying] P1.M1.T1  attempt 1: exit code 1; next attempt in 15.0s
         stopped [Pending] P1.M1.T1  attempt 2: the run stopped
         failed [Failed] P1.M1.T1  attempt 3: exit code 2
-        failed [Failed] P1.M1.T1  : merge failed: boom
+        failed [Failed] P1.M1.T1: merge failed: boom
         blocked [Blocked] P1.M1.T1: required dependency `P1.M1.T0` is failed
         (none)
         (none)
@@ -311,7 +311,7 @@ mod tests {
         (none)
         (none)
         red [Failed] P1.M1.T1: check `test` failed; log: .orchestrator/checks/P1.M1.T1/test.log
-        red [Failed] P1.M1.T1: check `policy.paths` failed; log: null
+        red [Failed] P1.M1.T1: policy `forbidden_paths`: `secret.txt` matches `secret*`
         merged [Merged] P1.M1.T1  15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1
         cancelled [Cancelled] P1.M1.T1
         resolved [Resolved] P1.M1.T1

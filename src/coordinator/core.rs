@@ -339,6 +339,9 @@ pub struct InFlight {
     pub free: VecDeque<FullId>,
     /// The last known tip of each task branch.
     pub tips: BTreeMap<FullId, String>,
+    /// Tasks whose branch kept its place at provisioning while the target
+    /// moved on: how many target commits it lacks (told to the agent).
+    pub behind: BTreeMap<FullId, u32>,
     /// What the scheduler needs of each task, kept in step with the state
     /// by [`RunState::sync`] (rebuilding it on every pass would cost a map
     /// lookup per task per pass).
@@ -723,14 +726,43 @@ impl RunState {
         }
     }
 
-    /// Says why a task is blocked, naming what blocks it and its status.
+    /// Says why a task is blocked, naming what blocks it and its status (a
+    /// phase's or milestone's derived, as `orch status` shows it, and the
+    /// task inside that blocks when the container itself is not finished).
     fn blocked_reason(&self, blocker: schedule::Blocker) -> String {
         let (by, how) = match blocker {
             schedule::Blocker::Dependency(by) => (by, "required dependency"),
             schedule::Blocker::Barrier(by) => (by, "phase barrier: earlier task"),
         };
-        let by_id = &self.env.plan.item(by).id;
-        format!("{how} `{by_id}` is {}", self.status(by_id))
+        let plan = &self.env.plan;
+        let by_id = &plan.item(by).id;
+        let status = self.item_status(by);
+        if plan.item(by).kind.is_container() && !status.is_dead() {
+            let dead = plan
+                .item(by)
+                .descendants(by)
+                .map(|i| plan.item(ItemIdx(i as u32)))
+                .filter(|item| item.kind == Kind::Task)
+                .map(|item| (&item.id, self.status(&item.id)))
+                .find(|(_, s)| s.is_dead());
+            if let Some((task, task_status)) = dead {
+                return format!(
+                    "{how} `{by_id}` cannot be met: its task `{task}` is {task_status}"
+                );
+            }
+        }
+        format!("{how} `{by_id}` is {status}")
+    }
+
+    /// Returns an item's status; a phase's or milestone's is derived from
+    /// its children (at most three levels down).
+    fn item_status(&self, idx: ItemIdx) -> Status {
+        let item = self.env.plan.item(idx);
+        if item.kind.is_container() {
+            lifecycle::derive(item.children.iter().map(|c| self.item_status(*c)))
+        } else {
+            self.status(&item.id)
+        }
     }
 
     /// Applies a person's command from the inbox.

@@ -15,7 +15,7 @@ use super::core::{
 };
 use crate::config::{AgentPreset, Backoff, PromptMode};
 use crate::coordinator::judge::Retryable;
-use crate::coordinator::workspace::{self, Provisioned};
+use crate::coordinator::workspace::{self, Freshness, Provisioned};
 use crate::git::GitError;
 use crate::lifecycle::{Status, Transition, Unit};
 use crate::plan::{FullId, Item, ItemIdx};
@@ -134,6 +134,7 @@ impl RunState {
     /// Asks the executor for the task's worktree (and `post_create`).
     pub(super) fn begin_provision(&mut self, task: FullId, attempt: u32) {
         let previous = self.state.items.get(&task).and_then(|s| s.worktree.clone());
+        let base = self.state.items.get(&task).and_then(|s| s.base.clone());
         // Recycling moves another task's worktree, possibly before the state
         // saying that task is done reaches disk. After a crash in between,
         // the task is collected again from its branch (a gone worktree,
@@ -153,6 +154,7 @@ impl RunState {
             branch: branch.clone(),
             path: self.env.worktree_root.join(task.as_str()),
             previous,
+            base,
             free: free.as_ref().map(|(_, f)| f.clone()),
             merge_target: (purpose == Some(Purpose::Conflict)).then(|| self.env.target.clone()),
         };
@@ -271,6 +273,18 @@ impl RunState {
         self.flight
             .tips
             .insert(task.clone(), provisioned.tip.clone());
+        match provisioned.freshness {
+            Freshness::Behind { commits } => {
+                self.flight.behind.insert(task.clone(), commits);
+            }
+            Freshness::Current => {
+                self.flight.behind.remove(&task);
+            }
+            Freshness::Restarted { .. } => {
+                self.flight.behind.remove(&task);
+                self.forget_step_bases(&task);
+            }
+        }
         if let Err(e) = prepared {
             self.fail_attempt(
                 &task,
@@ -299,6 +313,24 @@ impl RunState {
             self.advance_steps(&task, now);
         } else {
             self.launch_unit(&task, &task, attempt, now);
+        }
+    }
+
+    /// Forgets the bases of a task's unfinished subtasks once its branch
+    /// started again from the target: their commits count from the new tip.
+    fn forget_step_bases(&mut self, task: &FullId) {
+        let Some(ti) = self.env.plan.lookup(task.as_str()) else {
+            return;
+        };
+        let plan = Arc::clone(&self.env.plan);
+        for sub in &plan.item(ti).children {
+            let id = &plan.item(*sub).id;
+            if let Some(s) = self.state.items.get_mut(id)
+                && !s.status.is_terminal()
+                && s.base.take().is_some()
+            {
+                self.touch();
+            }
         }
     }
 
@@ -539,29 +571,51 @@ impl RunState {
             .task_node(ti)
             .map(|n| plan.graph().subtasks(n).iter().map(|s| view(*s)).collect())
             .unwrap_or_default();
-        let mut dependencies = Vec::new();
+        let mut deps: Vec<ItemIdx> = Vec::new();
         if let Some(node) = plan.graph().task_node(ti) {
             for edge in plan.graph().deps_of(node) {
-                let targets: Vec<ItemIdx> = match edge.target {
-                    crate::plan::Target::Task(v) => vec![plan.tasks()[v as usize]],
-                    crate::plan::Target::Container(c) => plan
-                        .graph()
-                        .container(c)
-                        .tasks
-                        .clone()
-                        .map(|v| plan.tasks()[v as usize])
-                        .collect(),
-                };
-                for d in targets {
-                    let item = plan.item(d);
-                    let state = self.state.items.get(&item.id);
-                    dependencies.push(DependencyView {
-                        id: item.id.to_string(),
-                        title: item.title.clone(),
-                        status: self.status(&item.id).to_string(),
-                        summary: state.and_then(|s| s.summary.clone()),
-                    });
+                match edge.target {
+                    crate::plan::Target::Task(v) => deps.push(plan.tasks()[v as usize]),
+                    crate::plan::Target::Container(c) => deps.extend(
+                        plan.graph()
+                            .container(c)
+                            .tasks
+                            .clone()
+                            .map(|v| plan.tasks()[v as usize]),
+                    ),
                 }
+            }
+        }
+        // A step's own dependencies on its siblings, committed on this
+        // branch by the steps before it (the others are lifted to the task's).
+        if let Some(si) = sub {
+            deps.extend(
+                plan.item(si)
+                    .depends_on
+                    .iter()
+                    .map(|dep| dep.target)
+                    .filter(|d| plan.item(*d).parent == Some(ti)),
+            );
+        }
+        let mut dependencies = Vec::new();
+        let mut unmet_dependencies = Vec::new();
+        for idx in deps {
+            let item = plan.item(idx);
+            let status = self.status(&item.id);
+            let view = DependencyView {
+                id: item.id.to_string(),
+                title: item.title.clone(),
+                status: status.to_string(),
+                summary: self
+                    .state
+                    .items
+                    .get(&item.id)
+                    .and_then(|s| s.summary.clone()),
+            };
+            if status.satisfies() {
+                dependencies.push(view);
+            } else {
+                unmet_dependencies.push(view);
             }
         }
         let unit_id = &plan.item(sub.unwrap_or(ti)).id;
@@ -618,10 +672,12 @@ impl RunState {
             parents,
             subtasks,
             dependencies,
+            unmet_dependencies,
             attempt,
             previous,
             branch: branch.to_owned(),
             target: self.env.target.clone(),
+            behind: self.flight.behind.get(&plan.item(ti).id).copied(),
             worktree: worktree.display().to_string(),
             result_file: result_file.display().to_string(),
         };
@@ -676,8 +732,10 @@ impl RunState {
                 );
                 return;
             }
+            // Counted within the budget: a person's retry starts a fresh one,
+            // while attempt numbers (run folders) go on.
             Retry::Exhausted => {
-                format!("{reason} (attempt {attempt} of {max}; no attempts left)")
+                format!("{reason} (attempt {counted} of {max}; no attempts left)")
             }
             Retry::No => reason,
         };

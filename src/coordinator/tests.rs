@@ -14,7 +14,7 @@ use proptest::prelude::*;
 use super::collect::AttemptReport;
 use super::core::{Effect, Env, Input, Now, Options, RunState};
 use super::recovery::{Facts, Runs};
-use super::workspace::{FreeFate, How, Provisioned};
+use super::workspace::{FreeFate, Freshness, How, Provisioned};
 use crate::config::{Config, OnFailure};
 use crate::git::GitError;
 use crate::lifecycle::Status;
@@ -154,6 +154,7 @@ fn provisioned(task: &str) -> Provisioned {
         base: Some("t0".to_owned()),
         how: How::Created,
         tip: "t0".to_owned(),
+        freshness: Freshness::Current,
         free: FreeFate::NotOffered,
     }
 }
@@ -325,6 +326,29 @@ fn a_failed_attempt_waits_out_its_backoff_then_runs_again_until_attempts_are_spe
 }
 
 #[test]
+fn issue_18_attempts_are_counted_within_the_budget_a_retry_gives() {
+    let mut h = Harness::new("[[task]]\nid = \"A\"\n", |c| c.retry.max_attempts = 2);
+    h.tick();
+    h.provisioned("A", 1);
+    h.ends("A", 1, exit_code(2));
+    assert_eq!(h.status("A"), Status::Failed);
+    h.command(Action::Retry, "A");
+    h.provisioned("A", 2);
+    h.ends("A", 2, exit_code(1));
+    assert_eq!(h.status("A"), Status::Retrying);
+    h.wait(Duration::from_secs(30));
+    h.tick();
+    h.provisioned("A", 3);
+    h.ends("A", 3, exit_code(1));
+    assert_eq!(h.status("A"), Status::Failed);
+    assert_eq!(
+        h.core.state().items[&id("A")].reason.as_deref(),
+        Some("exit code 1 (attempt 2 of 2; no attempts left)"),
+        "attempt 3 is the second of the budget the retry gave"
+    );
+}
+
+#[test]
 fn a_dependent_of_a_failed_task_is_blocked_naming_it() {
     let mut h = Harness::new(TWO, |c| c.retry.max_attempts = 1);
     h.tick();
@@ -337,6 +361,35 @@ fn a_dependent_of_a_failed_task_is_blocked_naming_it() {
         Some("required dependency `A` is failed")
     );
     assert!(h.core.done(h.now));
+}
+
+#[test]
+fn issue_18_a_milestone_blocking_a_task_is_named_with_its_derived_status() {
+    let plan = "[[milestone]]\nid = \"M1\"\n[[milestone.task]]\nid = \"A\"\n\
+        [[milestone]]\nid = \"M2\"\n[[milestone.task]]\nid = \"B\"\n[[milestone.task]]\nid = \"D\"\n\
+        [[milestone]]\nid = \"M3\"\n[[milestone.task]]\nid = \"C\"\ndepends_on = [\"M1\"]\n\
+        [[milestone.task]]\nid = \"E\"\ndepends_on = [\"M2\"]\n";
+    let mut h = Harness::new(plan, |c| {
+        c.retry.max_attempts = 1;
+        c.agent.max_parallel = 3;
+    });
+    h.tick();
+    for task in ["M1.A", "M2.B", "M2.D"] {
+        h.provisioned(task, 1);
+    }
+    h.ends("M1.A", 1, exit_code(2));
+    h.ends("M2.B", 1, exit_code(2));
+    let reason = |id: &str| h.core.state().items[&super::tests::id(id)].reason.clone();
+    assert_eq!(
+        reason("M3.C").as_deref(),
+        Some("required dependency `M1` is failed"),
+        "the milestone's status as `orch status` shows it"
+    );
+    assert_eq!(
+        reason("M3.E").as_deref(),
+        Some("required dependency `M2` cannot be met: its task `M2.B` is failed"),
+        "a milestone still running names the task that blocks"
+    );
 }
 
 #[test]
@@ -393,6 +446,117 @@ fn every_rule_of_the_finish_cascade_reaches_the_item() {
             "{name}"
         );
     }
+}
+
+/// Renders the prompt of the first attempt an effect launches, with the
+/// built-in templates.
+fn prompt_of(effects: &[Effect]) -> String {
+    let Some(Effect::Launch(launch)) = effects.iter().find(|e| matches!(e, Effect::Launch(_)))
+    else {
+        panic!("nothing launched: {effects:?}");
+    };
+    crate::runner::prompt::render(
+        launch.prompt.template,
+        Path::new("no-overrides"),
+        &launch.prompt.context,
+    )
+    .unwrap()
+}
+
+/// Returns the `## Work this builds on` section of a prompt.
+fn builds_on(prompt: &str) -> &str {
+    let Some(start) = prompt.find("## Work this builds on") else {
+        return "";
+    };
+    let rest = &prompt[start..];
+    let end = rest[2..].find("\n## ").map_or(rest.len(), |i| i + 3);
+    &rest[..end]
+}
+
+#[test]
+fn issue_18_a_failed_optional_dependency_is_not_presented_as_merged_work() {
+    let plan = "[[task]]\nid = \"A\"\n[[task]]\nid = \"B\"\n\
+        [[task]]\nid = \"C\"\ndepends_on = [\"A\", { id = \"B\", required = false }]\n";
+    let mut h = Harness::new(plan, |c| c.retry.max_attempts = 1);
+    h.tick();
+    h.provisioned("A", 1);
+    h.provisioned("B", 1);
+    h.ends("A", 1, done_with(1));
+    h.merged("A", landed());
+    h.ends("B", 1, exit_code(2));
+    assert_eq!(h.status("C"), Status::Running);
+    let prompt = prompt_of(&h.provisioned("C", 1));
+    insta::assert_snapshot!(builds_on(&prompt), @"
+    ## Work this builds on
+
+    These tasks are finished and their work is in your branch:
+    - `A` (merged): A
+
+    These optional dependencies ended without being merged, so their work is not in your branch:
+    - `B` (failed): B
+    ");
+}
+
+#[test]
+fn issue_18_a_subtask_sees_the_siblings_it_depends_on_and_their_summaries() {
+    let plan = "[[task]]\nid = \"T1\"\n[[task.subtask]]\nid = \"S1\"\ntitle = \"Use the parser\"\ndepends_on = [\"S2\"]\n\
+        [[task.subtask]]\nid = \"S2\"\ntitle = \"Write the parser\"\n";
+    let mut h = Harness::new(plan, |c| c.agent.unit = crate::config::AgentUnit::Subtask);
+    h.tick();
+    assert_eq!(launches(&h.provisioned("T1", 1)), ["T1.S2#1"]);
+    let report = AttemptReport {
+        result: Some(crate::runner::spec::AgentResult {
+            status: None,
+            summary: Some("The parser is in src/parse.rs.".to_owned()),
+            retry: None,
+        }),
+        ..done_with(1)
+    };
+    let effects = h.ends("T1.S2", 1, report);
+    assert_eq!(launches(&effects), ["T1.S1#1"]);
+    insta::assert_snapshot!(builds_on(&prompt_of(&effects)), @"
+    ## Work this builds on
+
+    These are finished and their work is in your branch:
+    - `T1.S2` (done): Write the parser. The parser is in src/parse.rs.
+    ");
+}
+
+#[test]
+fn issue_18_a_branch_started_again_counts_its_steps_from_the_new_tip() {
+    let plan = "[[task]]\nid = \"T1\"\n[[task.subtask]]\nid = \"S1\"\n";
+    let mut h = Harness::new(plan, |c| {
+        c.agent.unit = crate::config::AgentUnit::Subtask;
+        c.retry.max_attempts = 1;
+    });
+    h.tick();
+    h.provisioned("T1", 1);
+    h.ends("T1.S1", 1, exit_code(2));
+    assert_eq!(h.status("T1"), Status::Failed);
+    let base = |h: &Harness| h.core.state().items[&id("T1.S1")].base.clone();
+    assert_eq!(base(&h).as_deref(), Some("t0"));
+    h.command(Action::Retry, "T1");
+    let effects = h.step(Input::Provisioned {
+        task: id("T1"),
+        attempt: 2,
+        free_owner: None,
+        result: Ok(Provisioned {
+            base: Some("t5".to_owned()),
+            tip: "t5".to_owned(),
+            freshness: Freshness::Restarted {
+                from: "t0".to_owned(),
+            },
+            ..provisioned("T1")
+        }),
+        prepared: Ok(()),
+    });
+    assert_eq!(launches(&effects), ["T1.S1#2"]);
+    assert_eq!(
+        base(&h).as_deref(),
+        Some("t5"),
+        "the step's commits count from where the branch starts now"
+    );
+    assert_eq!(h.core.state().items[&id("T1")].base.as_deref(), Some("t5"));
 }
 
 /// Runs `A` to its merge and returns the harness with `A` merging.

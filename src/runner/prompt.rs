@@ -43,7 +43,7 @@ pub struct ItemView {
     pub extra: Map<String, Value>,
 }
 
-/// A finished dependency and what its agent said about it.
+/// A dependency and what its agent said about it.
 #[derive(Debug, Clone, Serialize)]
 pub struct DependencyView {
     pub id: String,
@@ -81,11 +81,19 @@ pub struct PromptContext {
     /// The phase and milestone the task is in, outermost first.
     pub parents: Vec<ItemView>,
     pub subtasks: Vec<ItemView>,
+    /// Dependencies whose work is in the branch: merged or resolved tasks,
+    /// and (for a subtask) the finished sibling steps it depends on.
     pub dependencies: Vec<DependencyView>,
+    /// Optional dependencies that ended without being merged (failed,
+    /// blocked or cancelled): their work is not in the branch.
+    pub unmet_dependencies: Vec<DependencyView>,
     pub attempt: u32,
     pub previous: Option<PreviousView>,
     pub branch: String,
     pub target: String,
+    /// Set when the branch kept the commits of earlier attempts while the
+    /// target moved on: how many target commits it lacks.
+    pub behind: Option<u32>,
     pub worktree: String,
     pub result_file: String,
 }

@@ -123,7 +123,7 @@ async fn supervise(spec_path: &Path) -> std::io::Result<()> {
                         | rustix::io::Errno::TXTBSY
                 )
             );
-            let error = format!("`{program}`: {e}");
+            let error = crate::runner::classify::spawn_error(program, &spec.cwd, &e);
             return finish(End::SpawnFailed { error, transient }, 0, false);
         }
     };

@@ -497,12 +497,24 @@ impl Serialize for Event {
     }
 }
 
+/// Why no event can be appended: the last one used the largest `seq`.
+///
+/// `seq` never wraps (it would no longer be unique and increasing); the log
+/// refuses instead, and the run stops as on any failure to append.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "`seq` reached {}, the largest there is, so no event can follow it in `events.jsonl`; move the file aside to start numbering again",
+    u64::MAX
+)]
+pub struct SeqExhausted;
+
 /// An open log, positioned for appending.
 #[derive(Debug)]
 pub struct EventLog {
     file: File,
     path: PathBuf,
-    next_seq: u64,
+    /// `None` once `seq` reached `u64::MAX`.
+    next_seq: Option<u64>,
     /// The file's length after our last write: when it differs, another
     /// process appended, and `next_seq` is read again from the file.
     known_len: u64,
@@ -519,7 +531,7 @@ impl EventLog {
         Ok(EventLog {
             file,
             path: path.to_owned(),
-            next_seq: 1,
+            next_seq: Some(1),
             known_len: u64::MAX,
         })
     }
@@ -549,10 +561,17 @@ impl EventLog {
             if !ends_cleanly {
                 self.file.write_all(b"\n")?;
             }
-            self.next_seq = self.next_seq.max(last_seq.map_or(1, |s| s + 1));
+            let after_last = match last_seq {
+                None => Some(1),
+                Some(last) => last.checked_add(1),
+            };
+            self.next_seq = self.next_seq.zip(after_last).map(|(a, b)| a.max(b));
         }
+        let seq = self
+            .next_seq
+            .ok_or_else(|| io::Error::other(SeqExhausted))?;
         let record = Event {
-            seq: self.next_seq,
+            seq,
             ts: Timestamp::now(),
             id: id.cloned(),
             kind,
@@ -560,7 +579,7 @@ impl EventLog {
         let mut line = serde_json::to_vec(&record).map_err(io::Error::other)?;
         line.push(b'\n');
         self.file.write_all(&line)?;
-        self.next_seq += 1;
+        self.next_seq = seq.checked_add(1);
         self.known_len = self.file.metadata()?.len();
         Ok(record)
     }
@@ -1126,6 +1145,39 @@ mod tests {
         ));
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("\"event\":\"task.started\""), "{text}");
+    }
+
+    #[test]
+    fn issue_18_a_sequence_at_its_largest_is_refused_not_wrapped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let last = format!(
+            "{{\"seq\":{},\"ts\":\"2026-01-01T12:00:00.123Z\",\"event\":\"task.ready\",\"id\":\"T1\"}}\n",
+            u64::MAX - 1
+        );
+        std::fs::write(&path, &last).unwrap();
+        let mut log = EventLog::open(&path).unwrap();
+        let e = log
+            .append(None, EventKind::RunStopping { agents: 0 })
+            .unwrap();
+        assert_eq!(e.seq, u64::MAX, "the largest number is still used");
+        let written = std::fs::read_to_string(&path).unwrap();
+        let refused = log
+            .append(None, EventKind::RunStopping { agents: 0 })
+            .unwrap_err();
+        insta::assert_snapshot!(refused, @"`seq` reached 18446744073709551615, the largest there is, so no event can follow it in `events.jsonl`; move the file aside to start numbering again");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            written,
+            "nothing was appended"
+        );
+        drop(log);
+        let mut log = EventLog::open(&path).unwrap();
+        assert!(
+            log.append(None, EventKind::TaskReady).is_err(),
+            "another writer refuses too"
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), written);
     }
 
     #[test]

@@ -136,3 +136,59 @@ fn completions_are_printed_for_each_shell() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Returns the lines of a doctor report about `needle`, each with its fix.
+fn findings_about(text: &str, needle: &str) -> String {
+    let mut out = Vec::new();
+    let mut keep = false;
+    for line in text.lines() {
+        if !line.starts_with(' ') {
+            keep = line.contains(needle);
+        }
+        if keep {
+            out.push(line);
+        }
+    }
+    out.join("\n")
+}
+
+#[test]
+fn issue_18_a_relative_agent_is_checked_where_tasks_run_it() {
+    let env = TestEnv::new();
+    env.init_repo();
+    env.configure("commit.sh", "");
+    env.edit_config(&format!("{:?}", env.agent("commit.sh")), "\"./agent.sh\"");
+    env.write("plan.toml", "[[task]]\nid = \"T1\"\n");
+    let script = env.write("agent.sh", "#!/bin/sh\nexit 0\n");
+    let mut mode = fs::metadata(&script).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut mode, 0o755);
+    fs::set_permissions(&script, mode).unwrap();
+    insta::assert_snapshot!(findings_about(&doctor(&env), "agent.command"), @"
+    error config    `agent.command`: `./agent.sh` is run in each task's worktree, made from `main`, and `main` has no `agent.sh` committed
+                    fix: commit `agent.sh` to `main` (your checkout has it), or use an absolute path
+    ");
+    env.git(&env.repo(), ["add", "agent.sh"]);
+    env.git(&env.repo(), ["commit", "-q", "-m", "Add the agent"]);
+    insta::assert_snapshot!(findings_about(&doctor(&env), "agent.command"), @"ok    config    `agent.command`: `./agent.sh` is committed on `main`, so every task's worktree has it");
+}
+
+#[test]
+fn issue_18_fixes_point_to_what_the_user_has() {
+    let env = TestEnv::new();
+    env.init_repo();
+    let text = doctor(&env);
+    insta::assert_snapshot!(findings_about(&text, "plan"), @"
+    error plan      cannot read plan `plan.toml`: No such file or directory (os error 2)
+                    fix: `orch init` writes a starter `.orchestrator.toml` and `plan.toml`
+    ");
+    env.write(".orchestrator.toml", "[agent]\nmax_paralel = 2\n");
+    insta::assert_snapshot!(doctor(&env), @"
+    ok    git       git <version>
+    ok    git       a commit identity is configured
+    error config    .orchestrator.toml:2:1: unknown field `max_paralel`, expected one of `command`, `prompt`, `unit`, `timeout`, `max_parallel`, `auto_commit`, `grace`, `log_limit`, `env`
+                    fix: fix the file; `orch init --print-config` prints every key with its default and what it does
+    ------- stderr -------
+    error: 1 problem and 0 warnings found
+    [exit status: 2]
+    ");
+}

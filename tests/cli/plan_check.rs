@@ -291,6 +291,25 @@ fn resources_and_agents_must_be_declared_in_the_config() {
 }
 
 #[test]
+fn issue_18_every_error_is_reported_in_one_pass() {
+    let env = TestEnv::new();
+    env.init_repo();
+    env.write(".orchestrator.toml", "[resources]\ndb = 1\n");
+    env.write(
+        "plan.toml",
+        "[[task]]\nid = \"a b\"\n[[task]]\nid = \"T2\"\nresources = { gpu = 1 }\n[[task]]\nid = \"T3\"\nagent = \"codex\"\n",
+    );
+    insta::assert_snapshot!(env.run(["plan", "check"]), @"
+    ------- stderr -------
+    plan.toml:2:1: invalid id `a b`: a space is not allowed; ids become branch and folder names, so use only letters, digits, `_` and `-`
+    plan.toml:5:1: `T2` uses resource `gpu`, which `[resources]` in the config does not declare
+    plan.toml:8:1: `T3` picks agent `codex`, which `[agents]` in the config does not define
+    error: 3 errors in `plan.toml`
+    [exit status: 2]
+    ");
+}
+
+#[test]
 fn config_errors_name_file_line_and_column() {
     let env = TestEnv::new();
     env.init_repo();

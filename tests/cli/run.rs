@@ -280,6 +280,84 @@ fn a_missing_agent_command_fails_at_once() {
     );
 }
 
+/// The agent script of the README's quick start.
+const README_AGENT: &str = "#!/bin/sh\n# agent.sh: set `command = [\"./agent.sh\"]` under [agent].\ncat > /dev/null\necho \"- $ORCH_TASK_TITLE\" >> CHANGES.md\nprintf '{\"status\":\"done\",\"summary\":\"noted %s\"}' \"$ORCH_TASK_ID\" > \"$ORCH_RESULT_FILE\"\n";
+
+#[test]
+fn issue_18_a_retry_starts_from_the_target_the_user_just_fixed() {
+    let env = setup("commit.sh", "", "[[task]]\nid = \"T1\"\n");
+    env.edit_config(&format!("{:?}", env.agent("commit.sh")), "\"./agent.sh\"");
+    let script = env.write("agent.sh", README_AGENT);
+    let mut mode = fs::metadata(&script).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut mode, 0o755);
+    fs::set_permissions(&script, mode).unwrap();
+    let out = run(&env);
+    assert_eq!(out.status.code(), Some(1), "{}", env.render(&out));
+    let reason = env.state()["items"]["T1"]["reason"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    insta::assert_snapshot!(env.filter(&reason), @"cannot start the agent: `./agent.sh` not found in the task's worktree `$TEMP/repo.worktrees/T1`; commit it, or use an absolute path");
+
+    env.git(&env.repo(), ["add", "agent.sh"]);
+    env.git(&env.repo(), ["commit", "-q", "-m", "Add the agent"]);
+    insta::assert_snapshot!(env.run(["retry", "T1"]), @"Retried `T1`.");
+    let out = run(&env);
+    assert!(out.status.success(), "{}", env.render(&out));
+    assert_eq!(
+        env.git(&env.repo(), ["show", "orch/T1:CHANGES.md"]),
+        "- T1\n"
+    );
+    assert_eq!(
+        rev_count(&env, "orch/T1..main"),
+        0,
+        "the branch holds the commit that added the agent"
+    );
+    assert_eq!(rev_count(&env, "main..orch/T1"), 1);
+}
+
+#[test]
+fn issue_18_an_automatic_retry_restarts_an_empty_branch_and_keeps_one_with_work() {
+    let env = setup(
+        "target-moves.sh",
+        "",
+        "[[task]]\nid = \"A\"\n[[task]]\nid = \"B\"\nagent = \"keep\"\n",
+    );
+    let keep = format!(
+        "[agents.keep]\ncommand = [{:?}]\nenv = {{ KEEP_WORK = \"1\" }}\n\n[hooks]",
+        env.agent("target-moves.sh")
+    );
+    env.edit_config("[hooks]", &keep);
+    env.edit_config("max_parallel = 2", "max_parallel = 1");
+    let out = run(&env);
+    assert!(out.status.success(), "{}", env.render(&out));
+    let moved = env.git(&env.repo(), ["show", "orch/A:moved.txt"]);
+    assert!(
+        moved.starts_with("moved by "),
+        "A started again from the target's head: {moved}"
+    );
+    assert_eq!(rev_count(&env, "main..orch/A"), 1, "only A's own work");
+    assert_eq!(
+        env.git(&env.repo(), ["show", "orch/B:early.txt"]),
+        "early work\n",
+        "B keeps what its first attempt committed"
+    );
+    assert_eq!(rev_count(&env, "main..orch/B"), 2);
+    let prompt = |task: &str| {
+        fs::read_to_string(
+            env.repo()
+                .join(format!(".orchestrator/runs/{task}/2/prompt.md")),
+        )
+        .unwrap()
+    };
+    assert!(
+        prompt("B").contains("Your branch keeps the commits of earlier attempts"),
+        "{}",
+        prompt("B")
+    );
+    assert!(!prompt("A").contains("earlier attempts"), "{}", prompt("A"));
+}
+
 #[test]
 fn the_agent_gets_its_prompt_and_variables() {
     let env = setup(
