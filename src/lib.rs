@@ -24,6 +24,7 @@ pub mod narrate;
 pub mod plan;
 pub mod process;
 pub mod runner;
+pub mod sandbox;
 pub mod schedule;
 pub mod state;
 pub mod templates;

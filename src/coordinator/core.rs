@@ -101,6 +101,8 @@ pub struct Env {
     /// Per task node: whether `--only` selects it.
     pub in_scope: Vec<bool>,
     pub limits: Limits,
+    /// How agents and hooks are confined; unconfined unless the driver says.
+    pub sandbox: crate::runner::confine::Setup,
 }
 
 impl Env {
@@ -127,6 +129,7 @@ impl Env {
             options,
             in_scope,
             limits,
+            sandbox: crate::runner::confine::Setup::unconfined(),
         }
     }
 
@@ -274,6 +277,8 @@ pub struct LaunchRequest {
     pub timeout: Duration,
     pub grace: Duration,
     pub log_limit: u64,
+    /// What the agent may write; `None`: it runs unconfined.
+    pub sandbox: Option<crate::runner::confine::Grant>,
 }
 
 /// A prompt to render: the executor fills in the log tails it names, then
@@ -492,6 +497,7 @@ impl RunState {
                 target: self.env.target.clone(),
                 tasks,
                 no_merge: self.env.options.no_merge,
+                sandbox: Some(self.env.sandbox.confinement),
             },
         );
         self.recover(&facts, now);

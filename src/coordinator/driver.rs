@@ -170,7 +170,8 @@ impl Driver {
             policy,
         };
         let mut exec = Executor::new(tools, tx, log, sink);
-        let env = Env::new(
+        let sandbox = crate::runner::confine::Setup::probe(&config.sandbox);
+        let mut env = Env::new(
             Arc::clone(&setup.plan),
             config,
             setup.repo_root.clone(),
@@ -178,6 +179,7 @@ impl Driver {
             setup.target.clone(),
             setup.options,
         );
+        env.sandbox = sandbox;
         let now = Now::real();
         let mut core = RunState::new(
             env,

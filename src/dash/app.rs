@@ -856,6 +856,7 @@ title = "Importer"
                     attempt: 1,
                     title: String::new(),
                     purpose: None,
+                    confined: false,
                 },
             }])
         };

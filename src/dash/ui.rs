@@ -754,6 +754,7 @@ depends_on = ["P1.M1.T2", "P1.M1.T3"]
             attempt,
             title: title.to_owned(),
             purpose: None,
+            confined: false,
         }
     }
 
@@ -776,6 +777,7 @@ depends_on = ["P1.M1.T2", "P1.M1.T3"]
             finished: to.map(|t| Timestamp(at(t))),
             outcome,
             purpose: None,
+            confined: false,
         }
     }
 
@@ -858,6 +860,7 @@ depends_on = ["P1.M1.T2", "P1.M1.T3"]
                     target: "main".to_owned(),
                     tasks: 5,
                     no_merge: false,
+                    sandbox: None,
                 },
             ),
             event(2, 1, Some("P1.M1.T1"), started(1, "Define the schema")),
