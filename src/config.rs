@@ -370,7 +370,10 @@ impl Default for SandboxConfig {
     fn default() -> Self {
         SandboxConfig {
             enabled: true,
-            allow_write: DEFAULT_ALLOW_WRITE.iter().map(|p| (*p).to_owned()).collect(),
+            allow_write: DEFAULT_ALLOW_WRITE
+                .iter()
+                .map(|p| (*p).to_owned())
+                .collect(),
             network: true,
         }
     }
@@ -655,9 +658,7 @@ impl Config {
         {
             return Some((
                 vec!["sandbox", "allow_write"],
-                format!(
-                    "`sandbox.allow_write` entry `{path}` must be absolute or start with `~/`"
-                ),
+                format!("`sandbox.allow_write` entry `{path}` must be absolute or start with `~/`"),
             ));
         }
         let mut names = std::collections::BTreeSet::new();

@@ -68,7 +68,9 @@ const CREATE_RULESET_VERSION: libc::c_long = 1;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Support {
     /// Landlock with this ABI, at least [`MIN_ABI`].
-    Available { abi: u32 },
+    Available {
+        abi: u32,
+    },
     Unavailable(Unavailable),
 }
 
@@ -428,14 +430,21 @@ mod tests {
             "echo new > in/new; echo no > out/new; echo no > out/kept; rm -f out/kept; \
              if [ -e out/new ]; then exit 1; fi",
         );
-        cmd.current_dir(dir.path()).stderr(std::process::Stdio::null());
+        cmd.current_dir(dir.path())
+            .stderr(std::process::Stdio::null());
         // SAFETY: `restrict_self` is async-signal-safe (two system calls).
         unsafe {
             cmd.pre_exec(move || ruleset.restrict_self());
         }
         let status = cmd.status().unwrap();
         assert!(status.success());
-        assert_eq!(std::fs::read_to_string(inside.join("new")).unwrap(), "new\n");
-        assert_eq!(std::fs::read_to_string(outside.join("kept")).unwrap(), "kept");
+        assert_eq!(
+            std::fs::read_to_string(inside.join("new")).unwrap(),
+            "new\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(outside.join("kept")).unwrap(),
+            "kept"
+        );
     }
 }

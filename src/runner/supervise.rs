@@ -112,7 +112,12 @@ async fn supervise(spec_path: &Path) -> std::io::Result<()> {
         .sandbox
         .as_ref()
         .and_then(|c| CommitForwarder::new(&dir, c));
-    let sandbox = match spec.sandbox.as_ref().map(|c| confine(&spec.cwd, c)).transpose() {
+    let sandbox = match spec
+        .sandbox
+        .as_ref()
+        .map(|c| confine(&spec.cwd, c))
+        .transpose()
+    {
         Ok(sandbox) => sandbox,
         Err(error) => {
             let error = format!(
@@ -339,8 +344,7 @@ impl CommitForwarder {
             return;
         };
         let mut text = Vec::new();
-        if file.seek(SeekFrom::Start(self.done)).is_err() || file.read_to_end(&mut text).is_err()
-        {
+        if file.seek(SeekFrom::Start(self.done)).is_err() || file.read_to_end(&mut text).is_err() {
             return;
         }
         let Some(end) = text.iter().rposition(|b| *b == b'\n') else {

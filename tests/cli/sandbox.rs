@@ -154,11 +154,7 @@ fn issue_12_a_confined_agent_writes_only_its_own_work_which_merges() {
 fn issue_12_sandbox_disabled_lets_the_writes_through_and_says_so() {
     let env = setup("[sandbox]\nenabled = false\n");
     let repo = env.repo();
-    let out = env
-        .orch()
-        .args(["run", "--no-merge"])
-        .output()
-        .unwrap();
+    let out = env.orch().args(["run", "--no-merge"]).output().unwrap();
     assert!(out.status.success(), "{}", env.render(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     let first = stderr

@@ -210,7 +210,10 @@ impl TestEnv {
     pub fn outside(&self) -> (PathBuf, String) {
         let dir = self.root().join("outside");
         std::fs::create_dir_all(&dir).unwrap();
-        let table = format!("[sandbox]\nallow_write = [{:?}]\n", dir.display().to_string());
+        let table = format!(
+            "[sandbox]\nallow_write = [{:?}]\n",
+            dir.display().to_string()
+        );
         (dir, table)
     }
 
