@@ -635,6 +635,7 @@ impl RunState {
             target: self.env.target.clone(),
             worktree: worktree.display().to_string(),
             result_file: result_file.display().to_string(),
+            confined: self.env.sandbox.confinement.confines(),
         };
         (context, previous_log, problem_log)
     }

@@ -88,6 +88,8 @@ pub struct PromptContext {
     pub target: String,
     pub worktree: String,
     pub result_file: String,
+    /// The agent runs in the sandbox (docs/run.md, "What an agent may write").
+    pub confined: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -148,6 +148,11 @@ fn issue_12_a_confined_agent_writes_only_its_own_work_which_merges() {
             .all(|e| e["confined"] == true)
     );
     assert_eq!(env.state()["items"]["T2"]["attempts"][0]["confined"], true);
+    let prompt = fs::read_to_string(state_dir.join("runs/T2/1/prompt.md")).unwrap();
+    assert!(
+        prompt.contains("- You may write only this worktree, `$TMPDIR` and your own branch"),
+        "{prompt}"
+    );
 }
 
 #[test]
@@ -156,6 +161,8 @@ fn issue_12_sandbox_disabled_lets_the_writes_through_and_says_so() {
     let repo = env.repo();
     let out = env.orch().args(["run", "--no-merge"]).output().unwrap();
     assert!(out.status.success(), "{}", env.render(&out));
+    let prompt = fs::read_to_string(repo.join(".orchestrator/runs/T2/1/prompt.md")).unwrap();
+    assert!(!prompt.contains("You may write only"), "{prompt}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     let first = stderr
         .lines()
