@@ -121,6 +121,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Where events are sent (`[[notify]]`, one table per destination).
     pub notify: Vec<NotifyConfig>,
+    pub sandbox: SandboxConfig,
 }
 
 /// `[metrics]`: the live coordinator's Prometheus endpoint.
@@ -193,6 +194,7 @@ impl Default for Config {
             policy: PolicyConfig::default(),
             metrics: MetricsConfig::default(),
             notify: Vec::new(),
+            sandbox: SandboxConfig::default(),
         }
     }
 }
@@ -394,6 +396,60 @@ impl Default for MergeConfig {
             delete_branch: true,
             remove_worktree: false,
         }
+    }
+}
+
+/// What agents (and the `post_create` and `post_agent` hooks) may write
+/// (docs/config.md `[sandbox]`, docs/run.md "What an agent may write").
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxConfig {
+    /// Confine them where the kernel can (Landlock); `false` says loudly that they are not.
+    pub enabled: bool,
+    /// Paths they may write besides their worktree, its git paths, their run
+    /// folder and a private temp folder: absolute, or `~/…` for the home
+    /// folder. Setting it replaces [`DEFAULT_ALLOW_WRITE`].
+    pub allow_write: Vec<String>,
+    /// `false` refuses TCP `bind` and `connect` (Landlock ABI 4, Linux 6.7).
+    pub network: bool,
+}
+
+/// What agents may write by default besides their own folders: the agent
+/// CLIs' own config and cache folders, and the common caches.
+pub const DEFAULT_ALLOW_WRITE: &[&str] = &[
+    "~/.claude",
+    "~/.claude.json",
+    "~/.codex",
+    "~/.gemini",
+    "~/.aider",
+    "~/.cache",
+    "~/.npm",
+];
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            enabled: true,
+            allow_write: DEFAULT_ALLOW_WRITE
+                .iter()
+                .map(|p| (*p).to_owned())
+                .collect(),
+            network: true,
+        }
+    }
+}
+
+impl SandboxConfig {
+    /// Returns `allow_write` with `~` made the home folder; entries under
+    /// `~` are left out when there is no home folder.
+    pub fn allow_write_paths(&self, home: Option<&Path>) -> Vec<PathBuf> {
+        self.allow_write
+            .iter()
+            .filter_map(|p| match p.strip_prefix('~') {
+                Some(rest) => home.map(|h| h.join(rest.trim_start_matches('/'))),
+                None => Some(PathBuf::from(p)),
+            })
+            .collect()
     }
 }
 
@@ -699,6 +755,17 @@ impl Config {
             if let Some(problem) = problem {
                 return Some((vec!["notify"], problem));
             }
+        }
+        if let Some(path) = self
+            .sandbox
+            .allow_write
+            .iter()
+            .find(|p| !(p.starts_with('/') || *p == "~" || p.starts_with("~/")))
+        {
+            return Some((
+                vec!["sandbox", "allow_write"],
+                format!("`sandbox.allow_write` entry `{path}` must be absolute or start with `~/`"),
+            ));
         }
         let mut names = std::collections::BTreeSet::new();
         for check in &self.policy.checks {

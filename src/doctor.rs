@@ -12,6 +12,8 @@ use crate::git::{cmd, refs, worktree};
 use crate::hooks::install::{self, Installed};
 use crate::lifecycle::Status;
 use crate::plan::{self, Plan};
+use crate::runner::confine;
+use crate::sandbox::{Confinement, NETWORK_ABI, Network};
 use crate::state::{StateDir, lock, store};
 use crate::text::plural;
 
@@ -107,6 +109,7 @@ pub fn examine(subject: &Subject) -> Vec<Finding> {
     };
     check_agent(&mut r, &subject.root, &config);
     let target = check_target(&mut r, &subject.root, &config);
+    check_sandbox(&mut r, &config, target.as_deref());
     let plan = check_plan(&mut r, &subject.root, &config, config_file, &show);
     check_hooks(&mut r, &subject.root, &config, &show);
     let wt_root = workspace::worktree_root(&subject.root, &config.git.worktree_root);
@@ -258,6 +261,52 @@ fn check_committed_agent(r: &mut Report, root: &Path, key: &str, program: &str, 
             format!("`{key}`: cannot look for `{program}` on `{target}`: {}", crate::text::error_chain(&e)),
             "check the repository with `git status`",
         ),
+    }
+}
+
+/// Says whether agents and hooks are confined, and what keeps them from
+/// committing when the branch prefix puts their branches beside the target.
+fn check_sandbox(r: &mut Report, config: &Config, target: Option<&str>) {
+    let setup = confine::Setup::probe(&config.sandbox);
+    match setup.confinement {
+        Confinement::Confined { abi, network } => {
+            r.ok(
+                "sandbox",
+                format!("agents and hooks are confined to their worktrees (Landlock ABI {abi})"),
+            );
+            if network == Network::NotBlockable {
+                r.warn(
+                    "sandbox",
+                    format!(
+                        "`network = false` is not enforced: it needs Landlock ABI {NETWORK_ABI} (Linux 6.7), the kernel has {abi}"
+                    ),
+                    "run orch on Linux 6.7 or later, or set `network = true` under `[sandbox]`",
+                );
+            }
+        }
+        Confinement::Disabled => r.warn(
+            "sandbox",
+            "agents and hooks are NOT confined: `[sandbox] enabled = false`; they can write anywhere you can".to_owned(),
+            "set `enabled = true` under `[sandbox]`",
+        ),
+        Confinement::Unavailable { why } => r.warn(
+            "sandbox",
+            format!("agents and hooks are NOT confined: {why}; they can write anywhere you can"),
+            "run orch on Linux 6.2 or later with Landlock enabled (it must be in the kernel's `lsm=` list)",
+        ),
+    }
+    let prefix = &config.git.branch_prefix;
+    if setup.confinement.confines()
+        && let Some(target) = target
+        && confine::ref_folder(&format!("{prefix}T1"), target).is_none()
+    {
+        r.warn(
+            "sandbox",
+            format!(
+                "`git.branch_prefix` `{prefix}` puts task branches in the folder of `{target}`, which agents may not write: their own `git commit` cannot move their branch (orch commits what they leave)"
+            ),
+            "use a prefix that ends with a folder of its own, like `orch/`",
+        );
     }
 }
 

@@ -26,6 +26,7 @@ pub mod notifications;
 pub mod plan;
 pub mod process;
 pub mod runner;
+pub mod sandbox;
 pub mod schedule;
 pub mod state;
 pub mod templates;

@@ -544,6 +544,7 @@ mod tests {
             attempt,
             title: String::new(),
             purpose: None,
+            confined: false,
         };
         for e in [
             event(1, 0, Some("A"), started(1)),

@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use crate::lifecycle::Status;
+use crate::sandbox::{Confinement, NETWORK_ABI, Network};
 use crate::state::events::{Event, EventKind};
 use crate::text::{duration, plural};
 
@@ -33,6 +34,34 @@ impl Described {
     }
 }
 
+/// Returns what the run's first line says about the sandbox: nothing when
+/// agents are confined as configured, a warning otherwise.
+fn confinement(c: &Confinement) -> String {
+    match c {
+        Confinement::Confined {
+            network: Network::Open,
+            ..
+        } => String::new(),
+        Confinement::Confined {
+            network: Network::Blocked,
+            ..
+        } => " Agents may not use the network.".to_owned(),
+        Confinement::Confined {
+            abi,
+            network: Network::NotBlockable,
+        } => format!(
+            " Agents CAN use the network: `network = false` needs Landlock ABI {NETWORK_ABI} (Linux 6.7); the kernel has ABI {abi}."
+        ),
+        Confinement::Disabled => {
+            " Agents are NOT confined: `[sandbox] enabled = false`; they can write anywhere you can."
+                .to_owned()
+        }
+        Confinement::Unavailable { why } => format!(
+            " Agents are NOT confined: {why}; they can write anywhere you can (see `orch doctor`)."
+        ),
+    }
+}
+
 /// Returns how the event reads in progress lines and the dashboard's feed,
 /// or `None` for events too fine-grained to show.
 pub fn describe(e: &Event) -> Option<Described> {
@@ -42,11 +71,13 @@ pub fn describe(e: &Event) -> Option<Described> {
             target,
             tasks,
             no_merge,
+            sandbox,
             ..
         } => Described::plain(format!(
-            "Starting: {} on target `{target}`{}.",
+            "Starting: {} on target `{target}`{}.{}",
             plural(*tasks, "task", "tasks"),
-            if *no_merge { ", without merging" } else { "" }
+            if *no_merge { ", without merging" } else { "" },
+            sandbox.as_ref().map(confinement).unwrap_or_default()
         )),
         EventKind::PlanChanged {
             from,

@@ -105,6 +105,8 @@ pub struct Env {
     pub limits: Limits,
     /// The digest of the plan file (`run.started`), when known.
     pub plan_digest: Option<String>,
+    /// How agents and hooks are confined; unconfined unless the driver says.
+    pub sandbox: crate::runner::confine::Setup,
 }
 
 impl Env {
@@ -137,6 +139,7 @@ impl Env {
             only,
             limits,
             plan_digest: None,
+            sandbox: crate::runner::confine::Setup::unconfined(),
         }
     }
 
@@ -288,6 +291,8 @@ pub struct LaunchRequest {
     pub timeout: Duration,
     pub grace: Duration,
     pub log_limit: u64,
+    /// What the agent may write; `None`: it runs unconfined.
+    pub sandbox: Option<crate::runner::confine::Grant>,
 }
 
 /// A prompt to render: the executor fills in the log tails it names, then
@@ -522,6 +527,7 @@ impl RunState {
                 tasks,
                 no_merge: self.env.options.no_merge,
                 plan_digest: self.env.plan_digest.clone(),
+                sandbox: Some(self.env.sandbox.confinement),
             },
         );
         let before = self.out.len();

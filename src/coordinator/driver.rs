@@ -271,6 +271,7 @@ impl Driver {
             });
         }
         let merge_only = setup.options.merge_only;
+        let sandbox = crate::runner::confine::Setup::probe(&config.sandbox);
         let mut env = Env::new(
             Arc::clone(&setup.plan),
             Arc::clone(&config),
@@ -280,6 +281,7 @@ impl Driver {
             setup.options,
         );
         env.plan_digest = version.as_ref().map(|v| v.digest.clone());
+        env.sandbox = sandbox;
         let now = Now::real();
         let mut core = RunState::new(
             env,

@@ -40,6 +40,7 @@ use crate::plan::FullId;
 use crate::runner::folder::{self, RunFolder};
 use crate::runner::prompt;
 use crate::runner::spawn::{self, AttemptPlan};
+use crate::runner::spec::Confined;
 use crate::state::events::{Event, EventKind, EventLog};
 use crate::state::{State, StateDir, StateError, inbox, store};
 
@@ -305,6 +306,11 @@ impl Executor {
                 return;
             }
         };
+        let sandbox = req.sandbox.map(|grant| Confined {
+            grant,
+            events: self.tools.state_dir.events_file(),
+            unit: unit.to_string(),
+        });
         let plan = AttemptPlan {
             run_dir: req.folder.path().to_owned(),
             command: req.command,
@@ -315,6 +321,7 @@ impl Executor {
             timeout: req.timeout,
             grace: req.grace,
             log_limit: req.log_limit,
+            sandbox,
         };
         let spawned = spawn::prepare(&plan)
             .and_then(|_| spawn::spawn_supervisor(&self.tools.orch_exe, &plan.run_dir));

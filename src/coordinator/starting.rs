@@ -86,6 +86,7 @@ impl RunState {
                 attempt: number,
                 title: plan.item(ti).title.clone(),
                 purpose: None,
+                confined: self.env.sandbox.confinement.confines(),
             },
         );
         self.begin_provision(id, number);
@@ -116,14 +117,16 @@ impl RunState {
         purpose: Option<Purpose>,
         now: Now,
     ) -> u32 {
+        let number = self.entry(id).attempts.len() as u32 + 1;
+        let confined = self.env.sandbox.confinement.confines();
         let entry = self.entry(id);
-        let number = entry.attempts.len() as u32 + 1;
         entry.attempts.push(Attempt {
             number,
             started: Timestamp::at(now.wall),
             finished: None,
             outcome: None,
             purpose,
+            confined,
         });
         entry.not_before = None;
         entry.reason = None;
@@ -209,13 +212,15 @@ impl RunState {
         if commands.is_empty() {
             return None;
         }
-        let log = RunFolder::new(self.env.state_dir.run_dir(task, attempt)).hook_log(name);
+        let run_dir = self.env.state_dir.run_dir(task, attempt);
+        let log = RunFolder::new(run_dir.clone()).hook_log(name);
         Some(hook::Stage {
             name,
             commands: commands.to_vec(),
             env: self.task_vars(task, attempt, branch),
             log,
             timeout: self.env.config.agent.timeout.0,
+            sandbox: self.env.sandbox.grant(&run_dir, branch, &self.env.target),
         })
     }
 
@@ -406,6 +411,7 @@ impl RunState {
                             attempt: number,
                             title: self.title_of(&sub),
                             purpose: None,
+                            confined: self.env.sandbox.confinement.confines(),
                         },
                     );
                     self.launch_unit(task, &sub, number, now);
@@ -525,6 +531,7 @@ impl RunState {
         if ui != ti {
             env.push(("ORCH_SUBTASK_ID".to_owned(), unit.to_string()));
         }
+        let folder_path = &folder.path().to_owned();
         Ok(LaunchRequest {
             task: task.clone(),
             unit: unit.clone(),
@@ -544,6 +551,10 @@ impl RunState {
             timeout,
             grace: agent.grace.0,
             log_limit: agent.log_limit.0,
+            sandbox: self
+                .env
+                .sandbox
+                .grant(folder_path, &branch, &self.env.target),
         })
     }
 
@@ -680,6 +691,7 @@ impl RunState {
             behind: self.flight.behind.get(&plan.item(ti).id).copied(),
             worktree: worktree.display().to_string(),
             result_file: result_file.display().to_string(),
+            confined: self.env.sandbox.confinement.confines(),
         };
         (context, previous_log, problem_log)
     }

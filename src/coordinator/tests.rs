@@ -791,6 +791,7 @@ fn start_up_collects_adopts_or_interrupts_what_a_dead_coordinator_left() {
             finished: None,
             outcome: None,
             purpose: None,
+            confined: false,
         });
         s.worktree = Some(PathBuf::from("wt").join(task));
         state.items.insert(id(task), s);

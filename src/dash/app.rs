@@ -872,6 +872,7 @@ title = "Importer"
                     attempt: 1,
                     title: String::new(),
                     purpose: None,
+                    confined: false,
                 },
             }])
         };

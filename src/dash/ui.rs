@@ -768,6 +768,7 @@ depends_on = ["P1.M1.T2", "P1.M1.T3"]
             attempt,
             title: title.to_owned(),
             purpose: None,
+            confined: false,
         }
     }
 
@@ -790,6 +791,7 @@ depends_on = ["P1.M1.T2", "P1.M1.T3"]
             finished: to.map(|t| Timestamp(at(t))),
             outcome,
             purpose: None,
+            confined: false,
         }
     }
 
@@ -874,6 +876,7 @@ depends_on = ["P1.M1.T2", "P1.M1.T3"]
                     tasks: 5,
                     no_merge: false,
                     plan_digest: None,
+                    sandbox: None,
                 },
             ),
             event(2, 1, Some("P1.M1.T1"), started(1, "Define the schema")),

@@ -240,3 +240,26 @@ mod tests {
         assert_eq!(list[2].branch.as_deref(), Some("orch/T2"));
     }
 }
+
+/// The git folders a linked worktree's own commands write to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitDirs {
+    /// Its admin folder, `<common>/worktrees/<name>/` (index, HEAD, logs of HEAD).
+    pub admin: PathBuf,
+    /// The git folder every worktree shares (objects, refs, config).
+    pub common: PathBuf,
+    /// Refs are kept in `<common>/reftable/` (`extensions.refStorage`), not
+    /// one file each under `<common>/refs/`.
+    pub reftable: bool,
+}
+
+/// Returns the git folders of the worktree at `worktree`.
+pub fn git_dirs(worktree: &Path) -> Result<GitDirs, GitError> {
+    let repo = Repository::open(worktree).map_err(GitError::git(worktree))?;
+    let common = repo.commondir().to_owned();
+    Ok(GitDirs {
+        admin: repo.path().to_owned(),
+        reftable: common.join("reftable").is_dir(),
+        common,
+    })
+}

@@ -96,6 +96,8 @@ pub struct PromptContext {
     pub behind: Option<u32>,
     pub worktree: String,
     pub result_file: String,
+    /// The agent runs in the sandbox (docs/run.md, "What an agent may write").
+    pub confined: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -26,6 +26,8 @@ pub struct AttemptPlan {
     pub timeout: Duration,
     pub grace: Duration,
     pub log_limit: u64,
+    /// Confine the agent (docs/run.md, "What an agent may write").
+    pub sandbox: Option<crate::runner::spec::Confined>,
 }
 
 /// Writes `prompt.md` and `spec.json` into a fresh run folder.
@@ -49,6 +51,7 @@ pub fn prepare(plan: &AttemptPlan) -> io::Result<Spec> {
         log_limit: plan.log_limit,
         timeout: plan.timeout,
         grace: plan.grace,
+        sandbox: plan.sandbox.clone(),
     };
     crate::fsio::write_json(&plan.run_dir.join(spec::SPEC), &spec)?;
     Ok(spec)

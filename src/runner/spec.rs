@@ -36,6 +36,22 @@ pub struct Spec {
     /// Time between SIGTERM and SIGKILL.
     #[serde(with = "millis")]
     pub grace: Duration,
+    /// Confine the agent; `None`: it runs unconfined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<Confined>,
+}
+
+/// How a confined agent runs (docs/run.md, "What an agent may write").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confined {
+    /// What it may write besides the temp folder the supervisor makes; the
+    /// supervisor works out the paths (`Grant::policy`) before it starts the agent.
+    pub grant: crate::runner::confine::Grant,
+    /// `events.jsonl`, where the supervisor moves the commits its git hooks
+    /// record in the run folder (the agent cannot write the state dir).
+    pub events: PathBuf,
+    /// The unit (task or subtask) those commits belong to.
+    pub unit: String,
 }
 
 mod millis {

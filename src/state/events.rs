@@ -69,6 +69,10 @@ pub enum EventKind {
         /// left out when unknown (`orch merge`, older logs).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         plan_digest: Option<String>,
+        /// Whether agents and hooks are confined, and why not; left out by
+        /// writers older than the sandbox.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sandbox: Option<crate::sandbox::Confinement>,
     },
     /// The plan changed: at start, since the plan the last run ran
     /// (`live` false); during a run, a saved plan was applied (`live`
@@ -138,6 +142,9 @@ pub enum EventKind {
         title: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         purpose: Option<Purpose>,
+        /// The agent runs under the sandbox (docs/run.md); left out when not.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        confined: bool,
     },
     /// A commit lands on a task branch (`id` is the subtask when
     /// `ORCH_SUBTASK_ID` names one).
@@ -658,6 +665,28 @@ mod tests {
                 tasks: 7,
                 no_merge: false,
                 plan_digest: None,
+                sandbox: None,
+            },
+            EventKind::RunStarted {
+                pid: 4242,
+                target: "main".to_owned(),
+                tasks: 7,
+                no_merge: true,
+                plan_digest: None,
+                sandbox: Some(crate::sandbox::Confinement::Confined {
+                    abi: 7,
+                    network: crate::sandbox::Network::Open,
+                }),
+            },
+            EventKind::RunStarted {
+                pid: 4242,
+                target: "main".to_owned(),
+                tasks: 7,
+                no_merge: false,
+                plan_digest: None,
+                sandbox: Some(crate::sandbox::Confinement::Unavailable {
+                    why: crate::sandbox::Unavailable::NoLandlock,
+                }),
             },
             EventKind::RunStarted {
                 pid: 4242,
@@ -665,6 +694,7 @@ mod tests {
                 tasks: 7,
                 no_merge: false,
                 plan_digest: Some(PLAN_DIGEST.to_owned()),
+                sandbox: None,
             },
             EventKind::PlanChanged {
                 from: Some(PLAN_DIGEST.to_owned()),
@@ -725,11 +755,13 @@ mod tests {
                 attempt: 1,
                 title: "Ledger tables".to_owned(),
                 purpose: None,
+                confined: false,
             },
             EventKind::TaskStarted {
                 attempt: 3,
                 title: "Ledger tables".to_owned(),
                 purpose: Some(Purpose::CheckFailure),
+                confined: true,
             },
             EventKind::TaskCommit {
                 commit: "f624be5c9ccf46de48f50dfa809370f6afa3f9fc".to_owned(),
@@ -942,45 +974,47 @@ mod tests {
             .collect();
         insta::assert_snapshot!(text, @r#"
         {"seq":1,"ts":"2026-01-01T12:00:00.123Z","event":"run.started","pid":4242,"target":"main","tasks":7,"no_merge":false}
-        {"seq":2,"ts":"2026-01-01T12:00:00.123Z","event":"run.started","pid":4242,"target":"main","tasks":7,"no_merge":false,"plan_digest":"3f2a9c1d7e5b4a60918273645546372819a0b1c2d3e4f5061728394a5b6c7d8e"}
-        {"seq":3,"ts":"2026-01-01T12:00:00.123Z","event":"plan.changed","from":"3f2a9c1d7e5b4a60918273645546372819a0b1c2d3e4f5061728394a5b6c7d8e","to":"9c1d3f2a7e5b4a60918273645546372819a0b1c2d3e4f5061728394a5b6c7d8e","live":false,"added":["T5"],"removed":["T3","T4"],"retitled":["T1"],"dependencies":["T2"],"priorities":["T2"],"redefined":["T1"],"dropped":["T4"],"merged_changed":["T1"],"kept":[{"id":"T3","branch":"orch/T3"}]}
-        {"seq":4,"ts":"2026-01-01T12:00:00.123Z","event":"plan.changed","from":null,"to":"9c1d3f2a7e5b4a60918273645546372819a0b1c2d3e4f5061728394a5b6c7d8e","live":true}
-        {"seq":5,"ts":"2026-01-01T12:00:00.123Z","event":"plan.refused","errors":["plan.toml:3:7: unknown field `titel`"]}
-        {"seq":6,"ts":"2026-01-01T12:00:00.123Z","event":"run.recovered","adopted":["T1"],"collected":["T2"]}
-        {"seq":7,"ts":"2026-01-01T12:00:00.123Z","event":"run.stopping","agents":2}
-        {"seq":8,"ts":"2026-01-01T12:00:00.123Z","event":"run.finished","elapsed_ms":61000,"attempts":5,"interrupted":false,"counts":{"merged":3,"failed":1},"cpu_ms":420,"peak_rss_kb":10240,"state_writes":12,"state_bytes":3456}
-        {"seq":9,"ts":"2026-01-01T12:00:00.123Z","event":"run.finished","elapsed_ms":61000,"attempts":5,"interrupted":true,"counts":{},"state_writes":0,"state_bytes":0}
-        {"seq":10,"ts":"2026-01-01T12:00:00.123Z","event":"task.ready","id":"P1.M1.T1"}
-        {"seq":11,"ts":"2026-01-01T12:00:00.123Z","event":"task.started","id":"P1.M1.T1","attempt":1,"title":"Ledger tables"}
-        {"seq":12,"ts":"2026-01-01T12:00:00.123Z","event":"task.started","id":"P1.M1.T1","attempt":3,"title":"Ledger tables","purpose":"check_failure"}
-        {"seq":13,"ts":"2026-01-01T12:00:00.123Z","event":"task.commit","id":"P1.M1.T1","commit":"f624be5c9ccf46de48f50dfa809370f6afa3f9fc","subject":"Add the ledger","branch":"orch/P1.M1.T1","via":"hook","attempt":2}
-        {"seq":14,"ts":"2026-01-01T12:00:00.123Z","event":"task.commit","id":"P1.M1.T1","commit":"f624be5c9ccf46de48f50dfa809370f6afa3f9fc","subject":"Add the ledger","branch":"orch/P1.M1.T1","via":"hook"}
-        {"seq":15,"ts":"2026-01-01T12:00:00.123Z","event":"task.commit","id":"P1.M1.T1","commit":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","subject":"Ledger tables","branch":"orch/P1.M1.T1","auto":true,"attempt":1}
-        {"seq":16,"ts":"2026-01-01T12:00:00.123Z","event":"task.commit","id":"P1.M1.T1","commit":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","subject":"Ledger tables","branch":null,"auto":true,"attempt":1}
-        {"seq":17,"ts":"2026-01-01T12:00:00.123Z","event":"task.completed","id":"P1.M1.T1","attempt":1,"commits":2,"log":[["9b1e0c4d2","Ledger tables"],["f624be5c9","Add \"the\" ledger"]],"duration_ms":391060}
-        {"seq":18,"ts":"2026-01-01T12:00:00.123Z","event":"task.completed","id":"P1.M1.T1","attempt":1}
-        {"seq":19,"ts":"2026-01-01T12:00:00.123Z","event":"task.retrying","id":"P1.M1.T1","attempt":1,"reason":"exit code 1","retry_in_ms":15000}
-        {"seq":20,"ts":"2026-01-01T12:00:00.123Z","event":"task.interrupted","id":"P1.M1.T1","attempt":2,"reason":"the run stopped"}
-        {"seq":21,"ts":"2026-01-01T12:00:00.123Z","event":"task.failed","id":"P1.M1.T1","attempt":3,"reason":"exit code 2"}
-        {"seq":22,"ts":"2026-01-01T12:00:00.123Z","event":"task.failed","id":"P1.M1.T1","reason":"merge failed: boom"}
-        {"seq":23,"ts":"2026-01-01T12:00:00.123Z","event":"task.blocked","id":"P1.M1.T1","by":"P1.M1.T0","reason":"required dependency `P1.M1.T0` is failed"}
-        {"seq":24,"ts":"2026-01-01T12:00:00.123Z","event":"task.unblocked","id":"P1.M1.T1"}
-        {"seq":25,"ts":"2026-01-01T12:00:00.123Z","event":"merge.started","id":"P1.M1.T1","branch":"orch/P1.M1.T1","tip":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","strategy":"ff-only"}
-        {"seq":26,"ts":"2026-01-01T12:00:00.123Z","event":"merge.started","id":"P1.M1.T1","branch":"orch/P1.M1.T1","tip":null,"strategy":"merge"}
-        {"seq":27,"ts":"2026-01-01T12:00:00.123Z","event":"merge.conflicted","id":"P1.M1.T1","files":["a.rs","b.rs"],"onto":"5dd1759e3c4ae0b1f4c3b1f2a8d9e7c6b5a49382","reason":"merging with `main` conflicts in `a.rs`, `b.rs`"}
-        {"seq":28,"ts":"2026-01-01T12:00:00.123Z","event":"merge.waiting","id":"P1.M1.T1","reason":"the target's checkout is not clean"}
-        {"seq":29,"ts":"2026-01-01T12:00:00.123Z","event":"merge.requeued","id":"P1.M1.T1","reason":"the branch moved after it was queued; queued again","tip":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","backup":null}
-        {"seq":30,"ts":"2026-01-01T12:00:00.123Z","event":"merge.requeued","id":"P1.M1.T1","reason":"moved by hand","tip":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","backup":"refs/orch/backup/P1.M1.T1/1"}
-        {"seq":31,"ts":"2026-01-01T12:00:00.123Z","event":"check.passed","id":"P1.M1.T1","check":"test"}
-        {"seq":32,"ts":"2026-01-01T12:00:00.123Z","event":"check.failed","id":"P1.M1.T1","check":"test","reason":"exit code 1","log":".orchestrator/checks/P1.M1.T1/test.log"}
-        {"seq":33,"ts":"2026-01-01T12:00:00.123Z","event":"check.failed","id":"P1.M1.T1","check":"policy.paths","reason":"touches `secret`","log":null}
-        {"seq":34,"ts":"2026-01-01T12:00:00.123Z","event":"task.merged","id":"P1.M1.T1","commit":"15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1","onto":"5dd1759e3c4ae0b1f4c3b1f2a8d9e7c6b5a49382","strategy":"squash","backup":"refs/orch/backup/P1.M1.T1/1","branch_deleted":true,"merge_ms":2700}
-        {"seq":35,"ts":"2026-01-01T12:00:00.123Z","event":"task.merged","id":"P1.M1.T1","commit":"15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1","onto":"5dd1759e3c4ae0b1f4c3b1f2a8d9e7c6b5a49382","strategy":"merge","backup":null,"branch_deleted":false,"merge_ms":2700}
-        {"seq":36,"ts":"2026-01-01T12:00:00.123Z","event":"task.merged","id":"P1.M1.T1","commit":"15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1","recovered":true}
-        {"seq":37,"ts":"2026-01-01T12:00:00.123Z","event":"task.cancelled","id":"P1.M1.T1","by":"person"}
-        {"seq":38,"ts":"2026-01-01T12:00:00.123Z","event":"task.resolved","id":"P1.M1.T1","by":"person"}
-        {"seq":39,"ts":"2026-01-01T12:00:00.123Z","event":"task.retried","id":"P1.M1.T1","by":"person"}
-        {"seq":40,"ts":"2026-01-01T12:00:00.123Z","event":"hook.failed","id":"P1.M1.T1","reason":"`post_merge` failed"}
+        {"seq":2,"ts":"2026-01-01T12:00:00.123Z","event":"run.started","pid":4242,"target":"main","tasks":7,"no_merge":true,"sandbox":{"mode":"confined","abi":7,"network":"open"}}
+        {"seq":3,"ts":"2026-01-01T12:00:00.123Z","event":"run.started","pid":4242,"target":"main","tasks":7,"no_merge":false,"sandbox":{"mode":"unavailable","reason":"no_landlock"}}
+        {"seq":4,"ts":"2026-01-01T12:00:00.123Z","event":"run.started","pid":4242,"target":"main","tasks":7,"no_merge":false,"plan_digest":"3f2a9c1d7e5b4a60918273645546372819a0b1c2d3e4f5061728394a5b6c7d8e"}
+        {"seq":5,"ts":"2026-01-01T12:00:00.123Z","event":"plan.changed","from":"3f2a9c1d7e5b4a60918273645546372819a0b1c2d3e4f5061728394a5b6c7d8e","to":"9c1d3f2a7e5b4a60918273645546372819a0b1c2d3e4f5061728394a5b6c7d8e","live":false,"added":["T5"],"removed":["T3","T4"],"retitled":["T1"],"dependencies":["T2"],"priorities":["T2"],"redefined":["T1"],"dropped":["T4"],"merged_changed":["T1"],"kept":[{"id":"T3","branch":"orch/T3"}]}
+        {"seq":6,"ts":"2026-01-01T12:00:00.123Z","event":"plan.changed","from":null,"to":"9c1d3f2a7e5b4a60918273645546372819a0b1c2d3e4f5061728394a5b6c7d8e","live":true}
+        {"seq":7,"ts":"2026-01-01T12:00:00.123Z","event":"plan.refused","errors":["plan.toml:3:7: unknown field `titel`"]}
+        {"seq":8,"ts":"2026-01-01T12:00:00.123Z","event":"run.recovered","adopted":["T1"],"collected":["T2"]}
+        {"seq":9,"ts":"2026-01-01T12:00:00.123Z","event":"run.stopping","agents":2}
+        {"seq":10,"ts":"2026-01-01T12:00:00.123Z","event":"run.finished","elapsed_ms":61000,"attempts":5,"interrupted":false,"counts":{"merged":3,"failed":1},"cpu_ms":420,"peak_rss_kb":10240,"state_writes":12,"state_bytes":3456}
+        {"seq":11,"ts":"2026-01-01T12:00:00.123Z","event":"run.finished","elapsed_ms":61000,"attempts":5,"interrupted":true,"counts":{},"state_writes":0,"state_bytes":0}
+        {"seq":12,"ts":"2026-01-01T12:00:00.123Z","event":"task.ready","id":"P1.M1.T1"}
+        {"seq":13,"ts":"2026-01-01T12:00:00.123Z","event":"task.started","id":"P1.M1.T1","attempt":1,"title":"Ledger tables"}
+        {"seq":14,"ts":"2026-01-01T12:00:00.123Z","event":"task.started","id":"P1.M1.T1","attempt":3,"title":"Ledger tables","purpose":"check_failure","confined":true}
+        {"seq":15,"ts":"2026-01-01T12:00:00.123Z","event":"task.commit","id":"P1.M1.T1","commit":"f624be5c9ccf46de48f50dfa809370f6afa3f9fc","subject":"Add the ledger","branch":"orch/P1.M1.T1","via":"hook","attempt":2}
+        {"seq":16,"ts":"2026-01-01T12:00:00.123Z","event":"task.commit","id":"P1.M1.T1","commit":"f624be5c9ccf46de48f50dfa809370f6afa3f9fc","subject":"Add the ledger","branch":"orch/P1.M1.T1","via":"hook"}
+        {"seq":17,"ts":"2026-01-01T12:00:00.123Z","event":"task.commit","id":"P1.M1.T1","commit":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","subject":"Ledger tables","branch":"orch/P1.M1.T1","auto":true,"attempt":1}
+        {"seq":18,"ts":"2026-01-01T12:00:00.123Z","event":"task.commit","id":"P1.M1.T1","commit":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","subject":"Ledger tables","branch":null,"auto":true,"attempt":1}
+        {"seq":19,"ts":"2026-01-01T12:00:00.123Z","event":"task.completed","id":"P1.M1.T1","attempt":1,"commits":2,"log":[["9b1e0c4d2","Ledger tables"],["f624be5c9","Add \"the\" ledger"]],"duration_ms":391060}
+        {"seq":20,"ts":"2026-01-01T12:00:00.123Z","event":"task.completed","id":"P1.M1.T1","attempt":1}
+        {"seq":21,"ts":"2026-01-01T12:00:00.123Z","event":"task.retrying","id":"P1.M1.T1","attempt":1,"reason":"exit code 1","retry_in_ms":15000}
+        {"seq":22,"ts":"2026-01-01T12:00:00.123Z","event":"task.interrupted","id":"P1.M1.T1","attempt":2,"reason":"the run stopped"}
+        {"seq":23,"ts":"2026-01-01T12:00:00.123Z","event":"task.failed","id":"P1.M1.T1","attempt":3,"reason":"exit code 2"}
+        {"seq":24,"ts":"2026-01-01T12:00:00.123Z","event":"task.failed","id":"P1.M1.T1","reason":"merge failed: boom"}
+        {"seq":25,"ts":"2026-01-01T12:00:00.123Z","event":"task.blocked","id":"P1.M1.T1","by":"P1.M1.T0","reason":"required dependency `P1.M1.T0` is failed"}
+        {"seq":26,"ts":"2026-01-01T12:00:00.123Z","event":"task.unblocked","id":"P1.M1.T1"}
+        {"seq":27,"ts":"2026-01-01T12:00:00.123Z","event":"merge.started","id":"P1.M1.T1","branch":"orch/P1.M1.T1","tip":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","strategy":"ff-only"}
+        {"seq":28,"ts":"2026-01-01T12:00:00.123Z","event":"merge.started","id":"P1.M1.T1","branch":"orch/P1.M1.T1","tip":null,"strategy":"merge"}
+        {"seq":29,"ts":"2026-01-01T12:00:00.123Z","event":"merge.conflicted","id":"P1.M1.T1","files":["a.rs","b.rs"],"onto":"5dd1759e3c4ae0b1f4c3b1f2a8d9e7c6b5a49382","reason":"merging with `main` conflicts in `a.rs`, `b.rs`"}
+        {"seq":30,"ts":"2026-01-01T12:00:00.123Z","event":"merge.waiting","id":"P1.M1.T1","reason":"the target's checkout is not clean"}
+        {"seq":31,"ts":"2026-01-01T12:00:00.123Z","event":"merge.requeued","id":"P1.M1.T1","reason":"the branch moved after it was queued; queued again","tip":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","backup":null}
+        {"seq":32,"ts":"2026-01-01T12:00:00.123Z","event":"merge.requeued","id":"P1.M1.T1","reason":"moved by hand","tip":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","backup":"refs/orch/backup/P1.M1.T1/1"}
+        {"seq":33,"ts":"2026-01-01T12:00:00.123Z","event":"check.passed","id":"P1.M1.T1","check":"test"}
+        {"seq":34,"ts":"2026-01-01T12:00:00.123Z","event":"check.failed","id":"P1.M1.T1","check":"test","reason":"exit code 1","log":".orchestrator/checks/P1.M1.T1/test.log"}
+        {"seq":35,"ts":"2026-01-01T12:00:00.123Z","event":"check.failed","id":"P1.M1.T1","check":"policy.paths","reason":"touches `secret`","log":null}
+        {"seq":36,"ts":"2026-01-01T12:00:00.123Z","event":"task.merged","id":"P1.M1.T1","commit":"15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1","onto":"5dd1759e3c4ae0b1f4c3b1f2a8d9e7c6b5a49382","strategy":"squash","backup":"refs/orch/backup/P1.M1.T1/1","branch_deleted":true,"merge_ms":2700}
+        {"seq":37,"ts":"2026-01-01T12:00:00.123Z","event":"task.merged","id":"P1.M1.T1","commit":"15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1","onto":"5dd1759e3c4ae0b1f4c3b1f2a8d9e7c6b5a49382","strategy":"merge","backup":null,"branch_deleted":false,"merge_ms":2700}
+        {"seq":38,"ts":"2026-01-01T12:00:00.123Z","event":"task.merged","id":"P1.M1.T1","commit":"15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1","recovered":true}
+        {"seq":39,"ts":"2026-01-01T12:00:00.123Z","event":"task.cancelled","id":"P1.M1.T1","by":"person"}
+        {"seq":40,"ts":"2026-01-01T12:00:00.123Z","event":"task.resolved","id":"P1.M1.T1","by":"person"}
+        {"seq":41,"ts":"2026-01-01T12:00:00.123Z","event":"task.retried","id":"P1.M1.T1","by":"person"}
+        {"seq":42,"ts":"2026-01-01T12:00:00.123Z","event":"hook.failed","id":"P1.M1.T1","reason":"`post_merge` failed"}
         "#);
     }
 
@@ -1071,7 +1105,8 @@ mod tests {
                     &EventKind::TaskStarted {
                         attempt: 2,
                         title: String::new(),
-                        purpose: None
+                        purpose: None,
+                        confined: false,
                     }
                 ),
                 (
@@ -1123,6 +1158,7 @@ mod tests {
                 attempt: 1,
                 title: "One".to_owned(),
                 purpose: None,
+                confined: false,
             },
         )
         .unwrap();

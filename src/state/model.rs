@@ -231,6 +231,9 @@ pub struct Attempt {
     /// Why the attempt was made, when it is not the first plain run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub purpose: Option<Purpose>,
+    /// The agent ran under the sandbox (docs/run.md); left out when not.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub confined: bool,
 }
 
 impl Attempt {
@@ -285,6 +288,7 @@ mod tests {
                     retry: true,
                 }),
                 purpose: None,
+                confined: false,
             },
             Attempt {
                 number: 2,
@@ -294,6 +298,7 @@ mod tests {
                     reason: "stopped".to_owned(),
                 }),
                 purpose: Some(Purpose::Conflict),
+                confined: false,
             },
             Attempt {
                 number: 3,
@@ -301,6 +306,7 @@ mod tests {
                 finished: None,
                 outcome: None,
                 purpose: None,
+                confined: false,
             },
         ];
         let mut merged = ItemState::new(Status::Merged);
@@ -312,6 +318,7 @@ mod tests {
             finished: Some(t("2026-01-01T00:00:10Z")),
             outcome: Some(Outcome::Succeeded { commits: 2 }),
             purpose: None,
+            confined: false,
         });
         let mut state = State {
             target: Some("main".to_owned()),

@@ -19,6 +19,18 @@ fn doctor(env: &TestEnv) -> String {
         .collect::<Vec<_>>()
         .join("\n")
         .replace(&fixture("agents").display().to_string(), "$FIXTURES")
+        .replace(
+            &format!("(Landlock ABI {})", landlock_abi()),
+            "(Landlock ABI <n>)",
+        )
+}
+
+/// Returns the Landlock ABI the kernel reports (what `orch doctor` shows).
+fn landlock_abi() -> u32 {
+    match orch::sandbox::probe() {
+        orch::sandbox::Support::Available { abi } => abi,
+        orch::sandbox::Support::Unavailable(_) => 0,
+    }
 }
 
 #[test]
@@ -36,6 +48,7 @@ fn a_healthy_repository_passes() {
     ok    config    `.orchestrator.toml` is valid
     ok    config    `agent.command`: `$FIXTURES/commit.sh` is found
     ok    git       target branch `main` exists
+    ok    sandbox   agents and hooks are confined to their worktrees (Landlock ABI <n>)
     ok    plan      `plan.toml`: 1 task, 0 subtasks, 0 dependencies
     warn  hooks     commit-msg, pre-commit, post-commit not installed: commits in task worktrees get no `Orch-Task:` trailer
                     fix: orch hooks install
@@ -94,6 +107,7 @@ fn every_problem_is_named_with_its_fix() {
     error config    `agent.command`: `no-such-agent` is not an executable on PATH
                     fix: install `no-such-agent`, or point `agent.command` at the agent you use
     ok    git       target branch `main` exists
+    ok    sandbox   agents and hooks are confined to their worktrees (Landlock ABI <n>)
     ok    plan      `plan.toml`: 3 tasks, 0 subtasks, 0 dependencies
     warn  hooks     commit-msg, pre-commit, post-commit not installed: commits in task worktrees get no `Orch-Task:` trailer
                     fix: orch hooks install

@@ -26,6 +26,7 @@ mod plan_show;
 mod plan_versions;
 mod run;
 mod run_control;
+mod sandbox;
 mod status_logs;
 
 /// Every file in this folder is compiled as a module (a forgotten one would never run).
