@@ -16,6 +16,9 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::{Deserialize, Deserializer, Serialize};
 
 pub use crate::git::merge::MergeStrategy;
+pub use presets::{Agent, FinalMessage};
+
+pub mod presets;
 use crate::plan::diag::{Location, PathSeg};
 use crate::plan::locate::{LineIndex, toml_offsets};
 
@@ -180,9 +183,19 @@ pub enum AgentUnit {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AgentConfig {
-    /// The agent's argv; never run through a shell. `{prompt_file}` is replaced.
-    pub command: Vec<String>,
+    /// The preset tasks run when they name none (`claude` when neither
+    /// this nor `command` is set).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preset: Option<String>,
+    /// An agent of one's own instead of a preset: its argv, never run
+    /// through a shell. `{prompt_file}` and `{last_message_file}` are replaced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
     pub prompt: PromptMode,
+    /// Where the agent's final message is read from (for its summary).
+    pub final_message: FinalMessage,
+    /// Files the agent leaves in the worktree that must never be committed.
+    pub exclude: Vec<String>,
     pub unit: AgentUnit,
     pub timeout: Dur,
     pub max_parallel: u32,
@@ -199,8 +212,11 @@ pub struct AgentConfig {
 impl Default for AgentConfig {
     fn default() -> Self {
         AgentConfig {
-            command: vec!["claude".to_owned(), "-p".to_owned()],
+            preset: None,
+            command: None,
             prompt: PromptMode::Stdin,
+            final_message: FinalMessage::Output,
+            exclude: Vec::new(),
             unit: AgentUnit::Task,
             timeout: Dur(Duration::from_secs(45 * 60)),
             max_parallel: 4,
@@ -212,15 +228,28 @@ impl Default for AgentConfig {
     }
 }
 
-/// A named agent a task can pick; unset fields come from `[agent]`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// A named agent a task can pick: a built-in preset
+/// ([`presets::builtin`]) changed key by key, or one of the user's own.
+/// Unset keys come from the built-in preset of that name, then `[agent]`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentPreset {
-    pub command: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt: Option<PromptMode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Dur>,
-    #[serde(default)]
+    /// Added to the built-in preset's and to `agent.env`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_message: Option<FinalMessage>,
+    /// Exit codes of this agent never retried (on top of `retry.permanent_exit_codes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permanent_exit_codes: Option<Vec<i32>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -508,20 +537,8 @@ impl Config {
 
     /// Returns the first value that parses but makes no sense, with its key path.
     fn first_problem(&self) -> Option<(Vec<&str>, String)> {
-        if self.agent.command.is_empty() {
-            return Some((
-                vec!["agent", "command"],
-                "`agent.command` is empty; give the agent's argv, like [\"claude\", \"-p\"]"
-                    .to_owned(),
-            ));
-        }
-        for (name, preset) in &self.agents {
-            if preset.command.is_empty() {
-                return Some((
-                    vec!["agents", name],
-                    format!("`agents.{name}.command` is empty"),
-                ));
-            }
+        if let Some(problem) = self.agent_problem() {
+            return Some(problem);
         }
         if self.agent.max_parallel == 0 {
             return Some((
@@ -636,7 +653,7 @@ impl Config {
         crate::plan::Rules {
             phase_barrier: self.scheduling.phase_barrier,
             resources: Some(self.resources.clone()),
-            agents: Some(self.agents.keys().cloned().collect()),
+            agents: Some(self.agent_names().into_iter().collect()),
         }
     }
 }

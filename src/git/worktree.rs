@@ -147,6 +147,50 @@ pub fn move_to(repo: &Path, from: &Path, to: &Path) -> Result<(), GitError> {
     Ok(())
 }
 
+/// Names a worktree's admin folder (`<common dir>/worktrees/<name>`) after
+/// the worktree's own folder, as `git worktree add` would have: a recycled
+/// worktree moved from `T1` to `T2` keeps the admin folder `T1` otherwise,
+/// and that name shows in the git errors its next agent reads.
+///
+/// The admin folder is renamed first, then the worktree's `.git` file is
+/// pointed at it (put back if that fails). A crash in between leaves a
+/// `.git` file naming a folder that is gone while the renamed one still
+/// names this worktree: the next call finds that and finishes the job. A
+/// name already taken is left alone. Returns whether anything changed.
+pub fn name_admin_after_folder(worktree: &Path) -> std::io::Result<bool> {
+    let dotgit = worktree.join(".git");
+    let text = std::fs::read_to_string(&dotgit)?;
+    let Some(admin) = text.trim_end().strip_prefix("gitdir: ").map(PathBuf::from) else {
+        return Ok(false);
+    };
+    let (Some(name), Some(parent)) = (worktree.file_name(), admin.parent()) else {
+        return Ok(false);
+    };
+    let wanted = parent.join(name);
+    if admin == wanted {
+        return Ok(false);
+    }
+    let points_here = |dir: &Path| {
+        std::fs::read_to_string(dir.join("gitdir")).is_ok_and(|g| Path::new(g.trim_end()) == dotgit)
+    };
+    if admin.is_dir() {
+        if wanted.exists() {
+            return Ok(false);
+        }
+        std::fs::rename(&admin, &wanted)?;
+    } else if !points_here(&wanted) {
+        return Ok(false);
+    }
+    let line = format!("gitdir: {}\n", wanted.display());
+    if let Err(e) = crate::fsio::write_atomically(&dotgit, line.as_bytes()) {
+        if admin.parent().is_some() && !admin.exists() {
+            let _ = std::fs::rename(&wanted, &admin);
+        }
+        return Err(e);
+    }
+    Ok(true)
+}
+
 /// Removes a clean worktree; git refuses a dirty one.
 pub fn remove(repo: &Path, path: &Path) -> Result<(), GitError> {
     cmd::run(

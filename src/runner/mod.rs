@@ -19,6 +19,7 @@
 //! This module never touches `state.json`, git or the lifecycle.
 
 pub mod classify;
+pub mod final_message;
 pub mod folder;
 pub mod hook;
 pub mod prompt;

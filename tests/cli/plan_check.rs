@@ -278,13 +278,13 @@ fn resources_and_agents_must_be_declared_in_the_config() {
     env.write(".orchestrator.toml", "[resources]\ndb = 1\n");
     env.write(
         "plan.toml",
-        "[[task]]\nid = \"T1\"\nresources = { db = 2, gpu = 1 }\nagent = \"codex\"\n",
+        "[[task]]\nid = \"T1\"\nresources = { db = 2, gpu = 1 }\nagent = \"robot\"\n",
     );
     insta::assert_snapshot!(env.run(["plan", "check"]), @"
     ------- stderr -------
     plan.toml:3:1: `T1` needs 2 of resource `db`, but the config has only 1
     plan.toml:3:1: `T1` uses resource `gpu`, which `[resources]` in the config does not declare
-    plan.toml:4:1: `T1` picks agent `codex`, which `[agents]` in the config does not define
+    plan.toml:4:1: `T1` picks agent `robot`, which `[agents]` in the config does not define
     error: 3 errors in `plan.toml`
     [exit status: 2]
     ");
@@ -298,7 +298,7 @@ fn config_errors_name_file_line_and_column() {
     env.write("plan.toml", "[[task]]\nid = \"T1\"\n");
     insta::assert_snapshot!(env.run(["plan", "check"]), @"
     ------- stderr -------
-    error: .orchestrator.toml:2:1: unknown field `max_paralel`, expected one of `command`, `prompt`, `unit`, `timeout`, `max_parallel`, `auto_commit`, `grace`, `log_limit`, `env`
+    error: .orchestrator.toml:2:1: unknown field `max_paralel`, expected one of `preset`, `command`, `prompt`, `final_message`, `exclude`, `unit`, `timeout`, `max_parallel`, `auto_commit`, `grace`, `log_limit`, `env`
     [exit status: 2]
     ");
 }

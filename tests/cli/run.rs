@@ -295,7 +295,7 @@ fn the_agent_gets_its_prompt_and_variables() {
     let out = run(&env);
     assert!(out.status.success(), "{}", env.render(&out));
     let run_dir = env.repo().join(".orchestrator/runs/T1/1");
-    let vars = fs::read_to_string(run_dir.join("result.json.env")).unwrap();
+    let vars = fs::read_to_string(run_dir.join("prompt.md.env")).unwrap();
     let names: Vec<&str> = vars.lines().map(|l| l.split('=').next().unwrap()).collect();
     assert_eq!(
         names,
@@ -313,6 +313,13 @@ fn the_agent_gets_its_prompt_and_variables() {
     );
     assert!(vars.contains("ORCH_TASK_TITLE=Add a parser\n"));
     assert!(vars.contains("ORCH_BRANCH=orch/T1\n"));
+    let result_file = env
+        .root()
+        .join("repo.worktrees/T1/.orchestrator/result.json");
+    assert!(
+        vars.contains(&format!("ORCH_RESULT_FILE={}\n", result_file.display())),
+        "the report goes inside the worktree, where a sandboxed agent can write: {vars}"
+    );
     let prompt = fs::read_to_string(run_dir.join("prompt.md")).unwrap();
     let seen = env.git(&env.repo(), ["show", "orch/T1:prompt-seen.txt"]);
     assert_eq!(seen, prompt, "the prompt arrives on stdin");
