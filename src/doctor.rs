@@ -275,7 +275,10 @@ fn check_prompts(r: &mut Report, root: &Path, config: &Config, plan: &Arc<Plan>,
     if problems == 0 && rendered > 0 {
         r.ok(
             "plan",
-            format!("{} render", plural(rendered, "prompt", "prompts")),
+            format!(
+                "the prompts of {} render",
+                plural(plan.tasks().len(), "task", "tasks")
+            ),
         );
     }
 }
@@ -339,11 +342,13 @@ fn check_plan(
                 message.push_str("\n  ");
                 message.push_str(line);
             }
-            r.error(
-                "plan",
-                message,
-                "`orch plan check` lists every error with its line and column",
-            );
+            let never_set_up = !path.exists() && !root.join(config::FILE_NAME).exists();
+            let fix = if never_set_up {
+                "run `orch init` to write a starter `.orchestrator.toml` and plan"
+            } else {
+                "`orch plan check` lists every error with its line and column"
+            };
+            r.error("plan", message, fix);
             None
         }
     }

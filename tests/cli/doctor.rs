@@ -34,9 +34,10 @@ fn a_healthy_repository_passes() {
     ok    git       git <version>
     ok    git       a commit identity is configured
     ok    config    `.orchestrator.toml` is valid
-    ok    config    `agent.command`: `$FIXTURES/commit.sh` is found
     ok    git       target branch `main` exists
     ok    plan      `plan.toml`: 1 task, 0 subtasks, 0 dependencies
+    ok    config    `agent.command`: `$FIXTURES/commit.sh` is found
+    ok    plan      the prompts of 1 task render
     warn  hooks     commit-msg, pre-commit, post-commit not installed: commits in task worktrees get no `Orch-Task:` trailer
                     fix: orch hooks install
     ok    worktrees 1 worktree in `$TEMP/repo.worktrees`; none stale or locked
@@ -82,19 +83,38 @@ fn every_problem_is_named_with_its_fix() {
     fs::create_dir_all(worktrees.join("T9")).unwrap();
     let config = fs::read_to_string(repo.join(".orchestrator.toml")).unwrap();
     let agent = env.agent("commit.sh");
+    // A preset no task uses, whose program is missing (a warning), and a
+    // prompt template that uses a field only T1 has.
     env.write(
         ".orchestrator.toml",
-        &config.replace(&format!("{agent:?}"), "\"no-such-agent\""),
+        &format!(
+            "{}\n[agents.robot]\ncommand = [\"no-such-robot\"]\n",
+            config.replace(&format!("{agent:?}"), "\"no-such-agent\"")
+        ),
+    );
+    env.write(
+        "plan.toml",
+        "[[task]]\nid = \"T1\"\nowner = \"ana\"\n[[task]]\nid = \"T2\"\n[[task]]\nid = \"T3\"\n",
+    );
+    env.write(
+        ".orchestrator/templates/task.md",
+        "Task {{ task.id }}, for {{ task.extra.owner }}.\n",
     );
     let text = doctor(&env);
-    insta::assert_snapshot!(text, @"
+    insta::assert_snapshot!(text, @r#"
     ok    git       git <version>
     ok    git       a commit identity is configured
     ok    config    `.orchestrator.toml` is valid
-    error config    `agent.command`: `no-such-agent` is not an executable on PATH
-                    fix: install `no-such-agent`, or point `agent.command` at the agent you use
     ok    git       target branch `main` exists
     ok    plan      `plan.toml`: 3 tasks, 0 subtasks, 0 dependencies
+    error config    `agent.command`: `no-such-agent` is not an executable on PATH
+                    fix: install `no-such-agent`, or point `agent.command` at the agent you use
+    warn  config    `agents.robot`: `no-such-robot` is not an executable on PATH (no task uses it)
+                    fix: install `no-such-robot` before a task picks `agent = "robot"`
+    error plan      the prompt for `T2` does not render: cannot render prompt template `$TEMP/repo/.orchestrator/templates/task.md`: undefined value: `task.extra.owner` is undefined (in task.md:1)
+                    fix: give `T2` the field the template uses, or guard it in the template (`{% if ... %}`)
+    error plan      the prompt for `T3` does not render: cannot render prompt template `$TEMP/repo/.orchestrator/templates/task.md`: undefined value: `task.extra.owner` is undefined (in task.md:1)
+                    fix: give `T3` the field the template uses, or guard it in the template (`{% if ... %}`)
     warn  hooks     commit-msg, pre-commit, post-commit not installed: commits in task worktrees get no `Orch-Task:` trailer
                     fix: orch hooks install
     warn  worktrees `$TEMP/repo.worktrees/T1` is registered but its folder is missing
@@ -107,9 +127,20 @@ fn every_problem_is_named_with_its_fix() {
     error state     `T3` is awaiting merge but its branch `orch/T3` is gone
                     fix: restore the branch if you can (`git reflog`); else `orch cancel T3`, then `orch retry T3` starts it over
     ------- stderr -------
-    error: 2 problems and 4 warnings found
+    error: 4 problems and 5 warnings found
     [exit status: 2]
-    ");
+    "#);
+}
+
+#[test]
+fn a_repository_never_set_up_is_told_to_run_orch_init() {
+    let env = TestEnv::new();
+    env.init_repo();
+    let text = doctor(&env);
+    assert!(
+        text.contains("fix: run `orch init` to write a starter `.orchestrator.toml` and plan"),
+        "{text}"
+    );
 }
 
 #[test]

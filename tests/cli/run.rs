@@ -4,6 +4,7 @@
 //! progress lines, the summary, the exit status, and `--json` event lines.
 
 use std::fs;
+use std::path::Path;
 
 use crate::common::{TestEnv, stable_output};
 
@@ -159,6 +160,31 @@ fn a_transient_failure_can_succeed_on_retry() {
     assert_eq!(env.status_of("T1"), "awaiting_merge");
     let log = fs::read_to_string(env.repo().join(".orchestrator/runs/T1/1/agent.log")).unwrap();
     assert_eq!(log, "attempt 1 failing\n");
+}
+
+#[test]
+fn a_presets_permanent_exit_codes_are_not_retried() {
+    // Gemini CLI exits 55 in a folder it does not trust (issue 13): that is
+    // configuration, not bad luck, whatever the preset's command.
+    let env = setup(
+        "commit.sh",
+        &format!(
+            "[agents.gemini]\ncommand = [{:?}, \"-c\", \"exit 55\"]\n",
+            "sh"
+        ),
+        "[[task]]\nid = \"T1\"\nagent = \"gemini\"\n",
+    );
+    let out = run(&env);
+    assert_eq!(out.status.code(), Some(1), "{}", env.render(&out));
+    let state = env.state();
+    assert_eq!(
+        state["items"]["T1"]["attempts"].as_array().unwrap().len(),
+        1
+    );
+    assert_eq!(
+        state["items"]["T1"]["reason"],
+        "exit code 55, which `retry.permanent_exit_codes` lists"
+    );
 }
 
 #[test]
@@ -386,6 +412,13 @@ fn worktrees_are_recycled_keeping_ignored_files() {
     let state = env.state();
     let last = state["items"]["C"]["worktree"].as_str().unwrap();
     assert!(state["items"]["A"]["worktree"].is_null());
+    let admin = fs::read_to_string(format!("{last}/.git")).unwrap();
+    assert!(
+        admin.trim_end().ends_with("/.git/worktrees/C"),
+        "the git admin folder is named after the task using the worktree: {admin}"
+    );
+    assert!(env.git_ok(Path::new(last), ["status"]));
+    assert!(list.contains("branch refs/heads/orch/C"), "{list}");
     assert_eq!(
         fs::read_to_string(format!("{last}/cache/seen")).unwrap(),
         "A\nB\nC\n"
