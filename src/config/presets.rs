@@ -303,6 +303,26 @@ mod tests {
     }
 
     #[test]
+    fn docs_config_shows_the_builtin_presets_as_they_are() {
+        let docs = include_str!("../../docs/config.md");
+        let mut table = "";
+        for line in BUILTIN
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
+            if let Some(name) = line.strip_prefix('[') {
+                table = name.trim_end_matches(']');
+                assert!(docs.contains(&format!("[agents.{table}]")), "{table}");
+                continue;
+            }
+            assert!(
+                docs.contains(&format!("\n{line}\n")),
+                "docs/config.md lacks `{line}` of the built-in preset `{table}`"
+            );
+        }
+    }
+
+    #[test]
     fn final_messages_read_and_write_back() {
         for text in ["output", "file", "json.result"] {
             let parsed: FinalMessage = text.parse().unwrap();
