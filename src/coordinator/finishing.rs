@@ -125,6 +125,9 @@ impl RunState {
                 },
             );
         }
+        if let Some(e) = &report.vouch_error {
+            tracing::warn!(unit = %unit, error = %crate::text::error_chain(e), "cannot add the Orch-Task trailer to the agent's commits");
+        }
         if self.open_attempt(&unit) != Some(attempt) {
             return;
         }

@@ -9,7 +9,7 @@ fn init_writes_a_valid_config_and_plan_and_excludes_the_state_dir() {
     insta::assert_snapshot!(env.run(["init"]), @"
     Wrote `.orchestrator.toml` (target `main`) and `plan.toml`.
     Added `.orchestrator/` to `.git/info/exclude`.
-    Next: edit the plan and the agent command, then run `orch plan check`.
+    Next: edit the plan (tasks run Claude Code unless `[agent] preset` says otherwise), then run `orch plan check`.
     ");
     let config = fs::read_to_string(repo.join(".orchestrator.toml")).unwrap();
     assert!(config.contains("target = \"main\""));
@@ -81,7 +81,7 @@ fn init_on_a_detached_head_asks_for_a_target() {
     insta::assert_snapshot!(env.run(["init", "--target", "main"]), @"
     Wrote `.orchestrator.toml` (target `main`) and `plan.toml`.
     Added `.orchestrator/` to `.git/info/exclude`.
-    Next: edit the plan and the agent command, then run `orch plan check`.
+    Next: edit the plan (tasks run Claude Code unless `[agent] preset` says otherwise), then run `orch plan check`.
     ");
 }
 
