@@ -52,6 +52,17 @@ fn committing_agents_leave_their_work_on_task_branches() {
         assert_eq!(status, "", "{task}'s worktree is clean");
         let file = fs::read_to_string(format!("{worktree}/work-{task}.txt")).unwrap();
         assert_eq!(file, format!("done by {task}, attempt 1\n"));
+        // Issue 13: a task without a description leaves no gap in its
+        // prompt, and the report it may write is inside its worktree.
+        let prompt = env
+            .repo()
+            .join(format!(".orchestrator/runs/{task}/1/prompt.md"));
+        let prompt = fs::read_to_string(prompt).unwrap();
+        assert!(!prompt.contains("\n\n\n"), "blank lines in a row: {prompt}");
+        assert!(
+            prompt.contains(&format!("`{worktree}/.orchestrator/result.json`")),
+            "{prompt}"
+        );
     }
     let list = env.git(&env.repo(), ["worktree", "list", "--porcelain"]);
     assert!(list.contains("branch refs/heads/orch/A"), "{list}");
