@@ -16,6 +16,9 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::{Deserialize, Deserializer, Serialize};
 
 pub use crate::git::merge::MergeStrategy;
+pub use presets::{Agent, FinalMessage};
+
+pub mod presets;
 use crate::plan::diag::{Location, PathSeg};
 use crate::plan::locate::{LineIndex, toml_offsets};
 
@@ -242,9 +245,19 @@ pub enum AgentUnit {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AgentConfig {
-    /// The agent's argv; never run through a shell. `{prompt_file}` is replaced.
-    pub command: Vec<String>,
+    /// The preset tasks run when they name none (`claude` when neither
+    /// this nor `command` is set).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preset: Option<String>,
+    /// An agent of one's own instead of a preset: its argv, never run
+    /// through a shell. `{prompt_file}` and `{last_message_file}` are replaced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
     pub prompt: PromptMode,
+    /// Where the agent's final message is read from (for its summary).
+    pub final_message: FinalMessage,
+    /// Files the agent leaves in the worktree that must never be committed.
+    pub exclude: Vec<String>,
     pub unit: AgentUnit,
     pub timeout: Dur,
     pub max_parallel: u32,
@@ -261,8 +274,11 @@ pub struct AgentConfig {
 impl Default for AgentConfig {
     fn default() -> Self {
         AgentConfig {
-            command: vec!["claude".to_owned(), "-p".to_owned()],
+            preset: None,
+            command: None,
             prompt: PromptMode::Stdin,
+            final_message: FinalMessage::Output,
+            exclude: Vec::new(),
             unit: AgentUnit::Task,
             timeout: Dur(Duration::from_secs(45 * 60)),
             max_parallel: 4,
@@ -274,15 +290,28 @@ impl Default for AgentConfig {
     }
 }
 
-/// A named agent a task can pick; unset fields come from `[agent]`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// A named agent a task can pick: a built-in preset
+/// ([`presets::builtin`]) changed key by key, or one of the user's own.
+/// Unset keys come from the built-in preset of that name, then `[agent]`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentPreset {
-    pub command: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt: Option<PromptMode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Dur>,
-    #[serde(default)]
+    /// Added to the built-in preset's and to `agent.env`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_message: Option<FinalMessage>,
+    /// Exit codes of this agent never retried (on top of `retry.permanent_exit_codes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permanent_exit_codes: Option<Vec<i32>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -407,8 +436,9 @@ pub struct SandboxConfig {
     /// Confine them where the kernel can (Landlock); `false` says loudly that they are not.
     pub enabled: bool,
     /// Paths they may write besides their worktree, its git paths, their run
-    /// folder and a private temp folder: absolute, or `~/…` for the home
-    /// folder. Setting it replaces [`DEFAULT_ALLOW_WRITE`].
+    /// folder and a private temp folder: absolute, `~/…` for the home
+    /// folder, or `$VAR…` for a folder an environment variable names (left
+    /// out when it is unset). Setting it replaces [`DEFAULT_ALLOW_WRITE`].
     pub allow_write: Vec<String>,
     /// `false` refuses TCP `bind` and `connect` (Landlock ABI 4, Linux 6.7).
     pub network: bool,
@@ -419,7 +449,9 @@ pub struct SandboxConfig {
 pub const DEFAULT_ALLOW_WRITE: &[&str] = &[
     "~/.claude",
     "~/.claude.json",
+    "$CLAUDE_CONFIG_DIR",
     "~/.codex",
+    "$CODEX_HOME",
     "~/.gemini",
     "~/.aider",
     "~/.cache",
@@ -440,14 +472,31 @@ impl Default for SandboxConfig {
 }
 
 impl SandboxConfig {
-    /// Returns `allow_write` with `~` made the home folder; entries under
-    /// `~` are left out when there is no home folder.
-    pub fn allow_write_paths(&self, home: Option<&Path>) -> Vec<PathBuf> {
+    /// Returns `allow_write` with `~` made the home folder and `$VAR` the
+    /// folder `var` says the variable holds; an entry whose folder is unknown
+    /// (no home folder, an unset or empty variable) is left out.
+    pub fn allow_write_paths(
+        &self,
+        home: Option<&Path>,
+        var: impl Fn(&str) -> Option<std::ffi::OsString>,
+    ) -> Vec<PathBuf> {
         self.allow_write
             .iter()
-            .filter_map(|p| match p.strip_prefix('~') {
-                Some(rest) => home.map(|h| h.join(rest.trim_start_matches('/'))),
-                None => Some(PathBuf::from(p)),
+            .filter_map(|p| {
+                if let Some(rest) = p.strip_prefix('~') {
+                    return home.map(|h| h.join(rest.trim_start_matches('/')));
+                }
+                if let Some(rest) = p.strip_prefix('$') {
+                    let (name, tail) = rest.split_once('/').unwrap_or((rest, ""));
+                    let base = var(name).filter(|v| !v.is_empty())?;
+                    let base = PathBuf::from(base);
+                    return Some(if tail.is_empty() {
+                        base
+                    } else {
+                        base.join(tail)
+                    });
+                }
+                Some(PathBuf::from(p))
             })
             .collect()
     }
@@ -624,20 +673,8 @@ impl Config {
 
     /// Returns the first value that parses but makes no sense, with its key path.
     fn first_problem(&self) -> Option<(Vec<&str>, String)> {
-        if self.agent.command.is_empty() {
-            return Some((
-                vec!["agent", "command"],
-                "`agent.command` is empty; give the agent's argv, like [\"claude\", \"-p\"]"
-                    .to_owned(),
-            ));
-        }
-        for (name, preset) in &self.agents {
-            if preset.command.is_empty() {
-                return Some((
-                    vec!["agents", name],
-                    format!("`agents.{name}.command` is empty"),
-                ));
-            }
+        if let Some(problem) = self.agent_problem() {
+            return Some(problem);
         }
         if self.agent.max_parallel == 0 {
             return Some((
@@ -756,15 +793,20 @@ impl Config {
                 return Some((vec!["notify"], problem));
             }
         }
-        if let Some(path) = self
-            .sandbox
-            .allow_write
-            .iter()
-            .find(|p| !(p.starts_with('/') || *p == "~" || p.starts_with("~/")))
-        {
+        if let Some(path) = self.sandbox.allow_write.iter().find(|p| {
+            let var = p
+                .strip_prefix('$')
+                .map(|r| r.split('/').next().unwrap_or(""));
+            let var_ok = var.is_some_and(|v| {
+                !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            });
+            !(p.starts_with('/') || *p == "~" || p.starts_with("~/") || var_ok)
+        }) {
             return Some((
                 vec!["sandbox", "allow_write"],
-                format!("`sandbox.allow_write` entry `{path}` must be absolute or start with `~/`"),
+                format!(
+                    "`sandbox.allow_write` entry `{path}` must be absolute, or start with `~/` or `$VAR`"
+                ),
             ));
         }
         let mut names = std::collections::BTreeSet::new();
@@ -809,7 +851,7 @@ impl Config {
         crate::plan::Rules {
             phase_barrier: self.scheduling.phase_barrier,
             resources: Some(self.resources.clone()),
-            agents: Some(self.agents.keys().cloned().collect()),
+            agents: Some(self.agent_names().into_iter().collect()),
         }
     }
 }
@@ -835,6 +877,31 @@ mod tests {
                 _ => out.push(path),
             }
         }
+    }
+
+    #[test]
+    fn allow_write_expands_the_home_folder_and_variables() {
+        let sandbox = SandboxConfig {
+            allow_write: [
+                "~/.cache",
+                "$CODEX_HOME",
+                "$CODEX_HOME/logs",
+                "$UNSET",
+                "/opt/x",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            ..SandboxConfig::default()
+        };
+        let var = |name: &str| (name == "CODEX_HOME").then(|| std::ffi::OsString::from("/c"));
+        assert_eq!(
+            sandbox.allow_write_paths(Some(Path::new("/home/u")), var),
+            ["/home/u/.cache", "/c", "/c/logs", "/opt/x"].map(PathBuf::from)
+        );
+        assert_eq!(
+            sandbox.allow_write_paths(None, |_| None),
+            [PathBuf::from("/opt/x")]
+        );
     }
 
     #[test]

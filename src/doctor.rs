@@ -4,15 +4,18 @@
 //! runs (docs/doctor.md lists the checks).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::config::{self, Config};
 use crate::coordinator::recovery::{self, Fate};
 use crate::coordinator::workspace;
+use crate::coordinator::{Env, Options, RunState};
 use crate::git::{cmd, refs, worktree};
 use crate::hooks::install::{self, Installed};
 use crate::lifecycle::Status;
 use crate::plan::{self, Plan};
 use crate::runner::confine;
+use crate::runner::prompt;
 use crate::sandbox::{Confinement, NETWORK_ABI, Network};
 use crate::state::{StateDir, lock, store};
 use crate::text::plural;
@@ -107,14 +110,23 @@ pub fn examine(subject: &Subject) -> Vec<Finding> {
             return r.findings;
         }
     };
-    check_agent(&mut r, &subject.root, &config);
     let target = check_target(&mut r, &subject.root, &config);
     check_sandbox(&mut r, &config, target.as_deref());
-    let plan = check_plan(&mut r, &subject.root, &config, config_file, &show);
+    let plan = check_plan(&mut r, &subject.root, &config, config_file, &show).map(Arc::new);
+    check_agents(
+        &mut r,
+        &subject.root,
+        &config,
+        plan.as_deref(),
+        target.as_deref(),
+    );
+    if let (Some(plan), Some(target)) = (&plan, &target) {
+        check_prompts(&mut r, &subject.root, &config, plan, target);
+    }
     check_hooks(&mut r, &subject.root, &config, &show);
     let wt_root = workspace::worktree_root(&subject.root, &config.git.worktree_root);
     check_worktrees(&mut r, &subject.root, &wt_root, &show);
-    if let Some(plan) = &plan {
+    if let Some(plan) = plan.as_deref() {
         check_state(&mut r, &subject.root, plan, target.as_deref(), &show);
     }
     r.findings
@@ -179,35 +191,69 @@ fn is_executable(path: &Path) -> bool {
         .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-fn check_agent(r: &mut Report, root: &Path, config: &Config) {
-    let mut commands = vec![("agent.command".to_owned(), &config.agent.command)];
-    for (name, preset) in &config.agents {
-        commands.push((format!("agents.{name}.command"), &preset.command));
+/// Checks that every agent a task runs is installed (an error: its tasks
+/// would fail), and warns about presets of the config no task uses whose
+/// program is missing. Built-in presets nobody uses or mentions are not
+/// looked at.
+fn check_agents(
+    r: &mut Report,
+    root: &Path,
+    config: &Config,
+    plan: Option<&Plan>,
+    target: Option<&str>,
+) {
+    let used: std::collections::BTreeSet<&str> = plan
+        .map(|p| p.items.iter().filter_map(|i| i.agent()).collect())
+        .unwrap_or_default();
+    let mut agents: Vec<(String, Option<String>, bool)> = Vec::new();
+    let default = match config.default_preset() {
+        Some(name) => (
+            format!("agent (preset `{name}`)"),
+            Some(name.to_owned()),
+            true,
+        ),
+        None => ("agent.command".to_owned(), None, true),
+    };
+    agents.push(default);
+    for name in config.agent_names() {
+        let in_use = used.contains(name.as_str());
+        if in_use || config.agents.contains_key(&name) {
+            agents.push((format!("agents.{name}"), Some(name), in_use));
+        }
     }
-    let target = target_name(root, config);
-    for (key, argv) in commands {
-        match argv.first() {
-            None => r.error(
-                "config",
-                format!("`{key}` is empty"),
-                "set the agent's argv, e.g. `command = [\"claude\", \"-p\"]`",
-            ),
-            Some(program) if is_worktree_relative(program) => match &target {
+    for (key, preset, in_use) in agents {
+        let Some(agent) = config.agent(preset.as_deref()) else {
+            continue;
+        };
+        let Some(program) = agent.command.first() else {
+            continue;
+        };
+        if is_worktree_relative(program) {
+            match target {
                 Some(target) => check_committed_agent(r, root, &key, program, target),
                 None => r.warn(
                     "config",
                     format!("`{key}`: `{program}` is run from each task's worktree, made from the target, and there is no target to look in"),
                     "set `target` under `[git]`, or use an absolute path",
                 ),
-            },
-            Some(program) if on_path(program) => {
-                r.ok("config", format!("`{key}`: `{program}` is found"));
             }
-            Some(program) => r.error(
+        } else if on_path(program) {
+            r.ok("config", format!("`{key}`: `{program}` is found"));
+        } else if in_use {
+            r.error(
                 "config",
                 format!("`{key}`: `{program}` is not an executable on PATH"),
                 format!("install `{program}`, or point `{key}` at the agent you use"),
-            ),
+            );
+        } else {
+            r.warn(
+                "config",
+                format!("`{key}`: `{program}` is not an executable on PATH (no task uses it)"),
+                format!(
+                    "install `{program}` before a task picks `agent = \"{}\"`",
+                    preset.as_deref().unwrap_or_default()
+                ),
+            );
         }
     }
 }
@@ -306,6 +352,56 @@ fn check_sandbox(r: &mut Report, config: &Config, target: Option<&str>) {
                 "`git.branch_prefix` `{prefix}` puts task branches in the folder of `{target}`, which agents may not write: their own `git commit` cannot move their branch (orch commits what they leave)"
             ),
             "use a prefix that ends with a folder of its own, like `orch/`",
+        );
+    }
+}
+
+/// Renders every prompt a task's agent can get (its task or subtask
+/// prompt, and the conflict and check-failure ones), so that a template
+/// using a field some task lacks (`{{ task.extra.owner }}`) is found now
+/// rather than when that task starts.
+fn check_prompts(r: &mut Report, root: &Path, config: &Config, plan: &Arc<Plan>, target: &str) {
+    let dir = StateDir::of_repo(root);
+    let state = store::load(&dir.state_file())
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let env = Env::new(
+        Arc::clone(plan),
+        Arc::new(config.clone()),
+        root.to_owned(),
+        dir.clone(),
+        target.to_owned(),
+        Options::default(),
+    );
+    let core = RunState::new(env, state, None, fastrand::Rng::with_seed(0));
+    let mut problems = 0;
+    let mut rendered = 0;
+    for preview in core.prompt_previews() {
+        rendered += 1;
+        if let Err(e) = prompt::render(preview.template, &dir.templates(), &preview.context) {
+            problems += 1;
+            r.error(
+                "plan",
+                format!(
+                    "the prompt for `{}` does not render: {}",
+                    preview.unit,
+                    crate::text::error_chain(&e)
+                ),
+                format!(
+                    "give `{}` the field the template uses, or guard it in the template (`{{% if ... %}}`)",
+                    preview.unit
+                ),
+            );
+        }
+    }
+    if problems == 0 && rendered > 0 {
+        r.ok(
+            "plan",
+            format!(
+                "the prompts of {} render",
+                plural(plan.tasks().len(), "task", "tasks")
+            ),
         );
     }
 }

@@ -100,7 +100,7 @@ pub fn run(global: &GlobalArgs, args: InitArgs) -> Result<(), CliError> {
     )?;
     writeln!(
         out,
-        "Next: edit the plan and the agent command, then run `orch plan check`."
+        "Next: edit the plan (tasks run Claude Code unless `[agent] preset` says otherwise), then run `orch plan check`."
     )?;
     Ok(())
 }

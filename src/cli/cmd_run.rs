@@ -126,6 +126,7 @@ pub fn drive(
 ) -> Result<(), CliError> {
     let repo = ws.require_repo()?.clone();
     repo.exclude(crate::state::DIR_NAME)?;
+    repo.exclude_patterns(&agent_excludes(&ws.config, &plan))?;
     let setup = Setup {
         plan: Arc::new(plan),
         plan_source,
@@ -265,4 +266,19 @@ fn dry_run(
         writeln!(out, "would start {}  {}", item.id, item.title)?;
     }
     Ok(())
+}
+
+/// Returns the `exclude` globs of the agents the plan runs (the default
+/// one and every preset an item names): files they leave in worktrees that
+/// git must never see, kept in `info/exclude` (docs/config.md, `exclude`).
+fn agent_excludes(config: &crate::config::Config, plan: &crate::plan::Plan) -> Vec<String> {
+    let names = plan.items.iter().filter_map(|i| i.agent());
+    let mut patterns: Vec<String> = std::iter::once(None)
+        .chain(names.map(Some))
+        .filter_map(|name| config.agent(name))
+        .flat_map(|agent| agent.exclude)
+        .collect();
+    patterns.sort();
+    patterns.dedup();
+    patterns
 }

@@ -282,8 +282,10 @@ pub struct LaunchRequest {
     pub unit: FullId,
     pub attempt: u32,
     pub folder: RunFolder,
-    /// The agent's argv, `{prompt_file}` not yet replaced.
+    /// The agent's argv, `{prompt_file}` and `{last_message_file}` not yet replaced.
     pub command: Vec<String>,
+    /// Where the agent writes its report and final message.
+    pub agent_files: crate::runner::spawn::AgentFiles,
     pub prompt: PromptRequest,
     pub prompt_on_stdin: bool,
     pub cwd: PathBuf,

@@ -314,6 +314,7 @@ impl Executor {
         let plan = AttemptPlan {
             run_dir: req.folder.path().to_owned(),
             command: req.command,
+            agent_files: req.agent_files,
             prompt: text,
             prompt_on_stdin: req.prompt_on_stdin,
             cwd: req.cwd,

@@ -13,7 +13,7 @@ use super::core::{
     Effect, LaunchRequest, Live, Now, PrepareError, PromptRequest, ProvisionRequest, RunState,
     claim_free,
 };
-use crate::config::{AgentPreset, Backoff, PromptMode};
+use crate::config::{Agent, Backoff, PromptMode};
 use crate::coordinator::judge::Retryable;
 use crate::coordinator::workspace::{self, Freshness, Provisioned};
 use crate::git::GitError;
@@ -24,6 +24,7 @@ use crate::runner::hook;
 use crate::runner::prompt::{
     self, DependencyView, ItemView, PlanView, PreviousView, ProblemView, PromptContext,
 };
+use crate::runner::spawn::AgentFiles;
 use crate::state::events::EventKind;
 use crate::state::model::{Attempt, MergeProblem, Outcome, Purpose, Timestamp};
 
@@ -36,6 +37,8 @@ pub enum NotLaunchable {
     ItemLeftPlan,
     #[error("the task has no worktree")]
     NoWorktree,
+    #[error("the agent preset the item names is not in the config")]
+    UnknownAgent,
 }
 
 /// What happens after a failed attempt.
@@ -449,25 +452,26 @@ impl RunState {
         self.effect(Effect::Launch(Box::new(request)));
     }
 
-    /// Returns the agent preset a unit picks (its own `agent`, else its task's).
-    fn preset(&self, ti: ItemIdx, ui: ItemIdx) -> Option<&AgentPreset> {
+    /// Returns the agent a unit runs: the preset it names (its own
+    /// `agent`, else its task's), or the default agent.
+    pub(super) fn agent_of(&self, ti: ItemIdx, ui: ItemIdx) -> Option<Agent> {
         let plan = &self.env.plan;
         let name = plan.item(ui).agent().or_else(|| plan.item(ti).agent());
-        name.and_then(|n| self.env.config.agents.get(n))
+        self.env.config.agent(name)
+    }
+
+    /// Returns the agent of a unit given by ids (`None` once it left the plan).
+    pub(super) fn agent_of_unit(&self, task: &FullId, unit: &FullId) -> Option<Agent> {
+        let ti = self.env.plan.lookup(task.as_str())?;
+        let ui = self.env.plan.lookup(unit.as_str())?;
+        self.agent_of(ti, ui)
     }
 
     /// Returns how long a unit's agent may run: its preset's `timeout`, else `agent.timeout`.
     pub(super) fn unit_timeout(&self, task: &FullId, unit: &FullId) -> Duration {
-        let (Some(ti), Some(ui)) = (
-            self.env.plan.lookup(task.as_str()),
-            self.env.plan.lookup(unit.as_str()),
-        ) else {
-            return self.env.config.agent.timeout.0;
-        };
-        self.preset(ti, ui)
-            .and_then(|p| p.timeout)
-            .unwrap_or(self.env.config.agent.timeout)
-            .0
+        self.agent_of_unit(task, unit)
+            .map(|a| a.timeout)
+            .unwrap_or(self.env.config.agent.timeout.0)
     }
 
     /// Builds the argv, environment and prompt of an attempt; `Err` says
@@ -493,13 +497,9 @@ impl RunState {
         let branch = task_state
             .and_then(|s| s.branch.clone())
             .unwrap_or_default();
-        let agent = &self.env.config.agent;
-        let preset = self.preset(ti, ui);
-        let command = preset
-            .map(|p| p.command.clone())
-            .unwrap_or_else(|| agent.command.clone());
-        let mode = preset.and_then(|p| p.prompt).unwrap_or(agent.prompt);
-        let timeout = preset.and_then(|p| p.timeout).unwrap_or(agent.timeout).0;
+        let config = &self.env.config.agent;
+        let agent = self.agent_of(ti, ui).ok_or(NotLaunchable::UnknownAgent)?;
+        let files = AgentFiles::in_worktree(&worktree);
         let purpose = task_state
             .and_then(|s| s.open_attempt())
             .and_then(|a| a.purpose);
@@ -515,18 +515,15 @@ impl RunState {
             attempt,
             &worktree,
             &branch,
-            &folder.result_file(),
+            &files.result,
         );
         let mut env: Vec<(String, String)> = agent.env.clone().into_iter().collect();
-        if let Some(p) = preset {
-            env.extend(p.env.clone());
-        }
         let path = |p: &Path| p.display().to_string();
         env.extend(self.task_vars(task, attempt, &branch));
         env.extend([
             ("ORCH_WORKTREE".to_owned(), path(&worktree)),
             ("ORCH_PROMPT_FILE".to_owned(), path(&folder.prompt_file())),
-            ("ORCH_RESULT_FILE".to_owned(), path(&folder.result_file())),
+            ("ORCH_RESULT_FILE".to_owned(), path(&files.result)),
         ]);
         if ui != ti {
             env.push(("ORCH_SUBTASK_ID".to_owned(), unit.to_string()));
@@ -537,7 +534,8 @@ impl RunState {
             unit: unit.clone(),
             attempt,
             folder,
-            command,
+            command: agent.command,
+            agent_files: files,
             prompt: PromptRequest {
                 template,
                 templates: self.env.state_dir.templates(),
@@ -545,12 +543,12 @@ impl RunState {
                 previous_log,
                 problem_log,
             },
-            prompt_on_stdin: mode == PromptMode::Stdin,
+            prompt_on_stdin: agent.prompt == PromptMode::Stdin,
             cwd: worktree,
             env,
-            timeout,
-            grace: agent.grace.0,
-            log_limit: agent.log_limit.0,
+            timeout: agent.timeout,
+            grace: config.grace.0,
+            log_limit: config.log_limit.0,
             sandbox: self
                 .env
                 .sandbox
@@ -817,6 +815,64 @@ impl RunState {
         } else if let Some(task) = self.task_of(unit) {
             self.advance_steps(&task, now);
         }
+    }
+}
+
+/// A prompt an attempt could get, built as a launch builds it, for `orch
+/// doctor` to render before any attempt needs it.
+#[derive(Debug)]
+pub struct PromptPreview {
+    /// The task or subtask it is for.
+    pub unit: FullId,
+    pub template: (&'static str, &'static str),
+    pub context: PromptContext,
+}
+
+impl RunState {
+    /// Returns every prompt the plan's units can get: the task prompt (or,
+    /// one agent per subtask, each subtask's), and the conflict and
+    /// check-failure prompts of each task, with a stand-in problem.
+    pub fn prompt_previews(&self) -> Vec<PromptPreview> {
+        let plan = Arc::clone(&self.env.plan);
+        let mut out = Vec::new();
+        for &ti in plan.tasks() {
+            let task = plan.item(ti).id.clone();
+            let worktree = self.env.worktree_root.join(task.as_str());
+            let branch = self.env.branch(&task);
+            let result = AgentFiles::in_worktree(&worktree).result;
+            let mut units: Vec<(ItemIdx, Option<ItemIdx>, (&'static str, &'static str))> =
+                Vec::new();
+            if self.steps(ti) {
+                let subs = plan
+                    .graph()
+                    .task_node(ti)
+                    .map(|n| plan.graph().subtasks(n).to_vec())
+                    .unwrap_or_default();
+                units.extend(subs.into_iter().map(|s| (ti, Some(s), prompt::SUBTASK)));
+            } else {
+                units.push((ti, None, prompt::TASK));
+            }
+            units.push((ti, None, prompt::CONFLICT));
+            units.push((ti, None, prompt::CHECK_FAILURE));
+            for (ti, sub, template) in units {
+                let (mut context, _, _) =
+                    self.prompt_context(ti, sub, 1, &worktree, &branch, &result);
+                if template.0 == prompt::CONFLICT.0 || template.0 == prompt::CHECK_FAILURE.0 {
+                    context.problem = Some(ProblemView {
+                        files: vec!["README.md".to_owned()],
+                        check: Some("test".to_owned()),
+                        reason: Some("exit code 1".to_owned()),
+                        log_tail: None,
+                    });
+                }
+                out.push(PromptPreview {
+                    unit: plan.item(sub.unwrap_or(ti)).id.clone(),
+                    template,
+                    context,
+                });
+            }
+        }
+        out
     }
 }
 

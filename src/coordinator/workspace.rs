@@ -24,7 +24,8 @@
 //! (awaiting merge or merged). It is recycled only if it is clean and still
 //! on that task's branch; otherwise it is left alone and a new worktree is
 //! made. Recycling rewrites only the files that differ and keeps ignored
-//! files (build caches), which is what makes provisioning cheap
+//! files (build caches), which is what makes provisioning cheap, and renames
+//! the worktree's git admin folder after its new path
 //! (`benches/run.rs`). Nothing here forces: a taken path, a branch checked
 //! out elsewhere, or local changes in the way make provisioning fail with a
 //! message naming them.
@@ -202,6 +203,7 @@ fn provision_worktree(req: &Request) -> Result<Provisioned, GitError> {
         && recyclable(free)?
     {
         worktree::move_to(repo, &free.path, &req.path)?;
+        rename_admin(&req.path);
         match existing {
             Some(_) => worktree::switch(&req.path, &req.branch, None)?,
             None => worktree::switch(&req.path, &req.branch, Some(&target_hex))?,
@@ -299,6 +301,7 @@ fn finish_cut_recycle(
     if !registered || !worktree::dirty_files(&req.path)?.is_empty() {
         return Ok(None);
     }
+    rename_admin(&req.path);
     worktree::switch(
         &req.path,
         &req.branch,
@@ -313,6 +316,15 @@ fn finish_cut_recycle(
         freshness: Freshness::Current,
         free: FreeFate::kept(req),
     }))
+}
+
+/// Names a recycled worktree's git admin folder after its new folder
+/// (`worktrees/T2` for task `T2`, not the `T1` it was made for). Only a
+/// name: a failure is logged and provisioning goes on.
+fn rename_admin(path: &Path) {
+    if let Err(e) = worktree::name_admin_after_folder(path) {
+        tracing::warn!(worktree = %path.display(), error = %e, "cannot rename the worktree's git admin folder");
+    }
 }
 
 /// A free worktree may be recycled when it is clean and still on its task's branch.

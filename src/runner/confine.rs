@@ -92,7 +92,7 @@ impl Setup {
                 !config.network,
                 crate::sandbox::probe(),
             ),
-            allow_write: config.allow_write_paths(home.as_deref()),
+            allow_write: config.allow_write_paths(home.as_deref(), |name| std::env::var_os(name)),
         }
     }
 

@@ -25,6 +25,7 @@
 
 pub mod classify;
 pub mod confine;
+pub mod final_message;
 pub mod folder;
 pub mod hook;
 pub mod prompt;

@@ -14,6 +14,7 @@ pub const PROMPT: &str = "prompt.md";
 pub const SUPERVISOR: &str = "supervisor.json";
 pub const LOG: &str = "agent.log";
 pub const RESULT: &str = "result.json";
+pub const LAST_MESSAGE: &str = "last-message.md";
 pub const EXIT: &str = "exit.json";
 
 /// What the supervisor must run, and how.

@@ -46,10 +46,11 @@ fn a_healthy_repository_passes() {
     ok    git       git <version>
     ok    git       a commit identity is configured
     ok    config    `.orchestrator.toml` is valid
-    ok    config    `agent.command`: `$FIXTURES/commit.sh` is found
     ok    git       target branch `main` exists
     ok    sandbox   agents and hooks are confined to their worktrees (Landlock ABI <n>)
     ok    plan      `plan.toml`: 1 task, 0 subtasks, 0 dependencies
+    ok    config    `agent.command`: `$FIXTURES/commit.sh` is found
+    ok    plan      the prompts of 1 task render
     warn  hooks     commit-msg, pre-commit, post-commit not installed: commits in task worktrees get no `Orch-Task:` trailer
                     fix: orch hooks install
     ok    worktrees 1 worktree in `$TEMP/repo.worktrees`; none stale or locked
@@ -95,20 +96,39 @@ fn every_problem_is_named_with_its_fix() {
     fs::create_dir_all(worktrees.join("T9")).unwrap();
     let config = fs::read_to_string(repo.join(".orchestrator.toml")).unwrap();
     let agent = env.agent("commit.sh");
+    // A preset no task uses, whose program is missing (a warning), and a
+    // prompt template that uses a field only T1 has.
     env.write(
         ".orchestrator.toml",
-        &config.replace(&format!("{agent:?}"), "\"no-such-agent\""),
+        &format!(
+            "{}\n[agents.robot]\ncommand = [\"no-such-robot\"]\n",
+            config.replace(&format!("{agent:?}"), "\"no-such-agent\"")
+        ),
+    );
+    env.write(
+        "plan.toml",
+        "[[task]]\nid = \"T1\"\nowner = \"ana\"\n[[task]]\nid = \"T2\"\n[[task]]\nid = \"T3\"\n",
+    );
+    env.write(
+        ".orchestrator/templates/task.md",
+        "Task {{ task.id }}, for {{ task.extra.owner }}.\n",
     );
     let text = doctor(&env);
-    insta::assert_snapshot!(text, @"
+    insta::assert_snapshot!(text, @r#"
     ok    git       git <version>
     ok    git       a commit identity is configured
     ok    config    `.orchestrator.toml` is valid
-    error config    `agent.command`: `no-such-agent` is not an executable on PATH
-                    fix: install `no-such-agent`, or point `agent.command` at the agent you use
     ok    git       target branch `main` exists
     ok    sandbox   agents and hooks are confined to their worktrees (Landlock ABI <n>)
     ok    plan      `plan.toml`: 3 tasks, 0 subtasks, 0 dependencies
+    error config    `agent.command`: `no-such-agent` is not an executable on PATH
+                    fix: install `no-such-agent`, or point `agent.command` at the agent you use
+    warn  config    `agents.robot`: `no-such-robot` is not an executable on PATH (no task uses it)
+                    fix: install `no-such-robot` before a task picks `agent = "robot"`
+    error plan      the prompt for `T2` does not render: cannot render prompt template `$TEMP/repo/.orchestrator/templates/task.md`: undefined value: `task.extra.owner` is undefined (in task.md:1)
+                    fix: give `T2` the field the template uses, or guard it in the template (`{% if ... %}`)
+    error plan      the prompt for `T3` does not render: cannot render prompt template `$TEMP/repo/.orchestrator/templates/task.md`: undefined value: `task.extra.owner` is undefined (in task.md:1)
+                    fix: give `T3` the field the template uses, or guard it in the template (`{% if ... %}`)
     warn  hooks     commit-msg, pre-commit, post-commit not installed: commits in task worktrees get no `Orch-Task:` trailer
                     fix: orch hooks install
     warn  worktrees `$TEMP/repo.worktrees/T1` is registered but its folder is missing
@@ -121,9 +141,20 @@ fn every_problem_is_named_with_its_fix() {
     error state     `T3` is awaiting merge but its branch `orch/T3` is gone
                     fix: restore the branch if you can (`git reflog`); else `orch cancel T3`, then `orch retry T3` starts it over
     ------- stderr -------
-    error: 2 problems and 4 warnings found
+    error: 4 problems and 5 warnings found
     [exit status: 2]
-    ");
+    "#);
+}
+
+#[test]
+fn a_repository_never_set_up_is_told_to_run_orch_init() {
+    let env = TestEnv::new();
+    env.init_repo();
+    let text = doctor(&env);
+    assert!(
+        text.contains("fix: `orch init` writes a starter `.orchestrator.toml` and `plan.toml`"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -199,7 +230,7 @@ fn issue_18_fixes_point_to_what_the_user_has() {
     insta::assert_snapshot!(doctor(&env), @"
     ok    git       git <version>
     ok    git       a commit identity is configured
-    error config    .orchestrator.toml:2:1: unknown field `max_paralel`, expected one of `command`, `prompt`, `unit`, `timeout`, `max_parallel`, `auto_commit`, `grace`, `log_limit`, `env`
+    error config    .orchestrator.toml:2:1: unknown field `max_paralel`, expected one of `preset`, `command`, `prompt`, `final_message`, `exclude`, `unit`, `timeout`, `max_parallel`, `auto_commit`, `grace`, `log_limit`, `env`
                     fix: fix the file; `orch init --print-config` prints every key with its default and what it does
     ------- stderr -------
     error: 1 problem and 0 warnings found

@@ -123,7 +123,7 @@ fn hostile_titles_are_text_everywhere_they_go() {
     // commit as the same text.
     assert_eq!(fs::read_to_string(&echo).unwrap(), format!("{title}\n"));
     let seen =
-        fs::read_to_string(env.repo().join(".orchestrator/runs/T1/1/result.json.env")).unwrap();
+        fs::read_to_string(env.repo().join(".orchestrator/runs/T1/1/prompt.md.env")).unwrap();
     assert!(
         seen.contains(&format!("ORCH_TASK_TITLE={title}")),
         "the agent saw the title as is"

@@ -12,7 +12,7 @@ fn init_writes_a_valid_config_and_plan_and_excludes_the_state_dir() {
     orch reads both files from this checkout, committed or not. Commit them to keep
     their history and share them (task worktrees then have a copy); uncommitted,
     they stay in this checkout only.
-    Next: edit the plan and the agent command, then run `orch plan check`.
+    Next: edit the plan (tasks run Claude Code unless `[agent] preset` says otherwise), then run `orch plan check`.
     ");
     let config = fs::read_to_string(repo.join(".orchestrator.toml")).unwrap();
     assert!(config.contains("target = \"main\""));
@@ -87,7 +87,7 @@ fn init_on_a_detached_head_asks_for_a_target() {
     orch reads both files from this checkout, committed or not. Commit them to keep
     their history and share them (task worktrees then have a copy); uncommitted,
     they stay in this checkout only.
-    Next: edit the plan and the agent command, then run `orch plan check`.
+    Next: edit the plan (tasks run Claude Code unless `[agent] preset` says otherwise), then run `orch plan check`.
     ");
 }
 

@@ -4,6 +4,7 @@
 //! progress lines, the summary, the exit status, and `--json` event lines.
 
 use std::fs;
+use std::path::Path;
 
 use crate::common::{TestEnv, stable_output};
 
@@ -51,6 +52,17 @@ fn committing_agents_leave_their_work_on_task_branches() {
         assert_eq!(status, "", "{task}'s worktree is clean");
         let file = fs::read_to_string(format!("{worktree}/work-{task}.txt")).unwrap();
         assert_eq!(file, format!("done by {task}, attempt 1\n"));
+        // Issue 13: a task without a description leaves no gap in its
+        // prompt, and the report it may write is inside its worktree.
+        let prompt = env
+            .repo()
+            .join(format!(".orchestrator/runs/{task}/1/prompt.md"));
+        let prompt = fs::read_to_string(prompt).unwrap();
+        assert!(!prompt.contains("\n\n\n"), "blank lines in a row: {prompt}");
+        assert!(
+            prompt.contains(&format!("`{worktree}/.orchestrator/result.json`")),
+            "{prompt}"
+        );
     }
     let list = env.git(&env.repo(), ["worktree", "list", "--porcelain"]);
     assert!(list.contains("branch refs/heads/orch/A"), "{list}");
@@ -159,6 +171,31 @@ fn a_transient_failure_can_succeed_on_retry() {
     assert_eq!(env.status_of("T1"), "awaiting_merge");
     let log = fs::read_to_string(env.repo().join(".orchestrator/runs/T1/1/agent.log")).unwrap();
     assert_eq!(log, "attempt 1 failing\n");
+}
+
+#[test]
+fn a_presets_permanent_exit_codes_are_not_retried() {
+    // Gemini CLI exits 55 in a folder it does not trust (issue 13): that is
+    // configuration, not bad luck, whatever the preset's command.
+    let env = setup(
+        "commit.sh",
+        &format!(
+            "[agents.gemini]\ncommand = [{:?}, \"-c\", \"exit 55\"]\n",
+            "sh"
+        ),
+        "[[task]]\nid = \"T1\"\nagent = \"gemini\"\n",
+    );
+    let out = run(&env);
+    assert_eq!(out.status.code(), Some(1), "{}", env.render(&out));
+    let state = env.state();
+    assert_eq!(
+        state["items"]["T1"]["attempts"].as_array().unwrap().len(),
+        1
+    );
+    assert_eq!(
+        state["items"]["T1"]["reason"],
+        "exit code 55, which `retry.permanent_exit_codes` lists"
+    );
 }
 
 #[test]
@@ -379,7 +416,7 @@ fn the_agent_gets_its_prompt_and_variables() {
     let out = run(&env);
     assert!(out.status.success(), "{}", env.render(&out));
     let run_dir = env.repo().join(".orchestrator/runs/T1/1");
-    let vars = fs::read_to_string(run_dir.join("result.json.env")).unwrap();
+    let vars = fs::read_to_string(run_dir.join("prompt.md.env")).unwrap();
     let names: Vec<&str> = vars.lines().map(|l| l.split('=').next().unwrap()).collect();
     assert_eq!(
         names,
@@ -398,6 +435,13 @@ fn the_agent_gets_its_prompt_and_variables() {
     );
     assert!(vars.contains("ORCH_TASK_TITLE=Add a parser\n"));
     assert!(vars.contains("ORCH_BRANCH=orch/T1\n"));
+    let result_file = env
+        .root()
+        .join("repo.worktrees/T1/.orchestrator/result.json");
+    assert!(
+        vars.contains(&format!("ORCH_RESULT_FILE={}\n", result_file.display())),
+        "the report goes inside the worktree, where a sandboxed agent can write: {vars}"
+    );
     let prompt = fs::read_to_string(run_dir.join("prompt.md")).unwrap();
     let seen = env.git(&env.repo(), ["show", "orch/T1:prompt-seen.txt"]);
     assert_eq!(seen, prompt, "the prompt arrives on stdin");
@@ -464,6 +508,13 @@ fn worktrees_are_recycled_keeping_ignored_files() {
     let state = env.state();
     let last = state["items"]["C"]["worktree"].as_str().unwrap();
     assert!(state["items"]["A"]["worktree"].is_null());
+    let admin = fs::read_to_string(format!("{last}/.git")).unwrap();
+    assert!(
+        admin.trim_end().ends_with("/.git/worktrees/C"),
+        "the git admin folder is named after the task using the worktree: {admin}"
+    );
+    assert!(env.git_ok(Path::new(last), ["status"]));
+    assert!(list.contains("branch refs/heads/orch/C"), "{list}");
     assert_eq!(
         fs::read_to_string(format!("{last}/cache/seen")).unwrap(),
         "A\nB\nC\n"

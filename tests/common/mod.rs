@@ -13,6 +13,8 @@ use std::process::{Command, Output};
 
 use tempfile::TempDir;
 
+pub mod model_api;
+
 /// A temp dir with a home, a scratch folder and (usually) a repository.
 pub struct TestEnv {
     dir: TempDir,
