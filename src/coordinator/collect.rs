@@ -1,7 +1,10 @@
-//! Collecting a finished attempt, on a blocking thread: reading `exit.json`
-//! and `result.json`, running `post_agent`, committing what the agent left,
-//! and counting its commits. It decides nothing: [`super::judge`] reads the
-//! [`AttemptReport`].
+//! Collecting a finished attempt, on a blocking thread: reading `exit.json`,
+//! the agent's report and final message (moved from the worktree to the run
+//! folder), running `post_agent`, staging conflicts the agent resolved
+//! without `git add`, committing what the agent left, adding the
+//! `Orch-Task` trailer to commits made around the hook
+//! ([`crate::git::trailers`]), and counting its commits. It decides
+//! nothing: [`super::judge`] reads the [`AttemptReport`].
 //!
 //! Collection is idempotent (committing leftovers twice commits nothing the
 //! second time), so an attempt collected before a crash is collected again
@@ -9,9 +12,13 @@
 
 use std::path::PathBuf;
 
+use crate::config::FinalMessage;
+use crate::git::trailers::{self, Vouched};
 use crate::git::{GitError, commit, refs};
+use crate::runner::final_message;
 use crate::runner::folder::RunFolder;
 use crate::runner::hook::{self, HookError};
+use crate::runner::spawn::AgentFiles;
 use crate::runner::spec::{AgentResult, End, ExitRecord};
 
 /// How many of an attempt's newest commits `task.completed` lists.
@@ -39,6 +46,15 @@ pub struct Collection {
     pub conflict_with: Option<String>,
     /// Run after an agent that exited 0, before its leftovers are committed.
     pub post_agent: Option<hook::Stage>,
+    /// Where the agent's final message is.
+    pub final_message: FinalMessage,
+    /// The target branch: its commits are never given trailers.
+    pub target: String,
+    /// The trailers every commit of the unit carries (`Orch-Task: <id>`, and
+    /// `Orch-Subtask:` in subtask mode).
+    pub trailers: Vec<String>,
+    /// The id backup refs are kept under (the task's).
+    pub task: String,
 }
 
 /// What the collection found.
@@ -48,6 +64,12 @@ pub struct AttemptReport {
     pub result: Option<AgentResult>,
     /// Why `result.json` could not be read, if it exists but is invalid.
     pub result_error: Option<std::io::Error>,
+    /// The agent's final message, read where its preset says.
+    pub final_message: Option<String>,
+    /// The commits given their trailer, if any lacked it.
+    pub vouched: Option<Vouched>,
+    /// Why trailers could not be added (the merge's `require_trailer` may refuse).
+    pub vouch_error: Option<GitError>,
     /// The commit made of leftover changes, if any.
     pub committed: Option<String>,
     pub commit_error: Option<GitError>,
@@ -114,6 +136,11 @@ pub fn collect(input: Collection) -> AttemptReport {
         exit: input.folder.load_exit().ok().flatten(),
         ..AttemptReport::default()
     };
+    if let Some(worktree) = &input.worktree {
+        let files = AgentFiles::in_worktree(worktree);
+        keep(&files.result, &input.folder.result_file());
+        keep(&files.last_message, &input.folder.last_message_file());
+    }
     match crate::fsio::read_json::<AgentResult>(&input.folder.result_file()) {
         Ok(result) => {
             report.result = result.map(|mut r| {
@@ -123,6 +150,11 @@ pub fn collect(input: Collection) -> AttemptReport {
         }
         Err(e) => report.result_error = Some(e),
     }
+    report.final_message = final_message::read(
+        &input.final_message,
+        &input.folder.log_file(),
+        &input.folder.last_message_file(),
+    );
     let exited_cleanly = matches!(
         report.exit.as_ref().map(|e| &e.end),
         Some(End::Exited { code: 0 })
@@ -148,7 +180,12 @@ pub fn collect(input: Collection) -> AttemptReport {
         report.off_branch = off_branch(&input.repo, worktree, branch);
     }
     if let (Some(worktree), Some(_)) = (worktree, &input.conflict_with) {
-        report.unresolved = commit::unmerged_paths(worktree).unwrap_or_default();
+        let unmerged = commit::unmerged_paths(worktree).unwrap_or_default();
+        report.unresolved = if exited_cleanly {
+            commit::stage_resolved(worktree, &unmerged).unwrap_or(unmerged)
+        } else {
+            unmerged
+        };
     }
     if exited_cleanly
         && report.off_branch.is_none()
@@ -167,6 +204,20 @@ pub fn collect(input: Collection) -> AttemptReport {
     {
         report.markers = commit::files_with_markers(worktree, target).unwrap_or_default();
     }
+    if let (Some(branch), Some(_)) = (&input.branch, worktree) {
+        let since = input.base.as_deref().and_then(refs::parse_oid);
+        match trailers::vouch(
+            &input.repo,
+            branch,
+            &input.target,
+            since,
+            &input.trailers,
+            &input.task,
+        ) {
+            Ok(vouched) => report.vouched = vouched,
+            Err(e) => report.vouch_error = Some(e),
+        }
+    }
     if let Some(branch) = &input.branch
         && let Ok(Some(tip)) = refs::branch_tip(&input.repo, branch)
     {
@@ -178,4 +229,15 @@ pub fn collect(input: Collection) -> AttemptReport {
         }
     }
     report
+}
+
+/// Moves a file the agent wrote in its worktree to the run folder, where
+/// the attempt's record is kept (an unreadable one stays where it is).
+fn keep(from: &std::path::Path, to: &std::path::Path) {
+    let Ok(bytes) = std::fs::read(from) else {
+        return;
+    };
+    if crate::fsio::write_atomically(to, &bytes).is_ok() {
+        let _ = std::fs::remove_file(from);
+    }
 }

@@ -320,6 +320,7 @@ mod tests {
             finished: None,
             outcome: None,
             purpose: None,
+            confined: false,
         });
         state.items.insert(id("A"), a);
         let applied = apply(&plan, &mut state, Action::Cancel, "A", Timestamp::now()).unwrap();
@@ -352,6 +353,7 @@ mod tests {
                 retry: false,
             }),
             purpose: None,
+            confined: false,
         });
         state.items.insert(id("A"), a);
         state.items.insert(id("B"), ItemState::new(Status::Blocked));
@@ -366,8 +368,8 @@ mod tests {
         let plan = plan();
         let mut state = State::default();
         state.items.insert(id("A"), ItemState::new(Status::Merged));
-        let err = apply(&plan, &mut state, Action::Retry, "A", Timestamp::now()).unwrap_err();
-        assert_eq!(err.to_string(), "cannot retry `A`: it is `merged`");
+        let err = apply(&plan, &mut state, Action::Resolve, "A", Timestamp::now()).unwrap_err();
+        assert_eq!(err.to_string(), "cannot resolve `A`: it is `merged`");
         let err = apply(&plan, &mut state, Action::Cancel, "Z", Timestamp::now()).unwrap_err();
         assert_eq!(err.to_string(), "`Z` is not in the plan");
     }

@@ -389,6 +389,7 @@ impl RunState {
                 attempt: number,
                 title: self.title_of(task),
                 purpose: Some(purpose),
+                confined: self.env.sandbox.confinement.confines(),
             },
         );
         self.begin_provision(task.clone(), number);

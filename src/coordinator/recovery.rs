@@ -321,6 +321,7 @@ impl RunState {
                 finished: None,
                 outcome: None,
                 purpose: None,
+                confined: false,
             });
             if number < runs.highest
                 && let Some(a) = entry.attempts.last_mut()

@@ -128,6 +128,7 @@ pub fn run(
         log_limit: ctx.log_limit,
         timeout: check.timeout.0,
         grace: ctx.grace,
+        sandbox: None,
     };
     let spec_path = folder.spec_file();
     crate::fsio::write_json(&spec_path, &spec)?;

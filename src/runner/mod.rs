@@ -16,9 +16,16 @@
 //! The run folder is the protocol: a coordinator that starts later learns
 //! everything from `spec.json`, `supervisor.json` and `exit.json`.
 //!
+//! Agents and the `post_create` and `post_agent` hooks are confined with
+//! Landlock (`crate::sandbox`) to the paths [`confine`] works out: the
+//! supervisor, and the hook runner, build the ruleset before the fork and
+//! apply it in the child just before exec.
+//!
 //! This module never touches `state.json`, git or the lifecycle.
 
 pub mod classify;
+pub mod confine;
+pub mod final_message;
 pub mod folder;
 pub mod hook;
 pub mod prompt;

@@ -14,6 +14,7 @@ pub const PROMPT: &str = "prompt.md";
 pub const SUPERVISOR: &str = "supervisor.json";
 pub const LOG: &str = "agent.log";
 pub const RESULT: &str = "result.json";
+pub const LAST_MESSAGE: &str = "last-message.md";
 pub const EXIT: &str = "exit.json";
 
 /// What the supervisor must run, and how.
@@ -36,6 +37,22 @@ pub struct Spec {
     /// Time between SIGTERM and SIGKILL.
     #[serde(with = "millis")]
     pub grace: Duration,
+    /// Confine the agent; `None`: it runs unconfined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<Confined>,
+}
+
+/// How a confined agent runs (docs/run.md, "What an agent may write").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confined {
+    /// What it may write besides the temp folder the supervisor makes; the
+    /// supervisor works out the paths (`Grant::policy`) before it starts the agent.
+    pub grant: crate::runner::confine::Grant,
+    /// `events.jsonl`, where the supervisor moves the commits its git hooks
+    /// record in the run folder (the agent cannot write the state dir).
+    pub events: PathBuf,
+    /// The unit (task or subtask) those commits belong to.
+    pub unit: String,
 }
 
 mod millis {

@@ -120,6 +120,10 @@ pub struct RunRecord {
     /// Set when the coordinator ended on its own (not killed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished: Option<Timestamp>,
+    /// The digest of the plan it ran last (a copy is in `plans/`); a plan
+    /// saved and applied during the run replaces it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
 }
 
 /// What the state records for one task or subtask.
@@ -245,6 +249,9 @@ pub struct Attempt {
     /// Why the attempt was made, when it is not the first plain run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub purpose: Option<Purpose>,
+    /// The agent ran under the sandbox (docs/run.md); left out when not.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub confined: bool,
 }
 
 impl Attempt {
@@ -299,6 +306,7 @@ mod tests {
                     retry: true,
                 }),
                 purpose: None,
+                confined: false,
             },
             Attempt {
                 number: 2,
@@ -308,6 +316,7 @@ mod tests {
                     reason: "stopped".to_owned(),
                 }),
                 purpose: Some(Purpose::Conflict),
+                confined: false,
             },
             Attempt {
                 number: 3,
@@ -315,6 +324,7 @@ mod tests {
                 finished: None,
                 outcome: None,
                 purpose: None,
+                confined: false,
             },
         ];
         let mut merged = ItemState::new(Status::Merged);
@@ -326,6 +336,7 @@ mod tests {
             finished: Some(t("2026-01-01T00:00:10Z")),
             outcome: Some(Outcome::Succeeded { commits: 2 }),
             purpose: None,
+            confined: false,
         });
         let mut state = State {
             target: Some("main".to_owned()),
@@ -333,6 +344,7 @@ mod tests {
                 pid: 42,
                 started: t("2026-01-01T00:00:00Z"),
                 finished: None,
+                plan: None,
             }),
             landed: Some("2".repeat(40)),
             ..State::default()

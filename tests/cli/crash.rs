@@ -148,8 +148,9 @@ fn harness(v: Variant) {
     println!("crash harness ({name}): {kills} kills, seed {seed}");
     let env = TestEnv::new();
     env.init_repo();
-    let log = env.root().join("agent-commits.log");
-    let marks = env.root().join("marks");
+    let (outside, allow) = env.outside();
+    let log = outside.join("agent-commits.log");
+    let marks = outside.join("marks");
     std::fs::create_dir_all(&marks).unwrap();
     let m = marks.display();
     // The check and the hook say when they run (`<kind>-<pid>` markers).
@@ -162,7 +163,7 @@ fn harness(v: Variant) {
     env.configure(
         "crashy.sh",
         &format!(
-            "[agent.env]\nHARNESS_LOG = {:?}\nHARNESS_MAX_MS = \"{}\"\n\n[policy]\nchecks = [{{ name = \"quick\", run = {:?}, timeout = \"30s\" }}]\n",
+            "[agent.env]\nHARNESS_LOG = {:?}\nHARNESS_MAX_MS = \"{}\"\n\n[policy]\nchecks = [{{ name = \"quick\", run = {:?}, timeout = \"30s\" }}]\n{allow}",
             log.display().to_string(),
             // Enough work that the plan outlasts the kills: 30 tasks of
             // 0.15 s per kill on average, three at once, is 1.5 s of work

@@ -136,6 +136,8 @@ fn slow_filter(env: &TestEnv, marker: &Path) {
 fn issue_12_the_target_moved_under_orch_stops_merging_and_keeps_the_lost_commit() {
     // T2 waits until T1 is merged, then moves `main` onto its own commit,
     // which does not contain T1's merge (both started from the same head).
+    // It plays someone moving the target by hand: a confined agent may not
+    // write the target's ref, so it runs unconfined.
     let body = format!(
         r#"{COMMIT}
 if [ "$ORCH_TASK_ID" = T2 ]; then
@@ -146,7 +148,11 @@ if [ "$ORCH_TASK_ID" = T2 ]; then
   git update-ref "refs/heads/$ORCH_TARGET" HEAD
 fi"#
     );
-    let env = setup(&body, "", "[[task]]\nid = \"T1\"\n[[task]]\nid = \"T2\"\n");
+    let env = setup(
+        &body,
+        "[sandbox]\nenabled = false\n",
+        "[[task]]\nid = \"T1\"\n[[task]]\nid = \"T2\"\n",
+    );
     let out = run_orch(&env, &["run"]);
     let text = env.render(&out);
     assert_eq!(out.status.code(), Some(2), "{text}");
@@ -177,8 +183,14 @@ fi"#
 
 #[test]
 fn issue_12_a_branch_tip_force_moved_onto_the_target_is_not_a_merge() {
+    // The agent puts its tip on the target itself, which only an
+    // unconfined agent can do (the sandbox keeps the target's ref read-only).
     let body = format!("{COMMIT}\ngit update-ref \"refs/heads/$ORCH_TARGET\" HEAD");
-    let env = setup(&body, "", "[[task]]\nid = \"T1\"\n");
+    let env = setup(
+        &body,
+        "[sandbox]\nenabled = false\n",
+        "[[task]]\nid = \"T1\"\n",
+    );
     let out = run_orch(&env, &["run"]);
     let text = env.render(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
@@ -674,7 +686,9 @@ rm "$ORCH_RESULT_FILE.big""#
 
 #[test]
 fn issue_12_an_agent_that_switches_branch_is_told_what_happened() {
-    let body = r#"git switch -q -c elsewhere
+    // A branch in the task branch's own ref folder: the one place a
+    // confined agent may make one.
+    let body = r#"git switch -q -c orch/elsewhere
 echo left > left.txt"#;
     let env = setup(body, "", "[[task]]\nid = \"T1\"\n");
     let before = git(&env, &["rev-parse", "main"]);
@@ -687,7 +701,7 @@ echo left > left.txt"#;
     assert!(reason.contains("elsewhere"), "{reason}");
     assert!(!reason.contains("changed nothing"), "{reason}");
     assert_eq!(
-        git(&env, &["rev-parse", "elsewhere"]),
+        git(&env, &["rev-parse", "orch/elsewhere"]),
         before,
         "nothing committed onto the wrong branch"
     );
@@ -695,9 +709,16 @@ echo left > left.txt"#;
 
 #[test]
 fn issue_12_a_branch_deleted_under_a_running_task_gets_a_clear_reason() {
+    // The agent plays a person deleting the branch from elsewhere: deleting
+    // a ref rewrites `packed-refs`, which a confined agent may not, so it
+    // runs unconfined.
     let body = r#"git update-ref -d "refs/heads/$ORCH_BRANCH"
 echo left > left.txt"#;
-    let env = setup(body, "", "[[task]]\nid = \"T1\"\n");
+    let env = setup(
+        body,
+        "[sandbox]\nenabled = false\n",
+        "[[task]]\nid = \"T1\"\n",
+    );
     let out = run_orch(&env, &["run"]);
     assert_eq!(out.status.code(), Some(1), "{}", env.render(&out));
     let reason = env.state()["items"]["T1"]["reason"]
