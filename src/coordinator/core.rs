@@ -344,6 +344,8 @@ pub struct MergeRequest {
     pub worktree: Option<PathBuf>,
     /// The target's head after orch's last merge.
     pub landed: Option<String>,
+    /// The task's merge recorded before a person ran it again, if it was.
+    pub merged_before: Option<String>,
 }
 
 /// An attempt whose supervisor is running (or whose report is awaited).

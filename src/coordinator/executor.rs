@@ -394,6 +394,7 @@ impl Executor {
             remove_worktree: config.merge.remove_worktree,
             task_worktree: req.worktree,
             landed: req.landed,
+            merged_before: req.merged_before,
             admin: Arc::clone(&self.worktree_admin),
         };
         let tx = self.tx.clone();

@@ -48,6 +48,7 @@ impl RunState {
             base: entry.base.clone(),
             worktree: entry.worktree.clone(),
             landed,
+            merged_before: entry.merge_commit.clone(),
         };
         self.merge.merging = Some(task.clone());
         self.emit(

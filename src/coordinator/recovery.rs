@@ -192,6 +192,7 @@ fn landed(
                 .ok()
                 .flatten()
                 .map(|(_, oid)| oid),
+            merged_before: s.merge_commit.as_deref().and_then(refs::parse_oid),
         })
         .collect();
     if sought.is_empty() {

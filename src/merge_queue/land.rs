@@ -62,6 +62,9 @@ pub struct Job {
     /// The target's head after orch's last merge: a target that no longer
     /// contains it was moved under orch, and nothing more merges.
     pub landed: Option<String>,
+    /// The task's merge recorded before a person ran it again, if it was:
+    /// not a landing of this merge.
+    pub merged_before: Option<String>,
     pub admin: Arc<Mutex<()>>,
 }
 
@@ -243,6 +246,7 @@ fn already_landed(job: &Job, git: &Repository, sides: &Sides) -> Result<Oid, End
         task: job.task.clone(),
         base,
         backup: refs::latest_backup(&job.repo, &job.task)?.map(|(_, oid)| oid),
+        merged_before: job.merged_before.as_deref().and_then(refs::parse_oid),
     };
     let found = evidence::find(git, sides.head, &[sought], journal.as_ref())
         .map_err(GitError::git(&job.repo))?;
