@@ -1,9 +1,11 @@
-//! Scale: a 5,000-task plan run to the end, merges included, with a trivial
-//! agent (`true`; tasks allow no changes) and `max_parallel = 16`. Reports
-//! the wall time, the coordinator's CPU time per task, its peak resident
-//! memory, and how many `state.json` writes it made and their bytes (from
-//! `run.finished`). Run with `cargo bench --bench scale` (or `bench/run`);
-//! `ORCH_BENCH_TASKS` changes the size.
+//! Scale: a plan of 5,000 tasks run to the end, merges included, with a
+//! trivial agent (`true`; tasks allow no changes) and `max_parallel = 16`.
+//! Reports the wall time, the coordinator's CPU time per task, its peak
+//! resident memory, and how many `state.json` writes it made and their
+//! bytes (from `run.finished`). Then the same with 500 tasks, for the
+//! state bytes written per task (target: at 5,000 tasks at most 2x the
+//! figure at 500). Run with `cargo bench --bench scale` (or `bench/run`);
+//! `ORCH_BENCH_TASKS` (comma separated) changes the sizes.
 
 mod common;
 
@@ -15,10 +17,31 @@ fn main() {
     if !common::wanted() {
         return;
     }
-    let tasks: usize = std::env::var("ORCH_BENCH_TASKS")
+    let sizes: Vec<usize> = std::env::var("ORCH_BENCH_TASKS")
         .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5000);
+        .map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![5000, 500]);
+    let mut per_task = Vec::new();
+    for (i, tasks) in sizes.iter().copied().enumerate() {
+        let bytes = run(tasks, i == 0);
+        per_task.push((tasks, bytes / tasks as f64));
+    }
+    for (tasks, bytes) in &per_task {
+        let small = per_task.iter().min_by_key(|(t, _)| *t).filter(|(t, _)| t != tasks);
+        figure(
+            &format!("{tasks}-task run: state bytes written per task"),
+            &format!("{:.1} KiB", bytes / 1024.0),
+            &small.map_or(String::new(), |(t, b)| {
+                format!("{:.1} KiB at {t} tasks (target 2x)", b / 1024.0)
+            }),
+            small.map(|(_, b)| bytes / b),
+        );
+    }
+}
+
+/// Runs `tasks` tasks to the end and returns the state bytes written;
+/// prints every figure when `all` is set.
+fn run(tasks: usize, all: bool) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let repo = common::make_repo(dir.path(), 10, 2);
     write_config(&repo, "true", 16, "");
@@ -61,6 +84,10 @@ fn main() {
     );
     println!("  coordinator peak RSS      {rss_mib:.1} MiB");
     println!("  state.json writes         {writes} ({bytes_mib:.1} MiB in all)");
+    let bytes = finished["state_bytes"].as_u64().unwrap_or(0) as f64;
+    if !all {
+        return bytes;
+    }
     figure(
         &format!("{tasks}-task run, merges included: wall per task"),
         &format!("{:.1} ms", wall.as_secs_f64() * 1000.0 / tasks as f64),
@@ -85,4 +112,5 @@ fn main() {
         "",
         None,
     );
+    bytes
 }

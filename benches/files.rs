@@ -1,0 +1,285 @@
+//! Per-task cost as the repository grows: the same run on generated
+//! repositories of 500, 5,000 and 50,000 files (`ORCH_BENCH_FILES`, comma
+//! separated, changes the sizes), each packed as a clone has it.
+//! Run with `cargo bench --bench files` (or `bench/run`).
+//!
+//! For each size, on two clones of the same repository:
+//!
+//! 1. The plain-git loop: per task `git worktree add`, the agent (it commits
+//!    one file), `git add -A` and a commit of what is left, `git merge
+//!    --no-ff` in the main checkout (timed alone: the baseline of one
+//!    merge), `git worktree remove`.
+//! 2. `orch run` of the same tasks, one at a time (`max_parallel = 1`), the
+//!    target checked out in the main checkout (orch fast-forwards it): the
+//!    whole run per task, the coordinator's own CPU per task (`cpu_ms` of
+//!    `run.finished`) and with its children (git, hooks; the agents too),
+//!    the median time from the agent's exit (`exit.json`) to
+//!    `task.completed` (on the critical path: the next task starts then),
+//!    and the median merge (`merge_ms` of `task.merged`).
+//!
+//! Targets: coordinator CPU per task at 50,000 files at most 2x the figure
+//! at 5,000; agent exit -> task completed at 50,000 files at most 50 ms;
+//! one merge at most 0.25x `git merge --no-ff`; the whole run per task at
+//! most 0.25x the plain-git loop at every size.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{commit_agent, figure, git, median, ms, sealed, ts, write_config};
+
+const TASKS: usize = 12;
+
+fn sizes() -> Vec<usize> {
+    std::env::var("ORCH_BENCH_FILES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![500, 5000, 50_000])
+}
+
+fn plan() -> String {
+    (0..TASKS)
+        .map(|i| format!("[[task]]\nid = \"T{i}\"\n"))
+        .collect()
+}
+
+/// Makes the repository once per size, packed (every object of a
+/// generated repository is loose otherwise, and git then stats one object
+/// file per path, which no cloned repository does).
+fn template(dir: &Path, files: usize) -> PathBuf {
+    let repo = common::make_repo(dir, files, (files / 25).max(1));
+    git(&repo, &["gc", "-q"]);
+    repo
+}
+
+/// Clones the template into `dir/repo`, the target `main` checked out.
+fn clone(template: &Path, dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let repo = dir.join("repo");
+    git(
+        dir,
+        &[
+            "clone",
+            "-q",
+            "--no-local",
+            template.to_str().unwrap(),
+            repo.to_str().unwrap(),
+        ],
+    );
+    repo
+}
+
+/// Runs the plain-git loop; returns the wall time per task and the median
+/// `git merge --no-ff`.
+fn plain_git(repo: &Path) -> (Duration, Duration) {
+    let times = repo.join("../merge-times");
+    let script = format!(
+        r#"set -e
+now() {{ date +%s%N; }}
+for i in $(seq 0 {last}); do
+  git worktree add -q -b task/T$i ../wt/T$i main
+  (cd ../wt/T$i && ORCH_TASK_ID=T$i ORCH_ATTEMPT=1 {agent} < /dev/null)
+  (cd ../wt/T$i && git add -A && {{ git diff --cached --quiet || git commit -q -m leftovers; }})
+  s=$(now)
+  git merge --no-ff -q -m "Merge T$i" task/T$i
+  echo $(( $(now) - s )) >> {times}
+  git worktree remove ../wt/T$i
+done
+"#,
+        last = TASKS - 1,
+        agent = commit_agent().display(),
+        times = times.display(),
+    );
+    let start = Instant::now();
+    let out = sealed("bash", repo)
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    let wall = start.elapsed();
+    assert!(
+        out.status.success(),
+        "script failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let merges = std::fs::read_to_string(&times)
+        .unwrap()
+        .lines()
+        .map(|l| Duration::from_nanos(l.trim().parse().unwrap()))
+        .collect();
+    (wall / TASKS as u32, median(merges))
+}
+
+/// What one `orch run` measured, per task.
+struct Orch {
+    wall: Duration,
+    cpu: Duration,
+    cpu_with_children: Duration,
+    exit_to_completed: Duration,
+    merge: Duration,
+}
+
+fn orch(repo: &Path) -> Orch {
+    write_config(repo, commit_agent().to_str().unwrap(), 1, "");
+    std::fs::write(repo.join("plan.toml"), plan()).unwrap();
+    let start = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_orch"))
+        .current_dir(repo)
+        .arg("run")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_AUTHOR_NAME", "bench")
+        .env("GIT_AUTHOR_EMAIL", "bench@example.com")
+        .env("GIT_COMMITTER_NAME", "bench")
+        .env("GIT_COMMITTER_EMAIL", "bench@example.com")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (status, usage) = wait_with_usage(&mut child);
+    let wall = start.elapsed();
+    assert!(status == 0, "orch run exited {status}");
+    let text = std::fs::read_to_string(repo.join(".orchestrator/events.jsonl")).unwrap();
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let finished = events
+        .iter()
+        .rev()
+        .find(|e| e["event"] == "run.finished")
+        .unwrap();
+    assert_eq!(
+        finished["counts"]["merged"].as_u64(),
+        Some(TASKS as u64),
+        "{finished}"
+    );
+    let cpu = Duration::from_millis(finished["cpu_ms"].as_u64().unwrap());
+    let latencies = events
+        .iter()
+        .filter(|e| e["event"] == "task.completed")
+        .map(|e| {
+            let exit = repo.join(format!(
+                ".orchestrator/runs/{}/{}/exit.json",
+                e["id"].as_str().unwrap(),
+                e["attempt"]
+            ));
+            let exit: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(exit).unwrap()).unwrap();
+            ts(&e["ts"])
+                .duration_since(ts(&exit["finished"]))
+                .unwrap_or_default()
+        })
+        .collect();
+    let merges = events
+        .iter()
+        .filter(|e| e["event"] == "task.merged")
+        .filter_map(|m| m["merge_ms"].as_u64().map(Duration::from_millis))
+        .collect();
+    let n = TASKS as u32;
+    Orch {
+        wall: wall / n,
+        cpu: cpu / n,
+        cpu_with_children: usage / n,
+        exit_to_completed: median(latencies),
+        merge: median(merges),
+    }
+}
+
+/// Waits for `child` and returns its exit code and the CPU time of it and
+/// all its descendants (`wait4`).
+fn wait_with_usage(child: &mut std::process::Child) -> (i32, Duration) {
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: `rusage` is plain data, and `pid` is our own child, not yet reaped.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointers to live locals.
+    let got = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(got, pid, "wait4");
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    (code, tv(usage.ru_utime) + tv(usage.ru_stime))
+}
+
+fn main() {
+    if !common::wanted() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+    println!("{TASKS} tasks one at a time, agent commits one file, target checked out");
+    println!(
+        "{:>7} {:>10} {:>10} {:>6} {:>10} {:>12} {:>10} {:>10} {:>10} {:>6}",
+        "files",
+        "orch/task",
+        "git/task",
+        "ratio",
+        "orch CPU",
+        "+children",
+        "exit->done",
+        "orch merge",
+        "git merge",
+        "ratio"
+    );
+    let mut cpu_at = Vec::new();
+    for files in sizes() {
+        let generated = Instant::now();
+        let template = template(&dir.path().join(format!("t{files}")), files);
+        let generated = generated.elapsed();
+        let (git_task, git_merge) = plain_git(&clone(&template, &dir.path().join(format!("g{files}"))));
+        let o = orch(&clone(&template, &dir.path().join(format!("o{files}"))));
+        println!(
+            "{files:>7} {:>10} {:>10} {:>6.2} {:>10} {:>12} {:>10} {:>10} {:>10} {:>6.2}   (repo made in {:.1} s)",
+            ms(o.wall),
+            ms(git_task),
+            ratio(o.wall, git_task),
+            ms(o.cpu),
+            ms(o.cpu_with_children),
+            ms(o.exit_to_completed),
+            ms(o.merge),
+            ms(git_merge),
+            ratio(o.merge, git_merge),
+            generated.as_secs_f64(),
+        );
+        let n = format!("{files} files");
+        figure(
+            &format!("whole run per task, {n}"),
+            &ms(o.wall),
+            &format!("plain-git loop {}", ms(git_task)),
+            Some(ratio(o.wall, git_task)),
+        );
+        let previous: Option<&(usize, Duration)> = cpu_at.last();
+        figure(
+            &format!("coordinator CPU per task, {n}"),
+            &ms(o.cpu),
+            &previous.map_or(String::new(), |(f, c)| {
+                format!("{} at {f} files", ms(*c))
+            }),
+            previous.map(|(_, c)| ratio(o.cpu, *c)),
+        );
+        figure(
+            &format!("coordinator and its git, CPU per task, {n}"),
+            &ms(o.cpu_with_children),
+            "agent's own git included",
+            None,
+        );
+        figure(
+            &format!("agent exit -> task completed, {n}"),
+            &ms(o.exit_to_completed),
+            "target 50 ms",
+            Some(o.exit_to_completed.as_secs_f64() / 0.05),
+        );
+        figure(
+            &format!("one merge, target checked out, {n}"),
+            &ms(o.merge),
+            &format!("git merge --no-ff {}", ms(git_merge)),
+            Some(ratio(o.merge, git_merge)),
+        );
+        cpu_at.push((files, o.cpu));
+    }
+}
