@@ -135,6 +135,7 @@ fn orch(repo: &Path) -> Orch {
         .env("GIT_COMMITTER_NAME", "bench")
         .env("GIT_COMMITTER_EMAIL", "bench@example.com")
         .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let (status, usage) = wait_with_usage(&mut child);
@@ -231,7 +232,8 @@ fn main() {
         let generated = Instant::now();
         let template = template(&dir.path().join(format!("t{files}")), files);
         let generated = generated.elapsed();
-        let (git_task, git_merge) = plain_git(&clone(&template, &dir.path().join(format!("g{files}"))));
+        let (git_task, git_merge) =
+            plain_git(&clone(&template, &dir.path().join(format!("g{files}"))));
         let o = orch(&clone(&template, &dir.path().join(format!("o{files}"))));
         println!(
             "{files:>7} {:>10} {:>10} {:>6.2} {:>10} {:>12} {:>10} {:>10} {:>10} {:>6.2}   (repo made in {:.1} s)",
@@ -257,9 +259,7 @@ fn main() {
         figure(
             &format!("coordinator CPU per task, {n}"),
             &ms(o.cpu),
-            &previous.map_or(String::new(), |(f, c)| {
-                format!("{} at {f} files", ms(*c))
-            }),
+            &previous.map_or(String::new(), |(f, c)| format!("{} at {f} files", ms(*c))),
             previous.map(|(_, c)| ratio(o.cpu, *c)),
         );
         figure(

@@ -27,7 +27,10 @@ fn main() {
         per_task.push((tasks, bytes / tasks as f64));
     }
     for (tasks, bytes) in &per_task {
-        let small = per_task.iter().min_by_key(|(t, _)| *t).filter(|(t, _)| t != tasks);
+        let small = per_task
+            .iter()
+            .min_by_key(|(t, _)| *t)
+            .filter(|(t, _)| t != tasks);
         figure(
             &format!("{tasks}-task run: state bytes written per task"),
             &format!("{:.1} KiB", bytes / 1024.0),

@@ -85,12 +85,24 @@ pub fn files_with_markers(worktree: &Path, since: &str) -> Result<Vec<String>, G
 /// Commits every uncommitted change in `worktree` (untracked files included,
 /// ignored ones not) with `message`; returns the new commit, or `None` when
 /// there was nothing to commit. Hooks run: a refusing pre-commit hook makes
-/// this fail and leaves the changes in place.
+/// this fail and leaves the changes in place (staged).
+///
+/// One pass over the worktree: `git add --all` (which reuses the index's
+/// stat data and the untracked cache, like [`worktree::dirty_files`]), then
+/// the index is compared with `HEAD` (no file is read for that). Only when
+/// they differ does `git commit` run.
 pub fn commit_all(worktree: &Path, message: &str) -> Result<Option<String>, GitError> {
-    if worktree::dirty_files(worktree)?.is_empty() {
-        return Ok(None);
+    let mut add = worktree::own_worktree_config(worktree);
+    add.extend(["add", "--all"].map(str::to_owned));
+    cmd::run(worktree, &add)?;
+    match cmd::run(
+        worktree,
+        ["diff-index", "--cached", "--quiet", "HEAD", "--"],
+    ) {
+        Ok(_) => return Ok(None),
+        Err(e) if e.code == Some(1) => {}
+        Err(e) => return Err(e.into()),
     }
-    cmd::run(worktree, ["add", "--all"])?;
     let mut args: Vec<&str> = Vec::new();
     if !identity_configured(worktree) {
         args.extend(FALLBACK_IDENTITY);
@@ -122,5 +134,101 @@ mod tests {
                 String::from_utf8_lossy(text)
             );
         }
+    }
+
+    /// A repository on `main` with `a.txt` committed, its mtime in 2001
+    /// (so that its index entry is not "racily clean").
+    fn repo() -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("r");
+        std::fs::create_dir(&repo).unwrap();
+        git(&repo, &["init", "-q", "-b", "main"]);
+        std::fs::write(repo.join(".gitignore"), "*.log\n").unwrap();
+        std::fs::write(repo.join("a.txt"), "one\n").unwrap();
+        set_mtime(&repo.join("a.txt"), 1_000_000_000);
+        git(&repo, &["add", "-A"]);
+        git(&repo, &["commit", "-q", "-m", "initial"]);
+        (dir, repo)
+    }
+
+    fn git(dir: &Path, args: &[&str]) -> String {
+        let out = cmd::command(dir)
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn set_mtime(path: &Path, secs: u64) {
+        let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(time)
+            .unwrap();
+    }
+
+    #[test]
+    fn nothing_changed_commits_nothing_and_ignored_files_stay_out() {
+        let (_dir, repo) = repo();
+        std::fs::write(repo.join("build.log"), "ignored\n").unwrap();
+        assert!(worktree::dirty_files(&repo).unwrap().is_empty());
+        assert_eq!(commit_all(&repo, "leftovers").unwrap(), None);
+        assert_eq!(git(&repo, &["rev-list", "--count", "HEAD"]).trim(), "1");
+    }
+
+    #[test]
+    fn a_new_untracked_file_alone_is_a_change_and_is_committed() {
+        let (_dir, repo) = repo();
+        std::fs::create_dir(repo.join("new")).unwrap();
+        std::fs::write(repo.join("new/b.txt"), "two\n").unwrap();
+        assert_eq!(worktree::dirty_files(&repo).unwrap(), ["new/"]);
+        let commit = commit_all(&repo, "leftovers").unwrap().expect("a commit");
+        assert_eq!(
+            git(&repo, &["show", &format!("{commit}:new/b.txt")]),
+            "two\n"
+        );
+        assert!(worktree::dirty_files(&repo).unwrap().is_empty());
+    }
+
+    /// Rewrites the index entry of `path` as if its stat data had been
+    /// recorded in 2001 (as a checkout made long ago leaves it).
+    fn stat_data_from_2001(repo: &Path, path: &str) {
+        let git = git2::Repository::open(repo).unwrap();
+        let mut index = git.index().unwrap();
+        let mut entry = index.get_path(Path::new(path), 0).unwrap();
+        entry.ctime = git2::IndexTime::new(1_000_000_000, 0);
+        entry.mtime = git2::IndexTime::new(1_000_000_000, 0);
+        index.add(&entry).unwrap();
+        index.write().unwrap();
+    }
+
+    #[test]
+    fn a_change_that_keeps_the_size_and_the_mtime_is_still_committed() {
+        let (_dir, repo) = repo();
+        stat_data_from_2001(&repo, "a.txt");
+        let file = repo.join("a.txt");
+        std::fs::write(&file, "two\n").unwrap();
+        set_mtime(&file, 1_000_000_000);
+        // Same size, same mtime, same inode: only the change time tells.
+        assert_eq!(worktree::dirty_files(&repo).unwrap(), ["a.txt"]);
+        let commit = commit_all(&repo, "leftovers").unwrap().expect("a commit");
+        assert_eq!(git(&repo, &["show", &format!("{commit}:a.txt")]), "two\n");
+    }
+
+    #[test]
+    fn a_change_in_the_second_the_index_was_written_is_committed() {
+        let (_dir, repo) = repo();
+        let file = repo.join("a.txt");
+        // Racily clean: written in the same second as the index, same size.
+        std::fs::write(&file, "one\n").unwrap();
+        git(&repo, &["add", "a.txt"]);
+        std::fs::write(&file, "six\n").unwrap();
+        assert_eq!(worktree::dirty_files(&repo).unwrap(), ["a.txt"]);
+        let commit = commit_all(&repo, "leftovers").unwrap().expect("a commit");
+        assert_eq!(git(&repo, &["show", &format!("{commit}:a.txt")]), "six\n");
     }
 }

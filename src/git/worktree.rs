@@ -1,5 +1,4 @@
-//! Worktree administration through the `git` CLI, and cleanliness checks
-//! through libgit2.
+//! Worktree administration and cleanliness checks through the `git` CLI.
 //!
 //! Nothing here forces: `add` fails if the path exists, `remove` fails on a
 //! dirty worktree, `switch` fails if local changes would be overwritten. The
@@ -7,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use git2::{Repository, StatusOptions};
+use git2::Repository;
 
 use crate::git::{GitError, cmd};
 
@@ -221,21 +220,67 @@ pub fn switch(worktree: &Path, branch: &str, create_at: Option<&str>) -> Result<
 }
 
 /// Returns the paths with uncommitted changes (untracked files included,
-/// ignored files not).
+/// ignored files and submodules not), in one pass of `git status` over the
+/// worktree.
+///
+/// Git's own status, not libgit2's, because it reuses what git keeps:
+/// the index's stat data (a file whose stat data still matches is not
+/// read), the untracked cache (a folder whose stat data did not change is
+/// not read again), an fsmonitor the user configured, and threads for the
+/// `lstat` of every tracked file. A file changed without its stat data
+/// changing in size or mtime is still found: git compares the change time
+/// too, and reads a file whose mtime is not older than the index
+/// ("racily clean"). The stat data refreshed is written back to the index
+/// (orch's worktrees only, under its locks), so the next pass reads less.
+/// See docs/architecture.md, "What a task costs".
 pub fn dirty_files(worktree: &Path) -> Result<Vec<String>, GitError> {
-    let repo = Repository::open(worktree).map_err(GitError::git(worktree))?;
-    let mut opts = StatusOptions::new();
-    opts.include_untracked(true)
-        .recurse_untracked_dirs(false)
-        .include_ignored(false)
-        .exclude_submodules(true);
-    let statuses = repo
-        .statuses(Some(&mut opts))
-        .map_err(GitError::git(worktree))?;
-    Ok(statuses
-        .iter()
-        .filter_map(|s| s.path().ok().map(str::to_owned))
-        .collect())
+    let mut args = own_worktree_config(worktree);
+    args.extend(
+        [
+            "status",
+            "--porcelain",
+            "-z",
+            "--untracked-files=normal",
+            "--ignore-submodules=all",
+        ]
+        .map(str::to_owned),
+    );
+    let out = cmd::run(worktree, &args)?;
+    Ok(parse_status(&out.stdout))
+}
+
+/// Returns the `-c` options orch gives git in a worktree it owns: the
+/// untracked cache on (`core.untrackedCache`), unless the repository's
+/// config says otherwise (a file system whose folders do not change mtime
+/// when an entry is added needs it off, and `git update-index
+/// --test-untracked-cache` says so).
+pub fn own_worktree_config(worktree: &Path) -> Vec<String> {
+    let set = Repository::open(worktree)
+        .and_then(|r| r.config())
+        .and_then(|c| c.get_string("core.untrackedCache"))
+        .is_ok();
+    if set {
+        Vec::new()
+    } else {
+        vec!["-c".to_owned(), "core.untrackedCache=true".to_owned()]
+    }
+}
+
+/// Parses `git status --porcelain -z`: one path per entry (a rename's
+/// new path; its old one follows it and is skipped).
+fn parse_status(out: &[u8]) -> Vec<String> {
+    let mut paths = Vec::new();
+    let mut records = out.split(|b| *b == 0).filter(|r| !r.is_empty());
+    while let Some(record) = records.next() {
+        let Some(path) = record.get(3..) else {
+            continue;
+        };
+        paths.push(String::from_utf8_lossy(path).into_owned());
+        if matches!(record[0], b'R' | b'C') {
+            records.next();
+        }
+    }
+    paths
 }
 
 /// Returns the worktree that has `branch` checked out, if any, reading the
@@ -324,6 +369,13 @@ mod tests {
         assert!(name_admin_after_folder(&wt).unwrap());
         git(&wt, &["status", "--short"]);
         assert_eq!(list(&repo).unwrap()[1].branch.as_deref(), Some("t1"));
+    }
+
+    #[test]
+    fn parses_porcelain_status() {
+        let out = b"M  a.rs\0 M b c.rs\0R  new.rs\0old.rs\0?? dir/\0";
+        assert_eq!(parse_status(out), ["a.rs", "b c.rs", "new.rs", "dir/"]);
+        assert!(parse_status(b"").is_empty());
     }
 
     #[test]

@@ -261,36 +261,23 @@ pub fn fast_forward(
         git: None,
     };
     crate::fsio::write_json(&path, &journal).map_err(journal_err(&path))?;
-    // Stat information alone must not make an unchanged file look modified.
-    let _ = cmd::run(checkout, ["update-index", "-q", "--refresh"]);
-    let args = ["read-tree", "-m", "-u", &journal.from, &journal.to];
-    let child = cmd::command(checkout)
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| command_error(checkout, &args, None, e.to_string()))?;
-    journal.git = Some(GitProcess {
-        pid: child.id(),
-        ticks: crate::process::start_ticks(child.id()),
-    });
-    crate::fsio::write_json(&path, &journal).map_err(journal_err(&path))?;
-    let output = child
-        .wait_with_output()
-        .map_err(|e| command_error(checkout, &args, None, e.to_string()))?;
-    if output.status.code().is_none() {
-        // Git itself was killed half-way: finish what it started.
-        return Ok(match resume(checkout, state_dir)? {
-            Resumed::Completed { .. } => Forwarded::Moved,
-            Resumed::Waiting(stuck) => Forwarded::Stuck(stuck),
-            Resumed::Nothing | Resumed::Abandoned => Forwarded::TargetMoved,
-        });
+    let mut output = match read_tree(state_dir, checkout, &mut journal)? {
+        Ok(output) => output,
+        Err(cut) => return Ok(cut),
+    };
+    if !output.status.success() && refresh_changed(checkout, from, to)? {
+        output = match read_tree(state_dir, checkout, &mut journal)? {
+            Ok(output) => output,
+            Err(cut) => return Ok(cut),
+        };
     }
     if !output.status.success() {
         crate::fsio::remove_if_present(&path).map_err(journal_err(&path))?;
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
         return Ok(Forwarded::Refused(CommandError {
-            argv: args.iter().map(|a| (*a).to_owned()).collect(),
+            argv: ["read-tree", "-m", "-u", &journal.from, &journal.to]
+                .map(str::to_owned)
+                .to_vec(),
             dir: checkout.to_owned(),
             code: output.status.code(),
             stderr,
@@ -310,6 +297,69 @@ pub fn fast_forward(
     } else {
         Forwarded::TargetMoved
     })
+}
+
+/// Runs `git read-tree -m -u <from> <to>` in the checkout, its pid in the
+/// journal; when git itself is killed half-way, finishes what it started
+/// and returns how the move ended instead of git's output.
+fn read_tree(
+    state_dir: &StateDir,
+    checkout: &Path,
+    journal: &mut Journal,
+) -> Result<Result<std::process::Output, Forwarded>, MergeError> {
+    let path = &state_dir.checkout_journal();
+    let args = ["read-tree", "-m", "-u", &journal.from, &journal.to];
+    let child = cmd::command(checkout)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| command_error(checkout, &args, None, e.to_string()))?;
+    journal.git = Some(GitProcess {
+        pid: child.id(),
+        ticks: crate::process::start_ticks(child.id()),
+    });
+    crate::fsio::write_json(path, journal).map_err(journal_err(path))?;
+    let output = child
+        .wait_with_output()
+        .map_err(|e| command_error(checkout, &args, None, e.to_string()))?;
+    if output.status.code().is_none() {
+        // Git itself was killed half-way: finish what it started.
+        return Ok(Err(match resume(checkout, state_dir)? {
+            Resumed::Completed { .. } => Forwarded::Moved,
+            Resumed::Waiting(stuck) => Forwarded::Stuck(stuck),
+            Resumed::Nothing | Resumed::Abandoned => Forwarded::TargetMoved,
+        }));
+    }
+    Ok(Ok(output))
+}
+
+/// Refreshes the index's stat data of the tracked paths the update
+/// changes, and only those (`git add --refresh`): `read-tree` refuses a
+/// path whose stat data is stale even when its content is not changed, and
+/// a refresh of the whole index is a pass over every file of the user's
+/// checkout. Returns whether there was any such path to refresh.
+fn refresh_changed(checkout: &Path, from: Oid, to: Oid) -> Result<bool, MergeError> {
+    let repo = Repository::open(checkout).map_err(git_err(checkout))?;
+    let diff = changes(&repo, checkout, from, to)?;
+    let index = repo.index().map_err(git_err(checkout))?;
+    let tracked: Vec<String> = diff
+        .deltas()
+        .filter_map(|d| d.old_file().path())
+        .filter(|p| index.get_path(p, 0).is_some())
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    if tracked.is_empty() {
+        return Ok(false);
+    }
+    for chunk in tracked.chunks(500) {
+        let mut args = vec!["--literal-pathspecs", "add", "--refresh", "--"];
+        args.extend(chunk.iter().map(String::as_str));
+        // A path git cannot refresh (modified after all) is refused by the
+        // `read-tree` that follows, which names it.
+        let _ = cmd::run(checkout, &args);
+    }
+    Ok(true)
 }
 
 fn command_error(dir: &Path, args: &[&str], code: Option<i32>, stderr: String) -> MergeError {
@@ -491,4 +541,82 @@ fn finish_plan(
         }
     }
     Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn git(dir: &Path, args: &[&str]) -> String {
+        let out = cmd::command(dir)
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    /// A checkout of `main` at `from` (`a.txt` and `b.txt`), and a commit
+    /// `to` on top of it that changes `a.txt`; the index's stat data of
+    /// both files is stale (recorded in 2001), their content is not.
+    fn stale_checkout() -> (tempfile::TempDir, PathBuf, Oid, Oid) {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("r");
+        std::fs::create_dir(&repo).unwrap();
+        git(&repo, &["init", "-q", "-b", "main"]);
+        std::fs::write(repo.join("a.txt"), "one\n").unwrap();
+        std::fs::write(repo.join("b.txt"), "kept\n").unwrap();
+        git(&repo, &["add", "-A"]);
+        git(&repo, &["commit", "-q", "-m", "from"]);
+        let from = git(&repo, &["rev-parse", "HEAD"]);
+        git(&repo, &["switch", "-q", "-c", "side"]);
+        std::fs::write(repo.join("a.txt"), "two\n").unwrap();
+        git(&repo, &["commit", "-q", "-am", "to"]);
+        let to = git(&repo, &["rev-parse", "HEAD"]);
+        git(&repo, &["switch", "-q", "main"]);
+        let handle = Repository::open(&repo).unwrap();
+        let mut index = handle.index().unwrap();
+        for path in ["a.txt", "b.txt"] {
+            let mut entry = index.get_path(Path::new(path), 0).unwrap();
+            entry.mtime = git2::IndexTime::new(1_000_000_000, 0);
+            index.add(&entry).unwrap();
+        }
+        index.write().unwrap();
+        let oid = |s: &str| Oid::from_str(s).unwrap();
+        (dir, repo, oid(&from), oid(&to))
+    }
+
+    #[test]
+    fn stale_stat_data_of_a_path_the_update_changes_does_not_block_it() {
+        let (dir, repo, from, to) = stale_checkout();
+        let state = StateDir::at(&dir.path().join("state"));
+        std::fs::create_dir_all(state.path()).unwrap();
+        assert_eq!(blockers(&repo, from, to).unwrap(), Vec::new());
+        let moved = fast_forward(&state, &repo, "main", from, to, "test").unwrap();
+        assert!(matches!(moved, Forwarded::Moved), "{moved:?}");
+        assert_eq!(
+            std::fs::read_to_string(repo.join("a.txt")).unwrap(),
+            "two\n"
+        );
+        assert_eq!(git(&repo, &["rev-parse", "main"]), to.to_string());
+        assert_eq!(git(&repo, &["status", "--porcelain"]), "");
+        assert!(!state.checkout_journal().exists());
+    }
+
+    #[test]
+    fn a_modified_path_the_update_changes_still_refuses_after_the_refresh() {
+        let (dir, repo, from, to) = stale_checkout();
+        let state = StateDir::at(&dir.path().join("state"));
+        std::fs::create_dir_all(state.path()).unwrap();
+        std::fs::write(repo.join("a.txt"), "mine\n").unwrap();
+        let moved = fast_forward(&state, &repo, "main", from, to, "test").unwrap();
+        assert!(matches!(moved, Forwarded::Refused(_)), "{moved:?}");
+        assert_eq!(
+            std::fs::read_to_string(repo.join("a.txt")).unwrap(),
+            "mine\n"
+        );
+        assert_eq!(git(&repo, &["rev-parse", "main"]), from.to_string());
+        assert!(!state.checkout_journal().exists());
+    }
 }
