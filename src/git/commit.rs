@@ -87,18 +87,17 @@ pub fn files_with_markers(worktree: &Path, since: &str) -> Result<Vec<String>, G
 /// there was nothing to commit. Hooks run: a refusing pre-commit hook makes
 /// this fail and leaves the changes in place (staged).
 ///
-/// One pass over the worktree: `git add --all` (which reuses the index's
-/// stat data and the untracked cache, like [`worktree::dirty_files`]), then
-/// the index is compared with `HEAD` (no file is read for that). Only when
-/// they differ does `git commit` run.
+/// Whether anything changed is one pass of [`worktree::dirty_files`] (git's
+/// status: the index's stat data and the untracked cache, which `git add`
+/// does not use). Only when something did, `git add --all` and `git
+/// commit` run; the index is then compared with `HEAD` first (no file read),
+/// so that changes that stage to nothing (an empty folder) commit nothing.
 pub fn commit_all(worktree: &Path, message: &str) -> Result<Option<String>, GitError> {
-    let mut add = worktree::own_worktree_config(worktree);
-    add.extend(["add", "--all"].map(str::to_owned));
-    cmd::run(worktree, &add)?;
-    match cmd::run(
-        worktree,
-        ["diff-index", "--cached", "--quiet", "HEAD", "--"],
-    ) {
+    if worktree::dirty_files(worktree)?.is_empty() {
+        return Ok(None);
+    }
+    cmd::run(worktree, ["add", "--all"])?;
+    match cmd::run(worktree, ["diff-index", "--cached", "--quiet", "HEAD", "--"]) {
         Ok(_) => return Ok(None),
         Err(e) if e.code == Some(1) => {}
         Err(e) => return Err(e.into()),
