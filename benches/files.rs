@@ -14,8 +14,11 @@
 //!    whole run per task, the coordinator's own CPU per task (`cpu_ms` of
 //!    `run.finished`) and with its children (git, hooks; the agents too),
 //!    the median time from the agent's exit (`exit.json`) to
-//!    `task.completed` (on the critical path: the next task starts then),
-//!    and the median merge (`merge_ms` of `task.merged`).
+//!    `task.completed` (on the critical path: the next task starts then).
+//! 3. One merge: on a third clone, `orch run --no-merge` of the same tasks,
+//!    then `orch merge` alone (no agent at work meanwhile), the median
+//!    `merge_ms` of `task.merged` (picked from the queue to the target and
+//!    its checkout moved), next to the median `git merge --no-ff` of step 1.
 //!
 //! Targets: coordinator CPU per task at 50,000 files at most 2x the figure
 //! at 5,000; agent exit -> task completed at 50,000 files at most 50 ms;
@@ -118,16 +121,12 @@ struct Orch {
     cpu: Duration,
     cpu_with_children: Duration,
     exit_to_completed: Duration,
-    merge: Duration,
 }
 
-fn orch(repo: &Path) -> Orch {
-    write_config(repo, commit_agent().to_str().unwrap(), 1, "");
-    std::fs::write(repo.join("plan.toml"), plan()).unwrap();
-    let start = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_orch"))
-        .current_dir(repo)
-        .arg("run")
+fn orch_command(repo: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_orch"));
+    cmd.current_dir(repo)
+        .args(args)
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .env("GIT_AUTHOR_NAME", "bench")
@@ -135,17 +134,43 @@ fn orch(repo: &Path) -> Orch {
         .env("GIT_COMMITTER_NAME", "bench")
         .env("GIT_COMMITTER_EMAIL", "bench@example.com")
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+        .stderr(std::process::Stdio::null());
+    cmd
+}
+
+fn events(repo: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(repo.join(".orchestrator/events.jsonl")).unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Queues the tasks with `orch run --no-merge`, then merges them all with
+/// `orch merge`; returns the median merge.
+fn orch_merge(repo: &Path) -> Duration {
+    write_config(repo, commit_agent().to_str().unwrap(), 1, "");
+    std::fs::write(repo.join("plan.toml"), plan()).unwrap();
+    for args in [&["run", "--no-merge"][..], &["merge"]] {
+        let status = orch_command(repo, args).status().unwrap();
+        assert!(status.success(), "orch {args:?}: {status}");
+    }
+    let merges = events(repo)
+        .iter()
+        .filter(|e| e["event"] == "task.merged")
+        .filter_map(|m| m["merge_ms"].as_u64().map(Duration::from_millis))
+        .collect();
+    median(merges)
+}
+
+fn orch(repo: &Path) -> Orch {
+    write_config(repo, commit_agent().to_str().unwrap(), 1, "");
+    std::fs::write(repo.join("plan.toml"), plan()).unwrap();
+    let start = Instant::now();
+    let mut child = orch_command(repo, &["run"]).spawn().unwrap();
     let (status, usage) = wait_with_usage(&mut child);
     let wall = start.elapsed();
     assert!(status == 0, "orch run exited {status}");
-    let text = std::fs::read_to_string(repo.join(".orchestrator/events.jsonl")).unwrap();
-    let events: Vec<serde_json::Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let events = events(repo);
     let finished = events
         .iter()
         .rev()
@@ -173,18 +198,12 @@ fn orch(repo: &Path) -> Orch {
                 .unwrap_or_default()
         })
         .collect();
-    let merges = events
-        .iter()
-        .filter(|e| e["event"] == "task.merged")
-        .filter_map(|m| m["merge_ms"].as_u64().map(Duration::from_millis))
-        .collect();
     let n = TASKS as u32;
     Orch {
         wall: wall / n,
         cpu: cpu / n,
         cpu_with_children: usage / n,
         exit_to_completed: median(latencies),
-        merge: median(merges),
     }
 }
 
@@ -235,6 +254,7 @@ fn main() {
         let (git_task, git_merge) =
             plain_git(&clone(&template, &dir.path().join(format!("g{files}"))));
         let o = orch(&clone(&template, &dir.path().join(format!("o{files}"))));
+        let merge = orch_merge(&clone(&template, &dir.path().join(format!("m{files}"))));
         println!(
             "{files:>7} {:>10} {:>10} {:>6.2} {:>10} {:>12} {:>10} {:>10} {:>10} {:>6.2}   (repo made in {:.1} s)",
             ms(o.wall),
@@ -243,9 +263,9 @@ fn main() {
             ms(o.cpu),
             ms(o.cpu_with_children),
             ms(o.exit_to_completed),
-            ms(o.merge),
+            ms(merge),
             ms(git_merge),
-            ratio(o.merge, git_merge),
+            ratio(merge, git_merge),
             generated.as_secs_f64(),
         );
         let n = format!("{files} files");
@@ -276,9 +296,9 @@ fn main() {
         );
         figure(
             &format!("one merge, target checked out, {n}"),
-            &ms(o.merge),
+            &ms(merge),
             &format!("git merge --no-ff {}", ms(git_merge)),
-            Some(ratio(o.merge, git_merge)),
+            Some(ratio(merge, git_merge)),
         );
         cpu_at.push((files, o.cpu));
     }

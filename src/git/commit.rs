@@ -97,7 +97,10 @@ pub fn commit_all(worktree: &Path, message: &str) -> Result<Option<String>, GitE
         return Ok(None);
     }
     cmd::run(worktree, ["add", "--all"])?;
-    match cmd::run(worktree, ["diff-index", "--cached", "--quiet", "HEAD", "--"]) {
+    match cmd::run(
+        worktree,
+        ["diff-index", "--cached", "--quiet", "HEAD", "--"],
+    ) {
         Ok(_) => return Ok(None),
         Err(e) if e.code == Some(1) => {}
         Err(e) => return Err(e.into()),

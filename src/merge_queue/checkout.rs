@@ -24,9 +24,10 @@
 //! Git itself runs in a process group of its own (`git::cmd`), so a
 //! terminal's Ctrl-C never cuts it short.
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use git2::{Delta, ObjectType, Oid, Repository, Status};
+use git2::{Delta, ObjectType, Oid, Repository};
 use serde::{Deserialize, Serialize};
 
 use crate::git::cmd::{self, CommandError};
@@ -153,10 +154,38 @@ fn journal_err(path: &Path) -> impl FnOnce(std::io::Error) -> MergeError + '_ {
 }
 
 /// Returns every path that stops `checkout` from moving from `from` to `to`.
+///
+/// Only the paths the update changes are looked at: their index entries
+/// and whether their files differ from them come from one `git ls-files`
+/// of those paths ([`IndexView`]), which reads the index once and the files
+/// of those paths alone, instead of loading the checkout's whole index
+/// in-process.
 pub fn blockers(checkout: &Path, from: Oid, to: Oid) -> Result<Vec<Blocker>, MergeError> {
     let repo = Repository::open(checkout).map_err(git_err(checkout))?;
     let diff = changes(&repo, checkout, from, to)?;
-    let index = repo.index().map_err(git_err(checkout))?;
+    let mut asked: Vec<PathBuf> = Vec::new();
+    let mut file_dirs = std::collections::BTreeSet::new();
+    for delta in diff.deltas() {
+        let Some(path) = delta.new_file().path().or_else(|| delta.old_file().path()) else {
+            continue;
+        };
+        asked.push(path.to_owned());
+        if delta.status() != Delta::Deleted {
+            for dir in path.ancestors().skip(1) {
+                if dir.as_os_str().is_empty() || !file_dirs.insert(dir.to_owned()) {
+                    break;
+                }
+            }
+        }
+    }
+    file_dirs.retain(|dir| {
+        checkout
+            .join(dir)
+            .symlink_metadata()
+            .is_ok_and(|m| !m.is_dir())
+    });
+    asked.extend(file_dirs.iter().cloned());
+    let index = IndexView::read(checkout, &asked)?;
     let mut out = Vec::new();
     let mut seen_dirs = std::collections::BTreeSet::new();
     for delta in diff.deltas() {
@@ -167,14 +196,12 @@ pub fn blockers(checkout: &Path, from: Oid, to: Oid) -> Result<Vec<Blocker>, Mer
         let in_from = delta.status() != Delta::Added;
         let in_to = delta.status() != Delta::Deleted;
         let text = path.to_string_lossy().into_owned();
-        let tracked = index.get_path(path, 0);
-        let why = match &tracked {
-            Some(entry)
-                if !in_from || entry.id != old.id() || entry.mode != u32::from(old.mode()) =>
-            {
+        let tracked = index.entry(path);
+        let why = match tracked {
+            Some((id, mode)) if !in_from || id != old.id() || mode != u32::from(old.mode()) => {
                 Some(InTheWay::Modified)
             }
-            Some(_) => worktree_changed(&repo, path).then_some(InTheWay::Modified),
+            Some(_) => index.modified(path).then_some(InTheWay::Modified),
             None if in_from => Some(InTheWay::Modified),
             None => on_disk(checkout, path).then(|| untracked_or_ignored(&repo, path)),
         };
@@ -188,9 +215,7 @@ pub fn blockers(checkout: &Path, from: Oid, to: Oid) -> Result<Vec<Blocker>, Mer
                 if dir.as_os_str().is_empty() || !seen_dirs.insert(dir.to_owned()) {
                     break;
                 }
-                let full = checkout.join(dir);
-                let is_file = full.symlink_metadata().is_ok_and(|m| !m.is_dir());
-                if is_file && index.get_path(dir, 0).is_none() {
+                if file_dirs.contains(dir) && index.entry(dir).is_none() {
                     out.push(Blocker {
                         path: dir.to_string_lossy().into_owned(),
                         why: untracked_or_ignored(&repo, dir),
@@ -200,6 +225,78 @@ pub fn blockers(checkout: &Path, from: Oid, to: Oid) -> Result<Vec<Blocker>, Mer
         }
     }
     Ok(out)
+}
+
+/// The index entries (stage 0) of some paths of a checkout, and which of
+/// their files differ from them, from `git ls-files --stage --modified` of
+/// those paths: git reads the index and the files of those paths alone
+/// (stat data first, the content when that differs or is racy).
+#[derive(Debug, Default)]
+struct IndexView {
+    entries: std::collections::HashMap<PathBuf, (Oid, u32)>,
+    modified: std::collections::HashSet<PathBuf>,
+}
+
+impl IndexView {
+    fn read(checkout: &Path, paths: &[PathBuf]) -> Result<IndexView, MergeError> {
+        let mut view = IndexView::default();
+        for chunk in paths.chunks(500) {
+            let mut args: Vec<std::ffi::OsString> = [
+                "--literal-pathspecs",
+                "ls-files",
+                "-z",
+                "-t",
+                "--stage",
+                "--modified",
+                "--",
+            ]
+            .map(Into::into)
+            .to_vec();
+            args.extend(chunk.iter().map(|p| p.as_os_str().to_owned()));
+            let out = cmd::run(checkout, &args)?;
+            view.parse(&out.stdout);
+        }
+        Ok(view)
+    }
+
+    /// Parses `<tag> <mode> <oid> <stage>\t<path>` records.
+    fn parse(&mut self, out: &[u8]) {
+        for record in out.split(|b| *b == 0).filter(|r| !r.is_empty()) {
+            let Some(tab) = record.iter().position(|b| *b == b'\t') else {
+                continue;
+            };
+            let path = PathBuf::from(std::ffi::OsStr::from_bytes(&record[tab + 1..]));
+            let head = String::from_utf8_lossy(&record[..tab]);
+            let fields: Vec<&str> = head.split(' ').collect();
+            let [tag, mode, oid, stage] = fields[..] else {
+                continue;
+            };
+            if stage != "0" {
+                continue;
+            }
+            match tag {
+                "C" => {
+                    self.modified.insert(path);
+                }
+                _ => {
+                    if let (Ok(mode), Ok(oid)) = (u32::from_str_radix(mode, 8), Oid::from_str(oid))
+                    {
+                        self.entries.insert(path, (oid, mode));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Returns the stage-0 entry of `path` (its blob and mode), if tracked.
+    fn entry(&self, path: &Path) -> Option<(Oid, u32)> {
+        self.entries.get(path).copied()
+    }
+
+    /// Returns whether the file of a tracked `path` differs from its entry.
+    fn modified(&self, path: &Path) -> bool {
+        self.modified.contains(path)
+    }
 }
 
 fn changes<'r>(
@@ -227,17 +324,6 @@ fn untracked_or_ignored(repo: &Repository, path: &Path) -> InTheWay {
         InTheWay::Ignored
     } else {
         InTheWay::Untracked
-    }
-}
-
-/// Returns whether a tracked file differs from the index in the worktree
-/// (a status that cannot be read counts as a change: refusing is safe).
-fn worktree_changed(repo: &Repository, path: &Path) -> bool {
-    match repo.status_file(path) {
-        Ok(status) => status.intersects(
-            Status::WT_MODIFIED | Status::WT_DELETED | Status::WT_TYPECHANGE | Status::WT_RENAMED,
-        ),
-        Err(_) => true,
     }
 }
 
@@ -342,11 +428,14 @@ fn read_tree(
 fn refresh_changed(checkout: &Path, from: Oid, to: Oid) -> Result<bool, MergeError> {
     let repo = Repository::open(checkout).map_err(git_err(checkout))?;
     let diff = changes(&repo, checkout, from, to)?;
-    let index = repo.index().map_err(git_err(checkout))?;
-    let tracked: Vec<String> = diff
+    let paths: Vec<PathBuf> = diff
         .deltas()
-        .filter_map(|d| d.old_file().path())
-        .filter(|p| index.get_path(p, 0).is_some())
+        .filter_map(|d| d.old_file().path().map(Path::to_owned))
+        .collect();
+    let index = IndexView::read(checkout, &paths)?;
+    let tracked: Vec<String> = paths
+        .iter()
+        .filter(|p| index.entry(p).is_some())
         .map(|p| p.to_string_lossy().into_owned())
         .collect();
     if tracked.is_empty() {
@@ -610,6 +699,12 @@ mod tests {
         let state = StateDir::at(&dir.path().join("state"));
         std::fs::create_dir_all(state.path()).unwrap();
         std::fs::write(repo.join("a.txt"), "mine\n").unwrap();
+        std::fs::write(repo.join("b.txt"), "mine too, not in the way\n").unwrap();
+        let modified = Blocker {
+            path: "a.txt".to_owned(),
+            why: InTheWay::Modified,
+        };
+        assert_eq!(blockers(&repo, from, to).unwrap(), [modified]);
         let moved = fast_forward(&state, &repo, "main", from, to, "test").unwrap();
         assert!(matches!(moved, Forwarded::Refused(_)), "{moved:?}");
         assert_eq!(
