@@ -156,10 +156,9 @@ fn journal_err(path: &Path) -> impl FnOnce(std::io::Error) -> MergeError + '_ {
 /// Returns every path that stops `checkout` from moving from `from` to `to`.
 ///
 /// Only the paths the update changes are looked at: their index entries
-/// and whether their files differ from them come from one `git ls-files`
-/// of those paths ([`IndexView`]), which reads the index once and the files
-/// of those paths alone, instead of loading the checkout's whole index
-/// in-process.
+/// and whether their files differ from them come from git, asked about
+/// those paths alone ([`IndexView`]), instead of loading the checkout's
+/// whole index in-process.
 pub fn blockers(checkout: &Path, from: Oid, to: Oid) -> Result<Vec<Blocker>, MergeError> {
     let repo = Repository::open(checkout).map_err(git_err(checkout))?;
     let diff = changes(&repo, checkout, from, to)?;
@@ -228,9 +227,13 @@ pub fn blockers(checkout: &Path, from: Oid, to: Oid) -> Result<Vec<Blocker>, Mer
 }
 
 /// The index entries (stage 0) of some paths of a checkout, and which of
-/// their files differ from them, from `git ls-files --stage --modified` of
-/// those paths: git reads the index and the files of those paths alone
-/// (stat data first, the content when that differs or is racy).
+/// their files differ from them: `git ls-files --stage` of those paths,
+/// then `git diff --name-only` of the tracked ones. Git reads the index,
+/// and the files of those paths alone: stat data first, the content when
+/// the stat data differs or is racy (a file whose stat data alone is
+/// stale is not modified, and git refreshes its entry). `ls-files
+/// --modified` would do both in one, but it reads every file of the
+/// index, whatever the paths asked.
 #[derive(Debug, Default)]
 struct IndexView {
     entries: std::collections::HashMap<PathBuf, (Oid, u32)>,
@@ -240,27 +243,36 @@ struct IndexView {
 impl IndexView {
     fn read(checkout: &Path, paths: &[PathBuf]) -> Result<IndexView, MergeError> {
         let mut view = IndexView::default();
-        for chunk in paths.chunks(500) {
-            let mut args: Vec<std::ffi::OsString> = [
-                "--literal-pathspecs",
-                "ls-files",
-                "-z",
-                "-t",
-                "--stage",
-                "--modified",
-                "--",
-            ]
-            .map(Into::into)
-            .to_vec();
+        let literal = |command: &[&str], chunk: &[PathBuf]| {
+            let mut args: Vec<std::ffi::OsString> = vec!["--literal-pathspecs".into()];
+            args.extend(command.iter().map(Into::into));
+            args.push("--".into());
             args.extend(chunk.iter().map(|p| p.as_os_str().to_owned()));
-            let out = cmd::run(checkout, &args)?;
-            view.parse(&out.stdout);
+            cmd::run(checkout, &args)
+        };
+        for chunk in paths.chunks(500) {
+            let out = literal(&["ls-files", "-z", "--stage"], chunk)?;
+            view.parse_stage(&out.stdout);
+        }
+        let tracked: Vec<PathBuf> = paths
+            .iter()
+            .filter(|p| view.entries.contains_key(*p))
+            .cloned()
+            .collect();
+        for chunk in tracked.chunks(500) {
+            let out = literal(&["diff", "--name-only", "-z", "--no-ext-diff"], chunk)?;
+            view.modified.extend(
+                out.stdout
+                    .split(|b| *b == 0)
+                    .filter(|p| !p.is_empty())
+                    .map(|p| PathBuf::from(std::ffi::OsStr::from_bytes(p))),
+            );
         }
         Ok(view)
     }
 
-    /// Parses `<tag> <mode> <oid> <stage>\t<path>` records.
-    fn parse(&mut self, out: &[u8]) {
+    /// Parses `<mode> <oid> <stage>\t<path>` records.
+    fn parse_stage(&mut self, out: &[u8]) {
         for record in out.split(|b| *b == 0).filter(|r| !r.is_empty()) {
             let Some(tab) = record.iter().position(|b| *b == b'\t') else {
                 continue;
@@ -268,22 +280,11 @@ impl IndexView {
             let path = PathBuf::from(std::ffi::OsStr::from_bytes(&record[tab + 1..]));
             let head = String::from_utf8_lossy(&record[..tab]);
             let fields: Vec<&str> = head.split(' ').collect();
-            let [tag, mode, oid, stage] = fields[..] else {
+            let [mode, oid, "0"] = fields[..] else {
                 continue;
             };
-            if stage != "0" {
-                continue;
-            }
-            match tag {
-                "C" => {
-                    self.modified.insert(path);
-                }
-                _ => {
-                    if let (Ok(mode), Ok(oid)) = (u32::from_str_radix(mode, 8), Oid::from_str(oid))
-                    {
-                        self.entries.insert(path, (oid, mode));
-                    }
-                }
+            if let (Ok(mode), Ok(oid)) = (u32::from_str_radix(mode, 8), Oid::from_str(oid)) {
+                self.entries.insert(path, (oid, mode));
             }
         }
     }
