@@ -85,6 +85,11 @@ fn state(app_plan: &orch::plan::Plan, now: SystemTime) -> State {
             outcome: None,
             purpose: None,
             confined: false,
+            agent: None,
+            session: None,
+            resumed: false,
+            usage: None,
+            paused_until: None,
         }];
         if status != Status::Running {
             s.attempts[0].finished = Some(Timestamp(now));

@@ -312,6 +312,24 @@ pub struct AgentPreset {
     pub permanent_exit_codes: Option<Vec<i32>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exclude: Option<Vec<String>>,
+    /// Exit codes that mean the agent hit a rate or usage limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_exit_codes: Option<Vec<i32>>,
+    /// Regular expressions that, found in the output of an attempt that
+    /// failed, mean it hit a rate or usage limit; a group named `reset`
+    /// says when the limit resets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_patterns: Option<Vec<String>>,
+    /// Where its JSON output reports tokens and cost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<presets::UsagePaths>,
+    /// Where its output names its session (`"json.<field>"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<presets::JsonField>,
+    /// The argv that continues session `{session_id}`; comes with `command`
+    /// (a table that sets `command` and not this one resumes nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_command: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -321,6 +339,8 @@ pub struct RetryConfig {
     pub backoff: Backoff,
     pub transient_exit_codes: Vec<i32>,
     pub permanent_exit_codes: Vec<i32>,
+    /// How long an agent pauses after a rate or usage limit that named no reset time.
+    pub limit_pause: LimitPause,
 }
 
 impl Default for RetryConfig {
@@ -330,7 +350,38 @@ impl Default for RetryConfig {
             backoff: Backoff::default(),
             transient_exit_codes: vec![75],
             permanent_exit_codes: vec![2],
+            limit_pause: LimitPause::default(),
         }
+    }
+}
+
+/// The pause after a rate or usage limit that named no reset time (or one
+/// already past): `initial`, times `factor` for each further limit the
+/// agent hits in a row, at most `max`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitPause {
+    pub initial: Dur,
+    pub factor: f64,
+    pub max: Dur,
+}
+
+impl Default for LimitPause {
+    fn default() -> Self {
+        LimitPause {
+            initial: Dur(Duration::from_secs(5 * 60)),
+            factor: 2.0,
+            max: Dur(Duration::from_secs(60 * 60)),
+        }
+    }
+}
+
+impl LimitPause {
+    /// Returns the pause after the `hits`th limit in a row (1 or more).
+    pub fn after(&self, hits: u32) -> Duration {
+        let exponent = hits.saturating_sub(1).min(64) as i32;
+        let raw = self.initial.0.as_secs_f64() * self.factor.powi(exponent);
+        Duration::from_secs_f64(raw.min(self.max.0.as_secs_f64()).max(0.0))
     }
 }
 
@@ -699,6 +750,13 @@ impl Config {
             return Some((
                 vec!["retry", "backoff"],
                 format!("`retry.backoff.factor` must be 1.0 or more, not {factor}"),
+            ));
+        }
+        let factor = self.retry.limit_pause.factor;
+        if !(factor.is_finite() && factor >= 1.0) {
+            return Some((
+                vec!["retry", "limit_pause"],
+                format!("`retry.limit_pause.factor` must be 1.0 or more, not {factor}"),
             ));
         }
         if let Some(code) = self

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use crate::lifecycle::Status;
 use crate::sandbox::{Confinement, NETWORK_ABI, Network};
-use crate::state::events::{Event, EventKind};
+use crate::state::events::{Event, EventKind, ResumeCause};
+use crate::state::model::{ALL_AGENTS, PauseCause};
 use crate::text::{duration, plural};
 
 /// How an event reads to a person: an optional status word, then the rest.
@@ -170,11 +171,65 @@ pub fn describe(e: &Event) -> Option<Described> {
                 None => format!("{id}: {reason}"),
             },
         ),
-        EventKind::TaskInterrupted { attempt, reason } => Described::new(
+        EventKind::TaskInterrupted {
+            attempt,
+            reason,
+            limited: false,
+        } => Described::new(
             Status::Pending,
             "stopped",
             format!("{id}  attempt {attempt}: {reason}"),
         ),
+        EventKind::TaskInterrupted {
+            attempt,
+            reason,
+            limited: true,
+        } => Described::new(
+            Status::Retrying,
+            "limited",
+            format!("{id}  attempt {attempt}: {reason}"),
+        ),
+        EventKind::AgentPaused {
+            agent,
+            until,
+            cause,
+            attempt,
+            reason,
+        } => {
+            let who = match agent.as_str() {
+                ALL_AGENTS => "every agent".to_owned(),
+                name => name.to_owned(),
+            };
+            let when = match until {
+                Some(at) => format!("until {}", crate::when::local(at.0, e.ts.0)),
+                None => "until resumed (`orch resume`)".to_owned(),
+            };
+            let why = match cause {
+                PauseCause::Person => ", by a person".to_owned(),
+                PauseCause::Limit => {
+                    let by = attempt
+                        .map(|n| format!(" by {id} (attempt {n})"))
+                        .unwrap_or_default();
+                    let said = reason
+                        .as_deref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default();
+                    format!(": usage limit hit{by}{said}")
+                }
+            };
+            Described::new(Status::Retrying, "paused", format!("{who} {when}{why}"))
+        }
+        EventKind::AgentResumed { agent, cause } => {
+            let who = match agent.as_str() {
+                ALL_AGENTS => "every agent".to_owned(),
+                name => name.to_owned(),
+            };
+            let how = match cause {
+                ResumeCause::Time => "its pause ended",
+                ResumeCause::Person => "resumed by a person",
+            };
+            Described::new(Status::Ready, "resumed", format!("{who}: {how}"))
+        }
         EventKind::TaskBlocked { reason, .. } => {
             Described::new(Status::Blocked, "blocked", format!("{id}: {reason}"))
         }
@@ -206,6 +261,7 @@ pub fn describe(e: &Event) -> Option<Described> {
         | EventKind::MergeStarted { .. }
         | EventKind::MergeRequeued { .. }
         | EventKind::CheckPassed { .. }
+        | EventKind::TaskUsage { .. }
         | EventKind::HookFailed { .. } => return None,
     })
 }

@@ -11,7 +11,7 @@ use crate::error::{CliError, ErrorKind};
 
 use super::{
     cmd_clean, cmd_control, cmd_dash, cmd_demo, cmd_doctor, cmd_hooks, cmd_init, cmd_logs,
-    cmd_merge, cmd_metrics, cmd_notify, cmd_plan, cmd_run, cmd_status,
+    cmd_merge, cmd_metrics, cmd_notify, cmd_pause, cmd_plan, cmd_run, cmd_status,
 };
 
 /// Run many AI coding agents on one repository, each in its own worktree, and
@@ -64,6 +64,10 @@ pub enum Command {
     Cancel(cmd_control::ControlArgs),
     /// Mark a failed, blocked, conflicted or cancelled task as done
     Resolve(cmd_control::ControlArgs),
+    /// Launch nothing more for an agent, or for every agent, until a time or until resumed
+    Pause(cmd_pause::PauseArgs),
+    /// Let a paused agent, or every agent, launch again
+    Resume(cmd_pause::ResumeArgs),
     /// Remove the worktrees and branches orch made, keeping any unmerged work
     Clean(cmd_clean::CleanArgs),
     /// Install, remove or list the git hooks that tie commits to tasks
@@ -164,6 +168,8 @@ fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Retry(args) => cmd_control::run(&cli.global, Action::Retry, args),
         Command::Cancel(args) => cmd_control::run(&cli.global, Action::Cancel, args),
         Command::Resolve(args) => cmd_control::run(&cli.global, Action::Resolve, args),
+        Command::Pause(args) => cmd_pause::pause(&cli.global, args),
+        Command::Resume(args) => cmd_pause::resume(&cli.global, args),
         Command::Clean(args) => cmd_clean::run(&cli.global, args),
         Command::Hooks(command) => cmd_hooks::run(&cli.global, command),
         Command::Doctor(args) => cmd_doctor::run(&cli.global, args),

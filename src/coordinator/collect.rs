@@ -1,6 +1,7 @@
 //! Collecting a finished attempt, on a blocking thread: reading `exit.json`,
 //! the agent's report and final message (moved from the worktree to the run
-//! folder), running `post_agent`, staging conflicts the agent resolved
+//! folder), what its output says of limits, usage and its session
+//! ([`crate::runner::output`]), running `post_agent`, staging conflicts the agent resolved
 //! without `git add`, committing what the agent left, adding the
 //! `Orch-Task` trailer to commits made around the hook
 //! ([`crate::git::trailers`]), and counting its commits. It decides
@@ -15,7 +16,7 @@ use std::path::PathBuf;
 use crate::config::FinalMessage;
 use crate::git::trailers::{self, Vouched};
 use crate::git::{GitError, commit, refs};
-use crate::runner::final_message;
+use crate::runner::{final_message, output};
 use crate::runner::folder::RunFolder;
 use crate::runner::hook::{self, HookError};
 use crate::runner::spawn::AgentFiles;
@@ -43,6 +44,8 @@ pub struct Collection {
     pub post_agent: Option<hook::Stage>,
     /// Where the agent's final message is.
     pub final_message: FinalMessage,
+    /// Where its output says it hit a limit, its usage and its session.
+    pub output: output::Spec,
     /// The target branch: its commits are never given trailers.
     pub target: String,
     /// The trailers every commit of the unit carries (`Orch-Task: <id>`, and
@@ -61,6 +64,14 @@ pub struct AttemptReport {
     pub result_error: Option<std::io::Error>,
     /// The agent's final message, read where its preset says.
     pub final_message: Option<String>,
+    /// The rate or usage limit the attempt failed on, if it did.
+    pub limit: Option<output::LimitHit>,
+    /// The tokens and cost the agent reported (for a resumed session, as
+    /// its CLI counts them: `usage.session_totals` say which are the
+    /// session's).
+    pub usage: Option<crate::state::model::Usage>,
+    /// The session the agent's output named.
+    pub session: Option<String>,
     /// The commits given their trailer, if any lacked it.
     pub vouched: Option<Vouched>,
     /// Why trailers could not be added (the merge's `require_trailer` may refuse).
@@ -104,6 +115,16 @@ pub fn collect(input: Collection) -> AttemptReport {
         &input.folder.log_file(),
         &input.folder.last_message_file(),
     );
+    let said = output::read(
+        &input.output,
+        &input.folder.log_file(),
+        report.exit.as_ref(),
+        report.result.as_ref(),
+        std::time::SystemTime::now(),
+    );
+    report.limit = said.limit;
+    report.usage = said.usage;
+    report.session = said.session;
     let exited_cleanly = matches!(
         report.exit.as_ref().map(|e| &e.end),
         Some(End::Exited { code: 0 })

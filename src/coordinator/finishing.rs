@@ -3,10 +3,12 @@
 
 use super::core::{Effect, Now, RunState};
 use super::judge::{self, Judgement};
+use crate::config::presets::UsageFigure;
 use crate::coordinator::collect::{AttemptReport, Collection};
+use crate::runner::output;
 use crate::plan::FullId;
 use crate::state::events::{CommitSource, EventKind};
-use crate::state::model::Purpose;
+use crate::state::model::{Attempt, Purpose, Usage};
 
 impl RunState {
     /// Asks for the collection of an attempt whose supervisor is gone.
@@ -35,9 +37,18 @@ impl RunState {
             self.title_of(&unit),
             trailers.join("\n")
         );
-        let final_message = self
-            .agent_of_unit(&task, &unit)
-            .map(|a| a.final_message)
+        let agent = self.agent_of_unit(&task, &unit);
+        let final_message = agent
+            .as_ref()
+            .map(|a| a.final_message.clone())
+            .unwrap_or_default();
+        let output = agent
+            .map(|a| output::Spec {
+                limit_exit_codes: a.limit_exit_codes,
+                limit_patterns: a.limit_patterns,
+                usage: a.usage,
+                session: a.session,
+            })
             .unwrap_or_default();
         let worktree = task_state.and_then(|s| s.worktree.clone());
         let branch = task_state.and_then(|s| s.branch.clone());
@@ -79,6 +90,7 @@ impl RunState {
             conflict_with,
             post_agent,
             final_message,
+            output,
             target: self.env.target.clone(),
             trailers,
             task: task.to_string(),
@@ -145,13 +157,16 @@ impl RunState {
         if let Some(summary) = summary {
             self.entry(&unit).summary = Some(summary);
         }
+        let agent = self.agent_of_unit(&live.task, &unit);
+        let agent_name = agent.as_ref().map(|a| a.name().to_owned());
+        let resumed = self.record_agent_output(&unit, attempt, &report, agent.as_ref());
         let expect_changes = self
             .env
             .plan
             .lookup(unit.as_str())
             .is_none_or(|i| self.env.plan.item(i).expect_changes);
         let mut retry = self.env.config.retry.clone();
-        if let Some(agent) = self.agent_of_unit(&live.task, &unit) {
+        if let Some(agent) = agent {
             retry
                 .permanent_exit_codes
                 .extend(agent.permanent_exit_codes);
@@ -164,8 +179,31 @@ impl RunState {
             timeout: self.unit_timeout(&live.task, &unit),
             stopping: self.stopping.is_some(),
             expect_changes,
+            resumed,
         };
-        match judge::judge(&report, rules) {
+        let judgement = judge::judge(&report, rules);
+        if let Some(agent) = &agent_name
+            && !matches!(judgement, Judgement::Limited(_))
+        {
+            self.flight.limit_hits.remove(agent);
+        }
+        match judgement {
+            Judgement::Limited(hit) => {
+                let agent = agent_name.unwrap_or_default();
+                self.on_limited(&unit, attempt, &agent, hit, now);
+            }
+            Judgement::ResumeRefused => {
+                let entry = self.entry(&unit);
+                let session = entry
+                    .open_attempt_mut()
+                    .filter(|a| a.number == attempt)
+                    .and_then(|a| a.session.take())
+                    .unwrap_or_default();
+                let reason = format!(
+                    "the agent could not continue its session `{session}`; the next attempt starts a new one"
+                );
+                self.interrupt(&unit, attempt, &reason, now);
+            }
             Judgement::Interrupted { reason } => self.interrupt(&unit, attempt, reason, now),
             Judgement::Failed { reason, retry } => {
                 self.fail_attempt(&unit, attempt, reason, retry, now)
@@ -178,5 +216,96 @@ impl RunState {
                 self.succeed(&unit, attempt, report.commits, report.log, duration, now);
             }
         }
+    }
+
+    /// Records on the open attempt what its agent's output said of its
+    /// session and usage (emitting `task.usage`), and returns whether the
+    /// attempt was asked to continue a session.
+    fn record_agent_output(
+        &mut self,
+        unit: &FullId,
+        attempt: u32,
+        report: &AttemptReport,
+        agent: Option<&crate::config::Agent>,
+    ) -> bool {
+        let totals: &[UsageFigure] = agent
+            .and_then(|a| a.usage.as_ref())
+            .map(|u| u.session_totals.as_slice())
+            .unwrap_or_default();
+        let entry = self.entry(unit);
+        let Some(index) = entry
+            .attempts
+            .iter()
+            .position(|a| a.number == attempt && a.outcome.is_none())
+        else {
+            return false;
+        };
+        let (before, rest) = entry.attempts.split_at_mut(index);
+        let open = &mut rest[0];
+        let resumed = open.resumed;
+        let usage = report
+            .usage
+            .map(|raw| own_usage(&raw, totals, before, open));
+        open.usage = usage;
+        if let Some(session) = &report.session {
+            open.session = Some(session.clone());
+        }
+        let name = open.agent.clone();
+        if let Some(usage) = usage {
+            self.emit(
+                Some(unit),
+                EventKind::TaskUsage {
+                    attempt,
+                    agent: name
+                        .or_else(|| agent.map(|a| a.name().to_owned()))
+                        .unwrap_or_default(),
+                    usage,
+                },
+            );
+        }
+        resumed
+    }
+}
+
+/// Returns the share of `raw` an attempt added. The figures its agent's
+/// output counts for the whole session (`totals`) include what the
+/// earlier attempts of the same session recorded, which is taken off.
+pub(super) fn own_usage(
+    raw: &Usage,
+    totals: &[UsageFigure],
+    before: &[Attempt],
+    this: &Attempt,
+) -> Usage {
+    let Some(session) = this.session.as_deref().filter(|_| this.resumed) else {
+        return *raw;
+    };
+    let earlier = Usage::total(
+        before
+            .iter()
+            .filter(|a| a.session.as_deref() == Some(session)),
+    )
+    .unwrap_or_default();
+    let less = |figure: UsageFigure, now: Option<u64>, then: Option<u64>| match now {
+        Some(n) if totals.contains(&figure) => Some(n.saturating_sub(then.unwrap_or(0))),
+        other => other,
+    };
+    Usage {
+        input_tokens: less(UsageFigure::InputTokens, raw.input_tokens, earlier.input_tokens),
+        output_tokens: less(
+            UsageFigure::OutputTokens,
+            raw.output_tokens,
+            earlier.output_tokens,
+        ),
+        cached_tokens: less(
+            UsageFigure::CachedTokens,
+            raw.cached_tokens,
+            earlier.cached_tokens,
+        ),
+        cost_usd: match raw.cost_usd {
+            Some(c) if totals.contains(&UsageFigure::CostUsd) => {
+                Some((c - earlier.cost_usd.unwrap_or(0.0)).max(0.0))
+            }
+            other => other,
+        },
     }
 }

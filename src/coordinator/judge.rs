@@ -5,20 +5,26 @@
 //! 1. no `exit.json`: the supervisor died with the attempt; interrupted;
 //! 2. the agent was stopped: interrupted while the run stops, else a failure
 //!    from outside orch, retried;
-//! 3. any failure ([`classify`]) in a worktree that is gone: retried, the
+//! 3. any failure on a rate or usage limit: limited (it does not count, and
+//!    its agent pauses);
+//! 4. any failure of an attempt asked to continue a session whose output
+//!    names no session: the CLI refused to resume it; interrupted, and the
+//!    next attempt starts a new session;
+//! 5. any failure ([`classify`]) in a worktree that is gone: retried, the
 //!    branch keeps what was committed;
-//! 4. any other failure: as classified, an unreadable result file noted;
-//! 5. a clean exit whose `post_agent` hook failed: retried;
-//! 6. conflicts left unresolved, then conflict markers committed: retried;
-//! 7. the leftovers could not be committed: not retried (a person must look);
-//! 8. no commits where the item expects changes: retried;
-//! 9. otherwise: success.
+//! 6. any other failure: as classified, an unreadable result file noted;
+//! 7. a clean exit whose `post_agent` hook failed: retried;
+//! 8. conflicts left unresolved, then conflict markers committed: retried;
+//! 9. the leftovers could not be committed: not retried (a person must look);
+//! 10. no commits where the item expects changes: retried;
+//! 11. otherwise: success.
 
 use std::time::Duration;
 
 use crate::config::RetryConfig;
 use crate::coordinator::collect::AttemptReport;
 use crate::runner::classify::{self, Verdict};
+use crate::runner::output::LimitHit;
 
 /// Whether a failed attempt may be retried (while attempts remain).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +49,8 @@ pub struct Rules<'a> {
     pub stopping: bool,
     /// The item must commit something (`expect_changes`).
     pub expect_changes: bool,
+    /// The attempt was asked to continue an earlier session.
+    pub resumed: bool,
 }
 
 /// The decision on one attempt.
@@ -56,6 +64,12 @@ pub enum Judgement {
         reason: String,
         retry: Retryable,
     },
+    /// It failed on a rate or usage limit: it does not count, and its agent
+    /// pauses.
+    Limited(LimitHit),
+    /// The CLI would not continue the session: it does not count, and the
+    /// next attempt starts a new one.
+    ResumeRefused,
     Succeeded,
 }
 
@@ -70,11 +84,18 @@ pub fn judge(report: &AttemptReport, rules: Rules<'_>) -> Judgement {
         reason,
         retry: Retryable::from(retry),
     };
-    match classify::classify(exit, report.result.as_ref(), rules.retry, rules.timeout) {
+    let verdict = classify::classify(exit, report.result.as_ref(), rules.retry, rules.timeout);
+    if let (Verdict::Failure { .. }, Some(hit)) = (&verdict, &report.limit) {
+        return Judgement::Limited(hit.clone());
+    }
+    match verdict {
         Verdict::Stopped if rules.stopping => Judgement::Interrupted {
             reason: "stopped when the run was interrupted",
         },
         Verdict::Stopped => failed("stopped by a signal from outside orch".to_owned(), true),
+        Verdict::Failure { .. } if rules.resumed && report.session.is_none() => {
+            Judgement::ResumeRefused
+        }
         Verdict::Failure { .. } if report.worktree_gone.is_some() => {
             let gone = report.worktree_gone.clone().unwrap_or_default();
             failed(
@@ -164,6 +185,7 @@ mod tests {
             timeout: Duration::from_secs(60),
             stopping: false,
             expect_changes: true,
+            resumed: false,
         }
     }
 
@@ -186,6 +208,7 @@ mod tests {
             expect_changes: false,
             ..r
         };
+        let resumed = Rules { resumed: true, ..r };
         let with = |f: &dyn Fn(&mut AttemptReport)| {
             let mut report = clean();
             f(&mut report);
@@ -252,6 +275,7 @@ mod tests {
                         status: Some(ResultStatus::Failed),
                         summary: None,
                         retry: Some(false),
+                        retry_after: None,
                     })
                 }),
                 r,
@@ -312,6 +336,47 @@ mod tests {
                 with(&|rep| rep.commits = Some(0)),
                 unexpected,
                 Judgement::Succeeded,
+            ),
+            (
+                "a failure on a usage limit",
+                with(&|rep| {
+                    rep.exit = exit(End::Exited { code: 1 });
+                    rep.limit = Some(LimitHit {
+                        said: "usage limit reached".to_owned(),
+                        reset: None,
+                    });
+                }),
+                r,
+                Judgement::Limited(LimitHit {
+                    said: "usage limit reached".to_owned(),
+                    reset: None,
+                }),
+            ),
+            (
+                "a limit named by an attempt that exited 0 is no limit",
+                with(&|rep| {
+                    rep.limit = Some(LimitHit {
+                        said: "usage limit reached".to_owned(),
+                        reset: None,
+                    });
+                }),
+                r,
+                Judgement::Succeeded,
+            ),
+            (
+                "a resumed session whose output names none",
+                with(&|rep| rep.exit = exit(End::Exited { code: 1 })),
+                resumed,
+                Judgement::ResumeRefused,
+            ),
+            (
+                "a resumed session that failed in its session",
+                with(&|rep| {
+                    rep.exit = exit(End::Exited { code: 1 });
+                    rep.session = Some("s-1".to_owned());
+                }),
+                resumed,
+                fail("exit code 1", true),
             ),
             (
                 "commits unknown (no base)",

@@ -227,6 +227,11 @@ impl RunState {
                 outcome: None,
                 purpose: None,
                 confined: false,
+                agent: None,
+                session: None,
+                resumed: false,
+                usage: None,
+                paused_until: None,
             });
             if number < runs.highest
                 && let Some(a) = entry.attempts.last_mut()

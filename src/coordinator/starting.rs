@@ -130,6 +130,11 @@ impl RunState {
             outcome: None,
             purpose,
             confined,
+            agent: None,
+            session: None,
+            resumed: false,
+            usage: None,
+            paused_until: None,
         });
         entry.not_before = None;
         entry.reason = None;
@@ -319,6 +324,8 @@ impl RunState {
         if self.steps(ti) && purpose.is_none() {
             self.flight.stepping.insert(task.clone());
             self.advance_steps(&task, now);
+        } else if self.unit_paused(&task, &task, now) {
+            self.interrupt(&task, attempt, "its agent was paused meanwhile", now);
         } else {
             self.launch_unit(&task, &task, attempt, now);
         }
@@ -399,6 +406,9 @@ impl RunState {
                 }
                 Status::Retrying if not_before.is_some_and(|at| at.0 > now.wall) => return,
                 Status::Pending | Status::Ready | Status::Retrying => {
+                    if self.unit_paused(task, &sub, now) {
+                        return;
+                    }
                     if status == Status::Pending {
                         self.transition(&sub, Transition::Promote);
                     }
@@ -441,6 +451,16 @@ impl RunState {
                 return;
             }
         };
+        let agent = self.agent_name(task, unit);
+        if let Some(open) = self
+            .entry(unit)
+            .open_attempt_mut()
+            .filter(|a| a.number == attempt)
+        {
+            open.agent = agent;
+            open.resumed = request.session.is_some();
+            open.session = request.session.clone();
+        }
         self.flight.live.insert(
             unit.clone(),
             Live {
@@ -465,6 +485,24 @@ impl RunState {
         let ti = self.env.plan.lookup(task.as_str())?;
         let ui = self.env.plan.lookup(unit.as_str())?;
         self.agent_of(ti, ui)
+    }
+
+    /// Returns the session an attempt of `unit` continues, if any: that of
+    /// its last finished attempt since the budget began (a person's `orch
+    /// retry` starts afresh), when that attempt ran the same agent, was not
+    /// cancelled and knew its session, and the agent can resume one.
+    fn session_to_resume(&self, unit: &FullId, agent: &Agent) -> Option<String> {
+        agent.resume_command.as_ref()?;
+        let s = self.state.items.get(unit)?;
+        let last = s
+            .attempts
+            .iter()
+            .skip(s.budget_start as usize)
+            .rev()
+            .find(|a| a.outcome.is_some())?;
+        let same_agent = last.agent.as_deref() == Some(agent.name());
+        let cancelled = matches!(last.outcome, Some(Outcome::Cancelled));
+        (same_agent && !cancelled).then(|| last.session.clone())?
     }
 
     /// Returns how long a unit's agent may run: its preset's `timeout`, else `agent.timeout`.
@@ -503,11 +541,20 @@ impl RunState {
         let purpose = task_state
             .and_then(|s| s.open_attempt())
             .and_then(|a| a.purpose);
-        let template = match purpose {
-            Some(Purpose::Conflict) => prompt::CONFLICT,
-            Some(Purpose::CheckFailure) => prompt::CHECK_FAILURE,
-            None if ui == ti => prompt::TASK,
-            None => prompt::SUBTASK,
+        let session = self.session_to_resume(unit, &agent);
+        let template = match (purpose, &session) {
+            (_, Some(_)) => prompt::RESUMED,
+            (Some(Purpose::Conflict), None) => prompt::CONFLICT,
+            (Some(Purpose::CheckFailure), None) => prompt::CHECK_FAILURE,
+            (None, None) if ui == ti => prompt::TASK,
+            (None, None) => prompt::SUBTASK,
+        };
+        let command = match (&session, &agent.resume_command) {
+            (Some(id), Some(resume)) => resume
+                .iter()
+                .map(|arg| arg.replace("{session_id}", id))
+                .collect(),
+            _ => agent.command.clone(),
         };
         let (context, previous_log, problem_log) = self.prompt_context(
             ti,
@@ -534,7 +581,8 @@ impl RunState {
             unit: unit.clone(),
             attempt,
             folder,
-            command: agent.command,
+            command,
+            session,
             agent_files: files,
             prompt: PromptRequest {
                 template,
@@ -854,10 +902,13 @@ impl RunState {
             }
             units.push((ti, None, prompt::CONFLICT));
             units.push((ti, None, prompt::CHECK_FAILURE));
+            units.push((ti, None, prompt::RESUMED));
             for (ti, sub, template) in units {
                 let (mut context, _, _) =
                     self.prompt_context(ti, sub, 1, &worktree, &branch, &result);
-                if template.0 == prompt::CONFLICT.0 || template.0 == prompt::CHECK_FAILURE.0 {
+                if [prompt::CONFLICT.0, prompt::CHECK_FAILURE.0, prompt::RESUMED.0]
+                    .contains(&template.0)
+                {
                     context.problem = Some(ProblemView {
                         files: vec!["README.md".to_owned()],
                         check: Some("test".to_owned()),

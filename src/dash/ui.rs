@@ -29,7 +29,7 @@ use crate::narrate;
 use crate::plan::ItemIdx;
 use crate::state::events::EventKind;
 use crate::state::inbox::Action;
-use crate::state::model::{Attempt, MergeProblem, Outcome};
+use crate::state::model::{ALL_AGENTS, Attempt, MergeProblem, Outcome, Usage};
 
 /// Returns the glyph that stands for a status.
 pub fn glyph(status: Status) -> &'static str {
@@ -163,6 +163,22 @@ fn header_line<'a>(app: &'a AppState, paint: &Paint) -> Line<'a> {
             format!("{}{n} ", glyph(*status)),
             paint.status(*status),
         ));
+    }
+    for (agent, pause) in app.state.paused.iter().filter(|(_, p)| p.holds_at(app.now)) {
+        let who = if agent == ALL_AGENTS { "all" } else { agent };
+        let until = pause
+            .until
+            .map(|u| crate::when::local(u.0, app.now))
+            .unwrap_or_else(|| "resumed".to_owned());
+        spans.push(Span::styled(
+            format!(" ⏸ {who} until {until}"),
+            paint.status(Status::Retrying),
+        ));
+    }
+    let cost = Usage::total(app.state.items.values().flat_map(|s| s.attempts.iter()))
+        .and_then(|u| u.cost_usd);
+    if let Some(cost) = cost {
+        spans.push(Span::styled(format!(" ${cost:.2}"), paint.dim()));
     }
     if let Some(rate) = throughput(app) {
         spans.push(Span::styled(format!(" {rate:.1}/min"), paint.dim()));
@@ -362,6 +378,16 @@ fn detail(app: &AppState, frame: &mut Frame, area: Rect, paint: &Paint) {
             paint,
         ));
     }
+    if let Some(paused) = app.paused_text(idx) {
+        lines.push(field(
+            "paused",
+            Span::styled(
+                paused.trim_start_matches("paused ").to_owned(),
+                paint.status(Status::Retrying),
+            ),
+            paint,
+        ));
+    }
     if let Some(s) = s {
         if let Some(reason) = &s.reason {
             lines.push(field("reason", reason.clone(), paint));
@@ -412,6 +438,9 @@ fn detail(app: &AppState, frame: &mut Frame, area: Rect, paint: &Paint) {
         }
         if let Some(summary) = &s.summary {
             lines.push(field("summary", summary.clone(), paint));
+        }
+        if let Some(usage) = Usage::total(&s.attempts) {
+            lines.push(field("usage", usage.to_string(), paint));
         }
     }
     if let Some(commits) = app.commits.get(&item.id) {
@@ -792,6 +821,11 @@ depends_on = ["P1.M1.T2", "P1.M1.T3"]
             outcome,
             purpose: None,
             confined: false,
+            agent: None,
+            session: None,
+            resumed: false,
+            usage: None,
+            paused_until: None,
         }
     }
 

@@ -136,6 +136,7 @@ mod tests {
             status,
             summary: Some("details\nmore".to_owned()),
             retry,
+            retry_after: None,
         }
     }
 

@@ -28,6 +28,7 @@ pub mod confine;
 pub mod final_message;
 pub mod folder;
 pub mod hook;
+pub mod output;
 pub mod prompt;
 pub mod spawn;
 pub mod spec;

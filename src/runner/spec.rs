@@ -128,6 +128,18 @@ pub struct AgentResult {
     pub summary: Option<String>,
     #[serde(default)]
     pub retry: Option<bool>,
+    /// The agent hit a rate or usage limit that resets then: seconds from
+    /// now, or a time (`"17:00"`, RFC 3339, `"in 2 hours"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<RetryAfter>,
+}
+
+/// When a limit an agent reports resets: seconds, or a time as text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RetryAfter {
+    Seconds(serde_json::Number),
+    Text(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -32,7 +32,7 @@ use serde_json::Value;
 use crate::git::merge::MergeStrategy;
 use crate::lifecycle::Status;
 use crate::plan::FullId;
-use crate::state::model::{Purpose, Timestamp};
+use crate::state::model::{PauseCause, Purpose, Timestamp, Usage};
 
 /// The log's file name inside the state dir.
 pub const FILE_NAME: &str = "events.jsonl";
@@ -183,7 +183,13 @@ pub enum EventKind {
     /// An attempt was cut short by the coordinator stopping, or its
     /// supervisor was gone on restart; it does not count.
     #[serde(rename = "task.interrupted")]
-    TaskInterrupted { attempt: u32, reason: String },
+    TaskInterrupted {
+        attempt: u32,
+        reason: String,
+        /// It ended on a rate or usage limit; left out when not.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        limited: bool,
+    },
     /// The item failed for good. `attempt` is left out when a merge failed,
     /// or a check failed with no agent to fix it.
     #[serde(rename = "task.failed")]
@@ -257,6 +263,43 @@ pub enum EventKind {
     /// merge stands.
     #[serde(rename = "hook.failed")]
     HookFailed { reason: String },
+    /// The tokens and cost an attempt's agent reported (`id` is the task or
+    /// subtask); each figure left out when unknown.
+    #[serde(rename = "task.usage")]
+    TaskUsage {
+        attempt: u32,
+        agent: String,
+        #[serde(flatten)]
+        usage: Usage,
+    },
+    /// Nothing is launched for `agent` (`*`: every agent) until `until`
+    /// (`null`: until a person resumes it). For a limit, `id` is the unit
+    /// whose `attempt` hit it and `reason` what its agent said; both are
+    /// left out for a person's pause.
+    #[serde(rename = "agent.paused")]
+    AgentPaused {
+        agent: String,
+        until: Option<Timestamp>,
+        cause: PauseCause,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attempt: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// Launching for `agent` goes on: its pause ended (`time`) or a person
+    /// lifted it (`person`).
+    #[serde(rename = "agent.resumed")]
+    AgentResumed { agent: String, cause: ResumeCause },
+}
+
+/// What ended a pause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResumeCause {
+    /// Its time came.
+    Time,
+    /// `orch resume`.
+    Person,
 }
 
 impl EventKind {
@@ -289,6 +332,9 @@ impl EventKind {
             EventKind::TaskResolved { .. } => "task.resolved",
             EventKind::TaskRetried { .. } => "task.retried",
             EventKind::HookFailed { .. } => "hook.failed",
+            EventKind::TaskUsage { .. } => "task.usage",
+            EventKind::AgentPaused { .. } => "agent.paused",
+            EventKind::AgentResumed { .. } => "agent.resumed",
         }
     }
 }
@@ -814,6 +860,7 @@ mod tests {
             EventKind::TaskInterrupted {
                 attempt: 2,
                 reason: "the run stopped".to_owned(),
+                limited: false,
             },
             EventKind::TaskFailed {
                 attempt: Some(3),
@@ -899,6 +946,55 @@ mod tests {
             EventKind::HookFailed {
                 reason: "`post_merge` failed".to_owned(),
             },
+            EventKind::TaskInterrupted {
+                attempt: 2,
+                reason: "usage limit of `claude`: Claude AI usage limit reached|1767286800".to_owned(),
+                limited: true,
+            },
+            EventKind::TaskUsage {
+                attempt: 1,
+                agent: "claude".to_owned(),
+                usage: Usage {
+                    input_tokens: Some(1200),
+                    output_tokens: Some(340),
+                    cached_tokens: Some(800),
+                    cost_usd: Some(0.0123),
+                },
+            },
+            EventKind::TaskUsage {
+                attempt: 2,
+                agent: "gemini".to_owned(),
+                usage: Usage {
+                    input_tokens: Some(300),
+                    output_tokens: Some(60),
+                    cached_tokens: None,
+                    cost_usd: None,
+                },
+            },
+            EventKind::AgentPaused {
+                agent: "claude".to_owned(),
+                until: Some(Timestamp(
+                    SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_286_800),
+                )),
+                cause: PauseCause::Limit,
+                attempt: Some(2),
+                reason: Some("Claude AI usage limit reached|1767286800".to_owned()),
+            },
+            EventKind::AgentPaused {
+                agent: "*".to_owned(),
+                until: None,
+                cause: PauseCause::Person,
+                attempt: None,
+                reason: None,
+            },
+            EventKind::AgentResumed {
+                agent: "claude".to_owned(),
+                cause: ResumeCause::Time,
+            },
+            EventKind::AgentResumed {
+                agent: "*".to_owned(),
+                cause: ResumeCause::Person,
+            },
         ]
     }
 
@@ -932,10 +1028,13 @@ mod tests {
             EventKind::PlanChanged { .. } => 23,
             EventKind::PlanRefused { .. } => 24,
             EventKind::RunRecovered { .. } => 25,
+            EventKind::TaskUsage { .. } => 26,
+            EventKind::AgentPaused { .. } => 27,
+            EventKind::AgentResumed { .. } => 28,
         }
     }
 
-    const KINDS: usize = 26;
+    const KINDS: usize = 29;
 
     fn line(seq: u64, kind: EventKind) -> Event {
         let run = matches!(
@@ -946,6 +1045,11 @@ mod tests {
                 | EventKind::PlanChanged { .. }
                 | EventKind::PlanRefused { .. }
                 | EventKind::RunRecovered { .. }
+                | EventKind::AgentResumed { .. }
+                | EventKind::AgentPaused {
+                    cause: PauseCause::Person,
+                    ..
+                }
         );
         Event {
             seq,
@@ -1015,6 +1119,13 @@ mod tests {
         {"seq":40,"ts":"2026-01-01T12:00:00.123Z","event":"task.resolved","id":"P1.M1.T1","by":"person"}
         {"seq":41,"ts":"2026-01-01T12:00:00.123Z","event":"task.retried","id":"P1.M1.T1","by":"person"}
         {"seq":42,"ts":"2026-01-01T12:00:00.123Z","event":"hook.failed","id":"P1.M1.T1","reason":"`post_merge` failed"}
+        {"seq":43,"ts":"2026-01-01T12:00:00.123Z","event":"task.interrupted","id":"P1.M1.T1","attempt":2,"reason":"usage limit of `claude`: Claude AI usage limit reached|1767286800","limited":true}
+        {"seq":44,"ts":"2026-01-01T12:00:00.123Z","event":"task.usage","id":"P1.M1.T1","attempt":1,"agent":"claude","input_tokens":1200,"output_tokens":340,"cached_tokens":800,"cost_usd":0.0123}
+        {"seq":45,"ts":"2026-01-01T12:00:00.123Z","event":"task.usage","id":"P1.M1.T1","attempt":2,"agent":"gemini","input_tokens":300,"output_tokens":60}
+        {"seq":46,"ts":"2026-01-01T12:00:00.123Z","event":"agent.paused","id":"P1.M1.T1","agent":"claude","until":"2026-01-01T17:00:00.000Z","cause":"limit","attempt":2,"reason":"Claude AI usage limit reached|1767286800"}
+        {"seq":47,"ts":"2026-01-01T12:00:00.123Z","event":"agent.paused","agent":"*","until":null,"cause":"person"}
+        {"seq":48,"ts":"2026-01-01T12:00:00.123Z","event":"agent.resumed","agent":"claude","cause":"time"}
+        {"seq":49,"ts":"2026-01-01T12:00:00.123Z","event":"agent.resumed","agent":"*","cause":"person"}
         "#);
     }
 
