@@ -341,6 +341,37 @@ mod tests {
     }
 
     #[test]
+    fn pauses_read_with_their_local_time() {
+        let until = crate::when::local(
+            humantime::parse_rfc3339("2026-01-01T17:00:00Z").unwrap(),
+            humantime::parse_rfc3339("2026-01-01T12:00:00.123Z").unwrap(),
+        );
+        let lines = [
+            r#"{"seq":1,"ts":"2026-01-01T12:00:00.123Z","event":"task.interrupted","id":"T2","attempt":1,"reason":"usage limit of `claude`: usage limit reached","limited":true}"#,
+            r#"{"seq":2,"ts":"2026-01-01T12:00:00.123Z","event":"agent.paused","id":"T2","agent":"claude","until":"2026-01-01T17:00:00.000Z","cause":"limit","attempt":1,"reason":"usage limit reached"}"#,
+            r#"{"seq":3,"ts":"2026-01-01T12:00:00.123Z","event":"agent.paused","agent":"*","until":null,"cause":"person"}"#,
+            r#"{"seq":4,"ts":"2026-01-01T12:00:00.123Z","event":"agent.resumed","agent":"claude","cause":"time"}"#,
+            r#"{"seq":5,"ts":"2026-01-01T12:00:00.123Z","event":"agent.resumed","agent":"*","cause":"person"}"#,
+            r#"{"seq":6,"ts":"2026-01-01T12:00:00.123Z","event":"task.usage","id":"T2","attempt":1,"agent":"claude","input_tokens":5}"#,
+        ];
+        let text: Vec<String> = lines.iter().map(|l| shown(l)).collect();
+        assert_eq!(
+            text,
+            [
+                "limited [Retrying] T2  attempt 1: usage limit of `claude`: usage limit reached"
+                    .to_owned(),
+                format!(
+                    "paused [Retrying] claude until {until}: usage limit hit by T2 (attempt 1): usage limit reached"
+                ),
+                "paused [Retrying] every agent until resumed (`orch resume`), by a person".to_owned(),
+                "resumed [Ready] claude: its pause ended".to_owned(),
+                "resumed [Ready] every agent: resumed by a person".to_owned(),
+                "(none)".to_owned(),
+            ]
+        );
+    }
+
+    #[test]
     fn every_kind_reads_as_before() {
         let lines = [
             r#"{"seq":1,"ts":"2026-01-01T12:00:00.123Z","event":"run.started","pid":4242,"target":"main","tasks":7,"no_merge":false}"#,

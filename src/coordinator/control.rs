@@ -515,6 +515,64 @@ mod tests {
         assert_eq!(err.to_string(), "`Z` is not in the plan");
     }
 
+    #[test]
+    fn pauses_replace_and_resumes_name_what_they_cannot_lift() {
+        let mut state = State::default();
+        let now = Timestamp::now();
+        let paused = pause(&mut state, Some("claude"), None, now);
+        assert!(matches!(paused, EventKind::AgentPaused { ref agent, until: None, .. } if agent == "claude"));
+        assert_eq!(
+            resume(&mut state, Some("codex")).unwrap_err().to_string(),
+            "`codex` is not paused"
+        );
+        pause(&mut state, None, None, now);
+        assert_eq!(
+            resume(&mut state, Some("codex")).unwrap_err().to_string(),
+            "`codex` is not paused on its own: every agent is (`orch pause --all`); `orch resume --all` lifts that"
+        );
+        assert_eq!(resume(&mut state, None).unwrap().len(), 2);
+        assert!(state.paused.is_empty());
+        assert_eq!(
+            resume(&mut state, None).unwrap_err(),
+            CommandRefusal::NothingPaused
+        );
+        let config = Config::default();
+        assert!(check_agent(&config, "gemini").is_ok());
+        assert_eq!(
+            check_agent(&config, "default").unwrap_err().to_string(),
+            "`default` is not an agent (agents: aider, claude, codex, gemini)"
+        );
+    }
+
+    #[test]
+    fn offline_pause_is_saved_and_recorded() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StateDir::at(&tmp.path().join(".orchestrator"));
+        let order = Order::Pause {
+            agent: Some("codex".to_owned()),
+            until: None,
+        };
+        pause_offline(&dir, &Config::default(), &order).unwrap();
+        let state = dir.load_state().unwrap().unwrap();
+        assert_eq!(state.paused["codex"].cause, PauseCause::Person);
+        let unknown = Order::Pause {
+            agent: Some("clod".to_owned()),
+            until: None,
+        };
+        assert!(matches!(
+            pause_offline(&dir, &Config::default(), &unknown),
+            Err(ControlError::Refused(CommandRefusal::UnknownAgent { .. }))
+        ));
+        pause_offline(&dir, &Config::default(), &Order::Resume { agent: None }).unwrap();
+        assert!(dir.load_state().unwrap().unwrap().paused.is_empty());
+        let names: Vec<&str> = crate::state::events::read_all(&dir.events_file())
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind.name())
+            .collect();
+        assert_eq!(names, ["agent.paused", "agent.resumed"]);
+    }
+
     fn failed_a(dir: &StateDir) {
         let mut state = State::default();
         state.items.insert(id("A"), ItemState::new(Status::Failed));

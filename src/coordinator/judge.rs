@@ -7,9 +7,10 @@
 //!    from outside orch, retried;
 //! 3. any failure on a rate or usage limit: limited (it does not count, and
 //!    its agent pauses);
-//! 4. any failure of an attempt asked to continue a session whose output
-//!    names no session: the CLI refused to resume it; interrupted, and the
-//!    next attempt starts a new session;
+//! 4. a non-zero exit of an attempt asked to continue a session whose
+//!    output names no session: the CLI refused to resume it; interrupted,
+//!    and the next attempt starts a new session (a timeout or a signal is
+//!    no refusal: such an attempt may just not have printed it yet);
 //! 5. any failure ([`classify`]) in a worktree that is gone: retried, the
 //!    branch keeps what was committed;
 //! 6. any other failure: as classified, an unreadable result file noted;
@@ -25,6 +26,7 @@ use crate::config::RetryConfig;
 use crate::coordinator::collect::AttemptReport;
 use crate::runner::classify::{self, Verdict};
 use crate::runner::output::LimitHit;
+use crate::runner::spec::End;
 
 /// Whether a failed attempt may be retried (while attempts remain).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,7 +95,11 @@ pub fn judge(report: &AttemptReport, rules: Rules<'_>) -> Judgement {
             reason: "stopped when the run was interrupted",
         },
         Verdict::Stopped => failed("stopped by a signal from outside orch".to_owned(), true),
-        Verdict::Failure { .. } if rules.resumed && report.session.is_none() => {
+        Verdict::Failure { .. }
+            if rules.resumed
+                && report.session.is_none()
+                && matches!(exit.end, End::Exited { .. }) =>
+        {
             Judgement::ResumeRefused
         }
         Verdict::Failure { .. } if report.worktree_gone.is_some() => {
@@ -158,7 +164,7 @@ mod tests {
 
     use super::*;
     use crate::git::GitError;
-    use crate::runner::spec::{AgentResult, End, ExitRecord, ResultStatus};
+    use crate::runner::spec::{AgentResult, ExitRecord, ResultStatus};
     use crate::state::Timestamp;
 
     fn exit(end: End) -> Option<ExitRecord> {
@@ -377,6 +383,12 @@ mod tests {
                 }),
                 resumed,
                 fail("exit code 1", true),
+            ),
+            (
+                "a resumed session that timed out before naming itself",
+                with(&|rep| rep.exit = exit(End::TimedOut)),
+                resumed,
+                fail("timed out after 1m", true),
             ),
             (
                 "commits unknown (no base)",

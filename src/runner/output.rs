@@ -235,14 +235,17 @@ fn limit(
     }
 }
 
-/// Returns the line around `start..end` of `text`, shortened to the match
-/// and what follows it when long.
+/// Returns the line around `start..end` of `text`; a long one (a line of
+/// JSON) is cut to the match and what follows it up to the end of its
+/// string.
 fn line_of(text: &str, start: usize, end: usize) -> String {
     let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
     let line_end = text[end..].find('\n').map_or(text.len(), |i| end + i);
     let line = text[line_start..line_end].trim();
     let line = if line.chars().count() > SAID_CHARS {
-        text[start..line_end].trim()
+        let rest = &text[end..line_end];
+        let string_end = rest.find('"').map_or(line_end, |i| end + i);
+        text[start..string_end].trim()
     } else {
         line
     };
