@@ -328,7 +328,9 @@ impl Metrics {
                     agent: agent.clone(),
                 };
                 let until = until.map_or(0, |u| {
-                    let secs = u.0.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+                    let secs =
+                        u.0.duration_since(SystemTime::UNIX_EPOCH)
+                            .unwrap_or_default();
                     i64::try_from(secs.as_secs()).unwrap_or(i64::MAX)
                 });
                 self.paused.get_or_create(&label).set(1);
@@ -844,9 +846,14 @@ mod tests {
         let mut lines: Vec<&str> = text
             .lines()
             .filter(|l| {
-                ["orch_tokens", "orch_cost", "orch_agent_pause", "orch_attempts_total"]
-                    .iter()
-                    .any(|p| l.starts_with(p))
+                [
+                    "orch_tokens",
+                    "orch_cost",
+                    "orch_agent_pause",
+                    "orch_attempts_total",
+                ]
+                .iter()
+                .any(|p| l.starts_with(p))
             })
             .collect();
         lines.sort();

@@ -363,7 +363,8 @@ mod tests {
                 format!(
                     "paused [Retrying] claude until {until}: usage limit hit by T2 (attempt 1): usage limit reached"
                 ),
-                "paused [Retrying] every agent until resumed (`orch resume`), by a person".to_owned(),
+                "paused [Retrying] every agent until resumed (`orch resume`), by a person"
+                    .to_owned(),
                 "resumed [Ready] claude: its pause ended".to_owned(),
                 "resumed [Ready] every agent: resumed by a person".to_owned(),
                 "(none)".to_owned(),

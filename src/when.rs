@@ -143,10 +143,7 @@ fn duration(text: &str) -> Option<Duration> {
 
 /// Reads a clock time, with an optional date before it, in local time.
 fn clock(text: &str, now: SystemTime, offset: i64) -> Option<SystemTime> {
-    let words: Vec<&str> = text
-        .split([' ', ','])
-        .filter(|w| !w.is_empty())
-        .collect();
+    let words: Vec<&str> = text.split([' ', ',']).filter(|w| !w.is_empty()).collect();
     let now_local = unix(now) + offset;
     let today = now_local.div_euclid(86_400);
     let (year_now, _, _) = civil_from_days(today);
@@ -286,11 +283,19 @@ mod tests {
     fn reset_times_as_agents_write_them() {
         let now = now();
         let table: Vec<(&str, i64, Option<SystemTime>)> = vec![
-            ("1764606000", 0, Some(UNIX_EPOCH + Duration::from_secs(1_764_606_000))),
+            (
+                "1764606000",
+                0,
+                Some(UNIX_EPOCH + Duration::from_secs(1_764_606_000)),
+            ),
             ("2026-12-01T17:00:00Z", 0, Some(utc(2026, 12, 1, 17, 0, 0))),
             ("30", 0, Some(now + Duration::from_secs(30))),
             ("3.5s", 0, Some(now + Duration::from_millis(3500))),
-            ("in 2 hours 5 minutes", 0, Some(now + Duration::from_secs(7500))),
+            (
+                "in 2 hours 5 minutes",
+                0,
+                Some(now + Duration::from_secs(7500)),
+            ),
             (
                 "4 days 20 hours 9 minutes",
                 0,
@@ -298,7 +303,11 @@ mod tests {
             ),
             ("~5 minutes.", 0, Some(now + Duration::from_secs(300))),
             ("5pm", 0, Some(utc(2026, 12, 1, 17, 0, 0))),
-            ("5pm (America/New_York)", 0, Some(utc(2026, 12, 1, 17, 0, 0))),
+            (
+                "5pm (America/New_York)",
+                0,
+                Some(utc(2026, 12, 1, 17, 0, 0)),
+            ),
             ("at 5:16 PM.", 0, Some(utc(2026, 12, 1, 17, 16, 0))),
             ("17:00:30", 0, Some(utc(2026, 12, 1, 17, 0, 30))),
             ("12am", 0, Some(utc(2026, 12, 2, 0, 0, 0))),

@@ -146,7 +146,6 @@ fn item_pause(
     Some(pause.shown(key, now))
 }
 
-
 fn detail(
     ws: &Workspace,
     plan: &Plan,

@@ -342,7 +342,9 @@ impl Config {
                 if let Err(e) = regex::Regex::new(pattern) {
                     return Some((
                         vec!["agents", name],
-                        format!("`agents.{name}.limit_patterns` has an invalid pattern `{pattern}`: {e}"),
+                        format!(
+                            "`agents.{name}.limit_patterns` has an invalid pattern `{pattern}`: {e}"
+                        ),
                     ));
                 }
             }

@@ -16,11 +16,11 @@ use std::path::PathBuf;
 use crate::config::FinalMessage;
 use crate::git::trailers::{self, Vouched};
 use crate::git::{GitError, commit, refs};
-use crate::runner::{final_message, output};
 use crate::runner::folder::RunFolder;
 use crate::runner::hook::{self, HookError};
 use crate::runner::spawn::AgentFiles;
 use crate::runner::spec::{AgentResult, End, ExitRecord};
+use crate::runner::{final_message, output};
 
 /// How many of an attempt's newest commits `task.completed` lists.
 const LOG_COMMITS: usize = 10;

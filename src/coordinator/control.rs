@@ -53,7 +53,9 @@ pub enum CommandRefusal {
     #[error("`{agent}` is not paused")]
     NotPaused { agent: String },
     /// The remedy is in the message: the pause of every agent holds it.
-    #[error("`{agent}` is not paused on its own: every agent is (`orch pause --all`); `orch resume --all` lifts that")]
+    #[error(
+        "`{agent}` is not paused on its own: every agent is (`orch pause --all`); `orch resume --all` lifts that"
+    )]
     AllPaused { agent: String },
     #[error("no agent is paused")]
     NothingPaused,
@@ -398,7 +400,12 @@ pub fn pause_offline(
             if let Some(agent) = agent {
                 check_agent(config, agent)?;
             }
-            vec![pause(&mut state, agent.as_deref(), *until, Timestamp::now())]
+            vec![pause(
+                &mut state,
+                agent.as_deref(),
+                *until,
+                Timestamp::now(),
+            )]
         }
         Order::Resume { agent } => resume(&mut state, agent.as_deref())?,
         Order::Retry { .. } | Order::Cancel { .. } | Order::Resolve { .. } => Vec::new(),
@@ -520,7 +527,9 @@ mod tests {
         let mut state = State::default();
         let now = Timestamp::now();
         let paused = pause(&mut state, Some("claude"), None, now);
-        assert!(matches!(paused, EventKind::AgentPaused { ref agent, until: None, .. } if agent == "claude"));
+        assert!(
+            matches!(paused, EventKind::AgentPaused { ref agent, until: None, .. } if agent == "claude")
+        );
         assert_eq!(
             resume(&mut state, Some("codex")).unwrap_err().to_string(),
             "`codex` is not paused"

@@ -5,8 +5,8 @@ use super::core::{Effect, Now, RunState};
 use super::judge::{self, Judgement};
 use crate::config::presets::UsageFigure;
 use crate::coordinator::collect::{AttemptReport, Collection};
-use crate::runner::output;
 use crate::plan::FullId;
+use crate::runner::output;
 use crate::state::events::{CommitSource, EventKind};
 use crate::state::model::{Attempt, Purpose, Usage};
 
@@ -290,7 +290,11 @@ pub(super) fn own_usage(
         other => other,
     };
     Usage {
-        input_tokens: less(UsageFigure::InputTokens, raw.input_tokens, earlier.input_tokens),
+        input_tokens: less(
+            UsageFigure::InputTokens,
+            raw.input_tokens,
+            earlier.input_tokens,
+        ),
         output_tokens: less(
             UsageFigure::OutputTokens,
             raw.output_tokens,

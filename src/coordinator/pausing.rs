@@ -93,9 +93,7 @@ impl RunState {
         open.finished = Some(Timestamp::at(now.wall));
         open.paused_until = Some(until);
         entry.not_before = None;
-        entry.reason = Some(format!(
-            "waiting for the usage limit of `{agent}` to reset"
-        ));
+        entry.reason = Some(format!("waiting for the usage limit of `{agent}` to reset"));
         if entry.status == Status::Running {
             self.transition(unit, Transition::Interrupt);
         }

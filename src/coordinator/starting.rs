@@ -906,8 +906,12 @@ impl RunState {
             for (ti, sub, template) in units {
                 let (mut context, _, _) =
                     self.prompt_context(ti, sub, 1, &worktree, &branch, &result);
-                if [prompt::CONFLICT.0, prompt::CHECK_FAILURE.0, prompt::RESUMED.0]
-                    .contains(&template.0)
+                if [
+                    prompt::CONFLICT.0,
+                    prompt::CHECK_FAILURE.0,
+                    prompt::RESUMED.0,
+                ]
+                .contains(&template.0)
                 {
                     context.problem = Some(ProblemView {
                         files: vec!["README.md".to_owned()],

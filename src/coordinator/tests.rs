@@ -21,10 +21,10 @@ use crate::lifecycle::Status;
 use crate::merge_queue::{MergeOutcome, WorktreeAfter};
 use crate::plan::{FullId, Plan, Rules};
 use crate::runner::folder::{self, Liveness};
+use crate::runner::output::LimitHit;
 use crate::runner::spec::{End, ExitRecord};
 use crate::state::events::EventKind;
 use crate::state::inbox::{Action, Order, Received, Request};
-use crate::runner::output::LimitHit;
 use crate::state::model::{PauseCause, Purpose, Timestamp, Usage};
 use crate::state::{State, StateDir};
 
@@ -992,7 +992,8 @@ fn the_launch(effects: &[Effect]) -> &LaunchRequest {
         .unwrap_or_else(|| panic!("no launch in {effects:?}"))
 }
 
-const TWO_AGENTS: &str = "[[task]]\nid = \"A\"\n[[task]]\nid = \"B\"\nagent = \"codex\"\n[[task]]\nid = \"C\"\n";
+const TWO_AGENTS: &str =
+    "[[task]]\nid = \"A\"\n[[task]]\nid = \"B\"\nagent = \"codex\"\n[[task]]\nid = \"C\"\n";
 
 #[test]
 fn a_usage_limit_pauses_its_agent_without_spending_an_attempt_while_others_go_on() {
@@ -1035,7 +1036,11 @@ fn a_usage_limit_pauses_its_agent_without_spending_an_attempt_while_others_go_on
     assert!(!h.core.state().paused.contains_key("claude"));
     let effects = h.provisioned("A", 2);
     let launch = the_launch(&effects);
-    assert_eq!(launch.session.as_deref(), Some("s-1"), "it goes on where it stopped");
+    assert_eq!(
+        launch.session.as_deref(),
+        Some("s-1"),
+        "it goes on where it stopped"
+    );
     assert_eq!(launch.prompt.template.0, "resumed.md");
     assert!(launch.command.windows(2).any(|w| w == ["--resume", "s-1"]));
 }
@@ -1084,7 +1089,16 @@ fn a_person_pauses_and_resumes_agents_through_the_inbox() {
     };
     let effects = h.order(pause("claude"));
     assert_eq!(replies(&effects), ["true paused `claude`"]);
-    assert_eq!(events(&effects), ["agent.paused", "task.ready A", "task.ready B", "task.ready C", "task.started B"]);
+    assert_eq!(
+        events(&effects),
+        [
+            "agent.paused",
+            "task.ready A",
+            "task.ready B",
+            "task.ready C",
+            "task.started B"
+        ]
+    );
     assert_eq!(provisions(&effects), ["B"], "only codex's task starts");
     let effects = h.order(pause("clod"));
     assert_eq!(
@@ -1108,13 +1122,18 @@ fn a_person_pauses_and_resumes_agents_through_the_inbox() {
         agent: Some("claude".to_owned()),
     });
     assert_eq!(replies(&effects), ["true resumed `claude`"]);
-    assert!(provisions(&effects).is_empty(), "every agent is still paused");
+    assert!(
+        provisions(&effects).is_empty(),
+        "every agent is still paused"
+    );
     let effects = h.order(Order::Resume {
         agent: Some("claude".to_owned()),
     });
     assert_eq!(
         replies(&effects),
-        ["false `claude` is not paused on its own: every agent is (`orch pause --all`); `orch resume --all` lifts that"]
+        [
+            "false `claude` is not paused on its own: every agent is (`orch pause --all`); `orch resume --all` lifts that"
+        ]
     );
     h.wait(Duration::from_secs(60));
     let effects = h.tick();
@@ -1147,7 +1166,12 @@ fn a_hand_back_continues_the_agents_session_and_counts_what_it_added() {
         "the preset's resume_command"
     );
     assert_eq!(
-        launch.prompt.context.problem.as_ref().and_then(|p| p.check.clone()),
+        launch
+            .prompt
+            .context
+            .problem
+            .as_ref()
+            .and_then(|p| p.check.clone()),
         Some("test".to_owned())
     );
     // Claude Code counts the session's cost so far and this run's tokens.
@@ -1168,7 +1192,11 @@ fn a_session_the_cli_will_not_continue_starts_afresh_without_spending_an_attempt
     h.wait(Duration::from_secs(30));
     h.tick();
     let effects = h.provisioned("A", 2);
-    assert_eq!(the_launch(&effects).session.as_deref(), Some("s-1"), "a retry resumes");
+    assert_eq!(
+        the_launch(&effects).session.as_deref(),
+        Some("s-1"),
+        "a retry resumes"
+    );
     let effects = h.ends("A", 2, exit_code(1));
     assert_eq!(events(&effects), ["task.interrupted A", "task.started A"]);
     let a = &h.core.state().items[&id("A")];
@@ -1176,7 +1204,10 @@ fn a_session_the_cli_will_not_continue_starts_afresh_without_spending_an_attempt
     assert_eq!(a.attempts[1].session, None, "never offered again");
     let effects = h.provisioned("A", 3);
     let launch = the_launch(&effects);
-    assert_eq!((launch.session.as_deref(), launch.prompt.template.0), (None, "task.md"));
+    assert_eq!(
+        (launch.session.as_deref(), launch.prompt.template.0),
+        (None, "task.md")
+    );
     assert_eq!(launch.command[1..3], ["-p", "--output-format"]);
 }
 

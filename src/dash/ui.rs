@@ -1291,4 +1291,50 @@ depends_on = ["P1.M1.T2", "P1.M1.T3"]
         app.now = at(3600);
         assert_eq!(throughput(&app), Some(live), "an hour later");
     }
+
+    #[test]
+    fn a_paused_agent_and_what_agents_cost_show_in_the_header_and_the_detail() {
+        let mut app = app();
+        let mut state = app.state.clone();
+        let until = at(600);
+        state.paused.insert(
+            "claude".to_owned(),
+            crate::state::model::Pause {
+                until: Some(Timestamp(until)),
+                cause: crate::state::model::PauseCause::Limit,
+                reason: Some("usage limit reached".to_owned()),
+                by: Some(id("P1.M1.T2")),
+                since: Timestamp(at(290)),
+            },
+        );
+        let t2 = state.items.get_mut(&id("P1.M1.T2")).unwrap();
+        t2.status = Status::Retrying;
+        t2.attempts[1].outcome = Some(Outcome::Interrupted {
+            reason: "usage limit of `claude`".to_owned(),
+        });
+        t2.attempts[0].usage = Some(Usage {
+            input_tokens: Some(1200),
+            output_tokens: Some(340),
+            cached_tokens: None,
+            cost_usd: Some(0.42),
+        });
+        app.update(Msg::State(Box::new(state)));
+        select(&mut app, "P1.M1.T2");
+        let shown = screen(&app, 100, 30);
+        let clock = crate::when::local(until, app.now);
+        let header = shown.lines().next().unwrap();
+        assert!(
+            header.contains(&format!("⏸ claude until {clock}")),
+            "{shown}"
+        );
+        assert!(header.contains("$0.42"), "{shown}");
+        assert!(
+            shown.contains(&format!("paused    until {clock} (usage limit of")),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("usage     1.2k in, 340 out tokens, $0.4200"),
+            "{shown}"
+        );
+    }
 }

@@ -117,8 +117,7 @@ pub fn json_objects(text: &str) -> Vec<Value> {
         if start < covered {
             continue;
         }
-        let mut values =
-            serde_json::Deserializer::from_str(&text[start..]).into_iter::<Value>();
+        let mut values = serde_json::Deserializer::from_str(&text[start..]).into_iter::<Value>();
         if let Some(Ok(value @ Value::Object(_))) = values.next() {
             covered = start + values.byte_offset();
             out.push(value);
@@ -382,7 +381,9 @@ mod tests {
             limit_exit_codes: vec![42],
             ..Spec::default()
         };
-        let hit = read(&coded, &log, Some(&exit(42)), None, now).limit.unwrap();
+        let hit = read(&coded, &log, Some(&exit(42)), None, now)
+            .limit
+            .unwrap();
         assert_eq!(hit.said, "exit code 42");
     }
 

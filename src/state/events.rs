@@ -948,7 +948,8 @@ mod tests {
             },
             EventKind::TaskInterrupted {
                 attempt: 2,
-                reason: "usage limit of `claude`: Claude AI usage limit reached|1767286800".to_owned(),
+                reason: "usage limit of `claude`: Claude AI usage limit reached|1767286800"
+                    .to_owned(),
                 limited: true,
             },
             EventKind::TaskUsage {

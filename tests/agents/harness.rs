@@ -156,7 +156,10 @@ pub fn assert_fan_merged(
         for task in ["T1", "T2", "T3", "T4"] {
             let attempts = state["items"][task]["attempts"].as_array().unwrap();
             let tokens = attempts.last().unwrap()["usage"]["input_tokens"].as_u64();
-            assert!(tokens > Some(0), "{cli}: {task} records its tokens: {attempts:?}");
+            assert!(
+                tokens > Some(0),
+                "{cli}: {task} records its tokens: {attempts:?}"
+            );
             total += tokens.unwrap_or(0);
         }
         eprintln!("{cli}: {total} input tokens recorded for the 4 tasks");

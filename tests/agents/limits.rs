@@ -43,15 +43,26 @@ fn assert_paused_then_resumed(env: &TestEnv, cli: &str, out: &std::process::Outp
     assert!(out.status.success(), "{cli}: {shown}");
     assert_eq!(env.status_of("T1"), "merged", "{cli}: {shown}");
     let tries = attempts(env, "T1");
-    assert_eq!(tries.len(), 2, "{cli}: {tries:?}{}", harness::agent_logs(env));
+    assert_eq!(
+        tries.len(),
+        2,
+        "{cli}: {tries:?}{}",
+        harness::agent_logs(env)
+    );
     assert_eq!(tries[0]["outcome"]["kind"], "interrupted", "{cli}");
     assert!(tries[0]["paused_until"].is_string(), "{cli}: {tries:?}");
     assert_eq!(tries[1]["outcome"]["kind"], "succeeded", "{cli}");
-    assert_eq!(tries[1]["resumed"], true, "{cli}: the limited session goes on");
+    assert_eq!(
+        tries[1]["resumed"], true,
+        "{cli}: the limited session goes on"
+    );
     assert_eq!(tries[0]["session"], tries[1]["session"], "{cli}");
     let paused = named(env, "agent.paused");
     assert_eq!(paused.len(), 1, "{cli}: {paused:?}");
-    assert_eq!((&paused[0]["agent"], &paused[0]["cause"]), (&json!(cli), &json!("limit")));
+    assert_eq!(
+        (&paused[0]["agent"], &paused[0]["cause"]),
+        (&json!(cli), &json!("limit"))
+    );
     let resumed = named(env, "agent.resumed");
     assert_eq!(resumed.len(), 1, "{cli}");
     assert_eq!(resumed[0]["cause"], "time", "{cli}: it resumed by itself");
@@ -100,7 +111,10 @@ fn claude_hits_its_usage_limit_pauses_and_resumes_without_spending_an_attempt() 
     });
     let api = ModelApi::start(Api::Anthropic, &script, &env.root());
     env.write(".orchestrator.toml", &config("claude", ""));
-    env.write("plan.toml", "[[task]]\nid = \"T1\"\ntitle = \"Start the notes\"\n");
+    env.write(
+        "plan.toml",
+        "[[task]]\nid = \"T1\"\ntitle = \"Start the notes\"\n",
+    );
     let (out, _) = harness::run(&env, &crate::claude::vars(&env, &api, &bin), 1);
     assert_paused_then_resumed(&env, "claude", &out);
     let refused = api
@@ -141,7 +155,10 @@ fn codex_hits_its_usage_limit_pauses_and_resumes_without_spending_an_attempt() {
     });
     let api = ModelApi::start(Api::Responses, &script, &env.root());
     env.write(".orchestrator.toml", &config("codex", ""));
-    env.write("plan.toml", "[[task]]\nid = \"T1\"\ntitle = \"Start the notes\"\n");
+    env.write(
+        "plan.toml",
+        "[[task]]\nid = \"T1\"\ntitle = \"Start the notes\"\n",
+    );
     let vars = crate::codex::vars(&env, &api, &bin);
     let (out, _) = harness::run(&env, &vars, 1);
     assert_paused_then_resumed(&env, "codex", &out);
@@ -182,7 +199,10 @@ fn a_red_check_hands_back_to_claude_which_continues_its_session() {
         m = marker.display()
     );
     env.write(".orchestrator.toml", &config("claude", &check));
-    env.write("plan.toml", "[[task]]\nid = \"T1\"\ntitle = \"Start the notes\"\n");
+    env.write(
+        "plan.toml",
+        "[[task]]\nid = \"T1\"\ntitle = \"Start the notes\"\n",
+    );
     let (out, _) = harness::run(&env, &crate::claude::vars(&env, &api, &bin), 1);
     let shown = format!("{}{}", env.render(&out), harness::agent_logs(&env));
     assert!(out.status.success(), "{shown}");
@@ -196,8 +216,8 @@ fn a_red_check_hands_back_to_claude_which_continues_its_session() {
     assert_eq!(tries[1]["purpose"], "check_failure");
     assert_eq!(tries[1]["resumed"], true);
     assert_eq!(tries[0]["session"], tries[1]["session"]);
-    let prompt = std::fs::read_to_string(env.repo().join(".orchestrator/runs/T1/2/prompt.md"))
-        .unwrap();
+    let prompt =
+        std::fs::read_to_string(env.repo().join(".orchestrator/runs/T1/2/prompt.md")).unwrap();
     assert!(prompt.contains("check `test` failed"), "{prompt}");
     assert!(
         !prompt.contains("## How to work"),
@@ -212,7 +232,10 @@ fn a_red_check_hands_back_to_claude_which_continues_its_session() {
         .collect();
     assert!(!handed_back.is_empty());
     for body in &handed_back {
-        assert!(body.contains("Your task is `T1`"), "the first prompt is there");
+        assert!(
+            body.contains("Your task is `T1`"),
+            "the first prompt is there"
+        );
         assert!(body.contains("Done T1"), "the first answer is there");
     }
     let cost = |n: usize| tries[n]["usage"]["cost_usd"].as_f64().unwrap();

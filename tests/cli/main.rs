@@ -17,6 +17,7 @@ mod live_plan;
 mod merge;
 mod metrics;
 mod notify;
+mod pause;
 mod pid_reuse;
 mod plan_check;
 mod plan_graph;
