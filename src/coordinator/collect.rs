@@ -1,8 +1,8 @@
 //! Collecting a finished attempt, on a blocking thread: reading `exit.json`,
 //! the agent's report and final message (moved from the worktree to the run
 //! folder), what its output says of limits, usage and its session
-//! ([`crate::runner::output`]), running `post_agent`, staging conflicts the agent resolved
-//! without `git add`, committing what the agent left, adding the
+//! ([`crate::runner::output`]), running `post_agent`, staging conflicts the
+//! agent resolved without `git add`, committing what the agent left, adding the
 //! `Orch-Task` trailer to commits made around the hook
 //! ([`crate::git::trailers`]), and counting its commits. It decides
 //! nothing: [`super::judge`] reads the [`AttemptReport`].
