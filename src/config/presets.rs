@@ -418,6 +418,29 @@ mod tests {
                 on_file,
                 "{name}: `{{prompt_file}}` goes with prompt = \"file\""
             );
+            for pattern in preset.limit_patterns.iter().flatten() {
+                assert!(regex::Regex::new(pattern).is_ok(), "{name}: {pattern}");
+            }
+            if let Some(resume) = &preset.resume_command {
+                assert!(preset.session.is_some(), "{name}: a resume needs a session");
+                assert!(
+                    resume.iter().any(|a| a == "{session_id}"),
+                    "{name}: `{{session_id}}` is in its resume_command"
+                );
+                let kept = |argv: &[String]| {
+                    argv.iter()
+                        .filter(|a| {
+                            *a != "{session_id}" && !matches!(a.as_str(), "resume" | "--resume")
+                        })
+                        .cloned()
+                        .collect::<BTreeSet<_>>()
+                };
+                assert_eq!(
+                    kept(resume),
+                    kept(command),
+                    "{name}: resuming runs the CLI as its command does"
+                );
+            }
         }
     }
 

@@ -310,6 +310,10 @@ mod tests {
         assert_eq!(hit.reset, Some(UNIX_EPOCH + Duration::from_secs(RESET)));
         assert!(hit.said.contains("usage limit reached"), "{}", hit.said);
         assert_eq!(r.session.as_deref(), Some("s-1"));
+        let subscription = "{\"type\":\"result\",\"is_error\":true,\"result\":\"You've hit your limit · resets 5pm (America/New_York)\",\"session_id\":\"s-4\"}\n";
+        let hit = reading("claude", subscription, 1, now).limit.unwrap();
+        assert_eq!(hit.reset, crate::when::parse("5pm", now));
+        assert!(hit.reset.is_some());
         let rate = "{\"type\":\"result\",\"is_error\":true,\"api_error_status\":429,\"result\":\"API Error: Request rejected (429) · This request would exceed your rate limit\",\"session_id\":\"s-2\"}\n";
         assert_eq!(reading("claude", rate, 1, now).limit.unwrap().reset, None);
         let done = "{\"type\":\"result\",\"result\":\"Done\",\"session_id\":\"s-3\",\"total_cost_usd\":0.0024,\"usage\":{\"input_tokens\":100,\"output_tokens\":20,\"cache_read_input_tokens\":5}}\n";
