@@ -634,6 +634,32 @@ fn default_check_timeout() -> Dur {
     Dur(Duration::from_secs(20 * 60))
 }
 
+/// Returns the folder task worktrees go in: `worktree_root` with `{repo}`
+/// replaced, relative to the repository root, normalized without touching
+/// the disk.
+pub fn worktree_root(repo_root: &Path, template: &str) -> PathBuf {
+    let name = repo_root
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "repo".to_owned());
+    normalize(&repo_root.join(template.replace("{repo}", &name)))
+}
+
+/// Removes `.` and resolves `..` lexically.
+pub fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 /// A config that could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -720,6 +746,33 @@ impl Config {
             });
         }
         Ok(config)
+    }
+
+    /// Refuses what only the repository's place tells: a `git.worktree_root`
+    /// inside the repository at `repo_root`, where every task worktree would
+    /// be a copy of the repository inside the user's checkout. `path` is the
+    /// config file, read again to point at the key.
+    pub fn check_placement(&self, path: &Path, repo_root: &Path) -> Result<(), ConfigError> {
+        let root = worktree_root(repo_root, &self.git.worktree_root);
+        if !root.starts_with(repo_root) {
+            return Ok(());
+        }
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines = LineIndex::new(&text);
+        let key = vec![
+            PathSeg::Key("git".to_owned()),
+            PathSeg::Key("worktree_root".to_owned()),
+        ];
+        let offset = toml_offsets(&text, &[key]).pop().flatten();
+        Err(ConfigError::Invalid {
+            path: path.to_owned(),
+            location: offset.map(|o| lines.location(o)),
+            message: format!(
+                "`git.worktree_root` `{}` is inside the repository (`{}`): every task worktree would be a copy of the repository in your checkout; put them beside it, like the default `../{{repo}}.worktrees`",
+                self.git.worktree_root,
+                root.display()
+            ),
+        })
     }
 
     /// Returns the first value that parses but makes no sense, with its key path.

@@ -507,6 +507,18 @@ fn check_hooks(r: &mut Report, root: &Path, config: &Config, show: &dyn Fn(&Path
             return;
         }
     };
+    if location.inside_repository {
+        r.warn(
+            "hooks",
+            format!(
+                "`core.hooksPath` is `{}`, inside the repository (`{}`): orch does not install its hooks there, so commits in task worktrees get no `Orch-Task:` trailer",
+                location.hooks_path.as_deref().unwrap_or_default(),
+                show(&location.dir)
+            ),
+            "point `core.hooksPath` outside the repository and call your hooks from there, then `orch hooks install`; or leave it, orch works without its hooks",
+        );
+        return;
+    }
     let states = install::status(&location);
     let missing: Vec<&str> = states
         .iter()

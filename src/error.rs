@@ -246,6 +246,16 @@ impl From<RunError> for CliError {
                 };
                 CliError::new(ErrorKind::Input, error).with_hint(hint)
             }
+            RunError::TargetRewound {
+                ref target,
+                ref lost,
+                ref backup,
+            } => {
+                let hint = format!(
+                    "put it back (`git merge {lost}` on `{target}`), or, if the new history is what you want, drop the backup (`git update-ref -d {backup}`); then `orch run` carries on"
+                );
+                CliError::new(ErrorKind::Input, error).with_hint(hint)
+            }
             RunError::Notify(_) => CliError::new(ErrorKind::Input, error),
             RunError::MetricsListen { .. } => CliError::new(ErrorKind::Input, error).with_hint(
                 "pick a free address for `listen` under `[metrics]`, or remove it to run without the endpoint",
@@ -284,10 +294,17 @@ impl From<CleanError> for CliError {
 impl From<HookError> for CliError {
     fn from(error: HookError) -> CliError {
         let kind = match error {
-            HookError::Tangled { .. } => ErrorKind::Input,
+            HookError::Tangled { .. } | HookError::InsideRepository { .. } => ErrorKind::Input,
             HookError::Locate { .. } | HookError::Io { .. } => ErrorKind::Internal,
         };
-        CliError::new(kind, error)
+        let hint = matches!(error, HookError::InsideRepository { .. }).then_some(
+            "orch works without its hooks (commits in task worktrees then carry no `Orch-Task:` trailer); to have them, point `core.hooksPath` outside the repository and call your hooks from there, then `orch hooks install`",
+        );
+        let cli = CliError::new(kind, error);
+        match hint {
+            Some(hint) => cli.with_hint(hint),
+            None => cli,
+        }
     }
 }
 
@@ -604,6 +621,14 @@ mod tests {
                 },
                 2,
             ),
+            (
+                RunError::TargetRewound {
+                    target: "main".to_owned(),
+                    lost: "abc".to_owned(),
+                    backup: "refs/orch/backup/@target/main/1".to_owned(),
+                },
+                2,
+            ),
             (RunError::Git(no_branch()), 2),
             (RunError::Git(libgit2()), 255),
             (RunError::Policy(glob), 255),
@@ -711,6 +736,13 @@ mod tests {
                 HookError::Tangled {
                     hook: path(),
                     chained: path(),
+                },
+                2,
+            ),
+            (
+                HookError::InsideRepository {
+                    dir: path(),
+                    hooks_path: ".githooks".to_owned(),
                 },
                 2,
             ),

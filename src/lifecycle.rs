@@ -15,6 +15,11 @@
 //!   rebuilt from scratch.
 //! - `awaiting_merge -> merged`: on start, reconcile finds the branch tip
 //!   already in target (the coordinator died after moving target).
+//! - any task status but `merged` and `resolved` `-> merged` (`Reconcile`):
+//!   on start, git shows the task's merge landed on the target (journal,
+//!   merge commit, replayed tip) whatever the state file said (a crash
+//!   after the merge and before the state was written, a second
+//!   coordinator): the state follows git.
 //! - `conflicted -> awaiting_merge` on a person's retry (instead of the
 //!   contract's `conflicted -> ready`): with `on_conflict = "stop"` the person
 //!   fixes the branch by hand and retries, and what is needed then is a new
@@ -167,6 +172,8 @@ pub enum Transition {
     Resolve,
     /// A person retries it.
     Retry,
+    /// Git shows its merge landed (start-up reconcile).
+    Reconcile,
 }
 
 impl Transition {
@@ -176,6 +183,12 @@ impl Transition {
             self,
             Transition::Cancel | Transition::Resolve | Transition::Retry | Transition::Unblock
         )
+    }
+
+    /// Returns whether the event may move a terminal status: a person's, or
+    /// git's word that the work landed.
+    pub fn may_leave_terminal(self) -> bool {
+        self.is_manual() || self == Transition::Reconcile
     }
 }
 
@@ -337,6 +350,23 @@ pub const TABLE: &[Rule] = &[
         to: S::Ready,
         units: Units::Both,
     },
+    Rule {
+        event: Transition::Reconcile,
+        from: &[
+            S::Pending,
+            S::Ready,
+            S::Running,
+            S::Retrying,
+            S::AwaitingMerge,
+            S::Merging,
+            S::Conflicted,
+            S::Failed,
+            S::Blocked,
+            S::Cancelled,
+        ],
+        to: S::Merged,
+        units: Units::TaskOnly,
+    },
     // Beyond the contract: a person may run a finished task again on
     // purpose (its definition changed since it merged, say); the work
     // already in the target stays there.
@@ -455,7 +485,7 @@ mod tests {
 
     use super::*;
 
-    const EVENTS: [Transition; 17] = [
+    const EVENTS: [Transition; 18] = [
         Transition::Promote,
         Transition::Start,
         Transition::Succeed,
@@ -473,6 +503,7 @@ mod tests {
         Transition::Cancel,
         Transition::Resolve,
         Transition::Retry,
+        Transition::Reconcile,
     ];
 
     #[test]
@@ -505,6 +536,8 @@ mod tests {
             (S::Merging, E::Requeue, S::AwaitingMerge),
             (S::Blocked, E::Unblock, S::Pending),
             (S::AwaitingMerge, E::Merge, S::Merged),
+            (S::Failed, E::Reconcile, S::Merged),
+            (S::Running, E::Reconcile, S::Merged),
         ];
         for (from, event, to) in task {
             assert_eq!(next(Unit::Task, from, event), Ok(to), "{from} on {event:?}");
@@ -536,6 +569,8 @@ mod tests {
             (Unit::Subtask, S::Running, E::MergeStart),
             (Unit::Subtask, S::Done, E::Cancel),
             (Unit::Task, S::Cancelled, E::Cancel),
+            (Unit::Task, S::Resolved, E::Reconcile),
+            (Unit::Subtask, S::Running, E::Reconcile),
         ];
         for (unit, from, event) in illegal {
             assert!(
@@ -587,7 +622,7 @@ mod tests {
                     Ok(to) => {
                         prop_assert!(reachable(unit, to));
                         if status.is_terminal() {
-                            prop_assert!(event.is_manual(), "{status} left on {event:?}");
+                            prop_assert!(event.may_leave_terminal(), "{status} left on {event:?}");
                         }
                         if matches!(status, Status::Merged | Status::Done | Status::Resolved) {
                             // Only a person's retry runs a finished task again.

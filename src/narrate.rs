@@ -251,6 +251,9 @@ pub fn describe(e: &Event) -> Option<Described> {
                 None => format!("{id}: {reason}"),
             },
         ),
+        EventKind::MergeWaiting { reason } if id.is_empty() => {
+            Described::new(Status::AwaitingMerge, "waiting", reason.clone())
+        }
         EventKind::MergeWaiting { reason } => {
             Described::new(Status::AwaitingMerge, "waiting", format!("{id}: {reason}"))
         }

@@ -66,6 +66,13 @@ pub fn start_ticks(raw: u32) -> Option<u64> {
     stat_fields(raw)?.get(19)?.parse().ok()
 }
 
+/// Returns whether the process has ended but was not reaped yet (a zombie:
+/// `Z` in `/proc/<pid>/stat`). An orphan whose new parent does not reap it
+/// stays one; it holds no lock and writes nothing.
+pub fn is_zombie(raw: u32) -> bool {
+    stat_fields(raw).is_some_and(|f| f.first().is_some_and(|s| s == "Z"))
+}
+
 /// Returns this process's start time, as [`start_ticks`].
 pub fn own_start_ticks() -> Option<u64> {
     start_ticks(std::process::id())

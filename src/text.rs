@@ -18,6 +18,22 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// Cuts `text` to at most `max` bytes (at a character boundary) and says
+/// how much was cut: `… [cut: 1234 more bytes]`. Text that fits is returned as is.
+pub fn cap(mut text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = text.len() - end;
+    text.truncate(end);
+    text.push_str(&format!("… [cut: {cut} more bytes]"));
+    text
+}
+
 /// Formats a count with the right noun: `1 task`, `3 tasks`.
 pub fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
@@ -67,6 +83,13 @@ pub fn duration(d: std::time::Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cap_cuts_at_a_character_boundary_and_says_how_much() {
+        assert_eq!(cap("short".to_owned(), 10), "short");
+        assert_eq!(cap("abcdef".to_owned(), 4), "abcd… [cut: 2 more bytes]");
+        assert_eq!(cap("ééé".to_owned(), 3), "é… [cut: 4 more bytes]");
+    }
 
     #[test]
     fn plural_picks_the_noun() {

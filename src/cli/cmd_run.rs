@@ -43,7 +43,16 @@ pub struct RunArgs {
 
 pub fn run(global: &GlobalArgs, args: RunArgs) -> Result<(), CliError> {
     let ws = Workspace::discover(global)?;
-    ws.require_repo()?;
+    let repo = ws.require_repo()?;
+    if let Some(linked) = &repo.linked {
+        // One run per repository: its config, plan and state are the main
+        // checkout's, whichever worktree the run is started from.
+        eprintln!(
+            "note: `{}` is a linked worktree; orch runs the repository from its main checkout `{}` (its config, plan and state)",
+            linked.display(),
+            repo.root.display()
+        );
+    }
     let (plan, source) = ws.load_plan_source(args.file.plan.as_deref())?;
     let target = ws.target()?;
     if let Some(n) = args.max_parallel

@@ -34,6 +34,12 @@ impl Workspace {
             None => (ws.root.join(config::FILE_NAME), true),
         };
         let loaded = Config::load(&path, optional).map_err(|e| e.shown_as(&ws.display(&path)))?;
+        if let Some(repo) = &ws.repo {
+            loaded
+                .config
+                .check_placement(&path, &repo.root)
+                .map_err(|e| e.shown_as(&ws.display(&path)))?;
+        }
         ws.config = loaded.config;
         ws.config_path = loaded.path;
         Ok(ws)

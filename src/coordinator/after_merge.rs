@@ -8,6 +8,8 @@
 //! | the target checkout is not clean, or kept moving | queued again; merging pauses; said once per reason |
 //! | the branch moved since it was queued | queued again at the new tip |
 //! | the target branch is gone | queued again, and the run halts |
+//! | the target lost the head orch last landed (moved under orch) | queued again, and the run halts naming the lost commit and its backup ref |
+//! | the target already holds the branch, put there outside orch | failed: not a merge that passed policy |
 //! | the run stopped during the merge | queued again |
 //! | any other error | failed |
 
@@ -49,8 +51,21 @@ pub struct Requeue {
     pub announce_requeue: Option<Option<String>>,
     /// Pause merging for a while (the cause will not clear at once).
     pub pause: bool,
-    /// The target is gone: nothing more starts or merges.
-    pub halt: bool,
+    /// Nothing more starts or merges, for this reason.
+    pub halt: Option<Stop>,
+}
+
+/// Why the run must stop starting and merging.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop {
+    /// The target branch is gone.
+    TargetGone,
+    /// The target lost `lost`, the head orch last landed, kept at `backup`.
+    TargetRewound {
+        lost: String,
+        head: String,
+        backup: String,
+    },
 }
 
 impl Requeue {
@@ -61,7 +76,7 @@ impl Requeue {
             announce_wait: false,
             announce_requeue: None,
             pause: false,
-            halt: false,
+            halt: None,
         }
     }
 }
@@ -166,9 +181,26 @@ pub fn decide(outcome: &MergeOutcome, rules: Rules<'_>) -> AfterMerge {
         }),
         MergeOutcome::TargetGone => AfterMerge::Requeued(Requeue {
             announce_wait: true,
-            halt: true,
+            halt: Some(Stop::TargetGone),
             ..Requeue::because(format!("target branch `{}` is gone", rules.target))
         }),
+        MergeOutcome::TargetRewound { lost, head, backup } => AfterMerge::Requeued(Requeue {
+            announce_wait: true,
+            halt: Some(Stop::TargetRewound {
+                lost: lost.clone(),
+                head: head.clone(),
+                backup: backup.clone(),
+            }),
+            ..Requeue::because(rewound_reason(rules.target, lost, head, backup))
+        }),
+        MergeOutcome::PutThereOutsideOrch { branch, tip } => AfterMerge::Failed {
+            reason: format!(
+                "the commits of `{branch}` (up to {}) are already on `{}`, put there outside orch (the target was moved onto the branch?); orch does not count that as a merge: check `{}`, then `orch resolve` the task if it is right",
+                short(tip),
+                rules.target,
+                rules.target
+            ),
+        },
         MergeOutcome::Interrupted => AfterMerge::Requeued(Requeue::because(
             "the run stopped during the merge".to_owned(),
         )),
@@ -176,6 +208,19 @@ pub fn decide(outcome: &MergeOutcome, rules: Rules<'_>) -> AfterMerge {
             reason: format!("merge failed: {}", crate::text::error_chain(error)),
         },
     }
+}
+
+/// Says that the target lost the head orch last landed, and where it is kept.
+pub fn rewound_reason(target: &str, lost: &str, head: &str, backup: &str) -> String {
+    format!(
+        "`{target}` was moved to {}, which does not contain {}, the commit orch last merged onto it; orch stopped merging; the lost commit is kept as `{backup}`",
+        short(head),
+        lost
+    )
+}
+
+fn short(oid: &str) -> &str {
+    oid.get(..crate::git::refs::SHORT_ID).unwrap_or(oid)
 }
 
 /// Names up to ten files, then how many more.
@@ -305,7 +350,7 @@ mod tests {
                 announce_wait: true,
                 announce_requeue: None,
                 pause: true,
-                halt: false,
+                halt: None,
             })
         );
         let again = decide(
@@ -342,20 +387,57 @@ mod tests {
                 announce_wait: false,
                 announce_requeue: Some(Some("refs/orch/backup/T1/1".to_owned())),
                 pause: false,
-                halt: false,
+                halt: None,
             })
         );
         let gone = decide(&MergeOutcome::TargetGone, rules());
         assert!(matches!(
             gone,
-            AfterMerge::Requeued(Requeue { halt: true, announce_wait: true, ref reason, .. })
+            AfterMerge::Requeued(Requeue { halt: Some(Stop::TargetGone), announce_wait: true, ref reason, .. })
                 if reason == "target branch `main` is gone"
         ));
         let stopped = decide(&MergeOutcome::Interrupted, rules());
         assert!(matches!(
             stopped,
-            AfterMerge::Requeued(Requeue { halt: false, announce_wait: false, pause: false, ref reason, .. })
+            AfterMerge::Requeued(Requeue { halt: None, announce_wait: false, pause: false, ref reason, .. })
                 if reason == "the run stopped during the merge"
         ));
+    }
+
+    #[test]
+    fn a_target_moved_under_orch_halts_and_a_tip_put_there_fails() {
+        let rewound = decide(
+            &MergeOutcome::TargetRewound {
+                lost: "1111111111111111111111111111111111111111".to_owned(),
+                head: "2222222222222222222222222222222222222222".to_owned(),
+                backup: "refs/orch/backup/@target/main/1".to_owned(),
+            },
+            rules(),
+        );
+        let AfterMerge::Requeued(Requeue {
+            halt: Some(Stop::TargetRewound { backup, .. }),
+            reason,
+            announce_wait: true,
+            ..
+        }) = rewound
+        else {
+            panic!("expected a halt: {rewound:?}");
+        };
+        assert_eq!(backup, "refs/orch/backup/@target/main/1");
+        assert_eq!(
+            reason,
+            "`main` was moved to 222222222, which does not contain 1111111111111111111111111111111111111111, the commit orch last merged onto it; orch stopped merging; the lost commit is kept as `refs/orch/backup/@target/main/1`"
+        );
+        let outside = decide(
+            &MergeOutcome::PutThereOutsideOrch {
+                branch: "orch/T1".to_owned(),
+                tip: "3333333333333333333333333333333333333333".to_owned(),
+            },
+            rules(),
+        );
+        assert!(
+            matches!(&outside, AfterMerge::Failed { reason } if reason.contains("already on `main`, put there outside orch")),
+            "{outside:?}"
+        );
     }
 }

@@ -25,6 +25,11 @@ use crate::runner::{final_message, output};
 /// How many of an attempt's newest commits `task.completed` lists.
 const LOG_COMMITS: usize = 10;
 
+/// The most of an agent's summary that is kept (in `state.json`, in
+/// reasons, in the prompts of dependent tasks); the rest is cut with a
+/// marker. An agent's own report is not trusted to stay small.
+pub const MAX_SUMMARY: usize = 64 * 1024;
+
 /// What collection needs; built by the decision core.
 #[derive(Debug, Clone)]
 pub struct Collection {
@@ -93,6 +98,47 @@ pub struct AttemptReport {
     pub hook_error: Option<HookError>,
     /// The worktree the state records, when it no longer exists.
     pub worktree_gone: Option<PathBuf>,
+    /// The worktree is no longer on the task's branch, or the branch is
+    /// gone: nothing was committed for the agent.
+    pub off_branch: Option<OffBranch>,
+}
+
+/// How an attempt's worktree left its branch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OffBranch {
+    /// The branch was deleted while the agent ran.
+    Deleted { branch: String, worktree: PathBuf },
+    /// The worktree was switched to another branch (`None`: detached).
+    Switched {
+        branch: String,
+        now: Option<String>,
+        worktree: PathBuf,
+    },
+}
+
+/// Says how the worktree left `branch`, if it did: leftovers are then not
+/// committed (they would land on another branch, or make a root commit
+/// that recreates a deleted one).
+fn off_branch(
+    repo: &std::path::Path,
+    worktree: &std::path::Path,
+    branch: &str,
+) -> Option<OffBranch> {
+    let now = crate::git::worktree::current_branch(worktree).ok()?;
+    if now.as_deref() != Some(branch) {
+        return Some(OffBranch::Switched {
+            branch: branch.to_owned(),
+            now,
+            worktree: worktree.to_owned(),
+        });
+    }
+    match refs::branch_tip(repo, branch) {
+        Ok(None) => Some(OffBranch::Deleted {
+            branch: branch.to_owned(),
+            worktree: worktree.to_owned(),
+        }),
+        _ => None,
+    }
 }
 
 /// Collects one attempt. Blocking.
@@ -107,7 +153,12 @@ pub fn collect(input: Collection) -> AttemptReport {
         keep(&files.last_message, &input.folder.last_message_file());
     }
     match crate::fsio::read_json::<AgentResult>(&input.folder.result_file()) {
-        Ok(result) => report.result = result,
+        Ok(result) => {
+            report.result = result.map(|mut r| {
+                r.summary = r.summary.map(|s| crate::text::cap(s, MAX_SUMMARY));
+                r
+            })
+        }
         Err(e) => report.result_error = Some(e),
     }
     report.final_message = final_message::read(
@@ -146,6 +197,9 @@ pub fn collect(input: Collection) -> AttemptReport {
     {
         report.hook_error = Some(e);
     }
+    if let (Some(worktree), Some(branch)) = (worktree, &input.branch) {
+        report.off_branch = off_branch(&input.repo, worktree, branch);
+    }
     if let (Some(worktree), Some(_)) = (worktree, &input.conflict_with) {
         let unmerged = commit::unmerged_paths(worktree).unwrap_or_default();
         report.unresolved = if exited_cleanly {
@@ -155,6 +209,7 @@ pub fn collect(input: Collection) -> AttemptReport {
         };
     }
     if exited_cleanly
+        && report.off_branch.is_none()
         && report.hook_error.is_none()
         && input.auto_commit
         && report.unresolved.is_empty()

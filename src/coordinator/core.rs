@@ -188,6 +188,11 @@ pub enum Input {
     },
     /// The merge in progress ended.
     Merged { task: FullId, outcome: MergeOutcome },
+    /// A landed merge's `post_merge` hooks ended.
+    PostMerged {
+        task: FullId,
+        result: Result<(), hook::HookError>,
+    },
     /// A person's command from the inbox.
     Command {
         received: inbox::Received,
@@ -228,6 +233,12 @@ pub enum Effect {
     Emit { id: Option<FullId>, kind: EventKind },
     /// The state changed: write it (the executor batches writes).
     Persist,
+    /// Write the state now, before anything that follows (a landed merge
+    /// reaches disk before its `post_merge` hooks run, and before the next
+    /// merge overwrites the journal).
+    Flush,
+    /// Run a landed merge's `post_merge` hooks.
+    PostMerge(Box<PostMergeRequest>),
     /// Give a task its branch and worktree, then run `post_create`.
     Provision(Box<ProvisionRequest>),
     /// Prepare a run folder and start the supervisor of one attempt.
@@ -313,6 +324,16 @@ pub struct PromptRequest {
     pub problem_log: Option<PathBuf>,
 }
 
+/// What running `post_merge` needs from the core; the executor adds the
+/// commands from the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostMergeRequest {
+    pub task: FullId,
+    pub commit: String,
+    /// Where the hooks run: the target's checkout, or the merge worktree.
+    pub dir: PathBuf,
+}
+
 /// What merging one task needs from the core; the executor adds the rest
 /// from the config.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -324,6 +345,10 @@ pub struct MergeRequest {
     pub queued_tip: Option<String>,
     pub base: Option<String>,
     pub worktree: Option<PathBuf>,
+    /// The target's head after orch's last merge.
+    pub landed: Option<String>,
+    /// The task's merge recorded before a person ran it again, if it was.
+    pub merged_before: Option<String>,
 }
 
 /// An attempt whose supervisor is running (or whose report is awaited).
@@ -372,6 +397,11 @@ pub struct MergeSlot {
     pub last_wait: Option<String>,
     /// The target's newest commit orch has seen.
     pub target_seen: Option<String>,
+    /// The task whose `post_merge` hooks run; no merge starts meanwhile.
+    pub post_merge: Option<FullId>,
+    /// People's cancels of the task being merged: answered once the merge
+    /// has stopped (cancelled) or landed first (refused).
+    pub cancels: Vec<inbox::Received>,
 }
 
 /// How the run is being stopped.
@@ -390,6 +420,9 @@ pub enum Stopping {
 pub enum Halt {
     /// The target branch was deleted: nothing more starts or merges.
     TargetGone { last: Option<String> },
+    /// The target no longer contains `lost`, the head orch last landed:
+    /// it was moved under orch. `lost` is kept at `backup`.
+    TargetRewound { lost: String, backup: String },
 }
 
 /// The run's live state and its rules.
@@ -497,6 +530,7 @@ impl RunState {
                 report,
             } => self.on_collected(unit, attempt, *report, now),
             Input::Merged { task, outcome } => self.on_merged(task, outcome, now),
+            Input::PostMerged { task, result } => self.on_post_merged(task, result),
             Input::Command { received, command } => self.on_command(received, command, now),
             Input::PlanChanged(new) => self.on_plan_changed(*new, now),
             Input::PlanRefused { errors } => self.on_plan_refused(errors),
@@ -539,10 +573,9 @@ impl RunState {
             },
         );
         let before = self.out.len();
+        self.recover_landed(&facts, now);
         self.recover(&facts, now);
-        if self.env.merges() {
-            self.recover_merges(&facts);
-        }
+        self.recover_merges(&facts);
         self.report_recovery(before);
         self.flight.views = self.task_views();
         self.drain()
@@ -804,6 +837,16 @@ impl RunState {
                 return;
             }
         };
+        if action == inbox::Action::Cancel && self.merge.merging.as_ref() == Some(id) {
+            // The merge is stopped first; the answer waits for how it ends
+            // (the file stays in the inbox until answered: seen again, it is
+            // the same command).
+            if !self.merge.cancels.iter().any(|c| c.path == received.path) {
+                self.merge.cancels.push(received);
+                self.effect(Effect::StopMerge);
+            }
+            return;
+        }
         let result = control::apply(
             &self.env.plan,
             &mut self.state,
@@ -901,7 +944,8 @@ impl RunState {
         let quiet = self.flight.live.is_empty()
             && self.flight.provisioning.is_empty()
             && self.flight.finishing.is_empty()
-            && self.merge.merging.is_none();
+            && self.merge.merging.is_none()
+            && self.merge.post_merge.is_none();
         if self.stopping.is_some() || self.halt.is_some() {
             return quiet;
         }

@@ -140,6 +140,15 @@ pub enum RunError {
         /// Its last commit orch saw, to recreate it from.
         last: Option<String>,
     },
+    /// The target lost a commit orch had merged: moved under orch.
+    #[error(
+        "target branch `{target}` was moved under orch and no longer contains {lost}, which orch merged; orch stopped starting and merging tasks (the commit is kept as `{backup}`)"
+    )]
+    TargetRewound {
+        target: String,
+        lost: String,
+        backup: String,
+    },
     #[error(transparent)]
     Git(#[from] GitError),
     #[error(transparent)]
@@ -298,6 +307,12 @@ impl Driver {
         if let Err(e) = crate::git::worktree::prune(&setup.repo_root) {
             tracing::warn!(error = %e, "cannot prune worktrees");
         }
+        // A move of the target's checkout cut short is finished before
+        // anything reads the target (a merge it completes is then found).
+        match crate::merge_queue::checkout::resume(&setup.repo_root, &dir) {
+            Ok(resumed) => tracing::debug!(?resumed, "the target's checkout"),
+            Err(e) => tracing::warn!(error = %e, "cannot finish moving the target's checkout"),
+        }
         let facts = recovery::gather(
             &setup.plan,
             core.state(),
@@ -306,10 +321,10 @@ impl Driver {
             &setup.target,
         );
         let effects = core.start(facts, now);
-        exec.carry_out(effects);
+        exec.carry_out(effects, core.state());
         if let Some(version) = version {
             let effects = core.plan_version(version, now);
-            exec.carry_out(effects);
+            exec.carry_out(effects, core.state());
         }
         let plan_watch = setup
             .plan_source
@@ -350,6 +365,9 @@ impl Driver {
                 self.feed(input);
             }
             self.feed(Input::Tick);
+            if let Some(e) = self.exec.take_flush_error() {
+                return Err(e.into());
+            }
             self.exec.flush(self.core.state(), false)?;
             if let Some((path, source)) = self.exec.take_log_error() {
                 // The state is written first, so that what the run knew survives.
@@ -389,6 +407,11 @@ impl Driver {
             Some(Halt::TargetGone { last }) => Err(RunError::TargetGone {
                 target: self.core.env().target.clone(),
                 last: last.clone(),
+            }),
+            Some(Halt::TargetRewound { lost, backup }) => Err(RunError::TargetRewound {
+                target: self.core.env().target.clone(),
+                lost: lost.clone(),
+                backup: backup.clone(),
             }),
             None => Ok(summary),
         }
@@ -454,7 +477,7 @@ impl Driver {
 
     fn feed(&mut self, input: Input) {
         let effects = self.core.handle(input, Now::real());
-        self.exec.carry_out(effects);
+        self.exec.carry_out(effects, self.core.state());
     }
 
     fn finish(&mut self) -> Result<Summary, RunError> {

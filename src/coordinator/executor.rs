@@ -8,9 +8,11 @@
 //!  Effect::Watch     ─▶ polled: exit.json written or supervisor gone       ─▶ Input::Exited
 //!  Effect::Collect   ─▶ spawn_blocking: collect (post_agent, commit)       ─▶ Input::Collected
 //!  Effect::StartMerge─▶ spawn_blocking: merge_queue::run                   ─▶ Input::Merged
+//!  Effect::PostMerge ─▶ spawn_blocking: merge_queue::run_post_merge        ─▶ Input::PostMerged
 //!  Effect::Emit      ─▶ events.jsonl, the metrics, the notification outbox,
 //!                       then the sink (progress lines, JSON)
 //!  Effect::Persist   ─▶ state.json, batched (at most every FLUSH_INTERVAL)
+//!  Effect::Flush     ─▶ state.json, now
 //!  Effect::Stop...   ─▶ RunFolder::stop (never a pid reused by another process)
 //!  Effect::Reply     ─▶ inbox reply, command file removed
 //! ```
@@ -89,6 +91,8 @@ pub struct Executor {
     sink: Sink,
     /// The first failure to append to `events.jsonl`.
     log_error: Option<(PathBuf, std::io::Error)>,
+    /// The first failure of a state write asked for at once.
+    flush_error: Option<StateError>,
     worktree_admin: Arc<Mutex<()>>,
     merging: Option<MergeRun>,
     /// Adopted attempts, polled until their supervisor is gone.
@@ -131,6 +135,7 @@ impl Executor {
             log,
             sink,
             log_error: None,
+            flush_error: None,
             worktree_admin: Arc::new(Mutex::new(())),
             merging: None,
             watched: Vec::new(),
@@ -189,17 +194,27 @@ impl Executor {
         }
     }
 
-    /// Carries out effects in order.
-    pub fn carry_out(&mut self, effects: Vec<Effect>) {
+    /// Carries out effects in order; `state` is the core's, for writes
+    /// that cannot wait.
+    pub fn carry_out(&mut self, effects: Vec<Effect>, state: &State) {
         for effect in effects {
-            self.one(effect);
+            self.one(effect, state);
         }
     }
 
-    fn one(&mut self, effect: Effect) {
+    fn one(&mut self, effect: Effect, state: &State) {
         match effect {
             Effect::Emit { id, kind } => self.emit(id.as_ref(), kind),
             Effect::Persist => self.dirty = true,
+            Effect::Flush => {
+                self.dirty = true;
+                if let Err(e) = self.flush(state, true)
+                    && self.flush_error.is_none()
+                {
+                    self.flush_error = Some(e);
+                }
+            }
+            Effect::PostMerge(req) => self.post_merge(*req),
             Effect::Provision(req) => self.provision(*req),
             Effect::Launch(req) => self.launch(*req),
             Effect::Watch {
@@ -253,6 +268,11 @@ impl Executor {
                 }
             }
         }
+    }
+
+    /// Takes the first failure of a state write asked for at once, if any.
+    pub fn take_flush_error(&mut self) -> Option<StateError> {
+        self.flush_error.take()
     }
 
     /// Takes the first failure to append to the event log, if any.
@@ -373,8 +393,8 @@ impl Executor {
             delete_branch: config.merge.delete_branch,
             remove_worktree: config.merge.remove_worktree,
             task_worktree: req.worktree,
-            post_merge: config.hooks.post_merge.clone(),
-            hook_timeout: config.agent.timeout.0,
+            landed: req.landed,
+            merged_before: req.merged_before,
             admin: Arc::clone(&self.worktree_admin),
         };
         let tx = self.tx.clone();
@@ -382,6 +402,27 @@ impl Executor {
         tokio::task::spawn_blocking(move || {
             let outcome = merge_queue::run(&job);
             let _ = tx.send(Msg::Input(Box::new(Input::Merged { task, outcome })));
+        });
+    }
+
+    /// Runs a landed merge's `post_merge` hooks on a blocking thread. Their
+    /// processes run in groups of their own and are let finish when the
+    /// run stops (bounded by `agent.timeout`).
+    fn post_merge(&mut self, req: super::core::PostMergeRequest) {
+        let post = merge_queue::PostMerge {
+            state_dir: self.tools.state_dir.path().to_owned(),
+            task: req.task.to_string(),
+            target: self.tools.target.clone(),
+            commit: req.commit,
+            dir: req.dir,
+            commands: self.tools.config.hooks.post_merge.clone(),
+            timeout: self.tools.config.agent.timeout.0,
+        };
+        let tx = self.tx.clone();
+        let task = req.task;
+        tokio::task::spawn_blocking(move || {
+            let result = merge_queue::run_post_merge(&post);
+            let _ = tx.send(Msg::Input(Box::new(Input::PostMerged { task, result })));
         });
     }
 

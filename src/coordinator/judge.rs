@@ -5,25 +5,29 @@
 //! 1. no `exit.json`: the supervisor died with the attempt; interrupted;
 //! 2. the agent was stopped: interrupted while the run stops, else a failure
 //!    from outside orch, retried;
-//! 3. any failure on a rate or usage limit: limited (it does not count, and
+//! 3. the worktree was switched off the task's branch, or the branch was
+//!    deleted (whatever the exit, a limit's included): failed, not retried,
+//!    saying which; orch committed nothing (a person must put the branch
+//!    back before the task runs again);
+//! 4. any failure on a rate or usage limit: limited (it does not count, and
 //!    its agent pauses);
-//! 4. a non-zero exit of an attempt asked to continue a session whose
+//! 5. a non-zero exit of an attempt asked to continue a session whose
 //!    output names no session: the CLI refused to resume it; interrupted,
 //!    and the next attempt starts a new session (a timeout or a signal is
 //!    no refusal: such an attempt may just not have printed it yet);
-//! 5. any failure ([`classify`]) in a worktree that is gone: retried, the
+//! 6. any failure ([`classify`]) in a worktree that is gone: retried, the
 //!    branch keeps what was committed;
-//! 6. any other failure: as classified, an unreadable result file noted;
-//! 7. a clean exit whose `post_agent` hook failed: retried;
-//! 8. conflicts left unresolved, then conflict markers committed: retried;
-//! 9. the leftovers could not be committed: not retried (a person must look);
-//! 10. no commits where the item expects changes: retried;
-//! 11. otherwise: success.
+//! 7. any other failure: as classified, an unreadable result file noted;
+//! 8. a clean exit whose `post_agent` hook failed: retried;
+//! 9. conflicts left unresolved, then conflict markers committed: retried;
+//! 10. the leftovers could not be committed: not retried (a person must look);
+//! 11. no commits where the item expects changes: retried;
+//! 12. otherwise: success.
 
 use std::time::Duration;
 
 use crate::config::RetryConfig;
-use crate::coordinator::collect::AttemptReport;
+use crate::coordinator::collect::{AttemptReport, OffBranch};
 use crate::runner::classify::{self, Verdict};
 use crate::runner::output::LimitHit;
 use crate::runner::spec::End;
@@ -87,6 +91,9 @@ pub fn judge(report: &AttemptReport, rules: Rules<'_>) -> Judgement {
         retry: Retryable::from(retry),
     };
     let verdict = classify::classify(exit, report.result.as_ref(), rules.retry, rules.timeout);
+    if let (Some(off), false) = (&report.off_branch, verdict == Verdict::Stopped) {
+        return failed(off_branch_reason(off), false);
+    }
     if let (Verdict::Failure { .. }, Some(hit)) = (&verdict, &report.limit) {
         return Judgement::Limited(hit.clone());
     }
@@ -154,6 +161,30 @@ pub fn judge(report: &AttemptReport, rules: Rules<'_>) -> Judgement {
                 );
             }
             Judgement::Succeeded
+        }
+    }
+}
+
+/// Says how the worktree left its branch and what a person does about it.
+fn off_branch_reason(off: &OffBranch) -> String {
+    match off {
+        OffBranch::Deleted { branch, worktree } => format!(
+            "branch `{branch}` was deleted while the agent ran; orch committed nothing (what the agent left is still in `{}`); recreate the branch, then retry the task",
+            worktree.display()
+        ),
+        OffBranch::Switched {
+            branch,
+            now,
+            worktree,
+        } => {
+            let now = match now {
+                Some(other) => format!("branch `{other}`"),
+                None => "a detached HEAD".to_owned(),
+            };
+            format!(
+                "the agent switched its worktree `{}` from `{branch}` to {now}; orch committed nothing there, and what it did is not on `{branch}`; switch the worktree back (`git switch {branch}`), then retry the task",
+                worktree.display()
+            )
         }
     }
 }
@@ -257,6 +288,36 @@ mod tests {
                 ),
             ),
             (
+                "the worktree switched to another branch",
+                with(&|rep| {
+                    rep.off_branch = Some(OffBranch::Switched {
+                        branch: "orch/T1".to_owned(),
+                        now: Some("elsewhere".to_owned()),
+                        worktree: PathBuf::from("wt/T1"),
+                    })
+                }),
+                r,
+                fail(
+                    "the agent switched its worktree `wt/T1` from `orch/T1` to branch `elsewhere`; orch committed nothing there, and what it did is not on `orch/T1`; switch the worktree back (`git switch orch/T1`), then retry the task",
+                    false,
+                ),
+            ),
+            (
+                "the branch deleted under the agent, whatever its exit",
+                with(&|rep| {
+                    rep.exit = exit(End::Exited { code: 1 });
+                    rep.off_branch = Some(OffBranch::Deleted {
+                        branch: "orch/T1".to_owned(),
+                        worktree: PathBuf::from("wt/T1"),
+                    })
+                }),
+                r,
+                fail(
+                    "branch `orch/T1` was deleted while the agent ran; orch committed nothing (what the agent left is still in `wt/T1`); recreate the branch, then retry the task",
+                    false,
+                ),
+            ),
+            (
                 "exit 1",
                 with(&|rep| rep.exit = exit(End::Exited { code: 1 })),
                 r,
@@ -357,6 +418,25 @@ mod tests {
                     said: "usage limit reached".to_owned(),
                     reset: None,
                 }),
+            ),
+            (
+                "a limit hit after the agent left its branch: the branch decides",
+                with(&|rep| {
+                    rep.exit = exit(End::Exited { code: 1 });
+                    rep.limit = Some(LimitHit {
+                        said: "usage limit reached".to_owned(),
+                        reset: None,
+                    });
+                    rep.off_branch = Some(OffBranch::Deleted {
+                        branch: "orch/T1".to_owned(),
+                        worktree: PathBuf::from("wt/T1"),
+                    })
+                }),
+                r,
+                fail(
+                    "branch `orch/T1` was deleted while the agent ran; orch committed nothing (what the agent left is still in `wt/T1`); recreate the branch, then retry the task",
+                    false,
+                ),
             ),
             (
                 "a limit named by an attempt that exited 0 is no limit",

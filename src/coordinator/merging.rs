@@ -1,13 +1,16 @@
 //! The core's side of the merge queue: picking the next task, asking for
 //! its merge, and applying the decision on its outcome (`after_merge.rs`).
 
-use super::after_merge::{self, AfterMerge, Next, Requeue};
-use super::core::{Effect, Halt, MergeRequest, Now, RunState, WAIT_PAUSE};
+use super::after_merge::{self, AfterMerge, Next, Requeue, Stop};
+use super::control;
+use super::core::{Effect, Halt, MergeRequest, Now, PostMergeRequest, RunState, WAIT_PAUSE};
 use crate::lifecycle::{Status, Transition};
 use crate::merge_queue::MergeOutcome;
 use crate::plan::FullId;
+use crate::runner::hook::HookError;
 use crate::state::events::{EventKind, Merged};
-use crate::state::model::{MergeProblem, Purpose, Queued, Timestamp};
+use crate::state::inbox::{self, Action};
+use crate::state::model::{LostHead, MergeProblem, Purpose, Queued, Timestamp};
 
 impl RunState {
     /// Starts the next merge when none runs and one waits.
@@ -16,6 +19,7 @@ impl RunState {
             || self.stopping.is_some()
             || self.halt.is_some()
             || self.merge.merging.is_some()
+            || self.merge.post_merge.is_some()
         {
             return;
         }
@@ -34,6 +38,7 @@ impl RunState {
         self.transition(&task, Transition::MergeStart);
         let default_branch = self.env.branch(&task);
         let title = self.env.plan.item(idx).title.clone();
+        let landed = self.state.landed.clone();
         let entry = self.entry(&task);
         let request = MergeRequest {
             task: task.clone(),
@@ -42,6 +47,8 @@ impl RunState {
             queued_tip: entry.queued.as_ref().and_then(|q| q.tip.clone()),
             base: entry.base.clone(),
             worktree: entry.worktree.clone(),
+            landed,
+            merged_before: entry.merge_commit.clone(),
         };
         self.merge.merging = Some(task.clone());
         self.emit(
@@ -64,10 +71,37 @@ impl RunState {
         }
     }
 
+    /// Stops starting and merging because the target lost `lost`, the head
+    /// orch last landed; the state remembers it was reported.
+    pub(super) fn halt_target_rewound(&mut self, lost: String, backup: String) {
+        self.state.lost = Some(LostHead {
+            commit: lost.clone(),
+            backup: backup.clone(),
+        });
+        self.touch();
+        if self.halt.is_none() {
+            self.halt = Some(Halt::TargetRewound { lost, backup });
+        }
+    }
+
     pub(super) fn on_merged(&mut self, task: FullId, outcome: MergeOutcome, now: Now) {
         self.merge.merging = None;
+        let cancels = std::mem::take(&mut self.merge.cancels);
         if self.status(&task) != Status::Merging {
+            self.answer_cancels(&task, cancels, now);
             return;
+        }
+        if !cancels.is_empty() {
+            if !matches!(outcome, MergeOutcome::Merged { .. }) {
+                self.answer_cancels(&task, cancels, now);
+                return;
+            }
+            for received in cancels {
+                let reply = inbox::Reply::refused(format!(
+                    "cannot cancel `{task}`: its merge landed before it could be stopped; it is `merged`"
+                ));
+                self.effect(Effect::Reply { received, reply });
+            }
         }
         let rules = after_merge::Rules {
             target: &self.env.target,
@@ -182,8 +216,12 @@ impl RunState {
                     self.merge.last_wait = Some(reason);
                     self.merge.pause_until = Some(now.mono + WAIT_PAUSE);
                 }
-                if halt {
-                    self.halt_target_gone();
+                match halt {
+                    Some(Stop::TargetGone) => self.halt_target_gone(),
+                    Some(Stop::TargetRewound { lost, backup, .. }) => {
+                        self.halt_target_rewound(lost, backup)
+                    }
+                    None => {}
                 }
             }
             AfterMerge::Failed { reason } => {
@@ -200,7 +238,53 @@ impl RunState {
         }
     }
 
-    /// Records a task whose work is in the target.
+    /// Applies people's cancels of a task whose merge was stopped for them,
+    /// and answers each the same way.
+    fn answer_cancels(&mut self, task: &FullId, cancels: Vec<inbox::Received>, now: Now) {
+        if cancels.is_empty() {
+            return;
+        }
+        let applied = control::apply(
+            &self.env.plan,
+            &mut self.state,
+            Action::Cancel,
+            task.as_str(),
+            Timestamp::at(now.wall),
+        );
+        let reply = match applied {
+            Ok(applied) => {
+                self.touch();
+                self.flight.views = crate::state::task_views(&self.env.plan, Some(&self.state));
+                for (id, kind) in applied.events {
+                    self.emit(Some(&id), kind);
+                }
+                inbox::Reply::ok(format!("{} `{task}`", Action::Cancel.past()))
+            }
+            Err(e) => inbox::Reply::refused(e.to_string()),
+        };
+        for received in cancels {
+            self.effect(Effect::Reply {
+                received,
+                reply: reply.clone(),
+            });
+        }
+    }
+
+    /// Ends a landed merge's `post_merge` hooks.
+    pub(super) fn on_post_merged(&mut self, task: FullId, result: Result<(), HookError>) {
+        self.merge.post_merge = None;
+        if let Err(failure) = result {
+            self.emit(
+                Some(&task),
+                EventKind::HookFailed {
+                    reason: crate::text::error_chain(&failure),
+                },
+            );
+        }
+    }
+
+    /// Records a task whose work is in the target; the state is written at
+    /// once, before its `post_merge` hooks run.
     fn landed(&mut self, task: &FullId, outcome: MergeOutcome) {
         let MergeOutcome::Merged {
             commit,
@@ -210,6 +294,7 @@ impl RunState {
             branch_deleted,
             backup,
             worktree,
+            hooks_in,
             hook_failures,
         } = outcome
         else {
@@ -217,6 +302,9 @@ impl RunState {
         };
         self.merge.pause_until = None;
         self.merge.target_seen = Some(commit.clone());
+        if hooks_in.is_some() {
+            self.state.landed = Some(commit.clone());
+        }
         for check in checks {
             self.emit(Some(task), EventKind::CheckPassed { check });
         }
@@ -239,7 +327,7 @@ impl RunState {
         self.emit(
             Some(task),
             EventKind::TaskMerged {
-                commit,
+                commit: commit.clone(),
                 how: Merged::Landed {
                     onto,
                     strategy: self.env.config.git.merge_strategy,
@@ -256,6 +344,17 @@ impl RunState {
                     reason: crate::text::error_chain(&failure),
                 },
             );
+        }
+        self.effect(Effect::Flush);
+        if let Some(dir) = hooks_in
+            && !self.env.config.hooks.post_merge.is_empty()
+        {
+            self.merge.post_merge = Some(task.clone());
+            self.effect(Effect::PostMerge(Box::new(PostMergeRequest {
+                task: task.clone(),
+                commit,
+                dir,
+            })));
         }
     }
 

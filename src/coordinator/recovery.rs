@@ -13,19 +13,28 @@
 //!   reused pid: [`RunFolder::liveness`]) is adopted and watched;
 //! - any other open attempt was interrupted: it does not count, and the item
 //!   is retried;
-//! - a task awaiting or in a merge whose work (journaled candidate, else
-//!   branch tip) is already in the target is merged; any other task caught
-//!   mid-merge goes back to the queue;
+//! - a move of the target's checkout cut short is finished first
+//!   (`merge_queue::checkout::resume`);
+//! - a task whose merge git shows on the target (`merge_queue::evidence`:
+//!   the journal, its merge commit, its replayed tip) is merged, whatever
+//!   status the state had recorded (it may lag a crash, or a second
+//!   coordinator): an open attempt of it is closed and stopped. A branch
+//!   tip merely contained in the target is not evidence. Any other task
+//!   caught mid-merge goes back to the queue;
+//! - a target that no longer contains the head orch last landed was moved
+//!   under orch: the lost commit is kept under a backup ref and the run
+//!   halts, until a person puts it back or deletes that ref;
 //! - a check left running by the dead coordinator is stopped.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::core::{Effect, Live, Now, RunState};
+use super::core::{Effect, Halt, Live, Now, RunState};
 use crate::git::refs;
 use crate::lifecycle::{Status, Transition, Unit};
 use crate::merge_queue::Journal;
+use crate::merge_queue::evidence::{self, Sought};
 use crate::plan::{FullId, Kind, Plan};
 use crate::runner::folder::{Liveness, RunFolder};
 use crate::state::events::{EventKind, Merged};
@@ -39,11 +48,31 @@ pub struct Facts {
     pub pid: u32,
     /// Tasks and subtasks with attempts to look at, by id.
     pub runs: BTreeMap<FullId, Runs>,
-    /// Tasks awaiting or in a merge, with the commit of their work that is
-    /// already in the target, if it is.
-    pub merges: BTreeMap<FullId, Option<String>>,
+    /// Tasks not yet recorded merged whose merge git shows on the target,
+    /// with the commit where it landed.
+    pub landed: BTreeMap<FullId, String>,
     /// Checks whose supervisor still runs, left by a dead coordinator.
     pub running_checks: Vec<RunFolder>,
+    /// What became of the head orch last landed, when the target lost it.
+    pub rewound: Option<Rewound>,
+}
+
+/// The target no longer contains the head orch last landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rewound {
+    /// Found now: `lost` was kept at `backup`.
+    Found {
+        lost: String,
+        head: String,
+        backup: String,
+    },
+    /// Reported before, and its backup ref is still there: still stopped.
+    Again { lost: String, backup: String },
+    /// Reported before, and a person deleted the backup ref: the target's
+    /// new history is accepted from `head` on.
+    Accepted { head: String },
+    /// Reported before, and the commit is back in the target.
+    Restored,
 }
 
 /// The attempts of one item found on disk.
@@ -112,29 +141,10 @@ pub fn gather(plan: &Plan, state: &State, dir: &StateDir, repo: &Path, target: &
         let known = state.items.get(id).map_or(0, |s| s.attempts.len() as u32);
         facts.runs.insert(id.clone(), runs_of(dir, id, known));
     }
-    let journal: Option<Journal> = crate::fsio::read_json(&dir.merge_journal()).ok().flatten();
     let target_tip = refs::branch_tip(repo, target).ok().flatten();
-    let in_target = |oid: Option<&str>| match (oid.and_then(refs::parse_oid), target_tip) {
-        (Some(oid), Some(tip)) => refs::is_ancestor(repo, oid, tip).unwrap_or(false),
-        _ => false,
-    };
-    for (id, s) in &state.items {
-        if !matches!(s.status, Status::Merging | Status::AwaitingMerge) {
-            continue;
-        }
-        let journaled = journal
-            .as_ref()
-            .filter(|j| j.task == id.as_str())
-            .map(|j| j.candidate.clone())
-            .filter(|c| in_target(Some(c)));
-        let tip = || {
-            s.branch
-                .as_deref()
-                .and_then(|b| refs::branch_tip(repo, b).ok().flatten())
-                .map(|t| t.to_string())
-                .filter(|t| in_target(Some(t)))
-        };
-        facts.merges.insert(id.clone(), journaled.or_else(tip));
+    if let Some(tip) = target_tip {
+        facts.landed = landed(plan, state, dir, repo, tip);
+        facts.rewound = rewound(state, repo, target, tip);
     }
     for task_dir in std::fs::read_dir(dir.checks())
         .into_iter()
@@ -153,6 +163,92 @@ pub fn gather(plan: &Plan, state: &State, dir: &StateDir, repo: &Path, target: &
         }
     }
     facts
+}
+
+/// Finds the tasks the state does not record merged (nor resolved) whose
+/// merge git shows on the target. Only tasks the state knows are looked
+/// for: a fresh state does not adopt old merge commits of tasks that
+/// happen to share ids. Blocking.
+fn landed(
+    plan: &Plan,
+    state: &State,
+    dir: &StateDir,
+    repo: &Path,
+    tip: git2::Oid,
+) -> BTreeMap<FullId, String> {
+    let sought: Vec<Sought> = state
+        .items
+        .iter()
+        .filter(|(id, s)| {
+            !matches!(s.status, Status::Merged | Status::Resolved)
+                && plan
+                    .lookup(id.as_str())
+                    .is_some_and(|i| plan.item(i).kind == Kind::Task)
+        })
+        .map(|(id, s)| Sought {
+            task: id.to_string(),
+            base: s.base.as_deref().and_then(refs::parse_oid),
+            backup: refs::latest_backup(repo, id.as_str())
+                .ok()
+                .flatten()
+                .map(|(_, oid)| oid),
+            merged_before: s.merge_commit.as_deref().and_then(refs::parse_oid),
+        })
+        .collect();
+    if sought.is_empty() {
+        return BTreeMap::new();
+    }
+    let journal: Option<Journal> = crate::fsio::read_json(&dir.merge_journal()).ok().flatten();
+    let found = git2::Repository::open(repo)
+        .and_then(|git| evidence::find(&git, tip, &sought, journal.as_ref()));
+    match found {
+        Ok(found) => found
+            .into_iter()
+            .filter_map(|(task, oid)| Some((FullId::parse(&task).ok()?, oid.to_string())))
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the target's history");
+            BTreeMap::new()
+        }
+    }
+}
+
+/// Says whether the target still contains the head orch last landed, and
+/// keeps it under a backup ref the first time it does not. Blocking.
+fn rewound(state: &State, repo: &Path, target: &str, tip: git2::Oid) -> Option<Rewound> {
+    let landed = state.landed.as_deref().and_then(refs::parse_oid)?;
+    if refs::is_ancestor(repo, landed, tip).unwrap_or(true) {
+        return state.lost.as_ref().map(|_| Rewound::Restored);
+    }
+    if let Some(lost) = state
+        .lost
+        .as_ref()
+        .filter(|l| l.commit == landed.to_string())
+    {
+        return Some(
+            if refs::ref_points_at(repo, &lost.backup, landed).unwrap_or(true) {
+                Rewound::Again {
+                    lost: lost.commit.clone(),
+                    backup: lost.backup.clone(),
+                }
+            } else {
+                Rewound::Accepted {
+                    head: tip.to_string(),
+                }
+            },
+        );
+    }
+    match refs::backup_lost(repo, target, landed) {
+        Ok(backup) => Some(Rewound::Found {
+            lost: landed.to_string(),
+            head: tip.to_string(),
+            backup,
+        }),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot keep the commit the target lost");
+            None
+        }
+    }
 }
 
 /// What start-up does with a running item's open attempt.
@@ -293,27 +389,80 @@ impl RunState {
         }
     }
 
-    /// Records merges that landed before a crash, puts the others back in
-    /// the queue, and stops checks left running.
-    pub(super) fn recover_merges(&mut self, facts: &Facts) {
-        for (task, landed) in &facts.merges {
-            let status = self.status(task);
-            if let Some(commit) = landed {
-                self.entry(task).merge_commit = Some(commit.clone());
-                self.transition(task, Transition::Merge);
-                self.emit(
-                    Some(task),
-                    EventKind::TaskMerged {
-                        commit: commit.clone(),
-                        how: Merged::Recovered,
-                    },
-                );
-            } else if status == Status::Merging {
-                self.transition(task, Transition::Requeue);
+    /// Records the merges git shows landed, whatever status the state had
+    /// recorded (before anything else looks at those tasks).
+    pub(super) fn recover_landed(&mut self, facts: &Facts, now: Now) {
+        for (task, commit) in &facts.landed {
+            if matches!(self.status(task), Status::Merged | Status::Resolved) {
+                continue;
             }
+            if let Some(attempt) = self.open_attempt(task) {
+                let entry = self.entry(task);
+                if let Some(open) = entry.open_attempt_mut() {
+                    open.outcome = Some(Outcome::Interrupted {
+                        reason: "its merge was already on the target".to_owned(),
+                    });
+                    open.finished = Some(Timestamp::at(now.wall));
+                }
+                let folder = RunFolder::new(self.env.state_dir.run_dir(task, attempt));
+                self.effect(Effect::Stop {
+                    folder,
+                    how: crate::runner::folder::Stop::Ask,
+                });
+            }
+            let entry = self.entry(task);
+            entry.merge_commit = Some(commit.clone());
+            entry.merge_problem = None;
+            entry.reason = None;
+            entry.queued = None;
+            entry.not_before = None;
+            self.transition(task, Transition::Reconcile);
+            self.emit(
+                Some(task),
+                EventKind::TaskMerged {
+                    commit: commit.clone(),
+                    how: Merged::Recovered,
+                },
+            );
+        }
+    }
+
+    /// Puts tasks caught mid-merge back in the queue, stops checks left
+    /// running, and halts when the target was moved under orch.
+    pub(super) fn recover_merges(&mut self, facts: &Facts) {
+        let merging: Vec<FullId> = self
+            .state
+            .items
+            .iter()
+            .filter(|(_, s)| s.status == Status::Merging)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for task in merging {
+            self.transition(&task, Transition::Requeue);
         }
         for folder in &facts.running_checks {
             self.effect(Effect::StopCheck(folder.clone()));
+        }
+        match facts.rewound.clone() {
+            Some(Rewound::Found { lost, head, backup }) => {
+                let reason =
+                    super::after_merge::rewound_reason(&self.env.target, &lost, &head, &backup);
+                self.emit(None, EventKind::MergeWaiting { reason });
+                self.halt_target_rewound(lost, backup);
+            }
+            Some(Rewound::Again { lost, backup }) => {
+                self.halt = Some(Halt::TargetRewound { lost, backup });
+            }
+            Some(Rewound::Accepted { head }) => {
+                self.state.landed = Some(head);
+                self.state.lost = None;
+                self.touch();
+            }
+            Some(Rewound::Restored) => {
+                self.state.lost = None;
+                self.touch();
+            }
+            None => {}
         }
     }
 }

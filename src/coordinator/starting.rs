@@ -261,7 +261,14 @@ impl RunState {
                 return;
             }
             Err(e) => {
-                if self.is_open(&task, attempt) {
+                if self.is_open(&task, attempt) && self.stopping.is_some() {
+                    // Cut short by a deliberate stop: not the worktree's fault.
+                    let reason = format!(
+                        "stopped while its worktree was prepared ({})",
+                        crate::text::error_chain(&e)
+                    );
+                    self.interrupt(&task, attempt, &reason, now);
+                } else if self.is_open(&task, attempt) {
                     let reason = format!(
                         "cannot prepare the worktree: {}",
                         crate::text::error_chain(&e)
@@ -299,6 +306,10 @@ impl RunState {
             }
         }
         if let Err(e) = prepared {
+            if self.stopping.is_some() {
+                self.interrupt(&task, attempt, "stopped while post_create ran", now);
+                return;
+            }
             self.fail_attempt(
                 &task,
                 attempt,

@@ -198,6 +198,7 @@ fn landed() -> MergeOutcome {
         branch_deleted: true,
         backup: None,
         worktree: WorktreeAfter::Detached(PathBuf::from("wt/A")),
+        hooks_in: Some(PathBuf::from("repo")),
         hook_failures: Vec::new(),
     }
 }
@@ -727,6 +728,136 @@ fn a_target_gone_halts_the_run_once_quiet() {
         "nothing merges once halted"
     );
     assert!(h.core.done(h.now));
+}
+
+#[test]
+fn a_cancel_during_a_merge_stops_it_then_cancels_or_is_refused_if_it_landed() {
+    for landed_first in [false, true] {
+        let mut h = merging(|_| {});
+        let effects = h.command(Action::Cancel, "A");
+        assert!(effects.iter().any(|e| matches!(e, Effect::StopMerge)));
+        assert!(
+            !effects.iter().any(|e| matches!(e, Effect::Reply { .. })),
+            "answered once the merge ended"
+        );
+        assert_eq!(h.status("A"), Status::Merging);
+        let again = h.command(Action::Cancel, "A");
+        assert!(
+            !again.iter().any(|e| matches!(e, Effect::StopMerge)),
+            "the same command file, seen again"
+        );
+        let outcome = if landed_first {
+            landed()
+        } else {
+            MergeOutcome::Interrupted
+        };
+        let effects = h.merged("A", outcome);
+        let reply = effects.iter().find_map(|e| match e {
+            Effect::Reply { reply, .. } => Some(reply.clone()),
+            _ => None,
+        });
+        let reply = reply.expect("answered");
+        if landed_first {
+            assert_eq!(h.status("A"), Status::Merged);
+            assert!(!reply.ok);
+            assert_eq!(
+                reply.message,
+                "cannot cancel `A`: its merge landed before it could be stopped; it is `merged`"
+            );
+        } else {
+            assert_eq!(h.status("A"), Status::Cancelled);
+            assert!(reply.ok, "{}", reply.message);
+            assert_eq!(events(&effects), ["task.cancelled A"]);
+        }
+    }
+}
+
+#[test]
+fn a_landed_merge_is_written_before_its_post_merge_hooks_run() {
+    let mut h = merging(|c| c.hooks.post_merge = vec!["true".to_owned()]);
+    let effects = h.merged("A", landed());
+    let flush = effects.iter().position(|e| matches!(e, Effect::Flush));
+    let hooks = effects
+        .iter()
+        .position(|e| matches!(e, Effect::PostMerge(_)));
+    assert!(flush.is_some() && flush < hooks, "{effects:?}");
+    assert_eq!(h.core.state().landed.as_deref(), Some("m1"));
+    assert!(!h.core.done(h.now), "the hooks still run");
+    let effects = h.step(Input::PostMerged {
+        task: id("A"),
+        result: Err(crate::runner::hook::HookError::Failed {
+            stage: "post_merge",
+            command: "true".to_owned(),
+            exit: crate::runner::hook::HookExit::Code(1),
+            log: PathBuf::from("hooks/A/post_merge.log"),
+        }),
+    });
+    assert_eq!(events(&effects), ["hook.failed A"]);
+    assert!(h.core.done(h.now));
+}
+
+#[test]
+fn a_target_moved_under_orch_halts_and_is_remembered() {
+    let mut h = merging(|_| {});
+    let effects = h.merged(
+        "A",
+        MergeOutcome::TargetRewound {
+            lost: "m0".to_owned(),
+            head: "x1".to_owned(),
+            backup: "refs/orch/backup/@target/main/1".to_owned(),
+        },
+    );
+    assert_eq!(events(&effects), ["merge.waiting A"]);
+    assert_eq!(h.status("A"), Status::AwaitingMerge);
+    assert!(matches!(
+        h.core.halt(),
+        Some(super::core::Halt::TargetRewound { lost, .. }) if lost == "m0"
+    ));
+    let lost = h.core.state().lost.clone().unwrap();
+    assert_eq!(lost.backup, "refs/orch/backup/@target/main/1");
+    assert!(h.core.done(h.now));
+}
+
+#[test]
+fn start_up_records_a_landed_merge_whatever_the_state_said() {
+    let mut state = State::default();
+    let mut running = crate::state::ItemState::new(Status::Running);
+    running.attempts.push(crate::state::model::Attempt {
+        number: 2,
+        started: Timestamp(SystemTime::UNIX_EPOCH),
+        finished: None,
+        outcome: None,
+        purpose: None,
+        confined: false,
+        agent: None,
+        session: None,
+        resumed: false,
+        usage: None,
+        paused_until: None,
+    });
+    state.items.insert(id("A"), running);
+    state
+        .items
+        .insert(id("B"), crate::state::ItemState::new(Status::Failed));
+    let facts = Facts {
+        landed: [(id("A"), "m1".to_owned()), (id("B"), "m2".to_owned())].into(),
+        ..Facts::default()
+    };
+    let mut h = Harness::with_state(
+        "[[task]]\nid = \"A\"\n[[task]]\nid = \"B\"\n",
+        |_| {},
+        state,
+        facts,
+    );
+    assert_eq!(h.status("A"), Status::Merged);
+    assert_eq!(h.status("B"), Status::Merged);
+    let a = &h.core.state().items[&id("A")];
+    assert_eq!(a.merge_commit.as_deref(), Some("m1"));
+    assert!(matches!(
+        a.attempts[0].outcome,
+        Some(crate::state::model::Outcome::Interrupted { .. })
+    ));
+    assert!(h.tick().iter().all(|e| !matches!(e, Effect::Provision(_))));
 }
 
 #[test]

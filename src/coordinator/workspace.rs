@@ -30,7 +30,7 @@
 //! out elsewhere, or local changes in the way make provisioning fail with a
 //! message naming them.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use crate::git::{GitError, cmd, commit, refs, worktree};
 
@@ -338,31 +338,7 @@ fn recyclable(free: &FreeWorktree) -> Result<bool, GitError> {
     Ok(worktree::dirty_files(&free.path)?.is_empty())
 }
 
-/// Returns the folder task worktrees go in: `worktree_root` with `{repo}`
-/// replaced, relative to the repository root, normalized without touching
-/// the disk.
-pub fn worktree_root(repo_root: &Path, template: &str) -> PathBuf {
-    let name = repo_root
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "repo".to_owned());
-    normalize(&repo_root.join(template.replace("{repo}", &name)))
-}
-
-/// Removes `.` and resolves `..` lexically.
-pub fn normalize(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for component in path.components() {
-        match component {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                out.pop();
-            }
-            other => out.push(other),
-        }
-    }
-    out
-}
+pub use crate::config::{normalize, worktree_root};
 
 #[cfg(test)]
 mod tests {

@@ -6,8 +6,16 @@
 //! codes and `--porcelain` output are read; human messages never are (they
 //! are passed on as the error's detail). Each call logs its argv, folder and
 //! duration at debug level.
+//!
+//! Every git child runs in a process group of its own, so the signals a
+//! terminal sends to its foreground job (Ctrl-C's SIGINT, SIGHUP, `timeout`)
+//! reach orch and never a git in the middle of writing a checkout, an index
+//! or a worktree's admin files. orch stops in an orderly way: a git command
+//! under way is let finish (they are short, and a half-written checkout is
+//! worse than a late stop), then nothing more starts.
 
 use std::ffi::OsStr;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Instant;
@@ -55,10 +63,12 @@ fn detail(code: &Option<i32>, stderr: &str) -> String {
     }
 }
 
-/// Returns a `git` command for `dir` with the fixed environment.
+/// Returns a `git` command for `dir` with the fixed environment, in a
+/// process group of its own.
 pub fn command(dir: &Path) -> Command {
     let mut cmd = Command::new("git");
     cmd.current_dir(dir)
+        .process_group(0)
         .stdin(Stdio::null())
         .env("LC_ALL", "C")
         .env("GIT_TERMINAL_PROMPT", "0")

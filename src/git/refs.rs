@@ -205,27 +205,72 @@ pub fn swap(
 
 /// Keeps `tip` at `refs/orch/backup/<id>/<n>` (the next free `n`) and returns the ref name.
 pub fn backup(repo: &Path, id: &str, tip: Oid) -> Result<String, GitError> {
-    let r = open(repo)?;
-    let prefix = format!("refs/orch/backup/{id}/");
-    let existing = r
-        .references_glob(&format!("{prefix}*"))
-        .map_err(GitError::git(repo))?
-        .filter_map(|r| r.ok())
-        .filter_map(|r| {
-            r.name()
-                .ok()
-                .and_then(|n| n.strip_prefix(&prefix))
-                .and_then(|n| n.parse::<u32>().ok())
-        })
-        .max()
-        .unwrap_or(0);
-    let name = format!("{prefix}{}", existing + 1);
-    r.reference(
-        &name,
-        tip,
-        false,
-        "orch: keep the branch tip before a rewrite",
+    keep(repo, id, tip, "orch: keep the branch tip before a rewrite")
+}
+
+/// The key under `refs/orch/backup/` where commits lost from a target
+/// branch are kept: `@target/<branch>` (`@` is in no task id).
+pub fn target_backup_key(target: &str) -> String {
+    format!("@target/{target}")
+}
+
+/// Keeps `commit`, lost from the target branch `target`, at
+/// `refs/orch/backup/@target/<target>/<n>` and returns the ref name.
+pub fn backup_lost(repo: &Path, target: &str, commit: Oid) -> Result<String, GitError> {
+    keep(
+        repo,
+        &target_backup_key(target),
+        commit,
+        "orch: keep a commit the target branch lost",
     )
-    .map_err(GitError::git(repo))?;
+}
+
+fn backups(r: &Repository, key: &str) -> Result<Vec<(u32, String, Oid)>, git2::Error> {
+    let prefix = format!("refs/orch/backup/{key}/");
+    let mut out = Vec::new();
+    for reference in r.references_glob(&format!("{prefix}*"))? {
+        let Ok(reference) = reference else { continue };
+        let (Some(name), Some(oid)) = (reference.name().ok(), reference.target()) else {
+            continue;
+        };
+        if let Some(n) = name
+            .strip_prefix(&prefix)
+            .and_then(|n| n.parse::<u32>().ok())
+        {
+            out.push((n, name.to_owned(), oid));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Returns the newest ref under `refs/orch/backup/<key>/` and its commit.
+pub fn latest_backup(repo: &Path, key: &str) -> Result<Option<(String, Oid)>, GitError> {
+    let r = open(repo)?;
+    Ok(backups(&r, key)
+        .map_err(GitError::git(repo))?
+        .pop()
+        .map(|(_, name, oid)| (name, oid)))
+}
+
+/// Returns whether `refname` exists and points at `oid`.
+pub fn ref_points_at(repo: &Path, refname: &str, oid: Oid) -> Result<bool, GitError> {
+    let r = open(repo)?;
+    match r.find_reference(refname) {
+        Ok(reference) => Ok(reference.target() == Some(oid)),
+        Err(e) if e.code() == ErrorCode::NotFound => Ok(false),
+        Err(e) => Err(GitError::git(repo)(e)),
+    }
+}
+
+fn keep(repo: &Path, key: &str, tip: Oid, message: &str) -> Result<String, GitError> {
+    let r = open(repo)?;
+    let next = backups(&r, key)
+        .map_err(GitError::git(repo))?
+        .last()
+        .map_or(1, |(n, _, _)| n + 1);
+    let name = format!("refs/orch/backup/{key}/{next}");
+    r.reference(&name, tip, false, message)
+        .map_err(GitError::git(repo))?;
     Ok(name)
 }

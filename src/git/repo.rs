@@ -46,6 +46,9 @@ pub struct RepoPaths {
     pub root: PathBuf,
     /// The git dir shared by all worktrees (`.git` of the main worktree).
     pub common_dir: PathBuf,
+    /// The linked worktree the search started in, when it was one (its
+    /// root); `root` is then the main worktree's.
+    pub linked: Option<PathBuf>,
 }
 
 impl RepoPaths {
@@ -63,6 +66,10 @@ impl RepoPaths {
             });
         }
         let common_dir = repo.commondir().to_owned();
+        let linked = repo
+            .is_worktree()
+            .then(|| repo.workdir().map(|w| strip_trailing_slash(w.to_owned())))
+            .flatten();
         let root = if repo.is_worktree() {
             let main = Repository::open(&common_dir).map_err(GitError::git(&common_dir))?;
             main.workdir()
@@ -80,6 +87,7 @@ impl RepoPaths {
         Ok(RepoPaths {
             root: strip_trailing_slash(root),
             common_dir: strip_trailing_slash(common_dir),
+            linked,
         })
     }
 

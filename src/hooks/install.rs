@@ -6,6 +6,16 @@
 //! already there is renamed to `<hook>.orch-chained` and run by the shim
 //! first; uninstalling renames it back. Nothing is ever deleted that orch
 //! did not write, and a step that fails puts back what it moved.
+//!
+//! A `core.hooksPath` inside the repository's working tree (`.githooks`,
+//! husky's `.husky`) holds the team's hooks, usually tracked: writing there
+//! would change the user's checkout (and stall orch's own merges on that
+//! change), and the shims would be committed by whoever commits next.
+//! `install` refuses such a folder and says what to do; `orch run` goes on
+//! without the hooks, saying why, and `orch doctor` reports it. (Installing
+//! per worktree through `extensions.worktreeConfig` was the alternative;
+//! it changes the repository's config format for every git that reads it,
+//! which is a larger step than a missing trailer warrants.)
 
 use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -40,6 +50,12 @@ pub enum HookError {
         #[source]
         source: io::Error,
     },
+    /// `core.hooksPath` points inside the repository's working tree.
+    #[error(
+        "`core.hooksPath` is `{hooks_path}`, a folder inside the repository (`{}`); orch never writes there: the hooks in it are the team's (often tracked), and orch's shims would change your checkout",
+        dir.display()
+    )]
+    InsideRepository { dir: PathBuf, hooks_path: String },
     /// Both a foreign hook and a chained one exist: something replaced the
     /// shim after it was installed. Guessing which to keep could lose one.
     #[error(
@@ -63,6 +79,8 @@ pub struct Location {
     pub dir: PathBuf,
     /// `core.hooksPath`, when set.
     pub hooks_path: Option<String>,
+    /// The folder is inside the repository's working tree.
+    pub inside_repository: bool,
 }
 
 /// What is in place of one hook.
@@ -114,9 +132,22 @@ pub fn locate(root: &Path) -> Result<Location, HookError> {
     let hooks_path = cmd::stdout(root, ["config", "--get", "core.hooksPath"])
         .ok()
         .filter(|s| !s.is_empty());
+    let dir = PathBuf::from(dir);
+    let canonical = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_owned());
+    let inside_repository = hooks_path.is_some() && {
+        let git_dir = cmd::stdout(
+            root,
+            ["rev-parse", "--path-format=absolute", "--git-common-dir"],
+        )
+        .map(PathBuf::from)
+        .map_err(locate_err)?;
+        let dir = canonical(&dir);
+        dir.starts_with(canonical(root)) && !dir.starts_with(canonical(&git_dir))
+    };
     Ok(Location {
-        dir: PathBuf::from(dir),
+        dir,
         hooks_path,
+        inside_repository,
     })
 }
 
@@ -191,6 +222,12 @@ pub fn install(
     location: &Location,
     orch_exe: &Path,
 ) -> Result<Vec<(&'static str, Change)>, HookError> {
+    if location.inside_repository {
+        return Err(HookError::InsideRepository {
+            dir: location.dir.clone(),
+            hooks_path: location.hooks_path.clone().unwrap_or_default(),
+        });
+    }
     std::fs::create_dir_all(&location.dir).map_err(io_err(&location.dir))?;
     let states = status(location);
     for state in &states {
@@ -262,6 +299,7 @@ mod tests {
         Location {
             dir: dir.to_owned(),
             hooks_path: None,
+            inside_repository: false,
         }
     }
 
@@ -297,6 +335,22 @@ mod tests {
         );
         assert!(!dir.path().join("commit-msg").exists());
         assert!(!dir.path().join("pre-commit.orch-chained").exists());
+    }
+
+    #[test]
+    fn a_hooks_folder_inside_the_repository_is_never_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let loc = Location {
+            hooks_path: Some(".githooks".to_owned()),
+            inside_repository: true,
+            ..location(&dir.path().join(".githooks"))
+        };
+        let err = install(&loc, Path::new("/opt/orch")).unwrap_err();
+        assert!(
+            matches!(&err, HookError::InsideRepository { hooks_path, .. } if hooks_path == ".githooks"),
+            "{err:?}"
+        );
+        assert!(!dir.path().join(".githooks").exists(), "nothing made");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! diagram, each a function of its own, until the task lands or a step
 //! ends the merge with a [`MergeOutcome`].
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,7 +16,9 @@ use crate::git::{GitError, cmd, refs, worktree};
 use crate::runner::hook;
 use crate::state::StateDir;
 
+use super::checkout::{self, Forwarded, Resumed};
 use super::checks::{self, CheckEnd, CheckRun};
+use super::evidence::{self, Sought};
 use super::outcome::{MergeError, MergeOutcome, PostMergeError, WaitReason, WorktreeAfter};
 use super::policy::Policy;
 
@@ -57,8 +59,12 @@ pub struct Job {
     pub delete_branch: bool,
     pub remove_worktree: bool,
     pub task_worktree: Option<PathBuf>,
-    pub post_merge: Vec<String>,
-    pub hook_timeout: Duration,
+    /// The target's head after orch's last merge: a target that no longer
+    /// contains it was moved under orch, and nothing more merges.
+    pub landed: Option<String>,
+    /// The task's merge recorded before a person ran it again, if it was:
+    /// not a landing of this merge.
+    pub merged_before: Option<String>,
     pub admin: Arc<Mutex<()>>,
 }
 
@@ -113,7 +119,7 @@ struct Landed {
     commit: Oid,
     checks: Vec<String>,
     backup: Option<String>,
-    /// Where `post_merge` runs; `None` runs no hooks (nothing new landed).
+    /// Where `post_merge` is to run; `None` runs no hooks (nothing new landed).
     hooks_in: Option<PathBuf>,
 }
 
@@ -137,9 +143,10 @@ fn land(job: &Job) -> Result<MergeOutcome, Ended> {
         let candidate = build(job, &git, &sides)?;
         if candidate == sides.head {
             // The target already holds the branch's work: nothing moves and
-            // no hook runs, only the cleanup is left.
+            // no hook runs, only the cleanup is left, if orch put it there.
+            let commit = already_landed(job, &git, &sides)?;
             let landed = Landed {
-                commit: candidate,
+                commit,
                 checks: Vec::new(),
                 backup: None,
                 hooks_in: None,
@@ -208,7 +215,49 @@ fn sides(job: &Job, git: &Repository) -> Result<Sides, Ended> {
     let Some(head) = refs::tip(git, &job.target).map_err(GitError::git(repo))? else {
         return Err(MergeOutcome::TargetGone.into());
     };
+    if let Some(landed) = job.landed.as_deref().and_then(refs::parse_oid)
+        && !refs::is_ancestor(repo, landed, head)?
+    {
+        let backup = refs::backup_lost(repo, &job.target, landed)?;
+        return Err(MergeOutcome::TargetRewound {
+            lost: landed.to_string(),
+            head: head.to_string(),
+            backup,
+        }
+        .into());
+    }
     Ok(Sides { tip, head })
+}
+
+/// Returns where the branch's work landed when the target already holds
+/// it: its base (a branch with no commits), or the commit that shows orch
+/// merged it ([`evidence`]). A branch tip the target was moved onto some
+/// other way is not a merge: it ends the merge.
+fn already_landed(job: &Job, git: &Repository, sides: &Sides) -> Result<Oid, Ended> {
+    let base = job.base.as_deref().and_then(refs::parse_oid);
+    if base == Some(sides.tip) {
+        return Ok(sides.head);
+    }
+    let journal: Option<Journal> =
+        crate::fsio::read_json(&StateDir::at(&job.state_dir).merge_journal())
+            .ok()
+            .flatten();
+    let sought = Sought {
+        task: job.task.clone(),
+        base,
+        backup: refs::latest_backup(&job.repo, &job.task)?.map(|(_, oid)| oid),
+        merged_before: job.merged_before.as_deref().and_then(refs::parse_oid),
+    };
+    let found = evidence::find(git, sides.head, &[sought], journal.as_ref())
+        .map_err(GitError::git(&job.repo))?;
+    match found.get(&job.task) {
+        Some(commit) => Ok(*commit),
+        None => Err(MergeOutcome::PutThereOutsideOrch {
+            branch: job.branch.clone(),
+            tip: sides.tip.to_string(),
+        }
+        .into()),
+    }
 }
 
 /// Step 1: builds the candidate in memory with the configured strategy.
@@ -289,9 +338,10 @@ fn run_checks(job: &Job, candidate: Oid) -> Result<Vec<String>, Ended> {
 }
 
 /// Step 4: writes the journal, then moves the target from the head to the
-/// candidate: by compare-and-swap, or by `git merge --ff-only` where the
-/// target is checked out. Returns `None` when the target moved meanwhile,
-/// so the candidate must be built again.
+/// candidate: by compare-and-swap, or, where the target is checked out, by
+/// bringing that checkout along under git's rule ([`checkout`]). Returns
+/// `None` when the target moved meanwhile, so the candidate must be built
+/// again.
 fn move_target(
     job: &Job,
     git: &Repository,
@@ -299,21 +349,28 @@ fn move_target(
     candidate: Oid,
 ) -> Result<Option<Moved>, Ended> {
     let repo = &job.repo;
+    let state_dir = StateDir::at(&job.state_dir);
     let candidate_hex = candidate.to_string();
     let checkout = worktree::checked_out_at(git, &job.target);
-    if let Some(checkout) = &checkout {
-        let changed = cmd::stdout(checkout, ["status", "--porcelain", "--untracked-files=no"])?;
-        if !changed.is_empty() {
-            let files = changed
-                .lines()
-                .map(|l| l.get(3..).unwrap_or(l).to_owned())
-                .take(5)
-                .collect();
+    if let Some(dir) = &checkout {
+        match checkout::resume(repo, &state_dir)? {
+            Resumed::Waiting(stuck) => {
+                return Err(MergeOutcome::Waiting {
+                    why: WaitReason::CheckoutStuck(stuck),
+                }
+                .into());
+            }
+            // An earlier move finished: the target moved, build again.
+            Resumed::Completed { .. } => return Ok(None),
+            Resumed::Nothing | Resumed::Abandoned => {}
+        }
+        let blockers = checkout::blockers(dir, sides.head, candidate)?;
+        if !blockers.is_empty() {
             return Err(MergeOutcome::Waiting {
                 why: WaitReason::TargetDirty {
                     target: job.target.clone(),
-                    checkout: checkout.clone(),
-                    files,
+                    checkout: dir.clone(),
+                    blockers,
                 },
             }
             .into());
@@ -324,7 +381,7 @@ fn move_target(
         candidate: candidate_hex.clone(),
         onto: sides.head.to_string(),
     };
-    let path = StateDir::at(&job.state_dir).merge_journal();
+    let path = state_dir.merge_journal();
     crate::fsio::write_json(&path, &journal)
         .map_err(|source| MergeError::Journal { path, source })?;
     let backup = match job.strategy {
@@ -333,42 +390,63 @@ fn move_target(
         }
         MergeStrategy::Merge | MergeStrategy::FfOnly => None,
     };
+    let message = format!("orch: merge task {}", job.task);
     let moved = match &checkout {
-        Some(dir) => match cmd::run(dir, ["merge", "--ff-only", "--quiet", &candidate_hex]) {
-            Ok(_) => true,
-            Err(source)
-                if refs::tip(git, &job.target).map_err(GitError::git(repo))?
-                    == Some(sides.head) =>
-            {
-                return Err(MergeOutcome::Waiting {
-                    why: WaitReason::FastForwardRefused {
-                        target: job.target.clone(),
-                        checkout: dir.clone(),
-                        source,
-                    },
+        Some(dir) => {
+            match checkout::fast_forward(
+                &state_dir,
+                dir,
+                &job.target,
+                sides.head,
+                candidate,
+                &message,
+            )? {
+                Forwarded::Moved => true,
+                Forwarded::TargetMoved => false,
+                Forwarded::Stuck(stuck) => {
+                    return Err(MergeOutcome::Waiting {
+                        why: WaitReason::CheckoutStuck(stuck),
+                    }
+                    .into());
                 }
-                .into());
+                Forwarded::Refused(source)
+                    if refs::tip(git, &job.target).map_err(GitError::git(repo))?
+                        == Some(sides.head) =>
+                {
+                    let blockers =
+                        checkout::blockers(dir, sides.head, candidate).unwrap_or_default();
+                    return Err(MergeOutcome::Waiting {
+                        why: WaitReason::FastForwardRefused {
+                            target: job.target.clone(),
+                            checkout: dir.clone(),
+                            blockers,
+                            source,
+                        },
+                    }
+                    .into());
+                }
+                Forwarded::Refused(_) => false,
             }
-            Err(_) => false,
-        },
+        }
         None => refs::swap(
             git,
             &format!("refs/heads/{}", job.target),
             sides.head,
             candidate,
-            &format!("orch: merge task {}", job.task),
+            &message,
         )
         .map_err(GitError::git(repo))?,
     };
     Ok(moved.then_some(Moved { backup, checkout }))
 }
 
-/// Step 5, once the target holds the candidate: frees the task's worktree,
-/// deletes its branch and runs `post_merge`. Nothing here undoes the merge;
-/// what fails is reported with it.
+/// Step 5, once the target holds the candidate: frees the task's worktree
+/// and deletes its branch. Nothing here undoes the merge; what fails is
+/// reported with it. `post_merge` runs later ([`run_post_merge`]), once the
+/// coordinator has recorded the merge on disk.
 fn finish(job: &Job, sides: &Sides, landed: Landed, took: Duration) -> MergeOutcome {
     let commit = landed.commit.to_string();
-    let (worktree, branch_deleted, mut hook_failures) = match cleanup(job, sides.tip) {
+    let (worktree, branch_deleted, hook_failures) = match cleanup(job, sides.tip) {
         Ok((after, deleted)) => (after, deleted, Vec::new()),
         Err(e) => (
             WorktreeAfter::Untouched,
@@ -376,11 +454,6 @@ fn finish(job: &Job, sides: &Sides, landed: Landed, took: Duration) -> MergeOutc
             vec![PostMergeError::Cleanup(e)],
         ),
     };
-    if let Some(dir) = &landed.hooks_in
-        && let Err(e) = run_post_merge(job, dir, &commit)
-    {
-        hook_failures.push(e.into());
-    }
     MergeOutcome::Merged {
         commit,
         onto: sides.head.to_string(),
@@ -389,6 +462,7 @@ fn finish(job: &Job, sides: &Sides, landed: Landed, took: Duration) -> MergeOutc
         branch_deleted,
         backup: landed.backup,
         worktree,
+        hooks_in: landed.hooks_in,
         hook_failures,
     }
 }
@@ -426,19 +500,33 @@ fn cleanup(job: &Job, tip: Oid) -> Result<(WorktreeAfter, bool), GitError> {
     Ok((after, deleted))
 }
 
-fn run_post_merge(job: &Job, dir: &Path, commit: &str) -> Result<(), hook::HookError> {
+/// What `post_merge` needs, once a merge has landed and is on disk.
+#[derive(Debug, Clone)]
+pub struct PostMerge {
+    pub state_dir: PathBuf,
+    pub task: String,
+    pub target: String,
+    pub commit: String,
+    /// The target's checkout, or the merge worktree.
+    pub dir: PathBuf,
+    pub commands: Vec<String>,
+    pub timeout: Duration,
+}
+
+/// Runs the `post_merge` hooks of a landed merge. Blocking.
+pub fn run_post_merge(post: &PostMerge) -> Result<(), hook::HookError> {
     let env = [
-        ("ORCH_TASK_ID", job.task.as_str()),
-        ("ORCH_TARGET", job.target.as_str()),
-        ("ORCH_MERGE_COMMIT", commit),
+        ("ORCH_TASK_ID", post.task.as_str()),
+        ("ORCH_TARGET", post.target.as_str()),
+        ("ORCH_MERGE_COMMIT", post.commit.as_str()),
     ];
-    let log = StateDir::at(&job.state_dir).hook_log(&job.task, "post_merge");
+    let log = StateDir::at(&post.state_dir).hook_log(&post.task, "post_merge");
     hook::run_all(
         "post_merge",
-        &job.post_merge,
-        dir,
+        &post.commands,
+        &post.dir,
         &env,
         &log,
-        job.hook_timeout,
+        post.timeout,
     )
 }

@@ -14,6 +14,7 @@ use crate::git::GitError;
 use crate::git::cmd::CommandError;
 use crate::runner::hook::HookError;
 
+use super::checkout::{Blocker, Stuck, describe};
 use super::checks::CheckFailure;
 use super::policy::Refusal;
 
@@ -39,8 +40,11 @@ pub enum MergeOutcome {
         branch_deleted: bool,
         backup: Option<String>,
         worktree: WorktreeAfter,
-        /// What failed once the target had moved (cleanup, `post_merge`
-        /// hooks); the merge stands, each is reported as a `hook_failed` event.
+        /// Where `post_merge` is to run, once the merge is on disk; `None`
+        /// when nothing new landed (no hook runs).
+        hooks_in: Option<PathBuf>,
+        /// What failed once the target had moved (the cleanup); the merge
+        /// stands, each is reported as a `hook_failed` event.
         hook_failures: Vec<PostMergeError>,
     },
     Conflicts {
@@ -72,6 +76,20 @@ pub enum MergeOutcome {
     },
     /// The target branch no longer exists.
     TargetGone,
+    /// The target no longer contains `lost`, the head orch last landed on it:
+    /// it was moved under orch. `lost` is kept at `backup`.
+    TargetRewound {
+        lost: String,
+        head: String,
+        backup: String,
+    },
+    /// The target already holds the branch's work (its `tip`), and nothing
+    /// shows orch merged it: the target was moved onto the branch some other
+    /// way, which is not a merge that passed policy.
+    PutThereOutsideOrch {
+        branch: String,
+        tip: String,
+    },
     Interrupted,
     Failed {
         error: MergeError,
@@ -115,31 +133,43 @@ impl From<CommandError> for MergeError {
 /// An error type only so that its cause renders through `error_chain`.
 #[derive(Debug, thiserror::Error)]
 pub enum WaitReason {
-    /// The target is checked out with changes to tracked files, which a
-    /// fast-forward could overwrite.
+    /// The target is checked out, and paths the merge changes are modified
+    /// there, or untracked or ignored files are where it would write.
     #[error(
-        "`{target}` is checked out in `{}` with uncommitted changes to tracked files ({}); merging resumes once it is clean",
+        "`{target}` is checked out in `{}`, where the merge would overwrite {}; merging resumes once they are committed, reverted or moved away",
         checkout.display(),
-        files.join(", ")
+        describe(blockers)
     )]
     TargetDirty {
         target: String,
         checkout: PathBuf,
-        /// The first few changed files.
-        files: Vec<String>,
+        /// Every path in the way, in full.
+        blockers: Vec<Blocker>,
     },
-    /// `git merge --ff-only` in the target's checkout refused, and the
-    /// target did not move meanwhile. The source names the checkout.
-    #[error("git would not fast-forward `{target}` (untracked files in the way?)")]
+    /// Git refused to update the target's checkout, and the target did not
+    /// move meanwhile. The source is git's own account.
+    #[error("git would not update `{target}` in `{}`{}", checkout.display(), named(blockers))]
     FastForwardRefused {
         target: String,
         checkout: PathBuf,
+        blockers: Vec<Blocker>,
         #[source]
         source: CommandError,
     },
+    /// A move of the target's checkout cut short cannot be finished yet.
+    #[error(transparent)]
+    CheckoutStuck(#[from] Stuck),
     /// The target moved under every rebuild.
     #[error("`{target}` kept moving while the merge was checked; trying again")]
     KeptMoving { target: String },
+}
+
+fn named(blockers: &[Blocker]) -> String {
+    if blockers.is_empty() {
+        String::new()
+    } else {
+        format!(" (in the way: {})", describe(blockers))
+    }
 }
 
 /// What went wrong after the target moved. The merge stands.
@@ -155,6 +185,7 @@ pub enum PostMergeError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::merge_queue::checkout::InTheWay;
     use crate::text::error_chain;
 
     #[test]
@@ -162,27 +193,37 @@ mod tests {
         let dirty = WaitReason::TargetDirty {
             target: "main".to_owned(),
             checkout: PathBuf::from("/repo"),
-            files: vec!["README.md".to_owned(), "src/a.rs".to_owned()],
+            blockers: vec![
+                Blocker {
+                    path: "docs/a/long/path/README.md".to_owned(),
+                    why: InTheWay::Modified,
+                },
+                Blocker {
+                    path: "config.local".to_owned(),
+                    why: InTheWay::Ignored,
+                },
+            ],
         };
         assert_eq!(
             error_chain(&dirty),
-            "`main` is checked out in `/repo` with uncommitted changes to tracked files (README.md, src/a.rs); merging resumes once it is clean"
+            "`main` is checked out in `/repo`, where the merge would overwrite `docs/a/long/path/README.md` (modified), `config.local` (ignored); merging resumes once they are committed, reverted or moved away"
         );
         let refused = WaitReason::FastForwardRefused {
             target: "main".to_owned(),
             checkout: PathBuf::from("/repo"),
+            blockers: Vec::new(),
             source: CommandError {
-                argv: vec!["merge".to_owned(), "--ff-only".to_owned()],
+                argv: vec!["read-tree".to_owned(), "-m".to_owned()],
                 dir: PathBuf::from("/repo"),
                 code: Some(128),
-                stderr: "error: untracked working tree files would be overwritten\n".to_owned(),
+                stderr: "error: you need to resolve your current index first\n".to_owned(),
             },
         };
         assert_eq!(
             error_chain(&refused),
-            "git would not fast-forward `main` (untracked files in the way?): \
-             `git merge --ff-only` failed in `/repo` (exit code 128): \
-             error: untracked working tree files would be overwritten"
+            "git would not update `main` in `/repo`: \
+             `git read-tree -m` failed in `/repo` (exit code 128): \
+             error: you need to resolve your current index first"
         );
         let cleanup = PostMergeError::Cleanup(GitError::NoSuchBranch {
             branch: "orch/T1".to_owned(),

@@ -15,7 +15,7 @@ use crate::plan::diag::{Diagnostic, Locus, PathSeg, Problem};
 use crate::plan::graph::Graph;
 use crate::plan::model::{
     Dep, Details, FullId, IdIndex, Item, ItemIdx, Kind, LIST_KEYS, Origin, Plan, PlanStatus,
-    Priority, check_local_id,
+    Priority, check_local_id, title_fault,
 };
 use crate::plan::parse::{
     KeyFault, KeyProblem, RawChildren, RawDep, RawItem, RawPlan, RawPriority,
@@ -236,6 +236,15 @@ impl<'a> Builder<'a> {
             self.diagnostics
                 .push(Diagnostic::new(Problem::DuplicateId { id }, locus).with_related(related));
             return;
+        }
+        if let Some(detail) = raw.title.as_deref().and_then(title_fault) {
+            let locus = self.pending_key(&p, "title");
+            let problem = Problem::BadValue {
+                owner: format!("`{id}`"),
+                field: "title",
+                detail,
+            };
+            self.diagnostics.push(Diagnostic::new(problem, locus));
         }
         let mut children_list = self.child_list(raw, &p, &id);
         let (deps_key, deps) = match raw.deps.take() {

@@ -99,6 +99,27 @@ fn describe_char(ch: char) -> String {
     }
 }
 
+/// The longest title accepted, in bytes. A title travels in the agent's
+/// environment (`ORCH_TASK_TITLE`), where Linux caps one string at 128 KiB
+/// and all of them together at a few times that; past the cap the agent
+/// cannot even start. 16 KiB leaves room for everything else.
+pub const MAX_TITLE: usize = 16 * 1024;
+
+/// Returns why a title cannot be passed to an agent, if it cannot: a NUL
+/// byte (no environment string can hold one) or more than [`MAX_TITLE`] bytes.
+pub fn title_fault(title: &str) -> Option<String> {
+    if title.contains('\0') {
+        return Some("a title cannot hold a NUL byte (`\\u0000`): it is passed to the agent in its environment".to_owned());
+    }
+    if title.len() > MAX_TITLE {
+        return Some(format!(
+            "the title is {} bytes long, more than the {MAX_TITLE} an agent's environment can safely carry; put the detail in `description`",
+            title.len()
+        ));
+    }
+    None
+}
+
 /// Checks one local id (a single segment, no dots).
 pub fn check_local_id(s: &str) -> Result<(), IdFault> {
     if s.is_empty() {

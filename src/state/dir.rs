@@ -22,6 +22,7 @@ pub const DIR_NAME: &str = ".orchestrator";
 /// | `hooks/<task>/<stage>.log` | a lifecycle hook's output outside a run folder |
 /// | `merge/` | the merge worktree where candidates are checked |
 /// | `merge.json` | the merge journal, written before the target moves |
+/// | `checkout.json` | a move of the target's checkout under way, until the branch moved |
 /// | `templates/` | prompt templates that override the built-in ones |
 /// | `plans/<digest>.<ext>` | a copy of each plan a run ran, named by its SHA-256 |
 /// | `outbox/` | notifications waiting, given up on and made (`crate::notifications`) |
@@ -116,6 +117,11 @@ impl StateDir {
     /// Returns the merge journal's path.
     pub fn merge_journal(&self) -> PathBuf {
         self.root.join("merge.json")
+    }
+
+    /// Returns the journal of a move of the target's checkout under way.
+    pub fn checkout_journal(&self) -> PathBuf {
+        self.root.join("checkout.json")
     }
 
     /// Returns the notification outbox's folder.

@@ -78,6 +78,14 @@ pub struct State {
     /// The last coordinator that wrote this file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<RunRecord>,
+    /// The target's head after orch's last merge. A target found on a head
+    /// that does not contain it was moved under orch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub landed: Option<String>,
+    /// A landed head the target lost, reported and kept under a backup ref
+    /// until a person puts it back or deletes that ref.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost: Option<LostHead>,
     /// Tasks and subtasks by full id; items the state does not list are as the plan says.
     #[serde(default)]
     pub items: BTreeMap<FullId, ItemState>,
@@ -93,6 +101,8 @@ impl Default for State {
             schema: SCHEMA,
             target: None,
             run: None,
+            landed: None,
+            lost: None,
             items: BTreeMap::new(),
             paused: BTreeMap::new(),
         }
@@ -165,6 +175,14 @@ pub enum PauseCause {
     Limit,
     /// `orch pause`.
     Person,
+}
+
+/// A commit orch merged that the target no longer contains.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LostHead {
+    pub commit: String,
+    /// The ref keeping it (`refs/orch/backup/@target/<target>/<n>`).
+    pub backup: String,
 }
 
 /// Who ran (or runs) the coordinator.
@@ -531,6 +549,7 @@ mod tests {
                 finished: None,
                 plan: None,
             }),
+            landed: Some("2".repeat(40)),
             ..State::default()
         };
         state
@@ -583,6 +602,7 @@ mod tests {
             "pid": 42,
             "started": "2026-01-01T00:00:00.000Z"
           },
+          "landed": "2222222222222222222222222222222222222222",
           "items": {
             "P1.M1.T1": {
               "status": "merged",

@@ -79,13 +79,9 @@ fn clean_all_keeps_dirty_worktrees_and_unmerged_branches() {
 #[test]
 fn clean_is_refused_while_a_run_is_live() {
     let env = setup();
-    let dir = env.repo().join(".orchestrator");
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(dir.join("lock"))
-        .unwrap();
-    file.lock().unwrap();
+    // A live run holds a lock on the state dir itself (`state::lock`).
+    let dir = std::fs::File::open(env.repo().join(".orchestrator")).unwrap();
+    dir.lock().unwrap();
     let out = env.orch().arg("clean").output().unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", env.render(&out));
 }

@@ -1,12 +1,19 @@
-//! The crash harness: a 30-task plan with agents of random duration, merging
-//! behind a check, and the coordinator killed with SIGKILL at random
-//! instants, then restarted, again and again. Afterwards every task is
-//! merged exactly once, every commit an agent made is on the target (or
-//! under `refs/orch/backup/`), no agent process is left, and at every kill
-//! `state.json` was whole and `events.jsonl` readable to its last complete
-//! line.
+//! The crash harness: a plan with agents of random duration, merging behind
+//! a check, and the coordinator killed with SIGKILL at random instants, then
+//! restarted, again and again. Afterwards every task is merged exactly once,
+//! every commit an agent made is on the target (or under
+//! `refs/orch/backup/`), and no agent process is left. At every kill
+//! `state.json` was whole, `events.jsonl` readable to its last complete
+//! line, and every task the state called merged was on the target; after
+//! every restart the state agrees with the target: each task whose merge
+//! the target held at the kill is merged in the first state the new run
+//! writes.
 //!
-//! CI runs 10 kills. By hand, for 100:
+//! Three variants, each behind a 0.3 s check: `merge` with 30 tasks;
+//! `rebase` and `squash` with 12 tasks and a 0.3 s `post_merge` hook, so
+//! that kills land during checks and hooks too (issue 12).
+//!
+//! CI runs 10 kills of the first and 6 of each other. By hand, for 100:
 //! `ORCH_CRASH_KILLS=100 cargo test --test cli crash -- --nocapture`
 //! (`ORCH_CRASH_SEED` replays a run; the seed is printed).
 
@@ -16,13 +23,11 @@ use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal, kill_process};
 
-use crate::common::TestEnv;
+use crate::common::{DEADLINE, TestEnv, wait_until};
 
-const TASKS: usize = 30;
-
-fn plan() -> String {
+fn plan(tasks: usize) -> String {
     let mut text = String::new();
-    for i in 1..=TASKS {
+    for i in 1..=tasks {
         text.push_str(&format!("[[task]]\nid = \"T{i:02}\"\n"));
         if i > 5 {
             text.push_str(&format!("depends_on = [\"T{:02}\"]\n", i - 5));
@@ -65,36 +70,129 @@ fn check_files(env: &TestEnv, kill: u64) {
     }
 }
 
-#[test]
-fn sigkill_at_random_instants_loses_nothing_and_merges_once() {
-    let kills = env_number("ORCH_CRASH_KILLS", 10);
+/// One run of the harness.
+struct Variant {
+    strategy: &'static str,
+    tasks: usize,
+    /// Kills when `ORCH_CRASH_KILLS` is not set.
+    kills: u64,
+    /// A slow `post_merge` hook, so that kills land during it too.
+    post_merge_hook: bool,
+}
+
+/// Returns, per task, how many times the target's first-parent history
+/// holds its landing: its merge commit (`merge`, `squash`), or its agent's
+/// commits replayed (`rebase`: a commit message seen twice is a double landing).
+fn landings(env: &TestEnv, strategy: &str) -> BTreeMap<String, usize> {
+    let log = env.git(
+        &env.repo(),
+        ["log", "--first-parent", "--format=%s", "main"],
+    );
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for subject in log.lines() {
+        let id = match strategy {
+            "rebase" => subject
+                .strip_prefix("Work on ")
+                .and_then(|r| r.split(',').next()),
+            _ => subject
+                .strip_prefix("Merge task ")
+                .and_then(|r| r.split(':').next()),
+        };
+        let Some(id) = id else { continue };
+        *seen.entry(subject).or_default() += 1;
+        let n = seen[subject];
+        let entry = counts.entry(id.to_owned()).or_default();
+        *entry = (*entry).max(n);
+    }
+    counts
+}
+
+/// Returns the statuses in `state.json` (empty when there is none yet).
+fn statuses(env: &TestEnv) -> (BTreeMap<String, String>, Option<u64>) {
+    let path = env.repo().join(".orchestrator/state.json");
+    let state: serde_json::Value = std::fs::read_to_string(path)
+        .map(|text| serde_json::from_str(&text).unwrap())
+        .unwrap_or_default();
+    let items = state["items"]
+        .as_object()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|(id, i)| Some((id.clone(), i["status"].as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default();
+    (items, state["run"]["pid"].as_u64())
+}
+
+/// Counts the markers of checks or hooks (`<kind>-<pid>`) whose shell still runs.
+fn running(dir: &std::path::Path, kind: &str) -> usize {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_prefix(&format!("{kind}-"))?.parse::<u32>().ok()
+        })
+        .filter(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists())
+        .count()
+}
+
+fn harness(v: Variant) {
+    let kills = env_number("ORCH_CRASH_KILLS", v.kills);
     let seed = env_number("ORCH_CRASH_SEED", fastrand::u64(..));
     let mut rng = fastrand::Rng::with_seed(seed);
-    println!("crash harness: {kills} kills, seed {seed}");
+    let name = v.strategy;
+    println!("crash harness ({name}): {kills} kills, seed {seed}");
     let env = TestEnv::new();
     env.init_repo();
     let (outside, allow) = env.outside();
     let log = outside.join("agent-commits.log");
+    let marks = outside.join("marks");
+    std::fs::create_dir_all(&marks).unwrap();
+    let m = marks.display();
+    // The check and the hook say when they run (`<kind>-<pid>` markers).
+    let check = format!("touch {m}/check-$$; sleep 0.3; rm -f {m}/check-$$; test -f README.md");
+    let hooks = if v.post_merge_hook {
+        format!("post_merge = [\"touch {m}/hook-$$; sleep 0.3; rm -f {m}/hook-$$\"]\n")
+    } else {
+        String::new()
+    };
     env.configure(
         "crashy.sh",
         &format!(
-            "[agent.env]\nHARNESS_LOG = {:?}\nHARNESS_MAX_MS = \"{}\"\n\n[policy]\nchecks = [{{ name = \"quick\", run = \"sleep 0.3; test -f README.md\", timeout = \"30s\" }}]\n{allow}",
+            "[agent.env]\nHARNESS_LOG = {:?}\nHARNESS_MAX_MS = \"{}\"\n\n[policy]\nchecks = [{{ name = \"quick\", run = {:?}, timeout = \"30s\" }}]\n{allow}",
             log.display().to_string(),
             // Enough work that the plan outlasts the kills: 30 tasks of
             // 0.15 s per kill on average, three at once, is 1.5 s of work
             // per kill against the 1.05 s a kill waits on average.
-            (kills * 300).max(1500)
+            (kills * 300 * 30 / v.tasks as u64).max(1500),
+            check
         ),
     );
     env.edit_config("max_parallel = 2", "max_parallel = 3");
-    env.write("plan.toml", &plan());
+    env.edit_config(
+        "[hooks]\ninstall = false\n",
+        &format!("[hooks]\ninstall = false\n{hooks}"),
+    );
+    env.edit_config(
+        "target = \"main\"",
+        &format!("target = \"main\"\nmerge_strategy = \"{}\"", v.strategy),
+    );
+    env.write("plan.toml", &plan(v.tasks));
     env.git(&env.repo(), ["add", "-A"]);
     env.git(&env.repo(), ["commit", "-q", "-m", "plan"]);
 
     let started = Instant::now();
     let mut killed_with_work = 0;
     let mut killed_mid_merge = 0;
+    let mut killed_in_check = 0;
+    let mut killed_in_hook = 0;
     let mut killed = 0;
+    // The tasks the target held at the last kill.
+    let mut landed_before: Vec<String> = Vec::new();
     for kill in 1..=kills {
         let mut run = env
             .orch()
@@ -103,9 +201,27 @@ fn sigkill_at_random_instants_loses_nothing_and_merges_once() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        // After a restart, the first state the run writes holds what
+        // recovery made of the target.
+        let pid = u64::from(run.id());
+        let mut ended = None;
+        let recorded = wait_until(DEADLINE, || {
+            ended = run.try_wait().unwrap();
+            ended.is_some() || statuses(&env).1 == Some(pid)
+        });
+        assert!(recorded, "kill {kill}: the run never wrote its state");
+        if ended.is_none() {
+            let (items, _) = statuses(&env);
+            for task in &landed_before {
+                assert_eq!(
+                    items.get(task).map(String::as_str),
+                    Some("merged"),
+                    "kill {kill}: after the restart, {task} is on the target but not merged in the state: {items:?}"
+                );
+            }
+        }
         let after = Duration::from_millis(rng.u64(100..2000));
         let deadline = Instant::now() + after;
-        let mut ended = None;
         while Instant::now() < deadline && ended.is_none() {
             ended = run.try_wait().unwrap();
             std::thread::sleep(Duration::from_millis(10));
@@ -115,49 +231,41 @@ fn sigkill_at_random_instants_loses_nothing_and_merges_once() {
             break;
         }
         kill_process(Pid::from_raw(run.id() as i32).unwrap(), Signal::KILL).unwrap();
+        killed_in_check += usize::from(running(&marks, "check") > 0);
+        killed_in_hook += usize::from(running(&marks, "hook") > 0);
         run.wait().unwrap();
         killed += 1;
         check_files(&env, kill);
-        let path = env.repo().join(".orchestrator/state.json");
-        let state: serde_json::Value = std::fs::read_to_string(path)
-            .map(|text| serde_json::from_str(&text).unwrap())
-            .unwrap_or_default();
-        let statuses: Vec<&str> = state["items"]
-            .as_object()
-            .map(|items| {
-                items
-                    .values()
-                    .filter_map(|i| i["status"].as_str())
-                    .collect()
-            })
-            .unwrap_or_default();
-        killed_with_work += usize::from(statuses.contains(&"running"));
-        killed_mid_merge += usize::from(statuses.contains(&"merging"));
+        let (items, _) = statuses(&env);
+        let on_target = landings(&env, v.strategy);
+        for (task, status) in &items {
+            if status == "merged" {
+                assert!(
+                    on_target.contains_key(task),
+                    "kill {kill}: {task} is merged in the state but not on the target"
+                );
+            }
+        }
+        landed_before = on_target.into_keys().collect();
+        let values: Vec<&str> = items.values().map(String::as_str).collect();
+        killed_with_work += usize::from(values.contains(&"running"));
+        killed_mid_merge += usize::from(values.contains(&"merging"));
     }
     let out = env.orch().arg("run").output().unwrap();
     check_files(&env, kills + 1);
     assert!(
         out.status.success(),
-        "the last run: {}\n{}",
+        "the last run: {}\n{}\n{}",
         env.render(&out),
-        env.run(["status"])
+        env.run(["status"]),
+        std::fs::read_to_string(env.repo().join(".orchestrator/events.jsonl")).unwrap_or_default()
     );
     let wall = started.elapsed();
 
     // Every task merged, each exactly once on the target.
     let status = env.state();
-    let merges = env.git(
-        &env.repo(),
-        ["log", "--first-parent", "--format=%s", "main"],
-    );
-    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    for subject in merges.lines() {
-        if let Some(rest) = subject.strip_prefix("Merge task ") {
-            let id = rest.split(':').next().unwrap().to_owned();
-            *counts.entry(id).or_default() += 1;
-        }
-    }
-    for i in 1..=TASKS {
+    let counts = landings(&env, v.strategy);
+    for i in 1..=v.tasks {
         let id = format!("T{i:02}");
         assert_eq!(status["items"][&id]["status"], "merged", "{id}");
         assert_eq!(
@@ -191,7 +299,7 @@ fn sigkill_at_random_instants_loses_nothing_and_merges_once() {
 
     let events = env.events();
     let count = |name: &str| events.iter().filter(|e| e["event"] == name).count();
-    let attempts: usize = (1..=TASKS)
+    let attempts: usize = (1..=v.tasks)
         .map(|i| {
             status["items"][format!("T{i:02}")]["attempts"]
                 .as_array()
@@ -199,10 +307,41 @@ fn sigkill_at_random_instants_loses_nothing_and_merges_once() {
         })
         .sum();
     println!(
-        "crash harness: {killed} of {kills} SIGKILLs made ({killed_with_work} with agents at work, {killed_mid_merge} during a merge), {TASKS} tasks merged once each, {} agent commits all kept, {attempts} attempts ({} interrupted), {} runs, {:.1} s",
+        "crash harness ({name}): {killed} of {kills} SIGKILLs made ({killed_with_work} with agents at work, {killed_mid_merge} during a merge, {killed_in_check} during a check, {killed_in_hook} during a post_merge hook), {} tasks merged once each, {} agent commits all kept, {attempts} attempts ({} interrupted), {} runs, {:.1} s",
+        v.tasks,
         made.lines().count(),
         count("task.interrupted"),
         count("run.started"),
         wall.as_secs_f64()
     );
+}
+
+#[test]
+fn sigkill_at_random_instants_loses_nothing_and_merges_once() {
+    harness(Variant {
+        strategy: "merge",
+        tasks: 30,
+        kills: 10,
+        post_merge_hook: false,
+    });
+}
+
+#[test]
+fn sigkill_during_checks_and_post_merge_hooks_with_rebase_keeps_state_and_target_in_step() {
+    harness(Variant {
+        strategy: "rebase",
+        tasks: 12,
+        kills: 6,
+        post_merge_hook: true,
+    });
+}
+
+#[test]
+fn sigkill_during_checks_and_post_merge_hooks_with_squash_keeps_state_and_target_in_step() {
+    harness(Variant {
+        strategy: "squash",
+        tasks: 12,
+        kills: 6,
+        post_merge_hook: true,
+    });
 }

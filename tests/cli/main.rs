@@ -29,6 +29,7 @@ mod run;
 mod run_control;
 mod sandbox;
 mod status_logs;
+mod trust;
 
 /// Every file in this folder is compiled as a module (a forgotten one would never run).
 #[test]

@@ -469,15 +469,18 @@ fn a_commit_to_target_during_checks_rebuilds_the_merge_and_overwrites_nothing() 
 }
 
 #[test]
-fn a_dirty_checked_out_target_pauses_merging_until_it_is_clean() {
+fn a_file_in_the_way_in_the_checked_out_target_pauses_merging_until_it_is_moved() {
+    // Issue 12: only what the merge would overwrite blocks it; the edit to
+    // README.md, which the merge does not touch, is carried.
     let env = setup("commit.sh", "", "[[task]]\nid = \"T1\"\n");
     env.write("README.md", "# edited but not committed\n");
+    env.write("work-T1.txt", "a person's file\n");
     let mut run = spawn_run(&env);
     assert!(wait_until(DEADLINE, || env
         .events()
         .iter()
         .any(|e| e["event"] == "merge.waiting")));
-    let wanted = "waiting to merge: `main` is checked out in `$TEMP/repo` with uncommitted changes to tracked files (README.md)";
+    let wanted = "waiting to merge: `main` is checked out in `$TEMP/repo`, where the merge would overwrite `work-T1.txt` (untracked); merging resumes once they are committed, reverted or moved away";
     let mut text = String::new();
     let said = wait_until(DEADLINE, || {
         text = env.render(&env.orch().args(["status"]).output().unwrap());
@@ -485,13 +488,17 @@ fn a_dirty_checked_out_target_pauses_merging_until_it_is_clean() {
     });
     assert!(said, "{text}");
     assert_eq!(
-        fs::read_to_string(env.repo().join("README.md")).unwrap(),
-        "# edited but not committed\n"
+        fs::read_to_string(env.repo().join("work-T1.txt")).unwrap(),
+        "a person's file\n"
     );
-    git(&env, &["checkout", "--", "README.md"]);
+    fs::remove_file(env.repo().join("work-T1.txt")).unwrap();
     assert!(wait_exit(&mut run).success());
     assert_eq!(env.status_of("T1"), "merged");
     assert!(env.repo().join("work-T1.txt").exists());
+    assert_eq!(
+        fs::read_to_string(env.repo().join("README.md")).unwrap(),
+        "# edited but not committed\n"
+    );
 }
 
 #[test]

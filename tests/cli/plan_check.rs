@@ -297,14 +297,15 @@ fn issue_18_every_error_is_reported_in_one_pass() {
     env.write(".orchestrator.toml", "[resources]\ndb = 1\n");
     env.write(
         "plan.toml",
-        "[[task]]\nid = \"a b\"\n[[task]]\nid = \"T2\"\nresources = { gpu = 1 }\n[[task]]\nid = \"T3\"\nagent = \"nosuch\"\n",
+        "[[task]]\nid = \"a b\"\n[[task]]\nid = \"T2\"\nresources = { gpu = 1 }\n[[task]]\nid = \"T3\"\nagent = \"nosuch\"\n[[task]]\nid = \"T4\"\ntitle = \"a\\u0000b\"\n",
     );
-    insta::assert_snapshot!(env.run(["plan", "check"]), @"
+    insta::assert_snapshot!(env.run(["plan", "check"]), @r"
     ------- stderr -------
     plan.toml:2:1: invalid id `a b`: a space is not allowed; ids become branch and folder names, so use only letters, digits, `_` and `-`
     plan.toml:5:1: `T2` uses resource `gpu`, which `[resources]` in the config does not declare
     plan.toml:8:1: `T3` picks agent `nosuch`, which is neither a built-in preset nor defined in `[agents]` in the config
-    error: 3 errors in `plan.toml`
+    plan.toml:11:1: invalid `title` in `T4`: a title cannot hold a NUL byte (`\u0000`): it is passed to the agent in its environment
+    error: 4 errors in `plan.toml`
     [exit status: 2]
     ");
 }

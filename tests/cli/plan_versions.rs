@@ -132,14 +132,26 @@ fn a_changed_plan_is_diffed_reported_at_start_and_keeps_unmerged_work() {
         "T6 was dropped from the state"
     );
 
-    // `orch retry` runs a merged task again on purpose.
+    // `orch retry` runs a merged task again on purpose: its first merge,
+    // still on the target, is not taken for a landing of the new run
+    // (start-up reconcile looks only past the merge the state recorded).
     let retried = env.orch().args(["retry", "T1"]).output().unwrap();
     assert!(retried.status.success(), "{}", env.render(&retried));
     let third = env.orch().arg("run").output().unwrap();
     assert!(third.status.success(), "{}", env.render(&third));
-    let merges_of_t1 = events_named(&env, "task.merged")
+    let merges_of_t1: Vec<serde_json::Value> = events_named(&env, "task.merged")
+        .into_iter()
+        .filter(|e| e["id"] == "T1")
+        .collect();
+    assert_eq!(merges_of_t1.len(), 2, "{merges_of_t1:?}");
+    assert!(
+        merges_of_t1.iter().all(|e| e.get("recovered").is_none()),
+        "{merges_of_t1:?}"
+    );
+    assert_ne!(merges_of_t1[0]["commit"], merges_of_t1[1]["commit"]);
+    let starts_of_t1 = events_named(&env, "task.started")
         .iter()
         .filter(|e| e["id"] == "T1")
         .count();
-    assert_eq!(merges_of_t1, 2);
+    assert_eq!(starts_of_t1, 2, "T1 ran again");
 }

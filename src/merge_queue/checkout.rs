@@ -1,0 +1,494 @@
+//! Moving a checked-out target: the worktree that has the target branch
+//! checked out (often the user's own checkout) is brought from the head a
+//! merge was built on to the merged commit, under git's own rule for moving
+//! a checked-out branch, and a move cut short is finished on the next try.
+//!
+//! The rule (what `git merge --ff-only` and `git read-tree -m -u` apply,
+//! plus ignored files): only the paths the update changes matter. Such a
+//! path that is modified (staged or not) blocks the move, and so does an
+//! untracked *or ignored* file the update would write over (git itself
+//! treats ignored files as expendable and would replace them: a user's
+//! ignored `config.local` must not be). Every other local change is let
+//! be and carried. [`blockers`] names every path in the way; then
+//! [`fast_forward`] runs `git read-tree -m -u <from> <to>`, which updates
+//! the index and the files in one step and enforces the same rule
+//! atomically, and moves the branch by compare-and-swap from `from`.
+//!
+//! `checkout.json` in the state dir journals a move from before git starts
+//! until the branch has moved. A move cut short (orch and its git child
+//! killed, the machine stopped) leaves it behind; [`resume`] then finishes
+//! the move: each path the update changes holds the old content, the new
+//! one, or something a person wrote since. Only when no path holds a
+//! person's change are the paths written and the branch moved, so nothing
+//! anyone wrote is overwritten; otherwise merging waits and names them.
+//! Git itself runs in a process group of its own (`git::cmd`), so a
+//! terminal's Ctrl-C never cuts it short.
+
+use std::path::{Path, PathBuf};
+
+use git2::{Delta, ObjectType, Oid, Repository, Status};
+use serde::{Deserialize, Serialize};
+
+use crate::git::cmd::{self, CommandError};
+use crate::git::{GitError, refs};
+use crate::state::StateDir;
+
+use super::outcome::MergeError;
+
+/// A path whose local state stops the target's checkout from moving.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blocker {
+    pub path: String,
+    pub why: InTheWay,
+}
+
+/// Why a path blocks the move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InTheWay {
+    /// Tracked, changed by the update, and modified locally (staged or not).
+    Modified,
+    /// Not tracked, and the update would write a file there.
+    Untracked,
+    /// Ignored, and the update would write a file there.
+    Ignored,
+    /// A person changed it while an earlier move was cut short.
+    ChangedMeanwhile,
+}
+
+impl std::fmt::Display for InTheWay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            InTheWay::Modified => "modified",
+            InTheWay::Untracked => "untracked",
+            InTheWay::Ignored => "ignored",
+            InTheWay::ChangedMeanwhile => "changed since",
+        })
+    }
+}
+
+/// Renders blockers as `` `a` (modified), `b` (ignored) ``, every path in full.
+pub fn describe(blockers: &[Blocker]) -> String {
+    blockers
+        .iter()
+        .map(|b| format!("`{}` ({})", b.path, b.why))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `checkout.json`: a move of a checked-out target under way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Journal {
+    pub checkout: PathBuf,
+    pub target: String,
+    pub from: String,
+    pub to: String,
+    /// The git process updating the checkout, once started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git: Option<GitProcess>,
+}
+
+/// A process, named so that a reused pid is not taken for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GitProcess {
+    pub pid: u32,
+    /// Its start time (`/proc/<pid>/stat`), when known.
+    pub ticks: Option<u64>,
+}
+
+/// How a move ended.
+#[derive(Debug)]
+pub enum Forwarded {
+    /// The checkout and the branch are at the new commit.
+    Moved,
+    /// The branch moved meanwhile (someone committed): the checkout was put
+    /// back and nothing moved.
+    TargetMoved,
+    /// Git refused to update the checkout; nothing changed.
+    Refused(CommandError),
+    /// Git was killed half-way and the move cannot be finished yet.
+    Stuck(Stuck),
+}
+
+/// What [`resume`] found and did.
+#[derive(Debug)]
+pub enum Resumed {
+    /// No move was cut short.
+    Nothing,
+    /// A move cut short was finished: the branch is at `to`.
+    Completed { to: String },
+    /// The branch had moved elsewhere; the journal was dropped.
+    Abandoned,
+    /// It cannot be finished now.
+    Waiting(Stuck),
+}
+
+/// Why a move cut short cannot be finished yet.
+#[derive(Debug, thiserror::Error)]
+pub enum Stuck {
+    #[error("the git process (pid {pid}) that updated `{}` before orch stopped is still running", checkout.display())]
+    GitRunning { checkout: PathBuf, pid: u32 },
+    #[error("`{}` is locked by a git process orch does not know; remove the file if no git runs there", lock.display())]
+    IndexLocked { lock: PathBuf },
+    #[error(
+        "moving `{}` to `{to}` was cut short, and these paths changed since: {}; commit, revert or move them, and merging finishes the move",
+        checkout.display(),
+        describe(blockers)
+    )]
+    Changed {
+        checkout: PathBuf,
+        to: String,
+        blockers: Vec<Blocker>,
+    },
+}
+
+fn git_err(path: &Path) -> impl FnOnce(git2::Error) -> MergeError + '_ {
+    move |e| MergeError::Git(GitError::git(path)(e))
+}
+
+fn journal_err(path: &Path) -> impl FnOnce(std::io::Error) -> MergeError + '_ {
+    move |source| MergeError::Journal {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Returns every path that stops `checkout` from moving from `from` to `to`.
+pub fn blockers(checkout: &Path, from: Oid, to: Oid) -> Result<Vec<Blocker>, MergeError> {
+    let repo = Repository::open(checkout).map_err(git_err(checkout))?;
+    let diff = changes(&repo, checkout, from, to)?;
+    let index = repo.index().map_err(git_err(checkout))?;
+    let mut out = Vec::new();
+    let mut seen_dirs = std::collections::BTreeSet::new();
+    for delta in diff.deltas() {
+        let (old, new) = (delta.old_file(), delta.new_file());
+        let Some(path) = new.path().or_else(|| old.path()) else {
+            continue;
+        };
+        let in_from = delta.status() != Delta::Added;
+        let in_to = delta.status() != Delta::Deleted;
+        let text = path.to_string_lossy().into_owned();
+        let tracked = index.get_path(path, 0);
+        let why = match &tracked {
+            Some(entry)
+                if !in_from || entry.id != old.id() || entry.mode != u32::from(old.mode()) =>
+            {
+                Some(InTheWay::Modified)
+            }
+            Some(_) => worktree_changed(&repo, path).then_some(InTheWay::Modified),
+            None if in_from => Some(InTheWay::Modified),
+            None => on_disk(checkout, path).then(|| untracked_or_ignored(&repo, path)),
+        };
+        if let Some(why) = why {
+            out.push(Blocker { path: text, why });
+            continue;
+        }
+        // A file the update adds under a folder that is a file here.
+        if in_to && tracked.is_none() {
+            for dir in path.ancestors().skip(1) {
+                if dir.as_os_str().is_empty() || !seen_dirs.insert(dir.to_owned()) {
+                    break;
+                }
+                let full = checkout.join(dir);
+                let is_file = full.symlink_metadata().is_ok_and(|m| !m.is_dir());
+                if is_file && index.get_path(dir, 0).is_none() {
+                    out.push(Blocker {
+                        path: dir.to_string_lossy().into_owned(),
+                        why: untracked_or_ignored(&repo, dir),
+                    });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn changes<'r>(
+    repo: &'r Repository,
+    dir: &Path,
+    from: Oid,
+    to: Oid,
+) -> Result<git2::Diff<'r>, MergeError> {
+    let tree = |oid: Oid| {
+        repo.find_commit(oid)
+            .and_then(|c| c.tree())
+            .map_err(git_err(dir))
+    };
+    let (old, new) = (tree(from)?, tree(to)?);
+    repo.diff_tree_to_tree(Some(&old), Some(&new), None)
+        .map_err(git_err(dir))
+}
+
+fn on_disk(checkout: &Path, path: &Path) -> bool {
+    checkout.join(path).symlink_metadata().is_ok()
+}
+
+fn untracked_or_ignored(repo: &Repository, path: &Path) -> InTheWay {
+    if repo.status_should_ignore(path).unwrap_or(false) {
+        InTheWay::Ignored
+    } else {
+        InTheWay::Untracked
+    }
+}
+
+/// Returns whether a tracked file differs from the index in the worktree
+/// (a status that cannot be read counts as a change: refusing is safe).
+fn worktree_changed(repo: &Repository, path: &Path) -> bool {
+    match repo.status_file(path) {
+        Ok(status) => status.intersects(
+            Status::WT_MODIFIED | Status::WT_DELETED | Status::WT_TYPECHANGE | Status::WT_RENAMED,
+        ),
+        Err(_) => true,
+    }
+}
+
+/// Moves the checked-out `target` in `checkout` from `from` to `to`:
+/// updates the index and the files with `git read-tree -m -u`, then the
+/// branch by compare-and-swap. The journal covers the whole move.
+pub fn fast_forward(
+    state_dir: &StateDir,
+    checkout: &Path,
+    target: &str,
+    from: Oid,
+    to: Oid,
+    message: &str,
+) -> Result<Forwarded, MergeError> {
+    let path = state_dir.checkout_journal();
+    let mut journal = Journal {
+        checkout: checkout.to_owned(),
+        target: target.to_owned(),
+        from: from.to_string(),
+        to: to.to_string(),
+        git: None,
+    };
+    crate::fsio::write_json(&path, &journal).map_err(journal_err(&path))?;
+    // Stat information alone must not make an unchanged file look modified.
+    let _ = cmd::run(checkout, ["update-index", "-q", "--refresh"]);
+    let args = ["read-tree", "-m", "-u", &journal.from, &journal.to];
+    let child = cmd::command(checkout)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| command_error(checkout, &args, None, e.to_string()))?;
+    journal.git = Some(GitProcess {
+        pid: child.id(),
+        ticks: crate::process::start_ticks(child.id()),
+    });
+    crate::fsio::write_json(&path, &journal).map_err(journal_err(&path))?;
+    let output = child
+        .wait_with_output()
+        .map_err(|e| command_error(checkout, &args, None, e.to_string()))?;
+    if output.status.code().is_none() {
+        // Git itself was killed half-way: finish what it started.
+        return Ok(match resume(checkout, state_dir)? {
+            Resumed::Completed { .. } => Forwarded::Moved,
+            Resumed::Waiting(stuck) => Forwarded::Stuck(stuck),
+            Resumed::Nothing | Resumed::Abandoned => Forwarded::TargetMoved,
+        });
+    }
+    if !output.status.success() {
+        crate::fsio::remove_if_present(&path).map_err(journal_err(&path))?;
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        return Ok(Forwarded::Refused(CommandError {
+            argv: args.iter().map(|a| (*a).to_owned()).collect(),
+            dir: checkout.to_owned(),
+            code: output.status.code(),
+            stderr,
+        }));
+    }
+    let moved = move_branch(checkout, target, from, to, message)?;
+    if !moved {
+        // Someone moved the branch between the two steps: the files go back.
+        cmd::run(
+            checkout,
+            ["read-tree", "-m", "-u", &journal.to, &journal.from],
+        )?;
+    }
+    crate::fsio::remove_if_present(&path).map_err(journal_err(&path))?;
+    Ok(if moved {
+        Forwarded::Moved
+    } else {
+        Forwarded::TargetMoved
+    })
+}
+
+fn command_error(dir: &Path, args: &[&str], code: Option<i32>, stderr: String) -> MergeError {
+    MergeError::Git(GitError::Command(CommandError {
+        argv: args.iter().map(|a| (*a).to_owned()).collect(),
+        dir: dir.to_owned(),
+        code,
+        stderr,
+    }))
+}
+
+/// Moves `refs/heads/<target>` from `from` to `to` with `git update-ref`
+/// in the checkout (so that its `HEAD` reflog says so too); `false` when
+/// the branch is no longer at `from`.
+fn move_branch(
+    checkout: &Path,
+    target: &str,
+    from: Oid,
+    to: Oid,
+    message: &str,
+) -> Result<bool, MergeError> {
+    let refname = format!("refs/heads/{target}");
+    let (from_hex, to_hex) = (from.to_string(), to.to_string());
+    match cmd::run(
+        checkout,
+        ["update-ref", "-m", message, &refname, &to_hex, &from_hex],
+    ) {
+        Ok(_) => Ok(true),
+        Err(e) => {
+            let now = refs::branch_tip(checkout, target)?;
+            if now == Some(from) {
+                Err(MergeError::from(e))
+            } else {
+                Ok(now == Some(to))
+            }
+        }
+    }
+}
+
+/// Finishes a move of the target's checkout that was cut short, if the
+/// journal says one was.
+pub fn resume(repo: &Path, state_dir: &StateDir) -> Result<Resumed, MergeError> {
+    let path = state_dir.checkout_journal();
+    let Some(journal) = crate::fsio::read_json::<Journal>(&path).map_err(journal_err(&path))?
+    else {
+        return Ok(Resumed::Nothing);
+    };
+    let drop_journal = || crate::fsio::remove_if_present(&path).map_err(journal_err(&path));
+    let (Some(from), Some(to)) = (refs::parse_oid(&journal.from), refs::parse_oid(&journal.to))
+    else {
+        drop_journal()?;
+        return Ok(Resumed::Abandoned);
+    };
+    let checkout = &journal.checkout;
+    if let Some(git) = journal.git
+        && git.ticks.is_some()
+        && crate::process::is_same(git.pid, git.ticks, None)
+        && !crate::process::is_zombie(git.pid)
+    {
+        return Ok(Resumed::Waiting(Stuck::GitRunning {
+            checkout: checkout.clone(),
+            pid: git.pid,
+        }));
+    }
+    let head = refs::branch_tip(repo, &journal.target)?;
+    if head == Some(to) {
+        drop_journal()?;
+        return Ok(Resumed::Completed {
+            to: journal.to.clone(),
+        });
+    }
+    if head != Some(from) || !checkout.is_dir() {
+        tracing::warn!(checkout = %checkout.display(), "the target moved elsewhere after a move was cut short; leaving the checkout as it is");
+        drop_journal()?;
+        return Ok(Resumed::Abandoned);
+    }
+    let git = Repository::open(checkout).map_err(git_err(checkout))?;
+    let lock = git.path().join("index.lock");
+    if lock.exists() {
+        // Our own git died holding the lock (it is gone, checked above);
+        // a lock from a git orch did not start is not ours to remove.
+        if journal.git.is_none() {
+            return Ok(Resumed::Waiting(Stuck::IndexLocked { lock }));
+        }
+        crate::fsio::remove_if_present(&lock).map_err(journal_err(&lock))?;
+    }
+    let plan = finish_plan(&git, checkout, from, to)?;
+    if !plan.changed.is_empty() {
+        return Ok(Resumed::Waiting(Stuck::Changed {
+            checkout: checkout.clone(),
+            to: journal.to.clone(),
+            blockers: plan.changed,
+        }));
+    }
+    let literal = "--literal-pathspecs";
+    for chunk in plan.write.chunks(500) {
+        let mut args = vec![literal, "checkout", &journal.to, "--"];
+        args.extend(chunk.iter().map(String::as_str));
+        cmd::run(checkout, &args)?;
+    }
+    for chunk in plan.remove.chunks(500) {
+        let mut args = vec![literal, "rm", "-q", "-f", "--ignore-unmatch", "--"];
+        args.extend(chunk.iter().map(String::as_str));
+        cmd::run(checkout, &args)?;
+    }
+    let message = format!("orch: finish moving `{}` cut short", journal.target);
+    if move_branch(checkout, &journal.target, from, to, &message)? {
+        drop_journal()?;
+        Ok(Resumed::Completed {
+            to: journal.to.clone(),
+        })
+    } else {
+        drop_journal()?;
+        Ok(Resumed::Abandoned)
+    }
+}
+
+/// What finishing a move cut short must do, path by path.
+#[derive(Debug, Default)]
+struct FinishPlan {
+    /// Paths to write from the new commit.
+    write: Vec<String>,
+    /// Paths the new commit deletes.
+    remove: Vec<String>,
+    /// Paths holding neither the old nor the new content: a person's.
+    changed: Vec<Blocker>,
+}
+
+/// Returns the blob id of a file as git would store it (its clean filter
+/// applied, so that a smudged file hashes to its blob).
+fn hash_file(checkout: &Path, path: &str) -> Result<Oid, MergeError> {
+    let text = cmd::stdout(checkout, ["hash-object", "--", path])?;
+    Ok(refs::parse_oid(text.trim()).unwrap_or(Oid::ZERO_SHA1))
+}
+
+fn finish_plan(
+    repo: &Repository,
+    checkout: &Path,
+    from: Oid,
+    to: Oid,
+) -> Result<FinishPlan, MergeError> {
+    let diff = changes(repo, checkout, from, to)?;
+    let index = repo.index().map_err(git_err(checkout))?;
+    let mut plan = FinishPlan::default();
+    for delta in diff.deltas() {
+        let (old, new) = (delta.old_file(), delta.new_file());
+        let Some(path) = new.path().or_else(|| old.path()) else {
+            continue;
+        };
+        let text = path.to_string_lossy().into_owned();
+        let in_to = delta.status() != Delta::Deleted;
+        let staged = index.get_path(path, 0).map(|e| e.id);
+        let expected = [old.id(), new.id()];
+        let staged_ok = staged.is_none_or(|id| expected.contains(&id));
+        let full = checkout.join(path);
+        let content = match full.symlink_metadata() {
+            Ok(meta) if meta.is_file() => Some(hash_file(checkout, &text)?),
+            Ok(meta) if meta.file_type().is_symlink() => {
+                std::fs::read_link(&full).ok().and_then(|t| {
+                    Oid::hash_object(ObjectType::Blob, t.as_os_str().as_encoded_bytes()).ok()
+                })
+            }
+            Ok(_) => Some(Oid::ZERO_SHA1),
+            Err(_) => None,
+        };
+        let content_ok = match content {
+            None => true,
+            Some(id) => expected.contains(&id) && !id.is_zero(),
+        };
+        if !(staged_ok && content_ok) {
+            plan.changed.push(Blocker {
+                path: text,
+                why: InTheWay::ChangedMeanwhile,
+            });
+        } else if in_to {
+            plan.write.push(text);
+        } else {
+            plan.remove.push(text);
+        }
+    }
+    Ok(plan)
+}
