@@ -30,6 +30,8 @@ const TAIL: u64 = 1 << 20;
 const PATTERN_WINDOW: usize = 64 << 10;
 /// The longest quote of what the agent said about its limit.
 const SAID_CHARS: usize = 200;
+/// The longest session id kept (the CLIs print UUIDs).
+const SESSION_CHARS: usize = 128;
 
 /// Where an agent's output says what this module reads (from its preset).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -80,8 +82,21 @@ pub fn read(
         session: spec
             .session
             .as_ref()
-            .and_then(|field| last_string(&objects, &field.0)),
+            .and_then(|field| last_string(&objects, &field.0))
+            .filter(|id| plain_id(id)),
     }
+}
+
+/// Says whether a session named by the output reads as an id: it goes
+/// into the next attempt's argv, so one that could read as an option
+/// (`-…`), or holds spaces, control characters or a blob, is not kept
+/// (the next attempt then starts a new session).
+fn plain_id(id: &str) -> bool {
+    id.len() <= SESSION_CHARS
+        && !id.starts_with('-')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
 }
 
 /// Returns the start of the log (when the log is longer than what the end
@@ -389,6 +404,24 @@ mod tests {
             .limit
             .unwrap();
         assert_eq!(hit.said, "exit code 42");
+    }
+
+    /// A session id goes into the next attempt's argv (`--resume
+    /// {session_id}`): what the output says is taken only when it reads as
+    /// an id, never as an option or a blob.
+    #[test]
+    fn a_session_that_is_no_plain_id_is_not_kept() {
+        let now = SystemTime::now();
+        let said = |id: &str| {
+            let line = serde_json::json!({"type": "result", "session_id": id}).to_string();
+            reading("claude", &format!("{line}\n"), 0, now).session
+        };
+        let uuid = "0b7e8a52-4f7c-4d1e-9a51-3c1d2b9e7f10";
+        assert_eq!(said(uuid).as_deref(), Some(uuid));
+        assert_eq!(said("--dangerously-skip-permissions"), None, "an option");
+        assert_eq!(said("s 1"), None, "a space");
+        assert_eq!(said("s\u{0}1"), None, "a NUL");
+        assert_eq!(said(&"a".repeat(SESSION_CHARS + 1)), None, "too long");
     }
 
     #[test]
