@@ -57,6 +57,19 @@ pub fn describe(e: &Event) -> Option<Described> {
             "started",
             format!("{id}  attempt {attempt}: {title}"),
         ),
+        EventKind::TaskPlaced {
+            attempt,
+            executor,
+            job,
+            node,
+        } => Described::new(
+            Status::Running,
+            "placed",
+            match node {
+                Some(node) => format!("{id}  attempt {attempt}: {executor} job {job} on {node}"),
+                None => format!("{id}  attempt {attempt}: {executor} job {job}, queued"),
+            },
+        ),
         EventKind::TaskCompleted {
             attempt,
             commits,

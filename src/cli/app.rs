@@ -89,6 +89,9 @@ pub enum Command {
     /// Supervise one agent attempt (started by `orch run`)
     #[command(name = "__supervise", hide = true)]
     Supervise { spec: PathBuf },
+    /// Submit and watch one attempt's cluster job (run by its supervisor)
+    #[command(name = "__job", hide = true)]
+    Job { spec: PathBuf },
 }
 
 /// Parses the process arguments, runs the command and returns the exit code.
@@ -111,6 +114,9 @@ pub fn run_with(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     };
     if let Command::Supervise { spec } = &cli.command {
         return crate::runner::supervise::main(spec);
+    }
+    if let Command::Job { spec } = &cli.command {
+        return crate::runner::slurm::job_main(spec);
     }
     if let Command::Hook { name, args } = &cli.command {
         return crate::hooks::actions::main(name, args);
@@ -173,7 +179,10 @@ fn dispatch(cli: Cli) -> Result<(), CliError> {
             clap_complete::generate(shell, &mut shown, "orch", &mut std::io::stdout());
             Ok(())
         }
-        Command::Supervise { .. } | Command::Hook { .. } | Command::DemoAgent => {
+        Command::Supervise { .. }
+        | Command::Job { .. }
+        | Command::Hook { .. }
+        | Command::DemoAgent => {
             unreachable!("handled before dispatch")
         }
     }

@@ -9,10 +9,11 @@
 
 use std::path::PathBuf;
 
+use crate::git::cmd::{self, CommandError};
 use crate::git::{GitError, commit, refs};
 use crate::runner::folder::RunFolder;
 use crate::runner::hook::{self, HookError};
-use crate::runner::spec::{AgentResult, End, ExitRecord};
+use crate::runner::spec::{AgentResult, End, ExitRecord, JobRecord};
 
 /// How many of an attempt's newest commits `task.completed` lists.
 const LOG_COMMITS: usize = 10;
@@ -34,12 +35,27 @@ pub struct Collection {
     pub conflict_with: Option<String>,
     /// Run after an agent that exited 0, before its leftovers are committed.
     pub post_agent: Option<hook::Stage>,
+    /// `workspace = "git"`: where the job pushed the agent's work.
+    pub fetch_back: Option<FetchBack>,
+}
+
+/// Where a job of the git workspace pushed its work: the branch (brought
+/// into the task's worktree by fast-forward only) and the result file.
+#[derive(Debug, Clone)]
+pub struct FetchBack {
+    pub remote: String,
+    pub branch: String,
+    pub result_ref: String,
 }
 
 /// What the collection found.
 #[derive(Debug, Default)]
 pub struct AttemptReport {
     pub exit: Option<ExitRecord>,
+    /// The cluster's account of the attempt's job, when it ran as one.
+    pub job: Option<JobRecord>,
+    /// Why the work a job pushed could not be brought back.
+    pub fetch_error: Option<CommandError>,
     pub result: Option<AgentResult>,
     /// Why `result.json` could not be read, if it exists but is invalid.
     pub result_error: Option<std::io::Error>,
@@ -62,12 +78,38 @@ pub struct AttemptReport {
     pub worktree_gone: Option<PathBuf>,
 }
 
+/// Brings a job's pushed branch into the task's worktree (fast-forward
+/// only: a branch that moved both here and there is an error, never
+/// overwritten), and its result file into the run folder.
+fn fetch_back(back: &FetchBack, worktree: &std::path::Path, folder: &RunFolder) -> Result<(), CommandError> {
+    let branch_ref = format!("refs/heads/{}", back.branch);
+    cmd::run(worktree, ["fetch", "--quiet", &back.remote, &branch_ref])?;
+    cmd::run(worktree, ["merge", "--quiet", "--ff-only", "FETCH_HEAD"])?;
+    if cmd::run(worktree, ["fetch", "--quiet", &back.remote, &back.result_ref]).is_ok() {
+        if !folder.result_file().exists()
+            && let Ok(out) = cmd::run(worktree, ["show", "FETCH_HEAD:result.json"])
+        {
+            let _ = crate::fsio::write_atomically(&folder.result_file(), &out.stdout);
+        }
+        let delete = format!(":{}", back.result_ref);
+        let _ = cmd::run(worktree, ["push", "--quiet", &back.remote, &delete]);
+    }
+    Ok(())
+}
+
 /// Collects one attempt. Blocking.
 pub fn collect(input: Collection) -> AttemptReport {
     let mut report = AttemptReport {
         exit: input.folder.load_exit().ok().flatten(),
+        job: input.folder.load_job(),
         ..AttemptReport::default()
     };
+    if let (Some(back), Some(worktree)) = (&input.fetch_back, &input.worktree)
+        && worktree.is_dir()
+        && let Err(e) = fetch_back(back, worktree, &input.folder)
+    {
+        report.fetch_error = Some(e);
+    }
     match crate::fsio::read_json::<AgentResult>(&input.folder.result_file()) {
         Ok(result) => report.result = result,
         Err(e) => report.result_error = Some(e),

@@ -320,6 +320,7 @@ mod tests {
             finished: None,
             outcome: None,
             purpose: None,
+            job: None,
         });
         state.items.insert(id("A"), a);
         let applied = apply(&plan, &mut state, Action::Cancel, "A", Timestamp::now()).unwrap();
@@ -352,6 +353,7 @@ mod tests {
                 retry: false,
             }),
             purpose: None,
+            job: None,
         });
         state.items.insert(id("A"), a);
         state.items.insert(id("B"), ItemState::new(Status::Blocked));

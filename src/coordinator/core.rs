@@ -167,6 +167,12 @@ pub enum Input {
     },
     /// An attempt's supervisor is gone (exited, or seen gone while adopted).
     Exited { unit: FullId, attempt: u32 },
+    /// A cluster executor says where an attempt runs (its job, its node).
+    Placed {
+        unit: FullId,
+        attempt: u32,
+        job: crate::state::model::AttemptJob,
+    },
     /// An attempt was collected.
     Collected {
         unit: FullId,
@@ -269,7 +275,11 @@ pub struct LaunchRequest {
     pub command: Vec<String>,
     pub prompt: PromptRequest,
     pub prompt_on_stdin: bool,
-    pub cwd: PathBuf,
+    /// Where the agent finds its files: the worktree, or (`workspace =
+    /// "git"`) the branch on the remote.
+    pub workspace: crate::runner::executor::Workspace,
+    /// The task's executor, with its resources.
+    pub placement: crate::runner::executor::Placement,
     pub env: Vec<(String, String)>,
     pub timeout: Duration,
     pub grace: Duration,
@@ -461,6 +471,7 @@ impl RunState {
                 self.fail_attempt(&unit, attempt, reason, retry, now);
             }
             Input::Exited { unit, attempt } => self.on_exited(unit, attempt),
+            Input::Placed { unit, attempt, job } => self.on_placed(&unit, attempt, job, true),
             Input::Collected {
                 unit,
                 attempt,

@@ -6,7 +6,16 @@ use super::judge::{self, Judgement};
 use crate::coordinator::collect::{AttemptReport, Collection};
 use crate::plan::FullId;
 use crate::state::events::{CommitSource, EventKind};
-use crate::state::model::Purpose;
+use crate::state::model::{AttemptJob, Purpose};
+
+/// Returns the state's record of a cluster job, once the job has an id.
+pub fn attempt_job(job: &crate::runner::spec::JobRecord) -> Option<AttemptJob> {
+    Some(AttemptJob {
+        executor: job.executor.clone(),
+        id: job.id.clone()?,
+        node: job.node.clone(),
+    })
+}
 
 impl RunState {
     /// Asks for the collection of an attempt whose supervisor is gone.
@@ -26,15 +35,7 @@ impl RunState {
         let task = live.task.clone();
         let task_state = self.state.items.get(&task);
         let unit_state = self.state.items.get(&unit);
-        let trailer = if unit == task {
-            format!("Orch-Task: {task}")
-        } else {
-            format!("Orch-Task: {task}\nOrch-Subtask: {unit}")
-        };
-        let message = format!(
-            "{}\n\nWork left uncommitted by the agent of `{unit}`, attempt {attempt}.\n\n{trailer}\n",
-            self.title_of(&unit)
-        );
+        let message = self.leftover_message(&task, &unit, attempt);
         let worktree = task_state.and_then(|s| s.worktree.clone());
         let branch = task_state.and_then(|s| s.branch.clone());
         let base = unit_state.and_then(|s| s.base.clone());
@@ -74,12 +75,48 @@ impl RunState {
             message,
             conflict_with,
             post_agent,
+            fetch_back: self.fetch_back_of(&task, &unit, attempt),
         };
         self.effect(Effect::Collect {
             unit,
             attempt,
             collection: Box::new(collection),
         });
+    }
+
+    /// Records where a cluster executor runs an attempt, and says so
+    /// (`announce`) when it is news.
+    pub(super) fn on_placed(&mut self, unit: &FullId, attempt: u32, job: AttemptJob, announce: bool) {
+        let Some(open) = self
+            .state
+            .items
+            .get(unit)
+            .and_then(|s| s.attempts.iter().find(|a| a.number == attempt))
+        else {
+            return;
+        };
+        if open.job.as_ref() == Some(&job) || (open.job.is_some() && job.node.is_none()) {
+            return;
+        }
+        if let Some(a) = self
+            .entry(unit)
+            .attempts
+            .iter_mut()
+            .find(|a| a.number == attempt)
+        {
+            a.job = Some(job.clone());
+        }
+        if announce {
+            self.emit(
+                Some(unit),
+                EventKind::TaskPlaced {
+                    attempt,
+                    executor: job.executor,
+                    job: job.id,
+                    node: job.node,
+                },
+            );
+        }
     }
 
     /// Decides what a collected attempt means for its item.
@@ -96,6 +133,9 @@ impl RunState {
         };
         if let Some(tip) = &report.tip {
             self.flight.tips.insert(live.task.clone(), tip.clone());
+        }
+        if let Some(job) = report.job.as_ref().and_then(attempt_job) {
+            self.on_placed(&unit, attempt, job, false);
         }
         if report.worktree_gone.is_some() {
             self.flight.worktree_lost.insert(live.task.clone());

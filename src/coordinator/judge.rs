@@ -70,7 +70,24 @@ pub fn judge(report: &AttemptReport, rules: Rules<'_>) -> Judgement {
         reason,
         retry: Retryable::from(retry),
     };
-    match classify::classify(exit, report.result.as_ref(), rules.retry, rules.timeout) {
+    if let Some(e) = &report.fetch_error
+        && exit.end != crate::runner::spec::End::Stopped
+    {
+        return failed(
+            format!(
+                "cannot bring the job's work back: {}",
+                crate::text::error_chain(e)
+            ),
+            true,
+        );
+    }
+    match classify::classify(
+        exit,
+        report.result.as_ref(),
+        report.job.as_ref(),
+        rules.retry,
+        rules.timeout,
+    ) {
         Verdict::Stopped if rules.stopping => Judgement::Interrupted {
             reason: "stopped when the run was interrupted",
         },

@@ -10,7 +10,10 @@
 //! - an open attempt with `exit.json` is collected as if its supervisor just
 //!   exited (collection is idempotent);
 //! - an open attempt whose supervisor is alive (and is that folder's, not a
-//!   reused pid: [`RunFolder::liveness`]) is adopted and watched;
+//!   reused pid: [`RunFolder::liveness`]) is adopted and watched; so is one
+//!   whose supervisor is gone while its cluster job still runs, and one
+//!   whose job ended meanwhile is collected from the cluster's account
+//!   ([`RunFolder::settle`]);
 //! - any other open attempt was interrupted: it does not count, and the item
 //!   is retried;
 //! - a task awaiting or in a merge whose work (journaled candidate, else
@@ -80,7 +83,7 @@ pub fn runs_of(dir: &StateDir, id: &FullId, known: u32) -> Runs {
     let newest = highest.max(known);
     let liveness = match newest {
         0 => Liveness::Gone,
-        n => RunFolder::new(dir.run_dir(id, n)).liveness(),
+        n => RunFolder::new(dir.run_dir(id, n)).settle(),
     };
     Runs {
         highest,
@@ -171,7 +174,7 @@ pub enum Fate {
 pub fn fate(attempt: u32, newest: Option<(u32, Liveness)>) -> Fate {
     match newest {
         Some((n, Liveness::Exited)) if n == attempt => Fate::Collect,
-        Some((n, Liveness::Running { .. })) if n == attempt => Fate::Adopt,
+        Some((n, Liveness::Running { .. } | Liveness::Detached)) if n == attempt => Fate::Adopt,
         _ => Fate::Interrupt,
     }
 }
@@ -226,6 +229,7 @@ impl RunState {
                 finished: None,
                 outcome: None,
                 purpose: None,
+                job: None,
             });
             if number < runs.highest
                 && let Some(a) = entry.attempts.last_mut()
@@ -322,6 +326,7 @@ mod tests {
         let table = [
             (Some((2, Liveness::Exited)), Fate::Collect),
             (Some((2, running)), Fate::Adopt),
+            (Some((2, Liveness::Detached)), Fate::Adopt),
             (Some((2, Liveness::Gone)), Fate::Interrupt),
             (Some((3, Liveness::Exited)), Fate::Interrupt),
             (None, Fate::Interrupt),

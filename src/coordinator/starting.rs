@@ -13,7 +13,11 @@ use super::core::{
     Effect, LaunchRequest, Live, Now, PrepareError, PromptRequest, ProvisionRequest, RunState,
     claim_free,
 };
-use crate::config::{AgentPreset, Backoff, PromptMode};
+use crate::config::{
+    AgentPreset, Backoff, ExecutorConfig, ExecutorKind, PromptMode, WorkspaceMode,
+};
+use crate::coordinator::collect::FetchBack;
+use crate::runner::executor::{GitTransport, Placement, PushBack, Workspace};
 use crate::coordinator::judge::Retryable;
 use crate::coordinator::workspace::{self, Provisioned};
 use crate::git::GitError;
@@ -124,6 +128,7 @@ impl RunState {
             finished: None,
             outcome: None,
             purpose,
+            job: None,
         });
         entry.not_before = None;
         entry.reason = None;
@@ -418,6 +423,94 @@ impl RunState {
         name.and_then(|n| self.env.config.agents.get(n))
     }
 
+    /// Returns the executor settings of a unit: `[executor]`, overridden by
+    /// the unit's own `executor` choice, else its task's.
+    pub(super) fn executor_of(&self, ti: ItemIdx, ui: ItemIdx) -> ExecutorConfig {
+        let plan = &self.env.plan;
+        let choice = plan.item(ui).executor().or_else(|| plan.item(ti).executor());
+        self.env.config.executor.resolve(choice)
+    }
+
+    /// Returns the engine that runs a unit's agent.
+    fn placement_of(&self, ti: ItemIdx, ui: ItemIdx) -> Placement {
+        let cfg = self.executor_of(ti, ui);
+        match cfg.kind {
+            ExecutorKind::Local => Placement::Local,
+            ExecutorKind::Slurm => Placement::Slurm(Box::new(cfg)),
+        }
+    }
+
+    /// Returns where a unit's agent finds its files: the task's worktree,
+    /// or for a cluster executor with `workspace = "git"` the task branch on
+    /// the remote (pushed before the job, pushed back by it).
+    fn workspace_of(
+        &self,
+        task: &FullId,
+        unit: &FullId,
+        attempt: u32,
+        worktree: &Path,
+        run_dir: &Path,
+    ) -> Workspace {
+        match self.fetch_back_of(task, unit, attempt) {
+            None => Workspace::Dir(worktree.to_owned()),
+            Some(back) => {
+                let branch_ref = format!("refs/heads/{}", back.branch);
+                Workspace::Git(GitTransport {
+                    repo: self.env.repo.clone(),
+                    remote: back.remote,
+                    publish: format!("{branch_ref}:{branch_ref}"),
+                    fetch: branch_ref,
+                    push_back: Some(PushBack {
+                        branch: back.branch,
+                        commit_message: self
+                            .env
+                            .config
+                            .agent
+                            .auto_commit
+                            .then(|| self.leftover_message(task, unit, attempt)),
+                        result_ref: back.result_ref,
+                    }),
+                    scratch: self.env.config.executor.scratch.clone(),
+                    local_dir: run_dir.to_owned(),
+                })
+            }
+        }
+    }
+
+    /// Returns where a unit's job pushes its work back, when it runs on a
+    /// cluster with `workspace = "git"`.
+    pub(super) fn fetch_back_of(
+        &self,
+        task: &FullId,
+        unit: &FullId,
+        attempt: u32,
+    ) -> Option<FetchBack> {
+        let plan = &self.env.plan;
+        let (ti, ui) = (plan.lookup(task.as_str())?, plan.lookup(unit.as_str())?);
+        let cfg = self.executor_of(ti, ui);
+        if cfg.kind == ExecutorKind::Local || cfg.workspace != WorkspaceMode::Git {
+            return None;
+        }
+        Some(FetchBack {
+            remote: cfg.remote?,
+            branch: self.env.branch(task),
+            result_ref: format!("refs/orch/results/{unit}/{attempt}"),
+        })
+    }
+
+    /// Returns the message of the commit of what a unit's agent left uncommitted.
+    pub(super) fn leftover_message(&self, task: &FullId, unit: &FullId, attempt: u32) -> String {
+        let trailer = if unit == task {
+            format!("Orch-Task: {task}")
+        } else {
+            format!("Orch-Task: {task}\nOrch-Subtask: {unit}")
+        };
+        format!(
+            "{}\n\nWork left uncommitted by the agent of `{unit}`, attempt {attempt}.\n\n{trailer}\n",
+            self.title_of(unit)
+        )
+    }
+
     /// Returns how long a unit's agent may run: its preset's `timeout`, else `agent.timeout`.
     pub(super) fn unit_timeout(&self, task: &FullId, unit: &FullId) -> Duration {
         let (Some(ti), Some(ui)) = (
@@ -471,6 +564,7 @@ impl RunState {
             None if ui == ti => prompt::TASK,
             None => prompt::SUBTASK,
         };
+        let folder_path = folder.path().to_owned();
         let (context, previous_log, problem_log) = self.prompt_context(
             ti,
             (ui != ti).then_some(ui),
@@ -507,7 +601,8 @@ impl RunState {
                 problem_log,
             },
             prompt_on_stdin: mode == PromptMode::Stdin,
-            cwd: worktree,
+            workspace: self.workspace_of(task, unit, attempt, &worktree, &folder_path),
+            placement: self.placement_of(ti, ui),
             env,
             timeout,
             grace: agent.grace.0,

@@ -246,7 +246,11 @@ fn a_task_goes_from_ready_to_merged_and_its_dependent_starts_after() {
     else {
         unreachable!()
     };
-    assert_eq!(launch.cwd, Path::new("wt/A"));
+    assert_eq!(
+        launch.workspace,
+        crate::runner::executor::Workspace::Dir("wt/A".into())
+    );
+    assert_eq!(launch.placement, crate::runner::executor::Placement::Local);
     assert!(
         launch
             .env
@@ -626,6 +630,7 @@ fn start_up_collects_adopts_or_interrupts_what_a_dead_coordinator_left() {
             finished: None,
             outcome: None,
             purpose: None,
+            job: None,
         });
         s.worktree = Some(PathBuf::from("wt").join(task));
         state.items.insert(id(task), s);

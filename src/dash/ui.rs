@@ -776,6 +776,7 @@ depends_on = ["P1.M1.T2", "P1.M1.T3"]
             finished: to.map(|t| Timestamp(at(t))),
             outcome,
             purpose: None,
+            job: None,
         }
     }
 

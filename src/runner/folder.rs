@@ -19,6 +19,7 @@
 //! | `result.json` | agent | optionally, before it exits |
 //! | `exit.json` | supervisor | last, atomically |
 //! | `supervisor.log` | supervisor | its own errors, if any |
+//! | `job.json` | `orch __job` (cluster executors) | once the job is known, again when it runs and when it ended |
 //! | `post_create.log`, `post_agent.log` | coordinator | while those lifecycle hooks run |
 
 use std::io;
@@ -26,10 +27,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::process::Signal;
+use crate::runner::executor::{self, Detached};
 use crate::runner::spec::{
-    EXIT, ExitRecord, LOG, PROMPT, RESULT, SPEC, SUPERVISOR, SupervisorInfo,
+    EXIT, End, ExitRecord, JOB, JobRecord, LOG, PROMPT, RESULT, SPEC, SUPERVISOR, Spec,
+    SupervisorInfo,
 };
 use crate::runner::terminate;
+use crate::state::Timestamp;
 
 /// One run folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +48,9 @@ pub enum Liveness {
     Exited,
     /// Its supervisor is alive (and is this folder's).
     Running { supervisor: u32 },
+    /// Its supervisor is gone but its cluster job still runs
+    /// ([`RunFolder::settle`] asks the cluster).
+    Detached,
     /// No report and no supervisor: the attempt was cut short.
     Gone,
 }
@@ -99,6 +106,20 @@ impl RunFolder {
 
     pub fn supervisor_file(&self) -> PathBuf {
         self.dir.join(SUPERVISOR)
+    }
+
+    pub fn job_file(&self) -> PathBuf {
+        self.dir.join(JOB)
+    }
+
+    /// Reads `spec.json`; an unreadable one counts as absent.
+    pub fn load_spec(&self) -> Option<Spec> {
+        crate::fsio::read_json(&self.spec_file()).ok().flatten()
+    }
+
+    /// Reads `job.json` (cluster executors); an unreadable one counts as absent.
+    pub fn load_job(&self) -> Option<JobRecord> {
+        crate::fsio::read_json(&self.job_file()).ok().flatten()
     }
 
     /// Returns the log of a lifecycle hook run for this attempt.
@@ -164,15 +185,72 @@ impl RunFolder {
         }
     }
 
+    /// Asks the cluster about an attempt whose supervisor is gone and
+    /// records what it says: a job still running is [`Liveness::Detached`];
+    /// a job that ended gets the `exit.json` its supervisor could not
+    /// write, from the cluster's account, and is [`Liveness::Exited`].
+    /// Otherwise the same as [`RunFolder::liveness`]. Blocking.
+    pub fn settle(&self) -> Liveness {
+        let now = self.liveness();
+        if now != Liveness::Gone {
+            return now;
+        }
+        let Some(spec) = self.load_spec().filter(|s| s.job.is_some()) else {
+            return now;
+        };
+        let recorded = self.load_job();
+        match executor::detached(&spec, recorded.as_ref()) {
+            Detached::Alive(job) => {
+                let _ = crate::fsio::write_json(&self.job_file(), &job);
+                Liveness::Detached
+            }
+            Detached::Ended(job) => {
+                let end = match (job.signal, job.exit_code) {
+                    (Some(signal), _) => End::Signaled { signal },
+                    (None, Some(code)) => End::Exited { code },
+                    (None, None) => End::Exited { code: -1 },
+                };
+                let started = self
+                    .load_supervisor()
+                    .map(|s| s.started)
+                    .unwrap_or_else(Timestamp::now);
+                let record = ExitRecord {
+                    end,
+                    started,
+                    finished: Timestamp::now(),
+                    output_bytes: 0,
+                    log_truncated: false,
+                };
+                let written = crate::fsio::write_json(&self.job_file(), &job)
+                    .and_then(|()| crate::fsio::write_json(&self.exit_file(), &record));
+                if written.is_ok() {
+                    Liveness::Exited
+                } else {
+                    Liveness::Gone
+                }
+            }
+            Detached::Unknown => Liveness::Gone,
+        }
+    }
+
     /// Stops this folder's processes without waiting: the supervisor, or
-    /// with [`Stop::Kill`] the agent's group at once too.
+    /// with [`Stop::Kill`] the agent's group at once too. An attempt's
+    /// cluster job is cancelled too when its supervisor cannot do it (it is
+    /// gone, or is being killed).
     pub fn stop(&self, how: Stop) -> io::Result<Stopped> {
         if how == Stop::Kill
             && let Some(pgid) = self.live_agent_group()
         {
             crate::process::signal_group(pgid, Signal::KILL)?;
         }
-        match self.live_supervisor() {
+        let supervisor = self.live_supervisor();
+        if (how == Stop::Kill || supervisor.is_none())
+            && !self.has_exited()
+            && let Some(spec) = self.load_spec().filter(|s| s.job.is_some())
+        {
+            executor::cancel(&spec, self.load_job().as_ref())?;
+        }
+        match supervisor {
             Some(pid) => {
                 crate::process::signal(pid, Signal::TERM)?;
                 Ok(Stopped::Supervisor)
@@ -189,6 +267,11 @@ impl RunFolder {
         if let Some(pid) = self.live_supervisor() {
             crate::process::signal(pid, Signal::TERM)?;
             return Ok(Stopped::Supervisor);
+        }
+        if !self.has_exited()
+            && let Some(spec) = self.load_spec().filter(|s| s.job.is_some())
+        {
+            executor::cancel(&spec, self.load_job().as_ref())?;
         }
         match self.live_agent_group() {
             Some(pgid) => {

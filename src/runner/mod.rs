@@ -16,12 +16,19 @@
 //! The run folder is the protocol: a coordinator that starts later learns
 //! everything from `spec.json`, `supervisor.json` and `exit.json`.
 //!
-//! This module never touches `state.json`, git or the lifecycle.
+//! Where the agent runs is the executor's choice ([`executor`]): the local
+//! one hands the supervisor the agent's argv; the Slurm one hands it `orch
+//! __job`, which runs the agent on a node with `srun` ([`slurm`]).
+//!
+//! This module never touches `state.json` or the lifecycle; git only to
+//! publish a ref for a job of the git workspace.
 
 pub mod classify;
+pub mod executor;
 pub mod folder;
 pub mod hook;
 pub mod prompt;
+pub mod slurm;
 pub mod spawn;
 pub mod spec;
 pub mod supervise;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::git::cmd::DISCOVERY_VARS;
+use crate::runner::executor::{self, Placement, Workspace};
 use crate::runner::spec::{self, Spec};
 
 /// The hidden subcommand that runs a supervisor.
@@ -20,7 +20,10 @@ pub struct AttemptPlan {
     pub command: Vec<String>,
     pub prompt: String,
     pub prompt_on_stdin: bool,
-    pub cwd: PathBuf,
+    /// Where the agent finds its files.
+    pub workspace: Workspace,
+    /// Which engine runs it.
+    pub placement: Placement,
     /// `ORCH_*` and configured variables.
     pub env: Vec<(String, String)>,
     pub timeout: Duration,
@@ -28,28 +31,25 @@ pub struct AttemptPlan {
     pub log_limit: u64,
 }
 
-/// Writes `prompt.md` and `spec.json` into a fresh run folder.
-pub fn prepare(plan: &AttemptPlan) -> io::Result<Spec> {
+/// Writes `prompt.md` and `spec.json` into a fresh run folder; the
+/// attempt's executor decides what the supervisor runs
+/// ([`executor::spec`]). `orch` is this binary.
+pub fn prepare(plan: &AttemptPlan, orch: &Path) -> io::Result<Spec> {
     fs::create_dir_all(&plan.run_dir)?;
     let prompt_path = plan.run_dir.join(spec::PROMPT);
     crate::fsio::write_atomically(&prompt_path, plan.prompt.as_bytes())?;
-    let prompt_text = prompt_path.display().to_string();
-    let argv = plan
-        .command
-        .iter()
-        .map(|a| a.replace("{prompt_file}", &prompt_text))
-        .collect();
-    let spec = Spec {
-        argv,
-        cwd: plan.cwd.clone(),
+    let attempt = executor::Attempt {
+        argv: plan.command.clone(),
         env: plan.env.clone(),
-        env_remove: DISCOVERY_VARS.iter().map(|v| (*v).to_owned()).collect(),
-        stdin: plan.prompt_on_stdin.then_some(prompt_path),
+        workspace: plan.workspace.clone(),
+        prompt: Some(prompt_path),
+        prompt_on_stdin: plan.prompt_on_stdin,
         log: plan.run_dir.join(spec::LOG),
         log_limit: plan.log_limit,
         timeout: plan.timeout,
         grace: plan.grace,
     };
+    let spec = executor::spec(&plan.placement, attempt, &plan.run_dir, orch);
     crate::fsio::write_json(&plan.run_dir.join(spec::SPEC), &spec)?;
     Ok(spec)
 }

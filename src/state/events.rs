@@ -106,6 +106,16 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         purpose: Option<Purpose>,
     },
+    /// A cluster executor placed an attempt: its job's id, and its node
+    /// once it runs (a second event when the node becomes known).
+    #[serde(rename = "task.placed")]
+    TaskPlaced {
+        attempt: u32,
+        executor: String,
+        job: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<String>,
+    },
     /// A commit lands on a task branch (`id` is the subtask when
     /// `ORCH_SUBTASK_ID` names one).
     #[serde(rename = "task.commit")]
@@ -228,6 +238,7 @@ impl EventKind {
             EventKind::RunFinished { .. } => "run.finished",
             EventKind::TaskReady => "task.ready",
             EventKind::TaskStarted { .. } => "task.started",
+            EventKind::TaskPlaced { .. } => "task.placed",
             EventKind::TaskCommit { .. } => "task.commit",
             EventKind::TaskCompleted { .. } => "task.completed",
             EventKind::TaskRetrying { .. } => "task.retrying",
@@ -597,6 +608,12 @@ mod tests {
                 title: "Ledger tables".to_owned(),
                 purpose: Some(Purpose::CheckFailure),
             },
+            EventKind::TaskPlaced {
+                attempt: 3,
+                executor: "slurm".to_owned(),
+                job: "4242".to_owned(),
+                node: Some("node07".to_owned()),
+            },
             EventKind::TaskCommit {
                 commit: "f624be5c9ccf46de48f50dfa809370f6afa3f9fc".to_owned(),
                 subject: "Add the ledger".to_owned(),
@@ -763,10 +780,11 @@ mod tests {
             EventKind::TaskResolved { .. } => 20,
             EventKind::TaskRetried { .. } => 21,
             EventKind::HookFailed { .. } => 22,
+            EventKind::TaskPlaced { .. } => 23,
         }
     }
 
-    const KINDS: usize = 23;
+    const KINDS: usize = 24;
 
     fn line(seq: u64, kind: EventKind) -> Event {
         let run = matches!(

@@ -227,6 +227,21 @@ pub struct Attempt {
     /// Why the attempt was made, when it is not the first plain run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub purpose: Option<Purpose>,
+    /// The cluster job that ran it, when an executor other than `local` did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<AttemptJob>,
+}
+
+/// Where a cluster executor ran an attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptJob {
+    /// The executor (`slurm`).
+    pub executor: String,
+    /// The job's id, as the cluster names it.
+    pub id: String,
+    /// The node it ran on, once known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 impl Attempt {
@@ -281,6 +296,7 @@ mod tests {
                     retry: true,
                 }),
                 purpose: None,
+                job: None,
             },
             Attempt {
                 number: 2,
@@ -290,6 +306,7 @@ mod tests {
                     reason: "stopped".to_owned(),
                 }),
                 purpose: Some(Purpose::Conflict),
+                job: None,
             },
             Attempt {
                 number: 3,
@@ -297,6 +314,7 @@ mod tests {
                 finished: None,
                 outcome: None,
                 purpose: None,
+                job: None,
             },
         ];
         let mut merged = ItemState::new(Status::Merged);
@@ -308,6 +326,7 @@ mod tests {
             finished: Some(t("2026-01-01T00:00:10Z")),
             outcome: Some(Outcome::Succeeded { commits: 2 }),
             purpose: None,
+            job: None,
         });
         let mut state = State {
             target: Some("main".to_owned()),

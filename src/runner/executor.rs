@@ -1,0 +1,415 @@
+//! Where an attempt runs: the seam between the supervisor and the engine
+//! that runs the command (docs/scaling.md).
+//!
+//! Given an attempt (argv, environment, workspace, limits), an executor
+//! produces the [`Spec`] the supervisor runs, and answers whether an
+//! attempt whose supervisor is gone still runs somewhere ([`detached`]).
+//! The supervisor stays the same for every executor: it runs `spec.argv` in
+//! its own process group, with the timeout, the log and `exit.json`.
+//!
+//! | executor | what the supervisor runs | a detached attempt |
+//! | --- | --- | --- |
+//! | `local` | the agent itself | never: the agent dies with its group |
+//! | `slurm` | `orch __job`, which runs `srun … -- <agent>` ([`super::slurm`]) | asked of `squeue`, `scontrol`, `sacct` |
+//!
+//! Two workspaces: a folder the command runs in (this machine's, or one on
+//! a filesystem the nodes share), or the git transport: the job fetches a
+//! ref from a remote into a scratch clone on the node, runs there, and for
+//! an agent commits what it left and pushes the branch back. A Kubernetes
+//! executor would be one more row: a Job per attempt with the git workspace.
+//!
+//! No executor knows about plans, tasks' statuses or merges.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::config::ExecutorConfig;
+use crate::git::cmd::DISCOVERY_VARS;
+use crate::runner::slurm;
+use crate::runner::spec::{self, JobRecord, JobSpec, Publish, Spec};
+
+/// The hidden subcommand that submits and watches a cluster job.
+pub const JOB_COMMAND: &str = "__job";
+
+/// Which engine runs an attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Placement {
+    Local,
+    Slurm(Box<ExecutorConfig>),
+}
+
+/// Where the command finds its files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Workspace {
+    /// It runs in this folder (this machine's, or on the shared filesystem).
+    Dir(PathBuf),
+    /// It runs in a clone on the node, fetched from a remote.
+    Git(GitTransport),
+}
+
+/// The git workspace: what the job fetches, and what it pushes back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitTransport {
+    /// This machine's repository, which publishes `publish` before the job.
+    pub repo: PathBuf,
+    pub remote: String,
+    /// Pushed to the remote before the job starts: `<local>:<remote ref>`.
+    pub publish: String,
+    /// The remote ref the job fetches and checks out.
+    pub fetch: String,
+    /// For an agent: where its work goes back.
+    pub push_back: Option<PushBack>,
+    /// The folder on the node where the job makes its clone.
+    pub scratch: String,
+    /// This machine's folder the supervisor runs in.
+    pub local_dir: PathBuf,
+}
+
+/// What an agent's job pushes back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushBack {
+    pub branch: String,
+    /// The message of the commit of what the agent left uncommitted after
+    /// exiting 0; `None`: leave it (it stays in the scratch clone).
+    pub commit_message: Option<String>,
+    /// Where the agent's result file goes, as a one-file commit.
+    pub result_ref: String,
+}
+
+/// One attempt, as the executor sees it.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    /// The command, `{prompt_file}` not yet replaced.
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub workspace: Workspace,
+    /// The prompt file in the run folder, if the attempt has one.
+    pub prompt: Option<PathBuf>,
+    /// Feed the prompt to the command's stdin.
+    pub prompt_on_stdin: bool,
+    pub log: PathBuf,
+    pub log_limit: u64,
+    pub timeout: Duration,
+    pub grace: Duration,
+}
+
+/// Returns the spec the supervisor runs for `attempt`, whose run folder is
+/// `run_dir`; `orch` is this binary (run again as `orch __job`).
+pub fn spec(placement: &Placement, attempt: Attempt, run_dir: &Path, orch: &Path) -> Spec {
+    let prompt_text = attempt
+        .prompt
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let local = |argv: Vec<String>| -> Vec<String> {
+        argv.iter()
+            .map(|a| a.replace("{prompt_file}", &prompt_text))
+            .collect()
+    };
+    let env_remove: Vec<String> = DISCOVERY_VARS.iter().map(|v| (*v).to_owned()).collect();
+    let stdin = attempt
+        .prompt
+        .clone()
+        .filter(|_| attempt.prompt_on_stdin);
+    let cfg = match placement {
+        Placement::Local => {
+            let Workspace::Dir(cwd) = &attempt.workspace else {
+                unreachable_git()
+            };
+            return Spec {
+                argv: local(attempt.argv.clone()),
+                cwd: cwd.clone(),
+                env: attempt.env,
+                env_remove,
+                stdin,
+                log: attempt.log,
+                log_limit: attempt.log_limit,
+                timeout: attempt.timeout,
+                grace: attempt.grace,
+                job: None,
+            };
+        }
+        Placement::Slurm(cfg) => cfg,
+    };
+    let name = job_name(run_dir);
+    let time_limit = Duration::from_secs(slurm::minutes(attempt.timeout) * 60);
+    let supervisor_timeout = time_limit + cfg.queue_wait.0 + attempt.grace;
+    let orch_job = vec![
+        orch.display().to_string(),
+        JOB_COMMAND.to_owned(),
+        run_dir.join(spec::SPEC).display().to_string(),
+    ];
+    let (job, cwd, env, stdin) = match &attempt.workspace {
+        Workspace::Dir(dir) => {
+            let job = JobSpec {
+                submit: slurm::submit_command(cfg, &name, dir, attempt.timeout),
+                name,
+                argv: local(attempt.argv.clone()),
+                publish: None,
+            };
+            (job, dir.clone(), attempt.env.clone(), stdin)
+        }
+        Workspace::Git(git) => {
+            let node_dir = format!("{}/orch-{name}", git.scratch.trim_end_matches('/'));
+            let node_prompt = format!("{node_dir}/prompt.md");
+            let mut env: Vec<(String, String)> = attempt
+                .env
+                .iter()
+                .filter(|(k, _)| {
+                    !matches!(
+                        k.as_str(),
+                        "ORCH_WORKTREE" | "ORCH_PROMPT_FILE" | "ORCH_RESULT_FILE"
+                    )
+                })
+                .cloned()
+                .collect();
+            let set = |env: &mut Vec<(String, String)>, k: &str, v: String| {
+                env.push((k.to_owned(), v));
+            };
+            set(&mut env, "ORCH_JOB_DIR", node_dir.clone());
+            set(&mut env, "ORCH_JOB_REMOTE", git.remote.clone());
+            set(&mut env, "ORCH_JOB_FETCH", git.fetch.clone());
+            set(
+                &mut env,
+                "ORCH_JOB_STDIN",
+                if attempt.prompt_on_stdin { "1" } else { "0" }.to_owned(),
+            );
+            if attempt.prompt.is_some() {
+                set(&mut env, "ORCH_PROMPT_FILE", node_prompt.clone());
+            }
+            if let Some(back) = &git.push_back {
+                set(&mut env, "ORCH_WORKTREE", format!("{node_dir}/repo"));
+                set(&mut env, "ORCH_RESULT_FILE", format!("{node_dir}/result.json"));
+                set(&mut env, "ORCH_JOB_BRANCH", back.branch.clone());
+                set(&mut env, "ORCH_JOB_RESULT_REF", back.result_ref.clone());
+                set(
+                    &mut env,
+                    "ORCH_JOB_COMMIT_MESSAGE",
+                    back.commit_message.clone().unwrap_or_default(),
+                );
+            }
+            let mut argv = vec![
+                "sh".to_owned(),
+                "-c".to_owned(),
+                GIT_JOB_SCRIPT.to_owned(),
+                "orch-job".to_owned(),
+            ];
+            argv.extend(
+                attempt
+                    .argv
+                    .iter()
+                    .map(|a| a.replace("{prompt_file}", &node_prompt)),
+            );
+            let job = JobSpec {
+                submit: slurm::submit_command(cfg, &name, Path::new(&git.scratch), attempt.timeout),
+                name,
+                argv,
+                publish: Some(Publish {
+                    repo: git.repo.clone(),
+                    remote: git.remote.clone(),
+                    refspec: git.publish.clone(),
+                }),
+            };
+            // The prompt always travels on stdin: the job writes it on the node.
+            (job, git.local_dir.clone(), env, attempt.prompt.clone())
+        }
+    };
+    Spec {
+        argv: orch_job,
+        cwd,
+        env,
+        env_remove,
+        stdin,
+        log: attempt.log,
+        log_limit: attempt.log_limit,
+        timeout: supervisor_timeout,
+        grace: attempt.grace,
+        job: Some(job),
+    }
+}
+
+fn unreachable_git() -> ! {
+    // `Placement::Local` with a git workspace is never built: the core
+    // picks the git workspace only for cluster executors.
+    panic!("a local attempt has a git workspace")
+}
+
+/// Returns a job name unique to a run folder: `orch-<id>-<attempt>-<nonce>`.
+fn job_name(run_dir: &Path) -> String {
+    let mut parts = run_dir
+        .iter()
+        .rev()
+        .take(2)
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect::<Vec<_>>();
+    parts.reverse();
+    format!("orch-{}-{:08x}", parts.join("-"), fastrand::u32(..))
+}
+
+/// What the cluster says of an attempt whose supervisor is gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Detached {
+    /// Its job is still queued or running.
+    Alive(JobRecord),
+    /// Its job ended; the record says how.
+    Ended(JobRecord),
+    /// Nothing runs it (a local attempt, or a job the cluster does not know).
+    Unknown,
+}
+
+/// Asks the attempt's executor whether an attempt whose supervisor is gone
+/// still runs. Blocking (it may run `squeue`).
+pub fn detached(spec: &Spec, recorded: Option<&JobRecord>) -> Detached {
+    let Some(job) = &spec.job else {
+        return Detached::Unknown;
+    };
+    match slurm::ask(job, recorded) {
+        Some(found) if found.state.as_deref().is_some_and(slurm::is_alive) => {
+            Detached::Alive(found)
+        }
+        Some(found) if found.state.is_some() => Detached::Ended(found),
+        _ => Detached::Unknown,
+    }
+}
+
+/// Cancels an attempt's job, if it has one (the local executor has none:
+/// stopping the supervisor's group is enough). Blocking.
+pub fn cancel(spec: &Spec, recorded: Option<&JobRecord>) -> std::io::Result<()> {
+    match &spec.job {
+        Some(job) => slurm::cancel(recorded.and_then(|r| r.id.as_deref()), &job.name),
+        None => Ok(()),
+    }
+}
+
+/// The job script of the git workspace, run with `sh -c` on the node; the
+/// command follows as its arguments. It fetches `ORCH_JOB_FETCH` from
+/// `ORCH_JOB_REMOTE` into `ORCH_JOB_DIR/repo`, runs the command there, and
+/// with `ORCH_JOB_BRANCH` commits what an agent that exited 0 left (when
+/// `ORCH_JOB_COMMIT_MESSAGE` is set), pushes the branch and the result file
+/// back, and removes its clone. A clone with work it could not push, or
+/// uncommitted changes, is kept, and the log says where. Exit 75 (transient)
+/// when the remote cannot be reached.
+pub const GIT_JOB_SCRIPT: &str = r#"
+dir=$ORCH_JOB_DIR
+rm -rf "$dir" && mkdir -p "$dir" || { echo "orch: cannot make $dir on $(hostname)" >&2; exit 75; }
+cat > "$dir/prompt.md"
+git init -q "$dir/repo" && cd "$dir/repo" || exit 75
+if ! git fetch -q "$ORCH_JOB_REMOTE" "$ORCH_JOB_FETCH"; then
+  echo "orch: cannot fetch $ORCH_JOB_FETCH from $ORCH_JOB_REMOTE on $(hostname)" >&2
+  exit 75
+fi
+if [ -n "${ORCH_JOB_BRANCH:-}" ]; then
+  git checkout -q -B "$ORCH_JOB_BRANCH" FETCH_HEAD || exit 75
+else
+  git checkout -q --detach FETCH_HEAD || exit 75
+fi
+if [ "$ORCH_JOB_STDIN" = 1 ]; then "$@" < "$dir/prompt.md"; else "$@" < /dev/null; fi
+status=$?
+keep=
+if [ -n "${ORCH_JOB_BRANCH:-}" ]; then
+  if [ $status -eq 0 ] && [ -n "$ORCH_JOB_COMMIT_MESSAGE" ] && [ -n "$(git status --porcelain)" ]; then
+    git add -A && git commit -q -m "$ORCH_JOB_COMMIT_MESSAGE" || keep=1
+  fi
+  if ! git push -q "$ORCH_JOB_REMOTE" "HEAD:refs/heads/$ORCH_JOB_BRANCH"; then
+    echo "orch: cannot push $ORCH_JOB_BRANCH to $ORCH_JOB_REMOTE" >&2
+    keep=1
+    [ $status -eq 0 ] && status=75
+  fi
+  if [ -f "$ORCH_RESULT_FILE" ]; then
+    blob=$(git hash-object -w "$ORCH_RESULT_FILE") &&
+      tree=$(printf '100644 blob %s\tresult.json\n' "$blob" | git mktree) &&
+      result=$(git commit-tree -m result "$tree") &&
+      git push -q -f "$ORCH_JOB_REMOTE" "$result:$ORCH_JOB_RESULT_REF" || keep=1
+  fi
+  [ -n "$(git status --porcelain)" ] && keep=1
+fi
+if [ -n "$keep" ]; then
+  echo "orch: the clone is kept on $(hostname) in $dir/repo" >&2
+else
+  cd / && rm -rf "$dir"
+fi
+exit $status
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attempt(workspace: Workspace) -> Attempt {
+        Attempt {
+            argv: vec!["agent".to_owned(), "{prompt_file}".to_owned()],
+            env: vec![("ORCH_WORKTREE".to_owned(), "/w/T1".to_owned())],
+            workspace,
+            prompt: Some(PathBuf::from("/s/runs/T1/1/prompt.md")),
+            prompt_on_stdin: false,
+            log: PathBuf::from("/s/runs/T1/1/agent.log"),
+            log_limit: 100,
+            timeout: Duration::from_secs(90),
+            grace: Duration::from_secs(5),
+        }
+    }
+
+    #[test]
+    fn local_runs_the_agent_itself() {
+        let spec = spec(
+            &Placement::Local,
+            attempt(Workspace::Dir("/w/T1".into())),
+            Path::new("/s/runs/T1/1"),
+            Path::new("/bin/orch"),
+        );
+        assert_eq!(spec.argv, ["agent", "/s/runs/T1/1/prompt.md"]);
+        assert_eq!(spec.cwd, PathBuf::from("/w/T1"));
+        assert_eq!(spec.timeout, Duration::from_secs(90));
+        assert_eq!(spec.job, None);
+    }
+
+    #[test]
+    fn slurm_runs_orch_job_with_srun_and_a_longer_backstop() {
+        let cfg = ExecutorConfig::default();
+        let placement = Placement::Slurm(Box::new(cfg.clone()));
+        let shared = spec(
+            &placement,
+            attempt(Workspace::Dir("/w/T1".into())),
+            Path::new("/s/runs/T1/1"),
+            Path::new("/bin/orch"),
+        );
+        assert_eq!(shared.argv, ["/bin/orch", "__job", "/s/runs/T1/1/spec.json"]);
+        let job = shared.job.unwrap();
+        assert!(job.name.starts_with("orch-T1-1-"), "{}", job.name);
+        assert!(job.submit.contains(&"--chdir=/w/T1".to_owned()));
+        assert!(job.submit.contains(&"--time=2".to_owned()));
+        assert_eq!(job.argv, ["agent", "/s/runs/T1/1/prompt.md"]);
+        assert_eq!(
+            shared.timeout,
+            Duration::from_secs(120) + cfg.queue_wait.0 + Duration::from_secs(5)
+        );
+
+        let git = spec(
+            &placement,
+            attempt(Workspace::Git(GitTransport {
+                repo: "/r".into(),
+                remote: "ssh://host/r.git".to_owned(),
+                publish: "refs/heads/orch/T1:refs/heads/orch/T1".to_owned(),
+                fetch: "refs/heads/orch/T1".to_owned(),
+                push_back: Some(PushBack {
+                    branch: "orch/T1".to_owned(),
+                    commit_message: Some("m".to_owned()),
+                    result_ref: "refs/orch/results/T1/1".to_owned(),
+                }),
+                scratch: "/scratch".to_owned(),
+                local_dir: "/s/runs/T1/1".into(),
+            })),
+            Path::new("/s/runs/T1/1"),
+            Path::new("/bin/orch"),
+        );
+        let job = git.job.unwrap();
+        let dir = format!("/scratch/orch-{}", job.name);
+        assert_eq!(job.argv[3..], ["orch-job".to_owned(), "agent".to_owned(), format!("{dir}/prompt.md")]);
+        assert_eq!(git.stdin, Some(PathBuf::from("/s/runs/T1/1/prompt.md")));
+        let var = |k: &str| git.env.iter().rev().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        assert_eq!(var("ORCH_WORKTREE"), Some(format!("{dir}/repo")));
+        assert_eq!(var("ORCH_JOB_STDIN").as_deref(), Some("0"));
+        assert_eq!(git.env.iter().filter(|(k, _)| k == "ORCH_WORKTREE").count(), 1);
+        assert!(job.publish.is_some());
+    }
+}
