@@ -826,34 +826,35 @@ mod tests {
         {"seq":5,"ts":"2026-01-01T12:00:00.123Z","event":"task.ready","id":"P1.M1.T1"}
         {"seq":6,"ts":"2026-01-01T12:00:00.123Z","event":"task.started","id":"P1.M1.T1","attempt":1,"title":"Ledger tables"}
         {"seq":7,"ts":"2026-01-01T12:00:00.123Z","event":"task.started","id":"P1.M1.T1","attempt":3,"title":"Ledger tables","purpose":"check_failure"}
-        {"seq":8,"ts":"2026-01-01T12:00:00.123Z","event":"task.commit","id":"P1.M1.T1","commit":"f624be5c9ccf46de48f50dfa809370f6afa3f9fc","subject":"Add the ledger","branch":"orch/P1.M1.T1","via":"hook","attempt":2}
-        {"seq":9,"ts":"2026-01-01T12:00:00.123Z","event":"task.commit","id":"P1.M1.T1","commit":"f624be5c9ccf46de48f50dfa809370f6afa3f9fc","subject":"Add the ledger","branch":"orch/P1.M1.T1","via":"hook"}
-        {"seq":10,"ts":"2026-01-01T12:00:00.123Z","event":"task.commit","id":"P1.M1.T1","commit":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","subject":"Ledger tables","branch":"orch/P1.M1.T1","auto":true,"attempt":1}
-        {"seq":11,"ts":"2026-01-01T12:00:00.123Z","event":"task.commit","id":"P1.M1.T1","commit":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","subject":"Ledger tables","branch":null,"auto":true,"attempt":1}
-        {"seq":12,"ts":"2026-01-01T12:00:00.123Z","event":"task.completed","id":"P1.M1.T1","attempt":1,"commits":2,"log":[["9b1e0c4d2","Ledger tables"],["f624be5c9","Add \"the\" ledger"]],"duration_ms":391060}
-        {"seq":13,"ts":"2026-01-01T12:00:00.123Z","event":"task.completed","id":"P1.M1.T1","attempt":1}
-        {"seq":14,"ts":"2026-01-01T12:00:00.123Z","event":"task.retrying","id":"P1.M1.T1","attempt":1,"reason":"exit code 1","retry_in_ms":15000}
-        {"seq":15,"ts":"2026-01-01T12:00:00.123Z","event":"task.interrupted","id":"P1.M1.T1","attempt":2,"reason":"the run stopped"}
-        {"seq":16,"ts":"2026-01-01T12:00:00.123Z","event":"task.failed","id":"P1.M1.T1","attempt":3,"reason":"exit code 2"}
-        {"seq":17,"ts":"2026-01-01T12:00:00.123Z","event":"task.failed","id":"P1.M1.T1","reason":"merge failed: boom"}
-        {"seq":18,"ts":"2026-01-01T12:00:00.123Z","event":"task.blocked","id":"P1.M1.T1","by":"P1.M1.T0","reason":"required dependency `P1.M1.T0` is failed"}
-        {"seq":19,"ts":"2026-01-01T12:00:00.123Z","event":"task.unblocked","id":"P1.M1.T1"}
-        {"seq":20,"ts":"2026-01-01T12:00:00.123Z","event":"merge.started","id":"P1.M1.T1","branch":"orch/P1.M1.T1","tip":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","strategy":"ff-only"}
-        {"seq":21,"ts":"2026-01-01T12:00:00.123Z","event":"merge.started","id":"P1.M1.T1","branch":"orch/P1.M1.T1","tip":null,"strategy":"merge"}
-        {"seq":22,"ts":"2026-01-01T12:00:00.123Z","event":"merge.conflicted","id":"P1.M1.T1","files":["a.rs","b.rs"],"onto":"5dd1759e3c4ae0b1f4c3b1f2a8d9e7c6b5a49382","reason":"merging with `main` conflicts in `a.rs`, `b.rs`"}
-        {"seq":23,"ts":"2026-01-01T12:00:00.123Z","event":"merge.waiting","id":"P1.M1.T1","reason":"the target's checkout is not clean"}
-        {"seq":24,"ts":"2026-01-01T12:00:00.123Z","event":"merge.requeued","id":"P1.M1.T1","reason":"the branch moved after it was queued; queued again","tip":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","backup":null}
-        {"seq":25,"ts":"2026-01-01T12:00:00.123Z","event":"merge.requeued","id":"P1.M1.T1","reason":"moved by hand","tip":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","backup":"refs/orch/backup/P1.M1.T1/1"}
-        {"seq":26,"ts":"2026-01-01T12:00:00.123Z","event":"check.passed","id":"P1.M1.T1","check":"test"}
-        {"seq":27,"ts":"2026-01-01T12:00:00.123Z","event":"check.failed","id":"P1.M1.T1","check":"test","reason":"exit code 1","log":".orchestrator/checks/P1.M1.T1/test.log"}
-        {"seq":28,"ts":"2026-01-01T12:00:00.123Z","event":"check.failed","id":"P1.M1.T1","check":"policy.paths","reason":"touches `secret`","log":null}
-        {"seq":29,"ts":"2026-01-01T12:00:00.123Z","event":"task.merged","id":"P1.M1.T1","commit":"15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1","onto":"5dd1759e3c4ae0b1f4c3b1f2a8d9e7c6b5a49382","strategy":"squash","backup":"refs/orch/backup/P1.M1.T1/1","branch_deleted":true,"merge_ms":2700}
-        {"seq":30,"ts":"2026-01-01T12:00:00.123Z","event":"task.merged","id":"P1.M1.T1","commit":"15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1","onto":"5dd1759e3c4ae0b1f4c3b1f2a8d9e7c6b5a49382","strategy":"merge","backup":null,"branch_deleted":false,"merge_ms":2700}
-        {"seq":31,"ts":"2026-01-01T12:00:00.123Z","event":"task.merged","id":"P1.M1.T1","commit":"15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1","recovered":true}
-        {"seq":32,"ts":"2026-01-01T12:00:00.123Z","event":"task.cancelled","id":"P1.M1.T1","by":"person"}
-        {"seq":33,"ts":"2026-01-01T12:00:00.123Z","event":"task.resolved","id":"P1.M1.T1","by":"person"}
-        {"seq":34,"ts":"2026-01-01T12:00:00.123Z","event":"task.retried","id":"P1.M1.T1","by":"person"}
-        {"seq":35,"ts":"2026-01-01T12:00:00.123Z","event":"hook.failed","id":"P1.M1.T1","reason":"`post_merge` failed"}
+        {"seq":8,"ts":"2026-01-01T12:00:00.123Z","event":"task.placed","id":"P1.M1.T1","attempt":3,"executor":"slurm","job":"4242","node":"node07"}
+        {"seq":9,"ts":"2026-01-01T12:00:00.123Z","event":"task.commit","id":"P1.M1.T1","commit":"f624be5c9ccf46de48f50dfa809370f6afa3f9fc","subject":"Add the ledger","branch":"orch/P1.M1.T1","via":"hook","attempt":2}
+        {"seq":10,"ts":"2026-01-01T12:00:00.123Z","event":"task.commit","id":"P1.M1.T1","commit":"f624be5c9ccf46de48f50dfa809370f6afa3f9fc","subject":"Add the ledger","branch":"orch/P1.M1.T1","via":"hook"}
+        {"seq":11,"ts":"2026-01-01T12:00:00.123Z","event":"task.commit","id":"P1.M1.T1","commit":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","subject":"Ledger tables","branch":"orch/P1.M1.T1","auto":true,"attempt":1}
+        {"seq":12,"ts":"2026-01-01T12:00:00.123Z","event":"task.commit","id":"P1.M1.T1","commit":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","subject":"Ledger tables","branch":null,"auto":true,"attempt":1}
+        {"seq":13,"ts":"2026-01-01T12:00:00.123Z","event":"task.completed","id":"P1.M1.T1","attempt":1,"commits":2,"log":[["9b1e0c4d2","Ledger tables"],["f624be5c9","Add \"the\" ledger"]],"duration_ms":391060}
+        {"seq":14,"ts":"2026-01-01T12:00:00.123Z","event":"task.completed","id":"P1.M1.T1","attempt":1}
+        {"seq":15,"ts":"2026-01-01T12:00:00.123Z","event":"task.retrying","id":"P1.M1.T1","attempt":1,"reason":"exit code 1","retry_in_ms":15000}
+        {"seq":16,"ts":"2026-01-01T12:00:00.123Z","event":"task.interrupted","id":"P1.M1.T1","attempt":2,"reason":"the run stopped"}
+        {"seq":17,"ts":"2026-01-01T12:00:00.123Z","event":"task.failed","id":"P1.M1.T1","attempt":3,"reason":"exit code 2"}
+        {"seq":18,"ts":"2026-01-01T12:00:00.123Z","event":"task.failed","id":"P1.M1.T1","reason":"merge failed: boom"}
+        {"seq":19,"ts":"2026-01-01T12:00:00.123Z","event":"task.blocked","id":"P1.M1.T1","by":"P1.M1.T0","reason":"required dependency `P1.M1.T0` is failed"}
+        {"seq":20,"ts":"2026-01-01T12:00:00.123Z","event":"task.unblocked","id":"P1.M1.T1"}
+        {"seq":21,"ts":"2026-01-01T12:00:00.123Z","event":"merge.started","id":"P1.M1.T1","branch":"orch/P1.M1.T1","tip":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","strategy":"ff-only"}
+        {"seq":22,"ts":"2026-01-01T12:00:00.123Z","event":"merge.started","id":"P1.M1.T1","branch":"orch/P1.M1.T1","tip":null,"strategy":"merge"}
+        {"seq":23,"ts":"2026-01-01T12:00:00.123Z","event":"merge.conflicted","id":"P1.M1.T1","files":["a.rs","b.rs"],"onto":"5dd1759e3c4ae0b1f4c3b1f2a8d9e7c6b5a49382","reason":"merging with `main` conflicts in `a.rs`, `b.rs`"}
+        {"seq":24,"ts":"2026-01-01T12:00:00.123Z","event":"merge.waiting","id":"P1.M1.T1","reason":"the target's checkout is not clean"}
+        {"seq":25,"ts":"2026-01-01T12:00:00.123Z","event":"merge.requeued","id":"P1.M1.T1","reason":"the branch moved after it was queued; queued again","tip":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","backup":null}
+        {"seq":26,"ts":"2026-01-01T12:00:00.123Z","event":"merge.requeued","id":"P1.M1.T1","reason":"moved by hand","tip":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","backup":"refs/orch/backup/P1.M1.T1/1"}
+        {"seq":27,"ts":"2026-01-01T12:00:00.123Z","event":"check.passed","id":"P1.M1.T1","check":"test"}
+        {"seq":28,"ts":"2026-01-01T12:00:00.123Z","event":"check.failed","id":"P1.M1.T1","check":"test","reason":"exit code 1","log":".orchestrator/checks/P1.M1.T1/test.log"}
+        {"seq":29,"ts":"2026-01-01T12:00:00.123Z","event":"check.failed","id":"P1.M1.T1","check":"policy.paths","reason":"touches `secret`","log":null}
+        {"seq":30,"ts":"2026-01-01T12:00:00.123Z","event":"task.merged","id":"P1.M1.T1","commit":"15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1","onto":"5dd1759e3c4ae0b1f4c3b1f2a8d9e7c6b5a49382","strategy":"squash","backup":"refs/orch/backup/P1.M1.T1/1","branch_deleted":true,"merge_ms":2700}
+        {"seq":31,"ts":"2026-01-01T12:00:00.123Z","event":"task.merged","id":"P1.M1.T1","commit":"15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1","onto":"5dd1759e3c4ae0b1f4c3b1f2a8d9e7c6b5a49382","strategy":"merge","backup":null,"branch_deleted":false,"merge_ms":2700}
+        {"seq":32,"ts":"2026-01-01T12:00:00.123Z","event":"task.merged","id":"P1.M1.T1","commit":"15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1","recovered":true}
+        {"seq":33,"ts":"2026-01-01T12:00:00.123Z","event":"task.cancelled","id":"P1.M1.T1","by":"person"}
+        {"seq":34,"ts":"2026-01-01T12:00:00.123Z","event":"task.resolved","id":"P1.M1.T1","by":"person"}
+        {"seq":35,"ts":"2026-01-01T12:00:00.123Z","event":"task.retried","id":"P1.M1.T1","by":"person"}
+        {"seq":36,"ts":"2026-01-01T12:00:00.123Z","event":"hook.failed","id":"P1.M1.T1","reason":"`post_merge` failed"}
         "#);
     }
 
