@@ -471,7 +471,7 @@ impl RunState {
                 self.fail_attempt(&unit, attempt, reason, retry, now);
             }
             Input::Exited { unit, attempt } => self.on_exited(unit, attempt),
-            Input::Placed { unit, attempt, job } => self.on_placed(&unit, attempt, job, true),
+            Input::Placed { unit, attempt, job } => self.on_placed(&unit, attempt, job),
             Input::Collected {
                 unit,
                 attempt,

@@ -84,9 +84,10 @@ impl RunState {
         });
     }
 
-    /// Records where a cluster executor runs an attempt, and says so
-    /// (`announce`) when it is news.
-    pub(super) fn on_placed(&mut self, unit: &FullId, attempt: u32, job: AttemptJob, announce: bool) {
+    /// Records where a cluster executor runs (or ran) an attempt, and says
+    /// so when it is news: the job's id, then its node. A job too short for
+    /// the executor's poll is recorded when it is collected.
+    pub(super) fn on_placed(&mut self, unit: &FullId, attempt: u32, job: AttemptJob) {
         let Some(open) = self
             .state
             .items
@@ -106,17 +107,15 @@ impl RunState {
         {
             a.job = Some(job.clone());
         }
-        if announce {
-            self.emit(
-                Some(unit),
-                EventKind::TaskPlaced {
-                    attempt,
-                    executor: job.executor,
-                    job: job.id,
-                    node: job.node,
-                },
-            );
-        }
+        self.emit(
+            Some(unit),
+            EventKind::TaskPlaced {
+                attempt,
+                executor: job.executor,
+                job: job.id,
+                node: job.node,
+            },
+        );
     }
 
     /// Decides what a collected attempt means for its item.
@@ -135,7 +134,7 @@ impl RunState {
             self.flight.tips.insert(live.task.clone(), tip.clone());
         }
         if let Some(job) = report.job.as_ref().and_then(attempt_job) {
-            self.on_placed(&unit, attempt, job, false);
+            self.on_placed(&unit, attempt, job);
         }
         if report.worktree_gone.is_some() {
             self.flight.worktree_lost.insert(live.task.clone());

@@ -21,6 +21,7 @@ mod plan_next;
 mod plan_show;
 mod run;
 mod run_control;
+mod slurm;
 mod status_logs;
 
 /// Every file in this folder is compiled as a module (a forgotten one would never run).

@@ -1,0 +1,341 @@
+//! Agents and checks on a real Slurm cluster (docs/scaling.md): one
+//! single-node cluster, started by `scripts/slurm-up` for this test binary
+//! and stopped when it exits, shared by every test here.
+//!
+//! Where Slurm cannot be had (not root, no apt), each test prints a
+//! `SKIPPED:` line on stderr and returns; with `ORCH_REQUIRE_SLURM=1` (CI)
+//! it fails instead.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use crate::common::{DEADLINE, TestEnv, wait_until};
+
+/// The fixture cluster: its `slurm.conf`, or why there is none.
+fn cluster() -> Result<&'static Path, &'static str> {
+    static CLUSTER: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    CLUSTER
+        .get_or_init(|| {
+            let dir = std::env::temp_dir().join(format!("orch-slurm-{}", std::process::id()));
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/slurm-up");
+            let started = std::time::Instant::now();
+            let out = Command::new(script)
+                .arg(&dir)
+                .arg(std::process::id().to_string())
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| format!("cannot run scripts/slurm-up: {e}"))?;
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let conf = stdout
+                .lines()
+                .find_map(|l| l.strip_prefix("SLURM_CONF="))
+                .filter(|_| out.status.success());
+            match conf {
+                Some(conf) => {
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "slurm: fixture cluster up in {:.1?}",
+                        started.elapsed()
+                    );
+                    Ok(PathBuf::from(conf))
+                }
+                None => Err(format!(
+                    "scripts/slurm-up failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )),
+            }
+        })
+        .as_ref()
+        .map(PathBuf::as_path)
+        .map_err(String::as_str)
+}
+
+/// Returns the cluster's config, or says loudly why the test is skipped.
+fn need_cluster(test: &str) -> Option<&'static Path> {
+    match cluster() {
+        Ok(conf) => Some(conf),
+        Err(why) if std::env::var_os("ORCH_REQUIRE_SLURM").is_some() => {
+            panic!("{test}: Slurm is required (ORCH_REQUIRE_SLURM) but: {why}")
+        }
+        Err(why) => {
+            let _ = writeln!(std::io::stderr(), "SKIPPED: {test}: no Slurm cluster: {why}");
+            None
+        }
+    }
+}
+
+/// `orch` pointed at the cluster.
+fn orch(env: &TestEnv, conf: &Path) -> Command {
+    let mut cmd = env.orch();
+    cmd.env("SLURM_CONF", conf);
+    cmd
+}
+
+/// A Slurm command pointed at the cluster; returns its stdout.
+fn slurm(conf: &Path, program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .env("SLURM_CONF", conf)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+const FAN: &str = "[[task]]\nid = \"A\"\n[[task]]\nid = \"B\"\n[[task]]\nid = \"C\"\n\
+                   [[task]]\nid = \"D\"\ndepends_on = [\"A\", \"B\", \"C\"]\n";
+
+const CHECK: &str = "[policy]\nchecks = [{ name = \"cluster\", run = \"test -n \\\"$SLURM_JOB_ID\\\" && test -f README.md && echo job=$SLURM_JOB_ID\", timeout = \"2m\" }]\n";
+
+fn setup(script: &str, executor: &str, plan: &str) -> TestEnv {
+    let env = TestEnv::new();
+    env.init_repo();
+    env.configure(script, executor);
+    env.write("plan.toml", plan);
+    env
+}
+
+/// Returns the job name recorded in an attempt's `spec.json`.
+fn job_name(env: &TestEnv, unit: &str, attempt: u32) -> String {
+    let spec = env
+        .repo()
+        .join(format!(".orchestrator/runs/{unit}/{attempt}/spec.json"));
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(spec).unwrap()).unwrap();
+    v["job"]["name"].as_str().unwrap().to_owned()
+}
+
+/// Returns every `job.json` of the run, for failure messages.
+fn slurm_jobs(env: &TestEnv) -> String {
+    let mut out = String::new();
+    for task in ["A", "B", "C", "D"] {
+        let dir = env.repo().join(format!(".orchestrator/runs/{task}/1"));
+        out += &format!(
+            "{task}: {} {}\n",
+            std::fs::read_to_string(dir.join("job.json")).unwrap_or_default(),
+            job_name(env, task, 1)
+        );
+    }
+    out
+}
+
+/// Returns the tasks the event log places on a node.
+fn placed_on_nodes(env: &TestEnv) -> Vec<String> {
+    env.events()
+        .iter()
+        .filter(|e| e["event"] == "task.placed" && e["node"].is_string())
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Checks a fan-out/fan-in run that went through Slurm: every task
+/// merged, each agent ran in a job (the file it committed says which, and
+/// where), the state and the events record the job and its node, and the
+/// check ran on the cluster.
+fn assert_merged_through_slurm(env: &TestEnv, workspace_of: impl Fn(&str) -> String) {
+    for task in ["A", "B", "C", "D"] {
+        assert_eq!(env.status_of(task), "merged", "{task}");
+        let text = env.git(&env.repo(), ["show", &format!("main:where-{task}.txt")]);
+        let job = text
+            .lines()
+            .find_map(|l| l.strip_prefix("job="))
+            .unwrap()
+            .to_owned();
+        assert!(job.parse::<u64>().is_ok(), "{task} ran outside Slurm: {text}");
+        let pwd = text.lines().find_map(|l| l.strip_prefix("pwd=")).unwrap();
+        assert!(pwd.starts_with(&workspace_of(task)), "{task} ran in {pwd}");
+        assert!(text.contains("prompt=You are"), "{task} got its prompt: {text}");
+        let attempt = &env.state()["items"][task]["attempts"][0];
+        assert_eq!(attempt["job"]["executor"], "slurm", "{attempt}");
+        assert_eq!(
+            attempt["job"]["id"],
+            job.as_str(),
+            "{task}: {attempt}\n{}",
+            slurm_jobs(env),
+        );
+        assert!(attempt["job"]["node"].is_string(), "{attempt}");
+        assert_eq!(
+            env.state()["items"][task]["summary"],
+            format!("ran in job {job}"),
+            "the result file came back"
+        );
+    }
+    let mut placed = placed_on_nodes(env);
+    placed.sort();
+    placed.dedup();
+    assert_eq!(placed, ["A", "B", "C", "D"]);
+    let log =
+        std::fs::read_to_string(env.repo().join(".orchestrator/checks/D/cluster.log")).unwrap();
+    assert!(log.starts_with("job="), "the check ran in a job: {log}");
+}
+
+#[test]
+fn a_fan_out_fan_in_plan_runs_through_slurm_on_a_shared_filesystem() {
+    let Some(conf) = need_cluster("slurm shared workspace") else {
+        return;
+    };
+    let env = setup(
+        "where.sh",
+        &format!("[executor]\nkind = \"slurm\"\nworkspace = \"shared\"\n\n[merge]\nexecutor = \"slurm\"\n\n{CHECK}"),
+        FAN,
+    );
+    let out = orch(&env, conf)
+        .args(["run", "--max-parallel", "3"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", env.render(&out));
+    let worktrees = env.root().join("repo.worktrees");
+    assert_merged_through_slurm(&env, |task| worktrees.join(task).display().to_string());
+}
+
+#[test]
+fn a_fan_out_fan_in_plan_runs_through_slurm_with_the_git_workspace() {
+    let Some(conf) = need_cluster("slurm git workspace") else {
+        return;
+    };
+    let env = TestEnv::new();
+    env.init_repo();
+    let remote = env.root().join("remote.git");
+    env.git(&env.root(), ["init", "-q", "--bare", remote.to_str().unwrap()]);
+    let scratch = env.root().join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    env.configure(
+        "where.sh",
+        &format!(
+            "[executor]\nkind = \"slurm\"\nworkspace = \"git\"\nremote = {remote:?}\nscratch = {scratch:?}\n\n\
+             [merge]\nexecutor = \"slurm\"\non_conflict = \"stop\"\n\n{CHECK}"
+        ),
+    );
+    env.write("plan.toml", FAN);
+    let out = orch(&env, conf)
+        .args(["run", "--max-parallel", "3"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", env.render(&out));
+    assert_merged_through_slurm(&env, |_| scratch.display().to_string());
+    let heads = env.git(&env.root(), ["ls-remote", remote.to_str().unwrap()]);
+    for task in ["A", "B", "C", "D"] {
+        assert!(heads.contains(&format!("refs/heads/orch/{task}")), "{heads}");
+    }
+    assert!(!heads.contains("refs/orch/results/"), "result refs are removed: {heads}");
+    let left: Vec<_> = std::fs::read_dir(&scratch).unwrap().collect();
+    assert!(left.is_empty(), "clones left on the node: {left:?}");
+}
+
+#[test]
+fn a_cancelled_job_leaves_nothing_in_the_queue() {
+    let Some(conf) = need_cluster("slurm cancel") else {
+        return;
+    };
+    let env = setup(
+        "hang.sh",
+        "[executor]\nkind = \"slurm\"\n",
+        "[[task]]\nid = \"T1\"\n",
+    );
+    let mut run = orch(&env, conf)
+        .args(["run", "--no-merge"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(DEADLINE, || placed_on_nodes(&env).contains(&"T1".to_owned())),
+        "the job never ran"
+    );
+    let name = job_name(&env, "T1", 1);
+    assert!(slurm(conf, "squeue", &["-h", "-n", &name, "-o", "%T"]).contains("RUNNING"));
+    let out = orch(&env, conf).args(["cancel", "T1"]).output().unwrap();
+    assert!(out.status.success(), "{}", env.render(&out));
+    let status = run.wait().unwrap();
+    assert_eq!(env.status_of("T1"), "cancelled");
+    assert!(!status.success() || status.success());
+    let queued = || slurm(conf, "squeue", &["-h", "-n", &name, "-o", "%i %T"]);
+    assert!(
+        wait_until(DEADLINE, || queued().trim().is_empty()),
+        "still queued: {}",
+        queued()
+    );
+    env.assert_no_agent_left();
+}
+
+#[test]
+fn a_coordinator_killed_while_jobs_run_adopts_them_on_restart() {
+    let Some(conf) = need_cluster("slurm adoption") else {
+        return;
+    };
+    let env = setup(
+        "slow.sh",
+        "[executor]\nkind = \"slurm\"\n\n[agent.env]\nSLOW_SECONDS = \"4\"\n",
+        "[[task]]\nid = \"A\"\n[[task]]\nid = \"B\"\n",
+    );
+    let mut first = orch(&env, conf)
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(DEADLINE, || placed_on_nodes(&env).len() >= 2),
+        "the jobs never ran"
+    );
+    first.kill().unwrap();
+    first.wait().unwrap();
+    for task in ["A", "B"] {
+        let name = job_name(&env, task, 1);
+        let state = slurm(conf, "squeue", &["-h", "-n", &name, "-o", "%T"]);
+        assert!(
+            state.contains("RUNNING") || state.contains("COMPLETING"),
+            "{task}'s job died with the coordinator: {state:?}"
+        );
+    }
+    let out = orch(&env, conf).arg("run").output().unwrap();
+    assert!(out.status.success(), "{}", env.render(&out));
+    for task in ["A", "B"] {
+        assert_eq!(env.status_of(task), "merged", "{task}");
+        let attempts = env.state()["items"][task]["attempts"].as_array().unwrap().clone();
+        assert_eq!(attempts.len(), 1, "{task} was adopted, not run again");
+        assert!(attempts[0]["job"]["id"].is_string(), "{attempts:?}");
+    }
+    let interrupted = env
+        .events()
+        .iter()
+        .filter(|e| e["event"] == "task.interrupted")
+        .count();
+    assert_eq!(interrupted, 0);
+}
+
+#[test]
+fn a_job_killed_at_its_time_limit_is_a_timeout() {
+    let Some(conf) = need_cluster("slurm time limit") else {
+        return;
+    };
+    // Slurm counts time limits in minutes and checks them every 30
+    // seconds or so: this test takes a minute or more.
+    let env = setup(
+        "hang.sh",
+        "[executor]\nkind = \"slurm\"\n\n[retry]\nmax_attempts = 1\n",
+        "[[task]]\nid = \"T1\"\n",
+    );
+    env.edit_config("max_parallel = 2", "max_parallel = 2\ntimeout = \"5s\"");
+    let out = orch(&env, conf)
+        .args(["run", "--no-merge"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", env.render(&out));
+    assert_eq!(env.status_of("T1"), "failed");
+    let reason = env.state()["items"]["T1"]["reason"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        reason.starts_with("timed out after 5s (Slurm job ") && reason.contains("time limit"),
+        "{reason}"
+    );
+    let job: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(env.repo().join(".orchestrator/runs/T1/1/job.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(job["reason"], "TimeLimit", "{job}");
+    let _ = Duration::ZERO;
+}
