@@ -231,6 +231,54 @@ pub fn cancel(id: Option<&str>, name: &str) -> std::io::Result<()> {
         .map(|_| ())
 }
 
+/// What a probe job printed, or why it did not run.
+#[derive(Debug)]
+pub enum Probe {
+    /// It ran and exited 0 with this output.
+    Ran { stdout: String },
+    /// It ran (or `srun` did) and failed.
+    Failed { code: Option<i32>, stderr: String },
+    /// It did not end within the wait (it was cancelled).
+    TimedOut,
+}
+
+/// Runs `argv` as a short job with the executor's resources, in `chdir`
+/// on the node, and waits for it at most `wait`. Blocking.
+pub fn probe(cfg: &ExecutorConfig, chdir: &Path, argv: &[String], wait: Duration) -> std::io::Result<Probe> {
+    let name = format!("orch-probe-{:08x}", fastrand::u32(..));
+    let submit = submit_command(cfg, &name, chdir, Duration::from_secs(60));
+    let mut child = Command::new(&submit[0])
+        .args(&submit[1..])
+        .args(argv)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let deadline = Instant::now() + wait;
+    loop {
+        if child.try_wait()?.is_some() {
+            let out = child.wait_with_output()?;
+            return Ok(if out.status.success() {
+                Probe::Ran {
+                    stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                }
+            } else {
+                Probe::Failed {
+                    code: out.status.code(),
+                    stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+                }
+            });
+        }
+        if Instant::now() >= deadline {
+            let _ = cancel(None, &name);
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(Probe::TimedOut);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Asks the cluster how the job of a run folder stands: by its recorded
 /// id, else by its name. `None` when the cluster does not know it.
 pub fn ask(job: &JobSpec, recorded: Option<&JobRecord>) -> Option<JobRecord> {

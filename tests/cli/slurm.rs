@@ -339,3 +339,35 @@ fn a_job_killed_at_its_time_limit_is_a_timeout() {
     assert_eq!(job["reason"], "TimeLimit", "{job}");
     let _ = Duration::ZERO;
 }
+
+#[test]
+fn doctor_proves_the_nodes_see_the_workspace() {
+    let Some(conf) = need_cluster("slurm doctor") else {
+        return;
+    };
+    let env = setup(
+        "commit.sh",
+        "[executor]\nkind = \"slurm\"\nworkspace = \"shared\"\n",
+        "[[task]]\nid = \"T1\"\n",
+    );
+    let out = orch(&env, conf).arg("doctor").output().unwrap();
+    let text = env.render(&out);
+    assert!(
+        text.contains("a Slurm probe job reached `$TEMP/repo.worktrees` and `.orchestrator`"),
+        "{text}"
+    );
+    let left: Vec<_> = std::fs::read_dir(env.root().join("repo.worktrees"))
+        .unwrap()
+        .collect();
+    assert!(left.is_empty(), "the marker is removed: {left:?}");
+
+    let missing = env.root().join("no-such-remote.git");
+    env.edit_config(
+        "workspace = \"shared\"",
+        &format!("workspace = \"git\"\nremote = {missing:?}\n\n[merge]\non_conflict = \"stop\""),
+    );
+    let out = orch(&env, conf).arg("doctor").output().unwrap();
+    let text = env.render(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("a Slurm probe job could not reach the remote"), "{text}");
+}
