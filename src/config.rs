@@ -880,4 +880,50 @@ mod tests {
             .to_string();
         assert!(err.contains("both transient and permanent"), "{err}");
     }
+
+    #[test]
+    fn a_task_overrides_the_executor_settings() {
+        let config = parse(
+            "[executor]\nkind = \"slurm\"\npartition = \"batch\"\ncpus = 2\nextra_args = [\"--exclusive\"]\n",
+        )
+        .unwrap();
+        let choice = ExecutorChoice {
+            cpus: Some(8),
+            gres: Some("gpu:1".to_owned()),
+            ..ExecutorChoice::default()
+        };
+        let task = config.executor.resolve(Some(&choice));
+        assert_eq!(task.kind, ExecutorKind::Slurm);
+        assert_eq!(task.partition.as_deref(), Some("batch"));
+        assert_eq!(task.cpus, Some(8));
+        assert_eq!(task.gres.as_deref(), Some("gpu:1"));
+        assert_eq!(task.extra_args, ["--exclusive"]);
+        let local = ExecutorChoice {
+            kind: Some(ExecutorKind::Local),
+            ..ExecutorChoice::default()
+        };
+        assert_eq!(
+            config.executor.resolve(Some(&local)).kind,
+            ExecutorKind::Local
+        );
+        assert_eq!(config.executor.resolve(None), config.executor);
+    }
+
+    #[test]
+    fn the_git_workspace_needs_a_remote_and_no_conflict_hand_back() {
+        let err = parse("[executor]\nkind = \"slurm\"\nworkspace = \"git\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("needs `executor.remote`"), "{err}");
+        let err = parse("[executor]\nworkspace = \"git\"\nremote = \"r.git\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("set `merge.on_conflict = \"stop\"`"), "{err}");
+        parse("[executor]\nworkspace = \"git\"\nremote = \"r.git\"\n[merge]\non_conflict = \"stop\"\n")
+            .unwrap();
+        let err = parse("[executor]\nworkspace = \"git\"\nremote = \"r.git\"\nscratch = \"tmp\"\n[merge]\non_conflict = \"stop\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("must be an absolute path"), "{err}");
+    }
 }

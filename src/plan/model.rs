@@ -595,4 +595,43 @@ mod tests {
         assert_eq!(Priority::from_name("soon"), None);
         assert_eq!(Priority::new(4), None);
     }
+
+    #[test]
+    fn a_task_picks_an_executor_by_name_or_table() {
+        let text = "[[task]]\nid = \"A\"\nexecutor = \"slurm\"\n\
+                    [[task]]\nid = \"B\"\nexecutor = { cpus = 8, mem = \"16G\" }\n\
+                    [[task]]\nid = \"C\"\n";
+        let plan = crate::plan::from_bytes(
+            std::path::Path::new("plan.toml"),
+            text.as_bytes(),
+            &crate::plan::Rules::default(),
+        )
+        .unwrap();
+        let executor = |id: &str| plan.item(plan.lookup(id).unwrap()).executor().cloned();
+        assert_eq!(
+            executor("A"),
+            Some(ExecutorChoice {
+                kind: Some(ExecutorKind::Slurm),
+                ..ExecutorChoice::default()
+            })
+        );
+        assert_eq!(
+            executor("B"),
+            Some(ExecutorChoice {
+                cpus: Some(8),
+                mem: Some("16G".to_owned()),
+                ..ExecutorChoice::default()
+            })
+        );
+        assert_eq!(executor("C"), None);
+        for bad in ["executor = \"kubernetes\"", "executor = { cpu = 8 }"] {
+            let text = format!("[[task]]\nid = \"A\"\n{bad}\n");
+            let err = crate::plan::from_bytes(
+                std::path::Path::new("plan.toml"),
+                text.as_bytes(),
+                &crate::plan::Rules::default(),
+            );
+            assert!(err.is_err(), "{bad}");
+        }
+    }
 }

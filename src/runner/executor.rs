@@ -290,28 +290,30 @@ pub fn cancel(spec: &Spec, recorded: Option<&JobRecord>) -> std::io::Result<()> 
 /// uncommitted changes, is kept, and the log says where. Exit 75 (transient)
 /// when the remote cannot be reached.
 pub const GIT_JOB_SCRIPT: &str = r#"
-dir=$ORCH_JOB_DIR
+dir=$ORCH_JOB_DIR remote=$ORCH_JOB_REMOTE fetch=$ORCH_JOB_FETCH feed=$ORCH_JOB_STDIN
+branch=${ORCH_JOB_BRANCH:-} result_ref=${ORCH_JOB_RESULT_REF:-} message=${ORCH_JOB_COMMIT_MESSAGE:-}
+unset ORCH_JOB_DIR ORCH_JOB_REMOTE ORCH_JOB_FETCH ORCH_JOB_STDIN ORCH_JOB_BRANCH ORCH_JOB_RESULT_REF ORCH_JOB_COMMIT_MESSAGE
 rm -rf "$dir" && mkdir -p "$dir" || { echo "orch: cannot make $dir on $(hostname)" >&2; exit 75; }
 cat > "$dir/prompt.md"
 git init -q "$dir/repo" && cd "$dir/repo" || exit 75
-if ! git fetch -q "$ORCH_JOB_REMOTE" "$ORCH_JOB_FETCH"; then
-  echo "orch: cannot fetch $ORCH_JOB_FETCH from $ORCH_JOB_REMOTE on $(hostname)" >&2
+if ! git fetch -q "$remote" "$fetch"; then
+  echo "orch: cannot fetch $fetch from $remote on $(hostname)" >&2
   exit 75
 fi
-if [ -n "${ORCH_JOB_BRANCH:-}" ]; then
-  git checkout -q -B "$ORCH_JOB_BRANCH" FETCH_HEAD || exit 75
+if [ -n "$branch" ]; then
+  git checkout -q -B "$branch" FETCH_HEAD || exit 75
 else
   git checkout -q --detach FETCH_HEAD || exit 75
 fi
-if [ "$ORCH_JOB_STDIN" = 1 ]; then "$@" < "$dir/prompt.md"; else "$@" < /dev/null; fi
+if [ "$feed" = 1 ]; then "$@" < "$dir/prompt.md"; else "$@" < /dev/null; fi
 status=$?
 keep=
-if [ -n "${ORCH_JOB_BRANCH:-}" ]; then
-  if [ $status -eq 0 ] && [ -n "$ORCH_JOB_COMMIT_MESSAGE" ] && [ -n "$(git status --porcelain)" ]; then
-    git add -A && git commit -q -m "$ORCH_JOB_COMMIT_MESSAGE" || keep=1
+if [ -n "$branch" ]; then
+  if [ $status -eq 0 ] && [ -n "$message" ] && [ -n "$(git status --porcelain)" ]; then
+    git add -A && git commit -q -m "$message" || keep=1
   fi
-  if ! git push -q "$ORCH_JOB_REMOTE" "HEAD:refs/heads/$ORCH_JOB_BRANCH"; then
-    echo "orch: cannot push $ORCH_JOB_BRANCH to $ORCH_JOB_REMOTE" >&2
+  if ! git push -q "$remote" "HEAD:refs/heads/$branch"; then
+    echo "orch: cannot push $branch to $remote" >&2
     keep=1
     [ $status -eq 0 ] && status=75
   fi
@@ -319,7 +321,7 @@ if [ -n "${ORCH_JOB_BRANCH:-}" ]; then
     blob=$(git hash-object -w "$ORCH_RESULT_FILE") &&
       tree=$(printf '100644 blob %s\tresult.json\n' "$blob" | git mktree) &&
       result=$(git commit-tree -m result "$tree") &&
-      git push -q -f "$ORCH_JOB_REMOTE" "$result:$ORCH_JOB_RESULT_REF" || keep=1
+      git push -q -f "$remote" "$result:$result_ref" || keep=1
   fi
   [ -n "$(git status --porcelain)" ] && keep=1
 fi
