@@ -109,9 +109,21 @@ fn main() {
     println!("{TASKS} tasks, max_parallel 4, agent commits one file, --no-merge");
     println!("{:<46} {:>10}", "measure", "median");
     println!("{:<46} {:>10}", "scripts/slurm-up: cluster up", ms(up));
-    println!("{:<46} {:>10}", "task started -> completed, local", ms(local));
-    println!("{:<46} {:>10}", "task started -> completed, slurm", ms(slurm));
-    println!("{:<46} {:>10}", "Slurm executor overhead per task", ms(overhead));
+    println!(
+        "{:<46} {:>10}",
+        "task started -> completed, local",
+        ms(local)
+    );
+    println!(
+        "{:<46} {:>10}",
+        "task started -> completed, slurm",
+        ms(slurm)
+    );
+    println!(
+        "{:<46} {:>10}",
+        "Slurm executor overhead per task",
+        ms(overhead)
+    );
     common::figure(
         "task started -> completed, Slurm executor",
         &ms(slurm),

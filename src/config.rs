@@ -16,9 +16,9 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::{Deserialize, Deserializer, Serialize};
 
 pub use crate::git::merge::MergeStrategy;
-pub use crate::plan::{ExecutorChoice, ExecutorKind};
 use crate::plan::diag::{Location, PathSeg};
 use crate::plan::locate::{LineIndex, toml_offsets};
+pub use crate::plan::{ExecutorChoice, ExecutorKind};
 
 /// The name of the config file at the repository root.
 pub const FILE_NAME: &str = ".orchestrator.toml";
@@ -721,7 +721,10 @@ impl Config {
             if !e.scratch.starts_with('/') {
                 return Some((
                     vec!["executor", "scratch"],
-                    format!("`executor.scratch` `{}` must be an absolute path", e.scratch),
+                    format!(
+                        "`executor.scratch` `{}` must be an absolute path",
+                        e.scratch
+                    ),
                 ));
             }
             if self.merge.on_conflict == OnFailure::Agent {

@@ -230,7 +230,10 @@ fn check_executor(
     if !missing.is_empty() {
         r.error(
             "executor",
-            format!("`executor.kind = \"slurm\"`, but {} not on PATH", missing.join(", ")),
+            format!(
+                "`executor.kind = \"slurm\"`, but {} not on PATH",
+                missing.join(", ")
+            ),
             "install the Slurm client commands on this machine (Debian: `slurm-client`)",
         );
         return;
@@ -251,12 +254,15 @@ fn check_executor(
             }
             let mut argv = vec!["cat".to_owned()];
             argv.extend(markers.iter().map(|m| m.display().to_string()));
-            let what = format!(
-                "`{}` and `{}`",
-                show(wt_root),
-                show(state_dir.path())
-            );
-            (argv, markers.into_iter().map(|m| (m, token.clone())).collect::<Vec<_>>(), what)
+            let what = format!("`{}` and `{}`", show(wt_root), show(state_dir.path()));
+            (
+                argv,
+                markers
+                    .into_iter()
+                    .map(|m| (m, token.clone()))
+                    .collect::<Vec<_>>(),
+                what,
+            )
         }
         WorkspaceMode::Git => {
             let remote = cfg.remote.clone().unwrap_or_default();

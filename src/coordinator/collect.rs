@@ -81,11 +81,20 @@ pub struct AttemptReport {
 /// Brings a job's pushed branch into the task's worktree (fast-forward
 /// only: a branch that moved both here and there is an error, never
 /// overwritten), and its result file into the run folder.
-fn fetch_back(back: &FetchBack, worktree: &std::path::Path, folder: &RunFolder) -> Result<(), CommandError> {
+fn fetch_back(
+    back: &FetchBack,
+    worktree: &std::path::Path,
+    folder: &RunFolder,
+) -> Result<(), CommandError> {
     let branch_ref = format!("refs/heads/{}", back.branch);
     cmd::run(worktree, ["fetch", "--quiet", &back.remote, &branch_ref])?;
     cmd::run(worktree, ["merge", "--quiet", "--ff-only", "FETCH_HEAD"])?;
-    if cmd::run(worktree, ["fetch", "--quiet", &back.remote, &back.result_ref]).is_ok() {
+    if cmd::run(
+        worktree,
+        ["fetch", "--quiet", &back.remote, &back.result_ref],
+    )
+    .is_ok()
+    {
         if !folder.result_file().exists()
             && let Ok(out) = cmd::run(worktree, ["show", "FETCH_HEAD:result.json"])
         {

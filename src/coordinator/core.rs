@@ -275,10 +275,9 @@ pub struct LaunchRequest {
     pub command: Vec<String>,
     pub prompt: PromptRequest,
     pub prompt_on_stdin: bool,
-    /// Where the agent finds its files: the worktree, or (`workspace =
-    /// "git"`) the branch on the remote.
-    pub workspace: crate::runner::executor::Workspace,
-    /// The task's executor, with its resources.
+    pub cwd: PathBuf,
+    /// The task's executor, with its resources and (`workspace = "git"`)
+    /// how the job reaches the branch.
     pub placement: crate::runner::executor::Placement,
     pub env: Vec<(String, String)>,
     pub timeout: Duration,

@@ -28,20 +28,20 @@ use tokio::sync::mpsc;
 
 use super::core::{Effect, Input, LaunchError, LaunchRequest, PrepareError, ProvisionRequest};
 use crate::config::Config;
+use crate::config::{ExecutorKind, WorkspaceMode};
 use crate::coordinator::collect;
 use crate::coordinator::finishing::attempt_job;
-use crate::runner::executor::Placement;
-use crate::state::model::AttemptJob;
 use crate::coordinator::workspace::{self, Provisioned};
-use crate::config::{ExecutorKind, WorkspaceMode};
 use crate::merge_queue::checks::{CheckRun, CheckTransport};
 use crate::merge_queue::policy::Policy;
 use crate::merge_queue::{self, Job};
 use crate::plan::FullId;
+use crate::runner::executor::{Cluster, Placement};
 use crate::runner::folder::{self, RunFolder};
 use crate::runner::prompt;
 use crate::runner::spawn::{self, AttemptPlan};
 use crate::state::events::{Event, EventKind, EventLog};
+use crate::state::model::AttemptJob;
 use crate::state::{State, StateDir, StateError, inbox, store};
 
 /// The longest a changed state waits before it is written.
@@ -258,7 +258,7 @@ impl Executor {
             command: req.command,
             prompt: text,
             prompt_on_stdin: req.prompt_on_stdin,
-            workspace: req.workspace,
+            cwd: req.cwd,
             placement: req.placement,
             env: req.env,
             timeout: req.timeout,
@@ -303,7 +303,10 @@ impl Executor {
             running: Arc::new(Mutex::new(None)),
             placement: match config.merge.executor {
                 ExecutorKind::Local => Placement::Local,
-                ExecutorKind::Slurm => Placement::Slurm(Box::new(config.executor.clone())),
+                ExecutorKind::Slurm => Placement::Slurm(Box::new(Cluster {
+                    settings: config.executor.clone(),
+                    git: None,
+                })),
             },
             git: match (&config.executor.workspace, &config.executor.remote) {
                 (WorkspaceMode::Git, Some(remote)) => Some(CheckTransport {

@@ -17,12 +17,12 @@ use crate::config::{
     AgentPreset, Backoff, ExecutorConfig, ExecutorKind, PromptMode, WorkspaceMode,
 };
 use crate::coordinator::collect::FetchBack;
-use crate::runner::executor::{GitTransport, Placement, PushBack, Workspace};
 use crate::coordinator::judge::Retryable;
 use crate::coordinator::workspace::{self, Provisioned};
 use crate::git::GitError;
 use crate::lifecycle::{Status, Transition, Unit};
 use crate::plan::{FullId, Item, ItemIdx};
+use crate::runner::executor::{Cluster, GitTransport, Placement, PushBack};
 use crate::runner::folder::RunFolder;
 use crate::runner::hook;
 use crate::runner::prompt::{
@@ -427,54 +427,46 @@ impl RunState {
     /// the unit's own `executor` choice, else its task's.
     pub(super) fn executor_of(&self, ti: ItemIdx, ui: ItemIdx) -> ExecutorConfig {
         let plan = &self.env.plan;
-        let choice = plan.item(ui).executor().or_else(|| plan.item(ti).executor());
+        let choice = plan
+            .item(ui)
+            .executor()
+            .or_else(|| plan.item(ti).executor());
         self.env.config.executor.resolve(choice)
     }
 
-    /// Returns the engine that runs a unit's agent.
-    fn placement_of(&self, ti: ItemIdx, ui: ItemIdx) -> Placement {
-        let cfg = self.executor_of(ti, ui);
-        match cfg.kind {
-            ExecutorKind::Local => Placement::Local,
-            ExecutorKind::Slurm => Placement::Slurm(Box::new(cfg)),
+    /// Returns the engine that runs a unit's agent, and for a cluster
+    /// executor with `workspace = "git"` how its job reaches the task
+    /// branch on the remote (pushed before the job, pushed back by it).
+    fn placement_of(&self, task: &FullId, unit: &FullId, attempt: u32) -> Placement {
+        let plan = &self.env.plan;
+        let (Some(ti), Some(ui)) = (plan.lookup(task.as_str()), plan.lookup(unit.as_str())) else {
+            return Placement::Local;
+        };
+        let settings = self.executor_of(ti, ui);
+        if settings.kind == ExecutorKind::Local {
+            return Placement::Local;
         }
-    }
-
-    /// Returns where a unit's agent finds its files: the task's worktree,
-    /// or for a cluster executor with `workspace = "git"` the task branch on
-    /// the remote (pushed before the job, pushed back by it).
-    fn workspace_of(
-        &self,
-        task: &FullId,
-        unit: &FullId,
-        attempt: u32,
-        worktree: &Path,
-        run_dir: &Path,
-    ) -> Workspace {
-        match self.fetch_back_of(task, unit, attempt) {
-            None => Workspace::Dir(worktree.to_owned()),
-            Some(back) => {
-                let branch_ref = format!("refs/heads/{}", back.branch);
-                Workspace::Git(GitTransport {
-                    repo: self.env.repo.clone(),
-                    remote: back.remote,
-                    publish: format!("{branch_ref}:{branch_ref}"),
-                    fetch: branch_ref,
-                    push_back: Some(PushBack {
-                        branch: back.branch,
-                        commit_message: self
-                            .env
-                            .config
-                            .agent
-                            .auto_commit
-                            .then(|| self.leftover_message(task, unit, attempt)),
-                        result_ref: back.result_ref,
-                    }),
-                    scratch: self.env.config.executor.scratch.clone(),
-                    local_dir: run_dir.to_owned(),
-                })
+        let git = self.fetch_back_of(task, unit, attempt).map(|back| {
+            let branch_ref = format!("refs/heads/{}", back.branch);
+            GitTransport {
+                repo: self.env.repo.clone(),
+                remote: back.remote,
+                publish: format!("{branch_ref}:{branch_ref}"),
+                fetch: branch_ref,
+                push_back: Some(PushBack {
+                    branch: back.branch,
+                    commit_message: self
+                        .env
+                        .config
+                        .agent
+                        .auto_commit
+                        .then(|| self.leftover_message(task, unit, attempt)),
+                    result_ref: back.result_ref,
+                }),
+                scratch: settings.scratch.clone(),
             }
-        }
+        });
+        Placement::Slurm(Box::new(Cluster { settings, git }))
     }
 
     /// Returns where a unit's job pushes its work back, when it runs on a
@@ -564,7 +556,6 @@ impl RunState {
             None if ui == ti => prompt::TASK,
             None => prompt::SUBTASK,
         };
-        let folder_path = folder.path().to_owned();
         let (context, previous_log, problem_log) = self.prompt_context(
             ti,
             (ui != ti).then_some(ui),
@@ -601,8 +592,8 @@ impl RunState {
                 problem_log,
             },
             prompt_on_stdin: mode == PromptMode::Stdin,
-            workspace: self.workspace_of(task, unit, attempt, &worktree, &folder_path),
-            placement: self.placement_of(ti, ui),
+            cwd: worktree,
+            placement: self.placement_of(task, unit, attempt),
             env,
             timeout,
             grace: agent.grace.0,

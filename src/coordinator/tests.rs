@@ -246,10 +246,7 @@ fn a_task_goes_from_ready_to_merged_and_its_dependent_starts_after() {
     else {
         unreachable!()
     };
-    assert_eq!(
-        launch.workspace,
-        crate::runner::executor::Workspace::Dir("wt/A".into())
-    );
+    assert_eq!(launch.cwd, Path::new("wt/A"));
     assert_eq!(launch.placement, crate::runner::executor::Placement::Local);
     assert!(
         launch

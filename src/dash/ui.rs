@@ -1014,7 +1014,10 @@ depends_on = ["P1.M1.T2", "P1.M1.T3"]
         }
         select(&mut app, "P1.M1.T2");
         let text = screen(&app, 120, 30);
-        assert!(text.contains("job       slurm job 4242 on node07"), "{text}");
+        assert!(
+            text.contains("job       slurm job 4242 on node07"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use crate::config::Check;
 use crate::git::{GitError, cmd, worktree};
-use crate::runner::executor::{self, GitTransport, Placement, Workspace};
+use crate::runner::executor::{self, Cluster, GitTransport, Placement};
 use crate::runner::folder::RunFolder;
 use crate::runner::slurm::{self, JobEnd};
 use crate::runner::spawn::spawn_supervisor_blocking;
@@ -127,23 +127,29 @@ pub fn run(
     let run_dir = state_dir.check_dir(&ctx.task, &check.name);
     std::fs::create_dir_all(&run_dir)?;
     let folder = RunFolder::new(run_dir.clone());
-    for stale in [folder.exit_file(), folder.supervisor_file(), folder.job_file()] {
+    for stale in [
+        folder.exit_file(),
+        folder.supervisor_file(),
+        folder.job_file(),
+    ] {
         crate::fsio::remove_if_present(&stale)?;
     }
-    let workspace = match (&ctx.placement, &ctx.git) {
-        (Placement::Slurm(_), Some(git)) => {
+    let placement = match (&ctx.placement, &ctx.git) {
+        (Placement::Slurm(cluster), Some(git)) => {
             let check_ref = format!("refs/orch/check/{}", ctx.task);
-            Workspace::Git(GitTransport {
-                repo: git.repo.clone(),
-                remote: git.remote.clone(),
-                publish: format!("+{commit}:{check_ref}"),
-                fetch: check_ref,
-                push_back: None,
-                scratch: git.scratch.clone(),
-                local_dir: run_dir.clone(),
-            })
+            Placement::Slurm(Box::new(Cluster {
+                settings: cluster.settings.clone(),
+                git: Some(GitTransport {
+                    repo: git.repo.clone(),
+                    remote: git.remote.clone(),
+                    publish: format!("+{commit}:{check_ref}"),
+                    fetch: check_ref,
+                    push_back: None,
+                    scratch: git.scratch.clone(),
+                }),
+            }))
         }
-        _ => Workspace::Dir(dir.to_owned()),
+        (placement, _) => placement.clone(),
     };
     let attempt = executor::Attempt {
         argv: vec!["sh".to_owned(), "-c".to_owned(), check.run.clone()],
@@ -153,7 +159,7 @@ pub fn run(
             ("ORCH_MERGE_COMMIT".to_owned(), commit.to_owned()),
             ("ORCH_TARGET".to_owned(), ctx.target.clone()),
         ],
-        workspace,
+        dir: dir.to_owned(),
         prompt: None,
         prompt_on_stdin: false,
         log: state_dir.check_log(&ctx.task, &check.name),
@@ -161,7 +167,7 @@ pub fn run(
         timeout: check.timeout.0,
         grace: ctx.grace,
     };
-    let spec = executor::spec(&ctx.placement, attempt, &run_dir, &ctx.orch);
+    let spec = executor::spec(&placement, attempt, &run_dir, &ctx.orch);
     let spec_path = folder.spec_file();
     crate::fsio::write_json(&spec_path, &spec)?;
     let mut child = spawn_supervisor_blocking(&ctx.orch, &spec_path)?;

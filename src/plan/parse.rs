@@ -291,9 +291,8 @@ impl<'de> Deserialize<'de> for RawExecutor {
         }
         match Raw::deserialize(d)? {
             Raw::Kind(name) => {
-                let kind = ExecutorKind::deserialize(de::value::StrDeserializer::<D::Error>::new(
-                    &name,
-                ))?;
+                let kind =
+                    ExecutorKind::deserialize(de::value::StrDeserializer::<D::Error>::new(&name))?;
                 Ok(RawExecutor(ExecutorChoice {
                     kind: Some(kind),
                     ..ExecutorChoice::default()
@@ -490,12 +489,7 @@ impl<'de> Visitor<'de> for ItemVisitor {
                 }
                 Field::Executor => {
                     let choice = map.next_value::<RawExecutor>()?.0;
-                    set_once(
-                        &mut item.rare().executor,
-                        choice,
-                        "executor",
-                        &mut problems,
-                    )
+                    set_once(&mut item.rare().executor, choice, "executor", &mut problems)
                 }
                 Field::Acceptance => {
                     let list = map.next_value::<StringList>()?.0;

@@ -120,7 +120,9 @@ fn job_verdict(exit: &ExitRecord, job: &JobRecord, timeout: Duration) -> Option<
             retry: true,
         },
         JobEnd::OutOfMemory => Verdict::Failure {
-            reason: format!("out of memory: Slurm job {id}{on} was killed for exceeding its memory"),
+            reason: format!(
+                "out of memory: Slurm job {id}{on} was killed for exceeding its memory"
+            ),
             retry: true,
         },
     })
@@ -265,19 +267,31 @@ mod tests {
         let cases = [
             (
                 job("TIMEOUT", None),
-                fail("timed out after 1m (Slurm job 12 on `n1` reached its time limit)", true),
+                fail(
+                    "timed out after 1m (Slurm job 12 on `n1` reached its time limit)",
+                    true,
+                ),
             ),
             (
                 job("COMPLETING", Some("TimeLimit")),
-                fail("timed out after 1m (Slurm job 12 on `n1` reached its time limit)", true),
+                fail(
+                    "timed out after 1m (Slurm job 12 on `n1` reached its time limit)",
+                    true,
+                ),
             ),
             (
                 job("NODE_FAIL", None),
-                fail("Slurm job 12 on `n1` ended NODE_FAIL, not by the agent (transient)", true),
+                fail(
+                    "Slurm job 12 on `n1` ended NODE_FAIL, not by the agent (transient)",
+                    true,
+                ),
             ),
             (
                 job("PREEMPTED", None),
-                fail("Slurm job 12 on `n1` ended PREEMPTED, not by the agent (transient)", true),
+                fail(
+                    "Slurm job 12 on `n1` ended PREEMPTED, not by the agent (transient)",
+                    true,
+                ),
             ),
             (
                 job("OUT_OF_MEMORY", None),
@@ -286,7 +300,10 @@ mod tests {
                     true,
                 ),
             ),
-            (job("FAILED", Some("NonZeroExitCode")), fail("exit code 143", true)),
+            (
+                job("FAILED", Some("NonZeroExitCode")),
+                fail("exit code 143", true),
+            ),
             (
                 JobRecord {
                     error: Some("cannot push".to_owned()),

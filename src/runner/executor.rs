@@ -34,17 +34,20 @@ pub const JOB_COMMAND: &str = "__job";
 /// Which engine runs an attempt.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Placement {
+    /// On this machine, in the attempt's folder.
     Local,
-    Slurm(Box<ExecutorConfig>),
+    /// As a Slurm job.
+    Slurm(Box<Cluster>),
 }
 
-/// Where the command finds its files.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Workspace {
-    /// It runs in this folder (this machine's, or on the shared filesystem).
-    Dir(PathBuf),
-    /// It runs in a clone on the node, fetched from a remote.
-    Git(GitTransport),
+/// A cluster job's settings and how it reaches the files.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cluster {
+    /// `[executor]`, with the task's overrides.
+    pub settings: ExecutorConfig,
+    /// `None`: the attempt's folder is on a filesystem the nodes share, and
+    /// the job runs in it. Else the job runs in a clone on the node.
+    pub git: Option<GitTransport>,
 }
 
 /// The git workspace: what the job fetches, and what it pushes back.
@@ -61,8 +64,6 @@ pub struct GitTransport {
     pub push_back: Option<PushBack>,
     /// The folder on the node where the job makes its clone.
     pub scratch: String,
-    /// This machine's folder the supervisor runs in.
-    pub local_dir: PathBuf,
 }
 
 /// What an agent's job pushes back.
@@ -82,7 +83,9 @@ pub struct Attempt {
     /// The command, `{prompt_file}` not yet replaced.
     pub argv: Vec<String>,
     pub env: Vec<(String, String)>,
-    pub workspace: Workspace,
+    /// The folder it runs in: the task's worktree, or the merge worktree
+    /// (on this machine, or on the filesystem the nodes share).
+    pub dir: PathBuf,
     /// The prompt file in the run folder, if the attempt has one.
     pub prompt: Option<PathBuf>,
     /// Feed the prompt to the command's stdin.
@@ -107,18 +110,12 @@ pub fn spec(placement: &Placement, attempt: Attempt, run_dir: &Path, orch: &Path
             .collect()
     };
     let env_remove: Vec<String> = DISCOVERY_VARS.iter().map(|v| (*v).to_owned()).collect();
-    let stdin = attempt
-        .prompt
-        .clone()
-        .filter(|_| attempt.prompt_on_stdin);
-    let cfg = match placement {
+    let stdin = attempt.prompt.clone().filter(|_| attempt.prompt_on_stdin);
+    let cluster = match placement {
         Placement::Local => {
-            let Workspace::Dir(cwd) = &attempt.workspace else {
-                unreachable_git()
-            };
             return Spec {
                 argv: local(attempt.argv.clone()),
-                cwd: cwd.clone(),
+                cwd: attempt.dir.clone(),
                 env: attempt.env,
                 env_remove,
                 stdin,
@@ -129,8 +126,9 @@ pub fn spec(placement: &Placement, attempt: Attempt, run_dir: &Path, orch: &Path
                 job: None,
             };
         }
-        Placement::Slurm(cfg) => cfg,
+        Placement::Slurm(cluster) => cluster,
     };
+    let cfg = &cluster.settings;
     let name = job_name(run_dir);
     let time_limit = Duration::from_secs(slurm::minutes(attempt.timeout) * 60);
     let supervisor_timeout = time_limit + cfg.queue_wait.0 + attempt.grace;
@@ -139,17 +137,17 @@ pub fn spec(placement: &Placement, attempt: Attempt, run_dir: &Path, orch: &Path
         JOB_COMMAND.to_owned(),
         run_dir.join(spec::SPEC).display().to_string(),
     ];
-    let (job, cwd, env, stdin) = match &attempt.workspace {
-        Workspace::Dir(dir) => {
+    let (job, cwd, env, stdin) = match &cluster.git {
+        None => {
             let job = JobSpec {
-                submit: slurm::submit_command(cfg, &name, dir, attempt.timeout),
+                submit: slurm::submit_command(cfg, &name, &attempt.dir, attempt.timeout),
                 name,
                 argv: local(attempt.argv.clone()),
                 publish: None,
             };
-            (job, dir.clone(), attempt.env.clone(), stdin)
+            (job, attempt.dir.clone(), attempt.env.clone(), stdin)
         }
-        Workspace::Git(git) => {
+        Some(git) => {
             let node_dir = format!("{}/orch-{name}", git.scratch.trim_end_matches('/'));
             let node_prompt = format!("{node_dir}/prompt.md");
             let mut env: Vec<(String, String)> = attempt
@@ -179,7 +177,11 @@ pub fn spec(placement: &Placement, attempt: Attempt, run_dir: &Path, orch: &Path
             }
             if let Some(back) = &git.push_back {
                 set(&mut env, "ORCH_WORKTREE", format!("{node_dir}/repo"));
-                set(&mut env, "ORCH_RESULT_FILE", format!("{node_dir}/result.json"));
+                set(
+                    &mut env,
+                    "ORCH_RESULT_FILE",
+                    format!("{node_dir}/result.json"),
+                );
                 set(&mut env, "ORCH_JOB_BRANCH", back.branch.clone());
                 set(&mut env, "ORCH_JOB_RESULT_REF", back.result_ref.clone());
                 set(
@@ -211,7 +213,7 @@ pub fn spec(placement: &Placement, attempt: Attempt, run_dir: &Path, orch: &Path
                 }),
             };
             // The prompt always travels on stdin: the job writes it on the node.
-            (job, git.local_dir.clone(), env, attempt.prompt.clone())
+            (job, run_dir.to_owned(), env, attempt.prompt.clone())
         }
     };
     Spec {
@@ -226,12 +228,6 @@ pub fn spec(placement: &Placement, attempt: Attempt, run_dir: &Path, orch: &Path
         grace: attempt.grace,
         job: Some(job),
     }
-}
-
-fn unreachable_git() -> ! {
-    // `Placement::Local` with a git workspace is never built: the core
-    // picks the git workspace only for cluster executors.
-    panic!("a local attempt has a git workspace")
 }
 
 /// Returns a job name unique to a run folder: `orch-<id>-<attempt>-<nonce>`.
@@ -337,11 +333,11 @@ exit $status
 mod tests {
     use super::*;
 
-    fn attempt(workspace: Workspace) -> Attempt {
+    fn attempt() -> Attempt {
         Attempt {
             argv: vec!["agent".to_owned(), "{prompt_file}".to_owned()],
             env: vec![("ORCH_WORKTREE".to_owned(), "/w/T1".to_owned())],
-            workspace,
+            dir: "/w/T1".into(),
             prompt: Some(PathBuf::from("/s/runs/T1/1/prompt.md")),
             prompt_on_stdin: false,
             log: PathBuf::from("/s/runs/T1/1/agent.log"),
@@ -355,7 +351,7 @@ mod tests {
     fn local_runs_the_agent_itself() {
         let spec = spec(
             &Placement::Local,
-            attempt(Workspace::Dir("/w/T1".into())),
+            attempt(),
             Path::new("/s/runs/T1/1"),
             Path::new("/bin/orch"),
         );
@@ -368,14 +364,20 @@ mod tests {
     #[test]
     fn slurm_runs_orch_job_with_srun_and_a_longer_backstop() {
         let cfg = ExecutorConfig::default();
-        let placement = Placement::Slurm(Box::new(cfg.clone()));
+        let placement = Placement::Slurm(Box::new(Cluster {
+            settings: cfg.clone(),
+            git: None,
+        }));
         let shared = spec(
             &placement,
-            attempt(Workspace::Dir("/w/T1".into())),
+            attempt(),
             Path::new("/s/runs/T1/1"),
             Path::new("/bin/orch"),
         );
-        assert_eq!(shared.argv, ["/bin/orch", "__job", "/s/runs/T1/1/spec.json"]);
+        assert_eq!(
+            shared.argv,
+            ["/bin/orch", "__job", "/s/runs/T1/1/spec.json"]
+        );
         let job = shared.job.unwrap();
         assert!(job.name.starts_with("orch-T1-1-"), "{}", job.name);
         assert!(job.submit.contains(&"--chdir=/w/T1".to_owned()));
@@ -387,31 +389,49 @@ mod tests {
         );
 
         let git = spec(
-            &placement,
-            attempt(Workspace::Git(GitTransport {
-                repo: "/r".into(),
-                remote: "ssh://host/r.git".to_owned(),
-                publish: "refs/heads/orch/T1:refs/heads/orch/T1".to_owned(),
-                fetch: "refs/heads/orch/T1".to_owned(),
-                push_back: Some(PushBack {
-                    branch: "orch/T1".to_owned(),
-                    commit_message: Some("m".to_owned()),
-                    result_ref: "refs/orch/results/T1/1".to_owned(),
+            &Placement::Slurm(Box::new(Cluster {
+                settings: cfg.clone(),
+                git: Some(GitTransport {
+                    repo: "/r".into(),
+                    remote: "ssh://host/r.git".to_owned(),
+                    publish: "refs/heads/orch/T1:refs/heads/orch/T1".to_owned(),
+                    fetch: "refs/heads/orch/T1".to_owned(),
+                    push_back: Some(PushBack {
+                        branch: "orch/T1".to_owned(),
+                        commit_message: Some("m".to_owned()),
+                        result_ref: "refs/orch/results/T1/1".to_owned(),
+                    }),
+                    scratch: "/scratch".to_owned(),
                 }),
-                scratch: "/scratch".to_owned(),
-                local_dir: "/s/runs/T1/1".into(),
             })),
+            attempt(),
             Path::new("/s/runs/T1/1"),
             Path::new("/bin/orch"),
         );
         let job = git.job.unwrap();
         let dir = format!("/scratch/orch-{}", job.name);
-        assert_eq!(job.argv[3..], ["orch-job".to_owned(), "agent".to_owned(), format!("{dir}/prompt.md")]);
+        assert_eq!(
+            job.argv[3..],
+            [
+                "orch-job".to_owned(),
+                "agent".to_owned(),
+                format!("{dir}/prompt.md")
+            ]
+        );
         assert_eq!(git.stdin, Some(PathBuf::from("/s/runs/T1/1/prompt.md")));
-        let var = |k: &str| git.env.iter().rev().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let var = |k: &str| {
+            git.env
+                .iter()
+                .rev()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+        };
         assert_eq!(var("ORCH_WORKTREE"), Some(format!("{dir}/repo")));
         assert_eq!(var("ORCH_JOB_STDIN").as_deref(), Some("0"));
-        assert_eq!(git.env.iter().filter(|(k, _)| k == "ORCH_WORKTREE").count(), 1);
+        assert_eq!(
+            git.env.iter().filter(|(k, _)| k == "ORCH_WORKTREE").count(),
+            1
+        );
         assert!(job.publish.is_some());
     }
 }

@@ -43,7 +43,12 @@ pub fn minutes(timeout: Duration) -> u64 {
 }
 
 /// Returns `srun` and its options for one job, ending with `--`.
-pub fn submit_command(cfg: &ExecutorConfig, name: &str, chdir: &Path, timeout: Duration) -> Vec<String> {
+pub fn submit_command(
+    cfg: &ExecutorConfig,
+    name: &str,
+    chdir: &Path,
+    timeout: Duration,
+) -> Vec<String> {
     let mut argv = vec![
         "srun".to_owned(),
         "--quiet".to_owned(),
@@ -141,9 +146,15 @@ fn node_of(list: &str) -> Option<String> {
 pub fn find(name: &str) -> Option<JobRecord> {
     let text = output(
         "squeue",
-        &["--noheader", "--states=all", "--name", name, "--format=%i|%T|%N|%r"],
+        &[
+            "--noheader",
+            "--states=all",
+            "--name",
+            name,
+            "--format=%i|%T|%N|%r",
+        ],
     )?;
-    let line = text.lines().filter(|l| !l.trim().is_empty()).next_back()?;
+    let line = text.lines().rfind(|l| !l.trim().is_empty())?;
     let mut fields = line.split('|');
     let (id, state, node, reason) = (fields.next()?, fields.next()?, fields.next(), fields.next());
     Some(JobRecord {
@@ -164,7 +175,14 @@ pub fn query(id: &str) -> Option<JobRecord> {
     }
     let text = output(
         "sacct",
-        &["--noheader", "--parsable2", "--allocations", "--jobs", id, "--format=State,ExitCode,NodeList,Reason"],
+        &[
+            "--noheader",
+            "--parsable2",
+            "--allocations",
+            "--jobs",
+            id,
+            "--format=State,ExitCode,NodeList,Reason",
+        ],
     )?;
     parse_sacct(id, &text)
 }
@@ -199,7 +217,10 @@ pub fn parse_sacct(id: &str, text: &str) -> Option<JobRecord> {
     let state = fields.next()?.split_whitespace().next()?.to_owned();
     let (exit_code, signal) = fields.next().map(exit_pair).unwrap_or((None, None));
     let node = fields.next().and_then(node_of);
-    let reason = fields.next().map(str::to_owned).filter(|r| !r.is_empty() && r != "None");
+    let reason = fields
+        .next()
+        .map(str::to_owned)
+        .filter(|r| !r.is_empty() && r != "None");
     Some(JobRecord {
         executor: NAME.to_owned(),
         id: Some(id.to_owned()),
@@ -244,7 +265,12 @@ pub enum Probe {
 
 /// Runs `argv` as a short job with the executor's resources, in `chdir`
 /// on the node, and waits for it at most `wait`. Blocking.
-pub fn probe(cfg: &ExecutorConfig, chdir: &Path, argv: &[String], wait: Duration) -> std::io::Result<Probe> {
+pub fn probe(
+    cfg: &ExecutorConfig,
+    chdir: &Path,
+    argv: &[String],
+    wait: Duration,
+) -> std::io::Result<Probe> {
     let name = format!("orch-probe-{:08x}", fastrand::u32(..));
     let submit = submit_command(cfg, &name, chdir, Duration::from_secs(60));
     let mut child = Command::new(&submit[0])
@@ -285,9 +311,9 @@ pub fn ask(job: &JobSpec, recorded: Option<&JobRecord>) -> Option<JobRecord> {
     let known = recorded
         .and_then(|r| r.id.as_deref())
         .and_then(query)
-        .or_else(|| find(&job.name).and_then(|found| {
-            found.id.as_deref().and_then(query).or(Some(found))
-        }))?;
+        .or_else(|| {
+            find(&job.name).and_then(|found| found.id.as_deref().and_then(query).or(Some(found)))
+        })?;
     let mut job = known;
     if job.node.is_none() {
         job.node = recorded.and_then(|r| r.node.clone());
@@ -446,9 +472,15 @@ mod tests {
         };
         let table = [
             (rec("COMPLETED", None), Some(JobEnd::Finished)),
-            (rec("FAILED", Some("NonZeroExitCode")), Some(JobEnd::Finished)),
+            (
+                rec("FAILED", Some("NonZeroExitCode")),
+                Some(JobEnd::Finished),
+            ),
             (rec("TIMEOUT", None), Some(JobEnd::TimeLimit)),
-            (rec("COMPLETING", Some("TimeLimit")), Some(JobEnd::TimeLimit)),
+            (
+                rec("COMPLETING", Some("TimeLimit")),
+                Some(JobEnd::TimeLimit),
+            ),
             (rec("NODE_FAIL", None), Some(JobEnd::Lost)),
             (rec("PREEMPTED", None), Some(JobEnd::Lost)),
             (rec("OUT_OF_MEMORY", None), Some(JobEnd::OutOfMemory)),
@@ -476,7 +508,8 @@ mod tests {
         assert_eq!((job.exit_code, job.signal), (Some(0), None));
         assert_eq!(job.node.as_deref(), Some("n[1-2]"));
         assert_eq!(job.reason, None);
-        let pending = parse_scontrol("JobId=9 JobState=PENDING Reason=Resources NodeList=(null)").unwrap();
+        let pending =
+            parse_scontrol("JobId=9 JobState=PENDING Reason=Resources NodeList=(null)").unwrap();
         assert_eq!(pending.node, None);
     }
 
@@ -489,7 +522,12 @@ mod tests {
             extra_args: vec!["--exclusive".to_owned()],
             ..ExecutorConfig::default()
         };
-        let argv = submit_command(&cfg, "orch-T1-1-ab", Path::new("/w/T1"), Duration::from_secs(61));
+        let argv = submit_command(
+            &cfg,
+            "orch-T1-1-ab",
+            Path::new("/w/T1"),
+            Duration::from_secs(61),
+        );
         assert_eq!(
             argv.join(" "),
             "srun --quiet --job-name=orch-T1-1-ab --nodes=1 --ntasks=1 --chdir=/w/T1 --time=2 \

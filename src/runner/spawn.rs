@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::runner::executor::{self, Placement, Workspace};
+use crate::runner::executor::{self, Placement};
 use crate::runner::spec::{self, Spec};
 
 /// The hidden subcommand that runs a supervisor.
@@ -20,9 +20,8 @@ pub struct AttemptPlan {
     pub command: Vec<String>,
     pub prompt: String,
     pub prompt_on_stdin: bool,
-    /// Where the agent finds its files.
-    pub workspace: Workspace,
-    /// Which engine runs it.
+    pub cwd: PathBuf,
+    /// Which engine runs it, and how a job reaches the files.
     pub placement: Placement,
     /// `ORCH_*` and configured variables.
     pub env: Vec<(String, String)>,
@@ -41,7 +40,7 @@ pub fn prepare(plan: &AttemptPlan, orch: &Path) -> io::Result<Spec> {
     let attempt = executor::Attempt {
         argv: plan.command.clone(),
         env: plan.env.clone(),
-        workspace: plan.workspace.clone(),
+        dir: plan.cwd.clone(),
         prompt: Some(prompt_path),
         prompt_on_stdin: plan.prompt_on_stdin,
         log: plan.run_dir.join(spec::LOG),

@@ -61,7 +61,10 @@ fn need_cluster(test: &str) -> Option<&'static Path> {
             panic!("{test}: Slurm is required (ORCH_REQUIRE_SLURM) but: {why}")
         }
         Err(why) => {
-            let _ = writeln!(std::io::stderr(), "SKIPPED: {test}: no Slurm cluster: {why}");
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED: {test}: no Slurm cluster: {why}"
+            );
             None
         }
     }
@@ -102,7 +105,8 @@ fn job_name(env: &TestEnv, unit: &str, attempt: u32) -> String {
     let spec = env
         .repo()
         .join(format!(".orchestrator/runs/{unit}/{attempt}/spec.json"));
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(spec).unwrap()).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(spec).unwrap()).unwrap();
     v["job"]["name"].as_str().unwrap().to_owned()
 }
 
@@ -142,10 +146,16 @@ fn assert_merged_through_slurm(env: &TestEnv, workspace_of: impl Fn(&str) -> Str
             .find_map(|l| l.strip_prefix("job="))
             .unwrap()
             .to_owned();
-        assert!(job.parse::<u64>().is_ok(), "{task} ran outside Slurm: {text}");
+        assert!(
+            job.parse::<u64>().is_ok(),
+            "{task} ran outside Slurm: {text}"
+        );
         let pwd = text.lines().find_map(|l| l.strip_prefix("pwd=")).unwrap();
         assert!(pwd.starts_with(&workspace_of(task)), "{task} ran in {pwd}");
-        assert!(text.contains("prompt=You are"), "{task} got its prompt: {text}");
+        assert!(
+            text.contains("prompt=You are"),
+            "{task} got its prompt: {text}"
+        );
         let attempt = &env.state()["items"][task]["attempts"][0];
         assert_eq!(attempt["job"]["executor"], "slurm", "{attempt}");
         assert_eq!(
@@ -177,7 +187,9 @@ fn a_fan_out_fan_in_plan_runs_through_slurm_on_a_shared_filesystem() {
     };
     let env = setup(
         "where.sh",
-        &format!("[executor]\nkind = \"slurm\"\nworkspace = \"shared\"\n\n[merge]\nexecutor = \"slurm\"\n\n{CHECK}"),
+        &format!(
+            "[executor]\nkind = \"slurm\"\nworkspace = \"shared\"\n\n[merge]\nexecutor = \"slurm\"\n\n{CHECK}"
+        ),
         FAN,
     );
     let out = orch(&env, conf)
@@ -197,7 +209,10 @@ fn a_fan_out_fan_in_plan_runs_through_slurm_with_the_git_workspace() {
     let env = TestEnv::new();
     env.init_repo();
     let remote = env.root().join("remote.git");
-    env.git(&env.root(), ["init", "-q", "--bare", remote.to_str().unwrap()]);
+    env.git(
+        &env.root(),
+        ["init", "-q", "--bare", remote.to_str().unwrap()],
+    );
     let scratch = env.root().join("scratch");
     std::fs::create_dir_all(&scratch).unwrap();
     env.configure(
@@ -216,9 +231,15 @@ fn a_fan_out_fan_in_plan_runs_through_slurm_with_the_git_workspace() {
     assert_merged_through_slurm(&env, |_| scratch.display().to_string());
     let heads = env.git(&env.root(), ["ls-remote", remote.to_str().unwrap()]);
     for task in ["A", "B", "C", "D"] {
-        assert!(heads.contains(&format!("refs/heads/orch/{task}")), "{heads}");
+        assert!(
+            heads.contains(&format!("refs/heads/orch/{task}")),
+            "{heads}"
+        );
     }
-    assert!(!heads.contains("refs/orch/results/"), "result refs are removed: {heads}");
+    assert!(
+        !heads.contains("refs/orch/results/"),
+        "result refs are removed: {heads}"
+    );
     let left: Vec<_> = std::fs::read_dir(&scratch).unwrap().collect();
     assert!(left.is_empty(), "clones left on the node: {left:?}");
 }
@@ -240,7 +261,8 @@ fn a_cancelled_job_leaves_nothing_in_the_queue() {
         .spawn()
         .unwrap();
     assert!(
-        wait_until(DEADLINE, || placed_on_nodes(&env).contains(&"T1".to_owned())),
+        wait_until(DEADLINE, || placed_on_nodes(&env)
+            .contains(&"T1".to_owned())),
         "the job never ran"
     );
     let name = job_name(&env, "T1", 1);
@@ -293,7 +315,10 @@ fn a_coordinator_killed_while_jobs_run_adopts_them_on_restart() {
     assert!(out.status.success(), "{}", env.render(&out));
     for task in ["A", "B"] {
         assert_eq!(env.status_of(task), "merged", "{task}");
-        let attempts = env.state()["items"][task]["attempts"].as_array().unwrap().clone();
+        let attempts = env.state()["items"][task]["attempts"]
+            .as_array()
+            .unwrap()
+            .clone();
         assert_eq!(attempts.len(), 1, "{task} was adopted, not run again");
         assert!(attempts[0]["job"]["id"].is_string(), "{attempts:?}");
     }
@@ -369,5 +394,8 @@ fn doctor_proves_the_nodes_see_the_workspace() {
     let out = orch(&env, conf).arg("doctor").output().unwrap();
     let text = env.render(&out);
     assert_eq!(out.status.code(), Some(2), "{text}");
-    assert!(text.contains("a Slurm probe job could not reach the remote"), "{text}");
+    assert!(
+        text.contains("a Slurm probe job could not reach the remote"),
+        "{text}"
+    );
 }
