@@ -383,7 +383,7 @@ impl Executor {
         }
         self.last_poll = Instant::now();
         self.jobs.retain_mut(|w| {
-            if w.folder.has_exited() {
+            if w.folder.has_exited() || w.folder.live_supervisor().is_none() {
                 return false;
             }
             let Some(job) = w.folder.load_job().as_ref().and_then(attempt_job) else {
