@@ -108,6 +108,12 @@ fn fetch_back(
 
 /// Collects one attempt. Blocking.
 pub fn collect(input: Collection) -> AttemptReport {
+    // A supervisor gone without its report may leave a cluster job that
+    // completed (its `exit.json` is then written from the cluster's
+    // account) or one still running without its `srun` (cancelled).
+    if !input.folder.has_exited() {
+        input.folder.settle();
+    }
     let mut report = AttemptReport {
         exit: input.folder.load_exit().ok().flatten(),
         job: input.folder.load_job(),

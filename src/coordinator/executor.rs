@@ -400,12 +400,7 @@ impl Executor {
             true
         });
         self.watched.retain(|(unit, attempt, folder)| {
-            // An adopted cluster job whose supervisor is gone is asked of
-            // the cluster (`settle`), which also writes the `exit.json` of
-            // a job that ended meanwhile.
-            let over = folder.has_exited()
-                || (folder.live_supervisor().is_none()
-                    && folder.settle() != folder::Liveness::Detached);
+            let over = folder.has_exited() || folder.live_supervisor().is_none();
             if over {
                 inputs.push(Input::Exited {
                     unit: unit.clone(),

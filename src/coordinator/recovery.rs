@@ -10,10 +10,9 @@
 //! - an open attempt with `exit.json` is collected as if its supervisor just
 //!   exited (collection is idempotent);
 //! - an open attempt whose supervisor is alive (and is that folder's, not a
-//!   reused pid: [`RunFolder::liveness`]) is adopted and watched; so is one
-//!   whose supervisor is gone while its cluster job still runs, and one
-//!   whose job ended meanwhile is collected from the cluster's account
-//!   ([`RunFolder::settle`]);
+//!   reused pid: [`RunFolder::liveness`]) is adopted and watched; one whose
+//!   supervisor is gone but whose cluster job completed is collected from
+//!   the cluster's account ([`RunFolder::settle`]);
 //! - any other open attempt was interrupted: it does not count, and the item
 //!   is retried;
 //! - a task awaiting or in a merge whose work (journaled candidate, else
@@ -83,7 +82,7 @@ pub fn runs_of(dir: &StateDir, id: &FullId, known: u32) -> Runs {
     let newest = highest.max(known);
     let liveness = match newest {
         0 => Liveness::Gone,
-        n => RunFolder::new(dir.run_dir(id, n)).settle(),
+        n => RunFolder::new(dir.run_dir(id, n)).liveness(),
     };
     Runs {
         highest,
@@ -113,7 +112,15 @@ pub fn gather(plan: &Plan, state: &State, dir: &StateDir, repo: &Path, target: &
             continue;
         }
         let known = state.items.get(id).map_or(0, |s| s.attempts.len() as u32);
-        facts.runs.insert(id.clone(), runs_of(dir, id, known));
+        let mut runs = runs_of(dir, id, known);
+        if let (n, Liveness::Gone) = runs.newest
+            && n > 0
+        {
+            // A cluster job may have outlived its supervisor: ask the
+            // cluster how it ended (a completed one is collected).
+            runs.newest.1 = RunFolder::new(dir.run_dir(id, n)).settle();
+        }
+        facts.runs.insert(id.clone(), runs);
     }
     let journal: Option<Journal> = crate::fsio::read_json(&dir.merge_journal()).ok().flatten();
     let target_tip = refs::branch_tip(repo, target).ok().flatten();
@@ -174,7 +181,7 @@ pub enum Fate {
 pub fn fate(attempt: u32, newest: Option<(u32, Liveness)>) -> Fate {
     match newest {
         Some((n, Liveness::Exited)) if n == attempt => Fate::Collect,
-        Some((n, Liveness::Running { .. } | Liveness::Detached)) if n == attempt => Fate::Adopt,
+        Some((n, Liveness::Running { .. })) if n == attempt => Fate::Adopt,
         _ => Fate::Interrupt,
     }
 }
@@ -326,7 +333,6 @@ mod tests {
         let table = [
             (Some((2, Liveness::Exited)), Fate::Collect),
             (Some((2, running)), Fate::Adopt),
-            (Some((2, Liveness::Detached)), Fate::Adopt),
             (Some((2, Liveness::Gone)), Fate::Interrupt),
             (Some((3, Liveness::Exited)), Fate::Interrupt),
             (None, Fate::Interrupt),

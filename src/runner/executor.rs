@@ -2,15 +2,15 @@
 //! that runs the command (docs/scaling.md).
 //!
 //! Given an attempt (argv, environment, workspace, limits), an executor
-//! produces the [`Spec`] the supervisor runs, and answers whether an
-//! attempt whose supervisor is gone still runs somewhere ([`detached`]).
+//! produces the [`Spec`] the supervisor runs, and answers what became of an
+//! attempt whose supervisor is gone ([`detached`]).
 //! The supervisor stays the same for every executor: it runs `spec.argv` in
 //! its own process group, with the timeout, the log and `exit.json`.
 //!
 //! | executor | what the supervisor runs | a detached attempt |
 //! | --- | --- | --- |
-//! | `local` | the agent itself | never: the agent dies with its group |
-//! | `slurm` | `orch __job`, which runs `srun … -- <agent>` ([`super::slurm`]) | asked of `squeue`, `scontrol`, `sacct` |
+//! | `local` | the agent itself | nothing: the agent dies with its group |
+//! | `slurm` | `orch __job`, which runs `srun … -- <agent>` ([`super::slurm`]) | asked of `squeue`, `scontrol`, `sacct`; an orphan is cancelled |
 //!
 //! Two workspaces: a folder the command runs in (this machine's, or one on
 //! a filesystem the nodes share), or the git transport: the job fetches a
@@ -245,23 +245,30 @@ fn job_name(run_dir: &Path) -> String {
 /// What the cluster says of an attempt whose supervisor is gone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Detached {
-    /// Its job is still queued or running.
-    Alive(JobRecord),
     /// Its job ended; the record says how.
     Ended(JobRecord),
+    /// Its job was still queued or running without its submitter, which
+    /// delivers its output and exit (`srun`): it was cancelled.
+    Orphaned(JobRecord),
     /// Nothing runs it (a local attempt, or a job the cluster does not know).
     Unknown,
 }
 
-/// Asks the attempt's executor whether an attempt whose supervisor is gone
-/// still runs. Blocking (it may run `squeue`).
+/// Asks the attempt's executor about an attempt whose supervisor is gone,
+/// cancelling its job if it is an orphan. Blocking (it runs `squeue`).
+///
+/// A Slurm job started by `srun` cannot finish its attempt without it, so
+/// one still alive is cancelled; an executor whose jobs deliver their work
+/// without their submitter (a Kubernetes Job) would answer that it runs,
+/// and the coordinator would watch it (docs/scaling.md).
 pub fn detached(spec: &Spec, recorded: Option<&JobRecord>) -> Detached {
     let Some(job) = &spec.job else {
         return Detached::Unknown;
     };
     match slurm::ask(job, recorded) {
         Some(found) if found.state.as_deref().is_some_and(slurm::is_alive) => {
-            Detached::Alive(found)
+            let _ = slurm::cancel(found.id.as_deref(), &job.name);
+            Detached::Orphaned(found)
         }
         Some(found) if found.state.is_some() => Detached::Ended(found),
         _ => Detached::Unknown,

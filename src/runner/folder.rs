@@ -48,9 +48,6 @@ pub enum Liveness {
     Exited,
     /// Its supervisor is alive (and is this folder's).
     Running { supervisor: u32 },
-    /// Its supervisor is gone but its cluster job still runs
-    /// ([`RunFolder::settle`] asks the cluster).
-    Detached,
     /// No report and no supervisor: the attempt was cut short.
     Gone,
 }
@@ -185,11 +182,13 @@ impl RunFolder {
         }
     }
 
-    /// Asks the cluster about an attempt whose supervisor is gone and
-    /// records what it says: a job still running is [`Liveness::Detached`];
-    /// a job that ended gets the `exit.json` its supervisor could not
-    /// write, from the cluster's account, and is [`Liveness::Exited`].
-    /// Otherwise the same as [`RunFolder::liveness`]. Blocking.
+    /// Asks the cluster about an attempt whose supervisor is gone, and
+    /// records its account in `job.json`: a job that completed gets the
+    /// `exit.json` its supervisor could not write and is
+    /// [`Liveness::Exited`] (its work is collected); a job that ended
+    /// otherwise, or was still alive without its `srun` (and is cancelled),
+    /// was cut short and is [`Liveness::Gone`]. Otherwise the same as
+    /// [`RunFolder::liveness`]. Blocking.
     pub fn settle(&self) -> Liveness {
         let now = self.liveness();
         if now != Liveness::Gone {
@@ -198,38 +197,33 @@ impl RunFolder {
         let Some(spec) = self.load_spec().filter(|s| s.job.is_some()) else {
             return now;
         };
-        let recorded = self.load_job();
-        match executor::detached(&spec, recorded.as_ref()) {
-            Detached::Alive(job) => {
+        let job = match executor::detached(&spec, self.load_job().as_ref()) {
+            Detached::Unknown => return Liveness::Gone,
+            Detached::Orphaned(job) => {
                 let _ = crate::fsio::write_json(&self.job_file(), &job);
-                Liveness::Detached
+                return Liveness::Gone;
             }
-            Detached::Ended(job) => {
-                let end = match (job.signal, job.exit_code) {
-                    (Some(signal), _) => End::Signaled { signal },
-                    (None, Some(code)) => End::Exited { code },
-                    (None, None) => End::Exited { code: -1 },
-                };
-                let started = self
-                    .load_supervisor()
-                    .map(|s| s.started)
-                    .unwrap_or_else(Timestamp::now);
-                let record = ExitRecord {
-                    end,
-                    started,
-                    finished: Timestamp::now(),
-                    output_bytes: 0,
-                    log_truncated: false,
-                };
-                let written = crate::fsio::write_json(&self.job_file(), &job)
-                    .and_then(|()| crate::fsio::write_json(&self.exit_file(), &record));
-                if written.is_ok() {
-                    Liveness::Exited
-                } else {
-                    Liveness::Gone
-                }
-            }
-            Detached::Unknown => Liveness::Gone,
+            Detached::Ended(job) => job,
+        };
+        let recorded = crate::fsio::write_json(&self.job_file(), &job);
+        if job.state.as_deref() != Some("COMPLETED") || recorded.is_err() {
+            return Liveness::Gone;
+        }
+        let record = ExitRecord {
+            end: End::Exited {
+                code: job.exit_code.unwrap_or(0),
+            },
+            started: self
+                .load_supervisor()
+                .map(|s| s.started)
+                .unwrap_or_else(Timestamp::now),
+            finished: Timestamp::now(),
+            output_bytes: 0,
+            log_truncated: false,
+        };
+        match crate::fsio::write_json(&self.exit_file(), &record) {
+            Ok(()) => Liveness::Exited,
+            Err(_) => Liveness::Gone,
         }
     }
 

@@ -283,6 +283,8 @@ fn a_cancelled_job_leaves_nothing_in_the_queue() {
 
 #[test]
 fn a_coordinator_killed_while_jobs_run_adopts_them_on_restart() {
+    // A is adopted through its supervisor; B, whose supervisor is killed
+    // too, is settled from what the cluster says of its job.
     let Some(conf) = need_cluster("slurm adoption") else {
         return;
     };
@@ -311,23 +313,66 @@ fn a_coordinator_killed_while_jobs_run_adopts_them_on_restart() {
             "{task}'s job died with the coordinator: {state:?}"
         );
     }
+    // B's whole side on this machine dies too (supervisor, `orch __job`,
+    // `srun`): Slurm ends its job, and the restart must learn that from
+    // the cluster, not from a supervisor.
+    let info: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(env.repo().join(".orchestrator/runs/B/1/supervisor.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let kill = |pid: i64| {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &pid.to_string()])
+            .status();
+    };
+    kill(-info["agent_pgid"].as_i64().unwrap());
+    kill(info["pid"].as_i64().unwrap());
     let out = orch(&env, conf).arg("run").output().unwrap();
     assert!(out.status.success(), "{}", env.render(&out));
-    for task in ["A", "B"] {
-        assert_eq!(env.status_of(task), "merged", "{task}");
-        let attempts = env.state()["items"][task]["attempts"]
-            .as_array()
-            .unwrap()
-            .clone();
-        assert_eq!(attempts.len(), 1, "{task} was adopted, not run again");
-        assert!(attempts[0]["job"]["id"].is_string(), "{attempts:?}");
-    }
-    let interrupted = env
+    assert_eq!(env.status_of("A"), "merged");
+    let attempts = env.state()["items"]["A"]["attempts"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        attempts.len(),
+        1,
+        "A was adopted, not run again: {attempts:?}"
+    );
+    assert!(attempts[0]["job"]["id"].is_string(), "{attempts:?}");
+    assert_eq!(env.status_of("B"), "merged");
+    let attempts = env.state()["items"]["B"]["attempts"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    assert_eq!(
+        attempts[0]["outcome"]["kind"], "interrupted",
+        "{attempts:?}"
+    );
+    let job: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(env.repo().join(".orchestrator/runs/B/1/job.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        job["state"].is_string(),
+        "the cluster's account of B's first job is recorded: {job}"
+    );
+    let name = job_name(&env, "B", 1);
+    let queued = || slurm(conf, "squeue", &["-h", "-n", &name, "-o", "%i %T"]);
+    assert!(
+        wait_until(DEADLINE, || queued().trim().is_empty()),
+        "B's orphaned job is cancelled: {}",
+        queued()
+    );
+    let interrupted: Vec<_> = env
         .events()
-        .iter()
+        .into_iter()
         .filter(|e| e["event"] == "task.interrupted")
-        .count();
-    assert_eq!(interrupted, 0);
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(interrupted, ["B"]);
 }
 
 #[test]
