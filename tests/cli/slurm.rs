@@ -10,7 +10,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use crate::common::{DEADLINE, TestEnv, wait_until};
 
@@ -269,9 +268,8 @@ fn a_cancelled_job_leaves_nothing_in_the_queue() {
     assert!(slurm(conf, "squeue", &["-h", "-n", &name, "-o", "%T"]).contains("RUNNING"));
     let out = orch(&env, conf).args(["cancel", "T1"]).output().unwrap();
     assert!(out.status.success(), "{}", env.render(&out));
-    let status = run.wait().unwrap();
+    run.wait().unwrap();
     assert_eq!(env.status_of("T1"), "cancelled");
-    assert!(!status.success() || status.success());
     let queued = || slurm(conf, "squeue", &["-h", "-n", &name, "-o", "%i %T"]);
     assert!(
         wait_until(DEADLINE, || queued().trim().is_empty()),
@@ -407,7 +405,6 @@ fn a_job_killed_at_its_time_limit_is_a_timeout() {
     )
     .unwrap();
     assert_eq!(job["reason"], "TimeLimit", "{job}");
-    let _ = Duration::ZERO;
 }
 
 #[test]
