@@ -85,6 +85,7 @@ fn state(app_plan: &orch::plan::Plan, now: SystemTime) -> State {
             outcome: None,
             purpose: None,
             job: None,
+            confined: false,
         }];
         if status != Status::Running {
             s.attempts[0].finished = Some(Timestamp(now));

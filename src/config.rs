@@ -16,6 +16,9 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::{Deserialize, Deserializer, Serialize};
 
 pub use crate::git::merge::MergeStrategy;
+pub use presets::{Agent, FinalMessage};
+
+pub mod presets;
 use crate::plan::diag::{Location, PathSeg};
 use crate::plan::locate::{LineIndex, toml_offsets};
 pub use crate::plan::{ExecutorChoice, ExecutorKind};
@@ -121,6 +124,65 @@ pub struct Config {
     pub policy: PolicyConfig,
     /// Where agents (and, with `merge.executor`, checks) run.
     pub executor: ExecutorConfig,
+    pub metrics: MetricsConfig,
+    /// Where events are sent (`[[notify]]`, one table per destination).
+    pub notify: Vec<NotifyConfig>,
+    pub sandbox: SandboxConfig,
+}
+
+/// `[metrics]`: the live coordinator's Prometheus endpoint.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// The address `orch run` serves `/metrics` on; unset: no endpoint.
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+/// One `[[notify]]` destination: which events, and where they go.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// Names the destination in the outbox and in messages (default `notify-<n>`, from 1).
+    pub name: Option<String>,
+    /// Event names (`task.failed`, `run.finished`, ...); `*` is every event.
+    pub events: Vec<String>,
+    /// A URL the event is POSTed to as JSON, signed as Standard Webhooks describes.
+    pub webhook: Option<String>,
+    /// The signing secret (`whsec_` and base64, as Standard Webhooks writes it).
+    pub secret: Option<String>,
+    /// An environment variable holding the secret instead (kept out of the repository).
+    pub secret_env: Option<String>,
+    /// A command (argv, never run through a shell) that gets the event as JSON on stdin.
+    pub command: Option<Vec<String>>,
+    /// How long one delivery may take; longer is a failure.
+    #[serde(default = "default_notify_timeout")]
+    pub timeout: Dur,
+    /// The waits between attempts after the first, immediate one; each is
+    /// stretched by a random 0 to 20 %.
+    #[serde(default = "default_notify_retry")]
+    pub retry: Vec<Dur>,
+}
+
+fn default_notify_timeout() -> Dur {
+    Dur(Duration::from_secs(15))
+}
+
+/// The schedule webhook providers use: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+pub fn default_notify_retry() -> Vec<Dur> {
+    [5, 300, 1800, 7200, 18_000, 36_000, 36_000]
+        .into_iter()
+        .map(|s| Dur(Duration::from_secs(s)))
+        .collect()
+}
+
+impl NotifyConfig {
+    /// Returns the destination's name: its own, else `notify-<n>` for the
+    /// `n`th table (from 1).
+    pub fn name_at(&self, n: usize) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| format!("notify-{}", n + 1))
+    }
 }
 
 impl Default for Config {
@@ -137,6 +199,9 @@ impl Default for Config {
             merge: MergeConfig::default(),
             policy: PolicyConfig::default(),
             executor: ExecutorConfig::default(),
+            metrics: MetricsConfig::default(),
+            notify: Vec::new(),
+            sandbox: SandboxConfig::default(),
         }
     }
 }
@@ -184,9 +249,19 @@ pub enum AgentUnit {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AgentConfig {
-    /// The agent's argv; never run through a shell. `{prompt_file}` is replaced.
-    pub command: Vec<String>,
+    /// The preset tasks run when they name none (`claude` when neither
+    /// this nor `command` is set).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preset: Option<String>,
+    /// An agent of one's own instead of a preset: its argv, never run
+    /// through a shell. `{prompt_file}` and `{last_message_file}` are replaced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
     pub prompt: PromptMode,
+    /// Where the agent's final message is read from (for its summary).
+    pub final_message: FinalMessage,
+    /// Files the agent leaves in the worktree that must never be committed.
+    pub exclude: Vec<String>,
     pub unit: AgentUnit,
     pub timeout: Dur,
     pub max_parallel: u32,
@@ -203,8 +278,11 @@ pub struct AgentConfig {
 impl Default for AgentConfig {
     fn default() -> Self {
         AgentConfig {
-            command: vec!["claude".to_owned(), "-p".to_owned()],
+            preset: None,
+            command: None,
             prompt: PromptMode::Stdin,
+            final_message: FinalMessage::Output,
+            exclude: Vec::new(),
             unit: AgentUnit::Task,
             timeout: Dur(Duration::from_secs(45 * 60)),
             max_parallel: 4,
@@ -216,15 +294,28 @@ impl Default for AgentConfig {
     }
 }
 
-/// A named agent a task can pick; unset fields come from `[agent]`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// A named agent a task can pick: a built-in preset
+/// ([`presets::builtin`]) changed key by key, or one of the user's own.
+/// Unset keys come from the built-in preset of that name, then `[agent]`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentPreset {
-    pub command: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt: Option<PromptMode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Dur>,
-    #[serde(default)]
+    /// Added to the built-in preset's and to `agent.env`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_message: Option<FinalMessage>,
+    /// Exit codes of this agent never retried (on top of `retry.permanent_exit_codes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permanent_exit_codes: Option<Vec<i32>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -426,6 +517,80 @@ impl ExecutorConfig {
     }
 }
 
+/// What agents (and the `post_create` and `post_agent` hooks) may write
+/// (docs/config.md `[sandbox]`, docs/run.md "What an agent may write").
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxConfig {
+    /// Confine them where the kernel can (Landlock); `false` says loudly that they are not.
+    pub enabled: bool,
+    /// Paths they may write besides their worktree, its git paths, their run
+    /// folder and a private temp folder: absolute, `~/…` for the home
+    /// folder, or `$VAR…` for a folder an environment variable names (left
+    /// out when it is unset). Setting it replaces [`DEFAULT_ALLOW_WRITE`].
+    pub allow_write: Vec<String>,
+    /// `false` refuses TCP `bind` and `connect` (Landlock ABI 4, Linux 6.7).
+    pub network: bool,
+}
+
+/// What agents may write by default besides their own folders: the agent
+/// CLIs' own config and cache folders, and the common caches.
+pub const DEFAULT_ALLOW_WRITE: &[&str] = &[
+    "~/.claude",
+    "~/.claude.json",
+    "$CLAUDE_CONFIG_DIR",
+    "~/.codex",
+    "$CODEX_HOME",
+    "~/.gemini",
+    "~/.aider",
+    "~/.cache",
+    "~/.npm",
+];
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            enabled: true,
+            allow_write: DEFAULT_ALLOW_WRITE
+                .iter()
+                .map(|p| (*p).to_owned())
+                .collect(),
+            network: true,
+        }
+    }
+}
+
+impl SandboxConfig {
+    /// Returns `allow_write` with `~` made the home folder and `$VAR` the
+    /// folder `var` says the variable holds; an entry whose folder is unknown
+    /// (no home folder, an unset or empty variable) is left out.
+    pub fn allow_write_paths(
+        &self,
+        home: Option<&Path>,
+        var: impl Fn(&str) -> Option<std::ffi::OsString>,
+    ) -> Vec<PathBuf> {
+        self.allow_write
+            .iter()
+            .filter_map(|p| {
+                if let Some(rest) = p.strip_prefix('~') {
+                    return home.map(|h| h.join(rest.trim_start_matches('/')));
+                }
+                if let Some(rest) = p.strip_prefix('$') {
+                    let (name, tail) = rest.split_once('/').unwrap_or((rest, ""));
+                    let base = var(name).filter(|v| !v.is_empty())?;
+                    let base = PathBuf::from(base);
+                    return Some(if tail.is_empty() {
+                        base
+                    } else {
+                        base.join(tail)
+                    });
+                }
+                Some(PathBuf::from(p))
+            })
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct PolicyConfig {
@@ -597,20 +762,8 @@ impl Config {
 
     /// Returns the first value that parses but makes no sense, with its key path.
     fn first_problem(&self) -> Option<(Vec<&str>, String)> {
-        if self.agent.command.is_empty() {
-            return Some((
-                vec!["agent", "command"],
-                "`agent.command` is empty; give the agent's argv, like [\"claude\", \"-p\"]"
-                    .to_owned(),
-            ));
-        }
-        for (name, preset) in &self.agents {
-            if preset.command.is_empty() {
-                return Some((
-                    vec!["agents", name],
-                    format!("`agents.{name}.command` is empty"),
-                ));
-            }
+        if let Some(problem) = self.agent_problem() {
+            return Some(problem);
         }
         if self.agent.max_parallel == 0 {
             return Some((
@@ -685,6 +838,68 @@ impl Config {
         }
         if let Err(e) = self.policy.forbidden() {
             return Some((vec!["policy", "forbidden_paths"], e.to_string()));
+        }
+        let mut destinations = std::collections::BTreeSet::new();
+        for (n, notify) in self.notify.iter().enumerate() {
+            let name = notify.name_at(n);
+            let problem = if crate::plan::model::check_local_id(&name).is_err() {
+                Some(format!(
+                    "notify name `{name}` may use only letters, digits, `_` and `-` (it names outbox files)"
+                ))
+            } else if !destinations.insert(name.clone()) {
+                Some(format!("notify `{name}` is defined twice"))
+            } else if notify.webhook.is_some() == notify.command.is_some() {
+                Some(format!(
+                    "notify `{name}` needs exactly one of `webhook` and `command`"
+                ))
+            } else if notify.command.as_ref().is_some_and(|c| c.is_empty()) {
+                Some(format!("notify `{name}`: `command` is empty"))
+            } else if notify.events.is_empty() {
+                Some(format!(
+                    "notify `{name}` has no `events`; list their names, or `*` for all"
+                ))
+            } else if notify.secret.is_some() && notify.secret_env.is_some() {
+                Some(format!(
+                    "notify `{name}` has both `secret` and `secret_env`; keep one"
+                ))
+            } else if notify.webhook.is_none()
+                && (notify.secret.is_some() || notify.secret_env.is_some())
+            {
+                Some(format!("notify `{name}`: a secret only signs a `webhook`"))
+            } else if let Some(url) = notify
+                .webhook
+                .as_ref()
+                .filter(|u| !(u.starts_with("http://") || u.starts_with("https://")))
+            {
+                Some(format!(
+                    "notify `{name}`: webhook `{url}` must start with `http://` or `https://`"
+                ))
+            } else if notify.timeout.0.is_zero() {
+                Some(format!(
+                    "notify `{name}`: `timeout` must be longer than zero"
+                ))
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                return Some((vec!["notify"], problem));
+            }
+        }
+        if let Some(path) = self.sandbox.allow_write.iter().find(|p| {
+            let var = p
+                .strip_prefix('$')
+                .map(|r| r.split('/').next().unwrap_or(""));
+            let var_ok = var.is_some_and(|v| {
+                !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            });
+            !(p.starts_with('/') || *p == "~" || p.starts_with("~/") || var_ok)
+        }) {
+            return Some((
+                vec!["sandbox", "allow_write"],
+                format!(
+                    "`sandbox.allow_write` entry `{path}` must be absolute, or start with `~/` or `$VAR`"
+                ),
+            ));
         }
         let mut names = std::collections::BTreeSet::new();
         for check in &self.policy.checks {
@@ -765,7 +980,7 @@ impl Config {
         crate::plan::Rules {
             phase_barrier: self.scheduling.phase_barrier,
             resources: Some(self.resources.clone()),
-            agents: Some(self.agents.keys().cloned().collect()),
+            agents: Some(self.agent_names().into_iter().collect()),
         }
     }
 }
@@ -794,6 +1009,31 @@ mod tests {
     }
 
     #[test]
+    fn allow_write_expands_the_home_folder_and_variables() {
+        let sandbox = SandboxConfig {
+            allow_write: [
+                "~/.cache",
+                "$CODEX_HOME",
+                "$CODEX_HOME/logs",
+                "$UNSET",
+                "/opt/x",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            ..SandboxConfig::default()
+        };
+        let var = |name: &str| (name == "CODEX_HOME").then(|| std::ffi::OsString::from("/c"));
+        assert_eq!(
+            sandbox.allow_write_paths(Some(Path::new("/home/u")), var),
+            ["/home/u/.cache", "/c", "/c/logs", "/opt/x"].map(PathBuf::from)
+        );
+        assert_eq!(
+            sandbox.allow_write_paths(None, |_| None),
+            [PathBuf::from("/opt/x")]
+        );
+    }
+
+    #[test]
     fn the_example_loads_and_names_every_key() {
         let example = include_str!("../.orchestrator.toml.example");
         parse(example).unwrap();
@@ -809,6 +1049,7 @@ mod tests {
                 let l = l.trim_start_matches(['#', ' ']);
                 l.starts_with(&format!("{last} ="))
                     || l.starts_with(&format!("[{key}]"))
+                    || l.starts_with(&format!("[[{key}]]"))
                     || l.starts_with(&format!("[{key}."))
             });
             assert!(named, "`{key}` is missing from .orchestrator.toml.example");

@@ -6,14 +6,19 @@
 //! marker file that a probe job reads, to prove the nodes see the files.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::config::{self, Config};
 use crate::coordinator::recovery::{self, Fate};
 use crate::coordinator::workspace;
+use crate::coordinator::{Env, Options, RunState};
 use crate::git::{cmd, refs, worktree};
 use crate::hooks::install::{self, Installed};
 use crate::lifecycle::Status;
 use crate::plan::{self, Plan};
+use crate::runner::confine;
+use crate::runner::prompt;
+use crate::sandbox::{Confinement, NETWORK_ABI, Network};
 use crate::state::{StateDir, lock, store};
 use crate::text::plural;
 
@@ -86,7 +91,7 @@ pub fn examine(subject: &Subject) -> Vec<Finding> {
     };
     let show = |p: &Path| plan::display_path(p, &subject.cwd).display().to_string();
     check_git(&mut r, &subject.root);
-    let config = match Config::load(&subject.config, subject.config_optional) {
+    let (config, config_file) = match Config::load(&subject.config, subject.config_optional) {
         Ok(loaded) => {
             match &loaded.path {
                 Some(p) => r.ok("config", format!("`{}` is valid", show(p))),
@@ -95,25 +100,36 @@ pub fn examine(subject: &Subject) -> Vec<Finding> {
                     format!("no `{}`; the defaults apply", config::FILE_NAME),
                 ),
             }
-            loaded.config
+            let file = loaded.path.is_some();
+            (loaded.config, file)
         }
         Err(e) => {
             r.error(
                 "config",
                 crate::text::error_chain(&e.shown_as(Path::new(&show(&subject.config)))),
-                "fix the file; `.orchestrator.toml.example` lists every key with its default",
+                "fix the file; `orch init --print-config` prints every key with its default and what it does",
             );
             return r.findings;
         }
     };
-    check_agent(&mut r, &config);
     let target = check_target(&mut r, &subject.root, &config);
-    let plan = check_plan(&mut r, &subject.root, &config, &show);
+    check_sandbox(&mut r, &config, target.as_deref());
+    let plan = check_plan(&mut r, &subject.root, &config, config_file, &show).map(Arc::new);
+    check_agents(
+        &mut r,
+        &subject.root,
+        &config,
+        plan.as_deref(),
+        target.as_deref(),
+    );
+    if let (Some(plan), Some(target)) = (&plan, &target) {
+        check_prompts(&mut r, &subject.root, &config, plan, target);
+    }
     check_hooks(&mut r, &subject.root, &config, &show);
     let wt_root = workspace::worktree_root(&subject.root, &config.git.worktree_root);
     check_worktrees(&mut r, &subject.root, &wt_root, &show);
     check_executor(&mut r, &subject.root, &config, &wt_root, &show);
-    if let Some(plan) = &plan {
+    if let Some(plan) = plan.as_deref() {
         check_state(&mut r, &subject.root, plan, target.as_deref(), &show);
     }
     r.findings
@@ -178,27 +194,218 @@ fn is_executable(path: &Path) -> bool {
         .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-fn check_agent(r: &mut Report, config: &Config) {
-    let mut commands = vec![("agent.command".to_owned(), &config.agent.command)];
-    for (name, preset) in &config.agents {
-        commands.push((format!("agents.{name}.command"), &preset.command));
+/// Checks that every agent a task runs is installed (an error: its tasks
+/// would fail), and warns about presets of the config no task uses whose
+/// program is missing. Built-in presets nobody uses or mentions are not
+/// looked at.
+fn check_agents(
+    r: &mut Report,
+    root: &Path,
+    config: &Config,
+    plan: Option<&Plan>,
+    target: Option<&str>,
+) {
+    let used: std::collections::BTreeSet<&str> = plan
+        .map(|p| p.items.iter().filter_map(|i| i.agent()).collect())
+        .unwrap_or_default();
+    let mut agents: Vec<(String, Option<String>, bool)> = Vec::new();
+    let default = match config.default_preset() {
+        Some(name) => (
+            format!("agent (preset `{name}`)"),
+            Some(name.to_owned()),
+            true,
+        ),
+        None => ("agent.command".to_owned(), None, true),
+    };
+    agents.push(default);
+    for name in config.agent_names() {
+        let in_use = used.contains(name.as_str());
+        if in_use || config.agents.contains_key(&name) {
+            agents.push((format!("agents.{name}"), Some(name), in_use));
+        }
     }
-    for (key, argv) in commands {
-        match argv.first() {
-            None => r.error(
-                "config",
-                format!("`{key}` is empty"),
-                "set the agent's argv, e.g. `command = [\"claude\", \"-p\"]`",
-            ),
-            Some(program) if on_path(program) => {
-                r.ok("config", format!("`{key}`: `{program}` is found"));
+    for (key, preset, in_use) in agents {
+        let Some(agent) = config.agent(preset.as_deref()) else {
+            continue;
+        };
+        let Some(program) = agent.command.first() else {
+            continue;
+        };
+        if is_worktree_relative(program) {
+            match target {
+                Some(target) => check_committed_agent(r, root, &key, program, target),
+                None => r.warn(
+                    "config",
+                    format!("`{key}`: `{program}` is run from each task's worktree, made from the target, and there is no target to look in"),
+                    "set `target` under `[git]`, or use an absolute path",
+                ),
             }
-            Some(program) => r.error(
+        } else if on_path(program) {
+            r.ok("config", format!("`{key}`: `{program}` is found"));
+        } else if in_use {
+            r.error(
                 "config",
                 format!("`{key}`: `{program}` is not an executable on PATH"),
                 format!("install `{program}`, or point `{key}` at the agent you use"),
-            ),
+            );
+        } else {
+            r.warn(
+                "config",
+                format!("`{key}`: `{program}` is not an executable on PATH (no task uses it)"),
+                format!(
+                    "install `{program}` before a task picks `agent = \"{}\"`",
+                    preset.as_deref().unwrap_or_default()
+                ),
+            );
         }
+    }
+}
+
+/// Returns whether the agent's program is a relative path with a `/`: the
+/// supervisor runs it from the task's worktree, so it resolves there.
+fn is_worktree_relative(program: &str) -> bool {
+    program.contains('/') && Path::new(program).is_relative()
+}
+
+/// Checks a relative agent path where tasks run it: in the target's
+/// committed tree, which every task's worktree is made from.
+fn check_committed_agent(r: &mut Report, root: &Path, key: &str, program: &str, target: &str) {
+    let mut inside = PathBuf::new();
+    for component in Path::new(program).components() {
+        match component {
+            std::path::Component::CurDir => {}
+            std::path::Component::Normal(part) => inside.push(part),
+            _ => {
+                r.warn(
+                    "config",
+                    format!("`{key}`: `{program}` is resolved from each task's worktree and leaves it, so it cannot be checked"),
+                    "use an absolute path",
+                );
+                return;
+            }
+        }
+    }
+    let name = inside.display().to_string();
+    match refs::committed_mode(root, target, &inside) {
+        Ok(Some(mode)) if mode & 0o111 != 0 || mode == refs::SYMLINK_MODE => r.ok(
+            "config",
+            format!("`{key}`: `{program}` is committed on `{target}`, so every task's worktree has it"),
+        ),
+        Ok(Some(_)) => r.error(
+            "config",
+            format!("`{key}`: `{program}` is committed on `{target}` without the executable bit"),
+            format!("`git update-index --chmod=+x {name}` and commit, or run it through `sh`"),
+        ),
+        Ok(None) => r.error(
+            "config",
+            format!("`{key}`: `{program}` is run in each task's worktree, made from `{target}`, and `{target}` has no `{name}` committed"),
+            if root.join(&inside).exists() {
+                format!("commit `{name}` to `{target}` (your checkout has it), or use an absolute path")
+            } else {
+                format!("commit `{name}` to `{target}`, or use an absolute path")
+            },
+        ),
+        Err(e) => r.warn(
+            "config",
+            format!("`{key}`: cannot look for `{program}` on `{target}`: {}", crate::text::error_chain(&e)),
+            "check the repository with `git status`",
+        ),
+    }
+}
+
+/// Says whether agents and hooks are confined, and what keeps them from
+/// committing when the branch prefix puts their branches beside the target.
+fn check_sandbox(r: &mut Report, config: &Config, target: Option<&str>) {
+    let setup = confine::Setup::probe(&config.sandbox);
+    match setup.confinement {
+        Confinement::Confined { abi, network } => {
+            r.ok(
+                "sandbox",
+                format!("agents and hooks are confined to their worktrees (Landlock ABI {abi})"),
+            );
+            if network == Network::NotBlockable {
+                r.warn(
+                    "sandbox",
+                    format!(
+                        "`network = false` is not enforced: it needs Landlock ABI {NETWORK_ABI} (Linux 6.7), the kernel has {abi}"
+                    ),
+                    "run orch on Linux 6.7 or later, or set `network = true` under `[sandbox]`",
+                );
+            }
+        }
+        Confinement::Disabled => r.warn(
+            "sandbox",
+            "agents and hooks are NOT confined: `[sandbox] enabled = false`; they can write anywhere you can".to_owned(),
+            "set `enabled = true` under `[sandbox]`",
+        ),
+        Confinement::Unavailable { why } => r.warn(
+            "sandbox",
+            format!("agents and hooks are NOT confined: {why}; they can write anywhere you can"),
+            "run orch on Linux 6.2 or later with Landlock enabled (it must be in the kernel's `lsm=` list)",
+        ),
+    }
+    let prefix = &config.git.branch_prefix;
+    if setup.confinement.confines()
+        && let Some(target) = target
+        && confine::ref_folder(&format!("{prefix}T1"), target).is_none()
+    {
+        r.warn(
+            "sandbox",
+            format!(
+                "`git.branch_prefix` `{prefix}` puts task branches in the folder of `{target}`, which agents may not write: their own `git commit` cannot move their branch (orch commits what they leave)"
+            ),
+            "use a prefix that ends with a folder of its own, like `orch/`",
+        );
+    }
+}
+
+/// Renders every prompt a task's agent can get (its task or subtask
+/// prompt, and the conflict and check-failure ones), so that a template
+/// using a field some task lacks (`{{ task.extra.owner }}`) is found now
+/// rather than when that task starts.
+fn check_prompts(r: &mut Report, root: &Path, config: &Config, plan: &Arc<Plan>, target: &str) {
+    let dir = StateDir::of_repo(root);
+    let state = store::load(&dir.state_file())
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let env = Env::new(
+        Arc::clone(plan),
+        Arc::new(config.clone()),
+        root.to_owned(),
+        dir.clone(),
+        target.to_owned(),
+        Options::default(),
+    );
+    let core = RunState::new(env, state, None, fastrand::Rng::with_seed(0));
+    let mut problems = 0;
+    let mut rendered = 0;
+    for preview in core.prompt_previews() {
+        rendered += 1;
+        if let Err(e) = prompt::render(preview.template, &dir.templates(), &preview.context) {
+            problems += 1;
+            r.error(
+                "plan",
+                format!(
+                    "the prompt for `{}` does not render: {}",
+                    preview.unit,
+                    crate::text::error_chain(&e)
+                ),
+                format!(
+                    "give `{}` the field the template uses, or guard it in the template (`{{% if ... %}}`)",
+                    preview.unit
+                ),
+            );
+        }
+    }
+    if problems == 0 && rendered > 0 {
+        r.ok(
+            "plan",
+            format!(
+                "the prompts of {} render",
+                plural(plan.tasks().len(), "task", "tasks")
+            ),
+        );
     }
 }
 
@@ -316,13 +523,18 @@ fn check_executor(
     }
 }
 
-fn check_target(r: &mut Report, root: &Path, config: &Config) -> Option<String> {
-    let target = config.git.target.clone().or_else(|| {
+/// Returns the target branch: `git.target`, else the branch checked out.
+fn target_name(root: &Path, config: &Config) -> Option<String> {
+    config.git.target.clone().or_else(|| {
         crate::git::RepoPaths::discover(root)
             .ok()?
             .current_branch()
             .ok()?
-    });
+    })
+}
+
+fn check_target(r: &mut Report, root: &Path, config: &Config) -> Option<String> {
+    let target = target_name(root, config);
     let Some(target) = target else {
         r.error(
             "config",
@@ -346,6 +558,7 @@ fn check_plan(
     r: &mut Report,
     root: &Path,
     config: &Config,
+    config_file: bool,
     show: &dyn Fn(&Path) -> String,
 ) -> Option<Plan> {
     let path = root.join(&config.plan);
@@ -375,11 +588,25 @@ fn check_plan(
                 message.push_str("\n  ");
                 message.push_str(line);
             }
-            r.error(
-                "plan",
-                message,
-                "`orch plan check` lists every error with its line and column",
-            );
+            let missing = matches!(&e, plan::PlanError::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound);
+            let fix = match (missing, config_file) {
+                (true, false) => {
+                    format!(
+                        "`orch init` writes a starter `{}` and `{}`",
+                        config::FILE_NAME,
+                        show(&path)
+                    )
+                }
+                (true, true) => format!(
+                    "write `{}`, or point `plan` in `{}` at your plan",
+                    show(&path),
+                    config::FILE_NAME
+                ),
+                (false, _) => {
+                    "`orch plan check` lists every error with its line and column".to_owned()
+                }
+            };
+            r.error("plan", message, fix);
             None
         }
     }

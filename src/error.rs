@@ -246,6 +246,10 @@ impl From<RunError> for CliError {
                 };
                 CliError::new(ErrorKind::Input, error).with_hint(hint)
             }
+            RunError::Notify(_) => CliError::new(ErrorKind::Input, error),
+            RunError::MetricsListen { .. } => CliError::new(ErrorKind::Input, error).with_hint(
+                "pick a free address for `listen` under `[metrics]`, or remove it to run without the endpoint",
+            ),
             // Loading the config already refuses a bad glob in
             // `policy.forbidden_paths` (exit 2), so one here is a bug.
             RunError::Io { .. } | RunError::Policy(_) => CliError::new(ErrorKind::Internal, error),
@@ -311,6 +315,19 @@ impl From<DemoError> for CliError {
 }
 
 /// A built-in template that does not render is a bug.
+impl From<crate::notifications::OutboxError> for CliError {
+    fn from(error: crate::notifications::OutboxError) -> CliError {
+        match error {
+            crate::notifications::OutboxError::Unknown { .. } => {
+                CliError::new(ErrorKind::Input, error).with_hint("`orch notify list` shows the ids")
+            }
+            crate::notifications::OutboxError::Io { .. } => {
+                CliError::new(ErrorKind::Internal, error)
+            }
+        }
+    }
+}
+
 impl From<minijinja::Error> for CliError {
     fn from(error: minijinja::Error) -> CliError {
         CliError::new(ErrorKind::Internal, error)

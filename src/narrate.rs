@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use crate::lifecycle::Status;
+use crate::sandbox::{Confinement, NETWORK_ABI, Network};
 use crate::state::events::{Event, EventKind};
 use crate::text::{duration, plural};
 
@@ -33,6 +34,34 @@ impl Described {
     }
 }
 
+/// Returns what the run's first line says about the sandbox: nothing when
+/// agents are confined as configured, a warning otherwise.
+fn confinement(c: &Confinement) -> String {
+    match c {
+        Confinement::Confined {
+            network: Network::Open,
+            ..
+        } => String::new(),
+        Confinement::Confined {
+            network: Network::Blocked,
+            ..
+        } => " Agents may not use the network.".to_owned(),
+        Confinement::Confined {
+            abi,
+            network: Network::NotBlockable,
+        } => format!(
+            " Agents CAN use the network: `network = false` needs Landlock ABI {NETWORK_ABI} (Linux 6.7); the kernel has ABI {abi}."
+        ),
+        Confinement::Disabled => {
+            " Agents are NOT confined: `[sandbox] enabled = false`; they can write anywhere you can."
+                .to_owned()
+        }
+        Confinement::Unavailable { why } => format!(
+            " Agents are NOT confined: {why}; they can write anywhere you can (see `orch doctor`)."
+        ),
+    }
+}
+
 /// Returns how the event reads in progress lines and the dashboard's feed,
 /// or `None` for events too fine-grained to show.
 pub fn describe(e: &Event) -> Option<Described> {
@@ -42,12 +71,57 @@ pub fn describe(e: &Event) -> Option<Described> {
             target,
             tasks,
             no_merge,
+            sandbox,
             ..
         } => Described::plain(format!(
-            "Starting: {} on target `{target}`{}.",
+            "Starting: {} on target `{target}`{}.{}",
             plural(*tasks, "task", "tasks"),
-            if *no_merge { ", without merging" } else { "" }
+            if *no_merge { ", without merging" } else { "" },
+            sandbox.as_ref().map(confinement).unwrap_or_default()
         )),
+        EventKind::PlanChanged {
+            from,
+            to,
+            live,
+            changes,
+        } => Described::plain(plan_changed(from.as_deref(), to, *live, changes)),
+        EventKind::PlanRefused { errors } => {
+            let mut text =
+                "The saved plan has errors; the run goes on with the plan it had:".to_owned();
+            for error in errors {
+                text.push_str(&format!("\n  {error}"));
+            }
+            Described::plain(text)
+        }
+        EventKind::RunRecovered {
+            adopted,
+            collected,
+            interrupted,
+        } => {
+            let mut parts = Vec::new();
+            if !adopted.is_empty() {
+                parts.push(format!(
+                    "adopted {} still running ({})",
+                    plural(adopted.len(), "agent", "agents"),
+                    ids(adopted)
+                ));
+            }
+            if !collected.is_empty() {
+                parts.push(format!(
+                    "collected {} that ended meanwhile ({})",
+                    plural(collected.len(), "attempt", "attempts"),
+                    ids(collected)
+                ));
+            }
+            if !interrupted.is_empty() {
+                parts.push(format!(
+                    "{} nothing was left of, to run again ({})",
+                    plural(interrupted.len(), "attempt", "attempts"),
+                    ids(interrupted)
+                ));
+            }
+            Described::plain(format!("After the restart: {}.", parts.join("; ")))
+        }
         EventKind::RunStopping { agents } => Described::plain(format!(
             "Stopping: waiting for {} to stop (press Ctrl-C again to kill at once).",
             plural(*agents, "agent", "agents")
@@ -101,14 +175,14 @@ pub fn describe(e: &Event) -> Option<Described> {
                 duration(Duration::from_millis(*retry_in_ms))
             ),
         ),
-        EventKind::TaskFailed { attempt, reason } => {
-            let attempt = attempt.map(|n| format!("attempt {n}")).unwrap_or_default();
-            Described::new(
-                Status::Failed,
-                "failed",
-                format!("{id}  {attempt}: {reason}"),
-            )
-        }
+        EventKind::TaskFailed { attempt, reason } => Described::new(
+            Status::Failed,
+            "failed",
+            match attempt {
+                Some(n) => format!("{id}  attempt {n}: {reason}"),
+                None => format!("{id}: {reason}"),
+            },
+        ),
         EventKind::TaskInterrupted { attempt, reason } => Described::new(
             Status::Pending,
             "stopped",
@@ -126,14 +200,14 @@ pub fn describe(e: &Event) -> Option<Described> {
         EventKind::MergeConflicted { reason, .. } => {
             Described::new(Status::Conflicted, "conflict", format!("{id}: {reason}"))
         }
-        EventKind::CheckFailed { check, log, .. } => Described::new(
+        EventKind::CheckFailed { check, reason, log } => Described::new(
             Status::Failed,
             "red",
-            // A policy refusal has no log; it has always read `log: null`.
-            format!(
-                "{id}: check `{check}` failed; log: {}",
-                log.as_deref().unwrap_or("null")
-            ),
+            // A policy refusal has no log; its reason names the rule.
+            match log {
+                Some(log) => format!("{id}: check `{check}` failed; log: {log}"),
+                None => format!("{id}: {reason}"),
+            },
         ),
         EventKind::MergeWaiting { reason } => {
             Described::new(Status::AwaitingMerge, "waiting", format!("{id}: {reason}"))
@@ -147,6 +221,63 @@ pub fn describe(e: &Event) -> Option<Described> {
         | EventKind::CheckPassed { .. }
         | EventKind::HookFailed { .. } => return None,
     })
+}
+
+/// Joins ids with commas.
+fn ids(list: &[crate::plan::FullId]) -> String {
+    list.iter()
+        .map(|i| i.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Reads a plan change as a heading and one line per kind of change.
+fn plan_changed(
+    from: Option<&str>,
+    to: &str,
+    live: bool,
+    c: &crate::state::events::PlanChanges,
+) -> String {
+    let short = crate::plan::diff::short;
+    let mut text = match (live, from) {
+        (true, _) => format!("The saved plan ({}) is applied:", short(to)),
+        (false, Some(from)) => format!(
+            "The plan changed since the last run ({} -> {}):",
+            short(from),
+            short(to)
+        ),
+        (false, None) => format!("The plan changed since the last run (now {}):", short(to)),
+    };
+    let lines: [(&str, &[crate::plan::FullId]); 8] = [
+        ("added", &c.added),
+        ("removed", &c.removed),
+        ("dropped from the run, not started", &c.dropped),
+        ("retitled", &c.retitled),
+        ("dependencies changed", &c.dependencies),
+        ("priority changed", &c.priorities),
+        ("redefined", &c.redefined),
+        (
+            "merged before and changed since (the work stays merged; `orch retry ID` runs it again)",
+            &c.merged_changed,
+        ),
+    ];
+    for (what, list) in lines {
+        if !list.is_empty() {
+            text.push_str(&format!("\n  {what}: {}", ids(list)));
+        }
+    }
+    if !c.kept.is_empty() {
+        let kept: Vec<String> = c
+            .kept
+            .iter()
+            .map(|k| format!("{} (`{}`)", k.id, k.branch))
+            .collect();
+        text.push_str(&format!(
+            "\n  removed with work not in the target, kept on its branch: {}",
+            kept.join(", ")
+        ));
+    }
+    text
 }
 
 #[cfg(test)]
@@ -192,12 +323,16 @@ mod tests {
             r#"{"seq":24,"ts":"2026-01-01T12:00:00.123Z","event":"merge.requeued","id":"P1.M1.T1","reason":"the branch moved after it was queued; queued again","tip":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","backup":null}"#,
             r#"{"seq":26,"ts":"2026-01-01T12:00:00.123Z","event":"check.passed","id":"P1.M1.T1","check":"test"}"#,
             r#"{"seq":27,"ts":"2026-01-01T12:00:00.123Z","event":"check.failed","id":"P1.M1.T1","check":"test","reason":"exit code 1","log":".orchestrator/checks/P1.M1.T1/test.log"}"#,
-            r#"{"seq":28,"ts":"2026-01-01T12:00:00.123Z","event":"check.failed","id":"P1.M1.T1","check":"policy.paths","reason":"touches `secret`","log":null}"#,
+            r#"{"seq":28,"ts":"2026-01-01T12:00:00.123Z","event":"check.failed","id":"P1.M1.T1","check":"policy.forbidden_paths","reason":"policy `forbidden_paths`: `secret.txt` matches `secret*`","log":null}"#,
             r#"{"seq":29,"ts":"2026-01-01T12:00:00.123Z","event":"task.merged","id":"P1.M1.T1","commit":"15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1","onto":"5dd1759e3c4ae0b1f4c3b1f2a8d9e7c6b5a49382","strategy":"squash","backup":"refs/orch/backup/P1.M1.T1/1","branch_deleted":true,"merge_ms":2700}"#,
             r#"{"seq":32,"ts":"2026-01-01T12:00:00.123Z","event":"task.cancelled","id":"P1.M1.T1","by":"person"}"#,
             r#"{"seq":33,"ts":"2026-01-01T12:00:00.123Z","event":"task.resolved","id":"P1.M1.T1","by":"person"}"#,
             r#"{"seq":34,"ts":"2026-01-01T12:00:00.123Z","event":"task.retried","id":"P1.M1.T1","by":"person"}"#,
             r#"{"seq":35,"ts":"2026-01-01T12:00:00.123Z","event":"hook.failed","id":"P1.M1.T1","reason":"`post_merge` failed"}"#,
+            r#"{"seq":36,"ts":"2026-01-01T12:00:00.123Z","event":"plan.changed","from":"3f2a9c1d7e5b4a60","to":"9c1d3f2a7e5b4a60","live":false,"added":["T5"],"removed":["T3","T4"],"retitled":["T1"],"dependencies":["T2"],"priorities":["T2"],"redefined":["T1"],"dropped":["T4"],"merged_changed":["T1"],"kept":[{"id":"T3","branch":"orch/T3"}]}"#,
+            r#"{"seq":37,"ts":"2026-01-01T12:00:00.123Z","event":"plan.changed","from":"3f2a9c1d7e5b4a60","to":"9c1d3f2a7e5b4a60","live":true,"added":["T6"]}"#,
+            r#"{"seq":38,"ts":"2026-01-01T12:00:00.123Z","event":"plan.refused","errors":["plan.toml:3:1: unknown field `titel`"]}"#,
+            r#"{"seq":39,"ts":"2026-01-01T12:00:00.123Z","event":"run.recovered","adopted":["T1","T2"],"collected":["T3"],"interrupted":["T4"]}"#,
         ];
         let text: String = lines.iter().map(|l| shown(l) + "\n").collect();
         insta::assert_snapshot!(text, @"
@@ -215,7 +350,7 @@ mod tests {
         retrying [Retrying] P1.M1.T1  attempt 1: exit code 1; next attempt in 15.0s
         stopped [Pending] P1.M1.T1  attempt 2: the run stopped
         failed [Failed] P1.M1.T1  attempt 3: exit code 2
-        failed [Failed] P1.M1.T1  : merge failed: boom
+        failed [Failed] P1.M1.T1: merge failed: boom
         blocked [Blocked] P1.M1.T1: required dependency `P1.M1.T0` is failed
         (none)
         (none)
@@ -224,12 +359,27 @@ mod tests {
         (none)
         (none)
         red [Failed] P1.M1.T1: check `test` failed; log: .orchestrator/checks/P1.M1.T1/test.log
-        red [Failed] P1.M1.T1: check `policy.paths` failed; log: null
+        red [Failed] P1.M1.T1: policy `forbidden_paths`: `secret.txt` matches `secret*`
         merged [Merged] P1.M1.T1  15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1
         cancelled [Cancelled] P1.M1.T1
         resolved [Resolved] P1.M1.T1
         retry [Ready] P1.M1.T1
         (none)
+        The plan changed since the last run (3f2a9c1d7e5b -> 9c1d3f2a7e5b):
+          added: T5
+          removed: T3, T4
+          dropped from the run, not started: T4
+          retitled: T1
+          dependencies changed: T2
+          priority changed: T2
+          redefined: T1
+          merged before and changed since (the work stays merged; `orch retry ID` runs it again): T1
+          removed with work not in the target, kept on its branch: T3 (`orch/T3`)
+        The saved plan (9c1d3f2a7e5b) is applied:
+          added: T6
+        The saved plan has errors; the run goes on with the plan it had:
+          plan.toml:3:1: unknown field `titel`
+        After the restart: adopted 2 agents still running (T1, T2); collected 1 attempt that ended meanwhile (T3); 1 attempt nothing was left of, to run again (T4).
         ");
     }
 }

@@ -89,7 +89,13 @@ pub enum Readiness {
 /// Why a ready task does not start now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Hold {
-    MaxParallel,
+    /// Every agent slot is taken: `running` agents run now and `starting`
+    /// tasks ahead of it in this answer take the rest.
+    MaxParallel {
+        limit: usize,
+        running: usize,
+        starting: usize,
+    },
     Resource(String),
 }
 
@@ -97,7 +103,14 @@ impl std::fmt::Display for Hold {
     /// Writes why the task waits, as `orch plan next` prints it.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Hold::MaxParallel => f.write_str("max_parallel agents are running"),
+            Hold::MaxParallel {
+                limit,
+                running,
+                starting,
+            } => write!(
+                f,
+                "no free agent slot: `max_parallel` is {limit}, with {running} running and {starting} starting before it"
+            ),
             Hold::Resource(name) => write!(f, "resource `{name}` is in use"),
         }
     }
@@ -316,9 +329,17 @@ fn order(
     candidates.sort_unstable();
     let mut start = Vec::new();
     let mut held = Vec::new();
+    let already = running;
     for (_, t) in candidates {
         if running >= limits.max_parallel {
-            held.push((t, Hold::MaxParallel));
+            held.push((
+                t,
+                Hold::MaxParallel {
+                    limit: limits.max_parallel,
+                    running: already,
+                    starting: start.len(),
+                },
+            ));
             continue;
         }
         let item = plan.item(graph.tasks()[t as usize]);

@@ -13,13 +13,19 @@ use std::path::{Path, PathBuf};
 /// The layers of `docs/architecture.md`, lowest first: a module may only
 /// depend on modules of lower layers.
 const LAYERS: &[&[&str]] = &[
-    &["fsio", "process", "templates", "text"],
+    &["fsio", "process", "sandbox", "templates", "text"],
     &["git", "plan"],
     &["lifecycle"],
     &["schedule"],
     &["config", "state"],
     &["runner"],
-    &["hooks", "merge_queue", "narrate"],
+    &[
+        "hooks",
+        "merge_queue",
+        "metrics",
+        "narrate",
+        "notifications",
+    ],
     &["coordinator"],
     &["clean", "dash", "demo", "doctor"],
     &["error"],

@@ -11,7 +11,7 @@ use crate::error::{CliError, ErrorKind};
 
 use super::{
     cmd_clean, cmd_control, cmd_dash, cmd_demo, cmd_doctor, cmd_hooks, cmd_init, cmd_logs,
-    cmd_merge, cmd_plan, cmd_run, cmd_status,
+    cmd_merge, cmd_metrics, cmd_notify, cmd_plan, cmd_run, cmd_status,
 };
 
 /// Run many AI coding agents on one repository, each in its own worktree, and
@@ -71,6 +71,11 @@ pub enum Command {
     Hooks(cmd_hooks::HooksCommand),
     /// Check git, the config, the plan, the hooks, the worktrees and the state, and say what to fix
     Doctor(cmd_doctor::DoctorArgs),
+    /// Print the run's Prometheus metrics from the state dir (for the textfile collector)
+    Metrics(cmd_metrics::MetricsArgs),
+    /// List notifications waiting or given up on, and send them again
+    #[command(subcommand)]
+    Notify(cmd_notify::NotifyCommand),
     /// Print shell completions (for example `orch completions bash > ~/.local/share/bash-completion/completions/orch`)
     Completions {
         /// The shell
@@ -168,6 +173,8 @@ fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Clean(args) => cmd_clean::run(&cli.global, args),
         Command::Hooks(command) => cmd_hooks::run(&cli.global, command),
         Command::Doctor(args) => cmd_doctor::run(&cli.global, args),
+        Command::Metrics(args) => cmd_metrics::run(&cli.global, args),
+        Command::Notify(command) => cmd_notify::run(&cli.global, command),
         Command::Completions { shell } => {
             // clap_complete lists hidden subcommands too; the internal ones
             // (`__supervise`, `__hook`, `__demo-agent`) stay out.
@@ -176,7 +183,11 @@ fn dispatch(cli: Cli) -> Result<(), CliError> {
                 .version(env!("CARGO_PKG_VERSION"))
                 .args(full.get_arguments().cloned())
                 .subcommands(full.get_subcommands().filter(|s| !s.is_hide_set()).cloned());
-            clap_complete::generate(shell, &mut shown, "orch", &mut std::io::stdout());
+            // Generated whole, then written: `generate` panics when its
+            // writer fails, and a closed pipe (`| head -1`) must end quietly.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut shown, "orch", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout().lock(), &script)?;
             Ok(())
         }
         Command::Supervise { .. }

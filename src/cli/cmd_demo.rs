@@ -32,6 +32,15 @@ fn invocation() -> String {
 }
 
 pub fn run(global: &GlobalArgs, args: DemoArgs) -> Result<(), CliError> {
+    if let Some(config) = &global.config {
+        return Err(CliError::input(format!(
+            "`orch demo` writes its own config in the demo repository; `--config {}` would be ignored",
+            config.display()
+        ))
+        .with_hint(
+            "run `orch demo` without `--config`, then edit `.orchestrator.toml` in the demo repository and `orch run` there",
+        ));
+    }
     let dir = match args.dir {
         Some(dir) => std::env::current_dir()?.join(dir),
         None => tempfile::Builder::new()
@@ -47,7 +56,7 @@ pub fn run(global: &GlobalArgs, args: DemoArgs) -> Result<(), CliError> {
         verbose: global.verbose,
     };
     let ws = Workspace::discover(&here)?;
-    let plan = ws.load_plan(None)?;
+    let (plan, source) = ws.load_plan_source(None)?;
     let target = ws.target()?;
     cmd_run::offer_hooks(&ws);
     let output = if std::io::stdout().is_terminal() && std::io::stdin().is_terminal() {
@@ -55,7 +64,14 @@ pub fn run(global: &GlobalArgs, args: DemoArgs) -> Result<(), CliError> {
     } else {
         Output::Lines
     };
-    let result = cmd_run::drive(&ws, plan, target.clone(), Options::default(), output);
+    let result = cmd_run::drive(
+        &ws,
+        plan,
+        Some(source),
+        target.clone(),
+        Options::default(),
+        output,
+    );
     let mut out = anstream::stdout().lock();
     writeln!(out)?;
     match cmd::stdout(&dir, ["log", "--graph", "--oneline", "--decorate", &target]) {

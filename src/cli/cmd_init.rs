@@ -2,7 +2,11 @@
 //!
 //! Refuses, writing nothing, when either file exists. The files are created
 //! with `create_new`, so a file appearing between the check and the write is
-//! refused too, never overwritten.
+//! refused too, never overwritten. `--print-config` prints the starter
+//! config instead and writes nothing.
+//!
+//! orch reads both files from the main checkout, committed or not; `init`
+//! says so, and what committing them changes (README, quick start).
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -19,6 +23,9 @@ pub struct InitArgs {
     /// The branch finished work is merged into (default: the branch checked out now)
     #[arg(long, value_name = "BRANCH")]
     target: Option<String>,
+    /// Print the starter config, every key with its default, and write nothing
+    #[arg(long)]
+    print_config: bool,
 }
 
 pub fn run(global: &GlobalArgs, args: InitArgs) -> Result<(), CliError> {
@@ -28,7 +35,7 @@ pub fn run(global: &GlobalArgs, args: InitArgs) -> Result<(), CliError> {
     let plan_path = ws.root.join(&ws.config.plan);
     let existing: Vec<PathBuf> = [&config_path, &plan_path]
         .into_iter()
-        .filter(|p| p.exists())
+        .filter(|p| p.exists() && !args.print_config)
         .map(|p| ws.display(p))
         .collect();
     if !existing.is_empty() {
@@ -59,6 +66,12 @@ pub fn run(global: &GlobalArgs, args: InitArgs) -> Result<(), CliError> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "Project".to_owned());
     let config_text = render("orchestrator.toml", templates::CONFIG, &target, &title)?;
+    if args.print_config {
+        anstream::stdout()
+            .lock()
+            .write_all(config_text.as_bytes())?;
+        return Ok(());
+    }
     let plan_text = render("plan.toml", templates::PLAN, &target, &title)?;
     Config::from_text(&config_path, &config_text)?;
 
@@ -81,7 +94,13 @@ pub fn run(global: &GlobalArgs, args: InitArgs) -> Result<(), CliError> {
     }
     writeln!(
         out,
-        "Next: edit the plan and the agent command, then run `orch plan check`."
+        "orch reads both files from this checkout, committed or not. Commit them to keep\n\
+         their history and share them (task worktrees then have a copy); uncommitted,\n\
+         they stay in this checkout only."
+    )?;
+    writeln!(
+        out,
+        "Next: edit the plan (tasks run Claude Code unless `[agent] preset` says otherwise), then run `orch plan check`."
     )?;
     Ok(())
 }

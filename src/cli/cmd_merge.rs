@@ -28,5 +28,5 @@ pub fn run(global: &GlobalArgs, args: MergeArgs) -> Result<(), CliError> {
     } else {
         cmd_run::Output::Lines
     };
-    cmd_run::drive(&ws, plan, target, options, output)
+    cmd_run::drive(&ws, plan, None, target, options, output)
 }

@@ -25,6 +25,8 @@ pub enum PlanCommand {
     Next(NextArgs),
     /// Print the dependency graph as Graphviz DOT or Mermaid
     Graph(GraphArgs),
+    /// Show what changed in the plan since the last run: tasks added, removed, retitled, reprioritized ...
+    Diff(DiffArgs),
     /// Convert another tool's task file into a plan
     #[command(subcommand)]
     Import(ImportCommand),
@@ -73,6 +75,15 @@ pub struct GraphArgs {
     format: GraphFormat,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct DiffArgs {
+    #[command(flatten)]
+    file: PlanFile,
+    /// Print JSON: `{"from","to","added":[...],"removed":[...],...}`
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(Debug, clap::Subcommand)]
 pub enum ImportCommand {
     /// Convert a Taskmaster AI `tasks.json` into a TOML plan
@@ -97,6 +108,7 @@ pub fn run(global: &GlobalArgs, command: PlanCommand) -> Result<(), CliError> {
         PlanCommand::Show(args) => show(global, args),
         PlanCommand::Next(args) => next(global, args),
         PlanCommand::Graph(args) => graph(global, args),
+        PlanCommand::Diff(args) => diff(global, args),
         PlanCommand::Import(ImportCommand::Taskmaster(args)) => import_taskmaster(global, args),
     }
 }
@@ -113,7 +125,11 @@ fn check(global: &GlobalArgs, args: PlanFile) -> Result<(), CliError> {
         plural(plan.tasks().len(), "task", "tasks"),
         plural(plan.subtask_count(), "subtask", "subtasks"),
         plural(plan.dependency_count(), "dependency", "dependencies"),
-        plural(plan.graph().levels() as usize, "level", "levels"),
+        plural(
+            plan.graph().levels() as usize,
+            "dependency level",
+            "dependency levels"
+        ),
     )?;
     exit_without_drop(plan);
     Ok(())
@@ -165,6 +181,8 @@ fn show(global: &GlobalArgs, args: ShowArgs) -> Result<(), CliError> {
         .max()
         .unwrap_or(0)
         .min(72);
+    let graph = plan.graph();
+    let level_width = format!("L{}", graph.levels()).len();
     for idx in plan.indices() {
         let item = plan.item(idx);
         let status = statuses[idx.index()];
@@ -172,6 +190,11 @@ fn show(global: &GlobalArgs, args: ShowArgs) -> Result<(), CliError> {
             Kind::Task | Kind::Subtask => format!("p{}", item.priority.level()),
             Kind::Phase | Kind::Milestone => String::new(),
         };
+        // A task's dependency level: 1 needs nothing, n needs a task of level n - 1.
+        let level = graph
+            .task_node(idx)
+            .map(|t| format!("L{}", graph.level(t)))
+            .unwrap_or_default();
         let progress = match item.kind {
             Kind::Phase | Kind::Milestone => {
                 let range = item.descendants(idx);
@@ -186,7 +209,7 @@ fn show(global: &GlobalArgs, args: ShowArgs) -> Result<(), CliError> {
         let st = style::status(status);
         writeln!(
             out,
-            "{:<width$}  {priority:<2}  {st}{status}{st:#}{progress}",
+            "{:<width$}  {priority:<2}  {level:<level_width$}  {st}{status}{st:#}{progress}",
             left[idx.index()]
         )?;
     }
@@ -286,6 +309,142 @@ fn graph(global: &GlobalArgs, args: GraphArgs) -> Result<(), CliError> {
         GraphFormat::Mermaid => graph_render::mermaid(&plan),
     };
     anstream::stdout().lock().write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// `orch plan diff --json`.
+#[derive(Debug, serde::Serialize)]
+struct DiffDoc<'a> {
+    /// The digest of the plan the last run ran, and of the plan now.
+    from: Option<&'a str>,
+    to: &'a str,
+    #[serde(flatten)]
+    diff: &'a plan::PlanDiff,
+}
+
+fn diff(global: &GlobalArgs, args: DiffArgs) -> Result<(), CliError> {
+    let ws = Workspace::discover(global)?;
+    let (new, source) = ws.load_plan_source(args.file.plan.as_deref())?;
+    let state = if ws.repo.is_some() {
+        ws.load_state()?
+    } else {
+        None
+    };
+    let to = plan::digest(&source.bytes);
+    let from = state.as_ref().and_then(|s| s.run.as_ref()?.plan.clone());
+    let dir = ws.state_dir();
+    let old = match &from {
+        None => None,
+        Some(digest) => {
+            let copy = dir.find_plan_copy(digest).ok_or_else(|| {
+                CliError::input(format!(
+                    "no copy is left of the plan the last run ran (`{}`)",
+                    dir.show(&dir.plans().join(digest))
+                ))
+            })?;
+            let bytes = std::fs::read(&copy)?;
+            let shown = ws.display(&copy);
+            Some(plan::from_bytes(&shown, &bytes, &plan::Rules::default())?)
+        }
+    };
+    let changes = old
+        .as_ref()
+        .map(|old| plan::diff::diff(old, &new))
+        .unwrap_or_default();
+    let mut out = anstream::stdout().lock();
+    if args.json {
+        let doc = DiffDoc {
+            from: from.as_deref(),
+            to: &to,
+            diff: &changes,
+        };
+        json::write_pretty(&mut out, &doc)?;
+        return Ok(());
+    }
+    let short = plan::diff::short;
+    let Some(from) = from else {
+        drop(out);
+        writeln!(
+            anstream::stderr().lock(),
+            "No run has recorded its plan yet: nothing to compare with (the plan is {}).",
+            short(&to)
+        )?;
+        return Ok(());
+    };
+    if from == to {
+        writeln!(
+            out,
+            "The plan is the one the last run ran ({}).",
+            short(&to)
+        )?;
+        return Ok(());
+    }
+    if changes.is_empty() {
+        writeln!(
+            out,
+            "The plan file changed since the last run ({} -> {}), but no task or subtask did.",
+            short(&from),
+            short(&to)
+        )?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "Changes since the last run's plan ({} -> {}):",
+        short(&from),
+        short(&to)
+    )?;
+    let old = old.as_ref();
+    let title = |plan: Option<&Plan>, id: &plan::FullId| {
+        plan.and_then(|p| p.lookup(id.as_str()).map(|i| p.item(i).title.clone()))
+            .unwrap_or_default()
+    };
+    let merged = |id: &plan::FullId| {
+        let merged = state
+            .as_ref()
+            .and_then(|s| s.items.get(id))
+            .is_some_and(|s| s.status == crate::lifecycle::Status::Merged);
+        if merged {
+            "  (merged; the work stays: `orch retry ID` runs it again)"
+        } else {
+            ""
+        }
+    };
+    let mut rows: Vec<(&str, String, String)> = Vec::new();
+    for id in &changes.added {
+        rows.push(("added", id.to_string(), title(Some(&new), id)));
+    }
+    for id in &changes.removed {
+        rows.push(("removed", id.to_string(), title(old, id)));
+    }
+    for r in &changes.retitled {
+        let text = format!("{:?} -> {:?}{}", r.from, r.to, merged(&r.id));
+        rows.push(("retitled", r.id.to_string(), text));
+    }
+    let list = |deps: &[String]| {
+        if deps.is_empty() {
+            "none".to_owned()
+        } else {
+            deps.join(", ")
+        }
+    };
+    for d in &changes.dependencies {
+        let text = format!("{} -> {}{}", list(&d.from), list(&d.to), merged(&d.id));
+        rows.push(("dependencies", d.id.to_string(), text));
+    }
+    for p in &changes.priorities {
+        let text = format!("p{} -> p{}{}", p.from, p.to, merged(&p.id));
+        rows.push(("priority", p.id.to_string(), text));
+    }
+    for id in &changes.redefined {
+        let text = format!("description, acceptance or other fields{}", merged(id));
+        rows.push(("redefined", id.to_string(), text));
+    }
+    let kind_width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+    let id_width = rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
+    for (kind, id, text) in rows {
+        writeln!(out, "  {kind:<kind_width$}  {id:<id_width$}  {text}")?;
+    }
     Ok(())
 }
 

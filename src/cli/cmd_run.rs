@@ -44,7 +44,7 @@ pub struct RunArgs {
 pub fn run(global: &GlobalArgs, args: RunArgs) -> Result<(), CliError> {
     let ws = Workspace::discover(global)?;
     ws.require_repo()?;
-    let plan = ws.load_plan(args.file.plan.as_deref())?;
+    let (plan, source) = ws.load_plan_source(args.file.plan.as_deref())?;
     let target = ws.target()?;
     if let Some(n) = args.max_parallel
         && n == 0
@@ -71,7 +71,7 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> Result<(), CliError> {
     } else {
         Output::Lines
     };
-    drive(&ws, plan, target, options, output)
+    drive(&ws, plan, Some(source), target, options, output)
 }
 
 /// Installs orch's git hooks when they are not all in place (`hooks.install`),
@@ -119,14 +119,17 @@ pub enum Output {
 pub fn drive(
     ws: &Workspace,
     plan: crate::plan::Plan,
+    plan_source: Option<coordinator::PlanSource>,
     target: String,
     options: Options,
     output: Output,
 ) -> Result<(), CliError> {
     let repo = ws.require_repo()?.clone();
     repo.exclude(crate::state::DIR_NAME)?;
+    repo.exclude_patterns(&agent_excludes(&ws.config, &plan))?;
     let setup = Setup {
         plan: Arc::new(plan),
+        plan_source,
         config: ws.config.clone(),
         repo_root: repo.root.clone(),
         state_dir: ws.state_dir(),
@@ -263,4 +266,19 @@ fn dry_run(
         writeln!(out, "would start {}  {}", item.id, item.title)?;
     }
     Ok(())
+}
+
+/// Returns the `exclude` globs of the agents the plan runs (the default
+/// one and every preset an item names): files they leave in worktrees that
+/// git must never see, kept in `info/exclude` (docs/config.md, `exclude`).
+fn agent_excludes(config: &crate::config::Config, plan: &crate::plan::Plan) -> Vec<String> {
+    let names = plan.items.iter().filter_map(|i| i.agent());
+    let mut patterns: Vec<String> = std::iter::once(None)
+        .chain(names.map(Some))
+        .filter_map(|name| config.agent(name))
+        .flat_map(|agent| agent.exclude)
+        .collect();
+    patterns.sort();
+    patterns.dedup();
+    patterns
 }

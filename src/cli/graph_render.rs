@@ -3,7 +3,9 @@
 //! Tasks are nodes, clustered by phase and milestone. Edges point from a
 //! dependency to the task that needs it (the direction work flows); optional
 //! dependencies are dashed. A dependency on a phase or milestone is drawn
-//! from its cluster.
+//! from its cluster. Each task's label ends with its dependency level
+//! (Kahn's: 1 needs no other task), and in DOT the tasks of one cluster at
+//! the same level share a rank.
 
 use std::fmt::Write;
 
@@ -16,6 +18,7 @@ pub fn dot(plan: &Plan) -> String {
     for root in plan.roots() {
         dot_item(plan, *root, 1, &mut out);
     }
+    dot_ranks(plan, plan.roots(), "  ", &mut out);
     let graph = plan.graph();
     for (t, &task) in graph.tasks().iter().enumerate() {
         for edge in graph.deps_of(t as u32) {
@@ -62,10 +65,11 @@ fn dot_item(plan: &Plan, idx: ItemIdx, depth: usize, out: &mut String) {
             for child in &item.children {
                 dot_item(plan, *child, depth + 1, out);
             }
+            dot_ranks(plan, &item.children, &format!("{pad}  "), out);
             let _ = writeln!(out, "{pad}}}");
         }
         Kind::Task => {
-            let text = format!("{}\n{}", item.id, item.title);
+            let text = format!("{}\n{}\n{}", item.id, item.title, level_text(plan, idx));
             let _ = writeln!(
                 out,
                 "{pad}{} [label={}];",
@@ -75,6 +79,33 @@ fn dot_item(plan: &Plan, idx: ItemIdx, depth: usize, out: &mut String) {
         }
         Kind::Subtask => {}
     }
+}
+
+/// Writes `{ rank=same; ... }` for the tasks among `items` that share a level.
+fn dot_ranks(plan: &Plan, items: &[ItemIdx], pad: &str, out: &mut String) {
+    let graph = plan.graph();
+    let mut by_level: std::collections::BTreeMap<u32, Vec<&str>> = Default::default();
+    for idx in items {
+        if let Some(t) = graph.task_node(*idx) {
+            by_level
+                .entry(graph.level(t))
+                .or_default()
+                .push(plan.item(*idx).id.as_str());
+        }
+    }
+    for ids in by_level.values().filter(|ids| ids.len() > 1) {
+        let quoted: Vec<String> = ids.iter().map(|id| quote(id)).collect();
+        let _ = writeln!(out, "{pad}{{ rank=same; {}; }}", quoted.join("; "));
+    }
+}
+
+/// Returns `level N` for a task.
+fn level_text(plan: &Plan, task: ItemIdx) -> String {
+    let graph = plan.graph();
+    graph
+        .task_node(task)
+        .map(|t| format!("level {}", graph.level(t)))
+        .unwrap_or_default()
 }
 
 fn label(item: &Item) -> String {
@@ -142,7 +173,12 @@ fn mermaid_item(plan: &Plan, idx: ItemIdx, depth: usize, out: &mut String) {
             let Some(node) = plan.graph().task_node(idx) else {
                 return;
             };
-            let text = format!("{}<br/>{}", item.id, mermaid_text(&item.title));
+            let text = format!(
+                "{}<br/>{}<br/>{}",
+                item.id,
+                mermaid_text(&item.title),
+                level_text(plan, idx)
+            );
             let _ = writeln!(out, "{pad}t{node}[\"{text}\"]");
         }
         Kind::Subtask => {}

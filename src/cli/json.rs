@@ -161,6 +161,10 @@ pub struct PlanItem {
     pub priority: u8,
     /// Derived for phases and milestones.
     pub status: Status,
+    /// A task's dependency level (1: it needs no other task; n: it needs a
+    /// task of level n - 1); left out for other items.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<u32>,
     pub parent: Option<FullId>,
     pub depends_on: Vec<PlanDep>,
     /// The item's fields `orch` does not know, only when it has some.
@@ -189,6 +193,7 @@ impl PlanDoc {
                     title: item.title.clone(),
                     priority: item.priority.level(),
                     status: statuses[idx.index()],
+                    level: plan.graph().task_node(idx).map(|t| plan.graph().level(t)),
                     parent: item.parent.map(|p| plan.item(p).id.clone()),
                     depends_on: item
                         .depends_on
@@ -598,6 +603,7 @@ title = "Reports"
               "title": "Ledger tables",
               "priority": 1,
               "status": "running",
+              "level": 1,
               "parent": "P1.M1",
               "depends_on": [],
               "extra": {
@@ -619,6 +625,7 @@ title = "Reports"
               "title": "Ledger model",
               "priority": 2,
               "status": "pending",
+              "level": 2,
               "parent": "P1.M1",
               "depends_on": [
                 {
@@ -637,6 +644,7 @@ title = "Reports"
               "title": "Seed data",
               "priority": 0,
               "status": "pending",
+              "level": 1,
               "parent": "P1.M1",
               "depends_on": []
             },
@@ -646,6 +654,7 @@ title = "Reports"
               "title": "Fixtures",
               "priority": 2,
               "status": "pending",
+              "level": 1,
               "parent": "P1.M1",
               "depends_on": []
             },
@@ -655,6 +664,7 @@ title = "Reports"
               "title": "Docs",
               "priority": 3,
               "status": "ready",
+              "level": 1,
               "parent": "P1.M1",
               "depends_on": []
             },
@@ -664,6 +674,7 @@ title = "Reports"
               "title": "Audit log",
               "priority": 2,
               "status": "merged",
+              "level": 1,
               "parent": "P1.M1",
               "depends_on": []
             },
@@ -673,6 +684,7 @@ title = "Reports"
               "title": "Reports",
               "priority": 2,
               "status": "failed",
+              "level": 1,
               "parent": "P1.M1",
               "depends_on": []
             }

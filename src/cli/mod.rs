@@ -16,6 +16,8 @@ mod cmd_hooks;
 mod cmd_init;
 mod cmd_logs;
 mod cmd_merge;
+mod cmd_metrics;
+mod cmd_notify;
 mod cmd_plan;
 mod cmd_run;
 mod cmd_status;

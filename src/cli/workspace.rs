@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use crate::cli::GlobalArgs;
 use crate::config::{self, Config};
+use crate::coordinator::PlanSource;
 use crate::error::CliError;
 use crate::git::{GitError, RepoPaths};
 use crate::plan::{self, Plan};
@@ -83,6 +84,11 @@ impl Workspace {
 
     /// Loads and validates the plan against the config.
     pub fn load_plan(&self, arg: Option<&Path>) -> Result<Plan, CliError> {
+        self.load_plan_source(arg).map(|(plan, _)| plan)
+    }
+
+    /// Loads and validates the plan, and returns the file it came from.
+    pub fn load_plan_source(&self, arg: Option<&Path>) -> Result<(Plan, PlanSource), CliError> {
         let path = self.plan_path(arg);
         let bytes = std::fs::read(&path).map_err(|source| {
             let err = CliError::from(plan::PlanError::Read {
@@ -95,11 +101,9 @@ impl Workspace {
                 err
             }
         })?;
-        Ok(plan::from_bytes(
-            &self.display(&path),
-            &bytes,
-            &self.config.plan_rules(),
-        )?)
+        let shown = self.display(&path);
+        let plan = plan::from_bytes(&shown, &bytes, &self.config.plan_rules())?;
+        Ok((plan, PlanSource { path, shown, bytes }))
     }
 
     /// Returns the target branch: the config's, else the branch checked out at the root.

@@ -1,7 +1,10 @@
-//! Collecting a finished attempt, on a blocking thread: reading `exit.json`
-//! and `result.json`, running `post_agent`, committing what the agent left,
-//! and counting its commits. It decides nothing: [`super::judge`] reads the
-//! [`AttemptReport`].
+//! Collecting a finished attempt, on a blocking thread: reading `exit.json`,
+//! the agent's report and final message (moved from the worktree to the run
+//! folder), running `post_agent`, staging conflicts the agent resolved
+//! without `git add`, committing what the agent left, adding the
+//! `Orch-Task` trailer to commits made around the hook
+//! ([`crate::git::trailers`]), and counting its commits. It decides
+//! nothing: [`super::judge`] reads the [`AttemptReport`].
 //!
 //! Collection is idempotent (committing leftovers twice commits nothing the
 //! second time), so an attempt collected before a crash is collected again
@@ -9,10 +12,15 @@
 
 use std::path::PathBuf;
 
+use crate::config::FinalMessage;
+use crate::config::presets::{LAST_MESSAGE_FILE, RESULT_FILE};
 use crate::git::cmd::{self, CommandError};
+use crate::git::trailers::{self, Vouched};
 use crate::git::{GitError, commit, refs};
+use crate::runner::final_message;
 use crate::runner::folder::RunFolder;
 use crate::runner::hook::{self, HookError};
+use crate::runner::spawn::AgentFiles;
 use crate::runner::spec::{AgentResult, End, ExitRecord, JobRecord};
 
 /// How many of an attempt's newest commits `task.completed` lists.
@@ -37,6 +45,15 @@ pub struct Collection {
     pub post_agent: Option<hook::Stage>,
     /// `workspace = "git"`: where the job pushed the agent's work.
     pub fetch_back: Option<FetchBack>,
+    /// Where the agent's final message is.
+    pub final_message: FinalMessage,
+    /// The target branch: its commits are never given trailers.
+    pub target: String,
+    /// The trailers every commit of the unit carries (`Orch-Task: <id>`, and
+    /// `Orch-Subtask:` in subtask mode).
+    pub trailers: Vec<String>,
+    /// The id backup refs are kept under (the task's).
+    pub task: String,
 }
 
 /// Where a job of the git workspace pushed its work: the branch (brought
@@ -59,6 +76,12 @@ pub struct AttemptReport {
     pub result: Option<AgentResult>,
     /// Why `result.json` could not be read, if it exists but is invalid.
     pub result_error: Option<std::io::Error>,
+    /// The agent's final message, read where its preset says.
+    pub final_message: Option<String>,
+    /// The commits given their trailer, if any lacked it.
+    pub vouched: Option<Vouched>,
+    /// Why trailers could not be added (the merge's `require_trailer` may refuse).
+    pub vouch_error: Option<GitError>,
     /// The commit made of leftover changes, if any.
     pub committed: Option<String>,
     pub commit_error: Option<GitError>,
@@ -80,7 +103,8 @@ pub struct AttemptReport {
 
 /// Brings a job's pushed branch into the task's worktree (fast-forward
 /// only: a branch that moved both here and there is an error, never
-/// overwritten), and its result file into the run folder.
+/// overwritten), and the agent's report and final message into the run
+/// folder.
 fn fetch_back(
     back: &FetchBack,
     worktree: &std::path::Path,
@@ -95,10 +119,15 @@ fn fetch_back(
     )
     .is_ok()
     {
-        if !folder.result_file().exists()
-            && let Ok(out) = cmd::run(worktree, ["show", "FETCH_HEAD:result.json"])
-        {
-            let _ = crate::fsio::write_atomically(&folder.result_file(), &out.stdout);
+        for (name, to) in [
+            (RESULT_FILE, folder.result_file()),
+            (LAST_MESSAGE_FILE, folder.last_message_file()),
+        ] {
+            if !to.exists()
+                && let Ok(out) = cmd::run(worktree, ["show", &format!("FETCH_HEAD:{name}")])
+            {
+                let _ = crate::fsio::write_atomically(&to, &out.stdout);
+            }
         }
         let delete = format!(":{}", back.result_ref);
         let _ = cmd::run(worktree, ["push", "--quiet", &back.remote, &delete]);
@@ -125,10 +154,20 @@ pub fn collect(input: Collection) -> AttemptReport {
     {
         report.fetch_error = Some(e);
     }
+    if let Some(worktree) = &input.worktree {
+        let files = AgentFiles::in_worktree(worktree);
+        keep(&files.result, &input.folder.result_file());
+        keep(&files.last_message, &input.folder.last_message_file());
+    }
     match crate::fsio::read_json::<AgentResult>(&input.folder.result_file()) {
         Ok(result) => report.result = result,
         Err(e) => report.result_error = Some(e),
     }
+    report.final_message = final_message::read(
+        &input.final_message,
+        &input.folder.log_file(),
+        &input.folder.last_message_file(),
+    );
     let exited_cleanly = matches!(
         report.exit.as_ref().map(|e| &e.end),
         Some(End::Exited { code: 0 })
@@ -151,7 +190,12 @@ pub fn collect(input: Collection) -> AttemptReport {
         report.hook_error = Some(e);
     }
     if let (Some(worktree), Some(_)) = (worktree, &input.conflict_with) {
-        report.unresolved = commit::unmerged_paths(worktree).unwrap_or_default();
+        let unmerged = commit::unmerged_paths(worktree).unwrap_or_default();
+        report.unresolved = if exited_cleanly {
+            commit::stage_resolved(worktree, &unmerged).unwrap_or(unmerged)
+        } else {
+            unmerged
+        };
     }
     if exited_cleanly
         && report.hook_error.is_none()
@@ -169,6 +213,20 @@ pub fn collect(input: Collection) -> AttemptReport {
     {
         report.markers = commit::files_with_markers(worktree, target).unwrap_or_default();
     }
+    if let (Some(branch), Some(_)) = (&input.branch, worktree) {
+        let since = input.base.as_deref().and_then(refs::parse_oid);
+        match trailers::vouch(
+            &input.repo,
+            branch,
+            &input.target,
+            since,
+            &input.trailers,
+            &input.task,
+        ) {
+            Ok(vouched) => report.vouched = vouched,
+            Err(e) => report.vouch_error = Some(e),
+        }
+    }
     if let Some(branch) = &input.branch
         && let Ok(Some(tip)) = refs::branch_tip(&input.repo, branch)
     {
@@ -180,4 +238,15 @@ pub fn collect(input: Collection) -> AttemptReport {
         }
     }
     report
+}
+
+/// Moves a file the agent wrote in its worktree to the run folder, where
+/// the attempt's record is kept (an unreadable one stays where it is).
+fn keep(from: &std::path::Path, to: &std::path::Path) {
+    let Ok(bytes) = std::fs::read(from) else {
+        return;
+    };
+    if crate::fsio::write_atomically(to, &bytes).is_ok() {
+        let _ = std::fs::remove_file(from);
+    }
 }

@@ -321,6 +321,7 @@ mod tests {
             outcome: None,
             purpose: None,
             job: None,
+            confined: false,
         });
         state.items.insert(id("A"), a);
         let applied = apply(&plan, &mut state, Action::Cancel, "A", Timestamp::now()).unwrap();
@@ -354,6 +355,7 @@ mod tests {
             }),
             purpose: None,
             job: None,
+            confined: false,
         });
         state.items.insert(id("A"), a);
         state.items.insert(id("B"), ItemState::new(Status::Blocked));
@@ -368,8 +370,8 @@ mod tests {
         let plan = plan();
         let mut state = State::default();
         state.items.insert(id("A"), ItemState::new(Status::Merged));
-        let err = apply(&plan, &mut state, Action::Retry, "A", Timestamp::now()).unwrap_err();
-        assert_eq!(err.to_string(), "cannot retry `A`: it is `merged`");
+        let err = apply(&plan, &mut state, Action::Resolve, "A", Timestamp::now()).unwrap_err();
+        assert_eq!(err.to_string(), "cannot resolve `A`: it is `merged`");
         let err = apply(&plan, &mut state, Action::Cancel, "Z", Timestamp::now()).unwrap_err();
         assert_eq!(err.to_string(), "`Z` is not in the plan");
     }

@@ -100,7 +100,13 @@ pub struct Env {
     pub options: Options,
     /// Per task node: whether `--only` selects it.
     pub in_scope: Vec<bool>,
+    /// What `--only` names, by id: kept so that scope survives a new plan.
+    pub only: Option<Vec<FullId>>,
     pub limits: Limits,
+    /// The digest of the plan file (`run.started`), when known.
+    pub plan_digest: Option<String>,
+    /// How agents and hooks are confined; unconfined unless the driver says.
+    pub sandbox: crate::runner::confine::Setup,
 }
 
 impl Env {
@@ -113,6 +119,10 @@ impl Env {
         target: String,
         options: Options,
     ) -> Env {
+        let only = options
+            .only
+            .as_ref()
+            .map(|o| o.iter().map(|i| plan.item(*i).id.clone()).collect());
         let in_scope = scope(&plan, options.only.as_deref());
         let worktree_root =
             crate::coordinator::workspace::worktree_root(&repo, &config.git.worktree_root);
@@ -126,7 +136,10 @@ impl Env {
             worktree_root,
             options,
             in_scope,
+            only,
             limits,
+            plan_digest: None,
+            sandbox: crate::runner::confine::Setup::unconfined(),
         }
     }
 
@@ -186,6 +199,10 @@ pub enum Input {
         received: inbox::Received,
         command: inbox::Request,
     },
+    /// The plan file was saved with a valid plan (`replan.rs`).
+    PlanChanged(Box<super::replan::NewPlan>),
+    /// The plan file was saved with errors, each `file:line:col: message`.
+    PlanRefused { errors: Vec<String> },
 }
 
 /// Why `post_create` did not prepare a worktree.
@@ -271,8 +288,10 @@ pub struct LaunchRequest {
     pub unit: FullId,
     pub attempt: u32,
     pub folder: RunFolder,
-    /// The agent's argv, `{prompt_file}` not yet replaced.
+    /// The agent's argv, `{prompt_file}` and `{last_message_file}` not yet replaced.
     pub command: Vec<String>,
+    /// Where the agent writes its report and final message.
+    pub agent_files: crate::runner::spawn::AgentFiles,
     pub prompt: PromptRequest,
     pub prompt_on_stdin: bool,
     pub cwd: PathBuf,
@@ -283,6 +302,8 @@ pub struct LaunchRequest {
     pub timeout: Duration,
     pub grace: Duration,
     pub log_limit: u64,
+    /// What the agent may write; `None`: it runs unconfined.
+    pub sandbox: Option<crate::runner::confine::Grant>,
 }
 
 /// A prompt to render: the executor fills in the log tails it names, then
@@ -334,6 +355,9 @@ pub struct InFlight {
     pub free: VecDeque<FullId>,
     /// The last known tip of each task branch.
     pub tips: BTreeMap<FullId, String>,
+    /// Tasks whose branch kept its place at provisioning while the target
+    /// moved on: how many target commits it lacks (told to the agent).
+    pub behind: BTreeMap<FullId, u32>,
     /// What the scheduler needs of each task, kept in step with the state
     /// by [`RunState::sync`] (rebuilding it on every pass would cost a map
     /// lookup per task per pass).
@@ -478,8 +502,20 @@ impl RunState {
             } => self.on_collected(unit, attempt, *report, now),
             Input::Merged { task, outcome } => self.on_merged(task, outcome, now),
             Input::Command { received, command } => self.on_command(received, command, now),
+            Input::PlanChanged(new) => self.on_plan_changed(*new, now),
+            Input::PlanRefused { errors } => self.on_plan_refused(errors),
         }
         self.drain()
+    }
+
+    /// Returns the effects gathered so far (for `replan.rs`).
+    pub(super) fn drain_effects(&mut self) -> Vec<Effect> {
+        self.drain()
+    }
+
+    /// Returns the effects gathered so far from index `from` on.
+    pub(super) fn pending_effects(&self, from: usize) -> &[Effect] {
+        self.out.get(from..).unwrap_or_default()
     }
 
     /// Returns the effects gathered so far, with one [`Effect::Persist`]
@@ -502,12 +538,16 @@ impl RunState {
                 target: self.env.target.clone(),
                 tasks,
                 no_merge: self.env.options.no_merge,
+                plan_digest: self.env.plan_digest.clone(),
+                sandbox: Some(self.env.sandbox.confinement),
             },
         );
+        let before = self.out.len();
         self.recover(&facts, now);
         if self.env.merges() {
             self.recover_merges(&facts);
         }
+        self.report_recovery(before);
         self.flight.views = self.task_views();
         self.drain()
     }
@@ -704,14 +744,43 @@ impl RunState {
         }
     }
 
-    /// Says why a task is blocked, naming what blocks it and its status.
+    /// Says why a task is blocked, naming what blocks it and its status (a
+    /// phase's or milestone's derived, as `orch status` shows it, and the
+    /// task inside that blocks when the container itself is not finished).
     fn blocked_reason(&self, blocker: schedule::Blocker) -> String {
         let (by, how) = match blocker {
             schedule::Blocker::Dependency(by) => (by, "required dependency"),
             schedule::Blocker::Barrier(by) => (by, "phase barrier: earlier task"),
         };
-        let by_id = &self.env.plan.item(by).id;
-        format!("{how} `{by_id}` is {}", self.status(by_id))
+        let plan = &self.env.plan;
+        let by_id = &plan.item(by).id;
+        let status = self.item_status(by);
+        if plan.item(by).kind.is_container() && !status.is_dead() {
+            let dead = plan
+                .item(by)
+                .descendants(by)
+                .map(|i| plan.item(ItemIdx(i as u32)))
+                .filter(|item| item.kind == Kind::Task)
+                .map(|item| (&item.id, self.status(&item.id)))
+                .find(|(_, s)| s.is_dead());
+            if let Some((task, task_status)) = dead {
+                return format!(
+                    "{how} `{by_id}` cannot be met: its task `{task}` is {task_status}"
+                );
+            }
+        }
+        format!("{how} `{by_id}` is {status}")
+    }
+
+    /// Returns an item's status; a phase's or milestone's is derived from
+    /// its children (at most three levels down).
+    fn item_status(&self, idx: ItemIdx) -> Status {
+        let item = self.env.plan.item(idx);
+        if item.kind.is_container() {
+            lifecycle::derive(item.children.iter().map(|c| self.item_status(*c)))
+        } else {
+            self.status(&item.id)
+        }
     }
 
     /// Applies a person's command from the inbox.
@@ -893,7 +962,7 @@ impl RunState {
 }
 
 /// Marks the tasks `--only` selects (all when unset).
-fn scope(plan: &Plan, only: Option<&[ItemIdx]>) -> Vec<bool> {
+pub(super) fn scope(plan: &Plan, only: Option<&[ItemIdx]>) -> Vec<bool> {
     let Some(only) = only else {
         return vec![true; plan.tasks().len()];
     };

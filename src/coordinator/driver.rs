@@ -24,6 +24,15 @@
 //! git. Agents run under supervisors in their own sessions, so killing the
 //! coordinator never kills them; the next run adopts them.
 //!
+//! The plan file's folder is watched: a save, once a burst of them settles
+//! ([`PLAN_DEBOUNCE`]), is read and compared on a blocking thread, and the
+//! core gets `Input::PlanChanged` or `Input::PlanRefused` (`replan.rs`
+//! decides what a new plan changes). At start the plan's digest is taken,
+//! a copy kept in `plans/`, and the change since the last run's plan
+//! reported. With `[metrics] listen`, a thread answers scrapes; with
+//! `[[notify]]`, a thread drains the outbox; neither is waited on, except
+//! the outbox briefly once the run is over ([`NOTIFY_GRACE`]).
+//!
 //! Decisions recorded in `docs/run.md`; the layering in `docs/architecture.md`.
 
 use std::collections::BTreeMap;
@@ -38,19 +47,45 @@ use tokio::sync::mpsc;
 use super::core::{Env, Halt, Input, Now, Options, POLL_INTERVAL, RunState};
 use super::executor::{Executor, Msg, Sink, Tools};
 use super::recovery;
+use super::replan::{NewPlan, PlanRead};
 use crate::config::Config;
 use crate::git::GitError;
 use crate::lifecycle::Status;
+use crate::metrics::Metrics;
 use crate::plan::Plan;
-use crate::state::events::{EventKind, EventLog};
+use crate::state::events::{EventKind, EventLog, KeptBranch};
 use crate::state::lock::{self, LockError, RunLock};
 use crate::state::model::{RunRecord, Timestamp};
 use crate::state::{StateDir, StateError};
+
+/// The plan file a run reads, as it was read.
+#[derive(Debug, Clone)]
+pub struct PlanSource {
+    /// Where it is (watched for changes during the run).
+    pub path: PathBuf,
+    /// How messages name it (`plan.toml:3:7: ...`).
+    pub shown: PathBuf,
+    /// Its bytes when `plan` was built from them.
+    pub bytes: Vec<u8>,
+}
+
+/// How long the end of a run waits for notification tries that fall due
+/// meanwhile; every delivery not tried yet (`run.finished` among them) gets
+/// its first try whatever the grace, and later ones wait in the outbox for
+/// the next run.
+pub const NOTIFY_GRACE: Duration = Duration::from_secs(10);
+
+/// How long a burst of saves of the plan file is let settle before it is read.
+pub const PLAN_DEBOUNCE: Duration = Duration::from_millis(300);
 
 /// Everything a run needs.
 #[derive(Debug)]
 pub struct Setup {
     pub plan: Arc<Plan>,
+    /// The plan's file: its digest goes into `run.started` and a copy into
+    /// `plans/`; while the run is live, saving it changes the plan. `None`
+    /// for a plan that comes from no file.
+    pub plan_source: Option<PlanSource>,
     pub config: Config,
     pub repo_root: PathBuf,
     pub state_dir: StateDir,
@@ -109,6 +144,15 @@ pub enum RunError {
     Git(#[from] GitError),
     #[error(transparent)]
     Policy(#[from] crate::merge_queue::policy::BadGlob),
+    #[error(transparent)]
+    Notify(#[from] crate::notifications::SecretError),
+    /// `[metrics] listen` names an address this machine cannot listen on.
+    #[error("cannot serve metrics on `{addr}` (`[metrics] listen`)")]
+    MetricsListen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// Runs the plan until nothing more can start, or a signal stops it.
@@ -130,9 +174,25 @@ struct Driver {
     core: RunState,
     exec: Executor,
     rx: mpsc::UnboundedReceiver<Msg>,
+    tx: mpsc::UnboundedSender<Msg>,
     started: Instant,
     _lock: RunLock,
     _watcher: Option<notify::RecommendedWatcher>,
+    /// The plan file and the watch on its folder, while plan changes apply.
+    plan_watch: Option<PlanWatch>,
+}
+
+/// The plan file being watched for saves.
+struct PlanWatch {
+    source: PlanSource,
+    rules: crate::plan::Rules,
+    _watcher: Option<notify::RecommendedWatcher>,
+    /// When to read the file again (a save was seen).
+    due: Option<Instant>,
+    /// A read is under way on a blocking thread.
+    reading: bool,
+    /// The digest of the last plan refused, so that it is refused once.
+    refused: Option<String>,
 }
 
 impl Driver {
@@ -161,6 +221,17 @@ impl Driver {
         let policy = crate::merge_queue::policy::Policy::new(&config.policy)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let watcher = watch_inbox(&dir.inbox(), tx.clone());
+        let version = setup.plan_source.as_ref().map(|source| {
+            plan_version(
+                source,
+                &setup.plan,
+                &state,
+                &dir,
+                &setup.repo_root,
+                target_tip,
+                &config.git.branch_prefix,
+            )
+        });
         let tools = Tools {
             config: Arc::clone(&config),
             repo: setup.repo_root.clone(),
@@ -169,15 +240,48 @@ impl Driver {
             orch_exe: setup.orch_exe,
             policy,
         };
-        let mut exec = Executor::new(tools, tx, log, sink);
-        let env = Env::new(
+        let mut exec = Executor::new(tools, tx.clone(), log, sink);
+        if let Some(addr) = config.metrics.listen {
+            let listener = std::net::TcpListener::bind(addr)
+                .map_err(|source| RunError::MetricsListen { addr, source })?;
+            let mut metrics = Metrics::new(Arc::clone(&setup.plan));
+            // The served numbers start from the whole log, as `orch metrics` does.
+            for event in crate::state::events::read_all(&dir.events_file()).unwrap_or_default() {
+                metrics.observe(&event);
+            }
+            metrics.set_state(Some(&state));
+            metrics.go_live();
+            let metrics = Arc::new(std::sync::Mutex::new(metrics));
+            crate::metrics::serve(listener, Arc::clone(&metrics));
+            exec.with_metrics(metrics);
+        }
+        if !config.notify.is_empty() {
+            let destinations = config
+                .notify
+                .iter()
+                .enumerate()
+                .map(|(n, c)| crate::notifications::Destination::from_config(n, c))
+                .collect::<Result<Vec<_>, _>>()?;
+            let outbox = crate::notifications::Outbox::at(&dir.outbox());
+            let worker = crate::notifications::Worker::start(outbox.clone(), destinations.clone());
+            exec.with_notify(super::executor::Notify {
+                destinations,
+                outbox,
+                worker,
+            });
+        }
+        let merge_only = setup.options.merge_only;
+        let sandbox = crate::runner::confine::Setup::probe(&config.sandbox);
+        let mut env = Env::new(
             Arc::clone(&setup.plan),
-            config,
+            Arc::clone(&config),
             setup.repo_root.clone(),
             dir.clone(),
             setup.target.clone(),
             setup.options,
         );
+        env.plan_digest = version.as_ref().map(|v| v.digest.clone());
+        env.sandbox = sandbox;
         let now = Now::real();
         let mut core = RunState::new(
             env,
@@ -189,6 +293,7 @@ impl Driver {
             pid: std::process::id(),
             started: Timestamp::at(now.wall),
             finished: None,
+            plan: version.as_ref().map(|v| v.digest.clone()),
         });
         if let Err(e) = crate::git::worktree::prune(&setup.repo_root) {
             tracing::warn!(error = %e, "cannot prune worktrees");
@@ -202,13 +307,30 @@ impl Driver {
         );
         let effects = core.start(facts, now);
         exec.carry_out(effects);
+        if let Some(version) = version {
+            let effects = core.plan_version(version, now);
+            exec.carry_out(effects);
+        }
+        let plan_watch = setup
+            .plan_source
+            .filter(|_| !merge_only)
+            .map(|source| PlanWatch {
+                _watcher: watch_plan(&source.path, tx.clone()),
+                source,
+                rules: config.plan_rules(),
+                due: None,
+                reading: false,
+                refused: None,
+            });
         Ok(Driver {
             core,
             exec,
             rx,
+            tx,
             started: Instant::now(),
             _lock: lock,
             _watcher: watcher,
+            plan_watch,
         })
     }
 
@@ -223,6 +345,7 @@ impl Driver {
         self.exec.mark_dirty();
         self.exec.flush(self.core.state(), true)?;
         loop {
+            self.maybe_read_plan();
             for input in self.exec.poll(POLL_INTERVAL) {
                 self.feed(input);
             }
@@ -242,6 +365,9 @@ impl Driver {
             }
             let mut wake = self.core.next_wake(now);
             if let Some(due) = self.exec.flush_due() {
+                wake = wake.min(due);
+            }
+            if let Some(due) = self.plan_watch.as_ref().and_then(|w| w.due) {
                 wake = wake.min(due);
             }
             tokio::select! {
@@ -272,7 +398,58 @@ impl Driver {
         match msg {
             Msg::Input(input) => self.feed(*input),
             Msg::InboxChanged => self.exec.inbox_changed(),
+            Msg::PlanSaved => {
+                if let Some(watch) = self.plan_watch.as_mut() {
+                    watch.due = Some(Instant::now() + PLAN_DEBOUNCE);
+                }
+            }
+            Msg::PlanRead(read) => {
+                let read = *read;
+                let Some(watch) = self.plan_watch.as_mut() else {
+                    return;
+                };
+                watch.reading = false;
+                match read {
+                    PlanRead::Unchanged => {}
+                    PlanRead::Refused { digest, errors } => {
+                        if watch.refused.as_ref() != Some(&digest) {
+                            watch.refused = Some(digest);
+                            self.feed(Input::PlanRefused { errors });
+                        }
+                    }
+                    PlanRead::Changed(new) => {
+                        watch.refused = None;
+                        self.feed(Input::PlanChanged(new));
+                        self.exec.set_plan(Arc::clone(&self.core.env().plan));
+                    }
+                }
+            }
         }
+    }
+
+    /// Reads the plan file on a blocking thread once saves have settled.
+    fn maybe_read_plan(&mut self) {
+        let Some(watch) = self.plan_watch.as_mut() else {
+            return;
+        };
+        if watch.reading || watch.due.is_none_or(|due| Instant::now() < due) {
+            return;
+        }
+        if self.core.stopping().is_some() {
+            return;
+        }
+        watch.due = None;
+        watch.reading = true;
+        let source = watch.source.clone();
+        let rules = watch.rules.clone();
+        let current = Arc::clone(&self.core.env().plan);
+        let digest = self.core.env().plan_digest.clone().unwrap_or_default();
+        let dir = self.core.env().state_dir.clone();
+        let tx = self.tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let read = read_plan(&source, &rules, &current, digest, &dir);
+            let _ = tx.send(Msg::PlanRead(Box::new(read)));
+        });
     }
 
     fn feed(&mut self, input: Input) {
@@ -301,8 +478,163 @@ impl Driver {
             state_bytes: self.exec.state_bytes,
         };
         self.exec.emit(None, kind);
+        // After a Ctrl-C only first tries are made: the person is waiting.
+        let grace = if summary.interrupted {
+            Duration::ZERO
+        } else {
+            NOTIFY_GRACE
+        };
+        self.exec.finish_notify(grace);
         Ok(summary)
     }
+}
+
+/// Reads the plan file saved during the run and compares it with the plan
+/// running. Blocking.
+fn read_plan(
+    source: &PlanSource,
+    rules: &crate::plan::Rules,
+    current: &Plan,
+    current_digest: String,
+    dir: &StateDir,
+) -> PlanRead {
+    let bytes = match std::fs::read(&source.path) {
+        Ok(bytes) => bytes,
+        // An editor that saves by renaming leaves no file for an instant;
+        // the rename that follows is another change.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return PlanRead::Unchanged,
+        Err(source_err) => {
+            let error = crate::plan::PlanError::Read {
+                path: source.shown.clone(),
+                source: source_err,
+            };
+            return PlanRead::Refused {
+                digest: String::new(),
+                errors: vec![crate::text::error_chain(&error)],
+            };
+        }
+    };
+    let digest = crate::plan::digest(&bytes);
+    if digest == current_digest {
+        return PlanRead::Unchanged;
+    }
+    let plan = match crate::plan::from_bytes(&source.shown, &bytes, rules) {
+        Ok(plan) => plan,
+        Err(e) => {
+            let mut errors = e.detail_lines();
+            if errors.is_empty() {
+                errors.push(crate::text::error_chain(&e));
+            }
+            return PlanRead::Refused { digest, errors };
+        }
+    };
+    keep_copy(dir, &source.path, &digest, &bytes);
+    let diff = crate::plan::diff::diff(current, &plan);
+    PlanRead::Changed(Box::new(NewPlan {
+        plan: Arc::new(plan),
+        digest,
+        from: Some(current_digest).filter(|d| !d.is_empty()),
+        diff: Some(diff),
+        kept: Vec::new(),
+    }))
+}
+
+/// Keeps a copy of a plan file under its digest; a failure only costs
+/// later diffs, so it is logged.
+fn keep_copy(dir: &StateDir, path: &std::path::Path, digest: &str, bytes: &[u8]) {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .filter(|e| *e == "json")
+        .unwrap_or("toml");
+    let copy = dir.plan_copy(digest, ext);
+    if copy.exists() {
+        return;
+    }
+    let written = std::fs::create_dir_all(dir.plans())
+        .and_then(|()| crate::fsio::write_atomically(&copy, bytes));
+    if let Err(e) = written {
+        tracing::warn!(error = %e, path = %copy.display(), "cannot keep a copy of the plan");
+    }
+}
+
+/// Works out, at start, how the plan differs from the one the last run
+/// ran (from the copy it kept), and which tasks gone from the plan left
+/// work on their branches. Blocking.
+fn plan_version(
+    source: &PlanSource,
+    plan: &Arc<Plan>,
+    state: &crate::state::State,
+    dir: &StateDir,
+    repo: &std::path::Path,
+    target_tip: crate::git::refs::Oid,
+    branch_prefix: &str,
+) -> NewPlan {
+    let digest = crate::plan::digest(&source.bytes);
+    keep_copy(dir, &source.path, &digest, &source.bytes);
+    let from = state.run.as_ref().and_then(|r| r.plan.clone());
+    let changed = from.as_ref().is_some_and(|f| *f != digest);
+    let diff = from
+        .as_ref()
+        .filter(|_| changed)
+        .and_then(|f| dir.find_plan_copy(f))
+        .and_then(|copy| {
+            let bytes = std::fs::read(&copy).ok()?;
+            crate::plan::from_bytes(&copy, &bytes, &crate::plan::Rules::default()).ok()
+        })
+        .map(|old| crate::plan::diff::diff(&old, plan));
+    let mut kept = Vec::new();
+    if changed {
+        for (id, s) in &state.items {
+            if plan.lookup(id.as_str()).is_some() || s.status == Status::Merged {
+                continue;
+            }
+            let branch = s
+                .branch
+                .clone()
+                .unwrap_or_else(|| format!("{branch_prefix}{id}"));
+            let Ok(Some(tip)) = crate::git::refs::branch_tip(repo, &branch) else {
+                continue;
+            };
+            if !crate::git::refs::is_ancestor(repo, tip, target_tip).unwrap_or(true) {
+                kept.push(KeptBranch {
+                    id: id.clone(),
+                    branch,
+                });
+            }
+        }
+    }
+    NewPlan {
+        plan: Arc::clone(plan),
+        digest,
+        from: from.filter(|_| changed),
+        diff,
+        kept,
+    }
+}
+
+/// Watches the plan file's folder; a change to the file only wakes the
+/// loop, which reads it once saves settle ([`PLAN_DEBOUNCE`]).
+fn watch_plan(
+    path: &std::path::Path,
+    tx: mpsc::UnboundedSender<Msg>,
+) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let name = path.file_name()?.to_owned();
+    let dir = path.parent()?.to_owned();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event
+            && !matches!(event.kind, notify::EventKind::Access(_))
+            && event.paths.iter().any(|p| p.file_name() == Some(&name))
+        {
+            let _ = tx.send(Msg::PlanSaved);
+        }
+    })
+    .ok()?;
+    watcher
+        .watch(&dir, notify::RecursiveMode::NonRecursive)
+        .ok()?;
+    Some(watcher)
 }
 
 /// Watches the inbox folder; events only wake the loop, which re-reads the folder.

@@ -8,7 +8,8 @@
 //!  Effect::Watch     ─▶ polled: exit.json written or supervisor gone       ─▶ Input::Exited
 //!  Effect::Collect   ─▶ spawn_blocking: collect (post_agent, commit)       ─▶ Input::Collected
 //!  Effect::StartMerge─▶ spawn_blocking: merge_queue::run                   ─▶ Input::Merged
-//!  Effect::Emit      ─▶ events.jsonl, then the sink (progress lines, JSON)
+//!  Effect::Emit      ─▶ events.jsonl, the metrics, the notification outbox,
+//!                       then the sink (progress lines, JSON)
 //!  Effect::Persist   ─▶ state.json, batched (at most every FLUSH_INTERVAL)
 //!  Effect::Stop...   ─▶ RunFolder::stop (never a pid reused by another process)
 //!  Effect::Reply     ─▶ inbox reply, command file removed
@@ -35,11 +36,14 @@ use crate::coordinator::workspace::{self, Provisioned};
 use crate::merge_queue::checks::{CheckRun, CheckTransport};
 use crate::merge_queue::policy::Policy;
 use crate::merge_queue::{self, Job};
+use crate::metrics::Metrics;
+use crate::notifications::{Delivery, Destination, List, Outbox, Worker};
 use crate::plan::FullId;
 use crate::runner::executor::{Cluster, Placement};
 use crate::runner::folder::{self, RunFolder};
 use crate::runner::prompt;
 use crate::runner::spawn::{self, AttemptPlan};
+use crate::runner::spec::Confined;
 use crate::state::events::{Event, EventKind, EventLog};
 use crate::state::model::AttemptJob;
 use crate::state::{State, StateDir, StateError, inbox, store};
@@ -56,6 +60,10 @@ pub enum Msg {
     Input(Box<Input>),
     /// The inbox folder changed.
     InboxChanged,
+    /// The plan file changed (the driver reads it once saves settle).
+    PlanSaved,
+    /// What reading the saved plan file found.
+    PlanRead(Box<super::replan::PlanRead>),
 }
 
 /// The merge in progress: how to stop it.
@@ -103,6 +111,18 @@ pub struct Executor {
     /// `state.json` writes by this run, and their bytes (`run.finished`).
     pub state_writes: u64,
     pub state_bytes: u64,
+    /// The metrics served while the run is live (`[metrics] listen`).
+    metrics: Option<Arc<Mutex<Metrics>>>,
+    /// Where events go (`[[notify]]`), when anywhere.
+    notify: Option<Notify>,
+}
+
+/// The run's notifications: the destinations, the outbox, its worker.
+#[derive(Debug)]
+pub struct Notify {
+    pub destinations: Vec<Destination>,
+    pub outbox: Outbox,
+    pub worker: Worker,
 }
 
 impl Executor {
@@ -129,6 +149,51 @@ impl Executor {
             last_write: Duration::ZERO,
             state_writes: 0,
             state_bytes: 0,
+            metrics: None,
+            notify: None,
+        }
+    }
+
+    /// Puts every event a destination wants into the outbox from now on.
+    pub fn with_notify(&mut self, notify: Notify) {
+        self.notify = Some(notify);
+    }
+
+    /// Makes the notification tries due within `grace`, then stops the
+    /// worker (the end of the run).
+    pub fn finish_notify(&mut self, grace: Duration) {
+        if let Some(notify) = self.notify.take() {
+            notify.worker.finish(grace);
+        }
+    }
+
+    /// Adds a delivery to the outbox for each destination that wants the event.
+    fn enqueue(&self, event: &Event) {
+        let Some(notify) = &self.notify else { return };
+        let mut added = false;
+        for destination in &notify.destinations {
+            if destination.wants(event.kind.name()) {
+                let delivery = Delivery::new(event, &destination.name);
+                match notify.outbox.put(List::Pending, &delivery) {
+                    Ok(()) => added = true,
+                    Err(e) => tracing::warn!(error = %e, "cannot add a notification to the outbox"),
+                }
+            }
+        }
+        if added {
+            notify.worker.wake();
+        }
+    }
+
+    /// Feeds every event and state write from now on to `metrics`.
+    pub fn with_metrics(&mut self, metrics: Arc<Mutex<Metrics>>) {
+        self.metrics = Some(metrics);
+    }
+
+    /// Runs `f` on the metrics, when they are served.
+    fn metrics(&self, f: impl FnOnce(&mut Metrics)) {
+        if let Some(metrics) = &self.metrics {
+            f(&mut metrics.lock().unwrap_or_else(|p| p.into_inner()));
         }
     }
 
@@ -193,7 +258,11 @@ impl Executor {
     /// next run adopts them.
     pub fn emit(&mut self, id: Option<&FullId>, kind: EventKind) {
         match self.log.append(id, kind) {
-            Ok(event) => (self.sink)(&event),
+            Ok(event) => {
+                self.metrics(|m| m.observe(&event));
+                self.enqueue(&event);
+                (self.sink)(&event);
+            }
             Err(source) => {
                 if self.log_error.is_none() {
                     self.log_error = Some((self.log.path().to_owned(), source));
@@ -253,9 +322,15 @@ impl Executor {
                 return;
             }
         };
+        let sandbox = req.sandbox.map(|grant| Confined {
+            grant,
+            events: self.tools.state_dir.events_file(),
+            unit: unit.to_string(),
+        });
         let plan = AttemptPlan {
             run_dir: req.folder.path().to_owned(),
             command: req.command,
+            agent_files: req.agent_files,
             prompt: text,
             prompt_on_stdin: req.prompt_on_stdin,
             cwd: req.cwd,
@@ -264,6 +339,7 @@ impl Executor {
             timeout: req.timeout,
             grace: req.grace,
             log_limit: req.log_limit,
+            sandbox,
         };
         let spawned = spawn::prepare(&plan, &self.tools.orch_exe)
             .and_then(|_| spawn::spawn_supervisor(&self.tools.orch_exe, &plan.run_dir));
@@ -461,10 +537,19 @@ impl Executor {
         let bytes = store::save(&self.tools.state_dir.state_file(), state)?;
         self.state_writes += 1;
         self.state_bytes += bytes;
+        self.metrics(|m| {
+            m.state_written(bytes);
+            m.set_state(Some(state));
+        });
         self.last_write = start.elapsed();
         self.dirty = false;
         self.last_flush = Instant::now();
         Ok(())
+    }
+
+    /// Takes the plan the run goes on with (a saved plan was applied).
+    pub fn set_plan(&mut self, plan: Arc<crate::plan::Plan>) {
+        self.metrics(|m| m.set_plan(plan));
     }
 
     /// Marks the state as needing a write.

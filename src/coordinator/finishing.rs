@@ -35,7 +35,12 @@ impl RunState {
         let task = live.task.clone();
         let task_state = self.state.items.get(&task);
         let unit_state = self.state.items.get(&unit);
+        let trailers = self.unit_trailers(&task, &unit);
         let message = self.leftover_message(&task, &unit, attempt);
+        let final_message = self
+            .agent_of_unit(&task, &unit)
+            .map(|a| a.final_message)
+            .unwrap_or_default();
         let worktree = task_state.and_then(|s| s.worktree.clone());
         let branch = task_state.and_then(|s| s.branch.clone());
         let base = unit_state.and_then(|s| s.base.clone());
@@ -76,6 +81,10 @@ impl RunState {
             conflict_with,
             post_agent,
             fetch_back: self.fetch_back_of(&task, &unit, attempt),
+            final_message,
+            target: self.env.target.clone(),
+            trailers,
+            task: task.to_string(),
         };
         self.effect(Effect::Collect {
             unit,
@@ -156,10 +165,24 @@ impl RunState {
                 },
             );
         }
+        if let Some(e) = &report.vouch_error {
+            tracing::warn!(unit = %unit, error = %crate::text::error_chain(e), "cannot add the Orch-Task trailer to the agent's commits");
+        }
         if self.open_attempt(&unit) != Some(attempt) {
             return;
         }
-        if let Some(summary) = report.result.as_ref().and_then(|r| r.summary.clone()) {
+        let summary = report
+            .result
+            .as_ref()
+            .and_then(|r| r.summary.clone())
+            .or_else(|| {
+                let clean = matches!(
+                    report.exit.as_ref().map(|e| &e.end),
+                    Some(crate::runner::spec::End::Exited { code: 0 })
+                );
+                clean.then(|| report.final_message.clone()).flatten()
+            });
+        if let Some(summary) = summary {
             self.entry(&unit).summary = Some(summary);
         }
         let expect_changes = self
@@ -167,8 +190,17 @@ impl RunState {
             .plan
             .lookup(unit.as_str())
             .is_none_or(|i| self.env.plan.item(i).expect_changes);
+        let mut retry = self.env.config.retry.clone();
+        if let Some(agent) = self.agent_of_unit(&live.task, &unit) {
+            retry
+                .permanent_exit_codes
+                .extend(agent.permanent_exit_codes);
+            retry
+                .transient_exit_codes
+                .retain(|c| !retry.permanent_exit_codes.contains(c));
+        }
         let rules = judge::Rules {
-            retry: &self.env.config.retry,
+            retry: &retry,
             timeout: self.unit_timeout(&live.task, &unit),
             stopping: self.stopping.is_some(),
             expect_changes,

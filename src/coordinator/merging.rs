@@ -291,6 +291,7 @@ impl RunState {
                 attempt: number,
                 title: self.title_of(task),
                 purpose: Some(purpose),
+                confined: self.confines(task),
             },
         );
         self.begin_provision(task.clone(), number);

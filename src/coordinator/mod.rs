@@ -17,12 +17,14 @@ mod finishing;
 pub mod judge;
 mod merging;
 pub mod recovery;
+mod replan;
 mod starting;
 pub mod workspace;
 
 pub use self::core::{Effect, Env, Input, Now, Options, RunState};
-pub use driver::{RunError, Setup, Summary, run};
+pub use driver::{PlanSource, RunError, Setup, Summary, run};
 pub use executor::Sink;
+pub use replan::NewPlan;
 pub use starting::{Retry, retry_after};
 
 #[cfg(test)]

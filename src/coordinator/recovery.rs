@@ -237,6 +237,7 @@ impl RunState {
                 outcome: None,
                 purpose: None,
                 job: None,
+                confined: false,
             });
             if number < runs.highest
                 && let Some(a) = entry.attempts.last_mut()

@@ -13,12 +13,10 @@ use super::core::{
     Effect, LaunchRequest, Live, Now, PrepareError, PromptRequest, ProvisionRequest, RunState,
     claim_free,
 };
-use crate::config::{
-    AgentPreset, Backoff, ExecutorConfig, ExecutorKind, PromptMode, WorkspaceMode,
-};
+use crate::config::{Agent, Backoff, ExecutorConfig, ExecutorKind, PromptMode, WorkspaceMode};
 use crate::coordinator::collect::FetchBack;
 use crate::coordinator::judge::Retryable;
-use crate::coordinator::workspace::{self, Provisioned};
+use crate::coordinator::workspace::{self, Freshness, Provisioned};
 use crate::git::GitError;
 use crate::lifecycle::{Status, Transition, Unit};
 use crate::plan::{FullId, Item, ItemIdx};
@@ -28,6 +26,7 @@ use crate::runner::hook;
 use crate::runner::prompt::{
     self, DependencyView, ItemView, PlanView, PreviousView, ProblemView, PromptContext,
 };
+use crate::runner::spawn::AgentFiles;
 use crate::state::events::EventKind;
 use crate::state::model::{Attempt, MergeProblem, Outcome, Purpose, Timestamp};
 
@@ -40,6 +39,8 @@ pub enum NotLaunchable {
     ItemLeftPlan,
     #[error("the task has no worktree")]
     NoWorktree,
+    #[error("the agent preset the item names is not in the config")]
+    UnknownAgent,
 }
 
 /// What happens after a failed attempt.
@@ -90,6 +91,7 @@ impl RunState {
                 attempt: number,
                 title: plan.item(ti).title.clone(),
                 purpose: None,
+                confined: self.confines(&id),
             },
         );
         self.begin_provision(id, number);
@@ -120,8 +122,9 @@ impl RunState {
         purpose: Option<Purpose>,
         now: Now,
     ) -> u32 {
+        let number = self.entry(id).attempts.len() as u32 + 1;
+        let confined = self.confines(id);
         let entry = self.entry(id);
-        let number = entry.attempts.len() as u32 + 1;
         entry.attempts.push(Attempt {
             number,
             started: Timestamp::at(now.wall),
@@ -129,6 +132,7 @@ impl RunState {
             outcome: None,
             purpose,
             job: None,
+            confined,
         });
         entry.not_before = None;
         entry.reason = None;
@@ -139,6 +143,7 @@ impl RunState {
     /// Asks the executor for the task's worktree (and `post_create`).
     pub(super) fn begin_provision(&mut self, task: FullId, attempt: u32) {
         let previous = self.state.items.get(&task).and_then(|s| s.worktree.clone());
+        let base = self.state.items.get(&task).and_then(|s| s.base.clone());
         // Recycling moves another task's worktree, possibly before the state
         // saying that task is done reaches disk. After a crash in between,
         // the task is collected again from its branch (a gone worktree,
@@ -158,6 +163,7 @@ impl RunState {
             branch: branch.clone(),
             path: self.env.worktree_root.join(task.as_str()),
             previous,
+            base,
             free: free.as_ref().map(|(_, f)| f.clone()),
             merge_target: (purpose == Some(Purpose::Conflict)).then(|| self.env.target.clone()),
         };
@@ -212,13 +218,15 @@ impl RunState {
         if commands.is_empty() {
             return None;
         }
-        let log = RunFolder::new(self.env.state_dir.run_dir(task, attempt)).hook_log(name);
+        let run_dir = self.env.state_dir.run_dir(task, attempt);
+        let log = RunFolder::new(run_dir.clone()).hook_log(name);
         Some(hook::Stage {
             name,
             commands: commands.to_vec(),
             env: self.task_vars(task, attempt, branch),
             log,
             timeout: self.env.config.agent.timeout.0,
+            sandbox: self.env.sandbox.grant(&run_dir, branch, &self.env.target),
         })
     }
 
@@ -276,6 +284,18 @@ impl RunState {
         self.flight
             .tips
             .insert(task.clone(), provisioned.tip.clone());
+        match provisioned.freshness {
+            Freshness::Behind { commits } => {
+                self.flight.behind.insert(task.clone(), commits);
+            }
+            Freshness::Current => {
+                self.flight.behind.remove(&task);
+            }
+            Freshness::Restarted { .. } => {
+                self.flight.behind.remove(&task);
+                self.forget_step_bases(&task);
+            }
+        }
         if let Err(e) = prepared {
             self.fail_attempt(
                 &task,
@@ -304,6 +324,24 @@ impl RunState {
             self.advance_steps(&task, now);
         } else {
             self.launch_unit(&task, &task, attempt, now);
+        }
+    }
+
+    /// Forgets the bases of a task's unfinished subtasks once its branch
+    /// started again from the target: their commits count from the new tip.
+    fn forget_step_bases(&mut self, task: &FullId) {
+        let Some(ti) = self.env.plan.lookup(task.as_str()) else {
+            return;
+        };
+        let plan = Arc::clone(&self.env.plan);
+        for sub in &plan.item(ti).children {
+            let id = &plan.item(*sub).id;
+            if let Some(s) = self.state.items.get_mut(id)
+                && !s.status.is_terminal()
+                && s.base.take().is_some()
+            {
+                self.touch();
+            }
         }
     }
 
@@ -379,6 +417,7 @@ impl RunState {
                             attempt: number,
                             title: self.title_of(&sub),
                             purpose: None,
+                            confined: self.confines(&sub),
                         },
                     );
                     self.launch_unit(task, &sub, number, now);
@@ -416,11 +455,19 @@ impl RunState {
         self.effect(Effect::Launch(Box::new(request)));
     }
 
-    /// Returns the agent preset a unit picks (its own `agent`, else its task's).
-    fn preset(&self, ti: ItemIdx, ui: ItemIdx) -> Option<&AgentPreset> {
+    /// Returns the agent a unit runs: the preset it names (its own
+    /// `agent`, else its task's), or the default agent.
+    pub(super) fn agent_of(&self, ti: ItemIdx, ui: ItemIdx) -> Option<Agent> {
         let plan = &self.env.plan;
         let name = plan.item(ui).agent().or_else(|| plan.item(ti).agent());
-        name.and_then(|n| self.env.config.agents.get(n))
+        self.env.config.agent(name)
+    }
+
+    /// Returns the agent of a unit given by ids (`None` once it left the plan).
+    pub(super) fn agent_of_unit(&self, task: &FullId, unit: &FullId) -> Option<Agent> {
+        let ti = self.env.plan.lookup(task.as_str())?;
+        let ui = self.env.plan.lookup(unit.as_str())?;
+        self.agent_of(ti, ui)
     }
 
     /// Returns the executor settings of a unit: `[executor]`, overridden by
@@ -432,6 +479,21 @@ impl RunState {
             .executor()
             .or_else(|| plan.item(ti).executor());
         self.env.config.executor.resolve(choice)
+    }
+
+    /// Returns whether a unit's agent runs confined: the run confines, and
+    /// the agent runs on this machine (a Slurm job's agent runs on a node,
+    /// where orch's supervisor is not).
+    pub(super) fn confines(&self, unit: &FullId) -> bool {
+        if !self.env.sandbox.confinement.confines() {
+            return false;
+        }
+        let plan = &self.env.plan;
+        let Some(ui) = plan.lookup(unit.as_str()) else {
+            return true;
+        };
+        let ti = plan.task_of(ui).unwrap_or(ui);
+        self.executor_of(ti, ui).kind == ExecutorKind::Local
     }
 
     /// Returns the engine that runs a unit's agent, and for a cluster
@@ -490,31 +552,30 @@ impl RunState {
         })
     }
 
+    /// Returns the trailers every commit of a unit carries: `Orch-Task`,
+    /// and `Orch-Subtask` for a subtask.
+    pub(super) fn unit_trailers(&self, task: &FullId, unit: &FullId) -> Vec<String> {
+        let mut trailers = vec![format!("Orch-Task: {task}")];
+        if unit != task {
+            trailers.push(format!("Orch-Subtask: {unit}"));
+        }
+        trailers
+    }
+
     /// Returns the message of the commit of what a unit's agent left uncommitted.
     pub(super) fn leftover_message(&self, task: &FullId, unit: &FullId, attempt: u32) -> String {
-        let trailer = if unit == task {
-            format!("Orch-Task: {task}")
-        } else {
-            format!("Orch-Task: {task}\nOrch-Subtask: {unit}")
-        };
         format!(
-            "{}\n\nWork left uncommitted by the agent of `{unit}`, attempt {attempt}.\n\n{trailer}\n",
-            self.title_of(unit)
+            "{}\n\nWork left uncommitted by the agent of `{unit}`, attempt {attempt}.\n\n{}\n",
+            self.title_of(unit),
+            self.unit_trailers(task, unit).join("\n")
         )
     }
 
     /// Returns how long a unit's agent may run: its preset's `timeout`, else `agent.timeout`.
     pub(super) fn unit_timeout(&self, task: &FullId, unit: &FullId) -> Duration {
-        let (Some(ti), Some(ui)) = (
-            self.env.plan.lookup(task.as_str()),
-            self.env.plan.lookup(unit.as_str()),
-        ) else {
-            return self.env.config.agent.timeout.0;
-        };
-        self.preset(ti, ui)
-            .and_then(|p| p.timeout)
-            .unwrap_or(self.env.config.agent.timeout)
-            .0
+        self.agent_of_unit(task, unit)
+            .map(|a| a.timeout)
+            .unwrap_or(self.env.config.agent.timeout.0)
     }
 
     /// Builds the argv, environment and prompt of an attempt; `Err` says
@@ -540,13 +601,9 @@ impl RunState {
         let branch = task_state
             .and_then(|s| s.branch.clone())
             .unwrap_or_default();
-        let agent = &self.env.config.agent;
-        let preset = self.preset(ti, ui);
-        let command = preset
-            .map(|p| p.command.clone())
-            .unwrap_or_else(|| agent.command.clone());
-        let mode = preset.and_then(|p| p.prompt).unwrap_or(agent.prompt);
-        let timeout = preset.and_then(|p| p.timeout).unwrap_or(agent.timeout).0;
+        let config = &self.env.config.agent;
+        let agent = self.agent_of(ti, ui).ok_or(NotLaunchable::UnknownAgent)?;
+        let files = AgentFiles::in_worktree(&worktree);
         let purpose = task_state
             .and_then(|s| s.open_attempt())
             .and_then(|a| a.purpose);
@@ -562,28 +619,27 @@ impl RunState {
             attempt,
             &worktree,
             &branch,
-            &folder.result_file(),
+            &files.result,
         );
         let mut env: Vec<(String, String)> = agent.env.clone().into_iter().collect();
-        if let Some(p) = preset {
-            env.extend(p.env.clone());
-        }
         let path = |p: &Path| p.display().to_string();
         env.extend(self.task_vars(task, attempt, &branch));
         env.extend([
             ("ORCH_WORKTREE".to_owned(), path(&worktree)),
             ("ORCH_PROMPT_FILE".to_owned(), path(&folder.prompt_file())),
-            ("ORCH_RESULT_FILE".to_owned(), path(&folder.result_file())),
+            ("ORCH_RESULT_FILE".to_owned(), path(&files.result)),
         ]);
         if ui != ti {
             env.push(("ORCH_SUBTASK_ID".to_owned(), unit.to_string()));
         }
+        let folder_path = &folder.path().to_owned();
         Ok(LaunchRequest {
             task: task.clone(),
             unit: unit.clone(),
             attempt,
             folder,
-            command,
+            command: agent.command,
+            agent_files: files,
             prompt: PromptRequest {
                 template,
                 templates: self.env.state_dir.templates(),
@@ -591,13 +647,20 @@ impl RunState {
                 previous_log,
                 problem_log,
             },
-            prompt_on_stdin: mode == PromptMode::Stdin,
+            prompt_on_stdin: agent.prompt == PromptMode::Stdin,
             cwd: worktree,
             placement: self.placement_of(task, unit, attempt),
             env,
-            timeout,
-            grace: agent.grace.0,
-            log_limit: agent.log_limit.0,
+            timeout: agent.timeout,
+            grace: config.grace.0,
+            log_limit: config.log_limit.0,
+            sandbox: if self.confines(unit) {
+                self.env
+                    .sandbox
+                    .grant(folder_path, &branch, &self.env.target)
+            } else {
+                None
+            },
         })
     }
 
@@ -625,29 +688,51 @@ impl RunState {
             .task_node(ti)
             .map(|n| plan.graph().subtasks(n).iter().map(|s| view(*s)).collect())
             .unwrap_or_default();
-        let mut dependencies = Vec::new();
+        let mut deps: Vec<ItemIdx> = Vec::new();
         if let Some(node) = plan.graph().task_node(ti) {
             for edge in plan.graph().deps_of(node) {
-                let targets: Vec<ItemIdx> = match edge.target {
-                    crate::plan::Target::Task(v) => vec![plan.tasks()[v as usize]],
-                    crate::plan::Target::Container(c) => plan
-                        .graph()
-                        .container(c)
-                        .tasks
-                        .clone()
-                        .map(|v| plan.tasks()[v as usize])
-                        .collect(),
-                };
-                for d in targets {
-                    let item = plan.item(d);
-                    let state = self.state.items.get(&item.id);
-                    dependencies.push(DependencyView {
-                        id: item.id.to_string(),
-                        title: item.title.clone(),
-                        status: self.status(&item.id).to_string(),
-                        summary: state.and_then(|s| s.summary.clone()),
-                    });
+                match edge.target {
+                    crate::plan::Target::Task(v) => deps.push(plan.tasks()[v as usize]),
+                    crate::plan::Target::Container(c) => deps.extend(
+                        plan.graph()
+                            .container(c)
+                            .tasks
+                            .clone()
+                            .map(|v| plan.tasks()[v as usize]),
+                    ),
                 }
+            }
+        }
+        // A step's own dependencies on its siblings, committed on this
+        // branch by the steps before it (the others are lifted to the task's).
+        if let Some(si) = sub {
+            deps.extend(
+                plan.item(si)
+                    .depends_on
+                    .iter()
+                    .map(|dep| dep.target)
+                    .filter(|d| plan.item(*d).parent == Some(ti)),
+            );
+        }
+        let mut dependencies = Vec::new();
+        let mut unmet_dependencies = Vec::new();
+        for idx in deps {
+            let item = plan.item(idx);
+            let status = self.status(&item.id);
+            let view = DependencyView {
+                id: item.id.to_string(),
+                title: item.title.clone(),
+                status: status.to_string(),
+                summary: self
+                    .state
+                    .items
+                    .get(&item.id)
+                    .and_then(|s| s.summary.clone()),
+            };
+            if status.satisfies() {
+                dependencies.push(view);
+            } else {
+                unmet_dependencies.push(view);
             }
         }
         let unit_id = &plan.item(sub.unwrap_or(ti)).id;
@@ -704,12 +789,15 @@ impl RunState {
             parents,
             subtasks,
             dependencies,
+            unmet_dependencies,
             attempt,
             previous,
             branch: branch.to_owned(),
             target: self.env.target.clone(),
+            behind: self.flight.behind.get(&plan.item(ti).id).copied(),
             worktree: worktree.display().to_string(),
             result_file: result_file.display().to_string(),
+            confined: self.confines(&plan.item(sub.unwrap_or(ti)).id),
         };
         (context, previous_log, problem_log)
     }
@@ -762,8 +850,10 @@ impl RunState {
                 );
                 return;
             }
+            // Counted within the budget: a person's retry starts a fresh one,
+            // while attempt numbers (run folders) go on.
             Retry::Exhausted => {
-                format!("{reason} (attempt {attempt} of {max}; no attempts left)")
+                format!("{reason} (attempt {counted} of {max}; no attempts left)")
             }
             Retry::No => reason,
         };
@@ -833,6 +923,64 @@ impl RunState {
         } else if let Some(task) = self.task_of(unit) {
             self.advance_steps(&task, now);
         }
+    }
+}
+
+/// A prompt an attempt could get, built as a launch builds it, for `orch
+/// doctor` to render before any attempt needs it.
+#[derive(Debug)]
+pub struct PromptPreview {
+    /// The task or subtask it is for.
+    pub unit: FullId,
+    pub template: (&'static str, &'static str),
+    pub context: PromptContext,
+}
+
+impl RunState {
+    /// Returns every prompt the plan's units can get: the task prompt (or,
+    /// one agent per subtask, each subtask's), and the conflict and
+    /// check-failure prompts of each task, with a stand-in problem.
+    pub fn prompt_previews(&self) -> Vec<PromptPreview> {
+        let plan = Arc::clone(&self.env.plan);
+        let mut out = Vec::new();
+        for &ti in plan.tasks() {
+            let task = plan.item(ti).id.clone();
+            let worktree = self.env.worktree_root.join(task.as_str());
+            let branch = self.env.branch(&task);
+            let result = AgentFiles::in_worktree(&worktree).result;
+            let mut units: Vec<(ItemIdx, Option<ItemIdx>, (&'static str, &'static str))> =
+                Vec::new();
+            if self.steps(ti) {
+                let subs = plan
+                    .graph()
+                    .task_node(ti)
+                    .map(|n| plan.graph().subtasks(n).to_vec())
+                    .unwrap_or_default();
+                units.extend(subs.into_iter().map(|s| (ti, Some(s), prompt::SUBTASK)));
+            } else {
+                units.push((ti, None, prompt::TASK));
+            }
+            units.push((ti, None, prompt::CONFLICT));
+            units.push((ti, None, prompt::CHECK_FAILURE));
+            for (ti, sub, template) in units {
+                let (mut context, _, _) =
+                    self.prompt_context(ti, sub, 1, &worktree, &branch, &result);
+                if template.0 == prompt::CONFLICT.0 || template.0 == prompt::CHECK_FAILURE.0 {
+                    context.problem = Some(ProblemView {
+                        files: vec!["README.md".to_owned()],
+                        check: Some("test".to_owned()),
+                        reason: Some("exit code 1".to_owned()),
+                        log_tail: None,
+                    });
+                }
+                out.push(PromptPreview {
+                    unit: plan.item(sub.unwrap_or(ti)).id.clone(),
+                    template,
+                    context,
+                });
+            }
+        }
+        out
     }
 }
 

@@ -14,7 +14,7 @@ use proptest::prelude::*;
 use super::collect::AttemptReport;
 use super::core::{Effect, Env, Input, Now, Options, RunState};
 use super::recovery::{Facts, Runs};
-use super::workspace::{FreeFate, How, Provisioned};
+use super::workspace::{FreeFate, Freshness, How, Provisioned};
 use crate::config::{Config, OnFailure};
 use crate::git::GitError;
 use crate::lifecycle::Status;
@@ -22,6 +22,7 @@ use crate::merge_queue::{MergeOutcome, WorktreeAfter};
 use crate::plan::{FullId, Plan, Rules};
 use crate::runner::folder::{self, Liveness};
 use crate::runner::spec::{End, ExitRecord};
+use crate::state::events::EventKind;
 use crate::state::inbox::{Action, Received, Request};
 use crate::state::model::{Purpose, Timestamp};
 use crate::state::{State, StateDir};
@@ -153,6 +154,7 @@ fn provisioned(task: &str) -> Provisioned {
         base: Some("t0".to_owned()),
         how: How::Created,
         tip: "t0".to_owned(),
+        freshness: Freshness::Current,
         free: FreeFate::NotOffered,
     }
 }
@@ -396,6 +398,29 @@ fn a_failed_attempt_waits_out_its_backoff_then_runs_again_until_attempts_are_spe
 }
 
 #[test]
+fn issue_18_attempts_are_counted_within_the_budget_a_retry_gives() {
+    let mut h = Harness::new("[[task]]\nid = \"A\"\n", |c| c.retry.max_attempts = 2);
+    h.tick();
+    h.provisioned("A", 1);
+    h.ends("A", 1, exit_code(2));
+    assert_eq!(h.status("A"), Status::Failed);
+    h.command(Action::Retry, "A");
+    h.provisioned("A", 2);
+    h.ends("A", 2, exit_code(1));
+    assert_eq!(h.status("A"), Status::Retrying);
+    h.wait(Duration::from_secs(30));
+    h.tick();
+    h.provisioned("A", 3);
+    h.ends("A", 3, exit_code(1));
+    assert_eq!(h.status("A"), Status::Failed);
+    assert_eq!(
+        h.core.state().items[&id("A")].reason.as_deref(),
+        Some("exit code 1 (attempt 2 of 2; no attempts left)"),
+        "attempt 3 is the second of the budget the retry gave"
+    );
+}
+
+#[test]
 fn a_dependent_of_a_failed_task_is_blocked_naming_it() {
     let mut h = Harness::new(TWO, |c| c.retry.max_attempts = 1);
     h.tick();
@@ -408,6 +433,35 @@ fn a_dependent_of_a_failed_task_is_blocked_naming_it() {
         Some("required dependency `A` is failed")
     );
     assert!(h.core.done(h.now));
+}
+
+#[test]
+fn issue_18_a_milestone_blocking_a_task_is_named_with_its_derived_status() {
+    let plan = "[[milestone]]\nid = \"M1\"\n[[milestone.task]]\nid = \"A\"\n\
+        [[milestone]]\nid = \"M2\"\n[[milestone.task]]\nid = \"B\"\n[[milestone.task]]\nid = \"D\"\n\
+        [[milestone]]\nid = \"M3\"\n[[milestone.task]]\nid = \"C\"\ndepends_on = [\"M1\"]\n\
+        [[milestone.task]]\nid = \"E\"\ndepends_on = [\"M2\"]\n";
+    let mut h = Harness::new(plan, |c| {
+        c.retry.max_attempts = 1;
+        c.agent.max_parallel = 3;
+    });
+    h.tick();
+    for task in ["M1.A", "M2.B", "M2.D"] {
+        h.provisioned(task, 1);
+    }
+    h.ends("M1.A", 1, exit_code(2));
+    h.ends("M2.B", 1, exit_code(2));
+    let reason = |id: &str| h.core.state().items[&super::tests::id(id)].reason.clone();
+    assert_eq!(
+        reason("M3.C").as_deref(),
+        Some("required dependency `M1` is failed"),
+        "the milestone's status as `orch status` shows it"
+    );
+    assert_eq!(
+        reason("M3.E").as_deref(),
+        Some("required dependency `M2` cannot be met: its task `M2.B` is failed"),
+        "a milestone still running names the task that blocks"
+    );
 }
 
 #[test]
@@ -464,6 +518,117 @@ fn every_rule_of_the_finish_cascade_reaches_the_item() {
             "{name}"
         );
     }
+}
+
+/// Renders the prompt of the first attempt an effect launches, with the
+/// built-in templates.
+fn prompt_of(effects: &[Effect]) -> String {
+    let Some(Effect::Launch(launch)) = effects.iter().find(|e| matches!(e, Effect::Launch(_)))
+    else {
+        panic!("nothing launched: {effects:?}");
+    };
+    crate::runner::prompt::render(
+        launch.prompt.template,
+        Path::new("no-overrides"),
+        &launch.prompt.context,
+    )
+    .unwrap()
+}
+
+/// Returns the `## Work this builds on` section of a prompt.
+fn builds_on(prompt: &str) -> &str {
+    let Some(start) = prompt.find("## Work this builds on") else {
+        return "";
+    };
+    let rest = &prompt[start..];
+    let end = rest[2..].find("\n## ").map_or(rest.len(), |i| i + 3);
+    &rest[..end]
+}
+
+#[test]
+fn issue_18_a_failed_optional_dependency_is_not_presented_as_merged_work() {
+    let plan = "[[task]]\nid = \"A\"\n[[task]]\nid = \"B\"\n\
+        [[task]]\nid = \"C\"\ndepends_on = [\"A\", { id = \"B\", required = false }]\n";
+    let mut h = Harness::new(plan, |c| c.retry.max_attempts = 1);
+    h.tick();
+    h.provisioned("A", 1);
+    h.provisioned("B", 1);
+    h.ends("A", 1, done_with(1));
+    h.merged("A", landed());
+    h.ends("B", 1, exit_code(2));
+    assert_eq!(h.status("C"), Status::Running);
+    let prompt = prompt_of(&h.provisioned("C", 1));
+    insta::assert_snapshot!(builds_on(&prompt), @"
+    ## Work this builds on
+
+    These tasks are finished and their work is in your branch:
+    - `A` (merged): A
+
+    These optional dependencies ended without being merged, so their work is not in your branch:
+    - `B` (failed): B
+    ");
+}
+
+#[test]
+fn issue_18_a_subtask_sees_the_siblings_it_depends_on_and_their_summaries() {
+    let plan = "[[task]]\nid = \"T1\"\n[[task.subtask]]\nid = \"S1\"\ntitle = \"Use the parser\"\ndepends_on = [\"S2\"]\n\
+        [[task.subtask]]\nid = \"S2\"\ntitle = \"Write the parser\"\n";
+    let mut h = Harness::new(plan, |c| c.agent.unit = crate::config::AgentUnit::Subtask);
+    h.tick();
+    assert_eq!(launches(&h.provisioned("T1", 1)), ["T1.S2#1"]);
+    let report = AttemptReport {
+        result: Some(crate::runner::spec::AgentResult {
+            status: None,
+            summary: Some("The parser is in src/parse.rs.".to_owned()),
+            retry: None,
+        }),
+        ..done_with(1)
+    };
+    let effects = h.ends("T1.S2", 1, report);
+    assert_eq!(launches(&effects), ["T1.S1#1"]);
+    insta::assert_snapshot!(builds_on(&prompt_of(&effects)), @"
+    ## Work this builds on
+
+    These are finished and their work is in your branch:
+    - `T1.S2` (done): Write the parser. The parser is in src/parse.rs.
+    ");
+}
+
+#[test]
+fn issue_18_a_branch_started_again_counts_its_steps_from_the_new_tip() {
+    let plan = "[[task]]\nid = \"T1\"\n[[task.subtask]]\nid = \"S1\"\n";
+    let mut h = Harness::new(plan, |c| {
+        c.agent.unit = crate::config::AgentUnit::Subtask;
+        c.retry.max_attempts = 1;
+    });
+    h.tick();
+    h.provisioned("T1", 1);
+    h.ends("T1.S1", 1, exit_code(2));
+    assert_eq!(h.status("T1"), Status::Failed);
+    let base = |h: &Harness| h.core.state().items[&id("T1.S1")].base.clone();
+    assert_eq!(base(&h).as_deref(), Some("t0"));
+    h.command(Action::Retry, "T1");
+    let effects = h.step(Input::Provisioned {
+        task: id("T1"),
+        attempt: 2,
+        free_owner: None,
+        result: Ok(Provisioned {
+            base: Some("t5".to_owned()),
+            tip: "t5".to_owned(),
+            freshness: Freshness::Restarted {
+                from: "t0".to_owned(),
+            },
+            ..provisioned("T1")
+        }),
+        prepared: Ok(()),
+    });
+    assert_eq!(launches(&effects), ["T1.S1#2"]);
+    assert_eq!(
+        base(&h).as_deref(),
+        Some("t5"),
+        "the step's commits count from where the branch starts now"
+    );
+    assert_eq!(h.core.state().items[&id("T1")].base.as_deref(), Some("t5"));
 }
 
 /// Runs `A` to its merge and returns the harness with `A` merging.
@@ -699,6 +864,7 @@ fn start_up_collects_adopts_or_interrupts_what_a_dead_coordinator_left() {
             outcome: None,
             purpose: None,
             job: None,
+            confined: false,
         });
         s.worktree = Some(PathBuf::from("wt").join(task));
         state.items.insert(id(task), s);
@@ -743,8 +909,115 @@ fn start_up_collects_adopts_or_interrupts_what_a_dead_coordinator_left() {
             .iter()
             .any(|e| matches!(e, Effect::Watch { unit, .. } if unit.as_str() == "B"))
     );
-    assert_eq!(events(&effects), ["run.started", "task.interrupted C"]);
+    assert_eq!(
+        events(&effects),
+        ["run.started", "task.interrupted C", "run.recovered"]
+    );
+    // Issue 16: after a crash-restart, one event says which attempts were
+    // adopted, which collected and which were gone.
+    let recovered = effects.iter().find_map(|e| match e {
+        Effect::Emit {
+            kind:
+                EventKind::RunRecovered {
+                    adopted,
+                    collected,
+                    interrupted,
+                },
+            ..
+        } => Some((adopted.clone(), collected.clone(), interrupted.clone())),
+        _ => None,
+    });
+    assert_eq!(
+        recovered,
+        Some((vec![id("B")], vec![id("A")], vec![id("C")]))
+    );
     assert_eq!(core.status(&id("C")), Status::Retrying);
+}
+
+/// A plan saved during the run, as the driver hands it over.
+fn new_plan(h: &Harness, text: &str, digest: &str) -> Input {
+    let plan = plan(text);
+    let diff = crate::plan::diff::diff(&h.core.env().plan, &plan);
+    Input::PlanChanged(Box::new(super::NewPlan {
+        plan: Arc::new(plan),
+        digest: digest.to_owned(),
+        from: h.core.env().plan_digest.clone(),
+        diff: Some(diff),
+        kept: Vec::new(),
+    }))
+}
+
+/// Issue 16: while the run is live, a saved plan is applied: new tasks
+/// become schedulable, removed tasks that have not started are dropped,
+/// waiting tasks take their new priority and dependencies, and running or
+/// finished tasks are left as they are.
+#[test]
+fn a_plan_saved_during_the_run_changes_what_waits_and_leaves_what_runs() {
+    let mut h = Harness::new(
+        "[[task]]\nid = \"A\"\n[[task]]\nid = \"B\"\ndepends_on = [\"A\"]\n\
+         [[task]]\nid = \"D\"\ndepends_on = [\"A\"]\n",
+        |c| c.agent.max_parallel = 3,
+    );
+    h.tick();
+    h.provisioned("A", 1);
+    assert_eq!(h.status("A"), Status::Running);
+    let input = new_plan(
+        &h,
+        "[[task]]\nid = \"A\"\ntitle = \"A, retitled\"\n[[task]]\nid = \"B\"\n\
+         [[task]]\nid = \"C\"\npriority = 0\n",
+        "d2",
+    );
+    let effects = h.step(input);
+    assert_eq!(
+        events(&effects),
+        [
+            "plan.changed",
+            "task.ready B",
+            "task.ready C",
+            "task.started C",
+            "task.started B"
+        ],
+        "B no longer waits for A; C is new and urgent"
+    );
+    let Some(Effect::Emit {
+        kind: EventKind::PlanChanged { live, changes, .. },
+        ..
+    }) = effects.first()
+    else {
+        unreachable!()
+    };
+    assert!(*live);
+    assert_eq!(changes.added, [id("C")]);
+    assert_eq!(changes.dropped, [id("D")]);
+    assert_eq!(changes.retitled, [id("A")]);
+    assert_eq!(h.status("A"), Status::Running, "the running task runs on");
+    assert!(!h.core.state().items.contains_key(&id("D")));
+    assert_eq!(
+        h.core.state().run.as_ref().and_then(|r| r.plan.clone()),
+        None
+    );
+    assert_eq!(h.core.env().plan_digest.as_deref(), Some("d2"));
+    let effects = h.ends("A", 1, done_with(1));
+    assert_eq!(events(&effects), ["task.completed A", "merge.started A"]);
+}
+
+/// Issue 16: a saved plan with errors is refused with its errors as an
+/// event, and the run goes on with the plan it had.
+#[test]
+fn a_broken_plan_saved_during_the_run_is_refused_and_changes_nothing() {
+    let mut h = Harness::new(TWO, |_| {});
+    h.tick();
+    let before = h.core.env().plan.items().len();
+    let errors = vec!["plan.toml:2:1: unknown field `titel`".to_owned()];
+    let effects = h.step(Input::PlanRefused {
+        errors: errors.clone(),
+    });
+    assert!(matches!(
+        &effects[..],
+        [Effect::Emit { kind: EventKind::PlanRefused { errors: e }, .. }] if *e == errors
+    ));
+    assert_eq!(h.core.env().plan.items().len(), before);
+    assert_eq!(h.status("A"), Status::Running);
 }
 
 // Random runs: whatever happens in whatever order, the lifecycle table is
@@ -849,9 +1122,19 @@ fn check_starts(h: &Harness, effects: &[Effect]) -> Result<(), TestCaseError> {
                     .collect(),
             };
             for dep in deps {
-                let status = h.core.status(&plan.item(dep).id);
+                let dep_id = &plan.item(dep).id;
+                let status = h.core.status(dep_id);
+                // A person may run a merged task again (`orch retry`); its
+                // dependents built on the work it merged, and their own
+                // retries go on meanwhile.
+                let merged_before = h
+                    .core
+                    .state()
+                    .items
+                    .get(dep_id)
+                    .is_some_and(|s| s.merge_commit.is_some());
                 prop_assert!(
-                    status.satisfies(),
+                    status.satisfies() || merged_before,
                     "{} started while its dependency {} is {status}",
                     p.task,
                     plan.item(dep).id

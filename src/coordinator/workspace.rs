@@ -10,11 +10,22 @@
 //! | missing | - | yes | move `F` to `P`, create `B` at target there |
 //! | missing | - | no | `git worktree add -b B P <target>` |
 //!
+//! A branch that exists (a retry, or a leftover) and holds no commits of its
+//! own (its tip is in the target, or is still the base the state recorded)
+//! is first moved to the target's head, so that every attempt starts from
+//! the target as it is when the attempt starts: in its worktree with `git
+//! reset --keep` (which refuses to touch local changes in its way), or, when
+//! no worktree has it, by a compare-and-swap of the ref. A branch with
+//! commits of its own keeps them and stays where it is; the attempt is told
+//! how far the target has moved on ([`Freshness`]). So is one whose move
+//! was refused.
+//!
 //! A free worktree is one whose task finished with its work on its branch
 //! (awaiting merge or merged). It is recycled only if it is clean and still
 //! on that task's branch; otherwise it is left alone and a new worktree is
 //! made. Recycling rewrites only the files that differ and keeps ignored
-//! files (build caches), which is what makes provisioning cheap
+//! files (build caches), which is what makes provisioning cheap, and renames
+//! the worktree's git admin folder after its new path
 //! (`benches/run.rs`). Nothing here forces: a taken path, a branch checked
 //! out elsewhere, or local changes in the way make provisioning fail with a
 //! message naming them.
@@ -41,6 +52,8 @@ pub struct Request {
     pub path: PathBuf,
     /// The worktree the task used last time, if any.
     pub previous: Option<PathBuf>,
+    /// The target commit the state records the branch was made from.
+    pub base: Option<String>,
     pub free: Option<FreeWorktree>,
     /// Merge this branch (the target) into the worktree after provisioning,
     /// leaving conflicts in place for an agent to resolve.
@@ -64,8 +77,24 @@ pub struct Provisioned {
     pub how: How,
     /// The branch tip the agent starts from.
     pub tip: String,
+    /// Whether the branch starts from the target's head.
+    pub freshness: Freshness,
     /// What became of the free worktree offered.
     pub free: FreeFate,
+}
+
+/// How a branch stands against the target's head when its attempt starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Freshness {
+    /// A new branch, or one that has the target's head.
+    Current,
+    /// The branch held no commits of its own and was moved from `from` to
+    /// the target's head.
+    Restarted { from: String },
+    /// The branch stays where it is (it has commits of its own, or local
+    /// changes were in the way of the move); the target has `commits`
+    /// commits it lacks.
+    Behind { commits: u32 },
 }
 
 /// What provisioning did with the free worktree it was offered.
@@ -124,8 +153,11 @@ fn merge_in(worktree: &Path, target: &str) -> Result<(), GitError> {
 
 fn provision_worktree(req: &Request) -> Result<Provisioned, GitError> {
     let repo = &req.repo;
-    let existing = refs::branch_tip(repo, &req.branch)?;
-    if existing.is_some() {
+    let mut existing = refs::branch_tip(repo, &req.branch)?;
+    let target_tip = refs::require_tip(repo, &req.target)?;
+    let target_hex = target_tip.to_string();
+    let mut freshness = Freshness::Current;
+    if let Some(tip) = existing {
         let entries = worktree::list(repo)?;
         let holder = entries
             .iter()
@@ -136,19 +168,29 @@ fn provision_worktree(req: &Request) -> Result<Provisioned, GitError> {
                 path: entries[0].path.clone(),
             });
         }
-        if let Some(entry) = holder.map(|i| &entries[i]) {
+        let holder = holder.map(|i| entries[i].path.clone());
+        freshness = refresh(req, tip, target_tip, holder.as_deref())?;
+        if matches!(freshness, Freshness::Restarted { .. }) {
+            existing = Some(target_tip);
+        }
+        let base = matches!(freshness, Freshness::Restarted { .. }).then(|| target_hex.clone());
+        if let Some(path) = holder {
             return Ok(Provisioned {
-                worktree: entry.path.clone(),
-                base: None,
+                worktree: path,
+                base,
                 how: How::Reused,
                 tip: existing.map(|o| o.to_string()).unwrap_or_default(),
+                freshness,
                 free: FreeFate::kept(req),
             });
         }
     }
-    let target_tip = refs::require_tip(repo, &req.target)?;
-    let target_hex = target_tip.to_string();
-    if let Some(provisioned) = finish_cut_recycle(req, existing.is_some(), &target_hex)? {
+    // A restarted branch counts its commits from the target's head, as a new one does.
+    let restarted = matches!(freshness, Freshness::Restarted { .. });
+    let new_base = |created: bool| (created || restarted).then(|| target_hex.clone());
+    if let Some(mut provisioned) = finish_cut_recycle(req, existing.is_some(), &target_hex)? {
+        provisioned.base = new_base(existing.is_none());
+        provisioned.freshness = freshness;
         return Ok(provisioned);
     }
     // A free worktree offered and not recycled here cannot be: it is gone,
@@ -161,6 +203,7 @@ fn provision_worktree(req: &Request) -> Result<Provisioned, GitError> {
         && recyclable(free)?
     {
         worktree::move_to(repo, &free.path, &req.path)?;
+        rename_admin(&req.path);
         match existing {
             Some(_) => worktree::switch(&req.path, &req.branch, None)?,
             None => worktree::switch(&req.path, &req.branch, Some(&target_hex))?,
@@ -168,8 +211,9 @@ fn provision_worktree(req: &Request) -> Result<Provisioned, GitError> {
         return Ok(Provisioned {
             worktree: req.path.clone(),
             tip: existing.unwrap_or(target_tip).to_string(),
-            base: existing.is_none().then_some(target_hex),
+            base: new_base(existing.is_none()),
             how: How::Recycled,
+            freshness,
             free: FreeFate::Recycled,
         });
     }
@@ -185,9 +229,56 @@ fn provision_worktree(req: &Request) -> Result<Provisioned, GitError> {
     Ok(Provisioned {
         worktree: req.path.clone(),
         tip: existing.unwrap_or(target_tip).to_string(),
-        base: existing.is_none().then_some(target_hex),
+        base: new_base(existing.is_none()),
         how: How::Created,
+        freshness,
         free: free_fate,
+    })
+}
+
+/// Moves an existing branch at `tip` that holds no commits of its own to
+/// the target's head (in `holder`, the worktree that has it checked out, or
+/// by a compare-and-swap of the ref), and says where it stands.
+fn refresh(
+    req: &Request,
+    tip: git2::Oid,
+    target_tip: git2::Oid,
+    holder: Option<&Path>,
+) -> Result<Freshness, GitError> {
+    let repo = &req.repo;
+    if refs::is_ancestor(repo, target_tip, tip)? {
+        return Ok(Freshness::Current);
+    }
+    let own_commits = !refs::is_ancestor(repo, tip, target_tip)?
+        && req.base.as_deref().and_then(refs::parse_oid) != Some(tip);
+    if !own_commits {
+        let target_hex = target_tip.to_string();
+        let moved = match holder {
+            Some(worktree) => match cmd::run(worktree, ["reset", "--quiet", "--keep", &target_hex])
+            {
+                Ok(_) => true,
+                Err(e) => {
+                    tracing::info!(error = %e, branch = %req.branch, "local changes keep the branch where it is");
+                    false
+                }
+            },
+            None => refs::compare_and_swap(
+                repo,
+                &format!("refs/heads/{}", req.branch),
+                tip,
+                target_tip,
+                &format!("orch: start again from {}", req.target),
+            )?,
+        };
+        if moved {
+            tracing::info!(branch = %req.branch, from = %tip, to = %target_hex, "the branch starts again from the target");
+            return Ok(Freshness::Restarted {
+                from: tip.to_string(),
+            });
+        }
+    }
+    Ok(Freshness::Behind {
+        commits: refs::commits_between(repo, tip, target_tip)?,
     })
 }
 
@@ -210,6 +301,7 @@ fn finish_cut_recycle(
     if !registered || !worktree::dirty_files(&req.path)?.is_empty() {
         return Ok(None);
     }
+    rename_admin(&req.path);
     worktree::switch(
         &req.path,
         &req.branch,
@@ -221,8 +313,18 @@ fn finish_cut_recycle(
         base: (!branch_exists).then(|| target_hex.to_owned()),
         how: How::Recycled,
         tip,
+        freshness: Freshness::Current,
         free: FreeFate::kept(req),
     }))
+}
+
+/// Names a recycled worktree's git admin folder after its new folder
+/// (`worktrees/T2` for task `T2`, not the `T1` it was made for). Only a
+/// name: a failure is logged and provisioning goes on.
+fn rename_admin(path: &Path) {
+    if let Err(e) = worktree::name_admin_after_folder(path) {
+        tracing::warn!(worktree = %path.display(), error = %e, "cannot rename the worktree's git admin folder");
+    }
 }
 
 /// A free worktree may be recycled when it is clean and still on its task's branch.

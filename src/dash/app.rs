@@ -163,6 +163,11 @@ pub struct AppState {
     pub color: bool,
     /// When the last run started, for throughput.
     pub run_started: Option<SystemTime>,
+    /// When that run ended (`run.finished`, or its record's `finished`).
+    pub run_finished: Option<SystemTime>,
+    /// The newest event's time: where throughput stops counting when the
+    /// run was killed and never said it ended.
+    pub last_event: Option<SystemTime>,
     /// Tasks finished (merged, or completed under `--no-merge`) since then.
     pub finished_in_run: u32,
     no_merge: bool,
@@ -202,6 +207,8 @@ impl AppState {
             run_ended: None,
             color: true,
             run_started: None,
+            run_finished: None,
+            last_event: None,
             finished_in_run: 0,
             no_merge: false,
             commits: HashMap::new(),
@@ -295,12 +302,15 @@ impl AppState {
             unit.and_then(|id| self.plan.lookup(id.as_str()))
                 .is_some_and(|i| self.plan.item(i).kind == Kind::Task)
         };
+        self.last_event = Some(e.ts.0);
         match &e.kind {
             EventKind::RunStarted { no_merge, .. } => {
                 self.run_started = Some(e.ts.0);
+                self.run_finished = None;
                 self.finished_in_run = 0;
                 self.no_merge = *no_merge;
             }
+            EventKind::RunFinished { .. } => self.run_finished = Some(e.ts.0),
             EventKind::TaskMerged { .. } => self.finished_in_run += 1,
             EventKind::TaskCompleted { .. } if self.no_merge && is_task() => {
                 self.finished_in_run += 1
@@ -339,6 +349,12 @@ impl AppState {
         self.statuses = state::item_statuses(&self.plan, Some(&self.state));
         if self.run_started.is_none() {
             self.run_started = self.state.run.as_ref().map(|r| r.started.0);
+            self.run_finished = self
+                .state
+                .run
+                .as_ref()
+                .and_then(|r| r.finished)
+                .map(|t| t.0);
         }
         self.counts = self.count();
         self.queue = self.merge_queue();
@@ -856,6 +872,7 @@ title = "Importer"
                     attempt: 1,
                     title: String::new(),
                     purpose: None,
+                    confined: false,
                 },
             }])
         };

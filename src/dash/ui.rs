@@ -180,10 +180,15 @@ fn header_line<'a>(app: &'a AppState, paint: &Paint) -> Line<'a> {
     Line::from(spans)
 }
 
-/// Returns tasks finished per minute since the run started.
+/// Returns tasks finished per minute of the run: until now while it is
+/// live, else until it ended (or its last event, when it was killed).
 fn throughput(app: &AppState) -> Option<f64> {
     let started = app.run_started?;
-    let minutes = elapsed(started, app.now).as_secs_f64() / 60.0;
+    let end = match app.live {
+        Some(_) => app.now,
+        None => app.run_finished.or(app.last_event).unwrap_or(app.now),
+    };
+    let minutes = elapsed(started, end).as_secs_f64() / 60.0;
     (app.finished_in_run > 0 && minutes > 0.0).then(|| f64::from(app.finished_in_run) / minutes)
 }
 
@@ -565,7 +570,16 @@ fn feed(app: &AppState, frame: &mut Frame, area: Rect, paint: &Paint) {
             if let Some((status, word)) = d.word {
                 spans.push(Span::styled(format!("{word} "), paint.status(status)));
             }
-            spans.push(Span::raw(d.text));
+            // A report of several lines (a plan change) reads as one row.
+            let mut rows = d.text.lines().map(str::trim);
+            let head = rows.next().unwrap_or_default().to_owned();
+            let rest: Vec<&str> = rows.collect();
+            let text = if rest.is_empty() {
+                head
+            } else {
+                format!("{head} {}", rest.join("; "))
+            };
+            spans.push(Span::raw(text));
             Some(Line::from(spans))
         })
         .take(height)
@@ -761,6 +775,7 @@ depends_on = ["P1.M1.T2", "P1.M1.T3"]
             attempt,
             title: title.to_owned(),
             purpose: None,
+            confined: false,
         }
     }
 
@@ -784,6 +799,7 @@ depends_on = ["P1.M1.T2", "P1.M1.T3"]
             outcome,
             purpose: None,
             job: None,
+            confined: false,
         }
     }
 
@@ -800,6 +816,7 @@ depends_on = ["P1.M1.T2", "P1.M1.T3"]
                 pid: 4242,
                 started: Timestamp(at(0)),
                 finished: None,
+                plan: None,
             }),
             ..State::default()
         };
@@ -866,6 +883,8 @@ depends_on = ["P1.M1.T2", "P1.M1.T3"]
                     target: "main".to_owned(),
                     tasks: 5,
                     no_merge: false,
+                    plan_digest: None,
+                    sandbox: None,
                 },
             ),
             event(2, 1, Some("P1.M1.T1"), started(1, "Define the schema")),
@@ -1239,5 +1258,31 @@ depends_on = ["P1.M1.T2", "P1.M1.T3"]
             .filter(|y| buffer[(10, *y)].modifier.contains(Modifier::REVERSED))
             .collect();
         assert_eq!(reversed, [6], "only the row of P1.M1.T3");
+    }
+
+    /// Issue 16: once the run ended, throughput kept falling: it was
+    /// divided by the time since the run started, not the run's length.
+    #[test]
+    fn issue_16_throughput_stops_counting_when_the_run_ends() {
+        let mut app = app();
+        let live = throughput(&app).unwrap();
+        app.update(Msg::Events(vec![event(
+            9,
+            300,
+            None,
+            EventKind::RunFinished {
+                elapsed_ms: 300_000,
+                attempts: 4,
+                interrupted: false,
+                counts: std::collections::BTreeMap::new(),
+                cpu_ms: None,
+                peak_rss_kb: None,
+                state_writes: 0,
+                state_bytes: 0,
+            },
+        )]));
+        app.update(Msg::Live(None));
+        app.now = at(3600);
+        assert_eq!(throughput(&app), Some(live), "an hour later");
     }
 }

@@ -26,6 +26,34 @@ pub fn unmerged_paths(worktree: &Path) -> Result<Vec<String>, GitError> {
     Ok(paths)
 }
 
+/// Stages the conflicted `paths` whose files hold no conflict marker any
+/// more (an agent that edits but does not `git add` has resolved them), a
+/// deleted file included; returns the paths still holding markers.
+pub fn stage_resolved(worktree: &Path, paths: &[String]) -> Result<Vec<String>, GitError> {
+    let (unresolved, resolved): (Vec<String>, Vec<String>) = paths
+        .iter()
+        .cloned()
+        .partition(|p| std::fs::read(worktree.join(p)).is_ok_and(|bytes| has_markers(&bytes)));
+    if !resolved.is_empty() {
+        let mut args = vec!["add", "--all", "--"];
+        args.extend(resolved.iter().map(String::as_str));
+        cmd::run(worktree, &args)?;
+    }
+    Ok(unresolved)
+}
+
+/// Returns whether a file's text has a line starting a conflict hunk's
+/// first or last marker (as `files_with_markers` looks for them).
+fn has_markers(bytes: &[u8]) -> bool {
+    bytes.split(|b| *b == b'\n').any(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        [&b"<<<<<<<"[..], &b">>>>>>>"[..]].iter().any(|m| {
+            line.strip_prefix(*m)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(b" "))
+        })
+    })
+}
+
 /// Returns the files changed since `since` that still hold conflict markers.
 pub fn files_with_markers(worktree: &Path, since: &str) -> Result<Vec<String>, GitError> {
     let changed = cmd::stdout(worktree, ["diff", "--name-only", "-z", since, "HEAD"])?;
@@ -70,4 +98,29 @@ pub fn commit_all(worktree: &Path, message: &str) -> Result<Option<String>, GitE
     args.extend(["commit", "--quiet", "--no-edit", "-m", message]);
     cmd::run(worktree, &args)?;
     Ok(Some(cmd::stdout(worktree, ["rev-parse", "HEAD"])?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_are_whole_marker_lines() {
+        let table: [(&[u8], bool); 6] = [
+            (b"<<<<<<< HEAD\na\n=======\nb\n>>>>>>> main\n", true),
+            (b"x\r\n>>>>>>>\r\n", true),
+            (b"plain text\n", false),
+            (b"  <<<<<<< indented\n", false),
+            (b"<<<<<<<<< longer\n", false),
+            (b"=======\n", false),
+        ];
+        for (text, want) in table {
+            assert_eq!(
+                has_markers(text),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(text)
+            );
+        }
+    }
 }

@@ -15,6 +15,7 @@ pub mod commit;
 pub mod merge;
 pub mod refs;
 pub mod repo;
+pub mod trailers;
 pub mod worktree;
 
 pub use repo::{GitError, RepoPaths};

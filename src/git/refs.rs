@@ -2,7 +2,8 @@
 
 use std::path::Path;
 
-use git2::{BranchType, ErrorCode, Oid, Repository};
+pub use git2::Oid;
+use git2::{BranchType, ErrorCode, Repository};
 
 use crate::git::GitError;
 
@@ -115,6 +116,27 @@ pub fn recent_commits(
         out.push((short, subject.into_owned()));
     }
     Ok(out)
+}
+
+/// The mode git records for a symbolic link.
+pub const SYMLINK_MODE: i32 = 0o120000;
+
+/// Returns the mode `path` has in the tree of `branch`'s tip (`0o100755`
+/// for an executable file), or `None` when the branch or the path is missing.
+pub fn committed_mode(repo: &Path, branch: &str, path: &Path) -> Result<Option<i32>, GitError> {
+    let r = open(repo)?;
+    let Some(tip) = tip(&r, branch).map_err(GitError::git(repo))? else {
+        return Ok(None);
+    };
+    let tree = r
+        .find_commit(tip)
+        .and_then(|c| c.tree())
+        .map_err(GitError::git(repo))?;
+    match tree.get_path(path) {
+        Ok(entry) => Ok(Some(entry.filemode())),
+        Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
+        Err(e) => Err(GitError::git(repo)(e)),
+    }
 }
 
 /// Returns whether `ancestor` is `descendant` or one of its ancestors.

@@ -137,6 +137,42 @@ impl RepoPaths {
     }
 }
 
+impl RepoPaths {
+    /// Adds each of `patterns` that `info/exclude` lacks, as a line of its
+    /// own; returns those added.
+    pub fn exclude_patterns(&self, patterns: &[String]) -> std::io::Result<Vec<String>> {
+        use std::io::Write;
+        let path = self.exclude_file();
+        let current = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(e),
+        };
+        let missing: Vec<String> = patterns
+            .iter()
+            .filter(|p| !current.lines().any(|l| l.trim() == p.as_str()))
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            return Ok(missing);
+        }
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
+        if !current.is_empty() && !current.ends_with('\n') {
+            file.write_all(b"\n")?;
+        }
+        for pattern in &missing {
+            writeln!(file, "{pattern}")?;
+        }
+        Ok(missing)
+    }
+}
+
 fn strip_trailing_slash(path: PathBuf) -> PathBuf {
     path.components().collect()
 }

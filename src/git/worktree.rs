@@ -147,6 +147,57 @@ pub fn move_to(repo: &Path, from: &Path, to: &Path) -> Result<(), GitError> {
     Ok(())
 }
 
+/// Names a worktree's admin folder (`<common dir>/worktrees/<name>`) after
+/// the worktree's own folder, as `git worktree add` would have: a recycled
+/// worktree moved from `T1` to `T2` keeps the admin folder `T1` otherwise,
+/// and that name shows in the git errors its next agent reads.
+///
+/// The admin folder is renamed first, then the worktree's `.git` file is
+/// pointed at it (put back if that fails). A crash in between leaves a
+/// `.git` file naming a folder that is gone while the renamed one still
+/// names this worktree: the next call finds that and finishes the job. A
+/// name already taken is left alone. Returns whether anything changed.
+pub fn name_admin_after_folder(worktree: &Path) -> std::io::Result<bool> {
+    let dotgit = worktree.join(".git");
+    let text = std::fs::read_to_string(&dotgit)?;
+    let Some(written) = text.trim_end().strip_prefix("gitdir: ").map(PathBuf::from) else {
+        return Ok(false);
+    };
+    let (Some(name), Some(written_parent)) = (worktree.file_name(), written.parent()) else {
+        return Ok(false);
+    };
+    // The `.git` file may hold a path relative to the worktree
+    // (`worktree.useRelativePaths`); it keeps its form.
+    let written_wanted = written_parent.join(name);
+    let admin = worktree.join(&written);
+    let wanted = worktree.join(&written_wanted);
+    if written == written_wanted {
+        return Ok(false);
+    }
+    let points_here = |dir: &Path| {
+        std::fs::read_to_string(dir.join("gitdir")).is_ok_and(|g| {
+            let g = dir.join(g.trim_end());
+            g == dotgit || g.canonicalize().ok() == dotgit.canonicalize().ok()
+        })
+    };
+    if admin.is_dir() {
+        if wanted.exists() {
+            return Ok(false);
+        }
+        std::fs::rename(&admin, &wanted)?;
+    } else if !points_here(&wanted) {
+        return Ok(false);
+    }
+    let line = format!("gitdir: {}\n", written_wanted.display());
+    if let Err(e) = crate::fsio::write_atomically(&dotgit, line.as_bytes()) {
+        if !admin.exists() {
+            let _ = std::fs::rename(&wanted, &admin);
+        }
+        return Err(e);
+    }
+    Ok(true)
+}
+
 /// Removes a clean worktree; git refuses a dirty one.
 pub fn remove(repo: &Path, path: &Path) -> Result<(), GitError> {
     cmd::run(
@@ -230,6 +281,52 @@ mod tests {
     use super::*;
 
     #[test]
+    fn admin_folders_follow_their_worktree_even_after_a_cut_rename() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        let repo = root.join("repo");
+        let git = |cwd: &Path, args: &[&str]| {
+            let out = cmd::command(cwd).args(args).output().unwrap();
+            assert!(out.status.success(), "{args:?}: {out:?}");
+        };
+        std::fs::create_dir(&repo).unwrap();
+        git(&repo, &["init", "-q", "-b", "main"]);
+        git(
+            &repo,
+            &[
+                "-c",
+                "user.name=a",
+                "-c",
+                "user.email=a@b",
+                "commit",
+                "-q",
+                "--allow-empty",
+                "-m",
+                "i",
+            ],
+        );
+        git(&repo, &["worktree", "add", "-q", "-b", "t1", "../T1"]);
+        move_to(&repo, &root.join("T1"), &root.join("T2")).unwrap();
+        let wt = root.join("T2");
+        assert!(name_admin_after_folder(&wt).unwrap());
+        let dotgit = std::fs::read_to_string(wt.join(".git")).unwrap();
+        assert!(
+            dotgit.trim_end().ends_with("/.git/worktrees/T2"),
+            "{dotgit}"
+        );
+        git(&wt, &["status", "--short"]);
+        assert!(!name_admin_after_folder(&wt).unwrap(), "nothing left to do");
+        // A crash after the rename, before the `.git` file changed.
+        move_to(&repo, &wt, &root.join("T3")).unwrap();
+        let wt = root.join("T3");
+        let admin = repo.join(".git/worktrees");
+        std::fs::rename(admin.join("T2"), admin.join("T3")).unwrap();
+        assert!(name_admin_after_folder(&wt).unwrap());
+        git(&wt, &["status", "--short"]);
+        assert_eq!(list(&repo).unwrap()[1].branch.as_deref(), Some("t1"));
+    }
+
+    #[test]
     fn parses_porcelain_list() {
         let text = "worktree /r\nHEAD abc\nbranch refs/heads/main\n\nworktree /w/T1\nHEAD def\ndetached\nlocked because\n\nworktree /w/T2\nHEAD 123\nbranch refs/heads/orch/T2\nprunable gitdir file points to non-existent location\n";
         let list = parse_list(text);
@@ -239,4 +336,27 @@ mod tests {
         assert!(list[2].prunable);
         assert_eq!(list[2].branch.as_deref(), Some("orch/T2"));
     }
+}
+
+/// The git folders a linked worktree's own commands write to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitDirs {
+    /// Its admin folder, `<common>/worktrees/<name>/` (index, HEAD, logs of HEAD).
+    pub admin: PathBuf,
+    /// The git folder every worktree shares (objects, refs, config).
+    pub common: PathBuf,
+    /// Refs are kept in `<common>/reftable/` (`extensions.refStorage`), not
+    /// one file each under `<common>/refs/`.
+    pub reftable: bool,
+}
+
+/// Returns the git folders of the worktree at `worktree`.
+pub fn git_dirs(worktree: &Path) -> Result<GitDirs, GitError> {
+    let repo = Repository::open(worktree).map_err(GitError::git(worktree))?;
+    let common = repo.commondir().to_owned();
+    Ok(GitDirs {
+        admin: repo.path().to_owned(),
+        reftable: common.join("reftable").is_dir(),
+        common,
+    })
 }

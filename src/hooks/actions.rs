@@ -6,7 +6,10 @@
 //! - `commit-msg FILE` adds `Orch-Task: <id>` (and `Orch-Subtask:` when an
 //!   agent is working on one subtask) with `git interpret-trailers`;
 //! - `pre-commit` refuses staged changes to `policy.forbidden_paths`;
-//! - `post-commit` appends a `task.commit` event.
+//! - `post-commit` appends a `task.commit` event. A confined agent cannot
+//!   write the state dir: its supervisor names a file in the run folder
+//!   ([`COMMITS_VAR`]) where the hook writes the event instead, and moves it
+//!   into `events.jsonl` (`runner::supervise`).
 //!
 //! Everywhere else, and for orch's own commits ([`cmd::INTERNAL_VAR`]), it
 //! exits 0 at once. A hook must never stand between a person and their
@@ -26,6 +29,7 @@ use crate::config::{self, Config};
 use crate::git::RepoPaths;
 use crate::git::cmd;
 use crate::plan::FullId;
+use crate::runner::confine::COMMITS_VAR;
 use crate::state::events::{CommitSource, EventKind, EventLog};
 
 /// Why a hook could not do its part (reported, and the commit goes on).
@@ -192,7 +196,8 @@ fn refuse_forbidden(wt: &TaskWorktree) -> ExitCode {
 
 fn record_commit(wt: &TaskWorktree) -> Result<(), ActionError> {
     let state_dir = crate::state::StateDir::of_repo(&wt.root);
-    if !state_dir.path().is_dir() {
+    let confined = std::env::var_os(COMMITS_VAR).map(PathBuf::from);
+    if confined.is_none() && !state_dir.path().is_dir() {
         return Ok(());
     }
     let head = git(&["log", "-1", "--format=%H%x00%s"])?;
@@ -210,6 +215,9 @@ fn record_commit(wt: &TaskWorktree) -> Result<(), ActionError> {
             .ok()
             .and_then(|a| a.parse::<u32>().ok()),
     };
+    if let Some(path) = confined {
+        return append_line(&path, &commit).map_err(|source| ActionError::Events { path, source });
+    }
     let path = state_dir.events_file();
     let events = |source| ActionError::Events {
         path: path.clone(),
@@ -219,4 +227,16 @@ fn record_commit(wt: &TaskWorktree) -> Result<(), ActionError> {
         .and_then(|mut log| log.append(Some(&unit), commit))
         .map_err(events)?;
     Ok(())
+}
+
+/// Appends `kind` as one JSON line to `path`, in one write.
+fn append_line(path: &Path, kind: &EventKind) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut line = serde_json::to_vec(kind).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?
+        .write_all(&line)
 }

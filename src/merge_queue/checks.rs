@@ -153,6 +153,7 @@ pub fn run(
     };
     let attempt = executor::Attempt {
         argv: vec!["sh".to_owned(), "-c".to_owned(), check.run.clone()],
+        last_message: None,
         env: vec![
             ("ORCH_TASK_ID".to_owned(), ctx.task.clone()),
             ("ORCH_CHECK".to_owned(), check.name.clone()),
@@ -166,6 +167,7 @@ pub fn run(
         log_limit: ctx.log_limit,
         timeout: check.timeout.0,
         grace: ctx.grace,
+        sandbox: None,
     };
     let spec = executor::spec(&placement, attempt, &run_dir, &ctx.orch);
     let spec_path = folder.spec_file();

@@ -24,8 +24,11 @@ use crate::plan::parse::{
 /// How many unknown dependencies get a full "did you mean" search over every id.
 const FULL_SUGGESTION_BUDGET: usize = 50;
 
-/// Builds the plan; returns it only when no problem was found.
-pub(crate) fn build(raw: RawPlan<'_>) -> Result<Plan, Vec<Diagnostic>> {
+/// Builds the plan and returns it with every problem found. With problems,
+/// the plan holds what could be built (an item with a bad id is left out
+/// with its subtree), so that the config's rules can still be checked on
+/// the rest and every error is reported in one pass.
+pub(crate) fn build(raw: RawPlan<'_>) -> (Plan, Vec<Diagnostic>) {
     let mut b = Builder::default();
     b.plan_level(&raw.problems);
     let (lists, title, extra) = (raw.lists, raw.title, raw.extra);
@@ -49,10 +52,7 @@ pub(crate) fn build(raw: RawPlan<'_>) -> Result<Plan, Vec<Diagnostic>> {
             Locus::File,
         ));
     }
-    if !b.diagnostics.is_empty() {
-        return Err(b.diagnostics);
-    }
-    Ok(Plan {
+    let plan = Plan {
         title,
         extra,
         items: b.items,
@@ -60,7 +60,8 @@ pub(crate) fn build(raw: RawPlan<'_>) -> Result<Plan, Vec<Diagnostic>> {
         index: b.index,
         graph,
         dependency_count: b.dependency_count,
-    })
+    };
+    (plan, b.diagnostics)
 }
 
 /// Counts the raw items, so the arena is allocated once at its final size.

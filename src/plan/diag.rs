@@ -126,7 +126,9 @@ pub enum Problem {
         wanted: u32,
         capacity: u32,
     },
-    #[error("`{id}` picks agent `{agent}`, which `[agents]` in the config does not define")]
+    #[error(
+        "`{id}` picks agent `{agent}`, which is neither a built-in preset nor defined in `[agents]` in the config"
+    )]
     UnknownAgent { id: FullId, agent: String },
 }
 

@@ -6,6 +6,7 @@
 
 pub(crate) mod build;
 pub mod diag;
+pub mod diff;
 pub mod graph;
 pub mod locate;
 pub mod model;
@@ -14,6 +15,7 @@ mod read;
 pub mod taskmaster;
 
 pub use diag::{Diagnostic, Location, PlanError, Problem};
+pub use diff::{PlanDiff, digest};
 pub use graph::{Edge, Graph, Target};
 pub use model::{
     Dep, ExecutorChoice, ExecutorKind, FullId, Item, ItemIdx, Kind, Plan, PlanStatus, Priority,

@@ -239,14 +239,19 @@ pub enum PlanStatus {
     Pending,
     Resolved,
     Cancelled,
+    /// Waiting for a person (`review`, `blocked`): no agent starts on it
+    /// and its dependents wait, as Taskmaster's own `next` skips it.
+    Held,
 }
 
 impl PlanStatus {
-    /// Maps a status written by another tool: done-like values resolve, dropped ones cancel.
+    /// Maps a status written by another tool: done-like values resolve,
+    /// dropped ones cancel, ones waiting for a person hold.
     pub fn from_text(text: &str) -> PlanStatus {
         match text.to_ascii_lowercase().as_str() {
             "done" | "complete" | "completed" | "resolved" | "merged" => PlanStatus::Resolved,
             "cancelled" | "canceled" | "deferred" | "obsolete" => PlanStatus::Cancelled,
+            "review" | "blocked" => PlanStatus::Held,
             _ => PlanStatus::Pending,
         }
     }
@@ -582,7 +587,10 @@ mod tests {
         for gone in ["cancelled", "deferred", "Obsolete"] {
             assert_eq!(PlanStatus::from_text(gone), PlanStatus::Cancelled, "{gone}");
         }
-        for other in ["pending", "in-progress", "Implementing", "Failed", "review"] {
+        for held in ["review", "blocked", "Blocked"] {
+            assert_eq!(PlanStatus::from_text(held), PlanStatus::Held, "{held}");
+        }
+        for other in ["pending", "in-progress", "Implementing", "Failed"] {
             assert_eq!(PlanStatus::from_text(other), PlanStatus::Pending, "{other}");
         }
     }

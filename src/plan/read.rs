@@ -49,16 +49,14 @@ pub fn from_bytes(path: &Path, bytes: &[u8], rules: &Rules) -> Result<Plan, Plan
     let format = Format::detect(path, text);
     let mut diagnostics = match parse::parse(text, format) {
         Err(d) => vec![*d],
-        Ok(raw) => match build::build(raw) {
-            Ok(plan) => {
-                let diagnostics = apply_rules(&plan, rules);
-                if diagnostics.is_empty() {
-                    return Ok(plan);
-                }
-                diagnostics
+        Ok(raw) => {
+            let (plan, mut diagnostics) = build::build(raw);
+            diagnostics.extend(apply_rules(&plan, rules));
+            if diagnostics.is_empty() {
+                return Ok(plan);
             }
-            Err(diagnostics) => diagnostics,
-        },
+            diagnostics
+        }
     };
     locate::resolve(text, format, &mut diagnostics);
     diagnostics.sort_by_key(|d| d.location);

@@ -13,6 +13,7 @@
 //!   (and is retried like any kill); a job that could not be submitted is
 //!   not retried.
 
+use std::path::Path;
 use std::time::Duration;
 
 use crate::config::RetryConfig;
@@ -126,6 +127,24 @@ fn job_verdict(exit: &ExitRecord, job: &JobRecord, timeout: Duration) -> Option<
             retry: true,
         },
     })
+}
+
+/// Says why the agent `program` could not be started in `cwd`. A relative
+/// path with a `/` is resolved in the task's worktree, made from the
+/// target: when it is not there, the message names the worktree (the usual
+/// cause is a script not committed to the target).
+pub fn spawn_error(program: &str, cwd: &Path, error: &std::io::Error) -> String {
+    let relative = program.contains('/') && Path::new(program).is_relative();
+    if relative
+        && error.kind() == std::io::ErrorKind::NotFound
+        && cwd.join(program).symlink_metadata().is_err()
+    {
+        return format!(
+            "`{program}` not found in the task's worktree `{}`; commit it, or use an absolute path",
+            cwd.display()
+        );
+    }
+    format!("`{program}`: {error}")
 }
 
 fn first_line(text: &str) -> &str {
@@ -320,6 +339,22 @@ mod tests {
             classify(&stopped, None, Some(&job("CANCELLED", None)), &cfg, t),
             Verdict::Stopped
         );
+    }
+
+    #[test]
+    fn issue_18_a_relative_agent_missing_from_the_worktree_is_named_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let wt = dir.path();
+        std::fs::write(wt.join("present.sh"), "#!/no/such/interpreter\n").unwrap();
+        let enoent = || std::io::Error::from_raw_os_error(2);
+        let shown = |program: &str| {
+            spawn_error(program, wt, &enoent()).replace(&wt.display().to_string(), "$WT")
+        };
+        insta::assert_snapshot!(shown("./agent.sh"), @"`./agent.sh` not found in the task's worktree `$WT`; commit it, or use an absolute path");
+        insta::assert_snapshot!(shown("scripts/agent.sh"), @"`scripts/agent.sh` not found in the task's worktree `$WT`; commit it, or use an absolute path");
+        insta::assert_snapshot!(shown("./present.sh"), @"`./present.sh`: No such file or directory (os error 2)");
+        insta::assert_snapshot!(shown("/abs/agent"), @"`/abs/agent`: No such file or directory (os error 2)");
+        insta::assert_snapshot!(shown("claude"), @"`claude`: No such file or directory (os error 2)");
     }
 
     #[test]

@@ -26,7 +26,7 @@ use std::time::Duration;
 use crate::config::ExecutorConfig;
 use crate::git::cmd::DISCOVERY_VARS;
 use crate::runner::slurm;
-use crate::runner::spec::{self, JobRecord, JobSpec, Publish, Spec};
+use crate::runner::spec::{self, Confined, JobRecord, JobSpec, Publish, Spec};
 
 /// The hidden subcommand that submits and watches a cluster job.
 pub const JOB_COMMAND: &str = "__job";
@@ -80,8 +80,11 @@ pub struct PushBack {
 /// One attempt, as the executor sees it.
 #[derive(Debug, Clone)]
 pub struct Attempt {
-    /// The command, `{prompt_file}` not yet replaced.
+    /// The command, `{prompt_file}` and `{last_message_file}` not yet replaced.
     pub argv: Vec<String>,
+    /// Where the agent writes its final message (`{last_message_file}`), in
+    /// its worktree, if the attempt has one.
+    pub last_message: Option<PathBuf>,
     pub env: Vec<(String, String)>,
     /// The folder it runs in: the task's worktree, or the merge worktree
     /// (on this machine, or on the filesystem the nodes share).
@@ -94,6 +97,8 @@ pub struct Attempt {
     pub log_limit: u64,
     pub timeout: Duration,
     pub grace: Duration,
+    /// Confine the agent; `None`: it runs unconfined.
+    pub sandbox: Option<Confined>,
 }
 
 /// Returns the spec the supervisor runs for `attempt`, whose run folder is
@@ -104,9 +109,17 @@ pub fn spec(placement: &Placement, attempt: Attempt, run_dir: &Path, orch: &Path
         .as_ref()
         .map(|p| p.display().to_string())
         .unwrap_or_default();
+    let last_message = attempt
+        .last_message
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
     let local = |argv: Vec<String>| -> Vec<String> {
         argv.iter()
-            .map(|a| a.replace("{prompt_file}", &prompt_text))
+            .map(|a| {
+                a.replace("{prompt_file}", &prompt_text)
+                    .replace("{last_message_file}", &last_message)
+            })
             .collect()
     };
     let env_remove: Vec<String> = DISCOVERY_VARS.iter().map(|v| (*v).to_owned()).collect();
@@ -124,6 +137,7 @@ pub fn spec(placement: &Placement, attempt: Attempt, run_dir: &Path, orch: &Path
                 timeout: attempt.timeout,
                 grace: attempt.grace,
                 job: None,
+                sandbox: attempt.sandbox,
             };
         }
         Placement::Slurm(cluster) => cluster,
@@ -196,12 +210,11 @@ pub fn spec(placement: &Placement, attempt: Attempt, run_dir: &Path, orch: &Path
                 GIT_JOB_SCRIPT.to_owned(),
                 "orch-job".to_owned(),
             ];
-            argv.extend(
-                attempt
-                    .argv
-                    .iter()
-                    .map(|a| a.replace("{prompt_file}", &node_prompt)),
-            );
+            let node_last_message = format!("{node_dir}/{}", spec::LAST_MESSAGE);
+            argv.extend(attempt.argv.iter().map(|a| {
+                a.replace("{prompt_file}", &node_prompt)
+                    .replace("{last_message_file}", &node_last_message)
+            }));
             let job = JobSpec {
                 submit: slurm::submit_command(cfg, &name, Path::new(&git.scratch), attempt.timeout),
                 name,
@@ -227,6 +240,8 @@ pub fn spec(placement: &Placement, attempt: Attempt, run_dir: &Path, orch: &Path
         timeout: supervisor_timeout,
         grace: attempt.grace,
         job: Some(job),
+        // The supervisor runs `orch __job` here; the agent runs on a node.
+        sandbox: None,
     }
 }
 
@@ -288,8 +303,10 @@ pub fn cancel(spec: &Spec, recorded: Option<&JobRecord>) -> std::io::Result<()> 
 /// command follows as its arguments. It fetches `ORCH_JOB_FETCH` from
 /// `ORCH_JOB_REMOTE` into `ORCH_JOB_DIR/repo`, runs the command there, and
 /// with `ORCH_JOB_BRANCH` commits what an agent that exited 0 left (when
-/// `ORCH_JOB_COMMIT_MESSAGE` is set), pushes the branch and the result file
-/// back, and removes its clone. A clone with work it could not push, or
+/// `ORCH_JOB_COMMIT_MESSAGE` is set), pushes the branch back, and the
+/// agent's report and final message (`result.json`, `last-message.md` in
+/// `ORCH_JOB_DIR`) as a commit of those files to `ORCH_JOB_RESULT_REF`,
+/// and removes its clone. A clone with work it could not push, or
 /// uncommitted changes, is kept, and the log says where. Exit 75 (transient)
 /// when the remote cannot be reached.
 pub const GIT_JOB_SCRIPT: &str = r#"
@@ -320,9 +337,12 @@ if [ -n "$branch" ]; then
     keep=1
     [ $status -eq 0 ] && status=75
   fi
-  if [ -f "$ORCH_RESULT_FILE" ]; then
-    blob=$(git hash-object -w "$ORCH_RESULT_FILE") &&
-      tree=$(printf '100644 blob %s\tresult.json\n' "$blob" | git mktree) &&
+  files=
+  for f in result.json last-message.md; do
+    [ -f "$dir/$f" ] && files="$files $f"
+  done
+  if [ -n "$files" ]; then
+    tree=$(for f in $files; do printf '100644 blob %s\t%s\n' "$(git hash-object -w "$dir/$f")" "$f"; done | git mktree) &&
       result=$(git commit-tree -m result "$tree") &&
       git push -q -f "$remote" "$result:$result_ref" || keep=1
   fi
@@ -343,6 +363,7 @@ mod tests {
     fn attempt() -> Attempt {
         Attempt {
             argv: vec!["agent".to_owned(), "{prompt_file}".to_owned()],
+            last_message: Some(PathBuf::from("/w/T1/.orchestrator/last-message.md")),
             env: vec![("ORCH_WORKTREE".to_owned(), "/w/T1".to_owned())],
             dir: "/w/T1".into(),
             prompt: Some(PathBuf::from("/s/runs/T1/1/prompt.md")),
@@ -351,6 +372,7 @@ mod tests {
             log_limit: 100,
             timeout: Duration::from_secs(90),
             grace: Duration::from_secs(5),
+            sandbox: None,
         }
     }
 

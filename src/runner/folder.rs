@@ -16,7 +16,8 @@
 //! | `prompt.md` | coordinator | before the supervisor starts |
 //! | `supervisor.json` | supervisor | as soon as it runs, again once the agent started |
 //! | `agent.log` | supervisor | while the agent runs (capped) |
-//! | `result.json` | agent | optionally, before it exits |
+//! | `result.json` | collection | moved from the worktree, when the agent wrote a report |
+//! | `last-message.md` | collection | moved from the worktree, when the agent wrote its final message there |
 //! | `exit.json` | supervisor | last, atomically |
 //! | `supervisor.log` | supervisor | its own errors, if any |
 //! | `job.json` | `orch __job` (cluster executors) | once the job is known, again when it runs and when it ended |
@@ -29,8 +30,8 @@ use std::time::Duration;
 use crate::process::Signal;
 use crate::runner::executor::{self, Detached};
 use crate::runner::spec::{
-    EXIT, End, ExitRecord, JOB, JobRecord, LOG, PROMPT, RESULT, SPEC, SUPERVISOR, Spec,
-    SupervisorInfo,
+    EXIT, End, ExitRecord, JOB, JobRecord, LAST_MESSAGE, LOG, PROMPT, RESULT, SPEC, SUPERVISOR,
+    Spec, SupervisorInfo,
 };
 use crate::runner::terminate;
 use crate::state::Timestamp;
@@ -95,6 +96,11 @@ impl RunFolder {
 
     pub fn result_file(&self) -> PathBuf {
         self.dir.join(RESULT)
+    }
+
+    /// Returns where the agent's final message is kept (moved here from the worktree).
+    pub fn last_message_file(&self) -> PathBuf {
+        self.dir.join(LAST_MESSAGE)
     }
 
     pub fn exit_file(&self) -> PathBuf {

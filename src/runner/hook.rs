@@ -3,16 +3,25 @@
 //! process group of its own, with `ORCH_*` variables, its output appended to
 //! a log file; the first one that fails stops the rest and is named, with
 //! its exit and the log's path, in a [`HookError`]. Runs on a blocking thread.
+//!
+//! A [`Stage`] with a [`Grant`] (`post_create`, `post_agent` of a confined
+//! run) runs confined as the agent is: a private temp folder as `TMPDIR`,
+//! and the Landlock ruleset built before the fork and applied in
+//! `pre_exec` (see `crate::sandbox` for why that is safe in this
+//! multi-threaded process). `post_merge` runs unconfined.
 
 use std::fs::OpenOptions;
 use std::io;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::git::cmd::DISCOVERY_VARS;
+use crate::runner::confine::{ConfineError, Grant};
 use crate::runner::terminate::{self, Method};
+use crate::sandbox::{Ruleset, SandboxError};
 
 /// Why a lifecycle hook failed. Every variant after the first names the
 /// stage, the command and the log its output went to.
@@ -47,6 +56,13 @@ pub enum HookError {
         timeout: Duration,
         log: PathBuf,
     },
+    /// The hook could not be confined (nothing ran).
+    #[error("cannot confine the {stage} hook")]
+    Confine {
+        stage: &'static str,
+        #[source]
+        source: HookConfineError,
+    },
     #[error("{stage} hook `{command}` failed ({exit}); log: {}", log.display())]
     Failed {
         stage: &'static str,
@@ -54,6 +70,17 @@ pub enum HookError {
         exit: HookExit,
         log: PathBuf,
     },
+}
+
+/// Why a hook could not be confined.
+#[derive(Debug, thiserror::Error)]
+pub enum HookConfineError {
+    #[error("cannot make its temp folder")]
+    Temp(#[source] io::Error),
+    #[error(transparent)]
+    Policy(#[from] ConfineError),
+    #[error(transparent)]
+    Ruleset(#[from] SandboxError),
 }
 
 /// What could not be done for a hook command.
@@ -114,25 +141,58 @@ pub struct Stage {
     pub env: Vec<(String, String)>,
     pub log: PathBuf,
     pub timeout: Duration,
+    /// Confine the commands (`None`: they run unconfined).
+    pub sandbox: Option<Grant>,
 }
 
 impl Stage {
     /// Runs the commands in `dir`; the error names the one that failed.
     pub fn run(&self, dir: &Path) -> Result<(), HookError> {
-        let env: Vec<(&str, &str)> = self
+        if self.commands.is_empty() {
+            return Ok(());
+        }
+        let mut env: Vec<(&str, &str)> = self
             .env
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        run_all(
+        let confined = match &self.sandbox {
+            Some(grant) => Some(confine(grant, dir).map_err(|source| HookError::Confine {
+                stage: self.name,
+                source,
+            })?),
+            None => None,
+        };
+        let temp;
+        if let Some((_, dir)) = &confined {
+            temp = dir.path().display().to_string();
+            env.push(("TMPDIR", &temp));
+        }
+        let ruleset = confined.as_ref().map(|(r, _)| r);
+        run_stage(
             self.name,
             &self.commands,
             dir,
             &env,
             &self.log,
             self.timeout,
+            ruleset,
         )
     }
+}
+
+/// Makes a hook's temp folder and builds its ruleset, before any fork.
+fn confine(
+    grant: &Grant,
+    dir: &Path,
+) -> Result<(Arc<Ruleset>, tempfile::TempDir), HookConfineError> {
+    let temp = tempfile::Builder::new()
+        .prefix("orch-hook-")
+        .tempdir()
+        .map_err(HookConfineError::Temp)?;
+    let mut policy = grant.policy(dir)?;
+    policy.write.push(temp.path().to_owned());
+    Ok((Arc::new(crate::sandbox::prepare(&policy)?), temp))
 }
 
 /// Runs the commands of one hook in order; the error names the one that failed.
@@ -144,6 +204,18 @@ pub fn run_all(
     log: &Path,
     timeout: Duration,
 ) -> Result<(), HookError> {
+    run_stage(stage, commands, dir, env, log, timeout, None)
+}
+
+fn run_stage(
+    stage: &'static str,
+    commands: &[String],
+    dir: &Path,
+    env: &[(&str, &str)],
+    log: &Path,
+    timeout: Duration,
+    ruleset: Option<&Arc<Ruleset>>,
+) -> Result<(), HookError> {
     if commands.is_empty() {
         return Ok(());
     }
@@ -154,7 +226,7 @@ pub fn run_all(
         })?;
     }
     for command in commands {
-        run_one(stage, command, dir, env, log, timeout)?;
+        run_one(stage, command, dir, env, log, timeout, ruleset)?;
     }
     Ok(())
 }
@@ -166,6 +238,7 @@ fn run_one(
     env: &[(&str, &str)],
     log: &Path,
     timeout: Duration,
+    ruleset: Option<&Arc<Ruleset>>,
 ) -> Result<(), HookError> {
     let io = |step| {
         move |source| HookError::Io {
@@ -195,6 +268,14 @@ fn run_one(
     }
     for (k, v) in env {
         cmd.env(k, v);
+    }
+    if let Some(ruleset) = ruleset {
+        let ruleset = Arc::clone(ruleset);
+        // SAFETY: the closure only calls `Ruleset::restrict_self`, which
+        // makes two async-signal-safe system calls and allocates nothing.
+        unsafe {
+            cmd.pre_exec(move || ruleset.restrict_self());
+        }
     }
     let mut child = cmd.spawn().map_err(io(HookStep::Start))?;
     let deadline = Instant::now() + timeout;

@@ -2,7 +2,8 @@
 //! files of the same name in `.orchestrator/templates/`.
 //!
 //! The context is [`PromptContext`]; unknown plan fields reach templates as
-//! `task.extra`. Undefined variables are errors, so a broken override fails
+//! `task.extra`. A rendered prompt never has two blank lines in a row
+//! ([`tidy`]), so sections a task leaves empty leave no gaps. Undefined variables are errors, so a broken override fails
 //! the attempt with a message naming the template instead of sending the
 //! agent a blank prompt.
 
@@ -43,7 +44,7 @@ pub struct ItemView {
     pub extra: Map<String, Value>,
 }
 
-/// A finished dependency and what its agent said about it.
+/// A dependency and what its agent said about it.
 #[derive(Debug, Clone, Serialize)]
 pub struct DependencyView {
     pub id: String,
@@ -81,13 +82,23 @@ pub struct PromptContext {
     /// The phase and milestone the task is in, outermost first.
     pub parents: Vec<ItemView>,
     pub subtasks: Vec<ItemView>,
+    /// Dependencies whose work is in the branch: merged or resolved tasks,
+    /// and (for a subtask) the finished sibling steps it depends on.
     pub dependencies: Vec<DependencyView>,
+    /// Optional dependencies that ended without being merged (failed,
+    /// blocked or cancelled): their work is not in the branch.
+    pub unmet_dependencies: Vec<DependencyView>,
     pub attempt: u32,
     pub previous: Option<PreviousView>,
     pub branch: String,
     pub target: String,
+    /// Set when the branch kept the commits of earlier attempts while the
+    /// target moved on: how many target commits it lacks.
+    pub behind: Option<u32>,
     pub worktree: String,
     pub result_file: String,
+    /// The agent runs in the sandbox (docs/run.md, "What an agent may write").
+    pub confined: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -113,13 +124,40 @@ pub fn render(
     let (name, builtin) = template;
     let overridden = std::fs::read_to_string(override_dir.join(name)).ok();
     let source = overridden.as_deref().unwrap_or(builtin);
-    crate::templates::render(name, source, context).map_err(|source| PromptError {
-        name: match &overridden {
-            Some(_) => override_dir.join(name).display().to_string(),
-            None => name.to_owned(),
-        },
-        source,
-    })
+    crate::templates::render(name, source, context)
+        .map(|text| tidy(&text))
+        .map_err(|source| PromptError {
+            name: match &overridden {
+                Some(_) => override_dir.join(name).display().to_string(),
+                None => name.to_owned(),
+            },
+            source,
+        })
+}
+
+/// Collapses runs of blank lines into one, outside fenced blocks (a log
+/// tail keeps its own), so that the sections a task leaves empty leave no
+/// gaps, whatever the template.
+pub fn tidy(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut fenced = false;
+    let mut blank_before = true;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+        }
+        let blank = line.trim().is_empty();
+        if blank && blank_before && !fenced {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+        blank_before = blank && !fenced;
+    }
+    while out.ends_with("\n\n") {
+        out.pop();
+    }
+    out
 }
 
 /// Returns the last `lines` lines of a log file, if it has any.
@@ -130,4 +168,18 @@ pub fn log_tail(path: &Path, lines: usize) -> Option<String> {
     let all: Vec<&str> = text.lines().collect();
     let tail = all[all.len().saturating_sub(lines)..].join("\n");
     (!tail.trim().is_empty()).then_some(tail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blank_runs_collapse_outside_fences() {
+        let text = "\n\nTitle\n\n\n\nBody\n\n```\nlog\n\n\nend\n```\n\n\nLast\n\n\n";
+        assert_eq!(
+            tidy(text),
+            "Title\n\nBody\n\n```\nlog\n\n\nend\n```\n\nLast\n"
+        );
+    }
 }

@@ -1,4 +1,12 @@
 //! Preparing an attempt's run folder and starting its supervisor.
+//!
+//! An attempt has files in two places: its run folder in the state dir
+//! (`prompt.md`, `spec.json`, the log) and, inside the task's worktree, the
+//! folder [`AgentFiles`] names, where the agent writes its report and final
+//! message. Those are inside the worktree because a sandboxed agent may
+//! write nowhere else; git never sees them (the folder has the state dir's
+//! name, which `info/exclude` lists), and collection moves them to the run
+//! folder.
 
 use std::fs;
 use std::io;
@@ -12,12 +20,49 @@ use crate::runner::spec::{self, Spec};
 /// The hidden subcommand that runs a supervisor.
 pub const SUPERVISE_COMMAND: &str = "__supervise";
 
+/// The files an agent writes inside its worktree (docs/config.md, "Environment variables").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentFiles {
+    /// The folder holding them.
+    pub dir: PathBuf,
+    /// `ORCH_RESULT_FILE`.
+    pub result: PathBuf,
+    /// `{last_message_file}`.
+    pub last_message: PathBuf,
+}
+
+impl AgentFiles {
+    /// Returns the files of an agent working in `worktree`.
+    pub fn in_worktree(worktree: &Path) -> AgentFiles {
+        use crate::config::presets::{AGENT_DIR, LAST_MESSAGE_FILE, RESULT_FILE};
+        let dir = worktree.join(AGENT_DIR);
+        AgentFiles {
+            result: dir.join(RESULT_FILE),
+            last_message: dir.join(LAST_MESSAGE_FILE),
+            dir,
+        }
+    }
+
+    /// Removes what an earlier attempt (or the task that had this worktree
+    /// before) left, so that nothing stale is read as this attempt's.
+    pub fn clear(&self) -> io::Result<()> {
+        for file in [&self.result, &self.last_message] {
+            match fs::remove_file(file) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Everything needed to run one attempt.
 #[derive(Debug, Clone)]
 pub struct AttemptPlan {
     pub run_dir: PathBuf,
-    /// The agent's argv, `{prompt_file}` not yet replaced.
+    /// The agent's argv, `{prompt_file}` and `{last_message_file}` not yet replaced.
     pub command: Vec<String>,
+    pub agent_files: AgentFiles,
     pub prompt: String,
     pub prompt_on_stdin: bool,
     pub cwd: PathBuf,
@@ -28,17 +73,22 @@ pub struct AttemptPlan {
     pub timeout: Duration,
     pub grace: Duration,
     pub log_limit: u64,
+    /// Confine the agent (docs/run.md, "What an agent may write").
+    pub sandbox: Option<crate::runner::spec::Confined>,
 }
 
-/// Writes `prompt.md` and `spec.json` into a fresh run folder; the
-/// attempt's executor decides what the supervisor runs
-/// ([`executor::spec`]). `orch` is this binary.
+/// Writes `prompt.md` and `spec.json` into a fresh run folder, and clears
+/// the agent's files in the worktree; the attempt's executor decides what
+/// the supervisor runs ([`executor::spec`]). `orch` is this binary.
 pub fn prepare(plan: &AttemptPlan, orch: &Path) -> io::Result<Spec> {
     fs::create_dir_all(&plan.run_dir)?;
+    plan.agent_files.clear()?;
+    fs::create_dir_all(&plan.agent_files.dir)?;
     let prompt_path = plan.run_dir.join(spec::PROMPT);
     crate::fsio::write_atomically(&prompt_path, plan.prompt.as_bytes())?;
     let attempt = executor::Attempt {
         argv: plan.command.clone(),
+        last_message: Some(plan.agent_files.last_message.clone()),
         env: plan.env.clone(),
         dir: plan.cwd.clone(),
         prompt: Some(prompt_path),
@@ -47,6 +97,7 @@ pub fn prepare(plan: &AttemptPlan, orch: &Path) -> io::Result<Spec> {
         log_limit: plan.log_limit,
         timeout: plan.timeout,
         grace: plan.grace,
+        sandbox: plan.sandbox.clone(),
     };
     let spec = executor::spec(&plan.placement, attempt, &plan.run_dir, orch);
     crate::fsio::write_json(&plan.run_dir.join(spec::SPEC), &spec)?;

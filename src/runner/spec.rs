@@ -14,6 +14,7 @@ pub const PROMPT: &str = "prompt.md";
 pub const SUPERVISOR: &str = "supervisor.json";
 pub const LOG: &str = "agent.log";
 pub const RESULT: &str = "result.json";
+pub const LAST_MESSAGE: &str = "last-message.md";
 pub const EXIT: &str = "exit.json";
 pub const JOB: &str = "job.json";
 
@@ -41,6 +42,9 @@ pub struct Spec {
     /// not run on this machine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<JobSpec>,
+    /// Confine the agent; `None`: it runs unconfined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<Confined>,
 }
 
 /// A cluster job: what `orch __job` submits and waits for.
@@ -92,6 +96,19 @@ pub struct JobRecord {
     /// Why the job could not be submitted at all (a push refused, no `srun`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// How a confined agent runs (docs/run.md, "What an agent may write").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confined {
+    /// What it may write besides the temp folder the supervisor makes; the
+    /// supervisor works out the paths (`Grant::policy`) before it starts the agent.
+    pub grant: crate::runner::confine::Grant,
+    /// `events.jsonl`, where the supervisor moves the commits its git hooks
+    /// record in the run folder (the agent cannot write the state dir).
+    pub events: PathBuf,
+    /// The unit (task or subtask) those commits belong to.
+    pub unit: String,
 }
 
 mod millis {

@@ -5,13 +5,21 @@
 //!
 //! Theory of operation:
 //! 1. install signal handlers (TERM, INT, HUP), then write `supervisor.json`;
-//! 2. spawn the agent in a new process group with the prompt on stdin, its
-//!    stdout and stderr into one capped `agent.log`;
-//! 3. wait for the first of: the agent exits, the timeout, a signal. On a
+//! 2. when the spec confines the agent: make its private temp folder
+//!    (`TMPDIR`) and build the Landlock ruleset, before the fork; a ruleset
+//!    that cannot be built is a failure to start, never an unconfined run;
+//! 3. spawn the agent in a new process group with the prompt on stdin, its
+//!    stdout and stderr into one capped `agent.log`; a confined agent
+//!    restricts itself in `pre_exec` (two async-signal-safe system calls,
+//!    see `crate::sandbox`);
+//! 4. wait for the first of: the agent exits, the timeout, a signal. On a
 //!    timeout or a first signal: SIGTERM to the group, SIGKILL after the grace
-//!    period; a second signal means SIGKILL now;
-//! 4. whatever the agent left in its group is stopped too;
-//! 5. `exit.json` is written atomically, last.
+//!    period; a second signal means SIGKILL now. Meanwhile, twice a second,
+//!    the commits a confined agent's git hooks recorded in the run folder are
+//!    moved into `events.jsonl`, which the agent cannot write;
+//! 5. whatever the agent left in its group is stopped too, the last commits
+//!    are moved, the temp folder is removed;
+//! 6. `exit.json` is written atomically, last.
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -23,12 +31,18 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::runner::spec::{self, End, ExitRecord, Spec, SupervisorInfo};
+use crate::plan::FullId;
+use crate::runner::confine::{COMMITS_FILE, COMMITS_VAR};
+use crate::runner::spec::{self, Confined, End, ExitRecord, Spec, SupervisorInfo};
 use crate::runner::terminate::{self, Method, Reason};
 use crate::state::Timestamp;
+use crate::state::events::{EventKind, EventLog};
 
 /// How long to wait for the output pipes to drain once the group is gone.
 const DRAIN_WAIT: Duration = Duration::from_secs(5);
+
+/// How often the git hooks' commit records are moved into `events.jsonl`.
+const FORWARD_EVERY: Duration = Duration::from_millis(500);
 
 /// Runs the supervisor for the spec at `spec_path`; the exit code is 0 when
 /// `exit.json` was written.
@@ -94,6 +108,32 @@ async fn supervise(spec_path: &Path) -> std::io::Result<()> {
             false,
         );
     };
+    let mut forwarder = spec
+        .sandbox
+        .as_ref()
+        .and_then(|c| CommitForwarder::new(&dir, c));
+    let sandbox = match spec
+        .sandbox
+        .as_ref()
+        .map(|c| confine(&spec.cwd, c))
+        .transpose()
+    {
+        Ok(sandbox) => sandbox,
+        Err(error) => {
+            let error = format!(
+                "cannot confine the agent: {}",
+                crate::text::error_chain(&error)
+            );
+            return finish(
+                End::SpawnFailed {
+                    error,
+                    transient: false,
+                },
+                0,
+                false,
+            );
+        }
+    };
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
         .current_dir(&spec.cwd)
@@ -110,6 +150,16 @@ async fn supervise(spec_path: &Path) -> std::io::Result<()> {
         cmd.env_remove(var);
     }
     cmd.envs(spec.env.iter().map(|(k, v)| (k, v)));
+    if let Some(sandbox) = &sandbox {
+        cmd.env("TMPDIR", sandbox.temp.path())
+            .env(COMMITS_VAR, dir.join(COMMITS_FILE));
+        let ruleset = std::sync::Arc::clone(&sandbox.ruleset);
+        // SAFETY: the closure only calls `Ruleset::restrict_self`, which
+        // makes two async-signal-safe system calls and allocates nothing.
+        unsafe {
+            cmd.pre_exec(move || ruleset.restrict_self());
+        }
+    }
     let mut child = match cmd.spawn() {
         Ok(child) => child,
         Err(e) => {
@@ -123,7 +173,7 @@ async fn supervise(spec_path: &Path) -> std::io::Result<()> {
                         | rustix::io::Errno::TXTBSY
                 )
             );
-            let error = format!("`{program}`: {e}");
+            let error = crate::runner::classify::spawn_error(program, &spec.cwd, &e);
             return finish(End::SpawnFailed { error, transient }, 0, false);
         }
     };
@@ -167,7 +217,15 @@ async fn supervise(spec_path: &Path) -> std::io::Result<()> {
 
     let timeout = tokio::time::sleep(spec.timeout);
     tokio::pin!(timeout);
-    let stop_reason = tokio::select! {
+    let mut forward_tick = tokio::time::interval(FORWARD_EVERY);
+    let stop_reason = loop {
+        tokio::select! {
+        _ = forward_tick.tick(), if forwarder.is_some() => {
+            if let Some(f) = forwarder.as_mut() {
+                f.forward();
+            }
+            continue;
+        }
         status = &mut exit_rx => {
             let end = match status {
                 Ok(Ok(status)) => end_of(status),
@@ -182,12 +240,17 @@ async fn supervise(spec_path: &Path) -> std::io::Result<()> {
             };
             stop_leftovers(pgid, spec.grace).await;
             let (bytes, truncated) = drain(writer).await;
+            if let Some(f) = forwarder.as_mut() {
+                f.forward();
+            }
+            drop(sandbox);
             return finish(end, bytes, truncated);
         }
-        _ = &mut timeout => Reason::Timeout,
-        _ = term.recv() => Reason::Requested,
-        _ = int.recv() => Reason::Requested,
-        _ = hup.recv() => Reason::Requested,
+        _ = &mut timeout => break Reason::Timeout,
+        _ = term.recv() => break Reason::Requested,
+        _ = int.recv() => break Reason::Requested,
+        _ = hup.recv() => break Reason::Requested,
+        }
     };
 
     let end = if stop_reason == Reason::Timeout {
@@ -213,7 +276,97 @@ async fn supervise(spec_path: &Path) -> std::io::Result<()> {
     }
     let _ = crate::process::signal_group(pgid, Signal::KILL);
     let (bytes, truncated) = drain(writer).await;
+    if let Some(f) = forwarder.as_mut() {
+        f.forward();
+    }
+    drop(sandbox);
     finish(end, bytes, truncated)
+}
+
+/// A confined agent's ruleset, ready before the fork, and its temp folder
+/// (removed when this is dropped).
+struct Sandbox {
+    ruleset: std::sync::Arc<crate::sandbox::Ruleset>,
+    temp: tempfile::TempDir,
+}
+
+/// Why a confined agent could not be started.
+#[derive(Debug, thiserror::Error)]
+enum SandboxSetupError {
+    #[error("cannot make its temp folder")]
+    Temp(#[source] std::io::Error),
+    #[error(transparent)]
+    Policy(#[from] crate::runner::confine::ConfineError),
+    #[error(transparent)]
+    Ruleset(#[from] crate::sandbox::SandboxError),
+}
+
+/// Makes the agent's temp folder and builds its ruleset.
+fn confine(worktree: &Path, confined: &Confined) -> Result<Sandbox, SandboxSetupError> {
+    let temp = tempfile::Builder::new()
+        .prefix("orch-agent-")
+        .tempdir()
+        .map_err(SandboxSetupError::Temp)?;
+    let mut policy = confined.grant.policy(worktree)?;
+    policy.write.push(temp.path().to_owned());
+    let ruleset = crate::sandbox::prepare(&policy)?;
+    Ok(Sandbox {
+        ruleset: std::sync::Arc::new(ruleset),
+        temp,
+    })
+}
+
+/// Moves the commits a confined agent's git hooks record in the run folder
+/// into `events.jsonl`, as `task.commit` events of the attempt's unit.
+/// Only complete lines that read as `task.commit` are moved; anything else
+/// the agent writes there is skipped.
+struct CommitForwarder {
+    source: PathBuf,
+    events: PathBuf,
+    unit: FullId,
+    /// Bytes of `source` already handled.
+    done: u64,
+}
+
+impl CommitForwarder {
+    fn new(dir: &Path, confined: &Confined) -> Option<CommitForwarder> {
+        Some(CommitForwarder {
+            source: dir.join(COMMITS_FILE),
+            events: confined.events.clone(),
+            unit: FullId::parse(&confined.unit).ok()?,
+            done: 0,
+        })
+    }
+
+    fn forward(&mut self) {
+        use std::io::{Read, Seek, SeekFrom};
+        let Ok(mut file) = std::fs::File::open(&self.source) else {
+            return;
+        };
+        let mut text = Vec::new();
+        if file.seek(SeekFrom::Start(self.done)).is_err() || file.read_to_end(&mut text).is_err() {
+            return;
+        }
+        let Some(end) = text.iter().rposition(|b| *b == b'\n') else {
+            return;
+        };
+        let commits: Vec<EventKind> = text[..end]
+            .split(|b| *b == b'\n')
+            .filter_map(|line| serde_json::from_slice::<EventKind>(line).ok())
+            .filter(|kind| matches!(kind, EventKind::TaskCommit { .. }))
+            .collect();
+        if !commits.is_empty() {
+            let Ok(mut log) = EventLog::open(&self.events) else {
+                return;
+            };
+            for kind in commits {
+                if log.append(Some(&self.unit), kind).is_err() {
+                    return;
+                }
+            }
+        }
+        self.done += end as u64 + 1;
+    }
 }
 
 fn end_of(status: std::process::ExitStatus) -> End {

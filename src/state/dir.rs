@@ -23,6 +23,8 @@ pub const DIR_NAME: &str = ".orchestrator";
 /// | `merge/` | the merge worktree where candidates are checked |
 /// | `merge.json` | the merge journal, written before the target moves |
 /// | `templates/` | prompt templates that override the built-in ones |
+/// | `plans/<digest>.<ext>` | a copy of each plan a run ran, named by its SHA-256 |
+/// | `outbox/` | notifications waiting, given up on and made (`crate::notifications`) |
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateDir {
     root: PathBuf,
@@ -114,6 +116,30 @@ impl StateDir {
     /// Returns the merge journal's path.
     pub fn merge_journal(&self) -> PathBuf {
         self.root.join("merge.json")
+    }
+
+    /// Returns the notification outbox's folder.
+    pub fn outbox(&self) -> PathBuf {
+        self.root.join("outbox")
+    }
+
+    /// Returns the folder of the copies of the plans runs ran.
+    pub fn plans(&self) -> PathBuf {
+        self.root.join("plans")
+    }
+
+    /// Returns where the copy of a plan file goes: its digest, and the
+    /// extension of the file (which says how it reads: `toml`, `json`).
+    pub fn plan_copy(&self, digest: &str, extension: &str) -> PathBuf {
+        self.plans().join(format!("{digest}.{extension}"))
+    }
+
+    /// Returns the copy of the plan with this digest, if one is kept.
+    pub fn find_plan_copy(&self, digest: &str) -> Option<PathBuf> {
+        ["toml", "json"]
+            .into_iter()
+            .map(|ext| self.plan_copy(digest, ext))
+            .find(|p| p.is_file())
     }
 
     /// Returns the folder of prompt templates that override the built-in ones.

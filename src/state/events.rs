@@ -65,6 +65,43 @@ pub enum EventKind {
         target: String,
         tasks: usize,
         no_merge: bool,
+        /// The SHA-256 of the plan file it runs (a copy is in `plans/`);
+        /// left out when unknown (`orch merge`, older logs).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        plan_digest: Option<String>,
+        /// Whether agents and hooks are confined, and why not; left out by
+        /// writers older than the sandbox.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sandbox: Option<crate::sandbox::Confinement>,
+    },
+    /// The plan changed: at start, since the plan the last run ran
+    /// (`live` false); during a run, a saved plan was applied (`live`
+    /// true). Lists of ids; each is left out when empty.
+    #[serde(rename = "plan.changed")]
+    PlanChanged {
+        /// The digest of the plan before (null when no copy of it is
+        /// left) and of the plan now.
+        from: Option<String>,
+        to: String,
+        live: bool,
+        #[serde(flatten)]
+        changes: PlanChanges,
+    },
+    /// A saved plan was not applied: its errors, each `file:line:col: message`.
+    #[serde(rename = "plan.refused")]
+    PlanRefused { errors: Vec<String> },
+    /// What start-up found of the attempts a dead coordinator left: adopted
+    /// (their supervisors still run), collected (they ended meanwhile) and
+    /// interrupted (nothing left of them; they run again). Left out when
+    /// nothing was found.
+    #[serde(rename = "run.recovered")]
+    RunRecovered {
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        adopted: Vec<FullId>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        collected: Vec<FullId>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        interrupted: Vec<FullId>,
     },
     /// The first Ctrl-C or SIGTERM: `agents` attempts are being stopped.
     #[serde(rename = "run.stopping")]
@@ -105,6 +142,9 @@ pub enum EventKind {
         title: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         purpose: Option<Purpose>,
+        /// The agent runs under the sandbox (docs/run.md); left out when not.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        confined: bool,
     },
     /// A cluster executor placed an attempt: its job's id, and its node
     /// once it runs (a second event when the node becomes known).
@@ -234,6 +274,9 @@ impl EventKind {
     pub fn name(&self) -> &'static str {
         match self {
             EventKind::RunStarted { .. } => "run.started",
+            EventKind::PlanChanged { .. } => "plan.changed",
+            EventKind::PlanRefused { .. } => "plan.refused",
+            EventKind::RunRecovered { .. } => "run.recovered",
             EventKind::RunStopping { .. } => "run.stopping",
             EventKind::RunFinished { .. } => "run.finished",
             EventKind::TaskReady => "task.ready",
@@ -259,6 +302,42 @@ impl EventKind {
             EventKind::HookFailed { .. } => "hook.failed",
         }
     }
+}
+
+/// The ids a plan change touched (`plan.changed`); each list is left out
+/// when empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanChanges {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub added: Vec<FullId>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<FullId>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retitled: Vec<FullId>,
+    /// Dependencies added, removed, or made optional or required.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dependencies: Vec<FullId>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub priorities: Vec<FullId>,
+    /// Anything else an agent is told (description, acceptance, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redefined: Vec<FullId>,
+    /// Removed items that had not started: dropped from the state.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dropped: Vec<FullId>,
+    /// Merged tasks whose definition changed; their work stays merged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged_changed: Vec<FullId>,
+    /// Removed tasks whose branch holds work not in the target: kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept: Vec<KeptBranch>,
+}
+
+/// A task gone from the plan whose branch holds work not in the target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptBranch {
+    pub id: FullId,
+    pub branch: String,
 }
 
 /// How a commit reached the task branch.
@@ -436,12 +515,24 @@ impl Serialize for Event {
     }
 }
 
+/// Why no event can be appended: the last one used the largest `seq`.
+///
+/// `seq` never wraps (it would no longer be unique and increasing); the log
+/// refuses instead, and the run stops as on any failure to append.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "`seq` reached {}, the largest there is, so no event can follow it in `events.jsonl`; move the file aside to start numbering again",
+    u64::MAX
+)]
+pub struct SeqExhausted;
+
 /// An open log, positioned for appending.
 #[derive(Debug)]
 pub struct EventLog {
     file: File,
     path: PathBuf,
-    next_seq: u64,
+    /// `None` once `seq` reached `u64::MAX`.
+    next_seq: Option<u64>,
     /// The file's length after our last write: when it differs, another
     /// process appended, and `next_seq` is read again from the file.
     known_len: u64,
@@ -458,7 +549,7 @@ impl EventLog {
         Ok(EventLog {
             file,
             path: path.to_owned(),
-            next_seq: 1,
+            next_seq: Some(1),
             known_len: u64::MAX,
         })
     }
@@ -488,10 +579,17 @@ impl EventLog {
             if !ends_cleanly {
                 self.file.write_all(b"\n")?;
             }
-            self.next_seq = self.next_seq.max(last_seq.map_or(1, |s| s + 1));
+            let after_last = match last_seq {
+                None => Some(1),
+                Some(last) => last.checked_add(1),
+            };
+            self.next_seq = self.next_seq.zip(after_last).map(|(a, b)| a.max(b));
         }
+        let seq = self
+            .next_seq
+            .ok_or_else(|| io::Error::other(SeqExhausted))?;
         let record = Event {
-            seq: self.next_seq,
+            seq,
             ts: Timestamp::now(),
             id: id.cloned(),
             kind,
@@ -499,7 +597,7 @@ impl EventLog {
         let mut line = serde_json::to_vec(&record).map_err(io::Error::other)?;
         line.push(b'\n');
         self.file.write_all(&line)?;
-        self.next_seq += 1;
+        self.next_seq = seq.checked_add(1);
         self.known_len = self.file.metadata()?.len();
         Ok(record)
     }
@@ -564,6 +662,8 @@ mod tests {
     const TIP: &str = "9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d";
     const ONTO: &str = "5dd1759e3c4ae0b1f4c3b1f2a8d9e7c6b5a49382";
     const MERGE: &str = "15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1";
+    const PLAN_DIGEST: &str = "3f2a9c1d7e5b4a60918273645546372819a0b1c2d3e4f5061728394a5b6c7d8e";
+    const PLAN_DIGEST_2: &str = "9c1d3f2a7e5b4a60918273645546372819a0b1c2d3e4f5061728394a5b6c7d8e";
 
     /// Every kind at least once, with each way a field can be written
     /// (`null`, left out, hook or auto commit, landed or recovered merge).
@@ -575,6 +675,70 @@ mod tests {
                 target: "main".to_owned(),
                 tasks: 7,
                 no_merge: false,
+                plan_digest: None,
+                sandbox: None,
+            },
+            EventKind::RunStarted {
+                pid: 4242,
+                target: "main".to_owned(),
+                tasks: 7,
+                no_merge: true,
+                plan_digest: None,
+                sandbox: Some(crate::sandbox::Confinement::Confined {
+                    abi: 7,
+                    network: crate::sandbox::Network::Open,
+                }),
+            },
+            EventKind::RunStarted {
+                pid: 4242,
+                target: "main".to_owned(),
+                tasks: 7,
+                no_merge: false,
+                plan_digest: None,
+                sandbox: Some(crate::sandbox::Confinement::Unavailable {
+                    why: crate::sandbox::Unavailable::NoLandlock,
+                }),
+            },
+            EventKind::RunStarted {
+                pid: 4242,
+                target: "main".to_owned(),
+                tasks: 7,
+                no_merge: false,
+                plan_digest: Some(PLAN_DIGEST.to_owned()),
+                sandbox: None,
+            },
+            EventKind::PlanChanged {
+                from: Some(PLAN_DIGEST.to_owned()),
+                to: PLAN_DIGEST_2.to_owned(),
+                live: false,
+                changes: PlanChanges {
+                    added: vec![id("T5")],
+                    removed: vec![id("T3"), id("T4")],
+                    retitled: vec![id("T1")],
+                    dependencies: vec![id("T2")],
+                    priorities: vec![id("T2")],
+                    redefined: vec![id("T1")],
+                    dropped: vec![id("T4")],
+                    merged_changed: vec![id("T1")],
+                    kept: vec![KeptBranch {
+                        id: id("T3"),
+                        branch: "orch/T3".to_owned(),
+                    }],
+                },
+            },
+            EventKind::PlanChanged {
+                from: None,
+                to: PLAN_DIGEST_2.to_owned(),
+                live: true,
+                changes: PlanChanges::default(),
+            },
+            EventKind::PlanRefused {
+                errors: vec!["plan.toml:3:7: unknown field `titel`".to_owned()],
+            },
+            EventKind::RunRecovered {
+                adopted: vec![id("T1")],
+                collected: vec![id("T2")],
+                interrupted: Vec::new(),
             },
             EventKind::RunStopping { agents: 2 },
             EventKind::RunFinished {
@@ -602,11 +766,13 @@ mod tests {
                 attempt: 1,
                 title: "Ledger tables".to_owned(),
                 purpose: None,
+                confined: false,
             },
             EventKind::TaskStarted {
                 attempt: 3,
                 title: "Ledger tables".to_owned(),
                 purpose: Some(Purpose::CheckFailure),
+                confined: true,
             },
             EventKind::TaskPlaced {
                 attempt: 3,
@@ -780,11 +946,14 @@ mod tests {
             EventKind::TaskResolved { .. } => 20,
             EventKind::TaskRetried { .. } => 21,
             EventKind::HookFailed { .. } => 22,
-            EventKind::TaskPlaced { .. } => 23,
+            EventKind::PlanChanged { .. } => 23,
+            EventKind::PlanRefused { .. } => 24,
+            EventKind::RunRecovered { .. } => 25,
+            EventKind::TaskPlaced { .. } => 26,
         }
     }
 
-    const KINDS: usize = 24;
+    const KINDS: usize = 27;
 
     fn line(seq: u64, kind: EventKind) -> Event {
         let run = matches!(
@@ -792,6 +961,9 @@ mod tests {
             EventKind::RunStarted { .. }
                 | EventKind::RunStopping { .. }
                 | EventKind::RunFinished { .. }
+                | EventKind::PlanChanged { .. }
+                | EventKind::PlanRefused { .. }
+                | EventKind::RunRecovered { .. }
         );
         Event {
             seq,
@@ -820,41 +992,48 @@ mod tests {
             .collect();
         insta::assert_snapshot!(text, @r#"
         {"seq":1,"ts":"2026-01-01T12:00:00.123Z","event":"run.started","pid":4242,"target":"main","tasks":7,"no_merge":false}
-        {"seq":2,"ts":"2026-01-01T12:00:00.123Z","event":"run.stopping","agents":2}
-        {"seq":3,"ts":"2026-01-01T12:00:00.123Z","event":"run.finished","elapsed_ms":61000,"attempts":5,"interrupted":false,"counts":{"merged":3,"failed":1},"cpu_ms":420,"peak_rss_kb":10240,"state_writes":12,"state_bytes":3456}
-        {"seq":4,"ts":"2026-01-01T12:00:00.123Z","event":"run.finished","elapsed_ms":61000,"attempts":5,"interrupted":true,"counts":{},"state_writes":0,"state_bytes":0}
-        {"seq":5,"ts":"2026-01-01T12:00:00.123Z","event":"task.ready","id":"P1.M1.T1"}
-        {"seq":6,"ts":"2026-01-01T12:00:00.123Z","event":"task.started","id":"P1.M1.T1","attempt":1,"title":"Ledger tables"}
-        {"seq":7,"ts":"2026-01-01T12:00:00.123Z","event":"task.started","id":"P1.M1.T1","attempt":3,"title":"Ledger tables","purpose":"check_failure"}
-        {"seq":8,"ts":"2026-01-01T12:00:00.123Z","event":"task.placed","id":"P1.M1.T1","attempt":3,"executor":"slurm","job":"4242","node":"node07"}
-        {"seq":9,"ts":"2026-01-01T12:00:00.123Z","event":"task.commit","id":"P1.M1.T1","commit":"f624be5c9ccf46de48f50dfa809370f6afa3f9fc","subject":"Add the ledger","branch":"orch/P1.M1.T1","via":"hook","attempt":2}
-        {"seq":10,"ts":"2026-01-01T12:00:00.123Z","event":"task.commit","id":"P1.M1.T1","commit":"f624be5c9ccf46de48f50dfa809370f6afa3f9fc","subject":"Add the ledger","branch":"orch/P1.M1.T1","via":"hook"}
-        {"seq":11,"ts":"2026-01-01T12:00:00.123Z","event":"task.commit","id":"P1.M1.T1","commit":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","subject":"Ledger tables","branch":"orch/P1.M1.T1","auto":true,"attempt":1}
-        {"seq":12,"ts":"2026-01-01T12:00:00.123Z","event":"task.commit","id":"P1.M1.T1","commit":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","subject":"Ledger tables","branch":null,"auto":true,"attempt":1}
-        {"seq":13,"ts":"2026-01-01T12:00:00.123Z","event":"task.completed","id":"P1.M1.T1","attempt":1,"commits":2,"log":[["9b1e0c4d2","Ledger tables"],["f624be5c9","Add \"the\" ledger"]],"duration_ms":391060}
-        {"seq":14,"ts":"2026-01-01T12:00:00.123Z","event":"task.completed","id":"P1.M1.T1","attempt":1}
-        {"seq":15,"ts":"2026-01-01T12:00:00.123Z","event":"task.retrying","id":"P1.M1.T1","attempt":1,"reason":"exit code 1","retry_in_ms":15000}
-        {"seq":16,"ts":"2026-01-01T12:00:00.123Z","event":"task.interrupted","id":"P1.M1.T1","attempt":2,"reason":"the run stopped"}
-        {"seq":17,"ts":"2026-01-01T12:00:00.123Z","event":"task.failed","id":"P1.M1.T1","attempt":3,"reason":"exit code 2"}
-        {"seq":18,"ts":"2026-01-01T12:00:00.123Z","event":"task.failed","id":"P1.M1.T1","reason":"merge failed: boom"}
-        {"seq":19,"ts":"2026-01-01T12:00:00.123Z","event":"task.blocked","id":"P1.M1.T1","by":"P1.M1.T0","reason":"required dependency `P1.M1.T0` is failed"}
-        {"seq":20,"ts":"2026-01-01T12:00:00.123Z","event":"task.unblocked","id":"P1.M1.T1"}
-        {"seq":21,"ts":"2026-01-01T12:00:00.123Z","event":"merge.started","id":"P1.M1.T1","branch":"orch/P1.M1.T1","tip":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","strategy":"ff-only"}
-        {"seq":22,"ts":"2026-01-01T12:00:00.123Z","event":"merge.started","id":"P1.M1.T1","branch":"orch/P1.M1.T1","tip":null,"strategy":"merge"}
-        {"seq":23,"ts":"2026-01-01T12:00:00.123Z","event":"merge.conflicted","id":"P1.M1.T1","files":["a.rs","b.rs"],"onto":"5dd1759e3c4ae0b1f4c3b1f2a8d9e7c6b5a49382","reason":"merging with `main` conflicts in `a.rs`, `b.rs`"}
-        {"seq":24,"ts":"2026-01-01T12:00:00.123Z","event":"merge.waiting","id":"P1.M1.T1","reason":"the target's checkout is not clean"}
-        {"seq":25,"ts":"2026-01-01T12:00:00.123Z","event":"merge.requeued","id":"P1.M1.T1","reason":"the branch moved after it was queued; queued again","tip":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","backup":null}
-        {"seq":26,"ts":"2026-01-01T12:00:00.123Z","event":"merge.requeued","id":"P1.M1.T1","reason":"moved by hand","tip":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","backup":"refs/orch/backup/P1.M1.T1/1"}
-        {"seq":27,"ts":"2026-01-01T12:00:00.123Z","event":"check.passed","id":"P1.M1.T1","check":"test"}
-        {"seq":28,"ts":"2026-01-01T12:00:00.123Z","event":"check.failed","id":"P1.M1.T1","check":"test","reason":"exit code 1","log":".orchestrator/checks/P1.M1.T1/test.log"}
-        {"seq":29,"ts":"2026-01-01T12:00:00.123Z","event":"check.failed","id":"P1.M1.T1","check":"policy.paths","reason":"touches `secret`","log":null}
-        {"seq":30,"ts":"2026-01-01T12:00:00.123Z","event":"task.merged","id":"P1.M1.T1","commit":"15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1","onto":"5dd1759e3c4ae0b1f4c3b1f2a8d9e7c6b5a49382","strategy":"squash","backup":"refs/orch/backup/P1.M1.T1/1","branch_deleted":true,"merge_ms":2700}
-        {"seq":31,"ts":"2026-01-01T12:00:00.123Z","event":"task.merged","id":"P1.M1.T1","commit":"15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1","onto":"5dd1759e3c4ae0b1f4c3b1f2a8d9e7c6b5a49382","strategy":"merge","backup":null,"branch_deleted":false,"merge_ms":2700}
-        {"seq":32,"ts":"2026-01-01T12:00:00.123Z","event":"task.merged","id":"P1.M1.T1","commit":"15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1","recovered":true}
-        {"seq":33,"ts":"2026-01-01T12:00:00.123Z","event":"task.cancelled","id":"P1.M1.T1","by":"person"}
-        {"seq":34,"ts":"2026-01-01T12:00:00.123Z","event":"task.resolved","id":"P1.M1.T1","by":"person"}
-        {"seq":35,"ts":"2026-01-01T12:00:00.123Z","event":"task.retried","id":"P1.M1.T1","by":"person"}
-        {"seq":36,"ts":"2026-01-01T12:00:00.123Z","event":"hook.failed","id":"P1.M1.T1","reason":"`post_merge` failed"}
+        {"seq":2,"ts":"2026-01-01T12:00:00.123Z","event":"run.started","pid":4242,"target":"main","tasks":7,"no_merge":true,"sandbox":{"mode":"confined","abi":7,"network":"open"}}
+        {"seq":3,"ts":"2026-01-01T12:00:00.123Z","event":"run.started","pid":4242,"target":"main","tasks":7,"no_merge":false,"sandbox":{"mode":"unavailable","reason":"no_landlock"}}
+        {"seq":4,"ts":"2026-01-01T12:00:00.123Z","event":"run.started","pid":4242,"target":"main","tasks":7,"no_merge":false,"plan_digest":"3f2a9c1d7e5b4a60918273645546372819a0b1c2d3e4f5061728394a5b6c7d8e"}
+        {"seq":5,"ts":"2026-01-01T12:00:00.123Z","event":"plan.changed","from":"3f2a9c1d7e5b4a60918273645546372819a0b1c2d3e4f5061728394a5b6c7d8e","to":"9c1d3f2a7e5b4a60918273645546372819a0b1c2d3e4f5061728394a5b6c7d8e","live":false,"added":["T5"],"removed":["T3","T4"],"retitled":["T1"],"dependencies":["T2"],"priorities":["T2"],"redefined":["T1"],"dropped":["T4"],"merged_changed":["T1"],"kept":[{"id":"T3","branch":"orch/T3"}]}
+        {"seq":6,"ts":"2026-01-01T12:00:00.123Z","event":"plan.changed","from":null,"to":"9c1d3f2a7e5b4a60918273645546372819a0b1c2d3e4f5061728394a5b6c7d8e","live":true}
+        {"seq":7,"ts":"2026-01-01T12:00:00.123Z","event":"plan.refused","errors":["plan.toml:3:7: unknown field `titel`"]}
+        {"seq":8,"ts":"2026-01-01T12:00:00.123Z","event":"run.recovered","adopted":["T1"],"collected":["T2"]}
+        {"seq":9,"ts":"2026-01-01T12:00:00.123Z","event":"run.stopping","agents":2}
+        {"seq":10,"ts":"2026-01-01T12:00:00.123Z","event":"run.finished","elapsed_ms":61000,"attempts":5,"interrupted":false,"counts":{"merged":3,"failed":1},"cpu_ms":420,"peak_rss_kb":10240,"state_writes":12,"state_bytes":3456}
+        {"seq":11,"ts":"2026-01-01T12:00:00.123Z","event":"run.finished","elapsed_ms":61000,"attempts":5,"interrupted":true,"counts":{},"state_writes":0,"state_bytes":0}
+        {"seq":12,"ts":"2026-01-01T12:00:00.123Z","event":"task.ready","id":"P1.M1.T1"}
+        {"seq":13,"ts":"2026-01-01T12:00:00.123Z","event":"task.started","id":"P1.M1.T1","attempt":1,"title":"Ledger tables"}
+        {"seq":14,"ts":"2026-01-01T12:00:00.123Z","event":"task.started","id":"P1.M1.T1","attempt":3,"title":"Ledger tables","purpose":"check_failure","confined":true}
+        {"seq":15,"ts":"2026-01-01T12:00:00.123Z","event":"task.placed","id":"P1.M1.T1","attempt":3,"executor":"slurm","job":"4242","node":"node07"}
+        {"seq":16,"ts":"2026-01-01T12:00:00.123Z","event":"task.commit","id":"P1.M1.T1","commit":"f624be5c9ccf46de48f50dfa809370f6afa3f9fc","subject":"Add the ledger","branch":"orch/P1.M1.T1","via":"hook","attempt":2}
+        {"seq":17,"ts":"2026-01-01T12:00:00.123Z","event":"task.commit","id":"P1.M1.T1","commit":"f624be5c9ccf46de48f50dfa809370f6afa3f9fc","subject":"Add the ledger","branch":"orch/P1.M1.T1","via":"hook"}
+        {"seq":18,"ts":"2026-01-01T12:00:00.123Z","event":"task.commit","id":"P1.M1.T1","commit":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","subject":"Ledger tables","branch":"orch/P1.M1.T1","auto":true,"attempt":1}
+        {"seq":19,"ts":"2026-01-01T12:00:00.123Z","event":"task.commit","id":"P1.M1.T1","commit":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","subject":"Ledger tables","branch":null,"auto":true,"attempt":1}
+        {"seq":20,"ts":"2026-01-01T12:00:00.123Z","event":"task.completed","id":"P1.M1.T1","attempt":1,"commits":2,"log":[["9b1e0c4d2","Ledger tables"],["f624be5c9","Add \"the\" ledger"]],"duration_ms":391060}
+        {"seq":21,"ts":"2026-01-01T12:00:00.123Z","event":"task.completed","id":"P1.M1.T1","attempt":1}
+        {"seq":22,"ts":"2026-01-01T12:00:00.123Z","event":"task.retrying","id":"P1.M1.T1","attempt":1,"reason":"exit code 1","retry_in_ms":15000}
+        {"seq":23,"ts":"2026-01-01T12:00:00.123Z","event":"task.interrupted","id":"P1.M1.T1","attempt":2,"reason":"the run stopped"}
+        {"seq":24,"ts":"2026-01-01T12:00:00.123Z","event":"task.failed","id":"P1.M1.T1","attempt":3,"reason":"exit code 2"}
+        {"seq":25,"ts":"2026-01-01T12:00:00.123Z","event":"task.failed","id":"P1.M1.T1","reason":"merge failed: boom"}
+        {"seq":26,"ts":"2026-01-01T12:00:00.123Z","event":"task.blocked","id":"P1.M1.T1","by":"P1.M1.T0","reason":"required dependency `P1.M1.T0` is failed"}
+        {"seq":27,"ts":"2026-01-01T12:00:00.123Z","event":"task.unblocked","id":"P1.M1.T1"}
+        {"seq":28,"ts":"2026-01-01T12:00:00.123Z","event":"merge.started","id":"P1.M1.T1","branch":"orch/P1.M1.T1","tip":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","strategy":"ff-only"}
+        {"seq":29,"ts":"2026-01-01T12:00:00.123Z","event":"merge.started","id":"P1.M1.T1","branch":"orch/P1.M1.T1","tip":null,"strategy":"merge"}
+        {"seq":30,"ts":"2026-01-01T12:00:00.123Z","event":"merge.conflicted","id":"P1.M1.T1","files":["a.rs","b.rs"],"onto":"5dd1759e3c4ae0b1f4c3b1f2a8d9e7c6b5a49382","reason":"merging with `main` conflicts in `a.rs`, `b.rs`"}
+        {"seq":31,"ts":"2026-01-01T12:00:00.123Z","event":"merge.waiting","id":"P1.M1.T1","reason":"the target's checkout is not clean"}
+        {"seq":32,"ts":"2026-01-01T12:00:00.123Z","event":"merge.requeued","id":"P1.M1.T1","reason":"the branch moved after it was queued; queued again","tip":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","backup":null}
+        {"seq":33,"ts":"2026-01-01T12:00:00.123Z","event":"merge.requeued","id":"P1.M1.T1","reason":"moved by hand","tip":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","backup":"refs/orch/backup/P1.M1.T1/1"}
+        {"seq":34,"ts":"2026-01-01T12:00:00.123Z","event":"check.passed","id":"P1.M1.T1","check":"test"}
+        {"seq":35,"ts":"2026-01-01T12:00:00.123Z","event":"check.failed","id":"P1.M1.T1","check":"test","reason":"exit code 1","log":".orchestrator/checks/P1.M1.T1/test.log"}
+        {"seq":36,"ts":"2026-01-01T12:00:00.123Z","event":"check.failed","id":"P1.M1.T1","check":"policy.paths","reason":"touches `secret`","log":null}
+        {"seq":37,"ts":"2026-01-01T12:00:00.123Z","event":"task.merged","id":"P1.M1.T1","commit":"15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1","onto":"5dd1759e3c4ae0b1f4c3b1f2a8d9e7c6b5a49382","strategy":"squash","backup":"refs/orch/backup/P1.M1.T1/1","branch_deleted":true,"merge_ms":2700}
+        {"seq":38,"ts":"2026-01-01T12:00:00.123Z","event":"task.merged","id":"P1.M1.T1","commit":"15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1","onto":"5dd1759e3c4ae0b1f4c3b1f2a8d9e7c6b5a49382","strategy":"merge","backup":null,"branch_deleted":false,"merge_ms":2700}
+        {"seq":39,"ts":"2026-01-01T12:00:00.123Z","event":"task.merged","id":"P1.M1.T1","commit":"15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1","recovered":true}
+        {"seq":40,"ts":"2026-01-01T12:00:00.123Z","event":"task.cancelled","id":"P1.M1.T1","by":"person"}
+        {"seq":41,"ts":"2026-01-01T12:00:00.123Z","event":"task.resolved","id":"P1.M1.T1","by":"person"}
+        {"seq":42,"ts":"2026-01-01T12:00:00.123Z","event":"task.retried","id":"P1.M1.T1","by":"person"}
+        {"seq":43,"ts":"2026-01-01T12:00:00.123Z","event":"hook.failed","id":"P1.M1.T1","reason":"`post_merge` failed"}
         "#);
     }
 
@@ -945,7 +1124,8 @@ mod tests {
                     &EventKind::TaskStarted {
                         attempt: 2,
                         title: String::new(),
-                        purpose: None
+                        purpose: None,
+                        confined: false,
                     }
                 ),
                 (
@@ -997,6 +1177,7 @@ mod tests {
                 attempt: 1,
                 title: "One".to_owned(),
                 purpose: None,
+                confined: false,
             },
         )
         .unwrap();
@@ -1019,6 +1200,39 @@ mod tests {
         ));
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("\"event\":\"task.started\""), "{text}");
+    }
+
+    #[test]
+    fn issue_18_a_sequence_at_its_largest_is_refused_not_wrapped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let last = format!(
+            "{{\"seq\":{},\"ts\":\"2026-01-01T12:00:00.123Z\",\"event\":\"task.ready\",\"id\":\"T1\"}}\n",
+            u64::MAX - 1
+        );
+        std::fs::write(&path, &last).unwrap();
+        let mut log = EventLog::open(&path).unwrap();
+        let e = log
+            .append(None, EventKind::RunStopping { agents: 0 })
+            .unwrap();
+        assert_eq!(e.seq, u64::MAX, "the largest number is still used");
+        let written = std::fs::read_to_string(&path).unwrap();
+        let refused = log
+            .append(None, EventKind::RunStopping { agents: 0 })
+            .unwrap_err();
+        insta::assert_snapshot!(refused, @"`seq` reached 18446744073709551615, the largest there is, so no event can follow it in `events.jsonl`; move the file aside to start numbering again");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            written,
+            "nothing was appended"
+        );
+        drop(log);
+        let mut log = EventLog::open(&path).unwrap();
+        assert!(
+            log.append(None, EventKind::TaskReady).is_err(),
+            "another writer refuses too"
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), written);
     }
 
     #[test]

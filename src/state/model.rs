@@ -102,6 +102,10 @@ pub struct RunRecord {
     /// Set when the coordinator ended on its own (not killed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished: Option<Timestamp>,
+    /// The digest of the plan it ran last (a copy is in `plans/`); a plan
+    /// saved and applied during the run replaces it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
 }
 
 /// What the state records for one task or subtask.
@@ -230,6 +234,9 @@ pub struct Attempt {
     /// The cluster job that ran it, when an executor other than `local` did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<AttemptJob>,
+    /// The agent ran under the sandbox (docs/run.md); left out when not.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub confined: bool,
 }
 
 /// Where a cluster executor ran an attempt.
@@ -297,6 +304,7 @@ mod tests {
                 }),
                 purpose: None,
                 job: None,
+                confined: false,
             },
             Attempt {
                 number: 2,
@@ -307,6 +315,7 @@ mod tests {
                 }),
                 purpose: Some(Purpose::Conflict),
                 job: None,
+                confined: false,
             },
             Attempt {
                 number: 3,
@@ -315,6 +324,7 @@ mod tests {
                 outcome: None,
                 purpose: None,
                 job: None,
+                confined: false,
             },
         ];
         let mut merged = ItemState::new(Status::Merged);
@@ -327,6 +337,7 @@ mod tests {
             outcome: Some(Outcome::Succeeded { commits: 2 }),
             purpose: None,
             job: None,
+            confined: false,
         });
         let mut state = State {
             target: Some("main".to_owned()),
@@ -334,6 +345,7 @@ mod tests {
                 pid: 42,
                 started: t("2026-01-01T00:00:00Z"),
                 finished: None,
+                plan: None,
             }),
             ..State::default()
         };

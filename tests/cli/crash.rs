@@ -73,11 +73,12 @@ fn sigkill_at_random_instants_loses_nothing_and_merges_once() {
     println!("crash harness: {kills} kills, seed {seed}");
     let env = TestEnv::new();
     env.init_repo();
-    let log = env.root().join("agent-commits.log");
+    let (outside, allow) = env.outside();
+    let log = outside.join("agent-commits.log");
     env.configure(
         "crashy.sh",
         &format!(
-            "[agent.env]\nHARNESS_LOG = {:?}\nHARNESS_MAX_MS = \"{}\"\n\n[policy]\nchecks = [{{ name = \"quick\", run = \"sleep 0.3; test -f README.md\", timeout = \"30s\" }}]\n",
+            "[agent.env]\nHARNESS_LOG = {:?}\nHARNESS_MAX_MS = \"{}\"\n\n[policy]\nchecks = [{{ name = \"quick\", run = \"sleep 0.3; test -f README.md\", timeout = \"30s\" }}]\n{allow}",
             log.display().to_string(),
             // Enough work that the plan outlasts the kills: 30 tasks of
             // 0.15 s per kill on average, three at once, is 1.5 s of work

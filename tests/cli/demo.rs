@@ -121,3 +121,21 @@ fn demo_merges_every_task_after_handing_back_a_conflict_and_a_red_check() {
     );
     assert!(again.ends_with("[exit status: 2]\n"), "{again}");
 }
+
+/// Issue 16: `orch demo --config FILE` accepted the file and ignored it.
+#[test]
+fn issue_16_demo_refuses_a_config_it_would_ignore() {
+    let env = TestEnv::new();
+    let out = env
+        .orch_in(&env.root())
+        .args(["demo", "demo", "--config", "mine.toml"])
+        .output()
+        .unwrap();
+    insta::assert_snapshot!(env.render(&out), @"
+    ------- stderr -------
+    error: `orch demo` writes its own config in the demo repository; `--config mine.toml` would be ignored
+    hint: run `orch demo` without `--config`, then edit `.orchestrator.toml` in the demo repository and `orch run` there
+    [exit status: 2]
+    ");
+    assert!(!env.root().join("demo").exists(), "nothing was made");
+}

@@ -19,6 +19,18 @@ fn doctor(env: &TestEnv) -> String {
         .collect::<Vec<_>>()
         .join("\n")
         .replace(&fixture("agents").display().to_string(), "$FIXTURES")
+        .replace(
+            &format!("(Landlock ABI {})", landlock_abi()),
+            "(Landlock ABI <n>)",
+        )
+}
+
+/// Returns the Landlock ABI the kernel reports (what `orch doctor` shows).
+fn landlock_abi() -> u32 {
+    match orch::sandbox::probe() {
+        orch::sandbox::Support::Available { abi } => abi,
+        orch::sandbox::Support::Unavailable(_) => 0,
+    }
 }
 
 #[test]
@@ -34,9 +46,11 @@ fn a_healthy_repository_passes() {
     ok    git       git <version>
     ok    git       a commit identity is configured
     ok    config    `.orchestrator.toml` is valid
-    ok    config    `agent.command`: `$FIXTURES/commit.sh` is found
     ok    git       target branch `main` exists
+    ok    sandbox   agents and hooks are confined to their worktrees (Landlock ABI <n>)
     ok    plan      `plan.toml`: 1 task, 0 subtasks, 0 dependencies
+    ok    config    `agent.command`: `$FIXTURES/commit.sh` is found
+    ok    plan      the prompts of 1 task render
     warn  hooks     commit-msg, pre-commit, post-commit not installed: commits in task worktrees get no `Orch-Task:` trailer
                     fix: orch hooks install
     ok    worktrees 1 worktree in `$TEMP/repo.worktrees`; none stale or locked
@@ -82,19 +96,39 @@ fn every_problem_is_named_with_its_fix() {
     fs::create_dir_all(worktrees.join("T9")).unwrap();
     let config = fs::read_to_string(repo.join(".orchestrator.toml")).unwrap();
     let agent = env.agent("commit.sh");
+    // A preset no task uses, whose program is missing (a warning), and a
+    // prompt template that uses a field only T1 has.
     env.write(
         ".orchestrator.toml",
-        &config.replace(&format!("{agent:?}"), "\"no-such-agent\""),
+        &format!(
+            "{}\n[agents.robot]\ncommand = [\"no-such-robot\"]\n",
+            config.replace(&format!("{agent:?}"), "\"no-such-agent\"")
+        ),
+    );
+    env.write(
+        "plan.toml",
+        "[[task]]\nid = \"T1\"\nowner = \"ana\"\n[[task]]\nid = \"T2\"\n[[task]]\nid = \"T3\"\n",
+    );
+    env.write(
+        ".orchestrator/templates/task.md",
+        "Task {{ task.id }}, for {{ task.extra.owner }}.\n",
     );
     let text = doctor(&env);
-    insta::assert_snapshot!(text, @"
+    insta::assert_snapshot!(text, @r#"
     ok    git       git <version>
     ok    git       a commit identity is configured
     ok    config    `.orchestrator.toml` is valid
+    ok    git       target branch `main` exists
+    ok    sandbox   agents and hooks are confined to their worktrees (Landlock ABI <n>)
+    ok    plan      `plan.toml`: 3 tasks, 0 subtasks, 0 dependencies
     error config    `agent.command`: `no-such-agent` is not an executable on PATH
                     fix: install `no-such-agent`, or point `agent.command` at the agent you use
-    ok    git       target branch `main` exists
-    ok    plan      `plan.toml`: 3 tasks, 0 subtasks, 0 dependencies
+    warn  config    `agents.robot`: `no-such-robot` is not an executable on PATH (no task uses it)
+                    fix: install `no-such-robot` before a task picks `agent = "robot"`
+    error plan      the prompt for `T2` does not render: cannot render prompt template `$TEMP/repo/.orchestrator/templates/task.md`: undefined value: `task.extra.owner` is undefined (in task.md:1)
+                    fix: give `T2` the field the template uses, or guard it in the template (`{% if ... %}`)
+    error plan      the prompt for `T3` does not render: cannot render prompt template `$TEMP/repo/.orchestrator/templates/task.md`: undefined value: `task.extra.owner` is undefined (in task.md:1)
+                    fix: give `T3` the field the template uses, or guard it in the template (`{% if ... %}`)
     warn  hooks     commit-msg, pre-commit, post-commit not installed: commits in task worktrees get no `Orch-Task:` trailer
                     fix: orch hooks install
     warn  worktrees `$TEMP/repo.worktrees/T1` is registered but its folder is missing
@@ -107,9 +141,20 @@ fn every_problem_is_named_with_its_fix() {
     error state     `T3` is awaiting merge but its branch `orch/T3` is gone
                     fix: restore the branch if you can (`git reflog`); else `orch cancel T3`, then `orch retry T3` starts it over
     ------- stderr -------
-    error: 2 problems and 4 warnings found
+    error: 4 problems and 5 warnings found
     [exit status: 2]
-    ");
+    "#);
+}
+
+#[test]
+fn a_repository_never_set_up_is_told_to_run_orch_init() {
+    let env = TestEnv::new();
+    env.init_repo();
+    let text = doctor(&env);
+    assert!(
+        text.contains("fix: `orch init` writes a starter `.orchestrator.toml` and `plan.toml`"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -135,4 +180,60 @@ fn completions_are_printed_for_each_shell() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// Returns the lines of a doctor report about `needle`, each with its fix.
+fn findings_about(text: &str, needle: &str) -> String {
+    let mut out = Vec::new();
+    let mut keep = false;
+    for line in text.lines() {
+        if !line.starts_with(' ') {
+            keep = line.contains(needle);
+        }
+        if keep {
+            out.push(line);
+        }
+    }
+    out.join("\n")
+}
+
+#[test]
+fn issue_18_a_relative_agent_is_checked_where_tasks_run_it() {
+    let env = TestEnv::new();
+    env.init_repo();
+    env.configure("commit.sh", "");
+    env.edit_config(&format!("{:?}", env.agent("commit.sh")), "\"./agent.sh\"");
+    env.write("plan.toml", "[[task]]\nid = \"T1\"\n");
+    let script = env.write("agent.sh", "#!/bin/sh\nexit 0\n");
+    let mut mode = fs::metadata(&script).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut mode, 0o755);
+    fs::set_permissions(&script, mode).unwrap();
+    insta::assert_snapshot!(findings_about(&doctor(&env), "agent.command"), @"
+    error config    `agent.command`: `./agent.sh` is run in each task's worktree, made from `main`, and `main` has no `agent.sh` committed
+                    fix: commit `agent.sh` to `main` (your checkout has it), or use an absolute path
+    ");
+    env.git(&env.repo(), ["add", "agent.sh"]);
+    env.git(&env.repo(), ["commit", "-q", "-m", "Add the agent"]);
+    insta::assert_snapshot!(findings_about(&doctor(&env), "agent.command"), @"ok    config    `agent.command`: `./agent.sh` is committed on `main`, so every task's worktree has it");
+}
+
+#[test]
+fn issue_18_fixes_point_to_what_the_user_has() {
+    let env = TestEnv::new();
+    env.init_repo();
+    let text = doctor(&env);
+    insta::assert_snapshot!(findings_about(&text, "plan"), @"
+    error plan      cannot read plan `plan.toml`: No such file or directory (os error 2)
+                    fix: `orch init` writes a starter `.orchestrator.toml` and `plan.toml`
+    ");
+    env.write(".orchestrator.toml", "[agent]\nmax_paralel = 2\n");
+    insta::assert_snapshot!(doctor(&env), @"
+    ok    git       git <version>
+    ok    git       a commit identity is configured
+    error config    .orchestrator.toml:2:1: unknown field `max_paralel`, expected one of `preset`, `command`, `prompt`, `final_message`, `exclude`, `unit`, `timeout`, `max_parallel`, `auto_commit`, `grace`, `log_limit`, `env`
+                    fix: fix the file; `orch init --print-config` prints every key with its default and what it does
+    ------- stderr -------
+    error: 1 problem and 0 warnings found
+    [exit status: 2]
+    ");
 }

@@ -99,11 +99,12 @@ fn hostile_titles_are_text_everywhere_they_go() {
     env.init_repo();
     let marker = env.root().join("PWNED");
     let title = nasty_title(&marker);
-    let echo = env.root().join("titles.log");
+    let (outside, allow) = env.outside();
+    let echo = outside.join("titles.log");
     env.configure(
         "env.sh",
         &format!(
-            "[hooks]\ninstall = false\npost_create = [\"printf '%s\\\\n' \\\"$ORCH_TASK_TITLE\\\" >> '{}'\"]\n",
+            "[hooks]\ninstall = false\npost_create = [\"printf '%s\\\\n' \\\"$ORCH_TASK_TITLE\\\" >> '{}'\"]\n{allow}",
             echo.display()
         ),
     );
@@ -122,7 +123,7 @@ fn hostile_titles_are_text_everywhere_they_go() {
     // commit as the same text.
     assert_eq!(fs::read_to_string(&echo).unwrap(), format!("{title}\n"));
     let seen =
-        fs::read_to_string(env.repo().join(".orchestrator/runs/T1/1/result.json.env")).unwrap();
+        fs::read_to_string(env.repo().join(".orchestrator/runs/T1/1/prompt.md.env")).unwrap();
     assert!(
         seen.contains(&format!("ORCH_TASK_TITLE={title}")),
         "the agent saw the title as is"
@@ -153,7 +154,7 @@ fn hostile_titles_are_text_everywhere_they_go() {
     entries.sort();
     assert_eq!(
         entries,
-        ["home", "repo", "repo.worktrees", "titles.log", "tmp"]
+        ["home", "outside", "repo", "repo.worktrees", "tmp"]
     );
     assert!(
         env.git_ok(&env.repo(), ["fsck", "--no-progress"]),

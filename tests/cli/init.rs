@@ -9,7 +9,10 @@ fn init_writes_a_valid_config_and_plan_and_excludes_the_state_dir() {
     insta::assert_snapshot!(env.run(["init"]), @"
     Wrote `.orchestrator.toml` (target `main`) and `plan.toml`.
     Added `.orchestrator/` to `.git/info/exclude`.
-    Next: edit the plan and the agent command, then run `orch plan check`.
+    orch reads both files from this checkout, committed or not. Commit them to keep
+    their history and share them (task worktrees then have a copy); uncommitted,
+    they stay in this checkout only.
+    Next: edit the plan (tasks run Claude Code unless `[agent] preset` says otherwise), then run `orch plan check`.
     ");
     let config = fs::read_to_string(repo.join(".orchestrator.toml")).unwrap();
     assert!(config.contains("target = \"main\""));
@@ -18,7 +21,7 @@ fn init_writes_a_valid_config_and_plan_and_excludes_the_state_dir() {
         exclude.lines().filter(|l| *l == ".orchestrator/").count(),
         1
     );
-    insta::assert_snapshot!(env.run(["plan", "check"]), @"plan.toml: 2 tasks, 0 subtasks, 1 dependency, 2 levels");
+    insta::assert_snapshot!(env.run(["plan", "check"]), @"plan.toml: 2 tasks, 0 subtasks, 1 dependency, 2 dependency levels");
     fs::create_dir_all(repo.join(".orchestrator")).unwrap();
     fs::write(repo.join(".orchestrator/x"), "x").unwrap();
     let status = env.git(&repo, ["status", "--porcelain"]);
@@ -81,7 +84,10 @@ fn init_on_a_detached_head_asks_for_a_target() {
     insta::assert_snapshot!(env.run(["init", "--target", "main"]), @"
     Wrote `.orchestrator.toml` (target `main`) and `plan.toml`.
     Added `.orchestrator/` to `.git/info/exclude`.
-    Next: edit the plan and the agent command, then run `orch plan check`.
+    orch reads both files from this checkout, committed or not. Commit them to keep
+    their history and share them (task worktrees then have a copy); uncommitted,
+    they stay in this checkout only.
+    Next: edit the plan (tasks run Claude Code unless `[agent] preset` says otherwise), then run `orch plan check`.
     ");
 }
 
@@ -100,5 +106,32 @@ fn the_example_config_is_the_init_template() {
     assert_eq!(
         written, example,
         "regenerate .orchestrator.toml.example from templates/orchestrator.toml"
+    );
+}
+
+#[test]
+fn issue_18_init_prints_the_starter_config_without_writing_anything() {
+    let env = TestEnv::new();
+    let repo = env.init_repo();
+    env.write("plan.toml", "# mine\n");
+    let out = env
+        .orch()
+        .args(["init", "--print-config"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", env.render(&out));
+    let example = fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/.orchestrator.toml.example"
+    ))
+    .unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), example);
+    assert!(out.stderr.is_empty());
+    assert!(!repo.join(".orchestrator.toml").exists(), "nothing written");
+    assert!(
+        !repo.join(".git/info/exclude").exists()
+            || !fs::read_to_string(repo.join(".git/info/exclude"))
+                .unwrap()
+                .contains(".orchestrator/")
     );
 }

@@ -4,6 +4,7 @@
 mod common;
 
 mod clean;
+mod completions;
 mod crash;
 mod dash;
 mod demo;
@@ -12,15 +13,20 @@ mod faults;
 mod hooks;
 mod hostile;
 mod init;
+mod live_plan;
 mod merge;
+mod metrics;
+mod notify;
 mod pid_reuse;
 mod plan_check;
 mod plan_graph;
 mod plan_import;
 mod plan_next;
 mod plan_show;
+mod plan_versions;
 mod run;
 mod run_control;
+mod sandbox;
 mod slurm;
 mod status_logs;
 

@@ -380,8 +380,19 @@ fn a_forbidden_path_is_refused_by_name() {
     );
     env.edit_config("[hooks]", "[merge]\non_check_failure = \"stop\"\n\n[hooks]");
     let before = git(&env, &["rev-parse", "main"]);
-    let out = env.orch().arg("run").output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    let _filters = stable_output().bind_to_scope();
+    insta::assert_snapshot!(env.run(["run"]), @"
+    ------- stderr -------
+    [MM:SS] Starting: 1 task on target `main`.
+    [MM:SS] started   T1  attempt 1: T1
+    [MM:SS] done      T1  attempt 1, [DURATION], 1 commit
+    [MM:SS] red       T1: policy `forbidden_paths`: `.github/workflows/sneaky.yml` matches `.github/**`
+    [MM:SS] failed    T1: policy `forbidden_paths`: `.github/workflows/sneaky.yml` matches `.github/**`
+    Finished in [DURATION]: 1 failed (1 attempt).
+    error: the run ended with failed, blocked or conflicted tasks
+    hint: see `orch status` for the reasons; `orch retry ID` runs a task again
+    [exit status: 1]
+    ");
     assert_eq!(
         env.state()["items"]["T1"]["reason"],
         "policy `forbidden_paths`: `.github/workflows/sneaky.yml` matches `.github/**`"
@@ -592,7 +603,7 @@ fn orch_merge_shows_a_red_check_and_exits_1() {
     ------- stderr -------
     [MM:SS] Starting: 1 task on target `main`.
     [MM:SS] red       T1: check `fixed` failed; log: .orchestrator/checks/T1/fixed.log
-    [MM:SS] failed    T1  : check `fixed` failed: exit code 1; log: .orchestrator/checks/T1/fixed.log
+    [MM:SS] failed    T1: check `fixed` failed: exit code 1; log: .orchestrator/checks/T1/fixed.log
     Finished in [DURATION]: 1 failed (0 attempts).
     error: the run ended with failed, blocked or conflicted tasks
     hint: see `orch status` for the reasons; `orch retry ID` runs a task again

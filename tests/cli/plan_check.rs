@@ -39,7 +39,7 @@ id = "T1"
 "#,
         "plan.toml",
     );
-    insta::assert_snapshot!(out, @"plan.toml: 3 tasks, 2 subtasks, 4 dependencies, 3 levels");
+    insta::assert_snapshot!(out, @"plan.toml: 3 tasks, 2 subtasks, 4 dependencies, 3 dependency levels");
 }
 
 #[test]
@@ -278,13 +278,32 @@ fn resources_and_agents_must_be_declared_in_the_config() {
     env.write(".orchestrator.toml", "[resources]\ndb = 1\n");
     env.write(
         "plan.toml",
-        "[[task]]\nid = \"T1\"\nresources = { db = 2, gpu = 1 }\nagent = \"codex\"\n",
+        "[[task]]\nid = \"T1\"\nresources = { db = 2, gpu = 1 }\nagent = \"robot\"\n",
     );
     insta::assert_snapshot!(env.run(["plan", "check"]), @"
     ------- stderr -------
     plan.toml:3:1: `T1` needs 2 of resource `db`, but the config has only 1
     plan.toml:3:1: `T1` uses resource `gpu`, which `[resources]` in the config does not declare
-    plan.toml:4:1: `T1` picks agent `codex`, which `[agents]` in the config does not define
+    plan.toml:4:1: `T1` picks agent `robot`, which is neither a built-in preset nor defined in `[agents]` in the config
+    error: 3 errors in `plan.toml`
+    [exit status: 2]
+    ");
+}
+
+#[test]
+fn issue_18_every_error_is_reported_in_one_pass() {
+    let env = TestEnv::new();
+    env.init_repo();
+    env.write(".orchestrator.toml", "[resources]\ndb = 1\n");
+    env.write(
+        "plan.toml",
+        "[[task]]\nid = \"a b\"\n[[task]]\nid = \"T2\"\nresources = { gpu = 1 }\n[[task]]\nid = \"T3\"\nagent = \"nosuch\"\n",
+    );
+    insta::assert_snapshot!(env.run(["plan", "check"]), @"
+    ------- stderr -------
+    plan.toml:2:1: invalid id `a b`: a space is not allowed; ids become branch and folder names, so use only letters, digits, `_` and `-`
+    plan.toml:5:1: `T2` uses resource `gpu`, which `[resources]` in the config does not declare
+    plan.toml:8:1: `T3` picks agent `nosuch`, which is neither a built-in preset nor defined in `[agents]` in the config
     error: 3 errors in `plan.toml`
     [exit status: 2]
     ");
@@ -298,7 +317,7 @@ fn config_errors_name_file_line_and_column() {
     env.write("plan.toml", "[[task]]\nid = \"T1\"\n");
     insta::assert_snapshot!(env.run(["plan", "check"]), @"
     ------- stderr -------
-    error: .orchestrator.toml:2:1: unknown field `max_paralel`, expected one of `command`, `prompt`, `unit`, `timeout`, `max_parallel`, `auto_commit`, `grace`, `log_limit`, `env`
+    error: .orchestrator.toml:2:1: unknown field `max_paralel`, expected one of `preset`, `command`, `prompt`, `final_message`, `exclude`, `unit`, `timeout`, `max_parallel`, `auto_commit`, `grace`, `log_limit`, `env`
     [exit status: 2]
     ");
 }
@@ -381,7 +400,7 @@ fn a_ten_thousand_deep_dependency_chain() {
         }
     }
     plan.push_str("]}");
-    insta::assert_snapshot!(check(&plan, "plan.json"), @"plan.json: 10000 tasks, 0 subtasks, 9999 dependencies, 10000 levels");
+    insta::assert_snapshot!(check(&plan, "plan.json"), @"plan.json: 10000 tasks, 0 subtasks, 9999 dependencies, 10000 dependency levels");
     let cyclic = plan.replacen(
         "{\"id\": \"T0\"}",
         "{\"id\": \"T0\", \"depends_on\": [\"T9999\"]}",
@@ -412,7 +431,7 @@ fn a_fifty_megabyte_plan() {
     }
     plan.push_str("]}");
     assert!(plan.len() > 50_000_000);
-    insta::assert_snapshot!(check(&plan, "plan.json"), @"plan.json: 1000 tasks, 0 subtasks, 0 dependencies, 1 level");
+    insta::assert_snapshot!(check(&plan, "plan.json"), @"plan.json: 1000 tasks, 0 subtasks, 0 dependencies, 1 dependency level");
     let broken = format!("{}\"", &plan[..plan.len() - 2]);
     let out = check(&broken, "plan.json");
     assert!(out.ends_with("[exit status: 2]\n"), "{out}");

@@ -25,7 +25,7 @@ fn taskmaster_tagged_file_converts_and_checks() {
     ------- stderr -------
     Wrote `plan.toml`: 30 tasks and 46 subtasks.
     ");
-    insta::assert_snapshot!(env.run(["plan", "check"]), @"plan.toml: 30 tasks, 46 subtasks, 89 dependencies, 10 levels");
+    insta::assert_snapshot!(env.run(["plan", "check"]), @"plan.toml: 30 tasks, 46 subtasks, 89 dependencies, 10 dependency levels");
 
     let tm: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(&source).unwrap()).unwrap();
@@ -47,6 +47,7 @@ fn taskmaster_tagged_file_converts_and_checks() {
         let expected_status = match task["status"].as_str().unwrap() {
             "done" => "resolved",
             "cancelled" | "deferred" => "cancelled",
+            "review" | "blocked" => "blocked",
             _ => "pending",
         };
         assert_eq!(item["status"], expected_status, "{id}");
@@ -64,6 +65,32 @@ fn taskmaster_tagged_file_converts_and_checks() {
                 "{sid} missing"
             );
         }
+    }
+
+    // Issue 16: Taskmaster's own `next` skips tasks in `review` (and
+    // `blocked`); orch offered them first. No agent starts on them.
+    let out = env
+        .orch()
+        .args(["plan", "next", "--json"])
+        .output()
+        .unwrap();
+    let next: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let offered: Vec<&str> = next["ready"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    let held: Vec<String> = tm["master"]["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["status"] == "review")
+        .map(|t| format!("T{}", t["id"]))
+        .collect();
+    assert!(!held.is_empty());
+    for id in &held {
+        assert!(!offered.contains(&id.as_str()), "{id} offered: {offered:?}");
     }
 }
 
@@ -224,7 +251,7 @@ fn hacky_hack_backlog_loads_directly() {
     let env = TestEnv::new();
     env.init_repo();
     let plan = env.copy_fixture("hacky-hack/tasks.json", "tasks.json");
-    insta::assert_snapshot!(env.run(["plan", "check", "--plan", "tasks.json"]), @"tasks.json: 31 tasks, 80 subtasks, 104 dependencies, 14 levels");
+    insta::assert_snapshot!(env.run(["plan", "check", "--plan", "tasks.json"]), @"tasks.json: 31 tasks, 80 subtasks, 104 dependencies, 14 dependency levels");
     let out = env
         .orch()
         .args(["plan", "show", "--json", "--plan"])

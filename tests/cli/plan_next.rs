@@ -49,8 +49,8 @@ fn next_lists_ready_tasks_in_launch_order() {
     ");
     insta::assert_snapshot!(env.run(["plan", "next", "--max-parallel", "1"]), @"
     schema  p1  Schema
-    seed    p1  Seed data  (held: max_parallel agents are running)
-    docs    p3  Write docs  (held: max_parallel agents are running)
+    seed    p1  Seed data  (held: no free agent slot: `max_parallel` is 1, with 0 running and 1 starting before it)
+    docs    p3  Write docs  (held: no free agent slot: `max_parallel` is 1, with 0 running and 1 starting before it)
     ");
 }
 

@@ -40,12 +40,12 @@ fn show_uses_the_plans_own_statuses_without_a_state_file() {
     env.write("plan.toml", PLAN);
     insta::assert_snapshot!(env.run(["plan", "show"]), @"
     Payments rewrite
-    P1  Foundation                          running  1/3
-      P1.M1  Storage                        running  1/3
-        P1.M1.T1  Schema migrations     p1  resolved
-        P1.M1.T2  Ledger model          p2  pending
-          P1.M1.T2.S1  Write the model  p2  pending
-        P1.M1.T3  Old importer          p2  cancelled
+    P1  Foundation                              running  1/3
+      P1.M1  Storage                            running  1/3
+        P1.M1.T1  Schema migrations     p1  L1  resolved
+        P1.M1.T2  Ledger model          p2  L2  pending
+          P1.M1.T2.S1  Write the model  p2      pending
+        P1.M1.T3  Old importer          p2  L1  cancelled
     ");
 }
 
@@ -62,12 +62,12 @@ fn show_prefers_the_state_file() {
     );
     insta::assert_snapshot!(env.run(["plan", "show"]), @"
     Payments rewrite
-    P1  Foundation                          running  1/3
-      P1.M1  Storage                        running  1/3
-        P1.M1.T1  Schema migrations     p1  resolved
-        P1.M1.T2  Ledger model          p2  running
-          P1.M1.T2.S1  Write the model  p2  done
-        P1.M1.T3  Old importer          p2  cancelled
+    P1  Foundation                              running  1/3
+      P1.M1  Storage                            running  1/3
+        P1.M1.T1  Schema migrations     p1  L1  resolved
+        P1.M1.T2  Ledger model          p2  L2  running
+          P1.M1.T2.S1  Write the model  p2      done
+        P1.M1.T3  Old importer          p2  L1  cancelled
     ");
 }
 
@@ -104,6 +104,7 @@ fn show_json_lists_items_in_plan_order() {
           "title": "Schema migrations",
           "priority": 1,
           "status": "resolved",
+          "level": 1,
           "parent": "P1.M1",
           "depends_on": []
         },
@@ -113,6 +114,7 @@ fn show_json_lists_items_in_plan_order() {
           "title": "Ledger model",
           "priority": 2,
           "status": "pending",
+          "level": 2,
           "parent": "P1.M1",
           "depends_on": [
             {
@@ -139,6 +141,7 @@ fn show_json_lists_items_in_plan_order() {
           "title": "Old importer",
           "priority": 2,
           "status": "cancelled",
+          "level": 1,
           "parent": "P1.M1",
           "depends_on": []
         }

@@ -4,6 +4,7 @@
 //! progress lines, the summary, the exit status, and `--json` event lines.
 
 use std::fs;
+use std::path::Path;
 
 use crate::common::{TestEnv, stable_output};
 
@@ -51,6 +52,17 @@ fn committing_agents_leave_their_work_on_task_branches() {
         assert_eq!(status, "", "{task}'s worktree is clean");
         let file = fs::read_to_string(format!("{worktree}/work-{task}.txt")).unwrap();
         assert_eq!(file, format!("done by {task}, attempt 1\n"));
+        // Issue 13: a task without a description leaves no gap in its
+        // prompt, and the report it may write is inside its worktree.
+        let prompt = env
+            .repo()
+            .join(format!(".orchestrator/runs/{task}/1/prompt.md"));
+        let prompt = fs::read_to_string(prompt).unwrap();
+        assert!(!prompt.contains("\n\n\n"), "blank lines in a row: {prompt}");
+        assert!(
+            prompt.contains(&format!("`{worktree}/.orchestrator/result.json`")),
+            "{prompt}"
+        );
     }
     let list = env.git(&env.repo(), ["worktree", "list", "--porcelain"]);
     assert!(list.contains("branch refs/heads/orch/A"), "{list}");
@@ -162,6 +174,31 @@ fn a_transient_failure_can_succeed_on_retry() {
 }
 
 #[test]
+fn a_presets_permanent_exit_codes_are_not_retried() {
+    // Gemini CLI exits 55 in a folder it does not trust (issue 13): that is
+    // configuration, not bad luck, whatever the preset's command.
+    let env = setup(
+        "commit.sh",
+        &format!(
+            "[agents.gemini]\ncommand = [{:?}, \"-c\", \"exit 55\"]\n",
+            "sh"
+        ),
+        "[[task]]\nid = \"T1\"\nagent = \"gemini\"\n",
+    );
+    let out = run(&env);
+    assert_eq!(out.status.code(), Some(1), "{}", env.render(&out));
+    let state = env.state();
+    assert_eq!(
+        state["items"]["T1"]["attempts"].as_array().unwrap().len(),
+        1
+    );
+    assert_eq!(
+        state["items"]["T1"]["reason"],
+        "exit code 55, which `retry.permanent_exit_codes` lists"
+    );
+}
+
+#[test]
 fn permanent_failures_are_not_retried() {
     let env = setup(
         "fail-permanent.sh",
@@ -239,18 +276,22 @@ fn a_flood_of_output_is_capped_with_a_marker() {
     assert!(out.status.success(), "{}", env.render(&out));
     assert_eq!(env.status_of("T1"), "awaiting_merge");
     let log = fs::read(env.repo().join(".orchestrator/runs/T1/1/agent.log")).unwrap();
+    let tail = String::from_utf8_lossy(&log[log.len() - 200..]).into_owned();
+    // The agent's 100 MiB, and what git says on stderr when the confined
+    // agent commits (docs/run.md: the `packed-refs.lock` line).
+    let discarded: u64 = tail
+        .strip_suffix(" more bytes were discarded]\n")
+        .and_then(|t| t.rsplit_once("\n[orch: output truncated at 1048576 bytes; "))
+        .and_then(|(_, n)| n.parse().ok())
+        .unwrap_or_else(|| panic!("no marker at the end: {tail}"));
+    assert!(discarded >= 104_857_600 - 1_048_576, "{tail}");
     let marker = format!(
-        "\n[orch: output truncated at 1048576 bytes; {} more bytes were discarded]\n",
-        104_857_600 - 1_048_576
-    );
-    assert!(
-        log.ends_with(marker.as_bytes()),
-        "{}",
-        String::from_utf8_lossy(&log[log.len() - 200..])
+        "\n[orch: output truncated at 1048576 bytes; {discarded} more bytes were discarded]\n"
     );
     assert_eq!(log.len(), 1_048_576 + marker.len());
     let exit = fs::read_to_string(env.repo().join(".orchestrator/runs/T1/1/exit.json")).unwrap();
-    assert!(exit.contains("\"output_bytes\": 104857600"), "{exit}");
+    let output_bytes = format!("\"output_bytes\": {}", 1_048_576 + discarded);
+    assert!(exit.contains(&output_bytes), "{exit}");
     assert!(exit.contains("\"log_truncated\": true"), "{exit}");
 }
 
@@ -280,6 +321,86 @@ fn a_missing_agent_command_fails_at_once() {
     );
 }
 
+/// The agent script of the README's quick start.
+const README_AGENT: &str = "#!/bin/sh\n# agent.sh: set `command = [\"./agent.sh\"]` under [agent].\ncat > /dev/null\necho \"- $ORCH_TASK_TITLE\" >> CHANGES.md\nprintf '{\"status\":\"done\",\"summary\":\"noted %s\"}' \"$ORCH_TASK_ID\" > \"$ORCH_RESULT_FILE\"\n";
+
+#[test]
+fn issue_18_a_retry_starts_from_the_target_the_user_just_fixed() {
+    let env = setup("commit.sh", "", "[[task]]\nid = \"T1\"\n");
+    env.edit_config(&format!("{:?}", env.agent("commit.sh")), "\"./agent.sh\"");
+    let script = env.write("agent.sh", README_AGENT);
+    let mut mode = fs::metadata(&script).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut mode, 0o755);
+    fs::set_permissions(&script, mode).unwrap();
+    let out = run(&env);
+    assert_eq!(out.status.code(), Some(1), "{}", env.render(&out));
+    let reason = env.state()["items"]["T1"]["reason"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    insta::assert_snapshot!(env.filter(&reason), @"cannot start the agent: `./agent.sh` not found in the task's worktree `$TEMP/repo.worktrees/T1`; commit it, or use an absolute path");
+
+    env.git(&env.repo(), ["add", "agent.sh"]);
+    env.git(&env.repo(), ["commit", "-q", "-m", "Add the agent"]);
+    insta::assert_snapshot!(env.run(["retry", "T1"]), @"Retried `T1`.");
+    let out = run(&env);
+    assert!(out.status.success(), "{}", env.render(&out));
+    assert_eq!(
+        env.git(&env.repo(), ["show", "orch/T1:CHANGES.md"]),
+        "- T1\n"
+    );
+    assert_eq!(
+        rev_count(&env, "orch/T1..main"),
+        0,
+        "the branch holds the commit that added the agent"
+    );
+    assert_eq!(rev_count(&env, "main..orch/T1"), 1);
+}
+
+#[test]
+fn issue_18_an_automatic_retry_restarts_an_empty_branch_and_keeps_one_with_work() {
+    // The agent also plays someone working elsewhere, who moves the target:
+    // a confined agent may not, so it runs unconfined.
+    let env = setup(
+        "target-moves.sh",
+        "[sandbox]\nenabled = false\n",
+        "[[task]]\nid = \"A\"\n[[task]]\nid = \"B\"\nagent = \"keep\"\n",
+    );
+    let keep = format!(
+        "[agents.keep]\ncommand = [{:?}]\nenv = {{ KEEP_WORK = \"1\" }}\n\n[hooks]",
+        env.agent("target-moves.sh")
+    );
+    env.edit_config("[hooks]", &keep);
+    env.edit_config("max_parallel = 2", "max_parallel = 1");
+    let out = run(&env);
+    assert!(out.status.success(), "{}", env.render(&out));
+    let moved = env.git(&env.repo(), ["show", "orch/A:moved.txt"]);
+    assert!(
+        moved.starts_with("moved by "),
+        "A started again from the target's head: {moved}"
+    );
+    assert_eq!(rev_count(&env, "main..orch/A"), 1, "only A's own work");
+    assert_eq!(
+        env.git(&env.repo(), ["show", "orch/B:early.txt"]),
+        "early work\n",
+        "B keeps what its first attempt committed"
+    );
+    assert_eq!(rev_count(&env, "main..orch/B"), 2);
+    let prompt = |task: &str| {
+        fs::read_to_string(
+            env.repo()
+                .join(format!(".orchestrator/runs/{task}/2/prompt.md")),
+        )
+        .unwrap()
+    };
+    assert!(
+        prompt("B").contains("Your branch keeps the commits of earlier attempts"),
+        "{}",
+        prompt("B")
+    );
+    assert!(!prompt("A").contains("earlier attempts"), "{}", prompt("A"));
+}
+
 #[test]
 fn the_agent_gets_its_prompt_and_variables() {
     let env = setup(
@@ -295,13 +416,14 @@ fn the_agent_gets_its_prompt_and_variables() {
     let out = run(&env);
     assert!(out.status.success(), "{}", env.render(&out));
     let run_dir = env.repo().join(".orchestrator/runs/T1/1");
-    let vars = fs::read_to_string(run_dir.join("result.json.env")).unwrap();
+    let vars = fs::read_to_string(run_dir.join("prompt.md.env")).unwrap();
     let names: Vec<&str> = vars.lines().map(|l| l.split('=').next().unwrap()).collect();
     assert_eq!(
         names,
         [
             "ORCH_ATTEMPT",
             "ORCH_BRANCH",
+            "ORCH_COMMITS_FILE",
             "ORCH_PROMPT_FILE",
             "ORCH_RESULT_FILE",
             "ORCH_STATE_DIR",
@@ -313,6 +435,13 @@ fn the_agent_gets_its_prompt_and_variables() {
     );
     assert!(vars.contains("ORCH_TASK_TITLE=Add a parser\n"));
     assert!(vars.contains("ORCH_BRANCH=orch/T1\n"));
+    let result_file = env
+        .root()
+        .join("repo.worktrees/T1/.orchestrator/result.json");
+    assert!(
+        vars.contains(&format!("ORCH_RESULT_FILE={}\n", result_file.display())),
+        "the report goes inside the worktree, where a sandboxed agent can write: {vars}"
+    );
     let prompt = fs::read_to_string(run_dir.join("prompt.md")).unwrap();
     let seen = env.git(&env.repo(), ["show", "orch/T1:prompt-seen.txt"]);
     assert_eq!(seen, prompt, "the prompt arrives on stdin");
@@ -379,6 +508,13 @@ fn worktrees_are_recycled_keeping_ignored_files() {
     let state = env.state();
     let last = state["items"]["C"]["worktree"].as_str().unwrap();
     assert!(state["items"]["A"]["worktree"].is_null());
+    let admin = fs::read_to_string(format!("{last}/.git")).unwrap();
+    assert!(
+        admin.trim_end().ends_with("/.git/worktrees/C"),
+        "the git admin folder is named after the task using the worktree: {admin}"
+    );
+    assert!(env.git_ok(Path::new(last), ["status"]));
+    assert!(list.contains("branch refs/heads/orch/C"), "{list}");
     assert_eq!(
         fs::read_to_string(format!("{last}/cache/seen")).unwrap(),
         "A\nB\nC\n"
@@ -503,9 +639,10 @@ fn a_stale_worktree_entry_is_pruned_before_the_task_starts() {
 #[test]
 fn lifecycle_hooks_prepare_each_worktree_and_tidy_after_the_agent() {
     let env = TestEnv::new();
-    let log = env.root().join("created.log");
+    let (outside, allow) = env.outside();
+    let log = outside.join("created.log");
     let extra = format!(
-        "[hooks]\ninstall = false\npost_create = [\"echo \\\"$ORCH_TASK_ID $ORCH_ATTEMPT $(basename \\\"$PWD\\\") $ORCH_WORKTREE\\\" >> '{}'\"]\npost_agent = [\"echo \\\"tidied by $ORCH_TASK_ID\\\" > TIDY.txt\"]\n",
+        "[hooks]\ninstall = false\npost_create = [\"echo \\\"$ORCH_TASK_ID $ORCH_ATTEMPT $(basename \\\"$PWD\\\") $ORCH_WORKTREE\\\" >> '{}'\"]\npost_agent = [\"echo \\\"tidied by $ORCH_TASK_ID\\\" > TIDY.txt\"]\n{allow}",
         log.display()
     );
     env.init_repo();
@@ -552,9 +689,10 @@ fn lifecycle_hooks_prepare_each_worktree_and_tidy_after_the_agent() {
 #[test]
 fn a_failing_post_create_fails_the_attempt_and_runs_again_on_the_retry() {
     let env = TestEnv::new();
-    let flag = env.root().join("first-time-done");
+    let (outside, allow) = env.outside();
+    let flag = outside.join("first-time-done");
     env.init_repo();
-    env.configure("commit.sh", "[retry]\nmax_attempts = 2\n");
+    env.configure("commit.sh", &format!("[retry]\nmax_attempts = 2\n{allow}"));
     let hook = format!(
         "[hooks]\ninstall = false\npost_create = [\"test -f '{0}' || {{ touch '{0}'; echo not yet; exit 5; }}\"]\n",
         flag.display()
@@ -735,14 +873,14 @@ fn run_json_prints_each_event_as_a_line_and_nothing_else() {
         "each line as the file has it"
     );
     insta::assert_snapshot!(env.render(&out), @r#"
-    {"seq":1,"ts":"[TIME]","event":"run.started","pid":[N],"target":"main","tasks":2,"no_merge":false}
+    {"seq":1,"ts":"[TIME]","event":"run.started","pid":[N],"target":"main","tasks":2,"no_merge":false,"plan_digest":"732a144b5b0fbd4335a6e6c9202eec5d422a9720b4f99696a821e2d544d198e4","sandbox":{"mode":"confined","abi":[N],"network":"open"}}
     {"seq":2,"ts":"[TIME]","event":"task.ready","id":"A"}
-    {"seq":3,"ts":"[TIME]","event":"task.started","id":"A","attempt":1,"title":"Lay the groundwork"}
+    {"seq":3,"ts":"[TIME]","event":"task.started","id":"A","attempt":1,"title":"Lay the groundwork","confined":true}
     {"seq":4,"ts":"[TIME]","event":"task.completed","id":"A","attempt":1,"commits":1,"log":[["[OID]","Add work-A.txt"]],"duration_ms":[N]}
     {"seq":5,"ts":"[TIME]","event":"merge.started","id":"A","branch":"orch/A","tip":"[OID]","strategy":"merge"}
     {"seq":6,"ts":"[TIME]","event":"task.merged","id":"A","commit":"[OID]","onto":"[OID]","strategy":"merge","backup":null,"branch_deleted":true,"merge_ms":[N]}
     {"seq":7,"ts":"[TIME]","event":"task.ready","id":"B"}
-    {"seq":8,"ts":"[TIME]","event":"task.started","id":"B","attempt":1,"title":"B"}
+    {"seq":8,"ts":"[TIME]","event":"task.started","id":"B","attempt":1,"title":"B","confined":true}
     {"seq":9,"ts":"[TIME]","event":"task.completed","id":"B","attempt":1,"commits":1,"log":[["[OID]","Add work-B.txt"]],"duration_ms":[N]}
     {"seq":10,"ts":"[TIME]","event":"merge.started","id":"B","branch":"orch/B","tip":"[OID]","strategy":"merge"}
     {"seq":11,"ts":"[TIME]","event":"task.merged","id":"B","commit":"[OID]","onto":"[OID]","strategy":"merge","backup":null,"branch_deleted":true,"merge_ms":[N]}

@@ -13,6 +13,8 @@ use std::process::{Command, Output};
 
 use tempfile::TempDir;
 
+pub mod model_api;
+
 /// A temp dir with a home, a scratch folder and (usually) a repository.
 pub struct TestEnv {
     dir: TempDir,
@@ -204,6 +206,19 @@ impl TestEnv {
         std::fs::write(path, config.replacen(from, to, 1)).unwrap();
     }
 
+    /// Returns a folder outside the repository that agents and hooks may
+    /// write, and the `[sandbox]` table that allows it: for tests whose
+    /// hooks or agents leave traces outside their worktree on purpose.
+    pub fn outside(&self) -> (PathBuf, String) {
+        let dir = self.root().join("outside");
+        std::fs::create_dir_all(&dir).unwrap();
+        let table = format!(
+            "[sandbox]\nallow_write = [{:?}]\n",
+            dir.display().to_string()
+        );
+        (dir, table)
+    }
+
     /// Returns the path of a fixture agent.
     pub fn agent(&self, script: &str) -> String {
         fixture("agents").join(script).display().to_string()
@@ -326,7 +341,7 @@ pub fn stable_output() -> insta::Settings {
         (r"\[\d\d:\d\d\]", "[MM:SS]"),
         (r"\b(\d+m\d\ds|\d+(\.\d+)?m?s)\b", "[DURATION]"),
         (
-            r#""([a-z_]+_ms|pid|peak_rss_kb|state_writes|state_bytes)":\d+"#,
+            r#""([a-z_]+_ms|pid|peak_rss_kb|state_writes|state_bytes|abi)":\d+"#,
             r#""$1":[N]"#,
         ),
     ] {
