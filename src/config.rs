@@ -473,6 +473,9 @@ pub struct ExecutorConfig {
     /// How long a job may wait in the cluster's queue before it starts; the
     /// time limit (`--time`) is the task's timeout and counts from the start.
     pub queue_wait: Dur,
+    /// The `orch` binary on the nodes, which confines the agent there
+    /// (`orch __confine`); unset: the path of the `orch` that runs.
+    pub orch: Option<String>,
 }
 
 impl Default for ExecutorConfig {
@@ -489,6 +492,7 @@ impl Default for ExecutorConfig {
             gres: None,
             extra_args: Vec::new(),
             queue_wait: Dur(Duration::from_secs(3600)),
+            orch: None,
         }
     }
 }
@@ -949,6 +953,14 @@ impl Config {
                         .to_owned(),
                 ));
             }
+        }
+        if let Some(orch) = e.orch.as_deref()
+            && !orch.starts_with('/')
+        {
+            return Some((
+                vec!["executor", "orch"],
+                format!("`executor.orch` `{orch}` must be an absolute path"),
+            ));
         }
         if e.cpus == Some(0) {
             return Some((

@@ -521,6 +521,66 @@ fn check_executor(
             "check that the Slurm client commands work here (`sinfo`)",
         ),
     }
+    if cfg.kind == ExecutorKind::Slurm
+        && confine::Setup::probe(&config.sandbox)
+            .confinement
+            .confines()
+    {
+        check_node_sandbox(r, cfg, &chdir);
+    }
+}
+
+/// For a run that confines its agents on Slurm: a probe job proves that
+/// the nodes run `orch` and can confine (`orch __confine --probe`).
+fn check_node_sandbox(r: &mut Report, cfg: &crate::config::ExecutorConfig, chdir: &Path) {
+    use crate::runner::slurm::{self, Probe};
+    let orch = match &cfg.orch {
+        Some(orch) => orch.clone(),
+        None => match std::env::current_exe() {
+            Ok(exe) => exe.display().to_string(),
+            Err(_) => return,
+        },
+    };
+    let argv = [
+        orch.clone(),
+        crate::runner::node::CONFINE_COMMAND.to_owned(),
+        "--probe".to_owned(),
+    ];
+    let hint = format!(
+        "install `orch` on the nodes at `{orch}` (or name it with `executor.orch`), on Linux 6.2 or later with Landlock; or set `enabled = false` under `[sandbox]`"
+    );
+    match slurm::probe(cfg, chdir, &argv, PROBE_WAIT) {
+        Ok(Probe::Ran { stdout }) => r.ok(
+            "sandbox",
+            format!(
+                "Slurm jobs' agents are confined on their nodes ({})",
+                stdout.trim()
+            ),
+        ),
+        Ok(Probe::Failed { code, stderr }) => {
+            let said = if code == Some(i32::from(crate::runner::node::CANNOT_CONFINE)) {
+                // `srun` adds its own line after the one `orch` wrote.
+                stderr
+                    .lines()
+                    .find(|l| l.starts_with("orch: "))
+                    .or(stderr.lines().last())
+                    .unwrap_or("")
+                    .to_owned()
+            } else {
+                format!(
+                    "`{orch} {}` failed on a node: {}",
+                    crate::runner::node::CONFINE_COMMAND,
+                    stderr.lines().last().unwrap_or("")
+                )
+            };
+            r.error(
+                "sandbox",
+                format!("Slurm jobs' agents cannot be confined on their nodes: {said}"),
+                &hint,
+            )
+        }
+        Ok(Probe::TimedOut) | Err(_) => {}
+    }
 }
 
 /// Returns the target branch: `git.target`, else the branch checked out.

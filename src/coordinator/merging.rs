@@ -291,7 +291,7 @@ impl RunState {
                 attempt: number,
                 title: self.title_of(task),
                 purpose: Some(purpose),
-                confined: self.confines(task),
+                confined: self.env.sandbox.confinement.confines(),
             },
         );
         self.begin_provision(task.clone(), number);

@@ -91,7 +91,7 @@ impl RunState {
                 attempt: number,
                 title: plan.item(ti).title.clone(),
                 purpose: None,
-                confined: self.confines(&id),
+                confined: self.env.sandbox.confinement.confines(),
             },
         );
         self.begin_provision(id, number);
@@ -123,7 +123,7 @@ impl RunState {
         now: Now,
     ) -> u32 {
         let number = self.entry(id).attempts.len() as u32 + 1;
-        let confined = self.confines(id);
+        let confined = self.env.sandbox.confinement.confines();
         let entry = self.entry(id);
         entry.attempts.push(Attempt {
             number,
@@ -417,7 +417,7 @@ impl RunState {
                             attempt: number,
                             title: self.title_of(&sub),
                             purpose: None,
-                            confined: self.confines(&sub),
+                            confined: self.env.sandbox.confinement.confines(),
                         },
                     );
                     self.launch_unit(task, &sub, number, now);
@@ -479,21 +479,6 @@ impl RunState {
             .executor()
             .or_else(|| plan.item(ti).executor());
         self.env.config.executor.resolve(choice)
-    }
-
-    /// Returns whether a unit's agent runs confined: the run confines, and
-    /// the agent runs on this machine (a Slurm job's agent runs on a node,
-    /// where orch's supervisor is not).
-    pub(super) fn confines(&self, unit: &FullId) -> bool {
-        if !self.env.sandbox.confinement.confines() {
-            return false;
-        }
-        let plan = &self.env.plan;
-        let Some(ui) = plan.lookup(unit.as_str()) else {
-            return true;
-        };
-        let ti = plan.task_of(ui).unwrap_or(ui);
-        self.executor_of(ti, ui).kind == ExecutorKind::Local
     }
 
     /// Returns the engine that runs a unit's agent, and for a cluster
@@ -654,13 +639,10 @@ impl RunState {
             timeout: agent.timeout,
             grace: config.grace.0,
             log_limit: config.log_limit.0,
-            sandbox: if self.confines(unit) {
-                self.env
-                    .sandbox
-                    .grant(folder_path, &branch, &self.env.target)
-            } else {
-                None
-            },
+            sandbox: self
+                .env
+                .sandbox
+                .grant(folder_path, &branch, &self.env.target),
         })
     }
 
@@ -797,7 +779,7 @@ impl RunState {
             behind: self.flight.behind.get(&plan.item(ti).id).copied(),
             worktree: worktree.display().to_string(),
             result_file: result_file.display().to_string(),
-            confined: self.confines(&plan.item(sub.unwrap_or(ti)).id),
+            confined: self.env.sandbox.confinement.confines(),
         };
         (context, previous_log, problem_log)
     }

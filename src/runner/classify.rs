@@ -10,8 +10,8 @@
 //! - for an attempt run as a cluster job, the cluster's account comes first:
 //!   a job killed at its time limit timed out; a node failure or a
 //!   preemption is transient; an out-of-memory kill says so in the reason
-//!   (and is retried like any kill); a job that could not be submitted is
-//!   not retried.
+//!   (and is retried like any kill); a job that could not be submitted, or
+//!   whose node could not confine the agent, is not retried.
 
 use std::path::Path;
 use std::time::Duration;
@@ -102,7 +102,7 @@ fn job_verdict(exit: &ExitRecord, job: &JobRecord, timeout: Duration) -> Option<
         .unwrap_or_default();
     if let Some(error) = &job.error {
         return Some(Verdict::Failure {
-            reason: format!("cannot submit the job: {error}"),
+            reason: format!("cannot run the job: {error}"),
             retry: false,
         });
     }
@@ -328,7 +328,7 @@ mod tests {
                     error: Some("cannot push".to_owned()),
                     ..JobRecord::default()
                 },
-                fail("cannot submit the job: cannot push", false),
+                fail("cannot run the job: cannot push", false),
             ),
         ];
         for (j, want) in cases {

@@ -25,8 +25,9 @@ use std::time::Duration;
 
 use crate::config::ExecutorConfig;
 use crate::git::cmd::DISCOVERY_VARS;
-use crate::runner::slurm;
+use crate::runner::confine::Grant;
 use crate::runner::spec::{self, Confined, JobRecord, JobSpec, Publish, Spec};
+use crate::runner::{node, slurm};
 
 /// The hidden subcommand that submits and watches a cluster job.
 pub const JOB_COMMAND: &str = "__job";
@@ -146,6 +147,17 @@ pub fn spec(placement: &Placement, attempt: Attempt, run_dir: &Path, orch: &Path
     let name = job_name(run_dir);
     let time_limit = Duration::from_secs(slurm::minutes(attempt.timeout) * 60);
     let supervisor_timeout = time_limit + cfg.queue_wait.0 + attempt.grace;
+    let node_orch = cfg
+        .orch
+        .clone()
+        .unwrap_or_else(|| orch.display().to_string());
+    // A confined agent runs inside `orch __confine` on the node; `grant`
+    // is what it may write there.
+    let on_node = |grant: Option<&Grant>, agent: Vec<String>| match grant {
+        Some(grant) => node::argv(&node_orch, grant, agent),
+        None => agent,
+    };
+    let grant = attempt.sandbox.as_ref().map(|c| &c.grant);
     let orch_job = vec![
         orch.display().to_string(),
         JOB_COMMAND.to_owned(),
@@ -156,8 +168,9 @@ pub fn spec(placement: &Placement, attempt: Attempt, run_dir: &Path, orch: &Path
             let job = JobSpec {
                 submit: slurm::submit_command(cfg, &name, &attempt.dir, attempt.timeout),
                 name,
-                argv: local(attempt.argv.clone()),
+                argv: on_node(grant, local(attempt.argv.clone())),
                 publish: None,
+                confined: grant.is_some(),
             };
             (job, attempt.dir.clone(), attempt.env.clone(), stdin)
         }
@@ -211,10 +224,18 @@ pub fn spec(placement: &Placement, attempt: Attempt, run_dir: &Path, orch: &Path
                 "orch-job".to_owned(),
             ];
             let node_last_message = format!("{node_dir}/{}", spec::LAST_MESSAGE);
-            argv.extend(attempt.argv.iter().map(|a| {
+            let agent = attempt.argv.iter().map(|a| {
                 a.replace("{prompt_file}", &node_prompt)
                     .replace("{last_message_file}", &node_last_message)
-            }));
+            });
+            // On the node the agent may write its clone and the files
+            // beside it (the report, the final message), nothing of the
+            // submitting machine's.
+            let node_grant = grant.map(|g| Grant {
+                run_dir: PathBuf::from(&node_dir),
+                ..g.clone()
+            });
+            argv.extend(on_node(node_grant.as_ref(), agent.collect()));
             let job = JobSpec {
                 submit: slurm::submit_command(cfg, &name, Path::new(&git.scratch), attempt.timeout),
                 name,
@@ -224,6 +245,7 @@ pub fn spec(placement: &Placement, attempt: Attempt, run_dir: &Path, orch: &Path
                     remote: git.remote.clone(),
                     refspec: git.publish.clone(),
                 }),
+                confined: grant.is_some(),
             };
             // The prompt always travels on stdin: the job writes it on the node.
             (job, run_dir.to_owned(), env, attempt.prompt.clone())
@@ -240,8 +262,10 @@ pub fn spec(placement: &Placement, attempt: Attempt, run_dir: &Path, orch: &Path
         timeout: supervisor_timeout,
         grace: attempt.grace,
         job: Some(job),
-        // The supervisor runs `orch __job` here; the agent runs on a node.
-        sandbox: None,
+        // The grant, for the record and for the commits the agent's git
+        // hooks leave in a shared run folder; the supervisor runs `orch
+        // __job` unconfined, and `orch __confine` confines the agent.
+        sandbox: attempt.sandbox,
     }
 }
 

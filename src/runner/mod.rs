@@ -34,6 +34,7 @@ pub mod executor;
 pub mod final_message;
 pub mod folder;
 pub mod hook;
+pub mod node;
 pub mod prompt;
 pub mod slurm;
 pub mod spawn;

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::ExecutorConfig;
+use crate::runner::node;
 use crate::runner::spec::{self, JobRecord, JobSpec, Spec};
 
 /// The executor's name in `job.json`.
@@ -441,13 +442,23 @@ async fn run_job(spec_path: &Path) -> std::io::Result<ExitCode> {
         }
         tokio::time::sleep(FIND_INTERVAL).await;
     }
-    crate::fsio::write_json(&record_path, &record)?;
     use std::os::unix::process::ExitStatusExt;
     let code = match (status.code(), status.signal()) {
         (Some(code), _) => code,
         (None, Some(sig)) => 128 + sig,
         (None, None) => 70,
     };
+    if job.confined && !cancelled && code == i32::from(node::CANNOT_CONFINE) {
+        let on = record
+            .node
+            .as_deref()
+            .map(|n| format!(" `{n}`"))
+            .unwrap_or_default();
+        record.error = Some(format!(
+            "the node{on} cannot confine the agent (`[sandbox]`); the attempt's log says why"
+        ));
+    }
+    crate::fsio::write_json(&record_path, &record)?;
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(70)))
 }
 

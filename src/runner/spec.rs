@@ -61,6 +61,10 @@ pub struct JobSpec {
     /// Pushed to the remote before the job is submitted (`workspace = "git"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub publish: Option<Publish>,
+    /// `argv` confines the agent on the node (`orch __confine`): its exit
+    /// code [`crate::runner::node::CANNOT_CONFINE`] means it could not.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub confined: bool,
 }
 
 /// A ref to push before a job starts, so that the node can fetch it.
@@ -93,7 +97,8 @@ pub struct JobRecord {
     pub exit_code: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal: Option<i32>,
-    /// Why the job could not be submitted at all (a push refused, no `srun`).
+    /// Why the job could not be submitted at all (a push refused, no
+    /// `srun`), or could not start the agent (a node that cannot confine it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }

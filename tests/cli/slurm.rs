@@ -109,6 +109,26 @@ fn job_name(env: &TestEnv, unit: &str, attempt: u32) -> String {
     v["job"]["name"].as_str().unwrap().to_owned()
 }
 
+/// Returns what an attempt's job runs on its node, from its `spec.json`
+/// (after the git workspace's `sh -c <script> orch-job`).
+fn job_argv(env: &TestEnv, unit: &str, attempt: u32) -> Vec<String> {
+    let spec = env
+        .repo()
+        .join(format!(".orchestrator/runs/{unit}/{attempt}/spec.json"));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(spec).unwrap()).unwrap();
+    let argv: Vec<String> = v["job"]["argv"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_owned())
+        .collect();
+    match argv.iter().position(|a| a == "orch-job") {
+        Some(at) => argv[at + 1..].to_vec(),
+        None => argv,
+    }
+}
+
 /// Returns every `job.json` of the run, for failure messages.
 fn slurm_jobs(env: &TestEnv) -> String {
     let mut out = String::new();
@@ -169,6 +189,9 @@ fn assert_merged_through_slurm(env: &TestEnv, workspace_of: impl Fn(&str) -> Str
             format!("ran in job {job}"),
             "the result file came back"
         );
+        assert_eq!(attempt["confined"], true, "{attempt}");
+        let argv = job_argv(env, task, 1);
+        assert_eq!(argv[1], "__confine", "confined on its node: {argv:?}");
     }
     let mut placed = placed_on_nodes(env);
     placed.sort();
@@ -423,6 +446,11 @@ fn doctor_proves_the_nodes_see_the_workspace() {
         text.contains("a Slurm probe job reached `$TEMP/repo.worktrees` and `.orchestrator`"),
         "{text}"
     );
+    assert!(
+        text.contains("Slurm jobs' agents are confined on their nodes (")
+            && text.contains(": Landlock ABI "),
+        "{text}"
+    );
     let left: Vec<_> = std::fs::read_dir(env.root().join("repo.worktrees"))
         .unwrap()
         .collect();
@@ -438,6 +466,99 @@ fn doctor_proves_the_nodes_see_the_workspace() {
     assert_eq!(out.status.code(), Some(2), "{text}");
     assert!(
         text.contains("a Slurm probe job could not reach the remote"),
+        "{text}"
+    );
+}
+
+#[test]
+fn issue_12_a_slurm_jobs_agent_is_confined_on_its_node() {
+    // The agent runs on the node under `orch __confine`, not under the
+    // supervisor: it is refused what a local agent is refused, its own
+    // commit goes through orch's git hooks into the shared run folder, and
+    // the supervisor on this machine moves it into the log.
+    let Some(conf) = need_cluster("slurm sandbox") else {
+        return;
+    };
+    let env = crate::sandbox::setup("[executor]\nkind = \"slurm\"\n");
+    let out = orch(&env, conf).arg("run").output().unwrap();
+    assert!(out.status.success(), "{}", env.render(&out));
+    assert_eq!(env.status_of("T2"), "merged");
+    crate::sandbox::assert_refused_all_but_its_own(&env);
+    assert!(!env.repo().join("escaped.txt").exists());
+    assert!(!env.root().join("home/escaped.txt").exists());
+    let attempt = &env.state()["items"]["T2"]["attempts"][0];
+    assert!(
+        attempt["job"]["id"].is_string(),
+        "it ran as a job: {attempt}"
+    );
+    assert_eq!(attempt["confined"], true, "{attempt}");
+    assert_eq!(job_argv(&env, "T2", 1)[1], "__confine");
+    let work = env.git(
+        &env.repo(),
+        [
+            "log",
+            "main",
+            "--format=%H",
+            "--grep",
+            "Add work-escape.txt",
+        ],
+    );
+    assert!(
+        env.events().iter().any(|e| e["event"] == "task.commit"
+            && e["id"] == "T2"
+            && e["via"] == "hook"
+            && e["commit"] == work.trim()),
+        "the hook's commit reached the log: {:#?}",
+        env.events()
+    );
+}
+
+#[test]
+fn issue_12_a_node_that_cannot_confine_runs_no_agent_and_says_so() {
+    // The job sees a kernel without Landlock (this machine's still has
+    // it): the agent must not run unconfined there, nor be retried.
+    let Some(conf) = need_cluster("slurm sandbox refused") else {
+        return;
+    };
+    let no_landlock = format!("--export=ALL,{}=0", orch::sandbox::TEST_ABI_VAR);
+    let env = setup(
+        "commit.sh",
+        &format!("[executor]\nkind = \"slurm\"\nextra_args = [{no_landlock:?}]\n"),
+        "[[task]]\nid = \"T1\"\n",
+    );
+    let out = orch(&env, conf)
+        .args(["run", "--no-merge"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", env.render(&out));
+    assert_eq!(env.status_of("T1"), "failed");
+    let item = &env.state()["items"]["T1"];
+    assert_eq!(item["attempts"].as_array().unwrap().len(), 1, "{item}");
+    let reason = item["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("cannot run the job: the node `") && reason.contains("cannot confine"),
+        "{reason}"
+    );
+    let log =
+        std::fs::read_to_string(env.repo().join(".orchestrator/runs/T1/1/agent.log")).unwrap();
+    assert!(
+        log.contains("cannot confine the agent on `") && log.contains("the kernel has no Landlock"),
+        "{log}"
+    );
+    assert!(
+        !env.git_ok(
+            &env.repo(),
+            ["rev-parse", "--verify", "-q", "orch/T1:work-T1.txt"]
+        ),
+        "the agent did not run"
+    );
+
+    let out = orch(&env, conf).arg("doctor").output().unwrap();
+    let text = env.render(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("Slurm jobs' agents cannot be confined on their nodes: orch: cannot confine the agent on `")
+            && text.contains("the kernel has no Landlock"),
         "{text}"
     );
 }
