@@ -598,7 +598,7 @@ impl RunState {
             None if ui == ti => prompt::TASK,
             None => prompt::SUBTASK,
         };
-        let (context, previous_log, problem_log) = self.prompt_context(
+        let (mut context, previous_log, problem_log) = self.prompt_context(
             ti,
             (ui != ti).then_some(ui),
             attempt,
@@ -606,6 +606,13 @@ impl RunState {
             &branch,
             &files.result,
         );
+        if self.fetch_back_of(task, unit, attempt).is_some() {
+            // A job of the git workspace runs in a clone on its node, whose
+            // path is known only once the job is named: the prompt names
+            // the variables that hold it there.
+            context.worktree = "$ORCH_WORKTREE".to_owned();
+            context.result_file = "$ORCH_RESULT_FILE".to_owned();
+        }
         let mut env: Vec<(String, String)> = agent.env.clone().into_iter().collect();
         let path = |p: &Path| p.display().to_string();
         env.extend(self.task_vars(task, attempt, &branch));

@@ -251,6 +251,13 @@ fn a_fan_out_fan_in_plan_runs_through_slurm_with_the_git_workspace() {
         .unwrap();
     assert!(out.status.success(), "{}", env.render(&out));
     assert_merged_through_slurm(&env, |_| scratch.display().to_string());
+    let prompt =
+        std::fs::read_to_string(env.repo().join(".orchestrator/runs/A/1/prompt.md")).unwrap();
+    assert!(
+        prompt.contains("You are in `$ORCH_WORKTREE`")
+            && prompt.contains("report to\n  `$ORCH_RESULT_FILE`"),
+        "the prompt names the clone on the node: {prompt}"
+    );
     let heads = env.git(&env.root(), ["ls-remote", remote.to_str().unwrap()]);
     for task in ["A", "B", "C", "D"] {
         assert!(
