@@ -104,15 +104,16 @@ pub struct AttemptReport {
 /// Brings a job's pushed branch into the task's worktree (fast-forward
 /// only: a branch that moved both here and there is an error, never
 /// overwritten), and the agent's report and final message into the run
-/// folder.
+/// folder. Returns the remote branch's tip.
 fn fetch_back(
     back: &FetchBack,
     worktree: &std::path::Path,
     folder: &RunFolder,
-) -> Result<(), CommandError> {
+) -> Result<String, CommandError> {
     let branch_ref = format!("refs/heads/{}", back.branch);
     cmd::run(worktree, ["fetch", "--quiet", &back.remote, &branch_ref])?;
-    cmd::run(worktree, ["merge", "--quiet", "--ff-only", "FETCH_HEAD"])?;
+    let remote_tip = cmd::stdout(worktree, ["rev-parse", "FETCH_HEAD"])?;
+    cmd::run(worktree, ["merge", "--quiet", "--ff-only", &remote_tip])?;
     if cmd::run(
         worktree,
         ["fetch", "--quiet", &back.remote, &back.result_ref],
@@ -132,6 +133,29 @@ fn fetch_back(
         let delete = format!(":{}", back.result_ref);
         let _ = cmd::run(worktree, ["push", "--quiet", &back.remote, &delete]);
     }
+    Ok(remote_tip)
+}
+
+/// Gives the remote the branch as collection left it (the trailers orch
+/// added, a `post_agent` commit), so that the next job of the branch builds
+/// on it: a push that replaces only the tip fetched back
+/// (`--force-with-lease`), whose old commits the backup ref keeps.
+fn push_back(
+    back: &FetchBack,
+    worktree: &std::path::Path,
+    remote_tip: &str,
+    local_tip: &str,
+) -> Result<(), CommandError> {
+    if remote_tip == local_tip {
+        return Ok(());
+    }
+    let branch_ref = format!("refs/heads/{}", back.branch);
+    let lease = format!("--force-with-lease={branch_ref}:{remote_tip}");
+    let refspec = format!("{local_tip}:{branch_ref}");
+    cmd::run(
+        worktree,
+        ["push", "--quiet", &lease, &back.remote, &refspec],
+    )?;
     Ok(())
 }
 
@@ -148,11 +172,17 @@ pub fn collect(input: Collection) -> AttemptReport {
         job: input.folder.load_job(),
         ..AttemptReport::default()
     };
+    // A job that never ran (its push or its submission refused) left
+    // nothing to bring back.
+    let mut remote_tip = None;
     if let (Some(back), Some(worktree)) = (&input.fetch_back, &input.worktree)
         && worktree.is_dir()
-        && let Err(e) = fetch_back(back, worktree, &input.folder)
+        && report.job.as_ref().is_none_or(|j| j.error.is_none())
     {
-        report.fetch_error = Some(e);
+        match fetch_back(back, worktree, &input.folder) {
+            Ok(tip) => remote_tip = Some(tip),
+            Err(e) => report.fetch_error = Some(e),
+        }
     }
     if let Some(worktree) = &input.worktree {
         let files = AgentFiles::in_worktree(worktree);
@@ -231,6 +261,12 @@ pub fn collect(input: Collection) -> AttemptReport {
         && let Ok(Some(tip)) = refs::branch_tip(&input.repo, branch)
     {
         report.tip = Some(tip.to_string());
+        if let (Some(back), Some(remote_tip), Some(worktree)) =
+            (&input.fetch_back, &remote_tip, worktree)
+            && let Err(e) = push_back(back, worktree, remote_tip, &tip.to_string())
+        {
+            report.fetch_error = Some(e);
+        }
         if let Some(base) = input.base.as_deref().and_then(refs::parse_oid) {
             report.commits = refs::commits_on_branch(&input.repo, base, tip).ok();
             report.log =

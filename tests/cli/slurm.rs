@@ -569,3 +569,47 @@ fn issue_12_a_node_that_cannot_confine_runs_no_agent_and_says_so() {
         "{text}"
     );
 }
+
+#[test]
+fn the_git_workspace_keeps_the_remote_branch_in_step_with_the_trailers_orch_adds() {
+    // The clone on the node has no orch hooks, so orch adds the agent's
+    // `Orch-Task` trailers when it collects, rewriting the branch here: the
+    // next job of the same branch (the second subtask) must still be able
+    // to publish it without a force.
+    let Some(conf) = need_cluster("slurm git workspace, subtasks") else {
+        return;
+    };
+    let env = TestEnv::new();
+    env.init_repo();
+    let remote = env.root().join("remote.git");
+    env.git(
+        &env.root(),
+        ["init", "-q", "--bare", remote.to_str().unwrap()],
+    );
+    let scratch = env.root().join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    env.configure(
+        "where.sh",
+        &format!(
+            "[executor]\nkind = \"slurm\"\nworkspace = \"git\"\nremote = {remote:?}\nscratch = {scratch:?}\n\n\
+             [merge]\non_conflict = \"stop\"\n"
+        ),
+    );
+    env.edit_config("max_parallel = 2", "max_parallel = 2\nunit = \"subtask\"");
+    env.write(
+        "plan.toml",
+        "[[task]]\nid = \"T\"\n[[task.subtask]]\nid = \"S1\"\n\
+         [[task.subtask]]\nid = \"S2\"\ndepends_on = [\"S1\"]\n",
+    );
+    let out = orch(&env, conf).arg("run").output().unwrap();
+    assert!(out.status.success(), "{}", env.render(&out));
+    assert_eq!(env.status_of("T"), "merged");
+    let log = env.git(&env.repo(), ["log", "main", "--format=%B%x00"]);
+    for step in ["T_S1", "T_S2"] {
+        let message = log
+            .split('\0')
+            .find(|m| m.trim_start().starts_with(&format!("Add where-{step}.txt")))
+            .unwrap_or_else(|| panic!("{step}'s commit is merged: {log}"));
+        assert!(message.contains("Orch-Task: T"), "{message}");
+    }
+}
