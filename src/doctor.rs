@@ -242,6 +242,12 @@ fn check_agents(
             }
         } else if on_path(program) {
             r.ok("config", format!("`{key}`: `{program}` is found"));
+        } else if config.executor.kind == crate::config::ExecutorKind::Slurm {
+            r.warn(
+                "config",
+                format!("`{key}`: `{program}` is not on this machine's PATH; Slurm jobs run it on their nodes"),
+                format!("make sure the nodes have `{program}` on their PATH"),
+            );
         } else if in_use {
             r.error(
                 "config",

@@ -444,14 +444,21 @@ fn doctor_proves_the_nodes_see_the_workspace() {
     };
     let env = setup(
         "commit.sh",
-        "[executor]\nkind = \"slurm\"\nworkspace = \"shared\"\n",
-        "[[task]]\nid = \"T1\"\n",
+        "[executor]\nkind = \"slurm\"\nworkspace = \"shared\"\n\n\
+         [agents.remote]\ncommand = [\"no-such-agent-cli\"]\n",
+        "[[task]]\nid = \"T1\"\nagent = \"remote\"\n",
     );
     let out = orch(&env, conf).arg("doctor").output().unwrap();
     let text = env.render(&out);
     assert!(
         text.contains("a Slurm probe job reached `$TEMP/repo.worktrees` and `.orchestrator`"),
         "{text}"
+    );
+    assert!(
+        text.contains(
+            "warn  config    `agents.remote`: `no-such-agent-cli` is not on this machine's PATH; Slurm jobs run it on their nodes"
+        ),
+        "an agent only the nodes have is no error here: {text}"
     );
     assert!(
         text.contains("Slurm jobs' agents are confined on their nodes (")
