@@ -84,6 +84,7 @@ fn state(app_plan: &orch::plan::Plan, now: SystemTime) -> State {
             finished: None,
             outcome: None,
             purpose: None,
+            job: None,
             confined: false,
             agent: None,
             session: None,

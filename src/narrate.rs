@@ -132,6 +132,19 @@ pub fn describe(e: &Event) -> Option<Described> {
             "started",
             format!("{id}  attempt {attempt}: {title}"),
         ),
+        EventKind::TaskPlaced {
+            attempt,
+            executor,
+            job,
+            node,
+        } => Described::new(
+            Status::Running,
+            "placed",
+            match node {
+                Some(node) => format!("{id}  attempt {attempt}: {executor} job {job} on {node}"),
+                None => format!("{id}  attempt {attempt}: {executor} job {job}, queued"),
+            },
+        ),
         EventKind::TaskCompleted {
             attempt,
             commits,
@@ -384,6 +397,8 @@ mod tests {
             r#"{"seq":3,"ts":"2026-01-01T12:00:00.123Z","event":"run.finished","elapsed_ms":61000,"attempts":5,"interrupted":false,"counts":{"merged":3,"failed":1},"cpu_ms":420,"peak_rss_kb":10240,"state_writes":12,"state_bytes":3456}"#,
             r#"{"seq":5,"ts":"2026-01-01T12:00:00.123Z","event":"task.ready","id":"P1.M1.T1"}"#,
             r#"{"seq":6,"ts":"2026-01-01T12:00:00.123Z","event":"task.started","id":"P1.M1.T1","attempt":1,"title":"Ledger tables"}"#,
+            r#"{"seq":7,"ts":"2026-01-01T12:00:00.123Z","event":"task.placed","id":"P1.M1.T1","attempt":1,"executor":"slurm","job":"4242","node":"node07"}"#,
+            r#"{"seq":7,"ts":"2026-01-01T12:00:00.123Z","event":"task.placed","id":"P1.M1.T1","attempt":1,"executor":"slurm","job":"4242"}"#,
             r#"{"seq":8,"ts":"2026-01-01T12:00:00.123Z","event":"task.commit","id":"P1.M1.T1","commit":"f624be5c9ccf46de48f50dfa809370f6afa3f9fc","subject":"Add the ledger","branch":"orch/P1.M1.T1","via":"hook","attempt":2}"#,
             r#"{"seq":12,"ts":"2026-01-01T12:00:00.123Z","event":"task.completed","id":"P1.M1.T1","attempt":1,"commits":2,"log":[["9b1e0c4d2","Ledger tables"],["f624be5c9","Add \"the\" ledger"]],"duration_ms":391060}"#,
             r#"{"seq":13,"ts":"2026-01-01T12:00:00.123Z","event":"task.completed","id":"P1.M1.T1","attempt":1}"#,
@@ -418,6 +433,8 @@ mod tests {
         (none)
         (none)
         started [Running] P1.M1.T1  attempt 1: Ledger tables
+        placed [Running] P1.M1.T1  attempt 1: slurm job 4242 on node07
+        placed [Running] P1.M1.T1  attempt 1: slurm job 4242, queued
         (none)
         done [AwaitingMerge] P1.M1.T1  attempt 1, 6m31s, 2 commits
         done [AwaitingMerge] P1.M1.T1  attempt 1

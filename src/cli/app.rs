@@ -98,6 +98,22 @@ pub enum Command {
     /// Supervise one agent attempt (started by `orch run`)
     #[command(name = "__supervise", hide = true)]
     Supervise { spec: PathBuf },
+    /// Submit and watch one attempt's cluster job (run by its supervisor)
+    #[command(name = "__job", hide = true)]
+    Job { spec: PathBuf },
+    /// Run an agent confined on a cluster node (its job's command)
+    #[command(name = "__confine", hide = true)]
+    Confine {
+        /// Say whether this machine can confine, and exit
+        #[arg(long, conflicts_with_all = ["grant", "argv"])]
+        probe: bool,
+        /// What the agent may write (JSON)
+        #[arg(required_unless_present = "probe")]
+        grant: Option<String>,
+        /// The agent's command, after `--`
+        #[arg(last = true)]
+        argv: Vec<OsString>,
+    },
 }
 
 /// Parses the process arguments, runs the command and returns the exit code.
@@ -120,6 +136,15 @@ pub fn run_with(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     };
     if let Command::Supervise { spec } = &cli.command {
         return crate::runner::supervise::main(spec);
+    }
+    if let Command::Job { spec } = &cli.command {
+        return crate::runner::slurm::job_main(spec);
+    }
+    if let Command::Confine { probe, grant, argv } = &cli.command {
+        return match (probe, grant) {
+            (false, Some(grant)) => crate::runner::node::main(grant, argv),
+            _ => crate::runner::node::probe_main(),
+        };
     }
     if let Command::Hook { name, args } = &cli.command {
         return crate::hooks::actions::main(name, args);
@@ -190,7 +215,11 @@ fn dispatch(cli: Cli) -> Result<(), CliError> {
             std::io::Write::write_all(&mut std::io::stdout().lock(), &script)?;
             Ok(())
         }
-        Command::Supervise { .. } | Command::Hook { .. } | Command::DemoAgent => {
+        Command::Supervise { .. }
+        | Command::Job { .. }
+        | Command::Confine { .. }
+        | Command::Hook { .. }
+        | Command::DemoAgent => {
             unreachable!("handled before dispatch")
         }
     }

@@ -180,6 +180,12 @@ pub enum Input {
     },
     /// An attempt's supervisor is gone (exited, or seen gone while adopted).
     Exited { unit: FullId, attempt: u32 },
+    /// A cluster executor says where an attempt runs (its job, its node).
+    Placed {
+        unit: FullId,
+        attempt: u32,
+        job: crate::state::model::AttemptJob,
+    },
     /// An attempt was collected.
     Collected {
         unit: FullId,
@@ -303,6 +309,9 @@ pub struct LaunchRequest {
     pub prompt: PromptRequest,
     pub prompt_on_stdin: bool,
     pub cwd: PathBuf,
+    /// The task's executor, with its resources and (`workspace = "git"`)
+    /// how the job reaches the branch.
+    pub placement: crate::runner::executor::Placement,
     pub env: Vec<(String, String)>,
     pub timeout: Duration,
     pub grace: Duration,
@@ -524,6 +533,7 @@ impl RunState {
                 self.fail_attempt(&unit, attempt, reason, retry, now);
             }
             Input::Exited { unit, attempt } => self.on_exited(unit, attempt),
+            Input::Placed { unit, attempt, job } => self.on_placed(&unit, attempt, job),
             Input::Collected {
                 unit,
                 attempt,

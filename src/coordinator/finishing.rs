@@ -8,7 +8,16 @@ use crate::coordinator::collect::{AttemptReport, Collection};
 use crate::plan::FullId;
 use crate::runner::output;
 use crate::state::events::{CommitSource, EventKind};
-use crate::state::model::{Attempt, Purpose, Usage};
+use crate::state::model::{Attempt, AttemptJob, Purpose, Usage};
+
+/// Returns the state's record of a cluster job, once the job has an id.
+pub fn attempt_job(job: &crate::runner::spec::JobRecord) -> Option<AttemptJob> {
+    Some(AttemptJob {
+        executor: job.executor.clone(),
+        id: job.id.clone()?,
+        node: job.node.clone(),
+    })
+}
 
 impl RunState {
     /// Asks for the collection of an attempt whose supervisor is gone.
@@ -28,15 +37,8 @@ impl RunState {
         let task = live.task.clone();
         let task_state = self.state.items.get(&task);
         let unit_state = self.state.items.get(&unit);
-        let mut trailers = vec![format!("Orch-Task: {task}")];
-        if unit != task {
-            trailers.push(format!("Orch-Subtask: {unit}"));
-        }
-        let message = format!(
-            "{}\n\nWork left uncommitted by the agent of `{unit}`, attempt {attempt}.\n\n{}\n",
-            self.title_of(&unit),
-            trailers.join("\n")
-        );
+        let trailers = self.unit_trailers(&task, &unit);
+        let message = self.leftover_message(&task, &unit, attempt);
         let agent = self.agent_of_unit(&task, &unit);
         let final_message = agent
             .as_ref()
@@ -89,6 +91,7 @@ impl RunState {
             message,
             conflict_with,
             post_agent,
+            fetch_back: self.fetch_back_of(&task, &unit, attempt),
             final_message,
             output,
             target: self.env.target.clone(),
@@ -100,6 +103,40 @@ impl RunState {
             attempt,
             collection: Box::new(collection),
         });
+    }
+
+    /// Records where a cluster executor runs (or ran) an attempt, and says
+    /// so when it is news: the job's id, then its node. A job too short for
+    /// the executor's poll is recorded when it is collected.
+    pub(super) fn on_placed(&mut self, unit: &FullId, attempt: u32, job: AttemptJob) {
+        let Some(open) = self
+            .state
+            .items
+            .get(unit)
+            .and_then(|s| s.attempts.iter().find(|a| a.number == attempt))
+        else {
+            return;
+        };
+        if open.job.as_ref() == Some(&job) || (open.job.is_some() && job.node.is_none()) {
+            return;
+        }
+        if let Some(a) = self
+            .entry(unit)
+            .attempts
+            .iter_mut()
+            .find(|a| a.number == attempt)
+        {
+            a.job = Some(job.clone());
+        }
+        self.emit(
+            Some(unit),
+            EventKind::TaskPlaced {
+                attempt,
+                executor: job.executor,
+                job: job.id,
+                node: job.node,
+            },
+        );
     }
 
     /// Decides what a collected attempt means for its item.
@@ -116,6 +153,9 @@ impl RunState {
         };
         if let Some(tip) = &report.tip {
             self.flight.tips.insert(live.task.clone(), tip.clone());
+        }
+        if let Some(job) = report.job.as_ref().and_then(attempt_job) {
+            self.on_placed(&unit, attempt, job);
         }
         if report.worktree_gone.is_some() {
             self.flight.worktree_lost.insert(live.task.clone());

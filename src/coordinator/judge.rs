@@ -90,7 +90,24 @@ pub fn judge(report: &AttemptReport, rules: Rules<'_>) -> Judgement {
         reason,
         retry: Retryable::from(retry),
     };
-    let verdict = classify::classify(exit, report.result.as_ref(), rules.retry, rules.timeout);
+    if let Some(e) = &report.fetch_error
+        && exit.end != crate::runner::spec::End::Stopped
+    {
+        return failed(
+            format!(
+                "cannot bring the job's work back: {}",
+                crate::text::error_chain(e)
+            ),
+            true,
+        );
+    }
+    let verdict = classify::classify(
+        exit,
+        report.result.as_ref(),
+        report.job.as_ref(),
+        rules.retry,
+        rules.timeout,
+    );
     if let (Some(off), false) = (&report.off_branch, verdict == Verdict::Stopped) {
         return failed(off_branch_reason(off), false);
     }

@@ -13,12 +13,14 @@ use super::core::{
     Effect, LaunchRequest, Live, Now, PrepareError, PromptRequest, ProvisionRequest, RunState,
     claim_free,
 };
-use crate::config::{Agent, Backoff, PromptMode};
+use crate::config::{Agent, Backoff, ExecutorConfig, ExecutorKind, PromptMode, WorkspaceMode};
+use crate::coordinator::collect::FetchBack;
 use crate::coordinator::judge::Retryable;
 use crate::coordinator::workspace::{self, Freshness, Provisioned};
 use crate::git::GitError;
 use crate::lifecycle::{Status, Transition, Unit};
 use crate::plan::{FullId, Item, ItemIdx};
+use crate::runner::executor::{Cluster, GitTransport, Placement, PushBack};
 use crate::runner::folder::RunFolder;
 use crate::runner::hook;
 use crate::runner::prompt::{
@@ -129,6 +131,7 @@ impl RunState {
             finished: None,
             outcome: None,
             purpose,
+            job: None,
             confined,
             agent: None,
             session: None,
@@ -516,6 +519,92 @@ impl RunState {
         (same_agent && !cancelled).then(|| last.session.clone())?
     }
 
+    /// Returns the executor settings of a unit: `[executor]`, overridden by
+    /// the unit's own `executor` choice, else its task's.
+    pub(super) fn executor_of(&self, ti: ItemIdx, ui: ItemIdx) -> ExecutorConfig {
+        let plan = &self.env.plan;
+        let choice = plan
+            .item(ui)
+            .executor()
+            .or_else(|| plan.item(ti).executor());
+        self.env.config.executor.resolve(choice)
+    }
+
+    /// Returns the engine that runs a unit's agent, and for a cluster
+    /// executor with `workspace = "git"` how its job reaches the task
+    /// branch on the remote (pushed before the job, pushed back by it).
+    fn placement_of(&self, task: &FullId, unit: &FullId, attempt: u32) -> Placement {
+        let plan = &self.env.plan;
+        let (Some(ti), Some(ui)) = (plan.lookup(task.as_str()), plan.lookup(unit.as_str())) else {
+            return Placement::Local;
+        };
+        let settings = self.executor_of(ti, ui);
+        if settings.kind == ExecutorKind::Local {
+            return Placement::Local;
+        }
+        let git = self.fetch_back_of(task, unit, attempt).map(|back| {
+            let branch_ref = format!("refs/heads/{}", back.branch);
+            GitTransport {
+                repo: self.env.repo.clone(),
+                remote: back.remote,
+                publish: format!("{branch_ref}:{branch_ref}"),
+                fetch: branch_ref,
+                push_back: Some(PushBack {
+                    branch: back.branch,
+                    commit_message: self
+                        .env
+                        .config
+                        .agent
+                        .auto_commit
+                        .then(|| self.leftover_message(task, unit, attempt)),
+                    result_ref: back.result_ref,
+                }),
+                scratch: settings.scratch.clone(),
+            }
+        });
+        Placement::Slurm(Box::new(Cluster { settings, git }))
+    }
+
+    /// Returns where a unit's job pushes its work back, when it runs on a
+    /// cluster with `workspace = "git"`.
+    pub(super) fn fetch_back_of(
+        &self,
+        task: &FullId,
+        unit: &FullId,
+        attempt: u32,
+    ) -> Option<FetchBack> {
+        let plan = &self.env.plan;
+        let (ti, ui) = (plan.lookup(task.as_str())?, plan.lookup(unit.as_str())?);
+        let cfg = self.executor_of(ti, ui);
+        if cfg.kind == ExecutorKind::Local || cfg.workspace != WorkspaceMode::Git {
+            return None;
+        }
+        Some(FetchBack {
+            remote: cfg.remote?,
+            branch: self.env.branch(task),
+            result_ref: format!("refs/orch/results/{unit}/{attempt}"),
+        })
+    }
+
+    /// Returns the trailers every commit of a unit carries: `Orch-Task`,
+    /// and `Orch-Subtask` for a subtask.
+    pub(super) fn unit_trailers(&self, task: &FullId, unit: &FullId) -> Vec<String> {
+        let mut trailers = vec![format!("Orch-Task: {task}")];
+        if unit != task {
+            trailers.push(format!("Orch-Subtask: {unit}"));
+        }
+        trailers
+    }
+
+    /// Returns the message of the commit of what a unit's agent left uncommitted.
+    pub(super) fn leftover_message(&self, task: &FullId, unit: &FullId, attempt: u32) -> String {
+        format!(
+            "{}\n\nWork left uncommitted by the agent of `{unit}`, attempt {attempt}.\n\n{}\n",
+            self.title_of(unit),
+            self.unit_trailers(task, unit).join("\n")
+        )
+    }
+
     /// Returns how long a unit's agent may run: its preset's `timeout`, else `agent.timeout`.
     pub(super) fn unit_timeout(&self, task: &FullId, unit: &FullId) -> Duration {
         self.agent_of_unit(task, unit)
@@ -567,7 +656,7 @@ impl RunState {
                 .collect(),
             _ => agent.command.clone(),
         };
-        let (context, previous_log, problem_log) = self.prompt_context(
+        let (mut context, previous_log, problem_log) = self.prompt_context(
             ti,
             (ui != ti).then_some(ui),
             attempt,
@@ -575,6 +664,13 @@ impl RunState {
             &branch,
             &files.result,
         );
+        if self.fetch_back_of(task, unit, attempt).is_some() {
+            // A job of the git workspace runs in a clone on its node, whose
+            // path is known only once the job is named: the prompt names
+            // the variables that hold it there.
+            context.worktree = "$ORCH_WORKTREE".to_owned();
+            context.result_file = "$ORCH_RESULT_FILE".to_owned();
+        }
         let mut env: Vec<(String, String)> = agent.env.clone().into_iter().collect();
         let path = |p: &Path| p.display().to_string();
         env.extend(self.task_vars(task, attempt, &branch));
@@ -604,6 +700,7 @@ impl RunState {
             },
             prompt_on_stdin: agent.prompt == PromptMode::Stdin,
             cwd: worktree,
+            placement: self.placement_of(task, unit, attempt),
             env,
             timeout: agent.timeout,
             grace: config.grace.0,

@@ -254,6 +254,7 @@ fn a_task_goes_from_ready_to_merged_and_its_dependent_starts_after() {
         unreachable!()
     };
     assert_eq!(launch.cwd, Path::new("wt/A"));
+    assert_eq!(launch.placement, crate::runner::executor::Placement::Local);
     assert!(
         launch
             .env
@@ -299,6 +300,77 @@ fn a_task_goes_from_ready_to_merged_and_its_dependent_starts_after() {
     assert_eq!(state.merge_commit.as_deref(), Some("m1"));
     assert_eq!(state.branch, None, "the merge deleted the branch");
     assert!(effects.iter().any(|e| matches!(e, Effect::Persist)));
+}
+
+#[test]
+fn a_task_runs_where_its_executor_says_and_its_job_is_recorded_once() {
+    use crate::config::{ExecutorKind, WorkspaceMode};
+    use crate::runner::executor::Placement;
+    use crate::state::model::AttemptJob;
+    let plan = "[[task]]\nid = \"A\"\nexecutor = { cpus = 8 }\n\
+                [[task]]\nid = \"B\"\nexecutor = \"local\"\n";
+    let mut h = Harness::new(plan, |c| {
+        c.executor.kind = ExecutorKind::Slurm;
+        c.executor.workspace = WorkspaceMode::Git;
+        c.executor.remote = Some("ssh://host/r.git".to_owned());
+        c.executor.cpus = Some(2);
+    });
+    h.tick();
+    let mut launched = h.provisioned("A", 1);
+    launched.extend(h.provisioned("B", 1));
+    let placements: Vec<_> = launched
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Launch(l) => Some((l.unit.to_string(), l.placement.clone())),
+            _ => None,
+        })
+        .collect();
+    let [(a, Placement::Slurm(cluster)), (b, Placement::Local)] = &placements[..] else {
+        panic!("{placements:?}")
+    };
+    assert_eq!((a.as_str(), b.as_str()), ("A", "B"));
+    assert_eq!(cluster.settings.cpus, Some(8), "the task's override wins");
+    let git = cluster.git.as_ref().unwrap();
+    assert_eq!(git.remote, "ssh://host/r.git");
+    assert_eq!(git.publish, "refs/heads/orch/A:refs/heads/orch/A");
+    let back = git.push_back.as_ref().unwrap();
+    assert_eq!(back.result_ref, "refs/orch/results/A/1");
+    assert!(
+        back.commit_message
+            .as_deref()
+            .is_some_and(|m| m.ends_with("Orch-Task: A\n"))
+    );
+
+    let queued = AttemptJob {
+        executor: "slurm".to_owned(),
+        id: "42".to_owned(),
+        node: None,
+    };
+    let running = AttemptJob {
+        node: Some("n1".to_owned()),
+        ..queued.clone()
+    };
+    let mut placed = Vec::new();
+    for job in [queued.clone(), running.clone(), running.clone(), queued] {
+        placed.extend(events(&h.step(Input::Placed {
+            unit: id("A"),
+            attempt: 1,
+            job,
+        })));
+    }
+    assert_eq!(placed, ["task.placed A", "task.placed A"], "news only");
+    let attempt = &h.core.state().items[&id("A")].attempts[0];
+    assert_eq!(attempt.job.as_ref(), Some(&running), "the node is kept");
+    let mut report = done_with(1);
+    report.job = Some(crate::runner::spec::JobRecord {
+        executor: "slurm".to_owned(),
+        id: Some("42".to_owned()),
+        node: Some("n1".to_owned()),
+        state: Some("COMPLETED".to_owned()),
+        ..Default::default()
+    });
+    let effects = h.ends("A", 1, report);
+    assert!(!events(&effects).contains(&"task.placed A".to_owned()));
 }
 
 #[test]
@@ -834,6 +906,7 @@ fn start_up_records_a_landed_merge_whatever_the_state_said() {
         resumed: false,
         usage: None,
         paused_until: None,
+        job: None,
     });
     state.items.insert(id("A"), running);
     state
@@ -927,6 +1000,7 @@ fn start_up_collects_adopts_or_interrupts_what_a_dead_coordinator_left() {
             finished: None,
             outcome: None,
             purpose: None,
+            job: None,
             confined: false,
             agent: None,
             session: None,

@@ -412,6 +412,13 @@ fn detail(app: &AppState, frame: &mut Frame, area: Rect, paint: &Paint) {
         if let Some(worktree) = &s.worktree {
             lines.push(field("worktree", worktree.display().to_string(), paint));
         }
+        if let Some(job) = s.attempts.last().and_then(|a| a.job.as_ref()) {
+            let place = match &job.node {
+                Some(node) => format!("{} job {} on {node}", job.executor, job.id),
+                None => format!("{} job {}, queued", job.executor, job.id),
+            };
+            lines.push(field("job", place, paint));
+        }
     }
     if !item.depends_on.is_empty() {
         let mut spans = Vec::new();
@@ -820,6 +827,7 @@ depends_on = ["P1.M1.T2", "P1.M1.T3"]
             finished: to.map(|t| Timestamp(at(t))),
             outcome,
             purpose: None,
+            job: None,
             confined: false,
             agent: None,
             session: None,
@@ -1043,6 +1051,26 @@ depends_on = ["P1.M1.T2", "P1.M1.T3"]
         └───────────────────────────────────────────┘└─────────────────────────────────┘
         ↑↓ move  ⏎ open  / search  f filter  l log  r retry  c cancel  x resolve  ? help
         ");
+    }
+
+    #[test]
+    fn a_cluster_job_shows_its_id_and_node() {
+        let mut app = app();
+        if let Some(s) = app.state.items.get_mut(&id("P1.M1.T2"))
+            && let Some(a) = s.attempts.last_mut()
+        {
+            a.job = Some(crate::state::model::AttemptJob {
+                executor: "slurm".to_owned(),
+                id: "4242".to_owned(),
+                node: Some("node07".to_owned()),
+            });
+        }
+        select(&mut app, "P1.M1.T2");
+        let text = screen(&app, 120, 30);
+        assert!(
+            text.contains("job       slurm job 4242 on node07"),
+            "{text}"
+        );
     }
 
     #[test]

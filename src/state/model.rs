@@ -322,6 +322,9 @@ pub struct Attempt {
     /// Why the attempt was made, when it is not the first plain run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub purpose: Option<Purpose>,
+    /// The cluster job that ran it, when an executor other than `local` did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<AttemptJob>,
     /// The agent ran under the sandbox (docs/run.md); left out when not.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub confined: bool,
@@ -344,6 +347,18 @@ pub struct Attempt {
     pub paused_until: Option<Timestamp>,
 }
 
+/// Where a cluster executor ran an attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptJob {
+    /// The executor (`slurm`).
+    pub executor: String,
+    /// The job's id, as the cluster names it.
+    pub id: String,
+    /// The node it ran on, once known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+}
+
 impl Attempt {
     /// Returns a running attempt, as opened: nothing known yet but when.
     pub fn open(number: u32, started: Timestamp) -> Attempt {
@@ -359,6 +374,7 @@ impl Attempt {
             resumed: false,
             usage: None,
             paused_until: None,
+            job: None,
         }
     }
 
@@ -489,6 +505,7 @@ mod tests {
                     retry: true,
                 }),
                 purpose: None,
+                job: None,
                 confined: false,
                 agent: None,
                 session: None,
@@ -504,6 +521,7 @@ mod tests {
                     reason: "stopped".to_owned(),
                 }),
                 purpose: Some(Purpose::Conflict),
+                job: None,
                 confined: false,
                 agent: None,
                 session: None,
@@ -517,6 +535,7 @@ mod tests {
                 finished: None,
                 outcome: None,
                 purpose: None,
+                job: None,
                 confined: false,
                 agent: None,
                 session: None,
@@ -534,6 +553,7 @@ mod tests {
             finished: Some(t("2026-01-01T00:00:10Z")),
             outcome: Some(Outcome::Succeeded { commits: 2 }),
             purpose: None,
+            job: None,
             confined: false,
             agent: None,
             session: None,

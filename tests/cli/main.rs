@@ -28,6 +28,7 @@ mod plan_versions;
 mod run;
 mod run_control;
 mod sandbox;
+mod slurm;
 mod status_logs;
 mod trust;
 
