@@ -354,8 +354,10 @@ fn a_coordinator_killed_while_jobs_run_adopts_them_on_restart() {
             .args(["-KILL", "--", &pid.to_string()])
             .status();
     };
-    kill(-info["agent_pgid"].as_i64().unwrap());
+    // The supervisor first: killed after its `srun`, it could still see that
+    // death and report it in `exit.json` (a failure, not an interruption).
     kill(info["pid"].as_i64().unwrap());
+    kill(-info["agent_pgid"].as_i64().unwrap());
     let out = orch(&env, conf).arg("run").output().unwrap();
     assert!(out.status.success(), "{}", env.render(&out));
     assert_eq!(env.status_of("A"), "merged");
