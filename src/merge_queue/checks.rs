@@ -5,7 +5,10 @@
 //! untracked files, but never of ignored ones, so build caches persist
 //! between merges. Each check runs under a supervisor (like an agent: own
 //! session and process group, timeout, capped log), with its output in
-//! `checks/<full id>/<check>.log`.
+//! `checks/<full id>/<check>.log`. With `merge.executor = "slurm"` the
+//! check runs as a cluster job (`runner::executor`): in the merge worktree
+//! on the shared filesystem, or, with `workspace = "git"`, in a clone of the
+//! candidate that is pushed to `refs/orch/check/<full id>` on the remote.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
@@ -14,11 +17,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::config::Check;
-use crate::git::cmd::DISCOVERY_VARS;
 use crate::git::{GitError, cmd, worktree};
+use crate::runner::executor::{self, Cluster, GitTransport, Placement};
 use crate::runner::folder::RunFolder;
+use crate::runner::slurm::{self, JobEnd};
 use crate::runner::spawn::spawn_supervisor_blocking;
-use crate::runner::spec::{End, ExitRecord, Spec};
+use crate::runner::spec::{End, ExitRecord};
 use crate::runner::terminate::signal_name;
 use crate::state::StateDir;
 
@@ -35,6 +39,19 @@ pub struct CheckRun {
     pub stop: Arc<AtomicBool>,
     /// The pid of the running check's supervisor, for the coordinator.
     pub running: Arc<Mutex<Option<u32>>>,
+    /// Where checks run (`merge.executor`, with the `[executor]` settings).
+    pub placement: Placement,
+    /// For checks on a cluster without a shared filesystem: the remote the
+    /// candidate is pushed to, the node's scratch folder, and this repository.
+    pub git: Option<CheckTransport>,
+}
+
+/// How a check job of the git workspace gets the candidate.
+#[derive(Debug, Clone)]
+pub struct CheckTransport {
+    pub repo: PathBuf,
+    pub remote: String,
+    pub scratch: String,
 }
 
 /// How one check ended.
@@ -110,26 +127,49 @@ pub fn run(
     let run_dir = state_dir.check_dir(&ctx.task, &check.name);
     std::fs::create_dir_all(&run_dir)?;
     let folder = RunFolder::new(run_dir.clone());
-    for stale in [folder.exit_file(), folder.supervisor_file()] {
+    for stale in [
+        folder.exit_file(),
+        folder.supervisor_file(),
+        folder.job_file(),
+    ] {
         crate::fsio::remove_if_present(&stale)?;
     }
-    let spec = Spec {
+    let placement = match (&ctx.placement, &ctx.git) {
+        (Placement::Slurm(cluster), Some(git)) => {
+            let check_ref = format!("refs/orch/check/{}", ctx.task);
+            Placement::Slurm(Box::new(Cluster {
+                settings: cluster.settings.clone(),
+                git: Some(GitTransport {
+                    repo: git.repo.clone(),
+                    remote: git.remote.clone(),
+                    publish: format!("+{commit}:{check_ref}"),
+                    fetch: check_ref,
+                    push_back: None,
+                    scratch: git.scratch.clone(),
+                }),
+            }))
+        }
+        (placement, _) => placement.clone(),
+    };
+    let attempt = executor::Attempt {
         argv: vec!["sh".to_owned(), "-c".to_owned(), check.run.clone()],
-        cwd: dir.to_owned(),
+        last_message: None,
         env: vec![
             ("ORCH_TASK_ID".to_owned(), ctx.task.clone()),
             ("ORCH_CHECK".to_owned(), check.name.clone()),
             ("ORCH_MERGE_COMMIT".to_owned(), commit.to_owned()),
             ("ORCH_TARGET".to_owned(), ctx.target.clone()),
         ],
-        env_remove: DISCOVERY_VARS.iter().map(|v| (*v).to_owned()).collect(),
-        stdin: None,
+        dir: dir.to_owned(),
+        prompt: None,
+        prompt_on_stdin: false,
         log: state_dir.check_log(&ctx.task, &check.name),
         log_limit: ctx.log_limit,
         timeout: check.timeout.0,
         grace: ctx.grace,
         sandbox: None,
     };
+    let spec = executor::spec(&placement, attempt, &run_dir, &ctx.orch);
     let spec_path = folder.spec_file();
     crate::fsio::write_json(&spec_path, &spec)?;
     let mut child = spawn_supervisor_blocking(&ctx.orch, &spec_path)?;
@@ -147,6 +187,21 @@ pub fn run(
     };
     *ctx.running.lock().unwrap_or_else(|p| p.into_inner()) = None;
     let exit: Option<ExitRecord> = folder.load_exit()?;
+    let job = folder.load_job();
+    if let Some(job) = &job
+        && !asked
+    {
+        if let Some(error) = &job.error {
+            return Ok(CheckEnd::Failed(CheckFailure::CannotStart {
+                error: error.clone(),
+            }));
+        }
+        if slurm::job_end(job) == Some(JobEnd::TimeLimit) {
+            return Ok(CheckEnd::Failed(CheckFailure::TimedOut {
+                after: check.timeout.0,
+            }));
+        }
+    }
     Ok(match exit.map(|e| e.end) {
         _ if asked => CheckEnd::Stopped,
         Some(End::Exited { code: 0 }) => CheckEnd::Passed,

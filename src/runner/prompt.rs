@@ -31,6 +31,13 @@ pub const CHECK_FAILURE: (&str, &str) = (
     include_str!("../../templates/prompts/check_failure.md"),
 );
 
+/// The prompt for an attempt that continues the agent's earlier session:
+/// only what changed since.
+pub const RESUMED: (&str, &str) = (
+    "resumed.md",
+    include_str!("../../templates/prompts/resumed.md"),
+);
+
 /// An item as templates see it.
 #[derive(Debug, Clone, Serialize)]
 pub struct ItemView {
