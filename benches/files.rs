@@ -20,6 +20,11 @@
 //!    `merge_ms` of `task.merged` (picked from the queue to the target and
 //!    its checkout moved), next to the median `git merge --no-ff` of step 1.
 //!
+//! With `ORCH_BENCH_BASE` set to another `orch` binary (say the target
+//! branch's, built elsewhere), steps 2 and 3 run with it too, on clones of
+//! the same repository, and its figures are printed beside this build's as
+//! the baseline of the same run.
+//!
 //! Targets: coordinator CPU per task at 50,000 files at most 2x the figure
 //! at 5,000; agent exit -> task completed at 50,000 files at most 50 ms;
 //! one merge at most 0.25x `git merge --no-ff`; the whole run per task at
@@ -123,8 +128,8 @@ struct Orch {
     exit_to_completed: Duration,
 }
 
-fn orch_command(repo: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_orch"));
+fn orch_command(bin: &Path, repo: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin);
     cmd.current_dir(repo)
         .args(args)
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
@@ -147,11 +152,11 @@ fn events(repo: &Path) -> Vec<serde_json::Value> {
 
 /// Queues the tasks with `orch run --no-merge`, then merges them all with
 /// `orch merge`; returns the median merge.
-fn orch_merge(repo: &Path) -> Duration {
+fn orch_merge(bin: &Path, repo: &Path) -> Duration {
     write_config(repo, commit_agent().to_str().unwrap(), 1, "");
     std::fs::write(repo.join("plan.toml"), plan()).unwrap();
     for args in [&["run", "--no-merge"][..], &["merge"]] {
-        let status = orch_command(repo, args).status().unwrap();
+        let status = orch_command(bin, repo, args).status().unwrap();
         assert!(status.success(), "orch {args:?}: {status}");
     }
     let merges = events(repo)
@@ -162,11 +167,11 @@ fn orch_merge(repo: &Path) -> Duration {
     median(merges)
 }
 
-fn orch(repo: &Path) -> Orch {
+fn orch(bin: &Path, repo: &Path) -> Orch {
     write_config(repo, commit_agent().to_str().unwrap(), 1, "");
     std::fs::write(repo.join("plan.toml"), plan()).unwrap();
     let start = Instant::now();
-    let mut child = orch_command(repo, &["run"]).spawn().unwrap();
+    let mut child = orch_command(bin, repo, &["run"]).spawn().unwrap();
     let (status, usage) = wait_with_usage(&mut child);
     let wall = start.elapsed();
     assert!(status == 0, "orch run exited {status}");
@@ -232,10 +237,15 @@ fn main() {
     }
     let dir = tempfile::tempdir().unwrap();
     let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+    let mut builds = vec![("", common::orch_bin())];
+    if let Some(base) = std::env::var_os("ORCH_BENCH_BASE") {
+        builds.push((" (before)", PathBuf::from(base)));
+    }
     println!("{TASKS} tasks one at a time, agent commits one file, target checked out");
     println!(
-        "{:>7} {:>10} {:>10} {:>6} {:>10} {:>12} {:>10} {:>10} {:>10} {:>6}",
+        "{:>7} {:>9} {:>10} {:>10} {:>6} {:>10} {:>12} {:>10} {:>10} {:>10} {:>6}",
         "files",
+        "build",
         "orch/task",
         "git/task",
         "ratio",
@@ -246,60 +256,71 @@ fn main() {
         "git merge",
         "ratio"
     );
-    let mut cpu_at = Vec::new();
+    let mut cpu_at: Vec<(&str, usize, Duration)> = Vec::new();
     for files in sizes() {
         let generated = Instant::now();
         let template = template(&dir.path().join(format!("t{files}")), files);
         let generated = generated.elapsed();
         let (git_task, git_merge) =
             plain_git(&clone(&template, &dir.path().join(format!("g{files}"))));
-        let o = orch(&clone(&template, &dir.path().join(format!("o{files}"))));
-        let merge = orch_merge(&clone(&template, &dir.path().join(format!("m{files}"))));
-        println!(
-            "{files:>7} {:>10} {:>10} {:>6.2} {:>10} {:>12} {:>10} {:>10} {:>10} {:>6.2}   (repo made in {:.1} s)",
-            ms(o.wall),
-            ms(git_task),
-            ratio(o.wall, git_task),
-            ms(o.cpu),
-            ms(o.cpu_with_children),
-            ms(o.exit_to_completed),
-            ms(merge),
-            ms(git_merge),
-            ratio(merge, git_merge),
-            generated.as_secs_f64(),
-        );
-        let n = format!("{files} files");
-        figure(
-            &format!("whole run per task, {n}"),
-            &ms(o.wall),
-            &format!("plain-git loop {}", ms(git_task)),
-            Some(ratio(o.wall, git_task)),
-        );
-        let previous: Option<&(usize, Duration)> = cpu_at.last();
-        figure(
-            &format!("coordinator CPU per task, {n}"),
-            &ms(o.cpu),
-            &previous.map_or(String::new(), |(f, c)| format!("{} at {f} files", ms(*c))),
-            previous.map(|(_, c)| ratio(o.cpu, *c)),
-        );
-        figure(
-            &format!("coordinator and its git, CPU per task, {n}"),
-            &ms(o.cpu_with_children),
-            "agent's own git included",
-            None,
-        );
-        figure(
-            &format!("agent exit -> task completed, {n}"),
-            &ms(o.exit_to_completed),
-            "target 50 ms",
-            Some(o.exit_to_completed.as_secs_f64() / 0.05),
-        );
-        figure(
-            &format!("one merge, target checked out, {n}"),
-            &ms(merge),
-            &format!("git merge --no-ff {}", ms(git_merge)),
-            Some(ratio(merge, git_merge)),
-        );
-        cpu_at.push((files, o.cpu));
+        for (b, (label, bin)) in builds.iter().enumerate() {
+            let o = orch(
+                bin,
+                &clone(&template, &dir.path().join(format!("o{files}-{b}"))),
+            );
+            let merge = orch_merge(
+                bin,
+                &clone(&template, &dir.path().join(format!("m{files}-{b}"))),
+            );
+            println!(
+                "{files:>7} {:>9} {:>10} {:>10} {:>6.2} {:>10} {:>12} {:>10} {:>10} {:>10} {:>6.2}   (repo made in {:.1} s)",
+                if label.is_empty() { "this" } else { "before" },
+                ms(o.wall),
+                ms(git_task),
+                ratio(o.wall, git_task),
+                ms(o.cpu),
+                ms(o.cpu_with_children),
+                ms(o.exit_to_completed),
+                ms(merge),
+                ms(git_merge),
+                ratio(merge, git_merge),
+                generated.as_secs_f64(),
+            );
+            let n = format!("{files} files{label}");
+            figure(
+                &format!("whole run per task, {n}"),
+                &ms(o.wall),
+                &format!("plain-git loop {}", ms(git_task)),
+                Some(ratio(o.wall, git_task)),
+            );
+            let previous = cpu_at.iter().rev().find(|(l, _, _)| l == label);
+            figure(
+                &format!("coordinator CPU per task, {n}"),
+                &ms(o.cpu),
+                &previous.map_or(String::new(), |(_, f, c)| {
+                    format!("{} at {f} files", ms(*c))
+                }),
+                previous.map(|(_, _, c)| ratio(o.cpu, *c)),
+            );
+            figure(
+                &format!("coordinator and its git, CPU per task, {n}"),
+                &ms(o.cpu_with_children),
+                "agent's own git included",
+                None,
+            );
+            figure(
+                &format!("agent exit -> task completed, {n}"),
+                &ms(o.exit_to_completed),
+                "target 50 ms",
+                Some(o.exit_to_completed.as_secs_f64() / 0.05),
+            );
+            figure(
+                &format!("one merge, target checked out, {n}"),
+                &ms(merge),
+                &format!("git merge --no-ff {}", ms(git_merge)),
+                Some(ratio(merge, git_merge)),
+            );
+            cpu_at.push((label, files, o.cpu));
+        }
     }
 }

@@ -65,9 +65,17 @@ pub fn write_config(repo: &Path, agent: &str, max_parallel: usize, extra: &str) 
     std::fs::write(repo.join(".orchestrator.toml"), config).unwrap();
 }
 
+/// Returns the `orch` binary measured: `ORCH_BENCH_BIN` when set (another
+/// build, say the target branch's, for a baseline), else this build's.
+pub fn orch_bin() -> PathBuf {
+    std::env::var_os("ORCH_BENCH_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_orch")))
+}
+
 /// Runs `orch` with `args` in `repo` and returns the events it recorded.
 pub fn run_orch(repo: &Path, args: &[&str]) -> Vec<serde_json::Value> {
-    let out = Command::new(env!("CARGO_BIN_EXE_orch"))
+    let out = Command::new(orch_bin())
         .current_dir(repo)
         .args(args)
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
