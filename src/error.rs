@@ -189,7 +189,9 @@ impl From<taskmaster::InFile> for CliError {
 impl From<StateError> for CliError {
     fn from(error: StateError) -> CliError {
         let kind = match error {
-            StateError::Parse { .. } | StateError::NewerSchema { .. } => ErrorKind::Input,
+            StateError::Parse { .. }
+            | StateError::NewerSchema { .. }
+            | StateError::ChangesGap { .. } => ErrorKind::Input,
             StateError::Read { .. } | StateError::Write { .. } => ErrorKind::Internal,
         };
         CliError::new(kind, error)
@@ -412,6 +414,14 @@ mod tests {
         }
     }
 
+    fn gap() -> StateError {
+        StateError::ChangesGap {
+            path: path(),
+            expected: 3,
+            found: 5,
+        }
+    }
+
     fn newer() -> StateError {
         StateError::NewerSchema {
             path: path(),
@@ -552,6 +562,7 @@ mod tests {
         assert_codes(vec![
             (state_parse(), 2),
             (newer(), 2),
+            (gap(), 2),
             (state_read(), 255),
             (state_write(), 255),
         ]);

@@ -119,6 +119,11 @@ impl StateDir {
         self.root.join("merge.json")
     }
 
+    /// Returns the changes to the state since `state.json` was written whole.
+    pub fn changes_file(&self) -> PathBuf {
+        crate::state::changes::path_for(&self.state_file())
+    }
+
     /// Returns the journal of a move of the target's checkout under way.
     pub fn checkout_journal(&self) -> PathBuf {
         self.root.join("checkout.json")

@@ -1,8 +1,10 @@
-//! The state dir `.orchestrator/` (DESIGN §2.3): `state.json` and its model.
+//! The state dir `.orchestrator/` (DESIGN §2.3): `state.json` (a snapshot),
+//! `changes.jsonl` (the changes since it) and their model.
 //!
 //! This module reads and writes files; it never decides transitions (that is
 //! [`crate::lifecycle`]) and never runs agents.
 
+pub mod changes;
 mod dir;
 pub mod events;
 pub mod inbox;

@@ -1,0 +1,477 @@
+//! `changes.jsonl`: what changed in the state since `state.json` was last
+//! written whole, one line per batch of changes, appended.
+//!
+//! `state.json` is a snapshot: it records, as `changes`, the `seq` of the
+//! last line it includes. The state is the snapshot with the lines after
+//! that `seq` applied in order ([`crate::state::store::load`]). A line
+//! holds each item that changed, whole (`null`: removed from the state),
+//! and the top-level fields (`target`, `run`, `landed`, `lost`, `paused`)
+//! when any of them changed, so that applying a line never needs the one
+//! before. Writing a line costs what changed, whatever the plan's size.
+//!
+//! Invariants:
+//! - `seq` increases by one from line to line, and across snapshots: a
+//!   snapshot's `changes` is at least every `seq` in the file it follows,
+//!   so lines a crash left behind a newer snapshot are skipped, never
+//!   applied twice.
+//! - A snapshot is written (temp, fsync, rename) before the file is
+//!   replaced by an empty one; a reader that raced a snapshot sees
+//!   `state.json` change under it and reads again.
+//! - A snapshot without `changes` (written by an `orch` older than this
+//!   file) has no lines after it: the file is ignored.
+//!
+//! The coordinator's [`Writer`] owns the file during a run; without a run,
+//! whoever saves the state ([`crate::state::store::save`]) writes a snapshot
+//! and empties the file. docs/state.md says what is durable when.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::plan::FullId;
+use crate::state::model::{ItemState, LostHead, Pause, RunRecord, State};
+
+/// The file's name inside the state dir.
+pub const FILE_NAME: &str = "changes.jsonl";
+
+/// Returns the changes file that goes with the state file at `state_file`.
+pub fn path_for(state_file: &Path) -> PathBuf {
+    state_file.with_file_name(FILE_NAME)
+}
+
+/// One line: a batch of changes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    pub seq: u64,
+    /// Each item that changed, whole; `None` when it left the state.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub items: BTreeMap<FullId, Option<ItemState>>,
+    /// The top-level fields, when any of them changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top: Option<Top>,
+}
+
+/// The state's fields other than its items.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Top {
+    #[serde(default)]
+    pub target: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub landed: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost: Option<LostHead>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub paused: BTreeMap<String, Pause>,
+}
+
+impl Top {
+    pub fn of(state: &State) -> Top {
+        Top {
+            target: state.target.clone(),
+            run: state.run.clone(),
+            landed: state.landed.clone(),
+            lost: state.lost.clone(),
+            paused: state.paused.clone(),
+        }
+    }
+
+    /// Returns whether `state`'s top-level fields are these.
+    fn matches(&self, state: &State) -> bool {
+        self.target == state.target
+            && self.run == state.run
+            && self.landed == state.landed
+            && self.lost == state.lost
+            && self.paused == state.paused
+    }
+}
+
+impl Change {
+    /// Applies the line to `state`.
+    pub fn apply(self, state: &mut State) {
+        for (id, item) in self.items {
+            match item {
+                Some(item) => state.items.insert(id, item),
+                None => state.items.remove(&id),
+            };
+        }
+        if let Some(top) = self.top {
+            state.target = top.target;
+            state.run = top.run;
+            state.landed = top.landed;
+            state.lost = top.lost;
+            state.paused = top.paused;
+        }
+    }
+}
+
+/// What reading the file after a snapshot found.
+#[derive(Debug, PartialEq)]
+pub enum Replay {
+    /// The lines after the snapshot, applied; the last `seq` applied (the
+    /// snapshot's when none was).
+    Applied { last: u64 },
+    /// The first line after the snapshot is not the next `seq`: the file
+    /// belongs to a newer snapshot than the one read.
+    Gap { expected: u64, found: u64 },
+}
+
+/// Applies to `state` (the snapshot, which includes `seq` `after`) the lines
+/// of `bytes` that follow it. A last line without its newline (a write cut
+/// short) and lines that do not parse are skipped.
+pub fn replay(bytes: &[u8], after: u64, state: &mut State) -> Replay {
+    let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let mut last = after;
+    for line in bytes[..complete].split(|b| *b == b'\n') {
+        let Ok(change) = serde_json::from_slice::<Change>(line) else {
+            continue;
+        };
+        if change.seq <= last {
+            continue;
+        }
+        if change.seq != last + 1 {
+            return Replay::Gap {
+                expected: last + 1,
+                found: change.seq,
+            };
+        }
+        last = change.seq;
+        change.apply(state);
+    }
+    Replay::Applied { last }
+}
+
+/// Returns the largest `seq` in `bytes` (0 when none).
+pub fn last_seq(bytes: &[u8]) -> u64 {
+    bytes
+        .split(|b| *b == b'\n')
+        .filter_map(|line| serde_json::from_slice::<SeqOnly>(line).ok())
+        .map(|s| s.seq)
+        .max()
+        .unwrap_or(0)
+}
+
+#[derive(Deserialize)]
+struct SeqOnly {
+    seq: u64,
+}
+
+/// Items whose change the coordinator's core saw: only these are compared
+/// at each batch; `all` asks for every item (a person's command, a plan
+/// change, the run's start).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Touched {
+    pub ids: std::collections::BTreeSet<FullId>,
+    pub all: bool,
+}
+
+impl Touched {
+    pub fn is_empty(&self) -> bool {
+        !self.all && self.ids.is_empty()
+    }
+}
+
+/// What one write cost: bytes, and whether it was a snapshot.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Written {
+    pub bytes: u64,
+    pub snapshot: bool,
+}
+
+/// A snapshot is due every [`crate::coordinator`] flush while it is at
+/// most this large (so a small state is fresh in `state.json` alone), and
+/// beyond that once the lines since it add up to its own size.
+pub const SMALL_SNAPSHOT: u64 = 64 * 1024;
+
+/// The coordinator's writer of the state: lines at each batch, a snapshot
+/// when due.
+#[derive(Debug)]
+pub struct Writer {
+    state_file: PathBuf,
+    changes_file: PathBuf,
+    file: Option<File>,
+    /// The state as recorded: the last snapshot with every line since.
+    recorded: State,
+    /// The last `seq` recorded.
+    seq: u64,
+    /// Bytes of lines since the last snapshot.
+    since_snapshot: u64,
+    /// The size of the last snapshot (0 before the first).
+    snapshot_bytes: u64,
+    /// Lines were written since the last fsync.
+    unsynced: bool,
+}
+
+impl Writer {
+    /// Returns the writer of the state at `state_file`, whose content on
+    /// disk is `recorded` up to `seq`. Its lines go on after any line the
+    /// file holds (lines a crash left without a snapshot before them
+    /// included), so that none of those can ever follow its snapshots.
+    pub fn new(state_file: &Path, recorded: State, seq: u64) -> Writer {
+        let changes_file = path_for(state_file);
+        let left = std::fs::read(&changes_file).map_or(0, |bytes| last_seq(&bytes));
+        Writer {
+            state_file: state_file.to_owned(),
+            changes_file,
+            file: None,
+            recorded,
+            seq: seq.max(left),
+            since_snapshot: 0,
+            snapshot_bytes: 0,
+            unsynced: false,
+        }
+    }
+
+    /// Returns whether `state` differs from what was recorded.
+    pub fn differs(&self, state: &State) -> bool {
+        !Top::of(state).matches(&self.recorded) || state.items != self.recorded.items
+    }
+
+    /// Appends the changes of the `touched` items (and of the top-level
+    /// fields) to the file, without an fsync; returns the bytes written (0
+    /// when nothing changed).
+    pub fn record(&mut self, state: &State, touched: &Touched) -> io::Result<u64> {
+        let mut items = BTreeMap::new();
+        let mut note = |id: &FullId, now: Option<&ItemState>, was: Option<&ItemState>| {
+            if now != was {
+                items.insert(id.clone(), now.cloned());
+            }
+        };
+        if touched.all {
+            for (id, now) in &state.items {
+                note(id, Some(now), self.recorded.items.get(id));
+            }
+            for (id, was) in &self.recorded.items {
+                if !state.items.contains_key(id) {
+                    note(id, None, Some(was));
+                }
+            }
+        } else {
+            for id in &touched.ids {
+                note(id, state.items.get(id), self.recorded.items.get(id));
+            }
+        }
+        let top = (!Top::of(state).matches(&self.recorded)).then(|| Top::of(state));
+        if items.is_empty() && top.is_none() {
+            return Ok(0);
+        }
+        let change = Change {
+            seq: self.seq + 1,
+            items,
+            top,
+        };
+        let mut line = serde_json::to_vec(&change).map_err(io::Error::other)?;
+        line.push(b'\n');
+        let file = match &mut self.file {
+            Some(file) => file,
+            None => self.file.insert(
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.changes_file)?,
+            ),
+        };
+        file.write_all(&line)?;
+        self.seq = change.seq;
+        change.apply(&mut self.recorded);
+        self.since_snapshot += line.len() as u64;
+        self.unsynced = true;
+        Ok(line.len() as u64)
+    }
+
+    /// Makes the lines written so far durable.
+    pub fn sync(&mut self) -> io::Result<()> {
+        if let (true, Some(file)) = (self.unsynced, &self.file) {
+            file.sync_data()?;
+        }
+        self.unsynced = false;
+        Ok(())
+    }
+
+    /// Returns whether the lines since the last snapshot call for one.
+    pub fn snapshot_due(&self) -> bool {
+        self.since_snapshot > 0
+            && (self.snapshot_bytes <= SMALL_SNAPSHOT || self.since_snapshot >= self.snapshot_bytes)
+    }
+
+    /// Writes `state` whole as the snapshot (including every line so far)
+    /// and empties the file; returns the snapshot's bytes.
+    pub fn snapshot(&mut self, state: &State) -> Result<u64, crate::state::StateError> {
+        let bytes = crate::state::store::save_snapshot(&self.state_file, state, self.seq)?;
+        self.file = None;
+        self.recorded = state.clone();
+        self.since_snapshot = 0;
+        self.snapshot_bytes = bytes;
+        self.unsynced = false;
+        Ok(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lifecycle::Status;
+
+    fn id(s: &str) -> FullId {
+        FullId::parse(s).unwrap()
+    }
+
+    #[test]
+    fn a_line_holds_what_changed_and_replays_onto_the_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("state.json");
+        let mut state = State::default();
+        state.items.insert(id("A"), ItemState::new(Status::Ready));
+        state.items.insert(id("B"), ItemState::new(Status::Pending));
+        let mut w = Writer::new(&file, State::default(), 0);
+        w.snapshot(&state).unwrap();
+        let snapshot = std::fs::read(&file).unwrap();
+
+        state.items.get_mut(&id("A")).unwrap().status = Status::Running;
+        state.landed = Some("abc".into());
+        let touched = Touched {
+            ids: [id("A")].into(),
+            all: false,
+        };
+        assert!(w.record(&state, &touched).unwrap() > 0);
+        assert_eq!(w.record(&state, &touched).unwrap(), 0, "nothing new");
+        state.items.remove(&id("B"));
+        w.record(
+            &state,
+            &Touched {
+                ids: Default::default(),
+                all: true,
+            },
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(path_for(&file)).unwrap();
+        insta::assert_snapshot!(text, @r#"
+        {"seq":1,"items":{"A":{"status":"running"}},"top":{"target":null,"landed":"abc"}}
+        {"seq":2,"items":{"B":null}}
+        "#);
+        assert_eq!(
+            crate::state::store::load(&file).unwrap(),
+            Some(state.clone())
+        );
+
+        // The snapshot alone is older; a torn last line is skipped.
+        let mut replayed: State = serde_json::from_slice(&snapshot).unwrap();
+        let mut bytes = text.clone().into_bytes();
+        bytes.extend_from_slice(br#"{"seq":3,"items":{"A":nu"#);
+        assert_eq!(
+            replay(&bytes, 0, &mut replayed),
+            Replay::Applied { last: 2 }
+        );
+        assert_eq!(replayed, state);
+        // Lines the snapshot includes are skipped; a gap is reported.
+        let mut other = State::default();
+        assert_eq!(
+            replay(text.as_bytes(), 2, &mut other),
+            Replay::Applied { last: 2 }
+        );
+        assert_eq!(other, State::default());
+        assert_eq!(
+            replay(text.as_bytes(), 5, &mut other),
+            Replay::Applied { last: 5 }
+        );
+        let skipped = text.lines().nth(1).unwrap().to_owned() + "\n";
+        assert_eq!(
+            replay(skipped.as_bytes(), 0, &mut other),
+            Replay::Gap {
+                expected: 1,
+                found: 2
+            }
+        );
+        assert_eq!(last_seq(text.as_bytes()), 2);
+    }
+
+    #[test]
+    fn a_snapshot_empties_the_file_and_counts_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("state.json");
+        let mut state = State::default();
+        let mut w = Writer::new(&file, State::default(), 7);
+        state.items.insert(id("A"), ItemState::new(Status::Ready));
+        w.record(
+            &state,
+            &Touched {
+                ids: [id("A")].into(),
+                all: false,
+            },
+        )
+        .unwrap();
+        assert!(w.snapshot_due(), "a small snapshot is due at each flush");
+        w.snapshot(&state).unwrap();
+        assert_eq!(std::fs::read(path_for(&file)).unwrap(), b"");
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        assert_eq!(json["changes"], 8);
+        assert!(!w.snapshot_due());
+        state.items.get_mut(&id("A")).unwrap().status = Status::Running;
+        w.record(
+            &state,
+            &Touched {
+                ids: [id("A")].into(),
+                all: false,
+            },
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(path_for(&file)).unwrap();
+        assert!(text.starts_with(r#"{"seq":9,"#), "{text}");
+        assert_eq!(crate::state::store::load(&file).unwrap(), Some(state));
+    }
+
+    #[test]
+    fn lines_left_without_a_snapshot_never_follow_a_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("state.json");
+        std::fs::write(
+            path_for(&file),
+            "{\"seq\":1,\"items\":{\"A\":null}}\n{\"seq\":2,\"items\":{\"B\":{\"status\":\"merged\"}}}\n",
+        )
+        .unwrap();
+        let mut w = Writer::new(&file, State::default(), 0);
+        let mut state = State::default();
+        state.items.insert(id("A"), ItemState::new(Status::Ready));
+        w.record(
+            &state,
+            &Touched {
+                ids: [id("A")].into(),
+                all: false,
+            },
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(path_for(&file)).unwrap();
+        assert!(
+            text.ends_with("{\"seq\":3,\"items\":{\"A\":{\"status\":\"ready\"}}}\n"),
+            "{text}"
+        );
+        // A crash after the snapshot, before the file was emptied.
+        let kept = std::fs::read(path_for(&file)).unwrap();
+        w.snapshot(&state).unwrap();
+        std::fs::write(path_for(&file), kept).unwrap();
+        assert_eq!(crate::state::store::load(&file).unwrap(), Some(state));
+    }
+
+    #[test]
+    fn a_snapshot_without_changes_ignores_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("state.json");
+        std::fs::write(
+            &file,
+            r#"{"schema": 1, "items": {"A": {"status": "merged"}}}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            path_for(&file),
+            "{\"seq\":1,\"items\":{\"A\":{\"status\":\"running\"}}}\n",
+        )
+        .unwrap();
+        let state = crate::state::store::load(&file).unwrap().unwrap();
+        assert_eq!(state.items[&id("A")].status, Status::Merged);
+    }
+}
