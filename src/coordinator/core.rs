@@ -16,7 +16,9 @@
 //! it schedules, steps subtasks and starts the next merge.
 //!
 //! The fields are grouped by concern: [`Env`] (what the run was given,
-//! immutable), the persisted [`State`] plus a dirty flag, [`InFlight`] (work
+//! immutable), the persisted [`State`] plus a dirty flag and the items
+//! touched since the executor last asked (it records what changed in them
+//! alone: `state::changes`), [`InFlight`] (work
 //! handed to the executor and not yet back), [`MergeSlot`] (the one merge at
 //! a time), and the run's stopping or halting.
 
@@ -38,6 +40,7 @@ use crate::runner::folder::{self, RunFolder};
 use crate::runner::hook;
 use crate::runner::prompt::PromptContext;
 use crate::schedule::{self, Limits, Readiness, TaskView};
+use crate::state::changes::Touched;
 use crate::state::events::EventKind;
 use crate::state::inbox;
 use crate::state::model::{Outcome, Timestamp};
@@ -441,6 +444,9 @@ pub struct RunState {
     pub(super) state: State,
     /// The state changed since the last [`Effect::Persist`].
     dirty: bool,
+    /// The items that may have changed since [`RunState::take_touched`]
+    /// (the executor records their changes).
+    touched: Touched,
     pub(super) flight: InFlight,
     pub(super) merge: MergeSlot,
     pub(super) stopping: Option<Stopping>,
@@ -466,6 +472,10 @@ impl RunState {
             env,
             state,
             dirty: true,
+            touched: Touched {
+                all: true,
+                ..Touched::default()
+            },
             flight: InFlight::default(),
             merge: MergeSlot {
                 target_seen: target_tip,
@@ -499,6 +509,12 @@ impl RunState {
 
     pub fn attempts_started(&self) -> u32 {
         self.attempts_started
+    }
+
+    /// Returns the items that may have changed since the last call, and
+    /// forgets them.
+    pub fn take_touched(&mut self) -> Touched {
+        std::mem::take(&mut self.touched)
     }
 
     /// Records the run's start in the state (its pid and time).
@@ -582,6 +598,7 @@ impl RunState {
                 sandbox: Some(self.env.sandbox.confinement),
             },
         );
+        self.touched.all = true;
         let before = self.out.len();
         self.recover_landed(&facts, now);
         self.recover(&facts, now);
@@ -625,13 +642,27 @@ impl RunState {
         self.out.push(effect);
     }
 
+    /// Marks the state's top-level fields as changed.
     pub(super) fn touch(&mut self) {
         self.dirty = true;
     }
 
+    /// Marks an item's state as changed.
+    pub(super) fn touch_item(&mut self, id: &FullId) {
+        self.dirty = true;
+        self.touched.ids.insert(id.clone());
+    }
+
+    /// Marks every item's state as possibly changed (a person's command,
+    /// a plan change: rare, and they may reach many items).
+    pub(super) fn touch_all(&mut self) {
+        self.dirty = true;
+        self.touched.all = true;
+    }
+
     /// Returns the state entry of an item, creating it from the plan if needed.
     pub(super) fn entry(&mut self, id: &FullId) -> &mut crate::state::ItemState {
-        self.dirty = true;
+        self.touch_item(id);
         control::entry(&self.env.plan, &mut self.state, id)
     }
 
@@ -639,6 +670,7 @@ impl RunState {
     /// a bug: it panics in debug builds and is logged in release builds.
     pub(super) fn transition(&mut self, id: &FullId, event: Transition) -> Status {
         let unit = self.unit_of(id);
+        self.touched.ids.insert(id.clone());
         let entry = control::entry(&self.env.plan, &mut self.state, id);
         let status = match lifecycle::next(unit, entry.status, event) {
             Ok(to) => {
@@ -866,7 +898,7 @@ impl RunState {
         );
         let reply = match result {
             Ok(applied) => {
-                self.dirty = true;
+                self.touch_all();
                 self.flight.views = self.task_views();
                 for (id, kind) in applied.events {
                     if matches!(

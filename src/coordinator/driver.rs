@@ -45,7 +45,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
 use super::core::{Env, Halt, Input, Now, Options, POLL_INTERVAL, RunState};
-use super::executor::{Executor, Msg, Sink, Tools};
+use super::executor::{Durable, Executor, Msg, Sink, Tools};
 use super::recovery;
 use super::replan::{NewPlan, PlanRead};
 use crate::config::Config;
@@ -212,7 +212,8 @@ impl Driver {
         std::fs::create_dir_all(dir.runs()).map_err(io_err(dir.path().to_owned()))?;
         let lock = lock::acquire(dir.path())?;
         let log = EventLog::open(&dir.events_file()).map_err(io_err(dir.events_file()))?;
-        let state = dir.load_state()?.unwrap_or_default();
+        let (state, seq) =
+            crate::state::store::load_with_seq(&dir.state_file())?.unwrap_or_default();
         if state.schema > crate::state::SCHEMA {
             return Err(StateError::NewerSchema {
                 path: dir.state_file(),
@@ -249,7 +250,7 @@ impl Driver {
             orch_exe: setup.orch_exe,
             policy,
         };
-        let mut exec = Executor::new(tools, tx.clone(), log, sink);
+        let mut exec = Executor::new(tools, tx.clone(), log, sink, (state.clone(), seq));
         if let Some(addr) = config.metrics.listen {
             let listener = std::net::TcpListener::bind(addr)
                 .map_err(|source| RunError::MetricsListen { addr, source })?;
@@ -321,10 +322,10 @@ impl Driver {
             &setup.target,
         );
         let effects = core.start(facts, now);
-        exec.carry_out(effects, core.state());
+        exec.carry_out(effects, core.take_touched(), core.state());
         if let Some(version) = version {
             let effects = core.plan_version(version, now);
-            exec.carry_out(effects, core.state());
+            exec.carry_out(effects, core.take_touched(), core.state());
         }
         let plan_watch = setup
             .plan_source
@@ -358,7 +359,7 @@ impl Driver {
         let mut sigterm = signal(SignalKind::terminate()).map_err(io_err)?;
         // The run's record (pid, start, target) goes to disk before anything else.
         self.exec.mark_dirty();
-        self.exec.flush(self.core.state(), true)?;
+        self.exec.flush(self.core.state(), Durable::Snapshot)?;
         loop {
             self.maybe_read_plan();
             for input in self.exec.poll(POLL_INTERVAL) {
@@ -368,11 +369,11 @@ impl Driver {
             if let Some(e) = self.exec.take_flush_error() {
                 return Err(e.into());
             }
-            self.exec.flush(self.core.state(), false)?;
+            self.exec.flush(self.core.state(), Durable::Due)?;
             if let Some((path, source)) = self.exec.take_log_error() {
                 // The state is written first, so that what the run knew survives.
                 self.exec.mark_dirty();
-                if let Err(e) = self.exec.flush(self.core.state(), true) {
+                if let Err(e) = self.exec.flush(self.core.state(), Durable::Snapshot) {
                     tracing::warn!(error = %e, "cannot write the state after the event log failed");
                 }
                 return Err(RunError::Io { path, source });
@@ -477,13 +478,14 @@ impl Driver {
 
     fn feed(&mut self, input: Input) {
         let effects = self.core.handle(input, Now::real());
-        self.exec.carry_out(effects, self.core.state());
+        let touched = self.core.take_touched();
+        self.exec.carry_out(effects, touched, self.core.state());
     }
 
     fn finish(&mut self) -> Result<Summary, RunError> {
         self.core.finish(Now::real());
         self.exec.mark_dirty();
-        self.exec.flush(self.core.state(), true)?;
+        self.exec.flush(self.core.state(), Durable::Snapshot)?;
         let summary = Summary {
             counts: self.core.counts(),
             interrupted: self.core.stopping().is_some(),

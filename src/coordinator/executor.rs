@@ -11,8 +11,10 @@
 //!  Effect::PostMerge ─▶ spawn_blocking: merge_queue::run_post_merge        ─▶ Input::PostMerged
 //!  Effect::Emit      ─▶ events.jsonl, the metrics, the notification outbox,
 //!                       then the sink (progress lines, JSON)
-//!  Effect::Persist   ─▶ state.json, batched (at most every FLUSH_INTERVAL)
-//!  Effect::Flush     ─▶ state.json, now
+//!  Effect::Persist   ─▶ changes.jsonl: what changed, before the batch's
+//!                       other effects; fsynced at most every FLUSH_INTERVAL,
+//!                       state.json rewritten whole when a snapshot is due
+//!  Effect::Flush     ─▶ changes.jsonl fsynced now
 //!  Effect::Stop...   ─▶ RunFolder::stop (never a pid reused by another process)
 //!  Effect::Reply     ─▶ inbox reply, command file removed
 //! ```
@@ -46,12 +48,26 @@ use crate::runner::folder::{self, RunFolder};
 use crate::runner::prompt;
 use crate::runner::spawn::{self, AttemptPlan};
 use crate::runner::spec::Confined;
+use crate::state::changes::{self, Touched};
 use crate::state::events::{Event, EventKind, EventLog};
 use crate::state::model::AttemptJob;
-use crate::state::{State, StateDir, StateError, inbox, store};
+use crate::state::{State, StateDir, StateError, inbox};
 
-/// The longest a changed state waits before it is written.
+/// The longest a recorded change waits before it is fsynced (and
+/// `state.json` rewritten, when a snapshot is due).
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
+
+/// How durable [`Executor::flush`] makes the state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durable {
+    /// Every [`FLUSH_INTERVAL`] while it changes: changes fsynced, a
+    /// snapshot when one is due.
+    Due,
+    /// Now: changes fsynced, a snapshot when one is due.
+    Now,
+    /// Now, as a snapshot in `state.json` (the run's start and end).
+    Snapshot,
+}
 
 /// Receives every event as it is recorded (the CLI renders them).
 pub type Sink = Box<dyn FnMut(&Event)>;
@@ -106,14 +122,17 @@ pub struct Executor {
     jobs: Vec<JobWatch>,
     inbox_due: bool,
     last_poll: Instant,
-    /// The state changed since it was last written.
+    /// Changes were recorded since the last flush.
     dirty: bool,
     last_flush: Instant,
-    /// How long the last `state.json` write took; writes are spaced so
-    /// that they take a small share of the run however large the plan.
+    /// How long the last flush took; flushes are spaced so that they take
+    /// a small share of the run however large the plan.
     last_write: Duration,
-    /// `state.json` writes by this run, and their bytes (`run.finished`).
+    /// Records the state's changes and writes its snapshots.
+    writer: changes::Writer,
+    /// `state.json` writes by this run (`run.finished`).
     pub state_writes: u64,
+    /// Bytes this run wrote to `state.json` and `changes.jsonl`.
     pub state_bytes: u64,
     /// The metrics served while the run is live (`[metrics] listen`).
     metrics: Option<Arc<Mutex<Metrics>>>,
@@ -130,12 +149,16 @@ pub struct Notify {
 }
 
 impl Executor {
+    /// Returns the executor; `recorded` is the state on disk, including
+    /// the changes up to `seq`.
     pub fn new(
         tools: Tools,
         tx: mpsc::UnboundedSender<Msg>,
         log: EventLog,
         sink: Sink,
+        recorded: (State, u64),
     ) -> Executor {
+        let writer = changes::Writer::new(&tools.state_dir.state_file(), recorded.0, recorded.1);
         Executor {
             tools,
             tx,
@@ -152,6 +175,7 @@ impl Executor {
             dirty: true,
             last_flush: Instant::now(),
             last_write: Duration::ZERO,
+            writer,
             state_writes: 0,
             state_bytes: 0,
             metrics: None,
@@ -202,21 +226,51 @@ impl Executor {
         }
     }
 
-    /// Carries out effects in order; `state` is the core's, for writes
-    /// that cannot wait.
-    pub fn carry_out(&mut self, effects: Vec<Effect>, state: &State) {
+    /// Carries out effects in order; `state` is the core's after the
+    /// batch and `touched` the items it may have changed. The batch's
+    /// changes are recorded first, before its events and effects: a
+    /// crash then never leaves the state behind what was done.
+    pub fn carry_out(&mut self, effects: Vec<Effect>, touched: Touched, state: &State) {
+        if effects
+            .iter()
+            .any(|e| matches!(e, Effect::Persist | Effect::Flush))
+        {
+            // Dirty even when nothing touched changed: the next flush then
+            // compares every item.
+            self.dirty = true;
+            self.record(state, &touched);
+        }
         for effect in effects {
             self.one(effect, state);
+        }
+    }
+
+    /// Appends the changes of `touched` (and of the top-level fields) to
+    /// `changes.jsonl`.
+    fn record(&mut self, state: &State, touched: &Touched) {
+        match self.writer.record(state, touched) {
+            Ok(0) => {}
+            Ok(bytes) => {
+                self.dirty = true;
+                self.state_bytes += bytes;
+            }
+            Err(source) => {
+                if self.flush_error.is_none() {
+                    self.flush_error = Some(StateError::Write {
+                        path: self.tools.state_dir.changes_file(),
+                        source,
+                    });
+                }
+            }
         }
     }
 
     fn one(&mut self, effect: Effect, state: &State) {
         match effect {
             Effect::Emit { id, kind } => self.emit(id.as_ref(), kind),
-            Effect::Persist => self.dirty = true,
+            Effect::Persist => {}
             Effect::Flush => {
-                self.dirty = true;
-                if let Err(e) = self.flush(state, true)
+                if let Err(e) = self.flush(state, Durable::Now)
                     && self.flush_error.is_none()
                 {
                     self.flush_error = Some(e);
@@ -569,19 +623,51 @@ impl Executor {
         self.dirty.then(|| self.last_flush + self.flush_interval())
     }
 
-    /// Writes the state when it changed and a write is due (`force`: now).
-    pub fn flush(&mut self, state: &State, force: bool) -> Result<(), StateError> {
-        if !self.dirty || (!force && self.last_flush.elapsed() < self.flush_interval()) {
+    /// Makes the recorded changes durable when they are due (or `how`
+    /// says now), and writes a snapshot when one is due (or `how` asks
+    /// for one).
+    pub fn flush(&mut self, state: &State, how: Durable) -> Result<(), StateError> {
+        if how == Durable::Due && (!self.dirty || self.last_flush.elapsed() < self.flush_interval())
+        {
             return Ok(());
         }
         let start = Instant::now();
-        let bytes = store::save(&self.tools.state_dir.state_file(), state)?;
-        self.state_writes += 1;
-        self.state_bytes += bytes;
-        self.metrics(|m| {
-            m.state_written(bytes);
-            m.set_state(Some(state));
-        });
+        // What the core changed outside a batch (its start and end records)
+        // is top-level; an item it changed without saying so is a bug,
+        // recorded here all the same. The comparison of every item is left
+        // to the timed flushes, so that a flush per merge costs what
+        // changed.
+        self.record(state, &Touched::default());
+        if how != Durable::Now && self.writer.differs(state) {
+            debug_assert!(false, "an item changed without being touched");
+            tracing::error!("an item of the state changed without being touched");
+            self.record(
+                state,
+                &Touched {
+                    all: true,
+                    ..Touched::default()
+                },
+            );
+        }
+        if let Some(e) = self.flush_error.take() {
+            return Err(e);
+        }
+        let changes_err = |source| StateError::Write {
+            path: self.tools.state_dir.changes_file(),
+            source,
+        };
+        if how == Durable::Snapshot || self.writer.snapshot_due() {
+            let bytes = self.writer.snapshot(state)?;
+            self.state_writes += 1;
+            self.state_bytes += bytes;
+            self.metrics(|m| {
+                m.state_written(bytes);
+                m.set_state(Some(state));
+            });
+        } else {
+            self.writer.sync().map_err(changes_err)?;
+            self.metrics(|m| m.set_state(Some(state)));
+        }
         self.last_write = start.elapsed();
         self.dirty = false;
         self.last_flush = Instant::now();

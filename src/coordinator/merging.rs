@@ -253,7 +253,7 @@ impl RunState {
         );
         let reply = match applied {
             Ok(applied) => {
-                self.touch();
+                self.touch_all();
                 self.flight.views = crate::state::task_views(&self.env.plan, Some(&self.state));
                 for (id, kind) in applied.events {
                     self.emit(Some(&id), kind);

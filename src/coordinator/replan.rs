@@ -86,7 +86,7 @@ impl RunState {
         if let Some(run) = self.state.run.as_mut() {
             run.plan = Some(digest.clone());
         }
-        self.touch();
+        self.touch_all();
         let diff = diff.unwrap_or_default();
         if diff.is_empty() && kept.is_empty() && (!live || from.as_deref() == Some(&digest)) {
             return;

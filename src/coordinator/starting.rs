@@ -250,7 +250,7 @@ impl RunState {
                 Ok(p) if p.free == workspace::FreeFate::Recycled => {
                     if let Some(s) = self.state.items.get_mut(&owner) {
                         s.worktree = None;
-                        self.touch();
+                        self.touch_item(&owner);
                     }
                 }
                 Ok(p) if p.free == workspace::FreeFate::Unusable => {}
@@ -358,7 +358,7 @@ impl RunState {
                 && !s.status.is_terminal()
                 && s.base.take().is_some()
             {
-                self.touch();
+                self.touch_item(id);
             }
         }
     }

@@ -24,7 +24,7 @@ use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use ratatui::crossterm::event as term;
 
 use crate::state::events::{self, Event};
-use crate::state::{State, StateError, store};
+use crate::state::{State, StateError, changes, store};
 
 /// How long a burst of file changes may go on before it is read.
 pub const DEBOUNCE: Duration = Duration::from_millis(50);
@@ -103,7 +103,7 @@ impl Events {
                 let mut woke = false;
                 for path in &event.paths {
                     let flag = match path.file_name().and_then(|n| n.to_str()) {
-                        Some(store::FILE_NAME) => &flags.state,
+                        Some(store::FILE_NAME | changes::FILE_NAME) => &flags.state,
                         Some(events::FILE_NAME) => &flags.events,
                         _ if path.parent() != Some(state_dir.as_path()) => &flags.log,
                         _ => continue,
