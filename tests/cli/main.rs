@@ -29,6 +29,7 @@ mod run;
 mod run_control;
 mod sandbox;
 mod slurm;
+mod state_writes;
 mod status_logs;
 mod trust;
 
