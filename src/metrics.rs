@@ -311,7 +311,7 @@ impl Metrics {
                 }
                 self.merge_step.insert(id.clone(), at);
             }
-            EventKind::CheckPassed { check } => self.check(id, check, "passed", at),
+            EventKind::CheckPassed { check, .. } => self.check(id, check, "passed", at),
             EventKind::CheckFailed { check, .. } => self.check(id, check, "failed", at),
             EventKind::MergeConflicted { .. } => {
                 self.merge_step.remove(id);
@@ -586,6 +586,8 @@ mod tests {
                 Some("A"),
                 EventKind::CheckPassed {
                     check: "test".to_owned(),
+                    candidate: None,
+                    tasks: Vec::new(),
                 },
             ),
             event(

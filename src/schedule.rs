@@ -36,6 +36,9 @@ pub struct TaskView {
     pub ready_since: Option<SystemTime>,
     /// A retrying task may not start before this.
     pub not_before: Option<SystemTime>,
+    /// A running task whose changes its `context` globs match, when
+    /// `[scheduling] avoid_overlap` holds it back (the conflict radar).
+    pub overlaps: Option<ItemIdx>,
 }
 
 impl TaskView {
@@ -44,6 +47,7 @@ impl TaskView {
             status,
             ready_since: None,
             not_before: None,
+            overlaps: None,
         }
     }
 }
@@ -97,6 +101,9 @@ pub enum Hold {
         starting: usize,
     },
     Resource(String),
+    /// Its `context` globs match paths this running task changed
+    /// (`[scheduling] avoid_overlap`).
+    Overlap(ItemIdx),
 }
 
 impl std::fmt::Display for Hold {
@@ -112,6 +119,7 @@ impl std::fmt::Display for Hold {
                 "no free agent slot: `max_parallel` is {limit}, with {running} running and {starting} starting before it"
             ),
             Hold::Resource(name) => write!(f, "resource `{name}` is in use"),
+            Hold::Overlap(_) => write!(f, "its context overlaps a running task's changes"),
         }
     }
 }
@@ -340,6 +348,10 @@ fn order(
                     starting: start.len(),
                 },
             ));
+            continue;
+        }
+        if let Some(by) = tasks[t as usize].overlaps {
+            held.push((t, Hold::Overlap(by)));
             continue;
         }
         let item = plan.item(graph.tasks()[t as usize]);

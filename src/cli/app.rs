@@ -64,6 +64,12 @@ pub enum Command {
     Cancel(cmd_control::ControlArgs),
     /// Mark a failed, blocked, conflicted or cancelled task as done
     Resolve(cmd_control::ControlArgs),
+    /// Approve a task waiting for a person's review; it lands once its checks pass
+    Approve(cmd_control::ControlArgs),
+    /// Reject a task waiting for a person's review; its agent runs again with the reason
+    Reject(cmd_control::RejectArgs),
+    /// Undo a merged task with a new commit on the target, through the merge queue and its checks
+    Revert(cmd_control::ControlArgs),
     /// Remove the worktrees and branches orch made, keeping any unmerged work
     Clean(cmd_clean::CleanArgs),
     /// Install, remove or list the git hooks that tie commits to tasks
@@ -164,6 +170,9 @@ fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Retry(args) => cmd_control::run(&cli.global, Action::Retry, args),
         Command::Cancel(args) => cmd_control::run(&cli.global, Action::Cancel, args),
         Command::Resolve(args) => cmd_control::run(&cli.global, Action::Resolve, args),
+        Command::Approve(args) => cmd_control::run(&cli.global, Action::Approve, args),
+        Command::Reject(args) => cmd_control::reject(&cli.global, args),
+        Command::Revert(args) => cmd_control::revert(&cli.global, args),
         Command::Clean(args) => cmd_clean::run(&cli.global, args),
         Command::Hooks(command) => cmd_hooks::run(&cli.global, command),
         Command::Doctor(args) => cmd_doctor::run(&cli.global, args),

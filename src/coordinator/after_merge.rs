@@ -2,8 +2,8 @@
 //!
 //! | outcome | decision |
 //! | --- | --- |
-//! | merged | the task is merged |
-//! | conflicts, or `ff-only` cannot land it | conflicted; handed back to its agent (`on_conflict = "agent"`, attempts left) or waits for a person |
+//! | conflicts | conflicted; handed back to its agent (`on_conflict = "agent"`, attempts left) or waits for a person |
+//! | a review rejected it | handed back to its agent with the review's text (`on_check_failure = "agent"`, attempts left), or failed |
 //! | a policy rule or a check refused it | red; handed back to its agent (`on_check_failure = "agent"`, attempts left) or failed |
 //! | the target checkout is not clean, or kept moving | queued again; merging pauses; said once per reason |
 //! | the branch moved since it was queued | queued again at the new tip |
@@ -84,7 +84,6 @@ impl Requeue {
 /// The decision on one merge outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AfterMerge {
-    Landed,
     Conflicted {
         reason: String,
         files: Vec<String>,
@@ -97,6 +96,11 @@ pub enum AfterMerge {
         log: Option<PathBuf>,
         /// Checks that passed before the red one.
         passed: Vec<String>,
+        next: Next,
+    },
+    Rejected {
+        by: String,
+        reason: String,
         next: Next,
     },
     Requeued(Requeue),
@@ -115,7 +119,6 @@ pub fn decide(outcome: &MergeOutcome, rules: Rules<'_>) -> AfterMerge {
         }
     };
     match outcome {
-        MergeOutcome::Merged { .. } => AfterMerge::Landed,
         MergeOutcome::Conflicts { files, onto } => AfterMerge::Conflicted {
             reason: format!(
                 "merging with `{}` conflicts in {}",
@@ -126,14 +129,10 @@ pub fn decide(outcome: &MergeOutcome, rules: Rules<'_>) -> AfterMerge {
             onto: onto.clone(),
             next: next(rules.on_conflict),
         },
-        MergeOutcome::NotFastForward { onto } => AfterMerge::Conflicted {
-            reason: format!(
-                "`{}` has moved on and `ff-only` cannot land the branch",
-                rules.target
-            ),
-            files: Vec::new(),
-            onto: onto.clone(),
-            next: next(rules.on_conflict),
+        MergeOutcome::Rejected { by, reason } => AfterMerge::Rejected {
+            by: by.clone(),
+            reason: reason.clone(),
+            next: next(rules.on_check_failure),
         },
         MergeOutcome::Refused { refusals } => AfterMerge::Red {
             check: format!(
@@ -287,19 +286,33 @@ mod tests {
             panic!("expected a conflict");
         };
         assert!(reason.ends_with("`f9` and 2 more"), "{reason}");
-        let AfterMerge::Conflicted { reason, files, .. } = decide(
-            &MergeOutcome::NotFastForward {
-                onto: "abc".to_owned(),
-            },
-            rules(),
-        ) else {
-            panic!("expected a conflict");
+    }
+
+    #[test]
+    fn a_rejection_goes_back_to_the_agent_with_the_text_or_fails() {
+        let outcome = MergeOutcome::Rejected {
+            by: "lead".to_owned(),
+            reason: "add a test".to_owned(),
         };
-        assert_eq!(
-            reason,
-            "`main` has moved on and `ff-only` cannot land the branch"
-        );
-        assert!(files.is_empty());
+        for (policy, left, expected) in [
+            (OnFailure::Agent, true, Next::Agent),
+            (OnFailure::Stop, true, Next::Person),
+            (OnFailure::Agent, false, Next::Person),
+        ] {
+            let r = Rules {
+                on_check_failure: policy,
+                attempts_left: left,
+                ..rules()
+            };
+            assert_eq!(
+                decide(&outcome, r),
+                AfterMerge::Rejected {
+                    by: "lead".to_owned(),
+                    reason: "add a test".to_owned(),
+                    next: expected,
+                }
+            );
+        }
     }
 
     #[test]
@@ -336,11 +349,13 @@ mod tests {
     #[test]
     fn waiting_is_announced_once_per_reason_and_pauses() {
         let outcome = MergeOutcome::Waiting {
-            why: crate::merge_queue::WaitReason::KeptMoving {
-                target: "main".to_owned(),
-            },
+            why: crate::merge_queue::WaitReason::CheckoutStuck(
+                crate::merge_queue::checkout::Stuck::IndexLocked {
+                    lock: PathBuf::from("/repo/.git/index.lock"),
+                },
+            ),
         };
-        let reason = "`main` kept moving while the merge was checked; trying again";
+        let reason = "`/repo/.git/index.lock` is locked by a git process orch does not know; remove the file if no git runs there";
         let first = decide(&outcome, rules());
         assert_eq!(
             first,

@@ -1,8 +1,9 @@
 //! The coordinator: the single owner of a run's live state.
 //!
 //! `core.rs` decides (a [`RunState`] takes inputs and returns effects, with
-//! no I/O; its pure rules are in `judge.rs`, `after_merge.rs` and
-//! `starting.rs`'s `retry_after`); `executor.rs` carries effects out;
+//! no I/O; its pure rules are in `judge.rs`, `after_merge.rs`, `train.rs`
+//! (the merge queue's chain of candidates) and `starting.rs`'s
+//! `retry_after`); `executor.rs` carries effects out;
 //! `driver.rs` is the loop between them; `recovery.rs` catches up after a
 //! crash; `control.rs` applies a person's commands. `docs/architecture.md`
 //! shows how an agent's exit becomes a merged commit.
@@ -19,6 +20,7 @@ mod merging;
 pub mod recovery;
 mod replan;
 mod starting;
+pub mod train;
 pub mod workspace;
 
 pub use self::core::{Effect, Env, Input, Now, Options, RunState};

@@ -431,7 +431,12 @@ impl RunState {
                     self.launch_unit(task, &sub, number, now);
                     return;
                 }
-                Status::AwaitingMerge | Status::Merging | Status::Conflicted | Status::Merged => {
+                Status::AwaitingMerge
+                | Status::Merging
+                | Status::AwaitingReview
+                | Status::Conflicted
+                | Status::Merged
+                | Status::Reverted => {
                     return;
                 }
             }
@@ -517,6 +522,7 @@ impl RunState {
         let template = match purpose {
             Some(Purpose::Conflict) => prompt::CONFLICT,
             Some(Purpose::CheckFailure) => prompt::CHECK_FAILURE,
+            Some(Purpose::Review) => prompt::REJECTED,
             None if ui == ti => prompt::TASK,
             None => prompt::SUBTASK,
         };
@@ -669,6 +675,7 @@ impl RunState {
                 MergeProblem::Conflicts { files } => ProblemView {
                     files,
                     check: None,
+                    reviewer: None,
                     reason: None,
                     log_tail: None,
                 },
@@ -678,9 +685,17 @@ impl RunState {
                         files: Vec::new(),
                         log_tail: None,
                         check: Some(name),
+                        reviewer: None,
                         reason: Some(reason),
                     }
                 }
+                MergeProblem::Review { by, reason } => ProblemView {
+                    files: Vec::new(),
+                    check: None,
+                    reviewer: Some(by),
+                    reason: Some(reason),
+                    log_tail: None,
+                },
             });
         let context = PromptContext {
             problem,
@@ -865,13 +880,21 @@ impl RunState {
             }
             units.push((ti, None, prompt::CONFLICT));
             units.push((ti, None, prompt::CHECK_FAILURE));
+            units.push((ti, None, prompt::REJECTED));
             for (ti, sub, template) in units {
                 let (mut context, _, _) =
                     self.prompt_context(ti, sub, 1, &worktree, &branch, &result);
-                if template.0 == prompt::CONFLICT.0 || template.0 == prompt::CHECK_FAILURE.0 {
+                if [
+                    prompt::CONFLICT.0,
+                    prompt::CHECK_FAILURE.0,
+                    prompt::REJECTED.0,
+                ]
+                .contains(&template.0)
+                {
                     context.problem = Some(ProblemView {
                         files: vec!["README.md".to_owned()],
                         check: Some("test".to_owned()),
+                        reviewer: Some("lead".to_owned()),
                         reason: Some("exit code 1".to_owned()),
                         log_tail: None,
                     });
@@ -887,7 +910,7 @@ impl RunState {
     }
 }
 
-fn item_view(item: &Item) -> ItemView {
+pub(super) fn item_view(item: &Item) -> ItemView {
     ItemView {
         id: item.id.to_string(),
         kind: item.kind.name(),

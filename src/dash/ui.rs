@@ -40,11 +40,13 @@ pub fn glyph(status: Status) -> &'static str {
         Status::Retrying => "↻",
         Status::AwaitingMerge => "◐",
         Status::Merging => "⇡",
+        Status::AwaitingReview => "?",
         Status::Conflicted => "≠",
         Status::Merged | Status::Done | Status::Resolved => "✔",
         Status::Failed => "✘",
         Status::Blocked => "⊘",
         Status::Cancelled => "–",
+        Status::Reverted => "↶",
     }
 }
 
@@ -61,9 +63,11 @@ impl Paint {
         let color = match status {
             Status::Merged | Status::Done | Status::Resolved => Color::Green,
             Status::Running | Status::Merging | Status::AwaitingMerge => Color::Cyan,
-            Status::Ready | Status::Retrying => Color::Yellow,
+            Status::Ready | Status::Retrying | Status::AwaitingReview => Color::Yellow,
             Status::Failed | Status::Blocked | Status::Conflicted => Color::Red,
-            Status::Pending | Status::Cancelled => return Style::new().fg(Color::DarkGray),
+            Status::Pending | Status::Cancelled | Status::Reverted => {
+                return Style::new().fg(Color::DarkGray);
+            }
         };
         Style::new().fg(color)
     }
@@ -378,6 +382,9 @@ fn detail(app: &AppState, frame: &mut Frame, area: Rect, paint: &Paint) {
                     paint,
                 ));
             }
+            Some(MergeProblem::Review { by, reason }) => {
+                lines.push(field("review", format!("`{by}` rejected: {reason}"), paint));
+            }
             None => {}
         }
         if let Some(branch) = &s.branch {
@@ -614,6 +621,18 @@ fn confirm_text(action: Action, id: &str) -> (String, &'static str) {
         Action::Resolve => (
             format!("Mark `{id}` resolved?"),
             "Its dependents may start; its branch is not merged.",
+        ),
+        Action::Approve => (
+            format!("Approve `{id}`?"),
+            "It goes back to the merge queue and lands once its checks pass.",
+        ),
+        Action::Reject => (
+            format!("Reject `{id}`?"),
+            "Its agent runs again with your reason.",
+        ),
+        Action::Revert => (
+            format!("Revert `{id}`?"),
+            "A commit undoing its work lands on the target, through the checks.",
         ),
     }
 }
@@ -1059,21 +1078,21 @@ depends_on = ["P1.M1.T2", "P1.M1.T3"]
         │▾ ● P1  Foundation                      1/4││P1.M1.T2  Write the model layer  │
         │  ▾ ● P1.M1  Storage                    1/4││status    ● running, attempt 2   │
         │      ✔ P1.M1.T1  Define the schema  merged││for 2m05s                        │
-        │ ┌ help ────────────────────────────────────────────────────────────────────┐ │
-        │ │↑ ↓ j k   move; PgUp PgDn g G jump                                        │ │
-        │ │⏎ ← →     open or close; ← goes to the parent                             │ │
-        │▾│/         filter by id or title (Esc clears)                              │ │
-        │ │f         cycle status filters: all, failed, running, waiting, finished   │ │
-        │ │l         the selected task's log, full screen                            │t│
-        │ │r c x     retry, cancel, resolve (asks first; sent to the live run)       │─┘
-        │ │q         quit (in `orch run --tui`, asks whether to stop the run)        │─┐
-        │ │Ctrl-C    quit; in `orch run --tui`, stop the run                         │ │
-        │ │                                                                          │ │
-        │ │· pending  ○ ready  ● running  ↻ retrying  ◐ awaiting merge  ⇡ merging    │ │
-        └─│≠ conflicted  ✔ merged  ✘ failed  ⊘ blocked  – cancelled                  │─┘
-        ┌ │                                                                          │─┐
-        │n│any key closes this                                                       │ │
-        │ └──────────────────────────────────────────────────────────────────────────┘2│
+        │┌ help ──────────────────────────────────────────────────────────────────────┐│
+        ││↑ ↓ j k   move; PgUp PgDn g G jump                                          ││
+        ││⏎ ← →     open or close; ← goes to the parent                               ││
+        ││/         filter by id or title (Esc clears)                                ││
+        ││f         cycle status filters: all, failed, running, waiting, finished     ││
+        ││l         the selected task's log, full screen                              ││
+        ││r c x     retry, cancel, resolve (asks first; sent to the live run)         │┘
+        ││q         quit (in `orch run --tui`, asks whether to stop the run)          │┐
+        ││Ctrl-C    quit; in `orch run --tui`, stop the run                           ││
+        ││                                                                            ││
+        ││· pending  ○ ready  ● running  ↻ retrying  ◐ awaiting merge  ⇡ merging      ││
+        └│? awaiting review  ≠ conflicted  ✔ merged  ✘ failed  ⊘ blocked  – cancelled │┘
+        ┌│↶ reverted                                                                  │┐
+        ││                                                                            ││
+        │└────────────────────────────────────────────────────────────────────────────┘│
         │                                           ││03:50 failed P1.M1.T4  attempt 3:│
         │                                           ││04:10 done P1.M1.T3  attempt 1, 1│
         └───────────────────────────────────────────┘└─────────────────────────────────┘

@@ -1,11 +1,14 @@
-//! Running policy checks on a merge candidate, in `.orchestrator/merge/`.
+//! Running policy checks on a merge candidate, in a check worktree:
+//! `.orchestrator/merge/`, and `merge-2/`, `merge-3/`... when
+//! `merge.max_parallel_checks` lets several candidates be checked at once.
 //!
-//! The merge worktree belongs to orch: it is created once, detached, and
+//! A check worktree belongs to orch: it is created once, detached, and
 //! moved to each candidate; before each move it is reset and cleaned of
 //! untracked files, but never of ignored ones, so build caches persist
 //! between merges. Each check runs under a supervisor (like an agent: own
 //! session and process group, timeout, capped log), with its output in
-//! `checks/<full id>/<check>.log`.
+//! `checks/<full id>/<check>.log`, `<full id>` being the candidate's last
+//! task.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
@@ -27,7 +30,10 @@ use crate::state::StateDir;
 pub struct CheckRun {
     pub orch: PathBuf,
     pub state_dir: PathBuf,
+    /// The candidate's last task: its folder holds the logs.
     pub task: String,
+    /// Every task the candidate merges onto the target, in order.
+    pub tasks: Vec<String>,
     pub target: String,
     pub log_limit: u64,
     pub grace: Duration,
@@ -63,14 +69,15 @@ pub enum CheckFailure {
     NoReport { status: ExitStatus },
 }
 
-/// Puts the merge worktree at `commit`, creating it if needed.
+/// Puts check worktree `slot` at `commit`, creating it if needed.
 pub fn prepare(
     repo: &Path,
     state_dir: &Path,
+    slot: u32,
     commit: &str,
     admin: &Mutex<()>,
 ) -> Result<PathBuf, GitError> {
-    let dir = StateDir::at(state_dir).merge_worktree();
+    let dir = StateDir::at(state_dir).check_worktree(slot);
     let known = worktree::list(repo)?
         .iter()
         .any(|e| e.path == dir && !e.prunable);
@@ -107,26 +114,60 @@ pub fn run(
     commit: &str,
 ) -> Result<CheckEnd, std::io::Error> {
     let state_dir = StateDir::at(&ctx.state_dir);
-    let run_dir = state_dir.check_dir(&ctx.task, &check.name);
+    let command = Command {
+        run: &check.run,
+        timeout: check.timeout.0,
+        folder: state_dir.check_dir(&ctx.task, &check.name),
+        log: state_dir.check_log(&ctx.task, &check.name),
+        env: vec![
+            ("ORCH_TASK_ID".to_owned(), ctx.task.clone()),
+            ("ORCH_TASKS".to_owned(), ctx.tasks.join(" ")),
+            ("ORCH_CHECK".to_owned(), check.name.clone()),
+            ("ORCH_MERGE_COMMIT".to_owned(), commit.to_owned()),
+            ("ORCH_TARGET".to_owned(), ctx.target.clone()),
+        ],
+        stdin: None,
+    };
+    run_command(ctx, &command, dir)
+}
+
+/// A command orch runs under a supervisor to judge a merge: a check, or a
+/// review command.
+#[derive(Debug, Clone)]
+pub struct Command<'a> {
+    /// Run with `sh -c`.
+    pub run: &'a str,
+    pub timeout: Duration,
+    /// Its run folder (`spec.json`, `supervisor.json`, `exit.json`).
+    pub folder: PathBuf,
+    pub log: PathBuf,
+    pub env: Vec<(String, String)>,
+    /// Fed to its stdin.
+    pub stdin: Option<PathBuf>,
+}
+
+/// Runs a command in `dir` under a supervisor until it ends, is stopped
+/// (`ctx.stop`), or times out.
+pub fn run_command(
+    ctx: &CheckRun,
+    command: &Command<'_>,
+    dir: &Path,
+) -> Result<CheckEnd, std::io::Error> {
+    let run_dir = command.folder.clone();
     std::fs::create_dir_all(&run_dir)?;
     let folder = RunFolder::new(run_dir.clone());
     for stale in [folder.exit_file(), folder.supervisor_file()] {
         crate::fsio::remove_if_present(&stale)?;
     }
     let spec = Spec {
-        argv: vec!["sh".to_owned(), "-c".to_owned(), check.run.clone()],
+        argv: vec!["sh".to_owned(), "-c".to_owned(), command.run.to_owned()],
         cwd: dir.to_owned(),
-        env: vec![
-            ("ORCH_TASK_ID".to_owned(), ctx.task.clone()),
-            ("ORCH_CHECK".to_owned(), check.name.clone()),
-            ("ORCH_MERGE_COMMIT".to_owned(), commit.to_owned()),
-            ("ORCH_TARGET".to_owned(), ctx.target.clone()),
-        ],
+        env: command.env.clone(),
         env_remove: DISCOVERY_VARS.iter().map(|v| (*v).to_owned()).collect(),
-        stdin: None,
-        log: state_dir.check_log(&ctx.task, &check.name),
+        stdin: command.stdin.clone(),
+        log: command.log.clone(),
         log_limit: ctx.log_limit,
-        timeout: check.timeout.0,
+        timeout: command.timeout,
         grace: ctx.grace,
         sandbox: None,
     };
@@ -153,7 +194,7 @@ pub fn run(
         Some(End::Exited { code }) => CheckEnd::Failed(CheckFailure::Exited { code }),
         Some(End::Signaled { signal }) => CheckEnd::Failed(CheckFailure::Signaled { signal }),
         Some(End::TimedOut) => CheckEnd::Failed(CheckFailure::TimedOut {
-            after: check.timeout.0,
+            after: command.timeout,
         }),
         Some(End::Stopped) => CheckEnd::Stopped,
         Some(End::SpawnFailed { error, .. }) => {

@@ -1,6 +1,6 @@
 //! `.orchestrator/inbox/`: commands for the live coordinator.
 //!
-//! `orch retry|cancel|resolve` and the dashboard write one JSON file per
+//! `orch retry|cancel|resolve|approve|reject|revert` and the dashboard write one JSON file per
 //! command, atomically (temp file, rename), named so that names sort in the
 //! order they were sent. The coordinator reads them in that order, applies
 //! each, and deletes it; a file that cannot be parsed is moved aside to
@@ -27,6 +27,12 @@ pub enum Action {
     Retry,
     Cancel,
     Resolve,
+    /// Approve a task waiting for a person's review.
+    Approve,
+    /// Reject a task waiting for a person's review (with a reason).
+    Reject,
+    /// Undo a merged task's work on the target with a new commit.
+    Revert,
 }
 
 impl Action {
@@ -35,6 +41,9 @@ impl Action {
             Action::Retry => "retry",
             Action::Cancel => "cancel",
             Action::Resolve => "resolve",
+            Action::Approve => "approve",
+            Action::Reject => "reject",
+            Action::Revert => "revert",
         }
     }
 
@@ -44,6 +53,9 @@ impl Action {
             Action::Retry => "retried",
             Action::Cancel => "cancelled",
             Action::Resolve => "resolved",
+            Action::Approve => "approved",
+            Action::Reject => "rejected",
+            Action::Revert => "queued the revert of",
         }
     }
 }
@@ -114,10 +126,23 @@ pub struct Request {
     pub sent: Timestamp,
     /// The pid of the process that sent it.
     pub from_pid: u32,
+    /// Why (a rejection's text); left out when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Writes a command into the inbox and returns the file's path.
 pub fn send(state_dir: &Path, action: Action, id: &FullId) -> io::Result<PathBuf> {
+    send_with(state_dir, action, id, None)
+}
+
+/// Writes a command with a reason into the inbox and returns the file's path.
+pub fn send_with(
+    state_dir: &Path,
+    action: Action,
+    id: &FullId,
+    reason: Option<&str>,
+) -> io::Result<PathBuf> {
     let dir = state_dir.join(DIR_NAME);
     fs::create_dir_all(&dir)?;
     let command = Request {
@@ -125,6 +150,7 @@ pub fn send(state_dir: &Path, action: Action, id: &FullId) -> io::Result<PathBuf
         id: id.clone(),
         sent: Timestamp::now(),
         from_pid: std::process::id(),
+        reason: reason.map(str::to_owned),
     };
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
