@@ -119,7 +119,19 @@ impl std::fmt::Display for Hold {
                 "no free agent slot: `max_parallel` is {limit}, with {running} running and {starting} starting before it"
             ),
             Hold::Resource(name) => write!(f, "resource `{name}` is in use"),
-            Hold::Overlap(_) => write!(f, "its context overlaps a running task's changes"),
+            Hold::Overlap(_) => write!(f, "its context overlaps what a running task changes"),
+        }
+    }
+}
+
+impl Hold {
+    /// Says why the task waits, naming the running task it overlaps.
+    pub fn describe(&self, plan: &Plan) -> String {
+        match self {
+            Hold::Overlap(by) => {
+                format!("its context overlaps what `{}` changes", plan.item(*by).id)
+            }
+            other => other.to_string(),
         }
     }
 }
@@ -339,6 +351,10 @@ fn order(
     let mut held = Vec::new();
     let already = running;
     for (_, t) in candidates {
+        if let Some(by) = tasks[t as usize].overlaps {
+            held.push((t, Hold::Overlap(by)));
+            continue;
+        }
         if running >= limits.max_parallel {
             held.push((
                 t,
@@ -348,10 +364,6 @@ fn order(
                     starting: start.len(),
                 },
             ));
-            continue;
-        }
-        if let Some(by) = tasks[t as usize].overlaps {
-            held.push((t, Hold::Overlap(by)));
             continue;
         }
         let item = plan.item(graph.tasks()[t as usize]);

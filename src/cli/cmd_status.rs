@@ -109,16 +109,15 @@ pub fn run(global: &GlobalArgs, args: StatusArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Writes the merge queue's candidates: each batch once, as the tasks it
-/// adds to the candidate above it (on which it is checked).
+/// Writes the merge queue's candidates: the tasks each adds, and whether it
+/// is checked on top of the candidate above it.
 fn write_queue(out: &mut impl Write, queue: &[Candidate]) -> Result<(), CliError> {
     if queue.is_empty() {
         return Ok(());
     }
     writeln!(out, "Merge queue:")?;
-    let mut before = 0;
+    let mut above: Option<&str> = None;
     for candidate in queue {
-        let added = &candidate.tasks[before.min(candidate.tasks.len())..];
         let what = match candidate.check {
             CandidateCheck::Running { slot } => {
                 format!("checking in check worktree {}", slot + 1)
@@ -127,19 +126,19 @@ fn write_queue(out: &mut impl Write, queue: &[Candidate]) -> Result<(), CliError
             CandidateCheck::Failed => "red, finding the culprit".to_owned(),
             CandidateCheck::Landing => "landing".to_owned(),
         };
-        let on_top = if before > 0 {
+        let on_top = if above == Some(candidate.onto.as_str()) {
             ", on top of the above"
         } else {
             ""
         };
-        let ids: Vec<&str> = added.iter().map(|t| t.as_str()).collect();
+        let ids: Vec<&str> = candidate.tasks.iter().map(|t| t.as_str()).collect();
         writeln!(
             out,
             "  {}  {what}{on_top} ({})",
             ids.join(" "),
-            plural(added.len(), "task", "tasks")
+            plural(candidate.tasks.len(), "task", "tasks")
         )?;
-        before = candidate.tasks.len();
+        above = Some(candidate.commit.as_str());
     }
     Ok(())
 }

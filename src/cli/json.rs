@@ -277,7 +277,7 @@ impl NextDoc {
                         waited,
                         aging,
                     ),
-                    held: hold.map(ToString::to_string),
+                    held: hold.map(|h| h.describe(plan)),
                 }
             })
             .collect();

@@ -197,21 +197,17 @@ impl RunState {
             batch.iter().any(|l| radar.overlaps.contains_key(&l.task))
         };
         let points = self.merge.train.plan_checks(free.len(), batch, apart);
-        let base = self.merge.train.base.clone().unwrap_or_default();
         for (point, slot) in points.into_iter().zip(free) {
             let train = &self.merge.train;
             let Some(commit) = train.links[point].commit.clone() else {
                 continue;
             };
-            let tasks: Vec<FullId> = train.links[..=point]
-                .iter()
-                .map(|l| l.task.clone())
-                .collect();
-            let last = tasks[point].clone();
+            let (onto, tasks) = train.segment(point);
+            let last = train.links[point].task.clone();
             self.merge.train.checks.push(Run {
                 slot,
                 commit: commit.clone(),
-                onto: base.clone(),
+                onto: onto.clone(),
                 tasks: tasks.clone(),
                 live: true,
             });
@@ -219,7 +215,7 @@ impl RunState {
                 Some(&last),
                 EventKind::CheckStarted {
                     candidate: commit.clone(),
-                    onto: base.clone(),
+                    onto,
                     tasks: tasks.clone(),
                     slot,
                 },
@@ -344,7 +340,11 @@ impl RunState {
         };
         let (_, slots) = self.merge.train.remove(i);
         self.cancel_checks(slots);
-        self.entry(task).reason = Some(format!(
+        let entry = self.entry(task);
+        // Its checks passed: what went wrong before is behind it, and a
+        // problem recorded from now on is a person's rejection.
+        entry.merge_problem = None;
+        entry.reason = Some(format!(
             "waiting for review `{review}`: `orch approve {task}` or `orch reject {task} --reason ...`"
         ));
         self.transition(task, Transition::AwaitReview);
@@ -452,11 +452,9 @@ impl RunState {
     /// only when it changed).
     fn sync_candidates(&mut self) {
         let train = &self.merge.train;
-        let base = train.base.clone().unwrap_or_default();
         let mut out: Vec<Candidate> = Vec::new();
         for (i, link) in train.links.iter().enumerate() {
             let Some(commit) = &link.commit else { break };
-            let tasks = || train.links[..=i].iter().map(|l| l.task.clone()).collect();
             let check = if train.landing.as_ref().is_some_and(|(c, _)| c == commit) {
                 Some(CandidateCheck::Landing)
             } else if let Some(run) = train.checks.iter().find(|r| r.live && &r.commit == commit) {
@@ -469,10 +467,11 @@ impl RunState {
                 }
             };
             if let Some(check) = check {
+                let (onto, tasks) = train.segment(i);
                 out.push(Candidate {
                     commit: commit.clone(),
-                    onto: base.clone(),
-                    tasks: tasks(),
+                    onto,
+                    tasks,
                     check,
                 });
             }

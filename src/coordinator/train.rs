@@ -146,6 +146,26 @@ impl Train {
         }
     }
 
+    /// Returns what the candidate of point `i` adds, and onto what: the
+    /// links after the nearest point before it that is being checked or
+    /// passed (the candidate it is checked on top of), else after the base.
+    pub fn segment(&self, i: usize) -> (String, Vec<FullId>) {
+        let live = self.live_points();
+        let before = (0..i)
+            .rev()
+            .find(|p| live.contains(p) || self.passed_at(*p));
+        let onto = match before {
+            Some(p) => self.links[p].commit.clone().unwrap_or_default(),
+            None => self.base.clone().unwrap_or_default(),
+        };
+        let from = before.map_or(0, |p| p + 1);
+        let tasks = self.links[from..=i]
+            .iter()
+            .map(|l| l.task.clone())
+            .collect();
+        (onto, tasks)
+    }
+
     /// Returns the slots taken by check runs (live or stopping).
     pub fn slots_taken(&self) -> BTreeSet<u32> {
         self.checks.iter().map(|r| r.slot).collect()
