@@ -63,10 +63,10 @@ impl RunState {
         }
         self.merge.pause_until = None;
         self.settle_failures(now);
+        self.start_reviews();
         self.admit(now);
         self.request_build();
         self.start_checks();
-        self.start_reviews();
         self.maybe_land();
         self.probe_parked(now);
         self.sync_candidates();

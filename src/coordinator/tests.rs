@@ -134,18 +134,26 @@ impl Harness {
             return Vec::new();
         };
         let onto = match train.built() {
-            0 => "t0".to_owned(),
+            0 => train.base.clone().unwrap_or_else(|| "t0".to_owned()),
             n => train.links[n - 1].commit.clone().unwrap(),
         };
         let links = train.links[train.built()..]
             .iter()
             .map(|l| {
                 let task = l.task.to_string();
+                let tip = self
+                    .core
+                    .state()
+                    .items
+                    .get(&l.task)
+                    .and_then(|s| s.queued.as_ref())
+                    .and_then(|q| q.tip.clone())
+                    .unwrap_or_else(|| format!("tip-{task}"));
                 let result = match ended.iter().position(|(t, _)| *t == task) {
                     Some(i) => ended.remove(i).1,
                     None => LinkResult::Built {
                         commit: format!("c{epoch}-{task}"),
-                        tip: Some(format!("tip-{task}")),
+                        tip: Some(tip),
                     },
                 };
                 (task, result)
@@ -1018,6 +1026,308 @@ fn a_target_moved_under_orch_halts_and_is_remembered() {
     let lost = h.core.state().lost.clone().unwrap();
     assert_eq!(lost.backup, "refs/orch/backup/@target/main/1");
     assert!(h.core.done(h.now));
+}
+
+/// Runs `tasks` independent tasks to the merge queue together and returns
+/// the harness with their links asked to be built.
+fn queued(tasks: &[&str], edit: impl FnOnce(&mut Config)) -> Harness {
+    let plan: String = tasks
+        .iter()
+        .map(|t| format!("[[task]]\nid = \"{t}\"\n"))
+        .collect();
+    let mut h = Harness::new(&plan, |c| {
+        c.agent.max_parallel = tasks.len() as u32;
+        with_check(c);
+        edit(c);
+    });
+    h.tick();
+    for t in tasks {
+        h.provisioned(t, 1);
+    }
+    // Every agent ends before the next batch of inputs ends: they finish together.
+    for t in tasks {
+        h.feed(Input::Exited {
+            unit: id(t),
+            attempt: 1,
+        });
+        h.feed(Input::Collected {
+            unit: id(t),
+            attempt: 1,
+            report: Box::new(done_with(1)),
+        });
+    }
+    h.tick();
+    h
+}
+
+/// The check runs an effect list starts: (tasks, onto).
+fn started_checks(effects: &[Effect]) -> Vec<(Vec<String>, String)> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Emit {
+                kind: EventKind::CheckStarted { tasks, onto, .. },
+                ..
+            } => Some((tasks.iter().map(|t| t.to_string()).collect(), onto.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn issue_14_the_next_batch_is_checked_on_top_of_the_one_being_checked_and_lands_with_it() {
+    let mut h = queued(&["A", "B", "C", "D", "E"], |c| {
+        c.merge.batch = 2;
+        c.merge.max_parallel_checks = 2;
+    });
+    let effects = h.build();
+    assert_eq!(
+        started_checks(&effects),
+        [
+            (vec!["A".into(), "B".into()], "t0".into()),
+            (vec!["C".into(), "D".into()], "c0-B".into()),
+        ],
+        "two batches at once, the second on top of the first"
+    );
+    let effects = h.checked("c0-D", passed());
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::Land(l) if l.candidate == "c0-D" && l.links.len() == 4)),
+        "the second batch's pass lands both: {effects:?}"
+    );
+    assert_eq!(
+        started_checks(&effects),
+        [(vec!["E".into()], "c0-D".into())],
+        "E is checked on top of what lands, in the slot just freed"
+    );
+    let effects = h.land();
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::CancelCheck { slot: 0 })),
+        "the first batch's check is no longer needed"
+    );
+    assert_eq!(
+        events(&effects)
+            .into_iter()
+            .filter(|e| e.starts_with("task.merged"))
+            .collect::<Vec<_>>(),
+        [
+            "task.merged A",
+            "task.merged B",
+            "task.merged C",
+            "task.merged D"
+        ]
+    );
+    h.checked("c0-B", Checked::Stopped);
+    h.checked("c0-E", passed());
+    h.land();
+    assert_eq!(h.status("E"), Status::Merged);
+    assert!(h.core.done(h.now));
+}
+
+#[test]
+fn issue_14_a_red_speculative_batch_stops_what_was_built_on_it_and_bisects() {
+    let mut h = queued(&["A", "B", "C", "D"], |c| {
+        c.merge.batch = 2;
+        c.merge.max_parallel_checks = 2;
+        c.merge.on_check_failure = OnFailure::Stop;
+    });
+    h.build();
+    let effects = h.checked("c0-B", red("test"));
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::CancelCheck { slot: 1 })),
+        "the batch checked on top of the red one is stopped: {effects:?}"
+    );
+    assert_eq!(
+        started_checks(&effects),
+        [(vec!["A".into()], "t0".into())],
+        "the first half of the red batch"
+    );
+    h.checked("c0-D", Checked::Stopped);
+    let effects = h.checked("c0-A", passed());
+    assert_eq!(h.status("B"), Status::Failed, "B is the culprit");
+    assert!(events(&effects).contains(&"task.failed B".to_owned()));
+    h.land();
+    assert_eq!(h.status("A"), Status::Merged);
+    let effects = h.build();
+    assert_eq!(
+        started_checks(&effects),
+        [(vec!["C".into(), "D".into()], "c0-A".into())],
+        "the rest, rebuilt without the culprit"
+    );
+    h.merge_all();
+    for t in ["C", "D"] {
+        assert_eq!(h.status(t), Status::Merged, "{t}");
+    }
+}
+
+#[test]
+fn issue_14_a_review_command_holds_the_landing_and_a_person_review_lets_the_others_go() {
+    let mut h = queued(&["A", "B"], |c| {
+        c.policy.review = vec![crate::config::Review {
+            name: "bot".to_owned(),
+            run: Some("true".to_owned()),
+            manual: false,
+            timeout: crate::config::Dur(Duration::from_secs(60)),
+        }];
+    });
+    h.build();
+    let effects = h.checked("c0-B", passed());
+    let reviews: Vec<String> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Review(r) => Some(format!("{} {}", r.task, r.review)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reviews, ["A bot", "B bot"]);
+    assert!(
+        h.core.merge.train.landing.is_none(),
+        "held for the verdicts"
+    );
+    h.step(Input::Reviewed {
+        task: id("A"),
+        review: "bot".to_owned(),
+        verdict: Ok(crate::merge_queue::review::Verdict::Approve),
+    });
+    assert!(
+        h.core.merge.train.landing.is_none(),
+        "B's verdict is awaited"
+    );
+    let effects = h.step(Input::Reviewed {
+        task: id("B"),
+        review: "bot".to_owned(),
+        verdict: Ok(crate::merge_queue::review::Verdict::Reject {
+            reason: "add a test".to_owned(),
+        }),
+    });
+    assert_eq!(
+        events(&effects)[..2],
+        ["review.rejected B".to_owned(), "task.started B".to_owned()]
+    );
+    assert_eq!(h.status("B"), Status::Running, "back to its agent");
+    assert_eq!(
+        h.core.state().items[&id("B")].merge_problem,
+        Some(crate::state::model::MergeProblem::Review {
+            by: "bot".to_owned(),
+            reason: "add a test".to_owned()
+        })
+    );
+    h.merge_all();
+    assert_eq!(
+        h.status("A"),
+        Status::Merged,
+        "approved and rechecked without B"
+    );
+
+    let mut h = queued(&["A", "B"], |c| {
+        c.policy.review = vec![crate::config::Review {
+            name: "lead".to_owned(),
+            run: None,
+            manual: true,
+            timeout: crate::config::Dur(Duration::from_secs(60)),
+        }];
+    });
+    h.build();
+    let effects = h.checked("c0-B", passed());
+    assert_eq!(
+        events(&effects),
+        ["check.passed B", "review.waiting A"],
+        "A waits for a person, out of the queue"
+    );
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::Build { links, .. } if links.len() == 1)),
+        "B is built again without A"
+    );
+    assert_eq!(h.status("A"), Status::AwaitingReview);
+    let effects = h.command(Action::Approve, "A");
+    assert!(events(&effects).contains(&"review.approved A".to_owned()));
+    h.merge_all();
+    assert_eq!(h.status("B"), Status::AwaitingReview);
+    assert_eq!(
+        h.status("A"),
+        Status::Merged,
+        "approved once, checked again, landed"
+    );
+}
+
+#[test]
+fn issue_14_a_revert_goes_through_the_queue_and_marks_the_task_reverted() {
+    let mut h = merging(|_| {});
+    h.merge_all();
+    assert_eq!(h.status("A"), Status::Merged);
+    let effects = h.command(Action::Revert, "A");
+    assert_eq!(events(&effects), ["revert.queued A"]);
+    let build = effects.iter().find_map(|e| match e {
+        Effect::Build { links, .. } => Some(links.clone()),
+        _ => None,
+    });
+    assert!(matches!(
+        &build.as_deref(),
+        Some([crate::merge_queue::build::LinkSpec { what: crate::merge_queue::build::LinkWhat::Revert { before, after }, .. }])
+            if before == "t0" && after == "c0-A"
+    ));
+    let effects = h.merge_all();
+    assert_eq!(
+        events(&effects),
+        ["check.started A", "check.passed A", "task.reverted A"]
+    );
+    assert_eq!(h.status("A"), Status::Reverted);
+    let refused = h.command(Action::Revert, "A");
+    assert!(
+        refused
+            .iter()
+            .any(|e| matches!(e, Effect::Reply { reply, .. }
+        if reply.message == "cannot revert `A`: it is `reverted`"))
+    );
+}
+
+#[test]
+fn issue_14_the_radar_says_each_overlap_once_and_splits_batches_on_it() {
+    let mut h = queued(&["A", "B", "C"], |c| c.merge.batch = 8);
+    let seen = |paths: &[(&str, &[&str])]| Input::Radar {
+        seen: paths
+            .iter()
+            .map(|(t, p)| {
+                (
+                    id(t),
+                    Some((
+                        format!("tip-{t}"),
+                        p.iter().map(|s| (*s).to_owned()).collect(),
+                    )),
+                )
+            })
+            .collect(),
+    };
+    let effects = h.step(seen(&[
+        ("A", &["a.rs", "lib.rs"]),
+        ("B", &["b.rs"]),
+        ("C", &["lib.rs"]),
+    ]));
+    assert_eq!(events(&effects), ["radar.overlap A"]);
+    let effects = h.step(seen(&[
+        ("A", &["a.rs", "lib.rs"]),
+        ("B", &["b.rs"]),
+        ("C", &["lib.rs"]),
+    ]));
+    assert!(events(&effects).is_empty(), "said once");
+    let a = &h.core.state().items[&id("A")];
+    assert_eq!(a.radar.as_ref().unwrap().overlaps[&id("C")], ["lib.rs"]);
+    let effects = h.build();
+    assert_eq!(
+        started_checks(&effects),
+        [
+            (vec!["A".into(), "B".into()], "t0".into()),
+            (vec!["C".into()], "c0-B".into())
+        ],
+        "C overlaps A: another batch"
+    );
 }
 
 #[test]
