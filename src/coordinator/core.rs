@@ -628,7 +628,7 @@ impl RunState {
                 slot,
                 commit,
                 checked,
-            } => self.on_checked(slot, &commit, checked, now),
+            } => self.on_checked(slot, &commit, checked),
             Input::Reviewed {
                 task,
                 review,
@@ -931,12 +931,16 @@ impl RunState {
         // A cancel of a task being landed waits for how the landing ends
         // (the file stays in the inbox until answered: seen again, it is the
         // same command); one of a task elsewhere in the queue takes it out.
-        if command.action == inbox::Action::Cancel
+        let received = if command.action == inbox::Action::Cancel
             && self.status(&command.id) == Status::Merging
-            && self.cancel_in_queue(&received, &command.id)
         {
-            return;
-        }
+            match self.cancel_in_queue(received, &command.id) {
+                Some(received) => received,
+                None => return,
+            }
+        } else {
+            received
+        };
         let result = control::apply_with(
             &self.env.plan,
             &mut self.state,

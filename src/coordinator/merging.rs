@@ -20,7 +20,7 @@
 use std::collections::BTreeMap;
 
 use super::after_merge::{self, AfterMerge, Next, Requeue, Stop};
-use super::control;
+use super::control::{self, PERSON};
 use super::core::{
     CheckRequest, Effect, Halt, LandRequest, Now, Parked, PostMergeRequest, ProbeRequest,
     RadarRequest, ReviewRequest, RunState, WAIT_PAUSE,
@@ -43,8 +43,6 @@ use crate::state::model::{
 
 /// How often the radar reads the branches of active tasks.
 pub const RADAR_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
-
-use super::control::PERSON;
 
 impl RunState {
     /// Moves the merge queue on: tasks join the chain, links are built,
@@ -300,11 +298,23 @@ impl RunState {
                 continue;
             }
             let s = self.state.items.get(&link.task);
-            let (Some(worktree), Some(branch)) = (
+            let view = self
+                .env
+                .plan
+                .lookup(link.task.as_str())
+                .map(|i| super::starting::item_view(self.env.plan.item(i)));
+            let (Some(worktree), Some(branch), Some(view)) = (
                 s.and_then(|s| s.worktree.clone()),
                 s.and_then(|s| s.branch.clone()),
+                view,
             ) else {
-                continue;
+                // Nowhere to run it: never a review passed over in silence.
+                self.eject(&link.task);
+                self.fail_merge(
+                    &link.task,
+                    format!("cannot run review `{review}`: the task has no worktree or branch"),
+                );
+                return;
             };
             self.merge.train.reviews.insert(key);
             self.emit(
@@ -313,14 +323,6 @@ impl RunState {
                     review: review.clone(),
                 },
             );
-            let Some(view) = self
-                .env
-                .plan
-                .lookup(link.task.as_str())
-                .map(|i| super::starting::item_view(self.env.plan.item(i)))
-            else {
-                continue;
-            };
             self.effect(Effect::Review(Box::new(ReviewRequest {
                 task: link.task.clone(),
                 view,
@@ -553,15 +555,11 @@ impl RunState {
                 }
                 LinkResult::NothingToRevert => {
                     self.merge.train.links.remove(i);
-                    ended.push((
-                        id,
-                        Some(MergeOutcome::Failed {
-                            error: MergeError::Git(crate::git::GitError::NoSuchBranch {
-                                branch: "nothing to revert".to_owned(),
-                            }),
-                        }),
-                        None,
-                    ));
+                    let target = self.env.target.clone();
+                    self.refuse_revert(
+                        &id,
+                        format!("`{target}` holds nothing of its work any more"),
+                    );
                 }
                 LinkResult::Ended(outcome) => {
                     self.merge.train.links.remove(i);
@@ -604,7 +602,7 @@ impl RunState {
     }
 
     /// Applies a candidate's check results.
-    pub(super) fn on_checked(&mut self, slot: u32, commit: &str, checked: Checked, now: Now) {
+    pub(super) fn on_checked(&mut self, slot: u32, commit: &str, checked: Checked) {
         let train = &mut self.merge.train;
         let Some(run) = train
             .checks
@@ -684,22 +682,10 @@ impl RunState {
                     .iter()
                     .map(|l| l.task.clone())
                     .collect();
-                let reason = crate::text::error_chain(&error);
+                let reason = format!("merge failed: {}", crate::text::error_chain(&error));
                 for task in tasks.into_iter().rev() {
-                    if let Some(i) = self.merge.train.find(&task) {
-                        let (_, slots) = self.merge.train.remove(i);
-                        self.cancel_checks(slots);
-                    }
-                    self.decide(
-                        &task,
-                        MergeOutcome::Failed {
-                            error: MergeError::Check {
-                                check: reason.clone(),
-                                source: std::io::Error::other("the checks could not run"),
-                            },
-                        },
-                        now,
-                    );
+                    self.eject(&task);
+                    self.fail_merge(&task, reason.clone());
                 }
             }
         }
@@ -928,16 +914,7 @@ impl RunState {
                             if self.status(&task) == Status::Merged {
                                 self.refuse_revert(&task, reason.clone());
                             } else {
-                                self.decide(
-                                    &task,
-                                    MergeOutcome::Failed {
-                                        error: MergeError::Check {
-                                            check: reason.clone(),
-                                            source: std::io::Error::other("landing failed"),
-                                        },
-                                    },
-                                    now,
-                                );
+                                self.fail_merge(&task, format!("merge failed: {reason}"));
                             }
                         }
                     }
@@ -994,6 +971,23 @@ impl RunState {
                 }
             }
         }
+    }
+
+    /// Fails a task of the merge queue for `reason` (a merge that could not
+    /// be carried out, not a red check: no agent is asked to fix it).
+    fn fail_merge(&mut self, task: &FullId, reason: String) {
+        if !matches!(self.status(task), Status::Merging | Status::AwaitingReview) {
+            return;
+        }
+        self.entry(task).reason = Some(reason.clone());
+        self.transition(task, Transition::CheckFailed);
+        self.emit(
+            Some(task),
+            EventKind::TaskFailed {
+                attempt: None,
+                reason,
+            },
+        );
     }
 
     /// Records a task whose work landed.
@@ -1286,9 +1280,14 @@ impl RunState {
     }
 
     /// Applies a person's cancel of a task of the merge queue: deferred
-    /// while a landing that holds it is under way, else the task leaves the
-    /// chain first. Returns whether the command was taken care of.
-    pub(super) fn cancel_in_queue(&mut self, received: &inbox::Received, task: &FullId) -> bool {
+    /// while a landing that holds it is under way (the command is kept and
+    /// answered when the landing ends: `None`), else the task leaves the
+    /// chain and the command is given back to be applied at once.
+    pub(super) fn cancel_in_queue(
+        &mut self,
+        received: inbox::Received,
+        task: &FullId,
+    ) -> Option<inbox::Received> {
         let in_landing = self
             .merge
             .train
@@ -1303,22 +1302,14 @@ impl RunState {
                 .iter()
                 .any(|(_, c)| c.path == received.path)
             {
-                self.merge.cancels.push((
-                    task.clone(),
-                    inbox::Received {
-                        path: received.path.clone(),
-                        command: Err(inbox::UnreadableCommand::Read(std::io::Error::other(
-                            "answered after the landing",
-                        ))),
-                    },
-                ));
+                self.merge.cancels.push((task.clone(), received));
                 self.effect(Effect::StopLanding);
             }
-            return true;
+            return None;
         }
         self.eject(task);
         self.merge.parked.remove(task);
-        false
+        Some(received)
     }
 
     /// Applies people's cancels of tasks whose landing ended without them.
