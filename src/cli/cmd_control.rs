@@ -154,6 +154,9 @@ pub fn revert(global: &GlobalArgs, args: ControlArgs) -> Result<(), CliError> {
                 after: after.clone(),
             },
         }],
+        delete_branch: false,
+        remove_worktree: false,
+        admin: std::sync::Arc::new(std::sync::Mutex::new(())),
     });
     match preview.links.first().map(|(_, r)| r) {
         Some(LinkResult::Ended(MergeOutcome::Conflicts { files, .. })) => {

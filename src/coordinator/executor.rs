@@ -438,6 +438,9 @@ impl Executor {
             policy: self.tools.policy.clone(),
             onto,
             links,
+            delete_branch: self.tools.config.merge.delete_branch,
+            remove_worktree: self.tools.config.merge.remove_worktree,
+            admin: Arc::clone(&self.worktree_admin),
         };
         let tx = self.tx.clone();
         tokio::task::spawn_blocking(move || {

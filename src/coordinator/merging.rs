@@ -31,7 +31,8 @@ use crate::merge_queue::build::{BuildReport, LinkResult, LinkSpec, LinkWhat, Ont
 use crate::merge_queue::candidate::Checked;
 use crate::merge_queue::review::Verdict as ReviewVerdict;
 use crate::merge_queue::{
-    LandBranch, LandLink, Landing, LinkLanded, MergeError, MergeOutcome, WorktreeAfter,
+    LandBranch, LandLink, Landing, LinkLanded, MergeError, MergeOutcome, PostMergeError,
+    WorktreeAfter,
 };
 use crate::plan::FullId;
 use crate::runner::hook::HookError;
@@ -65,7 +66,7 @@ impl RunState {
         self.admit(now);
         self.request_build();
         self.start_checks();
-        self.maybe_land();
+        self.maybe_land(now);
         self.probe_parked(now);
         self.sync_candidates();
     }
@@ -161,6 +162,7 @@ impl RunState {
                     .and_then(|q| q.tip.clone()),
                 base: s.and_then(|s| s.base.clone()),
                 merged_before: s.and_then(|s| s.merge_commit.clone()),
+                worktree: s.and_then(|s| s.worktree.clone()),
             }
         };
         LinkSpec {
@@ -385,7 +387,7 @@ impl RunState {
     }
 
     /// Lands the furthest point whose links are all clear.
-    fn maybe_land(&mut self) {
+    fn maybe_land(&mut self, now: Now) {
         if !self.merge.post_merge.is_empty() {
             return;
         }
@@ -417,6 +419,7 @@ impl RunState {
             });
         }
         self.merge.train.landing = Some((candidate.clone(), point + 1));
+        self.merge.train.landing_since = Some(now.mono);
         self.effect(Effect::Land(Box::new(LandRequest {
             onto,
             candidate,
@@ -535,7 +538,9 @@ impl RunState {
             self.merge.target_seen = Some(onto.clone());
             self.merge.train.base = Some(onto);
         }
-        let mut ended: Vec<(FullId, Option<MergeOutcome>, Option<String>)> = Vec::new();
+        let mut ended: Vec<(FullId, MergeOutcome)> = Vec::new();
+        let mut landed: Vec<(FullId, String, WorktreeAfter, bool, Option<PostMergeError>)> =
+            Vec::new();
         for (task, result) in report.links {
             let Ok(id) = FullId::parse(&task) else {
                 continue;
@@ -549,9 +554,14 @@ impl RunState {
                     link.commit = Some(commit);
                     link.tip = tip;
                 }
-                LinkResult::Landed { commit } => {
+                LinkResult::Landed {
+                    commit,
+                    worktree,
+                    branch_deleted,
+                    cleanup,
+                } => {
                     self.merge.train.links.remove(i);
-                    ended.push((id, None, Some(commit)));
+                    landed.push((id, commit, worktree, branch_deleted, cleanup));
                 }
                 LinkResult::NothingToRevert => {
                     self.merge.train.links.remove(i);
@@ -563,27 +573,42 @@ impl RunState {
                 }
                 LinkResult::Ended(outcome) => {
                     self.merge.train.links.remove(i);
-                    ended.push((id, Some(outcome), None));
+                    ended.push((id, outcome));
                 }
             }
         }
-        for (task, outcome, commit) in ended {
-            match (outcome, commit) {
-                (_, Some(commit)) => self.already_landed(&task, commit),
-                (Some(outcome), None) => self.decide(&task, outcome, now),
-                (None, None) => {}
-            }
+        for (task, commit, worktree, branch_deleted, cleanup) in landed {
+            self.already_landed(&task, commit, worktree, branch_deleted, cleanup);
+        }
+        for (task, outcome) in ended {
+            self.decide(&task, outcome, now);
         }
     }
 
-    /// Records a task the target already held (nothing was checked or moved).
-    fn already_landed(&mut self, task: &FullId, commit: String) {
+    /// Records a task the target already held (nothing was checked or
+    /// moved; its worktree and branch were freed).
+    fn already_landed(
+        &mut self,
+        task: &FullId,
+        commit: String,
+        worktree: WorktreeAfter,
+        branch_deleted: bool,
+        cleanup: Option<PostMergeError>,
+    ) {
         let entry = self.entry(task);
         entry.merge_commit = Some(commit.clone());
         entry.merge_problem = None;
         entry.reason = None;
         entry.queued = None;
         entry.radar = None;
+        if branch_deleted {
+            entry.branch = None;
+        }
+        match &worktree {
+            WorktreeAfter::Removed => entry.worktree = None,
+            WorktreeAfter::Detached(_) => self.flight.free.push_back(task.clone()),
+            WorktreeAfter::Untouched => {}
+        }
         self.transition(task, Transition::Merge);
         self.emit(
             Some(task),
@@ -593,11 +618,19 @@ impl RunState {
                     onto: commit,
                     strategy: self.env.config.git.merge_strategy,
                     backup: None,
-                    branch_deleted: false,
+                    branch_deleted,
                     merge_ms: 0,
                 },
             },
         );
+        if let Some(failure) = cleanup {
+            self.emit(
+                Some(task),
+                EventKind::HookFailed {
+                    reason: crate::text::error_chain(&failure),
+                },
+            );
+        }
         self.effect(Effect::Flush);
     }
 
@@ -799,10 +832,17 @@ impl RunState {
         let cancels = std::mem::take(&mut self.merge.cancels);
         match landing {
             Landing::Landed {
-                took: _,
+                took,
                 hooks_in,
                 links,
             } => {
+                // `merge_ms` runs from a task joining the queue to the
+                // target moving (the cleanup after it is not counted).
+                let moved = self
+                    .merge
+                    .train
+                    .landing_since
+                    .map_or(now.mono, |since| since + took);
                 let candidate = links.last().map(|l| l.commit.clone()).unwrap_or_default();
                 let (chain, slots) = self.merge.train.landed(n, &candidate);
                 self.cancel_checks(slots);
@@ -812,7 +852,7 @@ impl RunState {
                 self.state.landed = Some(candidate);
                 let mut hooks = Vec::new();
                 for (landed, link) in links.into_iter().zip(chain) {
-                    let took = now.mono.saturating_duration_since(link.joined);
+                    let took = moved.saturating_duration_since(link.joined);
                     if link.revert {
                         self.record_revert(&link.task, &landed);
                     } else {

@@ -1686,6 +1686,9 @@ fn queue_step(h: &mut Harness, i: u8, how: u8, seen: &mut Seen) -> Vec<Effect> {
                         }),
                         2 if !l.revert => LinkResult::Landed {
                             commit: "t0".to_owned(),
+                            worktree: WorktreeAfter::Untouched,
+                            branch_deleted: false,
+                            cleanup: None,
                         },
                         _ => return None,
                     };
@@ -1777,8 +1780,15 @@ fn clone_result(r: &LinkResult) -> LinkResult {
             commit: commit.clone(),
             tip: tip.clone(),
         },
-        LinkResult::Landed { commit } => LinkResult::Landed {
+        LinkResult::Landed {
+            commit,
+            branch_deleted,
+            ..
+        } => LinkResult::Landed {
             commit: commit.clone(),
+            worktree: WorktreeAfter::Untouched,
+            branch_deleted: *branch_deleted,
+            cleanup: None,
         },
         LinkResult::NothingToRevert => LinkResult::NothingToRevert,
         LinkResult::Ended(MergeOutcome::Conflicts { files, onto }) => {

@@ -54,6 +54,8 @@ pub struct Train {
     pub results: BTreeMap<String, Verdict>,
     /// The point being landed: its commit and how many links it holds.
     pub landing: Option<(String, usize)>,
+    /// When the landing under way was asked for.
+    pub landing_since: Option<Instant>,
     /// Review commands in flight: (task, review name).
     pub reviews: BTreeSet<(FullId, String)>,
 }

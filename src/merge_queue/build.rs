@@ -24,7 +24,8 @@ use crate::state::StateDir;
 
 use super::evidence::{self, Sought};
 use super::land::Journal;
-use super::outcome::{MergeError, MergeOutcome};
+use super::land::{Cleanup, LandBranch};
+use super::outcome::{MergeError, MergeOutcome, PostMergeError, WorktreeAfter};
 use super::policy::Policy;
 
 /// What building a run of links needs.
@@ -37,6 +38,11 @@ pub struct BuildJob {
     pub policy: Policy,
     pub onto: Onto,
     pub links: Vec<LinkSpec>,
+    /// For a task the target already holds: its worktree and branch are
+    /// freed as a landing frees them.
+    pub delete_branch: bool,
+    pub remove_worktree: bool,
+    pub admin: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 /// Where the first link is built.
@@ -69,6 +75,8 @@ pub enum LinkWhat {
         base: Option<String>,
         /// The task's merge recorded before a person ran it again, if it was.
         merged_before: Option<String>,
+        /// The task's worktree, freed when the target already holds its work.
+        worktree: Option<PathBuf>,
     },
     /// The undoing of the task's landing, from `before` to `after`.
     Revert { before: String, after: String },
@@ -91,8 +99,15 @@ pub enum LinkResult {
     /// branch tip it merged.
     Built { commit: String, tip: Option<String> },
     /// The target already holds the task's work, and git shows orch put it
-    /// there (or the branch has no commits): nothing to check or land.
-    Landed { commit: String },
+    /// there (or the branch has no commits): nothing to check or land; its
+    /// worktree and branch were freed as after a landing.
+    Landed {
+        commit: String,
+        worktree: WorktreeAfter,
+        branch_deleted: bool,
+        /// Freeing them failed; the merge stands.
+        cleanup: Option<PostMergeError>,
+    },
     /// A revert with nothing left to undo.
     NothingToRevert,
     /// It cannot be built now.
@@ -214,6 +229,7 @@ fn build_merge(
         queued_tip,
         base,
         merged_before,
+        ..
     } = &link.what
     else {
         unreachable!("build_merge is called for merge links only");
@@ -287,13 +303,41 @@ fn already_landed(
     base: Option<Oid>,
     merged_before: Option<&str>,
 ) -> Result<LinkResult, GitError> {
-    let LinkWhat::Merge { branch, .. } = &link.what else {
+    let LinkWhat::Merge {
+        branch, worktree, ..
+    } = &link.what
+    else {
         unreachable!("already_landed is asked of merge links only");
     };
-    if base == Some(tip) {
-        return Ok(LinkResult::Landed {
-            commit: head.to_string(),
+    let landed = |commit: Oid| {
+        let tidy = Cleanup {
+            repo: &job.repo,
+            admin: &job.admin,
+            delete_branch: job.delete_branch,
+            remove_worktree: job.remove_worktree,
+        };
+        let freed = tidy.run(&LandBranch {
+            name: branch.clone(),
+            tip: tip.to_string(),
+            worktree: worktree.clone(),
         });
+        let (worktree, branch_deleted, cleanup) = match freed {
+            Ok((after, deleted)) => (after, deleted, None),
+            Err(e) => (
+                WorktreeAfter::Untouched,
+                false,
+                Some(PostMergeError::Cleanup(e)),
+            ),
+        };
+        LinkResult::Landed {
+            commit: commit.to_string(),
+            worktree,
+            branch_deleted,
+            cleanup,
+        }
+    };
+    if base == Some(tip) {
+        return Ok(landed(head));
     }
     let journal: Option<Journal> =
         crate::fsio::read_json(&StateDir::at(&job.state_dir).merge_journal())
@@ -308,9 +352,7 @@ fn already_landed(
     let found =
         evidence::find(git, head, &[sought], journal.as_ref()).map_err(GitError::git(&job.repo))?;
     Ok(match found.get(&link.task) {
-        Some(commit) => LinkResult::Landed {
-            commit: commit.to_string(),
-        },
+        Some(commit) => landed(*commit),
         None => LinkResult::Ended(MergeOutcome::PutThereOutsideOrch {
             branch: branch.clone(),
             tip: tip.to_string(),
@@ -327,7 +369,11 @@ fn build_revert(
     before: &str,
     after: &str,
 ) -> Result<LinkResult, GitError> {
-    let (Some(before), Some(after_oid)) = (refs::parse_oid(before), refs::parse_oid(after)) else {
+    // A landing found again after a crash does not say where it started:
+    // its first parent, then.
+    let before = refs::parse_oid(before)
+        .or_else(|| first_parent(&job.repo, after).and_then(|p| refs::parse_oid(&p)));
+    let (Some(before), Some(after_oid)) = (before, refs::parse_oid(after)) else {
         return Ok(LinkResult::NothingToRevert);
     };
     let message = revert_message(&link.task, &link.title, after);

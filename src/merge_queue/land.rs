@@ -357,9 +357,15 @@ fn cleanup_link(job: &LandJob, link: &LandLink) -> LinkLanded {
             MergeStrategy::Merge => false,
         })
         .map(|(name, _)| name);
+    let tidy = Cleanup {
+        repo: &job.repo,
+        admin: &job.admin,
+        delete_branch: job.delete_branch,
+        remove_worktree: job.remove_worktree,
+    };
     let (worktree, branch_deleted, cleanup) = match &link.branch {
         None => (WorktreeAfter::Untouched, false, None),
-        Some(branch) => match cleanup(job, branch) {
+        Some(branch) => match tidy.run(branch) {
             Ok((after, deleted)) => (after, deleted, None),
             Err(e) => (
                 WorktreeAfter::Untouched,
@@ -379,39 +385,51 @@ fn cleanup_link(job: &LandJob, link: &LandLink) -> LinkLanded {
     }
 }
 
-/// Frees the task's worktree and deletes its branch, as configured. Never
-/// touches a worktree with changes; the branch stays while a worktree has it.
-///
-/// Runs under the worktree-admin lock, so that it never races a task being
-/// given this worktree.
-fn cleanup(job: &LandJob, branch: &LandBranch) -> Result<(WorktreeAfter, bool), GitError> {
-    let repo = &job.repo;
-    let _guard = job.admin.lock().unwrap_or_else(|p| p.into_inner());
-    let mut after = WorktreeAfter::Untouched;
-    if let Some(wt) = branch.worktree.as_ref().filter(|w| w.is_dir())
-        && worktree::current_branch(wt)?.as_deref() == Some(branch.name.as_str())
-        && worktree::dirty_files(wt)?.is_empty()
-    {
-        if job.remove_worktree {
-            worktree::remove(repo, wt)?;
-            after = WorktreeAfter::Removed;
-        } else {
-            cmd::run(wt, ["switch", "--quiet", "--detach"])?;
-            after = WorktreeAfter::Detached(wt.clone());
+/// What freeing a landed task's worktree and branch needs.
+pub(super) struct Cleanup<'a> {
+    pub repo: &'a std::path::Path,
+    pub admin: &'a Mutex<()>,
+    pub delete_branch: bool,
+    pub remove_worktree: bool,
+}
+
+impl Cleanup<'_> {
+    /// Frees the task's worktree and deletes its branch, as configured.
+    /// Never touches a worktree with changes; the branch stays while a
+    /// worktree has it.
+    ///
+    /// Runs under the worktree-admin lock, so that it never races a task
+    /// being given this worktree.
+    pub(super) fn run(&self, branch: &LandBranch) -> Result<(WorktreeAfter, bool), GitError> {
+        let repo = self.repo;
+        let _guard = self.admin.lock().unwrap_or_else(|p| p.into_inner());
+        let mut after = WorktreeAfter::Untouched;
+        if let Some(wt) = branch.worktree.as_ref().filter(|w| w.is_dir())
+            && worktree::current_branch(wt)?.as_deref() == Some(branch.name.as_str())
+            && worktree::dirty_files(wt)?.is_empty()
+        {
+            if self.remove_worktree {
+                worktree::remove(repo, wt)?;
+                after = WorktreeAfter::Removed;
+            } else {
+                cmd::run(wt, ["switch", "--quiet", "--detach"])?;
+                after = WorktreeAfter::Detached(wt.clone());
+            }
         }
+        let held = worktree::list(repo)?
+            .iter()
+            .any(|e| e.branch.as_deref() == Some(branch.name.as_str()));
+        let mut deleted = false;
+        if self.delete_branch
+            && !held
+            && refs::branch_tip(repo, &branch.name)?.map(|t| t.to_string())
+                == Some(branch.tip.clone())
+        {
+            refs::delete_branch(repo, &branch.name)?;
+            deleted = true;
+        }
+        Ok((after, deleted))
     }
-    let held = worktree::list(repo)?
-        .iter()
-        .any(|e| e.branch.as_deref() == Some(branch.name.as_str()));
-    let mut deleted = false;
-    if job.delete_branch
-        && !held
-        && refs::branch_tip(repo, &branch.name)?.map(|t| t.to_string()) == Some(branch.tip.clone())
-    {
-        refs::delete_branch(repo, &branch.name)?;
-        deleted = true;
-    }
-    Ok((after, deleted))
 }
 
 /// What asking whether a task waiting on the target's checkout can land now needs.

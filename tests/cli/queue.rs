@@ -425,3 +425,71 @@ fn issue_14_orch_revert_refuses_a_revert_that_conflicts() {
     assert_eq!(env.status_of("A"), "merged");
     assert!(env.state()["items"]["A"]["revert"].is_null());
 }
+
+#[test]
+fn issue_14_orch_status_shows_the_queue_batch_by_batch_and_the_radar() {
+    let env = setup(
+        "commit.sh",
+        "",
+        "[[task]]\nid = \"A\"\n[[task]]\nid = \"B\"\n[[task]]\nid = \"C\"\n",
+    );
+    env.write(
+        ".orchestrator/state.json",
+        r#"{"schema": 1, "target": "main",
+  "candidates": [
+    {"commit": "1111111111111111111111111111111111111111", "onto": "0000000000000000000000000000000000000000",
+     "tasks": ["A", "B"], "check": {"running": {"slot": 0}}},
+    {"commit": "2222222222222222222222222222222222222222", "onto": "1111111111111111111111111111111111111111",
+     "tasks": ["C"], "check": {"running": {"slot": 1}}}
+  ],
+  "items": {
+    "A": {"status": "merging", "radar": {"tip": "3333333333333333333333333333333333333333", "changes": ["src/lib.rs"], "overlaps": {"C": ["src/lib.rs"]}}},
+    "B": {"status": "merging"},
+    "C": {"status": "merging", "radar": {"tip": "4444444444444444444444444444444444444444", "changes": ["src/lib.rs"], "overlaps": {"A": ["src/lib.rs"]}}}
+  }}"#,
+    );
+    insta::assert_snapshot!(env.run(["status"]), @r"
+    Nothing has run yet; target `main`.
+    A  merging
+    B  merging
+    C  merging
+    Tasks: 3 merging.
+    Merge queue:
+      A B  checking in check worktree 1 (2 tasks)
+      C  checking in check worktree 2, on top of the above (1 task)
+    Conflict radar:
+      A and C both change `src/lib.rs`
+    ");
+    let json: serde_json::Value = serde_json::from_slice(
+        &env.orch()
+            .args(["status", "--json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(json["queue"][1]["tasks"], serde_json::json!(["C"]));
+    assert_eq!(
+        json["items"][0]["overlaps"],
+        serde_json::json!({"C": ["src/lib.rs"]})
+    );
+}
+
+#[test]
+fn issue_14_a_task_that_changes_nothing_frees_its_worktree_and_branch_as_before() {
+    let env = setup(
+        "noop.sh",
+        "",
+        "[[task]]\nid = \"T1\"\nexpect_changes = false\n",
+    );
+    let out = env.orch().arg("run").output().unwrap();
+    assert!(out.status.success(), "{}", env.render(&out));
+    assert_eq!(env.status_of("T1"), "merged");
+    let branches = git(&env, &["branch", "--format=%(refname:short)"]);
+    assert_eq!(branches.trim(), "main", "its branch is deleted");
+    let list = git(&env, &["worktree", "list", "--porcelain"]);
+    assert!(
+        list.contains("detached"),
+        "its worktree is detached for reuse: {list}"
+    );
+}
