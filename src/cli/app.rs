@@ -50,7 +50,7 @@ pub enum Command {
     Plan(cmd_plan::PlanCommand),
     /// Start agents on ready tasks, each in its own branch and worktree
     Run(cmd_run::RunArgs),
-    /// Merge finished tasks into the target, one at a time behind checks, without starting agents
+    /// Merge finished tasks into the target through the merge queue, behind checks, without starting agents
     Merge(cmd_merge::MergeArgs),
     /// Show where every task stands (works while a run is live)
     Status(cmd_status::StatusArgs),

@@ -5,7 +5,6 @@
 //! | conflicts | conflicted; handed back to its agent (`on_conflict = "agent"`, attempts left) or waits for a person |
 //! | a review rejected it | handed back to its agent with the review's text (`on_check_failure = "agent"`, attempts left), or failed |
 //! | a policy rule or a check refused it | red; handed back to its agent (`on_check_failure = "agent"`, attempts left) or failed |
-//! | the target checkout is not clean, or kept moving | queued again; merging pauses; said once per reason |
 //! | the branch moved since it was queued | queued again at the new tip |
 //! | the target branch is gone | queued again, and the run halts |
 //! | the target lost the head orch last landed (moved under orch) | queued again, and the run halts naming the lost commit and its backup ref |
@@ -26,8 +25,6 @@ pub struct Rules<'a> {
     pub on_check_failure: OnFailure,
     /// The task has attempts left for an agent to fix it.
     pub attempts_left: bool,
-    /// The reason merging last waited for, if it did.
-    pub last_wait: Option<&'a str>,
 }
 
 /// Who acts next on a task the merge refused.
@@ -49,8 +46,6 @@ pub struct Requeue {
     pub announce_wait: bool,
     /// Say why in a `merge.requeued` event, naming the backup ref kept.
     pub announce_requeue: Option<Option<String>>,
-    /// Pause merging for a while (the cause will not clear at once).
-    pub pause: bool,
     /// Nothing more starts or merges, for this reason.
     pub halt: Option<Stop>,
 }
@@ -75,7 +70,6 @@ impl Requeue {
             tip: None,
             announce_wait: false,
             announce_requeue: None,
-            pause: false,
             halt: None,
         }
     }
@@ -160,14 +154,6 @@ pub fn decide(outcome: &MergeOutcome, rules: Rules<'_>) -> AfterMerge {
             passed: passed.clone(),
             next: next(rules.on_check_failure),
         },
-        MergeOutcome::Waiting { why } => {
-            let reason = crate::text::error_chain(why);
-            AfterMerge::Requeued(Requeue {
-                announce_wait: rules.last_wait != Some(reason.as_str()),
-                pause: true,
-                ..Requeue::because(reason)
-            })
-        }
         MergeOutcome::BranchMoved { tip, backup } => AfterMerge::Requeued(Requeue {
             tip: Some(tip.clone()),
             announce_requeue: Some(backup.clone()),
@@ -244,7 +230,6 @@ mod tests {
             on_conflict: OnFailure::Agent,
             on_check_failure: OnFailure::Agent,
             attempts_left: true,
-            last_wait: None,
         }
     }
 
@@ -347,45 +332,6 @@ mod tests {
     }
 
     #[test]
-    fn waiting_is_announced_once_per_reason_and_pauses() {
-        let outcome = MergeOutcome::Waiting {
-            why: crate::merge_queue::WaitReason::CheckoutStuck(
-                crate::merge_queue::checkout::Stuck::IndexLocked {
-                    lock: PathBuf::from("/repo/.git/index.lock"),
-                },
-            ),
-        };
-        let reason = "`/repo/.git/index.lock` is locked by a git process orch does not know; remove the file if no git runs there";
-        let first = decide(&outcome, rules());
-        assert_eq!(
-            first,
-            AfterMerge::Requeued(Requeue {
-                reason: reason.to_owned(),
-                tip: None,
-                announce_wait: true,
-                announce_requeue: None,
-                pause: true,
-                halt: None,
-            })
-        );
-        let again = decide(
-            &outcome,
-            Rules {
-                last_wait: Some(reason),
-                ..rules()
-            },
-        );
-        assert!(matches!(
-            again,
-            AfterMerge::Requeued(Requeue {
-                announce_wait: false,
-                pause: true,
-                ..
-            })
-        ));
-    }
-
-    #[test]
     fn requeues_name_their_cause() {
         let moved = decide(
             &MergeOutcome::BranchMoved {
@@ -401,7 +347,6 @@ mod tests {
                 tip: Some("def".to_owned()),
                 announce_wait: false,
                 announce_requeue: Some(Some("refs/orch/backup/T1/1".to_owned())),
-                pause: false,
                 halt: None,
             })
         );
@@ -414,7 +359,7 @@ mod tests {
         let stopped = decide(&MergeOutcome::Interrupted, rules());
         assert!(matches!(
             stopped,
-            AfterMerge::Requeued(Requeue { halt: None, announce_wait: false, pause: false, ref reason, .. })
+            AfterMerge::Requeued(Requeue { halt: None, announce_wait: false, ref reason, .. })
                 if reason == "the run stopped during the merge"
         ));
     }

@@ -1131,7 +1131,6 @@ impl RunState {
             on_conflict: self.env.config.merge.on_conflict,
             on_check_failure: self.env.config.merge.on_check_failure,
             attempts_left: self.attempts_left(task),
-            last_wait: self.merge.last_wait.as_deref(),
         };
         match after_merge::decide(&outcome, rules) {
             AfterMerge::Conflicted {
@@ -1249,7 +1248,6 @@ impl RunState {
                 tip,
                 announce_wait,
                 announce_requeue,
-                pause,
                 halt,
             }) => {
                 self.requeue(task, &reason, tip.clone(), now);
@@ -1270,10 +1268,6 @@ impl RunState {
                             backup,
                         },
                     );
-                }
-                if pause {
-                    self.merge.last_wait = Some(reason);
-                    self.merge.pause_until = Some(now.mono + WAIT_PAUSE);
                 }
                 match halt {
                     Some(Stop::TargetGone) => self.halt_target_gone(),

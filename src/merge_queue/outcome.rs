@@ -45,10 +45,6 @@ pub enum MergeOutcome {
         log: PathBuf,
         passed: Vec<String>,
     },
-    /// The merge cannot land now; try again later.
-    Waiting {
-        why: WaitReason,
-    },
     /// The branch moved since it was queued; queue it again. When the move
     /// dropped commits (a force-move by hand), the old tip is kept under
     /// `backup`.
