@@ -84,7 +84,13 @@ fn state(app_plan: &orch::plan::Plan, now: SystemTime) -> State {
             finished: None,
             outcome: None,
             purpose: None,
+            job: None,
             confined: false,
+            agent: None,
+            session: None,
+            resumed: false,
+            usage: None,
+            paused_until: None,
         }];
         if status != Status::Running {
             s.attempts[0].finished = Some(Timestamp(now));

@@ -21,6 +21,7 @@ pub use presets::{Agent, FinalMessage};
 pub mod presets;
 use crate::plan::diag::{Location, PathSeg};
 use crate::plan::locate::{LineIndex, toml_offsets};
+pub use crate::plan::{ExecutorChoice, ExecutorKind};
 
 /// The name of the config file at the repository root.
 pub const FILE_NAME: &str = ".orchestrator.toml";
@@ -121,6 +122,8 @@ pub struct Config {
     pub hooks: HooksConfig,
     pub merge: MergeConfig,
     pub policy: PolicyConfig,
+    /// Where agents (and, with `merge.executor`, checks) run.
+    pub executor: ExecutorConfig,
     pub metrics: MetricsConfig,
     /// Where events are sent (`[[notify]]`, one table per destination).
     pub notify: Vec<NotifyConfig>,
@@ -195,6 +198,7 @@ impl Default for Config {
             hooks: HooksConfig::default(),
             merge: MergeConfig::default(),
             policy: PolicyConfig::default(),
+            executor: ExecutorConfig::default(),
             metrics: MetricsConfig::default(),
             notify: Vec::new(),
             sandbox: SandboxConfig::default(),
@@ -312,6 +316,24 @@ pub struct AgentPreset {
     pub permanent_exit_codes: Option<Vec<i32>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exclude: Option<Vec<String>>,
+    /// Exit codes that mean the agent hit a rate or usage limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_exit_codes: Option<Vec<i32>>,
+    /// Regular expressions that, found in the output of an attempt that
+    /// failed, mean it hit a rate or usage limit; a group named `reset`
+    /// says when the limit resets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_patterns: Option<Vec<String>>,
+    /// Where its JSON output reports tokens and cost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<presets::UsagePaths>,
+    /// Where its output names its session (`"json.<field>"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<presets::JsonField>,
+    /// The argv that continues session `{session_id}`; comes with `command`
+    /// (a table that sets `command` and not this one resumes nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_command: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -321,6 +343,8 @@ pub struct RetryConfig {
     pub backoff: Backoff,
     pub transient_exit_codes: Vec<i32>,
     pub permanent_exit_codes: Vec<i32>,
+    /// How long an agent pauses after a rate or usage limit that named no reset time.
+    pub limit_pause: LimitPause,
 }
 
 impl Default for RetryConfig {
@@ -330,7 +354,38 @@ impl Default for RetryConfig {
             backoff: Backoff::default(),
             transient_exit_codes: vec![75],
             permanent_exit_codes: vec![2],
+            limit_pause: LimitPause::default(),
         }
+    }
+}
+
+/// The pause after a rate or usage limit that named no reset time (or one
+/// already past): `initial`, times `factor` for each further limit the
+/// agent hits in a row, at most `max`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitPause {
+    pub initial: Dur,
+    pub factor: f64,
+    pub max: Dur,
+}
+
+impl Default for LimitPause {
+    fn default() -> Self {
+        LimitPause {
+            initial: Dur(Duration::from_secs(5 * 60)),
+            factor: 2.0,
+            max: Dur(Duration::from_secs(60 * 60)),
+        }
+    }
+}
+
+impl LimitPause {
+    /// Returns the pause after the `hits`th limit in a row (1 or more).
+    pub fn after(&self, hits: u32) -> Duration {
+        let exponent = hits.saturating_sub(1).min(64) as i32;
+        let raw = self.initial.0.as_secs_f64() * self.factor.powi(exponent);
+        Duration::from_secs_f64(raw.min(self.max.0.as_secs_f64()).max(0.0))
     }
 }
 
@@ -425,6 +480,8 @@ pub struct MergeConfig {
     /// candidates checked on top of one still being checked, and the halves
     /// of a red batch.
     pub max_parallel_checks: u32,
+    /// Where policy checks run: `local`, or `slurm` with the `[executor]` settings.
+    pub executor: ExecutorKind,
 }
 
 /// The default of `merge.batch`.
@@ -442,7 +499,94 @@ impl Default for MergeConfig {
             remove_worktree: false,
             batch: DEFAULT_BATCH,
             max_parallel_checks: DEFAULT_PARALLEL_CHECKS,
+            executor: ExecutorKind::Local,
         }
+    }
+}
+
+/// How a job reaches the task's files (docs/scaling.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkspaceMode {
+    /// Worktrees (and the repository with its state dir) are on a
+    /// filesystem the nodes see: the job runs in the worktree itself.
+    #[default]
+    Shared,
+    /// No shared filesystem: the job fetches the task branch from
+    /// `executor.remote`, runs the agent in a clone, and pushes the branch back.
+    Git,
+}
+
+/// `[executor]`: where agents run, and with what resources.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExecutorConfig {
+    pub kind: ExecutorKind,
+    pub workspace: WorkspaceMode,
+    /// `workspace = "git"`: the remote (URL or path) both this machine and
+    /// the nodes reach.
+    pub remote: Option<String>,
+    /// `workspace = "git"`: the folder on the node where jobs clone (an
+    /// absolute path; each attempt takes a folder inside it).
+    pub scratch: String,
+    pub partition: Option<String>,
+    pub account: Option<String>,
+    /// CPUs per task (`--cpus-per-task`).
+    pub cpus: Option<u32>,
+    /// Memory per node, as Slurm writes it (`--mem`, `8G`).
+    pub mem: Option<String>,
+    /// Generic resources (`--gres`, `gpu:1`).
+    pub gres: Option<String>,
+    /// More `srun` options, passed as they are.
+    pub extra_args: Vec<String>,
+    /// How long a job may wait in the cluster's queue before it starts; the
+    /// time limit (`--time`) is the task's timeout and counts from the start.
+    pub queue_wait: Dur,
+    /// The `orch` binary on the nodes, which confines the agent there
+    /// (`orch __confine`); unset: the path of the `orch` that runs.
+    pub orch: Option<String>,
+}
+
+impl Default for ExecutorConfig {
+    fn default() -> Self {
+        ExecutorConfig {
+            kind: ExecutorKind::Local,
+            workspace: WorkspaceMode::Shared,
+            remote: None,
+            scratch: "/tmp".to_owned(),
+            partition: None,
+            account: None,
+            cpus: None,
+            mem: None,
+            gres: None,
+            extra_args: Vec::new(),
+            queue_wait: Dur(Duration::from_secs(3600)),
+            orch: None,
+        }
+    }
+}
+
+impl ExecutorConfig {
+    /// Returns the settings a task runs with: `[executor]`, overridden by
+    /// the task's own `executor` choice.
+    pub fn resolve(&self, choice: Option<&ExecutorChoice>) -> ExecutorConfig {
+        let mut out = self.clone();
+        let Some(c) = choice else {
+            return out;
+        };
+        if let Some(kind) = c.kind {
+            out.kind = kind;
+        }
+        let or = |mine: &Option<String>, base: Option<String>| mine.clone().or(base);
+        out.partition = or(&c.partition, out.partition);
+        out.account = or(&c.account, out.account);
+        out.mem = or(&c.mem, out.mem);
+        out.gres = or(&c.gres, out.gres);
+        out.cpus = c.cpus.or(out.cpus);
+        if let Some(extra) = &c.extra_args {
+            out.extra_args = extra.clone();
+        }
+        out
     }
 }
 
@@ -793,6 +937,13 @@ impl Config {
                 format!("`retry.backoff.factor` must be 1.0 or more, not {factor}"),
             ));
         }
+        let factor = self.retry.limit_pause.factor;
+        if !(factor.is_finite() && factor >= 1.0) {
+            return Some((
+                vec!["retry", "limit_pause"],
+                format!("`retry.limit_pause.factor` must be 1.0 or more, not {factor}"),
+            ));
+        }
         if let Some(code) = self
             .retry
             .transient_exit_codes
@@ -835,6 +986,9 @@ impl Config {
                     self.git.worktree_root
                 ),
             ));
+        }
+        if let Some(problem) = self.executor_problem() {
+            return Some(problem);
         }
         if let Err(e) = self.policy.forbidden() {
             return Some((vec!["policy", "forbidden_paths"], e.to_string()));
@@ -950,6 +1104,51 @@ impl Config {
                     format!("check `{}` is defined twice", check.name),
                 ));
             }
+        }
+        None
+    }
+
+    /// Returns what makes no sense in `[executor]`, with its key path.
+    fn executor_problem(&self) -> Option<(Vec<&str>, String)> {
+        let e = &self.executor;
+        if e.workspace == WorkspaceMode::Git {
+            if e.remote.as_deref().is_none_or(str::is_empty) {
+                return Some((
+                    vec!["executor", "workspace"],
+                    "`executor.workspace = \"git\"` needs `executor.remote`, a remote the nodes reach"
+                        .to_owned(),
+                ));
+            }
+            if !e.scratch.starts_with('/') {
+                return Some((
+                    vec!["executor", "scratch"],
+                    format!(
+                        "`executor.scratch` `{}` must be an absolute path",
+                        e.scratch
+                    ),
+                ));
+            }
+            if self.merge.on_conflict == OnFailure::Agent {
+                return Some((
+                    vec!["merge", "on_conflict"],
+                    "`executor.workspace = \"git\"` cannot hand conflicts back to the agent yet; set `merge.on_conflict = \"stop\"`"
+                        .to_owned(),
+                ));
+            }
+        }
+        if let Some(orch) = e.orch.as_deref()
+            && !orch.starts_with('/')
+        {
+            return Some((
+                vec!["executor", "orch"],
+                format!("`executor.orch` `{orch}` must be an absolute path"),
+            ));
+        }
+        if e.cpus == Some(0) {
+            return Some((
+                vec!["executor", "cpus"],
+                "`executor.cpus` must be at least 1".to_owned(),
+            ));
         }
         None
     }
@@ -1118,5 +1317,51 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("both transient and permanent"), "{err}");
+    }
+
+    #[test]
+    fn a_task_overrides_the_executor_settings() {
+        let config = parse(
+            "[executor]\nkind = \"slurm\"\npartition = \"batch\"\ncpus = 2\nextra_args = [\"--exclusive\"]\n",
+        )
+        .unwrap();
+        let choice = ExecutorChoice {
+            cpus: Some(8),
+            gres: Some("gpu:1".to_owned()),
+            ..ExecutorChoice::default()
+        };
+        let task = config.executor.resolve(Some(&choice));
+        assert_eq!(task.kind, ExecutorKind::Slurm);
+        assert_eq!(task.partition.as_deref(), Some("batch"));
+        assert_eq!(task.cpus, Some(8));
+        assert_eq!(task.gres.as_deref(), Some("gpu:1"));
+        assert_eq!(task.extra_args, ["--exclusive"]);
+        let local = ExecutorChoice {
+            kind: Some(ExecutorKind::Local),
+            ..ExecutorChoice::default()
+        };
+        assert_eq!(
+            config.executor.resolve(Some(&local)).kind,
+            ExecutorKind::Local
+        );
+        assert_eq!(config.executor.resolve(None), config.executor);
+    }
+
+    #[test]
+    fn the_git_workspace_needs_a_remote_and_no_conflict_hand_back() {
+        let err = parse("[executor]\nkind = \"slurm\"\nworkspace = \"git\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("needs `executor.remote`"), "{err}");
+        let err = parse("[executor]\nworkspace = \"git\"\nremote = \"r.git\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("set `merge.on_conflict = \"stop\"`"), "{err}");
+        parse("[executor]\nworkspace = \"git\"\nremote = \"r.git\"\n[merge]\non_conflict = \"stop\"\n")
+            .unwrap();
+        let err = parse("[executor]\nworkspace = \"git\"\nremote = \"r.git\"\nscratch = \"tmp\"\n[merge]\non_conflict = \"stop\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("must be an absolute path"), "{err}");
     }
 }

@@ -1,7 +1,9 @@
 //! `orch doctor`: checks git, the config, the plan, the hooks, the worktrees
 //! and the state against git and the process table, and says what to do
 //! about each problem. It only reads; every fix is a command the person
-//! runs (docs/doctor.md lists the checks).
+//! runs (docs/doctor.md lists the checks). The one exception: for a
+//! cluster executor with a shared filesystem, it writes (and removes) a
+//! marker file that a probe job reads, to prove the nodes see the files.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -126,6 +128,7 @@ pub fn examine(subject: &Subject) -> Vec<Finding> {
     check_hooks(&mut r, &subject.root, &config, &show);
     let wt_root = workspace::worktree_root(&subject.root, &config.git.worktree_root);
     check_worktrees(&mut r, &subject.root, &wt_root, &show);
+    check_executor(&mut r, &subject.root, &config, &wt_root, &show);
     if let Some(plan) = plan.as_deref() {
         check_state(&mut r, &subject.root, plan, target.as_deref(), &show);
     }
@@ -239,6 +242,12 @@ fn check_agents(
             }
         } else if on_path(program) {
             r.ok("config", format!("`{key}`: `{program}` is found"));
+        } else if config.executor.kind == crate::config::ExecutorKind::Slurm {
+            r.warn(
+                "config",
+                format!("`{key}`: `{program}` is not on this machine's PATH; Slurm jobs run it on their nodes"),
+                format!("make sure the nodes have `{program}` on their PATH"),
+            );
         } else if in_use {
             r.error(
                 "config",
@@ -403,6 +412,180 @@ fn check_prompts(r: &mut Report, root: &Path, config: &Config, plan: &Arc<Plan>,
                 plural(plan.tasks().len(), "task", "tasks")
             ),
         );
+    }
+}
+
+/// How long the executor's probe job may take, queue included.
+const PROBE_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// For a cluster executor: its commands are on PATH, and a probe job
+/// proves the workspace reaches the nodes. With `workspace = "shared"` the
+/// job reads a marker file orch just wrote in `worktree_root` and in the
+/// state dir (the only files the doctor writes, removed again); with
+/// `workspace = "git"` it lists the remote.
+fn check_executor(
+    r: &mut Report,
+    root: &Path,
+    config: &Config,
+    wt_root: &Path,
+    show: &dyn Fn(&Path) -> String,
+) {
+    use crate::config::{ExecutorKind, WorkspaceMode};
+    use crate::runner::slurm::{self, Probe};
+    let cfg = &config.executor;
+    if cfg.kind == ExecutorKind::Local && config.merge.executor == ExecutorKind::Local {
+        return;
+    }
+    let missing: Vec<&str> = ["srun", "squeue", "scancel", "scontrol"]
+        .into_iter()
+        .filter(|p| !on_path(p))
+        .collect();
+    if !missing.is_empty() {
+        r.error(
+            "executor",
+            format!(
+                "`executor.kind = \"slurm\"`, but {} not on PATH",
+                missing.join(", ")
+            ),
+            "install the Slurm client commands on this machine (Debian: `slurm-client`)",
+        );
+        return;
+    }
+    let state_dir = StateDir::of_repo(root);
+    let (argv, markers, what) = match cfg.workspace {
+        WorkspaceMode::Shared => {
+            let token = format!("orch-probe-{:016x}", fastrand::u64(..));
+            let mut markers = Vec::new();
+            for dir in [wt_root, state_dir.path()] {
+                if std::fs::create_dir_all(dir).is_err() {
+                    continue;
+                }
+                let marker = dir.join(format!(".{token}"));
+                if std::fs::write(&marker, &token).is_ok() {
+                    markers.push(marker);
+                }
+            }
+            let mut argv = vec!["cat".to_owned()];
+            argv.extend(markers.iter().map(|m| m.display().to_string()));
+            let what = format!("`{}` and `{}`", show(wt_root), show(state_dir.path()));
+            (
+                argv,
+                markers
+                    .into_iter()
+                    .map(|m| (m, token.clone()))
+                    .collect::<Vec<_>>(),
+                what,
+            )
+        }
+        WorkspaceMode::Git => {
+            let remote = cfg.remote.clone().unwrap_or_default();
+            let argv = vec!["git".to_owned(), "ls-remote".to_owned(), remote.clone()];
+            (argv, Vec::new(), format!("the remote `{remote}`"))
+        }
+    };
+    let chdir = match cfg.workspace {
+        WorkspaceMode::Shared => wt_root.to_owned(),
+        WorkspaceMode::Git => PathBuf::from(&cfg.scratch),
+    };
+    let probed = slurm::probe(cfg, &chdir, &argv, PROBE_WAIT);
+    let expected: String = markers.iter().map(|(_, t)| t.as_str()).collect();
+    for (marker, _) in &markers {
+        let _ = std::fs::remove_file(marker);
+    }
+    match probed {
+        Ok(Probe::Ran { stdout }) if stdout.trim() == expected.trim() || markers.is_empty() => {
+            r.ok("executor", format!("a Slurm probe job reached {what}"));
+        }
+        Ok(Probe::Ran { .. }) => r.error(
+            "executor",
+            format!("a Slurm probe job read other files than orch wrote in {what}"),
+            "put `git.worktree_root` and the repository on the filesystem the nodes share",
+        ),
+        Ok(Probe::Failed { code, stderr }) => r.error(
+            "executor",
+            format!(
+                "a Slurm probe job could not reach {what} (exit {}): {}",
+                code.map_or("?".to_owned(), |c| c.to_string()),
+                stderr.lines().last().unwrap_or("")
+            ),
+            match cfg.workspace {
+                WorkspaceMode::Shared => "put `git.worktree_root` and the repository on the filesystem the nodes share, or use `workspace = \"git\"`",
+                WorkspaceMode::Git => "give `executor.remote` a URL the nodes can fetch from and push to",
+            },
+        ),
+        Ok(Probe::TimedOut) => r.warn(
+            "executor",
+            format!(
+                "a Slurm probe job did not run within {}",
+                humantime::format_duration(PROBE_WAIT)
+            ),
+            "check `sinfo` and `squeue`: the partition may be busy or down",
+        ),
+        Err(e) => r.error(
+            "executor",
+            format!("cannot run `srun`: {e}"),
+            "check that the Slurm client commands work here (`sinfo`)",
+        ),
+    }
+    if cfg.kind == ExecutorKind::Slurm
+        && confine::Setup::probe(&config.sandbox)
+            .confinement
+            .confines()
+    {
+        check_node_sandbox(r, cfg, &chdir);
+    }
+}
+
+/// For a run that confines its agents on Slurm: a probe job proves that
+/// the nodes run `orch` and can confine (`orch __confine --probe`).
+fn check_node_sandbox(r: &mut Report, cfg: &crate::config::ExecutorConfig, chdir: &Path) {
+    use crate::runner::slurm::{self, Probe};
+    let orch = match &cfg.orch {
+        Some(orch) => orch.clone(),
+        None => match std::env::current_exe() {
+            Ok(exe) => exe.display().to_string(),
+            Err(_) => return,
+        },
+    };
+    let argv = [
+        orch.clone(),
+        crate::runner::node::CONFINE_COMMAND.to_owned(),
+        "--probe".to_owned(),
+    ];
+    let hint = format!(
+        "install `orch` on the nodes at `{orch}` (or name it with `executor.orch`), on Linux 6.2 or later with Landlock; or set `enabled = false` under `[sandbox]`"
+    );
+    match slurm::probe(cfg, chdir, &argv, PROBE_WAIT) {
+        Ok(Probe::Ran { stdout }) => r.ok(
+            "sandbox",
+            format!(
+                "Slurm jobs' agents are confined on their nodes ({})",
+                stdout.trim()
+            ),
+        ),
+        Ok(Probe::Failed { code, stderr }) => {
+            let said = if code == Some(i32::from(crate::runner::node::CANNOT_CONFINE)) {
+                // `srun` adds its own line after the one `orch` wrote.
+                stderr
+                    .lines()
+                    .find(|l| l.starts_with("orch: "))
+                    .or(stderr.lines().last())
+                    .unwrap_or("")
+                    .to_owned()
+            } else {
+                format!(
+                    "`{orch} {}` failed on a node: {}",
+                    crate::runner::node::CONFINE_COMMAND,
+                    stderr.lines().last().unwrap_or("")
+                )
+            };
+            r.error(
+                "sandbox",
+                format!("Slurm jobs' agents cannot be confined on their nodes: {said}"),
+                &hint,
+            )
+        }
+        Ok(Probe::TimedOut) | Err(_) => {}
     }
 }
 

@@ -31,3 +31,4 @@ pub mod schedule;
 pub mod state;
 pub mod templates;
 pub mod text;
+pub mod when;

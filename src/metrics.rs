@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -28,6 +29,7 @@ use crate::lifecycle::Status;
 use crate::plan::{FullId, Kind, Plan};
 use crate::state::State;
 use crate::state::events::{Event, EventKind, Merged};
+use crate::state::model::PauseCause;
 
 /// The agent label of a task or subtask that picks no preset.
 pub const DEFAULT_AGENT: &str = "default";
@@ -75,6 +77,20 @@ struct EventLabel {
     event: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TokenLabels {
+    agent: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PauseLabels {
+    agent: String,
+    cause: String,
+}
+
+type FloatCounter = Counter<f64, AtomicU64>;
+
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn attempt_buckets() -> Histogram {
@@ -106,6 +122,11 @@ pub struct Metrics {
     state_writes: Counter,
     state_write_bytes: Counter,
     events: Family<EventLabel, Counter>,
+    tokens: Family<TokenLabels, Counter>,
+    cost: Family<AgentLabel, FloatCounter>,
+    paused: Family<AgentLabel, Gauge>,
+    paused_until: Family<AgentLabel, Gauge>,
+    pauses: Family<PauseLabels, Counter>,
     plan: Arc<Plan>,
     /// Open attempts: when each started, and its agent.
     open: HashMap<FullId, (SystemTime, String)>,
@@ -199,6 +220,36 @@ impl Metrics {
         );
         let events = Family::<EventLabel, Counter>::default();
         registry.register("events", "Events recorded, by name", events.clone());
+        let tokens = Family::<TokenLabels, Counter>::default();
+        registry.register(
+            "tokens",
+            "Tokens agents reported, by agent and kind (input, output, cached)",
+            tokens.clone(),
+        );
+        let cost = Family::<AgentLabel, FloatCounter>::default();
+        registry.register(
+            "cost_usd",
+            "Cost agents reported, in US dollars, by agent",
+            cost.clone(),
+        );
+        let paused = Family::<AgentLabel, Gauge>::default();
+        registry.register(
+            "agent_paused",
+            "Whether nothing is launched for the agent (* for every agent): 1 while paused, else 0",
+            paused.clone(),
+        );
+        let paused_until = Family::<AgentLabel, Gauge>::default();
+        registry.register(
+            "agent_paused_until_seconds",
+            "Unix time at which the agent's pause ends by itself: 0 when it is not paused or is paused until a person resumes it",
+            paused_until.clone(),
+        );
+        let pauses = Family::<PauseLabels, Counter>::default();
+        registry.register(
+            "agent_pauses",
+            "Pauses of an agent, by agent and cause (limit, person)",
+            pauses.clone(),
+        );
         Metrics {
             registry,
             tasks,
@@ -215,6 +266,11 @@ impl Metrics {
             state_writes,
             state_write_bytes,
             events,
+            tokens,
+            cost,
+            paused,
+            paused_until,
+            pauses,
             plan,
             open: HashMap::new(),
             queued: HashMap::new(),
@@ -261,6 +317,67 @@ impl Metrics {
             })
             .inc();
         let at = e.ts.0;
+        match &e.kind {
+            EventKind::AgentPaused {
+                agent,
+                until,
+                cause,
+                ..
+            } => {
+                let label = AgentLabel {
+                    agent: agent.clone(),
+                };
+                let until = until.map_or(0, |u| {
+                    let secs =
+                        u.0.duration_since(SystemTime::UNIX_EPOCH)
+                            .unwrap_or_default();
+                    i64::try_from(secs.as_secs()).unwrap_or(i64::MAX)
+                });
+                self.paused.get_or_create(&label).set(1);
+                self.paused_until.get_or_create(&label).set(until);
+                let cause = match cause {
+                    PauseCause::Limit => "limit",
+                    PauseCause::Person => "person",
+                };
+                self.pauses
+                    .get_or_create(&PauseLabels {
+                        agent: agent.clone(),
+                        cause: cause.to_owned(),
+                    })
+                    .inc();
+            }
+            EventKind::AgentResumed { agent, .. } => {
+                let label = AgentLabel {
+                    agent: agent.clone(),
+                };
+                self.paused.get_or_create(&label).set(0);
+                self.paused_until.get_or_create(&label).set(0);
+            }
+            EventKind::TaskUsage { agent, usage, .. } => {
+                for (kind, n) in [
+                    ("input", usage.input_tokens),
+                    ("output", usage.output_tokens),
+                    ("cached", usage.cached_tokens),
+                ] {
+                    if let Some(n) = n {
+                        self.tokens
+                            .get_or_create(&TokenLabels {
+                                agent: agent.clone(),
+                                kind: kind.to_owned(),
+                            })
+                            .inc_by(n);
+                    }
+                }
+                if let Some(cost) = usage.cost_usd {
+                    self.cost
+                        .get_or_create(&AgentLabel {
+                            agent: agent.clone(),
+                        })
+                        .inc_by(cost);
+                }
+            }
+            _ => {}
+        }
         let Some(id) = e.id.as_ref() else {
             if let EventKind::RunFinished {
                 state_writes,
@@ -298,7 +415,10 @@ impl Metrics {
                 self.merge_step.remove(id);
                 self.merge_outcome("failed");
             }
-            EventKind::TaskInterrupted { .. } => self.close(id, at, "interrupted", None),
+            EventKind::TaskInterrupted { limited: false, .. } => {
+                self.close(id, at, "interrupted", None)
+            }
+            EventKind::TaskInterrupted { limited: true, .. } => self.close(id, at, "limited", None),
             EventKind::TaskCancelled { .. } => {
                 if self.open.contains_key(id) {
                     self.close(id, at, "cancelled", None);
@@ -650,6 +770,122 @@ mod tests {
         assert!(
             text.contains("orch_attempt_duration_seconds_sum{agent=\"codex\"} 90.0"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn pauses_tokens_and_cost_are_counted_by_agent() {
+        let plan = crate::plan::from_bytes(
+            Path::new("plan.toml"),
+            b"[[task]]\nid = \"A\"\n",
+            &Rules::default(),
+        )
+        .unwrap();
+        let mut m = Metrics::new(Arc::new(plan));
+        let usage = |attempt, cost| EventKind::TaskUsage {
+            attempt,
+            agent: "claude".to_owned(),
+            usage: crate::state::model::Usage {
+                input_tokens: Some(100),
+                output_tokens: Some(20),
+                cached_tokens: None,
+                cost_usd: Some(cost),
+            },
+        };
+        let until = Timestamp(SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_600));
+        for e in [
+            event(
+                1,
+                0,
+                Some("A"),
+                EventKind::TaskStarted {
+                    attempt: 1,
+                    title: String::new(),
+                    purpose: None,
+                    confined: false,
+                },
+            ),
+            event(2, 5, Some("A"), usage(1, 0.25)),
+            event(
+                3,
+                5,
+                Some("A"),
+                EventKind::TaskInterrupted {
+                    attempt: 1,
+                    reason: "usage limit of `claude`".to_owned(),
+                    limited: true,
+                },
+            ),
+            event(
+                4,
+                5,
+                Some("A"),
+                EventKind::AgentPaused {
+                    agent: "claude".to_owned(),
+                    until: Some(until),
+                    cause: PauseCause::Limit,
+                    attempt: Some(1),
+                    reason: None,
+                },
+            ),
+            event(
+                5,
+                6,
+                None,
+                EventKind::AgentPaused {
+                    agent: "*".to_owned(),
+                    until: None,
+                    cause: PauseCause::Person,
+                    attempt: None,
+                    reason: None,
+                },
+            ),
+            event(6, 700, Some("A"), usage(2, 0.5)),
+        ] {
+            m.observe(&e);
+        }
+        let text = m.encode_text();
+        let mut lines: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                [
+                    "orch_tokens",
+                    "orch_cost",
+                    "orch_agent_pause",
+                    "orch_attempts_total",
+                ]
+                .iter()
+                .any(|p| l.starts_with(p))
+            })
+            .collect();
+        lines.sort();
+        assert_eq!(
+            lines,
+            [
+                "orch_agent_paused_until_seconds{agent=\"*\"} 0",
+                "orch_agent_paused_until_seconds{agent=\"claude\"} 1800000600",
+                "orch_agent_paused{agent=\"*\"} 1",
+                "orch_agent_paused{agent=\"claude\"} 1",
+                "orch_agent_pauses_total{agent=\"*\",cause=\"person\"} 1",
+                "orch_agent_pauses_total{agent=\"claude\",cause=\"limit\"} 1",
+                "orch_attempts_total{agent=\"default\",outcome=\"limited\"} 1",
+                "orch_cost_usd_total{agent=\"claude\"} 0.75",
+                "orch_tokens_total{agent=\"claude\",kind=\"input\"} 200",
+                "orch_tokens_total{agent=\"claude\",kind=\"output\"} 40",
+            ]
+        );
+        m.observe(&event(
+            7,
+            800,
+            None,
+            EventKind::AgentResumed {
+                agent: "claude".to_owned(),
+                cause: crate::state::events::ResumeCause::Time,
+            },
+        ));
+        assert!(
+            m.encode_text()
+                .contains("orch_agent_paused{agent=\"claude\"} 0")
         );
     }
 }

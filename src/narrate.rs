@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use crate::lifecycle::Status;
 use crate::sandbox::{Confinement, NETWORK_ABI, Network};
-use crate::state::events::{Event, EventKind};
+use crate::state::events::{Event, EventKind, ResumeCause};
+use crate::state::model::{ALL_AGENTS, PauseCause};
 use crate::text::{duration, plural};
 
 /// How an event reads to a person: an optional status word, then the rest.
@@ -131,6 +132,19 @@ pub fn describe(e: &Event) -> Option<Described> {
             "started",
             format!("{id}  attempt {attempt}: {title}"),
         ),
+        EventKind::TaskPlaced {
+            attempt,
+            executor,
+            job,
+            node,
+        } => Described::new(
+            Status::Running,
+            "placed",
+            match node {
+                Some(node) => format!("{id}  attempt {attempt}: {executor} job {job} on {node}"),
+                None => format!("{id}  attempt {attempt}: {executor} job {job}, queued"),
+            },
+        ),
         EventKind::TaskCompleted {
             attempt,
             commits,
@@ -170,11 +184,65 @@ pub fn describe(e: &Event) -> Option<Described> {
                 None => format!("{id}: {reason}"),
             },
         ),
-        EventKind::TaskInterrupted { attempt, reason } => Described::new(
+        EventKind::TaskInterrupted {
+            attempt,
+            reason,
+            limited: false,
+        } => Described::new(
             Status::Pending,
             "stopped",
             format!("{id}  attempt {attempt}: {reason}"),
         ),
+        EventKind::TaskInterrupted {
+            attempt,
+            reason,
+            limited: true,
+        } => Described::new(
+            Status::Retrying,
+            "limited",
+            format!("{id}  attempt {attempt}: {reason}"),
+        ),
+        EventKind::AgentPaused {
+            agent,
+            until,
+            cause,
+            attempt,
+            reason,
+        } => {
+            let who = match agent.as_str() {
+                ALL_AGENTS => "every agent".to_owned(),
+                name => name.to_owned(),
+            };
+            let when = match until {
+                Some(at) => format!("until {}", crate::when::local(at.0, e.ts.0)),
+                None => "until resumed (`orch resume`)".to_owned(),
+            };
+            let why = match cause {
+                PauseCause::Person => ", by a person".to_owned(),
+                PauseCause::Limit => {
+                    let by = attempt
+                        .map(|n| format!(" by {id} (attempt {n})"))
+                        .unwrap_or_default();
+                    let said = reason
+                        .as_deref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default();
+                    format!(": usage limit hit{by}{said}")
+                }
+            };
+            Described::new(Status::Retrying, "paused", format!("{who} {when}{why}"))
+        }
+        EventKind::AgentResumed { agent, cause } => {
+            let who = match agent.as_str() {
+                ALL_AGENTS => "every agent".to_owned(),
+                name => name.to_owned(),
+            };
+            let how = match cause {
+                ResumeCause::Time => "its pause ended",
+                ResumeCause::Person => "resumed by a person",
+            };
+            Described::new(Status::Ready, "resumed", format!("{who}: {how}"))
+        }
         EventKind::TaskBlocked { reason, .. } => {
             Described::new(Status::Blocked, "blocked", format!("{id}: {reason}"))
         }
@@ -295,6 +363,7 @@ pub fn describe(e: &Event) -> Option<Described> {
         | EventKind::MergeRequeued { .. }
         | EventKind::CheckStarted { .. }
         | EventKind::CheckPassed { .. }
+        | EventKind::TaskUsage { .. }
         | EventKind::HookFailed { .. } => return None,
     })
 }
@@ -374,6 +443,38 @@ mod tests {
     }
 
     #[test]
+    fn pauses_read_with_their_local_time() {
+        let until = crate::when::local(
+            humantime::parse_rfc3339("2026-01-01T17:00:00Z").unwrap(),
+            humantime::parse_rfc3339("2026-01-01T12:00:00.123Z").unwrap(),
+        );
+        let lines = [
+            r#"{"seq":1,"ts":"2026-01-01T12:00:00.123Z","event":"task.interrupted","id":"T2","attempt":1,"reason":"usage limit of `claude`: usage limit reached","limited":true}"#,
+            r#"{"seq":2,"ts":"2026-01-01T12:00:00.123Z","event":"agent.paused","id":"T2","agent":"claude","until":"2026-01-01T17:00:00.000Z","cause":"limit","attempt":1,"reason":"usage limit reached"}"#,
+            r#"{"seq":3,"ts":"2026-01-01T12:00:00.123Z","event":"agent.paused","agent":"*","until":null,"cause":"person"}"#,
+            r#"{"seq":4,"ts":"2026-01-01T12:00:00.123Z","event":"agent.resumed","agent":"claude","cause":"time"}"#,
+            r#"{"seq":5,"ts":"2026-01-01T12:00:00.123Z","event":"agent.resumed","agent":"*","cause":"person"}"#,
+            r#"{"seq":6,"ts":"2026-01-01T12:00:00.123Z","event":"task.usage","id":"T2","attempt":1,"agent":"claude","input_tokens":5}"#,
+        ];
+        let text: Vec<String> = lines.iter().map(|l| shown(l)).collect();
+        assert_eq!(
+            text,
+            [
+                "limited [Retrying] T2  attempt 1: usage limit of `claude`: usage limit reached"
+                    .to_owned(),
+                format!(
+                    "paused [Retrying] claude until {until}: usage limit hit by T2 (attempt 1): usage limit reached"
+                ),
+                "paused [Retrying] every agent until resumed (`orch resume`), by a person"
+                    .to_owned(),
+                "resumed [Ready] claude: its pause ended".to_owned(),
+                "resumed [Ready] every agent: resumed by a person".to_owned(),
+                "(none)".to_owned(),
+            ]
+        );
+    }
+
+    #[test]
     fn every_kind_reads_as_before() {
         let lines = [
             r#"{"seq":1,"ts":"2026-01-01T12:00:00.123Z","event":"run.started","pid":4242,"target":"main","tasks":7,"no_merge":false}"#,
@@ -382,6 +483,8 @@ mod tests {
             r#"{"seq":3,"ts":"2026-01-01T12:00:00.123Z","event":"run.finished","elapsed_ms":61000,"attempts":5,"interrupted":false,"counts":{"merged":3,"failed":1},"cpu_ms":420,"peak_rss_kb":10240,"state_writes":12,"state_bytes":3456}"#,
             r#"{"seq":5,"ts":"2026-01-01T12:00:00.123Z","event":"task.ready","id":"P1.M1.T1"}"#,
             r#"{"seq":6,"ts":"2026-01-01T12:00:00.123Z","event":"task.started","id":"P1.M1.T1","attempt":1,"title":"Ledger tables"}"#,
+            r#"{"seq":7,"ts":"2026-01-01T12:00:00.123Z","event":"task.placed","id":"P1.M1.T1","attempt":1,"executor":"slurm","job":"4242","node":"node07"}"#,
+            r#"{"seq":7,"ts":"2026-01-01T12:00:00.123Z","event":"task.placed","id":"P1.M1.T1","attempt":1,"executor":"slurm","job":"4242"}"#,
             r#"{"seq":8,"ts":"2026-01-01T12:00:00.123Z","event":"task.commit","id":"P1.M1.T1","commit":"f624be5c9ccf46de48f50dfa809370f6afa3f9fc","subject":"Add the ledger","branch":"orch/P1.M1.T1","via":"hook","attempt":2}"#,
             r#"{"seq":12,"ts":"2026-01-01T12:00:00.123Z","event":"task.completed","id":"P1.M1.T1","attempt":1,"commits":2,"log":[["9b1e0c4d2","Ledger tables"],["f624be5c9","Add \"the\" ledger"]],"duration_ms":391060}"#,
             r#"{"seq":13,"ts":"2026-01-01T12:00:00.123Z","event":"task.completed","id":"P1.M1.T1","attempt":1}"#,
@@ -416,6 +519,8 @@ mod tests {
         (none)
         (none)
         started [Running] P1.M1.T1  attempt 1: Ledger tables
+        placed [Running] P1.M1.T1  attempt 1: slurm job 4242 on node07
+        placed [Running] P1.M1.T1  attempt 1: slurm job 4242, queued
         (none)
         done [AwaitingMerge] P1.M1.T1  attempt 1, 6m31s, 2 commits
         done [AwaitingMerge] P1.M1.T1  attempt 1

@@ -17,7 +17,9 @@
 //!   period waited since it became ready, not below 0), then plan order;
 //! - a task starts only while fewer than `max_parallel` agents run and its
 //!   resources fit; a task that does not fit is held, and later tasks that
-//!   do fit still start.
+//!   do fit still start;
+//! - a task whose agent is paused (the caller says, [`schedule_holding`])
+//!   is held and takes no slot.
 //!
 //! Cost: one pass over tasks and edges per call, no allocation per edge.
 
@@ -104,6 +106,11 @@ pub enum Hold {
     /// Its `context` globs match paths this running task changed
     /// (`[scheduling] avoid_overlap`).
     Overlap(ItemIdx),
+    /// Its agent is paused (`*`: every agent), until then or until resumed.
+    Paused {
+        agent: String,
+        until: Option<SystemTime>,
+    },
 }
 
 impl std::fmt::Display for Hold {
@@ -119,6 +126,21 @@ impl std::fmt::Display for Hold {
                 "no free agent slot: `max_parallel` is {limit}, with {running} running and {starting} starting before it"
             ),
             Hold::Resource(name) => write!(f, "resource `{name}` is in use"),
+            Hold::Paused { agent, until } => {
+                let who = if agent == "*" {
+                    "every agent is paused".to_owned()
+                } else {
+                    format!("agent `{agent}` is paused")
+                };
+                match until {
+                    Some(at) => write!(
+                        f,
+                        "{who} until {}",
+                        crate::when::local(*at, SystemTime::UNIX_EPOCH)
+                    ),
+                    None => write!(f, "{who} until resumed (`orch resume`)"),
+                }
+            }
             Hold::Overlap(_) => write!(f, "its context overlaps what a running task changes"),
         }
     }
@@ -168,8 +190,20 @@ enum Eval {
 
 /// Computes readiness for every task and the launch order.
 pub fn schedule(plan: &Plan, tasks: &[TaskView], now: SystemTime, limits: &Limits) -> Schedule {
+    schedule_holding(plan, tasks, now, limits, &|_| None)
+}
+
+/// [`schedule`], holding back the task nodes `hold` names a reason for
+/// (their agent is paused): held, they take no slot.
+pub fn schedule_holding(
+    plan: &Plan,
+    tasks: &[TaskView],
+    now: SystemTime,
+    limits: &Limits,
+    hold: &dyn Fn(u32) -> Option<Hold>,
+) -> Schedule {
     let readiness = assess(plan, tasks, limits.phase_barrier);
-    let (start, held) = order(plan, tasks, &readiness, now, limits);
+    let (start, held) = order(plan, tasks, &readiness, now, limits, hold);
     Schedule {
         readiness,
         start,
@@ -320,6 +354,7 @@ fn order(
     readiness: &[Readiness],
     now: SystemTime,
     limits: &Limits,
+    hold: &dyn Fn(u32) -> Option<Hold>,
 ) -> (Vec<u32>, Vec<(u32, Hold)>) {
     let graph = plan.graph();
     let mut running = 0usize;
@@ -351,6 +386,10 @@ fn order(
     let mut held = Vec::new();
     let already = running;
     for (_, t) in candidates {
+        if let Some(why) = hold(t) {
+            held.push((t, why));
+            continue;
+        }
         if let Some(by) = tasks[t as usize].overlaps {
             held.push((t, Hold::Overlap(by)));
             continue;

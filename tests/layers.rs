@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 /// The layers of `docs/architecture.md`, lowest first: a module may only
 /// depend on modules of lower layers.
 const LAYERS: &[&[&str]] = &[
-    &["fsio", "process", "sandbox", "templates", "text"],
+    &["fsio", "process", "sandbox", "templates", "text", "when"],
     &["git", "plan"],
     &["lifecycle"],
     &["schedule"],

@@ -11,7 +11,7 @@ use crate::error::{CliError, ErrorKind};
 
 use super::{
     cmd_clean, cmd_control, cmd_dash, cmd_demo, cmd_doctor, cmd_hooks, cmd_init, cmd_logs,
-    cmd_merge, cmd_metrics, cmd_notify, cmd_plan, cmd_run, cmd_status,
+    cmd_merge, cmd_metrics, cmd_notify, cmd_pause, cmd_plan, cmd_run, cmd_status,
 };
 
 /// Run many AI coding agents on one repository, each in its own worktree, and
@@ -70,6 +70,10 @@ pub enum Command {
     Reject(cmd_control::RejectArgs),
     /// Undo a merged task with a new commit on the target, through the merge queue and its checks
     Revert(cmd_control::ControlArgs),
+    /// Launch nothing more for an agent, or for every agent, until a time or until resumed
+    Pause(cmd_pause::PauseArgs),
+    /// Let a paused agent, or every agent, launch again
+    Resume(cmd_pause::ResumeArgs),
     /// Remove the worktrees and branches orch made, keeping any unmerged work
     Clean(cmd_clean::CleanArgs),
     /// Install, remove or list the git hooks that tie commits to tasks
@@ -100,6 +104,22 @@ pub enum Command {
     /// Supervise one agent attempt (started by `orch run`)
     #[command(name = "__supervise", hide = true)]
     Supervise { spec: PathBuf },
+    /// Submit and watch one attempt's cluster job (run by its supervisor)
+    #[command(name = "__job", hide = true)]
+    Job { spec: PathBuf },
+    /// Run an agent confined on a cluster node (its job's command)
+    #[command(name = "__confine", hide = true)]
+    Confine {
+        /// Say whether this machine can confine, and exit
+        #[arg(long, conflicts_with_all = ["grant", "argv"])]
+        probe: bool,
+        /// What the agent may write (JSON)
+        #[arg(required_unless_present = "probe")]
+        grant: Option<String>,
+        /// The agent's command, after `--`
+        #[arg(last = true)]
+        argv: Vec<OsString>,
+    },
 }
 
 /// Parses the process arguments, runs the command and returns the exit code.
@@ -122,6 +142,15 @@ pub fn run_with(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     };
     if let Command::Supervise { spec } = &cli.command {
         return crate::runner::supervise::main(spec);
+    }
+    if let Command::Job { spec } = &cli.command {
+        return crate::runner::slurm::job_main(spec);
+    }
+    if let Command::Confine { probe, grant, argv } = &cli.command {
+        return match (probe, grant) {
+            (false, Some(grant)) => crate::runner::node::main(grant, argv),
+            _ => crate::runner::node::probe_main(),
+        };
     }
     if let Command::Hook { name, args } = &cli.command {
         return crate::hooks::actions::main(name, args);
@@ -173,6 +202,8 @@ fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Approve(args) => cmd_control::run(&cli.global, Action::Approve, args),
         Command::Reject(args) => cmd_control::reject(&cli.global, args),
         Command::Revert(args) => cmd_control::revert(&cli.global, args),
+        Command::Pause(args) => cmd_pause::pause(&cli.global, args),
+        Command::Resume(args) => cmd_pause::resume(&cli.global, args),
         Command::Clean(args) => cmd_clean::run(&cli.global, args),
         Command::Hooks(command) => cmd_hooks::run(&cli.global, command),
         Command::Doctor(args) => cmd_doctor::run(&cli.global, args),
@@ -193,7 +224,11 @@ fn dispatch(cli: Cli) -> Result<(), CliError> {
             std::io::Write::write_all(&mut std::io::stdout().lock(), &script)?;
             Ok(())
         }
-        Command::Supervise { .. } | Command::Hook { .. } | Command::DemoAgent => {
+        Command::Supervise { .. }
+        | Command::Job { .. }
+        | Command::Confine { .. }
+        | Command::Hook { .. }
+        | Command::DemoAgent => {
             unreachable!("handled before dispatch")
         }
     }

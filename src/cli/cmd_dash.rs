@@ -29,6 +29,7 @@ pub fn run(global: &GlobalArgs, args: DashArgs) -> Result<(), CliError> {
         state_dir,
         in_run: false,
         color: use_color(),
+        default_agent: default_agent(&ws.config),
     })?;
     match dashboard.run()? {
         Exit::Signal(_) => Err(CliError::interrupted()),
@@ -39,4 +40,12 @@ pub fn run(global: &GlobalArgs, args: DashArgs) -> Result<(), CliError> {
 /// Returns whether the dashboard may use colour (`NO_COLOR` unset or empty).
 pub fn use_color() -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Returns the name of the agent tasks that pick none run.
+pub(crate) fn default_agent(config: &crate::config::Config) -> String {
+    config
+        .agent(None)
+        .map(|a| a.name().to_owned())
+        .unwrap_or_else(|| crate::config::presets::DEFAULT_PRESET.to_owned())
 }

@@ -229,7 +229,17 @@ fn next(global: &GlobalArgs, args: NextArgs) -> Result<(), CliError> {
         }
     }
     let now = SystemTime::now();
-    let s = schedule::schedule(&plan, &views, now, &limits);
+    let paused = |t: u32| {
+        let st = state.as_ref().filter(|st| !st.paused.is_empty())?;
+        let task = plan.item(plan.tasks()[t as usize]);
+        let agent = ws.config.agent(task.agent())?;
+        let (key, pause) = st.pause_of(agent.name(), now)?;
+        Some(Hold::Paused {
+            agent: key.to_owned(),
+            until: pause.until.map(|u| u.0),
+        })
+    };
+    let s = schedule::schedule_holding(&plan, &views, now, &limits, &paused);
     let mut out = anstream::stdout().lock();
     if args.json {
         json::write_pretty(

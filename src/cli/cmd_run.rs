@@ -186,6 +186,7 @@ fn behind_dashboard(setup: Setup) -> Result<coordinator::Summary, RunError> {
         state_dir,
         in_run: true,
         color: cmd_dash::use_color(),
+        default_agent: cmd_dash::default_agent(&setup.config),
     }) {
         Ok(dashboard) => dashboard,
         Err(e) => {

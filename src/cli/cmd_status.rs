@@ -12,7 +12,7 @@ use crate::error::CliError;
 use crate::lifecycle::Status;
 use crate::plan::{FullId, Kind, Plan};
 use crate::state::events::EventKind;
-use crate::state::model::{Attempt, Candidate, CandidateCheck, Outcome};
+use crate::state::model::{ALL_AGENTS, Attempt, Candidate, CandidateCheck, Outcome};
 use crate::state::{self, State, lock};
 use crate::text::plural;
 
@@ -36,7 +36,8 @@ pub fn run(global: &GlobalArgs, args: StatusArgs) -> Result<(), CliError> {
         return detail(&ws, &plan, &state, id, args.json);
     }
     let statuses = state::item_statuses(&plan, Some(&state));
-    let doc = StatusDoc::new(&plan, &statuses, &state, live);
+    let now = std::time::SystemTime::now();
+    let doc = StatusDoc::new(&plan, &statuses, &state, live, now);
     let mut out = anstream::stdout().lock();
     if args.json {
         json::write_pretty(&mut out, &doc)?;
@@ -59,6 +60,14 @@ pub fn run(global: &GlobalArgs, args: StatusArgs) -> Result<(), CliError> {
         Some(t) => writeln!(out, "{run_line}; target `{t}`.")?,
         None => writeln!(out, "{run_line}.")?,
     }
+    for p in &doc.paused {
+        let who = match p.agent.as_str() {
+            ALL_AGENTS => "Every agent".to_owned(),
+            agent => format!("Agent `{agent}`"),
+        };
+        let pause = &state.paused[&p.agent];
+        writeln!(out, "{who} is {}.", pause.shown(&p.agent, now))?;
+    }
     let depth = |idx| plan.ancestors(idx).count();
     let left: Vec<String> = plan
         .indices()
@@ -73,8 +82,12 @@ pub fn run(global: &GlobalArgs, args: StatusArgs) -> Result<(), CliError> {
             Some(n) if n > 0 => format!(" ({})", plural(n as usize, "attempt", "attempts")),
             _ => String::new(),
         };
-        let reason = match s.and_then(|s| s.reason.as_deref()) {
-            Some(r)
+        let paused = matches!(status, Status::Ready | Status::Retrying)
+            .then(|| item_pause(&ws.config, &plan, idx, &state, now))
+            .flatten();
+        let reason = match (paused.as_deref(), s.and_then(|s| s.reason.as_deref())) {
+            (Some(r), _) => format!("  {d}{r}{d:#}", d = style::dim()),
+            (None, Some(r))
                 if matches!(
                     status,
                     Status::Failed
@@ -92,9 +105,15 @@ pub fn run(global: &GlobalArgs, args: StatusArgs) -> Result<(), CliError> {
             _ => String::new(),
         };
         let st = style::status(status);
+        let usage = match &doc.items[idx.index()].usage {
+            Some(u) if !plan.item(idx).kind.is_container() => {
+                format!("  {d}{u}{d:#}", d = style::dim())
+            }
+            _ => String::new(),
+        };
         writeln!(
             out,
-            "{:<width$}  {st}{status}{st:#}{attempts}{reason}",
+            "{:<width$}  {st}{status}{st:#}{attempts}{usage}{reason}",
             left[idx.index()]
         )?;
     }
@@ -104,6 +123,9 @@ pub fn run(global: &GlobalArgs, args: StatusArgs) -> Result<(), CliError> {
         .map(|(s, n)| format!("{n} {}", s.replace('_', " ")))
         .collect();
     writeln!(out, "Tasks: {}.", parts.join(", "))?;
+    if let Some(u) = &doc.usage {
+        writeln!(out, "Usage: {u}.")?;
+    }
     write_queue(&mut out, &doc.queue)?;
     write_radar(&mut out, &doc.items)?;
     Ok(())
@@ -167,6 +189,26 @@ fn write_radar(out: &mut impl Write, items: &[StatusItem]) -> Result<(), CliErro
         writeln!(out, "  {a} and {b} both change {}{more}", shown.join(", "))?;
     }
     Ok(())
+}
+
+/// Says why the item at `idx` cannot launch now, when its agent is paused.
+fn item_pause(
+    config: &crate::config::Config,
+    plan: &Plan,
+    idx: crate::plan::ItemIdx,
+    state: &State,
+    now: std::time::SystemTime,
+) -> Option<String> {
+    if state.paused.is_empty() {
+        return None;
+    }
+    let item = plan.item(idx);
+    let named = item
+        .agent()
+        .or_else(|| item.parent.and_then(|p| plan.item(p).agent()));
+    let agent = config.agent(named)?;
+    let (key, pause) = state.pause_of(agent.name(), now)?;
+    Some(pause.shown(key, now))
 }
 
 fn detail(
@@ -251,9 +293,29 @@ fn detail(
                 .state_dir()
                 .run_dir(&item.id, a.number)
                 .join(crate::runner::spec::LOG);
+            let mut notes = Vec::new();
+            if a.resumed
+                && let Some(session) = &a.session
+            {
+                notes.push(format!("continued session `{session}`"));
+            }
+            if let Some(u) = &a.usage {
+                notes.push(u.to_string());
+            }
+            if let Some(until) = a.paused_until {
+                notes.push(format!(
+                    "its agent paused until {}",
+                    crate::when::local(until.0, std::time::SystemTime::now())
+                ));
+            }
+            let notes = if notes.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", notes.join("; "))
+            };
             writeln!(
                 out,
-                "  attempt {} started {}{took}: {outcome}",
+                "  attempt {} started {}{took}: {outcome}{notes}",
                 a.number, a.started
             )?;
             writeln!(out, "            log: {}", ws.display(&log).display())?;

@@ -25,7 +25,7 @@ use crate::lifecycle::Status;
 use crate::plan::{FullId, ItemIdx, Kind, Plan};
 use crate::schedule::{self, Schedule, TaskView};
 use crate::state::State;
-use crate::state::model::Attempt;
+use crate::state::model::{Attempt, PauseCause, Timestamp, Usage};
 
 /// `orch status --json`: where every item stands.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,6 +45,26 @@ pub struct StatusDoc {
     /// in `state.json`); left out when none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub queue: Vec<crate::state::model::Candidate>,
+    /// The agents nothing is launched for now (`*`: every agent).
+    #[serde(default)]
+    pub paused: Vec<PausedAgent>,
+    /// The tokens and cost agents reported, over every attempt; `None`
+    /// when none reported any.
+    #[serde(default)]
+    pub usage: Option<Usage>,
+}
+
+/// One of [`StatusDoc::paused`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PausedAgent {
+    pub agent: String,
+    /// When it resumes by itself; `None`: when a person resumes it.
+    pub until: Option<Timestamp>,
+    pub cause: PauseCause,
+    /// For a limit: what the agent said.
+    pub reason: Option<String>,
+    /// For a limit: the task or subtask whose attempt hit it.
+    pub by: Option<FullId>,
 }
 
 /// The live coordinator in [`StatusDoc::live`].
@@ -71,13 +91,34 @@ pub struct StatusItem {
     /// paths, with those paths; left out when none.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub overlaps: BTreeMap<FullId, Vec<String>>,
+    /// The tokens and cost of its attempts and those of the items inside
+    /// it; `None` when no agent reported any.
+    #[serde(default)]
+    pub usage: Option<Usage>,
+}
+
+/// Returns the usage of the item at `idx` and of the items inside it.
+pub fn item_usage(plan: &Plan, state: &State, idx: ItemIdx) -> Option<Usage> {
+    let attempts = plan
+        .item(idx)
+        .descendants(idx)
+        .chain(std::iter::once(idx.index()))
+        .filter_map(|i| state.items.get(&plan.item(ItemIdx(i as u32)).id))
+        .flat_map(|s| s.attempts.iter());
+    Usage::total(attempts)
 }
 
 impl StatusDoc {
     /// Builds the document from the plan, its statuses
     /// ([`crate::state::item_statuses`]) and the state; `live` is the pid
-    /// holding the lock.
-    pub fn new(plan: &Plan, statuses: &[Status], state: &State, live: Option<u32>) -> StatusDoc {
+    /// holding the lock, and pauses are those that hold at `now`.
+    pub fn new(
+        plan: &Plan,
+        statuses: &[Status],
+        state: &State,
+        live: Option<u32>,
+        now: SystemTime,
+    ) -> StatusDoc {
         let items = plan
             .indices()
             .map(|idx| {
@@ -97,6 +138,7 @@ impl StatusDoc {
                         .and_then(|s| s.radar.as_ref())
                         .map(|r| r.overlaps.clone())
                         .unwrap_or_default(),
+                    usage: item_usage(plan, state, idx),
                 }
             })
             .collect();
@@ -106,6 +148,23 @@ impl StatusDoc {
                 .entry(statuses[t.index()].as_str().to_owned())
                 .or_default() += 1;
         }
+        let paused = state
+            .paused
+            .iter()
+            .filter(|(_, p)| p.holds_at(now))
+            .map(|(agent, p)| PausedAgent {
+                agent: agent.clone(),
+                until: p.until,
+                cause: p.cause,
+                reason: p.reason.clone(),
+                by: p.by.clone(),
+            })
+            .collect();
+        let usage = Usage::total(
+            plan.indices()
+                .filter_map(|idx| state.items.get(&plan.item(idx).id))
+                .flat_map(|s| s.attempts.iter()),
+        );
         StatusDoc {
             schema: crate::state::SCHEMA,
             target: state.target.clone(),
@@ -113,6 +172,8 @@ impl StatusDoc {
             items,
             counts,
             queue: state.candidates.clone(),
+            paused,
+            usage,
         }
     }
 }
@@ -134,6 +195,9 @@ pub struct DetailDoc {
     pub summary: Option<String>,
     /// Every attempt, oldest first, including those that do not count.
     pub attempts: Vec<Attempt>,
+    /// The tokens and cost of its attempts and those of its subtasks.
+    #[serde(default)]
+    pub usage: Option<Usage>,
 }
 
 impl DetailDoc {
@@ -153,6 +217,7 @@ impl DetailDoc {
             merge_commit: s.and_then(|s| s.merge_commit.clone()),
             summary: s.and_then(|s| s.summary.clone()),
             attempts: s.map(|s| s.attempts.clone()).unwrap_or_default(),
+            usage: item_usage(plan, state, idx),
         }
     }
 }
@@ -371,10 +436,15 @@ title = "Reports"
           "merge_commit": "15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1",
           "attempts": [{"number": 1, "started": "2026-01-01T12:00:00.000Z",
             "finished": "2026-01-01T12:03:00.000Z",
-            "outcome": {"kind": "succeeded", "commits": 2}}]},
+            "outcome": {"kind": "succeeded", "commits": 2}, "agent": "claude",
+            "session": "8f1c", "usage": {"input_tokens": 1200, "output_tokens": 340,
+            "cached_tokens": 800, "cost_usd": 0.0123}}]},
         "P1.M1.T7": {"status": "failed",
           "reason": "exit code 2, which `retry.permanent_exit_codes` lists"}
-      }}"#;
+      },
+      "paused": {"codex": {"until": "2026-01-01T17:00:00.000Z", "cause": "limit",
+        "reason": "You've hit your usage limit. Try again at 5:00 PM.", "by": "P1.M1.T5",
+        "since": "2026-01-01T12:10:00.000Z"}}}"#;
 
     fn plan() -> Plan {
         crate::plan::from_bytes(Path::new("plan.toml"), PLAN.as_bytes(), &Default::default())
@@ -401,7 +471,8 @@ title = "Reports"
     fn status_document() {
         let (plan, state) = (plan(), state());
         let statuses = state::item_statuses(&plan, Some(&state));
-        let doc = StatusDoc::new(&plan, &statuses, &state, Some(48213));
+        let at_noon = humantime::parse_rfc3339("2026-01-01T12:30:00Z").unwrap();
+        let doc = StatusDoc::new(&plan, &statuses, &state, Some(48213), at_noon);
         round_trip(&doc);
         insta::assert_snapshot!(pretty(&doc), @r#"
         {
@@ -420,7 +491,13 @@ title = "Reports"
               "branch": null,
               "worktree": null,
               "merge_commit": null,
-              "reason": null
+              "reason": null,
+              "usage": {
+                "input_tokens": 1200,
+                "output_tokens": 340,
+                "cached_tokens": 800,
+                "cost_usd": 0.0123
+              }
             },
             {
               "id": "P1.M1",
@@ -431,7 +508,13 @@ title = "Reports"
               "branch": null,
               "worktree": null,
               "merge_commit": null,
-              "reason": null
+              "reason": null,
+              "usage": {
+                "input_tokens": 1200,
+                "output_tokens": 340,
+                "cached_tokens": 800,
+                "cost_usd": 0.0123
+              }
             },
             {
               "id": "P1.M1.T1",
@@ -442,7 +525,8 @@ title = "Reports"
               "branch": "orch/P1.M1.T1",
               "worktree": "/repo/.orchestrator/worktrees/P1.M1.T1",
               "merge_commit": null,
-              "reason": null
+              "reason": null,
+              "usage": null
             },
             {
               "id": "P1.M1.T1.S1",
@@ -453,7 +537,8 @@ title = "Reports"
               "branch": null,
               "worktree": null,
               "merge_commit": null,
-              "reason": null
+              "reason": null,
+              "usage": null
             },
             {
               "id": "P1.M1.T2",
@@ -464,7 +549,8 @@ title = "Reports"
               "branch": null,
               "worktree": null,
               "merge_commit": null,
-              "reason": null
+              "reason": null,
+              "usage": null
             },
             {
               "id": "P1.M1.T3",
@@ -475,7 +561,8 @@ title = "Reports"
               "branch": null,
               "worktree": null,
               "merge_commit": null,
-              "reason": null
+              "reason": null,
+              "usage": null
             },
             {
               "id": "P1.M1.T4",
@@ -486,7 +573,8 @@ title = "Reports"
               "branch": null,
               "worktree": null,
               "merge_commit": null,
-              "reason": null
+              "reason": null,
+              "usage": null
             },
             {
               "id": "P1.M1.T5",
@@ -497,7 +585,8 @@ title = "Reports"
               "branch": null,
               "worktree": null,
               "merge_commit": null,
-              "reason": null
+              "reason": null,
+              "usage": null
             },
             {
               "id": "P1.M1.T6",
@@ -508,7 +597,13 @@ title = "Reports"
               "branch": "orch/P1.M1.T6",
               "worktree": null,
               "merge_commit": "15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1",
-              "reason": null
+              "reason": null,
+              "usage": {
+                "input_tokens": 1200,
+                "output_tokens": 340,
+                "cached_tokens": 800,
+                "cost_usd": 0.0123
+              }
             },
             {
               "id": "P1.M1.T7",
@@ -519,7 +614,8 @@ title = "Reports"
               "branch": null,
               "worktree": null,
               "merge_commit": null,
-              "reason": "exit code 2, which `retry.permanent_exit_codes` lists"
+              "reason": "exit code 2, which `retry.permanent_exit_codes` lists",
+              "usage": null
             }
           ],
           "counts": {
@@ -528,6 +624,21 @@ title = "Reports"
             "pending": 3,
             "ready": 1,
             "running": 1
+          },
+          "paused": [
+            {
+              "agent": "codex",
+              "until": "2026-01-01T17:00:00.000Z",
+              "cause": "limit",
+              "reason": "You've hit your usage limit. Try again at 5:00 PM.",
+              "by": "P1.M1.T5"
+            }
+          ],
+          "usage": {
+            "input_tokens": 1200,
+            "output_tokens": 340,
+            "cached_tokens": 800,
+            "cost_usd": 0.0123
           }
         }
         "#);
@@ -577,7 +688,8 @@ title = "Reports"
               "started": "2026-01-01T12:08:00.000Z",
               "purpose": "conflict"
             }
-          ]
+          ],
+          "usage": null
         }
         "#);
     }

@@ -18,6 +18,7 @@ mod cmd_logs;
 mod cmd_merge;
 mod cmd_metrics;
 mod cmd_notify;
+mod cmd_pause;
 mod cmd_plan;
 mod cmd_run;
 mod cmd_status;

@@ -15,10 +15,13 @@
 //!
 //! What a preset knows about its CLI: the argv, the prompt channel, the
 //! environment it needs to run unattended, exit codes that mean "do not
-//! retry", the files it leaves that must never be committed (`exclude`) and
-//! where its final message is (`final_message`). Room is kept for what
-//! another CLI needs to say about usage limits or resumed sessions: new
-//! optional keys of [`AgentPreset`], resolved here like the others.
+//! retry", the files it leaves that must never be committed (`exclude`),
+//! where its final message is (`final_message`), how it says it hit a rate
+//! or usage limit (`limit_exit_codes`, `limit_patterns`), where it reports
+//! tokens and cost (`usage`), where it names its session (`session`) and
+//! how to continue one (`resume_command`, which comes with `command`: a
+//! table that sets `command` and not `resume_command` resumes nothing, so
+//! a changed argv is never mixed with the built-in resume argv).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -109,6 +112,75 @@ impl Serialize for FinalMessage {
     }
 }
 
+/// A string field of the last JSON object of an agent's output that has
+/// it, written `"json.<field>"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonField(pub String);
+
+impl fmt::Display for JsonField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "json.{}", self.0)
+    }
+}
+
+impl std::str::FromStr for JsonField {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.strip_prefix("json.") {
+            Some(field) if !field.is_empty() => Ok(JsonField(field.to_owned())),
+            _ => Err(format!("invalid session `{text}` (write \"json.<field>\")")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for JsonField {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for JsonField {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Where an agent's JSON output reports tokens and cost: one path per
+/// figure, like `usage.input_tokens` (`*` stands for any key, and the
+/// values it reaches are summed), read in the last JSON object of the
+/// output that has it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsagePaths {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_tokens: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_tokens: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_tokens: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<String>,
+    /// The figures that count the whole session, not one run of the CLI:
+    /// an attempt that continued a session records what it added.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub session_totals: Vec<UsageFigure>,
+}
+
+/// One figure of [`UsagePaths`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UsageFigure {
+    InputTokens,
+    OutputTokens,
+    CachedTokens,
+    CostUsd,
+}
+
+/// The name of the agent `agent.command` defines (pauses and metrics use it).
+pub const CUSTOM_AGENT: &str = "default";
+
 /// An agent with every key resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Agent {
@@ -123,6 +195,21 @@ pub struct Agent {
     pub permanent_exit_codes: Vec<i32>,
     /// Globs of files it leaves that are never committed.
     pub exclude: Vec<String>,
+    /// Exit codes that mean it hit a rate or usage limit.
+    pub limit_exit_codes: Vec<i32>,
+    /// Regular expressions that mean it hit one (validated with the config).
+    pub limit_patterns: Vec<String>,
+    pub usage: Option<UsagePaths>,
+    pub session: Option<JsonField>,
+    /// The argv that continues session `{session_id}`.
+    pub resume_command: Option<Vec<String>>,
+}
+
+impl Agent {
+    /// Returns its name: the preset's, or [`CUSTOM_AGENT`].
+    pub fn name(&self) -> &str {
+        self.preset.as_deref().unwrap_or(CUSTOM_AGENT)
+    }
 }
 
 impl Config {
@@ -164,6 +251,8 @@ impl Config {
             user.filter(|p| f(p)).or(base.filter(|p| f(p)))
         };
         let agent = &self.agent;
+        // `resume_command` comes from the layer that sets `command`.
+        let command_layer = pick(&|p| p.command.is_some());
         let mut env = agent.env.clone();
         env.extend(base.map(|p| p.env.clone()).unwrap_or_default());
         env.extend(user.map(|p| p.env.clone()).unwrap_or_default());
@@ -189,6 +278,15 @@ impl Config {
             exclude: pick(&|p| p.exclude.is_some())
                 .and_then(|p| p.exclude.clone())
                 .unwrap_or_else(|| agent.exclude.clone()),
+            limit_exit_codes: pick(&|p| p.limit_exit_codes.is_some())
+                .and_then(|p| p.limit_exit_codes.clone())
+                .unwrap_or_default(),
+            limit_patterns: pick(&|p| p.limit_patterns.is_some())
+                .and_then(|p| p.limit_patterns.clone())
+                .unwrap_or_default(),
+            usage: pick(&|p| p.usage.is_some()).and_then(|p| p.usage.clone()),
+            session: pick(&|p| p.session.is_some()).and_then(|p| p.session.clone()),
+            resume_command: command_layer.and_then(|p| p.resume_command.clone()),
         })
     }
 
@@ -204,6 +302,11 @@ impl Config {
             final_message: agent.final_message.clone(),
             permanent_exit_codes: Vec::new(),
             exclude: agent.exclude.clone(),
+            limit_exit_codes: Vec::new(),
+            limit_patterns: Vec::new(),
+            usage: None,
+            session: None,
+            resume_command: None,
         }
     }
 
@@ -235,6 +338,22 @@ impl Config {
             _ => {}
         }
         for (name, preset) in &self.agents {
+            for pattern in preset.limit_patterns.iter().flatten() {
+                if let Err(e) = regex::Regex::new(pattern) {
+                    return Some((
+                        vec!["agents", name],
+                        format!(
+                            "`agents.{name}.limit_patterns` has an invalid pattern `{pattern}`: {e}"
+                        ),
+                    ));
+                }
+            }
+            if preset.resume_command.as_ref().is_some_and(Vec::is_empty) {
+                return Some((
+                    vec!["agents", name],
+                    format!("`agents.{name}.resume_command` is empty"),
+                ));
+            }
             match &preset.command {
                 Some(command) if command.is_empty() => {
                     return Some((
@@ -299,6 +418,29 @@ mod tests {
                 on_file,
                 "{name}: `{{prompt_file}}` goes with prompt = \"file\""
             );
+            for pattern in preset.limit_patterns.iter().flatten() {
+                assert!(regex::Regex::new(pattern).is_ok(), "{name}: {pattern}");
+            }
+            if let Some(resume) = &preset.resume_command {
+                assert!(preset.session.is_some(), "{name}: a resume needs a session");
+                assert!(
+                    resume.iter().any(|a| a == "{session_id}"),
+                    "{name}: `{{session_id}}` is in its resume_command"
+                );
+                let kept = |argv: &[String]| {
+                    argv.iter()
+                        .filter(|a| {
+                            *a != "{session_id}" && !matches!(a.as_str(), "resume" | "--resume")
+                        })
+                        .cloned()
+                        .collect::<BTreeSet<_>>()
+                };
+                assert_eq!(
+                    kept(resume),
+                    kept(command),
+                    "{name}: resuming runs the CLI as its command does"
+                );
+            }
         }
     }
 

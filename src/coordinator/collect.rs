@@ -1,7 +1,8 @@
 //! Collecting a finished attempt, on a blocking thread: reading `exit.json`,
 //! the agent's report and final message (moved from the worktree to the run
-//! folder), running `post_agent`, staging conflicts the agent resolved
-//! without `git add`, committing what the agent left, adding the
+//! folder), what its output says of limits, usage and its session
+//! ([`crate::runner::output`]), running `post_agent`, staging conflicts the
+//! agent resolved without `git add`, committing what the agent left, adding the
 //! `Orch-Task` trailer to commits made around the hook
 //! ([`crate::git::trailers`]), and counting its commits. It decides
 //! nothing: [`super::judge`] reads the [`AttemptReport`].
@@ -13,13 +14,15 @@
 use std::path::PathBuf;
 
 use crate::config::FinalMessage;
+use crate::config::presets::{LAST_MESSAGE_FILE, RESULT_FILE};
+use crate::git::cmd::{self, CommandError};
 use crate::git::trailers::{self, Vouched};
 use crate::git::{GitError, commit, refs};
-use crate::runner::final_message;
 use crate::runner::folder::RunFolder;
 use crate::runner::hook::{self, HookError};
 use crate::runner::spawn::AgentFiles;
-use crate::runner::spec::{AgentResult, End, ExitRecord};
+use crate::runner::spec::{AgentResult, End, ExitRecord, JobRecord};
+use crate::runner::{final_message, output};
 
 /// How many of an attempt's newest commits `task.completed` lists.
 const LOG_COMMITS: usize = 10;
@@ -46,8 +49,12 @@ pub struct Collection {
     pub conflict_with: Option<String>,
     /// Run after an agent that exited 0, before its leftovers are committed.
     pub post_agent: Option<hook::Stage>,
+    /// `workspace = "git"`: where the job pushed the agent's work.
+    pub fetch_back: Option<FetchBack>,
     /// Where the agent's final message is.
     pub final_message: FinalMessage,
+    /// Where its output says it hit a limit, its usage and its session.
+    pub output: output::Spec,
     /// The target branch: its commits are never given trailers.
     pub target: String,
     /// The trailers every commit of the unit carries (`Orch-Task: <id>`, and
@@ -57,15 +64,36 @@ pub struct Collection {
     pub task: String,
 }
 
+/// Where a job of the git workspace pushed its work: the branch (brought
+/// into the task's worktree by fast-forward only) and the result file.
+#[derive(Debug, Clone)]
+pub struct FetchBack {
+    pub remote: String,
+    pub branch: String,
+    pub result_ref: String,
+}
+
 /// What the collection found.
 #[derive(Debug, Default)]
 pub struct AttemptReport {
     pub exit: Option<ExitRecord>,
+    /// The cluster's account of the attempt's job, when it ran as one.
+    pub job: Option<JobRecord>,
+    /// Why the work a job pushed could not be brought back.
+    pub fetch_error: Option<CommandError>,
     pub result: Option<AgentResult>,
     /// Why `result.json` could not be read, if it exists but is invalid.
     pub result_error: Option<std::io::Error>,
     /// The agent's final message, read where its preset says.
     pub final_message: Option<String>,
+    /// The rate or usage limit the attempt failed on, if it did.
+    pub limit: Option<output::LimitHit>,
+    /// The tokens and cost the agent reported (for a resumed session, as
+    /// its CLI counts them: `usage.session_totals` say which are the
+    /// session's).
+    pub usage: Option<crate::state::model::Usage>,
+    /// The session the agent's output named.
+    pub session: Option<String>,
     /// The commits given their trailer, if any lacked it.
     pub vouched: Option<Vouched>,
     /// Why trailers could not be added (the merge's `require_trailer` may refuse).
@@ -130,12 +158,89 @@ fn off_branch(
     }
 }
 
+/// Brings a job's pushed branch into the task's worktree (fast-forward
+/// only: a branch that moved both here and there is an error, never
+/// overwritten), and the agent's report and final message into the run
+/// folder. Returns the remote branch's tip.
+fn fetch_back(
+    back: &FetchBack,
+    worktree: &std::path::Path,
+    folder: &RunFolder,
+) -> Result<String, CommandError> {
+    let branch_ref = format!("refs/heads/{}", back.branch);
+    cmd::run(worktree, ["fetch", "--quiet", &back.remote, &branch_ref])?;
+    let remote_tip = cmd::stdout(worktree, ["rev-parse", "FETCH_HEAD"])?;
+    cmd::run(worktree, ["merge", "--quiet", "--ff-only", &remote_tip])?;
+    if cmd::run(
+        worktree,
+        ["fetch", "--quiet", &back.remote, &back.result_ref],
+    )
+    .is_ok()
+    {
+        for (name, to) in [
+            (RESULT_FILE, folder.result_file()),
+            (LAST_MESSAGE_FILE, folder.last_message_file()),
+        ] {
+            if !to.exists()
+                && let Ok(out) = cmd::run(worktree, ["show", &format!("FETCH_HEAD:{name}")])
+            {
+                let _ = crate::fsio::write_atomically(&to, &out.stdout);
+            }
+        }
+        let delete = format!(":{}", back.result_ref);
+        let _ = cmd::run(worktree, ["push", "--quiet", &back.remote, &delete]);
+    }
+    Ok(remote_tip)
+}
+
+/// Gives the remote the branch as collection left it (the trailers orch
+/// added, a `post_agent` commit), so that the next job of the branch builds
+/// on it: a push that replaces only the tip fetched back
+/// (`--force-with-lease`), whose old commits the backup ref keeps.
+fn push_back(
+    back: &FetchBack,
+    worktree: &std::path::Path,
+    remote_tip: &str,
+    local_tip: &str,
+) -> Result<(), CommandError> {
+    if remote_tip == local_tip {
+        return Ok(());
+    }
+    let branch_ref = format!("refs/heads/{}", back.branch);
+    let lease = format!("--force-with-lease={branch_ref}:{remote_tip}");
+    let refspec = format!("{local_tip}:{branch_ref}");
+    cmd::run(
+        worktree,
+        ["push", "--quiet", &lease, &back.remote, &refspec],
+    )?;
+    Ok(())
+}
+
 /// Collects one attempt. Blocking.
 pub fn collect(input: Collection) -> AttemptReport {
+    // A supervisor gone without its report may leave a cluster job that
+    // completed (its `exit.json` is then written from the cluster's
+    // account) or one still running without its `srun` (cancelled).
+    if !input.folder.has_exited() {
+        input.folder.settle();
+    }
     let mut report = AttemptReport {
         exit: input.folder.load_exit().ok().flatten(),
+        job: input.folder.load_job(),
         ..AttemptReport::default()
     };
+    // A job that never ran (its push or its submission refused) left
+    // nothing to bring back.
+    let mut remote_tip = None;
+    if let (Some(back), Some(worktree)) = (&input.fetch_back, &input.worktree)
+        && worktree.is_dir()
+        && report.job.as_ref().is_none_or(|j| j.error.is_none())
+    {
+        match fetch_back(back, worktree, &input.folder) {
+            Ok(tip) => remote_tip = Some(tip),
+            Err(e) => report.fetch_error = Some(e),
+        }
+    }
     if let Some(worktree) = &input.worktree {
         let files = AgentFiles::in_worktree(worktree);
         keep(&files.result, &input.folder.result_file());
@@ -155,6 +260,16 @@ pub fn collect(input: Collection) -> AttemptReport {
         &input.folder.log_file(),
         &input.folder.last_message_file(),
     );
+    let said = output::read(
+        &input.output,
+        &input.folder.log_file(),
+        report.exit.as_ref(),
+        report.result.as_ref(),
+        std::time::SystemTime::now(),
+    );
+    report.limit = said.limit;
+    report.usage = said.usage;
+    report.session = said.session;
     let exited_cleanly = matches!(
         report.exit.as_ref().map(|e| &e.end),
         Some(End::Exited { code: 0 })
@@ -222,6 +337,12 @@ pub fn collect(input: Collection) -> AttemptReport {
         && let Ok(Some(tip)) = refs::branch_tip(&input.repo, branch)
     {
         report.tip = Some(tip.to_string());
+        if let (Some(back), Some(remote_tip), Some(worktree)) =
+            (&input.fetch_back, &remote_tip, worktree)
+            && let Err(e) = push_back(back, worktree, remote_tip, &tip.to_string())
+        {
+            report.fetch_error = Some(e);
+        }
         if let Some(base) = input.base.as_deref().and_then(refs::parse_oid) {
             report.commits = refs::commits_on_branch(&input.repo, base, tip).ok();
             report.log =

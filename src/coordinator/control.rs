@@ -1,4 +1,5 @@
-//! A person's commands (retry, cancel, resolve) applied to the state.
+//! A person's commands (retry, cancel, resolve, approve, reject, revert;
+//! pause and resume) applied to the state.
 //!
 //! [`apply`] is pure: the live coordinator's core uses it for inbox commands
 //! (and stops the attempts it lists through its executor);
@@ -24,17 +25,25 @@
 //! - revert: a merged task is queued for a revert (the run lands it through
 //!   the queue and checks); its merged dependents are named, as the revert
 //!   does not undo them.
+//! - pause: nothing more is launched for an agent (`*`: every agent) until
+//!   a time, or until resumed; a pause replaces the agent's earlier one.
+//! - resume: lifts an agent's pause (all pauses without an agent); an agent
+//!   held only by a pause of every agent is refused, naming `--all`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::config::Config;
+use crate::config::presets::CUSTOM_AGENT;
 use crate::lifecycle::{self, Status, Transition, Unit};
 use crate::plan::{FullId, Kind, Plan};
 use crate::runner::folder::RunFolder;
-use crate::state::events::{Actor, EventKind, EventLog};
-use crate::state::inbox::Action;
+use crate::state::events::{Actor, EventKind, EventLog, ResumeCause};
+use crate::state::inbox::{Action, Order};
 use crate::state::lock::{self, LockError};
-use crate::state::model::{Approvals, MergeProblem, Outcome, Revert, Timestamp};
+use crate::state::model::{
+    ALL_AGENTS, Approvals, MergeProblem, Outcome, Pause, PauseCause, Revert, Timestamp,
+};
 use crate::state::{ItemState, State, StateDir, StateError, store};
 
 /// A command that cannot be applied.
@@ -55,6 +64,96 @@ pub enum CommandRefusal {
     NoMergeCommit { id: FullId },
     #[error("cannot revert `{id}`: its revert is already queued")]
     RevertQueued { id: FullId },
+    #[error("`{agent}` is not an agent (agents: {known})")]
+    UnknownAgent { agent: String, known: String },
+    #[error("`{agent}` is not paused")]
+    NotPaused { agent: String },
+    /// The remedy is in the message: the pause of every agent holds it.
+    #[error(
+        "`{agent}` is not paused on its own: every agent is (`orch pause --all`); `orch resume --all` lifts that"
+    )]
+    AllPaused { agent: String },
+    #[error("no agent is paused")]
+    NothingPaused,
+}
+
+/// Returns the names `orch pause` accepts: every preset, and `default`
+/// when `agent.command` defines the default agent.
+pub fn agent_names(config: &Config) -> Vec<String> {
+    let mut names: Vec<String> = config.agent_names().into_iter().collect();
+    if config.default_preset().is_none() {
+        names.push(CUSTOM_AGENT.to_owned());
+    }
+    names
+}
+
+/// Refuses a name that is not an agent of `config`.
+pub fn check_agent(config: &Config, agent: &str) -> Result<(), CommandRefusal> {
+    let names = agent_names(config);
+    if names.iter().any(|n| n == agent) {
+        return Ok(());
+    }
+    Err(CommandRefusal::UnknownAgent {
+        agent: agent.to_owned(),
+        known: names.join(", "),
+    })
+}
+
+/// Pauses `agent` (every agent when `None`) until `until` (until resumed
+/// when `None`), by a person; returns its event.
+pub fn pause(
+    state: &mut State,
+    agent: Option<&str>,
+    until: Option<Timestamp>,
+    now: Timestamp,
+) -> EventKind {
+    let agent = agent.unwrap_or(ALL_AGENTS).to_owned();
+    state.paused.insert(
+        agent.clone(),
+        Pause {
+            until,
+            cause: PauseCause::Person,
+            reason: None,
+            by: None,
+            since: now,
+        },
+    );
+    EventKind::AgentPaused {
+        agent,
+        until,
+        cause: PauseCause::Person,
+        attempt: None,
+        reason: None,
+    }
+}
+
+/// Lifts the pause of `agent` (every pause when `None`), by a person;
+/// returns the events, one per pause lifted.
+pub fn resume(state: &mut State, agent: Option<&str>) -> Result<Vec<EventKind>, CommandRefusal> {
+    let lifted: Vec<String> = match agent {
+        None if state.paused.is_empty() => return Err(CommandRefusal::NothingPaused),
+        None => std::mem::take(&mut state.paused).into_keys().collect(),
+        Some(agent) => match state.paused.remove(agent) {
+            Some(_) => vec![agent.to_owned()],
+            None if state.paused.contains_key(ALL_AGENTS) => {
+                return Err(CommandRefusal::AllPaused {
+                    agent: agent.to_owned(),
+                });
+            }
+            None => {
+                return Err(CommandRefusal::NotPaused {
+                    agent: agent.to_owned(),
+                });
+            }
+        },
+    };
+    Ok(lifted
+        .into_iter()
+        .map(|agent| EventKind::AgentResumed {
+            agent,
+            cause: ResumeCause::Person,
+        })
+        .collect())
 }
 
 /// An attempt whose processes must be stopped.
@@ -441,7 +540,12 @@ pub fn apply_offline_with(
     let mut state = state_dir.load_state()?.unwrap_or_default();
     let applied = apply_with(plan, &mut state, action, id, reason, Timestamp::now())?;
     store::save(&state_dir.state_file(), &state)?;
-    let recorded = record(&state_dir.events_file(), &applied);
+    let lines: Vec<(Option<&FullId>, EventKind)> = applied
+        .events
+        .iter()
+        .map(|(id, k)| (Some(id), k.clone()))
+        .collect();
+    let recorded = record(&state_dir.events_file(), &lines);
     for stop in &applied.stop {
         let folder = RunFolder::new(state_dir.run_dir(&stop.unit, stop.attempt));
         if let Err(e) = folder.stop_orphan(ORPHAN_GRACE) {
@@ -452,15 +556,56 @@ pub fn apply_offline_with(
     Ok(applied)
 }
 
+/// Applies `orch pause` or `orch resume` (`order`) to `state.json` when no
+/// run is live, under the run lock, and returns the events recorded. An
+/// order of another kind changes nothing.
+pub fn pause_offline(
+    state_dir: &StateDir,
+    config: &Config,
+    order: &Order,
+) -> Result<Vec<EventKind>, ControlError> {
+    std::fs::create_dir_all(state_dir.path()).map_err(|source| ControlError::StateDir {
+        path: state_dir.path().to_owned(),
+        source,
+    })?;
+    let _lock = lock::acquire(state_dir.path())?;
+    let mut state = state_dir.load_state()?.unwrap_or_default();
+    let events = match order {
+        Order::Pause { agent, until } => {
+            if let Some(agent) = agent {
+                check_agent(config, agent)?;
+            }
+            vec![pause(
+                &mut state,
+                agent.as_deref(),
+                *until,
+                Timestamp::now(),
+            )]
+        }
+        Order::Resume { agent } => resume(&mut state, agent.as_deref())?,
+        Order::Retry { .. }
+        | Order::Cancel { .. }
+        | Order::Resolve { .. }
+        | Order::Approve { .. }
+        | Order::Reject { .. }
+        | Order::Revert { .. } => Vec::new(),
+    };
+    store::save(&state_dir.state_file(), &state)?;
+    let lines: Vec<(Option<&FullId>, EventKind)> =
+        events.iter().map(|k| (None, k.clone())).collect();
+    record(&state_dir.events_file(), &lines)?;
+    Ok(events)
+}
+
 /// Appends the events of an applied command, stopping at the first failure.
-fn record(path: &Path, applied: &Applied) -> Result<(), ControlError> {
+fn record(path: &Path, events: &[(Option<&FullId>, EventKind)]) -> Result<(), ControlError> {
     let events_err = |source| ControlError::Events {
         path: path.to_owned(),
         source,
     };
     let mut log = EventLog::open(path).map_err(events_err)?;
-    for (item, kind) in &applied.events {
-        log.append(Some(item), kind.clone()).map_err(events_err)?;
+    for (item, kind) in events {
+        log.append(*item, kind.clone()).map_err(events_err)?;
     }
     Ok(())
 }
@@ -493,7 +638,13 @@ mod tests {
             finished: None,
             outcome: None,
             purpose: None,
+            job: None,
             confined: false,
+            agent: None,
+            session: None,
+            resumed: false,
+            usage: None,
+            paused_until: None,
         });
         state.items.insert(id("A"), a);
         let applied = apply(&plan, &mut state, Action::Cancel, "A", Timestamp::now()).unwrap();
@@ -526,7 +677,13 @@ mod tests {
                 retry: false,
             }),
             purpose: None,
+            job: None,
             confined: false,
+            agent: None,
+            session: None,
+            resumed: false,
+            usage: None,
+            paused_until: None,
         });
         state.items.insert(id("A"), a);
         state.items.insert(id("B"), ItemState::new(Status::Blocked));
@@ -545,6 +702,66 @@ mod tests {
         assert_eq!(err.to_string(), "cannot resolve `A`: it is `merged`");
         let err = apply(&plan, &mut state, Action::Cancel, "Z", Timestamp::now()).unwrap_err();
         assert_eq!(err.to_string(), "`Z` is not in the plan");
+    }
+
+    #[test]
+    fn pauses_replace_and_resumes_name_what_they_cannot_lift() {
+        let mut state = State::default();
+        let now = Timestamp::now();
+        let paused = pause(&mut state, Some("claude"), None, now);
+        assert!(
+            matches!(paused, EventKind::AgentPaused { ref agent, until: None, .. } if agent == "claude")
+        );
+        assert_eq!(
+            resume(&mut state, Some("codex")).unwrap_err().to_string(),
+            "`codex` is not paused"
+        );
+        pause(&mut state, None, None, now);
+        assert_eq!(
+            resume(&mut state, Some("codex")).unwrap_err().to_string(),
+            "`codex` is not paused on its own: every agent is (`orch pause --all`); `orch resume --all` lifts that"
+        );
+        assert_eq!(resume(&mut state, None).unwrap().len(), 2);
+        assert!(state.paused.is_empty());
+        assert_eq!(
+            resume(&mut state, None).unwrap_err(),
+            CommandRefusal::NothingPaused
+        );
+        let config = Config::default();
+        assert!(check_agent(&config, "gemini").is_ok());
+        assert_eq!(
+            check_agent(&config, "default").unwrap_err().to_string(),
+            "`default` is not an agent (agents: aider, claude, codex, gemini)"
+        );
+    }
+
+    #[test]
+    fn offline_pause_is_saved_and_recorded() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StateDir::at(&tmp.path().join(".orchestrator"));
+        let order = Order::Pause {
+            agent: Some("codex".to_owned()),
+            until: None,
+        };
+        pause_offline(&dir, &Config::default(), &order).unwrap();
+        let state = dir.load_state().unwrap().unwrap();
+        assert_eq!(state.paused["codex"].cause, PauseCause::Person);
+        let unknown = Order::Pause {
+            agent: Some("clod".to_owned()),
+            until: None,
+        };
+        assert!(matches!(
+            pause_offline(&dir, &Config::default(), &unknown),
+            Err(ControlError::Refused(CommandRefusal::UnknownAgent { .. }))
+        ));
+        pause_offline(&dir, &Config::default(), &Order::Resume { agent: None }).unwrap();
+        assert!(dir.load_state().unwrap().unwrap().paused.is_empty());
+        let names: Vec<&str> = crate::state::events::read_all(&dir.events_file())
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind.name())
+            .collect();
+        assert_eq!(names, ["agent.paused", "agent.resumed"]);
     }
 
     fn failed_a(dir: &StateDir) {

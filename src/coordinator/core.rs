@@ -184,6 +184,12 @@ pub enum Input {
     },
     /// An attempt's supervisor is gone (exited, or seen gone while adopted).
     Exited { unit: FullId, attempt: u32 },
+    /// A cluster executor says where an attempt runs (its job, its node).
+    Placed {
+        unit: FullId,
+        attempt: u32,
+        job: crate::state::model::AttemptJob,
+    },
     /// An attempt was collected.
     Collected {
         unit: FullId,
@@ -343,11 +349,17 @@ pub struct LaunchRequest {
     pub folder: RunFolder,
     /// The agent's argv, `{prompt_file}` and `{last_message_file}` not yet replaced.
     pub command: Vec<String>,
+    /// The session the attempt continues (`command` is the agent's
+    /// `resume_command`, with it in place of `{session_id}`).
+    pub session: Option<String>,
     /// Where the agent writes its report and final message.
     pub agent_files: crate::runner::spawn::AgentFiles,
     pub prompt: PromptRequest,
     pub prompt_on_stdin: bool,
     pub cwd: PathBuf,
+    /// The task's executor, with its resources and (`workspace = "git"`)
+    /// how the job reaches the branch.
+    pub placement: crate::runner::executor::Placement,
     pub env: Vec<(String, String)>,
     pub timeout: Duration,
     pub grace: Duration,
@@ -461,6 +473,9 @@ pub struct InFlight {
     /// by [`RunState::sync`] (rebuilding it on every pass would cost a map
     /// lookup per task per pass).
     pub views: Vec<TaskView>,
+    /// Limits each agent hit in a row (the pause after one that names no
+    /// reset time grows with it); cleared by an attempt that ends otherwise.
+    pub limit_hits: BTreeMap<String, u32>,
 }
 
 /// The merge queue: its chain of candidates and what else it waits on.
@@ -618,6 +633,7 @@ impl RunState {
                 self.fail_attempt(&unit, attempt, reason, retry, now);
             }
             Input::Exited { unit, attempt } => self.on_exited(unit, attempt),
+            Input::Placed { unit, attempt, job } => self.on_placed(&unit, attempt, job),
             Input::Collected {
                 unit,
                 attempt,
@@ -703,6 +719,7 @@ impl RunState {
                 self.interrupt(&unit, attempt, "killed by a second Ctrl-C", now);
             }
         }
+        self.expire_pauses(now);
         if self.stopping.is_none() && self.halt.is_none() && !self.env.options.merge_only {
             self.schedule_and_launch(now);
         }
@@ -841,12 +858,24 @@ impl RunState {
                 .any(|u| u == task || task.is_ancestor_of(u))
     }
 
+    /// Returns the scheduler's answer at `now`, holding back the tasks
+    /// whose agent is paused.
+    fn schedule(&self, now: Now) -> schedule::Schedule {
+        schedule::schedule_holding(
+            &self.env.plan,
+            &self.flight.views,
+            now.wall,
+            &self.env.limits,
+            &|t| self.pause_hold(t, now),
+        )
+    }
+
     fn schedule_and_launch(&mut self, now: Now) {
         if self.env.config.scheduling.avoid_overlap {
             self.hold_overlapping();
         }
         let plan = Arc::clone(&self.env.plan);
-        let s = schedule::schedule(&plan, &self.flight.views, now.wall, &self.env.limits);
+        let s = self.schedule(now);
         for (t, readiness) in s.readiness.iter().enumerate() {
             if !self.env.in_scope[t] {
                 continue;
@@ -928,13 +957,17 @@ impl RunState {
 
     /// Applies a person's command from the inbox.
     fn on_command(&mut self, received: inbox::Received, command: inbox::Request, now: Now) {
+        let Some((action, id)) = command.order.about_item() else {
+            let reply = self.on_pause_order(&command.order, now);
+            self.effect(Effect::Reply { received, reply });
+            return;
+        };
+        let id = id.clone();
         // A cancel of a task being landed waits for how the landing ends
         // (the file stays in the inbox until answered: seen again, it is the
         // same command); one of a task elsewhere in the queue takes it out.
-        let received = if command.action == inbox::Action::Cancel
-            && self.status(&command.id) == Status::Merging
-        {
-            match self.cancel_in_queue(received, &command.id) {
+        let received = if action == inbox::Action::Cancel && self.status(&id) == Status::Merging {
+            match self.cancel_in_queue(received, &id) {
                 Some(received) => received,
                 None => return,
             }
@@ -944,8 +977,8 @@ impl RunState {
         let result = control::apply_with(
             &self.env.plan,
             &mut self.state,
-            command.action,
-            command.id.as_str(),
+            action,
+            id.as_str(),
             command.reason.as_deref(),
             Timestamp::at(now.wall),
         );
@@ -965,7 +998,7 @@ impl RunState {
                 for stop in applied.stop {
                     self.stop_attempt(&stop.unit, folder::Stop::Ask);
                 }
-                inbox::Reply::ok(format!("{} `{}`", command.action.past(), command.id))
+                inbox::Reply::ok(format!("{} `{id}`", action.past()))
             }
             Err(e) => inbox::Reply::refused(e.to_string()),
         };
@@ -1028,6 +1061,7 @@ impl RunState {
             EventKind::TaskInterrupted {
                 attempt,
                 reason: reason.to_owned(),
+                limited: false,
             },
         );
     }
@@ -1050,9 +1084,13 @@ impl RunState {
         if self.env.options.merge_only {
             return !merging;
         }
-        let s = schedule::schedule(&self.env.plan, views, now.wall, &self.env.limits);
+        let s = self.schedule(now);
         let in_scope = &self.env.in_scope;
         let startable = s.start.iter().any(|t| in_scope[*t as usize]);
+        let paused = s
+            .held
+            .iter()
+            .any(|(t, why)| in_scope[*t as usize] && matches!(why, schedule::Hold::Paused { .. }));
         let waiting_retry = views.iter().enumerate().any(|(t, v)| {
             in_scope[t]
                 && v.status == Status::Retrying
@@ -1063,7 +1101,12 @@ impl RunState {
                 && matches!(r, Readiness::Blocked(_))
                 && matches!(views[t].status, Status::Pending | Status::Ready)
         });
-        !(startable || waiting_retry || promotable || merging || !self.flight.stepping.is_empty())
+        !(startable
+            || paused
+            || waiting_retry
+            || promotable
+            || merging
+            || !self.flight.stepping.is_empty())
     }
 
     /// Returns when the core must be ticked even if nothing happens.
@@ -1084,7 +1127,7 @@ impl RunState {
             .filter_map(|sub| self.state.items.get(&self.env.plan.item(*sub).id))
             .filter(|s| s.status == Status::Retrying)
             .filter_map(|s| s.not_before.map(|t| t.0));
-        if let Some(at) = retries.chain(steps).min() {
+        if let Some(at) = retries.chain(steps).chain(self.next_pause_end(now)).min() {
             wake = wake.min(now.mono + at.duration_since(now.wall).unwrap_or_default());
         }
         if let Some(Stopping::Kill { until }) = self.stopping {

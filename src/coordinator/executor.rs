@@ -40,22 +40,26 @@ use super::core::{
     ProbeRequest, ProvisionRequest, RadarRequest, ReviewRequest,
 };
 use crate::config::Config;
+use crate::config::{ExecutorKind, WorkspaceMode};
 use crate::coordinator::collect;
+use crate::coordinator::finishing::attempt_job;
 use crate::coordinator::workspace::{self, Provisioned};
 use crate::merge_queue::build::{BuildJob, LinkSpec, Onto};
 use crate::merge_queue::candidate::CheckJob;
-use crate::merge_queue::checks::CheckRun;
+use crate::merge_queue::checks::{CheckRun, CheckTransport};
 use crate::merge_queue::policy::Policy;
 use crate::merge_queue::review::ReviewJob;
 use crate::merge_queue::{self, LandJob, ProbeJob};
 use crate::metrics::Metrics;
 use crate::notifications::{Delivery, Destination, List, Outbox, Worker};
 use crate::plan::FullId;
+use crate::runner::executor::{Cluster, Placement};
 use crate::runner::folder::{self, RunFolder};
 use crate::runner::prompt;
 use crate::runner::spawn::{self, AttemptPlan};
 use crate::runner::spec::Confined;
 use crate::state::events::{Event, EventKind, EventLog};
+use crate::state::model::AttemptJob;
 use crate::state::{State, StateDir, StateError, inbox, store};
 
 /// The longest a changed state waits before it is written.
@@ -134,6 +138,9 @@ pub struct Executor {
     landing: Option<Arc<AtomicBool>>,
     /// Adopted attempts, polled until their supervisor is gone.
     watched: Vec<(FullId, u32, RunFolder)>,
+    /// Attempts that may run as cluster jobs: their `job.json` is read at
+    /// each poll, and news of it reaches the core as [`Input::Placed`].
+    jobs: Vec<JobWatch>,
     inbox_due: bool,
     last_poll: Instant,
     /// The state changed since it was last written.
@@ -178,6 +185,7 @@ impl Executor {
             reviews: Vec::new(),
             landing: None,
             watched: Vec::new(),
+            jobs: Vec::new(),
             inbox_due: true,
             last_poll: Instant::now(),
             dirty: true,
@@ -260,7 +268,15 @@ impl Executor {
                 unit,
                 attempt,
                 folder,
-            } => self.watched.push((unit, attempt, folder)),
+            } => {
+                self.jobs.push(JobWatch {
+                    unit: unit.clone(),
+                    attempt,
+                    folder: folder.clone(),
+                    seen: None,
+                });
+                self.watched.push((unit, attempt, folder));
+            }
             Effect::Collect {
                 unit,
                 attempt,
@@ -392,13 +408,14 @@ impl Executor {
             prompt: text,
             prompt_on_stdin: req.prompt_on_stdin,
             cwd: req.cwd,
+            placement: req.placement,
             env: req.env,
             timeout: req.timeout,
             grace: req.grace,
             log_limit: req.log_limit,
             sandbox,
         };
-        let spawned = spawn::prepare(&plan)
+        let spawned = spawn::prepare(&plan, &self.tools.orch_exe)
             .and_then(|_| spawn::spawn_supervisor(&self.tools.orch_exe, &plan.run_dir));
         let mut child = match spawned {
             Ok(child) => child,
@@ -407,6 +424,14 @@ impl Executor {
                 return;
             }
         };
+        if plan.placement != Placement::Local {
+            self.jobs.push(JobWatch {
+                unit: unit.clone(),
+                attempt,
+                folder: req.folder,
+                seen: None,
+            });
+        }
         let tx = self.tx.clone();
         tokio::spawn(async move {
             let _ = child.wait().await;
@@ -426,6 +451,21 @@ impl Executor {
             grace: config.agent.grace.0,
             stop: Arc::clone(&stoppable.stop),
             running: Arc::clone(&stoppable.running),
+            placement: match config.merge.executor {
+                ExecutorKind::Local => Placement::Local,
+                ExecutorKind::Slurm => Placement::Slurm(Box::new(Cluster {
+                    settings: config.executor.clone(),
+                    git: None,
+                })),
+            },
+            git: match (&config.executor.workspace, &config.executor.remote) {
+                (WorkspaceMode::Git, Some(remote)) => Some(CheckTransport {
+                    repo: self.tools.repo.clone(),
+                    remote: remote.clone(),
+                    scratch: config.executor.scratch.clone(),
+                }),
+                _ => None,
+            },
         }
     }
 
@@ -635,6 +675,23 @@ impl Executor {
             return inputs;
         }
         self.last_poll = Instant::now();
+        self.jobs.retain_mut(|w| {
+            if w.folder.has_exited() || w.folder.live_supervisor().is_none() {
+                return false;
+            }
+            let Some(job) = w.folder.load_job().as_ref().and_then(attempt_job) else {
+                return true;
+            };
+            if w.seen.as_ref() != Some(&job) {
+                w.seen = Some(job.clone());
+                inputs.push(Input::Placed {
+                    unit: w.unit.clone(),
+                    attempt: w.attempt,
+                    job,
+                });
+            }
+            true
+        });
         self.watched.retain(|(unit, attempt, folder)| {
             let over = folder.has_exited() || folder.live_supervisor().is_none();
             if over {
@@ -716,6 +773,16 @@ impl Executor {
     pub fn mark_dirty(&mut self) {
         self.dirty = true;
     }
+}
+
+/// An attempt whose `job.json` is watched.
+#[derive(Debug)]
+struct JobWatch {
+    unit: FullId,
+    attempt: u32,
+    folder: RunFolder,
+    /// What was last reported of it.
+    seen: Option<AttemptJob>,
 }
 
 /// Stops a run folder's processes, saying so when that fails.

@@ -6,22 +6,31 @@
 //! 2. the agent was stopped: interrupted while the run stops, else a failure
 //!    from outside orch, retried;
 //! 3. the worktree was switched off the task's branch, or the branch was
-//!    deleted (whatever the exit): failed, not retried, saying which; orch
-//!    committed nothing (a person must put the branch back);
-//! 4. any failure ([`classify`]) in a worktree that is gone: retried, the
+//!    deleted (whatever the exit, a limit's included): failed, not retried,
+//!    saying which; orch committed nothing (a person must put the branch
+//!    back before the task runs again);
+//! 4. any failure on a rate or usage limit: limited (it does not count, and
+//!    its agent pauses);
+//! 5. a non-zero exit of an attempt asked to continue a session whose
+//!    output names no session: the CLI refused to resume it; interrupted,
+//!    and the next attempt starts a new session (a timeout or a signal is
+//!    no refusal: such an attempt may just not have printed it yet);
+//! 6. any failure ([`classify`]) in a worktree that is gone: retried, the
 //!    branch keeps what was committed;
-//! 5. any other failure: as classified, an unreadable result file noted;
-//! 6. a clean exit whose `post_agent` hook failed: retried;
-//! 7. conflicts left unresolved, then conflict markers committed: retried;
-//! 8. the leftovers could not be committed: not retried (a person must look);
-//! 9. no commits where the item expects changes: retried;
-//! 10. otherwise: success.
+//! 7. any other failure: as classified, an unreadable result file noted;
+//! 8. a clean exit whose `post_agent` hook failed: retried;
+//! 9. conflicts left unresolved, then conflict markers committed: retried;
+//! 10. the leftovers could not be committed: not retried (a person must look);
+//! 11. no commits where the item expects changes: retried;
+//! 12. otherwise: success.
 
 use std::time::Duration;
 
 use crate::config::RetryConfig;
 use crate::coordinator::collect::{AttemptReport, OffBranch};
 use crate::runner::classify::{self, Verdict};
+use crate::runner::output::LimitHit;
+use crate::runner::spec::End;
 
 /// Whether a failed attempt may be retried (while attempts remain).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +55,8 @@ pub struct Rules<'a> {
     pub stopping: bool,
     /// The item must commit something (`expect_changes`).
     pub expect_changes: bool,
+    /// The attempt was asked to continue an earlier session.
+    pub resumed: bool,
 }
 
 /// The decision on one attempt.
@@ -59,6 +70,12 @@ pub enum Judgement {
         reason: String,
         retry: Retryable,
     },
+    /// It failed on a rate or usage limit: it does not count, and its agent
+    /// pauses.
+    Limited(LimitHit),
+    /// The CLI would not continue the session: it does not count, and the
+    /// next attempt starts a new one.
+    ResumeRefused,
     Succeeded,
 }
 
@@ -73,15 +90,42 @@ pub fn judge(report: &AttemptReport, rules: Rules<'_>) -> Judgement {
         reason,
         retry: Retryable::from(retry),
     };
-    let verdict = classify::classify(exit, report.result.as_ref(), rules.retry, rules.timeout);
+    if let Some(e) = &report.fetch_error
+        && exit.end != crate::runner::spec::End::Stopped
+    {
+        return failed(
+            format!(
+                "cannot bring the job's work back: {}",
+                crate::text::error_chain(e)
+            ),
+            true,
+        );
+    }
+    let verdict = classify::classify(
+        exit,
+        report.result.as_ref(),
+        report.job.as_ref(),
+        rules.retry,
+        rules.timeout,
+    );
     if let (Some(off), false) = (&report.off_branch, verdict == Verdict::Stopped) {
         return failed(off_branch_reason(off), false);
+    }
+    if let (Verdict::Failure { .. }, Some(hit)) = (&verdict, &report.limit) {
+        return Judgement::Limited(hit.clone());
     }
     match verdict {
         Verdict::Stopped if rules.stopping => Judgement::Interrupted {
             reason: "stopped when the run was interrupted",
         },
         Verdict::Stopped => failed("stopped by a signal from outside orch".to_owned(), true),
+        Verdict::Failure { .. }
+            if rules.resumed
+                && report.session.is_none()
+                && matches!(exit.end, End::Exited { .. }) =>
+        {
+            Judgement::ResumeRefused
+        }
         Verdict::Failure { .. } if report.worktree_gone.is_some() => {
             let gone = report.worktree_gone.clone().unwrap_or_default();
             failed(
@@ -168,7 +212,7 @@ mod tests {
 
     use super::*;
     use crate::git::GitError;
-    use crate::runner::spec::{AgentResult, End, ExitRecord, ResultStatus};
+    use crate::runner::spec::{AgentResult, ExitRecord, ResultStatus};
     use crate::state::Timestamp;
 
     fn exit(end: End) -> Option<ExitRecord> {
@@ -195,6 +239,7 @@ mod tests {
             timeout: Duration::from_secs(60),
             stopping: false,
             expect_changes: true,
+            resumed: false,
         }
     }
 
@@ -217,6 +262,7 @@ mod tests {
             expect_changes: false,
             ..r
         };
+        let resumed = Rules { resumed: true, ..r };
         let with = |f: &dyn Fn(&mut AttemptReport)| {
             let mut report = clean();
             f(&mut report);
@@ -313,6 +359,7 @@ mod tests {
                         status: Some(ResultStatus::Failed),
                         summary: None,
                         retry: Some(false),
+                        retry_after: None,
                     })
                 }),
                 r,
@@ -373,6 +420,72 @@ mod tests {
                 with(&|rep| rep.commits = Some(0)),
                 unexpected,
                 Judgement::Succeeded,
+            ),
+            (
+                "a failure on a usage limit",
+                with(&|rep| {
+                    rep.exit = exit(End::Exited { code: 1 });
+                    rep.limit = Some(LimitHit {
+                        said: "usage limit reached".to_owned(),
+                        reset: None,
+                    });
+                }),
+                r,
+                Judgement::Limited(LimitHit {
+                    said: "usage limit reached".to_owned(),
+                    reset: None,
+                }),
+            ),
+            (
+                "a limit hit after the agent left its branch: the branch decides",
+                with(&|rep| {
+                    rep.exit = exit(End::Exited { code: 1 });
+                    rep.limit = Some(LimitHit {
+                        said: "usage limit reached".to_owned(),
+                        reset: None,
+                    });
+                    rep.off_branch = Some(OffBranch::Deleted {
+                        branch: "orch/T1".to_owned(),
+                        worktree: PathBuf::from("wt/T1"),
+                    })
+                }),
+                r,
+                fail(
+                    "branch `orch/T1` was deleted while the agent ran; orch committed nothing (what the agent left is still in `wt/T1`); recreate the branch, then retry the task",
+                    false,
+                ),
+            ),
+            (
+                "a limit named by an attempt that exited 0 is no limit",
+                with(&|rep| {
+                    rep.limit = Some(LimitHit {
+                        said: "usage limit reached".to_owned(),
+                        reset: None,
+                    });
+                }),
+                r,
+                Judgement::Succeeded,
+            ),
+            (
+                "a resumed session whose output names none",
+                with(&|rep| rep.exit = exit(End::Exited { code: 1 })),
+                resumed,
+                Judgement::ResumeRefused,
+            ),
+            (
+                "a resumed session that failed in its session",
+                with(&|rep| {
+                    rep.exit = exit(End::Exited { code: 1 });
+                    rep.session = Some("s-1".to_owned());
+                }),
+                resumed,
+                fail("exit code 1", true),
+            ),
+            (
+                "a resumed session that timed out before naming itself",
+                with(&|rep| rep.exit = exit(End::TimedOut)),
+                resumed,
+                fail("timed out after 1m", true),
             ),
             (
                 "commits unknown (no base)",

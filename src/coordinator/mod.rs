@@ -5,7 +5,8 @@
 //! (the merge queue's chain of candidates) and `starting.rs`'s
 //! `retry_after`); `executor.rs` carries effects out;
 //! `driver.rs` is the loop between them; `recovery.rs` catches up after a
-//! crash; `control.rs` applies a person's commands. `docs/architecture.md`
+//! crash; `control.rs` applies a person's commands; `pausing.rs` holds the
+//! rules of rate and usage limits and of a person's pauses. `docs/architecture.md`
 //! shows how an agent's exit becomes a merged commit.
 
 pub mod after_merge;
@@ -17,6 +18,7 @@ pub mod executor;
 mod finishing;
 pub mod judge;
 mod merging;
+mod pausing;
 pub mod recovery;
 mod replan;
 mod starting;

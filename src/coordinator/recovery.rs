@@ -10,7 +10,9 @@
 //! - an open attempt with `exit.json` is collected as if its supervisor just
 //!   exited (collection is idempotent);
 //! - an open attempt whose supervisor is alive (and is that folder's, not a
-//!   reused pid: [`RunFolder::liveness`]) is adopted and watched;
+//!   reused pid: [`RunFolder::liveness`]) is adopted and watched; one whose
+//!   supervisor is gone but whose cluster job completed is collected from
+//!   the cluster's account ([`RunFolder::settle`]);
 //! - any other open attempt was interrupted: it does not count, and the item
 //!   is retried;
 //! - a move of the target's checkout cut short is finished first
@@ -147,7 +149,15 @@ pub fn gather(plan: &Plan, state: &State, dir: &StateDir, repo: &Path, target: &
             continue;
         }
         let known = state.items.get(id).map_or(0, |s| s.attempts.len() as u32);
-        facts.runs.insert(id.clone(), runs_of(dir, id, known));
+        let mut runs = runs_of(dir, id, known);
+        if let (n, Liveness::Gone) = runs.newest
+            && n > 0
+        {
+            // A cluster job may have outlived its supervisor: ask the
+            // cluster how it ended (a completed one is collected).
+            runs.newest.1 = RunFolder::new(dir.run_dir(id, n)).settle();
+        }
+        facts.runs.insert(id.clone(), runs);
     }
     let target_tip = refs::branch_tip(repo, target).ok().flatten();
     if let Some(tip) = target_tip {
@@ -382,7 +392,13 @@ impl RunState {
                 finished: None,
                 outcome: None,
                 purpose: None,
+                job: None,
                 confined: false,
+                agent: None,
+                session: None,
+                resumed: false,
+                usage: None,
+                paused_until: None,
             });
             if number < runs.highest
                 && let Some(a) = entry.attempts.last_mut()

@@ -13,12 +13,14 @@ use super::core::{
     Effect, LaunchRequest, Live, Now, PrepareError, PromptRequest, ProvisionRequest, RunState,
     claim_free,
 };
-use crate::config::{Agent, Backoff, PromptMode};
+use crate::config::{Agent, Backoff, ExecutorConfig, ExecutorKind, PromptMode, WorkspaceMode};
+use crate::coordinator::collect::FetchBack;
 use crate::coordinator::judge::Retryable;
 use crate::coordinator::workspace::{self, Freshness, Provisioned};
 use crate::git::GitError;
 use crate::lifecycle::{Status, Transition, Unit};
 use crate::plan::{FullId, Item, ItemIdx};
+use crate::runner::executor::{Cluster, GitTransport, Placement, PushBack};
 use crate::runner::folder::RunFolder;
 use crate::runner::hook;
 use crate::runner::prompt::{
@@ -129,7 +131,13 @@ impl RunState {
             finished: None,
             outcome: None,
             purpose,
+            job: None,
             confined,
+            agent: None,
+            session: None,
+            resumed: false,
+            usage: None,
+            paused_until: None,
         });
         entry.not_before = None;
         entry.reason = None;
@@ -330,6 +338,8 @@ impl RunState {
         if self.steps(ti) && purpose.is_none() {
             self.flight.stepping.insert(task.clone());
             self.advance_steps(&task, now);
+        } else if self.unit_paused(&task, &task, now) {
+            self.interrupt(&task, attempt, "its agent was paused meanwhile", now);
         } else {
             self.launch_unit(&task, &task, attempt, now);
         }
@@ -410,6 +420,9 @@ impl RunState {
                 }
                 Status::Retrying if not_before.is_some_and(|at| at.0 > now.wall) => return,
                 Status::Pending | Status::Ready | Status::Retrying => {
+                    if self.unit_paused(task, &sub, now) {
+                        return;
+                    }
                     if status == Status::Pending {
                         self.transition(&sub, Transition::Promote);
                     }
@@ -457,6 +470,16 @@ impl RunState {
                 return;
             }
         };
+        let agent = self.agent_name(task, unit);
+        if let Some(open) = self
+            .entry(unit)
+            .open_attempt_mut()
+            .filter(|a| a.number == attempt)
+        {
+            open.agent = agent;
+            open.resumed = request.session.is_some();
+            open.session = request.session.clone();
+        }
         self.flight.live.insert(
             unit.clone(),
             Live {
@@ -481,6 +504,110 @@ impl RunState {
         let ti = self.env.plan.lookup(task.as_str())?;
         let ui = self.env.plan.lookup(unit.as_str())?;
         self.agent_of(ti, ui)
+    }
+
+    /// Returns the session an attempt of `unit` continues, if any: that of
+    /// its last finished attempt since the budget began (a person's `orch
+    /// retry` starts afresh), when that attempt ran the same agent, was not
+    /// cancelled and knew its session, and the agent can resume one.
+    fn session_to_resume(&self, unit: &FullId, agent: &Agent) -> Option<String> {
+        agent.resume_command.as_ref()?;
+        let s = self.state.items.get(unit)?;
+        let last = s
+            .attempts
+            .iter()
+            .skip(s.budget_start as usize)
+            .rev()
+            .find(|a| a.outcome.is_some())?;
+        let same_agent = last.agent.as_deref() == Some(agent.name());
+        let cancelled = matches!(last.outcome, Some(Outcome::Cancelled));
+        (same_agent && !cancelled).then(|| last.session.clone())?
+    }
+
+    /// Returns the executor settings of a unit: `[executor]`, overridden by
+    /// the unit's own `executor` choice, else its task's.
+    pub(super) fn executor_of(&self, ti: ItemIdx, ui: ItemIdx) -> ExecutorConfig {
+        let plan = &self.env.plan;
+        let choice = plan
+            .item(ui)
+            .executor()
+            .or_else(|| plan.item(ti).executor());
+        self.env.config.executor.resolve(choice)
+    }
+
+    /// Returns the engine that runs a unit's agent, and for a cluster
+    /// executor with `workspace = "git"` how its job reaches the task
+    /// branch on the remote (pushed before the job, pushed back by it).
+    fn placement_of(&self, task: &FullId, unit: &FullId, attempt: u32) -> Placement {
+        let plan = &self.env.plan;
+        let (Some(ti), Some(ui)) = (plan.lookup(task.as_str()), plan.lookup(unit.as_str())) else {
+            return Placement::Local;
+        };
+        let settings = self.executor_of(ti, ui);
+        if settings.kind == ExecutorKind::Local {
+            return Placement::Local;
+        }
+        let git = self.fetch_back_of(task, unit, attempt).map(|back| {
+            let branch_ref = format!("refs/heads/{}", back.branch);
+            GitTransport {
+                repo: self.env.repo.clone(),
+                remote: back.remote,
+                publish: format!("{branch_ref}:{branch_ref}"),
+                fetch: branch_ref,
+                push_back: Some(PushBack {
+                    branch: back.branch,
+                    commit_message: self
+                        .env
+                        .config
+                        .agent
+                        .auto_commit
+                        .then(|| self.leftover_message(task, unit, attempt)),
+                    result_ref: back.result_ref,
+                }),
+                scratch: settings.scratch.clone(),
+            }
+        });
+        Placement::Slurm(Box::new(Cluster { settings, git }))
+    }
+
+    /// Returns where a unit's job pushes its work back, when it runs on a
+    /// cluster with `workspace = "git"`.
+    pub(super) fn fetch_back_of(
+        &self,
+        task: &FullId,
+        unit: &FullId,
+        attempt: u32,
+    ) -> Option<FetchBack> {
+        let plan = &self.env.plan;
+        let (ti, ui) = (plan.lookup(task.as_str())?, plan.lookup(unit.as_str())?);
+        let cfg = self.executor_of(ti, ui);
+        if cfg.kind == ExecutorKind::Local || cfg.workspace != WorkspaceMode::Git {
+            return None;
+        }
+        Some(FetchBack {
+            remote: cfg.remote?,
+            branch: self.env.branch(task),
+            result_ref: format!("refs/orch/results/{unit}/{attempt}"),
+        })
+    }
+
+    /// Returns the trailers every commit of a unit carries: `Orch-Task`,
+    /// and `Orch-Subtask` for a subtask.
+    pub(super) fn unit_trailers(&self, task: &FullId, unit: &FullId) -> Vec<String> {
+        let mut trailers = vec![format!("Orch-Task: {task}")];
+        if unit != task {
+            trailers.push(format!("Orch-Subtask: {unit}"));
+        }
+        trailers
+    }
+
+    /// Returns the message of the commit of what a unit's agent left uncommitted.
+    pub(super) fn leftover_message(&self, task: &FullId, unit: &FullId, attempt: u32) -> String {
+        format!(
+            "{}\n\nWork left uncommitted by the agent of `{unit}`, attempt {attempt}.\n\n{}\n",
+            self.title_of(unit),
+            self.unit_trailers(task, unit).join("\n")
+        )
     }
 
     /// Returns how long a unit's agent may run: its preset's `timeout`, else `agent.timeout`.
@@ -519,14 +646,23 @@ impl RunState {
         let purpose = task_state
             .and_then(|s| s.open_attempt())
             .and_then(|a| a.purpose);
-        let template = match purpose {
-            Some(Purpose::Conflict) => prompt::CONFLICT,
-            Some(Purpose::CheckFailure) => prompt::CHECK_FAILURE,
-            Some(Purpose::Review) => prompt::REJECTED,
-            None if ui == ti => prompt::TASK,
-            None => prompt::SUBTASK,
+        let session = self.session_to_resume(unit, &agent);
+        let template = match (purpose, &session) {
+            (_, Some(_)) => prompt::RESUMED,
+            (Some(Purpose::Conflict), None) => prompt::CONFLICT,
+            (Some(Purpose::CheckFailure), None) => prompt::CHECK_FAILURE,
+            (Some(Purpose::Review), None) => prompt::REJECTED,
+            (None, None) if ui == ti => prompt::TASK,
+            (None, None) => prompt::SUBTASK,
         };
-        let (context, previous_log, problem_log) = self.prompt_context(
+        let command = match (&session, &agent.resume_command) {
+            (Some(id), Some(resume)) => resume
+                .iter()
+                .map(|arg| arg.replace("{session_id}", id))
+                .collect(),
+            _ => agent.command.clone(),
+        };
+        let (mut context, previous_log, problem_log) = self.prompt_context(
             ti,
             (ui != ti).then_some(ui),
             attempt,
@@ -534,6 +670,13 @@ impl RunState {
             &branch,
             &files.result,
         );
+        if self.fetch_back_of(task, unit, attempt).is_some() {
+            // A job of the git workspace runs in a clone on its node, whose
+            // path is known only once the job is named: the prompt names
+            // the variables that hold it there.
+            context.worktree = "$ORCH_WORKTREE".to_owned();
+            context.result_file = "$ORCH_RESULT_FILE".to_owned();
+        }
         let mut env: Vec<(String, String)> = agent.env.clone().into_iter().collect();
         let path = |p: &Path| p.display().to_string();
         env.extend(self.task_vars(task, attempt, &branch));
@@ -551,7 +694,8 @@ impl RunState {
             unit: unit.clone(),
             attempt,
             folder,
-            command: agent.command,
+            command,
+            session,
             agent_files: files,
             prompt: PromptRequest {
                 template,
@@ -562,6 +706,7 @@ impl RunState {
             },
             prompt_on_stdin: agent.prompt == PromptMode::Stdin,
             cwd: worktree,
+            placement: self.placement_of(task, unit, attempt),
             env,
             timeout: agent.timeout,
             grace: config.grace.0,
@@ -881,6 +1026,7 @@ impl RunState {
             units.push((ti, None, prompt::CONFLICT));
             units.push((ti, None, prompt::CHECK_FAILURE));
             units.push((ti, None, prompt::REJECTED));
+            units.push((ti, None, prompt::RESUMED));
             for (ti, sub, template) in units {
                 let (mut context, _, _) =
                     self.prompt_context(ti, sub, 1, &worktree, &branch, &result);
@@ -888,6 +1034,7 @@ impl RunState {
                     prompt::CONFLICT.0,
                     prompt::CHECK_FAILURE.0,
                     prompt::REJECTED.0,
+                    prompt::RESUMED.0,
                 ]
                 .contains(&template.0)
                 {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use proptest::prelude::*;
 
 use super::collect::AttemptReport;
-use super::core::{Effect, Env, Input, Now, Options, RunState};
+use super::core::{Effect, Env, Input, LaunchRequest, Now, Options, RunState};
 use super::recovery::{Facts, Runs};
 use super::workspace::{FreeFate, Freshness, How, Provisioned};
 use crate::config::{Config, OnFailure};
@@ -23,10 +23,11 @@ use crate::merge_queue::candidate::Checked;
 use crate::merge_queue::{Landing, LinkLanded, MergeOutcome, WorktreeAfter};
 use crate::plan::{FullId, Plan, Rules};
 use crate::runner::folder::{self, Liveness};
+use crate::runner::output::LimitHit;
 use crate::runner::spec::{End, ExitRecord};
 use crate::state::events::EventKind;
-use crate::state::inbox::{Action, Received, Request};
-use crate::state::model::{Purpose, Timestamp};
+use crate::state::inbox::{Action, Order, Received, Request};
+use crate::state::model::{PauseCause, Purpose, Timestamp, Usage};
 use crate::state::{State, StateDir};
 
 fn id(s: &str) -> FullId {
@@ -255,9 +256,12 @@ impl Harness {
     }
 
     fn command(&mut self, action: Action, target: &str) -> Vec<Effect> {
+        self.order(Order::item(action, id(target)))
+    }
+
+    fn order(&mut self, order: Order) -> Vec<Effect> {
         let command = Request {
-            action,
-            id: id(target),
+            order,
             sent: Timestamp::at(self.now.wall),
             from_pid: 1,
             reason: None,
@@ -384,6 +388,7 @@ fn a_task_goes_from_ready_to_merged_and_its_dependent_starts_after() {
         unreachable!()
     };
     assert_eq!(launch.cwd, Path::new("wt/A"));
+    assert_eq!(launch.placement, crate::runner::executor::Placement::Local);
     assert!(
         launch
             .env
@@ -432,6 +437,77 @@ fn a_task_goes_from_ready_to_merged_and_its_dependent_starts_after() {
     assert_eq!(state.merged_onto.as_deref(), Some("t0"));
     assert_eq!(state.branch, None, "the merge deleted the branch");
     assert!(effects.iter().any(|e| matches!(e, Effect::Persist)));
+}
+
+#[test]
+fn a_task_runs_where_its_executor_says_and_its_job_is_recorded_once() {
+    use crate::config::{ExecutorKind, WorkspaceMode};
+    use crate::runner::executor::Placement;
+    use crate::state::model::AttemptJob;
+    let plan = "[[task]]\nid = \"A\"\nexecutor = { cpus = 8 }\n\
+                [[task]]\nid = \"B\"\nexecutor = \"local\"\n";
+    let mut h = Harness::new(plan, |c| {
+        c.executor.kind = ExecutorKind::Slurm;
+        c.executor.workspace = WorkspaceMode::Git;
+        c.executor.remote = Some("ssh://host/r.git".to_owned());
+        c.executor.cpus = Some(2);
+    });
+    h.tick();
+    let mut launched = h.provisioned("A", 1);
+    launched.extend(h.provisioned("B", 1));
+    let placements: Vec<_> = launched
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Launch(l) => Some((l.unit.to_string(), l.placement.clone())),
+            _ => None,
+        })
+        .collect();
+    let [(a, Placement::Slurm(cluster)), (b, Placement::Local)] = &placements[..] else {
+        panic!("{placements:?}")
+    };
+    assert_eq!((a.as_str(), b.as_str()), ("A", "B"));
+    assert_eq!(cluster.settings.cpus, Some(8), "the task's override wins");
+    let git = cluster.git.as_ref().unwrap();
+    assert_eq!(git.remote, "ssh://host/r.git");
+    assert_eq!(git.publish, "refs/heads/orch/A:refs/heads/orch/A");
+    let back = git.push_back.as_ref().unwrap();
+    assert_eq!(back.result_ref, "refs/orch/results/A/1");
+    assert!(
+        back.commit_message
+            .as_deref()
+            .is_some_and(|m| m.ends_with("Orch-Task: A\n"))
+    );
+
+    let queued = AttemptJob {
+        executor: "slurm".to_owned(),
+        id: "42".to_owned(),
+        node: None,
+    };
+    let running = AttemptJob {
+        node: Some("n1".to_owned()),
+        ..queued.clone()
+    };
+    let mut placed = Vec::new();
+    for job in [queued.clone(), running.clone(), running.clone(), queued] {
+        placed.extend(events(&h.step(Input::Placed {
+            unit: id("A"),
+            attempt: 1,
+            job,
+        })));
+    }
+    assert_eq!(placed, ["task.placed A", "task.placed A"], "news only");
+    let attempt = &h.core.state().items[&id("A")].attempts[0];
+    assert_eq!(attempt.job.as_ref(), Some(&running), "the node is kept");
+    let mut report = done_with(1);
+    report.job = Some(crate::runner::spec::JobRecord {
+        executor: "slurm".to_owned(),
+        id: Some("42".to_owned()),
+        node: Some("n1".to_owned()),
+        state: Some("COMPLETED".to_owned()),
+        ..Default::default()
+    });
+    let effects = h.ends("A", 1, report);
+    assert!(!events(&effects).contains(&"task.placed A".to_owned()));
 }
 
 #[test]
@@ -647,6 +723,7 @@ fn issue_18_a_subtask_sees_the_siblings_it_depends_on_and_their_summaries() {
             status: None,
             summary: Some("The parser is in src/parse.rs.".to_owned()),
             retry: None,
+            retry_after: None,
         }),
         ..done_with(1)
     };
@@ -1341,6 +1418,12 @@ fn start_up_records_a_landed_merge_whatever_the_state_said() {
         outcome: None,
         purpose: None,
         confined: false,
+        agent: None,
+        session: None,
+        resumed: false,
+        usage: None,
+        paused_until: None,
+        job: None,
     });
     state.items.insert(id("A"), running);
     state
@@ -1434,7 +1517,13 @@ fn start_up_collects_adopts_or_interrupts_what_a_dead_coordinator_left() {
             finished: None,
             outcome: None,
             purpose: None,
+            job: None,
             confined: false,
+            agent: None,
+            session: None,
+            resumed: false,
+            usage: None,
+            paused_until: None,
         });
         s.worktree = Some(PathBuf::from("wt").join(task));
         state.items.insert(id(task), s);
@@ -1588,6 +1677,265 @@ fn a_broken_plan_saved_during_the_run_is_refused_and_changes_nothing() {
     ));
     assert_eq!(h.core.env().plan.items().len(), before);
     assert_eq!(h.status("A"), Status::Running);
+}
+
+// Rate and usage limits, a person's pauses, and resumed sessions.
+
+/// An attempt that ran in session `session`, reporting `cost` dollars.
+fn in_session(mut report: AttemptReport, session: &str, cost: f64) -> AttemptReport {
+    report.session = Some(session.to_owned());
+    report.usage = Some(Usage {
+        input_tokens: Some(100),
+        output_tokens: Some(20),
+        cached_tokens: None,
+        cost_usd: Some(cost),
+    });
+    report
+}
+
+/// An attempt that failed on a usage limit resetting at `reset`.
+fn limited(reset: Option<SystemTime>) -> AttemptReport {
+    AttemptReport {
+        limit: Some(LimitHit {
+            said: "Claude AI usage limit reached".to_owned(),
+            reset,
+        }),
+        ..in_session(exit_code(1), "s-1", 0.0)
+    }
+}
+
+fn the_launch(effects: &[Effect]) -> &LaunchRequest {
+    effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::Launch(l) => Some(l.as_ref()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no launch in {effects:?}"))
+}
+
+const TWO_AGENTS: &str =
+    "[[task]]\nid = \"A\"\n[[task]]\nid = \"B\"\nagent = \"codex\"\n[[task]]\nid = \"C\"\n";
+
+#[test]
+fn a_usage_limit_pauses_its_agent_without_spending_an_attempt_while_others_go_on() {
+    let mut h = Harness::new(TWO_AGENTS, |c| c.agent.max_parallel = 2);
+    assert_eq!(provisions(&h.tick()), ["A", "B"]);
+    h.provisioned("A", 1);
+    h.provisioned("B", 1);
+    let reset = h.now.wall + Duration::from_secs(600);
+    let effects = h.ends("A", 1, limited(Some(reset)));
+    assert_eq!(
+        events(&effects),
+        ["task.usage A", "task.interrupted A", "agent.paused A"]
+    );
+    assert!(
+        provisions(&effects).is_empty(),
+        "C, of the paused agent, does not take A's slot"
+    );
+    let a = &h.core.state().items[&id("A")];
+    assert_eq!(a.status, Status::Retrying);
+    assert_eq!(a.counted_attempts(), 0, "a limit spends no attempt");
+    assert_eq!(a.attempts[0].paused_until, Some(Timestamp::at(reset)));
+    let pause = &h.core.state().paused["claude"];
+    assert_eq!(
+        (pause.until, pause.cause, pause.by.clone()),
+        (Some(Timestamp::at(reset)), PauseCause::Limit, Some(id("A")))
+    );
+    assert!(!h.core.done(h.now), "work waits for the pause");
+    assert!(h.core.next_wake(h.now) <= h.now.mono + Duration::from_secs(600));
+    let effects = h.ends("B", 1, done_with(1));
+    assert_eq!(events(&effects), ["task.completed B", "merge.started B"]);
+    h.merge_all();
+    h.wait(Duration::from_secs(599));
+    assert!(provisions(&h.tick()).is_empty(), "not before the reset");
+    h.wait(Duration::from_secs(1));
+    let effects = h.tick();
+    assert_eq!(
+        events(&effects),
+        ["agent.resumed", "task.started A", "task.started C"]
+    );
+    assert!(!h.core.state().paused.contains_key("claude"));
+    let effects = h.provisioned("A", 2);
+    let launch = the_launch(&effects);
+    assert_eq!(
+        launch.session.as_deref(),
+        Some("s-1"),
+        "it goes on where it stopped"
+    );
+    assert_eq!(launch.prompt.template.0, "resumed.md");
+    assert!(launch.command.windows(2).any(|w| w == ["--resume", "s-1"]));
+}
+
+#[test]
+fn a_limit_that_names_no_reset_pauses_longer_each_time_in_a_row() {
+    let mut h = Harness::new("[[task]]\nid = \"A\"\n", |_| {});
+    h.tick();
+    h.provisioned("A", 1);
+    h.ends("A", 1, limited(None));
+    let until = |h: &Harness| h.core.state().paused["claude"].until.unwrap().0;
+    assert_eq!(until(&h), h.now.wall + Duration::from_secs(300));
+    h.wait(Duration::from_secs(300));
+    h.tick();
+    h.provisioned("A", 2);
+    h.ends("A", 2, limited(Some(h.now.wall - Duration::from_secs(30))));
+    assert_eq!(
+        until(&h),
+        h.now.wall + Duration::from_secs(600),
+        "a reset already past counts as none given"
+    );
+    h.wait(Duration::from_secs(600));
+    h.tick();
+    h.provisioned("A", 3);
+    h.ends("A", 3, done_with(1));
+    assert_eq!(h.status("A"), Status::Merging);
+    assert_eq!(h.core.state().items[&id("A")].counted_attempts(), 1);
+    assert!(h.core.flight.limit_hits.is_empty(), "the streak ended");
+}
+
+#[test]
+fn a_person_pauses_and_resumes_agents_through_the_inbox() {
+    let mut h = Harness::new(TWO_AGENTS, |c| c.agent.max_parallel = 1);
+    let replies = |effects: &[Effect]| -> Vec<String> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Reply { reply, .. } => Some(format!("{} {}", reply.ok, reply.message)),
+                _ => None,
+            })
+            .collect()
+    };
+    let pause = |agent: &str| Order::Pause {
+        agent: Some(agent.to_owned()),
+        until: None,
+    };
+    let effects = h.order(pause("claude"));
+    assert_eq!(replies(&effects), ["true paused `claude`"]);
+    assert_eq!(
+        events(&effects),
+        [
+            "agent.paused",
+            "task.ready A",
+            "task.ready B",
+            "task.ready C",
+            "task.started B"
+        ]
+    );
+    assert_eq!(provisions(&effects), ["B"], "only codex's task starts");
+    let effects = h.order(pause("clod"));
+    assert_eq!(
+        replies(&effects),
+        ["false `clod` is not an agent (agents: aider, claude, codex, gemini)"]
+    );
+    let effects = h.order(Order::Resume {
+        agent: Some("codex".to_owned()),
+    });
+    assert_eq!(replies(&effects), ["false `codex` is not paused"]);
+    h.provisioned("B", 1);
+    h.ends("B", 1, done_with(1));
+    h.merge_all();
+    assert!(!h.core.done(h.now), "A and C wait for `orch resume`");
+    let effects = h.order(Order::Pause {
+        agent: None,
+        until: Some(Timestamp::at(h.now.wall + Duration::from_secs(60))),
+    });
+    assert_eq!(replies(&effects), ["true paused every agent"]);
+    let effects = h.order(Order::Resume {
+        agent: Some("claude".to_owned()),
+    });
+    assert_eq!(replies(&effects), ["true resumed `claude`"]);
+    assert!(
+        provisions(&effects).is_empty(),
+        "every agent is still paused"
+    );
+    let effects = h.order(Order::Resume {
+        agent: Some("claude".to_owned()),
+    });
+    assert_eq!(
+        replies(&effects),
+        [
+            "false `claude` is not paused on its own: every agent is (`orch pause --all`); `orch resume --all` lifts that"
+        ]
+    );
+    h.wait(Duration::from_secs(60));
+    let effects = h.tick();
+    assert_eq!(events(&effects), ["agent.resumed", "task.started A"]);
+}
+
+#[test]
+fn a_hand_back_continues_the_agents_session_and_counts_what_it_added() {
+    let mut h = Harness::new("[[task]]\nid = \"A\"\n", with_check);
+    h.tick();
+    h.provisioned("A", 1);
+    let effects = h.ends("A", 1, in_session(done_with(1), "s-1", 0.25));
+    assert_eq!(events(&effects)[0], "task.usage A");
+    h.build();
+    h.checked("c0-A", red("test"));
+    let effects = h.provisioned("A", 2);
+    let launch = the_launch(&effects);
+    assert_eq!(launch.prompt.template.0, "resumed.md");
+    assert_eq!(launch.session.as_deref(), Some("s-1"));
+    assert_eq!(
+        launch.command[..4],
+        ["claude", "-p", "--resume", "s-1"],
+        "the preset's resume_command"
+    );
+    assert_eq!(
+        launch
+            .prompt
+            .context
+            .problem
+            .as_ref()
+            .and_then(|p| p.check.clone()),
+        Some("test".to_owned())
+    );
+    // Claude Code counts the session's cost so far and this run's tokens.
+    h.ends("A", 2, in_session(done_with(1), "s-1", 0.75));
+    let a = &h.core.state().items[&id("A")];
+    assert!(a.attempts[1].resumed);
+    let usage = a.attempts[1].usage.unwrap();
+    assert_eq!((usage.cost_usd, usage.input_tokens), (Some(0.5), Some(100)));
+    assert_eq!(Usage::total(&a.attempts).unwrap().cost_usd, Some(0.75));
+}
+
+#[test]
+fn a_session_the_cli_will_not_continue_starts_afresh_without_spending_an_attempt() {
+    let mut h = Harness::new("[[task]]\nid = \"A\"\n", |c| c.retry.max_attempts = 2);
+    h.tick();
+    h.provisioned("A", 1);
+    h.ends("A", 1, in_session(exit_code(1), "s-1", 0.1));
+    h.wait(Duration::from_secs(30));
+    h.tick();
+    let effects = h.provisioned("A", 2);
+    assert_eq!(
+        the_launch(&effects).session.as_deref(),
+        Some("s-1"),
+        "a retry resumes"
+    );
+    let effects = h.ends("A", 2, exit_code(1));
+    assert_eq!(events(&effects), ["task.interrupted A", "task.started A"]);
+    let a = &h.core.state().items[&id("A")];
+    assert!(!a.attempts[1].counts());
+    assert_eq!(a.attempts[1].session, None, "never offered again");
+    let effects = h.provisioned("A", 3);
+    let launch = the_launch(&effects);
+    assert_eq!(
+        (launch.session.as_deref(), launch.prompt.template.0),
+        (None, "task.md")
+    );
+    assert_eq!(launch.command[1..3], ["-p", "--output-format"]);
+}
+
+#[test]
+fn a_persons_retry_starts_a_new_session() {
+    let mut h = Harness::new("[[task]]\nid = \"A\"\n", |c| c.retry.max_attempts = 1);
+    h.tick();
+    h.provisioned("A", 1);
+    h.ends("A", 1, in_session(exit_code(1), "s-1", 0.1));
+    assert_eq!(h.status("A"), Status::Failed);
+    h.command(Action::Retry, "A");
+    let effects = h.provisioned("A", 2);
+    assert_eq!(the_launch(&effects).session, None);
 }
 
 // Random runs: whatever happens in whatever order, the lifecycle table is
@@ -1808,11 +2156,13 @@ fn clone_result(r: &LinkResult) -> LinkResult {
 }
 
 fn attempt_end(how: u8) -> AttemptReport {
-    match how % 6 {
+    match how % 8 {
         0 | 1 => done_with(1),
         2 => done_with(0),
         3 => exit_code(1),
         4 => exit_code(2),
+        5 => limited(None),
+        6 => in_session(exit_code(1), "s-9", 0.1),
         _ => AttemptReport {
             exit: exit(End::Stopped),
             ..AttemptReport::default()

@@ -298,10 +298,15 @@ fn finish_cut_recycle(
         .into_iter()
         .skip(1)
         .any(|e| !e.prunable && e.path.canonicalize().unwrap_or(e.path) == here);
-    if !registered || !worktree::dirty_files(&req.path)?.is_empty() {
+    if !registered {
         return Ok(None);
     }
+    // A crash may have cut the rename between the admin folder and the
+    // `.git` file that names it: the worktree opens only once it is done.
     rename_admin(&req.path);
+    if !worktree::dirty_files(&req.path)?.is_empty() {
+        return Ok(None);
+    }
     worktree::switch(
         &req.path,
         &req.branch,
@@ -343,6 +348,64 @@ pub use crate::config::{normalize, worktree_root};
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A crash harness failure (squash variant): the coordinator was killed
+    /// while recycling a worktree, after its admin folder was renamed and
+    /// before its `.git` file named the new one; the next run opened the
+    /// worktree before finishing the rename, and failed the task.
+    #[test]
+    fn a_recycle_cut_after_the_admin_rename_is_finished() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        let repo = root.join("repo");
+        let git = |cwd: &Path, args: &[&str]| {
+            let out = cmd::command(cwd).args(args).output().unwrap();
+            assert!(out.status.success(), "{args:?}: {out:?}");
+        };
+        std::fs::create_dir(&repo).unwrap();
+        git(&repo, &["init", "-q", "-b", "main"]);
+        git(
+            &repo,
+            &[
+                "-c",
+                "user.name=a",
+                "-c",
+                "user.email=a@b",
+                "commit",
+                "-q",
+                "--allow-empty",
+                "-m",
+                "i",
+            ],
+        );
+        git(
+            &repo,
+            &["worktree", "add", "-q", "-b", "orch/T1", "../wt/T1"],
+        );
+        worktree::move_to(&repo, &root.join("wt/T1"), &root.join("wt/T2")).unwrap();
+        let admin = repo.join(".git/worktrees");
+        std::fs::rename(admin.join("T1"), admin.join("T2")).unwrap();
+        let req = Request {
+            repo: repo.clone(),
+            target: "main".to_owned(),
+            branch: "orch/T2".to_owned(),
+            path: root.join("wt/T2"),
+            previous: None,
+            base: None,
+            free: Some(FreeWorktree {
+                path: root.join("wt/T1"),
+                branch: Some("orch/T1".to_owned()),
+            }),
+            merge_target: None,
+        };
+        let provisioned = provision(&req).unwrap();
+        assert_eq!(provisioned.how, How::Recycled);
+        assert_eq!(
+            worktree::current_branch(&req.path).unwrap().as_deref(),
+            Some("orch/T2")
+        );
+        git(&req.path, &["status", "--short"]);
+    }
 
     #[test]
     fn the_worktree_root_sits_beside_the_repository() {

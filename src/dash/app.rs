@@ -185,6 +185,8 @@ pub struct AppState {
     pub queue: (Vec<FullId>, Option<FullId>),
     /// Until the person moves, the selection follows the task started last.
     pub follow: bool,
+    /// The agent tasks that pick none run (to show when it is paused).
+    pub default_agent: String,
 }
 
 impl AppState {
@@ -221,11 +223,29 @@ impl AppState {
             counts: Vec::new(),
             queue: (Vec::new(), None),
             follow: true,
+            default_agent: crate::config::presets::DEFAULT_PRESET.to_owned(),
         };
         app.recompute();
         // The loop loads the log of whatever is selected first.
         let _ = app.reload_log();
         app
+    }
+
+    /// Says why the item at `idx` cannot launch now, when it waits to and
+    /// its agent is paused: `paused until 17:00 (usage limit of claude)`.
+    pub fn paused_text(&self, idx: ItemIdx) -> Option<String> {
+        if self.state.paused.is_empty()
+            || !matches!(self.statuses[idx.index()], Status::Ready | Status::Retrying)
+        {
+            return None;
+        }
+        let item = self.plan.item(idx);
+        let agent = item
+            .agent()
+            .or_else(|| item.parent.and_then(|p| self.plan.item(p).agent()))
+            .unwrap_or(&self.default_agent);
+        let (key, pause) = self.state.pause_of(agent, self.now)?;
+        Some(pause.shown(key, self.now))
     }
 
     /// Returns the selected item.

@@ -44,6 +44,8 @@ pub struct Options {
     pub in_run: bool,
     /// Whether to use colour (`NO_COLOR` unset).
     pub color: bool,
+    /// The agent tasks that pick none run (to show when it is paused).
+    pub default_agent: String,
 }
 
 /// Why the dashboard ended.
@@ -96,6 +98,7 @@ impl Dashboard {
         let mut app = AppState::new(options.plan, state, SystemTime::now());
         app.in_run = options.in_run;
         app.color = options.color;
+        app.default_agent = options.default_agent;
         app.live = lock::holder(&options.state_dir).ok().flatten();
         if let Ok(events) = reader.new_events() {
             app.update(Msg::Events(events));

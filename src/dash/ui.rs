@@ -29,7 +29,7 @@ use crate::narrate;
 use crate::plan::{FullId, ItemIdx};
 use crate::state::events::EventKind;
 use crate::state::inbox::Action;
-use crate::state::model::{Attempt, CandidateCheck, MergeProblem, Outcome};
+use crate::state::model::{ALL_AGENTS, Attempt, CandidateCheck, MergeProblem, Outcome, Usage};
 
 /// Returns the glyph that stands for a status.
 pub fn glyph(status: Status) -> &'static str {
@@ -187,6 +187,22 @@ fn header_line<'a>(app: &'a AppState, paint: &Paint) -> Line<'a> {
             format!("{}{n} ", glyph(*status)),
             paint.status(*status),
         ));
+    }
+    for (agent, pause) in app.state.paused.iter().filter(|(_, p)| p.holds_at(app.now)) {
+        let who = if agent == ALL_AGENTS { "all" } else { agent };
+        let until = pause
+            .until
+            .map(|u| crate::when::local(u.0, app.now))
+            .unwrap_or_else(|| "resumed".to_owned());
+        spans.push(Span::styled(
+            format!(" ⏸ {who} until {until}"),
+            paint.status(Status::Retrying),
+        ));
+    }
+    let cost = Usage::total(app.state.items.values().flat_map(|s| s.attempts.iter()))
+        .and_then(|u| u.cost_usd);
+    if let Some(cost) = cost {
+        spans.push(Span::styled(format!(" ${cost:.2}"), paint.dim()));
     }
     if let Some(rate) = throughput(app) {
         spans.push(Span::styled(format!(" {rate:.1}/min"), paint.dim()));
@@ -386,6 +402,16 @@ fn detail(app: &AppState, frame: &mut Frame, area: Rect, paint: &Paint) {
             paint,
         ));
     }
+    if let Some(paused) = app.paused_text(idx) {
+        lines.push(field(
+            "paused",
+            Span::styled(
+                paused.trim_start_matches("paused ").to_owned(),
+                paint.status(Status::Retrying),
+            ),
+            paint,
+        ));
+    }
     if let Some(s) = s {
         if let Some(reason) = &s.reason {
             lines.push(field("reason", reason.clone(), paint));
@@ -421,6 +447,13 @@ fn detail(app: &AppState, frame: &mut Frame, area: Rect, paint: &Paint) {
         if let Some(worktree) = &s.worktree {
             lines.push(field("worktree", worktree.display().to_string(), paint));
         }
+        if let Some(job) = s.attempts.last().and_then(|a| a.job.as_ref()) {
+            let place = match &job.node {
+                Some(node) => format!("{} job {} on {node}", job.executor, job.id),
+                None => format!("{} job {}, queued", job.executor, job.id),
+            };
+            lines.push(field("job", place, paint));
+        }
     }
     if !item.depends_on.is_empty() {
         let mut spans = Vec::new();
@@ -447,6 +480,9 @@ fn detail(app: &AppState, frame: &mut Frame, area: Rect, paint: &Paint) {
         }
         if let Some(summary) = &s.summary {
             lines.push(field("summary", summary.clone(), paint));
+        }
+        if let Some(usage) = Usage::total(&s.attempts) {
+            lines.push(field("usage", usage.to_string(), paint));
         }
     }
     if let Some(commits) = app.commits.get(&item.id) {
@@ -881,7 +917,13 @@ depends_on = ["P1.M1.T2", "P1.M1.T3"]
             finished: to.map(|t| Timestamp(at(t))),
             outcome,
             purpose: None,
+            job: None,
             confined: false,
+            agent: None,
+            session: None,
+            resumed: false,
+            usage: None,
+            paused_until: None,
         }
     }
 
@@ -1135,6 +1177,26 @@ depends_on = ["P1.M1.T2", "P1.M1.T3"]
     }
 
     #[test]
+    fn a_cluster_job_shows_its_id_and_node() {
+        let mut app = app();
+        if let Some(s) = app.state.items.get_mut(&id("P1.M1.T2"))
+            && let Some(a) = s.attempts.last_mut()
+        {
+            a.job = Some(crate::state::model::AttemptJob {
+                executor: "slurm".to_owned(),
+                id: "4242".to_owned(),
+                node: Some("node07".to_owned()),
+            });
+        }
+        select(&mut app, "P1.M1.T2");
+        let text = screen(&app, 120, 30);
+        assert!(
+            text.contains("job       slurm job 4242 on node07"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn a_wide_terminal_shows_titles_and_more_detail() {
         let mut app = app();
         select(&mut app, "P1.M1.T4");
@@ -1379,5 +1441,51 @@ depends_on = ["P1.M1.T2", "P1.M1.T3"]
         app.update(Msg::Live(None));
         app.now = at(3600);
         assert_eq!(throughput(&app), Some(live), "an hour later");
+    }
+
+    #[test]
+    fn a_paused_agent_and_what_agents_cost_show_in_the_header_and_the_detail() {
+        let mut app = app();
+        let mut state = app.state.clone();
+        let until = at(600);
+        state.paused.insert(
+            "claude".to_owned(),
+            crate::state::model::Pause {
+                until: Some(Timestamp(until)),
+                cause: crate::state::model::PauseCause::Limit,
+                reason: Some("usage limit reached".to_owned()),
+                by: Some(id("P1.M1.T2")),
+                since: Timestamp(at(290)),
+            },
+        );
+        let t2 = state.items.get_mut(&id("P1.M1.T2")).unwrap();
+        t2.status = Status::Retrying;
+        t2.attempts[1].outcome = Some(Outcome::Interrupted {
+            reason: "usage limit of `claude`".to_owned(),
+        });
+        t2.attempts[0].usage = Some(Usage {
+            input_tokens: Some(1200),
+            output_tokens: Some(340),
+            cached_tokens: None,
+            cost_usd: Some(0.42),
+        });
+        app.update(Msg::State(Box::new(state)));
+        select(&mut app, "P1.M1.T2");
+        let shown = screen(&app, 100, 30);
+        let clock = crate::when::local(until, app.now);
+        let header = shown.lines().next().unwrap();
+        assert!(
+            header.contains(&format!("⏸ claude until {clock}")),
+            "{shown}"
+        );
+        assert!(header.contains("$0.42"), "{shown}");
+        assert!(
+            shown.contains(&format!("paused    until {clock} (usage limit of")),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("usage     1.2k in, 340 out tokens, $0.4200"),
+            "{shown}"
+        );
     }
 }

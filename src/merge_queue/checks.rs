@@ -8,7 +8,11 @@
 //! between merges. Each check runs under a supervisor (like an agent: own
 //! session and process group, timeout, capped log), with its output in
 //! `checks/<full id>/<check>.log`, `<full id>` being the candidate's last
-//! task.
+//! task. With `merge.executor = "slurm"` a check runs as a cluster job
+//! (`runner::executor`): in the check worktree on the shared filesystem,
+//! or, with `workspace = "git"`, in a clone of the candidate that is pushed
+//! to `refs/orch/check/<full id>` on the remote. Review commands always run
+//! on this machine (their prompt and the task's worktree are here).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
@@ -17,11 +21,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::config::Check;
-use crate::git::cmd::DISCOVERY_VARS;
 use crate::git::{GitError, cmd, worktree};
+use crate::runner::executor::{self, Cluster, GitTransport, Placement};
 use crate::runner::folder::RunFolder;
+use crate::runner::slurm::{self, JobEnd};
 use crate::runner::spawn::spawn_supervisor_blocking;
-use crate::runner::spec::{End, ExitRecord, Spec};
+use crate::runner::spec::{End, ExitRecord};
 use crate::runner::terminate::signal_name;
 use crate::state::StateDir;
 
@@ -41,6 +46,19 @@ pub struct CheckRun {
     pub stop: Arc<AtomicBool>,
     /// The pid of the running check's supervisor, for the coordinator.
     pub running: Arc<Mutex<Option<u32>>>,
+    /// Where checks run (`merge.executor`, with the `[executor]` settings).
+    pub placement: Placement,
+    /// For checks on a cluster without a shared filesystem: the remote the
+    /// candidate is pushed to, the node's scratch folder, and this repository.
+    pub git: Option<CheckTransport>,
+}
+
+/// How a check job of the git workspace gets the candidate.
+#[derive(Debug, Clone)]
+pub struct CheckTransport {
+    pub repo: PathBuf,
+    pub remote: String,
+    pub scratch: String,
 }
 
 /// How one check ended.
@@ -127,6 +145,7 @@ pub fn run(
             ("ORCH_TARGET".to_owned(), ctx.target.clone()),
         ],
         stdin: None,
+        commit: Some(commit),
     };
     run_command(ctx, &command, dir)
 }
@@ -144,6 +163,10 @@ pub struct Command<'a> {
     pub env: Vec<(String, String)>,
     /// Fed to its stdin.
     pub stdin: Option<PathBuf>,
+    /// The candidate a check judges: it runs where `merge.executor` says
+    /// (on a cluster without a shared filesystem, this commit is pushed for
+    /// the job). `None`: it runs on this machine (a review command).
+    pub commit: Option<&'a str>,
 }
 
 /// Runs a command in `dir` under a supervisor until it ends, is stopped
@@ -156,21 +179,45 @@ pub fn run_command(
     let run_dir = command.folder.clone();
     std::fs::create_dir_all(&run_dir)?;
     let folder = RunFolder::new(run_dir.clone());
-    for stale in [folder.exit_file(), folder.supervisor_file()] {
+    for stale in [
+        folder.exit_file(),
+        folder.supervisor_file(),
+        folder.job_file(),
+    ] {
         crate::fsio::remove_if_present(&stale)?;
     }
-    let spec = Spec {
+    let placement = match (command.commit, &ctx.placement, &ctx.git) {
+        (None, _, _) => Placement::Local,
+        (Some(commit), Placement::Slurm(cluster), Some(git)) => {
+            let check_ref = format!("refs/orch/check/{}", ctx.task);
+            Placement::Slurm(Box::new(Cluster {
+                settings: cluster.settings.clone(),
+                git: Some(GitTransport {
+                    repo: git.repo.clone(),
+                    remote: git.remote.clone(),
+                    publish: format!("+{commit}:{check_ref}"),
+                    fetch: check_ref,
+                    push_back: None,
+                    scratch: git.scratch.clone(),
+                }),
+            }))
+        }
+        (Some(_), placement, _) => placement.clone(),
+    };
+    let attempt = executor::Attempt {
         argv: vec!["sh".to_owned(), "-c".to_owned(), command.run.to_owned()],
-        cwd: dir.to_owned(),
+        last_message: None,
         env: command.env.clone(),
-        env_remove: DISCOVERY_VARS.iter().map(|v| (*v).to_owned()).collect(),
-        stdin: command.stdin.clone(),
+        dir: dir.to_owned(),
+        prompt_on_stdin: command.stdin.is_some(),
+        prompt: command.stdin.clone(),
         log: command.log.clone(),
         log_limit: ctx.log_limit,
         timeout: command.timeout,
         grace: ctx.grace,
         sandbox: None,
     };
+    let spec = executor::spec(&placement, attempt, &run_dir, &ctx.orch);
     let spec_path = folder.spec_file();
     crate::fsio::write_json(&spec_path, &spec)?;
     let mut child = spawn_supervisor_blocking(&ctx.orch, &spec_path)?;
@@ -188,6 +235,21 @@ pub fn run_command(
     };
     *ctx.running.lock().unwrap_or_else(|p| p.into_inner()) = None;
     let exit: Option<ExitRecord> = folder.load_exit()?;
+    let job = folder.load_job();
+    if let Some(job) = &job
+        && !asked
+    {
+        if let Some(error) = &job.error {
+            return Ok(CheckEnd::Failed(CheckFailure::CannotStart {
+                error: error.clone(),
+            }));
+        }
+        if slurm::job_end(job) == Some(JobEnd::TimeLimit) {
+            return Ok(CheckEnd::Failed(CheckFailure::TimedOut {
+                after: command.timeout,
+            }));
+        }
+    }
     Ok(match exit.map(|e| e.end) {
         _ if asked => CheckEnd::Stopped,
         Some(End::Exited { code: 0 }) => CheckEnd::Passed,

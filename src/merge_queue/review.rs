@@ -117,6 +117,7 @@ pub fn review(job: &ReviewJob) -> Result<Verdict, MergeError> {
             ("ORCH_TARGET".to_owned(), job.target.clone()),
         ],
         stdin: Some(prompt_file),
+        commit: None,
     };
     let end = checks::run_command(&job.check_run, &command, &job.worktree).map_err(io)?;
     let report: Option<Report> = crate::fsio::read_json(&verdict_file).ok().flatten();

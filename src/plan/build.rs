@@ -266,6 +266,7 @@ impl<'a> Builder<'a> {
             description: rare.description,
             resources: rare.resources.unwrap_or_default(),
             agent: rare.agent,
+            executor: rare.executor,
             acceptance: rare.acceptance.unwrap_or_default(),
             context: rare.context.unwrap_or_default(),
             status_text: None,

@@ -39,7 +39,7 @@ pub struct PlanDiff {
     pub dependencies: Vec<DepsChanged>,
     pub priorities: Vec<Reprioritized>,
     /// Anything else an agent is told: description, acceptance, context,
-    /// agent, resources, `expect_changes`, extra fields.
+    /// agent, executor, resources, `expect_changes`, extra fields.
     pub redefined: Vec<FullId>,
 }
 
@@ -135,6 +135,7 @@ pub fn diff(old: &Plan, new: &Plan) -> PlanDiff {
             || before.acceptance() != item.acceptance()
             || before.context() != item.context()
             || before.agent() != item.agent()
+            || before.executor() != item.executor()
             || before.resources() != item.resources()
             || before.expect_changes != item.expect_changes
             || before.extra() != item.extra();

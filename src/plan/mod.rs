@@ -17,6 +17,8 @@ pub mod taskmaster;
 pub use diag::{Diagnostic, Location, PlanError, Problem};
 pub use diff::{PlanDiff, digest};
 pub use graph::{Edge, Graph, Target};
-pub use model::{Dep, FullId, Item, ItemIdx, Kind, Plan, PlanStatus, Priority};
+pub use model::{
+    Dep, ExecutorChoice, ExecutorKind, FullId, Item, ItemIdx, Kind, Plan, PlanStatus, Priority,
+};
 pub use parse::Format;
 pub use read::{Rules, display_path, from_bytes, load};

@@ -344,6 +344,42 @@ pub struct Item {
     pub(crate) origin: Origin,
 }
 
+/// Where agents and checks run (`[executor] kind`, a task's `executor`).
+///
+/// Defined with the plan because a task names it; the config re-exports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutorKind {
+    /// On this machine, under a supervisor.
+    #[default]
+    Local,
+    /// As a Slurm job, started with `srun` by the supervisor.
+    Slurm,
+}
+
+impl ExecutorKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ExecutorKind::Local => "local",
+            ExecutorKind::Slurm => "slurm",
+        }
+    }
+}
+
+/// A task's executor choice: `executor = "slurm"`, or a table that picks the
+/// kind and overrides the resources of `[executor]` (`executor = { cpus = 8 }`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutorChoice {
+    pub kind: Option<ExecutorKind>,
+    pub partition: Option<String>,
+    pub account: Option<String>,
+    pub cpus: Option<u32>,
+    pub mem: Option<String>,
+    pub gres: Option<String>,
+    pub extra_args: Option<Vec<String>>,
+}
+
 /// The less common fields of an item, kept out of line so large plans stay small.
 #[derive(Debug, Clone, Default)]
 pub struct Details {
@@ -351,6 +387,8 @@ pub struct Details {
     /// Resource name and amount, counted against `[resources]` in the config.
     pub resources: Vec<(String, u32)>,
     pub agent: Option<String>,
+    /// Where the item's agent runs, and with what, when it differs from `[executor]`.
+    pub executor: Option<ExecutorChoice>,
     pub acceptance: Vec<String>,
     pub context: Vec<String>,
     /// The `status` field as written, if any.
@@ -364,6 +402,7 @@ impl Details {
         self.description.is_none()
             && self.resources.is_empty()
             && self.agent.is_none()
+            && self.executor.is_none()
             && self.acceptance.is_empty()
             && self.context.is_empty()
             && self.status_text.is_none()
@@ -392,6 +431,11 @@ impl Item {
     /// Returns the agent preset the item picks, if any.
     pub fn agent(&self) -> Option<&str> {
         self.details.as_ref()?.agent.as_deref()
+    }
+
+    /// Returns the item's executor choice (`executor = ...`), if it makes one.
+    pub fn executor(&self) -> Option<&ExecutorChoice> {
+        self.details.as_ref()?.executor.as_ref()
     }
 
     pub fn acceptance(&self) -> &[String] {
@@ -579,5 +623,44 @@ mod tests {
         assert_eq!(Priority::from_name("low"), Some(Priority::LOWEST));
         assert_eq!(Priority::from_name("soon"), None);
         assert_eq!(Priority::new(4), None);
+    }
+
+    #[test]
+    fn a_task_picks_an_executor_by_name_or_table() {
+        let text = "[[task]]\nid = \"A\"\nexecutor = \"slurm\"\n\
+                    [[task]]\nid = \"B\"\nexecutor = { cpus = 8, mem = \"16G\" }\n\
+                    [[task]]\nid = \"C\"\n";
+        let plan = crate::plan::from_bytes(
+            std::path::Path::new("plan.toml"),
+            text.as_bytes(),
+            &crate::plan::Rules::default(),
+        )
+        .unwrap();
+        let executor = |id: &str| plan.item(plan.lookup(id).unwrap()).executor().cloned();
+        assert_eq!(
+            executor("A"),
+            Some(ExecutorChoice {
+                kind: Some(ExecutorKind::Slurm),
+                ..ExecutorChoice::default()
+            })
+        );
+        assert_eq!(
+            executor("B"),
+            Some(ExecutorChoice {
+                cpus: Some(8),
+                mem: Some("16G".to_owned()),
+                ..ExecutorChoice::default()
+            })
+        );
+        assert_eq!(executor("C"), None);
+        for bad in ["executor = \"kubernetes\"", "executor = { cpu = 8 }"] {
+            let text = format!("[[task]]\nid = \"A\"\n{bad}\n");
+            let err = crate::plan::from_bytes(
+                std::path::Path::new("plan.toml"),
+                text.as_bytes(),
+                &crate::plan::Rules::default(),
+            );
+            assert!(err.is_err(), "{bad}");
+        }
     }
 }

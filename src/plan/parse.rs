@@ -52,6 +52,7 @@ pub(crate) const ITEM_FIELDS: &[&str] = &[
     "dependencies",
     "resources",
     "agent",
+    "executor",
     "acceptance",
     "context",
     "expect_changes",
@@ -153,6 +154,7 @@ pub(crate) struct RawRare {
     pub description: Option<String>,
     pub resources: Option<Vec<(String, u32)>>,
     pub agent: Option<String>,
+    pub executor: Option<crate::plan::model::ExecutorChoice>,
     pub acceptance: Option<Vec<String>>,
     pub context: Option<Vec<String>>,
     pub extra: Map<String, Value>,
@@ -226,6 +228,7 @@ enum Field {
     Deps(&'static str),
     Resources,
     Agent,
+    Executor,
     Acceptance,
     Context,
     ExpectChanges,
@@ -256,6 +259,7 @@ impl<'de> Deserialize<'de> for Field {
                     "dependencies" => Field::Deps("dependencies"),
                     "resources" => Field::Resources,
                     "agent" => Field::Agent,
+                    "executor" => Field::Executor,
                     "acceptance" => Field::Acceptance,
                     "context" => Field::Context,
                     "expect_changes" => Field::ExpectChanges,
@@ -270,6 +274,32 @@ impl<'de> Deserialize<'de> for Field {
             }
         }
         d.deserialize_identifier(FieldVisitor)
+    }
+}
+
+/// `executor = "slurm"` or `executor = { kind = "slurm", cpus = 8 }`.
+struct RawExecutor(crate::plan::model::ExecutorChoice);
+
+impl<'de> Deserialize<'de> for RawExecutor {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use crate::plan::model::{ExecutorChoice, ExecutorKind};
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Kind(String),
+            Table(ExecutorChoice),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Kind(name) => {
+                let kind =
+                    ExecutorKind::deserialize(de::value::StrDeserializer::<D::Error>::new(&name))?;
+                Ok(RawExecutor(ExecutorChoice {
+                    kind: Some(kind),
+                    ..ExecutorChoice::default()
+                }))
+            }
+            Raw::Table(choice) => Ok(RawExecutor(choice)),
+        }
     }
 }
 
@@ -379,6 +409,7 @@ impl Field {
             Field::Deps(key) | Field::Children(key, _) => key,
             Field::Resources => "resources",
             Field::Agent => "agent",
+            Field::Executor => "executor",
             Field::Acceptance => "acceptance",
             Field::Context => "context",
             Field::ExpectChanges => "expect_changes",
@@ -455,6 +486,10 @@ impl<'de> Visitor<'de> for ItemVisitor {
                 Field::Agent => {
                     let value = map.next_value()?;
                     set_once(&mut item.rare().agent, value, "agent", &mut problems)
+                }
+                Field::Executor => {
+                    let choice = map.next_value::<RawExecutor>()?.0;
+                    set_once(&mut item.rare().executor, choice, "executor", &mut problems)
                 }
                 Field::Acceptance => {
                     let list = map.next_value::<StringList>()?.0;

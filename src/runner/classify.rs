@@ -6,13 +6,19 @@
 //! - a code in `transient_exit_codes`, a timeout, a death by signal, and any
 //!   other non-zero code are retried while attempts remain, except that a
 //!   result file with `"retry": false` stops retries for a plain failure;
-//! - an agent that cannot be started (missing, not executable) is not retried.
+//! - an agent that cannot be started (missing, not executable) is not retried;
+//! - for an attempt run as a cluster job, the cluster's account comes first:
+//!   a job killed at its time limit timed out; a node failure or a
+//!   preemption is transient; an out-of-memory kill says so in the reason
+//!   (and is retried like any kill); a job that could not be submitted, or
+//!   whose node could not confine the agent, is not retried.
 
 use std::path::Path;
 use std::time::Duration;
 
 use crate::config::RetryConfig;
-use crate::runner::spec::{AgentResult, End, ExitRecord, ResultStatus};
+use crate::runner::slurm::{self, JobEnd};
+use crate::runner::spec::{AgentResult, End, ExitRecord, JobRecord, ResultStatus};
 use crate::runner::terminate::signal_name;
 
 /// The coordinator's reading of an attempt.
@@ -31,9 +37,13 @@ pub enum Verdict {
 pub fn classify(
     exit: &ExitRecord,
     result: Option<&AgentResult>,
+    job: Option<&JobRecord>,
     retry: &RetryConfig,
     timeout: Duration,
 ) -> Verdict {
+    if let Some(verdict) = job.and_then(|j| job_verdict(exit, j, timeout)) {
+        return verdict;
+    }
     let summary = result
         .and_then(|r| r.summary.as_deref())
         .map(|s| format!(": {}", first_line(s)))
@@ -77,6 +87,46 @@ pub fn classify(
         },
         End::Stopped => Verdict::Stopped,
     }
+}
+
+/// Reads the cluster's account of a job, when it says more than the exit.
+fn job_verdict(exit: &ExitRecord, job: &JobRecord, timeout: Duration) -> Option<Verdict> {
+    if exit.end == End::Stopped {
+        return None;
+    }
+    let id = job.id.as_deref().unwrap_or("?");
+    let on = job
+        .node
+        .as_deref()
+        .map(|n| format!(" on `{n}`"))
+        .unwrap_or_default();
+    if let Some(error) = &job.error {
+        return Some(Verdict::Failure {
+            reason: format!("cannot run the job: {error}"),
+            retry: false,
+        });
+    }
+    let state = job.state.as_deref().unwrap_or("?");
+    Some(match slurm::job_end(job)? {
+        JobEnd::Finished | JobEnd::Cancelled => return None,
+        JobEnd::TimeLimit => Verdict::Failure {
+            reason: format!(
+                "timed out after {} (Slurm job {id}{on} reached its time limit)",
+                humantime::format_duration(timeout)
+            ),
+            retry: true,
+        },
+        JobEnd::Lost => Verdict::Failure {
+            reason: format!("Slurm job {id}{on} ended {state}, not by the agent (transient)"),
+            retry: true,
+        },
+        JobEnd::OutOfMemory => Verdict::Failure {
+            reason: format!(
+                "out of memory: Slurm job {id}{on} was killed for exceeding its memory"
+            ),
+            retry: true,
+        },
+    })
 }
 
 /// Says why the agent `program` could not be started in `cwd`. A relative
@@ -136,6 +186,7 @@ mod tests {
             status,
             summary: Some("details\nmore".to_owned()),
             retry,
+            retry_after: None,
         }
     }
 
@@ -212,8 +263,83 @@ mod tests {
             (exit(End::Stopped), None, Verdict::Stopped),
         ];
         for (e, r, want) in cases {
-            assert_eq!(classify(&e, r.as_ref(), &cfg, t), want, "{e:?} {r:?}");
+            assert_eq!(classify(&e, r.as_ref(), None, &cfg, t), want, "{e:?} {r:?}");
         }
+    }
+
+    #[test]
+    fn the_clusters_account_comes_first() {
+        let cfg = RetryConfig::default();
+        let t = Duration::from_secs(60);
+        let job = |state: &str, reason: Option<&str>| JobRecord {
+            executor: "slurm".to_owned(),
+            id: Some("12".to_owned()),
+            node: Some("n1".to_owned()),
+            state: Some(state.to_owned()),
+            reason: reason.map(str::to_owned),
+            ..JobRecord::default()
+        };
+        let fail = |reason: &str, retry| Verdict::Failure {
+            reason: reason.to_owned(),
+            retry,
+        };
+        let killed = exit(End::Exited { code: 143 });
+        let cases = [
+            (
+                job("TIMEOUT", None),
+                fail(
+                    "timed out after 1m (Slurm job 12 on `n1` reached its time limit)",
+                    true,
+                ),
+            ),
+            (
+                job("COMPLETING", Some("TimeLimit")),
+                fail(
+                    "timed out after 1m (Slurm job 12 on `n1` reached its time limit)",
+                    true,
+                ),
+            ),
+            (
+                job("NODE_FAIL", None),
+                fail(
+                    "Slurm job 12 on `n1` ended NODE_FAIL, not by the agent (transient)",
+                    true,
+                ),
+            ),
+            (
+                job("PREEMPTED", None),
+                fail(
+                    "Slurm job 12 on `n1` ended PREEMPTED, not by the agent (transient)",
+                    true,
+                ),
+            ),
+            (
+                job("OUT_OF_MEMORY", None),
+                fail(
+                    "out of memory: Slurm job 12 on `n1` was killed for exceeding its memory",
+                    true,
+                ),
+            ),
+            (
+                job("FAILED", Some("NonZeroExitCode")),
+                fail("exit code 143", true),
+            ),
+            (
+                JobRecord {
+                    error: Some("cannot push".to_owned()),
+                    ..JobRecord::default()
+                },
+                fail("cannot run the job: cannot push", false),
+            ),
+        ];
+        for (j, want) in cases {
+            assert_eq!(classify(&killed, None, Some(&j), &cfg, t), want, "{j:?}");
+        }
+        let stopped = exit(End::Stopped);
+        assert_eq!(
+            classify(&stopped, None, Some(&job("CANCELLED", None)), &cfg, t),
+            Verdict::Stopped
+        );
     }
 
     #[test]

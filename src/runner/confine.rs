@@ -183,6 +183,47 @@ impl Grant {
     }
 }
 
+/// A confined process's ruleset, ready before the fork, and its private
+/// temp folder (removed when this is dropped).
+#[derive(Debug)]
+pub struct Sandbox {
+    pub ruleset: std::sync::Arc<crate::sandbox::Ruleset>,
+    pub temp: tempfile::TempDir,
+}
+
+/// Why a confined process could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxSetupError {
+    #[error("cannot make its temp folder")]
+    Temp(#[source] std::io::Error),
+    #[error(transparent)]
+    Policy(#[from] ConfineError),
+    #[error(transparent)]
+    Ruleset(#[from] crate::sandbox::SandboxError),
+}
+
+impl Sandbox {
+    /// Makes the temp folder of a process in `worktree` (inside
+    /// `temp_in`) and builds its ruleset from `grant`, before the fork.
+    pub fn prepare(
+        worktree: &Path,
+        grant: &Grant,
+        temp_in: &Path,
+    ) -> Result<Sandbox, SandboxSetupError> {
+        let temp = tempfile::Builder::new()
+            .prefix("orch-agent-")
+            .tempdir_in(temp_in)
+            .map_err(SandboxSetupError::Temp)?;
+        let mut policy = grant.policy(worktree)?;
+        policy.write.push(temp.path().to_owned());
+        let ruleset = crate::sandbox::prepare(&policy)?;
+        Ok(Sandbox {
+            ruleset: std::sync::Arc::new(ruleset),
+            temp,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,6 +20,7 @@
 //! | `last-message.md` | collection | moved from the worktree, when the agent wrote its final message there |
 //! | `exit.json` | supervisor | last, atomically |
 //! | `supervisor.log` | supervisor | its own errors, if any |
+//! | `job.json` | `orch __job` (cluster executors) | once the job is known, again when it runs and when it ended |
 //! | `post_create.log`, `post_agent.log` | coordinator | while those lifecycle hooks run |
 
 use std::io;
@@ -27,10 +28,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::process::Signal;
+use crate::runner::executor::{self, Detached};
 use crate::runner::spec::{
-    EXIT, ExitRecord, LAST_MESSAGE, LOG, PROMPT, RESULT, SPEC, SUPERVISOR, SupervisorInfo,
+    EXIT, End, ExitRecord, JOB, JobRecord, LAST_MESSAGE, LOG, PROMPT, RESULT, SPEC, SUPERVISOR,
+    Spec, SupervisorInfo,
 };
 use crate::runner::terminate;
+use crate::state::Timestamp;
 
 /// One run folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,6 +111,20 @@ impl RunFolder {
         self.dir.join(SUPERVISOR)
     }
 
+    pub fn job_file(&self) -> PathBuf {
+        self.dir.join(JOB)
+    }
+
+    /// Reads `spec.json`; an unreadable one counts as absent.
+    pub fn load_spec(&self) -> Option<Spec> {
+        crate::fsio::read_json(&self.spec_file()).ok().flatten()
+    }
+
+    /// Reads `job.json` (cluster executors); an unreadable one counts as absent.
+    pub fn load_job(&self) -> Option<JobRecord> {
+        crate::fsio::read_json(&self.job_file()).ok().flatten()
+    }
+
     /// Returns the log of a lifecycle hook run for this attempt.
     pub fn hook_log(&self, stage: &str) -> PathBuf {
         self.dir.join(format!("{stage}.log"))
@@ -170,15 +188,69 @@ impl RunFolder {
         }
     }
 
+    /// Asks the cluster about an attempt whose supervisor is gone, and
+    /// records its account in `job.json`: a job that completed gets the
+    /// `exit.json` its supervisor could not write and is
+    /// [`Liveness::Exited`] (its work is collected); a job that ended
+    /// otherwise, or was still alive without its `srun` (and is cancelled),
+    /// was cut short and is [`Liveness::Gone`]. Otherwise the same as
+    /// [`RunFolder::liveness`]. Blocking.
+    pub fn settle(&self) -> Liveness {
+        let now = self.liveness();
+        if now != Liveness::Gone {
+            return now;
+        }
+        let Some(spec) = self.load_spec().filter(|s| s.job.is_some()) else {
+            return now;
+        };
+        let job = match executor::detached(&spec, self.load_job().as_ref()) {
+            Detached::Unknown => return Liveness::Gone,
+            Detached::Orphaned(job) => {
+                let _ = crate::fsio::write_json(&self.job_file(), &job);
+                return Liveness::Gone;
+            }
+            Detached::Ended(job) => job,
+        };
+        let recorded = crate::fsio::write_json(&self.job_file(), &job);
+        if job.state.as_deref() != Some("COMPLETED") || recorded.is_err() {
+            return Liveness::Gone;
+        }
+        let record = ExitRecord {
+            end: End::Exited {
+                code: job.exit_code.unwrap_or(0),
+            },
+            started: self
+                .load_supervisor()
+                .map(|s| s.started)
+                .unwrap_or_else(Timestamp::now),
+            finished: Timestamp::now(),
+            output_bytes: 0,
+            log_truncated: false,
+        };
+        match crate::fsio::write_json(&self.exit_file(), &record) {
+            Ok(()) => Liveness::Exited,
+            Err(_) => Liveness::Gone,
+        }
+    }
+
     /// Stops this folder's processes without waiting: the supervisor, or
-    /// with [`Stop::Kill`] the agent's group at once too.
+    /// with [`Stop::Kill`] the agent's group at once too. An attempt's
+    /// cluster job is cancelled too when its supervisor cannot do it (it is
+    /// gone, or is being killed).
     pub fn stop(&self, how: Stop) -> io::Result<Stopped> {
         if how == Stop::Kill
             && let Some(pgid) = self.live_agent_group()
         {
             crate::process::signal_group(pgid, Signal::KILL)?;
         }
-        match self.live_supervisor() {
+        let supervisor = self.live_supervisor();
+        if (how == Stop::Kill || supervisor.is_none())
+            && !self.has_exited()
+            && let Some(spec) = self.load_spec().filter(|s| s.job.is_some())
+        {
+            executor::cancel(&spec, self.load_job().as_ref())?;
+        }
+        match supervisor {
             Some(pid) => {
                 crate::process::signal(pid, Signal::TERM)?;
                 Ok(Stopped::Supervisor)
@@ -195,6 +267,11 @@ impl RunFolder {
         if let Some(pid) = self.live_supervisor() {
             crate::process::signal(pid, Signal::TERM)?;
             return Ok(Stopped::Supervisor);
+        }
+        if !self.has_exited()
+            && let Some(spec) = self.load_spec().filter(|s| s.job.is_some())
+        {
+            executor::cancel(&spec, self.load_job().as_ref())?;
         }
         match self.live_agent_group() {
             Some(pgid) => {

@@ -16,19 +16,28 @@
 //! The run folder is the protocol: a coordinator that starts later learns
 //! everything from `spec.json`, `supervisor.json` and `exit.json`.
 //!
+//! Where the agent runs is the executor's choice ([`executor`]): the local
+//! one hands the supervisor the agent's argv; the Slurm one hands it `orch
+//! __job`, which runs the agent on a node with `srun` ([`slurm`]).
+//!
 //! Agents and the `post_create` and `post_agent` hooks are confined with
 //! Landlock (`crate::sandbox`) to the paths [`confine`] works out: the
 //! supervisor, and the hook runner, build the ruleset before the fork and
 //! apply it in the child just before exec.
 //!
-//! This module never touches `state.json`, git or the lifecycle.
+//! This module never touches `state.json` or the lifecycle; git only to
+//! publish a ref for a job of the git workspace.
 
 pub mod classify;
 pub mod confine;
+pub mod executor;
 pub mod final_message;
 pub mod folder;
 pub mod hook;
+pub mod node;
+pub mod output;
 pub mod prompt;
+pub mod slurm;
 pub mod spawn;
 pub mod spec;
 pub mod supervise;

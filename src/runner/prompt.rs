@@ -73,6 +73,13 @@ pub fn render_review(override_dir: &Path, context: &ReviewContext) -> Result<Str
         })
 }
 
+/// The prompt for an attempt that continues the agent's earlier session:
+/// only what changed since.
+pub const RESUMED: (&str, &str) = (
+    "resumed.md",
+    include_str!("../../templates/prompts/resumed.md"),
+);
+
 /// An item as templates see it.
 #[derive(Debug, Clone, Serialize)]
 pub struct ItemView {

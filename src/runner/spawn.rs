@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::git::cmd::DISCOVERY_VARS;
+use crate::runner::executor::{self, Placement};
 use crate::runner::spec::{self, Spec};
 
 /// The hidden subcommand that runs a supervisor.
@@ -66,6 +66,8 @@ pub struct AttemptPlan {
     pub prompt: String,
     pub prompt_on_stdin: bool,
     pub cwd: PathBuf,
+    /// Which engine runs it, and how a job reaches the files.
+    pub placement: Placement,
     /// `ORCH_*` and configured variables.
     pub env: Vec<(String, String)>,
     pub timeout: Duration,
@@ -76,35 +78,28 @@ pub struct AttemptPlan {
 }
 
 /// Writes `prompt.md` and `spec.json` into a fresh run folder, and clears
-/// the agent's files in the worktree.
-pub fn prepare(plan: &AttemptPlan) -> io::Result<Spec> {
+/// the agent's files in the worktree; the attempt's executor decides what
+/// the supervisor runs ([`executor::spec`]). `orch` is this binary.
+pub fn prepare(plan: &AttemptPlan, orch: &Path) -> io::Result<Spec> {
     fs::create_dir_all(&plan.run_dir)?;
     plan.agent_files.clear()?;
     fs::create_dir_all(&plan.agent_files.dir)?;
     let prompt_path = plan.run_dir.join(spec::PROMPT);
     crate::fsio::write_atomically(&prompt_path, plan.prompt.as_bytes())?;
-    let prompt_text = prompt_path.display().to_string();
-    let last_message = plan.agent_files.last_message.display().to_string();
-    let argv = plan
-        .command
-        .iter()
-        .map(|a| {
-            a.replace("{prompt_file}", &prompt_text)
-                .replace("{last_message_file}", &last_message)
-        })
-        .collect();
-    let spec = Spec {
-        argv,
-        cwd: plan.cwd.clone(),
+    let attempt = executor::Attempt {
+        argv: plan.command.clone(),
+        last_message: Some(plan.agent_files.last_message.clone()),
         env: plan.env.clone(),
-        env_remove: DISCOVERY_VARS.iter().map(|v| (*v).to_owned()).collect(),
-        stdin: plan.prompt_on_stdin.then_some(prompt_path),
+        dir: plan.cwd.clone(),
+        prompt: Some(prompt_path),
+        prompt_on_stdin: plan.prompt_on_stdin,
         log: plan.run_dir.join(spec::LOG),
         log_limit: plan.log_limit,
         timeout: plan.timeout,
         grace: plan.grace,
         sandbox: plan.sandbox.clone(),
     };
+    let spec = executor::spec(&plan.placement, attempt, &plan.run_dir, orch);
     crate::fsio::write_json(&plan.run_dir.join(spec::SPEC), &spec)?;
     Ok(spec)
 }

@@ -16,6 +16,7 @@ pub const LOG: &str = "agent.log";
 pub const RESULT: &str = "result.json";
 pub const LAST_MESSAGE: &str = "last-message.md";
 pub const EXIT: &str = "exit.json";
+pub const JOB: &str = "job.json";
 
 /// What the supervisor must run, and how.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,9 +38,69 @@ pub struct Spec {
     /// Time between SIGTERM and SIGKILL.
     #[serde(with = "millis")]
     pub grace: Duration,
+    /// The cluster job `argv` submits (`orch __job`), when the attempt does
+    /// not run on this machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobSpec>,
     /// Confine the agent; `None`: it runs unconfined.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<Confined>,
+}
+
+/// A cluster job: what `orch __job` submits and waits for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSpec {
+    /// The job's name, unique to the attempt: the job is found by it even
+    /// before its id is known.
+    pub name: String,
+    /// The whole submitting command (`srun` with its options), up to and
+    /// including `--`; the command run on the node follows.
+    pub submit: Vec<String>,
+    /// What runs on the node.
+    pub argv: Vec<String>,
+    /// Pushed to the remote before the job is submitted (`workspace = "git"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish: Option<Publish>,
+    /// `argv` confines the agent on the node (`orch __confine`): its exit
+    /// code [`crate::runner::node::CANNOT_CONFINE`] means it could not.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub confined: bool,
+}
+
+/// A ref to push before a job starts, so that the node can fetch it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Publish {
+    pub repo: PathBuf,
+    pub remote: String,
+    /// What to push: `<local ref or oid>:<remote ref>`, a leading `+` to force.
+    pub refspec: String,
+}
+
+/// `job.json`: the cluster's account of an attempt's job, written by
+/// `orch __job` (or by whoever settles a job whose supervisor is gone).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// The executor's name (`slurm`).
+    pub executor: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// The job's state as the cluster names it (`RUNNING`, `TIMEOUT`, `NODE_FAIL`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// The cluster's reason for the state, if it gives one (`TimeLimit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The job's exit code and the signal that ended it, once it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    /// Why the job could not be submitted at all (a push refused, no
+    /// `srun`), or could not start the agent (a node that cannot confine it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// How a confined agent runs (docs/run.md, "What an agent may write").
@@ -128,6 +189,18 @@ pub struct AgentResult {
     pub summary: Option<String>,
     #[serde(default)]
     pub retry: Option<bool>,
+    /// The agent hit a rate or usage limit that resets then: seconds from
+    /// now, or a time (`"17:00"`, RFC 3339, `"in 2 hours"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<RetryAfter>,
+}
+
+/// When a limit an agent reports resets: seconds, or a time as text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RetryAfter {
+    Seconds(serde_json::Number),
+    Text(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

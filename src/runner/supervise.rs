@@ -5,9 +5,12 @@
 //!
 //! Theory of operation:
 //! 1. install signal handlers (TERM, INT, HUP), then write `supervisor.json`;
-//! 2. when the spec confines the agent: make its private temp folder
-//!    (`TMPDIR`) and build the Landlock ruleset, before the fork; a ruleset
-//!    that cannot be built is a failure to start, never an unconfined run;
+//! 2. when the spec confines the agent and the agent runs here: make its
+//!    private temp folder (`TMPDIR`) and build the Landlock ruleset, before
+//!    the fork; a ruleset that cannot be built is a failure to start, never
+//!    an unconfined run. A cluster job's agent runs on a node and is
+//!    confined there (`crate::runner::node`); what runs here is `orch
+//!    __job` and `srun`, unconfined;
 //! 3. spawn the agent in a new process group with the prompt on stdin, its
 //!    stdout and stderr into one capped `agent.log`; a confined agent
 //!    restricts itself in `pre_exec` (two async-signal-safe system calls,
@@ -32,7 +35,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::plan::FullId;
-use crate::runner::confine::{COMMITS_FILE, COMMITS_VAR};
+use crate::runner::confine::{COMMITS_FILE, COMMITS_VAR, Sandbox};
 use crate::runner::spec::{self, Confined, End, ExitRecord, Spec, SupervisorInfo};
 use crate::runner::terminate::{self, Method, Reason};
 use crate::state::Timestamp;
@@ -112,10 +115,11 @@ async fn supervise(spec_path: &Path) -> std::io::Result<()> {
         .sandbox
         .as_ref()
         .and_then(|c| CommitForwarder::new(&dir, c));
-    let sandbox = match spec
-        .sandbox
-        .as_ref()
-        .map(|c| confine(&spec.cwd, c))
+    // A cluster job's agent runs on a node, confined there by `orch
+    // __confine` (its job command); this process runs `orch __job` itself.
+    let confine_here = spec.sandbox.as_ref().filter(|_| spec.job.is_none());
+    let sandbox = match confine_here
+        .map(|c| Sandbox::prepare(&spec.cwd, &c.grant, &std::env::temp_dir()))
         .transpose()
     {
         Ok(sandbox) => sandbox,
@@ -281,39 +285,6 @@ async fn supervise(spec_path: &Path) -> std::io::Result<()> {
     }
     drop(sandbox);
     finish(end, bytes, truncated)
-}
-
-/// A confined agent's ruleset, ready before the fork, and its temp folder
-/// (removed when this is dropped).
-struct Sandbox {
-    ruleset: std::sync::Arc<crate::sandbox::Ruleset>,
-    temp: tempfile::TempDir,
-}
-
-/// Why a confined agent could not be started.
-#[derive(Debug, thiserror::Error)]
-enum SandboxSetupError {
-    #[error("cannot make its temp folder")]
-    Temp(#[source] std::io::Error),
-    #[error(transparent)]
-    Policy(#[from] crate::runner::confine::ConfineError),
-    #[error(transparent)]
-    Ruleset(#[from] crate::sandbox::SandboxError),
-}
-
-/// Makes the agent's temp folder and builds its ruleset.
-fn confine(worktree: &Path, confined: &Confined) -> Result<Sandbox, SandboxSetupError> {
-    let temp = tempfile::Builder::new()
-        .prefix("orch-agent-")
-        .tempdir()
-        .map_err(SandboxSetupError::Temp)?;
-    let mut policy = confined.grant.policy(worktree)?;
-    policy.write.push(temp.path().to_owned());
-    let ruleset = crate::sandbox::prepare(&policy)?;
-    Ok(Sandbox {
-        ruleset: std::sync::Arc::new(ruleset),
-        temp,
-    })
 }
 
 /// Moves the commits a confined agent's git hooks record in the run folder

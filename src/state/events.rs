@@ -32,7 +32,7 @@ use serde_json::Value;
 use crate::git::merge::MergeStrategy;
 use crate::lifecycle::Status;
 use crate::plan::FullId;
-use crate::state::model::{Purpose, Timestamp};
+use crate::state::model::{PauseCause, Purpose, Timestamp, Usage};
 
 /// The log's file name inside the state dir.
 pub const FILE_NAME: &str = "events.jsonl";
@@ -146,6 +146,16 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         confined: bool,
     },
+    /// A cluster executor placed an attempt: its job's id, and its node
+    /// once it runs (a second event when the node becomes known).
+    #[serde(rename = "task.placed")]
+    TaskPlaced {
+        attempt: u32,
+        executor: String,
+        job: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<String>,
+    },
     /// A commit lands on a task branch (`id` is the subtask when
     /// `ORCH_SUBTASK_ID` names one).
     #[serde(rename = "task.commit")]
@@ -183,7 +193,13 @@ pub enum EventKind {
     /// An attempt was cut short by the coordinator stopping, or its
     /// supervisor was gone on restart; it does not count.
     #[serde(rename = "task.interrupted")]
-    TaskInterrupted { attempt: u32, reason: String },
+    TaskInterrupted {
+        attempt: u32,
+        reason: String,
+        /// It ended on a rate or usage limit; left out when not.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        limited: bool,
+    },
     /// The item failed for good. `attempt` is left out when a merge failed,
     /// or a check failed with no agent to fix it.
     #[serde(rename = "task.failed")]
@@ -314,6 +330,43 @@ pub enum EventKind {
     /// merge stands.
     #[serde(rename = "hook.failed")]
     HookFailed { reason: String },
+    /// The tokens and cost an attempt's agent reported (`id` is the task or
+    /// subtask); each figure left out when unknown.
+    #[serde(rename = "task.usage")]
+    TaskUsage {
+        attempt: u32,
+        agent: String,
+        #[serde(flatten)]
+        usage: Usage,
+    },
+    /// Nothing is launched for `agent` (`*`: every agent) until `until`
+    /// (`null`: until a person resumes it). For a limit, `id` is the unit
+    /// whose `attempt` hit it and `reason` what its agent said; both are
+    /// left out for a person's pause.
+    #[serde(rename = "agent.paused")]
+    AgentPaused {
+        agent: String,
+        until: Option<Timestamp>,
+        cause: PauseCause,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attempt: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// Launching for `agent` goes on: its pause ended (`time`) or a person
+    /// lifted it (`person`).
+    #[serde(rename = "agent.resumed")]
+    AgentResumed { agent: String, cause: ResumeCause },
+}
+
+/// What ended a pause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResumeCause {
+    /// Its time came.
+    Time,
+    /// `orch resume`.
+    Person,
 }
 
 impl EventKind {
@@ -328,6 +381,7 @@ impl EventKind {
             EventKind::RunFinished { .. } => "run.finished",
             EventKind::TaskReady => "task.ready",
             EventKind::TaskStarted { .. } => "task.started",
+            EventKind::TaskPlaced { .. } => "task.placed",
             EventKind::TaskCommit { .. } => "task.commit",
             EventKind::TaskCompleted { .. } => "task.completed",
             EventKind::TaskRetrying { .. } => "task.retrying",
@@ -356,6 +410,9 @@ impl EventKind {
             EventKind::TaskResolved { .. } => "task.resolved",
             EventKind::TaskRetried { .. } => "task.retried",
             EventKind::HookFailed { .. } => "hook.failed",
+            EventKind::TaskUsage { .. } => "task.usage",
+            EventKind::AgentPaused { .. } => "agent.paused",
+            EventKind::AgentResumed { .. } => "agent.resumed",
         }
     }
 }
@@ -830,6 +887,12 @@ mod tests {
                 purpose: Some(Purpose::CheckFailure),
                 confined: true,
             },
+            EventKind::TaskPlaced {
+                attempt: 3,
+                executor: "slurm".to_owned(),
+                job: "4242".to_owned(),
+                node: Some("node07".to_owned()),
+            },
             EventKind::TaskCommit {
                 commit: "f624be5c9ccf46de48f50dfa809370f6afa3f9fc".to_owned(),
                 subject: "Add the ledger".to_owned(),
@@ -881,6 +944,7 @@ mod tests {
             EventKind::TaskInterrupted {
                 attempt: 2,
                 reason: "the run stopped".to_owned(),
+                limited: false,
             },
             EventKind::TaskFailed {
                 attempt: Some(3),
@@ -1015,6 +1079,56 @@ mod tests {
             EventKind::HookFailed {
                 reason: "`post_merge` failed".to_owned(),
             },
+            EventKind::TaskInterrupted {
+                attempt: 2,
+                reason: "usage limit of `claude`: Claude AI usage limit reached|1767286800"
+                    .to_owned(),
+                limited: true,
+            },
+            EventKind::TaskUsage {
+                attempt: 1,
+                agent: "claude".to_owned(),
+                usage: Usage {
+                    input_tokens: Some(1200),
+                    output_tokens: Some(340),
+                    cached_tokens: Some(800),
+                    cost_usd: Some(0.0123),
+                },
+            },
+            EventKind::TaskUsage {
+                attempt: 2,
+                agent: "gemini".to_owned(),
+                usage: Usage {
+                    input_tokens: Some(300),
+                    output_tokens: Some(60),
+                    cached_tokens: None,
+                    cost_usd: None,
+                },
+            },
+            EventKind::AgentPaused {
+                agent: "claude".to_owned(),
+                until: Some(Timestamp(
+                    SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_286_800),
+                )),
+                cause: PauseCause::Limit,
+                attempt: Some(2),
+                reason: Some("Claude AI usage limit reached|1767286800".to_owned()),
+            },
+            EventKind::AgentPaused {
+                agent: "*".to_owned(),
+                until: None,
+                cause: PauseCause::Person,
+                attempt: None,
+                reason: None,
+            },
+            EventKind::AgentResumed {
+                agent: "claude".to_owned(),
+                cause: ResumeCause::Time,
+            },
+            EventKind::AgentResumed {
+                agent: "*".to_owned(),
+                cause: ResumeCause::Person,
+            },
         ]
     }
 
@@ -1048,20 +1162,24 @@ mod tests {
             EventKind::PlanChanged { .. } => 23,
             EventKind::PlanRefused { .. } => 24,
             EventKind::RunRecovered { .. } => 25,
-            EventKind::CheckStarted { .. } => 26,
-            EventKind::MergeRebuilt { .. } => 27,
-            EventKind::RadarOverlap { .. } => 28,
-            EventKind::ReviewStarted { .. } => 29,
-            EventKind::ReviewWaiting { .. } => 30,
-            EventKind::ReviewApproved { .. } => 31,
-            EventKind::ReviewRejected { .. } => 32,
-            EventKind::RevertQueued { .. } => 33,
-            EventKind::TaskReverted { .. } => 34,
-            EventKind::RevertRefused { .. } => 35,
+            EventKind::TaskUsage { .. } => 26,
+            EventKind::AgentPaused { .. } => 27,
+            EventKind::AgentResumed { .. } => 28,
+            EventKind::TaskPlaced { .. } => 29,
+            EventKind::CheckStarted { .. } => 30,
+            EventKind::MergeRebuilt { .. } => 31,
+            EventKind::RadarOverlap { .. } => 32,
+            EventKind::ReviewStarted { .. } => 33,
+            EventKind::ReviewWaiting { .. } => 34,
+            EventKind::ReviewApproved { .. } => 35,
+            EventKind::ReviewRejected { .. } => 36,
+            EventKind::RevertQueued { .. } => 37,
+            EventKind::TaskReverted { .. } => 38,
+            EventKind::RevertRefused { .. } => 39,
         }
     }
 
-    const KINDS: usize = 36;
+    const KINDS: usize = 40;
 
     fn line(seq: u64, kind: EventKind) -> Event {
         let run = matches!(
@@ -1072,6 +1190,11 @@ mod tests {
                 | EventKind::PlanChanged { .. }
                 | EventKind::PlanRefused { .. }
                 | EventKind::RunRecovered { .. }
+                | EventKind::AgentResumed { .. }
+                | EventKind::AgentPaused {
+                    cause: PauseCause::Person,
+                    ..
+                }
         );
         Event {
             seq,
@@ -1113,45 +1236,53 @@ mod tests {
         {"seq":12,"ts":"2026-01-01T12:00:00.123Z","event":"task.ready","id":"P1.M1.T1"}
         {"seq":13,"ts":"2026-01-01T12:00:00.123Z","event":"task.started","id":"P1.M1.T1","attempt":1,"title":"Ledger tables"}
         {"seq":14,"ts":"2026-01-01T12:00:00.123Z","event":"task.started","id":"P1.M1.T1","attempt":3,"title":"Ledger tables","purpose":"check_failure","confined":true}
-        {"seq":15,"ts":"2026-01-01T12:00:00.123Z","event":"task.commit","id":"P1.M1.T1","commit":"f624be5c9ccf46de48f50dfa809370f6afa3f9fc","subject":"Add the ledger","branch":"orch/P1.M1.T1","via":"hook","attempt":2}
-        {"seq":16,"ts":"2026-01-01T12:00:00.123Z","event":"task.commit","id":"P1.M1.T1","commit":"f624be5c9ccf46de48f50dfa809370f6afa3f9fc","subject":"Add the ledger","branch":"orch/P1.M1.T1","via":"hook"}
-        {"seq":17,"ts":"2026-01-01T12:00:00.123Z","event":"task.commit","id":"P1.M1.T1","commit":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","subject":"Ledger tables","branch":"orch/P1.M1.T1","auto":true,"attempt":1}
-        {"seq":18,"ts":"2026-01-01T12:00:00.123Z","event":"task.commit","id":"P1.M1.T1","commit":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","subject":"Ledger tables","branch":null,"auto":true,"attempt":1}
-        {"seq":19,"ts":"2026-01-01T12:00:00.123Z","event":"task.completed","id":"P1.M1.T1","attempt":1,"commits":2,"log":[["9b1e0c4d2","Ledger tables"],["f624be5c9","Add \"the\" ledger"]],"duration_ms":391060}
-        {"seq":20,"ts":"2026-01-01T12:00:00.123Z","event":"task.completed","id":"P1.M1.T1","attempt":1}
-        {"seq":21,"ts":"2026-01-01T12:00:00.123Z","event":"task.retrying","id":"P1.M1.T1","attempt":1,"reason":"exit code 1","retry_in_ms":15000}
-        {"seq":22,"ts":"2026-01-01T12:00:00.123Z","event":"task.interrupted","id":"P1.M1.T1","attempt":2,"reason":"the run stopped"}
-        {"seq":23,"ts":"2026-01-01T12:00:00.123Z","event":"task.failed","id":"P1.M1.T1","attempt":3,"reason":"exit code 2"}
-        {"seq":24,"ts":"2026-01-01T12:00:00.123Z","event":"task.failed","id":"P1.M1.T1","reason":"merge failed: boom"}
-        {"seq":25,"ts":"2026-01-01T12:00:00.123Z","event":"task.blocked","id":"P1.M1.T1","by":"P1.M1.T0","reason":"required dependency `P1.M1.T0` is failed"}
-        {"seq":26,"ts":"2026-01-01T12:00:00.123Z","event":"task.unblocked","id":"P1.M1.T1"}
-        {"seq":27,"ts":"2026-01-01T12:00:00.123Z","event":"merge.started","id":"P1.M1.T1","branch":"orch/P1.M1.T1","tip":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","strategy":"ff-only"}
-        {"seq":28,"ts":"2026-01-01T12:00:00.123Z","event":"merge.started","id":"P1.M1.T1","branch":"orch/P1.M1.T1","tip":null,"strategy":"merge"}
-        {"seq":29,"ts":"2026-01-01T12:00:00.123Z","event":"merge.conflicted","id":"P1.M1.T1","files":["a.rs","b.rs"],"onto":"5dd1759e3c4ae0b1f4c3b1f2a8d9e7c6b5a49382","reason":"merging with `main` conflicts in `a.rs`, `b.rs`"}
-        {"seq":30,"ts":"2026-01-01T12:00:00.123Z","event":"merge.waiting","id":"P1.M1.T1","reason":"the target's checkout is not clean"}
-        {"seq":31,"ts":"2026-01-01T12:00:00.123Z","event":"merge.requeued","id":"P1.M1.T1","reason":"the branch moved after it was queued; queued again","tip":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","backup":null}
-        {"seq":32,"ts":"2026-01-01T12:00:00.123Z","event":"merge.requeued","id":"P1.M1.T1","reason":"moved by hand","tip":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","backup":"refs/orch/backup/P1.M1.T1/1"}
-        {"seq":33,"ts":"2026-01-01T12:00:00.123Z","event":"check.started","id":"P1.M1.T1","candidate":"15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1","onto":"5dd1759e3c4ae0b1f4c3b1f2a8d9e7c6b5a49382","tasks":["P1.M1.T0","P1.M1.T1"],"slot":1}
-        {"seq":34,"ts":"2026-01-01T12:00:00.123Z","event":"check.passed","id":"P1.M1.T1","check":"test"}
-        {"seq":35,"ts":"2026-01-01T12:00:00.123Z","event":"check.passed","id":"P1.M1.T1","check":"test","candidate":"15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1","tasks":["P1.M1.T0","P1.M1.T1"]}
-        {"seq":36,"ts":"2026-01-01T12:00:00.123Z","event":"check.failed","id":"P1.M1.T1","check":"test","reason":"exit code 1","log":".orchestrator/checks/P1.M1.T1/test.log","candidate":"15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1","tasks":["P1.M1.T0","P1.M1.T1"]}
-        {"seq":37,"ts":"2026-01-01T12:00:00.123Z","event":"check.failed","id":"P1.M1.T1","check":"policy.paths","reason":"touches `secret`","log":null}
-        {"seq":38,"ts":"2026-01-01T12:00:00.123Z","event":"merge.rebuilt","id":"P1.M1.T1","tasks":["P1.M1.T0","P1.M1.T1"],"from":"5dd1759e3c4ae0b1f4c3b1f2a8d9e7c6b5a49382","onto":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d"}
-        {"seq":39,"ts":"2026-01-01T12:00:00.123Z","event":"radar.overlap","id":"P1.M1.T1","other":"P1.M1.T2","paths":["src/ledger.rs"]}
-        {"seq":40,"ts":"2026-01-01T12:00:00.123Z","event":"review.started","id":"P1.M1.T1","review":"claude"}
-        {"seq":41,"ts":"2026-01-01T12:00:00.123Z","event":"review.waiting","id":"P1.M1.T1","review":"lead"}
-        {"seq":42,"ts":"2026-01-01T12:00:00.123Z","event":"review.approved","id":"P1.M1.T1","by":"person"}
-        {"seq":43,"ts":"2026-01-01T12:00:00.123Z","event":"review.rejected","id":"P1.M1.T1","by":"claude","reason":"the migration has no down step"}
-        {"seq":44,"ts":"2026-01-01T12:00:00.123Z","event":"revert.queued","id":"P1.M1.T1","dependents":["P1.M1.T2"]}
-        {"seq":45,"ts":"2026-01-01T12:00:00.123Z","event":"task.reverted","id":"P1.M1.T1","commit":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","onto":"15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1"}
-        {"seq":46,"ts":"2026-01-01T12:00:00.123Z","event":"revert.refused","id":"P1.M1.T1","reason":"reverting `P1.M1.T1` conflicts with `main` in `a.rs`"}
-        {"seq":47,"ts":"2026-01-01T12:00:00.123Z","event":"task.merged","id":"P1.M1.T1","commit":"15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1","onto":"5dd1759e3c4ae0b1f4c3b1f2a8d9e7c6b5a49382","strategy":"squash","backup":"refs/orch/backup/P1.M1.T1/1","branch_deleted":true,"merge_ms":2700}
-        {"seq":48,"ts":"2026-01-01T12:00:00.123Z","event":"task.merged","id":"P1.M1.T1","commit":"15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1","onto":"5dd1759e3c4ae0b1f4c3b1f2a8d9e7c6b5a49382","strategy":"merge","backup":null,"branch_deleted":false,"merge_ms":2700}
-        {"seq":49,"ts":"2026-01-01T12:00:00.123Z","event":"task.merged","id":"P1.M1.T1","commit":"15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1","recovered":true}
-        {"seq":50,"ts":"2026-01-01T12:00:00.123Z","event":"task.cancelled","id":"P1.M1.T1","by":"person"}
-        {"seq":51,"ts":"2026-01-01T12:00:00.123Z","event":"task.resolved","id":"P1.M1.T1","by":"person"}
-        {"seq":52,"ts":"2026-01-01T12:00:00.123Z","event":"task.retried","id":"P1.M1.T1","by":"person"}
-        {"seq":53,"ts":"2026-01-01T12:00:00.123Z","event":"hook.failed","id":"P1.M1.T1","reason":"`post_merge` failed"}
+        {"seq":15,"ts":"2026-01-01T12:00:00.123Z","event":"task.placed","id":"P1.M1.T1","attempt":3,"executor":"slurm","job":"4242","node":"node07"}
+        {"seq":16,"ts":"2026-01-01T12:00:00.123Z","event":"task.commit","id":"P1.M1.T1","commit":"f624be5c9ccf46de48f50dfa809370f6afa3f9fc","subject":"Add the ledger","branch":"orch/P1.M1.T1","via":"hook","attempt":2}
+        {"seq":17,"ts":"2026-01-01T12:00:00.123Z","event":"task.commit","id":"P1.M1.T1","commit":"f624be5c9ccf46de48f50dfa809370f6afa3f9fc","subject":"Add the ledger","branch":"orch/P1.M1.T1","via":"hook"}
+        {"seq":18,"ts":"2026-01-01T12:00:00.123Z","event":"task.commit","id":"P1.M1.T1","commit":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","subject":"Ledger tables","branch":"orch/P1.M1.T1","auto":true,"attempt":1}
+        {"seq":19,"ts":"2026-01-01T12:00:00.123Z","event":"task.commit","id":"P1.M1.T1","commit":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","subject":"Ledger tables","branch":null,"auto":true,"attempt":1}
+        {"seq":20,"ts":"2026-01-01T12:00:00.123Z","event":"task.completed","id":"P1.M1.T1","attempt":1,"commits":2,"log":[["9b1e0c4d2","Ledger tables"],["f624be5c9","Add \"the\" ledger"]],"duration_ms":391060}
+        {"seq":21,"ts":"2026-01-01T12:00:00.123Z","event":"task.completed","id":"P1.M1.T1","attempt":1}
+        {"seq":22,"ts":"2026-01-01T12:00:00.123Z","event":"task.retrying","id":"P1.M1.T1","attempt":1,"reason":"exit code 1","retry_in_ms":15000}
+        {"seq":23,"ts":"2026-01-01T12:00:00.123Z","event":"task.interrupted","id":"P1.M1.T1","attempt":2,"reason":"the run stopped"}
+        {"seq":24,"ts":"2026-01-01T12:00:00.123Z","event":"task.failed","id":"P1.M1.T1","attempt":3,"reason":"exit code 2"}
+        {"seq":25,"ts":"2026-01-01T12:00:00.123Z","event":"task.failed","id":"P1.M1.T1","reason":"merge failed: boom"}
+        {"seq":26,"ts":"2026-01-01T12:00:00.123Z","event":"task.blocked","id":"P1.M1.T1","by":"P1.M1.T0","reason":"required dependency `P1.M1.T0` is failed"}
+        {"seq":27,"ts":"2026-01-01T12:00:00.123Z","event":"task.unblocked","id":"P1.M1.T1"}
+        {"seq":28,"ts":"2026-01-01T12:00:00.123Z","event":"merge.started","id":"P1.M1.T1","branch":"orch/P1.M1.T1","tip":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","strategy":"ff-only"}
+        {"seq":29,"ts":"2026-01-01T12:00:00.123Z","event":"merge.started","id":"P1.M1.T1","branch":"orch/P1.M1.T1","tip":null,"strategy":"merge"}
+        {"seq":30,"ts":"2026-01-01T12:00:00.123Z","event":"merge.conflicted","id":"P1.M1.T1","files":["a.rs","b.rs"],"onto":"5dd1759e3c4ae0b1f4c3b1f2a8d9e7c6b5a49382","reason":"merging with `main` conflicts in `a.rs`, `b.rs`"}
+        {"seq":31,"ts":"2026-01-01T12:00:00.123Z","event":"merge.waiting","id":"P1.M1.T1","reason":"the target's checkout is not clean"}
+        {"seq":32,"ts":"2026-01-01T12:00:00.123Z","event":"merge.requeued","id":"P1.M1.T1","reason":"the branch moved after it was queued; queued again","tip":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","backup":null}
+        {"seq":33,"ts":"2026-01-01T12:00:00.123Z","event":"merge.requeued","id":"P1.M1.T1","reason":"moved by hand","tip":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","backup":"refs/orch/backup/P1.M1.T1/1"}
+        {"seq":34,"ts":"2026-01-01T12:00:00.123Z","event":"check.started","id":"P1.M1.T1","candidate":"15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1","onto":"5dd1759e3c4ae0b1f4c3b1f2a8d9e7c6b5a49382","tasks":["P1.M1.T0","P1.M1.T1"],"slot":1}
+        {"seq":35,"ts":"2026-01-01T12:00:00.123Z","event":"check.passed","id":"P1.M1.T1","check":"test"}
+        {"seq":36,"ts":"2026-01-01T12:00:00.123Z","event":"check.passed","id":"P1.M1.T1","check":"test","candidate":"15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1","tasks":["P1.M1.T0","P1.M1.T1"]}
+        {"seq":37,"ts":"2026-01-01T12:00:00.123Z","event":"check.failed","id":"P1.M1.T1","check":"test","reason":"exit code 1","log":".orchestrator/checks/P1.M1.T1/test.log","candidate":"15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1","tasks":["P1.M1.T0","P1.M1.T1"]}
+        {"seq":38,"ts":"2026-01-01T12:00:00.123Z","event":"check.failed","id":"P1.M1.T1","check":"policy.paths","reason":"touches `secret`","log":null}
+        {"seq":39,"ts":"2026-01-01T12:00:00.123Z","event":"merge.rebuilt","id":"P1.M1.T1","tasks":["P1.M1.T0","P1.M1.T1"],"from":"5dd1759e3c4ae0b1f4c3b1f2a8d9e7c6b5a49382","onto":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d"}
+        {"seq":40,"ts":"2026-01-01T12:00:00.123Z","event":"radar.overlap","id":"P1.M1.T1","other":"P1.M1.T2","paths":["src/ledger.rs"]}
+        {"seq":41,"ts":"2026-01-01T12:00:00.123Z","event":"review.started","id":"P1.M1.T1","review":"claude"}
+        {"seq":42,"ts":"2026-01-01T12:00:00.123Z","event":"review.waiting","id":"P1.M1.T1","review":"lead"}
+        {"seq":43,"ts":"2026-01-01T12:00:00.123Z","event":"review.approved","id":"P1.M1.T1","by":"person"}
+        {"seq":44,"ts":"2026-01-01T12:00:00.123Z","event":"review.rejected","id":"P1.M1.T1","by":"claude","reason":"the migration has no down step"}
+        {"seq":45,"ts":"2026-01-01T12:00:00.123Z","event":"revert.queued","id":"P1.M1.T1","dependents":["P1.M1.T2"]}
+        {"seq":46,"ts":"2026-01-01T12:00:00.123Z","event":"task.reverted","id":"P1.M1.T1","commit":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","onto":"15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1"}
+        {"seq":47,"ts":"2026-01-01T12:00:00.123Z","event":"revert.refused","id":"P1.M1.T1","reason":"reverting `P1.M1.T1` conflicts with `main` in `a.rs`"}
+        {"seq":48,"ts":"2026-01-01T12:00:00.123Z","event":"task.merged","id":"P1.M1.T1","commit":"15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1","onto":"5dd1759e3c4ae0b1f4c3b1f2a8d9e7c6b5a49382","strategy":"squash","backup":"refs/orch/backup/P1.M1.T1/1","branch_deleted":true,"merge_ms":2700}
+        {"seq":49,"ts":"2026-01-01T12:00:00.123Z","event":"task.merged","id":"P1.M1.T1","commit":"15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1","onto":"5dd1759e3c4ae0b1f4c3b1f2a8d9e7c6b5a49382","strategy":"merge","backup":null,"branch_deleted":false,"merge_ms":2700}
+        {"seq":50,"ts":"2026-01-01T12:00:00.123Z","event":"task.merged","id":"P1.M1.T1","commit":"15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1","recovered":true}
+        {"seq":51,"ts":"2026-01-01T12:00:00.123Z","event":"task.cancelled","id":"P1.M1.T1","by":"person"}
+        {"seq":52,"ts":"2026-01-01T12:00:00.123Z","event":"task.resolved","id":"P1.M1.T1","by":"person"}
+        {"seq":53,"ts":"2026-01-01T12:00:00.123Z","event":"task.retried","id":"P1.M1.T1","by":"person"}
+        {"seq":54,"ts":"2026-01-01T12:00:00.123Z","event":"hook.failed","id":"P1.M1.T1","reason":"`post_merge` failed"}
+        {"seq":55,"ts":"2026-01-01T12:00:00.123Z","event":"task.interrupted","id":"P1.M1.T1","attempt":2,"reason":"usage limit of `claude`: Claude AI usage limit reached|1767286800","limited":true}
+        {"seq":56,"ts":"2026-01-01T12:00:00.123Z","event":"task.usage","id":"P1.M1.T1","attempt":1,"agent":"claude","input_tokens":1200,"output_tokens":340,"cached_tokens":800,"cost_usd":0.0123}
+        {"seq":57,"ts":"2026-01-01T12:00:00.123Z","event":"task.usage","id":"P1.M1.T1","attempt":2,"agent":"gemini","input_tokens":300,"output_tokens":60}
+        {"seq":58,"ts":"2026-01-01T12:00:00.123Z","event":"agent.paused","id":"P1.M1.T1","agent":"claude","until":"2026-01-01T17:00:00.000Z","cause":"limit","attempt":2,"reason":"Claude AI usage limit reached|1767286800"}
+        {"seq":59,"ts":"2026-01-01T12:00:00.123Z","event":"agent.paused","agent":"*","until":null,"cause":"person"}
+        {"seq":60,"ts":"2026-01-01T12:00:00.123Z","event":"agent.resumed","agent":"claude","cause":"time"}
+        {"seq":61,"ts":"2026-01-01T12:00:00.123Z","event":"agent.resumed","agent":"*","cause":"person"}
         "#);
     }
 

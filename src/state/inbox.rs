@@ -1,7 +1,8 @@
 //! `.orchestrator/inbox/`: commands for the live coordinator.
 //!
-//! `orch retry|cancel|resolve|approve|reject|revert` and the dashboard write one JSON file per
-//! command, atomically (temp file, rename), named so that names sort in the
+//! `orch retry|cancel|resolve|approve|reject|revert|pause|resume` and the
+//! dashboard write one JSON file per command, atomically (temp file,
+//! rename), named so that names sort in the
 //! order they were sent. The coordinator reads them in that order, applies
 //! each, and deletes it; a file that cannot be parsed is moved aside to
 //! `inbox/rejected/` with the reason, never silently dropped.
@@ -20,7 +21,7 @@ use crate::state::model::Timestamp;
 /// The inbox folder's name inside the state dir.
 pub const DIR_NAME: &str = "inbox";
 
-/// What a person asks for.
+/// What a person asks of a task or subtask.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
@@ -118,11 +119,12 @@ pub fn await_reply(command: &Path, wait: std::time::Duration) -> io::Result<Opti
     }
 }
 
-/// One command file.
+/// One command file: `{"action": "retry", "id": "T1", ...}`, or
+/// `{"action": "pause", "agent": "claude", "until": ..., ...}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
-    pub action: Action,
-    pub id: FullId,
+    #[serde(flatten)]
+    pub order: Order,
     pub sent: Timestamp,
     /// The pid of the process that sent it.
     pub from_pid: u32,
@@ -131,23 +133,101 @@ pub struct Request {
     pub reason: Option<String>,
 }
 
-/// Writes a command into the inbox and returns the file's path.
+/// What a command asks, by its `action`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Order {
+    Retry {
+        id: FullId,
+    },
+    Cancel {
+        id: FullId,
+    },
+    Resolve {
+        id: FullId,
+    },
+    /// Approve a task waiting for a person's review.
+    Approve {
+        id: FullId,
+    },
+    /// Reject a task waiting for a person's review (the request's `reason`
+    /// says why).
+    Reject {
+        id: FullId,
+    },
+    /// Undo a merged task's work on the target with a new commit.
+    Revert {
+        id: FullId,
+    },
+    /// Launch nothing for `agent` (every agent when `None`) until `until`
+    /// (until resumed when `None`).
+    Pause {
+        #[serde(default)]
+        agent: Option<String>,
+        #[serde(default)]
+        until: Option<Timestamp>,
+    },
+    /// Lift the pause of `agent` (every pause when `None`).
+    Resume {
+        #[serde(default)]
+        agent: Option<String>,
+    },
+}
+
+impl Order {
+    /// Returns the order that applies `action` to `id`.
+    pub fn item(action: Action, id: FullId) -> Order {
+        match action {
+            Action::Retry => Order::Retry { id },
+            Action::Cancel => Order::Cancel { id },
+            Action::Resolve => Order::Resolve { id },
+            Action::Approve => Order::Approve { id },
+            Action::Reject => Order::Reject { id },
+            Action::Revert => Order::Revert { id },
+        }
+    }
+
+    /// Returns the action and the task or subtask of an order about one;
+    /// `None` for an order about agents (pause, resume).
+    pub fn about_item(&self) -> Option<(Action, &FullId)> {
+        match self {
+            Order::Retry { id } => Some((Action::Retry, id)),
+            Order::Cancel { id } => Some((Action::Cancel, id)),
+            Order::Resolve { id } => Some((Action::Resolve, id)),
+            Order::Approve { id } => Some((Action::Approve, id)),
+            Order::Reject { id } => Some((Action::Reject, id)),
+            Order::Revert { id } => Some((Action::Revert, id)),
+            Order::Pause { .. } | Order::Resume { .. } => None,
+        }
+    }
+}
+
+/// Writes a command about a task or subtask into the inbox and returns the file's path.
 pub fn send(state_dir: &Path, action: Action, id: &FullId) -> io::Result<PathBuf> {
     send_with(state_dir, action, id, None)
 }
 
-/// Writes a command with a reason into the inbox and returns the file's path.
+/// Writes a command about a task or subtask with a reason (a rejection's
+/// text) into the inbox and returns the file's path.
 pub fn send_with(
     state_dir: &Path,
     action: Action,
     id: &FullId,
     reason: Option<&str>,
 ) -> io::Result<PathBuf> {
+    write_request(state_dir, Order::item(action, id.clone()), reason)
+}
+
+/// Writes a command into the inbox and returns the file's path.
+pub fn send_order(state_dir: &Path, order: Order) -> io::Result<PathBuf> {
+    write_request(state_dir, order, None)
+}
+
+fn write_request(state_dir: &Path, order: Order, reason: Option<&str>) -> io::Result<PathBuf> {
     let dir = state_dir.join(DIR_NAME);
     fs::create_dir_all(&dir)?;
     let command = Request {
-        action,
-        id: id.clone(),
+        order,
         sent: Timestamp::now(),
         from_pid: std::process::id(),
         reason: reason.map(str::to_owned),
@@ -233,6 +313,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn commands_read_as_they_are_documented() {
+        let retry = r#"{"action": "retry", "id": "P1.M1.T2", "sent": "2026-01-01T12:40:00.000Z", "from_pid": 51234}"#;
+        let pause = r#"{"action": "pause", "agent": "claude", "until": "2026-01-01T17:00:00.000Z", "sent": "2026-01-01T12:40:00.000Z", "from_pid": 51234}"#;
+        let all = r#"{"action": "resume", "sent": "2026-01-01T12:40:00.000Z", "from_pid": 51234}"#;
+        for text in [retry, pause, all] {
+            let request: Request = serde_json::from_str(text).unwrap();
+            let again: Request =
+                serde_json::from_str(&serde_json::to_string(&request).unwrap()).unwrap();
+            assert_eq!(again, request);
+        }
+        let request: Request = serde_json::from_str(all).unwrap();
+        assert_eq!(request.order, Order::Resume { agent: None });
+        let request: Request = serde_json::from_str(retry).unwrap();
+        assert_eq!(
+            serde_json::to_string(&request).unwrap(),
+            r#"{"action":"retry","id":"P1.M1.T2","sent":"2026-01-01T12:40:00.000Z","from_pid":51234}"#
+        );
+    }
+
+    #[test]
     fn commands_come_back_in_order_and_bad_ones_are_kept_aside() {
         let dir = tempfile::tempdir().unwrap();
         let t1 = FullId::parse("T1").unwrap();
@@ -241,8 +341,9 @@ mod tests {
         fs::write(dir.path().join("inbox/zzz.json"), b"{").unwrap();
         let got = pending(dir.path()).unwrap();
         assert_eq!(got.len(), 3);
-        assert_eq!(got[0].command.as_ref().unwrap().action, Action::Cancel);
-        assert_eq!(got[1].command.as_ref().unwrap().action, Action::Retry);
+        let order = |n: usize| got[n].command.as_ref().unwrap().order.clone();
+        assert_eq!(order(0), Order::Cancel { id: t1.clone() });
+        assert_eq!(order(1), Order::Retry { id: t1.clone() });
         assert!(got[2].command.is_err());
         reject(&got[2], "bad json").unwrap();
         done(&got[0]).unwrap();

@@ -94,6 +94,10 @@ pub struct State {
     /// Tasks and subtasks by full id; items the state does not list are as the plan says.
     #[serde(default)]
     pub items: BTreeMap<FullId, ItemState>,
+    /// Agents nothing is launched for, by agent name (`*`: every agent);
+    /// left out when none is paused.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub paused: BTreeMap<String, Pause>,
 }
 
 impl Default for State {
@@ -106,6 +110,7 @@ impl Default for State {
             lost: None,
             candidates: Vec::new(),
             items: BTreeMap::new(),
+            paused: BTreeMap::new(),
         }
     }
 }
@@ -132,6 +137,74 @@ pub enum CandidateCheck {
     Failed,
     /// The target is moving to it.
     Landing,
+}
+
+impl State {
+    /// Returns the pause that holds `agent` back at `now`: its own, else
+    /// one of every agent (`*`); a pause whose time has come holds nothing.
+    pub fn pause_of(&self, agent: &str, now: SystemTime) -> Option<(&str, &Pause)> {
+        [agent, ALL_AGENTS]
+            .into_iter()
+            .filter_map(|key| self.paused.get_key_value(key))
+            .find(|(_, p)| p.holds_at(now))
+            .map(|(k, p)| (k.as_str(), p))
+    }
+}
+
+/// The key of [`State::paused`] that pauses every agent (`orch pause --all`).
+pub const ALL_AGENTS: &str = "*";
+
+/// Why launching is paused for an agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pause {
+    /// When launching resumes by itself; `None`: when a person resumes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<Timestamp>,
+    pub cause: PauseCause,
+    /// What the agent said when it hit its limit (a limit's pause only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The task or subtask whose attempt hit the limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<FullId>,
+    pub since: Timestamp,
+}
+
+impl Pause {
+    /// Returns whether it still holds at `now`.
+    pub fn holds_at(&self, now: SystemTime) -> bool {
+        self.until.is_none_or(|u| u.0 > now)
+    }
+
+    /// Says why `agent` (a key of [`State::paused`]) is paused, for people:
+    /// `usage limit of claude`, `paused by a person`.
+    pub fn why(&self, agent: &str) -> String {
+        match (self.cause, agent) {
+            (PauseCause::Limit, agent) => format!("usage limit of {agent}"),
+            (PauseCause::Person, ALL_AGENTS) => "every agent paused by a person".to_owned(),
+            (PauseCause::Person, _) => "paused by a person".to_owned(),
+        }
+    }
+
+    /// Says how long and why, in local time as seen at `now`:
+    /// `paused until 17:00 (usage limit of claude)`.
+    pub fn shown(&self, agent: &str, now: SystemTime) -> String {
+        let until = match self.until {
+            Some(at) => crate::when::local(at.0, now),
+            None => "resumed".to_owned(),
+        };
+        format!("paused until {until} ({})", self.why(agent))
+    }
+}
+
+/// What paused an agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PauseCause {
+    /// One of its attempts ended on a rate or usage limit.
+    Limit,
+    /// `orch pause`.
+    Person,
 }
 
 /// A commit orch merged that the target no longer contains.
@@ -331,15 +404,141 @@ pub struct Attempt {
     /// Why the attempt was made, when it is not the first plain run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub purpose: Option<Purpose>,
+    /// The cluster job that ran it, when an executor other than `local` did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<AttemptJob>,
     /// The agent ran under the sandbox (docs/run.md); left out when not.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub confined: bool,
+    /// The agent that ran it: its preset's name, `default` for
+    /// `agent.command`; left out by writers older than it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// The agent's session: the one its output named, or the one it was
+    /// asked to continue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// It continued the session of an earlier attempt; left out when not.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resumed: bool,
+    /// The tokens and cost its agent reported for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+    /// It ended on a rate or usage limit, and its agent was paused until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_until: Option<Timestamp>,
+}
+
+/// Where a cluster executor ran an attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptJob {
+    /// The executor (`slurm`).
+    pub executor: String,
+    /// The job's id, as the cluster names it.
+    pub id: String,
+    /// The node it ran on, once known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 impl Attempt {
+    /// Returns a running attempt, as opened: nothing known yet but when.
+    pub fn open(number: u32, started: Timestamp) -> Attempt {
+        Attempt {
+            number,
+            started,
+            finished: None,
+            outcome: None,
+            purpose: None,
+            confined: false,
+            agent: None,
+            session: None,
+            resumed: false,
+            usage: None,
+            paused_until: None,
+            job: None,
+        }
+    }
+
     /// Returns whether the attempt counts against `retry.max_attempts`.
     pub fn counts(&self) -> bool {
         !matches!(self.outcome, Some(Outcome::Interrupted { .. }))
+    }
+}
+
+/// Tokens and cost, as an agent reported them; each left out when unknown.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_tokens: Option<u64>,
+    /// Input tokens read from the model's prompt cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_tokens: Option<u64>,
+    /// In US dollars.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+}
+
+impl Usage {
+    /// Returns whether it says nothing.
+    pub fn is_empty(&self) -> bool {
+        *self == Usage::default()
+    }
+
+    /// Adds `other`, figure by figure (a figure known on either side is known).
+    pub fn add(&mut self, other: &Usage) {
+        fn sum<T: std::ops::Add<Output = T> + Copy>(a: Option<T>, b: Option<T>) -> Option<T> {
+            match (a, b) {
+                (Some(a), Some(b)) => Some(a + b),
+                (a, b) => a.or(b),
+            }
+        }
+        self.input_tokens = sum(self.input_tokens, other.input_tokens);
+        self.output_tokens = sum(self.output_tokens, other.output_tokens);
+        self.cached_tokens = sum(self.cached_tokens, other.cached_tokens);
+        self.cost_usd = sum(self.cost_usd, other.cost_usd);
+    }
+
+    /// Returns the sum of the usage of `attempts`, or `None` when none reported any.
+    pub fn total<'a>(attempts: impl IntoIterator<Item = &'a Attempt>) -> Option<Usage> {
+        let mut total: Option<Usage> = None;
+        for usage in attempts.into_iter().filter_map(|a| a.usage.as_ref()) {
+            total.get_or_insert_with(Usage::default).add(usage);
+        }
+        total
+    }
+}
+
+impl fmt::Display for Usage {
+    /// Writes `1.2k in, 340 out, 800 cached tokens, $0.0123` (what is known).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fn count(n: u64) -> String {
+            match n {
+                0..1000 => n.to_string(),
+                1000..1_000_000 => format!("{:.1}k", n as f64 / 1e3),
+                _ => format!("{:.1}M", n as f64 / 1e6),
+            }
+        }
+        let tokens: Vec<String> = [
+            (self.input_tokens, "in"),
+            (self.output_tokens, "out"),
+            (self.cached_tokens, "cached"),
+        ]
+        .into_iter()
+        .filter_map(|(n, what)| n.map(|n| format!("{} {what}", count(n))))
+        .collect();
+        let mut parts = Vec::new();
+        if !tokens.is_empty() {
+            parts.push(format!("{} tokens", tokens.join(", ")));
+        }
+        match self.cost_usd {
+            Some(cost) if cost < 1.0 => parts.push(format!("${cost:.4}")),
+            Some(cost) => parts.push(format!("${cost:.2}")),
+            None => {}
+        }
+        f.write_str(&parts.join(", "))
     }
 }
 
@@ -390,7 +589,13 @@ mod tests {
                     retry: true,
                 }),
                 purpose: None,
+                job: None,
                 confined: false,
+                agent: None,
+                session: None,
+                resumed: false,
+                usage: None,
+                paused_until: None,
             },
             Attempt {
                 number: 2,
@@ -400,7 +605,13 @@ mod tests {
                     reason: "stopped".to_owned(),
                 }),
                 purpose: Some(Purpose::Conflict),
+                job: None,
                 confined: false,
+                agent: None,
+                session: None,
+                resumed: false,
+                usage: None,
+                paused_until: None,
             },
             Attempt {
                 number: 3,
@@ -408,7 +619,13 @@ mod tests {
                 finished: None,
                 outcome: None,
                 purpose: None,
+                job: None,
                 confined: false,
+                agent: None,
+                session: None,
+                resumed: false,
+                usage: None,
+                paused_until: None,
             },
         ];
         let mut merged = ItemState::new(Status::Merged);
@@ -420,7 +637,13 @@ mod tests {
             finished: Some(t("2026-01-01T00:00:10Z")),
             outcome: Some(Outcome::Succeeded { commits: 2 }),
             purpose: None,
+            job: None,
             confined: false,
+            agent: None,
+            session: None,
+            resumed: false,
+            usage: None,
+            paused_until: None,
         });
         let mut state = State {
             target: Some("main".to_owned()),

@@ -8,8 +8,12 @@ use crate::common::TestEnv;
 use crate::common::model_api::{Api, ModelApi, cli_or_skip, path_with};
 use crate::harness;
 
-/// What Claude Code needs to talk to the stand-in, offline, with a fresh home.
-fn vars(env: &TestEnv, api: &ModelApi, bin: &std::path::Path) -> Vec<(&'static str, OsString)> {
+/// What Claude Code needs to talk to the stand-in, offline, with a fresh
+/// home. Its `~/.claude` exists, as for anyone who ran Claude Code before:
+/// the sandbox lets agents write only folders that exist when an attempt
+/// starts, and Claude Code keeps its sessions there.
+pub fn vars(env: &TestEnv, api: &ModelApi, bin: &std::path::Path) -> Vec<(&'static str, OsString)> {
+    std::fs::create_dir_all(env.root().join("home/.claude")).unwrap();
     vec![
         ("PATH", path_with(bin)),
         ("HOME", env.root().join("home").into()),

@@ -101,8 +101,9 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 /// Checks what a fan-out/fan-in run of `cli` left: all four tasks merged,
 /// their notes on `main` and nothing else, every commit with its trailer,
-/// each dependency's final message in its dependents' prompts, and no
-/// runs of blank lines in a prompt.
+/// each dependency's final message in its dependents' prompts, the tokens
+/// each task used (every CLI but aider reports them), and no runs of blank
+/// lines in a prompt.
 pub fn assert_fan_merged(
     env: &TestEnv,
     api: &ModelApi,
@@ -148,6 +149,20 @@ pub fn assert_fan_merged(
                 .any(|body| body.contains(&said)),
             "{cli}: the prompt of {dependent} shows what the agent of {dependency} said"
         );
+    }
+    if cli != "aider" {
+        let state = env.state();
+        let mut total = 0;
+        for task in ["T1", "T2", "T3", "T4"] {
+            let attempts = state["items"][task]["attempts"].as_array().unwrap();
+            let tokens = attempts.last().unwrap()["usage"]["input_tokens"].as_u64();
+            assert!(
+                tokens > Some(0),
+                "{cli}: {task} records its tokens: {attempts:?}"
+            );
+            total += tokens.unwrap_or(0);
+        }
+        eprintln!("{cli}: {total} input tokens recorded for the 4 tasks");
     }
     let prompt = std::fs::read_to_string(repo.join(".orchestrator/runs/T1/1/prompt.md")).unwrap();
     assert!(

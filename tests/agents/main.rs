@@ -7,7 +7,8 @@
 //! summary of each finished task reaching the prompts of the tasks that
 //! build on it, and nothing the CLI leaves behind committed. The CLIs are
 //! installed by `scripts/install-agents` (`scripts/test` runs it); a test
-//! whose CLI is not there says `SKIPPED: ...` and why.
+//! whose CLI is not there says `SKIPPED: ...` and why. `limits.rs` covers
+//! usage limits, tokens and cost, and resumed sessions.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -15,4 +16,5 @@ mod common;
 mod claude;
 mod codex;
 mod harness;
+mod limits;
 mod others;

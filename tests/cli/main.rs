@@ -17,6 +17,7 @@ mod live_plan;
 mod merge;
 mod metrics;
 mod notify;
+mod pause;
 mod pid_reuse;
 mod plan_check;
 mod plan_graph;
@@ -28,6 +29,7 @@ mod queue;
 mod run;
 mod run_control;
 mod sandbox;
+mod slurm;
 mod status_logs;
 mod trust;
 

@@ -17,7 +17,7 @@ const HOOK: &str = r#"post_create = ["if echo hook > \"$ORCH_STATE_DIR/hook-esca
 
 /// Sets up T1 (a plain agent that commits) and T2 (the escaping agent),
 /// with orch's git hooks installed.
-fn setup(extra: &str) -> TestEnv {
+pub(crate) fn setup(extra: &str) -> TestEnv {
     let env = TestEnv::new();
     env.init_repo();
     env.configure(
@@ -41,7 +41,7 @@ fn setup(extra: &str) -> TestEnv {
 }
 
 /// Returns the report's lines as (verdict, what was tried).
-fn report(text: &str) -> Vec<(String, String)> {
+pub(crate) fn report(text: &str) -> Vec<(String, String)> {
     text.lines()
         .map(|l| {
             let (verdict, name) = l.split_once(' ').unwrap();
@@ -50,17 +50,10 @@ fn report(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-#[test]
-fn issue_12_a_confined_agent_writes_only_its_own_work_which_merges() {
-    let env = setup("");
-    let repo = env.repo();
-    let readme = fs::read_to_string(repo.join("README.md")).unwrap();
-    let out = env.orch().arg("run").output().unwrap();
-    assert!(out.status.success(), "{}", env.render(&out));
-    assert_eq!(env.status_of("T1"), "merged");
-    assert_eq!(env.status_of("T2"), "merged");
-
-    let tried = report(&env.git(&repo, ["show", "main:escape-report.txt"]));
+/// Checks that T2's agent was refused every write outside its own work,
+/// and could write its temp folder.
+pub(crate) fn assert_refused_all_but_its_own(env: &TestEnv) {
+    let tried = report(&env.git(&env.repo(), ["show", "main:escape-report.txt"]));
     let refused: Vec<&str> = tried
         .iter()
         .filter(|(v, _)| v == "refused")
@@ -85,6 +78,19 @@ fn issue_12_a_confined_agent_writes_only_its_own_work_which_merges() {
         tried.contains(&("wrote".to_owned(), "tmpdir".to_owned())),
         "{tried:?}"
     );
+}
+
+#[test]
+fn issue_12_a_confined_agent_writes_only_its_own_work_which_merges() {
+    let env = setup("");
+    let repo = env.repo();
+    let readme = fs::read_to_string(repo.join("README.md")).unwrap();
+    let out = env.orch().arg("run").output().unwrap();
+    assert!(out.status.success(), "{}", env.render(&out));
+    assert_eq!(env.status_of("T1"), "merged");
+    assert_eq!(env.status_of("T2"), "merged");
+
+    assert_refused_all_but_its_own(&env);
 
     // Nothing it was refused is there, or changed.
     assert!(!repo.join("escaped.txt").exists());

@@ -74,7 +74,8 @@ fn status_lists_items_and_answers_in_json() {
           "branch": null,
           "worktree": null,
           "merge_commit": null,
-          "reason": null
+          "reason": null,
+          "usage": null
         },
         {
           "id": "M1.T1",
@@ -85,7 +86,8 @@ fn status_lists_items_and_answers_in_json() {
           "branch": "orch/M1.T1",
           "worktree": "$TEMP/repo.worktrees/M1.T1",
           "merge_commit": null,
-          "reason": "exit code 2, which `retry.permanent_exit_codes` lists"
+          "reason": "exit code 2, which `retry.permanent_exit_codes` lists",
+          "usage": null
         },
         {
           "id": "M1.T2",
@@ -96,13 +98,16 @@ fn status_lists_items_and_answers_in_json() {
           "branch": null,
           "worktree": null,
           "merge_commit": null,
-          "reason": "required dependency `M1.T1` is failed"
+          "reason": "required dependency `M1.T1` is failed",
+          "usage": null
         }
       ],
       "counts": {
         "blocked": 1,
         "failed": 1
-      }
+      },
+      "paused": [],
+      "usage": null
     }
     "#);
     insta::assert_snapshot!(scrub(&env, &env.run(["status", "M1.T1"])), @"
