@@ -1899,6 +1899,39 @@ fn a_hand_back_continues_the_agents_session_and_counts_what_it_added() {
 }
 
 #[test]
+fn a_review_rejection_continues_the_agents_session_with_the_reviews_text() {
+    let mut h = Harness::new("[[task]]\nid = \"A\"\n", |c| {
+        with_check(c);
+        c.policy.review = vec![crate::config::Review {
+            name: "bot".to_owned(),
+            run: Some("true".to_owned()),
+            manual: false,
+            timeout: crate::config::Dur(Duration::from_secs(60)),
+        }];
+    });
+    h.tick();
+    h.provisioned("A", 1);
+    h.ends("A", 1, in_session(done_with(1), "s-1", 0.25));
+    h.build();
+    h.checked("c0-A", passed());
+    h.step(Input::Reviewed {
+        task: id("A"),
+        review: "bot".to_owned(),
+        verdict: Ok(crate::merge_queue::review::Verdict::Reject {
+            reason: "add a test".to_owned(),
+        }),
+    });
+    let effects = h.provisioned("A", 2);
+    assert_eq!(the_launch(&effects).prompt.template.0, "resumed.md");
+    let prompt = prompt_of(&effects);
+    assert!(
+        prompt.contains("review `bot` rejected it") && prompt.contains("add a test"),
+        "{prompt}"
+    );
+    assert!(!prompt.contains("conflicts"), "{prompt}");
+}
+
+#[test]
 fn a_session_the_cli_will_not_continue_starts_afresh_without_spending_an_attempt() {
     let mut h = Harness::new("[[task]]\nid = \"A\"\n", |c| c.retry.max_attempts = 2);
     h.tick();
