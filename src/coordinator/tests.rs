@@ -937,6 +937,29 @@ fn issue_14_a_waiting_merge_is_said_once_and_writes_nothing_while_it_waits() {
 }
 
 #[test]
+fn issue_14_a_task_with_a_file_in_its_way_waits_apart_and_the_others_land() {
+    let mut h = queued(&["A", "B"], |_| {});
+    h.build();
+    h.checked("c0-B", passed());
+    let effects = h.land_with(Landing::Blocked {
+        why: crate::merge_queue::WaitReason::TargetDirty {
+            target: "main".to_owned(),
+            checkout: PathBuf::from("/repo"),
+            blockers: vec![crate::merge_queue::checkout::Blocker {
+                path: "work-A.txt".to_owned(),
+                why: crate::merge_queue::checkout::InTheWay::Untracked,
+            }],
+        },
+        tasks: vec!["A".to_owned()],
+    });
+    assert_eq!(events(&effects), ["merge.waiting A"]);
+    h.merge_all();
+    assert_eq!(h.status("B"), Status::Merged, "B does not wait behind A");
+    assert_eq!(h.status("A"), Status::Merging, "A waits apart");
+    assert!(h.core.merge.parked.contains_key(&id("A")));
+}
+
+#[test]
 fn a_branch_moved_since_it_was_queued_is_queued_at_its_new_tip() {
     let mut h = merging(|_| {});
     let effects = h.build_with(vec![(
