@@ -177,6 +177,18 @@ pub fn owned_by_orch(entry: &worktree::Entry, prefix: &str, root: &Path, merge_d
         .is_some_and(|b| b.starts_with(prefix))
         || entry.path.starts_with(root)
         || entry.path == merge_dir
+        || is_check_worktree(&entry.path, merge_dir)
+}
+
+/// Returns whether `path` is one of the extra check worktrees beside
+/// `merge_dir` (`merge-2/`, `merge-3/`...: `merge.max_parallel_checks`).
+fn is_check_worktree(path: &Path, merge_dir: &Path) -> bool {
+    path.parent() == merge_dir.parent()
+        && path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("merge-"))
+            .is_some_and(|n| n.parse::<u32>().is_ok_and(|n| n >= 2))
 }
 
 /// Removes what may go and reports what went and what stayed.
@@ -430,6 +442,9 @@ mod tests {
             (entry("/r.worktrees/A", Some("feature")), true),
             (entry("/r.worktrees/A", None), true),
             (entry("/r/.orchestrator/merge", None), true),
+            (entry("/r/.orchestrator/merge-2", None), true),
+            (entry("/r/.orchestrator/merge-x", None), false),
+            (entry("/elsewhere/merge-2", None), false),
             (entry("/elsewhere/b", Some("feature")), false),
             (entry("/elsewhere/b", None), false),
             (entry("/r.worktrees-other/b", Some("orchestra")), false),

@@ -415,6 +415,9 @@ pub struct SchedulingConfig {
     pub phase_barrier: bool,
     /// A waiting ready task gains one priority level per period; `0s` turns aging off.
     pub aging: Dur,
+    /// Hold back a ready task whose `context` globs match a path a running
+    /// task changed (the conflict radar).
+    pub avoid_overlap: bool,
 }
 
 impl Default for SchedulingConfig {
@@ -422,6 +425,7 @@ impl Default for SchedulingConfig {
         SchedulingConfig {
             phase_barrier: true,
             aging: Dur(Duration::from_secs(600)),
+            avoid_overlap: false,
         }
     }
 }
@@ -469,9 +473,21 @@ pub struct MergeConfig {
     pub delete_branch: bool,
     /// Remove a task's worktree once merged (else it is kept for reuse).
     pub remove_worktree: bool,
+    /// The most tasks one candidate merges before its checks run (1: each
+    /// task is checked on its own).
+    pub batch: u32,
+    /// The most check runs at once, each in its own check worktree:
+    /// candidates checked on top of one still being checked, and the halves
+    /// of a red batch.
+    pub max_parallel_checks: u32,
     /// Where policy checks run: `local`, or `slurm` with the `[executor]` settings.
     pub executor: ExecutorKind,
 }
+
+/// The default of `merge.batch`.
+pub const DEFAULT_BATCH: u32 = 8;
+/// The default of `merge.max_parallel_checks`.
+pub const DEFAULT_PARALLEL_CHECKS: u32 = 2;
 
 impl Default for MergeConfig {
     fn default() -> Self {
@@ -481,6 +497,8 @@ impl Default for MergeConfig {
             on_check_failure: OnFailure::Agent,
             delete_branch: true,
             remove_worktree: false,
+            batch: DEFAULT_BATCH,
+            max_parallel_checks: DEFAULT_PARALLEL_CHECKS,
             executor: ExecutorKind::Local,
         }
     }
@@ -655,6 +673,9 @@ pub struct PolicyConfig {
     pub max_changed_lines: Option<u32>,
     /// Every commit of a task must carry its `Orch-Task:` trailer.
     pub require_trailer: bool,
+    /// Reviews after the checks (`[[policy.review]]`), each of which must
+    /// approve a task before it lands.
+    pub review: Vec<Review>,
 }
 
 impl PolicyConfig {
@@ -725,6 +746,24 @@ pub struct Check {
 
 fn default_check_timeout() -> Dur {
     Dur(Duration::from_secs(20 * 60))
+}
+
+/// A review a task must pass after its checks (`[[policy.review]]`): a
+/// command whose verdict gates the merge, or a person (`manual = true`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Review {
+    pub name: String,
+    /// Run with `sh -c` in the task's worktree, the review prompt on stdin
+    /// and in `$ORCH_PROMPT_FILE`. Exit 0 approves, unless it wrote a
+    /// verdict to `$ORCH_REVIEW_FILE`.
+    #[serde(default)]
+    pub run: Option<String>,
+    /// A person approves (`orch approve`) or rejects (`orch reject`).
+    #[serde(default)]
+    pub manual: bool,
+    #[serde(default = "default_check_timeout")]
+    pub timeout: Dur,
 }
 
 /// Returns the folder task worktrees go in: `worktree_root` with `{repo}`
@@ -1015,6 +1054,38 @@ impl Config {
                     "`sandbox.allow_write` entry `{path}` must be absolute, or start with `~/` or `$VAR`"
                 ),
             ));
+        }
+        if self.merge.batch == 0 {
+            return Some((
+                vec!["merge", "batch"],
+                "`merge.batch` must be at least 1".to_owned(),
+            ));
+        }
+        if self.merge.max_parallel_checks == 0 {
+            return Some((
+                vec!["merge", "max_parallel_checks"],
+                "`merge.max_parallel_checks` must be at least 1".to_owned(),
+            ));
+        }
+        let mut reviewers = std::collections::BTreeSet::new();
+        for review in &self.policy.review {
+            let name = &review.name;
+            let problem = if crate::plan::model::check_local_id(name).is_err() {
+                Some(format!(
+                    "review name `{name}` may use only letters, digits, `_` and `-` (it names a log file)"
+                ))
+            } else if !reviewers.insert(name.as_str()) {
+                Some(format!("review `{name}` is defined twice"))
+            } else if review.manual == review.run.is_some() {
+                Some(format!(
+                    "review `{name}` needs exactly one of `run` and `manual = true`"
+                ))
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                return Some((vec!["policy", "review"], problem));
+            }
         }
         let mut names = std::collections::BTreeSet::new();
         for check in &self.policy.checks {

@@ -26,6 +26,17 @@
 //!   merge, not another agent run. If the merge conflicts again the task is
 //!   conflicted again (and with `on_conflict = "agent"` the agent gets it).
 //!
+//! - `merging -> awaiting_review` (`AwaitReview`): the task's checks passed
+//!   and a person must approve it (`[[policy.review]]` with `manual = true`);
+//!   it leaves the merge queue meanwhile so the tasks behind it go on.
+//!   `awaiting_review -> awaiting_merge` (`Approve`): approved, it is merged
+//!   (and checked again, on the target as it is then); `awaiting_review ->
+//!   running` (`HandBack`) or `-> failed` (`CheckFailed`): rejected.
+//! - `merged -> reverted` (`Revert`): `orch revert` landed a commit undoing
+//!   the task's work. Terminal, and it blocks dependents not yet started
+//!   like a failure: the work they would build on is gone. A person may run
+//!   it again (`Retry`).
+//!
 //! Phases and milestones have no stored status; [`derive`] rolls it up.
 
 use std::fmt;
@@ -44,6 +55,7 @@ pub enum Status {
     Retrying,
     AwaitingMerge,
     Merging,
+    AwaitingReview,
     Conflicted,
     Merged,
     Done,
@@ -51,17 +63,19 @@ pub enum Status {
     Blocked,
     Cancelled,
     Resolved,
+    Reverted,
 }
 
 impl Status {
     /// Every status, in lifecycle order.
-    pub const ALL: [Status; 13] = [
+    pub const ALL: [Status; 15] = [
         Status::Pending,
         Status::Ready,
         Status::Running,
         Status::Retrying,
         Status::AwaitingMerge,
         Status::Merging,
+        Status::AwaitingReview,
         Status::Conflicted,
         Status::Merged,
         Status::Done,
@@ -69,6 +83,7 @@ impl Status {
         Status::Blocked,
         Status::Cancelled,
         Status::Resolved,
+        Status::Reverted,
     ];
 
     /// Returns the snake_case name used in JSON and on screen.
@@ -80,6 +95,7 @@ impl Status {
             Status::Retrying => "retrying",
             Status::AwaitingMerge => "awaiting_merge",
             Status::Merging => "merging",
+            Status::AwaitingReview => "awaiting_review",
             Status::Conflicted => "conflicted",
             Status::Merged => "merged",
             Status::Done => "done",
@@ -87,6 +103,7 @@ impl Status {
             Status::Blocked => "blocked",
             Status::Cancelled => "cancelled",
             Status::Resolved => "resolved",
+            Status::Reverted => "reverted",
         }
     }
 
@@ -100,6 +117,7 @@ impl Status {
                 | Status::Failed
                 | Status::Blocked
                 | Status::Cancelled
+                | Status::Reverted
         )
     }
 
@@ -110,14 +128,21 @@ impl Status {
 
     /// Returns whether a required dependency in this status blocks its dependents.
     pub fn is_dead(self) -> bool {
-        matches!(self, Status::Failed | Status::Blocked | Status::Cancelled)
+        matches!(
+            self,
+            Status::Failed | Status::Blocked | Status::Cancelled | Status::Reverted
+        )
     }
 
     /// Returns whether an agent or a merge is working on the item.
     pub fn is_active(self) -> bool {
         matches!(
             self,
-            Status::Running | Status::Retrying | Status::AwaitingMerge | Status::Merging
+            Status::Running
+                | Status::Retrying
+                | Status::AwaitingMerge
+                | Status::Merging
+                | Status::AwaitingReview
         )
     }
 }
@@ -174,6 +199,12 @@ pub enum Transition {
     Retry,
     /// Git shows its merge landed (start-up reconcile).
     Reconcile,
+    /// Its checks passed and a person must approve it.
+    AwaitReview,
+    /// Its review approved it: it goes back to the merge queue.
+    Approve,
+    /// A revert of its work landed on the target.
+    Revert,
 }
 
 impl Transition {
@@ -181,7 +212,11 @@ impl Transition {
     pub fn is_manual(self) -> bool {
         matches!(
             self,
-            Transition::Cancel | Transition::Resolve | Transition::Retry | Transition::Unblock
+            Transition::Cancel
+                | Transition::Resolve
+                | Transition::Retry
+                | Transition::Unblock
+                | Transition::Revert
         )
     }
 
@@ -226,6 +261,7 @@ const NON_TERMINAL: &[Status] = &[
     Status::Retrying,
     Status::AwaitingMerge,
     Status::Merging,
+    Status::AwaitingReview,
     Status::Conflicted,
 ];
 
@@ -295,14 +331,32 @@ pub const TABLE: &[Rule] = &[
     },
     Rule {
         event: Transition::HandBack,
-        from: &[S::Conflicted, S::Merging],
+        from: &[S::Conflicted, S::Merging, S::AwaitingReview],
         to: S::Running,
         units: Units::TaskOnly,
     },
     Rule {
         event: Transition::CheckFailed,
-        from: &[S::Merging],
+        from: &[S::Merging, S::AwaitingReview],
         to: S::Failed,
+        units: Units::TaskOnly,
+    },
+    Rule {
+        event: Transition::AwaitReview,
+        from: &[S::Merging],
+        to: S::AwaitingReview,
+        units: Units::TaskOnly,
+    },
+    Rule {
+        event: Transition::Approve,
+        from: &[S::AwaitingReview],
+        to: S::AwaitingMerge,
+        units: Units::TaskOnly,
+    },
+    Rule {
+        event: Transition::Revert,
+        from: &[S::Merged],
+        to: S::Reverted,
         units: Units::TaskOnly,
     },
     Rule {
@@ -359,6 +413,7 @@ pub const TABLE: &[Rule] = &[
             S::Retrying,
             S::AwaitingMerge,
             S::Merging,
+            S::AwaitingReview,
             S::Conflicted,
             S::Failed,
             S::Blocked,
@@ -372,7 +427,7 @@ pub const TABLE: &[Rule] = &[
     // already in the target stays there.
     Rule {
         event: Transition::Retry,
-        from: &[S::Merged, S::Resolved],
+        from: &[S::Merged, S::Resolved, S::Reverted],
         to: S::Ready,
         units: Units::TaskOnly,
     },
@@ -430,6 +485,8 @@ pub fn derive(children: impl IntoIterator<Item = Status>) -> Status {
             Status::Failed
         } else if has(Status::Blocked) {
             Status::Blocked
+        } else if has(Status::Reverted) {
+            Status::Reverted
         } else if has(Status::Merged) {
             Status::Merged
         } else if has(Status::Resolved) || has(Status::Done) {
@@ -485,7 +542,7 @@ mod tests {
 
     use super::*;
 
-    const EVENTS: [Transition; 18] = [
+    const EVENTS: [Transition; 21] = [
         Transition::Promote,
         Transition::Start,
         Transition::Succeed,
@@ -504,6 +561,9 @@ mod tests {
         Transition::Resolve,
         Transition::Retry,
         Transition::Reconcile,
+        Transition::AwaitReview,
+        Transition::Approve,
+        Transition::Revert,
     ];
 
     #[test]
@@ -538,6 +598,13 @@ mod tests {
             (S::AwaitingMerge, E::Merge, S::Merged),
             (S::Failed, E::Reconcile, S::Merged),
             (S::Running, E::Reconcile, S::Merged),
+            (S::Merging, E::AwaitReview, S::AwaitingReview),
+            (S::AwaitingReview, E::Approve, S::AwaitingMerge),
+            (S::AwaitingReview, E::HandBack, S::Running),
+            (S::AwaitingReview, E::CheckFailed, S::Failed),
+            (S::AwaitingReview, E::Cancel, S::Cancelled),
+            (S::Merged, E::Revert, S::Reverted),
+            (S::Reverted, E::Retry, S::Ready),
         ];
         for (from, event, to) in task {
             assert_eq!(next(Unit::Task, from, event), Ok(to), "{from} on {event:?}");
@@ -571,6 +638,10 @@ mod tests {
             (Unit::Task, S::Cancelled, E::Cancel),
             (Unit::Task, S::Resolved, E::Reconcile),
             (Unit::Subtask, S::Running, E::Reconcile),
+            (Unit::Task, S::Reverted, E::Reconcile),
+            (Unit::Task, S::AwaitingMerge, E::AwaitReview),
+            (Unit::Task, S::Resolved, E::Revert),
+            (Unit::Subtask, S::Done, E::Revert),
         ];
         for (unit, from, event) in illegal {
             assert!(
@@ -624,10 +695,11 @@ mod tests {
                         if status.is_terminal() {
                             prop_assert!(event.may_leave_terminal(), "{status} left on {event:?}");
                         }
-                        if matches!(status, Status::Merged | Status::Done | Status::Resolved) {
-                            // Only a person's retry runs a finished task again.
+                        if matches!(status, Status::Merged | Status::Done | Status::Resolved | Status::Reverted) {
+                            // Only a person's retry runs a finished task
+                            // again, or a person's revert undoes it.
                             prop_assert!(
-                                event == Transition::Retry && unit == Unit::Task,
+                                (event == Transition::Retry || event == Transition::Revert) && unit == Unit::Task,
                                 "{status} is final but moved on {event:?}"
                             );
                         }

@@ -431,7 +431,7 @@ impl Metrics {
                 }
                 self.merge_step.insert(id.clone(), at);
             }
-            EventKind::CheckPassed { check } => self.check(id, check, "passed", at),
+            EventKind::CheckPassed { check, .. } => self.check(id, check, "passed", at),
             EventKind::CheckFailed { check, .. } => self.check(id, check, "failed", at),
             EventKind::MergeConflicted { .. } => {
                 self.merge_step.remove(id);
@@ -706,6 +706,8 @@ mod tests {
                 Some("A"),
                 EventKind::CheckPassed {
                     check: "test".to_owned(),
+                    candidate: None,
+                    tasks: Vec::new(),
                 },
             ),
             event(

@@ -255,7 +255,26 @@ pub fn describe(e: &Event) -> Option<Described> {
         EventKind::MergeConflicted { reason, .. } => {
             Described::new(Status::Conflicted, "conflict", format!("{id}: {reason}"))
         }
-        EventKind::CheckFailed { check, reason, log } => Described::new(
+        EventKind::CheckFailed {
+            check,
+            reason,
+            log,
+            tasks,
+            ..
+        } if tasks.len() > 1 => Described::new(
+            Status::Merging,
+            "red",
+            format!(
+                "{}: check `{check}` failed on a batch of {}{}; finding the culprit",
+                ids(tasks),
+                tasks.len(),
+                log.as_ref()
+                    .map_or_else(|| format!(": {reason}"), |l| format!("; log: {l}"))
+            ),
+        ),
+        EventKind::CheckFailed {
+            check, reason, log, ..
+        } => Described::new(
             Status::Failed,
             "red",
             // A policy refusal has no log; its reason names the rule.
@@ -264,6 +283,72 @@ pub fn describe(e: &Event) -> Option<Described> {
                 None => format!("{id}: {reason}"),
             },
         ),
+        EventKind::CheckStarted { tasks, .. } if tasks.len() > 1 => Described::new(
+            Status::Merging,
+            "checking",
+            format!("{} ({} tasks)", ids(tasks), tasks.len()),
+        ),
+        EventKind::MergeRebuilt { tasks, onto, .. } => Described::new(
+            Status::Merging,
+            "rebuilt",
+            format!(
+                "{}: the target moved to {} during the checks; checking again",
+                ids(tasks),
+                crate::plan::diff::short(onto)
+            ),
+        ),
+        EventKind::RadarOverlap { other, paths } => Described::new(
+            Status::Running,
+            "overlap",
+            format!(
+                "{id} and {other} both change {}",
+                paths
+                    .iter()
+                    .take(5)
+                    .map(|p| format!("`{p}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+                    + &match paths.len().saturating_sub(5) {
+                        0 => String::new(),
+                        more => format!(" and {more} more"),
+                    }
+            ),
+        ),
+        EventKind::ReviewStarted { review } => Described::new(
+            Status::AwaitingReview,
+            "review",
+            format!("{id}: `{review}` reviews it"),
+        ),
+        EventKind::ReviewWaiting { review } => Described::new(
+            Status::AwaitingReview,
+            "review",
+            format!("{id}: waiting for `{review}` (`orch approve {id}` or `orch reject {id}`)"),
+        ),
+        EventKind::ReviewApproved { by } => {
+            Described::new(Status::AwaitingMerge, "approved", format!("{id} by `{by}`"))
+        }
+        EventKind::ReviewRejected { by, reason } => Described::new(
+            Status::Failed,
+            "rejected",
+            format!("{id} by `{by}`: {reason}"),
+        ),
+        EventKind::RevertQueued { dependents } if dependents.is_empty() => {
+            Described::new(Status::Merged, "revert", format!("{id}: queued"))
+        }
+        EventKind::RevertQueued { dependents } => Described::new(
+            Status::Merged,
+            "revert",
+            format!(
+                "{id}: queued; it does not undo {}, merged and depending on it",
+                ids(dependents)
+            ),
+        ),
+        EventKind::TaskReverted { commit, .. } => {
+            Described::new(Status::Reverted, "reverted", format!("{id}  {commit}"))
+        }
+        EventKind::RevertRefused { reason } => {
+            Described::new(Status::Merged, "refused", format!("{id}: {reason}"))
+        }
         EventKind::MergeWaiting { reason } if id.is_empty() => {
             Described::new(Status::AwaitingMerge, "waiting", reason.clone())
         }
@@ -276,6 +361,7 @@ pub fn describe(e: &Event) -> Option<Described> {
         | EventKind::TaskUnblocked
         | EventKind::MergeStarted { .. }
         | EventKind::MergeRequeued { .. }
+        | EventKind::CheckStarted { .. }
         | EventKind::CheckPassed { .. }
         | EventKind::TaskUsage { .. }
         | EventKind::HookFailed { .. } => return None,

@@ -38,6 +38,9 @@ pub struct TaskView {
     pub ready_since: Option<SystemTime>,
     /// A retrying task may not start before this.
     pub not_before: Option<SystemTime>,
+    /// A running task whose changes its `context` globs match, when
+    /// `[scheduling] avoid_overlap` holds it back (the conflict radar).
+    pub overlaps: Option<ItemIdx>,
 }
 
 impl TaskView {
@@ -46,6 +49,7 @@ impl TaskView {
             status,
             ready_since: None,
             not_before: None,
+            overlaps: None,
         }
     }
 }
@@ -99,6 +103,9 @@ pub enum Hold {
         starting: usize,
     },
     Resource(String),
+    /// Its `context` globs match paths this running task changed
+    /// (`[scheduling] avoid_overlap`).
+    Overlap(ItemIdx),
     /// Its agent is paused (`*`: every agent), until then or until resumed.
     Paused {
         agent: String,
@@ -134,6 +141,19 @@ impl std::fmt::Display for Hold {
                     None => write!(f, "{who} until resumed (`orch resume`)"),
                 }
             }
+            Hold::Overlap(_) => write!(f, "its context overlaps what a running task changes"),
+        }
+    }
+}
+
+impl Hold {
+    /// Says why the task waits, naming the running task it overlaps.
+    pub fn describe(&self, plan: &Plan) -> String {
+        match self {
+            Hold::Overlap(by) => {
+                format!("its context overlaps what `{}` changes", plan.item(*by).id)
+            }
+            other => other.to_string(),
         }
     }
 }
@@ -368,6 +388,10 @@ fn order(
     for (_, t) in candidates {
         if let Some(why) = hold(t) {
             held.push((t, why));
+            continue;
+        }
+        if let Some(by) = tasks[t as usize].overlaps {
+            held.push((t, Hold::Overlap(by)));
             continue;
         }
         if running >= limits.max_parallel {

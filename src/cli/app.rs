@@ -50,7 +50,7 @@ pub enum Command {
     Plan(cmd_plan::PlanCommand),
     /// Start agents on ready tasks, each in its own branch and worktree
     Run(cmd_run::RunArgs),
-    /// Merge finished tasks into the target, one at a time behind checks, without starting agents
+    /// Merge finished tasks into the target through the merge queue, behind checks, without starting agents
     Merge(cmd_merge::MergeArgs),
     /// Show where every task stands (works while a run is live)
     Status(cmd_status::StatusArgs),
@@ -64,6 +64,12 @@ pub enum Command {
     Cancel(cmd_control::ControlArgs),
     /// Mark a failed, blocked, conflicted or cancelled task as done
     Resolve(cmd_control::ControlArgs),
+    /// Approve a task waiting for a person's review; it lands once its checks pass
+    Approve(cmd_control::ControlArgs),
+    /// Reject a task waiting for a person's review; its agent runs again with the reason
+    Reject(cmd_control::RejectArgs),
+    /// Undo a merged task with a new commit on the target, through the merge queue and its checks
+    Revert(cmd_control::ControlArgs),
     /// Launch nothing more for an agent, or for every agent, until a time or until resumed
     Pause(cmd_pause::PauseArgs),
     /// Let a paused agent, or every agent, launch again
@@ -193,6 +199,9 @@ fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Retry(args) => cmd_control::run(&cli.global, Action::Retry, args),
         Command::Cancel(args) => cmd_control::run(&cli.global, Action::Cancel, args),
         Command::Resolve(args) => cmd_control::run(&cli.global, Action::Resolve, args),
+        Command::Approve(args) => cmd_control::run(&cli.global, Action::Approve, args),
+        Command::Reject(args) => cmd_control::reject(&cli.global, args),
+        Command::Revert(args) => cmd_control::revert(&cli.global, args),
         Command::Pause(args) => cmd_pause::pause(&cli.global, args),
         Command::Resume(args) => cmd_pause::resume(&cli.global, args),
         Command::Clean(args) => cmd_clean::run(&cli.global, args),

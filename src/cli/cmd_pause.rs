@@ -91,7 +91,12 @@ fn send(ws: &Workspace, order: Order, how: &str) -> Result<(), CliError> {
     let what = match &order {
         Order::Pause { agent, .. } => format!("Paused {}", named(agent.as_deref())),
         Order::Resume { agent } => format!("Resumed {}", named(agent.as_deref())),
-        Order::Retry { .. } | Order::Cancel { .. } | Order::Resolve { .. } => String::new(),
+        Order::Retry { .. }
+        | Order::Cancel { .. }
+        | Order::Resolve { .. }
+        | Order::Approve { .. }
+        | Order::Reject { .. }
+        | Order::Revert { .. } => String::new(),
     };
     let how = if how.is_empty() {
         String::new()

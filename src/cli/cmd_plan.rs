@@ -219,7 +219,15 @@ fn show(global: &GlobalArgs, args: ShowArgs) -> Result<(), CliError> {
 fn next(global: &GlobalArgs, args: NextArgs) -> Result<(), CliError> {
     let (ws, plan, state) = load(global, &args.file)?;
     let limits = ws.config.limits(args.max_parallel);
-    let views = state::task_views(&plan, state.as_ref());
+    let mut views = state::task_views(&plan, state.as_ref());
+    if ws.config.scheduling.avoid_overlap
+        && let Some(state) = &state
+    {
+        let held = crate::merge_queue::radar::held_back(&plan, state);
+        for (t, task) in plan.tasks().iter().enumerate() {
+            views[t].overlaps = held.get(task).copied();
+        }
+    }
     let now = SystemTime::now();
     let paused = |t: u32| {
         let st = state.as_ref().filter(|st| !st.paused.is_empty())?;
@@ -265,7 +273,7 @@ fn next(global: &GlobalArgs, args: NextArgs) -> Result<(), CliError> {
     for (t, hold) in &entries {
         let item = task_of(*t);
         let held = match hold {
-            Some(h) => format!("  {d}(held: {h}){d:#}", d = style::dim()),
+            Some(h) => format!("  {d}(held: {}){d:#}", h.describe(&plan), d = style::dim()),
             None => String::new(),
         };
         writeln!(

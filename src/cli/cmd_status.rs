@@ -6,13 +6,13 @@
 use std::io::Write;
 
 use crate::cli::cmd_plan::PlanFile;
-use crate::cli::json::{self, DetailDoc, StatusDoc};
+use crate::cli::json::{self, DetailDoc, StatusDoc, StatusItem};
 use crate::cli::{GlobalArgs, Workspace, style};
 use crate::error::CliError;
 use crate::lifecycle::Status;
-use crate::plan::{Kind, Plan};
+use crate::plan::{FullId, Kind, Plan};
 use crate::state::events::EventKind;
-use crate::state::model::{ALL_AGENTS, Attempt, Outcome};
+use crate::state::model::{ALL_AGENTS, Attempt, Candidate, CandidateCheck, Outcome};
 use crate::state::{self, State, lock};
 use crate::text::plural;
 
@@ -95,6 +95,9 @@ pub fn run(global: &GlobalArgs, args: StatusArgs) -> Result<(), CliError> {
                         | Status::Retrying
                         | Status::Conflicted
                         | Status::AwaitingMerge
+                        | Status::Merging
+                        | Status::AwaitingReview
+                        | Status::Reverted
                 ) =>
             {
                 format!("  {d}{r}{d:#}", d = style::dim())
@@ -122,6 +125,68 @@ pub fn run(global: &GlobalArgs, args: StatusArgs) -> Result<(), CliError> {
     writeln!(out, "Tasks: {}.", parts.join(", "))?;
     if let Some(u) = &doc.usage {
         writeln!(out, "Usage: {u}.")?;
+    }
+    write_queue(&mut out, &doc.queue)?;
+    write_radar(&mut out, &doc.items)?;
+    Ok(())
+}
+
+/// Writes the merge queue's candidates: the tasks each adds, and whether it
+/// is checked on top of the candidate above it.
+fn write_queue(out: &mut impl Write, queue: &[Candidate]) -> Result<(), CliError> {
+    if queue.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "Merge queue:")?;
+    let mut above: Option<&str> = None;
+    for candidate in queue {
+        let what = match candidate.check {
+            CandidateCheck::Running { slot } => {
+                format!("checking in check worktree {}", slot + 1)
+            }
+            CandidateCheck::Passed => "passed".to_owned(),
+            CandidateCheck::Failed => "red, finding the culprit".to_owned(),
+            CandidateCheck::Landing => "landing".to_owned(),
+        };
+        let on_top = if above == Some(candidate.onto.as_str()) {
+            ", on top of the above"
+        } else {
+            ""
+        };
+        let ids: Vec<&str> = candidate.tasks.iter().map(|t| t.as_str()).collect();
+        writeln!(
+            out,
+            "  {}  {what}{on_top} ({})",
+            ids.join(" "),
+            plural(candidate.tasks.len(), "task", "tasks")
+        )?;
+        above = Some(candidate.commit.as_str());
+    }
+    Ok(())
+}
+
+/// Writes each pair of active tasks that change the same paths, once.
+fn write_radar(out: &mut impl Write, items: &[StatusItem]) -> Result<(), CliError> {
+    let pairs: Vec<(&FullId, &FullId, &Vec<String>)> = items
+        .iter()
+        .flat_map(|i| {
+            i.overlaps
+                .iter()
+                .filter(move |(other, _)| i.id < **other)
+                .map(move |(other, paths)| (&i.id, other, paths))
+        })
+        .collect();
+    if pairs.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "Conflict radar:")?;
+    for (a, b, paths) in pairs {
+        let shown: Vec<String> = paths.iter().take(5).map(|p| format!("`{p}`")).collect();
+        let more = match paths.len().saturating_sub(5) {
+            0 => String::new(),
+            n => format!(" and {n} more"),
+        };
+        writeln!(out, "  {a} and {b} both change {}{more}", shown.join(", "))?;
     }
     Ok(())
 }

@@ -41,6 +41,10 @@ pub struct StatusDoc {
     /// Tasks (not subtasks) by status name, sorted by name; only the
     /// statuses some task has.
     pub counts: BTreeMap<String, usize>,
+    /// The merge queue's candidates being checked or landed (`candidates`
+    /// in `state.json`); left out when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub queue: Vec<crate::state::model::Candidate>,
     /// The agents nothing is launched for now (`*`: every agent).
     #[serde(default)]
     pub paused: Vec<PausedAgent>,
@@ -83,6 +87,10 @@ pub struct StatusItem {
     pub worktree: Option<PathBuf>,
     pub merge_commit: Option<String>,
     pub reason: Option<String>,
+    /// The conflict radar: other active tasks changing some of the same
+    /// paths, with those paths; left out when none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub overlaps: BTreeMap<FullId, Vec<String>>,
     /// The tokens and cost of its attempts and those of the items inside
     /// it; `None` when no agent reported any.
     #[serde(default)]
@@ -126,6 +134,10 @@ impl StatusDoc {
                     worktree: s.and_then(|s| s.worktree.clone()),
                     merge_commit: s.and_then(|s| s.merge_commit.clone()),
                     reason: s.and_then(|s| s.reason.clone()),
+                    overlaps: s
+                        .and_then(|s| s.radar.as_ref())
+                        .map(|r| r.overlaps.clone())
+                        .unwrap_or_default(),
                     usage: item_usage(plan, state, idx),
                 }
             })
@@ -159,6 +171,7 @@ impl StatusDoc {
             live: live.map(|pid| Live { pid }),
             items,
             counts,
+            queue: state.candidates.clone(),
             paused,
             usage,
         }
@@ -329,7 +342,7 @@ impl NextDoc {
                         waited,
                         aging,
                     ),
-                    held: hold.map(ToString::to_string),
+                    held: hold.map(|h| h.describe(plan)),
                 }
             })
             .collect();

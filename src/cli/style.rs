@@ -10,9 +10,9 @@ pub fn status(status: Status) -> Style {
     let color = match status {
         Status::Merged | Status::Done | Status::Resolved => AnsiColor::Green,
         Status::Running | Status::Merging | Status::AwaitingMerge => AnsiColor::Cyan,
-        Status::Ready | Status::Retrying => AnsiColor::Yellow,
+        Status::Ready | Status::Retrying | Status::AwaitingReview => AnsiColor::Yellow,
         Status::Failed | Status::Blocked | Status::Conflicted => AnsiColor::Red,
-        Status::Pending | Status::Cancelled => return Style::new().dimmed(),
+        Status::Pending | Status::Cancelled | Status::Reverted => return Style::new().dimmed(),
     };
     Style::new().fg_color(Some(color.into()))
 }

@@ -2,10 +2,9 @@
 //!
 //! | outcome | decision |
 //! | --- | --- |
-//! | merged | the task is merged |
-//! | conflicts, or `ff-only` cannot land it | conflicted; handed back to its agent (`on_conflict = "agent"`, attempts left) or waits for a person |
+//! | conflicts | conflicted; handed back to its agent (`on_conflict = "agent"`, attempts left) or waits for a person |
+//! | a review rejected it | handed back to its agent with the review's text (`on_check_failure = "agent"`, attempts left), or failed |
 //! | a policy rule or a check refused it | red; handed back to its agent (`on_check_failure = "agent"`, attempts left) or failed |
-//! | the target checkout is not clean, or kept moving | queued again; merging pauses; said once per reason |
 //! | the branch moved since it was queued | queued again at the new tip |
 //! | the target branch is gone | queued again, and the run halts |
 //! | the target lost the head orch last landed (moved under orch) | queued again, and the run halts naming the lost commit and its backup ref |
@@ -26,8 +25,6 @@ pub struct Rules<'a> {
     pub on_check_failure: OnFailure,
     /// The task has attempts left for an agent to fix it.
     pub attempts_left: bool,
-    /// The reason merging last waited for, if it did.
-    pub last_wait: Option<&'a str>,
 }
 
 /// Who acts next on a task the merge refused.
@@ -49,8 +46,6 @@ pub struct Requeue {
     pub announce_wait: bool,
     /// Say why in a `merge.requeued` event, naming the backup ref kept.
     pub announce_requeue: Option<Option<String>>,
-    /// Pause merging for a while (the cause will not clear at once).
-    pub pause: bool,
     /// Nothing more starts or merges, for this reason.
     pub halt: Option<Stop>,
 }
@@ -75,7 +70,6 @@ impl Requeue {
             tip: None,
             announce_wait: false,
             announce_requeue: None,
-            pause: false,
             halt: None,
         }
     }
@@ -84,7 +78,6 @@ impl Requeue {
 /// The decision on one merge outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AfterMerge {
-    Landed,
     Conflicted {
         reason: String,
         files: Vec<String>,
@@ -97,6 +90,11 @@ pub enum AfterMerge {
         log: Option<PathBuf>,
         /// Checks that passed before the red one.
         passed: Vec<String>,
+        next: Next,
+    },
+    Rejected {
+        by: String,
+        reason: String,
         next: Next,
     },
     Requeued(Requeue),
@@ -115,7 +113,6 @@ pub fn decide(outcome: &MergeOutcome, rules: Rules<'_>) -> AfterMerge {
         }
     };
     match outcome {
-        MergeOutcome::Merged { .. } => AfterMerge::Landed,
         MergeOutcome::Conflicts { files, onto } => AfterMerge::Conflicted {
             reason: format!(
                 "merging with `{}` conflicts in {}",
@@ -126,14 +123,10 @@ pub fn decide(outcome: &MergeOutcome, rules: Rules<'_>) -> AfterMerge {
             onto: onto.clone(),
             next: next(rules.on_conflict),
         },
-        MergeOutcome::NotFastForward { onto } => AfterMerge::Conflicted {
-            reason: format!(
-                "`{}` has moved on and `ff-only` cannot land the branch",
-                rules.target
-            ),
-            files: Vec::new(),
-            onto: onto.clone(),
-            next: next(rules.on_conflict),
+        MergeOutcome::Rejected { by, reason } => AfterMerge::Rejected {
+            by: by.clone(),
+            reason: reason.clone(),
+            next: next(rules.on_check_failure),
         },
         MergeOutcome::Refused { refusals } => AfterMerge::Red {
             check: format!(
@@ -161,14 +154,6 @@ pub fn decide(outcome: &MergeOutcome, rules: Rules<'_>) -> AfterMerge {
             passed: passed.clone(),
             next: next(rules.on_check_failure),
         },
-        MergeOutcome::Waiting { why } => {
-            let reason = crate::text::error_chain(why);
-            AfterMerge::Requeued(Requeue {
-                announce_wait: rules.last_wait != Some(reason.as_str()),
-                pause: true,
-                ..Requeue::because(reason)
-            })
-        }
         MergeOutcome::BranchMoved { tip, backup } => AfterMerge::Requeued(Requeue {
             tip: Some(tip.clone()),
             announce_requeue: Some(backup.clone()),
@@ -245,7 +230,6 @@ mod tests {
             on_conflict: OnFailure::Agent,
             on_check_failure: OnFailure::Agent,
             attempts_left: true,
-            last_wait: None,
         }
     }
 
@@ -287,19 +271,33 @@ mod tests {
             panic!("expected a conflict");
         };
         assert!(reason.ends_with("`f9` and 2 more"), "{reason}");
-        let AfterMerge::Conflicted { reason, files, .. } = decide(
-            &MergeOutcome::NotFastForward {
-                onto: "abc".to_owned(),
-            },
-            rules(),
-        ) else {
-            panic!("expected a conflict");
+    }
+
+    #[test]
+    fn a_rejection_goes_back_to_the_agent_with_the_text_or_fails() {
+        let outcome = MergeOutcome::Rejected {
+            by: "lead".to_owned(),
+            reason: "add a test".to_owned(),
         };
-        assert_eq!(
-            reason,
-            "`main` has moved on and `ff-only` cannot land the branch"
-        );
-        assert!(files.is_empty());
+        for (policy, left, expected) in [
+            (OnFailure::Agent, true, Next::Agent),
+            (OnFailure::Stop, true, Next::Person),
+            (OnFailure::Agent, false, Next::Person),
+        ] {
+            let r = Rules {
+                on_check_failure: policy,
+                attempts_left: left,
+                ..rules()
+            };
+            assert_eq!(
+                decide(&outcome, r),
+                AfterMerge::Rejected {
+                    by: "lead".to_owned(),
+                    reason: "add a test".to_owned(),
+                    next: expected,
+                }
+            );
+        }
     }
 
     #[test]
@@ -334,43 +332,6 @@ mod tests {
     }
 
     #[test]
-    fn waiting_is_announced_once_per_reason_and_pauses() {
-        let outcome = MergeOutcome::Waiting {
-            why: crate::merge_queue::WaitReason::KeptMoving {
-                target: "main".to_owned(),
-            },
-        };
-        let reason = "`main` kept moving while the merge was checked; trying again";
-        let first = decide(&outcome, rules());
-        assert_eq!(
-            first,
-            AfterMerge::Requeued(Requeue {
-                reason: reason.to_owned(),
-                tip: None,
-                announce_wait: true,
-                announce_requeue: None,
-                pause: true,
-                halt: None,
-            })
-        );
-        let again = decide(
-            &outcome,
-            Rules {
-                last_wait: Some(reason),
-                ..rules()
-            },
-        );
-        assert!(matches!(
-            again,
-            AfterMerge::Requeued(Requeue {
-                announce_wait: false,
-                pause: true,
-                ..
-            })
-        ));
-    }
-
-    #[test]
     fn requeues_name_their_cause() {
         let moved = decide(
             &MergeOutcome::BranchMoved {
@@ -386,7 +347,6 @@ mod tests {
                 tip: Some("def".to_owned()),
                 announce_wait: false,
                 announce_requeue: Some(Some("refs/orch/backup/T1/1".to_owned())),
-                pause: false,
                 halt: None,
             })
         );
@@ -399,7 +359,7 @@ mod tests {
         let stopped = decide(&MergeOutcome::Interrupted, rules());
         assert!(matches!(
             stopped,
-            AfterMerge::Requeued(Requeue { halt: None, announce_wait: false, pause: false, ref reason, .. })
+            AfterMerge::Requeued(Requeue { halt: None, announce_wait: false, ref reason, .. })
                 if reason == "the run stopped during the merge"
         ));
     }

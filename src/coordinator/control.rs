@@ -1,5 +1,5 @@
-//! A person's commands (retry, cancel, resolve; pause and resume) applied
-//! to the state.
+//! A person's commands (retry, cancel, resolve, approve, reject, revert;
+//! pause and resume) applied to the state.
 //!
 //! [`apply`] is pure: the live coordinator's core uses it for inbox commands
 //! (and stops the attempts it lists through its executor);
@@ -16,6 +16,15 @@
 //! - resolve: a failed, conflicted, blocked or cancelled item counts as done.
 //! - after a retry or resolve, every blocked item is unblocked; the next
 //!   scheduling pass blocks again those still blocked.
+//! - approve: a task `awaiting_review` goes back to the merge queue, its
+//!   branch tip approved by a person (one approval answers every
+//!   `manual` review).
+//! - reject: a task `awaiting_review` records the reason; the run hands it
+//!   back to its agent with it (or fails it), at once when live, else when
+//!   the next run starts.
+//! - revert: a merged task is queued for a revert (the run lands it through
+//!   the queue and checks); its merged dependents are named, as the revert
+//!   does not undo them.
 //! - pause: nothing more is launched for an agent (`*`: every agent) until
 //!   a time, or until resumed; a pause replaces the agent's earlier one.
 //! - resume: lifts an agent's pause (all pauses without an agent); an agent
@@ -32,7 +41,9 @@ use crate::runner::folder::RunFolder;
 use crate::state::events::{Actor, EventKind, EventLog, ResumeCause};
 use crate::state::inbox::{Action, Order};
 use crate::state::lock::{self, LockError};
-use crate::state::model::{ALL_AGENTS, Outcome, Pause, PauseCause, Timestamp};
+use crate::state::model::{
+    ALL_AGENTS, Approvals, MergeProblem, Outcome, Pause, PauseCause, Revert, Timestamp,
+};
 use crate::state::{ItemState, State, StateDir, StateError, store};
 
 /// A command that cannot be applied.
@@ -48,6 +59,11 @@ pub enum CommandRefusal {
         id: FullId,
         status: Status,
     },
+    /// Merged without a merge commit orch knows (resolved by a person, say).
+    #[error("cannot revert `{id}`: orch does not know the commit its work landed as")]
+    NoMergeCommit { id: FullId },
+    #[error("cannot revert `{id}`: its revert is already queued")]
+    RevertQueued { id: FullId },
     #[error("`{agent}` is not an agent (agents: {known})")]
     UnknownAgent { agent: String, known: String },
     #[error("`{agent}` is not paused")]
@@ -183,6 +199,18 @@ pub fn apply(
     id: &str,
     now: Timestamp,
 ) -> Result<Applied, CommandRefusal> {
+    apply_with(plan, state, action, id, None, now)
+}
+
+/// Applies one command, with its reason (a rejection's text), to the state.
+pub fn apply_with(
+    plan: &Plan,
+    state: &mut State,
+    action: Action,
+    id: &str,
+    reason: Option<&str>,
+    now: Timestamp,
+) -> Result<Applied, CommandRefusal> {
     let idx = plan
         .lookup(id)
         .ok_or_else(|| CommandRefusal::UnknownId { id: id.to_owned() })?;
@@ -203,6 +231,10 @@ pub fn apply(
         Action::Cancel => (Transition::Cancel, "cancel"),
         Action::Retry => (Transition::Retry, "retry"),
         Action::Resolve => (Transition::Resolve, "resolve"),
+        Action::Approve => (Transition::Approve, "approve"),
+        Action::Reject | Action::Revert => {
+            return review_or_revert(plan, state, action, &id, unit, reason, now);
+        }
     };
     let from = status_of(plan, state, &id);
     let to = lifecycle::next(unit, from, transition).map_err(|_| CommandRefusal::Illegal {
@@ -257,8 +289,140 @@ pub fn apply(
                 .push((id.clone(), EventKind::TaskResolved { by }));
             unblock_all(plan, state, &mut applied);
         }
+        Action::Approve => {
+            let s = entry(plan, state, &id);
+            let tip = s
+                .queued
+                .as_ref()
+                .and_then(|q| q.tip.clone())
+                .unwrap_or_default();
+            let person = PERSON.to_owned();
+            match s.review.as_mut().filter(|a| a.tip == tip) {
+                Some(a) if !a.by.contains(&person) => a.by.push(person.clone()),
+                Some(_) => {}
+                None => {
+                    s.review = Some(Approvals {
+                        tip,
+                        by: vec![person.clone()],
+                    })
+                }
+            }
+            s.reason = None;
+            s.merge_problem = None;
+            applied
+                .events
+                .push((id.clone(), EventKind::ReviewApproved { by: person }));
+        }
+        Action::Reject | Action::Revert => {}
     }
     Ok(applied)
+}
+
+/// Who approves or rejects through `orch approve|reject` and the dashboard.
+pub const PERSON: &str = "person";
+
+/// Applies a rejection or a revert: neither changes the status here (the
+/// run hands a rejected task back, and lands a revert through the queue).
+fn review_or_revert(
+    plan: &Plan,
+    state: &mut State,
+    action: Action,
+    id: &FullId,
+    unit: Unit,
+    reason: Option<&str>,
+    now: Timestamp,
+) -> Result<Applied, CommandRefusal> {
+    let from = status_of(plan, state, id);
+    let mut applied = Applied::default();
+    let illegal = |action: &'static str| CommandRefusal::Illegal {
+        action,
+        id: id.clone(),
+        status: from,
+    };
+    if action == Action::Reject {
+        if from != Status::AwaitingReview || unit != Unit::Task {
+            return Err(illegal("reject"));
+        }
+        let reason = reason
+            .filter(|r| !r.trim().is_empty())
+            .unwrap_or("rejected by a person")
+            .to_owned();
+        let s = entry(plan, state, id);
+        s.merge_problem = Some(MergeProblem::Review {
+            by: PERSON.to_owned(),
+            reason: reason.clone(),
+        });
+        s.reason = Some(format!("rejected by a person: {reason}"));
+        s.review = None;
+        applied.events.push((
+            id.clone(),
+            EventKind::ReviewRejected {
+                by: PERSON.to_owned(),
+                reason,
+            },
+        ));
+        return Ok(applied);
+    }
+    if lifecycle::next(unit, from, Transition::Revert).is_err() {
+        return Err(illegal("revert"));
+    }
+    let s = entry(plan, state, id);
+    if s.merge_commit.is_none() {
+        return Err(CommandRefusal::NoMergeCommit { id: id.clone() });
+    }
+    if s.revert.is_some() {
+        return Err(CommandRefusal::RevertQueued { id: id.clone() });
+    }
+    s.revert = Some(Revert {
+        requested: now,
+        commit: None,
+    });
+    let dependents = merged_dependents(plan, state, id);
+    applied
+        .events
+        .push((id.clone(), EventKind::RevertQueued { dependents }));
+    Ok(applied)
+}
+
+/// Returns the merged tasks that depend on `id`, directly or through
+/// others, in plan order: what a revert of `id` does not undo.
+pub fn merged_dependents(plan: &Plan, state: &State, id: &FullId) -> Vec<FullId> {
+    let graph = plan.graph();
+    let tasks = plan.tasks();
+    let Some(root) = plan.lookup(id.as_str()).and_then(|i| graph.task_node(i)) else {
+        return Vec::new();
+    };
+    let mut reached = vec![false; tasks.len()];
+    reached[root as usize] = true;
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for t in 0..tasks.len() {
+            if reached[t] {
+                continue;
+            }
+            let depends = graph
+                .deps_of(t as u32)
+                .iter()
+                .any(|edge| match edge.target {
+                    crate::plan::Target::Task(v) => reached[v as usize],
+                    crate::plan::Target::Container(c) => graph
+                        .container(c)
+                        .tasks
+                        .clone()
+                        .any(|v| reached[v as usize]),
+                });
+            if depends {
+                reached[t] = true;
+                changed = true;
+            }
+        }
+    }
+    (0..tasks.len())
+        .filter(|t| reached[*t] && *t != root as usize)
+        .map(|t| plan.item(tasks[t]).id.clone())
+        .filter(|dep| status_of(plan, state, dep) == Status::Merged)
+        .collect()
 }
 
 fn cancelled() -> EventKind {
@@ -357,13 +521,24 @@ pub fn apply_offline(
     action: Action,
     id: &str,
 ) -> Result<Applied, ControlError> {
+    apply_offline_with(state_dir, plan, action, id, None)
+}
+
+/// [`apply_offline`], with the command's reason (a rejection's text).
+pub fn apply_offline_with(
+    state_dir: &StateDir,
+    plan: &Plan,
+    action: Action,
+    id: &str,
+    reason: Option<&str>,
+) -> Result<Applied, ControlError> {
     std::fs::create_dir_all(state_dir.path()).map_err(|source| ControlError::StateDir {
         path: state_dir.path().to_owned(),
         source,
     })?;
     let _lock = lock::acquire(state_dir.path())?;
     let mut state = state_dir.load_state()?.unwrap_or_default();
-    let applied = apply(plan, &mut state, action, id, Timestamp::now())?;
+    let applied = apply_with(plan, &mut state, action, id, reason, Timestamp::now())?;
     store::save(&state_dir.state_file(), &state)?;
     let lines: Vec<(Option<&FullId>, EventKind)> = applied
         .events
@@ -408,7 +583,12 @@ pub fn pause_offline(
             )]
         }
         Order::Resume { agent } => resume(&mut state, agent.as_deref())?,
-        Order::Retry { .. } | Order::Cancel { .. } | Order::Resolve { .. } => Vec::new(),
+        Order::Retry { .. }
+        | Order::Cancel { .. }
+        | Order::Resolve { .. }
+        | Order::Approve { .. }
+        | Order::Reject { .. }
+        | Order::Revert { .. } => Vec::new(),
     };
     store::save(&state_dir.state_file(), &state)?;
     let lines: Vec<(Option<&FullId>, EventKind)> =

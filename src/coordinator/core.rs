@@ -18,9 +18,9 @@
 //! The fields are grouped by concern: [`Env`] (what the run was given,
 //! immutable), the persisted [`State`] plus a dirty flag and the items
 //! touched since the executor last asked (it records what changed in them
-//! alone: `state::changes`), [`InFlight`] (work
-//! handed to the executor and not yet back), [`MergeSlot`] (the one merge at
-//! a time), and the run's stopping or halting.
+//! alone: `state::changes`), [`InFlight`] (work handed to the executor and
+//! not yet back), [`MergeSlot`] (the merge queue's chain of candidates,
+//! `train.rs`), and the run's stopping or halting.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
@@ -34,7 +34,10 @@ use crate::coordinator::judge::Retryable;
 use crate::coordinator::workspace::{FreeWorktree, Provisioned};
 use crate::git::GitError;
 use crate::lifecycle::{self, Status, Transition, Unit};
-use crate::merge_queue::MergeOutcome;
+use crate::merge_queue::build::{BuildReport, LinkSpec, Onto};
+use crate::merge_queue::candidate::Checked;
+use crate::merge_queue::review::Verdict as ReviewVerdict;
+use crate::merge_queue::{LandLink, Landing, MergeError};
 use crate::plan::{FullId, ItemIdx, Kind, Plan};
 use crate::runner::folder::{self, RunFolder};
 use crate::runner::hook;
@@ -195,12 +198,36 @@ pub enum Input {
         attempt: u32,
         report: Box<AttemptReport>,
     },
-    /// The merge in progress ended.
-    Merged { task: FullId, outcome: MergeOutcome },
-    /// A landed merge's `post_merge` hooks ended.
-    PostMerged {
+    /// A build of links of the merge queue's chain ended.
+    Built { epoch: u64, report: BuildReport },
+    /// The checks of a candidate ended.
+    Checked {
+        slot: u32,
+        commit: String,
+        checked: Checked,
+    },
+    /// A review command ended.
+    Reviewed {
         task: FullId,
-        result: Result<(), hook::HookError>,
+        review: String,
+        verdict: Result<ReviewVerdict, MergeError>,
+    },
+    /// The landing of a candidate ended.
+    Landed(Box<Landing>),
+    /// A task waiting on the target's checkout was asked about again:
+    /// `waiting` says why it still cannot land, `None` when it can.
+    Probed {
+        task: FullId,
+        waiting: Option<String>,
+    },
+    /// The radar read the branches it was asked about: each branch's tip
+    /// and changed paths, or `None` when the branch is gone.
+    Radar {
+        seen: Vec<(FullId, crate::merge_queue::radar::Reading)>,
+    },
+    /// A landing's `post_merge` hooks ended, with each task's failure.
+    PostMerged {
+        failures: Vec<(FullId, hook::HookError)>,
     },
     /// A person's command from the inbox.
     Command {
@@ -269,10 +296,30 @@ pub enum Effect {
         folder: RunFolder,
         how: folder::Stop,
     },
-    /// Start merging a task.
-    StartMerge(Box<MergeRequest>),
-    /// Ask the merge in progress to stop.
+    /// Build links of the merge queue's chain.
+    Build {
+        epoch: u64,
+        onto: Onto,
+        links: Vec<LinkSpec>,
+    },
+    /// Check a candidate in check worktree `slot`.
+    Check(Box<CheckRequest>),
+    /// Stop the check running in `slot`.
+    CancelCheck { slot: u32 },
+    /// Run a review command on a task whose checks passed.
+    Review(Box<ReviewRequest>),
+    /// Land a checked candidate.
+    Land(Box<LandRequest>),
+    /// Ask whether a task waiting on the target's checkout can land now.
+    Probe(Box<ProbeRequest>),
+    /// Read the branches of active tasks whose tip may have moved (the radar).
+    Radar(Vec<RadarRequest>),
+    /// Ask everything of the merge queue in flight to stop (checks,
+    /// reviews, a landing that has not moved the target).
     StopMerge,
+    /// Ask the landing under way to leave the target alone if it has not
+    /// moved it yet.
+    StopLanding,
     /// Stop a check left running by an earlier coordinator.
     StopCheck(RunFolder),
     /// Answer an inbox command.
@@ -340,27 +387,62 @@ pub struct PromptRequest {
 /// commands from the config.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PostMergeRequest {
-    pub task: FullId,
-    pub commit: String,
+    /// The tasks that landed, each with its commit, in order.
+    pub landed: Vec<(FullId, String)>,
     /// Where the hooks run: the target's checkout, or the merge worktree.
     pub dir: PathBuf,
 }
 
-/// What merging one task needs from the core; the executor adds the rest
-/// from the config.
+/// What checking a candidate needs from the core; the executor adds the
+/// checks and the rest from the config.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MergeRequest {
+pub struct CheckRequest {
+    pub slot: u32,
+    pub commit: String,
+    /// Every task the candidate merges onto the target, in order; the last
+    /// one's folder holds the logs.
+    pub tasks: Vec<FullId>,
+}
+
+/// What a review command needs from the core.
+#[derive(Debug, Clone)]
+pub struct ReviewRequest {
+    pub task: FullId,
+    /// The task as the review prompt shows it.
+    pub view: crate::runner::prompt::ItemView,
+    /// The name of the `[[policy.review]]` entry.
+    pub review: String,
+    pub worktree: PathBuf,
+    pub branch: String,
+    /// The task's commit in the chain, and the commit before it.
+    pub commit: String,
+    pub prev: String,
+}
+
+/// What landing a candidate needs from the core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LandRequest {
+    /// The target head the chain was built on.
+    pub onto: String,
+    pub candidate: String,
+    pub links: Vec<LandLink>,
+}
+
+/// What asking about a task waiting on the target's checkout needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeRequest {
     pub task: FullId,
     pub title: String,
     pub branch: String,
-    /// The tip recorded when the task was queued; `None` accepts the current tip.
-    pub queued_tip: Option<String>,
     pub base: Option<String>,
-    pub worktree: Option<PathBuf>,
-    /// The target's head after orch's last merge.
-    pub landed: Option<String>,
-    /// The task's merge recorded before a person ran it again, if it was.
-    pub merged_before: Option<String>,
+}
+
+/// A branch the radar reads, with the tip it had last time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RadarRequest {
+    pub task: FullId,
+    pub branch: String,
+    pub known: Option<String>,
 }
 
 /// An attempt whose supervisor is running (or whose report is awaited).
@@ -398,22 +480,39 @@ pub struct InFlight {
     pub limit_hits: BTreeMap<String, u32>,
 }
 
-/// The merge queue's slot: one merge at a time.
+/// The merge queue: its chain of candidates and what else it waits on.
 #[derive(Debug, Default)]
 pub struct MergeSlot {
-    /// The task being merged.
-    pub merging: Option<FullId>,
-    /// Merging waits until then (the target checkout was not clean).
+    /// The chain of candidates (`train.rs`).
+    pub train: super::train::Train,
+    /// Tasks whose change a file in the target's checkout is in the way of:
+    /// out of the chain, asked about again after [`WAIT_PAUSE`].
+    pub parked: BTreeMap<FullId, Parked>,
+    /// Merging waits until then (a move of the target's checkout cut short
+    /// cannot be finished yet).
     pub pause_until: Option<Instant>,
     /// The last reason merging waited, so that it is reported once.
     pub last_wait: Option<String>,
     /// The target's newest commit orch has seen.
     pub target_seen: Option<String>,
-    /// The task whose `post_merge` hooks run; no merge starts meanwhile.
-    pub post_merge: Option<FullId>,
-    /// People's cancels of the task being merged: answered once the merge
-    /// has stopped (cancelled) or landed first (refused).
-    pub cancels: Vec<inbox::Received>,
+    /// The tasks whose `post_merge` hooks run; nothing lands meanwhile.
+    pub post_merge: Vec<FullId>,
+    /// People's cancels of tasks being landed: answered once the landing
+    /// has ended (cancelled) or landed them first (refused).
+    pub cancels: Vec<(FullId, inbox::Received)>,
+    /// When the radar reads the branches again (`None`: at the next tick).
+    pub radar_due: Option<Instant>,
+    /// A read of the radar is under way.
+    pub radar_busy: bool,
+}
+
+/// A task waiting for the target's checkout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parked {
+    /// When it is asked about again.
+    pub until: Instant,
+    /// A probe is under way.
+    pub probing: bool,
 }
 
 /// How the run is being stopped.
@@ -555,8 +654,21 @@ impl RunState {
                 attempt,
                 report,
             } => self.on_collected(unit, attempt, *report, now),
-            Input::Merged { task, outcome } => self.on_merged(task, outcome, now),
-            Input::PostMerged { task, result } => self.on_post_merged(task, result),
+            Input::Built { epoch, report } => self.on_built(epoch, report, now),
+            Input::Checked {
+                slot,
+                commit,
+                checked,
+            } => self.on_checked(slot, &commit, checked),
+            Input::Reviewed {
+                task,
+                review,
+                verdict,
+            } => self.on_reviewed(task, review, verdict, now),
+            Input::Landed(landing) => self.on_landed(*landing, now),
+            Input::Probed { task, waiting } => self.on_probed(task, waiting, now),
+            Input::Radar { seen } => self.on_radar(seen, now),
+            Input::PostMerged { failures } => self.on_post_merged(failures),
             Input::Command { received, command } => self.on_command(received, command, now),
             Input::PlanChanged(new) => self.on_plan_changed(*new, now),
             Input::PlanRefused { errors } => self.on_plan_refused(errors),
@@ -626,6 +738,9 @@ impl RunState {
         self.expire_pauses(now);
         if self.stopping.is_none() && self.halt.is_none() && !self.env.options.merge_only {
             self.schedule_and_launch(now);
+        }
+        if self.stopping.is_none() && self.halt.is_none() && !self.env.options.merge_only {
+            self.maybe_scan(now);
         }
         self.maybe_merge(now);
     }
@@ -708,6 +823,7 @@ impl RunState {
             status: s.status,
             ready_since: s.ready_since.map(|t| t.0),
             not_before: s.not_before.map(|t| t.0),
+            overlaps: view.overlaps,
         };
     }
 
@@ -786,6 +902,9 @@ impl RunState {
     }
 
     fn schedule_and_launch(&mut self, now: Now) {
+        if self.env.config.scheduling.avoid_overlap {
+            self.hold_overlapping();
+        }
         let plan = Arc::clone(&self.env.plan);
         let s = self.schedule(now);
         for (t, readiness) in s.readiness.iter().enumerate() {
@@ -869,31 +988,29 @@ impl RunState {
 
     /// Applies a person's command from the inbox.
     fn on_command(&mut self, received: inbox::Received, command: inbox::Request, now: Now) {
-        let (action, id) = match &command.order {
-            inbox::Order::Retry { id } => (inbox::Action::Retry, id),
-            inbox::Order::Cancel { id } => (inbox::Action::Cancel, id),
-            inbox::Order::Resolve { id } => (inbox::Action::Resolve, id),
-            inbox::Order::Pause { .. } | inbox::Order::Resume { .. } => {
-                let reply = self.on_pause_order(&command.order, now);
-                self.effect(Effect::Reply { received, reply });
-                return;
-            }
-        };
-        if action == inbox::Action::Cancel && self.merge.merging.as_ref() == Some(id) {
-            // The merge is stopped first; the answer waits for how it ends
-            // (the file stays in the inbox until answered: seen again, it is
-            // the same command).
-            if !self.merge.cancels.iter().any(|c| c.path == received.path) {
-                self.merge.cancels.push(received);
-                self.effect(Effect::StopMerge);
-            }
+        let Some((action, id)) = command.order.about_item() else {
+            let reply = self.on_pause_order(&command.order, now);
+            self.effect(Effect::Reply { received, reply });
             return;
-        }
-        let result = control::apply(
+        };
+        let id = id.clone();
+        // A cancel of a task being landed waits for how the landing ends
+        // (the file stays in the inbox until answered: seen again, it is the
+        // same command); one of a task elsewhere in the queue takes it out.
+        let received = if action == inbox::Action::Cancel && self.status(&id) == Status::Merging {
+            match self.cancel_in_queue(received, &id) {
+                Some(received) => received,
+                None => return,
+            }
+        } else {
+            received
+        };
+        let result = control::apply_with(
             &self.env.plan,
             &mut self.state,
             action,
             id.as_str(),
+            command.reason.as_deref(),
             Timestamp::at(now.wall),
         );
         let reply = match result {
@@ -951,7 +1068,7 @@ impl RunState {
                 }
             }
         }
-        if self.merge.merging.is_some() {
+        if !self.merge.train.idle() {
             self.effect(Effect::StopMerge);
         }
     }
@@ -986,8 +1103,7 @@ impl RunState {
         let quiet = self.flight.live.is_empty()
             && self.flight.provisioning.is_empty()
             && self.flight.finishing.is_empty()
-            && self.merge.merging.is_none()
-            && self.merge.post_merge.is_none();
+            && !self.queue_busy();
         if self.stopping.is_some() || self.halt.is_some() {
             return quiet;
         }
@@ -995,8 +1111,7 @@ impl RunState {
             return false;
         }
         let views = &self.flight.views;
-        let merging = self.env.merges()
-            && crate::merge_queue::queue::next(&self.env.plan, &self.state).is_some();
+        let merging = self.env.merges() && self.queue_has_work();
         if self.env.options.merge_only {
             return !merging;
         }
@@ -1051,6 +1166,9 @@ impl RunState {
         }
         if let Some(pause) = self.merge.pause_until {
             wake = wake.min(pause.max(now.mono));
+        }
+        for parked in self.merge.parked.values().filter(|p| !p.probing) {
+            wake = wake.min(parked.until.max(now.mono));
         }
         wake
     }

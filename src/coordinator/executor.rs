@@ -7,7 +7,13 @@
 //!                                                         (or Input::LaunchFailed)
 //!  Effect::Watch     ─▶ polled: exit.json written or supervisor gone       ─▶ Input::Exited
 //!  Effect::Collect   ─▶ spawn_blocking: collect (post_agent, commit)       ─▶ Input::Collected
-//!  Effect::StartMerge─▶ spawn_blocking: merge_queue::run                   ─▶ Input::Merged
+//!  Effect::Build     ─▶ spawn_blocking: merge_queue::build::build          ─▶ Input::Built
+//!  Effect::Check     ─▶ spawn_blocking: merge_queue::candidate::check      ─▶ Input::Checked
+//!                       (one per slot, up to `merge.max_parallel_checks`)
+//!  Effect::Review    ─▶ spawn_blocking: merge_queue::review::review        ─▶ Input::Reviewed
+//!  Effect::Land      ─▶ spawn_blocking: merge_queue::land                  ─▶ Input::Landed
+//!  Effect::Probe     ─▶ spawn_blocking: merge_queue::probe                 ─▶ Input::Probed
+//!  Effect::Radar     ─▶ spawn_blocking: merge_queue::radar::changes        ─▶ Input::Radar
 //!  Effect::PostMerge ─▶ spawn_blocking: merge_queue::run_post_merge        ─▶ Input::PostMerged
 //!  Effect::Emit      ─▶ events.jsonl, the metrics, the notification outbox,
 //!                       then the sink (progress lines, JSON)
@@ -31,15 +37,21 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::core::{Effect, Input, LaunchError, LaunchRequest, PrepareError, ProvisionRequest};
+use super::core::{
+    CheckRequest, Effect, Input, LandRequest, LaunchError, LaunchRequest, PrepareError,
+    ProbeRequest, ProvisionRequest, RadarRequest, ReviewRequest,
+};
 use crate::config::Config;
 use crate::config::{ExecutorKind, WorkspaceMode};
 use crate::coordinator::collect;
 use crate::coordinator::finishing::attempt_job;
 use crate::coordinator::workspace::{self, Provisioned};
+use crate::merge_queue::build::{BuildJob, LinkSpec, Onto};
+use crate::merge_queue::candidate::CheckJob;
 use crate::merge_queue::checks::{CheckRun, CheckTransport};
 use crate::merge_queue::policy::Policy;
-use crate::merge_queue::{self, Job};
+use crate::merge_queue::review::ReviewJob;
+use crate::merge_queue::{self, LandJob, ProbeJob};
 use crate::metrics::Metrics;
 use crate::notifications::{Delivery, Destination, List, Outbox, Worker};
 use crate::plan::FullId;
@@ -84,11 +96,33 @@ pub enum Msg {
     PlanRead(Box<super::replan::PlanRead>),
 }
 
-/// The merge in progress: how to stop it.
-#[derive(Debug)]
-struct MergeRun {
+/// A check or review command in flight: how to stop it.
+#[derive(Debug, Clone)]
+struct Stoppable {
     stop: Arc<AtomicBool>,
-    check: Arc<Mutex<Option<u32>>>,
+    /// The pid of its command's supervisor, while one runs.
+    running: Arc<Mutex<Option<u32>>>,
+}
+
+impl Stoppable {
+    fn new() -> Stoppable {
+        Stoppable {
+            stop: Arc::new(AtomicBool::new(false)),
+            running: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Sets the flag, and asks the running command's supervisor (our own
+    /// child, so its pid cannot have been reused) to stop its command.
+    fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let pid = *self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(pid) = pid
+            && let Err(e) = crate::process::signal(pid, crate::process::Signal::TERM)
+        {
+            tracing::warn!(error = %e, "cannot stop a running check");
+        }
+    }
 }
 
 /// What the executor was given.
@@ -114,7 +148,10 @@ pub struct Executor {
     /// The first failure of a state write asked for at once.
     flush_error: Option<StateError>,
     worktree_admin: Arc<Mutex<()>>,
-    merging: Option<MergeRun>,
+    /// Check runs by slot, reviews, and the landing: what `StopMerge` stops.
+    checks: std::collections::BTreeMap<u32, Stoppable>,
+    reviews: Vec<Stoppable>,
+    landing: Option<Arc<AtomicBool>>,
     /// Adopted attempts, polled until their supervisor is gone.
     watched: Vec<(FullId, u32, RunFolder)>,
     /// Attempts that may run as cluster jobs: their `job.json` is read at
@@ -167,7 +204,9 @@ impl Executor {
             log_error: None,
             flush_error: None,
             worktree_admin: Arc::new(Mutex::new(())),
-            merging: None,
+            checks: std::collections::BTreeMap::new(),
+            reviews: Vec::new(),
+            landing: None,
             watched: Vec::new(),
             jobs: Vec::new(),
             inbox_due: true,
@@ -308,8 +347,23 @@ impl Executor {
                 });
             }
             Effect::Stop { folder, how } => stop(&folder, how),
-            Effect::StartMerge(req) => self.start_merge(*req),
+            Effect::Build { epoch, onto, links } => self.build(epoch, onto, links),
+            Effect::Check(req) => self.check(*req),
+            Effect::CancelCheck { slot } => {
+                if let Some(run) = self.checks.get(&slot) {
+                    run.stop();
+                }
+            }
+            Effect::Review(req) => self.review(*req),
+            Effect::Land(req) => self.land(*req),
+            Effect::Probe(req) => self.probe(*req),
+            Effect::Radar(requests) => self.radar(requests),
             Effect::StopMerge => self.stop_merge(),
+            Effect::StopLanding => {
+                if let Some(stop) = &self.landing {
+                    stop.store(true, Ordering::SeqCst);
+                }
+            }
             Effect::StopCheck(folder) => stop(&folder, folder::Stop::Ask),
             Effect::Reply { received, reply } => {
                 if let Err(e) =
@@ -439,18 +493,18 @@ impl Executor {
         });
     }
 
-    fn start_merge(&mut self, req: super::core::MergeRequest) {
+    fn check_run(&self, task: String, tasks: Vec<String>, stoppable: &Stoppable) -> CheckRun {
         let config = &self.tools.config;
-        let task = req.task.to_string();
-        let check_run = CheckRun {
+        CheckRun {
             orch: self.tools.orch_exe.clone(),
             state_dir: self.tools.state_dir.path().to_owned(),
-            task: task.clone(),
+            task,
+            tasks,
             target: self.tools.target.clone(),
             log_limit: config.agent.log_limit.0,
             grace: config.agent.grace.0,
-            stop: Arc::new(AtomicBool::new(false)),
-            running: Arc::new(Mutex::new(None)),
+            stop: Arc::clone(&stoppable.stop),
+            running: Arc::clone(&stoppable.running),
             placement: match config.merge.executor {
                 ExecutorKind::Local => Placement::Local,
                 ExecutorKind::Slurm => Placement::Slurm(Box::new(Cluster {
@@ -466,72 +520,194 @@ impl Executor {
                 }),
                 _ => None,
             },
-        };
-        self.merging = Some(MergeRun {
-            stop: Arc::clone(&check_run.stop),
-            check: Arc::clone(&check_run.running),
-        });
-        let job = Job {
+        }
+    }
+
+    fn build(&mut self, epoch: u64, onto: Onto, links: Vec<LinkSpec>) {
+        let job = BuildJob {
             repo: self.tools.repo.clone(),
             state_dir: self.tools.state_dir.path().to_owned(),
-            task,
-            title: req.title,
+            target: self.tools.target.clone(),
+            strategy: self.tools.config.git.merge_strategy,
+            policy: self.tools.policy.clone(),
+            onto,
+            links,
+            delete_branch: self.tools.config.merge.delete_branch,
+            remove_worktree: self.tools.config.merge.remove_worktree,
+            admin: Arc::clone(&self.worktree_admin),
+        };
+        let tx = self.tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let report = merge_queue::build::build(&job);
+            let _ = tx.send(Msg::Input(Box::new(Input::Built { epoch, report })));
+        });
+    }
+
+    fn check(&mut self, req: CheckRequest) {
+        let stoppable = Stoppable::new();
+        let tasks: Vec<String> = req.tasks.iter().map(|t| t.to_string()).collect();
+        let last = tasks.last().cloned().unwrap_or_default();
+        let job = CheckJob {
+            repo: self.tools.repo.clone(),
+            state_dir: self.tools.state_dir.path().to_owned(),
+            slot: req.slot,
+            commit: req.commit.clone(),
+            checks: self.tools.config.policy.checks.clone(),
+            check_run: self.check_run(last, tasks, &stoppable),
+            admin: Arc::clone(&self.worktree_admin),
+        };
+        self.checks.insert(req.slot, stoppable);
+        let tx = self.tx.clone();
+        let (slot, commit) = (req.slot, req.commit);
+        tokio::task::spawn_blocking(move || {
+            let checked = merge_queue::candidate::check(&job);
+            let _ = tx.send(Msg::Input(Box::new(Input::Checked {
+                slot,
+                commit,
+                checked,
+            })));
+        });
+    }
+
+    fn review(&mut self, req: ReviewRequest) {
+        let Some(review) = self
+            .tools
+            .config
+            .policy
+            .review
+            .iter()
+            .find(|r| r.name == req.review)
+            .cloned()
+        else {
+            return;
+        };
+        let stoppable = Stoppable::new();
+        self.reviews.retain(|r| !r.stop.load(Ordering::SeqCst));
+        self.reviews.push(stoppable.clone());
+        let job = ReviewJob {
+            repo: self.tools.repo.clone(),
+            state_dir: self.tools.state_dir.path().to_owned(),
+            worktree: req.worktree,
+            review,
+            task: req.view,
             branch: req.branch,
-            queued_tip: req.queued_tip,
-            base: req.base,
+            target: self.tools.target.clone(),
+            commit: req.commit,
+            prev: req.prev,
+            check_run: self.check_run(req.task.to_string(), Vec::new(), &stoppable),
+        };
+        let tx = self.tx.clone();
+        let (task, name) = (req.task, req.review);
+        tokio::task::spawn_blocking(move || {
+            let verdict = merge_queue::review::review(&job);
+            stoppable.stop.store(true, Ordering::SeqCst);
+            let _ = tx.send(Msg::Input(Box::new(Input::Reviewed {
+                task,
+                review: name,
+                verdict,
+            })));
+        });
+    }
+
+    fn land(&mut self, req: LandRequest) {
+        let config = &self.tools.config;
+        let stop = Arc::new(AtomicBool::new(false));
+        self.landing = Some(Arc::clone(&stop));
+        let job = LandJob {
+            repo: self.tools.repo.clone(),
+            state_dir: self.tools.state_dir.path().to_owned(),
             target: self.tools.target.clone(),
             strategy: config.git.merge_strategy,
-            policy: self.tools.policy.clone(),
-            checks: config.policy.checks.clone(),
-            check_run,
+            onto: req.onto,
+            candidate: req.candidate,
+            links: req.links,
             delete_branch: config.merge.delete_branch,
             remove_worktree: config.merge.remove_worktree,
-            task_worktree: req.worktree,
-            landed: req.landed,
-            merged_before: req.merged_before,
             admin: Arc::clone(&self.worktree_admin),
+            stop,
+        };
+        let tx = self.tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let landing = merge_queue::land(&job);
+            let _ = tx.send(Msg::Input(Box::new(Input::Landed(Box::new(landing)))));
+        });
+    }
+
+    fn probe(&mut self, req: ProbeRequest) {
+        let job = ProbeJob {
+            repo: self.tools.repo.clone(),
+            target: self.tools.target.clone(),
+            strategy: self.tools.config.git.merge_strategy,
+            task: req.task.to_string(),
+            title: req.title,
+            branch: req.branch,
+            base: req.base,
         };
         let tx = self.tx.clone();
         let task = req.task;
         tokio::task::spawn_blocking(move || {
-            let outcome = merge_queue::run(&job);
-            let _ = tx.send(Msg::Input(Box::new(Input::Merged { task, outcome })));
+            let waiting = merge_queue::probe(&job).map(|why| crate::text::error_chain(&why));
+            let _ = tx.send(Msg::Input(Box::new(Input::Probed { task, waiting })));
         });
     }
 
-    /// Runs a landed merge's `post_merge` hooks on a blocking thread. Their
+    fn radar(&mut self, requests: Vec<RadarRequest>) {
+        let repo = self.tools.repo.clone();
+        let target = self.tools.target.clone();
+        let tx = self.tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let seen = requests
+                .into_iter()
+                .map(|r| {
+                    let read = match merge_queue::radar::changes(&repo, &target, &r.branch) {
+                        Ok(read) => read,
+                        Err(e) => {
+                            tracing::debug!(error = %e, task = %r.task, "the radar cannot read the branch");
+                            None
+                        }
+                    };
+                    (r.task, read)
+                })
+                .collect();
+            let _ = tx.send(Msg::Input(Box::new(Input::Radar { seen })));
+        });
+    }
+
+    /// Runs a landing's `post_merge` hooks on a blocking thread. Their
     /// processes run in groups of their own and are let finish when the
     /// run stops (bounded by `agent.timeout`).
     fn post_merge(&mut self, req: super::core::PostMergeRequest) {
         let post = merge_queue::PostMerge {
             state_dir: self.tools.state_dir.path().to_owned(),
-            task: req.task.to_string(),
             target: self.tools.target.clone(),
-            commit: req.commit,
+            landed: req
+                .landed
+                .iter()
+                .map(|(t, c)| (t.to_string(), c.clone()))
+                .collect(),
             dir: req.dir,
             commands: self.tools.config.hooks.post_merge.clone(),
             timeout: self.tools.config.agent.timeout.0,
         };
         let tx = self.tx.clone();
-        let task = req.task;
         tokio::task::spawn_blocking(move || {
-            let result = merge_queue::run_post_merge(&post);
-            let _ = tx.send(Msg::Input(Box::new(Input::PostMerged { task, result })));
+            let failures = merge_queue::run_post_merge(&post)
+                .into_iter()
+                .filter_map(|(task, e)| Some((FullId::parse(&task).ok()?, e)))
+                .collect();
+            let _ = tx.send(Msg::Input(Box::new(Input::PostMerged { failures })));
         });
     }
 
-    /// Asks the merge in progress to stop: the flag stops it between steps,
-    /// and the running check's supervisor (our own child, so its pid cannot
-    /// have been reused) is asked to stop its check.
+    /// Asks everything of the merge queue in flight to stop: each check's
+    /// and review's command gets SIGTERM through its supervisor, and a
+    /// landing that has not moved the target leaves it alone.
     fn stop_merge(&mut self) {
-        if let Some(run) = &self.merging {
-            run.stop.store(true, Ordering::SeqCst);
-            let pid = *run.check.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(pid) = pid
-                && let Err(e) = crate::process::signal(pid, crate::process::Signal::TERM)
-            {
-                tracing::warn!(error = %e, "cannot stop the running check");
-            }
+        for run in self.checks.values().chain(self.reviews.iter()) {
+            run.stop();
+        }
+        if let Some(stop) = &self.landing {
+            stop.store(true, Ordering::SeqCst);
         }
     }
 

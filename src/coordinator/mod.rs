@@ -1,8 +1,9 @@
 //! The coordinator: the single owner of a run's live state.
 //!
 //! `core.rs` decides (a [`RunState`] takes inputs and returns effects, with
-//! no I/O; its pure rules are in `judge.rs`, `after_merge.rs` and
-//! `starting.rs`'s `retry_after`); `executor.rs` carries effects out;
+//! no I/O; its pure rules are in `judge.rs`, `after_merge.rs`, `train.rs`
+//! (the merge queue's chain of candidates) and `starting.rs`'s
+//! `retry_after`); `executor.rs` carries effects out;
 //! `driver.rs` is the loop between them; `recovery.rs` catches up after a
 //! crash; `control.rs` applies a person's commands; `pausing.rs` holds the
 //! rules of rate and usage limits and of a person's pauses. `docs/architecture.md`
@@ -21,6 +22,7 @@ mod pausing;
 pub mod recovery;
 mod replan;
 mod starting;
+pub mod train;
 pub mod workspace;
 
 pub use self::core::{Effect, Env, Input, Now, Options, RunState};

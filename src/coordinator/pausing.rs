@@ -189,9 +189,12 @@ impl RunState {
                 }
                 Err(e) => inbox::Reply::refused(e.to_string()),
             },
-            Order::Retry { .. } | Order::Cancel { .. } | Order::Resolve { .. } => {
-                inbox::Reply::refused("not a pause or resume".to_owned())
-            }
+            Order::Retry { .. }
+            | Order::Cancel { .. }
+            | Order::Resolve { .. }
+            | Order::Approve { .. }
+            | Order::Reject { .. }
+            | Order::Revert { .. } => inbox::Reply::refused("not a pause or resume".to_owned()),
         }
     }
 }

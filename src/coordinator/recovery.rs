@@ -26,7 +26,12 @@
 //! - a target that no longer contains the head orch last landed was moved
 //!   under orch: the lost commit is kept under a backup ref and the run
 //!   halts, until a person puts it back or deletes that ref;
-//! - a check left running by the dead coordinator is stopped.
+//! - a revert asked for (`orch revert`) whose commit git shows on the target
+//!   (the journal, or a `Revert task <id>:` commit with the `Orch-Revert`
+//!   trailer after the task's merge) is recorded `reverted`;
+//! - a check or review command left running by the dead coordinator is
+//!   stopped. No check result survives a restart: the merge queue's chain
+//!   is built and checked again, so nothing lands unchecked.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -53,6 +58,9 @@ pub struct Facts {
     /// Tasks not yet recorded merged whose merge git shows on the target,
     /// with the commit where it landed.
     pub landed: BTreeMap<FullId, String>,
+    /// Merged tasks with a revert asked for whose revert git shows on the
+    /// target: the revert commit and its parent.
+    pub reverted: BTreeMap<FullId, (String, String)>,
     /// Checks whose supervisor still runs, left by a dead coordinator.
     pub running_checks: Vec<RunFolder>,
     /// What became of the head orch last landed, when the target lost it.
@@ -154,10 +162,13 @@ pub fn gather(plan: &Plan, state: &State, dir: &StateDir, repo: &Path, target: &
     let target_tip = refs::branch_tip(repo, target).ok().flatten();
     if let Some(tip) = target_tip {
         facts.landed = landed(plan, state, dir, repo, tip);
+        facts.reverted = reverted(state, dir, repo, tip);
         facts.rewound = rewound(state, repo, target, tip);
     }
-    for task_dir in std::fs::read_dir(dir.checks())
-        .into_iter()
+    let folders = [dir.checks(), dir.path().join("reviews")];
+    for task_dir in folders
+        .iter()
+        .flat_map(std::fs::read_dir)
         .flatten()
         .flatten()
     {
@@ -190,10 +201,12 @@ fn landed(
         .items
         .iter()
         .filter(|(id, s)| {
-            !matches!(s.status, Status::Merged | Status::Resolved)
-                && plan
-                    .lookup(id.as_str())
-                    .is_some_and(|i| plan.item(i).kind == Kind::Task)
+            !matches!(
+                s.status,
+                Status::Merged | Status::Resolved | Status::Reverted
+            ) && plan
+                .lookup(id.as_str())
+                .is_some_and(|i| plan.item(i).kind == Kind::Task)
         })
         .map(|(id, s)| Sought {
             task: id.to_string(),
@@ -215,6 +228,53 @@ fn landed(
         Ok(found) => found
             .into_iter()
             .filter_map(|(task, oid)| Some((FullId::parse(&task).ok()?, oid.to_string())))
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the target's history");
+            BTreeMap::new()
+        }
+    }
+}
+
+/// Finds the merged tasks with a revert asked for whose revert commit git
+/// shows on the target. Blocking.
+fn reverted(
+    state: &State,
+    dir: &StateDir,
+    repo: &Path,
+    tip: git2::Oid,
+) -> BTreeMap<FullId, (String, String)> {
+    let sought: BTreeMap<String, git2::Oid> = state
+        .items
+        .iter()
+        .filter(|(_, s)| {
+            s.status == Status::Merged && s.revert.as_ref().is_some_and(|r| r.commit.is_none())
+        })
+        .filter_map(|(id, s)| {
+            Some((
+                id.to_string(),
+                s.merge_commit.as_deref().and_then(refs::parse_oid)?,
+            ))
+        })
+        .collect();
+    if sought.is_empty() {
+        return BTreeMap::new();
+    }
+    let journal: Option<Journal> = crate::fsio::read_json(&dir.merge_journal()).ok().flatten();
+    let found = git2::Repository::open(repo).and_then(|git| {
+        let found = evidence::find_reverts(&git, tip, &sought, journal.as_ref())?;
+        found
+            .into_iter()
+            .map(|(task, oid)| {
+                let parent = git.find_commit(oid)?.parent_id(0)?;
+                Ok((task, (oid.to_string(), parent.to_string())))
+            })
+            .collect::<Result<Vec<_>, git2::Error>>()
+    });
+    match found {
+        Ok(found) => found
+            .into_iter()
+            .filter_map(|(task, found)| Some((FullId::parse(&task).ok()?, found)))
             .collect(),
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the target's history");
@@ -403,8 +463,29 @@ impl RunState {
     /// Records the merges git shows landed, whatever status the state had
     /// recorded (before anything else looks at those tasks).
     pub(super) fn recover_landed(&mut self, facts: &Facts, now: Now) {
+        for (task, (commit, onto)) in &facts.reverted {
+            if self.status(task) != Status::Merged {
+                continue;
+            }
+            let entry = self.entry(task);
+            if let Some(revert) = entry.revert.as_mut() {
+                revert.commit = Some(commit.clone());
+            }
+            entry.reason = Some(format!("reverted by {commit}"));
+            self.transition(task, Transition::Revert);
+            self.emit(
+                Some(task),
+                EventKind::TaskReverted {
+                    commit: commit.clone(),
+                    onto: onto.clone(),
+                },
+            );
+        }
         for (task, commit) in &facts.landed {
-            if matches!(self.status(task), Status::Merged | Status::Resolved) {
+            if matches!(
+                self.status(task),
+                Status::Merged | Status::Resolved | Status::Reverted
+            ) {
                 continue;
             }
             if let Some(attempt) = self.open_attempt(task) {

@@ -444,7 +444,12 @@ impl RunState {
                     self.launch_unit(task, &sub, number, now);
                     return;
                 }
-                Status::AwaitingMerge | Status::Merging | Status::Conflicted | Status::Merged => {
+                Status::AwaitingMerge
+                | Status::Merging
+                | Status::AwaitingReview
+                | Status::Conflicted
+                | Status::Merged
+                | Status::Reverted => {
                     return;
                 }
             }
@@ -646,6 +651,7 @@ impl RunState {
             (_, Some(_)) => prompt::RESUMED,
             (Some(Purpose::Conflict), None) => prompt::CONFLICT,
             (Some(Purpose::CheckFailure), None) => prompt::CHECK_FAILURE,
+            (Some(Purpose::Review), None) => prompt::REJECTED,
             (None, None) if ui == ti => prompt::TASK,
             (None, None) => prompt::SUBTASK,
         };
@@ -814,6 +820,7 @@ impl RunState {
                 MergeProblem::Conflicts { files } => ProblemView {
                     files,
                     check: None,
+                    reviewer: None,
                     reason: None,
                     log_tail: None,
                 },
@@ -823,9 +830,17 @@ impl RunState {
                         files: Vec::new(),
                         log_tail: None,
                         check: Some(name),
+                        reviewer: None,
                         reason: Some(reason),
                     }
                 }
+                MergeProblem::Review { by, reason } => ProblemView {
+                    files: Vec::new(),
+                    check: None,
+                    reviewer: Some(by),
+                    reason: Some(reason),
+                    log_tail: None,
+                },
             });
         let context = PromptContext {
             problem,
@@ -1010,6 +1025,7 @@ impl RunState {
             }
             units.push((ti, None, prompt::CONFLICT));
             units.push((ti, None, prompt::CHECK_FAILURE));
+            units.push((ti, None, prompt::REJECTED));
             units.push((ti, None, prompt::RESUMED));
             for (ti, sub, template) in units {
                 let (mut context, _, _) =
@@ -1017,6 +1033,7 @@ impl RunState {
                 if [
                     prompt::CONFLICT.0,
                     prompt::CHECK_FAILURE.0,
+                    prompt::REJECTED.0,
                     prompt::RESUMED.0,
                 ]
                 .contains(&template.0)
@@ -1024,6 +1041,7 @@ impl RunState {
                     context.problem = Some(ProblemView {
                         files: vec!["README.md".to_owned()],
                         check: Some("test".to_owned()),
+                        reviewer: Some("lead".to_owned()),
                         reason: Some("exit code 1".to_owned()),
                         log_tail: None,
                     });
@@ -1039,7 +1057,7 @@ impl RunState {
     }
 }
 
-fn item_view(item: &Item) -> ItemView {
+pub(super) fn item_view(item: &Item) -> ItemView {
     ItemView {
         id: item.id.to_string(),
         kind: item.kind.name(),

@@ -18,7 +18,9 @@ use super::workspace::{FreeFate, Freshness, How, Provisioned};
 use crate::config::{Config, OnFailure};
 use crate::git::GitError;
 use crate::lifecycle::Status;
-use crate::merge_queue::{MergeOutcome, WorktreeAfter};
+use crate::merge_queue::build::{BuildReport, LinkResult};
+use crate::merge_queue::candidate::Checked;
+use crate::merge_queue::{Landing, LinkLanded, MergeOutcome, WorktreeAfter};
 use crate::plan::{FullId, Plan, Rules};
 use crate::runner::folder::{self, Liveness};
 use crate::runner::output::LimitHit;
@@ -125,11 +127,132 @@ impl Harness {
         effects
     }
 
-    fn merged(&mut self, task: &str, outcome: MergeOutcome) -> Vec<Effect> {
-        self.step(Input::Merged {
-            task: id(task),
-            outcome,
+    /// Plays the executor's build of the links asked for: each is built,
+    /// unless `ended` says otherwise for it.
+    fn build_with(&mut self, mut ended: Vec<(&str, LinkResult)>) -> Vec<Effect> {
+        let train = &self.core.merge.train;
+        let Some(epoch) = train.building else {
+            return Vec::new();
+        };
+        let onto = match train.built() {
+            0 => train.base.clone().unwrap_or_else(|| "t0".to_owned()),
+            n => train.links[n - 1].commit.clone().unwrap(),
+        };
+        let links = train.links[train.built()..]
+            .iter()
+            .map(|l| {
+                let task = l.task.to_string();
+                let tip = self
+                    .core
+                    .state()
+                    .items
+                    .get(&l.task)
+                    .and_then(|s| s.queued.as_ref())
+                    .and_then(|q| q.tip.clone())
+                    .unwrap_or_else(|| format!("tip-{task}"));
+                let result = match ended.iter().position(|(t, _)| *t == task) {
+                    Some(i) => ended.remove(i).1,
+                    None => LinkResult::Built {
+                        commit: format!("c{epoch}-{task}"),
+                        tip: Some(tip),
+                    },
+                };
+                (task, result)
+            })
+            .collect();
+        self.step(Input::Built {
+            epoch,
+            report: BuildReport {
+                onto: Ok(onto),
+                links,
+            },
         })
+    }
+
+    fn build(&mut self) -> Vec<Effect> {
+        self.build_with(Vec::new())
+    }
+
+    /// Plays the end of the check run on `commit`.
+    fn checked(&mut self, commit: &str, checked: Checked) -> Vec<Effect> {
+        let run = self
+            .core
+            .merge
+            .train
+            .checks
+            .iter()
+            .find(|r| r.commit == commit)
+            .unwrap_or_else(|| panic!("no check runs on {commit}"));
+        let slot = run.slot;
+        self.step(Input::Checked {
+            slot,
+            commit: commit.to_owned(),
+            checked,
+        })
+    }
+
+    /// Returns the commits being checked, in the order they started.
+    fn checking(&self) -> Vec<String> {
+        self.core
+            .merge
+            .train
+            .checks
+            .iter()
+            .filter(|r| r.live)
+            .map(|r| r.commit.clone())
+            .collect()
+    }
+
+    /// Plays the end of the landing under way.
+    fn land_with(&mut self, landing: Landing) -> Vec<Effect> {
+        self.step(Input::Landed(Box::new(landing)))
+    }
+
+    /// Plays a landing under way that moved the target.
+    fn land(&mut self) -> Vec<Effect> {
+        let train = &self.core.merge.train;
+        let Some((_, n)) = train.landing.clone() else {
+            return Vec::new();
+        };
+        let mut prev = "t0".to_owned();
+        let links = train.links[..n]
+            .iter()
+            .map(|l| {
+                let commit = l.commit.clone().unwrap();
+                LinkLanded {
+                    task: l.task.to_string(),
+                    commit: commit.clone(),
+                    prev: std::mem::replace(&mut prev, commit),
+                    backup: None,
+                    branch_deleted: true,
+                    worktree: WorktreeAfter::Detached(PathBuf::from("wt").join(l.task.as_str())),
+                    cleanup: None,
+                }
+            })
+            .collect();
+        self.land_with(Landing::Landed {
+            took: Duration::from_millis(5),
+            hooks_in: PathBuf::from("repo"),
+            links,
+        })
+    }
+
+    /// Builds, passes every check running and lands, until the queue rests.
+    fn merge_all(&mut self) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        for _ in 0..20 {
+            effects.extend(self.build());
+            for commit in self.checking() {
+                effects.extend(self.checked(&commit, passed()));
+            }
+            let landed = self.land();
+            let idle = landed.is_empty();
+            effects.extend(landed);
+            if idle && self.core.merge.train.building.is_none() && self.checking().is_empty() {
+                break;
+            }
+        }
+        effects
     }
 
     fn command(&mut self, action: Action, target: &str) -> Vec<Effect> {
@@ -141,6 +264,7 @@ impl Harness {
             order,
             sent: Timestamp::at(self.now.wall),
             from_pid: 1,
+            reason: None,
         };
         self.step(Input::Command {
             received: Received {
@@ -189,18 +313,28 @@ fn exit_code(code: i32) -> AttemptReport {
     }
 }
 
-fn landed() -> MergeOutcome {
-    MergeOutcome::Merged {
-        commit: "m1".to_owned(),
-        onto: "t0".to_owned(),
-        took: Duration::from_millis(5),
+fn passed() -> Checked {
+    Checked::Passed {
         checks: vec!["test".to_owned()],
-        branch_deleted: true,
-        backup: None,
-        worktree: WorktreeAfter::Detached(PathBuf::from("wt/A")),
-        hooks_in: Some(PathBuf::from("repo")),
-        hook_failures: Vec::new(),
     }
+}
+
+fn red(check: &str) -> Checked {
+    Checked::Failed {
+        check: check.to_owned(),
+        failure: crate::merge_queue::checks::CheckFailure::Exited { code: 1 },
+        log: PathBuf::from(format!("repo/.orchestrator/checks/A/{check}.log")),
+        passed: Vec::new(),
+    }
+}
+
+/// A config whose merges run one check, `test`.
+fn with_check(c: &mut Config) {
+    c.policy.checks = vec![crate::config::Check {
+        name: "test".to_owned(),
+        run: "true".to_owned(),
+        timeout: crate::config::Dur(Duration::from_secs(60)),
+    }];
 }
 
 /// The ids provisioned, in order.
@@ -241,7 +375,7 @@ const TWO: &str = "[[task]]\nid = \"A\"\n[[task]]\nid = \"B\"\ndepends_on = [\"A
 
 #[test]
 fn a_task_goes_from_ready_to_merged_and_its_dependent_starts_after() {
-    let mut h = Harness::new(TWO, |_| {});
+    let mut h = Harness::new(TWO, with_check);
     let effects = h.tick();
     assert_eq!(provisions(&effects), ["A"]);
     assert_eq!(events(&effects), ["task.ready A", "task.started A"]);
@@ -283,12 +417,14 @@ fn a_task_goes_from_ready_to_merged_and_its_dependent_starts_after() {
         "the finished task is merged at once"
     );
     assert_eq!(h.status("A"), Status::Merging);
+    assert!(effects.iter().any(|e| matches!(e, Effect::Build { .. })));
     assert!(provisions(&effects).is_empty(), "B waits for A's merge");
-    let effects = h.merged("A", landed());
+    let effects = h.merge_all();
     assert_eq!(h.status("A"), Status::Merged);
     assert_eq!(
         events(&effects),
         [
+            "check.started A",
             "check.passed A",
             "task.merged A",
             "task.ready B",
@@ -297,7 +433,8 @@ fn a_task_goes_from_ready_to_merged_and_its_dependent_starts_after() {
     );
     assert_eq!(provisions(&effects), ["B"]);
     let state = &h.core.state().items[&id("A")];
-    assert_eq!(state.merge_commit.as_deref(), Some("m1"));
+    assert_eq!(state.merge_commit.as_deref(), Some("c0-A"));
+    assert_eq!(state.merged_onto.as_deref(), Some("t0"));
     assert_eq!(state.branch, None, "the merge deleted the branch");
     assert!(effects.iter().any(|e| matches!(e, Effect::Persist)));
 }
@@ -559,7 +696,7 @@ fn issue_18_a_failed_optional_dependency_is_not_presented_as_merged_work() {
     h.provisioned("A", 1);
     h.provisioned("B", 1);
     h.ends("A", 1, done_with(1));
-    h.merged("A", landed());
+    h.merge_all();
     h.ends("B", 1, exit_code(2));
     assert_eq!(h.status("C"), Status::Running);
     let prompt = prompt_of(&h.provisioned("C", 1));
@@ -637,9 +774,13 @@ fn issue_18_a_branch_started_again_counts_its_steps_from_the_new_tip() {
     assert_eq!(h.core.state().items[&id("T1")].base.as_deref(), Some("t5"));
 }
 
-/// Runs `A` to its merge and returns the harness with `A` merging.
+/// Runs `A` to its merge and returns the harness with `A` merging, its
+/// link asked to be built.
 fn merging(edit: impl FnOnce(&mut Config)) -> Harness {
-    let mut h = Harness::new("[[task]]\nid = \"A\"\n", edit);
+    let mut h = Harness::new("[[task]]\nid = \"A\"\n", |c| {
+        with_check(c);
+        edit(c);
+    });
     h.tick();
     h.provisioned("A", 1);
     h.ends("A", 1, done_with(1));
@@ -650,13 +791,13 @@ fn merging(edit: impl FnOnce(&mut Config)) -> Harness {
 #[test]
 fn a_conflict_goes_back_to_the_agent_with_the_target_merged_in() {
     let mut h = merging(|_| {});
-    let effects = h.merged(
+    let effects = h.build_with(vec![(
         "A",
-        MergeOutcome::Conflicts {
+        LinkResult::Ended(MergeOutcome::Conflicts {
             files: vec!["a.txt".to_owned()],
             onto: "t1".to_owned(),
-        },
-    );
+        }),
+    )]);
     assert_eq!(events(&effects), ["merge.conflicted A", "task.started A"]);
     assert_eq!(h.status("A"), Status::Running);
     let Some(Effect::Provision(p)) = effects.iter().find(|e| matches!(e, Effect::Provision(_)))
@@ -686,13 +827,13 @@ fn a_conflict_goes_back_to_the_agent_with_the_target_merged_in() {
 #[test]
 fn a_conflict_waits_for_a_person_when_configured() {
     let mut h = merging(|c| c.merge.on_conflict = OnFailure::Stop);
-    let effects = h.merged(
+    let effects = h.build_with(vec![(
         "A",
-        MergeOutcome::Conflicts {
+        LinkResult::Ended(MergeOutcome::Conflicts {
             files: vec!["a.txt".to_owned()],
             onto: "t1".to_owned(),
-        },
-    );
+        }),
+    )]);
     assert_eq!(events(&effects), ["merge.conflicted A"]);
     assert_eq!(h.status("A"), Status::Conflicted);
     assert!(
@@ -710,9 +851,11 @@ fn a_conflict_waits_for_a_person_when_configured() {
 #[test]
 fn a_red_check_fails_the_task_when_no_agent_may_fix_it() {
     let mut h = merging(|c| c.merge.on_check_failure = OnFailure::Stop);
-    let effects = h.merged(
-        "A",
-        MergeOutcome::CheckFailed {
+    let effects = h.build();
+    assert_eq!(events(&effects), ["check.started A"]);
+    let effects = h.checked(
+        "c0-A",
+        Checked::Failed {
             check: "test".to_owned(),
             failure: crate::merge_queue::checks::CheckFailure::Exited { code: 1 },
             log: PathBuf::from("repo/.orchestrator/checks/A/test.log"),
@@ -728,43 +871,107 @@ fn a_red_check_fails_the_task_when_no_agent_may_fix_it() {
         h.core.state().items[&id("A")].reason.as_deref(),
         Some("check `test` failed: exit code 1; log: .orchestrator/checks/A/test.log")
     );
+    assert!(h.core.done(h.now));
 }
 
 #[test]
-fn a_waiting_merge_pauses_then_tries_again_saying_why_once() {
+fn issue_14_a_waiting_merge_is_said_once_and_writes_nothing_while_it_waits() {
     let mut h = merging(|_| {});
-    let waiting = || MergeOutcome::Waiting {
-        why: crate::merge_queue::WaitReason::KeptMoving {
+    h.build();
+    h.checked("c0-A", passed());
+    let waiting = |file: &str| Landing::Blocked {
+        why: crate::merge_queue::WaitReason::TargetDirty {
             target: "main".to_owned(),
+            checkout: PathBuf::from("/repo"),
+            blockers: vec![crate::merge_queue::checkout::Blocker {
+                path: file.to_owned(),
+                why: crate::merge_queue::checkout::InTheWay::Untracked,
+            }],
         },
+        tasks: vec!["A".to_owned()],
     };
-    let effects = h.merged("A", waiting());
+    let effects = h.land_with(waiting("a.txt"));
     assert_eq!(events(&effects), ["merge.waiting A"]);
-    assert_eq!(h.status("A"), Status::AwaitingMerge);
+    assert_eq!(
+        h.status("A"),
+        Status::Merging,
+        "it waits as part of its merge"
+    );
     h.wait(Duration::from_secs(1));
-    assert!(events(&h.tick()).is_empty(), "merging pauses");
+    assert!(
+        !h.tick().iter().any(|e| matches!(e, Effect::Probe(_))),
+        "merging pauses"
+    );
     h.wait(Duration::from_secs(1));
-    assert_eq!(events(&h.tick()), ["merge.started A"]);
-    let effects = h.merged("A", waiting());
-    assert!(events(&effects).is_empty(), "the same reason is said once");
+    for round in 0..3 {
+        let effects = h.tick();
+        assert!(
+            effects.iter().any(|e| matches!(e, Effect::Probe(_))),
+            "round {round}: {effects:?}"
+        );
+        let effects = h.step(Input::Probed {
+            task: id("A"),
+            waiting: Some("`main` is checked out in `/repo`, where the merge would overwrite `a.txt` (untracked); merging resumes once they are committed, reverted or moved away".to_owned()),
+        });
+        assert!(events(&effects).is_empty(), "the same reason is said once");
+        assert!(
+            !effects.iter().any(|e| matches!(e, Effect::Persist)),
+            "nothing to write: {effects:?}"
+        );
+        h.wait(super::core::WAIT_PAUSE);
+    }
+    h.tick();
+    let effects = h.step(Input::Probed {
+        task: id("A"),
+        waiting: None,
+    });
+    assert!(
+        effects.iter().any(|e| matches!(e, Effect::Build { .. })),
+        "it rejoins"
+    );
+    let effects = h.merge_all();
+    assert_eq!(
+        events(&effects),
+        ["check.started A", "check.passed A", "task.merged A"]
+    );
+}
+
+#[test]
+fn issue_14_a_task_with_a_file_in_its_way_waits_apart_and_the_others_land() {
+    let mut h = queued(&["A", "B"], |_| {});
+    h.build();
+    h.checked("c0-B", passed());
+    let effects = h.land_with(Landing::Blocked {
+        why: crate::merge_queue::WaitReason::TargetDirty {
+            target: "main".to_owned(),
+            checkout: PathBuf::from("/repo"),
+            blockers: vec![crate::merge_queue::checkout::Blocker {
+                path: "work-A.txt".to_owned(),
+                why: crate::merge_queue::checkout::InTheWay::Untracked,
+            }],
+        },
+        tasks: vec!["A".to_owned()],
+    });
+    assert_eq!(events(&effects), ["merge.waiting A"]);
+    h.merge_all();
+    assert_eq!(h.status("B"), Status::Merged, "B does not wait behind A");
+    assert_eq!(h.status("A"), Status::Merging, "A waits apart");
+    assert!(h.core.merge.parked.contains_key(&id("A")));
 }
 
 #[test]
 fn a_branch_moved_since_it_was_queued_is_queued_at_its_new_tip() {
     let mut h = merging(|_| {});
-    let effects = h.merged(
+    let effects = h.build_with(vec![(
         "A",
-        MergeOutcome::BranchMoved {
+        LinkResult::Ended(MergeOutcome::BranchMoved {
             tip: "t9".to_owned(),
             backup: None,
-        },
-    );
+        }),
+    )]);
     assert_eq!(events(&effects), ["merge.requeued A", "merge.started A"]);
-    let Some(Effect::StartMerge(m)) = effects.iter().find(|e| matches!(e, Effect::StartMerge(_)))
-    else {
-        panic!("{effects:?}");
-    };
-    assert_eq!(m.queued_tip.as_deref(), Some("t9"));
+    assert!(effects.iter().any(|e| matches!(e, Effect::Build { links, .. }
+        if matches!(&links[0].what, crate::merge_queue::build::LinkWhat::Merge { queued_tip: Some(t), .. } if t == "t9"))));
 }
 
 #[test]
@@ -803,27 +1010,29 @@ fn a_target_gone_halts_the_run_once_quiet() {
 }
 
 #[test]
-fn a_cancel_during_a_merge_stops_it_then_cancels_or_is_refused_if_it_landed() {
+fn a_cancel_during_a_landing_stops_it_then_cancels_or_is_refused_if_it_landed() {
     for landed_first in [false, true] {
         let mut h = merging(|_| {});
+        h.build();
+        h.checked("c0-A", passed());
+        assert!(h.core.merge.train.landing.is_some());
         let effects = h.command(Action::Cancel, "A");
-        assert!(effects.iter().any(|e| matches!(e, Effect::StopMerge)));
+        assert!(effects.iter().any(|e| matches!(e, Effect::StopLanding)));
         assert!(
             !effects.iter().any(|e| matches!(e, Effect::Reply { .. })),
-            "answered once the merge ended"
+            "answered once the landing ended"
         );
         assert_eq!(h.status("A"), Status::Merging);
         let again = h.command(Action::Cancel, "A");
         assert!(
-            !again.iter().any(|e| matches!(e, Effect::StopMerge)),
+            !again.iter().any(|e| matches!(e, Effect::StopLanding)),
             "the same command file, seen again"
         );
-        let outcome = if landed_first {
-            landed()
+        let effects = if landed_first {
+            h.land()
         } else {
-            MergeOutcome::Interrupted
+            h.land_with(Landing::Ended(MergeOutcome::Interrupted))
         };
-        let effects = h.merged("A", outcome);
         let reply = effects.iter().find_map(|e| match e {
             Effect::Reply { reply, .. } => Some(reply.clone()),
             _ => None,
@@ -845,24 +1054,50 @@ fn a_cancel_during_a_merge_stops_it_then_cancels_or_is_refused_if_it_landed() {
 }
 
 #[test]
+fn a_cancel_of_a_task_being_checked_takes_it_out_of_the_queue_at_once() {
+    let mut h = merging(|_| {});
+    h.build();
+    assert_eq!(h.checking(), ["c0-A"]);
+    let effects = h.command(Action::Cancel, "A");
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::CancelCheck { slot: 0 }))
+    );
+    assert_eq!(h.status("A"), Status::Cancelled);
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::Reply { reply, .. } if reply.ok))
+    );
+    assert!(!h.core.done(h.now), "its check is still stopping");
+    h.checked("c0-A", Checked::Stopped);
+    assert!(h.core.done(h.now));
+}
+
+#[test]
 fn a_landed_merge_is_written_before_its_post_merge_hooks_run() {
     let mut h = merging(|c| c.hooks.post_merge = vec!["true".to_owned()]);
-    let effects = h.merged("A", landed());
+    h.build();
+    h.checked("c0-A", passed());
+    let effects = h.land();
     let flush = effects.iter().position(|e| matches!(e, Effect::Flush));
     let hooks = effects
         .iter()
         .position(|e| matches!(e, Effect::PostMerge(_)));
     assert!(flush.is_some() && flush < hooks, "{effects:?}");
-    assert_eq!(h.core.state().landed.as_deref(), Some("m1"));
+    assert_eq!(h.core.state().landed.as_deref(), Some("c0-A"));
     assert!(!h.core.done(h.now), "the hooks still run");
     let effects = h.step(Input::PostMerged {
-        task: id("A"),
-        result: Err(crate::runner::hook::HookError::Failed {
-            stage: "post_merge",
-            command: "true".to_owned(),
-            exit: crate::runner::hook::HookExit::Code(1),
-            log: PathBuf::from("hooks/A/post_merge.log"),
-        }),
+        failures: vec![(
+            id("A"),
+            crate::runner::hook::HookError::Failed {
+                stage: "post_merge",
+                command: "true".to_owned(),
+                exit: crate::runner::hook::HookExit::Code(1),
+                log: PathBuf::from("hooks/A/post_merge.log"),
+            },
+        )],
     });
     assert_eq!(events(&effects), ["hook.failed A"]);
     assert!(h.core.done(h.now));
@@ -871,14 +1106,17 @@ fn a_landed_merge_is_written_before_its_post_merge_hooks_run() {
 #[test]
 fn a_target_moved_under_orch_halts_and_is_remembered() {
     let mut h = merging(|_| {});
-    let effects = h.merged(
-        "A",
-        MergeOutcome::TargetRewound {
-            lost: "m0".to_owned(),
-            head: "x1".to_owned(),
-            backup: "refs/orch/backup/@target/main/1".to_owned(),
+    let effects = h.step(Input::Built {
+        epoch: h.core.merge.train.building.unwrap(),
+        report: BuildReport {
+            onto: Err(MergeOutcome::TargetRewound {
+                lost: "m0".to_owned(),
+                head: "x1".to_owned(),
+                backup: "refs/orch/backup/@target/main/1".to_owned(),
+            }),
+            links: Vec::new(),
         },
-    );
+    });
     assert_eq!(events(&effects), ["merge.waiting A"]);
     assert_eq!(h.status("A"), Status::AwaitingMerge);
     assert!(matches!(
@@ -888,6 +1126,308 @@ fn a_target_moved_under_orch_halts_and_is_remembered() {
     let lost = h.core.state().lost.clone().unwrap();
     assert_eq!(lost.backup, "refs/orch/backup/@target/main/1");
     assert!(h.core.done(h.now));
+}
+
+/// Runs `tasks` independent tasks to the merge queue together and returns
+/// the harness with their links asked to be built.
+fn queued(tasks: &[&str], edit: impl FnOnce(&mut Config)) -> Harness {
+    let plan: String = tasks
+        .iter()
+        .map(|t| format!("[[task]]\nid = \"{t}\"\n"))
+        .collect();
+    let mut h = Harness::new(&plan, |c| {
+        c.agent.max_parallel = tasks.len() as u32;
+        with_check(c);
+        edit(c);
+    });
+    h.tick();
+    for t in tasks {
+        h.provisioned(t, 1);
+    }
+    // Every agent ends before the next batch of inputs ends: they finish together.
+    for t in tasks {
+        h.feed(Input::Exited {
+            unit: id(t),
+            attempt: 1,
+        });
+        h.feed(Input::Collected {
+            unit: id(t),
+            attempt: 1,
+            report: Box::new(done_with(1)),
+        });
+    }
+    h.tick();
+    h
+}
+
+/// The check runs an effect list starts: (tasks, onto).
+fn started_checks(effects: &[Effect]) -> Vec<(Vec<String>, String)> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Emit {
+                kind: EventKind::CheckStarted { tasks, onto, .. },
+                ..
+            } => Some((tasks.iter().map(|t| t.to_string()).collect(), onto.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn issue_14_the_next_batch_is_checked_on_top_of_the_one_being_checked_and_lands_with_it() {
+    let mut h = queued(&["A", "B", "C", "D", "E"], |c| {
+        c.merge.batch = 2;
+        c.merge.max_parallel_checks = 2;
+    });
+    let effects = h.build();
+    assert_eq!(
+        started_checks(&effects),
+        [
+            (vec!["A".into(), "B".into()], "t0".into()),
+            (vec!["C".into(), "D".into()], "c0-B".into()),
+        ],
+        "two batches at once, the second on top of the first"
+    );
+    let effects = h.checked("c0-D", passed());
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::Land(l) if l.candidate == "c0-D" && l.links.len() == 4)),
+        "the second batch's pass lands both: {effects:?}"
+    );
+    assert_eq!(
+        started_checks(&effects),
+        [(vec!["E".into()], "c0-D".into())],
+        "E is checked on top of what lands, in the slot just freed"
+    );
+    let effects = h.land();
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::CancelCheck { slot: 0 })),
+        "the first batch's check is no longer needed"
+    );
+    assert_eq!(
+        events(&effects)
+            .into_iter()
+            .filter(|e| e.starts_with("task.merged"))
+            .collect::<Vec<_>>(),
+        [
+            "task.merged A",
+            "task.merged B",
+            "task.merged C",
+            "task.merged D"
+        ]
+    );
+    h.checked("c0-B", Checked::Stopped);
+    h.checked("c0-E", passed());
+    h.land();
+    assert_eq!(h.status("E"), Status::Merged);
+    assert!(h.core.done(h.now));
+}
+
+#[test]
+fn issue_14_a_red_speculative_batch_stops_what_was_built_on_it_and_bisects() {
+    let mut h = queued(&["A", "B", "C", "D"], |c| {
+        c.merge.batch = 2;
+        c.merge.max_parallel_checks = 2;
+        c.merge.on_check_failure = OnFailure::Stop;
+    });
+    h.build();
+    let effects = h.checked("c0-B", red("test"));
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::CancelCheck { slot: 1 })),
+        "the batch checked on top of the red one is stopped: {effects:?}"
+    );
+    assert_eq!(
+        started_checks(&effects),
+        [(vec!["A".into()], "t0".into())],
+        "the first half of the red batch"
+    );
+    h.checked("c0-D", Checked::Stopped);
+    let effects = h.checked("c0-A", passed());
+    assert_eq!(h.status("B"), Status::Failed, "B is the culprit");
+    assert!(events(&effects).contains(&"task.failed B".to_owned()));
+    h.land();
+    assert_eq!(h.status("A"), Status::Merged);
+    let effects = h.build();
+    assert_eq!(
+        started_checks(&effects),
+        [(vec!["C".into(), "D".into()], "c0-A".into())],
+        "the rest, rebuilt without the culprit"
+    );
+    h.merge_all();
+    for t in ["C", "D"] {
+        assert_eq!(h.status(t), Status::Merged, "{t}");
+    }
+}
+
+#[test]
+fn issue_14_a_review_command_holds_the_landing_and_a_person_review_lets_the_others_go() {
+    let mut h = queued(&["A", "B"], |c| {
+        c.policy.review = vec![crate::config::Review {
+            name: "bot".to_owned(),
+            run: Some("true".to_owned()),
+            manual: false,
+            timeout: crate::config::Dur(Duration::from_secs(60)),
+        }];
+    });
+    h.build();
+    let effects = h.checked("c0-B", passed());
+    let reviews: Vec<String> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Review(r) => Some(format!("{} {}", r.task, r.review)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reviews, ["A bot", "B bot"]);
+    assert!(
+        h.core.merge.train.landing.is_none(),
+        "held for the verdicts"
+    );
+    h.step(Input::Reviewed {
+        task: id("A"),
+        review: "bot".to_owned(),
+        verdict: Ok(crate::merge_queue::review::Verdict::Approve),
+    });
+    assert!(
+        h.core.merge.train.landing.is_none(),
+        "B's verdict is awaited"
+    );
+    let effects = h.step(Input::Reviewed {
+        task: id("B"),
+        review: "bot".to_owned(),
+        verdict: Ok(crate::merge_queue::review::Verdict::Reject {
+            reason: "add a test".to_owned(),
+        }),
+    });
+    assert_eq!(
+        events(&effects)[..2],
+        ["review.rejected B".to_owned(), "task.started B".to_owned()]
+    );
+    assert_eq!(h.status("B"), Status::Running, "back to its agent");
+    assert_eq!(
+        h.core.state().items[&id("B")].merge_problem,
+        Some(crate::state::model::MergeProblem::Review {
+            by: "bot".to_owned(),
+            reason: "add a test".to_owned()
+        })
+    );
+    h.merge_all();
+    assert_eq!(
+        h.status("A"),
+        Status::Merged,
+        "approved and rechecked without B"
+    );
+
+    let mut h = queued(&["A", "B"], |c| {
+        c.policy.review = vec![crate::config::Review {
+            name: "lead".to_owned(),
+            run: None,
+            manual: true,
+            timeout: crate::config::Dur(Duration::from_secs(60)),
+        }];
+    });
+    h.build();
+    let effects = h.checked("c0-B", passed());
+    assert_eq!(
+        events(&effects),
+        ["check.passed B", "review.waiting A"],
+        "A waits for a person, out of the queue"
+    );
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::Build { links, .. } if links.len() == 1)),
+        "B is built again without A"
+    );
+    assert_eq!(h.status("A"), Status::AwaitingReview);
+    let effects = h.command(Action::Approve, "A");
+    assert!(events(&effects).contains(&"review.approved A".to_owned()));
+    h.merge_all();
+    assert_eq!(h.status("B"), Status::AwaitingReview);
+    assert_eq!(
+        h.status("A"),
+        Status::Merged,
+        "approved once, checked again, landed"
+    );
+}
+
+#[test]
+fn issue_14_a_revert_goes_through_the_queue_and_marks_the_task_reverted() {
+    let mut h = merging(|_| {});
+    h.merge_all();
+    assert_eq!(h.status("A"), Status::Merged);
+    let effects = h.command(Action::Revert, "A");
+    assert_eq!(events(&effects), ["revert.queued A"]);
+    let build = effects.iter().find_map(|e| match e {
+        Effect::Build { links, .. } => Some(links.clone()),
+        _ => None,
+    });
+    assert!(matches!(
+        &build.as_deref(),
+        Some([crate::merge_queue::build::LinkSpec { what: crate::merge_queue::build::LinkWhat::Revert { before, after }, .. }])
+            if before == "t0" && after == "c0-A"
+    ));
+    let effects = h.merge_all();
+    assert_eq!(
+        events(&effects),
+        ["check.started A", "check.passed A", "task.reverted A"]
+    );
+    assert_eq!(h.status("A"), Status::Reverted);
+    let refused = h.command(Action::Revert, "A");
+    assert!(
+        refused
+            .iter()
+            .any(|e| matches!(e, Effect::Reply { reply, .. }
+        if reply.message == "cannot revert `A`: it is `reverted`"))
+    );
+}
+
+#[test]
+fn issue_14_the_radar_says_each_overlap_once_and_splits_batches_on_it() {
+    let mut h = queued(&["A", "B", "C"], |c| c.merge.batch = 8);
+    let seen = |paths: &[(&str, &[&str])]| Input::Radar {
+        seen: paths
+            .iter()
+            .map(|(t, p)| {
+                (
+                    id(t),
+                    Some((
+                        format!("tip-{t}"),
+                        p.iter().map(|s| (*s).to_owned()).collect(),
+                    )),
+                )
+            })
+            .collect(),
+    };
+    let effects = h.step(seen(&[
+        ("A", &["a.rs", "lib.rs"]),
+        ("B", &["b.rs"]),
+        ("C", &["lib.rs"]),
+    ]));
+    assert_eq!(events(&effects), ["radar.overlap A"]);
+    let effects = h.step(seen(&[
+        ("A", &["a.rs", "lib.rs"]),
+        ("B", &["b.rs"]),
+        ("C", &["lib.rs"]),
+    ]));
+    assert!(events(&effects).is_empty(), "said once");
+    let a = &h.core.state().items[&id("A")];
+    assert_eq!(a.radar.as_ref().unwrap().overlaps[&id("C")], ["lib.rs"]);
+    let effects = h.build();
+    assert_eq!(
+        started_checks(&effects),
+        [
+            (vec!["A".into(), "B".into()], "t0".into()),
+            (vec!["C".into()], "c0-B".into())
+        ],
+        "C overlaps A: another batch"
+    );
 }
 
 #[test]
@@ -1229,7 +1769,7 @@ fn a_usage_limit_pauses_its_agent_without_spending_an_attempt_while_others_go_on
     assert!(h.core.next_wake(h.now) <= h.now.mono + Duration::from_secs(600));
     let effects = h.ends("B", 1, done_with(1));
     assert_eq!(events(&effects), ["task.completed B", "merge.started B"]);
-    h.merged("B", landed());
+    h.merge_all();
     h.wait(Duration::from_secs(599));
     assert!(provisions(&h.tick()).is_empty(), "not before the reset");
     h.wait(Duration::from_secs(1));
@@ -1316,7 +1856,7 @@ fn a_person_pauses_and_resumes_agents_through_the_inbox() {
     assert_eq!(replies(&effects), ["false `codex` is not paused"]);
     h.provisioned("B", 1);
     h.ends("B", 1, done_with(1));
-    h.merged("B", landed());
+    h.merge_all();
     assert!(!h.core.done(h.now), "A and C wait for `orch resume`");
     let effects = h.order(Order::Pause {
         agent: None,
@@ -1347,20 +1887,13 @@ fn a_person_pauses_and_resumes_agents_through_the_inbox() {
 
 #[test]
 fn a_hand_back_continues_the_agents_session_and_counts_what_it_added() {
-    let mut h = Harness::new("[[task]]\nid = \"A\"\n", |_| {});
+    let mut h = Harness::new("[[task]]\nid = \"A\"\n", with_check);
     h.tick();
     h.provisioned("A", 1);
     let effects = h.ends("A", 1, in_session(done_with(1), "s-1", 0.25));
     assert_eq!(events(&effects)[0], "task.usage A");
-    h.merged(
-        "A",
-        MergeOutcome::CheckFailed {
-            check: "test".to_owned(),
-            failure: crate::merge_queue::checks::CheckFailure::Exited { code: 1 },
-            log: PathBuf::from("repo/.orchestrator/checks/A/test.log"),
-            passed: Vec::new(),
-        },
-    );
+    h.build();
+    h.checked("c0-A", red("test"));
     let effects = h.provisioned("A", 2);
     let launch = the_launch(&effects);
     assert_eq!(launch.prompt.template.0, "resumed.md");
@@ -1386,6 +1919,39 @@ fn a_hand_back_continues_the_agents_session_and_counts_what_it_added() {
     let usage = a.attempts[1].usage.unwrap();
     assert_eq!((usage.cost_usd, usage.input_tokens), (Some(0.5), Some(100)));
     assert_eq!(Usage::total(&a.attempts).unwrap().cost_usd, Some(0.75));
+}
+
+#[test]
+fn a_review_rejection_continues_the_agents_session_with_the_reviews_text() {
+    let mut h = Harness::new("[[task]]\nid = \"A\"\n", |c| {
+        with_check(c);
+        c.policy.review = vec![crate::config::Review {
+            name: "bot".to_owned(),
+            run: Some("true".to_owned()),
+            manual: false,
+            timeout: crate::config::Dur(Duration::from_secs(60)),
+        }];
+    });
+    h.tick();
+    h.provisioned("A", 1);
+    h.ends("A", 1, in_session(done_with(1), "s-1", 0.25));
+    h.build();
+    h.checked("c0-A", passed());
+    h.step(Input::Reviewed {
+        task: id("A"),
+        review: "bot".to_owned(),
+        verdict: Ok(crate::merge_queue::review::Verdict::Reject {
+            reason: "add a test".to_owned(),
+        }),
+    });
+    let effects = h.provisioned("A", 2);
+    assert_eq!(the_launch(&effects).prompt.template.0, "resumed.md");
+    let prompt = prompt_of(&effects);
+    assert!(
+        prompt.contains("review `bot` rejected it") && prompt.contains("add a test"),
+        "{prompt}"
+    );
+    assert!(!prompt.contains("conflicts"), "{prompt}");
 }
 
 #[test]
@@ -1447,7 +2013,7 @@ enum Op {
     Tick(u16),
     Provisioned(u8, bool),
     Ended(u8, u8),
-    Merged(u8),
+    Queue(u8, u8),
     Command(u8, u8),
     Signal,
 }
@@ -1457,7 +2023,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (0u16..120).prop_map(Op::Tick),
         4 => (any::<u8>(), any::<bool>()).prop_map(|(i, ok)| Op::Provisioned(i, ok)),
         4 => (any::<u8>(), any::<u8>()).prop_map(|(i, how)| Op::Ended(i, how)),
-        3 => any::<u8>().prop_map(Op::Merged),
+        4 => (any::<u8>(), any::<u8>()).prop_map(|(i, how)| Op::Queue(i, how)),
         1 => (any::<u8>(), any::<u8>()).prop_map(|(i, how)| Op::Command(i, how)),
         1 => Just(Op::Signal),
     ]
@@ -1467,29 +2033,181 @@ fn pick<T: Clone>(items: &[T], i: u8) -> Option<T> {
     (!items.is_empty()).then(|| items[i as usize % items.len()].clone())
 }
 
-fn merge_outcome(how: u8) -> MergeOutcome {
-    match how % 7 {
-        0 | 1 => landed(),
-        2 => MergeOutcome::Conflicts {
-            files: vec!["f".to_owned()],
-            onto: "t1".to_owned(),
+/// What the property tests saw of the merge queue.
+#[derive(Debug, Default)]
+struct Seen {
+    /// Commits whose checks passed.
+    passed: std::collections::BTreeSet<String>,
+    /// Landings asked for that no passed check covers.
+    unchecked: Vec<String>,
+    /// `task.merged` per task since its last `task.retried`.
+    merged: std::collections::BTreeMap<String, usize>,
+}
+
+impl Seen {
+    fn watch(&mut self, effects: &[Effect]) {
+        for effect in effects {
+            match effect {
+                Effect::Land(req) if !self.passed.contains(&req.candidate) => {
+                    self.unchecked.push(req.candidate.clone());
+                }
+                Effect::Emit {
+                    id: Some(id),
+                    kind: EventKind::TaskMerged { .. },
+                } => *self.merged.entry(id.to_string()).or_default() += 1,
+                Effect::Emit {
+                    id: Some(id),
+                    kind: EventKind::TaskRetried { .. },
+                } => {
+                    self.merged.remove(id.as_str());
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Plays one step of the merge queue's executor, chosen by `how`: a build
+/// (each link built, or ending on a conflict, a moved branch, work already
+/// landed), a check ending (passed, red, stopped), a landing ending
+/// (landed, target moved, blocked, interrupted), or a probe answered.
+fn queue_step(h: &mut Harness, i: u8, how: u8, seen: &mut Seen) -> Vec<Effect> {
+    match how % 4 {
+        0 => {
+            let train = &h.core.merge.train;
+            let ended: Vec<(String, LinkResult)> = train.links[train.built()..]
+                .iter()
+                .enumerate()
+                .filter_map(|(n, l)| {
+                    let result = match (how / 4).wrapping_add(n as u8).wrapping_add(i) % 9 {
+                        0 => LinkResult::Ended(MergeOutcome::Conflicts {
+                            files: vec!["f".to_owned()],
+                            onto: "t1".to_owned(),
+                        }),
+                        1 => LinkResult::Ended(MergeOutcome::BranchMoved {
+                            tip: "t2".to_owned(),
+                            backup: None,
+                        }),
+                        2 if !l.revert => LinkResult::Landed {
+                            commit: "t0".to_owned(),
+                            worktree: WorktreeAfter::Untouched,
+                            branch_deleted: false,
+                            cleanup: None,
+                        },
+                        _ => return None,
+                    };
+                    Some((l.task.to_string(), result))
+                })
+                .collect();
+            let ended = ended
+                .iter()
+                .map(|(t, r)| (t.as_str(), clone_result(r)))
+                .collect();
+            h.build_with(ended)
+        }
+        1 => {
+            let running = h.checking();
+            match pick(&running, i) {
+                Some(commit) => {
+                    let checked = match how / 4 % 3 {
+                        0 | 1 => {
+                            seen.passed.insert(commit.clone());
+                            passed()
+                        }
+                        _ => red("test"),
+                    };
+                    h.checked(&commit, checked)
+                }
+                None => {
+                    let stopping: Vec<String> = h
+                        .core
+                        .merge
+                        .train
+                        .checks
+                        .iter()
+                        .map(|r| r.commit.clone())
+                        .collect();
+                    match pick(&stopping, i) {
+                        Some(commit) => h.checked(&commit, Checked::Stopped),
+                        None => h.tick(),
+                    }
+                }
+            }
+        }
+        2 => {
+            if h.core.merge.train.landing.is_none() {
+                return h.tick();
+            }
+            match how / 4 % 5 {
+                0 | 1 => h.land(),
+                2 => h.land_with(Landing::TargetMoved {
+                    head: format!("p{i}"),
+                }),
+                3 => {
+                    let (_, n) = h.core.merge.train.landing.clone().unwrap();
+                    let task = h.core.merge.train.links[(i as usize) % n].task.to_string();
+                    h.land_with(Landing::Blocked {
+                        why: crate::merge_queue::WaitReason::CheckoutStuck(
+                            crate::merge_queue::checkout::Stuck::IndexLocked {
+                                lock: PathBuf::from("index.lock"),
+                            },
+                        ),
+                        tasks: vec![task],
+                    })
+                }
+                _ => h.land_with(Landing::Ended(MergeOutcome::Interrupted)),
+            }
+        }
+        _ => {
+            let probing: Vec<FullId> = h
+                .core
+                .merge
+                .parked
+                .iter()
+                .filter(|(_, p)| p.probing)
+                .map(|(t, _)| t.clone())
+                .collect();
+            match pick(&probing, i) {
+                Some(task) => h.step(Input::Probed {
+                    task,
+                    waiting: (how % 8 == 3).then(|| "still in the way".to_owned()),
+                }),
+                None => h.tick(),
+            }
+        }
+    }
+}
+
+fn clone_result(r: &LinkResult) -> LinkResult {
+    match r {
+        LinkResult::Built { commit, tip } => LinkResult::Built {
+            commit: commit.clone(),
+            tip: tip.clone(),
         },
-        3 => MergeOutcome::CheckFailed {
-            check: "test".to_owned(),
-            failure: crate::merge_queue::checks::CheckFailure::Exited { code: 1 },
-            log: PathBuf::from("x.log"),
-            passed: Vec::new(),
+        LinkResult::Landed {
+            commit,
+            branch_deleted,
+            ..
+        } => LinkResult::Landed {
+            commit: commit.clone(),
+            worktree: WorktreeAfter::Untouched,
+            branch_deleted: *branch_deleted,
+            cleanup: None,
         },
-        4 => MergeOutcome::BranchMoved {
-            tip: "t2".to_owned(),
-            backup: None,
-        },
-        5 => MergeOutcome::Interrupted,
-        _ => MergeOutcome::Waiting {
-            why: crate::merge_queue::WaitReason::KeptMoving {
-                target: "main".to_owned(),
-            },
-        },
+        LinkResult::NothingToRevert => LinkResult::NothingToRevert,
+        LinkResult::Ended(MergeOutcome::Conflicts { files, onto }) => {
+            LinkResult::Ended(MergeOutcome::Conflicts {
+                files: files.clone(),
+                onto: onto.clone(),
+            })
+        }
+        LinkResult::Ended(MergeOutcome::BranchMoved { tip, backup }) => {
+            LinkResult::Ended(MergeOutcome::BranchMoved {
+                tip: tip.clone(),
+                backup: backup.clone(),
+            })
+        }
+        LinkResult::Ended(_) => LinkResult::Ended(MergeOutcome::Interrupted),
     }
 }
 
@@ -1561,14 +2279,20 @@ proptest! {
     #[test]
     fn random_runs_keep_the_lifecycle_and_the_dependencies(
         subtasks in any::<bool>(),
+        batch in 1u32..4,
+        parallel in 1u32..4,
         ops in proptest::collection::vec(op(), 1..120),
     ) {
         let mut h = Harness::new(PLAN, |c| {
             c.retry.max_attempts = 2;
+            c.merge.batch = batch;
+            c.merge.max_parallel_checks = parallel;
+            with_check(c);
             if subtasks {
                 c.agent.unit = crate::config::AgentUnit::Subtask;
             }
         });
+        let mut seen = Seen::default();
         let effects = h.tick();
         check_starts(&h, &effects)?;
         for op in ops {
@@ -1606,23 +2330,92 @@ proptest! {
                     Some((unit, attempt)) => h.ends(unit.as_str(), attempt, attempt_end(how)),
                     None => h.tick(),
                 },
-                Op::Merged(how) => match h.core.merge.merging.clone() {
-                    Some(task) => h.merged(task.as_str(), merge_outcome(how)),
-                    None => h.tick(),
-                },
+                Op::Queue(i, how) => queue_step(&mut h, i, how, &mut seen),
                 Op::Command(i, how) => {
                     let ids = ["A", "B", "C", "D", "E", "E.S1", "E.S2"];
-                    let action = [Action::Cancel, Action::Retry, Action::Resolve][how as usize % 3];
+                    let action = [Action::Cancel, Action::Retry, Action::Resolve, Action::Revert]
+                        [how as usize % 4];
                     h.command(action, ids[i as usize % ids.len()])
                 }
                 Op::Signal => h.step(Input::Signal),
             };
             check_starts(&h, &effects)?;
+            seen.watch(&effects);
+            prop_assert!(seen.unchecked.is_empty(), "landed unchecked: {:?}", seen.unchecked);
+            prop_assert!(
+                seen.merged.values().all(|n| *n <= 1),
+                "a task landed twice: {:?}",
+                seen.merged
+            );
             for (id, s) in &h.core.state().items {
                 if s.status == Status::Running {
                     prop_assert!(s.open_attempt().is_some(), "{id} runs with no open attempt");
                 }
             }
+        }
+    }
+
+    /// Issue 14: whatever the checks say, and however builds and landings
+    /// end, no commit lands that a check did not pass, and no task lands
+    /// twice; once every check passes, every task still queued lands.
+    #[test]
+    fn random_check_outcomes_land_nothing_unchecked_and_each_task_once(
+        batch in 1u32..5,
+        parallel in 1u32..4,
+        steps in proptest::collection::vec((any::<u8>(), any::<u8>()), 1..80),
+    ) {
+        let plan: String = (0..8).map(|i| format!("[[task]]\nid = \"T{i}\"\n")).collect();
+        let mut h = Harness::new(&plan, |c| {
+            c.agent.max_parallel = 8;
+            c.merge.batch = batch;
+            c.merge.max_parallel_checks = parallel;
+            with_check(c);
+        });
+        let mut seen = Seen::default();
+        h.tick();
+        for i in 0..8 {
+            h.provisioned(&format!("T{i}"), 1);
+        }
+        for i in 0..8 {
+            let effects = h.ends(&format!("T{i}"), 1, done_with(1));
+            seen.watch(&effects);
+        }
+        for (i, how) in steps {
+            let effects = queue_step(&mut h, i, how, &mut seen);
+            seen.watch(&effects);
+            prop_assert!(seen.unchecked.is_empty(), "landed unchecked: {:?}", seen.unchecked);
+        }
+        // Everything passes from now on: the queue drains.
+        for _ in 0..200 {
+            h.wait(super::core::WAIT_PAUSE);
+            let mut effects = h.tick();
+            effects.extend(h.build());
+            for commit in h.checking() {
+                seen.passed.insert(commit.clone());
+                effects.extend(h.checked(&commit, passed()));
+            }
+            let stopping: Vec<String> = h.core.merge.train.checks.iter().map(|r| r.commit.clone()).collect();
+            for commit in stopping {
+                effects.extend(h.checked(&commit, Checked::Stopped));
+            }
+            effects.extend(h.land());
+            let probing: Vec<FullId> = h.core.merge.parked.keys().cloned().collect();
+            for task in probing {
+                effects.extend(h.step(Input::Probed { task, waiting: None }));
+            }
+            seen.watch(&effects);
+        }
+        prop_assert!(seen.unchecked.is_empty(), "landed unchecked: {:?}", seen.unchecked);
+        for i in 0..8 {
+            let task = format!("T{i}");
+            let status = h.status(&task);
+            prop_assert!(
+                !matches!(status, Status::AwaitingMerge | Status::Merging),
+                "{task} is still {status}"
+            );
+            let merged = seen.merged.get(&task).copied().unwrap_or(0);
+            prop_assert!(merged <= 1, "{task} landed {merged} times");
+            prop_assert_eq!(merged == 1, status == Status::Merged, "{}: {}", task, status);
         }
     }
 }

@@ -60,6 +60,8 @@ pub enum Cmd {
     /// Quit the dashboard and stop the run it runs in (`orch run --tui`).
     StopRun,
     Send(Action, FullId),
+    /// Reject a task waiting for review, with the reason the person typed.
+    Reject(FullId, String),
     /// Read the log of this attempt (the latest when `None`).
     LoadLog(FullId, Option<u32>),
 }
@@ -119,6 +121,10 @@ pub enum Mode {
         scroll: usize,
     },
     Confirm(Action, FullId),
+    /// Typing why a task waiting for review is rejected (its agent gets it).
+    Reason(FullId, String),
+    /// Asks before a rejection with this reason is sent.
+    ConfirmReject(FullId, String),
     /// `orch run --tui`: quit only the dashboard, or stop the run too?
     ConfirmQuit,
 }
@@ -542,6 +548,37 @@ impl AppState {
                     Vec::new()
                 }
             }
+            Mode::Reason(id, mut text) => {
+                match key.code {
+                    KeyCode::Enter if !text.trim().is_empty() => {
+                        self.mode = Mode::ConfirmReject(id, text);
+                    }
+                    KeyCode::Esc => {
+                        self.mode = Mode::Main;
+                        self.message = Some(format!("reject `{id}`: not sent"));
+                    }
+                    KeyCode::Backspace => {
+                        text.pop();
+                        self.mode = Mode::Reason(id, text);
+                    }
+                    KeyCode::Char(c) => {
+                        text.push(c);
+                        self.mode = Mode::Reason(id, text);
+                    }
+                    _ => {}
+                }
+                Vec::new()
+            }
+            Mode::ConfirmReject(id, reason) => {
+                self.mode = Mode::Main;
+                if matches!(key.code, KeyCode::Char('y') | KeyCode::Char('Y')) {
+                    self.message = Some(format!("reject `{id}`: sent"));
+                    vec![Cmd::Reject(id, reason)]
+                } else {
+                    self.message = Some(format!("reject `{id}`: not sent"));
+                    Vec::new()
+                }
+            }
             Mode::ConfirmQuit => {
                 self.mode = Mode::Main;
                 match key.code {
@@ -633,10 +670,13 @@ impl AppState {
                 self.mode = Mode::Help;
                 Vec::new()
             }
-            KeyCode::Char(c @ ('r' | 'c' | 'x')) => {
+            KeyCode::Char(c @ ('r' | 'c' | 'x' | 'a' | 'n' | 'v')) => {
                 let action = match c {
                     'r' => Action::Retry,
                     'c' => Action::Cancel,
+                    'a' => Action::Approve,
+                    'n' => Action::Reject,
+                    'v' => Action::Revert,
                     _ => Action::Resolve,
                 };
                 match self.selected_unit() {
@@ -645,6 +685,9 @@ impl AppState {
                             "no run is live, so this view is read-only; `orch {}` works without one",
                             action.as_str()
                         ));
+                    }
+                    Some(id) if action == Action::Reject => {
+                        self.mode = Mode::Reason(id, String::new());
                     }
                     Some(id) => self.mode = Mode::Confirm(action, id),
                     None => self.message = Some(format!("select a task to {}", action.as_str())),
@@ -818,6 +861,51 @@ title = "Importer"
         assert_eq!(app.update(key('y')), [Cmd::Send(Action::Retry, t1.clone())]);
         app.update(key('x'));
         assert_eq!(app.update(key('y')), [Cmd::Send(Action::Resolve, t1)]);
+    }
+
+    #[test]
+    fn issue_14_reviews_and_reverts_ask_first_and_a_rejection_asks_why() {
+        let mut app = AppState::new(plan(), State::default(), SystemTime::UNIX_EPOCH);
+        app.update(Msg::Live(Some(42)));
+        app.update(key('j'));
+        app.update(key('j'));
+        let t1 = FullId::parse("P1.M1.T1").unwrap();
+        app.update(key('a'));
+        assert_eq!(app.mode, Mode::Confirm(Action::Approve, t1.clone()));
+        assert_eq!(
+            app.update(key('y')),
+            [Cmd::Send(Action::Approve, t1.clone())]
+        );
+        app.update(key('v'));
+        assert_eq!(
+            app.update(key('y')),
+            [Cmd::Send(Action::Revert, t1.clone())]
+        );
+        app.update(key('n'));
+        assert_eq!(app.mode, Mode::Reason(t1.clone(), String::new()));
+        app.update(code(KeyCode::Enter));
+        assert_eq!(
+            app.mode,
+            Mode::Reason(t1.clone(), String::new()),
+            "no reason, nothing to confirm"
+        );
+        for c in "add a test".chars() {
+            assert!(app.update(key(c)).is_empty(), "typing sends nothing");
+        }
+        app.update(code(KeyCode::Enter));
+        assert_eq!(
+            app.mode,
+            Mode::ConfirmReject(t1.clone(), "add a test".to_owned())
+        );
+        assert_eq!(
+            app.update(key('y')),
+            [Cmd::Reject(t1.clone(), "add a test".to_owned())]
+        );
+        app.update(key('n'));
+        app.update(key('x'));
+        app.update(code(KeyCode::Esc));
+        assert_eq!(app.mode, Mode::Main);
+        assert_eq!(app.message.as_deref(), Some("reject `P1.M1.T1`: not sent"));
     }
 
     #[test]

@@ -213,7 +213,8 @@ impl Dashboard {
             match cmd {
                 Cmd::Quit => return Some(Exit::Quit),
                 Cmd::StopRun => return Some(Exit::StopRun),
-                Cmd::Send(action, id) => self.send(action, id),
+                Cmd::Send(action, id) => self.send(action, id, None),
+                Cmd::Reject(id, reason) => self.send(Action::Reject, id, Some(reason)),
                 Cmd::LoadLog(id, attempt) if Some(n) == last_log => self.load_log(id, attempt),
                 Cmd::LoadLog(..) => {}
             }
@@ -221,8 +222,8 @@ impl Dashboard {
         None
     }
 
-    fn send(&mut self, action: Action, id: FullId) {
-        let sent = match inbox::send(&self.state_dir, action, &id) {
+    fn send(&mut self, action: Action, id: FullId, reason: Option<String>) {
+        let sent = match inbox::send_with(&self.state_dir, action, &id, reason.as_deref()) {
             Ok(path) => path,
             Err(e) => {
                 self.app.update(Msg::Note(format!(

@@ -26,10 +26,10 @@ use crate::dash::app::{AppState, Mode};
 use crate::dash::layout::{self, MIN_HEIGHT, MIN_WIDTH};
 use crate::lifecycle::Status;
 use crate::narrate;
-use crate::plan::ItemIdx;
+use crate::plan::{FullId, ItemIdx};
 use crate::state::events::EventKind;
 use crate::state::inbox::Action;
-use crate::state::model::{ALL_AGENTS, Attempt, MergeProblem, Outcome, Usage};
+use crate::state::model::{ALL_AGENTS, Attempt, CandidateCheck, MergeProblem, Outcome, Usage};
 
 /// Returns the glyph that stands for a status.
 pub fn glyph(status: Status) -> &'static str {
@@ -40,11 +40,13 @@ pub fn glyph(status: Status) -> &'static str {
         Status::Retrying => "↻",
         Status::AwaitingMerge => "◐",
         Status::Merging => "⇡",
+        Status::AwaitingReview => "?",
         Status::Conflicted => "≠",
         Status::Merged | Status::Done | Status::Resolved => "✔",
         Status::Failed => "✘",
         Status::Blocked => "⊘",
         Status::Cancelled => "–",
+        Status::Reverted => "↶",
     }
 }
 
@@ -61,9 +63,11 @@ impl Paint {
         let color = match status {
             Status::Merged | Status::Done | Status::Resolved => Color::Green,
             Status::Running | Status::Merging | Status::AwaitingMerge => Color::Cyan,
-            Status::Ready | Status::Retrying => Color::Yellow,
+            Status::Ready | Status::Retrying | Status::AwaitingReview => Color::Yellow,
             Status::Failed | Status::Blocked | Status::Conflicted => Color::Red,
-            Status::Pending | Status::Cancelled => return Style::new().fg(Color::DarkGray),
+            Status::Pending | Status::Cancelled | Status::Reverted => {
+                return Style::new().fg(Color::DarkGray);
+            }
         };
         Style::new().fg(color)
     }
@@ -118,6 +122,26 @@ pub fn render(app: &AppState, frame: &mut Frame) {
             let lines = vec![
                 Line::styled(question, paint.bold()),
                 Line::raw(consequence),
+                Line::raw(""),
+                Line::raw("y: yes    any other key: no"),
+            ];
+            popup(frame, area, "confirm", lines, &paint);
+        }
+        Mode::Reason(id, text) => {
+            let lines = vec![
+                Line::styled(format!("Reject `{id}`: why?"), paint.bold()),
+                Line::raw("Its agent runs again with this text."),
+                Line::raw(""),
+                Line::raw(format!("{text}▏")),
+                Line::raw(""),
+                Line::raw("Enter: go on    Esc: do not reject"),
+            ];
+            popup(frame, area, "reject", lines, &paint);
+        }
+        Mode::ConfirmReject(id, reason) => {
+            let lines = vec![
+                Line::styled(format!("Reject `{id}`?"), paint.bold()),
+                Line::raw(format!("Its agent runs again, told: {reason}")),
                 Line::raw(""),
                 Line::raw("y: yes    any other key: no"),
             ];
@@ -404,7 +428,18 @@ fn detail(app: &AppState, frame: &mut Frame, area: Rect, paint: &Paint) {
                     paint,
                 ));
             }
+            Some(MergeProblem::Review { by, reason }) => {
+                lines.push(field("review", format!("`{by}` rejected: {reason}"), paint));
+            }
             None => {}
+        }
+        if let Some(radar) = s.radar.as_ref().filter(|r| !r.overlaps.is_empty()) {
+            let text: Vec<String> = radar
+                .overlaps
+                .iter()
+                .map(|(other, paths)| format!("{other}: {}", paths.join(", ")))
+                .collect();
+            lines.push(field("overlaps", text.join("; "), paint));
         }
         if let Some(branch) = &s.branch {
             lines.push(field("branch", branch.clone(), paint));
@@ -484,17 +519,45 @@ fn attempt_text(a: &Attempt, now: SystemTime) -> String {
     format!("#{} {} · {outcome}", a.number, clock(took))
 }
 
+/// The merge queue: the candidates being checked (each batch once, saying
+/// whether it is checked on top of the one above), then the tasks waiting,
+/// in the order they join, then those waiting for a person's review.
 fn queue(app: &AppState, frame: &mut Frame, area: Rect, paint: &Paint) {
-    let (waiting, merging) = &app.queue;
-    let block = Block::bordered().title(format!(" merge queue ({}) ", waiting.len()));
+    let (waiting, _) = &app.queue;
+    let candidates = &app.state.candidates;
+    let reviewing: Vec<&FullId> = app
+        .plan
+        .tasks()
+        .iter()
+        .filter(|t| app.statuses[t.index()] == Status::AwaitingReview)
+        .map(|t| &app.plan.item(*t).id)
+        .collect();
+    let in_queue: usize = candidates.iter().map(|c| c.tasks.len()).sum::<usize>() + waiting.len();
+    let block = Block::bordered().title(format!(" merge queue ({in_queue}) "));
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let mut lines = Vec::new();
-    if let Some(id) = merging {
+    let mut above: Option<&str> = None;
+    for c in candidates {
+        let ids: Vec<&str> = c.tasks.iter().map(|t| t.as_str()).collect();
+        let (status, what) = match c.check {
+            CandidateCheck::Running { slot } => {
+                (Status::Merging, format!("checking ({})", slot + 1))
+            }
+            CandidateCheck::Passed => (Status::Merged, "passed".to_owned()),
+            CandidateCheck::Failed => (Status::Failed, "red: bisecting".to_owned()),
+            CandidateCheck::Landing => (Status::Merging, "landing".to_owned()),
+        };
+        let top = if above == Some(c.onto.as_str()) {
+            "↳ "
+        } else {
+            ""
+        };
         lines.push(Line::styled(
-            format!("{} {id}  merging, checks running", glyph(Status::Merging)),
-            paint.status(Status::Merging),
+            format!("{} {top}{}  {what}", glyph(status), ids.join(" ")),
+            paint.status(status),
         ));
+        above = Some(c.commit.as_str());
     }
     let last_refusal = app.events.iter().rev().find(|e| {
         matches!(
@@ -504,7 +567,7 @@ fn queue(app: &AppState, frame: &mut Frame, area: Rect, paint: &Paint) {
                 | EventKind::MergeWaiting { .. }
         )
     });
-    let reserve = usize::from(last_refusal.is_some());
+    let reserve = usize::from(last_refusal.is_some()) + reviewing.len().min(1);
     let room = usize::from(inner.height).saturating_sub(lines.len() + reserve);
     for (n, id) in waiting.iter().enumerate().take(room) {
         let more = if n + 1 == room && waiting.len() > room {
@@ -513,6 +576,17 @@ fn queue(app: &AppState, frame: &mut Frame, area: Rect, paint: &Paint) {
             String::new()
         };
         lines.push(Line::raw(format!("{}. {id}{more}", n + 1)));
+    }
+    if !reviewing.is_empty() {
+        let ids: Vec<&str> = reviewing.iter().map(|t| t.as_str()).collect();
+        lines.push(Line::styled(
+            format!(
+                "{} review: {}",
+                glyph(Status::AwaitingReview),
+                ids.join(" ")
+            ),
+            paint.status(Status::AwaitingReview),
+        ));
     }
     if lines.is_empty() {
         lines.push(Line::styled("empty", paint.dim()));
@@ -630,7 +704,7 @@ fn footer_line<'a>(app: &'a AppState, paint: &Paint) -> Line<'a> {
     let keys = if app.run_ended.is_some() {
         "↑↓ move  ⏎ open  / search  f filter  l log  ? help  q quit (the run has ended)"
     } else if app.live.is_some() {
-        "↑↓ move  ⏎ open  / search  f filter  l log  r retry  c cancel  x resolve  ? help  q quit"
+        "↑↓ move  ⏎ open  / search  f filter  l log  r retry  c cancel  x resolve  ? help  q quit  a approve  n reject  v revert"
     } else {
         "↑↓ move  ⏎ open  / search  f filter  l log  ? help  q quit  (read-only: no run is live)"
     };
@@ -651,6 +725,18 @@ fn confirm_text(action: Action, id: &str) -> (String, &'static str) {
             format!("Mark `{id}` resolved?"),
             "Its dependents may start; its branch is not merged.",
         ),
+        Action::Approve => (
+            format!("Approve `{id}`?"),
+            "It goes back to the merge queue and lands once its checks pass.",
+        ),
+        Action::Reject => (
+            format!("Reject `{id}`?"),
+            "Its agent runs again with your reason.",
+        ),
+        Action::Revert => (
+            format!("Revert `{id}`?"),
+            "A commit undoing its work lands on the target, through the checks.",
+        ),
     }
 }
 
@@ -667,6 +753,10 @@ fn help(frame: &mut Frame, area: Rect, paint: &Paint) {
         (
             "r c x",
             "retry, cancel, resolve (asks first; sent to the live run)",
+        ),
+        (
+            "a n v",
+            "approve, reject (asks why), revert a merged task (asks first)",
         ),
         (
             "q",
@@ -1022,6 +1112,39 @@ depends_on = ["P1.M1.T2", "P1.M1.T3"]
     }
 
     #[test]
+    fn issue_14_the_queue_shows_each_batch_and_the_detail_the_radar() {
+        let mut app = app();
+        let mut state = app.state.clone();
+        state.candidates = vec![
+            crate::state::model::Candidate {
+                commit: "c1".to_owned(),
+                onto: "t0".to_owned(),
+                tasks: vec![id("P1.M1.T3"), id("P1.M1.T4")],
+                check: CandidateCheck::Running { slot: 0 },
+            },
+            crate::state::model::Candidate {
+                commit: "c2".to_owned(),
+                onto: "c1".to_owned(),
+                tasks: vec![id("P2.M1.T1")],
+                check: CandidateCheck::Running { slot: 1 },
+            },
+        ];
+        if let Some(t2) = state.items.get_mut(&id("P1.M1.T2")) {
+            t2.radar = Some(crate::state::model::Radar {
+                tip: "t".to_owned(),
+                changes: vec!["src/model.rs".to_owned()],
+                overlaps: [(id("P1.M1.T3"), vec!["src/model.rs".to_owned()])].into(),
+            });
+        }
+        app.update(Msg::State(Box::new(state)));
+        select(&mut app, "P1.M1.T2");
+        let text = screen(&app, 100, 30);
+        assert!(text.contains("⇡ P1.M1.T3 P1.M1.T4  checking (1)"), "{text}");
+        assert!(text.contains("⇡ ↳ P2.M1.T1  checking (2)"), "{text}");
+        assert!(text.contains("overlaps  P1.M1.T3: src/model.rs"), "{text}");
+    }
+
+    #[test]
     fn main_view_at_80_by_24() {
         let mut app = app();
         select(&mut app, "P1.M1.T2");
@@ -1107,7 +1230,7 @@ depends_on = ["P1.M1.T2", "P1.M1.T3"]
         │step 29: editing src/model.rs                                    ││03:50 failed P1.M1.T4  attempt 3: exit code 2      │
         │step 30: editing src/model.rs                                    ││04:10 done P1.M1.T3  attempt 1, 1 commit           │
         └─────────────────────────────────────────────────────────────────┘└───────────────────────────────────────────────────┘
-        ↑↓ move  ⏎ open  / search  f filter  l log  r retry  c cancel  x resolve  ? help  q quit
+        ↑↓ move  ⏎ open  / search  f filter  l log  r retry  c cancel  x resolve  ? help  q quit  a approve  n reject  v revert
         ");
     }
 
@@ -1120,22 +1243,22 @@ depends_on = ["P1.M1.T2", "P1.M1.T3"]
         ┌ plan (11 items) ──────────────────────────┐┌ detail ─────────────────────────┐
         │▾ ● P1  Foundation                      1/4││P1.M1.T2  Write the model layer  │
         │  ▾ ● P1.M1  Storage                    1/4││status    ● running, attempt 2   │
-        │      ✔ P1.M1.T1  Define the schema  merged││for 2m05s                        │
-        │ ┌ help ────────────────────────────────────────────────────────────────────┐ │
-        │ │↑ ↓ j k   move; PgUp PgDn g G jump                                        │ │
-        │ │⏎ ← →     open or close; ← goes to the parent                             │ │
-        │▾│/         filter by id or title (Esc clears)                              │ │
-        │ │f         cycle status filters: all, failed, running, waiting, finished   │ │
-        │ │l         the selected task's log, full screen                            │t│
-        │ │r c x     retry, cancel, resolve (asks first; sent to the live run)       │─┘
-        │ │q         quit (in `orch run --tui`, asks whether to stop the run)        │─┐
-        │ │Ctrl-C    quit; in `orch run --tui`, stop the run                         │ │
-        │ │                                                                          │ │
-        │ │· pending  ○ ready  ● running  ↻ retrying  ◐ awaiting merge  ⇡ merging    │ │
-        └─│≠ conflicted  ✔ merged  ✘ failed  ⊘ blocked  – cancelled                  │─┘
-        ┌ │                                                                          │─┐
-        │n│any key closes this                                                       │ │
-        │ └──────────────────────────────────────────────────────────────────────────┘2│
+        │┌ help ──────────────────────────────────────────────────────────────────────┐│
+        ││↑ ↓ j k   move; PgUp PgDn g G jump                                          ││
+        ││⏎ ← →     open or close; ← goes to the parent                               ││
+        ││/         filter by id or title (Esc clears)                                ││
+        ││f         cycle status filters: all, failed, running, waiting, finished     ││
+        ││l         the selected task's log, full screen                              ││
+        ││r c x     retry, cancel, resolve (asks first; sent to the live run)         ││
+        ││a n v     approve, reject (asks why), revert a merged task (asks first)     │┘
+        ││q         quit (in `orch run --tui`, asks whether to stop the run)          │┐
+        ││Ctrl-C    quit; in `orch run --tui`, stop the run                           ││
+        ││                                                                            ││
+        ││· pending  ○ ready  ● running  ↻ retrying  ◐ awaiting merge  ⇡ merging      ││
+        └│? awaiting review  ≠ conflicted  ✔ merged  ✘ failed  ⊘ blocked  – cancelled │┘
+        ┌│↶ reverted                                                                  │┐
+        ││                                                                            ││
+        │└────────────────────────────────────────────────────────────────────────────┘│
         │                                           ││03:50 failed P1.M1.T4  attempt 3:│
         │                                           ││04:10 done P1.M1.T3  attempt 1, 1│
         └───────────────────────────────────────────┘└─────────────────────────────────┘

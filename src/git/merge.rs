@@ -14,7 +14,11 @@
 //! - `rebase`: each commit of the branch replayed onto the target head, in
 //!   order (a merge commit is replayed against its first parent), so that
 //!   history stays linear;
-//! - `ff-only`: the branch tip itself, when it already contains the target head.
+//! - `ff-only`: the branch tip itself, when it already contains the target
+//!   head; otherwise its commits replayed onto the head as `rebase` does, or,
+//!   when only the replay conflicts (one of its commits, not the branch as a
+//!   whole), one commit with the merged tree: the target only ever
+//!   fast-forwards (issue 14: a clean branch is no conflict).
 //!
 //! Nothing here moves a ref: the candidate is an unreferenced commit until
 //! [`crate::git::refs::compare_and_swap`] moves the target to it.
@@ -44,8 +48,6 @@ pub enum Built {
     Candidate(Oid),
     /// The merge conflicts in these paths.
     Conflicts(Vec<String>),
-    /// `ff-only`, and the branch does not contain the target head.
-    NotFastForward,
 }
 
 /// One changed file between two trees.
@@ -87,7 +89,6 @@ pub fn build(
     base: Option<Oid>,
     message: &str,
 ) -> Result<Built, GitError> {
-    let git = GitError::git(repo_path);
     let head_commit = repo.find_commit(head).map_err(GitError::git(repo_path))?;
     let tip_commit = repo.find_commit(tip).map_err(GitError::git(repo_path))?;
     if head == tip
@@ -102,29 +103,74 @@ pub fn build(
         .graph_descendant_of(tip, head)
         .map_err(GitError::git(repo_path))?;
     match strategy {
-        MergeStrategy::FfOnly => Ok(if fast_forwardable {
-            Built::Candidate(tip)
-        } else {
-            Built::NotFastForward
-        }),
-        MergeStrategy::Merge | MergeStrategy::Squash => {
-            let tree_id = match merge_tree(repo_path, None, head, tip)? {
-                Ok(tree) => tree,
-                Err(conflicts) => return Ok(Built::Conflicts(conflicts)),
-            };
-            let tree = repo.find_tree(tree_id).map_err(GitError::git(repo_path))?;
-            let sig = signature(repo).map_err(GitError::git(repo_path))?;
-            let parents: Vec<&Commit<'_>> = match strategy {
-                MergeStrategy::Merge => vec![&head_commit, &tip_commit],
-                _ => vec![&head_commit],
-            };
-            let oid = repo
-                .commit(None, &sig, &sig, message, &tree, &parents)
-                .map_err(git)?;
-            Ok(Built::Candidate(oid))
-        }
+        MergeStrategy::FfOnly if fast_forwardable => Ok(Built::Candidate(tip)),
+        MergeStrategy::FfOnly => match rebase(repo, repo_path, &head_commit, tip, base)? {
+            Built::Conflicts(_) => {
+                merged(repo, repo_path, &head_commit, &tip_commit, true, message)
+            }
+            replayed => Ok(replayed),
+        },
+        MergeStrategy::Merge | MergeStrategy::Squash => merged(
+            repo,
+            repo_path,
+            &head_commit,
+            &tip_commit,
+            strategy == MergeStrategy::Squash,
+            message,
+        ),
         MergeStrategy::Rebase => rebase(repo, repo_path, &head_commit, tip, base),
     }
+}
+
+/// Merges `tip` into `head` with git's own merge: a merge commit, or (with
+/// `squash`) one commit whose only parent is `head`.
+fn merged(
+    repo: &Repository,
+    repo_path: &Path,
+    head: &Commit<'_>,
+    tip: &Commit<'_>,
+    squash: bool,
+    message: &str,
+) -> Result<Built, GitError> {
+    let git = GitError::git(repo_path);
+    let tree_id = match merge_tree(repo_path, None, head.id(), tip.id())? {
+        Ok(tree) => tree,
+        Err(conflicts) => return Ok(Built::Conflicts(conflicts)),
+    };
+    let tree = repo.find_tree(tree_id).map_err(GitError::git(repo_path))?;
+    let sig = signature(repo).map_err(GitError::git(repo_path))?;
+    let parents: Vec<&Commit<'_>> = if squash { vec![head] } else { vec![head, tip] };
+    let oid = repo
+        .commit(None, &sig, &sig, message, &tree, &parents)
+        .map_err(git)?;
+    Ok(Built::Candidate(oid))
+}
+
+/// Builds the commit that undoes, on top of `head`, the change from
+/// `before` to `after` (a task's landing): `Ok(None)` when `head` holds
+/// nothing of it any more.
+pub fn revert(
+    repo: &Repository,
+    repo_path: &Path,
+    head: Oid,
+    before: Oid,
+    after: Oid,
+    message: &str,
+) -> Result<Option<Built>, GitError> {
+    let head_commit = repo.find_commit(head).map_err(GitError::git(repo_path))?;
+    let tree_id = match merge_tree(repo_path, Some(after), head, before)? {
+        Ok(tree) => tree,
+        Err(conflicts) => return Ok(Some(Built::Conflicts(conflicts))),
+    };
+    if tree_id == head_commit.tree_id() {
+        return Ok(None);
+    }
+    let tree = repo.find_tree(tree_id).map_err(GitError::git(repo_path))?;
+    let sig = signature(repo).map_err(GitError::git(repo_path))?;
+    let oid = repo
+        .commit(None, &sig, &sig, message, &tree, &[&head_commit])
+        .map_err(GitError::git(repo_path))?;
+    Ok(Some(Built::Candidate(oid)))
 }
 
 /// Runs `git merge-tree --write-tree`: `Ok(tree)` when clean, `Err(paths)`

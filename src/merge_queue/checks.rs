@@ -1,14 +1,18 @@
-//! Running policy checks on a merge candidate, in `.orchestrator/merge/`.
+//! Running policy checks on a merge candidate, in a check worktree:
+//! `.orchestrator/merge/`, and `merge-2/`, `merge-3/`... when
+//! `merge.max_parallel_checks` lets several candidates be checked at once.
 //!
-//! The merge worktree belongs to orch: it is created once, detached, and
+//! A check worktree belongs to orch: it is created once, detached, and
 //! moved to each candidate; before each move it is reset and cleaned of
 //! untracked files, but never of ignored ones, so build caches persist
 //! between merges. Each check runs under a supervisor (like an agent: own
 //! session and process group, timeout, capped log), with its output in
-//! `checks/<full id>/<check>.log`. With `merge.executor = "slurm"` the
-//! check runs as a cluster job (`runner::executor`): in the merge worktree
-//! on the shared filesystem, or, with `workspace = "git"`, in a clone of the
-//! candidate that is pushed to `refs/orch/check/<full id>` on the remote.
+//! `checks/<full id>/<check>.log`, `<full id>` being the candidate's last
+//! task. With `merge.executor = "slurm"` a check runs as a cluster job
+//! (`runner::executor`): in the check worktree on the shared filesystem,
+//! or, with `workspace = "git"`, in a clone of the candidate that is pushed
+//! to `refs/orch/check/<full id>` on the remote. Review commands always run
+//! on this machine (their prompt and the task's worktree are here).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
@@ -31,7 +35,10 @@ use crate::state::StateDir;
 pub struct CheckRun {
     pub orch: PathBuf,
     pub state_dir: PathBuf,
+    /// The candidate's last task: its folder holds the logs.
     pub task: String,
+    /// Every task the candidate merges onto the target, in order.
+    pub tasks: Vec<String>,
     pub target: String,
     pub log_limit: u64,
     pub grace: Duration,
@@ -80,14 +87,15 @@ pub enum CheckFailure {
     NoReport { status: ExitStatus },
 }
 
-/// Puts the merge worktree at `commit`, creating it if needed.
+/// Puts check worktree `slot` at `commit`, creating it if needed.
 pub fn prepare(
     repo: &Path,
     state_dir: &Path,
+    slot: u32,
     commit: &str,
     admin: &Mutex<()>,
 ) -> Result<PathBuf, GitError> {
-    let dir = StateDir::at(state_dir).merge_worktree();
+    let dir = StateDir::at(state_dir).check_worktree(slot);
     let known = worktree::list(repo)?
         .iter()
         .any(|e| e.path == dir && !e.prunable);
@@ -124,7 +132,51 @@ pub fn run(
     commit: &str,
 ) -> Result<CheckEnd, std::io::Error> {
     let state_dir = StateDir::at(&ctx.state_dir);
-    let run_dir = state_dir.check_dir(&ctx.task, &check.name);
+    let command = Command {
+        run: &check.run,
+        timeout: check.timeout.0,
+        folder: state_dir.check_dir(&ctx.task, &check.name),
+        log: state_dir.check_log(&ctx.task, &check.name),
+        env: vec![
+            ("ORCH_TASK_ID".to_owned(), ctx.task.clone()),
+            ("ORCH_TASKS".to_owned(), ctx.tasks.join(" ")),
+            ("ORCH_CHECK".to_owned(), check.name.clone()),
+            ("ORCH_MERGE_COMMIT".to_owned(), commit.to_owned()),
+            ("ORCH_TARGET".to_owned(), ctx.target.clone()),
+        ],
+        stdin: None,
+        commit: Some(commit),
+    };
+    run_command(ctx, &command, dir)
+}
+
+/// A command orch runs under a supervisor to judge a merge: a check, or a
+/// review command.
+#[derive(Debug, Clone)]
+pub struct Command<'a> {
+    /// Run with `sh -c`.
+    pub run: &'a str,
+    pub timeout: Duration,
+    /// Its run folder (`spec.json`, `supervisor.json`, `exit.json`).
+    pub folder: PathBuf,
+    pub log: PathBuf,
+    pub env: Vec<(String, String)>,
+    /// Fed to its stdin.
+    pub stdin: Option<PathBuf>,
+    /// The candidate a check judges: it runs where `merge.executor` says
+    /// (on a cluster without a shared filesystem, this commit is pushed for
+    /// the job). `None`: it runs on this machine (a review command).
+    pub commit: Option<&'a str>,
+}
+
+/// Runs a command in `dir` under a supervisor until it ends, is stopped
+/// (`ctx.stop`), or times out.
+pub fn run_command(
+    ctx: &CheckRun,
+    command: &Command<'_>,
+    dir: &Path,
+) -> Result<CheckEnd, std::io::Error> {
+    let run_dir = command.folder.clone();
     std::fs::create_dir_all(&run_dir)?;
     let folder = RunFolder::new(run_dir.clone());
     for stale in [
@@ -134,8 +186,9 @@ pub fn run(
     ] {
         crate::fsio::remove_if_present(&stale)?;
     }
-    let placement = match (&ctx.placement, &ctx.git) {
-        (Placement::Slurm(cluster), Some(git)) => {
+    let placement = match (command.commit, &ctx.placement, &ctx.git) {
+        (None, _, _) => Placement::Local,
+        (Some(commit), Placement::Slurm(cluster), Some(git)) => {
             let check_ref = format!("refs/orch/check/{}", ctx.task);
             Placement::Slurm(Box::new(Cluster {
                 settings: cluster.settings.clone(),
@@ -149,23 +202,18 @@ pub fn run(
                 }),
             }))
         }
-        (placement, _) => placement.clone(),
+        (Some(_), placement, _) => placement.clone(),
     };
     let attempt = executor::Attempt {
-        argv: vec!["sh".to_owned(), "-c".to_owned(), check.run.clone()],
+        argv: vec!["sh".to_owned(), "-c".to_owned(), command.run.to_owned()],
         last_message: None,
-        env: vec![
-            ("ORCH_TASK_ID".to_owned(), ctx.task.clone()),
-            ("ORCH_CHECK".to_owned(), check.name.clone()),
-            ("ORCH_MERGE_COMMIT".to_owned(), commit.to_owned()),
-            ("ORCH_TARGET".to_owned(), ctx.target.clone()),
-        ],
+        env: command.env.clone(),
         dir: dir.to_owned(),
-        prompt: None,
-        prompt_on_stdin: false,
-        log: state_dir.check_log(&ctx.task, &check.name),
+        prompt_on_stdin: command.stdin.is_some(),
+        prompt: command.stdin.clone(),
+        log: command.log.clone(),
         log_limit: ctx.log_limit,
-        timeout: check.timeout.0,
+        timeout: command.timeout,
         grace: ctx.grace,
         sandbox: None,
     };
@@ -198,7 +246,7 @@ pub fn run(
         }
         if slurm::job_end(job) == Some(JobEnd::TimeLimit) {
             return Ok(CheckEnd::Failed(CheckFailure::TimedOut {
-                after: check.timeout.0,
+                after: command.timeout,
             }));
         }
     }
@@ -208,7 +256,7 @@ pub fn run(
         Some(End::Exited { code }) => CheckEnd::Failed(CheckFailure::Exited { code }),
         Some(End::Signaled { signal }) => CheckEnd::Failed(CheckFailure::Signaled { signal }),
         Some(End::TimedOut) => CheckEnd::Failed(CheckFailure::TimedOut {
-            after: check.timeout.0,
+            after: command.timeout,
         }),
         Some(End::Stopped) => CheckEnd::Stopped,
         Some(End::SpawnFailed { error, .. }) => {

@@ -4,7 +4,8 @@
 //! put on the target some other way.
 //!
 //! A task counts as landed when, on the target's first-parent history:
-//! - the merge journal names it and its candidate is there (any strategy);
+//! - the merge journal names it and its candidate is there (any strategy;
+//!   a batch's candidate names each of its tasks with its own commit);
 //! - or a commit there has the subject `Merge task <id>:` and the trailer
 //!   `Orch-Task: <id>` (`merge` and `squash` write both);
 //! - or, for `rebase`, a commit there is the replay of the branch tip kept
@@ -85,16 +86,25 @@ pub fn find(
 ) -> Result<BTreeMap<String, Oid>, git2::Error> {
     let mut found = BTreeMap::new();
     if let Some(journal) = journal
-        && let Some(s) = sought.iter().find(|s| s.task == journal.task)
         && let Ok(candidate) = Oid::from_str(&journal.candidate)
         && contains(repo, head, candidate)?
-        && !s
-            .merged_before
-            .map(|before| contains(repo, before, candidate))
-            .transpose()?
-            .unwrap_or(false)
     {
-        found.insert(journal.task.clone(), candidate);
+        for landing in journal.landings().into_iter().filter(|l| !l.revert) {
+            let Some(s) = sought.iter().find(|s| s.task == landing.task) else {
+                continue;
+            };
+            let Ok(commit) = Oid::from_str(&landing.commit) else {
+                continue;
+            };
+            let recorded = s
+                .merged_before
+                .map(|before| contains(repo, before, commit))
+                .transpose()?
+                .unwrap_or(false);
+            if !recorded {
+                found.insert(landing.task.clone(), commit);
+            }
+        }
     }
     let mut open: BTreeSet<&str> = sought
         .iter()
@@ -157,6 +167,75 @@ pub fn find(
     Ok(found)
 }
 
+/// Returns the subject's task id if `message` is an orch revert commit's:
+/// `Revert task <id>: …` with an `Orch-Revert: <id>` trailer.
+pub fn reverted_task(message: &str) -> Option<&str> {
+    let subject = message.lines().next()?;
+    let rest = subject.strip_prefix("Revert task ")?;
+    let (id, _) = rest.split_once(':')?;
+    let trailer = format!("Orch-Revert: {id}");
+    message
+        .lines()
+        .skip(1)
+        .any(|l| l.trim_end() == trailer)
+        .then_some(id)
+}
+
+/// Finds the revert commits of merged tasks on `head`'s first-parent
+/// history: `sought` maps each task asked to be reverted to its merge
+/// commit, which its revert must follow.
+pub fn find_reverts(
+    repo: &Repository,
+    head: Oid,
+    sought: &BTreeMap<String, Oid>,
+    journal: Option<&Journal>,
+) -> Result<BTreeMap<String, Oid>, git2::Error> {
+    let mut found = BTreeMap::new();
+    if let Some(journal) = journal
+        && let Ok(candidate) = Oid::from_str(&journal.candidate)
+        && contains(repo, head, candidate)?
+    {
+        for landing in journal.landings().into_iter().filter(|l| l.revert) {
+            if sought.contains_key(&landing.task)
+                && let Ok(commit) = Oid::from_str(&landing.commit)
+            {
+                found.insert(landing.task.clone(), commit);
+            }
+        }
+    }
+    let mut open: BTreeMap<Oid, &str> = BTreeMap::new();
+    for (task, merged) in sought.iter().filter(|(t, _)| !found.contains_key(*t)) {
+        open.insert(*merged, task.as_str());
+    }
+    if open.is_empty() {
+        return Ok(found);
+    }
+    let mut walk = repo.revwalk()?;
+    walk.simplify_first_parent()?;
+    walk.push(head)?;
+    let mut looking: Vec<&str> = open.values().copied().collect();
+    for oid in walk.take(MAX_WALK) {
+        if looking.is_empty() {
+            break;
+        }
+        let oid = oid?;
+        if let Some(task) = open.get(&oid) {
+            // Its merge: no revert of it lies further back.
+            looking.retain(|t| t != task);
+            continue;
+        }
+        let commit = repo.find_commit(oid)?;
+        let message = String::from_utf8_lossy(commit.message_bytes());
+        if let Some(id) = reverted_task(&message)
+            && let Some(i) = looking.iter().position(|t| *t == id)
+        {
+            looking.remove(i);
+            found.insert(id.to_owned(), oid);
+        }
+    }
+    Ok(found)
+}
+
 /// Returns whether `commit` is `head` or one of its ancestors.
 fn contains(repo: &Repository, head: Oid, commit: Oid) -> Result<bool, git2::Error> {
     Ok(commit == head || repo.graph_descendant_of(head, commit)?)
@@ -210,6 +289,7 @@ mod tests {
             task: "T1".to_owned(),
             candidate: first.to_string(),
             onto: base.to_string(),
+            tasks: Vec::new(),
         };
         let sought = |merged_before| Sought {
             task: "T1".to_owned(),

@@ -1,30 +1,31 @@
-//! One merge, step by step: [`run`] drives the five steps of the module
-//! diagram, each a function of its own, until the task lands or a step
-//! ends the merge with a [`MergeOutcome`].
+//! Step 4 and 5: landing a checked candidate. The target moves from the
+//! head the chain was built on to the candidate in one compare-and-swap (or
+//! its checkout is brought along under git's rule), over every task the
+//! candidate holds, each with its own commit; then each task's worktree and
+//! branch are cleaned up.
+//!
+//! Before the target moves, `merge.json` names the candidate, the head it
+//! was built on and each task's own commit, so a coordinator killed at any
+//! instant can tell on restart which tasks landed ([`super::evidence`]).
+//! A checkout that cannot take the candidate (a path the merge changes is
+//! modified there, or a file is in the way) names the tasks whose change
+//! it is, so that the others can land without them.
 
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use git2::{Oid, Repository};
 use serde::{Deserialize, Serialize};
 
-use crate::config::Check;
 use crate::git::merge::{self, Built, MergeStrategy};
 use crate::git::{GitError, cmd, refs, worktree};
 use crate::runner::hook;
 use crate::state::StateDir;
 
-use super::checkout::{self, Forwarded, Resumed};
-use super::checks::{self, CheckEnd, CheckRun};
-use super::evidence::{self, Sought};
+use super::checkout::{self, Blocker, Forwarded, Resumed};
 use super::outcome::{MergeError, MergeOutcome, PostMergeError, WaitReason, WorktreeAfter};
-use super::policy::Policy;
-
-/// How many times a merge is rebuilt because the target moved, before the
-/// task goes back to the queue.
-const MAX_REBUILDS: u32 = 5;
 
 /// The journal written before the target moves, in the state dir: the name
 /// of [`StateDir::merge_journal`], which new code should use.
@@ -33,500 +34,505 @@ pub const JOURNAL: &str = "merge.json";
 /// What `merge.json` records.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Journal {
+    /// The candidate's last task.
     pub task: String,
     pub candidate: String,
     /// The target head the candidate was built on.
     pub onto: String,
+    /// Every task the candidate lands, in order, with its own commit (left
+    /// out by writers older than batches, whose candidate held `task` alone).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<JournalTask>,
 }
 
-/// Everything one merge needs.
+/// A task a journaled candidate lands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalTask {
+    pub task: String,
+    pub commit: String,
+    /// A revert of the task's work rather than the work itself.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub revert: bool,
+}
+
+impl Journal {
+    /// Returns every task the journal names with its own commit.
+    pub fn landings(&self) -> Vec<JournalTask> {
+        if self.tasks.is_empty() {
+            vec![JournalTask {
+                task: self.task.clone(),
+                commit: self.candidate.clone(),
+                revert: false,
+            }]
+        } else {
+            self.tasks.clone()
+        }
+    }
+}
+
+/// What landing a candidate needs.
 #[derive(Debug, Clone)]
-pub struct Job {
+pub struct LandJob {
     pub repo: PathBuf,
     pub state_dir: PathBuf,
-    pub task: String,
-    pub title: String,
-    pub branch: String,
-    /// The tip recorded when the task was queued; `None` accepts the current tip.
-    pub queued_tip: Option<String>,
-    /// Where the branch started (for `rebase`).
-    pub base: Option<String>,
     pub target: String,
     pub strategy: MergeStrategy,
-    pub policy: Policy,
-    pub checks: Vec<Check>,
-    pub check_run: CheckRun,
+    /// The target head the chain was built on.
+    pub onto: String,
+    pub candidate: String,
+    /// The tasks the candidate holds, in order.
+    pub links: Vec<LandLink>,
     pub delete_branch: bool,
     pub remove_worktree: bool,
-    pub task_worktree: Option<PathBuf>,
-    /// The target's head after orch's last merge: a target that no longer
-    /// contains it was moved under orch, and nothing more merges.
-    pub landed: Option<String>,
-    /// The task's merge recorded before a person ran it again, if it was:
-    /// not a landing of this merge.
-    pub merged_before: Option<String>,
     pub admin: Arc<Mutex<()>>,
+    /// Set when the run stops: the target is left alone if it has not moved.
+    pub stop: Arc<AtomicBool>,
 }
 
-/// Why a step ends the merge before it lands.
-enum Ended {
-    /// With this outcome: conflicts, a refusal, a failed check, a wait...
-    /// (boxed: an outcome is large, and this travels in every `Err`).
-    With(Box<MergeOutcome>),
-    Failed(MergeError),
+/// One task of a candidate being landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LandLink {
+    pub task: String,
+    /// Its own commit in the chain.
+    pub commit: String,
+    /// The commit before it in the chain (the target, for the first).
+    pub prev: String,
+    /// What it merges: `None` for a revert.
+    pub branch: Option<LandBranch>,
 }
 
-impl From<MergeOutcome> for Ended {
-    fn from(outcome: MergeOutcome) -> Self {
-        Ended::With(Box::new(outcome))
-    }
+/// The branch a link merges.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LandBranch {
+    pub name: String,
+    pub tip: String,
+    pub worktree: Option<PathBuf>,
 }
 
-impl From<MergeError> for Ended {
-    fn from(e: MergeError) -> Self {
-        Ended::Failed(e)
-    }
+/// How landing a candidate ended.
+#[derive(Debug)]
+pub enum Landing {
+    /// The target is at the candidate.
+    Landed {
+        /// From the start of the landing to the target moving.
+        took: Duration,
+        /// Where `post_merge` is to run: the target's checkout, or the merge worktree.
+        hooks_in: PathBuf,
+        links: Vec<LinkLanded>,
+    },
+    /// The target is no longer at the head the chain was built on (someone
+    /// committed): the chain is rebuilt on `head`.
+    TargetMoved { head: String },
+    /// The target's checkout cannot take the candidate now; `tasks` are those
+    /// whose change is in the way (empty: none of them in particular).
+    Blocked { why: WaitReason, tasks: Vec<String> },
+    /// It ended otherwise: the target is gone, was moved under orch, the run
+    /// stopped, or git failed.
+    Ended(MergeOutcome),
 }
 
-impl From<GitError> for Ended {
-    fn from(e: GitError) -> Self {
-        Ended::Failed(e.into())
-    }
+/// One task of a landed candidate.
+#[derive(Debug)]
+pub struct LinkLanded {
+    pub task: String,
+    pub commit: String,
+    pub prev: String,
+    /// The backup ref of the branch's old tip (`squash`, `rebase`, a replayed `ff-only`).
+    pub backup: Option<String>,
+    pub branch_deleted: bool,
+    pub worktree: WorktreeAfter,
+    /// Cleaning up failed; the merge stands.
+    pub cleanup: Option<PostMergeError>,
 }
 
-impl From<cmd::CommandError> for Ended {
-    fn from(e: cmd::CommandError) -> Self {
-        Ended::Failed(e.into())
-    }
-}
-
-/// The two sides of a merge: the branch's tip and the target's head.
-struct Sides {
-    tip: Oid,
-    head: Oid,
-}
-
-/// How the target moved to the candidate (step 4).
-struct Moved {
-    /// The backup ref of the branch's old tip (`squash` and `rebase`).
-    backup: Option<String>,
-    /// The target's checkout, when it was fast-forwarded there.
-    checkout: Option<PathBuf>,
-}
-
-/// What landed, for step 5.
-struct Landed {
-    commit: Oid,
-    checks: Vec<String>,
-    backup: Option<String>,
-    /// Where `post_merge` is to run; `None` runs no hooks (nothing new landed).
-    hooks_in: Option<PathBuf>,
-}
-
-/// Runs one merge to its end. Blocking.
-pub fn run(job: &Job) -> MergeOutcome {
-    match land(job) {
-        Ok(outcome) => outcome,
-        Err(Ended::With(outcome)) => *outcome,
-        Err(Ended::Failed(error)) => MergeOutcome::Failed { error },
-    }
-}
-
-/// Builds, checks and moves the target until the task lands; a target that
-/// moves meanwhile means building again, up to [`MAX_REBUILDS`] times.
-fn land(job: &Job) -> Result<MergeOutcome, Ended> {
+/// Lands a checked candidate. Blocking.
+pub fn land(job: &LandJob) -> Landing {
     let started = Instant::now();
-    let git = Repository::open(&job.repo).map_err(GitError::git(&job.repo))?;
-    for _ in 0..MAX_REBUILDS {
-        interrupted(job)?;
-        let sides = sides(job, &git)?;
-        let candidate = build(job, &git, &sides)?;
-        if candidate == sides.head {
-            // The target already holds the branch's work: nothing moves and
-            // no hook runs, only the cleanup is left, if orch put it there.
-            let commit = already_landed(job, &git, &sides)?;
-            let landed = Landed {
-                commit,
-                checks: Vec::new(),
-                backup: None,
-                hooks_in: None,
-            };
-            return Ok(finish(job, &sides, landed, started.elapsed()));
+    match move_target(job) {
+        Ok(Some(checkout)) => {
+            let took = started.elapsed();
+            let links = job
+                .links
+                .iter()
+                .map(|link| cleanup_link(job, link))
+                .collect();
+            Landing::Landed {
+                took,
+                hooks_in: checkout.unwrap_or_else(|| StateDir::at(&job.state_dir).merge_worktree()),
+                links,
+            }
         }
-        apply_policy(job, &git, &sides, candidate)?;
-        let passed = run_checks(job, candidate)?;
-        interrupted(job)?;
-        let Some(moved) = move_target(job, &git, &sides, candidate)? else {
-            continue;
-        };
-        let took = started.elapsed();
-        let landed = Landed {
-            commit: candidate,
-            checks: passed,
-            backup: moved.backup,
-            hooks_in: Some(
-                moved
-                    .checkout
-                    .unwrap_or_else(|| StateDir::at(&job.state_dir).merge_worktree()),
-            ),
-        };
-        return Ok(finish(job, &sides, landed, took));
-    }
-    Ok(MergeOutcome::Waiting {
-        why: WaitReason::KeptMoving {
-            target: job.target.clone(),
+        Ok(None) => match head(job) {
+            Ok(head) => Landing::TargetMoved {
+                head: head.to_string(),
+            },
+            Err(ended) => *ended,
         },
-    })
-}
-
-/// Ends the merge when the run is stopping.
-fn interrupted(job: &Job) -> Result<(), Ended> {
-    if job.check_run.stop.load(Ordering::SeqCst) {
-        return Err(MergeOutcome::Interrupted.into());
-    }
-    Ok(())
-}
-
-/// Reads the branch's tip and the target's head, ending the merge when
-/// either is gone or the branch moved since it was queued.
-fn sides(job: &Job, git: &Repository) -> Result<Sides, Ended> {
-    let repo = &job.repo;
-    let Some(tip) = refs::tip(git, &job.branch).map_err(GitError::git(repo))? else {
-        return Err(MergeError::BranchGone {
-            branch: job.branch.clone(),
-        }
-        .into());
-    };
-    if let Some(queued) = &job.queued_tip
-        && *queued != tip.to_string()
-    {
-        let backup = match refs::parse_oid(queued) {
-            Some(old) if !refs::is_ancestor(repo, old, tip)? => {
-                Some(refs::backup(repo, &job.task, old)?)
-            }
-            _ => None,
-        };
-        return Err(MergeOutcome::BranchMoved {
-            tip: tip.to_string(),
-            backup,
-        }
-        .into());
-    }
-    let Some(head) = refs::tip(git, &job.target).map_err(GitError::git(repo))? else {
-        return Err(MergeOutcome::TargetGone.into());
-    };
-    if let Some(landed) = job.landed.as_deref().and_then(refs::parse_oid)
-        && !refs::is_ancestor(repo, landed, head)?
-    {
-        let backup = refs::backup_lost(repo, &job.target, landed)?;
-        return Err(MergeOutcome::TargetRewound {
-            lost: landed.to_string(),
-            head: head.to_string(),
-            backup,
-        }
-        .into());
-    }
-    Ok(Sides { tip, head })
-}
-
-/// Returns where the branch's work landed when the target already holds
-/// it: its base (a branch with no commits), or the commit that shows orch
-/// merged it ([`evidence`]). A branch tip the target was moved onto some
-/// other way is not a merge: it ends the merge.
-fn already_landed(job: &Job, git: &Repository, sides: &Sides) -> Result<Oid, Ended> {
-    let base = job.base.as_deref().and_then(refs::parse_oid);
-    if base == Some(sides.tip) {
-        return Ok(sides.head);
-    }
-    let journal: Option<Journal> =
-        crate::fsio::read_json(&StateDir::at(&job.state_dir).merge_journal())
-            .ok()
-            .flatten();
-    let sought = Sought {
-        task: job.task.clone(),
-        base,
-        backup: refs::latest_backup(&job.repo, &job.task)?.map(|(_, oid)| oid),
-        merged_before: job.merged_before.as_deref().and_then(refs::parse_oid),
-    };
-    let found = evidence::find(git, sides.head, &[sought], journal.as_ref())
-        .map_err(GitError::git(&job.repo))?;
-    match found.get(&job.task) {
-        Some(commit) => Ok(*commit),
-        None => Err(MergeOutcome::PutThereOutsideOrch {
-            branch: job.branch.clone(),
-            tip: sides.tip.to_string(),
-        }
-        .into()),
+        Err(ended) => *ended,
     }
 }
 
-/// Step 1: builds the candidate in memory with the configured strategy.
-fn build(job: &Job, git: &Repository, sides: &Sides) -> Result<Oid, Ended> {
-    let message = format!(
-        "Merge task {}: {}\n\nOrch-Task: {}\n",
-        job.task, job.title, job.task
-    );
-    let base = job.base.as_deref().and_then(refs::parse_oid);
-    let onto = sides.head.to_string();
-    match merge::build(
-        git,
-        &job.repo,
-        job.strategy,
-        sides.head,
-        sides.tip,
-        base,
-        &message,
-    )? {
-        Built::Candidate(candidate) => Ok(candidate),
-        Built::Conflicts(files) => Err(MergeOutcome::Conflicts { files, onto }.into()),
-        Built::NotFastForward => Err(MergeOutcome::NotFastForward { onto }.into()),
-    }
+/// A landing that ended before the target moved (boxed: it travels in every `Err`).
+type Ended = Box<Landing>;
+
+fn failed(error: impl Into<MergeError>) -> Ended {
+    Box::new(Landing::Ended(MergeOutcome::Failed {
+        error: error.into(),
+    }))
 }
 
-/// Step 2: the path and size rules, on the candidate's diff from the head.
-fn apply_policy(job: &Job, git: &Repository, sides: &Sides, candidate: Oid) -> Result<(), Ended> {
-    let changes = merge::diff_summary(
-        git,
-        &job.repo,
-        sides.head,
-        candidate,
-        job.policy.needs_lines(),
-    )?;
-    let commits = if job.policy.needs_commits() {
-        merge::commits(git, &job.repo, sides.head, sides.tip)?
-    } else {
-        Vec::new()
-    };
-    let refusals = job.policy.evaluate(&job.task, &changes, &commits);
-    if !refusals.is_empty() {
-        return Err(MergeOutcome::Refused { refusals }.into());
-    }
-    Ok(())
+/// Reads the target's head; a target gone ends the landing.
+fn head(job: &LandJob) -> Result<Oid, Ended> {
+    let git = Repository::open(&job.repo).map_err(|e| failed(GitError::git(&job.repo)(e)))?;
+    refs::tip(&git, &job.target)
+        .map_err(|e| failed(GitError::git(&job.repo)(e)))?
+        .ok_or(Box::new(Landing::Ended(MergeOutcome::TargetGone)))
 }
 
-/// Step 3: runs the checks, in order, on the candidate in the merge
-/// worktree; returns the names of those that passed (all of them).
-fn run_checks(job: &Job, candidate: Oid) -> Result<Vec<String>, Ended> {
-    let mut passed = Vec::new();
-    if job.checks.is_empty() {
-        return Ok(passed);
-    }
-    let candidate = candidate.to_string();
-    let dir = checks::prepare(&job.repo, &job.state_dir, &candidate, &job.admin)?;
-    for check in &job.checks {
-        let end = checks::run(&job.check_run, check, &dir, &candidate).map_err(|source| {
-            MergeError::Check {
-                check: check.name.clone(),
-                source,
-            }
-        })?;
-        match end {
-            CheckEnd::Passed => passed.push(check.name.clone()),
-            CheckEnd::Stopped => return Err(MergeOutcome::Interrupted.into()),
-            CheckEnd::Failed(failure) => {
-                return Err(MergeOutcome::CheckFailed {
-                    check: check.name.clone(),
-                    failure,
-                    log: StateDir::at(&job.state_dir).check_log(&job.task, &check.name),
-                    passed,
-                }
-                .into());
-            }
-        }
-    }
-    Ok(passed)
-}
-
-/// Step 4: writes the journal, then moves the target from the head to the
-/// candidate: by compare-and-swap, or, where the target is checked out, by
-/// bringing that checkout along under git's rule ([`checkout`]). Returns
-/// `None` when the target moved meanwhile, so the candidate must be built
-/// again.
-fn move_target(
-    job: &Job,
-    git: &Repository,
-    sides: &Sides,
-    candidate: Oid,
-) -> Result<Option<Moved>, Ended> {
+/// Writes the journal and moves the target from `onto` to the candidate:
+/// `Some(checkout)` once it moved (with the checkout it brought along),
+/// `None` when the target was elsewhere.
+fn move_target(job: &LandJob) -> Result<Option<Option<PathBuf>>, Ended> {
     let repo = &job.repo;
     let state_dir = StateDir::at(&job.state_dir);
-    let candidate_hex = candidate.to_string();
-    let checkout = worktree::checked_out_at(git, &job.target);
+    let git = Repository::open(repo).map_err(|e| failed(GitError::git(repo)(e)))?;
+    let (Some(onto), Some(candidate)) =
+        (refs::parse_oid(&job.onto), refs::parse_oid(&job.candidate))
+    else {
+        return Ok(None);
+    };
+    if head(job)? != onto {
+        return Ok(None);
+    }
+    if job.stop.load(Ordering::SeqCst) {
+        return Err(Box::new(Landing::Ended(MergeOutcome::Interrupted)));
+    }
+    let checkout = worktree::checked_out_at(&git, &job.target);
     if let Some(dir) = &checkout {
-        match checkout::resume(repo, &state_dir)? {
+        match checkout::resume(repo, &state_dir).map_err(failed)? {
             Resumed::Waiting(stuck) => {
-                return Err(MergeOutcome::Waiting {
+                return Err(Box::new(Landing::Blocked {
                     why: WaitReason::CheckoutStuck(stuck),
-                }
-                .into());
+                    tasks: Vec::new(),
+                }));
             }
-            // An earlier move finished: the target moved, build again.
             Resumed::Completed { .. } => return Ok(None),
             Resumed::Nothing | Resumed::Abandoned => {}
         }
-        let blockers = checkout::blockers(dir, sides.head, candidate)?;
+        let blockers = checkout::blockers(dir, onto, candidate).map_err(failed)?;
         if !blockers.is_empty() {
-            return Err(MergeOutcome::Waiting {
+            let tasks = owners(&git, job, &blockers);
+            return Err(Box::new(Landing::Blocked {
                 why: WaitReason::TargetDirty {
                     target: job.target.clone(),
                     checkout: dir.clone(),
                     blockers,
                 },
-            }
-            .into());
+                tasks,
+            }));
         }
     }
     let journal = Journal {
-        task: job.task.clone(),
-        candidate: candidate_hex.clone(),
-        onto: sides.head.to_string(),
+        task: job.links.last().map(|l| l.task.clone()).unwrap_or_default(),
+        candidate: job.candidate.clone(),
+        onto: job.onto.clone(),
+        tasks: job
+            .links
+            .iter()
+            .map(|l| JournalTask {
+                task: l.task.clone(),
+                commit: l.commit.clone(),
+                revert: l.branch.is_none(),
+            })
+            .collect(),
     };
     let path = state_dir.merge_journal();
     crate::fsio::write_json(&path, &journal)
-        .map_err(|source| MergeError::Journal { path, source })?;
-    let backup = match job.strategy {
-        MergeStrategy::Squash | MergeStrategy::Rebase => {
-            Some(refs::backup(repo, &job.task, sides.tip)?)
-        }
-        MergeStrategy::Merge | MergeStrategy::FfOnly => None,
-    };
-    let message = format!("orch: merge task {}", job.task);
+        .map_err(|source| failed(MergeError::Journal { path, source }))?;
+    for link in &job.links {
+        backup(job, link).map_err(failed)?;
+    }
+    let tasks: Vec<&str> = job.links.iter().map(|l| l.task.as_str()).collect();
+    let message = format!("orch: merge {}", tasks.join(" "));
     let moved = match &checkout {
         Some(dir) => {
-            match checkout::fast_forward(
-                &state_dir,
-                dir,
-                &job.target,
-                sides.head,
-                candidate,
-                &message,
-            )? {
+            match checkout::fast_forward(&state_dir, dir, &job.target, onto, candidate, &message)
+                .map_err(failed)?
+            {
                 Forwarded::Moved => true,
                 Forwarded::TargetMoved => false,
                 Forwarded::Stuck(stuck) => {
-                    return Err(MergeOutcome::Waiting {
+                    return Err(Box::new(Landing::Blocked {
                         why: WaitReason::CheckoutStuck(stuck),
-                    }
-                    .into());
+                        tasks: Vec::new(),
+                    }));
                 }
-                Forwarded::Refused(source)
-                    if refs::tip(git, &job.target).map_err(GitError::git(repo))?
-                        == Some(sides.head) =>
-                {
-                    let blockers =
-                        checkout::blockers(dir, sides.head, candidate).unwrap_or_default();
-                    return Err(MergeOutcome::Waiting {
+                Forwarded::Refused(source) if head(job)? == onto => {
+                    let blockers = checkout::blockers(dir, onto, candidate).unwrap_or_default();
+                    let tasks = owners(&git, job, &blockers);
+                    return Err(Box::new(Landing::Blocked {
                         why: WaitReason::FastForwardRefused {
                             target: job.target.clone(),
                             checkout: dir.clone(),
                             blockers,
                             source,
                         },
-                    }
-                    .into());
+                        tasks,
+                    }));
                 }
                 Forwarded::Refused(_) => false,
             }
         }
         None => refs::swap(
-            git,
+            &git,
             &format!("refs/heads/{}", job.target),
-            sides.head,
+            onto,
             candidate,
             &message,
         )
-        .map_err(GitError::git(repo))?,
+        .map_err(|e| failed(GitError::git(repo)(e)))?,
     };
-    Ok(moved.then_some(Moved { backup, checkout }))
+    Ok(moved.then_some(checkout))
 }
 
-/// Step 5, once the target holds the candidate: frees the task's worktree
-/// and deletes its branch. Nothing here undoes the merge; what fails is
-/// reported with it. `post_merge` runs later ([`run_post_merge`]), once the
-/// coordinator has recorded the merge on disk.
-fn finish(job: &Job, sides: &Sides, landed: Landed, took: Duration) -> MergeOutcome {
-    let commit = landed.commit.to_string();
-    let (worktree, branch_deleted, hook_failures) = match cleanup(job, sides.tip) {
-        Ok((after, deleted)) => (after, deleted, Vec::new()),
-        Err(e) => (
-            WorktreeAfter::Untouched,
-            false,
-            vec![PostMergeError::Cleanup(e)],
-        ),
+/// Keeps the branch's old tip under `refs/orch/backup/<id>/<n>` when what
+/// lands is not the branch's own commits (`squash`, `rebase`, a replayed
+/// `ff-only`), so that deleting the branch loses no commit.
+fn backup(job: &LandJob, link: &LandLink) -> Result<(), GitError> {
+    let Some(branch) = &link.branch else {
+        return Ok(());
     };
-    MergeOutcome::Merged {
-        commit,
-        onto: sides.head.to_string(),
-        took,
-        checks: landed.checks,
-        branch_deleted,
-        backup: landed.backup,
-        worktree,
-        hooks_in: landed.hooks_in,
-        hook_failures,
+    let rewritten = match job.strategy {
+        MergeStrategy::Squash | MergeStrategy::Rebase => true,
+        MergeStrategy::FfOnly => link.commit != branch.tip,
+        MergeStrategy::Merge => false,
+    };
+    if let (true, Some(tip)) = (rewritten, refs::parse_oid(&branch.tip)) {
+        refs::backup(&job.repo, &link.task, tip)?;
     }
+    Ok(())
 }
 
-/// Frees the task's worktree and deletes its branch, as configured. Never
-/// touches a worktree with changes; the branch stays while a worktree has it.
-///
-/// Runs under the worktree-admin lock, so that it never races a task being
-/// given this worktree. The target has already moved when this runs, so its
-/// errors are reported, not turned into a failed merge.
-fn cleanup(job: &Job, tip: Oid) -> Result<(WorktreeAfter, bool), GitError> {
-    let repo = &job.repo;
-    let _guard = job.admin.lock().unwrap_or_else(|p| p.into_inner());
-    let mut after = WorktreeAfter::Untouched;
-    if let Some(wt) = job.task_worktree.as_ref().filter(|w| w.is_dir())
-        && worktree::current_branch(wt)?.as_deref() == Some(job.branch.as_str())
-        && worktree::dirty_files(wt)?.is_empty()
-    {
-        if job.remove_worktree {
-            worktree::remove(repo, wt)?;
-            after = WorktreeAfter::Removed;
-        } else {
-            cmd::run(wt, ["switch", "--quiet", "--detach"])?;
-            after = WorktreeAfter::Detached(wt.clone());
+/// Returns the tasks whose own change writes a blocking path.
+fn owners(git: &Repository, job: &LandJob, blockers: &[Blocker]) -> Vec<String> {
+    let mut out = Vec::new();
+    for link in &job.links {
+        let (Some(prev), Some(commit)) =
+            (refs::parse_oid(&link.prev), refs::parse_oid(&link.commit))
+        else {
+            continue;
+        };
+        let Ok(changes) = merge::diff_summary(git, &job.repo, prev, commit, false) else {
+            continue;
+        };
+        if changes
+            .iter()
+            .any(|c| blockers.iter().any(|b| path_covers(&b.path, &c.path)))
+        {
+            out.push(link.task.clone());
         }
     }
-    let held = worktree::list(repo)?
-        .iter()
-        .any(|e| e.branch.as_deref() == Some(job.branch.as_str()));
-    let mut deleted = false;
-    if job.delete_branch && !held && refs::branch_tip(repo, &job.branch)? == Some(tip) {
-        refs::delete_branch(repo, &job.branch)?;
-        deleted = true;
+    out
+}
+
+/// Returns whether blocking `path` stands in the way of writing `changed`
+/// (the same path, or a file where the change needs a folder).
+fn path_covers(path: &str, changed: &str) -> bool {
+    changed == path
+        || changed
+            .strip_prefix(path)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// Step 5 for one task, once the target holds the candidate: frees its
+/// worktree and deletes its branch. Nothing here undoes the merge.
+fn cleanup_link(job: &LandJob, link: &LandLink) -> LinkLanded {
+    let backup = link
+        .branch
+        .as_ref()
+        .and_then(|_| refs::latest_backup(&job.repo, &link.task).ok().flatten())
+        .filter(|_| match job.strategy {
+            MergeStrategy::Squash | MergeStrategy::Rebase => true,
+            MergeStrategy::FfOnly => link.branch.as_ref().is_some_and(|b| b.tip != link.commit),
+            MergeStrategy::Merge => false,
+        })
+        .map(|(name, _)| name);
+    let tidy = Cleanup {
+        repo: &job.repo,
+        admin: &job.admin,
+        delete_branch: job.delete_branch,
+        remove_worktree: job.remove_worktree,
+    };
+    let (worktree, branch_deleted, cleanup) = match &link.branch {
+        None => (WorktreeAfter::Untouched, false, None),
+        Some(branch) => match tidy.run(branch) {
+            Ok((after, deleted)) => (after, deleted, None),
+            Err(e) => (
+                WorktreeAfter::Untouched,
+                false,
+                Some(PostMergeError::Cleanup(e)),
+            ),
+        },
+    };
+    LinkLanded {
+        task: link.task.clone(),
+        commit: link.commit.clone(),
+        prev: link.prev.clone(),
+        backup,
+        branch_deleted,
+        worktree,
+        cleanup,
     }
-    Ok((after, deleted))
+}
+
+/// What freeing a landed task's worktree and branch needs.
+pub(super) struct Cleanup<'a> {
+    pub repo: &'a std::path::Path,
+    pub admin: &'a Mutex<()>,
+    pub delete_branch: bool,
+    pub remove_worktree: bool,
+}
+
+impl Cleanup<'_> {
+    /// Frees the task's worktree and deletes its branch, as configured.
+    /// Never touches a worktree with changes; the branch stays while a
+    /// worktree has it.
+    ///
+    /// Runs under the worktree-admin lock, so that it never races a task
+    /// being given this worktree.
+    pub(super) fn run(&self, branch: &LandBranch) -> Result<(WorktreeAfter, bool), GitError> {
+        let repo = self.repo;
+        let _guard = self.admin.lock().unwrap_or_else(|p| p.into_inner());
+        let mut after = WorktreeAfter::Untouched;
+        if let Some(wt) = branch.worktree.as_ref().filter(|w| w.is_dir())
+            && worktree::current_branch(wt)?.as_deref() == Some(branch.name.as_str())
+            && worktree::dirty_files(wt)?.is_empty()
+        {
+            if self.remove_worktree {
+                worktree::remove(repo, wt)?;
+                after = WorktreeAfter::Removed;
+            } else {
+                cmd::run(wt, ["switch", "--quiet", "--detach"])?;
+                after = WorktreeAfter::Detached(wt.clone());
+            }
+        }
+        let held = worktree::list(repo)?
+            .iter()
+            .any(|e| e.branch.as_deref() == Some(branch.name.as_str()));
+        let mut deleted = false;
+        if self.delete_branch
+            && !held
+            && refs::branch_tip(repo, &branch.name)?.map(|t| t.to_string())
+                == Some(branch.tip.clone())
+        {
+            refs::delete_branch(repo, &branch.name)?;
+            deleted = true;
+        }
+        Ok((after, deleted))
+    }
+}
+
+/// What asking whether a task waiting on the target's checkout can land now needs.
+#[derive(Debug, Clone)]
+pub struct ProbeJob {
+    pub repo: PathBuf,
+    pub target: String,
+    pub strategy: MergeStrategy,
+    pub task: String,
+    pub title: String,
+    pub branch: String,
+    pub base: Option<String>,
+}
+
+/// Says why the task's change still cannot be written into the target's
+/// checkout, or `None` when nothing is in its way any more (or the target
+/// is checked out nowhere). Blocking.
+pub fn probe(job: &ProbeJob) -> Option<WaitReason> {
+    let git = Repository::open(&job.repo).ok()?;
+    let dir = worktree::checked_out_at(&git, &job.target)?;
+    let head = refs::tip(&git, &job.target).ok()??;
+    let tip = refs::tip(&git, &job.branch).ok()??;
+    let base = job.base.as_deref().and_then(refs::parse_oid);
+    let message = super::build::merge_message(&job.task, &job.title);
+    let Ok(Built::Candidate(candidate)) =
+        merge::build(&git, &job.repo, job.strategy, head, tip, base, &message)
+    else {
+        return None;
+    };
+    let blockers = checkout::blockers(&dir, head, candidate).ok()?;
+    (!blockers.is_empty()).then(|| WaitReason::TargetDirty {
+        target: job.target.clone(),
+        checkout: dir,
+        blockers,
+    })
 }
 
 /// What `post_merge` needs, once a merge has landed and is on disk.
 #[derive(Debug, Clone)]
 pub struct PostMerge {
     pub state_dir: PathBuf,
-    pub task: String,
     pub target: String,
-    pub commit: String,
+    /// The tasks that landed, each with its commit, in order.
+    pub landed: Vec<(String, String)>,
     /// The target's checkout, or the merge worktree.
     pub dir: PathBuf,
     pub commands: Vec<String>,
     pub timeout: Duration,
 }
 
-/// Runs the `post_merge` hooks of a landed merge. Blocking.
-pub fn run_post_merge(post: &PostMerge) -> Result<(), hook::HookError> {
-    let env = [
-        ("ORCH_TASK_ID", post.task.as_str()),
-        ("ORCH_TARGET", post.target.as_str()),
-        ("ORCH_MERGE_COMMIT", post.commit.as_str()),
-    ];
-    let log = StateDir::at(&post.state_dir).hook_log(&post.task, "post_merge");
-    hook::run_all(
-        "post_merge",
-        &post.commands,
-        &post.dir,
-        &env,
-        &log,
-        post.timeout,
-    )
+/// Runs the `post_merge` hooks of a landing, once per task in order;
+/// returns each task's failure. Blocking.
+pub fn run_post_merge(post: &PostMerge) -> Vec<(String, hook::HookError)> {
+    let mut failures = Vec::new();
+    for (task, commit) in &post.landed {
+        let env = [
+            ("ORCH_TASK_ID", task.as_str()),
+            ("ORCH_TARGET", post.target.as_str()),
+            ("ORCH_MERGE_COMMIT", commit.as_str()),
+        ];
+        let log = StateDir::at(&post.state_dir).hook_log(task, "post_merge");
+        if let Err(e) = hook::run_all(
+            "post_merge",
+            &post.commands,
+            &post.dir,
+            &env,
+            &log,
+            post.timeout,
+        ) {
+            failures.push((task.clone(), e));
+        }
+    }
+    failures
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_blocking_path_stands_in_the_way_of_itself_and_what_is_under_it() {
+        let table = [
+            ("a.txt", "a.txt", true),
+            ("docs", "docs/x.md", true),
+            ("docs", "docs-old/x.md", false),
+            ("a.txt", "b.txt", false),
+        ];
+        for (path, changed, expected) in table {
+            assert_eq!(path_covers(path, changed), expected, "{path} {changed}");
+        }
+    }
+
+    #[test]
+    fn an_old_journal_names_its_one_task() {
+        let old: Journal =
+            serde_json::from_str(r#"{"task":"T1","candidate":"c1","onto":"o1"}"#).unwrap();
+        assert_eq!(
+            old.landings(),
+            [JournalTask {
+                task: "T1".to_owned(),
+                commit: "c1".to_owned(),
+                revert: false
+            }]
+        );
+    }
 }

@@ -1,14 +1,13 @@
-//! What came of one merge ([`MergeOutcome`]) and the typed reasons it carries:
-//! [`MergeError`] when the merge could not be carried out, [`WaitReason`]
-//! when it should be tried again later, [`PostMergeError`] for what went
-//! wrong after the target moved.
+//! Why a task's merge did not land ([`MergeOutcome`]) and the typed reasons
+//! it carries: [`MergeError`] when the merge could not be carried out,
+//! [`WaitReason`] when it should be tried again later, [`PostMergeError`]
+//! for what went wrong after the target moved.
 //!
 //! These stay typed up to the coordinator, which turns them into text
 //! (`crate::text::error_chain`) where it writes a reason or an event field.
 
 use std::io;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use crate::git::GitError;
 use crate::git::cmd::CommandError;
@@ -28,30 +27,13 @@ pub enum WorktreeAfter {
     Untouched,
 }
 
-/// How a merge went.
+/// Why a task's merge did not land (or not yet): each step of the queue
+/// (building its link, checking a candidate, landing) ends a task's merge
+/// with one of these, and `coordinator::after_merge` decides what it means.
 #[derive(Debug)]
 pub enum MergeOutcome {
-    Merged {
-        commit: String,
-        onto: String,
-        /// From the start of the merge to the target moving.
-        took: Duration,
-        checks: Vec<String>,
-        branch_deleted: bool,
-        backup: Option<String>,
-        worktree: WorktreeAfter,
-        /// Where `post_merge` is to run, once the merge is on disk; `None`
-        /// when nothing new landed (no hook runs).
-        hooks_in: Option<PathBuf>,
-        /// What failed once the target had moved (the cleanup); the merge
-        /// stands, each is reported as a `hook_failed` event.
-        hook_failures: Vec<PostMergeError>,
-    },
     Conflicts {
         files: Vec<String>,
-        onto: String,
-    },
-    NotFastForward {
         onto: String,
     },
     Refused {
@@ -62,10 +44,6 @@ pub enum MergeOutcome {
         failure: CheckFailure,
         log: PathBuf,
         passed: Vec<String>,
-    },
-    /// The merge cannot land now; try again later.
-    Waiting {
-        why: WaitReason,
     },
     /// The branch moved since it was queued; queue it again. When the move
     /// dropped commits (a force-move by hand), the old tip is kept under
@@ -94,6 +72,11 @@ pub enum MergeOutcome {
     Failed {
         error: MergeError,
     },
+    /// A review rejected it: `by` is the review's name, or `person`.
+    Rejected {
+        by: String,
+        reason: String,
+    },
 }
 
 /// Why a merge could not be carried out.
@@ -119,6 +102,16 @@ pub enum MergeError {
         #[source]
         source: io::Error,
     },
+    /// A review command could not be run at all.
+    #[error("cannot run review `{review}`")]
+    Review {
+        review: String,
+        #[source]
+        source: io::Error,
+    },
+    /// The review prompt could not be rendered.
+    #[error(transparent)]
+    Prompt(#[from] crate::runner::prompt::PromptError),
 }
 
 impl From<CommandError> for MergeError {
@@ -159,9 +152,6 @@ pub enum WaitReason {
     /// A move of the target's checkout cut short cannot be finished yet.
     #[error(transparent)]
     CheckoutStuck(#[from] Stuck),
-    /// The target moved under every rebuild.
-    #[error("`{target}` kept moving while the merge was checked; trying again")]
-    KeptMoving { target: String },
 }
 
 fn named(blockers: &[Blocker]) -> String {

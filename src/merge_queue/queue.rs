@@ -1,10 +1,10 @@
 //! The order of the merge queue. Pure.
 //!
-//! One merge at a time, in the order tasks finished (the time they entered
-//! `awaiting_merge`); a lower priority number breaks ties, then plan order.
-//! The coordinator asks for [`next`]; the dashboard shows [`order`]. Both
-//! sort by the same key, so the queue the dashboard shows is the order the
-//! coordinator merges in.
+//! In the order tasks finished (the time they entered `awaiting_merge`); a
+//! lower priority number breaks ties, then plan order. The coordinator
+//! puts the tasks of [`order`] in its chain of candidates in that order; the
+//! dashboard shows the same [`order`], so the queue it shows is the order
+//! tasks join the chain.
 
 use crate::lifecycle::Status;
 use crate::plan::{FullId, ItemIdx, Plan, Priority};

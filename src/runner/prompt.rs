@@ -31,6 +31,48 @@ pub const CHECK_FAILURE: (&str, &str) = (
     include_str!("../../templates/prompts/check_failure.md"),
 );
 
+/// The prompt for addressing what a review rejected.
+pub const REJECTED: (&str, &str) = (
+    "rejected.md",
+    include_str!("../../templates/prompts/rejected.md"),
+);
+/// The prompt a reviewer command gets (`[[policy.review]]`).
+pub const REVIEW: (&str, &str) = (
+    "review.md",
+    include_str!("../../templates/prompts/review.md"),
+);
+
+/// The most bytes of the merged diff a review prompt holds.
+pub const REVIEW_DIFF_BYTES: usize = 200 * 1024;
+
+/// What a reviewer's prompt can use.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReviewContext {
+    pub task: ItemView,
+    pub target: String,
+    pub branch: String,
+    /// What merging the task's branch changes, as `git diff` shows it.
+    pub diff: String,
+    /// The diff was cut at `diff_bytes`.
+    pub truncated: bool,
+    pub diff_bytes: usize,
+    /// Where the reviewer may write its verdict.
+    pub verdict_file: String,
+}
+
+/// Renders a reviewer's prompt, preferring an override in `override_dir`.
+pub fn render_review(override_dir: &Path, context: &ReviewContext) -> Result<String, PromptError> {
+    let (name, builtin) = REVIEW;
+    let overridden = std::fs::read_to_string(override_dir.join(name)).ok();
+    let source = overridden.as_deref().unwrap_or(builtin);
+    crate::templates::render(name, source, context)
+        .map(|text| tidy(&text))
+        .map_err(|source| PromptError {
+            name: name.to_owned(),
+            source,
+        })
+}
+
 /// The prompt for an attempt that continues the agent's earlier session:
 /// only what changed since.
 pub const RESUMED: (&str, &str) = (
@@ -74,6 +116,8 @@ pub struct ProblemView {
     pub files: Vec<String>,
     /// The failing check or policy rule.
     pub check: Option<String>,
+    /// The review that rejected the work (`person` for a person).
+    pub reviewer: Option<String>,
     pub reason: Option<String>,
     pub log_tail: Option<String>,
 }

@@ -5,8 +5,8 @@
 //! last line it includes. The state is the snapshot with the lines after
 //! that `seq` applied in order ([`crate::state::store::load`]). A line
 //! holds each item that changed, whole (`null`: removed from the state),
-//! and the top-level fields (`target`, `run`, `landed`, `lost`, `paused`)
-//! when any of them changed, so that applying a line never needs the one
+//! and the top-level fields (every field but `schema` and `items`) when any
+//! of them changed, so that applying a line never needs the one
 //! before. Writing a line costs what changed, whatever the plan's size.
 //!
 //! Invariants:
@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::plan::FullId;
-use crate::state::model::{ItemState, LostHead, Pause, RunRecord, State};
+use crate::state::model::{Candidate, ItemState, LostHead, Pause, RunRecord, State};
 
 /// The file's name inside the state dir.
 pub const FILE_NAME: &str = "changes.jsonl";
@@ -54,7 +54,7 @@ pub struct Change {
     pub top: Option<Top>,
 }
 
-/// The state's fields other than its items.
+/// The state's fields other than its schema and items.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Top {
     #[serde(default)]
@@ -65,18 +65,33 @@ pub struct Top {
     pub landed: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lost: Option<LostHead>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub candidates: Vec<Candidate>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub paused: BTreeMap<String, Pause>,
 }
 
 impl Top {
     pub fn of(state: &State) -> Top {
+        // Every field named: a field added to `State` must be added here
+        // (or to the items) before this compiles.
+        let State {
+            schema: _,
+            target,
+            run,
+            landed,
+            lost,
+            candidates,
+            items: _,
+            paused,
+        } = state;
         Top {
-            target: state.target.clone(),
-            run: state.run.clone(),
-            landed: state.landed.clone(),
-            lost: state.lost.clone(),
-            paused: state.paused.clone(),
+            target: target.clone(),
+            run: run.clone(),
+            landed: landed.clone(),
+            lost: lost.clone(),
+            candidates: candidates.clone(),
+            paused: paused.clone(),
         }
     }
 
@@ -86,7 +101,26 @@ impl Top {
             && self.run == state.run
             && self.landed == state.landed
             && self.lost == state.lost
+            && self.candidates == state.candidates
             && self.paused == state.paused
+    }
+
+    /// Sets `state`'s top-level fields to these.
+    fn apply(self, state: &mut State) {
+        let Top {
+            target,
+            run,
+            landed,
+            lost,
+            candidates,
+            paused,
+        } = self;
+        state.target = target;
+        state.run = run;
+        state.landed = landed;
+        state.lost = lost;
+        state.candidates = candidates;
+        state.paused = paused;
     }
 }
 
@@ -100,11 +134,7 @@ impl Change {
             };
         }
         if let Some(top) = self.top {
-            state.target = top.target;
-            state.run = top.run;
-            state.landed = top.landed;
-            state.lost = top.lost;
-            state.paused = top.paused;
+            top.apply(state);
         }
     }
 }

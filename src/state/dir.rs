@@ -109,9 +109,52 @@ impl StateDir {
             .join(format!("{stage}.log"))
     }
 
-    /// Returns the merge worktree's path.
+    /// Returns the merge worktree's path (check worktree 0).
     pub fn merge_worktree(&self) -> PathBuf {
         self.root.join("merge")
+    }
+
+    /// Returns the path of check worktree `slot`: `merge/` for the first,
+    /// `merge-2/`, `merge-3/`... for the others.
+    pub fn check_worktree(&self, slot: u32) -> PathBuf {
+        match slot {
+            0 => self.merge_worktree(),
+            n => self.root.join(format!("merge-{}", n + 1)),
+        }
+    }
+
+    /// Returns every check worktree path that may exist, given how many
+    /// the config allows and what is on disk (`merge-<n>/` folders).
+    pub fn check_worktrees(&self) -> Vec<PathBuf> {
+        let mut out = vec![self.merge_worktree()];
+        for entry in std::fs::read_dir(&self.root)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name
+                .strip_prefix("merge-")
+                .is_some_and(|n| n.parse::<u32>().is_ok_and(|n| n >= 2))
+            {
+                out.push(entry.path());
+            }
+        }
+        out
+    }
+
+    /// Returns the run folder of review `review` of a task.
+    pub fn review_dir(&self, task: &str, review: &str) -> PathBuf {
+        self.root.join("reviews").join(task).join(review)
+    }
+
+    /// Returns the log of review `review` of a task.
+    pub fn review_log(&self, task: &str, review: &str) -> PathBuf {
+        self.root
+            .join("reviews")
+            .join(task)
+            .join(format!("{review}.log"))
     }
 
     /// Returns the merge journal's path.

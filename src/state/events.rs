@@ -241,18 +241,75 @@ pub enum EventKind {
         tip: String,
         backup: Option<String>,
     },
-    /// A check passed on the merge candidate.
+    /// The checks start on a candidate: `candidate` merges `tasks` (in
+    /// order, the event's `id` last) onto `onto` (the target's head, or the
+    /// candidate ahead of it, checked meanwhile), in check worktree `slot`.
+    #[serde(rename = "check.started")]
+    CheckStarted {
+        candidate: String,
+        onto: String,
+        tasks: Vec<FullId>,
+        slot: u32,
+    },
+    /// A check passed on a candidate; `candidate` and `tasks` (left out
+    /// when unknown) say which, as in `check.started`.
     #[serde(rename = "check.passed")]
-    CheckPassed { check: String },
+    CheckPassed {
+        check: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        candidate: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        tasks: Vec<FullId>,
+    },
     /// A check, or a policy rule (`check` is `policy.<rule>`, `log` is
     /// `None`), refused the candidate; `log` is relative to the repository
-    /// root.
+    /// root. `candidate` and `tasks` as in `check.passed`.
     #[serde(rename = "check.failed")]
     CheckFailed {
         check: String,
         reason: String,
         log: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        candidate: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        tasks: Vec<FullId>,
     },
+    /// The target moved while candidates were checked (someone committed):
+    /// they are built again, from `from` to `onto`, the new head, and
+    /// checked again. `tasks`: those the candidates held, in order.
+    #[serde(rename = "merge.rebuilt")]
+    MergeRebuilt {
+        tasks: Vec<FullId>,
+        from: String,
+        onto: String,
+    },
+    /// The conflict radar: the task's branch and `other`'s (both active)
+    /// change the same `paths`.
+    #[serde(rename = "radar.overlap")]
+    RadarOverlap { other: FullId, paths: Vec<String> },
+    /// A review command starts on the task, whose checks passed.
+    #[serde(rename = "review.started")]
+    ReviewStarted { review: String },
+    /// The task waits for a person's review (`orch approve` or `orch reject`).
+    #[serde(rename = "review.waiting")]
+    ReviewWaiting { review: String },
+    /// A review approved the task (`by` is the review's name, or `person`).
+    #[serde(rename = "review.approved")]
+    ReviewApproved { by: String },
+    /// A review rejected the task, saying why.
+    #[serde(rename = "review.rejected")]
+    ReviewRejected { by: String, reason: String },
+    /// A person asked to revert the merged task; `dependents`: merged tasks
+    /// that depend on it, which the revert does not undo.
+    #[serde(rename = "revert.queued")]
+    RevertQueued { dependents: Vec<FullId> },
+    /// The target moved to `commit`, which undoes the task's work, on top of `onto`.
+    #[serde(rename = "task.reverted")]
+    TaskReverted { commit: String, onto: String },
+    /// The revert could not land (it conflicts, or the checks fail with it);
+    /// the task stays merged.
+    #[serde(rename = "revert.refused")]
+    RevertRefused { reason: String },
     /// The target moved to the task's work, `commit`.
     #[serde(rename = "task.merged")]
     TaskMerged {
@@ -336,8 +393,18 @@ impl EventKind {
             EventKind::MergeConflicted { .. } => "merge.conflicted",
             EventKind::MergeWaiting { .. } => "merge.waiting",
             EventKind::MergeRequeued { .. } => "merge.requeued",
+            EventKind::CheckStarted { .. } => "check.started",
             EventKind::CheckPassed { .. } => "check.passed",
             EventKind::CheckFailed { .. } => "check.failed",
+            EventKind::MergeRebuilt { .. } => "merge.rebuilt",
+            EventKind::RadarOverlap { .. } => "radar.overlap",
+            EventKind::ReviewStarted { .. } => "review.started",
+            EventKind::ReviewWaiting { .. } => "review.waiting",
+            EventKind::ReviewApproved { .. } => "review.approved",
+            EventKind::ReviewRejected { .. } => "review.rejected",
+            EventKind::RevertQueued { .. } => "revert.queued",
+            EventKind::TaskReverted { .. } => "task.reverted",
+            EventKind::RevertRefused { .. } => "revert.refused",
             EventKind::TaskMerged { .. } => "task.merged",
             EventKind::TaskCancelled { .. } => "task.cancelled",
             EventKind::TaskResolved { .. } => "task.resolved",
@@ -920,18 +987,67 @@ mod tests {
                 tip: TIP.to_owned(),
                 backup: Some("refs/orch/backup/P1.M1.T1/1".to_owned()),
             },
+            EventKind::CheckStarted {
+                candidate: MERGE.to_owned(),
+                onto: ONTO.to_owned(),
+                tasks: vec![id("P1.M1.T0"), id("P1.M1.T1")],
+                slot: 1,
+            },
             EventKind::CheckPassed {
                 check: "test".to_owned(),
+                candidate: None,
+                tasks: Vec::new(),
+            },
+            EventKind::CheckPassed {
+                check: "test".to_owned(),
+                candidate: Some(MERGE.to_owned()),
+                tasks: vec![id("P1.M1.T0"), id("P1.M1.T1")],
             },
             EventKind::CheckFailed {
                 check: "test".to_owned(),
                 reason: "exit code 1".to_owned(),
                 log: Some(".orchestrator/checks/P1.M1.T1/test.log".to_owned()),
+                candidate: Some(MERGE.to_owned()),
+                tasks: vec![id("P1.M1.T0"), id("P1.M1.T1")],
             },
             EventKind::CheckFailed {
                 check: "policy.paths".to_owned(),
                 reason: "touches `secret`".to_owned(),
                 log: None,
+                candidate: None,
+                tasks: Vec::new(),
+            },
+            EventKind::MergeRebuilt {
+                tasks: vec![id("P1.M1.T0"), id("P1.M1.T1")],
+                from: ONTO.to_owned(),
+                onto: TIP.to_owned(),
+            },
+            EventKind::RadarOverlap {
+                other: id("P1.M1.T2"),
+                paths: vec!["src/ledger.rs".to_owned()],
+            },
+            EventKind::ReviewStarted {
+                review: "claude".to_owned(),
+            },
+            EventKind::ReviewWaiting {
+                review: "lead".to_owned(),
+            },
+            EventKind::ReviewApproved {
+                by: "person".to_owned(),
+            },
+            EventKind::ReviewRejected {
+                by: "claude".to_owned(),
+                reason: "the migration has no down step".to_owned(),
+            },
+            EventKind::RevertQueued {
+                dependents: vec![id("P1.M1.T2")],
+            },
+            EventKind::TaskReverted {
+                commit: TIP.to_owned(),
+                onto: MERGE.to_owned(),
+            },
+            EventKind::RevertRefused {
+                reason: "reverting `P1.M1.T1` conflicts with `main` in `a.rs`".to_owned(),
             },
             EventKind::TaskMerged {
                 commit: MERGE.to_owned(),
@@ -1050,10 +1166,20 @@ mod tests {
             EventKind::AgentPaused { .. } => 27,
             EventKind::AgentResumed { .. } => 28,
             EventKind::TaskPlaced { .. } => 29,
+            EventKind::CheckStarted { .. } => 30,
+            EventKind::MergeRebuilt { .. } => 31,
+            EventKind::RadarOverlap { .. } => 32,
+            EventKind::ReviewStarted { .. } => 33,
+            EventKind::ReviewWaiting { .. } => 34,
+            EventKind::ReviewApproved { .. } => 35,
+            EventKind::ReviewRejected { .. } => 36,
+            EventKind::RevertQueued { .. } => 37,
+            EventKind::TaskReverted { .. } => 38,
+            EventKind::RevertRefused { .. } => 39,
         }
     }
 
-    const KINDS: usize = 30;
+    const KINDS: usize = 40;
 
     fn line(seq: u64, kind: EventKind) -> Event {
         let run = matches!(
@@ -1129,23 +1255,34 @@ mod tests {
         {"seq":31,"ts":"2026-01-01T12:00:00.123Z","event":"merge.waiting","id":"P1.M1.T1","reason":"the target's checkout is not clean"}
         {"seq":32,"ts":"2026-01-01T12:00:00.123Z","event":"merge.requeued","id":"P1.M1.T1","reason":"the branch moved after it was queued; queued again","tip":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","backup":null}
         {"seq":33,"ts":"2026-01-01T12:00:00.123Z","event":"merge.requeued","id":"P1.M1.T1","reason":"moved by hand","tip":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","backup":"refs/orch/backup/P1.M1.T1/1"}
-        {"seq":34,"ts":"2026-01-01T12:00:00.123Z","event":"check.passed","id":"P1.M1.T1","check":"test"}
-        {"seq":35,"ts":"2026-01-01T12:00:00.123Z","event":"check.failed","id":"P1.M1.T1","check":"test","reason":"exit code 1","log":".orchestrator/checks/P1.M1.T1/test.log"}
-        {"seq":36,"ts":"2026-01-01T12:00:00.123Z","event":"check.failed","id":"P1.M1.T1","check":"policy.paths","reason":"touches `secret`","log":null}
-        {"seq":37,"ts":"2026-01-01T12:00:00.123Z","event":"task.merged","id":"P1.M1.T1","commit":"15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1","onto":"5dd1759e3c4ae0b1f4c3b1f2a8d9e7c6b5a49382","strategy":"squash","backup":"refs/orch/backup/P1.M1.T1/1","branch_deleted":true,"merge_ms":2700}
-        {"seq":38,"ts":"2026-01-01T12:00:00.123Z","event":"task.merged","id":"P1.M1.T1","commit":"15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1","onto":"5dd1759e3c4ae0b1f4c3b1f2a8d9e7c6b5a49382","strategy":"merge","backup":null,"branch_deleted":false,"merge_ms":2700}
-        {"seq":39,"ts":"2026-01-01T12:00:00.123Z","event":"task.merged","id":"P1.M1.T1","commit":"15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1","recovered":true}
-        {"seq":40,"ts":"2026-01-01T12:00:00.123Z","event":"task.cancelled","id":"P1.M1.T1","by":"person"}
-        {"seq":41,"ts":"2026-01-01T12:00:00.123Z","event":"task.resolved","id":"P1.M1.T1","by":"person"}
-        {"seq":42,"ts":"2026-01-01T12:00:00.123Z","event":"task.retried","id":"P1.M1.T1","by":"person"}
-        {"seq":43,"ts":"2026-01-01T12:00:00.123Z","event":"hook.failed","id":"P1.M1.T1","reason":"`post_merge` failed"}
-        {"seq":44,"ts":"2026-01-01T12:00:00.123Z","event":"task.interrupted","id":"P1.M1.T1","attempt":2,"reason":"usage limit of `claude`: Claude AI usage limit reached|1767286800","limited":true}
-        {"seq":45,"ts":"2026-01-01T12:00:00.123Z","event":"task.usage","id":"P1.M1.T1","attempt":1,"agent":"claude","input_tokens":1200,"output_tokens":340,"cached_tokens":800,"cost_usd":0.0123}
-        {"seq":46,"ts":"2026-01-01T12:00:00.123Z","event":"task.usage","id":"P1.M1.T1","attempt":2,"agent":"gemini","input_tokens":300,"output_tokens":60}
-        {"seq":47,"ts":"2026-01-01T12:00:00.123Z","event":"agent.paused","id":"P1.M1.T1","agent":"claude","until":"2026-01-01T17:00:00.000Z","cause":"limit","attempt":2,"reason":"Claude AI usage limit reached|1767286800"}
-        {"seq":48,"ts":"2026-01-01T12:00:00.123Z","event":"agent.paused","agent":"*","until":null,"cause":"person"}
-        {"seq":49,"ts":"2026-01-01T12:00:00.123Z","event":"agent.resumed","agent":"claude","cause":"time"}
-        {"seq":50,"ts":"2026-01-01T12:00:00.123Z","event":"agent.resumed","agent":"*","cause":"person"}
+        {"seq":34,"ts":"2026-01-01T12:00:00.123Z","event":"check.started","id":"P1.M1.T1","candidate":"15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1","onto":"5dd1759e3c4ae0b1f4c3b1f2a8d9e7c6b5a49382","tasks":["P1.M1.T0","P1.M1.T1"],"slot":1}
+        {"seq":35,"ts":"2026-01-01T12:00:00.123Z","event":"check.passed","id":"P1.M1.T1","check":"test"}
+        {"seq":36,"ts":"2026-01-01T12:00:00.123Z","event":"check.passed","id":"P1.M1.T1","check":"test","candidate":"15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1","tasks":["P1.M1.T0","P1.M1.T1"]}
+        {"seq":37,"ts":"2026-01-01T12:00:00.123Z","event":"check.failed","id":"P1.M1.T1","check":"test","reason":"exit code 1","log":".orchestrator/checks/P1.M1.T1/test.log","candidate":"15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1","tasks":["P1.M1.T0","P1.M1.T1"]}
+        {"seq":38,"ts":"2026-01-01T12:00:00.123Z","event":"check.failed","id":"P1.M1.T1","check":"policy.paths","reason":"touches `secret`","log":null}
+        {"seq":39,"ts":"2026-01-01T12:00:00.123Z","event":"merge.rebuilt","id":"P1.M1.T1","tasks":["P1.M1.T0","P1.M1.T1"],"from":"5dd1759e3c4ae0b1f4c3b1f2a8d9e7c6b5a49382","onto":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d"}
+        {"seq":40,"ts":"2026-01-01T12:00:00.123Z","event":"radar.overlap","id":"P1.M1.T1","other":"P1.M1.T2","paths":["src/ledger.rs"]}
+        {"seq":41,"ts":"2026-01-01T12:00:00.123Z","event":"review.started","id":"P1.M1.T1","review":"claude"}
+        {"seq":42,"ts":"2026-01-01T12:00:00.123Z","event":"review.waiting","id":"P1.M1.T1","review":"lead"}
+        {"seq":43,"ts":"2026-01-01T12:00:00.123Z","event":"review.approved","id":"P1.M1.T1","by":"person"}
+        {"seq":44,"ts":"2026-01-01T12:00:00.123Z","event":"review.rejected","id":"P1.M1.T1","by":"claude","reason":"the migration has no down step"}
+        {"seq":45,"ts":"2026-01-01T12:00:00.123Z","event":"revert.queued","id":"P1.M1.T1","dependents":["P1.M1.T2"]}
+        {"seq":46,"ts":"2026-01-01T12:00:00.123Z","event":"task.reverted","id":"P1.M1.T1","commit":"9b1e0c4d2a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d","onto":"15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1"}
+        {"seq":47,"ts":"2026-01-01T12:00:00.123Z","event":"revert.refused","id":"P1.M1.T1","reason":"reverting `P1.M1.T1` conflicts with `main` in `a.rs`"}
+        {"seq":48,"ts":"2026-01-01T12:00:00.123Z","event":"task.merged","id":"P1.M1.T1","commit":"15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1","onto":"5dd1759e3c4ae0b1f4c3b1f2a8d9e7c6b5a49382","strategy":"squash","backup":"refs/orch/backup/P1.M1.T1/1","branch_deleted":true,"merge_ms":2700}
+        {"seq":49,"ts":"2026-01-01T12:00:00.123Z","event":"task.merged","id":"P1.M1.T1","commit":"15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1","onto":"5dd1759e3c4ae0b1f4c3b1f2a8d9e7c6b5a49382","strategy":"merge","backup":null,"branch_deleted":false,"merge_ms":2700}
+        {"seq":50,"ts":"2026-01-01T12:00:00.123Z","event":"task.merged","id":"P1.M1.T1","commit":"15f2ff1bab40ca0bb8d8a5518a219f8a0fcb5bf1","recovered":true}
+        {"seq":51,"ts":"2026-01-01T12:00:00.123Z","event":"task.cancelled","id":"P1.M1.T1","by":"person"}
+        {"seq":52,"ts":"2026-01-01T12:00:00.123Z","event":"task.resolved","id":"P1.M1.T1","by":"person"}
+        {"seq":53,"ts":"2026-01-01T12:00:00.123Z","event":"task.retried","id":"P1.M1.T1","by":"person"}
+        {"seq":54,"ts":"2026-01-01T12:00:00.123Z","event":"hook.failed","id":"P1.M1.T1","reason":"`post_merge` failed"}
+        {"seq":55,"ts":"2026-01-01T12:00:00.123Z","event":"task.interrupted","id":"P1.M1.T1","attempt":2,"reason":"usage limit of `claude`: Claude AI usage limit reached|1767286800","limited":true}
+        {"seq":56,"ts":"2026-01-01T12:00:00.123Z","event":"task.usage","id":"P1.M1.T1","attempt":1,"agent":"claude","input_tokens":1200,"output_tokens":340,"cached_tokens":800,"cost_usd":0.0123}
+        {"seq":57,"ts":"2026-01-01T12:00:00.123Z","event":"task.usage","id":"P1.M1.T1","attempt":2,"agent":"gemini","input_tokens":300,"output_tokens":60}
+        {"seq":58,"ts":"2026-01-01T12:00:00.123Z","event":"agent.paused","id":"P1.M1.T1","agent":"claude","until":"2026-01-01T17:00:00.000Z","cause":"limit","attempt":2,"reason":"Claude AI usage limit reached|1767286800"}
+        {"seq":59,"ts":"2026-01-01T12:00:00.123Z","event":"agent.paused","agent":"*","until":null,"cause":"person"}
+        {"seq":60,"ts":"2026-01-01T12:00:00.123Z","event":"agent.resumed","agent":"claude","cause":"time"}
+        {"seq":61,"ts":"2026-01-01T12:00:00.123Z","event":"agent.resumed","agent":"*","cause":"person"}
         "#);
     }
 

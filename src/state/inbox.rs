@@ -1,7 +1,8 @@
 //! `.orchestrator/inbox/`: commands for the live coordinator.
 //!
-//! `orch retry|cancel|resolve|pause|resume` and the dashboard write one
-//! JSON file per command, atomically (temp file, rename), named so that names sort in the
+//! `orch retry|cancel|resolve|approve|reject|revert|pause|resume` and the
+//! dashboard write one JSON file per command, atomically (temp file,
+//! rename), named so that names sort in the
 //! order they were sent. The coordinator reads them in that order, applies
 //! each, and deletes it; a file that cannot be parsed is moved aside to
 //! `inbox/rejected/` with the reason, never silently dropped.
@@ -27,6 +28,12 @@ pub enum Action {
     Retry,
     Cancel,
     Resolve,
+    /// Approve a task waiting for a person's review.
+    Approve,
+    /// Reject a task waiting for a person's review (with a reason).
+    Reject,
+    /// Undo a merged task's work on the target with a new commit.
+    Revert,
 }
 
 impl Action {
@@ -35,6 +42,9 @@ impl Action {
             Action::Retry => "retry",
             Action::Cancel => "cancel",
             Action::Resolve => "resolve",
+            Action::Approve => "approve",
+            Action::Reject => "reject",
+            Action::Revert => "revert",
         }
     }
 
@@ -44,6 +54,9 @@ impl Action {
             Action::Retry => "retried",
             Action::Cancel => "cancelled",
             Action::Resolve => "resolved",
+            Action::Approve => "approved",
+            Action::Reject => "rejected",
+            Action::Revert => "queued the revert of",
         }
     }
 }
@@ -115,6 +128,9 @@ pub struct Request {
     pub sent: Timestamp,
     /// The pid of the process that sent it.
     pub from_pid: u32,
+    /// Why (a rejection's text); left out when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// What a command asks, by its `action`.
@@ -128,6 +144,19 @@ pub enum Order {
         id: FullId,
     },
     Resolve {
+        id: FullId,
+    },
+    /// Approve a task waiting for a person's review.
+    Approve {
+        id: FullId,
+    },
+    /// Reject a task waiting for a person's review (the request's `reason`
+    /// says why).
+    Reject {
+        id: FullId,
+    },
+    /// Undo a merged task's work on the target with a new commit.
+    Revert {
         id: FullId,
     },
     /// Launch nothing for `agent` (every agent when `None`) until `until`
@@ -152,23 +181,56 @@ impl Order {
             Action::Retry => Order::Retry { id },
             Action::Cancel => Order::Cancel { id },
             Action::Resolve => Order::Resolve { id },
+            Action::Approve => Order::Approve { id },
+            Action::Reject => Order::Reject { id },
+            Action::Revert => Order::Revert { id },
+        }
+    }
+
+    /// Returns the action and the task or subtask of an order about one;
+    /// `None` for an order about agents (pause, resume).
+    pub fn about_item(&self) -> Option<(Action, &FullId)> {
+        match self {
+            Order::Retry { id } => Some((Action::Retry, id)),
+            Order::Cancel { id } => Some((Action::Cancel, id)),
+            Order::Resolve { id } => Some((Action::Resolve, id)),
+            Order::Approve { id } => Some((Action::Approve, id)),
+            Order::Reject { id } => Some((Action::Reject, id)),
+            Order::Revert { id } => Some((Action::Revert, id)),
+            Order::Pause { .. } | Order::Resume { .. } => None,
         }
     }
 }
 
 /// Writes a command about a task or subtask into the inbox and returns the file's path.
 pub fn send(state_dir: &Path, action: Action, id: &FullId) -> io::Result<PathBuf> {
-    send_order(state_dir, Order::item(action, id.clone()))
+    send_with(state_dir, action, id, None)
+}
+
+/// Writes a command about a task or subtask with a reason (a rejection's
+/// text) into the inbox and returns the file's path.
+pub fn send_with(
+    state_dir: &Path,
+    action: Action,
+    id: &FullId,
+    reason: Option<&str>,
+) -> io::Result<PathBuf> {
+    write_request(state_dir, Order::item(action, id.clone()), reason)
 }
 
 /// Writes a command into the inbox and returns the file's path.
 pub fn send_order(state_dir: &Path, order: Order) -> io::Result<PathBuf> {
+    write_request(state_dir, order, None)
+}
+
+fn write_request(state_dir: &Path, order: Order, reason: Option<&str>) -> io::Result<PathBuf> {
     let dir = state_dir.join(DIR_NAME);
     fs::create_dir_all(&dir)?;
     let command = Request {
         order,
         sent: Timestamp::now(),
         from_pid: std::process::id(),
+        reason: reason.map(str::to_owned),
     };
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)

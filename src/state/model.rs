@@ -86,6 +86,11 @@ pub struct State {
     /// until a person puts it back or deletes that ref.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lost: Option<LostHead>,
+    /// The merge queue's candidates being checked or landed, oldest
+    /// first: which tasks each check run belongs to. Rebuilt by every run
+    /// (a check result never outlives its coordinator).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub candidates: Vec<Candidate>,
     /// Tasks and subtasks by full id; items the state does not list are as the plan says.
     #[serde(default)]
     pub items: BTreeMap<FullId, ItemState>,
@@ -103,10 +108,35 @@ impl Default for State {
             run: None,
             landed: None,
             lost: None,
+            candidates: Vec::new(),
             items: BTreeMap::new(),
             paused: BTreeMap::new(),
         }
     }
+}
+
+/// One candidate of the merge queue: the tasks merged onto `onto` (the
+/// target, or the candidate ahead of it), in order, into `commit`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Candidate {
+    pub commit: String,
+    pub onto: String,
+    pub tasks: Vec<FullId>,
+    pub check: CandidateCheck,
+}
+
+/// Where a candidate stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CandidateCheck {
+    /// Its checks run (in the check worktree `slot`).
+    Running { slot: u32 },
+    /// Its checks passed; it lands once what is ahead of it has.
+    Passed,
+    /// A check failed: the culprit is among its tasks.
+    Failed,
+    /// The target is moving to it.
+    Landing,
 }
 
 impl State {
@@ -240,7 +270,53 @@ pub struct ItemState {
     /// What went wrong at the last merge (for the agent asked to fix it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merge_problem: Option<MergeProblem>,
+    /// The target commit the task's work landed on (what a revert undoes
+    /// the work back to).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_onto: Option<String>,
+    /// The reviews that approved the task's branch at `tip`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<Approvals>,
+    /// A revert of the task's work: asked for, then landed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revert: Option<Revert>,
+    /// What the conflict radar saw of the task's branch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub radar: Option<Radar>,
 }
+
+/// The reviews that approved a task, valid while its branch stays at `tip`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approvals {
+    pub tip: String,
+    /// The names of the reviews (`[[policy.review]]`) that approved it.
+    pub by: Vec<String>,
+}
+
+/// `orch revert` of a merged task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revert {
+    pub requested: Timestamp,
+    /// The revert commit, once it landed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+}
+
+/// The paths an active task's branch changes (against where it left the
+/// target), and the other active tasks that change some of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Radar {
+    /// The branch tip the paths were read at.
+    pub tip: String,
+    /// Every path the branch changes, sorted (at most [`RADAR_PATHS`]).
+    pub changes: Vec<String>,
+    /// Other active tasks changing some of the same paths, with those paths.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub overlaps: BTreeMap<FullId, Vec<String>>,
+}
+
+/// The most paths the radar keeps for one task.
+pub const RADAR_PATHS: usize = 500;
 
 /// A task's place in the merge queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -264,6 +340,8 @@ pub enum MergeProblem {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         log: Option<PathBuf>,
     },
+    /// A review rejected it: `by` is the review's name, or `person`.
+    Review { by: String, reason: String },
 }
 
 impl ItemState {
@@ -282,6 +360,10 @@ impl ItemState {
             merge_commit: None,
             queued: None,
             merge_problem: None,
+            merged_onto: None,
+            review: None,
+            revert: None,
+            radar: None,
         }
     }
 
@@ -468,6 +550,8 @@ pub enum Purpose {
     Conflict,
     /// Fix a check that failed on the merged result.
     CheckFailure,
+    /// Address what a review found.
+    Review,
 }
 
 /// How an attempt ended.

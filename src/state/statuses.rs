@@ -48,6 +48,7 @@ pub fn task_views(plan: &Plan, state: Option<&State>) -> Vec<TaskView> {
                 status: leaf_status(state, item),
                 ready_since: recorded.and_then(|r| r.ready_since).map(|t| t.0),
                 not_before: recorded.and_then(|r| r.not_before).map(|t| t.0),
+                overlaps: None,
             }
         })
         .collect()

@@ -9,9 +9,14 @@
 //! the target held at the kill is merged in the first state the new run
 //! writes.
 //!
-//! Three variants, each behind a 0.3 s check: `merge` with 30 tasks;
+//! Four variants, each behind a 0.3 s check: `merge` with 30 tasks;
 //! `rebase` and `squash` with 12 tasks and a 0.3 s `post_merge` hook, so
-//! that kills land during checks and hooks too (issue 12).
+//! that kills land during checks and hooks too (issue 12); and `merge` with
+//! 16 tasks in batches of 4, two checked at once (speculatively, and the
+//! halves of a batch that a random red check makes bisect), so that kills
+//! land during batched and speculative checks (issue 14). Every check
+//! records the commit it passed; every move of the target orch made (its
+//! reflog) must be to one of those: no commit landed unchecked.
 //!
 //! CI runs 10 kills of the first and 6 of each other. By hand, for 100:
 //! `ORCH_CRASH_KILLS=100 cargo test --test cli crash -- --nocapture`
@@ -78,6 +83,12 @@ struct Variant {
     kills: u64,
     /// A slow `post_merge` hook, so that kills land during it too.
     post_merge_hook: bool,
+    /// `merge.batch` and `merge.max_parallel_checks`.
+    batch: u32,
+    parallel: u32,
+    /// The check fails now and then (one in `flaky` runs), so that batches
+    /// are bisected; 0: never.
+    flaky: u32,
 }
 
 /// Returns, per task, how many times the target's first-parent history
@@ -153,8 +164,17 @@ fn harness(v: Variant) {
     let marks = outside.join("marks");
     std::fs::create_dir_all(&marks).unwrap();
     let m = marks.display();
-    // The check and the hook say when they run (`<kind>-<pid>` markers).
-    let check = format!("touch {m}/check-$$; sleep 0.3; rm -f {m}/check-$$; test -f README.md");
+    // The check and the hook say when they run (`<kind>-<pid>` markers);
+    // the check records what it passed.
+    let passed = outside.join("passed.log");
+    let red = match v.flaky {
+        0 => String::new(),
+        n => format!("test $(( $(od -An -N2 -tu2 /dev/urandom) % {n} )) -ne 0 && "),
+    };
+    let check = format!(
+        "touch {m}/check-$$; sleep 0.3; rm -f {m}/check-$$; test -f README.md && {red}echo $ORCH_MERGE_COMMIT >> {}",
+        passed.display()
+    );
     let hooks = if v.post_merge_hook {
         format!("post_merge = [\"touch {m}/hook-$$; sleep 0.3; rm -f {m}/hook-$$\"]\n")
     } else {
@@ -181,6 +201,21 @@ fn harness(v: Variant) {
         "target = \"main\"",
         &format!("target = \"main\"\nmerge_strategy = \"{}\"", v.strategy),
     );
+    env.edit_config(
+        "[hooks]\ninstall = false\n",
+        &format!(
+            "[merge]\nbatch = {}\nmax_parallel_checks = {}\n\n[hooks]\ninstall = false\n",
+            v.batch, v.parallel
+        ),
+    );
+    if v.flaky > 0 {
+        // A task blamed for a red check goes back to its agent; enough
+        // attempts that chance never fails one for good.
+        env.edit_config(
+            "[retry.backoff]",
+            "[retry]\nmax_attempts = 20\n\n[retry.backoff]",
+        );
+    }
     env.write("plan.toml", &plan(v.tasks));
     env.git(&env.repo(), ["add", "-A"]);
     env.git(&env.repo(), ["commit", "-q", "-m", "plan"]);
@@ -189,6 +224,7 @@ fn harness(v: Variant) {
     let mut killed_with_work = 0;
     let mut killed_mid_merge = 0;
     let mut killed_in_check = 0;
+    let mut killed_in_speculation = 0;
     let mut killed_in_hook = 0;
     let mut killed = 0;
     // The tasks the target held at the last kill.
@@ -231,7 +267,9 @@ fn harness(v: Variant) {
             break;
         }
         kill_process(Pid::from_raw(run.id() as i32).unwrap(), Signal::KILL).unwrap();
-        killed_in_check += usize::from(running(&marks, "check") > 0);
+        let checks = running(&marks, "check");
+        killed_in_check += usize::from(checks > 0);
+        killed_in_speculation += usize::from(checks > 1);
         killed_in_hook += usize::from(running(&marks, "hook") > 0);
         run.wait().unwrap();
         killed += 1;
@@ -297,6 +335,23 @@ fn harness(v: Variant) {
     assert!(lost.is_empty(), "commits lost: {lost:?}");
     env.assert_no_agent_left();
 
+    // Every move of the target orch made is to a commit a check passed.
+    let passed = std::fs::read_to_string(outside.join("passed.log")).unwrap_or_default();
+    let moves = env.git(&env.repo(), ["reflog", "--format=%H %gs", "main"]);
+    let unchecked: Vec<&str> = moves
+        .lines()
+        .filter(|l| {
+            l.split_once(' ')
+                .is_some_and(|(_, s)| s.starts_with("orch:"))
+        })
+        .filter_map(|l| l.split(' ').next())
+        .filter(|oid| !passed.lines().any(|p| p.trim() == *oid))
+        .collect();
+    assert!(
+        unchecked.is_empty(),
+        "landed unchecked: {unchecked:?}\n{moves}"
+    );
+
     let events = env.events();
     let count = |name: &str| events.iter().filter(|e| e["event"] == name).count();
     let attempts: usize = (1..=v.tasks)
@@ -307,7 +362,7 @@ fn harness(v: Variant) {
         })
         .sum();
     println!(
-        "crash harness ({name}): {killed} of {kills} SIGKILLs made ({killed_with_work} with agents at work, {killed_mid_merge} during a merge, {killed_in_check} during a check, {killed_in_hook} during a post_merge hook), {} tasks merged once each, {} agent commits all kept, {attempts} attempts ({} interrupted), {} runs, {:.1} s",
+        "crash harness ({name}): {killed} of {kills} SIGKILLs made ({killed_with_work} with agents at work, {killed_mid_merge} during a merge, {killed_in_check} during a check, {killed_in_speculation} during two checks at once, {killed_in_hook} during a post_merge hook), {} tasks merged once each, {} agent commits all kept, {attempts} attempts ({} interrupted), {} runs, {:.1} s",
         v.tasks,
         made.lines().count(),
         count("task.interrupted"),
@@ -323,6 +378,9 @@ fn sigkill_at_random_instants_loses_nothing_and_merges_once() {
         tasks: 30,
         kills: 10,
         post_merge_hook: false,
+        batch: 1,
+        parallel: 1,
+        flaky: 0,
     });
 }
 
@@ -333,6 +391,9 @@ fn sigkill_during_checks_and_post_merge_hooks_with_rebase_keeps_state_and_target
         tasks: 12,
         kills: 6,
         post_merge_hook: true,
+        batch: 1,
+        parallel: 1,
+        flaky: 0,
     });
 }
 
@@ -343,5 +404,22 @@ fn sigkill_during_checks_and_post_merge_hooks_with_squash_keeps_state_and_target
         tasks: 12,
         kills: 6,
         post_merge_hook: true,
+        batch: 1,
+        parallel: 1,
+        flaky: 0,
+    });
+}
+
+#[test]
+fn issue_14_sigkill_during_batched_and_speculative_checks_lands_each_task_once_and_nothing_unchecked()
+ {
+    harness(Variant {
+        strategy: "merge",
+        tasks: 16,
+        kills: 6,
+        post_merge_hook: false,
+        batch: 4,
+        parallel: 2,
+        flaky: 6,
     });
 }

@@ -100,7 +100,12 @@ fn a_stale_index_lock_in_the_checkout_pauses_merging_until_it_is_gone() {
         .unwrap();
     let reason = waiting["reason"].as_str().unwrap().to_owned();
     assert!(reason.contains("index.lock"), "{reason}");
-    assert!(wait_until(DEADLINE, || env.status_of("T1") == "awaiting_merge"));
+    assert!(wait_until(DEADLINE, || {
+        env.status_of("T1") == "merging"
+            && env.state()["items"]["T1"]["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("index.lock"))
+    }));
     fs::remove_file(&lock).unwrap();
     let status = run.wait().unwrap();
     assert!(status.success());

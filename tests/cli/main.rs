@@ -25,6 +25,7 @@ mod plan_import;
 mod plan_next;
 mod plan_show;
 mod plan_versions;
+mod queue;
 mod run;
 mod run_control;
 mod sandbox;

@@ -205,21 +205,34 @@ fn rebase_keeps_history_linear_and_replays_each_commit() {
 }
 
 #[test]
-fn ff_only_lands_the_first_and_hands_the_second_back_to_its_agent() {
-    let env = strategy_env("ff-only");
+fn ff_only_hands_a_real_conflict_back_and_keeps_the_target_linear() {
+    let env = setup(
+        "conflict.sh",
+        "",
+        "[[task]]\nid = \"A\"\n[[task]]\nid = \"B\"\n",
+    );
+    env.edit_config(
+        "target = \"main\"",
+        "target = \"main\"\nmerge_strategy = \"ff-only\"",
+    );
     let out = env.orch().arg("run").output().unwrap();
     assert!(out.status.success(), "{}", env.render(&out));
     assert_eq!(env.status_of("A"), "merged");
     assert_eq!(env.status_of("B"), "merged");
-    let conflicted = env
-        .events()
+    let events = env.events();
+    let conflicted: Vec<&serde_json::Value> = events
         .iter()
         .filter(|e| e["event"] == "merge.conflicted")
-        .count();
-    assert_eq!(
-        conflicted, 1,
-        "the second branch could not fast-forward once"
-    );
+        .collect();
+    assert_eq!(conflicted.len(), 1, "the second branch conflicts once");
+    assert_eq!(conflicted[0]["files"], serde_json::json!(["shared.txt"]));
+    let second = conflicted[0]["id"].as_str().unwrap();
+    let prompt = fs::read_to_string(
+        env.repo()
+            .join(format!(".orchestrator/runs/{second}/2/prompt.md")),
+    )
+    .unwrap();
+    assert!(prompt.contains("- `shared.txt`"), "{prompt}");
     let head = git(&env, &["rev-parse", "main"]);
     let landed: Vec<String> = ["A", "B"]
         .iter()
@@ -237,6 +250,10 @@ fn ff_only_lands_the_first_and_hands_the_second_back_to_its_agent() {
     for commit in &landed {
         assert!(is_ancestor(&env, commit, "main"));
     }
+    assert_eq!(
+        fs::read_to_string(env.repo().join("shared.txt")).unwrap(),
+        "line from A\nline from B\n"
+    );
 }
 
 #[test]
@@ -466,6 +483,15 @@ fn a_commit_to_target_during_checks_rebuilds_the_merge_and_overwrites_nothing() 
         .filter(|e| e["event"] == "merge.started")
         .count();
     assert_eq!(starts, 1, "rebuilt within the same merge");
+    // Issue 14: the rebuild is recorded.
+    let rebuilt: Vec<serde_json::Value> = env
+        .events()
+        .into_iter()
+        .filter(|e| e["event"] == "merge.rebuilt")
+        .collect();
+    assert_eq!(rebuilt.len(), 1, "{rebuilt:?}");
+    assert_eq!(rebuilt[0]["onto"].as_str(), Some(person.trim()));
+    assert_eq!(rebuilt[0]["tasks"], serde_json::json!(["T1"]));
 }
 
 #[test]
@@ -590,8 +616,8 @@ fn orch_merge_shows_a_conflict_and_exits_1() {
     insta::assert_snapshot!(env.run(["merge"]), @"
     ------- stderr -------
     [MM:SS] Starting: 2 tasks on target `main`.
-    [MM:SS] merged    A  [OID]
     [MM:SS] conflict  B: merging with `main` conflicts in `shared.txt`
+    [MM:SS] merged    A  [OID]
     Finished in [DURATION]: 1 merged, 1 conflicted (0 attempts).
     error: the run ended with failed, blocked or conflicted tasks
     hint: see `orch status` for the reasons; `orch retry ID` runs a task again

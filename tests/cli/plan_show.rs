@@ -161,7 +161,7 @@ fn a_corrupt_state_file_is_named() {
     );
     insta::assert_snapshot!(env.run(["plan", "show"]), @"
     ------- stderr -------
-    error: cannot parse `.orchestrator/state.json` at 1:57: unknown variant `sleeping`, expected one of `pending`, `ready`, `running`, `retrying`, `awaiting_merge`, `merging`, `conflicted`, `merged`, `done`, `failed`, `blocked`, `cancelled`, `resolved`
+    error: cannot parse `.orchestrator/state.json` at 1:57: unknown variant `sleeping`, expected one of `pending`, `ready`, `running`, `retrying`, `awaiting_merge`, `merging`, `awaiting_review`, `conflicted`, `merged`, `done`, `failed`, `blocked`, `cancelled`, `resolved`, `reverted`
     [exit status: 2]
     ");
 }
