@@ -199,19 +199,6 @@ pub struct Touched {
     pub all: bool,
 }
 
-impl Touched {
-    pub fn is_empty(&self) -> bool {
-        !self.all && self.ids.is_empty()
-    }
-}
-
-/// What one write cost: bytes, and whether it was a snapshot.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Written {
-    pub bytes: u64,
-    pub snapshot: bool,
-}
-
 /// A snapshot is due every [`crate::coordinator`] flush while it is at
 /// most this large (so a small state is fresh in `state.json` alone), and
 /// beyond that once the lines since it add up to its own size.
@@ -234,6 +221,9 @@ pub struct Writer {
     snapshot_bytes: u64,
     /// Lines were written since the last fsync.
     unsynced: bool,
+    /// The file ends in a line cut short (a crash, a full disk): the next
+    /// line starts on a line of its own.
+    torn: bool,
 }
 
 impl Writer {
@@ -243,8 +233,10 @@ impl Writer {
     /// included), so that none of those can ever follow its snapshots.
     pub fn new(state_file: &Path, recorded: State, seq: u64) -> Writer {
         let changes_file = path_for(state_file);
-        let left = std::fs::read(&changes_file).map_or(0, |bytes| last_seq(&bytes));
+        let bytes = std::fs::read(&changes_file).unwrap_or_default();
+        let left = last_seq(&bytes);
         Writer {
+            torn: bytes.last().is_some_and(|b| *b != b'\n'),
             state_file: state_file.to_owned(),
             changes_file,
             file: None,
@@ -285,7 +277,7 @@ impl Writer {
                 note(id, state.items.get(id), self.recorded.items.get(id));
             }
         }
-        let top = (!Top::of(state).matches(&self.recorded)).then(|| Top::of(state));
+        let top = Some(Top::of(state)).filter(|top| !top.matches(&self.recorded));
         if items.is_empty() && top.is_none() {
             return Ok(0);
         }
@@ -294,7 +286,11 @@ impl Writer {
             items,
             top,
         };
-        let mut line = serde_json::to_vec(&change).map_err(io::Error::other)?;
+        let mut line = Vec::new();
+        if self.torn {
+            line.push(b'\n');
+        }
+        serde_json::to_writer(&mut line, &change).map_err(io::Error::other)?;
         line.push(b'\n');
         let file = match &mut self.file {
             Some(file) => file,
@@ -305,7 +301,10 @@ impl Writer {
                     .open(&self.changes_file)?,
             ),
         };
+        // A write cut short leaves a torn line: the next starts afresh.
+        self.torn = true;
         file.write_all(&line)?;
+        self.torn = false;
         self.seq = change.seq;
         change.apply(&mut self.recorded);
         self.since_snapshot += line.len() as u64;
@@ -333,6 +332,7 @@ impl Writer {
     pub fn snapshot(&mut self, state: &State) -> Result<u64, crate::state::StateError> {
         let bytes = crate::state::store::save_snapshot(&self.state_file, state, self.seq)?;
         self.file = None;
+        self.torn = false;
         self.recorded = state.clone();
         self.since_snapshot = 0;
         self.snapshot_bytes = bytes;
@@ -484,6 +484,36 @@ mod tests {
         let kept = std::fs::read(path_for(&file)).unwrap();
         w.snapshot(&state).unwrap();
         std::fs::write(path_for(&file), kept).unwrap();
+        assert_eq!(crate::state::store::load(&file).unwrap(), Some(state));
+    }
+
+    #[test]
+    fn a_line_cut_short_is_skipped_and_the_next_starts_afresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("state.json");
+        let mut state = State::default();
+        let mut w = Writer::new(&file, State::default(), 0);
+        w.snapshot(&state).unwrap();
+        std::fs::write(
+            path_for(&file),
+            "{\"seq\":1,\"items\":{\"A\":{\"status\":\"ready\"}}}\n{\"seq\":2,\"items\":{\"A\":{\"sta",
+        )
+        .unwrap();
+        state.items.insert(id("A"), ItemState::new(Status::Ready));
+        assert_eq!(
+            crate::state::store::load(&file).unwrap(),
+            Some(state.clone())
+        );
+        let mut w = Writer::new(&file, state.clone(), 1);
+        state.items.get_mut(&id("A")).unwrap().status = Status::Running;
+        w.record(
+            &state,
+            &Touched {
+                ids: [id("A")].into(),
+                all: false,
+            },
+        )
+        .unwrap();
         assert_eq!(crate::state::store::load(&file).unwrap(), Some(state));
     }
 
