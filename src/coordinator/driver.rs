@@ -179,6 +179,9 @@ pub fn run(setup: Setup, sink: Sink) -> Result<Summary, RunError> {
     })
 }
 
+/// The longest a run waits for git an earlier run left running.
+const STRAY_GIT_WAIT: Duration = Duration::from_secs(30);
+
 struct Driver {
     core: RunState,
     exec: Executor,
@@ -214,6 +217,18 @@ impl Driver {
         let log = EventLog::open(&dir.events_file()).map_err(io_err(dir.events_file()))?;
         let (state, seq) =
             crate::state::store::load_with_seq(&dir.state_file())?.unwrap_or_default();
+        // A coordinator killed while its git ran left that git running:
+        // wait for it before reading or moving anything it may be changing.
+        if state.run.as_ref().is_some_and(|r| r.finished.is_none()) {
+            let roots = [
+                setup.repo_root.clone(),
+                crate::config::worktree_root(&setup.repo_root, &setup.config.git.worktree_root),
+            ];
+            let strays = crate::git::cmd::wait_for_strays(&roots, STRAY_GIT_WAIT);
+            if strays > 0 {
+                tracing::info!(strays, "waited for git an earlier run left running");
+            }
+        }
         if state.schema > crate::state::SCHEMA {
             return Err(StateError::NewerSchema {
                 path: dir.state_file(),

@@ -18,7 +18,7 @@ use std::ffi::OsStr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Variables that would redirect git away from the folder it is run in.
 pub const DISCOVERY_VARS: &[&str] = &[
@@ -37,6 +37,68 @@ pub const DISCOVERY_VARS: &[&str] = &[
 /// Set on every git orch runs itself, so that orch's own git hooks stay
 /// out of orch's commits (the hooks still chain to the user's).
 pub const INTERNAL_VAR: &str = "ORCH_INTERNAL_GIT";
+
+/// Returns the git processes an orch started (they carry [`INTERNAL_VAR`])
+/// that still run with their working folder in one of `roots`, each with
+/// its start time, git's housekeeping left out. Empty where there is no
+/// `/proc`.
+pub fn strays(roots: &[PathBuf]) -> Vec<(u32, Option<u64>)> {
+    let me = std::process::id();
+    let marker = format!("{INTERNAL_VAR}=1");
+    let roots: Vec<PathBuf> = roots
+        .iter()
+        .map(|r| r.canonicalize().unwrap_or_else(|_| r.clone()))
+        .collect();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != me)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == marker.as_bytes()))
+        })
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/cwd"))
+                .is_ok_and(|cwd| roots.iter().any(|r| cwd.starts_with(r)))
+        })
+        .filter(|pid| !crate::process::is_zombie(*pid))
+        .filter(|pid| !housekeeping(*pid))
+        .map(|pid| (pid, crate::process::start_ticks(pid)))
+        .collect()
+}
+
+/// Returns whether a process is git's own housekeeping (`git gc --auto`,
+/// `git maintenance`, which a commit may leave running in the background
+/// for long): it changes nothing orch reads, and is not waited for.
+fn housekeeping(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+        cmdline
+            .split(|b| *b == 0)
+            .any(|a| a == b"gc" || a == b"maintenance")
+    })
+}
+
+/// Waits, up to `timeout`, for the git processes [`strays`] finds now to
+/// end, and returns how many there were. A coordinator killed while its
+/// git ran (git has a process group of its own, so that a Ctrl-C meant for
+/// orch does not cut it) leaves that git running: the next coordinator
+/// waits for it before it reads the repository or moves anything, rather
+/// than race it (a `git worktree add` half done looks like a folder in the
+/// way).
+pub fn wait_for_strays(roots: &[PathBuf], timeout: Duration) -> usize {
+    let found = strays(roots);
+    let deadline = Instant::now() + timeout;
+    let running = |(pid, ticks): &(u32, Option<u64>)| {
+        crate::process::is_same(*pid, *ticks, None) && !crate::process::is_zombie(*pid)
+    };
+    while found.iter().any(running) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    found.len()
+}
 
 /// A `git` command that could not run or exited non-zero.
 #[derive(Debug, thiserror::Error)]
@@ -122,4 +184,36 @@ where
         text.pop();
     }
     Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strays_are_orchs_own_git_in_the_roots_and_are_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        let other = dir.path().join("other");
+        std::fs::create_dir_all(&repo).unwrap();
+        std::fs::create_dir_all(&other).unwrap();
+        run(&repo, ["init", "-q"]).unwrap();
+        let mut git = command(&repo)
+            .args(["-c", "alias.nap=!sleep 0.5", "nap"])
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while strays(std::slice::from_ref(&repo)).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(
+            !strays(std::slice::from_ref(&repo)).is_empty(),
+            "the running git is found"
+        );
+        assert!(strays(&[other]).is_empty(), "only in the roots given");
+        let waited = wait_for_strays(std::slice::from_ref(&repo), Duration::from_secs(30));
+        assert!(waited >= 1);
+        assert!(strays(std::slice::from_ref(&repo)).is_empty(), "it ended");
+        assert!(git.wait().unwrap().success());
+    }
 }
