@@ -1508,6 +1508,49 @@ fn issue_14_a_held_task_rejoins_when_the_task_ahead_leaves_without_landing() {
 }
 
 #[test]
+fn issue_14_a_force_moved_branch_is_queued_again_at_its_new_tip_and_the_others_do_not_wait() {
+    let mut h = queued(&["A", "B", "C"], |_| {});
+    let effects = h.build_with(vec![(
+        "A",
+        LinkResult::Ended(MergeOutcome::BranchMoved {
+            tip: "moved-A".to_owned(),
+            backup: Some("refs/orch/backup/A/1".to_owned()),
+        }),
+    )]);
+    assert_eq!(
+        started_checks(&effects),
+        [(vec!["B".into(), "C".into()], "t0".into())],
+        "B and C are checked at once, without A"
+    );
+    let requeued = effects.iter().find_map(|e| match e {
+        Effect::Emit {
+            kind: EventKind::MergeRequeued { tip, backup, .. },
+            ..
+        } => Some((tip.clone(), backup.clone())),
+        _ => None,
+    });
+    assert_eq!(
+        requeued,
+        Some((
+            "moved-A".to_owned(),
+            Some("refs/orch/backup/A/1".to_owned())
+        ))
+    );
+    assert!(
+        effects.iter().any(|e| matches!(e, Effect::Build { links, .. }
+            if links.len() == 1 && matches!(&links[0].what,
+                crate::merge_queue::build::LinkWhat::Merge { queued_tip: Some(t), .. } if t == "moved-A"))),
+        "A joins the chain again at the back, at its new tip: {effects:?}"
+    );
+    let effects = h.merge_all();
+    let merged: Vec<String> = events(&effects)
+        .into_iter()
+        .filter(|e| e.starts_with("task.merged"))
+        .collect();
+    assert_eq!(merged, ["task.merged B", "task.merged C", "task.merged A"]);
+}
+
+#[test]
 fn start_up_records_a_landed_merge_whatever_the_state_said() {
     let mut state = State::default();
     let mut running = crate::state::ItemState::new(Status::Running);

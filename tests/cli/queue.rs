@@ -661,3 +661,55 @@ fn issue_14_a_task_conflicting_with_one_being_checked_is_held_at_once_and_handed
         "line from A\nline from B\n"
     );
 }
+
+#[test]
+fn issue_14_a_branch_force_moved_after_it_was_queued_goes_to_the_back_and_the_others_land() {
+    let env = setup(
+        "commit.sh",
+        "[policy]\nchecks = [{ name = \"test\", run = \"test -f README.md\" }]",
+        "[[task]]\nid = \"A\"\n[[task]]\nid = \"B\"\n[[task]]\nid = \"C\"\n",
+    );
+    run_without_merging(&env);
+    let old = git(&env, &["rev-parse", "orch/A"]);
+    // A person redoes A's work by hand, dropping its commit.
+    let hand = env.root().join("by-hand");
+    let hand_str = hand.display().to_string();
+    git(&env, &["worktree", "add", "-q", &hand_str, "orch/A"]);
+    env.git(&hand, ["reset", "-q", "--hard", "HEAD~1"]);
+    fs::write(hand.join("work-A.txt"), "redone by hand\n").unwrap();
+    env.git(&hand, ["add", "work-A.txt"]);
+    env.git(&hand, ["commit", "-q", "-m", "Redo A by hand"]);
+    git(&env, &["worktree", "remove", &hand_str]);
+    let new = git(&env, &["rev-parse", "orch/A"]);
+    let out = env.orch().arg("run").output().unwrap();
+    assert!(out.status.success(), "{}", env.render(&out));
+    let requeued = env
+        .events()
+        .into_iter()
+        .find(|e| e["event"] == "merge.requeued")
+        .expect("A was queued again");
+    assert_eq!(requeued["id"], "A");
+    assert_eq!(requeued["tip"], new.trim());
+    let backup = requeued["backup"].as_str().unwrap().to_owned();
+    assert_eq!(
+        git(&env, &["rev-parse", &backup]),
+        old,
+        "the dropped tip is kept"
+    );
+    let ids = |list: &[&str]| list.iter().map(|t| (*t).to_owned()).collect::<Vec<_>>();
+    assert_eq!(
+        check_runs(&env),
+        [(true, ids(&["B", "C"])), (true, ids(&["A"]))],
+        "B and C did not wait for A"
+    );
+    let subjects = git(&env, &["log", "--first-parent", "--format=%s", "main"]);
+    let merges: Vec<&str> = subjects
+        .lines()
+        .filter(|s| s.starts_with("Merge task"))
+        .collect();
+    assert_eq!(
+        merges,
+        ["Merge task A: A", "Merge task C: C", "Merge task B: B"]
+    );
+    assert_eq!(git(&env, &["show", "main:work-A.txt"]), "redone by hand\n");
+}
