@@ -16,6 +16,10 @@
 //! stays `merging` but leaves the chain (parked); it is asked about every
 //! [`WAIT_PAUSE`] (`Effect::Probe`) and rejoins once nothing is in its way.
 //! Its wait is said once per reason, and nothing is written meanwhile.
+//! A task that merges cleanly onto the target but conflicts with the links
+//! ahead of it is held out of the chain the same way, until none of those
+//! is in it any more (landed or left); then it rejoins, and a conflict
+//! with the target itself is handed back with real markers.
 
 use std::collections::BTreeMap;
 
