@@ -140,7 +140,13 @@ fn main() {
     let mut n = 0;
     let mut run = |batch, red| {
         n += 1;
-        measure(&dir.path().join(format!("r{n}")), tasks, batch, red, check_secs)
+        measure(
+            &dir.path().join(format!("r{n}")),
+            tasks,
+            batch,
+            red,
+            check_secs,
+        )
     };
     let one_by_one = Some((1, 1));
     let green_1 = run(one_by_one, false);

@@ -153,7 +153,7 @@ impl RunState {
             .collect::<Vec<_>>()
             .join(", ");
         let reason = format!(
-            "it conflicts in {files} with work ahead of it in the queue, not landed yet ({names}); once that lands it goes back to its agent with the conflicts, or rejoins the queue if it merges cleanly"
+            "it conflicts in {files} with work ahead of it in the queue, not landed yet ({names}): it waits for that work to land or leave the queue, then merges again"
         );
         self.merge.held.insert(task.clone(), ahead);
         self.say_waiting(task, &reason);

@@ -538,7 +538,7 @@ fn issue_14_two_tasks_of_one_batch_that_conflict_land_the_earlier_and_hand_back_
         .unwrap();
     assert_eq!(
         waiting["reason"],
-        "it conflicts in `shared.txt` with work ahead of it in the queue, not landed yet (`A`, `B`); once that lands it goes back to its agent with the conflicts, or rejoins the queue if it merges cleanly"
+        "it conflicts in `shared.txt` with work ahead of it in the queue, not landed yet (`A`, `B`): it waits for that work to land or leave the queue, then merges again"
     );
     let conflicted: Vec<serde_json::Value> = env
         .events()
