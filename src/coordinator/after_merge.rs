@@ -210,6 +210,14 @@ pub fn rewound_reason(target: &str, lost: &str, head: &str, backup: &str) -> Str
     )
 }
 
+/// Says what a person does about a target that lost `lost`, kept as
+/// `backup` (`orch run`'s hint and `orch doctor`'s fix).
+pub fn rewound_fix(target: &str, lost: &str, backup: &str) -> String {
+    format!(
+        "put it back (`git merge {lost}` on `{target}`), or, if the new history is what you want, drop the backup (`git update-ref -d {backup}`); then `orch run` carries on"
+    )
+}
+
 fn short(oid: &str) -> &str {
     oid.get(..crate::git::refs::SHORT_ID).unwrap_or(oid)
 }
