@@ -12,7 +12,9 @@
 //! time (each check run counted in full, stopped ones included).
 //! Targets: all green at most 0.2x of `batch = 1`; one red at most 0.4x.
 //!
-//! `ORCH_BENCH_CHECK_SECS` sets the check's length (a quick look: 1).
+//! `ORCH_BENCH_CHECK_SECS` sets the check's length (a quick look: 1), and
+//! `ORCH_BENCH_QUEUE_TASKS` the number of tasks (20; the first
+//! measurement was 8 tasks with a 3 s check).
 
 mod common;
 
@@ -21,12 +23,14 @@ use std::time::Duration;
 
 use common::{commit_agent, figure, make_repo, run_orch, ts, write_config};
 
+/// The number of tasks, unless `ORCH_BENCH_QUEUE_TASKS` says otherwise.
 const TASKS: usize = 20;
-/// The task whose change makes the check fail in the red runs.
-const RED: &str = "T07";
+/// The task whose change makes the check fail in the red runs (the last
+/// one when there are fewer).
+const RED: usize = 7;
 
-fn plan() -> String {
-    (0..TASKS)
+fn plan(tasks: usize) -> String {
+    (0..tasks)
         .map(|i| format!("[[task]]\nid = \"T{i:02}\"\n"))
         .collect()
 }
@@ -39,10 +43,16 @@ struct Measured {
     check_runs: usize,
 }
 
-fn measure(dir: &Path, batch: Option<(u32, u32)>, red: bool, check_secs: u64) -> Measured {
+fn measure(
+    dir: &Path,
+    tasks: usize,
+    batch: Option<(u32, u32)>,
+    red: bool,
+    check_secs: u64,
+) -> Measured {
     let repo = make_repo(dir, 200, 20);
     let culprit = if red {
-        format!(" && test ! -e work-{RED}.txt")
+        format!(" && test ! -e work-T{:02}.txt", RED.min(tasks - 1))
     } else {
         String::new()
     };
@@ -55,8 +65,8 @@ fn measure(dir: &Path, batch: Option<(u32, u32)>, red: bool, check_secs: u64) ->
     let extra = format!(
         "[merge]\non_check_failure = \"stop\"\n{merge}\n[policy]\nchecks = [{{ name = \"slow\", run = \"sleep {check_secs}{culprit}\" }}]\n"
     );
-    write_config(&repo, commit_agent().to_str().unwrap(), TASKS, &extra);
-    std::fs::write(repo.join("plan.toml"), plan()).unwrap();
+    write_config(&repo, commit_agent().to_str().unwrap(), tasks, &extra);
+    std::fs::write(repo.join("plan.toml"), plan(tasks)).unwrap();
     let events = run_orch_allowing_failures(&repo);
     let first_done = events
         .iter()
@@ -121,18 +131,29 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(5);
+    let tasks: usize = std::env::var("ORCH_BENCH_QUEUE_TASKS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(TASKS);
     let dir = tempfile::tempdir().unwrap();
     let mut n = 0;
     let mut run = |batch, red| {
         n += 1;
-        measure(&dir.path().join(format!("r{n}")), batch, red, check_secs)
+        measure(
+            &dir.path().join(format!("r{n}")),
+            tasks,
+            batch,
+            red,
+            check_secs,
+        )
     };
     let one_by_one = Some((1, 1));
     let green_1 = run(one_by_one, false);
     let green = run(None, false);
     let red_1 = run(one_by_one, true);
     let red = run(None, true);
-    println!("{TASKS} tasks finishing together, one check of {check_secs} s per candidate");
+    println!("{tasks} tasks finishing together, one check of {check_secs} s per candidate");
     println!(
         "{:<44} {:>10} {:>8} {:>7} {:>16}",
         "queue", "wall", "checks", "landed", "per check-min"
@@ -152,7 +173,7 @@ fn main() {
         );
     }
     let ratio = |a: &Measured, b: &Measured| a.wall.as_secs_f64() / b.wall.as_secs_f64();
-    let label = |what: &str| format!("queue, {TASKS} tasks, {check_secs} s check, {what}");
+    let label = |what: &str| format!("queue, {tasks} tasks, {check_secs} s check, {what}");
     figure(
         &label("all green, batch = 1: first finished to last merged"),
         &secs(green_1.wall),

@@ -856,6 +856,12 @@ fn check_state(
             format!("`{}` is readable; no run is live", show(&path)),
         ),
     }
+    if let Some(target) = target {
+        check_target_history(r, root, &state, target);
+        if live.is_none() {
+            check_checkout_move(r, root, &dir, target, show);
+        }
+    }
     if let (Some(recorded), Some(target)) = (&state.target, target)
         && recorded != target
     {
@@ -948,6 +954,133 @@ fn check_state(
                 plural(state.items.len(), "item", "items")
             ),
         );
+    }
+}
+
+/// Reports a target that no longer contains the head orch last landed,
+/// as the next `orch run` finds it (it stops merging, exit 2).
+fn check_target_history(r: &mut Report, root: &Path, state: &crate::state::State, target: &str) {
+    let Some(landed) = state.landed.as_deref().and_then(refs::parse_oid) else {
+        return;
+    };
+    let Ok(Some(tip)) = refs::branch_tip(root, target) else {
+        return;
+    };
+    if refs::is_ancestor(root, landed, tip).unwrap_or(true) {
+        return;
+    }
+    let landed = landed.to_string();
+    match state.lost.as_ref().filter(|l| l.commit == landed) {
+        Some(lost) => {
+            let kept = refs::parse_oid(&lost.commit)
+                .is_some_and(|oid| refs::ref_points_at(root, &lost.backup, oid).unwrap_or(true));
+            if kept {
+                let error = crate::coordinator::RunError::TargetRewound {
+                    target: target.to_owned(),
+                    lost: lost.commit.clone(),
+                    backup: lost.backup.clone(),
+                };
+                r.error(
+                    "state",
+                    error.to_string(),
+                    crate::coordinator::after_merge::rewound_fix(
+                        target,
+                        &lost.commit,
+                        &lost.backup,
+                    ),
+                );
+            } else {
+                r.ok(
+                    "state",
+                    format!(
+                        "target branch `{target}` no longer contains {landed}, which orch merged, and its backup `{}` is gone: the next `orch run` takes `{target}` as it is",
+                        lost.backup
+                    ),
+                );
+            }
+        }
+        None => {
+            let mut head = tip.to_string();
+            head.truncate(refs::SHORT_ID);
+            r.error(
+                "state",
+                format!(
+                    "target branch `{target}` was moved under orch (to {head}) and no longer contains {landed}, which orch merged"
+                ),
+                format!(
+                    "put it back (`git merge {landed}` on `{target}`); else the next `orch run` stops merging (exit 2) and keeps the commit as `refs/orch/backup/@target/{target}/<n>`, and dropping that ref (`git update-ref -d`) accepts the new history"
+                ),
+            );
+        }
+    }
+}
+
+/// Reports a move of the target's checkout cut short (`checkout.json`),
+/// with what the next `orch run` does about it. Only without a live run,
+/// whose own move may be under way.
+fn check_checkout_move(
+    r: &mut Report,
+    root: &Path,
+    dir: &StateDir,
+    target: &str,
+    show: &dyn Fn(&Path) -> String,
+) {
+    use crate::merge_queue::checkout::{self, Pending, Stuck};
+    let short = |oid: &str| oid.get(..refs::SHORT_ID).unwrap_or(oid).to_owned();
+    match checkout::pending(root, dir) {
+        Ok(Pending::Nothing) => {}
+        Ok(Pending::Finishes(journal)) => r.warn(
+            "state",
+            format!(
+                "moving `{}`, where `{}` is checked out, from {} to {} was cut short when orch stopped",
+                journal.checkout.display(),
+                journal.target,
+                short(&journal.from),
+                short(&journal.to)
+            ),
+            "the next `orch run` finishes the move first, path by path; nothing anyone wrote since is overwritten",
+        ),
+        Ok(Pending::Waiting(journal, stuck)) => {
+            let finish = "the next `orch run` then finishes the move";
+            match &stuck {
+                Stuck::GitRunning { pid, .. } => r.warn(
+                    "state",
+                    format!(
+                        "moving `{}` to {} was cut short, and {stuck}",
+                        journal.checkout.display(),
+                        short(&journal.to)
+                    ),
+                    format!("wait for it to end (or `kill {pid}`); {finish}"),
+                ),
+                Stuck::IndexLocked { lock } => r.error(
+                    "state",
+                    format!(
+                        "moving `{}` to {} was cut short, and {stuck}",
+                        journal.checkout.display(),
+                        short(&journal.to)
+                    ),
+                    format!("remove `{}` if no git runs there; {finish}", show(lock)),
+                ),
+                Stuck::Changed { .. } => r.error(
+                    "state",
+                    stuck.to_string(),
+                    format!(
+                        "commit, revert or move those paths; {finish} before `{target}` takes another merge"
+                    ),
+                ),
+            }
+        }
+        Err(e) => r.warn(
+            "state",
+            format!(
+                "cannot tell whether a move of the target's checkout was cut short: {}",
+                crate::text::error_chain(&e)
+            ),
+            format!(
+                "check `{}`; the next `orch run` tries to finish the move",
+                show(&dir.checkout_journal())
+            ),
+        ),
     }
 }
 

@@ -253,9 +253,7 @@ impl From<RunError> for CliError {
                 ref lost,
                 ref backup,
             } => {
-                let hint = format!(
-                    "put it back (`git merge {lost}` on `{target}`), or, if the new history is what you want, drop the backup (`git update-ref -d {backup}`); then `orch run` carries on"
-                );
+                let hint = crate::coordinator::after_merge::rewound_fix(target, lost, backup);
                 CliError::new(ErrorKind::Input, error).with_hint(hint)
             }
             RunError::Notify(_) => CliError::new(ErrorKind::Input, error),

@@ -3,6 +3,7 @@
 //! | outcome | decision |
 //! | --- | --- |
 //! | conflicts | conflicted; handed back to its agent (`on_conflict = "agent"`, attempts left) or waits for a person |
+//! | conflicts with tasks ahead of it only (not landed yet) | held by the coordinator until they land or leave the chain; then as above if it still conflicts |
 //! | a review rejected it | handed back to its agent with the review's text (`on_check_failure = "agent"`, attempts left), or failed |
 //! | a policy rule or a check refused it | red; handed back to its agent (`on_check_failure = "agent"`, attempts left) or failed |
 //! | the branch moved since it was queued | queued again at the new tip |
@@ -113,16 +114,21 @@ pub fn decide(outcome: &MergeOutcome, rules: Rules<'_>) -> AfterMerge {
         }
     };
     match outcome {
-        MergeOutcome::Conflicts { files, onto } => AfterMerge::Conflicted {
-            reason: format!(
-                "merging with `{}` conflicts in {}",
-                rules.target,
-                list(files)
-            ),
-            files: files.clone(),
-            onto: onto.clone(),
-            next: next(rules.on_conflict),
-        },
+        // The coordinator holds a task conflicting only with the tasks
+        // ahead of it until they land or leave (`merging.rs`); decided
+        // here, it is a conflict like any other.
+        MergeOutcome::Conflicts { files, onto } | MergeOutcome::ConflictsAhead { files, onto } => {
+            AfterMerge::Conflicted {
+                reason: format!(
+                    "merging with `{}` conflicts in {}",
+                    rules.target,
+                    list(files)
+                ),
+                files: files.clone(),
+                onto: onto.clone(),
+                next: next(rules.on_conflict),
+            }
+        }
         MergeOutcome::Rejected { by, reason } => AfterMerge::Rejected {
             by: by.clone(),
             reason: reason.clone(),
@@ -201,6 +207,14 @@ pub fn rewound_reason(target: &str, lost: &str, head: &str, backup: &str) -> Str
         "`{target}` was moved to {}, which does not contain {}, the commit orch last merged onto it; orch stopped merging; the lost commit is kept as `{backup}`",
         short(head),
         lost
+    )
+}
+
+/// Says what a person does about a target that lost `lost`, kept as
+/// `backup` (`orch run`'s hint and `orch doctor`'s fix).
+pub fn rewound_fix(target: &str, lost: &str, backup: &str) -> String {
+    format!(
+        "put it back (`git merge {lost}` on `{target}`), or, if the new history is what you want, drop the backup (`git update-ref -d {backup}`); then `orch run` carries on"
     )
 }
 

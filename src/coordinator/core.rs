@@ -488,6 +488,10 @@ pub struct MergeSlot {
     /// Tasks whose change a file in the target's checkout is in the way of:
     /// out of the chain, asked about again after [`WAIT_PAUSE`].
     pub parked: BTreeMap<FullId, Parked>,
+    /// Tasks that merge cleanly onto the target but conflict with tasks
+    /// ahead of them in the chain, not landed yet: out of the chain, each
+    /// with those tasks; it rejoins once none of them is in the chain.
+    pub held: BTreeMap<FullId, Vec<FullId>>,
     /// Merging waits until then (a move of the target's checkout cut short
     /// cannot be finished yet).
     pub pause_until: Option<Instant>,

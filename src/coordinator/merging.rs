@@ -16,6 +16,10 @@
 //! stays `merging` but leaves the chain (parked); it is asked about every
 //! [`WAIT_PAUSE`] (`Effect::Probe`) and rejoins once nothing is in its way.
 //! Its wait is said once per reason, and nothing is written meanwhile.
+//! A task that merges cleanly onto the target but conflicts with the links
+//! ahead of it is held out of the chain the same way, until none of those
+//! is in it any more (landed or left); then it rejoins, and a conflict
+//! with the target itself is handed back with real markers.
 
 use std::collections::BTreeMap;
 
@@ -63,6 +67,7 @@ impl RunState {
         self.merge.pause_until = None;
         self.settle_failures(now);
         self.start_reviews();
+        self.release_held(now);
         self.admit(now);
         self.request_build();
         self.start_checks();
@@ -108,6 +113,50 @@ impl RunState {
         for task in reverts {
             self.join(task, true, now);
         }
+    }
+
+    /// Puts back at the end of the chain the held tasks whose tasks ahead
+    /// have all landed or left it: built on the target as it is then, they
+    /// either merge cleanly or conflict with the target itself, and go back
+    /// to their agents with the conflicts in their files.
+    fn release_held(&mut self, now: Now) {
+        let free: Vec<FullId> = self
+            .merge
+            .held
+            .iter()
+            .filter(|(_, ahead)| ahead.iter().all(|t| self.merge.train.find(t).is_none()))
+            .map(|(task, _)| task.clone())
+            .collect();
+        for task in free {
+            self.merge.held.remove(&task);
+            if self.status(&task) == Status::Merging {
+                self.join(task, false, now);
+            }
+        }
+    }
+
+    /// Takes out of the chain a task that conflicts only with the tasks
+    /// ahead of it: handing it back now would tell its agent of conflicts
+    /// its worktree cannot show (the target does not hold their work yet),
+    /// and giving it their work would land it with the task even if they
+    /// never do. It waits, saying why once, for them to land or leave.
+    fn hold(&mut self, task: &FullId, ahead: Vec<FullId>, files: &[String]) {
+        let names = ahead
+            .iter()
+            .map(|t| format!("`{t}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let files = files
+            .iter()
+            .take(10)
+            .map(|f| format!("`{f}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let reason = format!(
+            "it conflicts in {files} with work ahead of it in the queue, not landed yet ({names}): it waits for that work to land or leave the queue, then merges again"
+        );
+        self.merge.held.insert(task.clone(), ahead);
+        self.say_waiting(task, &reason);
     }
 
     fn join(&mut self, task: FullId, revert: bool, now: Now) {
@@ -499,7 +548,8 @@ impl RunState {
                 self.transition(&link.task, Transition::Requeue);
             }
         }
-        let parked: Vec<FullId> = std::mem::take(&mut self.merge.parked).into_keys().collect();
+        let mut parked: Vec<FullId> = std::mem::take(&mut self.merge.parked).into_keys().collect();
+        parked.extend(std::mem::take(&mut self.merge.held).into_keys());
         for task in parked {
             if self.status(&task) == Status::Merging {
                 self.transition(&task, Transition::Requeue);
@@ -539,6 +589,7 @@ impl RunState {
             self.merge.train.base = Some(onto);
         }
         let mut ended: Vec<(FullId, MergeOutcome)> = Vec::new();
+        let mut held: Vec<(FullId, Vec<FullId>, Vec<String>)> = Vec::new();
         let mut landed: Vec<(FullId, String, WorktreeAfter, bool, Option<PostMergeError>)> =
             Vec::new();
         for (task, result) in report.links {
@@ -571,6 +622,16 @@ impl RunState {
                         format!("`{target}` holds nothing of its work any more"),
                     );
                 }
+                LinkResult::Ended(MergeOutcome::ConflictsAhead { files, .. })
+                    if i > 0 && !self.merge.train.links[i].revert =>
+                {
+                    let ahead = self.merge.train.links[..i]
+                        .iter()
+                        .map(|l| l.task.clone())
+                        .collect();
+                    self.merge.train.links.remove(i);
+                    held.push((id, ahead, files));
+                }
                 LinkResult::Ended(outcome) => {
                     self.merge.train.links.remove(i);
                     ended.push((id, outcome));
@@ -582,6 +643,9 @@ impl RunState {
         }
         for (task, outcome) in ended {
             self.decide(&task, outcome, now);
+        }
+        for (task, ahead, files) in held {
+            self.hold(&task, ahead, &files);
         }
     }
 
@@ -1343,6 +1407,7 @@ impl RunState {
         }
         self.eject(task);
         self.merge.parked.remove(task);
+        self.merge.held.remove(task);
         Some(received)
     }
 
@@ -1545,6 +1610,7 @@ impl RunState {
     pub(super) fn queue_has_work(&self) -> bool {
         !self.merge.train.links.is_empty()
             || !self.merge.parked.is_empty()
+            || !self.merge.held.is_empty()
             || self.state.items.values().any(|s| {
                 matches!(s.status, Status::AwaitingMerge | Status::AwaitingReview)
                     || (s.status == Status::Merged

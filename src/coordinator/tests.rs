@@ -1431,6 +1431,126 @@ fn issue_14_the_radar_says_each_overlap_once_and_splits_batches_on_it() {
 }
 
 #[test]
+fn issue_14_a_task_conflicting_only_with_tasks_ahead_waits_for_them_then_goes_back() {
+    let mut h = queued(&["A", "B", "C"], |_| {});
+    let effects = h.build_with(vec![(
+        "B",
+        LinkResult::Ended(MergeOutcome::ConflictsAhead {
+            files: vec!["lib.rs".to_owned()],
+            onto: "c0-A".to_owned(),
+        }),
+    )]);
+    assert_eq!(
+        events(&effects),
+        ["merge.waiting B", "check.started C"],
+        "no hand-back yet: the target does not hold A's work"
+    );
+    assert_eq!(h.status("B"), Status::Merging);
+    assert_eq!(h.core.merge.held[&id("B")], [id("A")]);
+    assert_eq!(
+        started_checks(&effects),
+        [(vec!["A".into(), "C".into()], "t0".into())],
+        "the others go on without it"
+    );
+    let effects = h.checked("c0-C", passed());
+    assert!(
+        effects.iter().all(|e| !matches!(e, Effect::Build { .. })),
+        "B waits for A to land"
+    );
+    let effects = h.land();
+    assert!(
+        effects.iter().any(
+            |e| matches!(e, Effect::Build { links, .. } if links.len() == 1 && links[0].task == "B")
+        ),
+        "once A landed, B rejoins the chain, built on the target: {effects:?}"
+    );
+    let effects = h.build_with(vec![(
+        "B",
+        LinkResult::Ended(MergeOutcome::Conflicts {
+            files: vec!["lib.rs".to_owned()],
+            onto: "c0-C".to_owned(),
+        }),
+    )]);
+    assert_eq!(events(&effects), ["merge.conflicted B", "task.started B"]);
+    assert_eq!(
+        h.status("B"),
+        Status::Running,
+        "handed back, the target merged in"
+    );
+    assert!(h.core.merge.held.is_empty());
+}
+
+#[test]
+fn issue_14_a_held_task_rejoins_when_the_task_ahead_leaves_without_landing() {
+    let mut h = queued(&["A", "B"], |c| c.merge.on_check_failure = OnFailure::Stop);
+    h.build_with(vec![(
+        "B",
+        LinkResult::Ended(MergeOutcome::ConflictsAhead {
+            files: vec!["lib.rs".to_owned()],
+            onto: "c0-A".to_owned(),
+        }),
+    )]);
+    let effects = h.checked("c0-A", red("test"));
+    assert_eq!(h.status("A"), Status::Failed);
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::Build { links, .. } if links[0].task == "B")),
+        "{effects:?}"
+    );
+    h.merge_all();
+    assert_eq!(
+        h.status("B"),
+        Status::Merged,
+        "no attempt spent on a conflict that went away"
+    );
+    assert_eq!(h.core.state().items[&id("B")].attempts.len(), 1);
+}
+
+#[test]
+fn issue_14_a_force_moved_branch_is_queued_again_at_its_new_tip_and_the_others_do_not_wait() {
+    let mut h = queued(&["A", "B", "C"], |_| {});
+    let effects = h.build_with(vec![(
+        "A",
+        LinkResult::Ended(MergeOutcome::BranchMoved {
+            tip: "moved-A".to_owned(),
+            backup: Some("refs/orch/backup/A/1".to_owned()),
+        }),
+    )]);
+    assert_eq!(
+        started_checks(&effects),
+        [(vec!["B".into(), "C".into()], "t0".into())],
+        "B and C are checked at once, without A"
+    );
+    let requeued = effects.iter().find_map(|e| match e {
+        Effect::Emit {
+            kind: EventKind::MergeRequeued { tip, backup, .. },
+            ..
+        } => Some((tip.clone(), backup.clone())),
+        _ => None,
+    });
+    assert_eq!(
+        requeued,
+        Some((
+            "moved-A".to_owned(),
+            Some("refs/orch/backup/A/1".to_owned())
+        ))
+    );
+    assert!(
+        effects.iter().any(|e| matches!(e, Effect::Build { links, .. }
+            if links.len() == 1 && matches!(&links[0].what,
+                crate::merge_queue::build::LinkWhat::Merge { queued_tip: Some(t), .. } if t == "moved-A"))),
+        "A joins the chain again at the back, at its new tip: {effects:?}"
+    );
+    let effects = h.merge_all();
+    let merged: Vec<String> = events(&effects)
+        .into_iter()
+        .filter(|e| e.starts_with("task.merged"))
+        .collect();
+    assert_eq!(merged, ["task.merged B", "task.merged C", "task.merged A"]);
+}
+
+#[test]
 fn start_up_records_a_landed_merge_whatever_the_state_said() {
     let mut state = State::default();
     let mut running = crate::state::ItemState::new(Status::Running);

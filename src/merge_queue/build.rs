@@ -258,9 +258,18 @@ fn build_merge(
     let candidate = match merge::build(git, repo, job.strategy, prev, tip, base, &message)? {
         Built::Candidate(candidate) => candidate,
         Built::Conflicts(files) => {
-            return Ok(LinkResult::Ended(MergeOutcome::Conflicts {
-                files,
-                onto: prev.to_string(),
+            // Built on links ahead of it: whether it is their work it
+            // conflicts with, or the target's, decides what it is told.
+            let ahead = prev != head
+                && matches!(
+                    merge::build(git, repo, job.strategy, head, tip, base, &message)?,
+                    Built::Candidate(_)
+                );
+            let onto = prev.to_string();
+            return Ok(LinkResult::Ended(if ahead {
+                MergeOutcome::ConflictsAhead { files, onto }
+            } else {
+                MergeOutcome::Conflicts { files, onto }
             }));
         }
     };

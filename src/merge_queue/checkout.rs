@@ -567,6 +567,63 @@ pub fn resume(repo: &Path, state_dir: &StateDir) -> Result<Resumed, MergeError> 
     }
 }
 
+/// What the next start would do with a move cut short ([`pending`]).
+#[derive(Debug)]
+pub enum Pending {
+    /// No move was cut short, or the journal left has nothing to finish
+    /// (the branch is at the new commit, or moved elsewhere).
+    Nothing,
+    /// The next start finishes the move.
+    Finishes(Journal),
+    /// It cannot be finished now; merging waits until it can.
+    Waiting(Journal, Stuck),
+}
+
+/// Says, reading only, what [`resume`] would do on the next start with a
+/// move cut short (`orch doctor`).
+pub fn pending(repo: &Path, state_dir: &StateDir) -> Result<Pending, MergeError> {
+    let path = state_dir.checkout_journal();
+    let Some(journal) = crate::fsio::read_json::<Journal>(&path).map_err(journal_err(&path))?
+    else {
+        return Ok(Pending::Nothing);
+    };
+    let (Some(from), Some(to)) = (refs::parse_oid(&journal.from), refs::parse_oid(&journal.to))
+    else {
+        return Ok(Pending::Nothing);
+    };
+    let checkout = journal.checkout.clone();
+    if let Some(git) = journal.git
+        && git.ticks.is_some()
+        && crate::process::is_same(git.pid, git.ticks, None)
+        && !crate::process::is_zombie(git.pid)
+    {
+        let stuck = Stuck::GitRunning {
+            checkout,
+            pid: git.pid,
+        };
+        return Ok(Pending::Waiting(journal, stuck));
+    }
+    let head = refs::branch_tip(repo, &journal.target)?;
+    if head != Some(from) || !checkout.is_dir() {
+        return Ok(Pending::Nothing);
+    }
+    let git = Repository::open(&checkout).map_err(git_err(&checkout))?;
+    let lock = git.path().join("index.lock");
+    if lock.exists() && journal.git.is_none() {
+        return Ok(Pending::Waiting(journal, Stuck::IndexLocked { lock }));
+    }
+    let plan = finish_plan(&git, &checkout, from, to)?;
+    if plan.changed.is_empty() {
+        return Ok(Pending::Finishes(journal));
+    }
+    let stuck = Stuck::Changed {
+        checkout,
+        to: journal.to.clone(),
+        blockers: plan.changed,
+    };
+    Ok(Pending::Waiting(journal, stuck))
+}
+
 /// What finishing a move cut short must do, path by path.
 #[derive(Debug, Default)]
 struct FinishPlan {

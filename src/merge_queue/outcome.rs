@@ -36,6 +36,12 @@ pub enum MergeOutcome {
         files: Vec<String>,
         onto: String,
     },
+    /// It merges cleanly onto the target but conflicts with the links
+    /// ahead of it in the chain (tasks not landed yet), built onto `onto`.
+    ConflictsAhead {
+        files: Vec<String>,
+        onto: String,
+    },
     Refused {
         refusals: Vec<Refusal>,
     },

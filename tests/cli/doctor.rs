@@ -237,3 +237,81 @@ fn issue_18_fixes_point_to_what_the_user_has() {
     [exit status: 2]
     ");
 }
+
+/// Replaces each full commit id of `ids`, and its short form, with its name.
+fn named_ids(text: &str, ids: &[(&str, &str)]) -> String {
+    let mut out = text.to_owned();
+    for (id, name) in ids {
+        out = out.replace(id, name).replace(&id[..9], name);
+    }
+    out
+}
+
+#[test]
+fn issue_12_a_checkout_move_cut_short_is_reported_with_what_the_next_run_does() {
+    let env = crate::trust::cut_a_fast_forward_short();
+    let journal: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(env.repo().join(".orchestrator/checkout.json")).unwrap(),
+    )
+    .unwrap();
+    let ids = [
+        (journal["from"].as_str().unwrap(), "<from>"),
+        (journal["to"].as_str().unwrap(), "<to>"),
+    ];
+    let text = named_ids(&doctor(&env), &ids);
+    insta::assert_snapshot!(findings_about(&text, "cut short"), @"
+    warn  state     moving `$TEMP/repo`, where `main` is checked out, from <from> to <to> was cut short when orch stopped
+                    fix: the next `orch run` finishes the move first, path by path; nothing anyone wrote since is overwritten
+    ");
+    assert!(!text.contains("exit status"), "a warning alone: {text}");
+    // A person edits a path the move changes: the next run cannot finish
+    // it, and says so; so does the doctor, as a problem.
+    env.write("README.md", "a person's edit\n");
+    let text = named_ids(&doctor(&env), &ids);
+    insta::assert_snapshot!(findings_about(&text, "cut short"), @"
+    error state     moving `$TEMP/repo` to `<to>` was cut short, and these paths changed since: `README.md` (changed since); commit, revert or move them, and merging finishes the move
+                    fix: commit, revert or move those paths; the next `orch run` then finishes the move before `main` takes another merge
+    ");
+    assert!(text.contains("[exit status: 2]"), "{text}");
+}
+
+#[test]
+fn issue_12_a_target_that_lost_orchs_merge_is_reported_before_and_after_the_run_stops() {
+    let env = TestEnv::new();
+    env.init_repo();
+    env.configure("commit.sh", "");
+    env.write("plan.toml", "[[task]]\nid = \"T1\"\n");
+    let out = env.orch().args(["run"]).output().unwrap();
+    assert!(out.status.success(), "{}", env.render(&out));
+    let landed = env.state()["landed"].as_str().unwrap().to_owned();
+    // A person resets the target under orch, while no run is live.
+    env.git(&env.repo(), ["reset", "-q", "--hard", "HEAD~1"]);
+    let head = env
+        .git(&env.repo(), ["rev-parse", "HEAD"])
+        .trim()
+        .to_owned();
+    let ids = [(landed.as_str(), "<landed>"), (head.as_str(), "<head>")];
+    let text = named_ids(&doctor(&env), &ids);
+    insta::assert_snapshot!(findings_about(&text, "<landed>"), @"
+    error state     target branch `main` was moved under orch (to <head>) and no longer contains <landed>, which orch merged
+                    fix: put it back (`git merge <landed>` on `main`); else the next `orch run` stops merging (exit 2) and keeps the commit as `refs/orch/backup/@target/main/<n>`, and dropping that ref (`git update-ref -d`) accepts the new history
+    ");
+    assert!(text.contains("[exit status: 2]"), "{text}");
+    // The run refuses, as the doctor said, and keeps the commit.
+    let out = crate::trust::run_orch(&env, &["run"]);
+    assert_eq!(out.status.code(), Some(2), "{}", env.render(&out));
+    let text = named_ids(&doctor(&env), &ids);
+    insta::assert_snapshot!(findings_about(&text, "<landed>"), @"
+    error state     target branch `main` was moved under orch and no longer contains <landed>, which orch merged; orch stopped starting and merging tasks (the commit is kept as `refs/orch/backup/@target/main/1`)
+                    fix: put it back (`git merge <landed>` on `main`), or, if the new history is what you want, drop the backup (`git update-ref -d refs/orch/backup/@target/main/1`); then `orch run` carries on
+    ");
+    assert!(text.contains("[exit status: 2]"), "{text}");
+    // Dropping the backup accepts the new history: nothing to fix.
+    env.git(
+        &env.repo(),
+        ["update-ref", "-d", "refs/orch/backup/@target/main/1"],
+    );
+    let text = named_ids(&doctor(&env), &ids);
+    insta::assert_snapshot!(findings_about(&text, "<landed>"), @"ok    state     target branch `main` no longer contains <landed>, which orch merged, and its backup `refs/orch/backup/@target/main/1` is gone: the next `orch run` takes `main` as it is");
+    assert!(!text.contains("exit status"), "{text}");
+}

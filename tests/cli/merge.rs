@@ -616,8 +616,9 @@ fn orch_merge_shows_a_conflict_and_exits_1() {
     insta::assert_snapshot!(env.run(["merge"]), @"
     ------- stderr -------
     [MM:SS] Starting: 2 tasks on target `main`.
-    [MM:SS] conflict  B: merging with `main` conflicts in `shared.txt`
+    [MM:SS] waiting   B: it conflicts in `shared.txt` with work ahead of it in the queue, not landed yet (`A`): it waits for that work to land or leave the queue, then merges again
     [MM:SS] merged    A  [OID]
+    [MM:SS] conflict  B: merging with `main` conflicts in `shared.txt`
     Finished in [DURATION]: 1 merged, 1 conflicted (0 attempts).
     error: the run ended with failed, blocked or conflicted tasks
     hint: see `orch status` for the reasons; `orch retry ID` runs a task again

@@ -493,3 +493,223 @@ fn issue_14_a_task_that_changes_nothing_frees_its_worktree_and_branch_as_before(
         "its worktree is detached for reuse: {list}"
     );
 }
+
+#[test]
+fn issue_14_two_tasks_of_one_batch_that_conflict_land_the_earlier_and_hand_back_the_later() {
+    let env = four(
+        "conflict-some.sh",
+        "[agent.env]\nSHARED = \"A C\"\n\n[policy]\nchecks = [{ name = \"test\", run = \"test -f README.md\" }]",
+    );
+    run_without_merging(&env);
+    let out = env.orch().arg("run").output().unwrap();
+    assert!(out.status.success(), "{}", env.render(&out));
+    let ids = |list: &[&str]| list.iter().map(|t| (*t).to_owned()).collect::<Vec<_>>();
+    assert_eq!(
+        check_runs(&env),
+        [(true, ids(&["A", "B", "D"])), (true, ids(&["C"]))],
+        "the batch without C, checked once; then C resolved"
+    );
+    // C conflicts with A, ahead of it and not landed yet: it waits out of
+    // the chain, then goes back to its agent with the target (A in it)
+    // merged in, the conflict markers in its files.
+    let said: Vec<String> = env
+        .events()
+        .iter()
+        .filter(|e| e["id"] == "C" || e["event"] == "task.merged")
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["event"].as_str().unwrap(),
+                e["id"].as_str().unwrap()
+            )
+        })
+        .collect();
+    let at = |what: &str| {
+        said.iter()
+            .position(|e| e == what)
+            .unwrap_or_else(|| panic!("no {what}: {said:#?}"))
+    };
+    assert!(at("merge.waiting C") < at("task.merged A"), "{said:#?}");
+    assert!(at("task.merged A") < at("merge.conflicted C"), "{said:#?}");
+    let waiting = env
+        .events()
+        .into_iter()
+        .find(|e| e["event"] == "merge.waiting" && e["id"] == "C")
+        .unwrap();
+    assert_eq!(
+        waiting["reason"],
+        "it conflicts in `shared.txt` with work ahead of it in the queue, not landed yet (`A`, `B`): it waits for that work to land or leave the queue, then merges again"
+    );
+    let conflicted: Vec<serde_json::Value> = env
+        .events()
+        .into_iter()
+        .filter(|e| e["event"] == "merge.conflicted")
+        .collect();
+    assert_eq!(conflicted.len(), 1, "{conflicted:#?}");
+    assert_eq!(conflicted[0]["id"], "C");
+    assert_eq!(conflicted[0]["files"], serde_json::json!(["shared.txt"]));
+    let prompt = fs::read_to_string(env.repo().join(".orchestrator/runs/C/2/prompt.md")).unwrap();
+    assert!(prompt.contains("Resolve the merge conflicts"), "{prompt}");
+    for task in ["A", "B", "C", "D"] {
+        assert_eq!(env.status_of(task), "merged", "{task}");
+    }
+    let attempts = |t: &str| {
+        env.state()["items"][t]["attempts"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert_eq!(
+        attempts("C"),
+        2,
+        "one hand-back, with the conflicts to resolve"
+    );
+    assert_eq!(attempts("A") + attempts("B") + attempts("D"), 3);
+    let subjects = git(&env, &["log", "--first-parent", "--format=%s", "main"]);
+    let merges: Vec<&str> = subjects
+        .lines()
+        .filter(|s| s.starts_with("Merge task"))
+        .collect();
+    assert_eq!(
+        merges,
+        [
+            "Merge task C: C",
+            "Merge task D: D",
+            "Merge task B: B",
+            "Merge task A: A"
+        ]
+    );
+    let shared = git(&env, &["show", "main:shared.txt"]);
+    assert_eq!(shared, "line from A\nline from C\n", "both sides kept");
+}
+
+#[test]
+fn issue_14_a_task_conflicting_with_one_being_checked_is_held_at_once_and_handed_back_when_it_lands()
+ {
+    let env = setup(
+        "conflict.sh",
+        "",
+        "[[task]]\nid = \"A\"\n[[task]]\nid = \"B\"\n",
+    );
+    let gate = env.root().join("gate");
+    fs::create_dir_all(&gate).unwrap();
+    env.edit_config(
+        "[hooks]",
+        &format!(
+            "[policy]\nchecks = [{{ name = \"slow\", run = \"GATE={} {}\" }}]\n\n[hooks]",
+            gate.display(),
+            env.agent("gate-check.sh")
+        ),
+    );
+    let mut run = env
+        .orch()
+        .args(["run", "--max-parallel", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let held = |env: &TestEnv| {
+        env.events()
+            .into_iter()
+            .find(|e| e["event"] == "merge.waiting" && e["id"] == "B")
+    };
+    assert!(
+        wait_until(DEADLINE, || gate.join("checking").exists()
+            && held(&env).is_some()),
+        "{:#?}",
+        env.events()
+    );
+    // A's check is still running (it waits for `go`): B's conflict with it
+    // is known already, and B waits out of the chain, no attempt spent.
+    let reason = held(&env).unwrap()["reason"].as_str().unwrap().to_owned();
+    assert!(
+        reason.starts_with(
+            "it conflicts in `shared.txt` with work ahead of it in the queue, not landed yet (`A`)"
+        ),
+        "{reason}"
+    );
+    assert_eq!(count(&env, "check.passed"), 0);
+    assert_eq!(count(&env, "merge.conflicted"), 0);
+    assert!(wait_until(DEADLINE, || env.status_of("B") == "merging"
+        && env.state()["items"]["B"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.ends_with(&reason))));
+    assert_eq!(
+        env.state()["items"]["B"]["attempts"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let status = env.render(&env.orch().arg("status").output().unwrap());
+    assert!(status.contains("not landed yet (`A`)"), "{status}");
+    fs::write(gate.join("go"), "").unwrap();
+    assert!(wait_exit(&mut run).success());
+    for task in ["A", "B"] {
+        assert_eq!(env.status_of(task), "merged", "{task}");
+    }
+    let attempts = env.state()["items"]["B"]["attempts"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(
+        attempts, 2,
+        "handed back once, with the conflicts to resolve"
+    );
+    assert_eq!(
+        git(&env, &["show", "main:shared.txt"]),
+        "line from A\nline from B\n"
+    );
+}
+
+#[test]
+fn issue_14_a_branch_force_moved_after_it_was_queued_goes_to_the_back_and_the_others_land() {
+    let env = setup(
+        "commit.sh",
+        "[policy]\nchecks = [{ name = \"test\", run = \"test -f README.md\" }]",
+        "[[task]]\nid = \"A\"\n[[task]]\nid = \"B\"\n[[task]]\nid = \"C\"\n",
+    );
+    run_without_merging(&env);
+    let old = git(&env, &["rev-parse", "orch/A"]);
+    // A person redoes A's work by hand, dropping its commit.
+    let hand = env.root().join("by-hand");
+    let hand_str = hand.display().to_string();
+    git(&env, &["worktree", "add", "-q", &hand_str, "orch/A"]);
+    env.git(&hand, ["reset", "-q", "--hard", "HEAD~1"]);
+    fs::write(hand.join("work-A.txt"), "redone by hand\n").unwrap();
+    env.git(&hand, ["add", "work-A.txt"]);
+    env.git(&hand, ["commit", "-q", "-m", "Redo A by hand"]);
+    git(&env, &["worktree", "remove", &hand_str]);
+    let new = git(&env, &["rev-parse", "orch/A"]);
+    let out = env.orch().arg("run").output().unwrap();
+    assert!(out.status.success(), "{}", env.render(&out));
+    let requeued = env
+        .events()
+        .into_iter()
+        .find(|e| e["event"] == "merge.requeued")
+        .expect("A was queued again");
+    assert_eq!(requeued["id"], "A");
+    assert_eq!(requeued["tip"], new.trim());
+    let backup = requeued["backup"].as_str().unwrap().to_owned();
+    assert_eq!(
+        git(&env, &["rev-parse", &backup]),
+        old,
+        "the dropped tip is kept"
+    );
+    let ids = |list: &[&str]| list.iter().map(|t| (*t).to_owned()).collect::<Vec<_>>();
+    assert_eq!(
+        check_runs(&env),
+        [(true, ids(&["B", "C"])), (true, ids(&["A"]))],
+        "B and C did not wait for A"
+    );
+    let subjects = git(&env, &["log", "--first-parent", "--format=%s", "main"]);
+    let merges: Vec<&str> = subjects
+        .lines()
+        .filter(|s| s.starts_with("Merge task"))
+        .collect();
+    assert_eq!(
+        merges,
+        ["Merge task A: A", "Merge task C: C", "Merge task B: B"]
+    );
+    assert_eq!(git(&env, &["show", "main:work-A.txt"]), "redone by hand\n");
+}

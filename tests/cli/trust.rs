@@ -88,7 +88,7 @@ fn wait_exit(child: &mut Child) -> (Option<i32>, String) {
 
 /// Runs orch to its end (a deadline, not forever: a run that would hang is
 /// killed with its agents and fails the test) and returns its output.
-fn run_orch(env: &TestEnv, args: &[&str]) -> std::process::Output {
+pub(crate) fn run_orch(env: &TestEnv, args: &[&str]) -> std::process::Output {
     let mut child = env
         .orch()
         .args(args)
@@ -295,8 +295,12 @@ fn processes(needle: &str, dir: &Path) -> Vec<i32> {
     out
 }
 
-#[test]
-fn issue_12_a_fast_forward_cut_short_is_completed_on_the_next_start() {
+/// Runs a task whose merge moves the user's checkout (through a slow
+/// filter) and kills the coordinator and the git child updating the
+/// checkout half-way, as a power cut does: the checkout is left
+/// half-written and `checkout.json` behind. The task changes `README.md`
+/// and writes `f1.dat` to `f6.dat`.
+pub(crate) fn cut_a_fast_forward_short() -> TestEnv {
     let body = r#"for i in 1 2 3 4 5 6; do echo "data $i" > "f$i.dat"; done
 echo "changed by T1" > README.md
 git add -A
@@ -308,8 +312,6 @@ git commit -q -m "Add data""#;
     let before = git(&env, &["rev-parse", "main"]);
     let mut run = spawn_job(&env, &["run"]);
     assert!(wait_until(DEADLINE, || marker.exists()));
-    // The coordinator and the git child updating the checkout both die, as
-    // in a power cut: the checkout is left half-written.
     let mut killed = 0;
     for pid in processes("git", &env.repo()) {
         if kill_process(Pid::from_raw(pid).unwrap(), Signal::KILL).is_ok() {
@@ -320,6 +322,12 @@ git commit -q -m "Add data""#;
     run.wait().unwrap();
     assert!(killed > 0, "no git process was updating the checkout");
     assert_eq!(git(&env, &["rev-parse", "main"]), before, "cut short");
+    env
+}
+
+#[test]
+fn issue_12_a_fast_forward_cut_short_is_completed_on_the_next_start() {
+    let env = cut_a_fast_forward_short();
     let out = run_orch(&env, &["run"]);
     assert!(out.status.success(), "{}", env.render(&out));
     assert_eq!(env.status_of("T1"), "merged");
