@@ -622,3 +622,103 @@ fn the_git_workspace_keeps_the_remote_branch_in_step_with_the_trailers_orch_adds
         assert!(message.contains("Orch-Task: T"), "{message}");
     }
 }
+
+#[test]
+fn the_git_workspace_hands_a_conflict_back_to_a_job_that_merges_the_target() {
+    // Two tasks write the same file; the second to reach the queue
+    // conflicts and is handed back: its job merges the target orch pushed
+    // (leaving the markers and `MERGE_HEAD` a local hand-back leaves), the
+    // agent resolves and commits the merge, and both land. About 5 s.
+    let Some(conf) = need_cluster("slurm git workspace, conflict hand-back") else {
+        return;
+    };
+    let env = TestEnv::new();
+    env.init_repo();
+    let remote = env.root().join("remote.git");
+    env.git(
+        &env.root(),
+        ["init", "-q", "--bare", remote.to_str().unwrap()],
+    );
+    let scratch = env.root().join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    env.configure(
+        "conflict.sh",
+        &format!(
+            "[executor]\nkind = \"slurm\"\nworkspace = \"git\"\nremote = {remote:?}\nscratch = {scratch:?}\n\n\
+             [merge]\non_conflict = \"agent\"\n"
+        ),
+    );
+    env.write("plan.toml", "[[task]]\nid = \"A\"\n[[task]]\nid = \"B\"\n");
+    let out = orch(&env, conf)
+        .args(["run", "--max-parallel", "2"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", env.render(&out));
+    assert_eq!(env.status_of("A"), "merged");
+    assert_eq!(env.status_of("B"), "merged");
+    let events = env.events();
+    let conflicted: Vec<_> = events
+        .iter()
+        .filter(|e| e["event"] == "merge.conflicted")
+        .collect();
+    assert_eq!(conflicted.len(), 1, "one conflict: {events:?}");
+    assert_eq!(conflicted[0]["files"], serde_json::json!(["shared.txt"]));
+    let second = conflicted[0]["id"].as_str().unwrap().to_owned();
+    let first = if second == "A" { "B" } else { "A" };
+    let started: Vec<_> = events
+        .iter()
+        .filter(|e| e["event"] == "task.started" && e["id"] == second.as_str())
+        .map(|e| e["purpose"].as_str().unwrap_or("work"))
+        .collect();
+    assert_eq!(started, ["work", "conflict"], "{events:?}");
+    let placed = events
+        .iter()
+        .filter(|e| e["event"] == "task.placed" && e["id"] == second.as_str())
+        .count();
+    assert_eq!(placed, 2, "both attempts ran as jobs");
+    let attempt = &env.state()["items"][second.as_str()]["attempts"][1];
+    assert_eq!(attempt["purpose"], "conflict", "{attempt}");
+    assert_eq!(attempt["job"]["executor"], "slurm", "{attempt}");
+    let prompt = std::fs::read_to_string(
+        env.repo()
+            .join(format!(".orchestrator/runs/{second}/2/prompt.md")),
+    )
+    .unwrap();
+    assert!(prompt.contains("- `shared.txt`"), "{prompt}");
+    // The job merged the target's head as the first task left it, and
+    // the merge commit carries orch's trailer.
+    let first_landed = env.state()["items"][first]["merge_commit"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let merges = env.git(
+        &env.repo(),
+        [
+            "log",
+            "--merges",
+            "--format=%H %P%x00%B%x00",
+            &format!("{first_landed}..orch/{second}"),
+        ],
+    );
+    let mut fields = merges.split('\0');
+    let parents = fields.next().unwrap().trim().to_owned();
+    let body = fields.next().unwrap_or_default();
+    assert!(
+        parents.split(' ').nth(2) == Some(first_landed.as_str()),
+        "the task branch merged the target ({first_landed}): {merges}"
+    );
+    assert!(body.contains(&format!("Orch-Task: {second}")), "{merges}");
+    assert_eq!(
+        env.git(&env.repo(), ["show", "main:shared.txt"]),
+        "line from A\nline from B\n"
+    );
+    let worktree = env.root().join(format!("repo.worktrees/{second}"));
+    assert!(
+        !env.git_ok(&worktree, ["rev-parse", "--quiet", "--verify", "MERGE_HEAD"]),
+        "no merge was left in the task's worktree here"
+    );
+    let heads = env.git(&env.root(), ["ls-remote", remote.to_str().unwrap()]);
+    assert!(!heads.contains("refs/orch/"), "orch's refs are removed: {heads}");
+    let left: Vec<_> = std::fs::read_dir(&scratch).unwrap().collect();
+    assert!(left.is_empty(), "clones left on the node: {left:?}");
+}
