@@ -158,19 +158,33 @@ fn off_branch(
     }
 }
 
+/// What a job of the git workspace brought back.
+struct Fetched {
+    /// The remote branch's tip.
+    tip: String,
+    /// The files the job found still in conflict after the agent (a
+    /// conflict hand-back whose merge it did not commit).
+    unresolved: Vec<String>,
+}
+
+/// The file of the job's result commit that lists the files still in
+/// conflict (`runner::executor::GIT_JOB_SCRIPT`).
+const UNRESOLVED_FILE: &str = "unresolved";
+
 /// Brings a job's pushed branch into the task's worktree (fast-forward
 /// only: a branch that moved both here and there is an error, never
 /// overwritten), and the agent's report and final message into the run
-/// folder. Returns the remote branch's tip.
+/// folder, with the files the job left in conflict.
 fn fetch_back(
     back: &FetchBack,
     worktree: &std::path::Path,
     folder: &RunFolder,
-) -> Result<String, CommandError> {
+) -> Result<Fetched, CommandError> {
     let branch_ref = format!("refs/heads/{}", back.branch);
     cmd::run(worktree, ["fetch", "--quiet", &back.remote, &branch_ref])?;
     let remote_tip = cmd::stdout(worktree, ["rev-parse", "FETCH_HEAD"])?;
     cmd::run(worktree, ["merge", "--quiet", "--ff-only", &remote_tip])?;
+    let mut unresolved = Vec::new();
     if cmd::run(
         worktree,
         ["fetch", "--quiet", &back.remote, &back.result_ref],
@@ -187,10 +201,20 @@ fn fetch_back(
                 let _ = crate::fsio::write_atomically(&to, &out.stdout);
             }
         }
+        if let Ok(out) = cmd::run(worktree, ["show", &format!("FETCH_HEAD:{UNRESOLVED_FILE}")]) {
+            unresolved = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect();
+        }
         let delete = format!(":{}", back.result_ref);
         let _ = cmd::run(worktree, ["push", "--quiet", &back.remote, &delete]);
     }
-    Ok(remote_tip)
+    Ok(Fetched {
+        tip: remote_tip,
+        unresolved,
+    })
 }
 
 /// Gives the remote the branch as collection left it (the trailers orch
@@ -232,12 +256,16 @@ pub fn collect(input: Collection) -> AttemptReport {
     // A job that never ran (its push or its submission refused) left
     // nothing to bring back.
     let mut remote_tip = None;
+    let mut job_unresolved = Vec::new();
     if let (Some(back), Some(worktree)) = (&input.fetch_back, &input.worktree)
         && worktree.is_dir()
         && report.job.as_ref().is_none_or(|j| j.error.is_none())
     {
         match fetch_back(back, worktree, &input.folder) {
-            Ok(tip) => remote_tip = Some(tip),
+            Ok(fetched) => {
+                remote_tip = Some(fetched.tip);
+                job_unresolved = fetched.unresolved;
+            }
             Err(e) => report.fetch_error = Some(e),
         }
     }
@@ -301,6 +329,8 @@ pub fn collect(input: Collection) -> AttemptReport {
         } else {
             unmerged
         };
+        // A job of the git workspace merged in its clone, not here.
+        report.unresolved.extend(job_unresolved);
     }
     if exited_cleanly
         && report.off_branch.is_none()

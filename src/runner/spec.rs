@@ -74,6 +74,9 @@ pub struct Publish {
     pub remote: String,
     /// What to push: `<local ref or oid>:<remote ref>`, a leading `+` to force.
     pub refspec: String,
+    /// More refspecs pushed with it (the target, for a conflict hand-back).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<String>,
 }
 
 /// `job.json`: the cluster's account of an attempt's job, written by
