@@ -21,7 +21,7 @@ use crate::git::{GitError, commit, refs};
 use crate::runner::folder::RunFolder;
 use crate::runner::hook::{self, HookError};
 use crate::runner::spawn::AgentFiles;
-use crate::runner::spec::{AgentResult, End, ExitRecord, JobRecord};
+use crate::runner::spec::{AgentResult, End, ExitRecord, JobRecord, UNRESOLVED};
 use crate::runner::{final_message, output};
 
 /// How many of an attempt's newest commits `task.completed` lists.
@@ -158,33 +158,20 @@ fn off_branch(
     }
 }
 
-/// What a job of the git workspace brought back.
-struct Fetched {
-    /// The remote branch's tip.
-    tip: String,
-    /// The files the job found still in conflict after the agent (a
-    /// conflict hand-back whose merge it did not commit).
-    unresolved: Vec<String>,
-}
-
-/// The file of the job's result commit that lists the files still in
-/// conflict (`runner::executor::GIT_JOB_SCRIPT`).
-const UNRESOLVED_FILE: &str = "unresolved";
-
 /// Brings a job's pushed branch into the task's worktree (fast-forward
 /// only: a branch that moved both here and there is an error, never
 /// overwritten), and the agent's report and final message into the run
-/// folder, with the files the job left in conflict.
+/// folder, with the list of files it left in conflict (a conflict
+/// hand-back whose merge it did not commit). Returns the remote branch's tip.
 fn fetch_back(
     back: &FetchBack,
     worktree: &std::path::Path,
     folder: &RunFolder,
-) -> Result<Fetched, CommandError> {
+) -> Result<String, CommandError> {
     let branch_ref = format!("refs/heads/{}", back.branch);
     cmd::run(worktree, ["fetch", "--quiet", &back.remote, &branch_ref])?;
     let remote_tip = cmd::stdout(worktree, ["rev-parse", "FETCH_HEAD"])?;
     cmd::run(worktree, ["merge", "--quiet", "--ff-only", &remote_tip])?;
-    let mut unresolved = Vec::new();
     if cmd::run(
         worktree,
         ["fetch", "--quiet", &back.remote, &back.result_ref],
@@ -194,6 +181,7 @@ fn fetch_back(
         for (name, to) in [
             (RESULT_FILE, folder.result_file()),
             (LAST_MESSAGE_FILE, folder.last_message_file()),
+            (UNRESOLVED, folder.unresolved_file()),
         ] {
             if !to.exists()
                 && let Ok(out) = cmd::run(worktree, ["show", &format!("FETCH_HEAD:{name}")])
@@ -201,20 +189,10 @@ fn fetch_back(
                 let _ = crate::fsio::write_atomically(&to, &out.stdout);
             }
         }
-        if let Ok(out) = cmd::run(worktree, ["show", &format!("FETCH_HEAD:{UNRESOLVED_FILE}")]) {
-            unresolved = String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .filter(|l| !l.is_empty())
-                .map(str::to_owned)
-                .collect();
-        }
         let delete = format!(":{}", back.result_ref);
         let _ = cmd::run(worktree, ["push", "--quiet", &back.remote, &delete]);
     }
-    Ok(Fetched {
-        tip: remote_tip,
-        unresolved,
-    })
+    Ok(remote_tip)
 }
 
 /// Gives the remote the branch as collection left it (the trailers orch
@@ -256,16 +234,12 @@ pub fn collect(input: Collection) -> AttemptReport {
     // A job that never ran (its push or its submission refused) left
     // nothing to bring back.
     let mut remote_tip = None;
-    let mut job_unresolved = Vec::new();
     if let (Some(back), Some(worktree)) = (&input.fetch_back, &input.worktree)
         && worktree.is_dir()
         && report.job.as_ref().is_none_or(|j| j.error.is_none())
     {
         match fetch_back(back, worktree, &input.folder) {
-            Ok(fetched) => {
-                remote_tip = Some(fetched.tip);
-                job_unresolved = fetched.unresolved;
-            }
+            Ok(tip) => remote_tip = Some(tip),
             Err(e) => report.fetch_error = Some(e),
         }
     }
@@ -329,8 +303,16 @@ pub fn collect(input: Collection) -> AttemptReport {
         } else {
             unmerged
         };
-        // A job of the git workspace merged in its clone, not here.
-        report.unresolved.extend(job_unresolved);
+        // A job of the git workspace merged in its clone, not here: its
+        // list is kept in the run folder, so a second collection (after a
+        // crash) reads it too.
+        if input.fetch_back.is_some()
+            && let Ok(text) = std::fs::read_to_string(input.folder.unresolved_file())
+        {
+            report
+                .unresolved
+                .extend(text.lines().filter(|l| !l.is_empty()).map(str::to_owned));
+        }
     }
     if exited_cleanly
         && report.off_branch.is_none()

@@ -15,6 +15,8 @@ pub const SUPERVISOR: &str = "supervisor.json";
 pub const LOG: &str = "agent.log";
 pub const RESULT: &str = "result.json";
 pub const LAST_MESSAGE: &str = "last-message.md";
+/// The files a job of the git workspace left in conflict (one per line).
+pub const UNRESOLVED: &str = "unresolved";
 pub const EXIT: &str = "exit.json";
 pub const JOB: &str = "job.json";
 

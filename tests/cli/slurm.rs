@@ -684,6 +684,14 @@ fn the_git_workspace_hands_a_conflict_back_to_a_job_that_merges_the_target() {
         retrying["reason"], "conflicts left unresolved in shared.txt",
         "{retrying}"
     );
+    let unresolved = env
+        .repo()
+        .join(format!(".orchestrator/runs/{second}/2/unresolved"));
+    assert_eq!(
+        std::fs::read_to_string(unresolved).unwrap(),
+        "shared.txt\n",
+        "the job's list is kept in the run folder"
+    );
     let attempts = &env.state()["items"][second.as_str()]["attempts"];
     for n in 1..3 {
         let attempt = &attempts[n];
