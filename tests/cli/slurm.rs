@@ -630,7 +630,7 @@ fn the_git_workspace_hands_a_conflict_back_to_a_job_that_merges_the_target() {
     // (leaving the markers and `MERGE_HEAD` a local hand-back leaves). The
     // agent first exits 0 leaving the markers (the attempt fails: orch
     // learns from the job which files are still in conflict), then
-    // resolves and commits the merge, and both land. About 1 s.
+    // resolves and commits the merge, and both land. 1 to 4 s here.
     let Some(conf) = need_cluster("slurm git workspace, conflict hand-back") else {
         return;
     };
