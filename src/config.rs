@@ -1128,13 +1128,6 @@ impl Config {
                     ),
                 ));
             }
-            if self.merge.on_conflict == OnFailure::Agent {
-                return Some((
-                    vec!["merge", "on_conflict"],
-                    "`executor.workspace = \"git\"` cannot hand conflicts back to the agent yet; set `merge.on_conflict = \"stop\"`"
-                        .to_owned(),
-                ));
-            }
         }
         if let Some(orch) = e.orch.as_deref()
             && !orch.starts_with('/')
@@ -1348,15 +1341,13 @@ mod tests {
     }
 
     #[test]
-    fn the_git_workspace_needs_a_remote_and_no_conflict_hand_back() {
+    fn the_git_workspace_needs_a_remote_and_hands_conflicts_back() {
         let err = parse("[executor]\nkind = \"slurm\"\nworkspace = \"git\"\n")
             .unwrap_err()
             .to_string();
         assert!(err.contains("needs `executor.remote`"), "{err}");
-        let err = parse("[executor]\nworkspace = \"git\"\nremote = \"r.git\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("set `merge.on_conflict = \"stop\"`"), "{err}");
+        let config = parse("[executor]\nworkspace = \"git\"\nremote = \"r.git\"\n").unwrap();
+        assert_eq!(config.merge.on_conflict, OnFailure::Agent);
         parse("[executor]\nworkspace = \"git\"\nremote = \"r.git\"\n[merge]\non_conflict = \"stop\"\n")
             .unwrap();
         let err = parse("[executor]\nworkspace = \"git\"\nremote = \"r.git\"\nscratch = \"tmp\"\n[merge]\non_conflict = \"stop\"\n")

@@ -21,7 +21,7 @@ use crate::git::{GitError, commit, refs};
 use crate::runner::folder::RunFolder;
 use crate::runner::hook::{self, HookError};
 use crate::runner::spawn::AgentFiles;
-use crate::runner::spec::{AgentResult, End, ExitRecord, JobRecord};
+use crate::runner::spec::{AgentResult, End, ExitRecord, JobRecord, UNRESOLVED};
 use crate::runner::{final_message, output};
 
 /// How many of an attempt's newest commits `task.completed` lists.
@@ -161,7 +161,8 @@ fn off_branch(
 /// Brings a job's pushed branch into the task's worktree (fast-forward
 /// only: a branch that moved both here and there is an error, never
 /// overwritten), and the agent's report and final message into the run
-/// folder. Returns the remote branch's tip.
+/// folder, with the list of files it left in conflict (a conflict
+/// hand-back whose merge it did not commit). Returns the remote branch's tip.
 fn fetch_back(
     back: &FetchBack,
     worktree: &std::path::Path,
@@ -180,6 +181,7 @@ fn fetch_back(
         for (name, to) in [
             (RESULT_FILE, folder.result_file()),
             (LAST_MESSAGE_FILE, folder.last_message_file()),
+            (UNRESOLVED, folder.unresolved_file()),
         ] {
             if !to.exists()
                 && let Ok(out) = cmd::run(worktree, ["show", &format!("FETCH_HEAD:{name}")])
@@ -301,6 +303,16 @@ pub fn collect(input: Collection) -> AttemptReport {
         } else {
             unmerged
         };
+        // A job of the git workspace merged in its clone, not here: its
+        // list is kept in the run folder, so a second collection (after a
+        // crash) reads it too.
+        if input.fetch_back.is_some()
+            && let Ok(text) = std::fs::read_to_string(input.folder.unresolved_file())
+        {
+            report
+                .unresolved
+                .extend(text.lines().filter(|l| !l.is_empty()).map(str::to_owned));
+        }
     }
     if exited_cleanly
         && report.off_branch.is_none()

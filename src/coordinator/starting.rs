@@ -20,7 +20,7 @@ use crate::coordinator::workspace::{self, Freshness, Provisioned};
 use crate::git::GitError;
 use crate::lifecycle::{Status, Transition, Unit};
 use crate::plan::{FullId, Item, ItemIdx};
-use crate::runner::executor::{Cluster, GitTransport, Placement, PushBack};
+use crate::runner::executor::{Cluster, GitTransport, Placement, PushBack, TargetMerge};
 use crate::runner::folder::RunFolder;
 use crate::runner::hook;
 use crate::runner::prompt::{
@@ -170,7 +170,12 @@ impl RunState {
             previous,
             base,
             free: free.as_ref().map(|(_, f)| f.clone()),
-            merge_target: (purpose == Some(Purpose::Conflict)).then(|| self.env.target.clone()),
+            // A job of the git workspace merges the target in its clone on
+            // the node (`placement_of`); the worktree here stays clean, so
+            // that the job's merge commit comes back by fast-forward.
+            merge_target: (purpose == Some(Purpose::Conflict)
+                && self.fetch_back_of(&task, &task, attempt).is_none())
+            .then(|| self.env.target.clone()),
         };
         let post_create = self.hook_stage(
             "post_create",
@@ -547,6 +552,12 @@ impl RunState {
         if settings.kind == ExecutorKind::Local {
             return Placement::Local;
         }
+        let purpose = self
+            .state
+            .items
+            .get(task)
+            .and_then(|s| s.open_attempt())
+            .and_then(|a| a.purpose);
         let git = self.fetch_back_of(task, unit, attempt).map(|back| {
             let branch_ref = format!("refs/heads/{}", back.branch);
             GitTransport {
@@ -563,6 +574,10 @@ impl RunState {
                         .auto_commit
                         .then(|| self.leftover_message(task, unit, attempt)),
                     result_ref: back.result_ref,
+                }),
+                merge: (unit == task && purpose == Some(Purpose::Conflict)).then(|| TargetMerge {
+                    target: self.env.target.clone(),
+                    remote_ref: format!("refs/orch/target/{task}"),
                 }),
                 scratch: settings.scratch.clone(),
             }

@@ -825,6 +825,53 @@ fn a_conflict_goes_back_to_the_agent_with_the_target_merged_in() {
 }
 
 #[test]
+fn a_conflict_handed_back_to_a_git_workspace_job_is_merged_by_the_job() {
+    use crate::config::{ExecutorKind, WorkspaceMode};
+    use crate::runner::executor::{Placement, TargetMerge};
+    let mut h = merging(|c| {
+        c.executor.kind = ExecutorKind::Slurm;
+        c.executor.workspace = WorkspaceMode::Git;
+        c.executor.remote = Some("ssh://host/r.git".to_owned());
+    });
+    let effects = h.build_with(vec![(
+        "A",
+        LinkResult::Ended(MergeOutcome::Conflicts {
+            files: vec!["a.txt".to_owned()],
+            onto: "t1".to_owned(),
+        }),
+    )]);
+    let Some(Effect::Provision(p)) = effects.iter().find(|e| matches!(e, Effect::Provision(_)))
+    else {
+        panic!("a hand-back provisions: {effects:?}");
+    };
+    assert_eq!(
+        p.request.merge_target, None,
+        "the worktree here stays clean: the job merges"
+    );
+    let merge_of = |effects: &[Effect]| {
+        effects.iter().find_map(|e| match e {
+            Effect::Launch(l) => match &l.placement {
+                Placement::Slurm(c) => Some(c.git.as_ref().unwrap().merge.clone()),
+                Placement::Local => None,
+            },
+            _ => None,
+        })
+    };
+    let target = Some(TargetMerge {
+        target: "main".to_owned(),
+        remote_ref: "refs/orch/target/A".to_owned(),
+    });
+    let effects = h.provisioned("A", 2);
+    assert_eq!(merge_of(&effects), Some(target.clone()));
+    // A retry of the hand-back merges again, in its own fresh clone.
+    h.ends("A", 2, exit_code(1));
+    assert_eq!(h.status("A"), Status::Retrying);
+    h.wait(Duration::from_secs(60));
+    h.tick();
+    assert_eq!(merge_of(&h.provisioned("A", 3)), Some(target));
+}
+
+#[test]
 fn a_conflict_waits_for_a_person_when_configured() {
     let mut h = merging(|c| c.merge.on_conflict = OnFailure::Stop);
     let effects = h.build_with(vec![(

@@ -198,6 +198,7 @@ pub fn run_command(
                     publish: format!("+{commit}:{check_ref}"),
                     fetch: check_ref,
                     push_back: None,
+                    merge: None,
                     scratch: git.scratch.clone(),
                 }),
             }))

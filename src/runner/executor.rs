@@ -63,8 +63,25 @@ pub struct GitTransport {
     pub fetch: String,
     /// For an agent: where its work goes back.
     pub push_back: Option<PushBack>,
+    /// For an agent handed a conflict: the target's head, which the job
+    /// merges into the branch before the agent starts.
+    pub merge: Option<TargetMerge>,
     /// The folder on the node where the job makes its clone.
     pub scratch: String,
+}
+
+/// The target a conflict hand-back's job merges into the branch: pushed
+/// with the branch (so the job merges exactly the commit orch saw, not
+/// whatever the remote's own target branch holds), fetched and merged by
+/// the job, which leaves the conflicts in its clone for the agent, as
+/// provisioning does here, and deletes the ref from the remote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetMerge {
+    /// The target branch here (`main`): what is pushed, and the name the
+    /// merge commit's message gives it.
+    pub target: String,
+    /// Where it is pushed on the remote (`refs/orch/target/<task>`).
+    pub remote_ref: String,
 }
 
 /// What an agent's job pushes back.
@@ -202,6 +219,10 @@ pub fn spec(placement: &Placement, attempt: Attempt, run_dir: &Path, orch: &Path
             if attempt.prompt.is_some() {
                 set(&mut env, "ORCH_PROMPT_FILE", node_prompt.clone());
             }
+            if let Some(merge) = &git.merge {
+                set(&mut env, "ORCH_JOB_MERGE", merge.remote_ref.clone());
+                set(&mut env, "ORCH_JOB_MERGE_NAME", merge.target.clone());
+            }
             if let Some(back) = &git.push_back {
                 set(&mut env, "ORCH_WORKTREE", format!("{node_dir}/repo"));
                 set(
@@ -244,6 +265,11 @@ pub fn spec(placement: &Placement, attempt: Attempt, run_dir: &Path, orch: &Path
                     repo: git.repo.clone(),
                     remote: git.remote.clone(),
                     refspec: git.publish.clone(),
+                    also: git
+                        .merge
+                        .iter()
+                        .map(|m| format!("+refs/heads/{}:{}", m.target, m.remote_ref))
+                        .collect(),
                 }),
                 confined: grant.is_some(),
             };
@@ -325,18 +351,25 @@ pub fn cancel(spec: &Spec, recorded: Option<&JobRecord>) -> std::io::Result<()> 
 
 /// The job script of the git workspace, run with `sh -c` on the node; the
 /// command follows as its arguments. It fetches `ORCH_JOB_FETCH` from
-/// `ORCH_JOB_REMOTE` into `ORCH_JOB_DIR/repo`, runs the command there, and
-/// with `ORCH_JOB_BRANCH` commits what an agent that exited 0 left (when
-/// `ORCH_JOB_COMMIT_MESSAGE` is set), pushes the branch back, and the
-/// agent's report and final message (`result.json`, `last-message.md` in
-/// `ORCH_JOB_DIR`) as a commit of those files to `ORCH_JOB_RESULT_REF`,
+/// `ORCH_JOB_REMOTE` into `ORCH_JOB_DIR/repo`; with `ORCH_JOB_MERGE` (a
+/// conflict hand-back) fetches that ref as the branch `ORCH_JOB_MERGE_NAME`
+/// (the target), deletes it from the remote, and merges it, leaving the
+/// conflicts in place; runs the command there, and with `ORCH_JOB_BRANCH`
+/// stages the conflicted files an agent that exited 0 left without markers
+/// (as collection does on this machine), commits what it left (when
+/// `ORCH_JOB_COMMIT_MESSAGE` is set and no conflict is left), pushes the
+/// branch back, and the agent's report and final message (`result.json`,
+/// `last-message.md` in `ORCH_JOB_DIR`), with the files still in conflict
+/// (`unresolved`), as a commit of those files to `ORCH_JOB_RESULT_REF`,
 /// and removes its clone. A clone with work it could not push, or
 /// uncommitted changes, is kept, and the log says where. Exit 75 (transient)
 /// when the remote cannot be reached.
 pub const GIT_JOB_SCRIPT: &str = r#"
 dir=$ORCH_JOB_DIR remote=$ORCH_JOB_REMOTE fetch=$ORCH_JOB_FETCH feed=$ORCH_JOB_STDIN
 branch=${ORCH_JOB_BRANCH:-} result_ref=${ORCH_JOB_RESULT_REF:-} message=${ORCH_JOB_COMMIT_MESSAGE:-}
+merge_ref=${ORCH_JOB_MERGE:-} target=${ORCH_JOB_MERGE_NAME:-}
 unset ORCH_JOB_DIR ORCH_JOB_REMOTE ORCH_JOB_FETCH ORCH_JOB_STDIN ORCH_JOB_BRANCH ORCH_JOB_RESULT_REF ORCH_JOB_COMMIT_MESSAGE
+unset ORCH_JOB_MERGE ORCH_JOB_MERGE_NAME
 rm -rf "$dir" && mkdir -p "$dir" || { echo "orch: cannot make $dir on $(hostname)" >&2; exit 75; }
 cat > "$dir/prompt.md"
 git init -q "$dir/repo" && cd "$dir/repo" || exit 75
@@ -349,11 +382,36 @@ if [ -n "$branch" ]; then
 else
   git checkout -q --detach FETCH_HEAD || exit 75
 fi
+if [ -n "$merge_ref" ] && [ -n "$branch" ]; then
+  if ! git fetch -q "$remote" "+$merge_ref:refs/heads/$target"; then
+    echo "orch: cannot fetch $merge_ref from $remote on $(hostname)" >&2
+    exit 75
+  fi
+  git push -q "$remote" ":$merge_ref" 2> /dev/null
+  id=
+  { git var GIT_AUTHOR_IDENT && git var GIT_COMMITTER_IDENT; } > /dev/null 2>&1 ||
+    id="-c user.name=orch -c user.email=orch@localhost"
+  if ! git $id merge --no-edit -q "$target" > /dev/null 2>&1 &&
+    [ -z "$(git diff --name-only --diff-filter=U)" ]; then
+    echo "orch: cannot merge $target into $branch on $(hostname)" >&2
+    exit 75
+  fi
+fi
 if [ "$feed" = 1 ]; then "$@" < "$dir/prompt.md"; else "$@" < /dev/null; fi
 status=$?
 keep=
 if [ -n "$branch" ]; then
-  if [ $status -eq 0 ] && [ -n "$message" ] && [ -n "$(git status --porcelain)" ]; then
+  rm -f "$dir/unresolved"
+  if [ -n "$merge_ref" ] && git rev-parse -q --verify MERGE_HEAD > /dev/null; then
+    if [ $status -eq 0 ]; then
+      git diff --name-only --diff-filter=U | while IFS= read -r f; do
+        grep -q -E '^(<<<<<<<|>>>>>>>)( |$)' -- "$f" 2> /dev/null || git add -A -- "$f"
+      done
+    fi
+    git diff --name-only --diff-filter=U > "$dir/unresolved"
+    [ -s "$dir/unresolved" ] || rm -f "$dir/unresolved"
+  fi
+  if [ $status -eq 0 ] && [ -n "$message" ] && [ ! -f "$dir/unresolved" ] && [ -n "$(git status --porcelain)" ]; then
     git add -A && git commit -q -m "$message" || keep=1
   fi
   if ! git push -q "$remote" "HEAD:refs/heads/$branch"; then
@@ -362,7 +420,7 @@ if [ -n "$branch" ]; then
     [ $status -eq 0 ] && status=75
   fi
   files=
-  for f in result.json last-message.md; do
+  for f in result.json last-message.md unresolved; do
     [ -f "$dir/$f" ] && files="$files $f"
   done
   if [ -n "$files" ]; then
@@ -454,6 +512,10 @@ mod tests {
                         commit_message: Some("m".to_owned()),
                         result_ref: "refs/orch/results/T1/1".to_owned(),
                     }),
+                    merge: Some(TargetMerge {
+                        target: "main".to_owned(),
+                        remote_ref: "refs/orch/target/T1".to_owned(),
+                    }),
                     scratch: "/scratch".to_owned(),
                 }),
             })),
@@ -485,6 +547,13 @@ mod tests {
             git.env.iter().filter(|(k, _)| k == "ORCH_WORKTREE").count(),
             1
         );
-        assert!(job.publish.is_some());
+        assert_eq!(
+            var("ORCH_JOB_MERGE").as_deref(),
+            Some("refs/orch/target/T1")
+        );
+        assert_eq!(var("ORCH_JOB_MERGE_NAME").as_deref(), Some("main"));
+        let publish = job.publish.unwrap();
+        assert_eq!(publish.refspec, "refs/heads/orch/T1:refs/heads/orch/T1");
+        assert_eq!(publish.also, ["+refs/heads/main:refs/orch/target/T1"]);
     }
 }

@@ -31,7 +31,7 @@ use crate::process::Signal;
 use crate::runner::executor::{self, Detached};
 use crate::runner::spec::{
     EXIT, End, ExitRecord, JOB, JobRecord, LAST_MESSAGE, LOG, PROMPT, RESULT, SPEC, SUPERVISOR,
-    Spec, SupervisorInfo,
+    Spec, SupervisorInfo, UNRESOLVED,
 };
 use crate::runner::terminate;
 use crate::state::Timestamp;
@@ -101,6 +101,12 @@ impl RunFolder {
     /// Returns where the agent's final message is kept (moved here from the worktree).
     pub fn last_message_file(&self) -> PathBuf {
         self.dir.join(LAST_MESSAGE)
+    }
+
+    /// Returns where the files a job of the git workspace left in conflict
+    /// are kept (brought here from its result commit).
+    pub fn unresolved_file(&self) -> PathBuf {
+        self.dir.join(UNRESOLVED)
     }
 
     pub fn exit_file(&self) -> PathBuf {

@@ -369,7 +369,11 @@ async fn run_job(spec_path: &Path) -> std::io::Result<ExitCode> {
     if let Some(publish) = &job.publish {
         let pushed = tokio::task::spawn_blocking({
             let p = publish.clone();
-            move || crate::git::cmd::run(&p.repo, ["push", "--quiet", &p.remote, &p.refspec])
+            move || {
+                let mut args = vec!["push", "--quiet", &p.remote, &p.refspec];
+                args.extend(p.also.iter().map(String::as_str));
+                crate::git::cmd::run(&p.repo, &args)
+            }
         })
         .await
         .map_err(std::io::Error::other)?;

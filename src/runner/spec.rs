@@ -15,6 +15,8 @@ pub const SUPERVISOR: &str = "supervisor.json";
 pub const LOG: &str = "agent.log";
 pub const RESULT: &str = "result.json";
 pub const LAST_MESSAGE: &str = "last-message.md";
+/// The files a job of the git workspace left in conflict (one per line).
+pub const UNRESOLVED: &str = "unresolved";
 pub const EXIT: &str = "exit.json";
 pub const JOB: &str = "job.json";
 
@@ -74,6 +76,9 @@ pub struct Publish {
     pub remote: String,
     /// What to push: `<local ref or oid>:<remote ref>`, a leading `+` to force.
     pub refspec: String,
+    /// More refspecs pushed with it (the target, for a conflict hand-back).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<String>,
 }
 
 /// `job.json`: the cluster's account of an attempt's job, written by

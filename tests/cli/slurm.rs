@@ -622,3 +622,134 @@ fn the_git_workspace_keeps_the_remote_branch_in_step_with_the_trailers_orch_adds
         assert!(message.contains("Orch-Task: T"), "{message}");
     }
 }
+
+#[test]
+fn the_git_workspace_hands_a_conflict_back_to_a_job_that_merges_the_target() {
+    // Two tasks write the same file; the second to reach the queue
+    // conflicts and is handed back: its job merges the target orch pushed
+    // (leaving the markers and `MERGE_HEAD` a local hand-back leaves). The
+    // agent first exits 0 leaving the markers (the attempt fails: orch
+    // learns from the job which files are still in conflict), then
+    // resolves and commits the merge, and both land. 1 to 4 s here.
+    let Some(conf) = need_cluster("slurm git workspace, conflict hand-back") else {
+        return;
+    };
+    let env = TestEnv::new();
+    env.init_repo();
+    let remote = env.root().join("remote.git");
+    env.git(
+        &env.root(),
+        ["init", "-q", "--bare", remote.to_str().unwrap()],
+    );
+    let scratch = env.root().join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    env.configure(
+        "conflict-late.sh",
+        &format!(
+            "[executor]\nkind = \"slurm\"\nworkspace = \"git\"\nremote = {remote:?}\nscratch = {scratch:?}\n\n\
+             [merge]\non_conflict = \"agent\"\n"
+        ),
+    );
+    env.write("plan.toml", "[[task]]\nid = \"A\"\n[[task]]\nid = \"B\"\n");
+    let out = orch(&env, conf)
+        .args(["run", "--max-parallel", "2"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", env.render(&out));
+    assert_eq!(env.status_of("A"), "merged");
+    assert_eq!(env.status_of("B"), "merged");
+    let events = env.events();
+    let conflicted: Vec<_> = events
+        .iter()
+        .filter(|e| e["event"] == "merge.conflicted")
+        .collect();
+    assert_eq!(conflicted.len(), 1, "one conflict: {events:?}");
+    assert_eq!(conflicted[0]["files"], serde_json::json!(["shared.txt"]));
+    let second = conflicted[0]["id"].as_str().unwrap().to_owned();
+    let first = if second == "A" { "B" } else { "A" };
+    let started: Vec<_> = events
+        .iter()
+        .filter(|e| e["event"] == "task.started" && e["id"] == second.as_str())
+        .map(|e| e["purpose"].as_str().unwrap_or("work"))
+        .collect();
+    // (A retry's `task.started` names no purpose; its attempt keeps it.)
+    assert_eq!(started[..2], ["work", "conflict"], "{events:?}");
+    assert_eq!(started.len(), 3, "{events:?}");
+    let retrying = events
+        .iter()
+        .find(|e| e["event"] == "task.retrying" && e["id"] == second.as_str())
+        .unwrap();
+    assert_eq!(retrying["attempt"], 2, "{retrying}");
+    assert_eq!(
+        retrying["reason"], "conflicts left unresolved in shared.txt",
+        "{retrying}"
+    );
+    let unresolved = env
+        .repo()
+        .join(format!(".orchestrator/runs/{second}/2/unresolved"));
+    assert_eq!(
+        std::fs::read_to_string(unresolved).unwrap(),
+        "shared.txt\n",
+        "the job's list is kept in the run folder"
+    );
+    let attempts = &env.state()["items"][second.as_str()]["attempts"];
+    for n in 1..3 {
+        let attempt = &attempts[n];
+        assert_eq!(attempt["purpose"], "conflict", "{attempt}");
+        assert_eq!(attempt["job"]["executor"], "slurm", "{attempt}");
+        let prompt = std::fs::read_to_string(
+            env.repo()
+                .join(format!(".orchestrator/runs/{second}/{}/prompt.md", n + 1)),
+        )
+        .unwrap();
+        assert!(prompt.contains("- `shared.txt`"), "{prompt}");
+    }
+    // The job merged the target's head as the first task left it, and
+    // the merge commit carries orch's trailer.
+    let first_landed = env.state()["items"][first]["merge_commit"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let merges = env.git(
+        &env.repo(),
+        [
+            "log",
+            "--merges",
+            "--format=%P%x00%B%x00",
+            &format!("{first_landed}..main"),
+        ],
+    );
+    let fields: Vec<&str> = merges.split('\0').map(str::trim).collect();
+    let merged_target = fields
+        .chunks(2)
+        .find(|c| c[0].split(' ').nth(1) == Some(first_landed.as_str()))
+        .unwrap_or_else(|| panic!("the task branch merged the target ({first_landed}): {merges}"));
+    assert!(
+        merged_target[1].starts_with(&format!("Merge branch 'main' into orch/{second}"))
+            && merged_target[1].contains(&format!("Orch-Task: {second}")),
+        "{merges}"
+    );
+    assert_eq!(
+        env.git(&env.repo(), ["show", "main:shared.txt"]),
+        "line from A\nline from B\n"
+    );
+    let worktree = env.root().join(format!("repo.worktrees/{second}"));
+    assert!(
+        !env.git_ok(
+            &worktree,
+            ["rev-parse", "--quiet", "--verify", "MERGE_HEAD"]
+        ),
+        "no merge was left in the task's worktree here"
+    );
+    let heads = env.git(&env.root(), ["ls-remote", remote.to_str().unwrap()]);
+    assert!(
+        !heads.contains("refs/orch/"),
+        "orch's refs are removed: {heads}"
+    );
+    // Only the clone whose conflict was left unresolved is kept.
+    let left: Vec<_> = std::fs::read_dir(&scratch)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, [format!("orch-{}", job_name(&env, &second, 2))]);
+}
