@@ -84,13 +84,19 @@ impl RunState {
             self.transition(&id, Transition::Promote);
         }
         let number = self.open_attempt_inheriting(&id, now);
+        let purpose = self
+            .state
+            .items
+            .get(&id)
+            .and_then(|s| s.attempts.last())
+            .and_then(|a| a.purpose);
         self.transition(&id, Transition::Start);
         self.emit(
             Some(&id),
             EventKind::TaskStarted {
                 attempt: number,
                 title: plan.item(ti).title.clone(),
-                purpose: None,
+                purpose,
                 confined: self.env.sandbox.confinement.confines(),
             },
         );

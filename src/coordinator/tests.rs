@@ -825,6 +825,32 @@ fn a_conflict_goes_back_to_the_agent_with_the_target_merged_in() {
 }
 
 #[test]
+fn a_retry_of_a_hand_back_says_its_purpose_when_it_starts() {
+    let mut h = merging(|_| {});
+    h.build_with(vec![(
+        "A",
+        LinkResult::Ended(MergeOutcome::Conflicts {
+            files: vec!["a.txt".to_owned()],
+            onto: "t1".to_owned(),
+        }),
+    )]);
+    h.provisioned("A", 2);
+    h.ends("A", 2, exit_code(1));
+    assert_eq!(h.status("A"), Status::Retrying);
+    h.wait(Duration::from_secs(60));
+    let started = h.tick().into_iter().find_map(|e| match e {
+        Effect::Emit {
+            kind: EventKind::TaskStarted {
+                attempt, purpose, ..
+            },
+            ..
+        } => Some((attempt, purpose)),
+        _ => None,
+    });
+    assert_eq!(started, Some((3, Some(Purpose::Conflict))));
+}
+
+#[test]
 fn a_conflict_handed_back_to_a_git_workspace_job_is_merged_by_the_job() {
     use crate::config::{ExecutorKind, WorkspaceMode};
     use crate::runner::executor::{Placement, TargetMerge};
@@ -2209,6 +2235,8 @@ struct Seen {
     unchecked: Vec<String>,
     /// `task.merged` per task since its last `task.retried`.
     merged: std::collections::BTreeMap<String, usize>,
+    /// Tasks that were merged or resolved at some point.
+    done: std::collections::BTreeSet<String>,
 }
 
 impl Seen {
@@ -2221,7 +2249,16 @@ impl Seen {
                 Effect::Emit {
                     id: Some(id),
                     kind: EventKind::TaskMerged { .. },
-                } => *self.merged.entry(id.to_string()).or_default() += 1,
+                } => {
+                    *self.merged.entry(id.to_string()).or_default() += 1;
+                    self.done.insert(id.to_string());
+                }
+                Effect::Emit {
+                    id: Some(id),
+                    kind: EventKind::TaskResolved { .. },
+                } => {
+                    self.done.insert(id.to_string());
+                }
                 Effect::Emit {
                     id: Some(id),
                     kind: EventKind::TaskRetried { .. },
@@ -2394,7 +2431,13 @@ fn attempt_end(how: u8) -> AttemptReport {
 }
 
 /// Checks that every task an effect starts has its required dependencies met.
-fn check_starts(h: &Harness, effects: &[Effect]) -> Result<(), TestCaseError> {
+/// A task already started once may go on retrying while a person re-runs a
+/// dependency that was merged or resolved (`done`): it built on that.
+fn check_starts(
+    h: &Harness,
+    effects: &[Effect],
+    done: &std::collections::BTreeSet<String>,
+) -> Result<(), TestCaseError> {
     let plan = Arc::clone(&h.core.env().plan);
     for effect in effects {
         let Effect::Provision(p) = effect else {
@@ -2419,8 +2462,8 @@ fn check_starts(h: &Harness, effects: &[Effect]) -> Result<(), TestCaseError> {
             for dep in deps {
                 let dep_id = &plan.item(dep).id;
                 let status = h.core.status(dep_id);
-                // A person may run a merged task again (`orch retry`); its
-                // dependents built on the work it merged, and their own
+                // A person may run a merged or resolved task again (`orch
+                // retry`); its dependents built on that work, and their own
                 // retries go on meanwhile.
                 let merged_before = h
                     .core
@@ -2428,8 +2471,14 @@ fn check_starts(h: &Harness, effects: &[Effect]) -> Result<(), TestCaseError> {
                     .items
                     .get(dep_id)
                     .is_some_and(|s| s.merge_commit.is_some());
+                let retrying_on_done = done.contains(dep_id.as_str())
+                    && h.core
+                        .state()
+                        .items
+                        .get(&p.task)
+                        .is_some_and(|s| s.attempts.len() > 1);
                 prop_assert!(
-                    status.satisfies() || merged_before,
+                    status.satisfies() || merged_before || retrying_on_done,
                     "{} started while its dependency {} is {status}",
                     p.task,
                     plan.item(dep).id
@@ -2461,7 +2510,7 @@ proptest! {
         });
         let mut seen = Seen::default();
         let effects = h.tick();
-        check_starts(&h, &effects)?;
+        check_starts(&h, &effects, &seen.done)?;
         for op in ops {
             let provisioning: Vec<FullId> = h.core.flight.provisioning.iter().cloned().collect();
             let live: Vec<(FullId, u32)> = h
@@ -2506,7 +2555,7 @@ proptest! {
                 }
                 Op::Signal => h.step(Input::Signal),
             };
-            check_starts(&h, &effects)?;
+            check_starts(&h, &effects, &seen.done)?;
             seen.watch(&effects);
             prop_assert!(seen.unchecked.is_empty(), "landed unchecked: {:?}", seen.unchecked);
             prop_assert!(
