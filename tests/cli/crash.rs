@@ -423,3 +423,54 @@ fn issue_14_sigkill_during_batched_and_speculative_checks_lands_each_task_once_a
         flaky: 6,
     });
 }
+
+/// A task whose agent committed nothing lands without moving the target:
+/// the merge queue frees its worktree and deletes its branch at once, and
+/// only then does the state record the merge. A kill in between leaves the
+/// state with the task waiting to merge and its branch gone; the next run
+/// finds it merged (the target holds all of its work: none), not failed
+/// with "branch `orch/T1` is gone". The kill's aftermath is made here with
+/// git, as the landing leaves it: worktree detached, branch deleted.
+#[test]
+fn a_kill_after_a_task_with_no_commits_lost_its_branch_to_the_landing_finds_it_merged() {
+    let env = TestEnv::new();
+    env.init_repo();
+    env.write(
+        ".orchestrator.toml",
+        "[git]\ntarget = \"main\"\n\n[agent]\ncommand = [\"true\"]\n\n[hooks]\ninstall = false\n",
+    );
+    env.write("plan.toml", "[[task]]\nid = \"T1\"\nexpect_changes = false\n");
+    env.git(&env.repo(), ["add", "-A"]);
+    env.git(&env.repo(), ["commit", "-q", "-m", "plan"]);
+    let out = env.orch().args(["run", "--no-merge"]).output().unwrap();
+    assert!(out.status.success(), "{}", env.render(&out));
+    let item = &env.state()["items"]["T1"];
+    assert_eq!(item["status"], "awaiting_merge", "{item}");
+    assert_eq!(item["queued"]["tip"], item["base"], "{item}");
+    let worktree = std::path::PathBuf::from(item["worktree"].as_str().unwrap());
+    let branch = item["branch"].as_str().unwrap().to_owned();
+    let main_before = env.git(&env.repo(), ["rev-parse", "main"]);
+
+    env.git(&worktree, ["switch", "--quiet", "--detach"]);
+    env.git(&env.repo(), ["branch", "-q", "-D", &branch]);
+
+    let out = env.orch().arg("run").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        env.render(&out),
+        env.run(["status"])
+    );
+    assert_eq!(env.status_of("T1"), "merged");
+    assert_eq!(
+        env.git(&env.repo(), ["rev-parse", "main"]),
+        main_before,
+        "nothing to land: the target stays"
+    );
+    let merged: Vec<_> = env
+        .events()
+        .into_iter()
+        .filter(|e| e["event"] == "task.merged")
+        .collect();
+    assert_eq!(merged.len(), 1, "{merged:?}");
+}
