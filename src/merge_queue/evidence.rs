@@ -12,6 +12,10 @@
 //!   under `refs/orch/backup/<id>/<n>` before it landed (same author, time
 //!   and message).
 //!
+//! A task whose branch had no commits of its own ([`landed_empty`]) lands
+//! without a commit: its branch, queued at its base, being gone while the
+//! target holds the base is its landing (the queue deletes it at once).
+//!
 //! A branch tip that is merely contained in the target is not evidence: a
 //! person (or an agent) may have moved the target onto it, and that is not
 //! a merge that passed policy. Nor is a merge the state already recorded
@@ -165,6 +169,24 @@ pub fn find(
         }
     }
     Ok(found)
+}
+
+/// Whether a task whose branch had no commits of its own landed: its
+/// branch, queued at its base, is gone, and the target holds that base.
+/// Such a branch lands without moving the target: the queue frees its
+/// worktree and deletes the branch at once, before the state records the
+/// merge, and nothing else shows it. A person who deleted that branch lost
+/// nothing either: the target holds all of its work (none).
+pub fn landed_empty(
+    repo: &Repository,
+    head: Oid,
+    branch: &str,
+    base: Oid,
+    queued: Oid,
+) -> Result<bool, git2::Error> {
+    Ok(queued == base
+        && crate::git::refs::tip(repo, branch)?.is_none()
+        && contains(repo, head, base)?)
 }
 
 /// Returns the subject's task id if `message` is an orch revert commit's:
