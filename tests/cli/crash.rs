@@ -474,3 +474,32 @@ fn a_kill_after_a_task_with_no_commits_lost_its_branch_to_the_landing_finds_it_m
         .collect();
     assert_eq!(merged.len(), 1, "{merged:?}");
 }
+
+/// A coordinator killed after it created a task's branch and before the
+/// state recorded where the branch left the target leaves a branch the
+/// state knows no base for. The next attempt of a task with no commits
+/// reuses it: its base is where the branch left the target, and the target
+/// holds all of its work, so it merges (not "put there outside orch").
+#[test]
+fn a_kill_after_a_task_s_branch_was_made_and_before_its_base_was_recorded_still_merges_a_task_with_no_commits()
+ {
+    let env = TestEnv::new();
+    env.init_repo();
+    env.write(
+        ".orchestrator.toml",
+        "[git]\ntarget = \"main\"\n\n[agent]\ncommand = [\"true\"]\n\n[hooks]\ninstall = false\n",
+    );
+    env.write("plan.toml", "[[task]]\nid = \"T1\"\nexpect_changes = false\n");
+    env.git(&env.repo(), ["add", "-A"]);
+    env.git(&env.repo(), ["commit", "-q", "-m", "plan"]);
+    env.git(&env.repo(), ["branch", "orch/T1", "main"]);
+
+    let out = env.orch().arg("run").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        env.render(&out),
+        env.run(["status"])
+    );
+    assert_eq!(env.status_of("T1"), "merged");
+}
