@@ -441,6 +441,62 @@ mod tests {
         git(&req.path, &["status", "--short"]);
     }
 
+    /// A kill-loop failure (200 tasks with no commits): the coordinator
+    /// was killed while the recycle wrote the worktree's `.git` file, after
+    /// the temp file was written and before it replaced `.git`. The next
+    /// run finished the rename, but the temp file left behind made the
+    /// worktree look changed, and the task failed: "already exists and is
+    /// not a worktree of this repository".
+    #[test]
+    fn a_recycle_cut_while_the_git_file_was_written_is_finished() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        let repo = root.join("repo");
+        let git = |cwd: &Path, args: &[&str]| {
+            let out = cmd::command(cwd).args(args).output().unwrap();
+            assert!(out.status.success(), "{args:?}: {out:?}");
+        };
+        std::fs::create_dir(&repo).unwrap();
+        git(&repo, &["init", "-q", "-b", "main"]);
+        git(
+            &repo,
+            &[
+                "-c",
+                "user.name=a",
+                "-c",
+                "user.email=a@b",
+                "commit",
+                "-q",
+                "--allow-empty",
+                "-m",
+                "i",
+            ],
+        );
+        git(&repo, &["worktree", "add", "-q", "--detach", "../wt/T1"]);
+        worktree::move_to(&repo, &root.join("wt/T1"), &root.join("wt/T2")).unwrap();
+        let admin = repo.join(".git/worktrees");
+        std::fs::rename(admin.join("T1"), admin.join("T2")).unwrap();
+        let line = format!("gitdir: {}\n", admin.join("T2").display());
+        std::fs::write(root.join("wt/T2").join(worktree::DOTGIT_NEW), line).unwrap();
+        let req = Request {
+            repo: repo.clone(),
+            target: "main".to_owned(),
+            branch: "orch/T2".to_owned(),
+            path: root.join("wt/T2"),
+            previous: None,
+            base: None,
+            free: None,
+            merge_target: None,
+        };
+        let provisioned = provision(&req).unwrap();
+        assert_eq!(provisioned.how, How::Recycled);
+        assert_eq!(
+            worktree::current_branch(&req.path).unwrap().as_deref(),
+            Some("orch/T2")
+        );
+        assert_eq!(worktree::dirty_files(&req.path).unwrap(), Vec::<String>::new());
+    }
+
     #[test]
     fn the_worktree_root_sits_beside_the_repository() {
         let root = worktree_root(Path::new("/home/a/src/shop"), "../{repo}.worktrees");
