@@ -503,3 +503,91 @@ fn a_kill_after_a_task_s_branch_was_made_and_before_its_base_was_recorded_still_
     );
     assert_eq!(env.status_of("T1"), "merged");
 }
+
+/// Tasks whose agents commit nothing land without moving the target; their
+/// worktrees are freed and recycled, their branches deleted. The
+/// coordinator is killed at random instants (while worktrees are made and
+/// recycled, branches deleted, landings recorded) and restarted: the last
+/// run ends with every task merged once, and the target as it was.
+/// `ORCH_CRASH_KILLS` and `ORCH_CRASH_SEED` as for the harness.
+#[test]
+fn sigkill_at_random_instants_with_tasks_that_commit_nothing_merges_each_once() {
+    let tasks = 160;
+    let kills = env_number("ORCH_CRASH_KILLS", 12);
+    let seed = env_number("ORCH_CRASH_SEED", fastrand::u64(..));
+    let mut rng = fastrand::Rng::with_seed(seed);
+    println!("no-commit kill loop: {kills} kills, seed {seed}");
+    let env = TestEnv::new();
+    env.init_repo();
+    env.write(
+        ".orchestrator.toml",
+        "[git]\ntarget = \"main\"\n\n[agent]\ncommand = [\"true\"]\nmax_parallel = 8\n\n[merge]\nbatch = 8\n\n[hooks]\ninstall = false\n",
+    );
+    let plan: String = (1..=tasks)
+        .map(|i| format!("[[task]]\nid = \"T{i:02}\"\nexpect_changes = false\n"))
+        .collect();
+    env.write("plan.toml", &plan);
+    env.git(&env.repo(), ["add", "-A"]);
+    env.git(&env.repo(), ["commit", "-q", "-m", "plan"]);
+    let main = env.git(&env.repo(), ["rev-parse", "main"]);
+
+    let started = Instant::now();
+    let mut killed = 0;
+    for kill in 1..=kills {
+        let mut run = env
+            .orch()
+            .arg("run")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_millis(rng.u64(50..500));
+        let mut ended = None;
+        while Instant::now() < deadline && ended.is_none() {
+            ended = run.try_wait().unwrap();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if ended.is_some() {
+            println!("kill {kill}: the run had finished already");
+            break;
+        }
+        kill_process(Pid::from_raw(run.id() as i32).unwrap(), Signal::KILL).unwrap();
+        run.wait().unwrap();
+        killed += 1;
+        check_files(&env, kill);
+    }
+    let out = env.orch().arg("run").output().unwrap();
+    assert!(
+        out.status.success(),
+        "the last run (seed {seed}): {}\n{}",
+        env.render(&out),
+        env.run(["status"])
+    );
+    let (items, _) = statuses(&env);
+    assert!(
+        items.values().all(|s| s == "merged") && items.len() == tasks,
+        "{items:?}"
+    );
+    let mut merges: BTreeMap<String, usize> = BTreeMap::new();
+    for e in env.events().iter().filter(|e| e["event"] == "task.merged") {
+        *merges
+            .entry(e["id"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    assert!(
+        merges.len() == tasks && merges.values().all(|n| *n == 1),
+        "each task merged once: {merges:?}"
+    );
+    assert_eq!(env.git(&env.repo(), ["rev-parse", "main"]), main);
+    let events = env.events();
+    let count = |name: &str| events.iter().filter(|e| e["event"] == name).count();
+    println!(
+        "no-commit kill loop: {killed} of {kills} SIGKILLs made, {tasks} tasks merged once each ({} recovered), {} runs, {:.1} s",
+        events
+            .iter()
+            .filter(|e| e["event"] == "task.merged" && e["recovered"] == true)
+            .count(),
+        count("run.started"),
+        started.elapsed().as_secs_f64()
+    );
+}
