@@ -18,6 +18,10 @@
 //! records the commit it passed; every move of the target orch made (its
 //! reflog) must be to one of those: no commit landed unchecked.
 //!
+//! A fifth loop, with no check, kills a run of 160 tasks whose agents
+//! commit nothing (they land without moving the target, their branches
+//! deleted and worktrees recycled at once), 12 times.
+//!
 //! CI runs 10 kills of the first and 6 of each other. By hand, for 100:
 //! `ORCH_CRASH_KILLS=100 cargo test --test cli crash -- --nocapture`
 //! (`ORCH_CRASH_SEED` replays a run; the seed is printed).
