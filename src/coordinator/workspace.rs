@@ -494,7 +494,10 @@ mod tests {
             worktree::current_branch(&req.path).unwrap().as_deref(),
             Some("orch/T2")
         );
-        assert_eq!(worktree::dirty_files(&req.path).unwrap(), Vec::<String>::new());
+        assert_eq!(
+            worktree::dirty_files(&req.path).unwrap(),
+            Vec::<String>::new()
+        );
     }
 
     #[test]

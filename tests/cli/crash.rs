@@ -443,7 +443,10 @@ fn a_kill_after_a_task_with_no_commits_lost_its_branch_to_the_landing_finds_it_m
         ".orchestrator.toml",
         "[git]\ntarget = \"main\"\n\n[agent]\ncommand = [\"true\"]\n\n[hooks]\ninstall = false\n",
     );
-    env.write("plan.toml", "[[task]]\nid = \"T1\"\nexpect_changes = false\n");
+    env.write(
+        "plan.toml",
+        "[[task]]\nid = \"T1\"\nexpect_changes = false\n",
+    );
     env.git(&env.repo(), ["add", "-A"]);
     env.git(&env.repo(), ["commit", "-q", "-m", "plan"]);
     let out = env.orch().args(["run", "--no-merge"]).output().unwrap();
@@ -493,7 +496,10 @@ fn a_kill_after_a_task_s_branch_was_made_and_before_its_base_was_recorded_still_
         ".orchestrator.toml",
         "[git]\ntarget = \"main\"\n\n[agent]\ncommand = [\"true\"]\n\n[hooks]\ninstall = false\n",
     );
-    env.write("plan.toml", "[[task]]\nid = \"T1\"\nexpect_changes = false\n");
+    env.write(
+        "plan.toml",
+        "[[task]]\nid = \"T1\"\nexpect_changes = false\n",
+    );
     env.git(&env.repo(), ["add", "-A"]);
     env.git(&env.repo(), ["commit", "-q", "-m", "plan"]);
     env.git(&env.repo(), ["branch", "orch/T1", "main"]);
