@@ -333,4 +333,30 @@ mod tests {
         let found = find(&repo, again, &[sought(Some(first))], Some(&journal)).unwrap();
         assert_eq!(found.get("T1"), Some(&again));
     }
+
+    #[test]
+    fn a_branch_with_no_commits_landed_when_it_is_gone_and_the_target_holds_its_base() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = Repository::init(tmp.path()).unwrap();
+        let base = commit(&repo, None, "base");
+        let head = commit(&repo, Some(base), "later");
+        let aside = commit(&repo, None, "elsewhere");
+        let own = commit(&repo, Some(base), "the agent's work");
+        repo.branch("orch/T2", &repo.find_commit(base).unwrap(), false)
+            .unwrap();
+        // (branch, base, queued tip, landed)
+        let table = [
+            ("orch/T1", base, base, true),
+            ("orch/T2", base, base, false),
+            ("orch/T1", base, own, false),
+            ("orch/T1", aside, aside, false),
+        ];
+        for (branch, base, queued, want) in table {
+            assert_eq!(
+                landed_empty(&repo, head, branch, base, queued).unwrap(),
+                want,
+                "{branch} {base} {queued}"
+            );
+        }
+    }
 }
