@@ -18,9 +18,9 @@
 //! records the commit it passed; every move of the target orch made (its
 //! reflog) must be to one of those: no commit landed unchecked.
 //!
-//! A fifth loop, with no check, kills a run of 160 tasks whose agents
+//! A fifth loop, with no check, kills a run of 120 tasks whose agents
 //! commit nothing (they land without moving the target, their branches
-//! deleted and worktrees recycled at once), 12 times.
+//! deleted and worktrees recycled at once), 10 times.
 //!
 //! CI runs 10 kills of the first and 6 of each other. By hand, for 100:
 //! `ORCH_CRASH_KILLS=100 cargo test --test cli crash -- --nocapture`
@@ -522,8 +522,8 @@ fn a_kill_after_a_task_s_branch_was_made_and_before_its_base_was_recorded_still_
 /// `ORCH_CRASH_KILLS` and `ORCH_CRASH_SEED` as for the harness.
 #[test]
 fn sigkill_at_random_instants_with_tasks_that_commit_nothing_merges_each_once() {
-    let tasks = 160;
-    let kills = env_number("ORCH_CRASH_KILLS", 12);
+    let tasks = 120;
+    let kills = env_number("ORCH_CRASH_KILLS", 10);
     let seed = env_number("ORCH_CRASH_SEED", fastrand::u64(..));
     let mut rng = fastrand::Rng::with_seed(seed);
     println!("no-commit kill loop: {kills} kills, seed {seed}");
@@ -551,8 +551,15 @@ fn sigkill_at_random_instants_with_tasks_that_commit_nothing_merges_each_once() 
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_millis(rng.u64(50..500));
+        // Killed once it recovered and wrote its state, at a random instant after.
+        let pid = u64::from(run.id());
         let mut ended = None;
+        let recorded = wait_until(DEADLINE, || {
+            ended = run.try_wait().unwrap();
+            ended.is_some() || statuses(&env).1 == Some(pid)
+        });
+        assert!(recorded, "kill {kill}: the run never wrote its state");
+        let deadline = Instant::now() + Duration::from_millis(rng.u64(20..400));
         while Instant::now() < deadline && ended.is_none() {
             ended = run.try_wait().unwrap();
             std::thread::sleep(Duration::from_millis(5));
