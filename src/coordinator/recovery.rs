@@ -21,8 +21,11 @@
 //!   the journal, its merge commit, its replayed tip) is merged, whatever
 //!   status the state had recorded (it may lag a crash, or a second
 //!   coordinator): an open attempt of it is closed and stopped. A branch
-//!   tip merely contained in the target is not evidence. Any other task
-//!   caught mid-merge goes back to the queue;
+//!   tip merely contained in the target is not evidence. A task waiting to
+//!   merge whose branch had no commits of its own (queued at its base) and
+//!   is gone landed: the queue deletes such a branch as it lands it, before
+//!   the state records the merge. Any other task caught mid-merge goes back
+//!   to the queue;
 //! - a target that no longer contains the head orch last landed was moved
 //!   under orch: the lost commit is kept under a backup ref and the run
 //!   halts, until a person puts it back or deletes that ref;
@@ -222,8 +225,28 @@ fn landed(
         return BTreeMap::new();
     }
     let journal: Option<Journal> = crate::fsio::read_json(&dir.merge_journal()).ok().flatten();
-    let found = git2::Repository::open(repo)
-        .and_then(|git| evidence::find(&git, tip, &sought, journal.as_ref()));
+    let found = git2::Repository::open(repo).and_then(|git| {
+        let mut found = evidence::find(&git, tip, &sought, journal.as_ref())?;
+        for (id, s) in &state.items {
+            if found.contains_key(id.as_str())
+                || !matches!(s.status, Status::AwaitingMerge | Status::Merging)
+                || plan
+                    .lookup(id.as_str())
+                    .is_none_or(|i| plan.item(i).kind != Kind::Task)
+            {
+                continue;
+            }
+            let parse = |c: Option<&String>| c.and_then(|c| refs::parse_oid(c));
+            let queued = parse(s.queued.as_ref().and_then(|q| q.tip.as_ref()));
+            if let (Some(branch), Some(base), Some(queued)) =
+                (&s.branch, parse(s.base.as_ref()), queued)
+                && evidence::landed_empty(&git, tip, branch, base, queued)?
+            {
+                found.insert(id.to_string(), tip);
+            }
+        }
+        Ok(found)
+    });
     match found {
         Ok(found) => found
             .into_iter()

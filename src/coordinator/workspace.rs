@@ -72,7 +72,8 @@ pub enum How {
 #[derive(Debug, Clone)]
 pub struct Provisioned {
     pub worktree: PathBuf,
-    /// The target commit the branch was created from (new branches only).
+    /// The target commit the branch was created from (new branches, and
+    /// existing ones the state records no base for: where they left it).
     pub base: Option<String>,
     pub how: How,
     /// The branch tip the agent starts from.
@@ -173,7 +174,10 @@ fn provision_worktree(req: &Request) -> Result<Provisioned, GitError> {
         if matches!(freshness, Freshness::Restarted { .. }) {
             existing = Some(target_tip);
         }
-        let base = matches!(freshness, Freshness::Restarted { .. }).then(|| target_hex.clone());
+        let base = match freshness {
+            Freshness::Restarted { .. } => Some(target_hex.clone()),
+            _ => unrecorded_base(req, tip, target_tip)?,
+        };
         if let Some(path) = holder {
             return Ok(Provisioned {
                 worktree: path,
@@ -187,7 +191,15 @@ fn provision_worktree(req: &Request) -> Result<Provisioned, GitError> {
     }
     // A restarted branch counts its commits from the target's head, as a new one does.
     let restarted = matches!(freshness, Freshness::Restarted { .. });
-    let new_base = |created: bool| (created || restarted).then(|| target_hex.clone());
+    let unrecorded = match existing {
+        Some(tip) if !restarted => unrecorded_base(req, tip, target_tip)?,
+        _ => None,
+    };
+    let new_base = |created: bool| {
+        (created || restarted)
+            .then(|| target_hex.clone())
+            .or_else(|| unrecorded.clone())
+    };
     if let Some(mut provisioned) = finish_cut_recycle(req, existing.is_some(), &target_hex)? {
         provisioned.base = new_base(existing.is_none());
         provisioned.freshness = freshness;
@@ -234,6 +246,28 @@ fn provision_worktree(req: &Request) -> Result<Provisioned, GitError> {
         freshness,
         free: free_fate,
     })
+}
+
+/// Returns where an existing branch at `tip` left the target (their merge
+/// base) when the state records no base for it: a coordinator killed after
+/// it created the branch and before it recorded the base, say. Without a
+/// base, a branch with no commits of its own could not show that the
+/// target holds all of its work, and would fail its merge.
+fn unrecorded_base(
+    req: &Request,
+    tip: git2::Oid,
+    target_tip: git2::Oid,
+) -> Result<Option<String>, GitError> {
+    if req.base.is_some() {
+        return Ok(None);
+    }
+    let repo = &req.repo;
+    let git = git2::Repository::open(repo).map_err(GitError::git(repo))?;
+    match git.merge_base(tip, target_tip) {
+        Ok(base) => Ok(Some(base.to_string())),
+        Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
+        Err(e) => Err(GitError::git(repo)(e)),
+    }
 }
 
 /// Moves an existing branch at `tip` that holds no commits of its own to
@@ -405,6 +439,65 @@ mod tests {
             Some("orch/T2")
         );
         git(&req.path, &["status", "--short"]);
+    }
+
+    /// A kill-loop failure (200 tasks with no commits): the coordinator
+    /// was killed while the recycle wrote the worktree's `.git` file, after
+    /// the temp file was written and before it replaced `.git`. The next
+    /// run finished the rename, but the temp file left behind made the
+    /// worktree look changed, and the task failed: "already exists and is
+    /// not a worktree of this repository".
+    #[test]
+    fn a_recycle_cut_while_the_git_file_was_written_is_finished() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        let repo = root.join("repo");
+        let git = |cwd: &Path, args: &[&str]| {
+            let out = cmd::command(cwd).args(args).output().unwrap();
+            assert!(out.status.success(), "{args:?}: {out:?}");
+        };
+        std::fs::create_dir(&repo).unwrap();
+        git(&repo, &["init", "-q", "-b", "main"]);
+        git(
+            &repo,
+            &[
+                "-c",
+                "user.name=a",
+                "-c",
+                "user.email=a@b",
+                "commit",
+                "-q",
+                "--allow-empty",
+                "-m",
+                "i",
+            ],
+        );
+        git(&repo, &["worktree", "add", "-q", "--detach", "../wt/T1"]);
+        worktree::move_to(&repo, &root.join("wt/T1"), &root.join("wt/T2")).unwrap();
+        let admin = repo.join(".git/worktrees");
+        std::fs::rename(admin.join("T1"), admin.join("T2")).unwrap();
+        let line = format!("gitdir: {}\n", admin.join("T2").display());
+        std::fs::write(root.join("wt/T2").join(worktree::DOTGIT_NEW), line).unwrap();
+        let req = Request {
+            repo: repo.clone(),
+            target: "main".to_owned(),
+            branch: "orch/T2".to_owned(),
+            path: root.join("wt/T2"),
+            previous: None,
+            base: None,
+            free: None,
+            merge_target: None,
+        };
+        let provisioned = provision(&req).unwrap();
+        assert_eq!(provisioned.how, How::Recycled);
+        assert_eq!(
+            worktree::current_branch(&req.path).unwrap().as_deref(),
+            Some("orch/T2")
+        );
+        assert_eq!(
+            worktree::dirty_files(&req.path).unwrap(),
+            Vec::<String>::new()
+        );
     }
 
     #[test]

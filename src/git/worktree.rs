@@ -146,6 +146,11 @@ pub fn move_to(repo: &Path, from: &Path, to: &Path) -> Result<(), GitError> {
     Ok(())
 }
 
+/// The temp file a worktree's `.git` file is written through: always the
+/// same name, so that a write cut by a crash is taken up by the next one,
+/// not left as an untracked file that makes the worktree look changed.
+pub const DOTGIT_NEW: &str = ".git.orch-new";
+
 /// Names a worktree's admin folder (`<common dir>/worktrees/<name>`) after
 /// the worktree's own folder, as `git worktree add` would have: a recycled
 /// worktree moved from `T1` to `T2` keeps the admin folder `T1` otherwise,
@@ -170,7 +175,11 @@ pub fn name_admin_after_folder(worktree: &Path) -> std::io::Result<bool> {
     let written_wanted = written_parent.join(name);
     let admin = worktree.join(&written);
     let wanted = worktree.join(&written_wanted);
+    let temp = worktree.join(DOTGIT_NEW);
     if written == written_wanted {
+        if temp.is_file() {
+            std::fs::remove_file(&temp)?;
+        }
         return Ok(false);
     }
     let points_here = |dir: &Path| {
@@ -188,13 +197,24 @@ pub fn name_admin_after_folder(worktree: &Path) -> std::io::Result<bool> {
         return Ok(false);
     }
     let line = format!("gitdir: {}\n", written_wanted.display());
-    if let Err(e) = crate::fsio::write_atomically(&dotgit, line.as_bytes()) {
+    if let Err(e) = replace_dotgit(worktree, &temp, &dotgit, &line) {
         if !admin.exists() {
             let _ = std::fs::rename(&wanted, &admin);
         }
         return Err(e);
     }
     Ok(true)
+}
+
+/// Replaces the worktree's `.git` file with `line` through `temp`: write,
+/// fsync, rename, fsync of the folder.
+fn replace_dotgit(worktree: &Path, temp: &Path, dotgit: &Path, line: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::File::create(temp)?;
+    file.write_all(line.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(temp, dotgit)?;
+    std::fs::File::open(worktree)?.sync_all()
 }
 
 /// Removes a clean worktree; git refuses a dirty one.

@@ -12,6 +12,10 @@
 //!   under `refs/orch/backup/<id>/<n>` before it landed (same author, time
 //!   and message).
 //!
+//! A task whose branch had no commits of its own ([`landed_empty`]) lands
+//! without a commit: its branch, queued at its base, being gone while the
+//! target holds the base is its landing (the queue deletes it at once).
+//!
 //! A branch tip that is merely contained in the target is not evidence: a
 //! person (or an agent) may have moved the target onto it, and that is not
 //! a merge that passed policy. Nor is a merge the state already recorded
@@ -167,6 +171,24 @@ pub fn find(
     Ok(found)
 }
 
+/// Whether a task whose branch had no commits of its own landed: its
+/// branch, queued at its base, is gone, and the target holds that base.
+/// Such a branch lands without moving the target: the queue frees its
+/// worktree and deletes the branch at once, before the state records the
+/// merge, and nothing else shows it. A person who deleted that branch lost
+/// nothing either: the target holds all of its work (none).
+pub fn landed_empty(
+    repo: &Repository,
+    head: Oid,
+    branch: &str,
+    base: Oid,
+    queued: Oid,
+) -> Result<bool, git2::Error> {
+    Ok(queued == base
+        && crate::git::refs::tip(repo, branch)?.is_none()
+        && contains(repo, head, base)?)
+}
+
 /// Returns the subject's task id if `message` is an orch revert commit's:
 /// `Revert task <id>: …` with an `Orch-Revert: <id>` trailer.
 pub fn reverted_task(message: &str) -> Option<&str> {
@@ -310,5 +332,31 @@ mod tests {
         );
         let found = find(&repo, again, &[sought(Some(first))], Some(&journal)).unwrap();
         assert_eq!(found.get("T1"), Some(&again));
+    }
+
+    #[test]
+    fn a_branch_with_no_commits_landed_when_it_is_gone_and_the_target_holds_its_base() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = Repository::init(tmp.path()).unwrap();
+        let base = commit(&repo, None, "base");
+        let head = commit(&repo, Some(base), "later");
+        let aside = commit(&repo, None, "elsewhere");
+        let own = commit(&repo, Some(base), "the agent's work");
+        repo.branch("orch/T2", &repo.find_commit(base).unwrap(), false)
+            .unwrap();
+        // (branch, base, queued tip, landed)
+        let table = [
+            ("orch/T1", base, base, true),
+            ("orch/T2", base, base, false),
+            ("orch/T1", base, own, false),
+            ("orch/T1", aside, aside, false),
+        ];
+        for (branch, base, queued, want) in table {
+            assert_eq!(
+                landed_empty(&repo, head, branch, base, queued).unwrap(),
+                want,
+                "{branch} {base} {queued}"
+            );
+        }
     }
 }

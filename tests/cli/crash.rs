@@ -18,6 +18,10 @@
 //! records the commit it passed; every move of the target orch made (its
 //! reflog) must be to one of those: no commit landed unchecked.
 //!
+//! A fifth loop, with no check, kills a run of 120 tasks whose agents
+//! commit nothing (they land without moving the target, their branches
+//! deleted and worktrees recycled at once), 10 times.
+//!
 //! CI runs 10 kills of the first and 6 of each other. By hand, for 100:
 //! `ORCH_CRASH_KILLS=100 cargo test --test cli crash -- --nocapture`
 //! (`ORCH_CRASH_SEED` replays a run; the seed is printed).
@@ -422,4 +426,185 @@ fn issue_14_sigkill_during_batched_and_speculative_checks_lands_each_task_once_a
         parallel: 2,
         flaky: 6,
     });
+}
+
+/// A task whose agent committed nothing lands without moving the target:
+/// the merge queue frees its worktree and deletes its branch at once, and
+/// only then does the state record the merge. A kill in between leaves the
+/// state with the task waiting to merge and its branch gone; the next run
+/// finds it merged (the target holds all of its work: none), not failed
+/// with "branch `orch/T1` is gone". The kill's aftermath is made here with
+/// git, as the landing leaves it: worktree detached, branch deleted.
+#[test]
+fn a_kill_after_a_task_with_no_commits_lost_its_branch_to_the_landing_finds_it_merged() {
+    let env = TestEnv::new();
+    env.init_repo();
+    env.write(
+        ".orchestrator.toml",
+        "[git]\ntarget = \"main\"\n\n[agent]\ncommand = [\"true\"]\n\n[hooks]\ninstall = false\n",
+    );
+    env.write(
+        "plan.toml",
+        "[[task]]\nid = \"T1\"\nexpect_changes = false\n",
+    );
+    env.git(&env.repo(), ["add", "-A"]);
+    env.git(&env.repo(), ["commit", "-q", "-m", "plan"]);
+    let out = env.orch().args(["run", "--no-merge"]).output().unwrap();
+    assert!(out.status.success(), "{}", env.render(&out));
+    let item = &env.state()["items"]["T1"];
+    assert_eq!(item["status"], "awaiting_merge", "{item}");
+    assert_eq!(item["queued"]["tip"], item["base"], "{item}");
+    let worktree = std::path::PathBuf::from(item["worktree"].as_str().unwrap());
+    let branch = item["branch"].as_str().unwrap().to_owned();
+    let main_before = env.git(&env.repo(), ["rev-parse", "main"]);
+
+    env.git(&worktree, ["switch", "--quiet", "--detach"]);
+    env.git(&env.repo(), ["branch", "-q", "-D", &branch]);
+
+    let out = env.orch().arg("run").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        env.render(&out),
+        env.run(["status"])
+    );
+    assert_eq!(env.status_of("T1"), "merged");
+    assert_eq!(
+        env.git(&env.repo(), ["rev-parse", "main"]),
+        main_before,
+        "nothing to land: the target stays"
+    );
+    let merged: Vec<_> = env
+        .events()
+        .into_iter()
+        .filter(|e| e["event"] == "task.merged")
+        .collect();
+    assert_eq!(merged.len(), 1, "{merged:?}");
+}
+
+/// A coordinator killed after it created a task's branch and before the
+/// state recorded where the branch left the target leaves a branch the
+/// state knows no base for. The next attempt of a task with no commits
+/// reuses it: its base is where the branch left the target, and the target
+/// holds all of its work, so it merges (not "put there outside orch").
+#[test]
+fn a_kill_after_a_task_s_branch_was_made_and_before_its_base_was_recorded_still_merges_a_task_with_no_commits()
+ {
+    let env = TestEnv::new();
+    env.init_repo();
+    env.write(
+        ".orchestrator.toml",
+        "[git]\ntarget = \"main\"\n\n[agent]\ncommand = [\"true\"]\n\n[hooks]\ninstall = false\n",
+    );
+    env.write(
+        "plan.toml",
+        "[[task]]\nid = \"T1\"\nexpect_changes = false\n",
+    );
+    env.git(&env.repo(), ["add", "-A"]);
+    env.git(&env.repo(), ["commit", "-q", "-m", "plan"]);
+    env.git(&env.repo(), ["branch", "orch/T1", "main"]);
+
+    let out = env.orch().arg("run").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        env.render(&out),
+        env.run(["status"])
+    );
+    assert_eq!(env.status_of("T1"), "merged");
+}
+
+/// Tasks whose agents commit nothing land without moving the target; their
+/// worktrees are freed and recycled, their branches deleted. The
+/// coordinator is killed at random instants (while worktrees are made and
+/// recycled, branches deleted, landings recorded) and restarted: the last
+/// run ends with every task merged once, and the target as it was.
+/// `ORCH_CRASH_KILLS` and `ORCH_CRASH_SEED` as for the harness.
+#[test]
+fn sigkill_at_random_instants_with_tasks_that_commit_nothing_merges_each_once() {
+    let tasks = 120;
+    let kills = env_number("ORCH_CRASH_KILLS", 10);
+    let seed = env_number("ORCH_CRASH_SEED", fastrand::u64(..));
+    let mut rng = fastrand::Rng::with_seed(seed);
+    println!("no-commit kill loop: {kills} kills, seed {seed}");
+    let env = TestEnv::new();
+    env.init_repo();
+    env.write(
+        ".orchestrator.toml",
+        "[git]\ntarget = \"main\"\n\n[agent]\ncommand = [\"true\"]\nmax_parallel = 8\n\n[merge]\nbatch = 8\n\n[hooks]\ninstall = false\n",
+    );
+    let plan: String = (1..=tasks)
+        .map(|i| format!("[[task]]\nid = \"T{i:02}\"\nexpect_changes = false\n"))
+        .collect();
+    env.write("plan.toml", &plan);
+    env.git(&env.repo(), ["add", "-A"]);
+    env.git(&env.repo(), ["commit", "-q", "-m", "plan"]);
+    let main = env.git(&env.repo(), ["rev-parse", "main"]);
+
+    let started = Instant::now();
+    let mut killed = 0;
+    for kill in 1..=kills {
+        let mut run = env
+            .orch()
+            .arg("run")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Killed once it recovered and wrote its state, at a random instant after.
+        let pid = u64::from(run.id());
+        let mut ended = None;
+        let recorded = wait_until(DEADLINE, || {
+            ended = run.try_wait().unwrap();
+            ended.is_some() || statuses(&env).1 == Some(pid)
+        });
+        assert!(recorded, "kill {kill}: the run never wrote its state");
+        let deadline = Instant::now() + Duration::from_millis(rng.u64(20..400));
+        while Instant::now() < deadline && ended.is_none() {
+            ended = run.try_wait().unwrap();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if ended.is_some() {
+            println!("kill {kill}: the run had finished already");
+            break;
+        }
+        kill_process(Pid::from_raw(run.id() as i32).unwrap(), Signal::KILL).unwrap();
+        run.wait().unwrap();
+        killed += 1;
+        check_files(&env, kill);
+    }
+    let out = env.orch().arg("run").output().unwrap();
+    assert!(
+        out.status.success(),
+        "the last run (seed {seed}): {}\n{}",
+        env.render(&out),
+        env.run(["status"])
+    );
+    let (items, _) = statuses(&env);
+    assert!(
+        items.values().all(|s| s == "merged") && items.len() == tasks,
+        "{items:?}"
+    );
+    let mut merges: BTreeMap<String, usize> = BTreeMap::new();
+    for e in env.events().iter().filter(|e| e["event"] == "task.merged") {
+        *merges
+            .entry(e["id"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    assert!(
+        merges.len() == tasks && merges.values().all(|n| *n == 1),
+        "each task merged once: {merges:?}"
+    );
+    assert_eq!(env.git(&env.repo(), ["rev-parse", "main"]), main);
+    let events = env.events();
+    let count = |name: &str| events.iter().filter(|e| e["event"] == name).count();
+    println!(
+        "no-commit kill loop: {killed} of {kills} SIGKILLs made, {tasks} tasks merged once each ({} recovered), {} runs, {:.1} s",
+        events
+            .iter()
+            .filter(|e| e["event"] == "task.merged" && e["recovered"] == true)
+            .count(),
+        count("run.started"),
+        started.elapsed().as_secs_f64()
+    );
 }

@@ -209,8 +209,10 @@ fn issue_15_a_kill_between_snapshots_loses_no_change() {
     );
 
     // The next run starts from that state: its first snapshot, written
-    // once it recovered, has every merge and every attempt read above, and
-    // it merges no task a second time.
+    // once it recovered, has every merge and every attempt read above; it
+    // merges every task (a landing the kill cut short included: a branch
+    // with no commits is deleted as it lands, before the state records
+    // it), none a second time.
     let mut again = env
         .orch()
         .arg("run")
@@ -233,7 +235,14 @@ fn issue_15_a_kill_between_snapshots_loses_no_change() {
             "{id}: {attempts} attempts before the restart, {recorded} after"
         );
     }
-    again.wait().unwrap();
+    let status = again.wait().unwrap();
+    assert!(
+        status.success(),
+        "the next run carries on to the end: {status}\n{}",
+        env.run(["status"])
+    );
+    let read = statuses(&env);
+    assert!(read.values().all(|(s, _)| s == "merged"), "{read:?}");
     let mut merges: BTreeMap<String, usize> = BTreeMap::new();
     for e in env.events().iter().filter(|e| e["event"] == "task.merged") {
         *merges
