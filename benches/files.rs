@@ -15,10 +15,12 @@
 //!    `run.finished`) and with its children (git, hooks; the agents too),
 //!    the median time from the agent's exit (`exit.json`) to
 //!    `task.completed` (on the critical path: the next task starts then).
-//! 3. One merge: on a third clone, `orch run --no-merge` of the same tasks,
-//!    then `orch merge` alone (no agent at work meanwhile), the median
-//!    `merge_ms` of `task.merged` (picked from the queue to the target and
-//!    its checkout moved), next to the median `git merge --no-ff` of step 1.
+//! 3. One merge: on a third clone, each task in turn is queued (`orch run
+//!    --no-merge`) and merged alone (`orch merge`, no agent at work
+//!    meanwhile: tasks queued together land together and share one
+//!    `merge_ms`), the median `merge_ms` of `task.merged` (picked from the
+//!    queue to the target and its checkout moved), next to the median `git
+//!    merge --no-ff` of step 1.
 //!
 //! With `ORCH_BENCH_BASE` set to another `orch` binary (say the target
 //! branch's, built elsewhere), steps 2 and 3 run with it too, on clones of
@@ -47,8 +49,9 @@ fn sizes() -> Vec<usize> {
         .unwrap_or_else(|| vec![500, 5000, 50_000])
 }
 
-fn plan() -> String {
-    (0..TASKS)
+/// The first `n` tasks.
+fn plan(n: usize) -> String {
+    (0..n)
         .map(|i| format!("[[task]]\nid = \"T{i}\"\n"))
         .collect()
 }
@@ -150,26 +153,31 @@ fn events(repo: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// Queues the tasks with `orch run --no-merge`, then merges them all with
-/// `orch merge`; returns the median merge.
+/// Merges the tasks one at a time: each in turn is queued (`orch run
+/// --no-merge` of a plan that grows by one task) and merged alone (`orch
+/// merge`; the tasks queued together land together and share one
+/// `merge_ms`); returns the median merge.
 fn orch_merge(bin: &Path, repo: &Path) -> Duration {
     write_config(repo, commit_agent().to_str().unwrap(), 1, "");
-    std::fs::write(repo.join("plan.toml"), plan()).unwrap();
-    for args in [&["run", "--no-merge"][..], &["merge"]] {
-        let status = orch_command(bin, repo, args).status().unwrap();
-        assert!(status.success(), "orch {args:?}: {status}");
+    for n in 1..=TASKS {
+        std::fs::write(repo.join("plan.toml"), plan(n)).unwrap();
+        for args in [&["run", "--no-merge"][..], &["merge"]] {
+            let status = orch_command(bin, repo, args).status().unwrap();
+            assert!(status.success(), "orch {args:?}: {status}");
+        }
     }
-    let merges = events(repo)
+    let merges: Vec<Duration> = events(repo)
         .iter()
         .filter(|e| e["event"] == "task.merged")
         .filter_map(|m| m["merge_ms"].as_u64().map(Duration::from_millis))
         .collect();
+    assert_eq!(merges.len(), TASKS, "every task merged once");
     median(merges)
 }
 
 fn orch(bin: &Path, repo: &Path) -> Orch {
     write_config(repo, commit_agent().to_str().unwrap(), 1, "");
-    std::fs::write(repo.join("plan.toml"), plan()).unwrap();
+    std::fs::write(repo.join("plan.toml"), plan(TASKS)).unwrap();
     let start = Instant::now();
     let mut child = orch_command(bin, repo, &["run"]).spawn().unwrap();
     let (status, usage) = wait_with_usage(&mut child);

@@ -278,7 +278,8 @@ fn rebase(
 }
 
 /// Returns the files changed from `from` to `to`, with line counts when
-/// `lines` (counting reads every changed blob).
+/// `lines` (counting reads every changed blob). Only the folders whose
+/// trees differ are read ([`super::tree::changes`]).
 pub fn diff_summary(
     repo: &Repository,
     repo_path: &Path,
@@ -286,38 +287,44 @@ pub fn diff_summary(
     to: Oid,
     lines: bool,
 ) -> Result<Vec<FileChange>, GitError> {
-    let err = GitError::git(repo_path);
-    let old = repo
-        .find_commit(from)
-        .and_then(|c| c.tree())
-        .map_err(GitError::git(repo_path))?;
-    let new = repo
-        .find_commit(to)
-        .and_then(|c| c.tree())
-        .map_err(GitError::git(repo_path))?;
-    let mut opts = DiffOptions::new();
-    let diff = repo
-        .diff_tree_to_tree(Some(&old), Some(&new), Some(&mut opts))
-        .map_err(err)?;
-    let mut out = Vec::new();
-    for (i, delta) in diff.deltas().enumerate() {
-        let path = delta
-            .new_file()
-            .path()
-            .or_else(|| delta.old_file().path())
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let (insertions, deletions) = match lines.then(|| git2::Patch::from_diff(&diff, i)) {
-            Some(Ok(Some(patch))) => patch.line_stats().map(|(_, a, d)| (a, d)).unwrap_or((0, 0)),
-            _ => (0, 0),
+    let changes = super::tree::commit_changes(repo, from, to).map_err(GitError::git(repo_path))?;
+    let mut out = Vec::with_capacity(changes.len());
+    for change in changes {
+        let (insertions, deletions) = if lines {
+            line_counts(repo, &change).map_err(GitError::git(repo_path))?
+        } else {
+            (0, 0)
         };
         out.push(FileChange {
-            path,
+            path: change.path.to_string_lossy().into_owned(),
             insertions,
             deletions,
         });
     }
     Ok(out)
+}
+
+/// The lines a change adds and removes (none for a binary file or a
+/// submodule).
+fn line_counts(
+    repo: &Repository,
+    change: &super::tree::Change,
+) -> Result<(usize, usize), git2::Error> {
+    let blob = |side: Option<super::tree::Side>| {
+        side.filter(|s| s.mode != 0o160000)
+            .map(|s| repo.find_blob(s.id))
+            .transpose()
+    };
+    let (old, new) = (blob(change.old)?, blob(change.new)?);
+    let path = change.path.as_path();
+    let patch = git2::Patch::from_buffers(
+        old.as_ref().map_or(&[][..], |b| b.content()),
+        change.old.is_some().then_some(path),
+        new.as_ref().map_or(&[][..], |b| b.content()),
+        change.new.is_some().then_some(path),
+        Some(&mut DiffOptions::new()),
+    )?;
+    Ok(patch.line_stats().map(|(_, a, d)| (a, d)).unwrap_or((0, 0)))
 }
 
 /// Returns the commits reachable from `tip` and not from `head`, oldest first.

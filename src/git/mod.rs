@@ -16,6 +16,7 @@ pub mod merge;
 pub mod refs;
 pub mod repo;
 pub mod trailers;
+pub mod tree;
 pub mod worktree;
 
 pub use repo::{GitError, RepoPaths};

@@ -27,11 +27,11 @@
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use git2::{Delta, ObjectType, Oid, Repository};
+use git2::{ObjectType, Oid, Repository};
 use serde::{Deserialize, Serialize};
 
 use crate::git::cmd::{self, CommandError};
-use crate::git::{GitError, refs};
+use crate::git::{GitError, refs, tree};
 use crate::state::StateDir;
 
 use super::outcome::MergeError;
@@ -161,15 +161,13 @@ fn journal_err(path: &Path) -> impl FnOnce(std::io::Error) -> MergeError + '_ {
 /// whole index in-process.
 pub fn blockers(checkout: &Path, from: Oid, to: Oid) -> Result<Vec<Blocker>, MergeError> {
     let repo = Repository::open(checkout).map_err(git_err(checkout))?;
-    let diff = changes(&repo, checkout, from, to)?;
+    let diff = tree::commit_changes(&repo, from, to).map_err(git_err(checkout))?;
     let mut asked: Vec<PathBuf> = Vec::new();
     let mut file_dirs = std::collections::BTreeSet::new();
-    for delta in diff.deltas() {
-        let Some(path) = delta.new_file().path().or_else(|| delta.old_file().path()) else {
-            continue;
-        };
+    for change in &diff {
+        let path = change.path.as_path();
         asked.push(path.to_owned());
-        if delta.status() != Delta::Deleted {
+        if change.new.is_some() {
             for dir in path.ancestors().skip(1) {
                 if dir.as_os_str().is_empty() || !file_dirs.insert(dir.to_owned()) {
                     break;
@@ -187,22 +185,20 @@ pub fn blockers(checkout: &Path, from: Oid, to: Oid) -> Result<Vec<Blocker>, Mer
     let index = IndexView::read(checkout, &asked)?;
     let mut out = Vec::new();
     let mut seen_dirs = std::collections::BTreeSet::new();
-    for delta in diff.deltas() {
-        let (old, new) = (delta.old_file(), delta.new_file());
-        let Some(path) = new.path().or_else(|| old.path()) else {
-            continue;
-        };
-        let in_from = delta.status() != Delta::Added;
-        let in_to = delta.status() != Delta::Deleted;
+    for change in &diff {
+        let path = change.path.as_path();
+        let in_from = change.old.is_some();
+        let in_to = change.new.is_some();
         let text = path.to_string_lossy().into_owned();
         let tracked = index.entry(path);
-        let why = match tracked {
-            Some((id, mode)) if !in_from || id != old.id() || mode != u32::from(old.mode()) => {
+        let why = match (tracked, change.old) {
+            (Some((id, mode)), Some(old)) if id != old.id || mode != old.mode as u32 => {
                 Some(InTheWay::Modified)
             }
-            Some(_) => index.modified(path).then_some(InTheWay::Modified),
-            None if in_from => Some(InTheWay::Modified),
-            None => on_disk(checkout, path).then(|| untracked_or_ignored(&repo, path)),
+            (Some(_), None) => Some(InTheWay::Modified),
+            (Some(_), Some(_)) => index.modified(path).then_some(InTheWay::Modified),
+            (None, _) if in_from => Some(InTheWay::Modified),
+            (None, _) => on_disk(checkout, path).then(|| untracked_or_ignored(&repo, path)),
         };
         if let Some(why) = why {
             out.push(Blocker { path: text, why });
@@ -298,22 +294,6 @@ impl IndexView {
     fn modified(&self, path: &Path) -> bool {
         self.modified.contains(path)
     }
-}
-
-fn changes<'r>(
-    repo: &'r Repository,
-    dir: &Path,
-    from: Oid,
-    to: Oid,
-) -> Result<git2::Diff<'r>, MergeError> {
-    let tree = |oid: Oid| {
-        repo.find_commit(oid)
-            .and_then(|c| c.tree())
-            .map_err(git_err(dir))
-    };
-    let (old, new) = (tree(from)?, tree(to)?);
-    repo.diff_tree_to_tree(Some(&old), Some(&new), None)
-        .map_err(git_err(dir))
 }
 
 fn on_disk(checkout: &Path, path: &Path) -> bool {
@@ -428,11 +408,8 @@ fn read_tree(
 /// checkout. Returns whether there was any such path to refresh.
 fn refresh_changed(checkout: &Path, from: Oid, to: Oid) -> Result<bool, MergeError> {
     let repo = Repository::open(checkout).map_err(git_err(checkout))?;
-    let diff = changes(&repo, checkout, from, to)?;
-    let paths: Vec<PathBuf> = diff
-        .deltas()
-        .filter_map(|d| d.old_file().path().map(Path::to_owned))
-        .collect();
+    let diff = tree::commit_changes(&repo, from, to).map_err(git_err(checkout))?;
+    let paths: Vec<PathBuf> = diff.into_iter().map(|c| c.path).collect();
     let index = IndexView::read(checkout, &paths)?;
     let tracked: Vec<String> = paths
         .iter()
@@ -648,18 +625,16 @@ fn finish_plan(
     from: Oid,
     to: Oid,
 ) -> Result<FinishPlan, MergeError> {
-    let diff = changes(repo, checkout, from, to)?;
+    let diff = tree::commit_changes(repo, from, to).map_err(git_err(checkout))?;
     let index = repo.index().map_err(git_err(checkout))?;
     let mut plan = FinishPlan::default();
-    for delta in diff.deltas() {
-        let (old, new) = (delta.old_file(), delta.new_file());
-        let Some(path) = new.path().or_else(|| old.path()) else {
-            continue;
-        };
+    for change in &diff {
+        let path = change.path.as_path();
         let text = path.to_string_lossy().into_owned();
-        let in_to = delta.status() != Delta::Deleted;
+        let in_to = change.new.is_some();
         let staged = index.get_path(path, 0).map(|e| e.id);
-        let expected = [old.id(), new.id()];
+        let id = |side: Option<tree::Side>| side.map_or(Oid::ZERO_SHA1, |s| s.id);
+        let expected = [id(change.old), id(change.new)];
         let staged_ok = staged.is_none_or(|id| expected.contains(&id));
         let full = checkout.join(path);
         let content = match full.symlink_metadata() {
