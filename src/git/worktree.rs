@@ -23,9 +23,23 @@ pub struct Entry {
 }
 
 /// Lists the repository's worktrees, the main one first.
+///
+/// A worktree's admin folder renamed while git reads them
+/// ([`name_admin_after_folder`], run for a recycled worktree on another
+/// thread) makes `git worktree list` fail ("Invalid path"); the list is
+/// read-only, so it is asked again, twice at most, before the error counts.
 pub fn list(repo: &Path) -> Result<Vec<Entry>, GitError> {
-    let text = cmd::stdout(repo, ["worktree", "list", "--porcelain"])?;
-    Ok(parse_list(&text))
+    let mut tries = 0;
+    loop {
+        match cmd::stdout(repo, ["worktree", "list", "--porcelain"]) {
+            Ok(text) => return Ok(parse_list(&text)),
+            Err(e) if tries < 2 && e.code.is_some() => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// Parses `git worktree list --porcelain` output.
