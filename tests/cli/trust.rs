@@ -307,7 +307,18 @@ git add -A
 git commit -q -m "Add data""#;
     let env = setup(body, "", "[[task]]\nid = \"T1\"\n");
     let marker = env.root().join("smudging");
-    slow_filter(&env, &marker);
+    // The marker is made as the first smudge starts, and git waits a second
+    // for its output: the kill lands while git waits, never while it writes
+    // a file (a file left half-written is a change nobody can tell from a
+    // person's, and the next run rightly refuses to overwrite it). Later
+    // smudges, the next run's included, do not wait.
+    let smudge = format!(
+        "if [ ! -e '{m}' ]; then touch '{m}'; sleep 1; fi; cat",
+        m = marker.display()
+    );
+    env.git(&env.repo(), ["config", "filter.slow.smudge", &smudge]);
+    env.git(&env.repo(), ["config", "filter.slow.clean", "cat"]);
+    env.write(".gitattributes", "*.dat filter=slow\n");
     commit_all(&env, "filter");
     let before = git(&env, &["rev-parse", "main"]);
     let mut run = spawn_job(&env, &["run"]);
