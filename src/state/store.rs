@@ -125,7 +125,7 @@ pub fn load_with_seq(path: &Path) -> Result<Option<(State, u64)>, StateError> {
 }
 
 /// Returns the `changes` a snapshot records, if it records one.
-fn snapshot_seq(bytes: &[u8]) -> Option<u64> {
+pub(crate) fn snapshot_seq(bytes: &[u8]) -> Option<u64> {
     #[derive(serde::Deserialize)]
     struct Seq {
         changes: Option<u64>,
@@ -194,7 +194,9 @@ pub fn save_snapshot(path: &Path, state: &State, seq: u64) -> Result<u64, StateE
     bytes.push(b'\n');
     crate::fsio::write_atomically(path, &bytes).map_err(write_err(path))?;
     let changes = changes::path_for(path);
-    if fs::metadata(&changes).is_ok_and(|m| m.len() > 0) {
+    // Written even when missing, so that a new file's name is made durable
+    // (the folder fsynced) before lines go to it.
+    if !fs::metadata(&changes).is_ok_and(|m| m.len() == 0) {
         crate::fsio::write_atomically(&changes, b"").map_err(write_err(&changes))?;
     }
     Ok(bytes.len() as u64)
@@ -225,8 +227,16 @@ mod tests {
             Err(StateError::NewerSchema { .. })
         ));
         assert_eq!(load(&path).unwrap().unwrap().schema, SCHEMA);
-        let leftovers = fs::read_dir(dir.path()).unwrap().count();
-        assert_eq!(leftovers, 1, "no temp file is left behind");
+        let mut left: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [changes::FILE_NAME, FILE_NAME],
+            "no temp file is left"
+        );
     }
 
     #[test]
