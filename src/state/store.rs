@@ -56,14 +56,27 @@ pub enum StateError {
 }
 
 impl StateError {
-    /// Returns the error naming the file as `shown` (a path relative to the user).
-    pub fn shown_as(mut self, shown: &Path) -> StateError {
+    /// Returns the file the error is about: `state.json` or `changes.jsonl`.
+    pub fn path(&self) -> &Path {
+        match self {
+            StateError::Read { path, .. }
+            | StateError::Parse { path, .. }
+            | StateError::NewerSchema { path, .. }
+            | StateError::ChangesGap { path, .. }
+            | StateError::Write { path, .. } => path,
+        }
+    }
+
+    /// Returns the error naming its file as `show` shows it (a path
+    /// relative to the user); the file stays the one the error is about.
+    pub fn shown_by(mut self, show: impl FnOnce(&Path) -> PathBuf) -> StateError {
+        let shown = show(self.path());
         match &mut self {
             StateError::Read { path, .. }
             | StateError::Parse { path, .. }
             | StateError::NewerSchema { path, .. }
             | StateError::ChangesGap { path, .. }
-            | StateError::Write { path, .. } => *path = shown.to_owned(),
+            | StateError::Write { path, .. } => *path = shown,
         }
         self
     }
@@ -102,7 +115,12 @@ pub fn load_with_seq(path: &Path) -> Result<Option<(State, u64)>, StateError> {
         let changes = match fs::read(changes::path_for(path)) {
             Ok(changes) => changes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(source) => return Err(read_err(source)),
+            Err(source) => {
+                return Err(StateError::Read {
+                    path: changes::path_for(path),
+                    source,
+                });
+            }
         };
         let replay = changes::replay(&changes, after, &mut state);
         // A snapshot written meanwhile replaced the changes file: what was
