@@ -580,6 +580,33 @@ mod tests {
     }
 
     #[test]
+    fn after_a_failed_snapshot_lines_go_to_the_file_readers_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("state.json");
+        let changes = path_for(&file);
+        let mut state = State::default();
+        let mut w = Writer::new(&file, State::default(), 0);
+        w.snapshot(&state).unwrap();
+        state.items.insert(id("A"), ItemState::new(Status::Ready));
+        let touched = |s: &str| Touched {
+            ids: [id(s)].into(),
+            all: false,
+        };
+        w.record(&state, &touched("A")).unwrap();
+        // The snapshot replaces `state.json`, then fails to empty the file
+        // (here: a folder in its place); the file the writer had open is
+        // no longer the one readers read.
+        std::fs::rename(&changes, dir.path().join("moved.jsonl")).unwrap();
+        std::fs::create_dir_all(changes.join("x")).unwrap();
+        state.items.get_mut(&id("A")).unwrap().status = Status::Running;
+        assert!(w.snapshot(&state).is_err());
+        std::fs::remove_dir_all(&changes).unwrap();
+        state.items.insert(id("B"), ItemState::new(Status::Ready));
+        w.record(&state, &touched("B")).unwrap();
+        assert_eq!(crate::state::store::load(&file).unwrap(), Some(state));
+    }
+
+    #[test]
     fn top_compares_every_field() {
         let mut state = State::default();
         let top = Top::of(&state);
