@@ -145,7 +145,9 @@ pub struct Executor {
     sink: Sink,
     /// The first failure to append to `events.jsonl`.
     log_error: Option<(PathBuf, std::io::Error)>,
-    /// The first failure of a state write asked for at once.
+    /// The first failure of a state write (a batch's line, or a flush
+    /// asked for at once): from then on only stops are carried out, until
+    /// the driver ends the run.
     flush_error: Option<StateError>,
     worktree_admin: Arc<Mutex<()>>,
     /// Check runs by slot, reviews, and the landing: what `StopMerge` stops.
