@@ -837,13 +837,24 @@ fn check_state(
             return;
         }
         Err(e) => {
-            r.error(
-                "state",
-                crate::text::error_chain(&e.shown_as(Path::new(&show(&path)))),
+            // Without the changes the state is `state.json`'s: older, but
+            // whole; without `state.json` it is gone.
+            let hint = if e.path() == dir.changes_file() {
+                format!(
+                    "move `{}` aside to go back to the older state `{}` holds (git keeps every branch)",
+                    show(e.path()),
+                    show(&path)
+                )
+            } else {
                 format!(
                     "move `{}` aside to start over (git keeps every branch)",
-                    show(&path)
-                ),
+                    show(e.path())
+                )
+            };
+            r.error(
+                "state",
+                crate::text::error_chain(&e.shown_by(|p| PathBuf::from(show(p)))),
+                hint,
             );
             return;
         }

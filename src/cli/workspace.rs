@@ -133,7 +133,7 @@ impl Workspace {
         let dir = self.state_dir();
         Ok(dir
             .load_state()
-            .map_err(|e| e.shown_as(&self.display(&dir.state_file())))?)
+            .map_err(|e| e.shown_by(|path| self.display(path)))?)
     }
 }
 

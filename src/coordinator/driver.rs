@@ -338,9 +338,14 @@ impl Driver {
         );
         let effects = core.start(facts, now);
         exec.carry_out(effects, core.take_touched(), core.state());
-        if let Some(version) = version {
+        if let Some(version) = version
+            && !exec.failed()
+        {
             let effects = core.plan_version(version, now);
             exec.carry_out(effects, core.take_touched(), core.state());
+        }
+        if let Some(e) = exec.take_flush_error() {
+            return Err(e.into());
         }
         let plan_watch = setup
             .plan_source
@@ -378,12 +383,9 @@ impl Driver {
         loop {
             self.maybe_read_plan();
             for input in self.exec.poll(POLL_INTERVAL) {
-                self.feed(input);
+                self.feed(input)?;
             }
-            self.feed(Input::Tick);
-            if let Some(e) = self.exec.take_flush_error() {
-                return Err(e.into());
-            }
+            self.feed(Input::Tick)?;
             self.exec.flush(self.core.state(), Durable::Due)?;
             if let Some((path, source)) = self.exec.take_log_error() {
                 // The state is written first, so that what the run knew survives.
@@ -407,15 +409,15 @@ impl Driver {
             tokio::select! {
                 msg = self.rx.recv() => {
                     if let Some(msg) = msg {
-                        self.receive(msg);
+                        self.receive(msg)?;
                     }
                 }
                 _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {}
-                _ = sigint.recv() => self.feed(Input::Signal),
-                _ = sigterm.recv() => self.feed(Input::Signal),
+                _ = sigint.recv() => self.feed(Input::Signal)?,
+                _ = sigterm.recv() => self.feed(Input::Signal)?,
             }
             while let Ok(msg) = self.rx.try_recv() {
-                self.receive(msg);
+                self.receive(msg)?;
             }
         }
         let summary = self.finish()?;
@@ -433,9 +435,9 @@ impl Driver {
         }
     }
 
-    fn receive(&mut self, msg: Msg) {
+    fn receive(&mut self, msg: Msg) -> Result<(), StateError> {
         match msg {
-            Msg::Input(input) => self.feed(*input),
+            Msg::Input(input) => self.feed(*input)?,
             Msg::InboxChanged => self.exec.inbox_changed(),
             Msg::PlanSaved => {
                 if let Some(watch) = self.plan_watch.as_mut() {
@@ -445,7 +447,7 @@ impl Driver {
             Msg::PlanRead(read) => {
                 let read = *read;
                 let Some(watch) = self.plan_watch.as_mut() else {
-                    return;
+                    return Ok(());
                 };
                 watch.reading = false;
                 match read {
@@ -453,17 +455,18 @@ impl Driver {
                     PlanRead::Refused { digest, errors } => {
                         if watch.refused.as_ref() != Some(&digest) {
                             watch.refused = Some(digest);
-                            self.feed(Input::PlanRefused { errors });
+                            self.feed(Input::PlanRefused { errors })?;
                         }
                     }
                     PlanRead::Changed(new) => {
                         watch.refused = None;
-                        self.feed(Input::PlanChanged(new));
+                        self.feed(Input::PlanChanged(new))?;
                         self.exec.set_plan(Arc::clone(&self.core.env().plan));
                     }
                 }
             }
         }
+        Ok(())
     }
 
     /// Reads the plan file on a blocking thread once saves have settled.
@@ -491,10 +494,16 @@ impl Driver {
         });
     }
 
-    fn feed(&mut self, input: Input) {
+    /// Hands `input` to the core and carries out what it decided; a
+    /// state write that failed ends the run before another input is fed.
+    fn feed(&mut self, input: Input) -> Result<(), StateError> {
         let effects = self.core.handle(input, Now::real());
         let touched = self.core.take_touched();
         self.exec.carry_out(effects, touched, self.core.state());
+        match self.exec.take_flush_error() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     fn finish(&mut self) -> Result<Summary, RunError> {

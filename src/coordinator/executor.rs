@@ -145,7 +145,9 @@ pub struct Executor {
     sink: Sink,
     /// The first failure to append to `events.jsonl`.
     log_error: Option<(PathBuf, std::io::Error)>,
-    /// The first failure of a state write asked for at once.
+    /// The first failure of a state write (a batch's line, or a flush
+    /// asked for at once): from then on only stops are carried out, until
+    /// the driver ends the run.
     flush_error: Option<StateError>,
     worktree_admin: Arc<Mutex<()>>,
     /// Check runs by slot, reviews, and the landing: what `StopMerge` stops.
@@ -269,19 +271,40 @@ impl Executor {
     /// batch and `touched` the items it may have changed. The batch's
     /// changes are recorded first, before its events and effects: a
     /// crash then never leaves the state behind what was done.
+    ///
+    /// Once a state write failed (this batch's or an earlier one's, until
+    /// the driver ends the run), only the effects that stop something are
+    /// carried out: what else a batch decided would be done unrecorded,
+    /// and its events would tell of it.
     pub fn carry_out(&mut self, effects: Vec<Effect>, touched: Touched, state: &State) {
-        if effects
-            .iter()
-            .any(|e| matches!(e, Effect::Persist | Effect::Flush))
+        if self.flush_error.is_none()
+            && effects
+                .iter()
+                .any(|e| matches!(e, Effect::Persist | Effect::Flush))
         {
             // Dirty even when nothing touched changed: the next flush then
             // compares every item.
             self.dirty = true;
-            self.record(state, &touched);
+            if self.writer.needs_snapshot() {
+                // Readers would ignore lines until `state.json` records
+                // `changes` (no state yet, or one an older `orch` wrote).
+                if let Err(e) = self.snapshot(state) {
+                    self.flush_error = Some(e);
+                }
+            } else {
+                self.record(state, &touched);
+            }
         }
         for effect in effects {
-            self.one(effect, state);
+            if self.flush_error.is_none() || stops(&effect) {
+                self.one(effect, state);
+            }
         }
+    }
+
+    /// Returns whether a state write failed: the run must end.
+    pub fn failed(&self) -> bool {
+        self.flush_error.is_some()
     }
 
     /// Appends the changes of `touched` (and of the top-level fields) to
@@ -814,7 +837,9 @@ impl Executor {
         // to the timed flushes, so that a flush per merge costs what
         // changed.
         self.record(state, &Touched::default());
-        if how != Durable::Now && self.writer.differs(state) {
+        // After a failed write the state is ahead of what was recorded
+        // for want of the line, not for a bug.
+        if how != Durable::Now && self.flush_error.is_none() && self.writer.differs(state) {
             debug_assert!(false, "an item changed without being touched");
             tracing::error!("an item of the state changed without being touched");
             self.record(
@@ -833,13 +858,7 @@ impl Executor {
             source,
         };
         if how == Durable::Snapshot || self.writer.snapshot_due() {
-            let bytes = self.writer.snapshot(state)?;
-            self.state_writes += 1;
-            self.state_bytes += bytes;
-            self.metrics(|m| {
-                m.state_written(bytes);
-                m.set_state(Some(state));
-            });
+            self.snapshot(state)?;
         } else {
             self.writer.sync().map_err(changes_err)?;
             self.metrics(|m| m.set_state(Some(state)));
@@ -847,6 +866,18 @@ impl Executor {
         self.last_write = start.elapsed();
         self.dirty = false;
         self.last_flush = Instant::now();
+        Ok(())
+    }
+
+    /// Writes `state` whole to `state.json`.
+    fn snapshot(&mut self, state: &State) -> Result<(), StateError> {
+        let bytes = self.writer.snapshot(state)?;
+        self.state_writes += 1;
+        self.state_bytes += bytes;
+        self.metrics(|m| {
+            m.state_written(bytes);
+            m.set_state(Some(state));
+        });
         Ok(())
     }
 
@@ -869,6 +900,33 @@ struct JobWatch {
     folder: RunFolder,
     /// What was last reported of it.
     seen: Option<AttemptJob>,
+}
+
+/// Returns whether `effect` only stops something: safe to carry out when
+/// the batch that asked for it could not be recorded.
+fn stops(effect: &Effect) -> bool {
+    match effect {
+        Effect::Stop { .. }
+        | Effect::StopMerge
+        | Effect::StopLanding
+        | Effect::StopCheck(_)
+        | Effect::CancelCheck { .. } => true,
+        Effect::Emit { .. }
+        | Effect::Persist
+        | Effect::Flush
+        | Effect::PostMerge(_)
+        | Effect::Provision(_)
+        | Effect::Launch(_)
+        | Effect::Watch { .. }
+        | Effect::Collect { .. }
+        | Effect::Build { .. }
+        | Effect::Check(_)
+        | Effect::Review(_)
+        | Effect::Land(_)
+        | Effect::Probe(_)
+        | Effect::Radar(_)
+        | Effect::Reply { .. } => false,
+    }
 }
 
 /// Stops a run folder's processes, saying so when that fails.
@@ -904,4 +962,93 @@ fn prepare(
         std::fs::create_dir_all(dir).map_err(note)?;
     }
     std::fs::write(marker, worktree.display().to_string()).map_err(note)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lifecycle::Status;
+    use crate::state::model::ItemState;
+
+    /// An executor on a state dir whose `changes.jsonl` cannot be written
+    /// (it is a folder).
+    fn failing_writes(dir: &Path) -> Executor {
+        let state_dir = StateDir::at(dir);
+        crate::state::store::save_snapshot(&state_dir.state_file(), &State::default(), 0).unwrap();
+        std::fs::remove_file(state_dir.changes_file()).unwrap();
+        std::fs::create_dir(state_dir.changes_file()).unwrap();
+        executor(dir)
+    }
+
+    fn executor(dir: &Path) -> Executor {
+        let state_dir = StateDir::at(dir);
+        let config = Arc::new(Config::default());
+        let tools = Tools {
+            policy: Policy::new(&config.policy).unwrap(),
+            config,
+            repo: dir.to_owned(),
+            state_dir: state_dir.clone(),
+            target: "main".into(),
+            orch_exe: "orch".into(),
+        };
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let log = EventLog::open(&state_dir.events_file()).unwrap();
+        Executor::new(tools, tx, log, Box::new(|_| {}), (State::default(), 0))
+    }
+
+    #[test]
+    fn a_batch_whose_line_cannot_be_written_is_not_carried_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut exec = failing_writes(dir.path());
+        let mut state = State::default();
+        let a = FullId::parse("A").unwrap();
+        state.items.insert(a.clone(), ItemState::new(Status::Ready));
+        let emit = || Effect::Emit {
+            id: None,
+            kind: EventKind::RunStopping { agents: 0 },
+        };
+        exec.carry_out(
+            vec![Effect::Persist, emit()],
+            Touched {
+                ids: [a].into(),
+                all: false,
+            },
+            &state,
+        );
+        // Nor is a later one, whatever it holds.
+        exec.carry_out(vec![emit()], Touched::default(), &state);
+        let events = crate::state::events::read_all(&StateDir::at(dir.path()).events_file());
+        assert!(events.unwrap_or_default().is_empty());
+        // The safety net for untouched items stays quiet: it is no bug.
+        assert!(exec.flush(&state, Durable::Snapshot).is_err());
+    }
+
+    #[test]
+    fn the_first_change_without_a_snapshot_that_lines_follow_is_a_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let state_file = StateDir::at(dir.path()).state_file();
+        for old in [
+            None,
+            Some(r#"{"schema": 1, "items": {"B": {"status": "merged"}}}"#),
+        ] {
+            if let Some(old) = old {
+                std::fs::write(&state_file, old).unwrap();
+            }
+            let mut exec = executor(dir.path());
+            let mut state = crate::state::store::load(&state_file)
+                .unwrap()
+                .unwrap_or_default();
+            let a = FullId::parse("A").unwrap();
+            state.items.insert(a.clone(), ItemState::new(Status::Ready));
+            let touched = Touched {
+                ids: [a].into(),
+                all: false,
+            };
+            exec.carry_out(vec![Effect::Persist], touched, &state);
+            assert!(!exec.failed());
+            // Read as a crash right now would leave it.
+            assert_eq!(crate::state::store::load(&state_file).unwrap(), Some(state));
+            std::fs::remove_file(&state_file).unwrap();
+        }
+    }
 }

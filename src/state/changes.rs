@@ -95,14 +95,10 @@ impl Top {
         }
     }
 
-    /// Returns whether `state`'s top-level fields are these.
+    /// Returns whether `state`'s top-level fields are these (every field
+    /// compared, through [`Top::of`]).
     fn matches(&self, state: &State) -> bool {
-        self.target == state.target
-            && self.run == state.run
-            && self.landed == state.landed
-            && self.lost == state.lost
-            && self.candidates == state.candidates
-            && self.paused == state.paused
+        *self == Top::of(state)
     }
 
     /// Sets `state`'s top-level fields to these.
@@ -154,9 +150,8 @@ pub enum Replay {
 /// of `bytes` that follow it. A last line without its newline (a write cut
 /// short) and lines that do not parse are skipped.
 pub fn replay(bytes: &[u8], after: u64, state: &mut State) -> Replay {
-    let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
     let mut last = after;
-    for line in bytes[..complete].split(|b| *b == b'\n') {
+    for line in complete_lines(bytes).split(|b| *b == b'\n') {
         let Ok(change) = serde_json::from_slice::<Change>(line) else {
             continue;
         };
@@ -175,9 +170,16 @@ pub fn replay(bytes: &[u8], after: u64, state: &mut State) -> Replay {
     Replay::Applied { last }
 }
 
-/// Returns the largest `seq` in `bytes` (0 when none).
+/// Returns `bytes` up to its last newline: its complete lines. A last
+/// line without its newline was cut short, even when it parses.
+fn complete_lines(bytes: &[u8]) -> &[u8] {
+    let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    &bytes[..complete]
+}
+
+/// Returns the largest `seq` of the complete lines of `bytes` (0 when none).
 pub fn last_seq(bytes: &[u8]) -> u64 {
-    bytes
+    complete_lines(bytes)
         .split(|b| *b == b'\n')
         .filter_map(|line| serde_json::from_slice::<SeqOnly>(line).ok())
         .map(|s| s.seq)
@@ -221,27 +223,45 @@ pub struct Writer {
     snapshot_bytes: u64,
     /// Lines were written since the last fsync.
     unsynced: bool,
-    /// The file ends in a line cut short (a crash, a full disk): the next
-    /// line starts on a line of its own.
+    /// The file may end in a line cut short that could not be cut off
+    /// (a full disk): the next line starts on a line of its own, after a
+    /// byte that keeps the torn one from ever parsing.
     torn: bool,
+    /// `state.json` exists and records `changes`: readers apply the lines
+    /// that follow it. Until then lines would be ignored, so a snapshot
+    /// comes first.
+    follows: bool,
 }
 
 impl Writer {
     /// Returns the writer of the state at `state_file`, whose content on
     /// disk is `recorded` up to `seq`. Its lines go on after any line the
     /// file holds (lines a crash left without a snapshot before them
-    /// included), so that none of those can ever follow its snapshots.
+    /// included), so that none of those can ever follow its snapshots. A
+    /// last line cut short is cut off: no reader ever applied it, and the
+    /// next line must not complete it.
     pub fn new(state_file: &Path, recorded: State, seq: u64) -> Writer {
         let changes_file = path_for(state_file);
         let bytes = std::fs::read(&changes_file).unwrap_or_default();
-        let left = last_seq(&bytes);
+        let complete = complete_lines(&bytes).len();
+        let torn = complete < bytes.len()
+            && OpenOptions::new()
+                .write(true)
+                .open(&changes_file)
+                .and_then(|file| file.set_len(complete as u64))
+                .is_err();
+        let follows = std::fs::read(state_file)
+            .ok()
+            .and_then(|bytes| crate::state::store::snapshot_seq(&bytes))
+            .is_some();
         Writer {
-            torn: bytes.last().is_some_and(|b| *b != b'\n'),
+            torn,
+            follows,
             state_file: state_file.to_owned(),
             changes_file,
             file: None,
             recorded,
-            seq: seq.max(left),
+            seq: seq.max(last_seq(&bytes)),
             since_snapshot: 0,
             snapshot_bytes: 0,
             unsynced: false,
@@ -288,7 +308,7 @@ impl Writer {
         };
         let mut line = Vec::new();
         if self.torn {
-            line.push(b'\n');
+            line.extend_from_slice(b"~\n");
         }
         serde_json::to_writer(&mut line, &change).map_err(io::Error::other)?;
         line.push(b'\n');
@@ -301,9 +321,13 @@ impl Writer {
                     .open(&self.changes_file)?,
             ),
         };
-        // A write cut short leaves a torn line: the next starts afresh.
-        self.torn = true;
-        file.write_all(&line)?;
+        // A write cut short is cut off; if that fails too, the next line
+        // starts afresh.
+        let before = file.metadata()?.len();
+        if let Err(e) = file.write_all(&line) {
+            self.torn = file.set_len(before).is_err();
+            return Err(e);
+        }
         self.torn = false;
         self.seq = change.seq;
         change.apply(&mut self.recorded);
@@ -327,12 +351,21 @@ impl Writer {
             && (self.snapshot_bytes <= SMALL_SNAPSHOT || self.since_snapshot >= self.snapshot_bytes)
     }
 
+    /// Returns whether the next change must go to a snapshot: `state.json`
+    /// does not exist yet or was written by an `orch` older than this file.
+    pub fn needs_snapshot(&self) -> bool {
+        !self.follows
+    }
+
     /// Writes `state` whole as the snapshot (including every line so far)
     /// and empties the file; returns the snapshot's bytes.
     pub fn snapshot(&mut self, state: &State) -> Result<u64, crate::state::StateError> {
-        let bytes = crate::state::store::save_snapshot(&self.state_file, state, self.seq)?;
+        // The file is replaced, or may have been even when the snapshot
+        // fails: the next line opens it afresh, never an unlinked one.
         self.file = None;
+        let bytes = crate::state::store::save_snapshot(&self.state_file, state, self.seq)?;
         self.torn = false;
+        self.follows = true;
         self.recorded = state.clone();
         self.since_snapshot = 0;
         self.snapshot_bytes = bytes;
@@ -515,6 +548,71 @@ mod tests {
         )
         .unwrap();
         assert_eq!(crate::state::store::load(&file).unwrap(), Some(state));
+    }
+
+    #[test]
+    fn a_torn_line_that_is_whole_json_is_never_completed() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("state.json");
+        crate::state::store::save_snapshot(&file, &State::default(), 0).unwrap();
+        // The second line lacks its newline: the coordinator never held it.
+        std::fs::write(
+            path_for(&file),
+            "{\"seq\":1,\"items\":{\"A\":{\"status\":\"ready\"}}}\n{\"seq\":2,\"items\":{\"B\":{\"status\":\"merged\"}}}",
+        )
+        .unwrap();
+        assert_eq!(last_seq(&std::fs::read(path_for(&file)).unwrap()), 1);
+        let (mut state, seq) = crate::state::store::load_with_seq(&file).unwrap().unwrap();
+        assert_eq!(seq, 1);
+        let mut w = Writer::new(&file, state.clone(), seq);
+        state.items.get_mut(&id("A")).unwrap().status = Status::Running;
+        w.record(
+            &state,
+            &Touched {
+                ids: [id("A")].into(),
+                all: false,
+            },
+        )
+        .unwrap();
+        assert_eq!(crate::state::store::load(&file).unwrap(), Some(state));
+        let text = std::fs::read_to_string(path_for(&file)).unwrap();
+        assert!(!text.contains("merged"), "{text}");
+    }
+
+    #[test]
+    fn after_a_failed_snapshot_lines_go_to_the_file_readers_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("state.json");
+        let changes = path_for(&file);
+        let mut state = State::default();
+        let mut w = Writer::new(&file, State::default(), 0);
+        w.snapshot(&state).unwrap();
+        state.items.insert(id("A"), ItemState::new(Status::Ready));
+        let touched = |s: &str| Touched {
+            ids: [id(s)].into(),
+            all: false,
+        };
+        w.record(&state, &touched("A")).unwrap();
+        // The snapshot replaces `state.json`, then fails to empty the file
+        // (here: a folder in its place); the file the writer had open is
+        // no longer the one readers read.
+        std::fs::rename(&changes, dir.path().join("moved.jsonl")).unwrap();
+        std::fs::create_dir_all(changes.join("x")).unwrap();
+        state.items.get_mut(&id("A")).unwrap().status = Status::Running;
+        assert!(w.snapshot(&state).is_err());
+        std::fs::remove_dir_all(&changes).unwrap();
+        state.items.insert(id("B"), ItemState::new(Status::Ready));
+        w.record(&state, &touched("B")).unwrap();
+        assert_eq!(crate::state::store::load(&file).unwrap(), Some(state));
+    }
+
+    #[test]
+    fn top_compares_every_field() {
+        let mut state = State::default();
+        let top = Top::of(&state);
+        assert!(top.matches(&state));
+        state.landed = Some("abc".into());
+        assert!(!top.matches(&state));
     }
 
     #[test]

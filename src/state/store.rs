@@ -56,14 +56,27 @@ pub enum StateError {
 }
 
 impl StateError {
-    /// Returns the error naming the file as `shown` (a path relative to the user).
-    pub fn shown_as(mut self, shown: &Path) -> StateError {
+    /// Returns the file the error is about: `state.json` or `changes.jsonl`.
+    pub fn path(&self) -> &Path {
+        match self {
+            StateError::Read { path, .. }
+            | StateError::Parse { path, .. }
+            | StateError::NewerSchema { path, .. }
+            | StateError::ChangesGap { path, .. }
+            | StateError::Write { path, .. } => path,
+        }
+    }
+
+    /// Returns the error naming its file as `show` shows it (a path
+    /// relative to the user); the file stays the one the error is about.
+    pub fn shown_by(mut self, show: impl FnOnce(&Path) -> PathBuf) -> StateError {
+        let shown = show(self.path());
         match &mut self {
             StateError::Read { path, .. }
             | StateError::Parse { path, .. }
             | StateError::NewerSchema { path, .. }
             | StateError::ChangesGap { path, .. }
-            | StateError::Write { path, .. } => *path = shown.to_owned(),
+            | StateError::Write { path, .. } => *path = shown,
         }
         self
     }
@@ -102,7 +115,12 @@ pub fn load_with_seq(path: &Path) -> Result<Option<(State, u64)>, StateError> {
         let changes = match fs::read(changes::path_for(path)) {
             Ok(changes) => changes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(source) => return Err(read_err(source)),
+            Err(source) => {
+                return Err(StateError::Read {
+                    path: changes::path_for(path),
+                    source,
+                });
+            }
         };
         let replay = changes::replay(&changes, after, &mut state);
         // A snapshot written meanwhile replaced the changes file: what was
@@ -125,7 +143,7 @@ pub fn load_with_seq(path: &Path) -> Result<Option<(State, u64)>, StateError> {
 }
 
 /// Returns the `changes` a snapshot records, if it records one.
-fn snapshot_seq(bytes: &[u8]) -> Option<u64> {
+pub(crate) fn snapshot_seq(bytes: &[u8]) -> Option<u64> {
     #[derive(serde::Deserialize)]
     struct Seq {
         changes: Option<u64>,
@@ -194,7 +212,9 @@ pub fn save_snapshot(path: &Path, state: &State, seq: u64) -> Result<u64, StateE
     bytes.push(b'\n');
     crate::fsio::write_atomically(path, &bytes).map_err(write_err(path))?;
     let changes = changes::path_for(path);
-    if fs::metadata(&changes).is_ok_and(|m| m.len() > 0) {
+    // Written even when missing, so that a new file's name is made durable
+    // (the folder fsynced) before lines go to it.
+    if !fs::metadata(&changes).is_ok_and(|m| m.len() == 0) {
         crate::fsio::write_atomically(&changes, b"").map_err(write_err(&changes))?;
     }
     Ok(bytes.len() as u64)
@@ -225,8 +245,16 @@ mod tests {
             Err(StateError::NewerSchema { .. })
         ));
         assert_eq!(load(&path).unwrap().unwrap().schema, SCHEMA);
-        let leftovers = fs::read_dir(dir.path()).unwrap().count();
-        assert_eq!(leftovers, 1, "no temp file is left behind");
+        let mut left: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [changes::FILE_NAME, FILE_NAME],
+            "no temp file is left"
+        );
     }
 
     #[test]

@@ -259,3 +259,35 @@ fn issue_15_a_kill_between_snapshots_loses_no_change() {
         "the run's last snapshot includes every change"
     );
 }
+
+#[test]
+fn changes_that_do_not_follow_the_snapshot_are_named_with_what_to_do() {
+    let env = setup(1, "true", 1);
+    env.write(
+        ".orchestrator/state.json",
+        r#"{"schema": 1, "items": {"T000": {"status": "ready"}}, "changes": 2}"#,
+    );
+    env.write(
+        ".orchestrator/changes.jsonl",
+        "{\"seq\":5,\"items\":{\"T000\":null}}\n",
+    );
+    let status = env.orch().arg("status").output().unwrap();
+    let stderr = String::from_utf8_lossy(&status.stderr);
+    assert_eq!(status.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("`.orchestrator/changes.jsonl` does not follow `state.json`"),
+        "{stderr}"
+    );
+    let doctor = env.orch().arg("doctor").output().unwrap();
+    let stdout = String::from_utf8_lossy(&doctor.stdout);
+    let line = stdout
+        .lines()
+        .skip_while(|l| !l.contains("changes.jsonl"))
+        .take(2)
+        .collect::<Vec<_>>()
+        .join("\n");
+    insta::assert_snapshot!(line, @r"
+    error state     `.orchestrator/changes.jsonl` does not follow `state.json`: its next change is 5, not 3
+                    fix: move `.orchestrator/changes.jsonl` aside to go back to the older state `.orchestrator/state.json` holds (git keeps every branch)
+    ");
+}
