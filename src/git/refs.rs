@@ -265,12 +265,53 @@ pub fn ref_points_at(repo: &Path, refname: &str, oid: Oid) -> Result<bool, GitEr
 
 fn keep(repo: &Path, key: &str, tip: Oid, message: &str) -> Result<String, GitError> {
     let r = open(repo)?;
-    let next = backups(&r, key)
+    let mut next = backups(&r, key)
         .map_err(GitError::git(repo))?
         .last()
         .map_or(1, |(n, _, _)| n + 1);
-    let name = format!("refs/orch/backup/{key}/{next}");
-    r.reference(&name, tip, false, message)
-        .map_err(GitError::git(repo))?;
-    Ok(name)
+    // A number is taken by another writer (`Exists`), or held by the lock
+    // file of a write a kill cut short (`Locked`, for ever: nothing else
+    // writes under `refs/orch/`): the next one is as good.
+    let mut tries = 0;
+    loop {
+        let name = format!("refs/orch/backup/{key}/{next}");
+        match r.reference(&name, tip, false, message) {
+            Ok(_) => return Ok(name),
+            Err(e) if tries < 100 && matches!(e.code(), ErrorCode::Exists | ErrorCode::Locked) => {
+                tries += 1;
+                next += 1;
+            }
+            Err(e) => return Err(GitError::git(repo)(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A repository with one commit, and that commit.
+    fn repo() -> (tempfile::TempDir, Oid) {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = Repository::init(tmp.path()).unwrap();
+        let sig = git2::Signature::now("t", "t@t").unwrap();
+        let tree = r.treebuilder(None).unwrap().write().unwrap();
+        let tree = r.find_tree(tree).unwrap();
+        let oid = r.commit(None, &sig, &sig, "one", &tree, &[]).unwrap();
+        (tmp, oid)
+    }
+
+    #[test]
+    fn a_backup_takes_the_next_number_a_stale_lock_or_another_writer_left_free() {
+        let (tmp, oid) = repo();
+        // A coordinator killed while it wrote `1` leaves `1.lock` behind;
+        // another thread may have just taken `2`.
+        let folder = tmp.path().join(".git/refs/orch/backup/T1");
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join("1.lock"), "").unwrap();
+        assert_eq!(
+            backup(tmp.path(), "T1", oid).unwrap(),
+            "refs/orch/backup/T1/2"
+        );
+    }
 }
