@@ -1063,7 +1063,7 @@ fn check_checkout_move(
                     ),
                     format!("wait for it to end (or `kill {pid}`); {finish}"),
                 ),
-                Stuck::IndexLocked { lock } => r.error(
+                Stuck::Locked { lock } => r.error(
                     "state",
                     format!(
                         "moving `{}` to {} was cut short, and {stuck}",

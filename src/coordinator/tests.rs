@@ -2352,7 +2352,7 @@ fn queue_step(h: &mut Harness, i: u8, how: u8, seen: &mut Seen) -> Vec<Effect> {
                     let task = h.core.merge.train.links[(i as usize) % n].task.to_string();
                     h.land_with(Landing::Blocked {
                         why: crate::merge_queue::WaitReason::CheckoutStuck(
-                            crate::merge_queue::checkout::Stuck::IndexLocked {
+                            crate::merge_queue::checkout::Stuck::Locked {
                                 lock: PathBuf::from("index.lock"),
                             },
                         ),

@@ -129,7 +129,7 @@ pub enum Stuck {
     #[error("the git process (pid {pid}) that updated `{}` before orch stopped is still running", checkout.display())]
     GitRunning { checkout: PathBuf, pid: u32 },
     #[error("`{}` is locked by a git process orch does not know; remove the file if no git runs there", lock.display())]
-    IndexLocked { lock: PathBuf },
+    Locked { lock: PathBuf },
     #[error(
         "moving `{}` to `{to}` was cut short, and these paths changed since: {}; commit, revert or move them, and merging finishes the move",
         checkout.display(),
@@ -509,7 +509,7 @@ pub fn resume(repo: &Path, state_dir: &StateDir) -> Result<Resumed, MergeError> 
         // Our own git died holding the lock (it is gone, checked above);
         // a lock from a git orch did not start is not ours to remove.
         if journal.git.is_none() {
-            return Ok(Resumed::Waiting(Stuck::IndexLocked { lock }));
+            return Ok(Resumed::Waiting(Stuck::Locked { lock }));
         }
         crate::fsio::remove_if_present(&lock).map_err(journal_err(&lock))?;
     }
@@ -587,7 +587,7 @@ pub fn pending(repo: &Path, state_dir: &StateDir) -> Result<Pending, MergeError>
     let git = Repository::open(&checkout).map_err(git_err(&checkout))?;
     let lock = git.path().join("index.lock");
     if lock.exists() && journal.git.is_none() {
-        return Ok(Pending::Waiting(journal, Stuck::IndexLocked { lock }));
+        return Ok(Pending::Waiting(journal, Stuck::Locked { lock }));
     }
     let plan = finish_plan(&git, &checkout, from, to)?;
     if plan.changed.is_empty() {

@@ -24,7 +24,7 @@ use crate::git::{GitError, cmd, refs, worktree};
 use crate::runner::hook;
 use crate::state::StateDir;
 
-use super::checkout::{self, Blocker, Forwarded, Resumed};
+use super::checkout::{self, Blocker, Forwarded, Resumed, Stuck};
 use super::outcome::{MergeError, MergeOutcome, PostMergeError, WaitReason, WorktreeAfter};
 
 /// The journal written before the target moves, in the state dir: the name
@@ -283,14 +283,29 @@ fn move_target(job: &LandJob) -> Result<Option<Option<PathBuf>>, Ended> {
                 Forwarded::Refused(_) => false,
             }
         }
-        None => refs::swap(
-            &git,
-            &format!("refs/heads/{}", job.target),
-            onto,
-            candidate,
-            &message,
-        )
-        .map_err(|e| failed(GitError::git(repo)(e)))?,
+        None => {
+            let moved = refs::swap(
+                &git,
+                &format!("refs/heads/{}", job.target),
+                onto,
+                candidate,
+                &message,
+            )
+            .map_err(|e| failed(GitError::git(repo)(e)))?;
+            // Still at `onto` but not moved: its lock file is held, by a git
+            // at work or one killed mid-write (then for ever, until removed).
+            let lock = git
+                .commondir()
+                .join("refs/heads")
+                .join(format!("{}.lock", job.target));
+            if !moved && head(job)? == onto && lock.exists() {
+                return Err(Box::new(Landing::Blocked {
+                    why: WaitReason::CheckoutStuck(Stuck::Locked { lock }),
+                    tasks: Vec::new(),
+                }));
+            }
+            moved
+        }
     };
     Ok(moved.then_some(checkout))
 }

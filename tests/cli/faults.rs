@@ -113,6 +113,42 @@ fn a_stale_index_lock_in_the_checkout_pauses_merging_until_it_is_gone() {
 }
 
 #[test]
+fn a_stale_lock_on_the_target_ref_pauses_merging_until_it_is_gone() {
+    // The target is not checked out: landing moves its ref alone, and a
+    // `refs/heads/<target>.lock` left by a git killed mid-write holds it.
+    let env = setup("commit.sh", "", "[[task]]\nid = \"T1\"\n");
+    env.git(&env.repo(), ["branch", "integration"]);
+    env.edit_config("target = \"main\"", "target = \"integration\"");
+    let lock = env.repo().join(".git/refs/heads/integration.lock");
+    fs::write(&lock, "").unwrap();
+    let mut run = env
+        .orch()
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(DEADLINE, || env
+            .events()
+            .iter()
+            .any(|e| e["event"] == "merge.waiting")),
+        "merging never waited"
+    );
+    let waiting = env
+        .events()
+        .into_iter()
+        .find(|e| e["event"] == "merge.waiting")
+        .unwrap();
+    let reason = waiting["reason"].as_str().unwrap().to_owned();
+    assert!(reason.contains("integration.lock"), "{reason}");
+    fs::remove_file(&lock).unwrap();
+    let status = run.wait().unwrap();
+    assert!(status.success());
+    assert_eq!(env.status_of("T1"), "merged");
+}
+
+#[test]
 fn the_target_deleted_mid_run_stops_the_run_keeping_every_task_and_how_to_recover() {
     let env = setup(
         "slow.sh",
