@@ -1689,6 +1689,21 @@ fn a_person_cancels_a_running_task_through_the_inbox() {
 }
 
 #[test]
+fn a_signal_while_the_worktree_is_prepared_launches_nothing_and_ends_the_run() {
+    let mut h = Harness::new("[[task]]\nid = \"A\"\n", |_| {});
+    h.tick();
+    let effects = h.step(Input::Signal);
+    assert_eq!(events(&effects), ["run.stopping"]);
+    let effects = h.provisioned("A", 1);
+    assert!(
+        !effects.iter().any(|e| matches!(e, Effect::Launch(_))),
+        "{effects:?}"
+    );
+    h.tick();
+    assert!(h.core.done(h.now), "the run waits for nothing");
+}
+
+#[test]
 fn a_second_signal_kills_and_gives_up_waiting_after_a_while() {
     let mut h = Harness::new("[[task]]\nid = \"A\"\n", |_| {});
     h.tick();

@@ -183,6 +183,7 @@ pub fn run_command(
         folder.exit_file(),
         folder.supervisor_file(),
         folder.job_file(),
+        folder.stop_file(),
     ] {
         crate::fsio::remove_if_present(&stale)?;
     }

@@ -30,8 +30,8 @@ use std::time::Duration;
 use crate::process::Signal;
 use crate::runner::executor::{self, Detached};
 use crate::runner::spec::{
-    EXIT, End, ExitRecord, JOB, JobRecord, LAST_MESSAGE, LOG, PROMPT, RESULT, SPEC, SUPERVISOR,
-    Spec, SupervisorInfo, UNRESOLVED,
+    EXIT, End, ExitRecord, JOB, JobRecord, LAST_MESSAGE, LOG, PROMPT, RESULT, SPEC, STOP,
+    SUPERVISOR, Spec, SupervisorInfo, UNRESOLVED,
 };
 use crate::runner::terminate;
 use crate::state::Timestamp;
@@ -111,6 +111,10 @@ impl RunFolder {
 
     pub fn exit_file(&self) -> PathBuf {
         self.dir.join(EXIT)
+    }
+
+    pub fn stop_file(&self) -> PathBuf {
+        self.path().join(STOP)
     }
 
     pub fn supervisor_file(&self) -> PathBuf {
@@ -244,6 +248,12 @@ impl RunFolder {
     /// cluster job is cancelled too when its supervisor cannot do it (it is
     /// gone, or is being killed).
     pub fn stop(&self, how: Stop) -> io::Result<Stopped> {
+        // First the request, then the look for the supervisor, which
+        // records itself first and then looks for the request: one of the
+        // two sees the other.
+        if self.path().is_dir() {
+            std::fs::write(self.stop_file(), "")?;
+        }
         if how == Stop::Kill
             && let Some(pgid) = self.live_agent_group()
         {

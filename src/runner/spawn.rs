@@ -82,6 +82,7 @@ pub struct AttemptPlan {
 /// the supervisor runs ([`executor::spec`]). `orch` is this binary.
 pub fn prepare(plan: &AttemptPlan, orch: &Path) -> io::Result<Spec> {
     fs::create_dir_all(&plan.run_dir)?;
+    crate::fsio::remove_if_present(&plan.run_dir.join(spec::STOP))?;
     plan.agent_files.clear()?;
     fs::create_dir_all(&plan.agent_files.dir)?;
     let prompt_path = plan.run_dir.join(spec::PROMPT);

@@ -18,6 +18,10 @@ pub const LAST_MESSAGE: &str = "last-message.md";
 /// The files a job of the git workspace left in conflict (one per line).
 pub const UNRESOLVED: &str = "unresolved";
 pub const EXIT: &str = "exit.json";
+/// Made by [`RunFolder::stop`](crate::runner::folder::RunFolder::stop)
+/// before it looks for the supervisor; a supervisor that finds it once it
+/// has recorded itself starts no agent (a stop asked for in between).
+pub const STOP: &str = "stop";
 pub const JOB: &str = "job.json";
 
 /// What the supervisor must run, and how.

@@ -100,6 +100,11 @@ async fn supervise(spec_path: &Path) -> std::io::Result<()> {
         };
         crate::fsio::write_json(&dir.join(spec::EXIT), &record)
     };
+    // A stop asked for before this process recorded itself found no one to
+    // signal: it is honoured here, before any agent starts.
+    if dir.join(spec::STOP).exists() {
+        return finish(End::Stopped, 0, false);
+    }
 
     let Some((program, args)) = spec.argv.split_first() else {
         return finish(
@@ -417,4 +422,50 @@ async fn write_log(path: PathBuf, limit: u64, mut chunks: mpsc::Receiver<Vec<u8>
         let _ = f.write_all(marker.as_bytes());
     }
     (total, truncated)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::folder::{self, RunFolder};
+
+    /// A stop asked for before the supervisor recorded itself (the
+    /// coordinator's Ctrl-C just after the launch) is honoured: the agent
+    /// never starts, and the attempt ends stopped. Without it, nothing
+    /// stopped the agent and the run waited for it for ever.
+    #[test]
+    fn a_stop_asked_before_the_supervisor_recorded_itself_starts_no_agent() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_owned();
+        let ran = dir.join("ran");
+        let spec = Spec {
+            argv: vec!["touch".to_owned(), ran.display().to_string()],
+            cwd: dir.clone(),
+            env: Vec::new(),
+            env_remove: Vec::new(),
+            stdin: None,
+            log: dir.join(spec::LOG),
+            log_limit: 1 << 20,
+            timeout: Duration::from_secs(60),
+            grace: Duration::from_secs(1),
+            job: None,
+            sandbox: None,
+        };
+        let spec_path = dir.join(spec::SPEC);
+        crate::fsio::write_json(&spec_path, &spec).unwrap();
+        let run = RunFolder::new(dir.clone());
+        assert_eq!(
+            run.stop(folder::Stop::Ask).unwrap(),
+            folder::Stopped::Nothing,
+            "no supervisor yet"
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(supervise(&spec_path)).unwrap();
+        assert!(!ran.exists(), "the agent started");
+        let exit = run.load_exit().unwrap().unwrap();
+        assert_eq!(exit.end, End::Stopped);
+    }
 }
