@@ -383,35 +383,32 @@ pub use crate::config::{normalize, worktree_root};
 mod tests {
     use super::*;
 
+    fn git(cwd: &Path, args: &[&str]) {
+        let out = cmd::command(cwd).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    }
+
+    /// A temp folder (kept alive by the first value), its canonical path,
+    /// and a repository `repo/` in it with one empty commit on `main`.
+    fn repository() -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        let repo = root.join("repo");
+        std::fs::create_dir(&repo).unwrap();
+        git(&repo, &["init", "-q", "-b", "main"]);
+        let identity = ["-c", "user.name=a", "-c", "user.email=a@b"];
+        let commit = ["commit", "-q", "--allow-empty", "-m", "i"];
+        git(&repo, &[&identity[..], &commit[..]].concat());
+        (dir, root, repo)
+    }
+
     /// A crash harness failure (squash variant): the coordinator was killed
     /// while recycling a worktree, after its admin folder was renamed and
     /// before its `.git` file named the new one; the next run opened the
     /// worktree before finishing the rename, and failed the task.
     #[test]
     fn a_recycle_cut_after_the_admin_rename_is_finished() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().canonicalize().unwrap();
-        let repo = root.join("repo");
-        let git = |cwd: &Path, args: &[&str]| {
-            let out = cmd::command(cwd).args(args).output().unwrap();
-            assert!(out.status.success(), "{args:?}: {out:?}");
-        };
-        std::fs::create_dir(&repo).unwrap();
-        git(&repo, &["init", "-q", "-b", "main"]);
-        git(
-            &repo,
-            &[
-                "-c",
-                "user.name=a",
-                "-c",
-                "user.email=a@b",
-                "commit",
-                "-q",
-                "--allow-empty",
-                "-m",
-                "i",
-            ],
-        );
+        let (_dir, root, repo) = repository();
         git(
             &repo,
             &["worktree", "add", "-q", "-b", "orch/T1", "../wt/T1"],
@@ -449,29 +446,7 @@ mod tests {
     /// not a worktree of this repository".
     #[test]
     fn a_recycle_cut_while_the_git_file_was_written_is_finished() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().canonicalize().unwrap();
-        let repo = root.join("repo");
-        let git = |cwd: &Path, args: &[&str]| {
-            let out = cmd::command(cwd).args(args).output().unwrap();
-            assert!(out.status.success(), "{args:?}: {out:?}");
-        };
-        std::fs::create_dir(&repo).unwrap();
-        git(&repo, &["init", "-q", "-b", "main"]);
-        git(
-            &repo,
-            &[
-                "-c",
-                "user.name=a",
-                "-c",
-                "user.email=a@b",
-                "commit",
-                "-q",
-                "--allow-empty",
-                "-m",
-                "i",
-            ],
-        );
+        let (_dir, root, repo) = repository();
         git(&repo, &["worktree", "add", "-q", "--detach", "../wt/T1"]);
         worktree::move_to(&repo, &root.join("wt/T1"), &root.join("wt/T2")).unwrap();
         let admin = repo.join(".git/worktrees");

@@ -4,6 +4,7 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::Stdio;
 
 use crate::common::{DEADLINE, TestEnv, wait_until};
@@ -74,11 +75,11 @@ fn a_worktree_root_that_cannot_be_made_fails_the_tasks_naming_it() {
     assert!(branches.is_empty(), "no branch left behind: {branches}");
 }
 
-#[test]
-fn a_stale_index_lock_in_the_checkout_pauses_merging_until_it_is_gone() {
-    let env = setup("commit.sh", "", "[[task]]\nid = \"T1\"\n");
-    let lock = env.repo().join(".git/index.lock");
-    fs::write(&lock, "").unwrap();
+/// Runs T1 with `lock` held: merging waits (said once, in the state too),
+/// naming the lock file, and lands once it is removed.
+fn merging_waits_for(env: &TestEnv, lock: &Path) {
+    let name = lock.file_name().unwrap().to_str().unwrap();
+    fs::write(lock, "").unwrap();
     let mut run = env
         .orch()
         .arg("run")
@@ -99,17 +100,23 @@ fn a_stale_index_lock_in_the_checkout_pauses_merging_until_it_is_gone() {
         .find(|e| e["event"] == "merge.waiting")
         .unwrap();
     let reason = waiting["reason"].as_str().unwrap().to_owned();
-    assert!(reason.contains("index.lock"), "{reason}");
+    assert!(reason.contains(name), "{reason}");
     assert!(wait_until(DEADLINE, || {
         env.status_of("T1") == "merging"
             && env.state()["items"]["T1"]["reason"]
                 .as_str()
-                .is_some_and(|r| r.contains("index.lock"))
+                .is_some_and(|r| r.contains(name))
     }));
-    fs::remove_file(&lock).unwrap();
+    fs::remove_file(lock).unwrap();
     let status = run.wait().unwrap();
     assert!(status.success());
     assert_eq!(env.status_of("T1"), "merged");
+}
+
+#[test]
+fn a_stale_index_lock_in_the_checkout_pauses_merging_until_it_is_gone() {
+    let env = setup("commit.sh", "", "[[task]]\nid = \"T1\"\n");
+    merging_waits_for(&env, &env.repo().join(".git/index.lock"));
 }
 
 #[test]
@@ -119,33 +126,7 @@ fn a_stale_lock_on_the_target_ref_pauses_merging_until_it_is_gone() {
     let env = setup("commit.sh", "", "[[task]]\nid = \"T1\"\n");
     env.git(&env.repo(), ["branch", "integration"]);
     env.edit_config("target = \"main\"", "target = \"integration\"");
-    let lock = env.repo().join(".git/refs/heads/integration.lock");
-    fs::write(&lock, "").unwrap();
-    let mut run = env
-        .orch()
-        .arg("run")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    assert!(
-        wait_until(DEADLINE, || env
-            .events()
-            .iter()
-            .any(|e| e["event"] == "merge.waiting")),
-        "merging never waited"
-    );
-    let waiting = env
-        .events()
-        .into_iter()
-        .find(|e| e["event"] == "merge.waiting")
-        .unwrap();
-    let reason = waiting["reason"].as_str().unwrap().to_owned();
-    assert!(reason.contains("integration.lock"), "{reason}");
-    fs::remove_file(&lock).unwrap();
-    let status = run.wait().unwrap();
-    assert!(status.success());
-    assert_eq!(env.status_of("T1"), "merged");
+    merging_waits_for(&env, &env.repo().join(".git/refs/heads/integration.lock"));
 }
 
 #[test]
