@@ -659,6 +659,35 @@ impl RunState {
         branch_deleted: bool,
         cleanup: Option<PostMergeError>,
     ) {
+        let how = Merged::Landed {
+            onto: commit.clone(),
+            strategy: self.env.config.git.merge_strategy,
+            backup: None,
+            branch_deleted,
+            merge_ms: 0,
+        };
+        self.mark_merged(task, commit, how, worktree, cleanup);
+        self.effect(Effect::Flush);
+    }
+
+    /// What every landing records: the task merged at `commit`, its branch
+    /// and worktree as the landing left them, the `task.merged` event and a
+    /// failed clean-up hook.
+    fn mark_merged(
+        &mut self,
+        task: &FullId,
+        commit: String,
+        how: Merged,
+        worktree: WorktreeAfter,
+        cleanup: Option<PostMergeError>,
+    ) {
+        let branch_deleted = matches!(
+            how,
+            Merged::Landed {
+                branch_deleted: true,
+                ..
+            }
+        );
         let entry = self.entry(task);
         entry.merge_commit = Some(commit.clone());
         entry.merge_problem = None;
@@ -674,19 +703,7 @@ impl RunState {
             WorktreeAfter::Untouched => {}
         }
         self.transition(task, Transition::Merge);
-        self.emit(
-            Some(task),
-            EventKind::TaskMerged {
-                commit: commit.clone(),
-                how: Merged::Landed {
-                    onto: commit,
-                    strategy: self.env.config.git.merge_strategy,
-                    backup: None,
-                    branch_deleted,
-                    merge_ms: 0,
-                },
-            },
-        );
+        self.emit(Some(task), EventKind::TaskMerged { commit, how });
         if let Some(failure) = cleanup {
             self.emit(
                 Some(task),
@@ -695,7 +712,6 @@ impl RunState {
                 },
             );
         }
-        self.effect(Effect::Flush);
     }
 
     /// Applies a candidate's check results.
@@ -1106,43 +1122,16 @@ impl RunState {
             cleanup,
         } = landed;
         let entry = self.entry(task);
-        entry.merge_commit = Some(commit.clone());
         entry.merged_onto = Some(prev.clone());
-        entry.merge_problem = None;
-        entry.reason = None;
-        entry.queued = None;
-        entry.radar = None;
         entry.revert = None;
-        if branch_deleted {
-            entry.branch = None;
-        }
-        match &worktree {
-            WorktreeAfter::Removed => entry.worktree = None,
-            WorktreeAfter::Detached(_) => self.flight.free.push_back(task.clone()),
-            WorktreeAfter::Untouched => {}
-        }
-        self.transition(task, Transition::Merge);
-        self.emit(
-            Some(task),
-            EventKind::TaskMerged {
-                commit,
-                how: Merged::Landed {
-                    onto: prev,
-                    strategy: self.env.config.git.merge_strategy,
-                    backup,
-                    branch_deleted,
-                    merge_ms: took.as_millis() as u64,
-                },
-            },
-        );
-        if let Some(failure) = cleanup {
-            self.emit(
-                Some(task),
-                EventKind::HookFailed {
-                    reason: crate::text::error_chain(&failure),
-                },
-            );
-        }
+        let how = Merged::Landed {
+            onto: prev,
+            strategy: self.env.config.git.merge_strategy,
+            backup,
+            branch_deleted,
+            merge_ms: took.as_millis() as u64,
+        };
+        self.mark_merged(task, commit, how, worktree, cleanup);
     }
 
     /// Records a revert that landed.
