@@ -607,12 +607,16 @@ mod tests {
     }
 
     #[test]
-    fn top_compares_every_field() {
-        let mut state = State::default();
+    fn top_sees_a_changed_top_level_field() {
+        let state = State::default();
         let top = Top::of(&state);
         assert!(top.matches(&state));
-        state.landed = Some("abc".into());
-        assert!(!top.matches(&state));
+        let mut landed = state.clone();
+        landed.landed = Some("abc".into());
+        assert!(!top.matches(&landed));
+        let mut target = state.clone();
+        target.target = Some("other".into());
+        assert!(!top.matches(&target));
     }
 
     #[test]
