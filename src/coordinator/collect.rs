@@ -21,7 +21,7 @@ use crate::git::{GitError, commit, refs};
 use crate::runner::folder::RunFolder;
 use crate::runner::hook::{self, HookError};
 use crate::runner::spawn::AgentFiles;
-use crate::runner::spec::{AgentResult, End, ExitRecord, JobRecord, UNRESOLVED};
+use crate::runner::spec::{AgentResult, Changes, End, ExitRecord, JobRecord, UNRESOLVED};
 use crate::runner::{final_message, output};
 
 /// How many of an attempt's newest commits `task.completed` lists.
@@ -321,7 +321,7 @@ pub fn collect(input: Collection) -> AttemptReport {
         && report.unresolved.is_empty()
         && let Some(worktree) = worktree
     {
-        match commit::commit_all(worktree, &input.message) {
+        match commit::commit_all(worktree, &input.message, &scope(&input)) {
             Ok(sha) => report.committed = sha,
             Err(e) => report.commit_error = Some(e),
         }
@@ -362,6 +362,23 @@ pub fn collect(input: Collection) -> AttemptReport {
         }
     }
     report
+}
+
+/// Where collection looks for what the agent left: the paths its
+/// supervisor saw change (`changes.json`, a worktree clean at the start),
+/// unless something else wrote there since (`post_agent`), a merge was
+/// left for the agent, or the agent ran elsewhere.
+fn scope(input: &Collection) -> commit::Scope {
+    match input.folder.load_changes() {
+        Some(Changes::Paths { paths })
+            if input.post_agent.is_none()
+                && input.conflict_with.is_none()
+                && input.fetch_back.is_none() =>
+        {
+            commit::Scope::Paths(paths)
+        }
+        _ => commit::Scope::Whole,
+    }
 }
 
 /// Moves a file the agent wrote in its worktree to the run folder, where

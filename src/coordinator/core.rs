@@ -368,6 +368,10 @@ pub struct LaunchRequest {
     pub log_limit: u64,
     /// What the agent may write; `None`: it runs unconfined.
     pub sandbox: Option<crate::runner::confine::Grant>,
+    /// The worktree is known to be clean as the attempt starts: the
+    /// supervisor may watch it, and collection ask git about what the
+    /// agent changed alone (`crate::runner::watch`).
+    pub watch: bool,
 }
 
 /// A prompt to render: the executor fills in the log tails it names, then
@@ -464,6 +468,10 @@ pub struct InFlight {
     pub stepping: BTreeSet<FullId>,
     /// Tasks whose worktree collection found gone (stepping re-provisions).
     pub worktree_lost: BTreeSet<FullId>,
+    /// Tasks whose worktree was just made or recycled clean, with no
+    /// `post_create` and no merge for the agent: the first attempt launched
+    /// there may be watched instead of scanned (`crate::runner::watch`).
+    pub clean: BTreeSet<FullId>,
     /// Finished tasks whose worktrees may be recycled, oldest first.
     pub free: VecDeque<FullId>,
     /// The last known tip of each task branch.

@@ -491,6 +491,7 @@ impl Executor {
             grace: req.grace,
             log_limit: req.log_limit,
             sandbox,
+            watch: req.watch,
         };
         let spawned = spawn::prepare(&plan, &self.tools.orch_exe)
             .and_then(|_| spawn::spawn_supervisor(&self.tools.orch_exe, &plan.run_dir));

@@ -297,6 +297,20 @@ impl RunState {
             return;
         }
         self.flight.worktree_lost.remove(&task);
+        let handed_conflicts = self
+            .state
+            .items
+            .get(&task)
+            .and_then(|s| s.open_attempt())
+            .is_some_and(|a| a.purpose == Some(Purpose::Conflict));
+        if provisioned.how != workspace::How::Reused
+            && self.env.config.hooks.post_create.is_empty()
+            && !handed_conflicts
+        {
+            self.flight.clean.insert(task.clone());
+        } else {
+            self.flight.clean.remove(&task);
+        }
         let branch = self.env.branch(&task);
         let entry = self.entry(&task);
         entry.worktree = Some(provisioned.worktree.clone());
@@ -475,7 +489,10 @@ impl RunState {
     pub(super) fn launch_unit(&mut self, task: &FullId, unit: &FullId, attempt: u32, now: Now) {
         let folder = RunFolder::new(self.env.state_dir.run_dir(unit, attempt));
         let request = match self.launch_request(task, unit, attempt, folder.clone()) {
-            Ok(request) => request,
+            Ok(mut request) => {
+                request.watch = self.flight.clean.remove(task);
+                request
+            }
             Err(why) => {
                 self.fail_attempt(unit, attempt, why.to_string(), Retryable::No, now);
                 return;
@@ -736,6 +753,7 @@ impl RunState {
                 .env
                 .sandbox
                 .grant(folder_path, &branch, &self.env.target),
+            watch: false,
         })
     }
 

@@ -1,6 +1,6 @@
 //! Committing what an agent left behind.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::git::{GitError, cmd, worktree};
 
@@ -82,6 +82,17 @@ pub fn files_with_markers(worktree: &Path, since: &str) -> Result<Vec<String>, G
     }
 }
 
+/// Where the changes to commit can be: anywhere in the worktree, or only
+/// at these paths (and under these folders), relative to it, plus what the
+/// index holds that `HEAD` does not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    Whole,
+    /// What a watch of the worktree saw change since it was clean
+    /// (`crate::runner::watch`).
+    Paths(Vec<PathBuf>),
+}
+
 /// Commits every uncommitted change in `worktree` (untracked files included,
 /// ignored ones not) with `message`; returns the new commit, or `None` when
 /// there was nothing to commit. Hooks run: a refusing pre-commit hook makes
@@ -89,21 +100,48 @@ pub fn files_with_markers(worktree: &Path, since: &str) -> Result<Vec<String>, G
 ///
 /// Whether anything changed is one pass of [`worktree::dirty_files`] (git's
 /// status: the index's stat data and the untracked cache, which `git add`
-/// does not use). Only when something did, `git add --all` and `git
-/// commit` run; the index is then compared with `HEAD` first (no file read),
-/// so that changes that stage to nothing (an empty folder) commit nothing.
-pub fn commit_all(worktree: &Path, message: &str) -> Result<Option<String>, GitError> {
-    if worktree::dirty_files(worktree)?.is_empty() {
-        return Ok(None);
+/// does not use), over the `scope`'s paths alone when it names them; then
+/// the index is compared with `HEAD` too (no file read: a change staged
+/// without a file written, `git rm --cached`, is found there), alongside.
+/// Only when something changed, `git add --all` of what did and `git
+/// commit` run; the index is then compared with `HEAD` first, so that
+/// changes that stage to nothing (an empty folder) commit nothing.
+pub fn commit_all(
+    worktree: &Path,
+    message: &str,
+    scope: &Scope,
+) -> Result<Option<String>, GitError> {
+    let add: Vec<std::ffi::OsString> = match scope {
+        Scope::Whole => {
+            if worktree::dirty_files(worktree)?.is_empty() {
+                return Ok(None);
+            }
+            vec!["add".into(), "--all".into()]
+        }
+        Scope::Paths(paths) => {
+            let (dirty, staged) = std::thread::scope(|s| {
+                let staged = s.spawn(|| index_differs(worktree));
+                let dirty = worktree::dirty_files_in(worktree, paths);
+                (dirty, staged.join())
+            });
+            let dirty = dirty?;
+            let staged = staged.unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+            if dirty.is_empty() && !staged {
+                return Ok(None);
+            }
+            let mut args: Vec<std::ffi::OsString> = Vec::new();
+            if !dirty.is_empty() {
+                args.extend(["--literal-pathspecs", "add", "--all", "--"].map(Into::into));
+                args.extend(dirty.into_iter().map(Into::into));
+            }
+            args
+        }
+    };
+    if !add.is_empty() {
+        cmd::run(worktree, &add)?;
     }
-    cmd::run(worktree, ["add", "--all"])?;
-    match cmd::run(
-        worktree,
-        ["diff-index", "--cached", "--quiet", "HEAD", "--"],
-    ) {
-        Ok(_) => return Ok(None),
-        Err(e) if e.code == Some(1) => {}
-        Err(e) => return Err(e.into()),
+    if !index_differs(worktree)? {
+        return Ok(None);
     }
     let mut args: Vec<&str> = Vec::new();
     if !identity_configured(worktree) {
@@ -112,6 +150,18 @@ pub fn commit_all(worktree: &Path, message: &str) -> Result<Option<String>, GitE
     args.extend(["commit", "--quiet", "--no-edit", "-m", message]);
     cmd::run(worktree, &args)?;
     Ok(Some(cmd::stdout(worktree, ["rev-parse", "HEAD"])?))
+}
+
+/// Returns whether the index holds what `HEAD` does not.
+fn index_differs(worktree: &Path) -> Result<bool, GitError> {
+    match cmd::run(
+        worktree,
+        ["diff-index", "--cached", "--quiet", "HEAD", "--"],
+    ) {
+        Ok(_) => Ok(false),
+        Err(e) if e.code == Some(1) => Ok(true),
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[cfg(test)]
@@ -178,7 +228,7 @@ mod tests {
         let (_dir, repo) = repo();
         std::fs::write(repo.join("build.log"), "ignored\n").unwrap();
         assert!(worktree::dirty_files(&repo).unwrap().is_empty());
-        assert_eq!(commit_all(&repo, "leftovers").unwrap(), None);
+        assert_eq!(commit_all(&repo, "leftovers", &Scope::Whole).unwrap(), None);
         assert_eq!(git(&repo, &["rev-list", "--count", "HEAD"]).trim(), "1");
     }
 
@@ -188,12 +238,60 @@ mod tests {
         std::fs::create_dir(repo.join("new")).unwrap();
         std::fs::write(repo.join("new/b.txt"), "two\n").unwrap();
         assert_eq!(worktree::dirty_files(&repo).unwrap(), ["new/"]);
-        let commit = commit_all(&repo, "leftovers").unwrap().expect("a commit");
+        let commit = commit_all(&repo, "leftovers", &Scope::Whole)
+            .unwrap()
+            .expect("a commit");
         assert_eq!(
             git(&repo, &["show", &format!("{commit}:new/b.txt")]),
             "two\n"
         );
         assert!(worktree::dirty_files(&repo).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_scope_of_paths_commits_what_changed_there_and_what_was_staged() {
+        let (_dir, repo) = repo();
+        let scope = |paths: &[&str]| Scope::Paths(paths.iter().map(PathBuf::from).collect());
+        // Listed, but written back as they were, or made and removed again.
+        assert_eq!(
+            commit_all(&repo, "leftovers", &scope(&["a.txt", "gone.tmp", "x/"])).unwrap(),
+            None
+        );
+        // A change outside the scope is not looked for: a watch lists every
+        // path the agent wrote.
+        std::fs::write(
+            repo.join("a.txt"),
+            "edited
+",
+        )
+        .unwrap();
+        std::fs::create_dir(repo.join("new")).unwrap();
+        std::fs::write(
+            repo.join("new/b.txt"),
+            "two
+",
+        )
+        .unwrap();
+        assert_eq!(
+            commit_all(&repo, "leftovers", &scope(&["gone.tmp"])).unwrap(),
+            None
+        );
+        let commit = commit_all(&repo, "leftovers", &scope(&["a.txt", "new", "gone.tmp"]))
+            .unwrap()
+            .expect("a commit");
+        assert_eq!(
+            git(&repo, &["show", "--name-status", "--format=", &commit]),
+            "M\ta.txt\nA\tnew/b.txt\n"
+        );
+        // A change staged with no file written is found in the index.
+        git(&repo, &["rm", "-q", "--cached", "a.txt"]);
+        let commit = commit_all(&repo, "leftovers", &scope(&[]))
+            .unwrap()
+            .expect("a commit");
+        assert_eq!(
+            git(&repo, &["show", "--name-status", "--format=", &commit]),
+            "D\ta.txt\n"
+        );
     }
 
     /// Rewrites the index entry of `path` as if its stat data had been
@@ -217,7 +315,9 @@ mod tests {
         set_mtime(&file, 1_000_000_000);
         // Same size, same mtime, same inode: only the change time tells.
         assert_eq!(worktree::dirty_files(&repo).unwrap(), ["a.txt"]);
-        let commit = commit_all(&repo, "leftovers").unwrap().expect("a commit");
+        let commit = commit_all(&repo, "leftovers", &Scope::Whole)
+            .unwrap()
+            .expect("a commit");
         assert_eq!(git(&repo, &["show", &format!("{commit}:a.txt")]), "two\n");
     }
 
@@ -230,7 +330,9 @@ mod tests {
         git(&repo, &["add", "a.txt"]);
         std::fs::write(&file, "six\n").unwrap();
         assert_eq!(worktree::dirty_files(&repo).unwrap(), ["a.txt"]);
-        let commit = commit_all(&repo, "leftovers").unwrap().expect("a commit");
+        let commit = commit_all(&repo, "leftovers", &Scope::Whole)
+            .unwrap()
+            .expect("a commit");
         assert_eq!(git(&repo, &["show", &format!("{commit}:a.txt")]), "six\n");
     }
 }

@@ -268,7 +268,27 @@ pub fn switch(worktree: &Path, branch: &str, create_at: Option<&str>) -> Result<
 /// (orch's worktrees only, under its locks), so the next pass reads less.
 /// See docs/architecture.md, "What a task costs".
 pub fn dirty_files(worktree: &Path) -> Result<Vec<String>, GitError> {
-    let mut args = own_worktree_config(worktree);
+    status(worktree, &[])
+}
+
+/// [`dirty_files`] at `paths` (files, or folders for all they hold),
+/// relative to the worktree: git reads the stat data of the index entries
+/// at those paths and the folders among them, not every file.
+pub fn dirty_files_in(worktree: &Path, paths: &[PathBuf]) -> Result<Vec<String>, GitError> {
+    if paths.is_empty() {
+        return Ok(Vec::new());
+    }
+    status(worktree, paths)
+}
+
+fn status(worktree: &Path, paths: &[PathBuf]) -> Result<Vec<String>, GitError> {
+    let mut args: Vec<std::ffi::OsString> = own_worktree_config(worktree)
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    if !paths.is_empty() {
+        args.push("--literal-pathspecs".into());
+    }
     args.extend(
         [
             "status",
@@ -277,8 +297,12 @@ pub fn dirty_files(worktree: &Path) -> Result<Vec<String>, GitError> {
             "--untracked-files=normal",
             "--ignore-submodules=all",
         ]
-        .map(str::to_owned),
+        .map(Into::into),
     );
+    if !paths.is_empty() {
+        args.push("--".into());
+        args.extend(paths.iter().map(|p| p.as_os_str().to_owned()));
+    }
     let out = cmd::run(worktree, &args)?;
     Ok(parse_status(&out.stdout))
 }

@@ -117,6 +117,9 @@ pub struct Attempt {
     pub grace: Duration,
     /// Confine the agent; `None`: it runs unconfined.
     pub sandbox: Option<Confined>,
+    /// Watch `dir` while the agent runs (it was clean when the attempt
+    /// started); only an agent running on this machine is watched.
+    pub watch: bool,
 }
 
 /// Returns the spec the supervisor runs for `attempt`, whose run folder is
@@ -156,6 +159,7 @@ pub fn spec(placement: &Placement, attempt: Attempt, run_dir: &Path, orch: &Path
                 grace: attempt.grace,
                 job: None,
                 sandbox: attempt.sandbox,
+                watch: attempt.watch,
             };
         }
         Placement::Slurm(cluster) => cluster,
@@ -292,6 +296,8 @@ pub fn spec(placement: &Placement, attempt: Attempt, run_dir: &Path, orch: &Path
         // hooks leave in a shared run folder; the supervisor runs `orch
         // __job` unconfined, and `orch __confine` confines the agent.
         sandbox: attempt.sandbox,
+        // Its files change on a node, where no watch of this machine sees them.
+        watch: false,
     }
 }
 
@@ -455,6 +461,7 @@ mod tests {
             timeout: Duration::from_secs(90),
             grace: Duration::from_secs(5),
             sandbox: None,
+            watch: true,
         }
     }
 

@@ -18,6 +18,7 @@
 //! | `agent.log` | supervisor | while the agent runs (capped) |
 //! | `result.json` | collection | moved from the worktree, when the agent wrote a report |
 //! | `last-message.md` | collection | moved from the worktree, when the agent wrote its final message there |
+//! | `changes.json` | supervisor | when it watched the worktree: once the agent's group is gone, before `exit.json` |
 //! | `exit.json` | supervisor | last, atomically |
 //! | `supervisor.log` | supervisor | its own errors, if any |
 //! | `job.json` | `orch __job` (cluster executors) | once the job is known, again when it runs and when it ended |
@@ -30,8 +31,8 @@ use std::time::Duration;
 use crate::process::Signal;
 use crate::runner::executor::{self, Detached};
 use crate::runner::spec::{
-    EXIT, End, ExitRecord, JOB, JobRecord, LAST_MESSAGE, LOG, PROMPT, RESULT, SPEC, STOP,
-    SUPERVISOR, Spec, SupervisorInfo, UNRESOLVED,
+    CHANGES, Changes, EXIT, End, ExitRecord, JOB, JobRecord, LAST_MESSAGE, LOG, PROMPT, RESULT,
+    SPEC, STOP, SUPERVISOR, Spec, SupervisorInfo, UNRESOLVED,
 };
 use crate::runner::terminate;
 use crate::state::Timestamp;
@@ -128,6 +129,14 @@ impl RunFolder {
     /// Reads `spec.json`; an unreadable one counts as absent.
     pub fn load_spec(&self) -> Option<Spec> {
         crate::fsio::read_json(&self.spec_file()).ok().flatten()
+    }
+
+    /// Reads `changes.json`, the paths the agent changed as the supervisor
+    /// watched them; absent or unreadable: the worktree must be scanned.
+    pub fn load_changes(&self) -> Option<Changes> {
+        crate::fsio::read_json(&self.dir.join(CHANGES))
+            .ok()
+            .flatten()
     }
 
     /// Reads `job.json` (cluster executors); an unreadable one counts as absent.

@@ -25,8 +25,13 @@
 //! supervisor, and the hook runner, build the ruleset before the fork and
 //! apply it in the child just before exec.
 //!
+//! While a local agent runs in a worktree that was clean, the supervisor
+//! watches the worktree ([`watch`]), so that collection asks git about the
+//! paths the agent changed, not the whole worktree.
+//!
 //! This module never touches `state.json` or the lifecycle; git only to
-//! publish a ref for a job of the git workspace.
+//! publish a ref for a job of the git workspace, and to read which folders
+//! of a watched worktree are tracked.
 
 pub mod classify;
 pub mod confine;
@@ -42,3 +47,4 @@ pub mod spawn;
 pub mod spec;
 pub mod supervise;
 pub mod terminate;
+pub mod watch;

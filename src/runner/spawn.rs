@@ -75,6 +75,8 @@ pub struct AttemptPlan {
     pub log_limit: u64,
     /// Confine the agent (docs/run.md, "What an agent may write").
     pub sandbox: Option<crate::runner::spec::Confined>,
+    /// Watch the worktree while the agent runs ([`crate::runner::watch`]).
+    pub watch: bool,
 }
 
 /// Writes `prompt.md` and `spec.json` into a fresh run folder, and clears
@@ -99,6 +101,7 @@ pub fn prepare(plan: &AttemptPlan, orch: &Path) -> io::Result<Spec> {
         timeout: plan.timeout,
         grace: plan.grace,
         sandbox: plan.sandbox.clone(),
+        watch: plan.watch,
     };
     let spec = executor::spec(&plan.placement, attempt, &plan.run_dir, orch);
     crate::fsio::write_json(&plan.run_dir.join(spec::SPEC), &spec)?;

@@ -23,6 +23,8 @@ pub const EXIT: &str = "exit.json";
 /// has recorded itself starts no agent (a stop asked for in between).
 pub const STOP: &str = "stop";
 pub const JOB: &str = "job.json";
+/// What the agent changed in its worktree, as the supervisor watched it.
+pub const CHANGES: &str = "changes.json";
 
 /// What the supervisor must run, and how.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,6 +53,11 @@ pub struct Spec {
     /// Confine the agent; `None`: it runs unconfined.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<Confined>,
+    /// Watch `cwd` while the agent runs and write `changes.json`
+    /// ([`crate::runner::watch`]): the worktree was clean when the attempt
+    /// started, and the agent runs on this machine.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub watch: bool,
 }
 
 /// A cluster job: what `orch __job` submits and waits for.
@@ -176,6 +183,17 @@ pub enum End {
         #[serde(default)]
         transient: bool,
     },
+}
+
+/// `changes.json`: the paths an agent changed in its worktree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Changes {
+    /// Every path the agent changed is one of these or lies under one of
+    /// them (relative to the worktree; a folder stands for all it holds).
+    Paths { paths: Vec<PathBuf> },
+    /// The watch could not see everything: the worktree is scanned whole.
+    Unknown { why: String },
 }
 
 /// `exit.json`.

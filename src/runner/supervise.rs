@@ -22,7 +22,10 @@
 //!    moved into `events.jsonl`, which the agent cannot write;
 //! 5. whatever the agent left in its group is stopped too, the last commits
 //!    are moved, the temp folder is removed;
-//! 6. `exit.json` is written atomically, last.
+//! 6. when the spec asks for it, the worktree was watched from just before
+//!    the agent started (`crate::runner::watch`): what changed goes to
+//!    `changes.json`;
+//! 7. `exit.json` is written atomically, last.
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -36,13 +39,18 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::plan::FullId;
 use crate::runner::confine::{COMMITS_FILE, COMMITS_VAR, Sandbox};
-use crate::runner::spec::{self, Confined, End, ExitRecord, Spec, SupervisorInfo};
+use crate::runner::spec::{self, Changes, Confined, End, ExitRecord, Spec, SupervisorInfo};
 use crate::runner::terminate::{self, Method, Reason};
+use crate::runner::watch::Watch;
 use crate::state::Timestamp;
 use crate::state::events::{EventKind, EventLog};
 
 /// How long to wait for the output pipes to drain once the group is gone.
 const DRAIN_WAIT: Duration = Duration::from_secs(5);
+
+/// How often the watch of the worktree reads its events (the kernel keeps
+/// 16,384 by default; more are dropped, and the worktree is then scanned).
+const DRAIN_WATCH_EVERY: Duration = Duration::from_millis(50);
 
 /// How often the git hooks' commit records are moved into `events.jsonl`.
 const FORWARD_EVERY: Duration = Duration::from_millis(500);
@@ -169,6 +177,20 @@ async fn supervise(spec_path: &Path) -> std::io::Result<()> {
             cmd.pre_exec(move || ruleset.restrict_self());
         }
     }
+    // A clean worktree is watched from before the agent starts, so that
+    // collection asks git about what the agent changed alone.
+    let mut watch = if spec.watch && spec.job.is_none() {
+        match Watch::start(&spec.cwd) {
+            Ok(watch) => Some(watch),
+            Err(e) => {
+                let why = format!("the worktree could not be watched: {e}");
+                record_changes(&dir, Changes::Unknown { why });
+                None
+            }
+        }
+    } else {
+        None
+    };
     let mut child = match cmd.spawn() {
         Ok(child) => child,
         Err(e) => {
@@ -227,8 +249,15 @@ async fn supervise(spec_path: &Path) -> std::io::Result<()> {
     let timeout = tokio::time::sleep(spec.timeout);
     tokio::pin!(timeout);
     let mut forward_tick = tokio::time::interval(FORWARD_EVERY);
+    let mut watch_tick = tokio::time::interval(DRAIN_WATCH_EVERY);
     let stop_reason = loop {
         tokio::select! {
+        _ = watch_tick.tick(), if watch.is_some() => {
+            if let Some(w) = watch.as_mut() {
+                w.drain();
+            }
+            continue;
+        }
         _ = forward_tick.tick(), if forwarder.is_some() => {
             if let Some(f) = forwarder.as_mut() {
                 f.forward();
@@ -251,6 +280,9 @@ async fn supervise(spec_path: &Path) -> std::io::Result<()> {
             let (bytes, truncated) = drain(writer).await;
             if let Some(f) = forwarder.as_mut() {
                 f.forward();
+            }
+            if let Some(w) = watch.take() {
+                record_changes(&dir, w.finish());
             }
             drop(sandbox);
             return finish(end, bytes, truncated);
@@ -288,8 +320,17 @@ async fn supervise(spec_path: &Path) -> std::io::Result<()> {
     if let Some(f) = forwarder.as_mut() {
         f.forward();
     }
+    if let Some(w) = watch.take() {
+        record_changes(&dir, w.finish());
+    }
     drop(sandbox);
     finish(end, bytes, truncated)
+}
+
+/// Writes `changes.json`; a record that cannot be written is left out
+/// (collection then scans the worktree whole).
+fn record_changes(dir: &Path, changes: Changes) {
+    let _ = crate::fsio::write_json(&dir.join(spec::CHANGES), &changes);
 }
 
 /// Moves the commits a confined agent's git hooks record in the run folder
@@ -450,6 +491,7 @@ mod tests {
             grace: Duration::from_secs(1),
             job: None,
             sandbox: None,
+            watch: false,
         };
         let spec_path = dir.join(spec::SPEC);
         crate::fsio::write_json(&spec_path, &spec).unwrap();

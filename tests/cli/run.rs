@@ -108,6 +108,52 @@ fn uncommitted_work_is_committed_with_a_trailer() {
     );
 }
 
+/// Issue 15: the supervisor watches a clean worktree while the agent
+/// runs, and collection asks git about the paths it saw change alone;
+/// every kind of change is still committed, ignored files are not.
+#[test]
+fn changes_the_watch_saw_are_all_committed() {
+    let env = TestEnv::new();
+    env.init_repo();
+    env.write(".gitignore", "target/\n");
+    env.write("src/deep/x.rs", "x\n");
+    env.write("docs/old.md", "old\n");
+    env.write("tool.sh", "echo tool\n");
+    env.git(&env.repo(), ["add", "-A"]);
+    env.git(&env.repo(), ["commit", "-q", "-m", "files"]);
+    env.configure("scatter.sh", "");
+    env.write("plan.toml", "[[task]]\nid = \"T1\"\n");
+    let out = run(&env);
+    assert!(out.status.success(), "{}", env.render(&out));
+    let record = env.repo().join(".orchestrator/runs/T1/1/changes.json");
+    let record: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&record).unwrap()).unwrap();
+    assert_eq!(
+        record,
+        serde_json::json!({
+            "kind": "paths",
+            "paths": ["docs/old.md", "new", "scratch.tmp", "src/deep/x.rs", "target", "tool.sh"]
+        })
+    );
+    let files = env.git(
+        &env.repo(),
+        ["show", "--name-status", "--format=", "orch/T1"],
+    );
+    assert_eq!(
+        files,
+        "D\tdocs/old.md\nA\tnew/inner/f.rs\nM\tsrc/deep/x.rs\nM\ttool.sh\n"
+    );
+    let mode = env.git(&env.repo(), ["ls-tree", "orch/T1", "tool.sh"]);
+    assert!(mode.starts_with("100755 "), "{mode}");
+    let worktree = env.state()["items"]["T1"]["worktree"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let status = env.git(Path::new(&worktree), ["status", "--porcelain"]);
+    assert_eq!(status, "", "the worktree is clean");
+    assert!(Path::new(&worktree).join("target/out").exists());
+}
+
 #[test]
 fn an_agent_that_changes_nothing_fails_unless_allowed() {
     let env = setup(

@@ -1,0 +1,381 @@
+//! Watching an agent's worktree while it runs, so that collecting the
+//! attempt asks git about the paths the agent changed instead of scanning
+//! the whole worktree (docs/architecture.md, "What a task costs").
+//!
+//! The supervisor starts a [`Watch`] on the worktree before it starts the
+//! agent, drains it while the agent runs and, once the agent's process
+//! group is gone, writes what it saw to `changes.json` in the run folder,
+//! before `exit.json`. inotify queues an event inside the system call that
+//! changes the file system, so every change the agent made before it
+//! exited is in the queue when the supervisor reads it for the last time.
+//!
+//! Only a worktree that was clean when the watch started can be collected
+//! this way; the coordinator asks for a watch only then (a worktree just
+//! made or recycled, no `post_create`, no merge left for the agent).
+//!
+//! What is watched: every folder of the worktree git could report a change
+//! in, that is every folder except the worktree's `.git`, submodules, and
+//! folders git ignores that hold no tracked file (`target/`,
+//! `node_modules/`). A folder made while the agent runs is not watched: it
+//! is recorded whole, and git is asked about all of it. What the record
+//! says is a superset of what changed: a path the agent wrote back as it
+//! was is listed too, and git says it is unchanged.
+//!
+//! What a watch cannot see, and the record then says [`Changes::Unknown`]
+//! so that the worktree is scanned whole: events the kernel dropped (its
+//! queue overflowed), more folders than the watch limit allows, a changed
+//! `.gitignore`, `.gitattributes` or `.gitmodules` (which change what git
+//! reports about paths that were not touched), more changed paths than a
+//! command line holds. Writes through a shared memory mapping are not
+//! reported by the kernel (nor to git's own file system monitors); an
+//! agent that writes files that way and nothing else is not seen.
+
+use std::collections::{BTreeSet, HashMap};
+use std::ffi::OsStr;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use git2::{ObjectType, Repository, Tree};
+use inotify::{EventMask, Inotify, WatchMask};
+
+use crate::runner::spec::Changes;
+
+/// The most paths a record lists; more are folded into their folders.
+pub const MAX_PATHS: usize = 1000;
+
+/// The most bytes the listed paths take (they go on git's command line).
+const MAX_BYTES: usize = 128 * 1024;
+
+/// The most paths kept while the agent runs before they are folded.
+const MAX_HELD: usize = 50_000;
+
+/// The most folders watched; a larger worktree is scanned instead.
+const MAX_DIRS: usize = 100_000;
+
+/// Files whose change makes git report differently on paths not changed.
+const RULE_FILES: [&str; 3] = [".gitignore", ".gitattributes", ".gitmodules"];
+
+/// A watch of one worktree.
+pub struct Watch {
+    inotify: Inotify,
+    /// Watch descriptor -> the folder, relative to the worktree.
+    dirs: HashMap<i32, PathBuf>,
+    changed: BTreeSet<PathBuf>,
+    /// Why the record cannot be trusted, once that is known.
+    lost: Option<String>,
+    buffer: Vec<u8>,
+}
+
+impl std::fmt::Debug for Watch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watch")
+            .field("dirs", &self.dirs.len())
+            .field("changed", &self.changed.len())
+            .field("lost", &self.lost)
+            .finish()
+    }
+}
+
+const MASK: WatchMask = WatchMask::CREATE
+    .union(WatchMask::DELETE)
+    .union(WatchMask::MODIFY)
+    .union(WatchMask::ATTRIB)
+    .union(WatchMask::MOVED_FROM)
+    .union(WatchMask::MOVED_TO)
+    .union(WatchMask::ONLYDIR)
+    .union(WatchMask::DONT_FOLLOW)
+    .union(WatchMask::EXCL_UNLINK);
+
+impl Watch {
+    /// Starts watching `worktree`. An error means no watch: the worktree
+    /// is then scanned whole.
+    pub fn start(worktree: &Path) -> io::Result<Watch> {
+        let repo = Repository::open(worktree).map_err(io::Error::other)?;
+        let head = repo
+            .head()
+            .and_then(|h| h.peel_to_tree())
+            .map_err(io::Error::other)?;
+        let mut watch = Watch {
+            inotify: Inotify::init()?,
+            dirs: HashMap::new(),
+            changed: BTreeSet::new(),
+            lost: None,
+            buffer: vec![0; 64 * 1024],
+        };
+        // Folders to watch, with their tree in HEAD when they have one.
+        let mut todo: Vec<(PathBuf, Option<Tree>)> = vec![(PathBuf::new(), Some(head))];
+        while let Some((rel, tree)) = todo.pop() {
+            if watch.dirs.len() >= MAX_DIRS {
+                return Err(io::Error::other(format!(
+                    "the worktree has more than {MAX_DIRS} folders"
+                )));
+            }
+            let full = worktree.join(&rel);
+            let wd = watch.inotify.watches().add(&full, MASK)?;
+            watch.dirs.insert(wd.get_watch_descriptor_id(), rel.clone());
+            for entry in std::fs::read_dir(&full)? {
+                let entry = entry?;
+                if !entry.file_type()?.is_dir() {
+                    continue;
+                }
+                let name = entry.file_name();
+                if rel.as_os_str().is_empty() && name == ".git" {
+                    continue;
+                }
+                let child = rel.join(&name);
+                let in_head = tree
+                    .as_ref()
+                    .and_then(|t| t.get_name_bytes(name.as_bytes()));
+                match in_head.as_ref().map(|e| e.kind()) {
+                    Some(Some(ObjectType::Tree)) => {
+                        let sub = in_head
+                            .and_then(|e| e.to_object(&repo).ok())
+                            .and_then(|o| o.into_tree().ok());
+                        todo.push((child, sub));
+                    }
+                    // A submodule: a repository of its own, whose changes
+                    // orch does not collect.
+                    Some(Some(ObjectType::Commit)) => {}
+                    _ => {
+                        if !repo.status_should_ignore(&child).unwrap_or(false) {
+                            todo.push((child, None));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(watch)
+    }
+
+    /// Reads the events queued so far.
+    pub fn drain(&mut self) {
+        let Watch {
+            inotify,
+            dirs,
+            changed,
+            lost,
+            buffer,
+        } = self;
+        loop {
+            let events = match inotify.read_events(buffer) {
+                Ok(events) => events,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    lost.get_or_insert(format!("reading the watch's events failed: {e}"));
+                    return;
+                }
+            };
+            let mut any = false;
+            for event in events {
+                any = true;
+                if event.mask.contains(EventMask::Q_OVERFLOW) {
+                    lost.get_or_insert(
+                        "the kernel dropped events (its queue overflowed)".to_owned(),
+                    );
+                    continue;
+                }
+                let id = event.wd.get_watch_descriptor_id();
+                if event.mask.contains(EventMask::IGNORED) {
+                    dirs.remove(&id);
+                    continue;
+                }
+                if let (Some(dir), Some(name)) = (dirs.get(&id), event.name) {
+                    changed.insert(dir.join(name));
+                }
+            }
+            if !any {
+                return;
+            }
+            if changed.len() > MAX_HELD {
+                fold(changed, MAX_PATHS);
+            }
+        }
+    }
+
+    /// Reads the last events and says what changed.
+    pub fn finish(mut self) -> Changes {
+        self.drain();
+        if let Some(why) = self.lost {
+            return Changes::Unknown { why };
+        }
+        let mut changed = self.changed;
+        if let Some(rule) = changed.iter().find(|p| {
+            p.file_name()
+                .is_some_and(|n| RULE_FILES.iter().any(|r| OsStr::new(r) == n))
+        }) {
+            return Changes::Unknown {
+                why: format!("`{}` changed", rule.display()),
+            };
+        }
+        fold(&mut changed, MAX_PATHS);
+        let bytes: usize = changed.iter().map(|p| p.as_os_str().len() + 1).sum();
+        if changed.iter().any(|p| p.as_os_str().is_empty()) || bytes > MAX_BYTES {
+            return Changes::Unknown {
+                why: "too many paths changed to name them".to_owned(),
+            };
+        }
+        if changed.iter().any(|p| p.to_str().is_none()) {
+            return Changes::Unknown {
+                why: "a path that is not UTF-8 changed".to_owned(),
+            };
+        }
+        Changes::Paths {
+            paths: changed.into_iter().collect(),
+        }
+    }
+}
+
+/// Replaces paths by their folders, deepest first, until at most `limit`
+/// are left (the root, an empty path, stands for the whole worktree). A
+/// path under another listed one is dropped: the folder covers it.
+fn fold(paths: &mut BTreeSet<PathBuf>, limit: usize) {
+    drop_covered(paths);
+    while paths.len() > limit {
+        let deepest = paths
+            .iter()
+            .map(|p| p.components().count())
+            .max()
+            .unwrap_or(0);
+        if deepest <= 1 {
+            paths.clear();
+            paths.insert(PathBuf::new());
+            return;
+        }
+        *paths = paths
+            .iter()
+            .map(|p| {
+                if p.components().count() == deepest {
+                    p.parent().map(Path::to_owned).unwrap_or_default()
+                } else {
+                    p.clone()
+                }
+            })
+            .collect();
+        drop_covered(paths);
+    }
+}
+
+/// Drops every path that lies under another path of the set.
+fn drop_covered(paths: &mut BTreeSet<PathBuf>) {
+    let mut kept: Vec<PathBuf> = Vec::with_capacity(paths.len());
+    // In sorted order a folder comes right before what lies under it
+    // (`a`, `a/b`, `a/c`, `a.txt`): compare with the last one kept.
+    for path in std::mem::take(paths) {
+        if kept.last().is_some_and(|k| path.starts_with(k)) {
+            continue;
+        }
+        kept.push(path);
+    }
+    paths.extend(kept);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn git(dir: &Path, args: &[&str]) {
+        let out = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+    }
+
+    fn paths(changes: Changes) -> Vec<String> {
+        match changes {
+            Changes::Paths { paths } => paths.iter().map(|p| p.display().to_string()).collect(),
+            Changes::Unknown { why } => panic!("unknown: {why}"),
+        }
+    }
+
+    /// A repository with `a.txt`, `src/lib.rs`, `src/deep/x.rs`,
+    /// `docs/old.md`, an ignored `target/` holding files, and an empty
+    /// untracked `spare/`.
+    fn repo() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("r");
+        for d in ["src/deep", "docs", "target/debug", "spare"] {
+            std::fs::create_dir_all(repo.join(d)).unwrap();
+        }
+        for (f, text) in [
+            ("a.txt", "a\n"),
+            ("src/lib.rs", "lib\n"),
+            ("src/deep/x.rs", "x\n"),
+            ("docs/old.md", "old\n"),
+            (".gitignore", "target/\n"),
+            ("target/debug/out", "built\n"),
+        ] {
+            std::fs::write(repo.join(f), text).unwrap();
+        }
+        git(&repo, &["init", "-q", "-b", "main"]);
+        git(&repo, &["add", "-A"]);
+        git(&repo, &["commit", "-q", "-m", "init"]);
+        (dir, repo)
+    }
+
+    #[test]
+    fn every_kind_of_change_is_listed_and_ignored_folders_are_not_watched() {
+        let (_dir, repo) = repo();
+        let mut watch = Watch::start(&repo).unwrap();
+        let watched: BTreeSet<String> = watch
+            .dirs
+            .values()
+            .map(|p| p.display().to_string())
+            .collect();
+        assert_eq!(
+            watched.into_iter().collect::<Vec<_>>(),
+            ["", "docs", "spare", "src", "src/deep"]
+        );
+        std::fs::write(repo.join("src/deep/x.rs"), "changed\n").unwrap();
+        std::fs::create_dir_all(repo.join("new/inner")).unwrap();
+        std::fs::write(repo.join("new/inner/f.rs"), "new\n").unwrap();
+        std::fs::remove_file(repo.join("docs/old.md")).unwrap();
+        std::fs::rename(repo.join("a.txt"), repo.join("spare/b.txt")).unwrap();
+        watch.drain();
+        let mode = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+        std::fs::set_permissions(repo.join("src/lib.rs"), mode).unwrap();
+        std::fs::write(repo.join("target/debug/out"), "rebuilt\n").unwrap();
+        assert_eq!(
+            paths(watch.finish()),
+            [
+                "a.txt",
+                "docs/old.md",
+                "new",
+                "spare/b.txt",
+                "src/deep/x.rs",
+                "src/lib.rs"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_changed_gitignore_asks_for_a_whole_scan() {
+        let (_dir, repo) = repo();
+        let watch = Watch::start(&repo).unwrap();
+        std::fs::write(repo.join(".gitignore"), "").unwrap();
+        let Changes::Unknown { why } = watch.finish() else {
+            panic!("a changed .gitignore was trusted");
+        };
+        assert_eq!(why, "`.gitignore` changed");
+    }
+
+    #[test]
+    fn many_paths_fold_into_their_folders() {
+        let table: [(&[&str], usize, &[&str]); 4] = [
+            (&["a/b/c", "a/b/d", "e"], 3, &["a/b/c", "a/b/d", "e"]),
+            (&["a/b/c", "a/b/d", "e"], 2, &["a/b", "e"]),
+            (&["a", "a/b/c", "ab"], 5, &["a", "ab"]),
+            (&["a", "b", "c"], 2, &[""]),
+        ];
+        for (given, limit, want) in table {
+            let mut set: BTreeSet<PathBuf> = given.iter().map(PathBuf::from).collect();
+            fold(&mut set, limit);
+            let got: Vec<String> = set.iter().map(|p| p.display().to_string()).collect();
+            assert_eq!(got, want, "{given:?} to {limit}");
+        }
+    }
+}
