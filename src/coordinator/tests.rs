@@ -539,6 +539,63 @@ fn a_failed_attempt_waits_out_its_backoff_then_runs_again_until_attempts_are_spe
     assert!(h.core.done(h.now));
 }
 
+/// Issue 15: only an attempt whose worktree is known clean as it starts is
+/// watched (collection then asks git about what the agent changed alone).
+#[test]
+fn only_the_first_attempt_in_a_worktree_made_clean_is_watched() {
+    let provision = |how: How, post_create: bool| {
+        let mut h = Harness::new("[[task]]\nid = \"A\"\n", |c| {
+            c.retry.max_attempts = 2;
+            if post_create {
+                c.hooks.post_create = vec!["true".to_owned()];
+            }
+        });
+        h.tick();
+        let effects = h.step(Input::Provisioned {
+            task: id("A"),
+            attempt: 1,
+            free_owner: None,
+            result: Ok(Provisioned {
+                how,
+                ..provisioned("A")
+            }),
+            prepared: Ok(()),
+        });
+        (the_launch(&effects).watch, h)
+    };
+    let table = [
+        (How::Created, false, true),
+        (How::Recycled, false, true),
+        // A worktree the task had: an earlier attempt may have left files.
+        (How::Reused, false, false),
+        // `post_create` may have left files the agent did not write.
+        (How::Created, true, false),
+    ];
+    for (how, post_create, watched) in table {
+        assert_eq!(
+            provision(how, post_create).0,
+            watched,
+            "{how:?} {post_create}"
+        );
+    }
+    // A retry in the same worktree is scanned whole.
+    let (_, mut h) = provision(How::Created, false);
+    h.ends("A", 1, exit_code(1));
+    h.wait(Duration::from_secs(30));
+    h.tick();
+    let effects = h.step(Input::Provisioned {
+        task: id("A"),
+        attempt: 2,
+        free_owner: None,
+        result: Ok(Provisioned {
+            how: How::Reused,
+            ..provisioned("A")
+        }),
+        prepared: Ok(()),
+    });
+    assert!(!the_launch(&effects).watch);
+}
+
 #[test]
 fn issue_18_attempts_are_counted_within_the_budget_a_retry_gives() {
     let mut h = Harness::new("[[task]]\nid = \"A\"\n", |c| c.retry.max_attempts = 2);
