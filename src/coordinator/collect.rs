@@ -321,7 +321,7 @@ pub fn collect(input: Collection) -> AttemptReport {
         && report.unresolved.is_empty()
         && let Some(worktree) = worktree
     {
-        match commit::commit_all(worktree, &input.message, &scope(&input)) {
+        match commit::commit_all(worktree, &input.message, &scope(&input, worktree)) {
             Ok(sha) => report.committed = sha,
             Err(e) => report.commit_error = Some(e),
         }
@@ -365,16 +365,25 @@ pub fn collect(input: Collection) -> AttemptReport {
 }
 
 /// Where collection looks for what the agent left: the paths its
-/// supervisor saw change (`changes.json`, a worktree clean at the start),
-/// unless something else wrote there since (`post_agent`), a merge was
-/// left for the agent, or the agent ran elsewhere.
-fn scope(input: &Collection) -> commit::Scope {
-    match input.folder.load_changes() {
-        Some(Changes::Paths { paths })
-            if input.post_agent.is_none()
-                && input.conflict_with.is_none()
-                && input.fetch_back.is_none() =>
-        {
+/// supervisor saw change (`changes.json`, a worktree clean at the start)
+/// and those where `HEAD` moved since, unless something else wrote there
+/// since (`post_agent`), a merge was left for the agent, or the agent ran
+/// elsewhere.
+fn scope(input: &Collection, worktree: &std::path::Path) -> commit::Scope {
+    let Some(Changes::Paths { head, mut paths }) = input.folder.load_changes() else {
+        return commit::Scope::Whole;
+    };
+    if input.post_agent.is_some() || input.conflict_with.is_some() || input.fetch_back.is_some() {
+        return commit::Scope::Whole;
+    }
+    let moved = git2::Repository::open(worktree).and_then(|repo| {
+        let now = repo.head()?.peel_to_tree()?.id();
+        let then = git2::Oid::from_str(&head)?;
+        crate::git::tree::changes(&repo, then, now)
+    });
+    match moved {
+        Ok(moved) if paths.len() + moved.len() <= crate::runner::watch::MAX_PATHS => {
+            paths.extend(moved.into_iter().map(|c| c.path));
             commit::Scope::Paths(paths)
         }
         _ => commit::Scope::Whole,

@@ -191,7 +191,10 @@ pub enum End {
 pub enum Changes {
     /// Every path the agent changed is one of these or lies under one of
     /// them (relative to the worktree; a folder stands for all it holds).
-    Paths { paths: Vec<PathBuf> },
+    /// `head` is the tree `HEAD` had when the watch started: the files of
+    /// every other path still match it, so where `HEAD` moved since (a
+    /// `git reset` that left the files as they were) is looked at too.
+    Paths { head: String, paths: Vec<PathBuf> },
     /// The watch could not see everything: the worktree is scanned whole.
     Unknown { why: String },
 }

@@ -59,6 +59,8 @@ const RULE_FILES: [&str; 3] = [".gitignore", ".gitattributes", ".gitmodules"];
 /// A watch of one worktree.
 pub struct Watch {
     inotify: Inotify,
+    /// The tree of `HEAD` when the watch started.
+    head: git2::Oid,
     /// Watch descriptor -> the folder, relative to the worktree.
     dirs: HashMap<i32, PathBuf>,
     changed: BTreeSet<PathBuf>,
@@ -98,6 +100,7 @@ impl Watch {
             .map_err(io::Error::other)?;
         let mut watch = Watch {
             inotify: Inotify::init()?,
+            head: head.id(),
             dirs: HashMap::new(),
             changed: BTreeSet::new(),
             lost: None,
@@ -152,6 +155,7 @@ impl Watch {
     pub fn drain(&mut self) {
         let Watch {
             inotify,
+            head: _,
             dirs,
             changed,
             lost,
@@ -222,6 +226,7 @@ impl Watch {
             };
         }
         Changes::Paths {
+            head: self.head.to_string(),
             paths: changed.into_iter().collect(),
         }
     }
@@ -287,7 +292,7 @@ mod tests {
 
     fn paths(changes: Changes) -> Vec<String> {
         match changes {
-            Changes::Paths { paths } => paths.iter().map(|p| p.display().to_string()).collect(),
+            Changes::Paths { paths, .. } => paths.iter().map(|p| p.display().to_string()).collect(),
             Changes::Unknown { why } => panic!("unknown: {why}"),
         }
     }

@@ -111,8 +111,7 @@ fn uncommitted_work_is_committed_with_a_trailer() {
 /// Issue 15: the supervisor watches a clean worktree while the agent
 /// runs, and collection asks git about the paths it saw change alone;
 /// every kind of change is still committed, ignored files are not.
-#[test]
-fn changes_the_watch_saw_are_all_committed() {
+fn watched(agent: &str) -> TestEnv {
     let env = TestEnv::new();
     env.init_repo();
     env.write(".gitignore", "target/\n");
@@ -121,19 +120,34 @@ fn changes_the_watch_saw_are_all_committed() {
     env.write("tool.sh", "echo tool\n");
     env.git(&env.repo(), ["add", "-A"]);
     env.git(&env.repo(), ["commit", "-q", "-m", "files"]);
-    env.configure("scatter.sh", "");
+    env.configure(agent, "");
     env.write("plan.toml", "[[task]]\nid = \"T1\"\n");
     let out = run(&env);
     assert!(out.status.success(), "{}", env.render(&out));
+    env
+}
+
+fn watched_paths(env: &TestEnv) -> serde_json::Value {
     let record = env.repo().join(".orchestrator/runs/T1/1/changes.json");
     let record: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(&record).unwrap()).unwrap();
+    assert_eq!(record["kind"], "paths", "{record}");
+    record["paths"].clone()
+}
+
+#[test]
+fn changes_the_watch_saw_are_all_committed() {
+    let env = watched("scatter.sh");
     assert_eq!(
-        record,
-        serde_json::json!({
-            "kind": "paths",
-            "paths": ["docs/old.md", "new", "scratch.tmp", "src/deep/x.rs", "target", "tool.sh"]
-        })
+        watched_paths(&env),
+        serde_json::json!([
+            "docs/old.md",
+            "new",
+            "scratch.tmp",
+            "src/deep/x.rs",
+            "target",
+            "tool.sh"
+        ])
     );
     let files = env.git(
         &env.repo(),
@@ -152,6 +166,24 @@ fn changes_the_watch_saw_are_all_committed() {
     let status = env.git(Path::new(&worktree), ["status", "--porcelain"]);
     assert_eq!(status, "", "the worktree is clean");
     assert!(Path::new(&worktree).join("target/out").exists());
+}
+
+/// Issue 15: a `git reset` that moves `HEAD` and leaves the files writes
+/// none, so the watch sees nothing; where `HEAD` moved is looked at too.
+#[test]
+fn a_head_moved_under_unchanged_files_is_looked_at_too() {
+    let env = watched("reset.sh");
+    assert_eq!(watched_paths(&env), serde_json::json!([]));
+    let files = env.git(
+        &env.repo(),
+        ["show", "--name-status", "--format=", "orch/T1"],
+    );
+    assert_eq!(
+        files,
+        "A\t.gitignore\nA\tdocs/old.md\nA\tsrc/deep/x.rs\nA\ttool.sh\n"
+    );
+    let diff = env.git(&env.repo(), ["diff", "main", "orch/T1"]);
+    assert_eq!(diff, "", "the branch holds the files as they were");
 }
 
 #[test]
