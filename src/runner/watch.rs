@@ -186,6 +186,11 @@ impl Watch {
                     continue;
                 }
                 if let (Some(dir), Some(name)) = (dirs.get(&id), event.name) {
+                    // The worktree's `.git` file names its admin folder;
+                    // git reports no change there.
+                    if dir.as_os_str().is_empty() && name == ".git" {
+                        continue;
+                    }
                     changed.insert(dir.join(name));
                 }
             }
