@@ -14,7 +14,9 @@
 //!    whole run per task, the coordinator's own CPU per task (`cpu_ms` of
 //!    `run.finished`) and with its children (git, hooks; the agents too),
 //!    the median time from the agent's exit (`exit.json`) to
-//!    `task.completed` (on the critical path: the next task starts then).
+//!    `task.completed` (on the critical path: the next task starts then),
+//!    and from `task.started` to the agent's start (the worktree made or
+//!    recycled, the supervisor started, the worktree's watch set up).
 //! 3. One merge: on a third clone, each task in turn is queued (`orch run
 //!    --no-merge`) and merged alone (`orch merge`, no agent at work
 //!    meanwhile: tasks queued together land together and share one
@@ -129,6 +131,10 @@ struct Orch {
     cpu: Duration,
     cpu_with_children: Duration,
     exit_to_completed: Duration,
+    /// From `task.started` to the agent's start (`agent_started` in
+    /// `supervisor.json`; a build that does not record it: the
+    /// supervisor's own start, which it then follows at once).
+    start_to_agent: Duration,
 }
 
 fn orch_command(bin: &Path, repo: &Path, args: &[&str]) -> Command {
@@ -211,8 +217,29 @@ fn orch(bin: &Path, repo: &Path) -> Orch {
                 .unwrap_or_default()
         })
         .collect();
+    let starts = events
+        .iter()
+        .filter(|e| e["event"] == "task.started")
+        .map(|e| {
+            let folder = repo.join(format!(
+                ".orchestrator/runs/{}/{}",
+                e["id"].as_str().unwrap(),
+                e["attempt"]
+            ));
+            let read = |name: &str| -> serde_json::Value {
+                serde_json::from_str(&std::fs::read_to_string(folder.join(name)).unwrap()).unwrap()
+            };
+            let supervisor = read("supervisor.json");
+            let agent = match &supervisor["agent_started"] {
+                serde_json::Value::Null => read("exit.json")["started"].clone(),
+                at => at.clone(),
+            };
+            ts(&agent).duration_since(ts(&e["ts"])).unwrap_or_default()
+        })
+        .collect();
     let n = TASKS as u32;
     Orch {
+        start_to_agent: median(starts),
         wall: wall / n,
         cpu: cpu / n,
         cpu_with_children: usage / n,
@@ -251,7 +278,7 @@ fn main() {
     }
     println!("{TASKS} tasks one at a time, agent commits one file, target checked out");
     println!(
-        "{:>7} {:>9} {:>10} {:>10} {:>6} {:>10} {:>12} {:>10} {:>10} {:>10} {:>6}",
+        "{:>7} {:>9} {:>10} {:>10} {:>6} {:>10} {:>12} {:>11} {:>10} {:>10} {:>10} {:>6}",
         "files",
         "build",
         "orch/task",
@@ -259,6 +286,7 @@ fn main() {
         "ratio",
         "orch CPU",
         "+children",
+        "start->agent",
         "exit->done",
         "orch merge",
         "git merge",
@@ -281,13 +309,14 @@ fn main() {
                 &clone(&template, &dir.path().join(format!("m{files}-{b}"))),
             );
             println!(
-                "{files:>7} {:>9} {:>10} {:>10} {:>6.2} {:>10} {:>12} {:>10} {:>10} {:>10} {:>6.2}   (repo made in {:.1} s)",
+                "{files:>7} {:>9} {:>10} {:>10} {:>6.2} {:>10} {:>12} {:>11} {:>10} {:>10} {:>10} {:>6.2}   (repo made in {:.1} s)",
                 if label.is_empty() { "this" } else { "before" },
                 ms(o.wall),
                 ms(git_task),
                 ratio(o.wall, git_task),
                 ms(o.cpu),
                 ms(o.cpu_with_children),
+                ms(o.start_to_agent),
                 ms(o.exit_to_completed),
                 ms(merge),
                 ms(git_merge),
@@ -321,6 +350,12 @@ fn main() {
                 &ms(o.exit_to_completed),
                 "target 50 ms",
                 Some(o.exit_to_completed.as_secs_f64() / 0.05),
+            );
+            figure(
+                &format!("task started -> agent started, {n}"),
+                &ms(o.start_to_agent),
+                "worktree, supervisor, watch",
+                None,
             );
             figure(
                 &format!("one merge, target checked out, {n}"),

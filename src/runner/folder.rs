@@ -339,6 +339,7 @@ mod tests {
                 start_ticks: Some(ticks - 1),
                 agent_pgid: Some(pid),
                 agent_start_ticks: Some(ticks - 1),
+                agent_started: None,
                 started: Timestamp::now(),
             },
         );
@@ -358,6 +359,7 @@ mod tests {
                 start_ticks: None,
                 agent_pgid: Some(pid),
                 agent_start_ticks: None,
+                agent_started: None,
                 started: Timestamp::now(),
             },
         );
@@ -372,6 +374,7 @@ mod tests {
                 start_ticks: Some(ticks),
                 agent_pgid: Some(pid),
                 agent_start_ticks: Some(ticks),
+                agent_started: None,
                 started: Timestamp::now(),
             },
         );

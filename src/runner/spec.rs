@@ -160,6 +160,9 @@ pub struct SupervisorInfo {
     /// When the agent (the group's leader) started, as `start_ticks`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_start_ticks: Option<u64>,
+    /// When the agent was started (after the watch of its worktree, if any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_started: Option<Timestamp>,
     pub started: Timestamp,
 }
 

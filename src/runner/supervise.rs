@@ -94,6 +94,7 @@ async fn supervise(spec_path: &Path) -> std::io::Result<()> {
         start_ticks: crate::process::own_start_ticks(),
         agent_pgid: None,
         agent_start_ticks: None,
+        agent_started: None,
         started,
     };
     crate::fsio::write_json(&dir.join(spec::SUPERVISOR), &info)?;
@@ -219,6 +220,7 @@ async fn supervise(spec_path: &Path) -> std::io::Result<()> {
         );
     };
     info.agent_pgid = Some(pgid);
+    info.agent_started = Some(Timestamp::now());
     // The child is not reaped before `wait` below, so its `/proc` entry is there.
     info.agent_start_ticks = crate::process::start_ticks(pgid);
     crate::fsio::write_json(&dir.join(spec::SUPERVISOR), &info)?;
