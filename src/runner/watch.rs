@@ -92,63 +92,60 @@ const MASK: WatchMask = WatchMask::CREATE
 impl Watch {
     /// Starts watching `worktree`. An error means no watch: the worktree
     /// is then scanned whole.
+    ///
+    /// A thread per core (four at most) shares the folders to visit: a
+    /// watch costs a read of its folder and the kernel's marking of every
+    /// entry in it, about what a scan of the same files costs on one core,
+    /// and it is paid before the agent starts (50 ms on one core, 29 ms on
+    /// two, for 2,001 folders of 25 files on tmpfs).
     pub fn start(worktree: &Path) -> io::Result<Watch> {
         let repo = Repository::open(worktree).map_err(io::Error::other)?;
         let head = repo
             .head()
             .and_then(|h| h.peel_to_tree())
-            .map_err(io::Error::other)?;
-        let mut watch = Watch {
-            inotify: Inotify::init()?,
-            head: head.id(),
-            dirs: HashMap::new(),
+            .map_err(io::Error::other)?
+            .id();
+        let inotify = Inotify::init()?;
+        let walk = Walk {
+            worktree,
+            todo: std::sync::Mutex::new(Todo {
+                folders: vec![(PathBuf::new(), Some(head))],
+                busy: 0,
+                seen: 0,
+                stopped: false,
+            }),
+            ready: std::sync::Condvar::new(),
+        };
+        let found = std::thread::scope(|s| {
+            let walkers = std::thread::available_parallelism().map_or(1, |n| n.get().min(WALKERS));
+            let workers: Vec<_> = (0..walkers)
+                .map(|_| {
+                    let watches = inotify.watches();
+                    s.spawn(|| walk.work(watches))
+                })
+                .collect();
+            let mut dirs = HashMap::new();
+            let mut failed = None;
+            for worker in workers {
+                match worker.join() {
+                    Ok(Ok(found)) => dirs.extend(found),
+                    Ok(Err(e)) => failed = failed.or(Some(e)),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            match failed {
+                Some(e) => Err(e),
+                None => Ok(dirs),
+            }
+        })?;
+        Ok(Watch {
+            inotify,
+            head,
+            dirs: found,
             changed: BTreeSet::new(),
             lost: None,
             buffer: vec![0; 64 * 1024],
-        };
-        // Folders to watch, with their tree in HEAD when they have one.
-        let mut todo: Vec<(PathBuf, Option<Tree>)> = vec![(PathBuf::new(), Some(head))];
-        while let Some((rel, tree)) = todo.pop() {
-            if watch.dirs.len() >= MAX_DIRS {
-                return Err(io::Error::other(format!(
-                    "the worktree has more than {MAX_DIRS} folders"
-                )));
-            }
-            let full = worktree.join(&rel);
-            let wd = watch.inotify.watches().add(&full, MASK)?;
-            watch.dirs.insert(wd.get_watch_descriptor_id(), rel.clone());
-            for entry in std::fs::read_dir(&full)? {
-                let entry = entry?;
-                if !entry.file_type()?.is_dir() {
-                    continue;
-                }
-                let name = entry.file_name();
-                if rel.as_os_str().is_empty() && name == ".git" {
-                    continue;
-                }
-                let child = rel.join(&name);
-                let in_head = tree
-                    .as_ref()
-                    .and_then(|t| t.get_name_bytes(name.as_bytes()));
-                match in_head.as_ref().map(|e| e.kind()) {
-                    Some(Some(ObjectType::Tree)) => {
-                        let sub = in_head
-                            .and_then(|e| e.to_object(&repo).ok())
-                            .and_then(|o| o.into_tree().ok());
-                        todo.push((child, sub));
-                    }
-                    // A submodule: a repository of its own, whose changes
-                    // orch does not collect.
-                    Some(Some(ObjectType::Commit)) => {}
-                    _ => {
-                        if !repo.status_should_ignore(&child).unwrap_or(false) {
-                            todo.push((child, None));
-                        }
-                    }
-                }
-            }
-        }
-        Ok(watch)
+        })
     }
 
     /// Reads the events queued so far.
@@ -234,6 +231,123 @@ impl Watch {
             head: self.head.to_string(),
             paths: changed.into_iter().collect(),
         }
+    }
+}
+
+/// The most threads that set a watch up (one per core, up to this).
+const WALKERS: usize = 4;
+
+/// The folders a watch still has to visit, shared by its walkers.
+struct Walk<'a> {
+    worktree: &'a Path,
+    todo: std::sync::Mutex<Todo>,
+    ready: std::sync::Condvar,
+}
+
+/// A folder to watch (relative to the worktree), with its tree in `HEAD`
+/// when it has one.
+type Folder = (PathBuf, Option<git2::Oid>);
+
+struct Todo {
+    folders: Vec<Folder>,
+    /// Walkers visiting a folder (they may find more).
+    busy: usize,
+    /// Folders taken so far.
+    seen: usize,
+    /// A walker failed: the others stop too.
+    stopped: bool,
+}
+
+impl Walk<'_> {
+    /// Visits folders until none is left or one fails; returns the
+    /// watches it set (descriptor -> folder).
+    fn work(&self, mut watches: inotify::Watches) -> io::Result<HashMap<i32, PathBuf>> {
+        let repo = Repository::open(self.worktree).map_err(io::Error::other)?;
+        let mut found = HashMap::new();
+        loop {
+            let (rel, tree) = {
+                let mut todo = self.todo.lock().unwrap_or_else(|p| p.into_inner());
+                loop {
+                    if todo.stopped {
+                        return Ok(found);
+                    }
+                    if let Some(next) = todo.folders.pop() {
+                        todo.busy += 1;
+                        todo.seen += 1;
+                        if todo.seen > MAX_DIRS {
+                            drop(todo);
+                            return Err(self.stop(io::Error::other(format!(
+                                "the worktree has more than {MAX_DIRS} folders"
+                            ))));
+                        }
+                        break next;
+                    }
+                    if todo.busy == 0 {
+                        return Ok(found);
+                    }
+                    todo = self.ready.wait(todo).unwrap_or_else(|p| p.into_inner());
+                }
+            };
+            match self.visit(&repo, &mut watches, &rel, tree) {
+                Ok((wd, children)) => {
+                    found.insert(wd, rel);
+                    let mut todo = self.todo.lock().unwrap_or_else(|p| p.into_inner());
+                    todo.folders.extend(children);
+                    todo.busy -= 1;
+                    self.ready.notify_all();
+                }
+                Err(e) => return Err(self.stop(e)),
+            }
+        }
+    }
+
+    /// Stops every walker: the watch is given up.
+    fn stop(&self, e: io::Error) -> io::Error {
+        let mut todo = self.todo.lock().unwrap_or_else(|p| p.into_inner());
+        todo.stopped = true;
+        self.ready.notify_all();
+        e
+    }
+
+    /// Watches one folder, then lists the folders in it to visit: those
+    /// of its tree in `HEAD`, and untracked ones git does not ignore.
+    fn visit(
+        &self,
+        repo: &Repository,
+        watches: &mut inotify::Watches,
+        rel: &Path,
+        tree: Option<git2::Oid>,
+    ) -> io::Result<(i32, Vec<Folder>)> {
+        let full = self.worktree.join(rel);
+        let wd = watches.add(&full, MASK)?.get_watch_descriptor_id();
+        let tree: Option<Tree> = tree.and_then(|id| repo.find_tree(id).ok());
+        let mut children = Vec::new();
+        for entry in std::fs::read_dir(&full)? {
+            let entry = entry?;
+            if !entry.file_type()?.is_dir() {
+                continue;
+            }
+            let name = entry.file_name();
+            if rel.as_os_str().is_empty() && name == ".git" {
+                continue;
+            }
+            let child = rel.join(&name);
+            let in_head = tree
+                .as_ref()
+                .and_then(|t| t.get_name_bytes(name.as_bytes()));
+            match in_head.map(|e| (e.kind(), e.id())) {
+                Some((Some(ObjectType::Tree), id)) => children.push((child, Some(id))),
+                // A submodule: a repository of its own, whose changes
+                // orch does not collect.
+                Some((Some(ObjectType::Commit), _)) => {}
+                _ => {
+                    if !repo.status_should_ignore(&child).unwrap_or(false) {
+                        children.push((child, None));
+                    }
+                }
+            }
+        }
+        Ok((wd, children))
     }
 }
 
