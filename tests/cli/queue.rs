@@ -664,9 +664,11 @@ fn issue_14_a_task_conflicting_with_one_being_checked_is_held_at_once_and_handed
 
 #[test]
 fn issue_14_a_branch_force_moved_after_it_was_queued_goes_to_the_back_and_the_others_land() {
+    // One check at a time: A's, built on top of B and C's, would otherwise
+    // run beside theirs and may end first.
     let env = setup(
         "commit.sh",
-        "[policy]\nchecks = [{ name = \"test\", run = \"test -f README.md\" }]",
+        "[policy]\nchecks = [{ name = \"test\", run = \"test -f README.md\" }]\n\n[merge]\nmax_parallel_checks = 1",
         "[[task]]\nid = \"A\"\n[[task]]\nid = \"B\"\n[[task]]\nid = \"C\"\n",
     );
     run_without_merging(&env);
