@@ -24,6 +24,7 @@
 //! Git itself runs in a process group of its own (`git::cmd`), so a
 //! terminal's Ctrl-C never cuts it short.
 
+use std::collections::BTreeSet;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -158,12 +159,15 @@ fn journal_err(path: &Path) -> impl FnOnce(std::io::Error) -> MergeError + '_ {
 /// Only the paths the update changes are looked at: their index entries
 /// and whether their files differ from them come from git, asked about
 /// those paths alone ([`IndexView`]), instead of loading the checkout's
-/// whole index in-process.
+/// whole index in-process. A folder where the update writes a file is in
+/// the way only for what it holds beyond the tracked files the update
+/// deletes (each checked as a path of its own), as git has it.
 pub fn blockers(checkout: &Path, from: Oid, to: Oid) -> Result<Vec<Blocker>, MergeError> {
     let repo = Repository::open(checkout).map_err(git_err(checkout))?;
     let diff = tree::commit_changes(&repo, from, to).map_err(git_err(checkout))?;
+    let deleted = deleted_paths(&diff);
     let mut asked: Vec<PathBuf> = Vec::new();
-    let mut file_dirs = std::collections::BTreeSet::new();
+    let mut file_dirs = BTreeSet::new();
     for change in &diff {
         let path = change.path.as_path();
         asked.push(path.to_owned());
@@ -183,13 +187,16 @@ pub fn blockers(checkout: &Path, from: Oid, to: Oid) -> Result<Vec<Blocker>, Mer
     });
     asked.extend(file_dirs.iter().cloned());
     let index = IndexView::read(checkout, &asked)?;
+    let in_the_way = |path: &Path| match index.entry(path) {
+        Some(_) => InTheWay::Modified,
+        None => untracked_or_ignored(&repo, path),
+    };
     let mut out = Vec::new();
-    let mut seen_dirs = std::collections::BTreeSet::new();
+    let mut seen_dirs = BTreeSet::new();
     for change in &diff {
         let path = change.path.as_path();
         let in_from = change.old.is_some();
         let in_to = change.new.is_some();
-        let text = path.to_string_lossy().into_owned();
         let tracked = index.entry(path);
         let why = match (tracked, change.old) {
             (Some((id, mode)), Some(old)) if id != old.id || mode != old.mode as u32 => {
@@ -198,28 +205,85 @@ pub fn blockers(checkout: &Path, from: Oid, to: Oid) -> Result<Vec<Blocker>, Mer
             (Some(_), None) => Some(InTheWay::Modified),
             (Some(_), Some(_)) => index.modified(path).then_some(InTheWay::Modified),
             (None, _) if in_from => Some(InTheWay::Modified),
+            (None, _) if is_dir(checkout, path) => {
+                let held = held_beyond(checkout, path, &deleted);
+                let staged = index.entries_under(path).filter(|p| !deleted.contains(*p));
+                let mut paths: BTreeSet<PathBuf> = held.into_iter().collect();
+                paths.extend(staged.map(Path::to_owned));
+                out.extend(paths.into_iter().map(|p| Blocker {
+                    path: p.to_string_lossy().into_owned(),
+                    why: in_the_way(&p),
+                }));
+                None
+            }
             (None, _) => on_disk(checkout, path).then(|| untracked_or_ignored(&repo, path)),
         };
         if let Some(why) = why {
-            out.push(Blocker { path: text, why });
+            out.push(Blocker {
+                path: path.to_string_lossy().into_owned(),
+                why,
+            });
             continue;
         }
-        // A file the update adds under a folder that is a file here.
+        // A file the update adds under a folder that is a file here, which
+        // the update does not delete.
         if in_to && tracked.is_none() {
             for dir in path.ancestors().skip(1) {
                 if dir.as_os_str().is_empty() || !seen_dirs.insert(dir.to_owned()) {
                     break;
                 }
-                if file_dirs.contains(dir) && index.entry(dir).is_none() {
+                if file_dirs.contains(dir) && !deleted.contains(dir) {
                     out.push(Blocker {
                         path: dir.to_string_lossy().into_owned(),
-                        why: untracked_or_ignored(&repo, dir),
+                        why: in_the_way(dir),
                     });
                 }
             }
         }
     }
     Ok(out)
+}
+
+/// Returns the paths the update deletes.
+fn deleted_paths(diff: &[tree::Change]) -> BTreeSet<&Path> {
+    diff.iter()
+        .filter(|c| c.old.is_some() && c.new.is_none())
+        .map(|c| c.path.as_path())
+        .collect()
+}
+
+fn is_dir(checkout: &Path, path: &Path) -> bool {
+    checkout
+        .join(path)
+        .symlink_metadata()
+        .is_ok_and(|m| m.is_dir())
+}
+
+/// Returns what the folder `dir` of the checkout holds, at any depth
+/// (files and symbolic links, not followed), beyond the paths in
+/// `deleted`; a folder that cannot be read counts as held whole.
+fn held_beyond(checkout: &Path, dir: &Path, deleted: &BTreeSet<&Path>) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut folders = vec![dir.to_owned()];
+    while let Some(folder) = folders.pop() {
+        let Ok(read) = std::fs::read_dir(checkout.join(&folder)) else {
+            out.push(folder);
+            continue;
+        };
+        for entry in read {
+            let Ok(entry) = entry else {
+                out.push(folder.clone());
+                continue;
+            };
+            let path = folder.join(entry.file_name());
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                folders.push(path);
+            } else if !deleted.contains(path.as_path()) {
+                out.push(path);
+            }
+        }
+    }
+    out
 }
 
 /// The index entries (stage 0) of some paths of a checkout, and which of
@@ -288,6 +352,14 @@ impl IndexView {
     /// Returns the stage-0 entry of `path` (its blob and mode), if tracked.
     fn entry(&self, path: &Path) -> Option<(Oid, u32)> {
         self.entries.get(path).copied()
+    }
+
+    /// Returns the tracked paths under the folder `dir`.
+    fn entries_under<'a>(&'a self, dir: &'a Path) -> impl Iterator<Item = &'a Path> + 'a {
+        self.entries
+            .keys()
+            .map(PathBuf::as_path)
+            .filter(move |p| *p != dir && p.starts_with(dir))
     }
 
     /// Returns whether the file of a tracked `path` differs from its entry.
@@ -746,5 +818,200 @@ mod tests {
         );
         assert_eq!(git(&repo, &["rev-parse", "main"]), from.to_string());
         assert!(!state.checkout_journal().exists());
+    }
+
+    /// Returns `(mode, id, path)` of each record of `git <args> -z`, where
+    /// a record is `<fields>\t<path>` and `mode` and `id` are the fields at
+    /// `mode_at` and `id_at`.
+    fn entries(
+        repo: &Path,
+        args: &[&str],
+        mode_at: usize,
+        id_at: usize,
+    ) -> Vec<(String, String, String)> {
+        let out = cmd::run(repo, args).unwrap().stdout;
+        out.split(|b| *b == 0)
+            .filter(|r| !r.is_empty())
+            .map(|r| {
+                let r = String::from_utf8(r.to_vec()).unwrap();
+                let (head, path) = r.split_once('\t').unwrap();
+                let fields: Vec<&str> = head.split(' ').collect();
+                (
+                    fields[mode_at].to_owned(),
+                    fields[id_at].to_owned(),
+                    path.to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    /// Returns the id the index's cache of tree ids holds for the
+    /// top-level `folder`, `None` when that entry is not valid (or absent).
+    fn cached_tree(repo: &Path, folder: &str) -> Option<Oid> {
+        let index = std::fs::read(repo.join(".git/index")).unwrap();
+        let at = index.windows(4).rposition(|w| w == b"TREE")?;
+        let size = u32::from_be_bytes(index[at + 4..at + 8].try_into().unwrap()) as usize;
+        let ext = &index[at + 8..at + 8 + size];
+        let name = [folder.as_bytes(), b"\0"].concat();
+        let start = ext.windows(name.len()).position(|w| w == name)? + name.len();
+        let end = start + ext[start..].iter().position(|b| *b == b'\n')?;
+        let count = std::str::from_utf8(&ext[start..end])
+            .ok()?
+            .split(' ')
+            .next()?;
+        if count.starts_with('-') {
+            return None;
+        }
+        Oid::from_bytes(&ext[end + 1..end + 21]).ok()
+    }
+
+    /// A checkout of `main` at `from`, and a commit `to` on top of it that
+    /// changes a path of every kind a move writes; git's `post-checkout`
+    /// hook leaves `hook-ran` in the folder above the checkout.
+    fn every_kind_of_change() -> (tempfile::TempDir, PathBuf, Oid, Oid) {
+        use std::os::unix::fs::{PermissionsExt, symlink};
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("r");
+        let write = |path: &str, text: &str| {
+            let full = repo.join(path);
+            std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+            std::fs::write(full, text).unwrap();
+        };
+        std::fs::create_dir(&repo).unwrap();
+        git(&repo, &["init", "-q", "-b", "main"]);
+        for (path, text) in [
+            ("keep/deep/k.txt", "kept\n"),
+            ("edit.txt", "one\n"),
+            ("gone/only.txt", "the folder's only file\n"),
+            ("exec.sh", "echo hi\n"),
+            ("fold", "a file that becomes a folder\n"),
+            ("dfile/in.txt", "a folder that becomes a file\n"),
+            ("with space.txt", "one\n"),
+            ("-dash.txt", "one\n"),
+            ("ünï cödé.txt", "one\n"),
+        ] {
+            write(path, text);
+        }
+        symlink("edit.txt", repo.join("link")).unwrap();
+        git(&repo, &["add", "-A"]);
+        git(&repo, &["commit", "-q", "-m", "from"]);
+        let from = git(&repo, &["rev-parse", "HEAD"]);
+        git(&repo, &["switch", "-q", "-c", "side"]);
+        std::fs::remove_dir_all(repo.join("gone")).unwrap();
+        std::fs::remove_dir_all(repo.join("dfile")).unwrap();
+        std::fs::remove_file(repo.join("fold")).unwrap();
+        std::fs::remove_file(repo.join("link")).unwrap();
+        symlink("exec.sh", repo.join("link")).unwrap();
+        let exec = repo.join("exec.sh");
+        std::fs::set_permissions(&exec, std::fs::Permissions::from_mode(0o755)).unwrap();
+        for (path, text) in [
+            ("edit.txt", "two\n"),
+            ("new/sub/n.txt", "added in a new folder\n"),
+            ("fold/in.txt", "now a folder\n"),
+            ("dfile", "now a file\n"),
+            ("with space.txt", "two\n"),
+            ("-dash.txt", "two\n"),
+            ("ünï cödé.txt", "two\n"),
+        ] {
+            write(path, text);
+        }
+        git(&repo, &["add", "-A"]);
+        git(&repo, &["commit", "-q", "-m", "to"]);
+        let to = git(&repo, &["rev-parse", "HEAD"]);
+        git(&repo, &["switch", "-q", "main"]);
+        let hook = repo.join(".git/hooks/post-checkout");
+        std::fs::create_dir_all(hook.parent().unwrap()).unwrap();
+        std::fs::write(&hook, "#!/bin/sh\ntouch ../hook-ran\n").unwrap();
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let oid = |s: &str| Oid::from_str(s).unwrap();
+        (dir, repo, oid(&from), oid(&to))
+    }
+
+    /// Asserts that the checkout holds `to` exactly: its files, an index
+    /// equal to `to`'s tree, nothing reported by `git status`.
+    fn assert_holds(repo: &Path, to: Oid) {
+        use std::os::unix::fs::PermissionsExt;
+        let read = |path: &str| std::fs::read_to_string(repo.join(path)).unwrap();
+        assert_eq!(read("edit.txt"), "two\n");
+        assert_eq!(read("new/sub/n.txt"), "added in a new folder\n");
+        assert!(!repo.join("gone").exists(), "the emptied folder goes");
+        let mode = repo
+            .join("exec.sh")
+            .metadata()
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o111, 0o111, "executable");
+        assert_eq!(
+            std::fs::read_link(repo.join("link")).unwrap(),
+            Path::new("exec.sh")
+        );
+        assert_eq!(read("fold/in.txt"), "now a folder\n");
+        assert_eq!(read("dfile"), "now a file\n");
+        assert_eq!(read("with space.txt"), "two\n");
+        assert_eq!(read("-dash.txt"), "two\n");
+        assert_eq!(read("ünï cödé.txt"), "two\n");
+        assert_eq!(read("keep/deep/k.txt"), "kept\n");
+        assert_eq!(git(repo, &["status", "--porcelain"]), "");
+        let to_hex = to.to_string();
+        assert_eq!(
+            entries(repo, &["ls-files", "-s", "-z"], 0, 1),
+            entries(repo, &["ls-tree", "-r", "-z", &to_hex], 0, 2)
+        );
+        assert_eq!(
+            git(repo, &["write-tree"]),
+            git(repo, &["rev-parse", &format!("{to_hex}^{{tree}}")])
+        );
+    }
+
+    #[test]
+    fn a_move_writes_every_kind_of_change_and_keeps_the_cached_trees_of_untouched_folders() {
+        let (dir, repo, from, to) = every_kind_of_change();
+        let state = StateDir::at(&dir.path().join("state"));
+        std::fs::create_dir_all(state.path()).unwrap();
+        let kept = git(&repo, &["rev-parse", &format!("{to}:keep")]);
+        assert_eq!(
+            cached_tree(&repo, "keep").map(|o| o.to_string()),
+            Some(kept.clone())
+        );
+        assert_eq!(blockers(&repo, from, to).unwrap(), Vec::new());
+        let moved = fast_forward(&state, &repo, "main", from, to, "test").unwrap();
+        assert!(matches!(moved, Forwarded::Moved), "{moved:?}");
+        assert_eq!(git(&repo, &["rev-parse", "main"]), to.to_string());
+        assert_holds(&repo, to);
+        assert_eq!(
+            cached_tree(&repo, "keep").map(|o| o.to_string()),
+            Some(kept),
+            "the index's cached tree id of an untouched folder is kept"
+        );
+        assert!(
+            !dir.path().join("hook-ran").exists(),
+            "no post-checkout hook"
+        );
+        assert!(!state.checkout_journal().exists());
+    }
+
+    #[test]
+    fn a_folder_where_the_update_writes_a_file_is_in_the_way_only_for_what_the_update_leaves() {
+        let (_dir, repo, from, to) = every_kind_of_change();
+        std::fs::write(repo.join(".git/info/exclude"), "*.log\n").unwrap();
+        std::fs::write(repo.join("dfile/notes.txt"), "mine\n").unwrap();
+        std::fs::write(repo.join("dfile/build.log"), "ignored\n").unwrap();
+        std::fs::write(repo.join("dfile/staged.txt"), "staged\n").unwrap();
+        std::fs::write(repo.join("new"), "staged where a folder goes\n").unwrap();
+        git(&repo, &["add", "dfile/staged.txt", "new"]);
+        let blocker = |path: &str, why| Blocker {
+            path: path.to_owned(),
+            why,
+        };
+        assert_eq!(
+            blockers(&repo, from, to).unwrap(),
+            [
+                blocker("dfile/build.log", InTheWay::Ignored),
+                blocker("dfile/notes.txt", InTheWay::Untracked),
+                blocker("dfile/staged.txt", InTheWay::Modified),
+                blocker("new", InTheWay::Modified),
+            ]
+        );
     }
 }
