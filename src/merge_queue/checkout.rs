@@ -105,10 +105,19 @@ pub enum Forwarded {
     /// The branch moved meanwhile (someone committed): the checkout was put
     /// back and nothing moved.
     TargetMoved,
-    /// Git refused to update the checkout; nothing changed.
-    Refused(CommandError),
+    /// Something is in the way; nothing changed.
+    Refused(Refusal),
     /// Git was killed half-way and the move cannot be finished yet.
     Stuck(Stuck),
+}
+
+/// Why the checkout was not moved.
+#[derive(Debug)]
+pub enum Refusal {
+    /// Paths in the way, found right before the write.
+    InTheWay(Vec<Blocker>),
+    /// Git refused to update a sparse checkout (`git read-tree -m -u`).
+    Git(CommandError),
 }
 
 /// What [`resume`] found and did.
@@ -165,10 +174,19 @@ fn journal_err(path: &Path) -> impl FnOnce(std::io::Error) -> MergeError + '_ {
 pub fn blockers(checkout: &Path, from: Oid, to: Oid) -> Result<Vec<Blocker>, MergeError> {
     let repo = Repository::open(checkout).map_err(git_err(checkout))?;
     let diff = tree::commit_changes(&repo, from, to).map_err(git_err(checkout))?;
-    let deleted = deleted_paths(&diff);
+    blockers_of(&repo, checkout, &diff)
+}
+
+/// Returns every path that stops `checkout` from taking the changes `diff`.
+fn blockers_of(
+    repo: &Repository,
+    checkout: &Path,
+    diff: &[tree::Change],
+) -> Result<Vec<Blocker>, MergeError> {
+    let deleted = deleted_paths(diff);
     let mut asked: Vec<PathBuf> = Vec::new();
     let mut file_dirs = BTreeSet::new();
-    for change in &diff {
+    for change in diff {
         let path = change.path.as_path();
         asked.push(path.to_owned());
         if change.new.is_some() {
@@ -189,11 +207,11 @@ pub fn blockers(checkout: &Path, from: Oid, to: Oid) -> Result<Vec<Blocker>, Mer
     let index = IndexView::read(checkout, &asked)?;
     let in_the_way = |path: &Path| match index.entry(path) {
         Some(_) => InTheWay::Modified,
-        None => untracked_or_ignored(&repo, path),
+        None => untracked_or_ignored(repo, path),
     };
     let mut out = Vec::new();
     let mut seen_dirs = BTreeSet::new();
-    for change in &diff {
+    for change in diff {
         let path = change.path.as_path();
         let in_from = change.old.is_some();
         let in_to = change.new.is_some();
@@ -203,7 +221,12 @@ pub fn blockers(checkout: &Path, from: Oid, to: Oid) -> Result<Vec<Blocker>, Mer
                 Some(InTheWay::Modified)
             }
             (Some(_), None) => Some(InTheWay::Modified),
-            (Some(_), Some(_)) => index.modified(path).then_some(InTheWay::Modified),
+            (Some((id, _)), Some(_)) => {
+                let modified = index.modified(path)
+                    || (index.flagged(path)
+                        && content_id(checkout, path)?.is_some_and(|now| now != id));
+                modified.then_some(InTheWay::Modified)
+            }
             (None, _) if in_from => Some(InTheWay::Modified),
             (None, _) if is_dir(checkout, path) => {
                 let held = held_beyond(checkout, path, &deleted);
@@ -216,7 +239,7 @@ pub fn blockers(checkout: &Path, from: Oid, to: Oid) -> Result<Vec<Blocker>, Mer
                 }));
                 None
             }
-            (None, _) => on_disk(checkout, path).then(|| untracked_or_ignored(&repo, path)),
+            (None, _) => on_disk(checkout, path).then(|| untracked_or_ignored(repo, path)),
         };
         if let Some(why) = why {
             out.push(Blocker {
@@ -261,8 +284,8 @@ fn is_dir(checkout: &Path, path: &Path) -> bool {
 
 /// Returns what the folder `dir` of the checkout holds, at any depth
 /// (files and symbolic links, not followed), beyond the paths in
-/// `deleted`; a folder that cannot be read counts as held whole.
-fn held_beyond(checkout: &Path, dir: &Path, deleted: &BTreeSet<&Path>) -> Vec<PathBuf> {
+/// `accounted`; a folder that cannot be read counts as held whole.
+fn held_beyond(checkout: &Path, dir: &Path, accounted: &BTreeSet<&Path>) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut folders = vec![dir.to_owned()];
     while let Some(folder) = folders.pop() {
@@ -278,7 +301,7 @@ fn held_beyond(checkout: &Path, dir: &Path, deleted: &BTreeSet<&Path>) -> Vec<Pa
             let path = folder.join(entry.file_name());
             if entry.file_type().is_ok_and(|t| t.is_dir()) {
                 folders.push(path);
-            } else if !deleted.contains(path.as_path()) {
+            } else if !accounted.contains(path.as_path()) {
                 out.push(path);
             }
         }
@@ -287,16 +310,20 @@ fn held_beyond(checkout: &Path, dir: &Path, deleted: &BTreeSet<&Path>) -> Vec<Pa
 }
 
 /// The index entries (stage 0) of some paths of a checkout, and which of
-/// their files differ from them: `git ls-files --stage` of those paths,
+/// their files differ from them: `git ls-files --stage -v` of those paths,
 /// then `git diff --name-only` of the tracked ones. Git reads the index,
 /// and the files of those paths alone: stat data first, the content when
 /// the stat data differs or is racy (a file whose stat data alone is
 /// stale is not modified, and git refreshes its entry). `ls-files
 /// --modified` would do both in one, but it reads every file of the
-/// index, whatever the paths asked.
+/// index, whatever the paths asked. `git diff` takes an entry marked
+/// assume-unchanged or skip-worktree (`git update-index`, a way to keep
+/// local edits of a tracked file) at its word; those are `flagged`, and
+/// their files are compared by content ([`content_id`]).
 #[derive(Debug, Default)]
 struct IndexView {
     entries: std::collections::HashMap<PathBuf, (Oid, u32)>,
+    flagged: std::collections::HashSet<PathBuf>,
     modified: std::collections::HashSet<PathBuf>,
 }
 
@@ -311,7 +338,7 @@ impl IndexView {
             cmd::run(checkout, &args)
         };
         for chunk in paths.chunks(500) {
-            let out = literal(&["ls-files", "-z", "--stage"], chunk)?;
+            let out = literal(&["ls-files", "-z", "--stage", "-v"], chunk)?;
             view.parse_stage(&out.stdout);
         }
         let tracked: Vec<PathBuf> = paths
@@ -331,7 +358,9 @@ impl IndexView {
         Ok(view)
     }
 
-    /// Parses `<mode> <oid> <stage>\t<path>` records.
+    /// Parses `<tag> <mode> <oid> <stage>\t<path>` records; the tag is
+    /// `S` (skip-worktree) or a lowercase letter (assume-unchanged) for a
+    /// flagged entry.
     fn parse_stage(&mut self, out: &[u8]) {
         for record in out.split(|b| *b == 0).filter(|r| !r.is_empty()) {
             let Some(tab) = record.iter().position(|b| *b == b'\t') else {
@@ -340,10 +369,13 @@ impl IndexView {
             let path = PathBuf::from(std::ffi::OsStr::from_bytes(&record[tab + 1..]));
             let head = String::from_utf8_lossy(&record[..tab]);
             let fields: Vec<&str> = head.split(' ').collect();
-            let [mode, oid, "0"] = fields[..] else {
+            let [tag, mode, oid, "0"] = fields[..] else {
                 continue;
             };
             if let (Ok(mode), Ok(oid)) = (u32::from_str_radix(mode, 8), Oid::from_str(oid)) {
+                if tag == "S" || tag.chars().any(|c| c.is_ascii_lowercase()) {
+                    self.flagged.insert(path.clone());
+                }
                 self.entries.insert(path, (oid, mode));
             }
         }
@@ -360,6 +392,12 @@ impl IndexView {
             .keys()
             .map(PathBuf::as_path)
             .filter(move |p| *p != dir && p.starts_with(dir))
+    }
+
+    /// Returns whether `path`'s entry is marked assume-unchanged or
+    /// skip-worktree, which `git diff` does not look past.
+    fn flagged(&self, path: &Path) -> bool {
+        self.flagged.contains(path)
     }
 
     /// Returns whether the file of a tracked `path` differs from its entry.
@@ -381,8 +419,10 @@ fn untracked_or_ignored(repo: &Repository, path: &Path) -> InTheWay {
 }
 
 /// Moves the checked-out `target` in `checkout` from `from` to `to`:
-/// updates the index and the files with `git read-tree -m -u`, then the
-/// branch by compare-and-swap. The journal covers the whole move.
+/// checks that nothing is in the way ([`blockers`]), writes the paths the
+/// update changes into the index and the files ([`Write::Paths`]), then
+/// moves the branch by compare-and-swap. The journal covers the whole
+/// move.
 pub fn fast_forward(
     state_dir: &StateDir,
     checkout: &Path,
@@ -391,6 +431,13 @@ pub fn fast_forward(
     to: Oid,
     message: &str,
 ) -> Result<Forwarded, MergeError> {
+    let repo = Repository::open(checkout).map_err(git_err(checkout))?;
+    let diff = tree::commit_changes(&repo, from, to).map_err(git_err(checkout))?;
+    let write = if sparse(&repo) {
+        Write::ReadTree
+    } else {
+        Write::Paths(pathspecs(&diff))
+    };
     let path = state_dir.checkout_journal();
     let mut journal = Journal {
         checkout: checkout.to_owned(),
@@ -400,35 +447,43 @@ pub fn fast_forward(
         git: None,
     };
     crate::fsio::write_json(&path, &journal).map_err(journal_err(&path))?;
-    let mut output = match read_tree(state_dir, checkout, &mut journal)? {
-        Ok(output) => output,
-        Err(cut) => return Ok(cut),
-    };
-    if !output.status.success() && refresh_changed(checkout, from, to)? {
-        output = match read_tree(state_dir, checkout, &mut journal)? {
+    // Nothing runs between this check and the write but git's start: git
+    // does not check again what it overwrites (`read-tree` did).
+    let in_the_way = blockers_of(&repo, checkout, &diff)?;
+    if !in_the_way.is_empty() {
+        crate::fsio::remove_if_present(&path).map_err(journal_err(&path))?;
+        return Ok(Forwarded::Refused(Refusal::InTheWay(in_the_way)));
+    }
+    if !write.is_empty() {
+        let mut output = match run_write(state_dir, checkout, &mut journal, &write, from, to)? {
             Ok(output) => output,
             Err(cut) => return Ok(cut),
         };
-    }
-    if !output.status.success() {
-        crate::fsio::remove_if_present(&path).map_err(journal_err(&path))?;
-        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        return Ok(Forwarded::Refused(CommandError {
-            argv: ["read-tree", "-m", "-u", &journal.from, &journal.to]
-                .map(str::to_owned)
-                .to_vec(),
-            dir: checkout.to_owned(),
-            code: output.status.code(),
-            stderr,
-        }));
+        if !output.status.success() {
+            if let Write::Paths(_) = write {
+                return finish_failed_write(state_dir, checkout, &mut journal, &output);
+            }
+            if refresh_changed(checkout, from, to)? {
+                output = match run_write(state_dir, checkout, &mut journal, &write, from, to)? {
+                    Ok(output) => output,
+                    Err(cut) => return Ok(cut),
+                };
+            }
+        }
+        if !output.status.success() {
+            crate::fsio::remove_if_present(&path).map_err(journal_err(&path))?;
+            let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+            return Ok(Forwarded::Refused(Refusal::Git(CommandError {
+                argv: write.argv(from, to),
+                dir: checkout.to_owned(),
+                code: output.status.code(),
+                stderr,
+            })));
+        }
     }
     let moved = move_branch(checkout, target, from, to, message)?;
     if !moved {
-        // Someone moved the branch between the two steps: the files go back.
-        cmd::run(
-            checkout,
-            ["read-tree", "-m", "-u", &journal.to, &journal.from],
-        )?;
+        put_back(&repo, checkout, &diff, &write, from, to)?;
     }
     crate::fsio::remove_if_present(&path).map_err(journal_err(&path))?;
     Ok(if moved {
@@ -438,39 +493,231 @@ pub fn fast_forward(
     })
 }
 
-/// Runs `git read-tree -m -u <from> <to>` in the checkout, its pid in the
-/// journal; when git itself is killed half-way, finishes what it started
-/// and returns how the move ended instead of git's output.
-fn read_tree(
+/// How the index and the files of a checkout are brought from one commit
+/// to another.
+#[derive(Debug)]
+enum Write {
+    /// `git checkout --no-overlay <commit>` of these pathspecs (read on
+    /// stdin), which writes their index entries and files from the commit
+    /// and removes those it does not have: the index's other entries, and
+    /// its cache of the tree ids of the folders not touched, stay as they
+    /// are. The `post-checkout` hook is turned off (`read-tree` ran none).
+    Paths(Vec<PathBuf>),
+    /// `git read-tree -m -u <from> <to>`, in a sparse checkout, where it
+    /// writes only what the sparse patterns let through (`checkout` of
+    /// paths would write them all).
+    ReadTree,
+}
+
+impl Write {
+    /// Returns the arguments of the git command that writes `to` over `from`.
+    fn argv(&self, from: Oid, to: Oid) -> Vec<String> {
+        match self {
+            Write::Paths(_) => [
+                "-c",
+                "core.hooksPath=/dev/null",
+                "--literal-pathspecs",
+                "checkout",
+                "--quiet",
+                "--no-overlay",
+                &to.to_string(),
+                "--pathspec-from-file=-",
+                "--pathspec-file-nul",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            Write::ReadTree => ["read-tree", "-m", "-u", &from.to_string(), &to.to_string()]
+                .map(str::to_owned)
+                .to_vec(),
+        }
+    }
+
+    /// Returns what git reads on stdin: the pathspecs, each ended by a NUL.
+    fn stdin(&self) -> Vec<u8> {
+        match self {
+            Write::Paths(paths) => paths
+                .iter()
+                .flat_map(|p| p.as_os_str().as_bytes().iter().copied().chain([0]))
+                .collect(),
+            Write::ReadTree => Vec::new(),
+        }
+    }
+
+    /// Returns whether there is nothing to write.
+    fn is_empty(&self) -> bool {
+        matches!(self, Write::Paths(paths) if paths.is_empty())
+    }
+}
+
+/// Returns whether the checkout is sparse (`core.sparseCheckout`, or a
+/// sparse-checkout file left in its git folder).
+fn sparse(repo: &Repository) -> bool {
+    repo.path().join("info/sparse-checkout").exists()
+        || repo
+            .config()
+            .and_then(|c| c.get_bool("core.sparseCheckout"))
+            .unwrap_or(false)
+}
+
+/// Returns pathspecs covering exactly the paths `diff` changes: each path,
+/// except one under another changed path (a file on one side, a folder on
+/// the other), which that path covers. `checkout` of a file's deletion and
+/// of the folder that replaces it, as two pathspecs, stops at the first
+/// (its entry is gone once the folder's are read): "did not match".
+fn pathspecs(diff: &[tree::Change]) -> Vec<PathBuf> {
+    let changed: BTreeSet<&Path> = diff.iter().map(|c| c.path.as_path()).collect();
+    diff.iter()
+        .map(|c| c.path.as_path())
+        .filter(|p| !p.ancestors().skip(1).any(|a| changed.contains(a)))
+        .map(Path::to_owned)
+        .collect()
+}
+
+/// Runs the write in the checkout, its pid in the journal; when git itself
+/// is killed half-way, finishes what it started and returns how the move
+/// ended instead of git's output.
+fn run_write(
     state_dir: &StateDir,
     checkout: &Path,
     journal: &mut Journal,
+    write: &Write,
+    from: Oid,
+    to: Oid,
 ) -> Result<Result<std::process::Output, Forwarded>, MergeError> {
+    use std::io::Write as _;
+    use std::process::Stdio;
     let path = &state_dir.checkout_journal();
-    let args = ["read-tree", "-m", "-u", &journal.from, &journal.to];
-    let child = cmd::command(checkout)
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+    let args = write.argv(from, to);
+    let mut child = cmd::command(checkout)
+        .args(&args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| command_error(checkout, &args, None, e.to_string()))?;
     journal.git = Some(GitProcess {
         pid: child.id(),
         ticks: crate::process::start_ticks(child.id()),
     });
+    // The journal names git before git has its pathspecs: it writes nothing
+    // before it has read them all, so a kill of both at any moment leaves
+    // no lock of git's that the journal does not own.
     crate::fsio::write_json(path, journal).map_err(journal_err(path))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A git that ends early closes the pipe; its exit says why.
+        let _ = stdin.write_all(&write.stdin());
+    }
     let output = child
         .wait_with_output()
         .map_err(|e| command_error(checkout, &args, None, e.to_string()))?;
     if output.status.code().is_none() {
         // Git itself was killed half-way: finish what it started.
-        return Ok(Err(match resume(checkout, state_dir)? {
-            Resumed::Completed { .. } => Forwarded::Moved,
-            Resumed::Waiting(stuck) => Forwarded::Stuck(stuck),
-            Resumed::Nothing | Resumed::Abandoned => Forwarded::TargetMoved,
-        }));
+        return Ok(Err(ended_by(resume(checkout, state_dir)?)));
     }
     Ok(Ok(output))
+}
+
+/// Returns how a move ended, from what [`resume`] did with it.
+fn ended_by(resumed: Resumed) -> Forwarded {
+    match resumed {
+        Resumed::Completed { .. } => Forwarded::Moved,
+        Resumed::Waiting(stuck) => Forwarded::Stuck(stuck),
+        Resumed::Nothing | Resumed::Abandoned => Forwarded::TargetMoved,
+    }
+}
+
+/// Finishes a move whose `checkout` of paths failed: it may have written
+/// some files before it stopped (a full disk, a folder it may not write),
+/// so the move is finished as one cut short would be. Git ended on its
+/// own and removed its lock: a lock there now is another git's.
+fn finish_failed_write(
+    state_dir: &StateDir,
+    checkout: &Path,
+    journal: &mut Journal,
+    output: &std::process::Output,
+) -> Result<Forwarded, MergeError> {
+    tracing::warn!(
+        checkout = %checkout.display(),
+        code = ?output.status.code(),
+        stderr = %String::from_utf8_lossy(&output.stderr),
+        "writing the paths of the target's checkout failed; finishing the move as one cut short"
+    );
+    let path = state_dir.checkout_journal();
+    journal.git = None;
+    crate::fsio::write_json(&path, journal).map_err(journal_err(&path))?;
+    Ok(ended_by(resume(checkout, state_dir)?))
+}
+
+/// Puts the paths the update changed back to `from` after the branch
+/// moved elsewhere between the write and the compare-and-swap, unless
+/// something new is in their way (then the checkout is left as it is: its
+/// files show as local changes, and nothing anyone wrote is lost).
+fn put_back(
+    repo: &Repository,
+    checkout: &Path,
+    diff: &[tree::Change],
+    write: &Write,
+    from: Oid,
+    to: Oid,
+) -> Result<(), MergeError> {
+    let back: Vec<tree::Change> = diff
+        .iter()
+        .map(|c| tree::Change {
+            path: c.path.clone(),
+            old: c.new,
+            new: c.old,
+        })
+        .collect();
+    let in_the_way = blockers_of(repo, checkout, &back)?;
+    if !in_the_way.is_empty() {
+        tracing::warn!(
+            checkout = %checkout.display(),
+            paths = %describe(&in_the_way),
+            "the target moved while its checkout was updated; leaving the checkout as it is"
+        );
+        return Ok(());
+    }
+    match write {
+        Write::Paths(paths) => write_paths(checkout, from, paths)?,
+        Write::ReadTree => {
+            cmd::run(checkout, write.argv(to, from))?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes `paths` (pathspecs) of `commit` into the checkout's index and
+/// files ([`Write::Paths`]), without a journal of its own.
+fn write_paths(checkout: &Path, commit: Oid, paths: &[PathBuf]) -> Result<(), MergeError> {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    if paths.is_empty() {
+        return Ok(());
+    }
+    let write = Write::Paths(paths.to_vec());
+    let args = write.argv(Oid::ZERO_SHA1, commit);
+    let mut child = cmd::command(checkout)
+        .args(&args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| command_error(checkout, &args, None, e.to_string()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(&write.stdin());
+    }
+    let output = child
+        .wait_with_output()
+        .map_err(|e| command_error(checkout, &args, None, e.to_string()))?;
+    if !output.status.success() {
+        return Err(MergeError::from(CommandError {
+            argv: args,
+            dir: checkout.to_owned(),
+            code: output.status.code(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }));
+    }
+    Ok(())
 }
 
 /// Refreshes the index's stat data of the tracked paths the update
@@ -501,9 +748,9 @@ fn refresh_changed(checkout: &Path, from: Oid, to: Oid) -> Result<bool, MergeErr
     Ok(true)
 }
 
-fn command_error(dir: &Path, args: &[&str], code: Option<i32>, stderr: String) -> MergeError {
+fn command_error(dir: &Path, args: &[String], code: Option<i32>, stderr: String) -> MergeError {
     MergeError::Git(GitError::Command(CommandError {
-        argv: args.iter().map(|a| (*a).to_owned()).collect(),
+        argv: args.to_vec(),
         dir: dir.to_owned(),
         code,
         stderr,
@@ -593,17 +840,7 @@ pub fn resume(repo: &Path, state_dir: &StateDir) -> Result<Resumed, MergeError> 
             blockers: plan.changed,
         }));
     }
-    let literal = "--literal-pathspecs";
-    for chunk in plan.write.chunks(500) {
-        let mut args = vec![literal, "checkout", &journal.to, "--"];
-        args.extend(chunk.iter().map(String::as_str));
-        cmd::run(checkout, &args)?;
-    }
-    for chunk in plan.remove.chunks(500) {
-        let mut args = vec![literal, "rm", "-q", "-f", "--ignore-unmatch", "--"];
-        args.extend(chunk.iter().map(String::as_str));
-        cmd::run(checkout, &args)?;
-    }
+    write_paths(checkout, to, &plan.write)?;
     let message = format!("orch: finish moving `{}` cut short", journal.target);
     if move_branch(checkout, &journal.target, from, to, &message)? {
         drop_journal()?;
@@ -673,22 +910,38 @@ pub fn pending(repo: &Path, state_dir: &StateDir) -> Result<Pending, MergeError>
     Ok(Pending::Waiting(journal, stuck))
 }
 
-/// What finishing a move cut short must do, path by path.
+/// What finishing a move cut short must do.
 #[derive(Debug, Default)]
 struct FinishPlan {
-    /// Paths to write from the new commit.
-    write: Vec<String>,
-    /// Paths the new commit deletes.
-    remove: Vec<String>,
+    /// Pathspecs of every path the update changes, to write from the new
+    /// commit ([`pathspecs`]), when none holds a person's change.
+    write: Vec<PathBuf>,
     /// Paths holding neither the old nor the new content: a person's.
     changed: Vec<Blocker>,
 }
 
 /// Returns the blob id of a file as git would store it (its clean filter
 /// applied, so that a smudged file hashes to its blob).
-fn hash_file(checkout: &Path, path: &str) -> Result<Oid, MergeError> {
-    let text = cmd::stdout(checkout, ["hash-object", "--", path])?;
+fn hash_file(checkout: &Path, path: &Path) -> Result<Oid, MergeError> {
+    let mut args: Vec<std::ffi::OsString> = vec!["hash-object".into(), "--".into()];
+    args.push(path.as_os_str().to_owned());
+    let text = cmd::stdout(checkout, &args)?;
     Ok(refs::parse_oid(text.trim()).unwrap_or(Oid::ZERO_SHA1))
+}
+
+/// Returns the blob id of what is at `path` in the checkout: a file's
+/// content as git would store it, or a symbolic link's target; `None`
+/// when nothing is there, [`Oid::ZERO_SHA1`] for a folder.
+fn content_id(checkout: &Path, path: &Path) -> Result<Option<Oid>, MergeError> {
+    let full = checkout.join(path);
+    Ok(match full.symlink_metadata() {
+        Ok(meta) if meta.is_file() => Some(hash_file(checkout, path)?),
+        Ok(meta) if meta.file_type().is_symlink() => std::fs::read_link(&full).ok().and_then(|t| {
+            Oid::hash_object(ObjectType::Blob, t.as_os_str().as_encoded_bytes()).ok()
+        }),
+        Ok(_) => Some(Oid::ZERO_SHA1),
+        Err(_) => None,
+    })
 }
 
 fn finish_plan(
@@ -698,26 +951,23 @@ fn finish_plan(
     to: Oid,
 ) -> Result<FinishPlan, MergeError> {
     let diff = tree::commit_changes(repo, from, to).map_err(git_err(checkout))?;
+    let changed_paths: BTreeSet<&Path> = diff.iter().map(|c| c.path.as_path()).collect();
     let index = repo.index().map_err(git_err(checkout))?;
     let mut plan = FinishPlan::default();
     for change in &diff {
         let path = change.path.as_path();
-        let text = path.to_string_lossy().into_owned();
-        let in_to = change.new.is_some();
         let staged = index.get_path(path, 0).map(|e| e.id);
         let id = |side: Option<tree::Side>| side.map_or(Oid::ZERO_SHA1, |s| s.id);
         let expected = [id(change.old), id(change.new)];
         let staged_ok = staged.is_none_or(|id| expected.contains(&id));
-        let full = checkout.join(path);
-        let content = match full.symlink_metadata() {
-            Ok(meta) if meta.is_file() => Some(hash_file(checkout, &text)?),
-            Ok(meta) if meta.file_type().is_symlink() => {
-                std::fs::read_link(&full).ok().and_then(|t| {
-                    Oid::hash_object(ObjectType::Blob, t.as_os_str().as_encoded_bytes()).ok()
-                })
+        // A folder where a file was or goes (the update's other side, half
+        // written) holds nothing but paths the update changes, each checked
+        // on its own.
+        let content = match content_id(checkout, path)? {
+            Some(id) if id.is_zero() && held_beyond(checkout, path, &changed_paths).is_empty() => {
+                None
             }
-            Ok(_) => Some(Oid::ZERO_SHA1),
-            Err(_) => None,
+            content => content,
         };
         let content_ok = match content {
             None => true,
@@ -725,14 +975,13 @@ fn finish_plan(
         };
         if !(staged_ok && content_ok) {
             plan.changed.push(Blocker {
-                path: text,
+                path: path.to_string_lossy().into_owned(),
                 why: InTheWay::ChangedMeanwhile,
             });
-        } else if in_to {
-            plan.write.push(text);
-        } else {
-            plan.remove.push(text);
         }
+    }
+    if plan.changed.is_empty() {
+        plan.write = pathspecs(&diff);
     }
     Ok(plan)
 }
@@ -1013,5 +1262,114 @@ mod tests {
                 blocker("new", InTheWay::Modified),
             ]
         );
+    }
+
+    #[test]
+    fn a_local_edit_under_assume_unchanged_or_skip_worktree_is_in_the_way() {
+        let (_dir, repo, from, to) = every_kind_of_change();
+        git(&repo, &["update-index", "--assume-unchanged", "edit.txt"]);
+        git(
+            &repo,
+            &["update-index", "--skip-worktree", "--", "-dash.txt"],
+        );
+        git(
+            &repo,
+            &["update-index", "--skip-worktree", "with space.txt"],
+        );
+        std::fs::write(repo.join("edit.txt"), "mine\n").unwrap();
+        std::fs::write(repo.join("-dash.txt"), "mine\n").unwrap();
+        let modified = |path: &str| Blocker {
+            path: path.to_owned(),
+            why: InTheWay::Modified,
+        };
+        assert_eq!(
+            blockers(&repo, from, to).unwrap(),
+            [modified("-dash.txt"), modified("edit.txt")]
+        );
+    }
+
+    #[test]
+    fn a_move_cut_short_half_way_is_finished_whichever_side_git_had_written() {
+        let (dir, repo, from, to) = every_kind_of_change();
+        let state = StateDir::at(&dir.path().join("state"));
+        std::fs::create_dir_all(state.path()).unwrap();
+        // Files new, their entries old (a file replaced by its folder
+        // among them); an entry new, its file old; a folder emptied where
+        // a file goes, the file not written yet; and the index's lock left
+        // behind by the git that was killed.
+        std::fs::write(repo.join("edit.txt"), "two\n").unwrap();
+        std::fs::remove_file(repo.join("fold")).unwrap();
+        std::fs::create_dir(repo.join("fold")).unwrap();
+        std::fs::write(repo.join("fold/in.txt"), "now a folder\n").unwrap();
+        std::fs::remove_file(repo.join("dfile/in.txt")).unwrap();
+        let blob = git(&repo, &["rev-parse", &format!("{to}:with space.txt")]);
+        let entry = format!("100644,{blob},with space.txt");
+        git(&repo, &["update-index", "--cacheinfo", &entry]);
+        let mut done = cmd::command(&repo)
+            .arg("--version")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = done.id();
+        done.wait().unwrap();
+        std::fs::write(repo.join(".git/index.lock"), "").unwrap();
+        let journal = Journal {
+            checkout: repo.clone(),
+            target: "main".to_owned(),
+            from: from.to_string(),
+            to: to.to_string(),
+            git: Some(GitProcess { pid, ticks: None }),
+        };
+        crate::fsio::write_json(&state.checkout_journal(), &journal).unwrap();
+        let resumed = resume(&repo, &state).unwrap();
+        assert!(matches!(resumed, Resumed::Completed { .. }), "{resumed:?}");
+        assert_eq!(git(&repo, &["rev-parse", "main"]), to.to_string());
+        assert_holds(&repo, to);
+        assert!(
+            !dir.path().join("hook-ran").exists(),
+            "no post-checkout hook"
+        );
+        assert!(!state.checkout_journal().exists());
+    }
+
+    #[test]
+    fn the_put_back_writes_the_same_paths_from_the_old_commit() {
+        let (_dir, repo, from, to) = every_kind_of_change();
+        let handle = Repository::open(&repo).unwrap();
+        let diff = tree::commit_changes(&handle, from, to).unwrap();
+        let paths = pathspecs(&diff);
+        write_paths(&repo, to, &paths).unwrap();
+        assert_eq!(
+            git(&repo, &["diff", "--cached", "--name-only", &to.to_string()]),
+            ""
+        );
+        put_back(&handle, &repo, &diff, &Write::Paths(paths), from, to).unwrap();
+        assert_eq!(git(&repo, &["status", "--porcelain"]), "");
+        assert_eq!(
+            std::fs::read_to_string(repo.join("dfile/in.txt")).unwrap(),
+            "a folder that becomes a file\n"
+        );
+        assert!(repo.join("gone/only.txt").is_file());
+        assert!(!repo.join("new").exists());
+    }
+
+    #[test]
+    fn a_sparse_checkout_moves_through_read_tree_and_keeps_its_patterns() {
+        let (dir, repo, from, to) = every_kind_of_change();
+        let state = StateDir::at(&dir.path().join("state"));
+        std::fs::create_dir_all(state.path()).unwrap();
+        git(
+            &repo,
+            &["sparse-checkout", "set", "--no-cone", "/*", "!/new/"],
+        );
+        let moved = fast_forward(&state, &repo, "main", from, to, "test").unwrap();
+        assert!(matches!(moved, Forwarded::Moved), "{moved:?}");
+        assert!(!repo.join("new").exists(), "outside the sparse patterns");
+        assert_eq!(
+            std::fs::read_to_string(repo.join("edit.txt")).unwrap(),
+            "two\n"
+        );
+        assert_eq!(git(&repo, &["status", "--porcelain"]), "");
+        assert_eq!(git(&repo, &["rev-parse", "main"]), to.to_string());
     }
 }

@@ -24,7 +24,7 @@ use crate::git::{GitError, cmd, refs, worktree};
 use crate::runner::hook;
 use crate::state::StateDir;
 
-use super::checkout::{self, Blocker, Forwarded, Resumed, Stuck};
+use super::checkout::{self, Blocker, Forwarded, Refusal, Resumed, Stuck};
 use super::outcome::{MergeError, MergeOutcome, PostMergeError, WaitReason, WorktreeAfter};
 
 /// The journal written before the target moves, in the state dir: the name
@@ -208,7 +208,7 @@ fn move_target(job: &LandJob) -> Result<Option<Option<PathBuf>>, Ended> {
         return Err(Box::new(Landing::Ended(MergeOutcome::Interrupted)));
     }
     let checkout = worktree::checked_out_at(&git, &job.target);
-    if let Some(dir) = &checkout {
+    if checkout.is_some() {
         match checkout::resume(repo, &state_dir).map_err(failed)? {
             Resumed::Waiting(stuck) => {
                 return Err(Box::new(Landing::Blocked {
@@ -218,18 +218,6 @@ fn move_target(job: &LandJob) -> Result<Option<Option<PathBuf>>, Ended> {
             }
             Resumed::Completed { .. } => return Ok(None),
             Resumed::Nothing | Resumed::Abandoned => {}
-        }
-        let blockers = checkout::blockers(dir, onto, candidate).map_err(failed)?;
-        if !blockers.is_empty() {
-            let tasks = owners(&git, job, &blockers);
-            return Err(Box::new(Landing::Blocked {
-                why: WaitReason::TargetDirty {
-                    target: job.target.clone(),
-                    checkout: dir.clone(),
-                    blockers,
-                },
-                tasks,
-            }));
         }
     }
     let journal = Journal {
@@ -267,7 +255,18 @@ fn move_target(job: &LandJob) -> Result<Option<Option<PathBuf>>, Ended> {
                         tasks: Vec::new(),
                     }));
                 }
-                Forwarded::Refused(source) if head(job)? == onto => {
+                Forwarded::Refused(Refusal::InTheWay(blockers)) => {
+                    let tasks = owners(&git, job, &blockers);
+                    return Err(Box::new(Landing::Blocked {
+                        why: WaitReason::TargetDirty {
+                            target: job.target.clone(),
+                            checkout: dir.clone(),
+                            blockers,
+                        },
+                        tasks,
+                    }));
+                }
+                Forwarded::Refused(Refusal::Git(source)) if head(job)? == onto => {
                     let blockers = checkout::blockers(dir, onto, candidate).unwrap_or_default();
                     let tasks = owners(&git, job, &blockers);
                     return Err(Box::new(Landing::Blocked {
@@ -312,7 +311,9 @@ fn move_target(job: &LandJob) -> Result<Option<Option<PathBuf>>, Ended> {
 
 /// Keeps the branch's old tip under `refs/orch/backup/<id>/<n>` when what
 /// lands is not the branch's own commits (`squash`, `rebase`, a replayed
-/// `ff-only`), so that deleting the branch loses no commit.
+/// `ff-only`), so that deleting the branch loses no commit. A tip the
+/// newest backup already keeps is not kept twice (a landing the target's
+/// checkout refused, tried again).
 fn backup(job: &LandJob, link: &LandLink) -> Result<(), GitError> {
     let Some(branch) = &link.branch else {
         return Ok(());
@@ -322,7 +323,9 @@ fn backup(job: &LandJob, link: &LandLink) -> Result<(), GitError> {
         MergeStrategy::FfOnly => link.commit != branch.tip,
         MergeStrategy::Merge => false,
     };
-    if let (true, Some(tip)) = (rewritten, refs::parse_oid(&branch.tip)) {
+    if let (true, Some(tip)) = (rewritten, refs::parse_oid(&branch.tip))
+        && refs::latest_backup(&job.repo, &link.task)?.map(|(_, kept)| kept) != Some(tip)
+    {
         refs::backup(&job.repo, &link.task, tip)?;
     }
     Ok(())
