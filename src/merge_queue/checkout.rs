@@ -584,32 +584,17 @@ fn run_write(
     from: Oid,
     to: Oid,
 ) -> Result<Result<std::process::Output, Forwarded>, MergeError> {
-    use std::io::Write as _;
-    use std::process::Stdio;
     let path = &state_dir.checkout_journal();
-    let args = write.argv(from, to);
-    let mut child = cmd::command(checkout)
-        .args(&args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| command_error(checkout, &args, None, e.to_string()))?;
+    let git = Running::spawn(checkout, write.argv(from, to))?;
     journal.git = Some(GitProcess {
-        pid: child.id(),
-        ticks: crate::process::start_ticks(child.id()),
+        pid: git.child.id(),
+        ticks: crate::process::start_ticks(git.child.id()),
     });
     // The journal names git before git has its pathspecs: it writes nothing
     // before it has read them all, so a kill of both at any moment leaves
     // no lock of git's that the journal does not own.
     crate::fsio::write_json(path, journal).map_err(journal_err(path))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A git that ends early closes the pipe; its exit says why.
-        let _ = stdin.write_all(&write.stdin());
-    }
-    let output = child
-        .wait_with_output()
-        .map_err(|e| command_error(checkout, &args, None, e.to_string()))?;
+    let output = git.finish(checkout, &write.stdin())?;
     if output.status.code().is_none() {
         // Git itself was killed half-way: finish what it started.
         return Ok(Err(ended_by(resume(checkout, state_dir)?)));
@@ -689,26 +674,12 @@ fn put_back(
 /// Writes `paths` (pathspecs) of `commit` into the checkout's index and
 /// files ([`Write::Paths`]), without a journal of its own.
 fn write_paths(checkout: &Path, commit: Oid, paths: &[PathBuf]) -> Result<(), MergeError> {
-    use std::io::Write as _;
-    use std::process::Stdio;
     if paths.is_empty() {
         return Ok(());
     }
     let write = Write::Paths(paths.to_vec());
     let args = write.argv(Oid::ZERO_SHA1, commit);
-    let mut child = cmd::command(checkout)
-        .args(&args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| command_error(checkout, &args, None, e.to_string()))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(&write.stdin());
-    }
-    let output = child
-        .wait_with_output()
-        .map_err(|e| command_error(checkout, &args, None, e.to_string()))?;
+    let output = Running::spawn(checkout, args.clone())?.finish(checkout, &write.stdin())?;
     if !output.status.success() {
         return Err(MergeError::from(CommandError {
             argv: args,
@@ -718,6 +689,46 @@ fn write_paths(checkout: &Path, commit: Oid, paths: &[PathBuf]) -> Result<(), Me
         }));
     }
     Ok(())
+}
+
+/// A git command that writes the checkout, started and waiting for its
+/// stdin.
+struct Running {
+    child: std::process::Child,
+    args: Vec<String>,
+    started: std::time::Instant,
+}
+
+impl Running {
+    fn spawn(checkout: &Path, args: Vec<String>) -> Result<Running, MergeError> {
+        use std::process::Stdio;
+        let started = std::time::Instant::now();
+        let child = cmd::command(checkout)
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| command_error(checkout, &args, None, e.to_string()))?;
+        Ok(Running {
+            child,
+            args,
+            started,
+        })
+    }
+
+    /// Gives git its stdin and waits for it; logs its argv, folder and
+    /// duration as `git::cmd` does.
+    fn finish(mut self, checkout: &Path, stdin: &[u8]) -> Result<std::process::Output, MergeError> {
+        use std::io::Write as _;
+        if let Some(mut pipe) = self.child.stdin.take() {
+            // A git that ends early closes the pipe; its exit says why.
+            let _ = pipe.write_all(stdin);
+        }
+        let output = self.child.wait_with_output();
+        tracing::debug!(argv = ?self.args, cwd = %checkout.display(), elapsed = ?self.started.elapsed(), "git");
+        output.map_err(|e| command_error(checkout, &self.args, None, e.to_string()))
+    }
 }
 
 /// Refreshes the index's stat data of the tracked paths the update
