@@ -447,15 +447,34 @@ pub fn fast_forward(
         git: None,
     };
     crate::fsio::write_json(&path, &journal).map_err(journal_err(&path))?;
-    // Nothing runs between this check and the write but git's start: git
-    // does not check again what it overwrites (`read-tree` did).
-    let in_the_way = blockers_of(&repo, checkout, &diff)?;
-    if !in_the_way.is_empty() {
-        crate::fsio::remove_if_present(&path).map_err(journal_err(&path))?;
-        return Ok(Forwarded::Refused(Refusal::InTheWay(in_the_way)));
+    // `checkout` of paths starts first: it reads its pathspecs on stdin
+    // before it reads the index or takes its lock, so it waits there while
+    // the paths are checked and gets them right after: git does not check
+    // again what it overwrites (`read-tree` did), and nothing but a pipe's
+    // write is between the check and the write. `read-tree` starts at
+    // once, so it starts after the check.
+    let mut git = match write {
+        Write::Paths(ref paths) if !paths.is_empty() => {
+            Some(start(state_dir, checkout, &mut journal, &write, from, to)?)
+        }
+        _ => None,
+    };
+    match blockers_of(&repo, checkout, &diff) {
+        Ok(in_the_way) if in_the_way.is_empty() => {}
+        checked => {
+            if let Some(git) = git {
+                git.kill();
+            }
+            crate::fsio::remove_if_present(&path).map_err(journal_err(&path))?;
+            return Ok(Forwarded::Refused(Refusal::InTheWay(checked?)));
+        }
     }
     if !write.is_empty() {
-        let mut output = match run_write(state_dir, checkout, &mut journal, &write, from, to)? {
+        let started = match git.take() {
+            Some(git) => git,
+            None => start(state_dir, checkout, &mut journal, &write, from, to)?,
+        };
+        let mut output = match finish_write(state_dir, checkout, started, &write)? {
             Ok(output) => output,
             Err(cut) => return Ok(cut),
         };
@@ -464,7 +483,8 @@ pub fn fast_forward(
                 return finish_failed_write(state_dir, checkout, &mut journal, &output);
             }
             if refresh_changed(checkout, from, to)? {
-                output = match run_write(state_dir, checkout, &mut journal, &write, from, to)? {
+                let again = start(state_dir, checkout, &mut journal, &write, from, to)?;
+                output = match finish_write(state_dir, checkout, again, &write)? {
                     Ok(output) => output,
                     Err(cut) => return Ok(cut),
                 };
@@ -501,7 +521,10 @@ enum Write {
     /// stdin), which writes their index entries and files from the commit
     /// and removes those it does not have: the index's other entries, and
     /// its cache of the tree ids of the folders not touched, stay as they
-    /// are. The `post-checkout` hook is turned off (`read-tree` ran none).
+    /// are. The `post-checkout` hook is turned off (`read-tree` ran none),
+    /// and so is the preload of the index (threads that go through every
+    /// entry to `lstat` those the pathspecs match, 2 ms of 22 at 50,000
+    /// files, for nothing: the paths are written whatever their stat data).
     Paths(Vec<PathBuf>),
     /// `git read-tree -m -u <from> <to>`, in a sparse checkout, where it
     /// writes only what the sparse patterns let through (`checkout` of
@@ -516,6 +539,8 @@ impl Write {
             Write::Paths(_) => [
                 "-c",
                 "core.hooksPath=/dev/null",
+                "-c",
+                "core.preloadIndex=false",
                 "--literal-pathspecs",
                 "checkout",
                 "--quiet",
@@ -573,27 +598,37 @@ fn pathspecs(diff: &[tree::Change]) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Runs the write in the checkout, its pid in the journal; when git itself
-/// is killed half-way, finishes what it started and returns how the move
-/// ended instead of git's output.
-fn run_write(
+/// Starts the write's git in the checkout, and names it in the journal
+/// before it has its pathspecs: it writes nothing before it has read them
+/// all, so a kill of both at any moment leaves no lock of git's that the
+/// journal does not own.
+fn start(
     state_dir: &StateDir,
     checkout: &Path,
     journal: &mut Journal,
     write: &Write,
     from: Oid,
     to: Oid,
-) -> Result<Result<std::process::Output, Forwarded>, MergeError> {
+) -> Result<Running, MergeError> {
     let path = &state_dir.checkout_journal();
     let git = Running::spawn(checkout, write.argv(from, to))?;
     journal.git = Some(GitProcess {
-        pid: git.child.id(),
-        ticks: crate::process::start_ticks(git.child.id()),
+        pid: git.id(),
+        ticks: crate::process::start_ticks(git.id()),
     });
-    // The journal names git before git has its pathspecs: it writes nothing
-    // before it has read them all, so a kill of both at any moment leaves
-    // no lock of git's that the journal does not own.
     crate::fsio::write_json(path, journal).map_err(journal_err(path))?;
+    Ok(git)
+}
+
+/// Gives the write's git its pathspecs and waits for it; when git itself
+/// is killed half-way, finishes what it started and returns how the move
+/// ended instead of git's output.
+fn finish_write(
+    state_dir: &StateDir,
+    checkout: &Path,
+    git: Running,
+    write: &Write,
+) -> Result<Result<std::process::Output, Forwarded>, MergeError> {
     let output = git.finish(checkout, &write.stdin())?;
     if output.status.code().is_none() {
         // Git itself was killed half-way: finish what it started.
@@ -717,6 +752,10 @@ impl Running {
         })
     }
 
+    fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Gives git its stdin and waits for it; logs its argv, folder and
     /// duration as `git::cmd` does.
     fn finish(mut self, checkout: &Path, stdin: &[u8]) -> Result<std::process::Output, MergeError> {
@@ -728,6 +767,13 @@ impl Running {
         let output = self.child.wait_with_output();
         tracing::debug!(argv = ?self.args, cwd = %checkout.display(), elapsed = ?self.started.elapsed(), "git");
         output.map_err(|e| command_error(checkout, &self.args, None, e.to_string()))
+    }
+
+    /// Kills a git that still waits for its pathspecs: it has read and
+    /// locked nothing yet, and writes nothing.
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
