@@ -5,24 +5,56 @@
 //!
 //! The rule (what `git merge --ff-only` and `git read-tree -m -u` apply,
 //! plus ignored files): only the paths the update changes matter. Such a
-//! path that is modified (staged or not) blocks the move, and so does an
+//! path that is modified (staged or not, assume-unchanged and
+//! skip-worktree entries included) blocks the move, and so does an
 //! untracked *or ignored* file the update would write over (git itself
 //! treats ignored files as expendable and would replace them: a user's
-//! ignored `config.local` must not be). Every other local change is let
-//! be and carried. [`blockers`] names every path in the way; then
-//! [`fast_forward`] runs `git read-tree -m -u <from> <to>`, which updates
-//! the index and the files in one step and enforces the same rule
-//! atomically, and moves the branch by compare-and-swap from `from`.
+//! ignored `config.local` must not be), or anything left in a folder the
+//! update replaces with a file. Every other local change is let be and
+//! carried. [`blockers`] names every path in the way.
+//!
+//! [`fast_forward`] checks with [`blockers`], then writes the paths the
+//! update changes, and only those, into the index and the files in one git
+//! command: `git checkout --no-overlay <to>` of those paths, read on stdin
+//! (a path `to` deletes is removed, and a folder it empties goes; a path
+//! under another changed path, a file on one side and a folder on the
+//! other, is covered by that path). The index's other entries and the
+//! cached tree ids of the folders not touched stay as they are: the cost
+//! is one read and one write of the index, where `read-tree -m -u` walked
+//! both commits' whole trees and rebuilt the tree cache. Then the branch
+//! moves by compare-and-swap from `from`; if it moved meanwhile, the same
+//! paths are written back from `from` (unless something new is in their
+//! way, then the checkout is left as it is).
+//!
+//! `checkout` of paths does not check again what it overwrites, where
+//! `read-tree` refused anything in the way itself; the check before it is
+//! what keeps a person's work. So nothing is between the two: git is
+//! started first and waits for its pathspecs on stdin (it reads them
+//! before it reads the index or takes its lock), the check runs, and git
+//! gets them at once. An edit saved in the milliseconds between the check
+//! and git's write of that file is overwritten, as it was between
+//! `read-tree`'s own check and its write. No way
+//! was found for git itself to refuse there: `git apply --index` of the
+//! diff re-checks part of the rule (a file where it creates one, an
+//! unstaged edit) but applies its hunks over a staged edit, finds a folder
+//! or a file in the way only half-way through writing, and costs a `git
+//! diff-tree` more. Git's `post-checkout` hook is turned off for the
+//! write, as `read-tree` ran none. A sparse checkout is moved with `git
+//! read-tree -m -u` as before, which writes only what its patterns let
+//! through (a path whose stale stat data alone makes `read-tree` refuse is
+//! refreshed, `git add --refresh` of the changed paths, and it runs once
+//! more).
 //!
 //! `checkout.json` in the state dir journals a move from before git starts
-//! until the branch has moved. A move cut short (orch and its git child
-//! killed, the machine stopped) leaves it behind; [`resume`] then finishes
-//! the move: each path the update changes holds the old content, the new
-//! one, or something a person wrote since. Only when no path holds a
-//! person's change are the paths written and the branch moved, so nothing
-//! anyone wrote is overwritten; otherwise merging waits and names them.
-//! Git itself runs in a process group of its own (`git::cmd`), so a
-//! terminal's Ctrl-C never cuts it short.
+//! until the branch has moved, with git's pid once started. A move cut
+//! short (orch and its git child killed, the machine stopped, git failing
+//! half-way) leaves it behind; [`resume`] then finishes the move: each path
+//! the update changes holds the old content, the new one (whichever of the
+//! index and the file git had written), or something a person wrote since.
+//! Only when no path holds a person's change are the paths written and the
+//! branch moved, so nothing anyone wrote is overwritten; otherwise merging
+//! waits and names them. Git itself runs in a process group of its own
+//! (`git::cmd`), so a terminal's Ctrl-C never cuts it short.
 
 use std::collections::BTreeSet;
 use std::os::unix::ffi::OsStrExt;

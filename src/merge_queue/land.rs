@@ -354,12 +354,15 @@ fn owners(git: &Repository, job: &LandJob, blockers: &[Blocker]) -> Vec<String> 
 }
 
 /// Returns whether blocking `path` stands in the way of writing `changed`
-/// (the same path, or a file where the change needs a folder).
+/// (the same path, a file where the change needs a folder, or something
+/// left in a folder the change replaces with a file).
 fn path_covers(path: &str, changed: &str) -> bool {
-    changed == path
-        || changed
-            .strip_prefix(path)
+    let under = |inner: &str, outer: &str| {
+        inner
+            .strip_prefix(outer)
             .is_some_and(|rest| rest.starts_with('/'))
+    };
+    changed == path || under(changed, path) || under(path, changed)
 }
 
 /// Step 5 for one task, once the target holds the candidate: frees its
@@ -533,6 +536,8 @@ mod tests {
             ("a.txt", "a.txt", true),
             ("docs", "docs/x.md", true),
             ("docs", "docs-old/x.md", false),
+            ("dfile/notes.txt", "dfile", true),
+            ("dfile-old/notes.txt", "dfile", false),
             ("a.txt", "b.txt", false),
         ];
         for (path, changed, expected) in table {
