@@ -57,6 +57,7 @@
 //! (`git::cmd`), so a terminal's Ctrl-C never cuts it short.
 
 use std::collections::BTreeSet;
+use std::ops::Bound;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -314,13 +315,29 @@ fn is_dir(checkout: &Path, path: &Path) -> bool {
         .is_ok_and(|m| m.is_dir())
 }
 
-/// Returns what the folder `dir` of the checkout holds, at any depth
-/// (files and symbolic links, not followed), beyond the paths in
-/// `accounted`; a folder that cannot be read counts as held whole.
+/// Returns what the folder `dir` of the checkout holds beyond the paths in
+/// `accounted`: its files and symbolic links (not followed), at any depth,
+/// and a folder with nothing of `accounted` under it as one path (as `git
+/// status` names an untracked folder), `dir` itself included; an empty
+/// folder holds nothing. A folder that cannot be read counts as held whole.
 fn held_beyond(checkout: &Path, dir: &Path, accounted: &BTreeSet<&Path>) -> Vec<PathBuf> {
+    let holds_accounted = |folder: &Path| {
+        accounted
+            .range::<Path, _>((Bound::Excluded(folder), Bound::Unbounded))
+            .next()
+            .is_some_and(|p| p.starts_with(folder))
+    };
     let mut out = Vec::new();
     let mut folders = vec![dir.to_owned()];
     while let Some(folder) = folders.pop() {
+        if !holds_accounted(&folder) {
+            let empty =
+                std::fs::read_dir(checkout.join(&folder)).is_ok_and(|mut r| r.next().is_none());
+            if !empty {
+                out.push(folder);
+            }
+            continue;
+        }
         let Ok(read) = std::fs::read_dir(checkout.join(&folder)) else {
             out.push(folder);
             continue;
@@ -1227,6 +1244,8 @@ mod tests {
             ("with space.txt", "one\n"),
             ("-dash.txt", "one\n"),
             ("ünï cödé.txt", "one\n"),
+            ("star*.txt", "one\n"),
+            ("starX.txt", "not changed by the update\n"),
         ] {
             write(path, text);
         }
@@ -1250,6 +1269,7 @@ mod tests {
             ("with space.txt", "two\n"),
             ("-dash.txt", "two\n"),
             ("ünï cödé.txt", "two\n"),
+            ("star*.txt", "two\n"),
         ] {
             write(path, text);
         }
@@ -1263,6 +1283,55 @@ mod tests {
         std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
         let oid = |s: &str| Oid::from_str(s).unwrap();
         (dir, repo, oid(&from), oid(&to))
+    }
+
+    /// Returns a commit on top of `parent` that adds `files` (path, text),
+    /// made without touching the checkout (`git hash-object`, `mktree`
+    /// through an index of its own).
+    fn commit_on(repo: &Path, parent: Oid, files: &[(&str, &str)]) -> Oid {
+        let index = repo.join(".git/commit_on.index");
+        let env = |args: &[&str]| {
+            let out = cmd::command(repo)
+                .env("GIT_INDEX_FILE", &index)
+                .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "git {args:?}: {out:?}");
+            String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        };
+        env(&["read-tree", &parent.to_string()]);
+        for (path, text) in files {
+            let blob = cmd::command(repo)
+                .args(["hash-object", "-w", "--stdin"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .and_then(|mut child| {
+                    use std::io::Write as _;
+                    child.stdin.take().unwrap().write_all(text.as_bytes())?;
+                    child.wait_with_output()
+                })
+                .unwrap();
+            let blob = String::from_utf8(blob.stdout).unwrap();
+            env(&[
+                "update-index",
+                "--add",
+                "--cacheinfo",
+                &format!("100644,{},{path}", blob.trim()),
+            ]);
+        }
+        let tree = env(&["write-tree"]);
+        let commit = env(&[
+            "commit-tree",
+            &tree,
+            "-p",
+            &parent.to_string(),
+            "-m",
+            "more",
+        ]);
+        std::fs::remove_file(&index).unwrap();
+        Oid::from_str(&commit).unwrap()
     }
 
     /// Asserts that the checkout holds `to` exactly: its files, an index
@@ -1289,6 +1358,7 @@ mod tests {
         assert_eq!(read("with space.txt"), "two\n");
         assert_eq!(read("-dash.txt"), "two\n");
         assert_eq!(read("ünï cödé.txt"), "two\n");
+        assert_eq!(read("star*.txt"), "two\n");
         assert_eq!(read("keep/deep/k.txt"), "kept\n");
         assert_eq!(git(repo, &["status", "--porcelain"]), "");
         let to_hex = to.to_string();
@@ -1312,19 +1382,25 @@ mod tests {
             cached_tree(&repo, "keep").map(|o| o.to_string()),
             Some(kept.clone())
         );
+        // A local edit of a path the update does not change is carried,
+        // `star*.txt` matching it as a glob notwithstanding.
+        std::fs::write(repo.join("starX.txt"), "mine\n").unwrap();
         assert_eq!(blockers(&repo, from, to).unwrap(), Vec::new());
         let moved = fast_forward(&state, &repo, "main", from, to, "test").unwrap();
         assert!(matches!(moved, Forwarded::Moved), "{moved:?}");
         assert_eq!(git(&repo, &["rev-parse", "main"]), to.to_string());
+        assert!(
+            !dir.path().join("hook-ran").exists(),
+            "no post-checkout hook"
+        );
+        let carried = std::fs::read_to_string(repo.join("starX.txt")).unwrap();
+        assert_eq!(carried, "mine\n");
+        std::fs::write(repo.join("starX.txt"), "not changed by the update\n").unwrap();
         assert_holds(&repo, to);
         assert_eq!(
             cached_tree(&repo, "keep").map(|o| o.to_string()),
             Some(kept),
             "the index's cached tree id of an untouched folder is kept"
-        );
-        assert!(
-            !dir.path().join("hook-ran").exists(),
-            "no post-checkout hook"
         );
         assert!(!state.checkout_journal().exists());
     }
@@ -1336,8 +1412,17 @@ mod tests {
         std::fs::write(repo.join("dfile/notes.txt"), "mine\n").unwrap();
         std::fs::write(repo.join("dfile/build.log"), "ignored\n").unwrap();
         std::fs::write(repo.join("dfile/staged.txt"), "staged\n").unwrap();
+        std::fs::create_dir_all(repo.join("dfile/cache/deep")).unwrap();
+        std::fs::write(repo.join("dfile/cache/deep/x.bin"), "untracked\n").unwrap();
         std::fs::write(repo.join("new"), "staged where a folder goes\n").unwrap();
         git(&repo, &["add", "dfile/staged.txt", "new"]);
+        std::fs::create_dir_all(repo.join("untracked/sub")).unwrap();
+        std::fs::write(repo.join("untracked/sub/y.txt"), "untracked\n").unwrap();
+        std::fs::create_dir(repo.join("empty")).unwrap();
+        let (from, to) = (
+            from,
+            commit_on(&repo, to, &[("untracked", "a file"), ("empty", "a file")]),
+        );
         let blocker = |path: &str, why| Blocker {
             path: path.to_owned(),
             why,
@@ -1346,9 +1431,11 @@ mod tests {
             blockers(&repo, from, to).unwrap(),
             [
                 blocker("dfile/build.log", InTheWay::Ignored),
+                blocker("dfile/cache", InTheWay::Untracked),
                 blocker("dfile/notes.txt", InTheWay::Untracked),
                 blocker("dfile/staged.txt", InTheWay::Modified),
                 blocker("new", InTheWay::Modified),
+                blocker("untracked", InTheWay::Untracked),
             ]
         );
     }
