@@ -9,7 +9,10 @@
 //! instant can tell on restart which tasks landed ([`super::evidence`]).
 //! A checkout that cannot take the candidate (a path the merge changes is
 //! modified there, or a file is in the way) names the tasks whose change
-//! it is, so that the others can land without them.
+//! it is, so that the others can land without them. That check is the
+//! checkout move's own, right before it writes ([`checkout::fast_forward`]),
+//! so it comes after `merge.json` and the backups (a tip the newest backup
+//! keeps is not kept again when the landing is tried again).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
