@@ -469,9 +469,9 @@ fn untracked_or_ignored(repo: &Repository, path: &Path) -> InTheWay {
 
 /// Moves the checked-out `target` in `checkout` from `from` to `to`:
 /// checks that nothing is in the way ([`blockers`]), writes the paths the
-/// update changes into the index and the files ([`Write::Paths`]), then
-/// moves the branch by compare-and-swap. The journal covers the whole
-/// move.
+/// update changes into the index and the files (`git checkout
+/// --no-overlay` of those paths), then moves the branch by
+/// compare-and-swap. The journal covers the whole move.
 pub fn fast_forward(
     state_dir: &StateDir,
     checkout: &Path,
