@@ -9,7 +9,10 @@
 //! instant can tell on restart which tasks landed ([`super::evidence`]).
 //! A checkout that cannot take the candidate (a path the merge changes is
 //! modified there, or a file is in the way) names the tasks whose change
-//! it is, so that the others can land without them.
+//! it is, so that the others can land without them. That check is the
+//! checkout move's own, right before it writes ([`checkout::fast_forward`]),
+//! so it comes after `merge.json` and the backups (a tip the newest backup
+//! keeps is not kept again when the landing is tried again).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,7 +27,7 @@ use crate::git::{GitError, cmd, refs, worktree};
 use crate::runner::hook;
 use crate::state::StateDir;
 
-use super::checkout::{self, Blocker, Forwarded, Resumed, Stuck};
+use super::checkout::{self, Blocker, Forwarded, Refusal, Resumed, Stuck};
 use super::outcome::{MergeError, MergeOutcome, PostMergeError, WaitReason, WorktreeAfter};
 
 /// The journal written before the target moves, in the state dir: the name
@@ -208,7 +211,7 @@ fn move_target(job: &LandJob) -> Result<Option<Option<PathBuf>>, Ended> {
         return Err(Box::new(Landing::Ended(MergeOutcome::Interrupted)));
     }
     let checkout = worktree::checked_out_at(&git, &job.target);
-    if let Some(dir) = &checkout {
+    if checkout.is_some() {
         match checkout::resume(repo, &state_dir).map_err(failed)? {
             Resumed::Waiting(stuck) => {
                 return Err(Box::new(Landing::Blocked {
@@ -218,18 +221,6 @@ fn move_target(job: &LandJob) -> Result<Option<Option<PathBuf>>, Ended> {
             }
             Resumed::Completed { .. } => return Ok(None),
             Resumed::Nothing | Resumed::Abandoned => {}
-        }
-        let blockers = checkout::blockers(dir, onto, candidate).map_err(failed)?;
-        if !blockers.is_empty() {
-            let tasks = owners(&git, job, &blockers);
-            return Err(Box::new(Landing::Blocked {
-                why: WaitReason::TargetDirty {
-                    target: job.target.clone(),
-                    checkout: dir.clone(),
-                    blockers,
-                },
-                tasks,
-            }));
         }
     }
     let journal = Journal {
@@ -267,7 +258,18 @@ fn move_target(job: &LandJob) -> Result<Option<Option<PathBuf>>, Ended> {
                         tasks: Vec::new(),
                     }));
                 }
-                Forwarded::Refused(source) if head(job)? == onto => {
+                Forwarded::Refused(Refusal::InTheWay(blockers)) => {
+                    let tasks = owners(&git, job, &blockers);
+                    return Err(Box::new(Landing::Blocked {
+                        why: WaitReason::TargetDirty {
+                            target: job.target.clone(),
+                            checkout: dir.clone(),
+                            blockers,
+                        },
+                        tasks,
+                    }));
+                }
+                Forwarded::Refused(Refusal::Git(source)) if head(job)? == onto => {
                     let blockers = checkout::blockers(dir, onto, candidate).unwrap_or_default();
                     let tasks = owners(&git, job, &blockers);
                     return Err(Box::new(Landing::Blocked {
@@ -312,7 +314,9 @@ fn move_target(job: &LandJob) -> Result<Option<Option<PathBuf>>, Ended> {
 
 /// Keeps the branch's old tip under `refs/orch/backup/<id>/<n>` when what
 /// lands is not the branch's own commits (`squash`, `rebase`, a replayed
-/// `ff-only`), so that deleting the branch loses no commit.
+/// `ff-only`), so that deleting the branch loses no commit. A tip the
+/// newest backup already keeps is not kept twice (a landing the target's
+/// checkout refused, tried again).
 fn backup(job: &LandJob, link: &LandLink) -> Result<(), GitError> {
     let Some(branch) = &link.branch else {
         return Ok(());
@@ -322,7 +326,9 @@ fn backup(job: &LandJob, link: &LandLink) -> Result<(), GitError> {
         MergeStrategy::FfOnly => link.commit != branch.tip,
         MergeStrategy::Merge => false,
     };
-    if let (true, Some(tip)) = (rewritten, refs::parse_oid(&branch.tip)) {
+    if let (true, Some(tip)) = (rewritten, refs::parse_oid(&branch.tip))
+        && refs::latest_backup(&job.repo, &link.task)?.map(|(_, kept)| kept) != Some(tip)
+    {
         refs::backup(&job.repo, &link.task, tip)?;
     }
     Ok(())
@@ -351,12 +357,15 @@ fn owners(git: &Repository, job: &LandJob, blockers: &[Blocker]) -> Vec<String> 
 }
 
 /// Returns whether blocking `path` stands in the way of writing `changed`
-/// (the same path, or a file where the change needs a folder).
+/// (the same path, a file where the change needs a folder, or something
+/// left in a folder the change replaces with a file).
 fn path_covers(path: &str, changed: &str) -> bool {
-    changed == path
-        || changed
-            .strip_prefix(path)
+    let under = |inner: &str, outer: &str| {
+        inner
+            .strip_prefix(outer)
             .is_some_and(|rest| rest.starts_with('/'))
+    };
+    changed == path || under(changed, path) || under(path, changed)
 }
 
 /// Step 5 for one task, once the target holds the candidate: frees its
@@ -530,6 +539,8 @@ mod tests {
             ("a.txt", "a.txt", true),
             ("docs", "docs/x.md", true),
             ("docs", "docs-old/x.md", false),
+            ("dfile/notes.txt", "dfile", true),
+            ("dfile-old/notes.txt", "dfile", false),
             ("a.txt", "b.txt", false),
         ];
         for (path, changed, expected) in table {

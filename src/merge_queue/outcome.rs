@@ -145,8 +145,9 @@ pub enum WaitReason {
         /// Every path in the way, in full.
         blockers: Vec<Blocker>,
     },
-    /// Git refused to update the target's checkout, and the target did not
-    /// move meanwhile. The source is git's own account.
+    /// Git refused to update the target's checkout (`read-tree`, in a
+    /// sparse checkout), and the target did not move meanwhile. The source
+    /// is git's own account.
     #[error("git would not update `{target}` in `{}`{}", checkout.display(), named(blockers))]
     FastForwardRefused {
         target: String,
