@@ -56,6 +56,37 @@ pub fn vouch(
     if let Ok(head) = git.refname_to_id(&format!("refs/heads/{target}")) {
         walk.hide(head).map_err(GitError::git(repo))?;
     }
+    let lacks = |oid: Oid| -> Result<bool, git2::Error> {
+        let commit = git.find_commit(oid)?;
+        let message = String::from_utf8_lossy(commit.message_bytes());
+        Ok(trailers
+            .iter()
+            .any(|t| !message.lines().any(|l| l.trim() == t.as_str())))
+    };
+    // Most often every commit has its trailers (orch's hooks add them):
+    // that is known without reading every other branch, whose number
+    // grows with the plan.
+    let mut any_lacks = false;
+    for oid in walk.by_ref() {
+        let oid = oid.map_err(GitError::git(repo))?;
+        if lacks(oid).map_err(GitError::git(repo))? {
+            any_lacks = true;
+            break;
+        }
+    }
+    if !any_lacks {
+        return Ok(None);
+    }
+    walk.reset().map_err(GitError::git(repo))?;
+    walk.set_sorting(Sort::TOPOLOGICAL | Sort::REVERSE)
+        .map_err(GitError::git(repo))?;
+    walk.push(tip).map_err(GitError::git(repo))?;
+    for hidden in since
+        .into_iter()
+        .chain(git.refname_to_id(&format!("refs/heads/{target}")).ok())
+    {
+        walk.hide(hidden).map_err(GitError::git(repo))?;
+    }
     let branches = git
         .references_glob("refs/heads/*")
         .map_err(GitError::git(repo))?;
