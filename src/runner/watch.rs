@@ -93,10 +93,10 @@ impl Watch {
     /// Starts watching `worktree`. An error means no watch: the worktree
     /// is then scanned whole.
     ///
-    /// A thread per core (four at most) shares the folders to visit: a
-    /// watch costs a read of its folder and the kernel's marking of every
-    /// entry in it, about what a scan of the same files costs on one core,
-    /// and it is paid before the agent starts (50 ms on one core, 29 ms on
+    /// Past its first 64 folders, a thread per core (four at most) shares
+    /// the folders to visit: a watch costs a read of its folder and the
+    /// kernel's marking of every entry in it, about what a scan of the same
+    /// files costs on one core, and it is paid before the agent starts (50 ms on one core, 29 ms on
     /// two, for 2,001 folders of 25 files on tmpfs).
     pub fn start(worktree: &Path) -> io::Result<Watch> {
         let repo = Repository::open(worktree).map_err(io::Error::other)?;
@@ -116,28 +116,38 @@ impl Watch {
             }),
             ready: std::sync::Condvar::new(),
         };
-        let found = std::thread::scope(|s| {
+        // Alone first: a small worktree is watched without threads.
+        let mut found = HashMap::new();
+        if !walk.work(&repo, inotify.watches(), &mut found, Some(ALONE))? {
             let walkers = std::thread::available_parallelism().map_or(1, |n| n.get().min(WALKERS));
-            let workers: Vec<_> = (0..walkers)
-                .map(|_| {
-                    let watches = inotify.watches();
-                    s.spawn(|| walk.work(watches))
-                })
-                .collect();
-            let mut dirs = HashMap::new();
-            let mut failed = None;
-            for worker in workers {
-                match worker.join() {
-                    Ok(Ok(found)) => dirs.extend(found),
-                    Ok(Err(e)) => failed = failed.or(Some(e)),
-                    Err(panic) => std::panic::resume_unwind(panic),
+            let helped = std::thread::scope(|s| {
+                let helpers: Vec<_> = (1..walkers)
+                    .map(|_| {
+                        let watches = inotify.watches();
+                        let walk = &walk;
+                        s.spawn(move || {
+                            let repo = Repository::open(walk.worktree).map_err(io::Error::other)?;
+                            let mut found = HashMap::new();
+                            walk.work(&repo, watches, &mut found, None)?;
+                            Ok::<_, io::Error>(found)
+                        })
+                    })
+                    .collect();
+                let mine = walk.work(&repo, inotify.watches(), &mut found, None);
+                let mut failed = mine.err();
+                for helper in helpers {
+                    match helper.join() {
+                        Ok(Ok(theirs)) => found.extend(theirs),
+                        Ok(Err(e)) => failed = failed.or(Some(e)),
+                        Err(panic) => std::panic::resume_unwind(panic),
+                    }
                 }
+                failed
+            });
+            if let Some(e) = helped {
+                return Err(e);
             }
-            match failed {
-                Some(e) => Err(e),
-                None => Ok(dirs),
-            }
-        })?;
+        }
         Ok(Watch {
             inotify,
             head,
@@ -237,6 +247,9 @@ impl Watch {
 /// The most threads that set a watch up (one per core, up to this).
 const WALKERS: usize = 4;
 
+/// Folders the first walker visits alone before the others start.
+const ALONE: usize = 64;
+
 /// The folders a watch still has to visit, shared by its walkers.
 struct Walk<'a> {
     worktree: &'a Path,
@@ -259,17 +272,26 @@ struct Todo {
 }
 
 impl Walk<'_> {
-    /// Visits folders until none is left or one fails; returns the
-    /// watches it set (descriptor -> folder).
-    fn work(&self, mut watches: inotify::Watches) -> io::Result<HashMap<i32, PathBuf>> {
-        let repo = Repository::open(self.worktree).map_err(io::Error::other)?;
-        let mut found = HashMap::new();
+    /// Visits folders, recording the watches it sets (descriptor ->
+    /// folder) in `found`, until none is left (`true`), or it has visited
+    /// `limit` of them (`false`), or one fails.
+    fn work(
+        &self,
+        repo: &Repository,
+        mut watches: inotify::Watches,
+        found: &mut HashMap<i32, PathBuf>,
+        limit: Option<usize>,
+    ) -> io::Result<bool> {
+        let mut visited = 0;
         loop {
+            if limit.is_some_and(|l| visited >= l) {
+                return Ok(false);
+            }
             let (rel, tree) = {
                 let mut todo = self.todo.lock().unwrap_or_else(|p| p.into_inner());
                 loop {
                     if todo.stopped {
-                        return Ok(found);
+                        return Ok(true);
                     }
                     if let Some(next) = todo.folders.pop() {
                         todo.busy += 1;
@@ -283,14 +305,15 @@ impl Walk<'_> {
                         break next;
                     }
                     if todo.busy == 0 {
-                        return Ok(found);
+                        return Ok(true);
                     }
                     todo = self.ready.wait(todo).unwrap_or_else(|p| p.into_inner());
                 }
             };
-            match self.visit(&repo, &mut watches, &rel, tree) {
+            match self.visit(repo, &mut watches, &rel, tree) {
                 Ok((wd, children)) => {
                     found.insert(wd, rel);
+                    visited += 1;
                     let mut todo = self.todo.lock().unwrap_or_else(|p| p.into_inner());
                     todo.folders.extend(children);
                     todo.busy -= 1;
@@ -474,6 +497,27 @@ mod tests {
                 "src/lib.rs"
             ]
         );
+    }
+
+    #[test]
+    fn a_worktree_of_many_folders_is_watched_whole_by_several_walkers() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("r");
+        for i in 0..150 {
+            let folder = repo.join(format!("m{}/d{i}", i % 7));
+            std::fs::create_dir_all(&folder).unwrap();
+            std::fs::write(folder.join("f.txt"), "f\n").unwrap();
+        }
+        std::fs::create_dir_all(repo.join("ignored/deep")).unwrap();
+        std::fs::write(repo.join(".gitignore"), "ignored/\n").unwrap();
+        git(&repo, &["init", "-q", "-b", "main"]);
+        git(&repo, &["add", "-A"]);
+        git(&repo, &["commit", "-q", "-m", "init"]);
+        let watch = Watch::start(&repo).unwrap();
+        // The root, 7 middle folders, 150 leaves; not the ignored ones.
+        assert_eq!(watch.dirs.len(), 158);
+        std::fs::write(repo.join("m3/d101/f.txt"), "changed\n").unwrap();
+        assert_eq!(paths(watch.finish()), ["m3/d101/f.txt"]);
     }
 
     #[test]
