@@ -215,6 +215,10 @@ pub struct GitConfig {
     /// Where task worktrees go, relative to the repository root; `{repo}` is its folder name.
     pub worktree_root: String,
     pub merge_strategy: MergeStrategy,
+    /// A worktree tracking at least this many files is watched while its
+    /// agent runs, instead of scanned when it ends (docs/architecture.md,
+    /// "What a task costs"); 0 watches every one.
+    pub watch_min_files: u64,
 }
 
 impl Default for GitConfig {
@@ -224,6 +228,7 @@ impl Default for GitConfig {
             branch_prefix: "orch/".to_owned(),
             worktree_root: "../{repo}.worktrees".to_owned(),
             merge_strategy: MergeStrategy::Merge,
+            watch_min_files: 20_000,
         }
     }
 }

@@ -369,9 +369,10 @@ pub struct LaunchRequest {
     /// What the agent may write; `None`: it runs unconfined.
     pub sandbox: Option<crate::runner::confine::Grant>,
     /// The worktree is known to be clean as the attempt starts: the
-    /// supervisor may watch it, and collection ask git about what the
-    /// agent changed alone (`crate::runner::watch`).
-    pub watch: bool,
+    /// supervisor may watch it if it tracks at least this many files, and
+    /// collection then ask git about what the agent changed alone
+    /// (`crate::runner::watch`).
+    pub watch: Option<u64>,
 }
 
 /// A prompt to render: the executor fills in the log tails it names, then

@@ -490,7 +490,11 @@ impl RunState {
         let folder = RunFolder::new(self.env.state_dir.run_dir(unit, attempt));
         let request = match self.launch_request(task, unit, attempt, folder.clone()) {
             Ok(mut request) => {
-                request.watch = self.flight.clean.remove(task);
+                request.watch = self
+                    .flight
+                    .clean
+                    .remove(task)
+                    .then_some(self.env.config.git.watch_min_files);
                 request
             }
             Err(why) => {
@@ -753,7 +757,7 @@ impl RunState {
                 .env
                 .sandbox
                 .grant(folder_path, &branch, &self.env.target),
-            watch: false,
+            watch: None,
         })
     }
 

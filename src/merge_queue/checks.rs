@@ -218,7 +218,7 @@ pub fn run_command(
         timeout: command.timeout,
         grace: ctx.grace,
         sandbox: None,
-        watch: false,
+        watch: None,
     };
     let spec = executor::spec(&placement, attempt, &run_dir, &ctx.orch);
     let spec_path = folder.spec_file();

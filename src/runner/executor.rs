@@ -117,9 +117,10 @@ pub struct Attempt {
     pub grace: Duration,
     /// Confine the agent; `None`: it runs unconfined.
     pub sandbox: Option<Confined>,
-    /// Watch `dir` while the agent runs (it was clean when the attempt
-    /// started); only an agent running on this machine is watched.
-    pub watch: bool,
+    /// Watch `dir` while the agent runs if it tracks at least this many
+    /// files (it was clean when the attempt started); only an agent
+    /// running on this machine is watched.
+    pub watch: Option<u64>,
 }
 
 /// Returns the spec the supervisor runs for `attempt`, whose run folder is
@@ -297,7 +298,7 @@ pub fn spec(placement: &Placement, attempt: Attempt, run_dir: &Path, orch: &Path
         // __job` unconfined, and `orch __confine` confines the agent.
         sandbox: attempt.sandbox,
         // Its files change on a node, where no watch of this machine sees them.
-        watch: false,
+        watch: None,
     }
 }
 
@@ -461,7 +462,7 @@ mod tests {
             timeout: Duration::from_secs(90),
             grace: Duration::from_secs(5),
             sandbox: None,
-            watch: true,
+            watch: Some(0),
         }
     }
 

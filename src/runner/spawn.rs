@@ -75,8 +75,9 @@ pub struct AttemptPlan {
     pub log_limit: u64,
     /// Confine the agent (docs/run.md, "What an agent may write").
     pub sandbox: Option<crate::runner::spec::Confined>,
-    /// Watch the worktree while the agent runs ([`crate::runner::watch`]).
-    pub watch: bool,
+    /// Watch the worktree while the agent runs, if it tracks at least
+    /// this many files ([`crate::runner::watch`]).
+    pub watch: Option<u64>,
 }
 
 /// Writes `prompt.md` and `spec.json` into a fresh run folder, and clears

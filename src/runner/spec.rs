@@ -54,10 +54,11 @@ pub struct Spec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<Confined>,
     /// Watch `cwd` while the agent runs and write `changes.json`
-    /// ([`crate::runner::watch`]): the worktree was clean when the attempt
-    /// started, and the agent runs on this machine.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub watch: bool,
+    /// ([`crate::runner::watch`]) if it tracks at least this many files:
+    /// the worktree was clean when the attempt started, and the agent runs
+    /// on this machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch: Option<u64>,
 }
 
 /// A cluster job: what `orch __job` submits and waits for.

@@ -180,17 +180,20 @@ async fn supervise(spec_path: &Path) -> std::io::Result<()> {
     }
     // A clean worktree is watched from before the agent starts, so that
     // collection asks git about what the agent changed alone.
-    let mut watch = if spec.watch && spec.job.is_none() {
-        match Watch::start(&spec.cwd) {
-            Ok(watch) => Some(watch),
+    let mut watch = match spec.watch.filter(|_| spec.job.is_none()) {
+        Some(min_files) => match Watch::start(&spec.cwd, min_files) {
+            Ok(Ok(watch)) => Some(watch),
+            Ok(Err(skipped)) => {
+                record_changes(&dir, skipped);
+                None
+            }
             Err(e) => {
                 let why = format!("the worktree could not be watched: {e}");
                 record_changes(&dir, Changes::Unknown { why });
                 None
             }
-        }
-    } else {
-        None
+        },
+        None => None,
     };
     let mut child = match cmd.spawn() {
         Ok(child) => child,
@@ -283,10 +286,12 @@ async fn supervise(spec_path: &Path) -> std::io::Result<()> {
             if let Some(f) = forwarder.as_mut() {
                 f.forward();
             }
-            if let Some(w) = watch.take() {
+            if let Some(w) = watch.as_mut() {
                 record_changes(&dir, w.finish());
             }
             drop(sandbox);
+            // The watch is closed once `exit.json` is written: closing it
+            // waits for the kernel to free its marks (up to tens of ms).
             return finish(end, bytes, truncated);
         }
         _ = &mut timeout => break Reason::Timeout,
@@ -322,7 +327,7 @@ async fn supervise(spec_path: &Path) -> std::io::Result<()> {
     if let Some(f) = forwarder.as_mut() {
         f.forward();
     }
-    if let Some(w) = watch.take() {
+    if let Some(w) = watch.as_mut() {
         record_changes(&dir, w.finish());
     }
     drop(sandbox);
@@ -493,7 +498,7 @@ mod tests {
             grace: Duration::from_secs(1),
             job: None,
             sandbox: None,
-            watch: false,
+            watch: None,
         };
         let spec_path = dir.join(spec::SPEC);
         crate::fsio::write_json(&spec_path, &spec).unwrap();

@@ -168,6 +168,28 @@ fn changes_the_watch_saw_are_all_committed() {
     assert!(Path::new(&worktree).join("target/out").exists());
 }
 
+/// Issue 15: a worktree smaller than `git.watch_min_files` (20,000 by
+/// default; the tests' config says 0) is scanned, not watched.
+#[test]
+fn a_small_worktree_is_scanned_not_watched_by_default() {
+    let env = setup("uncommitted.sh", "", "[[task]]\nid = \"T1\"\n");
+    env.edit_config("watch_min_files = 0\n", "");
+    let out = run(&env);
+    assert!(out.status.success(), "{}", env.render(&out));
+    let record = env.repo().join(".orchestrator/runs/T1/1/changes.json");
+    let record: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&record).unwrap()).unwrap();
+    assert_eq!(
+        record,
+        serde_json::json!({
+            "kind": "unknown",
+            "why": "the worktree tracks fewer files (1) than git.watch_min_files (20000): scanned, not watched"
+        })
+    );
+    let files = env.git(&env.repo(), ["show", "--name-only", "--format=", "orch/T1"]);
+    assert_eq!(files, "README.md\nleft-T1.txt\n");
+}
+
 /// Issue 15: a `git reset` that moves `HEAD` and leaves the files writes
 /// none, so the watch sees nothing; where `HEAD` moved is looked at too.
 #[test]

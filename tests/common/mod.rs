@@ -192,7 +192,7 @@ impl TestEnv {
     pub fn configure(&self, script: &str, extra: &str) {
         let agent = fixture("agents").join(script);
         let config = format!(
-            "[git]\ntarget = \"main\"\n\n[agent]\ncommand = [{agent:?}]\nmax_parallel = 2\ngrace = \"500ms\"\n\n[retry.backoff]\ninitial = \"10ms\"\nmax = \"50ms\"\njitter = false\n\n[hooks]\ninstall = false\n\n{extra}\n"
+            "[git]\ntarget = \"main\"\nwatch_min_files = 0\n\n[agent]\ncommand = [{agent:?}]\nmax_parallel = 2\ngrace = \"500ms\"\n\n[retry.backoff]\ninitial = \"10ms\"\nmax = \"50ms\"\njitter = false\n\n[hooks]\ninstall = false\n\n{extra}\n"
         );
         self.write(".orchestrator.toml", &config);
     }
