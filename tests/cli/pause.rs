@@ -16,8 +16,10 @@ fn setup(script: &str, extra: &str, plan: &str) -> TestEnv {
 }
 
 /// Replaces local clock times (`17:05`, `17:05:09`) with a placeholder.
+/// Folds times of day, and the date before one that is not today (a
+/// pause of 2 hours started after 22:00 ends tomorrow: `Dec 2 00:08`).
 fn clocks(text: &str) -> String {
-    regex::Regex::new(r"\b\d\d:\d\d(:\d\d)?\b")
+    regex::Regex::new(r"\b(?:[A-Z][a-z]{2} \d{1,2} )?\d\d:\d\d(:\d\d)?\b")
         .unwrap()
         .replace_all(text, "[HH:MM]")
         .into_owned()
