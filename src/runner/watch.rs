@@ -567,6 +567,29 @@ mod tests {
     }
 
     #[test]
+    fn events_the_kernel_dropped_ask_for_a_whole_scan() {
+        let queue: usize = std::fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(16_384);
+        if queue > 200_000 {
+            eprintln!("SKIPPED: max_queued_events is {queue}; overflowing it would take too long");
+            return;
+        }
+        let (_dir, repo) = repo();
+        let mut watch = Watch::start(&repo, 0).unwrap().unwrap();
+        // Each new file is two events (made, written): more than the queue
+        // holds, with no read in between.
+        for i in 0..queue / 2 + 16 {
+            std::fs::write(repo.join(format!("src/f{i}")), "x").unwrap();
+        }
+        let Changes::Unknown { why } = watch.finish() else {
+            panic!("a watch that lost events was trusted");
+        };
+        assert_eq!(why, "the kernel dropped events (its queue overflowed)");
+    }
+
+    #[test]
     fn a_changed_gitignore_asks_for_a_whole_scan() {
         let (_dir, repo) = repo();
         let mut watch = Watch::start(&repo, 0).unwrap().unwrap();
