@@ -574,6 +574,9 @@ enum Write {
     /// and so is the preload of the index (threads that go through every
     /// entry to `lstat` those the pathspecs match, 2 ms of 22 at 50,000
     /// files, for nothing: the paths are written whatever their stat data).
+    /// Should git read no pathspec at all (orch killed while it waits for
+    /// them), `--no-overlay` makes it refuse ("cannot be used with
+    /// switching branches", exit 128) rather than switch `HEAD` to `<to>`.
     Paths(Vec<PathBuf>),
     /// `git read-tree -m -u <from> <to>`, in a sparse checkout, where it
     /// writes only what the sparse patterns let through (`checkout` of
