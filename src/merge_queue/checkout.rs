@@ -1139,6 +1139,26 @@ mod tests {
         (dir, repo, oid(&from), oid(&to))
     }
 
+    /// The write's git is started before the check and waits for its
+    /// pathspecs; killed then, orch leaves it none to read.
+    #[test]
+    fn the_write_given_no_pathspec_refuses_and_touches_nothing() {
+        let (_dir, repo, from, to) = stale_checkout();
+        let argv = Write::Paths(Vec::new()).argv(from, to);
+        let out = cmd::command(&repo)
+            .args(&argv)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(128), "{out:?}");
+        assert_eq!(git(&repo, &["symbolic-ref", "HEAD"]), "refs/heads/main");
+        assert_eq!(git(&repo, &["rev-parse", "HEAD"]), from.to_string());
+        assert_eq!(
+            std::fs::read_to_string(repo.join("a.txt")).unwrap(),
+            "one\n"
+        );
+    }
+
     #[test]
     fn stale_stat_data_of_a_path_the_update_changes_does_not_block_it() {
         let (dir, repo, from, to) = stale_checkout();
