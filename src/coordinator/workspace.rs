@@ -374,7 +374,7 @@ fn recyclable(free: &FreeWorktree) -> Result<bool, GitError> {
     if worktree::current_branch(&free.path)? != free.branch {
         return Ok(false);
     }
-    Ok(worktree::dirty_files_before_switch(&free.path)?.is_empty())
+    Ok(worktree::dirty_files(&free.path)?.is_empty())
 }
 
 pub use crate::config::{normalize, worktree_root};

@@ -268,15 +268,7 @@ pub fn switch(worktree: &Path, branch: &str, create_at: Option<&str>) -> Result<
 /// (orch's worktrees only, under its locks), so the next pass reads less.
 /// See docs/architecture.md, "What a task costs".
 pub fn dirty_files(worktree: &Path) -> Result<Vec<String>, GitError> {
-    status(worktree, &[], true)
-}
-
-/// [`dirty_files`], without writing the refreshed stat data back to the
-/// index (`--no-optional-locks`): for a check right before a command that
-/// refreshes and writes the whole index itself (`git switch`), where the
-/// write would be done twice (16 ms at 50,000 files).
-pub fn dirty_files_before_switch(worktree: &Path) -> Result<Vec<String>, GitError> {
-    status(worktree, &[], false)
+    status(worktree, &[])
 }
 
 /// [`dirty_files`] at `paths` (files, or folders for all they hold),
@@ -286,21 +278,14 @@ pub fn dirty_files_in(worktree: &Path, paths: &[PathBuf]) -> Result<Vec<String>,
     if paths.is_empty() {
         return Ok(Vec::new());
     }
-    status(worktree, paths, true)
+    status(worktree, paths)
 }
 
-fn status(
-    worktree: &Path,
-    paths: &[PathBuf],
-    write_back: bool,
-) -> Result<Vec<String>, GitError> {
+fn status(worktree: &Path, paths: &[PathBuf]) -> Result<Vec<String>, GitError> {
     let mut args: Vec<std::ffi::OsString> = own_worktree_config(worktree)
         .into_iter()
         .map(Into::into)
         .collect();
-    if !write_back {
-        args.push("--no-optional-locks".into());
-    }
     if !paths.is_empty() {
         args.push("--literal-pathspecs".into());
     }
