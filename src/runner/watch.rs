@@ -95,9 +95,10 @@ impl Watch {
     ///
     /// Past its first 64 folders, a thread per core (four at most) shares
     /// the folders to visit: a watch costs a read of its folder and the
-    /// kernel's marking of every entry in it, about what a scan of the same
-    /// files costs on one core, and it is paid before the agent starts (50 ms on one core, 29 ms on
-    /// two, for 2,001 folders of 25 files on tmpfs).
+    /// kernel's marking of every entry in it, about what a scan of the
+    /// same files costs on one core, and it is paid before the agent starts
+    /// (50 ms on one core, 29 ms on two, for 2,001 folders of 25 files on
+    /// tmpfs).
     ///
     /// A worktree tracking fewer than `min_files` files is not watched
     /// (`Ok(Err(..))`, saying so): scanning it costs less than setting a
