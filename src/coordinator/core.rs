@@ -46,7 +46,7 @@ use crate::schedule::{self, Limits, Readiness, TaskView};
 use crate::state::changes::Touched;
 use crate::state::events::EventKind;
 use crate::state::inbox;
-use crate::state::model::{Outcome, Timestamp};
+use crate::state::model::{Outcome, Purpose, Timestamp};
 use crate::state::{State, StateDir};
 
 /// How often adopted supervisors and the inbox are checked without a wake-up.
@@ -885,6 +885,16 @@ impl RunState {
             .get(id)
             .and_then(|s| s.open_attempt())
             .map(|a| a.number)
+    }
+
+    /// Returns why the open attempt of an item runs, when not for its work
+    /// alone (a conflict, a red check, a review handed back).
+    pub(super) fn open_purpose(&self, id: &FullId) -> Option<Purpose> {
+        self.state
+            .items
+            .get(id)
+            .and_then(|s| s.open_attempt())
+            .and_then(|a| a.purpose)
     }
 
     fn task_views(&self) -> Vec<TaskView> {

@@ -161,12 +161,7 @@ impl RunState {
         // `judge.rs`), and the move is finished by the next provisioning
         // (`workspace::finish_cut_recycle`).
         let free = claim_free(self);
-        let purpose = self
-            .state
-            .items
-            .get(&task)
-            .and_then(|s| s.open_attempt())
-            .and_then(|a| a.purpose);
+        let purpose = self.open_purpose(&task);
         let branch = self.env.branch(&task);
         let request = workspace::Request {
             repo: self.env.repo.clone(),
@@ -297,15 +292,9 @@ impl RunState {
             return;
         }
         self.flight.worktree_lost.remove(&task);
-        let handed_conflicts = self
-            .state
-            .items
-            .get(&task)
-            .and_then(|s| s.open_attempt())
-            .is_some_and(|a| a.purpose == Some(Purpose::Conflict));
         if provisioned.how != workspace::How::Reused
             && self.env.config.hooks.post_create.is_empty()
-            && !handed_conflicts
+            && self.open_purpose(&task) != Some(Purpose::Conflict)
         {
             self.flight.clean.insert(task.clone());
         } else {
@@ -354,12 +343,7 @@ impl RunState {
         let Some(ti) = self.env.plan.lookup(task.as_str()) else {
             return;
         };
-        let purpose = self
-            .state
-            .items
-            .get(&task)
-            .and_then(|s| s.open_attempt())
-            .and_then(|a| a.purpose);
+        let purpose = self.open_purpose(&task);
         if self.steps(ti) && purpose.is_none() {
             self.flight.stepping.insert(task.clone());
             self.advance_steps(&task, now);
@@ -579,12 +563,7 @@ impl RunState {
         if settings.kind == ExecutorKind::Local {
             return Placement::Local;
         }
-        let purpose = self
-            .state
-            .items
-            .get(task)
-            .and_then(|s| s.open_attempt())
-            .and_then(|a| a.purpose);
+        let purpose = self.open_purpose(task);
         let git = self.fetch_back_of(task, unit, attempt).map(|back| {
             let branch_ref = format!("refs/heads/{}", back.branch);
             GitTransport {
@@ -685,9 +664,7 @@ impl RunState {
         let config = &self.env.config.agent;
         let agent = self.agent_of(ti, ui).ok_or(NotLaunchable::UnknownAgent)?;
         let files = AgentFiles::in_worktree(&worktree);
-        let purpose = task_state
-            .and_then(|s| s.open_attempt())
-            .and_then(|a| a.purpose);
+        let purpose = self.open_purpose(task);
         let session = self.session_to_resume(unit, &agent);
         let template = match (purpose, &session) {
             (_, Some(_)) => prompt::RESUMED,
