@@ -205,13 +205,7 @@ fn orch(bin: &Path, repo: &Path) -> Orch {
         .iter()
         .filter(|e| e["event"] == "task.completed")
         .map(|e| {
-            let exit = repo.join(format!(
-                ".orchestrator/runs/{}/{}/exit.json",
-                e["id"].as_str().unwrap(),
-                e["attempt"]
-            ));
-            let exit: serde_json::Value =
-                serde_json::from_str(&std::fs::read_to_string(exit).unwrap()).unwrap();
+            let exit = run_file(repo, e, "exit.json");
             ts(&e["ts"])
                 .duration_since(ts(&exit["finished"]))
                 .unwrap_or_default()
@@ -221,17 +215,9 @@ fn orch(bin: &Path, repo: &Path) -> Orch {
         .iter()
         .filter(|e| e["event"] == "task.started")
         .map(|e| {
-            let folder = repo.join(format!(
-                ".orchestrator/runs/{}/{}",
-                e["id"].as_str().unwrap(),
-                e["attempt"]
-            ));
-            let read = |name: &str| -> serde_json::Value {
-                serde_json::from_str(&std::fs::read_to_string(folder.join(name)).unwrap()).unwrap()
-            };
-            let supervisor = read("supervisor.json");
+            let supervisor = run_file(repo, e, "supervisor.json");
             let agent = match &supervisor["agent_started"] {
-                serde_json::Value::Null => read("exit.json")["started"].clone(),
+                serde_json::Value::Null => run_file(repo, e, "exit.json")["started"].clone(),
                 at => at.clone(),
             };
             ts(&agent).duration_since(ts(&e["ts"])).unwrap_or_default()
@@ -245,6 +231,16 @@ fn orch(bin: &Path, repo: &Path) -> Orch {
         cpu_with_children: usage / n,
         exit_to_completed: median(latencies),
     }
+}
+
+/// Reads a JSON file of the run folder of the attempt an event names.
+fn run_file(repo: &Path, event: &serde_json::Value, name: &str) -> serde_json::Value {
+    let path = repo.join(format!(
+        ".orchestrator/runs/{}/{}/{name}",
+        event["id"].as_str().unwrap(),
+        event["attempt"]
+    ));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 /// Waits for `child` and returns its exit code and the CPU time of it and

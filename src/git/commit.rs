@@ -137,11 +137,12 @@ pub fn commit_all(
             args
         }
     };
+    // With nothing to add, the index was just found to differ from `HEAD`.
     if !add.is_empty() {
         cmd::run(worktree, &add)?;
-    }
-    if !index_differs(worktree)? {
-        return Ok(None);
+        if !index_differs(worktree)? {
+            return Ok(None);
+        }
     }
     let mut args: Vec<&str> = Vec::new();
     if !identity_configured(worktree) {

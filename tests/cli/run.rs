@@ -127,10 +127,14 @@ fn watched(agent: &str) -> TestEnv {
     env
 }
 
-fn watched_paths(env: &TestEnv) -> serde_json::Value {
+/// `changes.json` of T1's first attempt.
+fn changes_record(env: &TestEnv) -> serde_json::Value {
     let record = env.repo().join(".orchestrator/runs/T1/1/changes.json");
-    let record: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(&record).unwrap()).unwrap();
+    serde_json::from_str(&fs::read_to_string(&record).unwrap()).unwrap()
+}
+
+fn watched_paths(env: &TestEnv) -> serde_json::Value {
+    let record = changes_record(env);
     assert_eq!(record["kind"], "paths", "{record}");
     record["paths"].clone()
 }
@@ -176,11 +180,8 @@ fn a_small_worktree_is_scanned_not_watched_by_default() {
     env.edit_config("watch_min_files = 0\n", "");
     let out = run(&env);
     assert!(out.status.success(), "{}", env.render(&out));
-    let record = env.repo().join(".orchestrator/runs/T1/1/changes.json");
-    let record: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(&record).unwrap()).unwrap();
     assert_eq!(
-        record,
+        changes_record(&env),
         serde_json::json!({
             "kind": "unknown",
             "why": "the worktree tracks fewer files (1) than git.watch_min_files (20000): scanned, not watched"
