@@ -1109,6 +1109,13 @@ mod tests {
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
     }
 
+    /// A state dir in the test's temp folder.
+    fn state_dir(dir: &tempfile::TempDir) -> StateDir {
+        let state = StateDir::at(&dir.path().join("state"));
+        std::fs::create_dir_all(state.path()).unwrap();
+        state
+    }
+
     /// A checkout of `main` at `from` (`a.txt` and `b.txt`), and a commit
     /// `to` on top of it that changes `a.txt`; the index's stat data of
     /// both files is stale (recorded in 2001), their content is not.
@@ -1162,8 +1169,7 @@ mod tests {
     #[test]
     fn stale_stat_data_of_a_path_the_update_changes_does_not_block_it() {
         let (dir, repo, from, to) = stale_checkout();
-        let state = StateDir::at(&dir.path().join("state"));
-        std::fs::create_dir_all(state.path()).unwrap();
+        let state = state_dir(&dir);
         assert_eq!(blockers(&repo, from, to).unwrap(), Vec::new());
         let moved = fast_forward(&state, &repo, "main", from, to, "test").unwrap();
         assert!(matches!(moved, Forwarded::Moved), "{moved:?}");
@@ -1179,8 +1185,7 @@ mod tests {
     #[test]
     fn a_modified_path_the_update_changes_still_refuses_after_the_refresh() {
         let (dir, repo, from, to) = stale_checkout();
-        let state = StateDir::at(&dir.path().join("state"));
-        std::fs::create_dir_all(state.path()).unwrap();
+        let state = state_dir(&dir);
         std::fs::write(repo.join("a.txt"), "mine\n").unwrap();
         std::fs::write(repo.join("b.txt"), "mine too, not in the way\n").unwrap();
         let modified = Blocker {
@@ -1398,8 +1403,7 @@ mod tests {
     #[test]
     fn a_move_writes_every_kind_of_change_and_keeps_the_cached_trees_of_untouched_folders() {
         let (dir, repo, from, to) = every_kind_of_change();
-        let state = StateDir::at(&dir.path().join("state"));
-        std::fs::create_dir_all(state.path()).unwrap();
+        let state = state_dir(&dir);
         let kept = git(&repo, &["rev-parse", &format!("{to}:keep")]);
         assert_eq!(
             cached_tree(&repo, "keep").map(|o| o.to_string()),
@@ -1490,8 +1494,7 @@ mod tests {
     #[test]
     fn a_move_cut_short_half_way_is_finished_whichever_side_git_had_written() {
         let (dir, repo, from, to) = every_kind_of_change();
-        let state = StateDir::at(&dir.path().join("state"));
-        std::fs::create_dir_all(state.path()).unwrap();
+        let state = state_dir(&dir);
         // Files new, their entries old (a file replaced by its folder
         // among them); an entry new, its file old; a folder emptied where
         // a file goes, the file not written yet; and the index's lock left
@@ -1555,8 +1558,7 @@ mod tests {
     #[test]
     fn a_sparse_checkout_moves_through_read_tree_and_keeps_its_patterns() {
         let (dir, repo, from, to) = every_kind_of_change();
-        let state = StateDir::at(&dir.path().join("state"));
-        std::fs::create_dir_all(state.path()).unwrap();
+        let state = state_dir(&dir);
         git(
             &repo,
             &["sparse-checkout", "set", "--no-cone", "/*", "!/new/"],
