@@ -379,6 +379,14 @@ mod tests {
     use super::*;
     use crate::lifecycle::Status;
 
+    /// What a batch that changed item `s` alone touched.
+    fn touched(s: &str) -> Touched {
+        Touched {
+            ids: [id(s)].into(),
+            all: false,
+        }
+    }
+
     fn id(s: &str) -> FullId {
         FullId::parse(s).unwrap()
     }
@@ -396,10 +404,7 @@ mod tests {
 
         state.items.get_mut(&id("A")).unwrap().status = Status::Running;
         state.landed = Some("abc".into());
-        let touched = Touched {
-            ids: [id("A")].into(),
-            all: false,
-        };
+        let touched = touched("A");
         assert!(w.record(&state, &touched).unwrap() > 0);
         assert_eq!(w.record(&state, &touched).unwrap(), 0, "nothing new");
         state.items.remove(&id("B"));
@@ -459,14 +464,7 @@ mod tests {
         let mut state = State::default();
         let mut w = Writer::new(&file, State::default(), 7);
         state.items.insert(id("A"), ItemState::new(Status::Ready));
-        w.record(
-            &state,
-            &Touched {
-                ids: [id("A")].into(),
-                all: false,
-            },
-        )
-        .unwrap();
+        w.record(&state, &touched("A")).unwrap();
         assert!(w.snapshot_due(), "a small snapshot is due at each flush");
         w.snapshot(&state).unwrap();
         assert_eq!(std::fs::read(path_for(&file)).unwrap(), b"");
@@ -475,14 +473,7 @@ mod tests {
         assert_eq!(json["changes"], 8);
         assert!(!w.snapshot_due());
         state.items.get_mut(&id("A")).unwrap().status = Status::Running;
-        w.record(
-            &state,
-            &Touched {
-                ids: [id("A")].into(),
-                all: false,
-            },
-        )
-        .unwrap();
+        w.record(&state, &touched("A")).unwrap();
         let text = std::fs::read_to_string(path_for(&file)).unwrap();
         assert!(text.starts_with(r#"{"seq":9,"#), "{text}");
         assert_eq!(crate::state::store::load(&file).unwrap(), Some(state));
@@ -500,14 +491,7 @@ mod tests {
         let mut w = Writer::new(&file, State::default(), 0);
         let mut state = State::default();
         state.items.insert(id("A"), ItemState::new(Status::Ready));
-        w.record(
-            &state,
-            &Touched {
-                ids: [id("A")].into(),
-                all: false,
-            },
-        )
-        .unwrap();
+        w.record(&state, &touched("A")).unwrap();
         let text = std::fs::read_to_string(path_for(&file)).unwrap();
         assert!(
             text.ends_with("{\"seq\":3,\"items\":{\"A\":{\"status\":\"ready\"}}}\n"),
@@ -539,14 +523,7 @@ mod tests {
         );
         let mut w = Writer::new(&file, state.clone(), 1);
         state.items.get_mut(&id("A")).unwrap().status = Status::Running;
-        w.record(
-            &state,
-            &Touched {
-                ids: [id("A")].into(),
-                all: false,
-            },
-        )
-        .unwrap();
+        w.record(&state, &touched("A")).unwrap();
         assert_eq!(crate::state::store::load(&file).unwrap(), Some(state));
     }
 
@@ -566,14 +543,7 @@ mod tests {
         assert_eq!(seq, 1);
         let mut w = Writer::new(&file, state.clone(), seq);
         state.items.get_mut(&id("A")).unwrap().status = Status::Running;
-        w.record(
-            &state,
-            &Touched {
-                ids: [id("A")].into(),
-                all: false,
-            },
-        )
-        .unwrap();
+        w.record(&state, &touched("A")).unwrap();
         assert_eq!(crate::state::store::load(&file).unwrap(), Some(state));
         let text = std::fs::read_to_string(path_for(&file)).unwrap();
         assert!(!text.contains("merged"), "{text}");
@@ -588,10 +558,6 @@ mod tests {
         let mut w = Writer::new(&file, State::default(), 0);
         w.snapshot(&state).unwrap();
         state.items.insert(id("A"), ItemState::new(Status::Ready));
-        let touched = |s: &str| Touched {
-            ids: [id(s)].into(),
-            all: false,
-        };
         w.record(&state, &touched("A")).unwrap();
         // The snapshot replaces `state.json`, then fails to empty the file
         // (here: a folder in its place); the file the writer had open is
