@@ -51,10 +51,16 @@ pub struct Sought {
 /// Returns the subject's task id if `message` is an orch merge commit's:
 /// `Merge task <id>: …` with an `Orch-Task: <id>` trailer.
 pub fn merged_task(message: &str) -> Option<&str> {
+    task_of(message, "Merge task ", "Orch-Task")
+}
+
+/// Returns `<id>` when `message`'s subject is `<prefix><id>: …` and a line
+/// after it is the trailer `<key>: <id>`.
+fn task_of<'m>(message: &'m str, prefix: &str, key: &str) -> Option<&'m str> {
     let subject = message.lines().next()?;
-    let rest = subject.strip_prefix("Merge task ")?;
+    let rest = subject.strip_prefix(prefix)?;
     let (id, _) = rest.split_once(':')?;
-    let trailer = format!("Orch-Task: {id}");
+    let trailer = format!("{key}: {id}");
     message
         .lines()
         .skip(1)
@@ -192,15 +198,7 @@ pub fn landed_empty(
 /// Returns the subject's task id if `message` is an orch revert commit's:
 /// `Revert task <id>: …` with an `Orch-Revert: <id>` trailer.
 pub fn reverted_task(message: &str) -> Option<&str> {
-    let subject = message.lines().next()?;
-    let rest = subject.strip_prefix("Revert task ")?;
-    let (id, _) = rest.split_once(':')?;
-    let trailer = format!("Orch-Revert: {id}");
-    message
-        .lines()
-        .skip(1)
-        .any(|l| l.trim_end() == trailer)
-        .then_some(id)
+    task_of(message, "Revert task ", "Orch-Revert")
 }
 
 /// Finds the revert commits of merged tasks on `head`'s first-parent
