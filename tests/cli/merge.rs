@@ -6,11 +6,10 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::{Child, Stdio};
 
 use rustix::process::{Pid, Signal, kill_process};
 
-use crate::common::{DEADLINE, TestEnv, stable_output, wait_until};
+use crate::common::{DEADLINE, TestEnv, stable_output, wait_exit, wait_until};
 
 fn setup(script: &str, extra: &str, plan: &str) -> TestEnv {
     let env = TestEnv::new();
@@ -419,24 +418,6 @@ fn a_forbidden_path_is_refused_by_name() {
     assert_eq!(git(&env, &["rev-parse", "main"]), before);
 }
 
-fn spawn_run(env: &TestEnv) -> Child {
-    env.orch()
-        .arg("run")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
-    let mut status = None;
-    assert!(wait_until(DEADLINE, || {
-        status = child.try_wait().unwrap();
-        status.is_some()
-    }));
-    status.unwrap()
-}
-
 fn gated(env: &TestEnv) -> std::path::PathBuf {
     let gate = env.root().join("gate");
     fs::create_dir_all(&gate).unwrap();
@@ -454,7 +435,7 @@ fn gated(env: &TestEnv) -> std::path::PathBuf {
 fn a_commit_to_target_during_checks_rebuilds_the_merge_and_overwrites_nothing() {
     let env = setup("commit.sh", "", "[[task]]\nid = \"T1\"\n");
     let gate = gated(&env);
-    let mut run = spawn_run(&env);
+    let mut run = env.spawn(&["run"]);
     assert!(
         wait_until(DEADLINE, || gate.join("checking").exists()),
         "the check never started"
@@ -464,7 +445,7 @@ fn a_commit_to_target_during_checks_rebuilds_the_merge_and_overwrites_nothing() 
     git(&env, &["commit", "-q", "-m", "a person's commit"]);
     let person = git(&env, &["rev-parse", "main"]);
     fs::write(gate.join("go"), "").unwrap();
-    assert!(wait_exit(&mut run).success());
+    assert!(wait_exit(&mut run).status.success());
     assert_eq!(env.status_of("T1"), "merged");
     assert!(
         is_ancestor(&env, person.trim(), "main"),
@@ -503,7 +484,7 @@ fn a_file_in_the_way_in_the_checked_out_target_pauses_merging_until_it_is_moved(
     let env = setup("commit.sh", "", "[[task]]\nid = \"T1\"\n");
     env.write("README.md", "# edited but not committed\n");
     env.write("work-T1.txt", "a person's file\n");
-    let mut run = spawn_run(&env);
+    let mut run = env.spawn(&["run"]);
     assert!(wait_until(DEADLINE, || env
         .events()
         .iter()
@@ -520,7 +501,7 @@ fn a_file_in_the_way_in_the_checked_out_target_pauses_merging_until_it_is_moved(
         "a person's file\n"
     );
     fs::remove_file(env.repo().join("work-T1.txt")).unwrap();
-    assert!(wait_exit(&mut run).success());
+    assert!(wait_exit(&mut run).status.success());
     assert_eq!(env.status_of("T1"), "merged");
     assert!(env.repo().join("work-T1.txt").exists());
     assert_eq!(
@@ -537,7 +518,7 @@ fn sigkill_during_a_merge_merges_exactly_once() {
         "[[task]]\nid = \"T1\"\n[[task]]\nid = \"T2\"\n",
     );
     let gate = gated(&env);
-    let mut run = spawn_run(&env);
+    let mut run = env.spawn(&["run"]);
     assert!(wait_until(DEADLINE, || gate.join("checking").exists()));
     kill_process(Pid::from_raw(run.id() as i32).unwrap(), Signal::KILL).unwrap();
     run.wait().unwrap();

@@ -5,10 +5,10 @@
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-use crate::common::{DEADLINE, TestEnv, wait_until};
+use crate::common::{DEADLINE, TestEnv, wait_exit, wait_until};
 
 /// How long a test watches for something that must not happen: longer than
 /// two of the queue's two-second pauses.
@@ -28,24 +28,6 @@ fn git(env: &TestEnv, args: &[&str]) -> String {
 
 fn count(env: &TestEnv, name: &str) -> usize {
     env.events().iter().filter(|e| e["event"] == name).count()
-}
-
-fn spawn_run(env: &TestEnv) -> Child {
-    env.orch()
-        .arg("run")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
-    let mut status = None;
-    assert!(wait_until(DEADLINE, || {
-        status = child.try_wait().unwrap();
-        status.is_some()
-    }));
-    status.unwrap()
 }
 
 #[test]
@@ -83,7 +65,7 @@ fn issue_14_ff_only_rebases_a_clean_branch_instead_of_handing_it_back() {
 fn issue_14_a_waiting_merge_is_said_once_and_the_state_is_not_rewritten_while_it_waits() {
     let env = setup("commit.sh", "", "[[task]]\nid = \"T1\"\n");
     env.write("work-T1.txt", "a person's file\n");
-    let mut run = spawn_run(&env);
+    let mut run = env.spawn(&["run"]);
     assert!(wait_until(DEADLINE, || count(&env, "merge.waiting") > 0));
     let state = env.repo().join(".orchestrator/state.json");
     // The reason reaches the state once (and the radar's reading of the
@@ -107,7 +89,7 @@ fn issue_14_a_waiting_merge_is_said_once_and_the_state_is_not_rewritten_while_it
         "state.json was rewritten while the merge waited"
     );
     fs::remove_file(env.repo().join("work-T1.txt")).unwrap();
-    assert!(wait_exit(&mut run).success());
+    assert!(wait_exit(&mut run).status.success());
     assert_eq!(env.status_of("T1"), "merged");
 }
 
@@ -236,7 +218,7 @@ fn issue_14_the_radar_reports_two_tasks_changing_the_same_file_before_either_fin
             gate.display().to_string()
         ),
     );
-    let mut run = spawn_run(&env);
+    let mut run = env.spawn(&["run"]);
     assert!(
         wait_until(DEADLINE, || count(&env, "radar.overlap") > 0),
         "the radar said nothing: {:#?}",
@@ -262,7 +244,7 @@ fn issue_14_the_radar_reports_two_tasks_changing_the_same_file_before_either_fin
         "{next}"
     );
     fs::write(gate.join("go"), "").unwrap();
-    let status = wait_exit(&mut run);
+    let status = wait_exit(&mut run).status;
     assert_eq!(status.code(), Some(1), "one of them conflicts");
 }
 
@@ -317,7 +299,7 @@ fn issue_14_a_manual_review_waits_for_orch_approve_or_reject_through_the_inbox()
         "[[policy.review]]\nname = \"lead\"\nmanual = true",
         "[[task]]\nid = \"T1\"\n[[task]]\nid = \"T2\"\n",
     );
-    let mut run = spawn_run(&env);
+    let mut run = env.spawn(&["run"]);
     let state = env.repo().join(".orchestrator/state.json");
     assert!(wait_until(DEADLINE, || state.exists()));
     assert!(wait_until(DEADLINE, || env.status_of("T1")
@@ -349,7 +331,7 @@ fn issue_14_a_manual_review_waits_for_orch_approve_or_reject_through_the_inbox()
     let prompt = fs::read_to_string(env.repo().join(".orchestrator/runs/T2/2/prompt.md")).unwrap();
     assert!(prompt.contains("please add fixed.txt"), "{prompt}");
     env.orch().args(["approve", "T2"]).output().unwrap();
-    assert!(wait_exit(&mut run).success());
+    assert!(wait_exit(&mut run).status.success());
     assert_eq!(env.status_of("T2"), "merged");
     let refused = env.render(&env.orch().args(["approve", "T2"]).output().unwrap());
     assert_eq!(
@@ -644,7 +626,7 @@ fn issue_14_a_task_conflicting_with_one_being_checked_is_held_at_once_and_handed
     let status = env.render(&env.orch().arg("status").output().unwrap());
     assert!(status.contains("not landed yet (`A`)"), "{status}");
     fs::write(gate.join("go"), "").unwrap();
-    assert!(wait_exit(&mut run).success());
+    assert!(wait_exit(&mut run).status.success());
     for task in ["A", "B"] {
         assert_eq!(env.status_of(task), "merged", "{task}");
     }

@@ -1,11 +1,11 @@
 //! A run under control: cancel through the inbox, retry and resolve on the
 //! state file, the lock, Ctrl-C, and SIGKILL of the coordinator.
 
-use std::process::{Child, Stdio};
+use std::process::Child;
 
 use rustix::process::{Pid, Signal, kill_process};
 
-use crate::common::{DEADLINE, TestEnv, wait_until};
+use crate::common::{DEADLINE, TestEnv, wait_exit, wait_until};
 
 fn setup(script: &str, extra: &str, plan: &str) -> TestEnv {
     let env = TestEnv::new();
@@ -16,12 +16,7 @@ fn setup(script: &str, extra: &str, plan: &str) -> TestEnv {
 }
 
 fn spawn_run(env: &TestEnv) -> Child {
-    env.orch()
-        .args(["run", "--no-merge"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+    env.spawn(&["run", "--no-merge"])
 }
 
 fn signal(child: &Child, sig: Signal) {
@@ -34,26 +29,6 @@ fn wait_for_agents(env: &TestEnv, n: usize) {
         wait_until(DEADLINE, || env.agent_groups().len() >= n),
         "{n} agents never started"
     );
-}
-
-fn wait_exit(child: &mut Child) -> std::process::Output {
-    let mut status = None;
-    assert!(
-        wait_until(DEADLINE, || {
-            status = child.try_wait().unwrap();
-            status.is_some()
-        }),
-        "the run did not end"
-    );
-    let mut stderr = String::new();
-    if let Some(mut err) = child.stderr.take() {
-        std::io::Read::read_to_string(&mut err, &mut stderr).unwrap();
-    }
-    std::process::Output {
-        status: status.unwrap(),
-        stdout: Vec::new(),
-        stderr: stderr.into_bytes(),
-    }
 }
 
 #[test]

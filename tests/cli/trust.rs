@@ -71,19 +71,8 @@ fn signal_job(child: &Child, sig: Signal) {
 }
 
 fn wait_exit(child: &mut Child) -> (Option<i32>, String) {
-    let mut status = None;
-    assert!(
-        wait_until(DEADLINE, || {
-            status = child.try_wait().unwrap();
-            status.is_some()
-        }),
-        "the run did not end"
-    );
-    let mut stderr = String::new();
-    if let Some(mut err) = child.stderr.take() {
-        std::io::Read::read_to_string(&mut err, &mut stderr).unwrap();
-    }
-    (status.unwrap().code(), stderr)
+    let out = crate::common::wait_exit(child);
+    (out.status.code(), String::from_utf8(out.stderr).unwrap())
 }
 
 /// Runs orch to its end (a deadline, not forever: a run that would hang is

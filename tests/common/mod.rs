@@ -102,6 +102,17 @@ impl TestEnv {
         self.orch_in(&self.repo())
     }
 
+    /// Starts orch with `args` in the background, its stderr piped (read
+    /// by [`wait_exit`]).
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.orch()
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     /// Returns an `orch` command run in `dir`.
     pub fn orch_in(&self, dir: &Path) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_orch"));
@@ -306,6 +317,28 @@ pub fn group_gone(pgid: i32) -> bool {
         }
     }
     true
+}
+
+/// Waits (up to [`DEADLINE`]) for a process started by [`TestEnv::spawn`]
+/// to end; returns its status and what it wrote to stderr.
+pub fn wait_exit(child: &mut std::process::Child) -> std::process::Output {
+    let mut status = None;
+    assert!(
+        wait_until(DEADLINE, || {
+            status = child.try_wait().unwrap();
+            status.is_some()
+        }),
+        "the run did not end"
+    );
+    let mut stderr = String::new();
+    if let Some(mut err) = child.stderr.take() {
+        std::io::Read::read_to_string(&mut err, &mut stderr).unwrap();
+    }
+    std::process::Output {
+        status: status.unwrap(),
+        stdout: Vec::new(),
+        stderr: stderr.into_bytes(),
+    }
 }
 
 /// Polls `cond` every 20 ms until it holds or `deadline` passes.
