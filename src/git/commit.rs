@@ -111,12 +111,15 @@ pub fn commit_all(
     message: &str,
     scope: &Scope,
 ) -> Result<Option<String>, GitError> {
+    let own = worktree::own_worktree_config(worktree);
     let add: Vec<std::ffi::OsString> = match scope {
         Scope::Whole => {
             if worktree::dirty_files(worktree)?.is_empty() {
                 return Ok(None);
             }
-            vec!["add".into(), "--all".into()]
+            let mut args: Vec<std::ffi::OsString> = own.iter().map(Into::into).collect();
+            args.extend(["add", "--all"].map(Into::into));
+            args
         }
         Scope::Paths(paths) => {
             let (dirty, staged) = std::thread::scope(|s| {
@@ -131,6 +134,7 @@ pub fn commit_all(
             }
             let mut args: Vec<std::ffi::OsString> = Vec::new();
             if !dirty.is_empty() {
+                args.extend(own.iter().map(Into::into));
                 args.extend(["--literal-pathspecs", "add", "--all", "--"].map(Into::into));
                 args.extend(dirty.into_iter().map(Into::into));
             }
@@ -144,11 +148,11 @@ pub fn commit_all(
             return Ok(None);
         }
     }
-    let mut args: Vec<&str> = Vec::new();
+    let mut args = own;
     if !identity_configured(worktree) {
-        args.extend(FALLBACK_IDENTITY);
+        args.extend(FALLBACK_IDENTITY.map(str::to_owned));
     }
-    args.extend(["commit", "--quiet", "--no-edit", "-m", message]);
+    args.extend(["commit", "--quiet", "--no-edit", "-m", message].map(str::to_owned));
     cmd::run(worktree, &args)?;
     Ok(Some(cmd::stdout(worktree, ["rev-parse", "HEAD"])?))
 }

@@ -112,32 +112,19 @@ pub fn add(
             })
         })?;
     }
-    let path_arg = path.as_os_str();
+    let mut args: Vec<std::ffi::OsString> = own_worktree_config(repo)
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    args.extend(["worktree", "add", "--quiet"].map(Into::into));
     match new_branch_at {
-        Some(at) => cmd::run(
-            repo,
-            [
-                "worktree".as_ref(),
-                "add".as_ref(),
-                "--quiet".as_ref(),
-                "--no-track".as_ref(),
-                "-b".as_ref(),
-                branch.as_ref(),
-                path_arg,
-                at.as_ref(),
-            ] as [&std::ffi::OsStr; 8],
-        )?,
-        None => cmd::run(
-            repo,
-            [
-                "worktree".as_ref(),
-                "add".as_ref(),
-                "--quiet".as_ref(),
-                path_arg,
-                branch.as_ref(),
-            ] as [&std::ffi::OsStr; 5],
-        )?,
-    };
+        Some(at) => {
+            args.extend(["--no-track", "-b", branch].map(Into::into));
+            args.extend([path.as_os_str().to_owned(), at.into()]);
+        }
+        None => args.extend([path.as_os_str().to_owned(), branch.into()]),
+    }
+    cmd::run(repo, &args)?;
     Ok(())
 }
 
@@ -243,13 +230,13 @@ pub fn remove(repo: &Path, path: &Path) -> Result<(), GitError> {
 /// Switches a worktree to `branch`, creating it at `create_at` when given.
 /// Only files that differ are rewritten; ignored files stay.
 pub fn switch(worktree: &Path, branch: &str, create_at: Option<&str>) -> Result<(), GitError> {
+    let mut args = own_worktree_config(worktree);
+    args.extend(["switch", "--quiet"].map(str::to_owned));
     match create_at {
-        Some(at) => cmd::run(
-            worktree,
-            ["switch", "--quiet", "--no-track", "-c", branch, at],
-        )?,
-        None => cmd::run(worktree, ["switch", "--quiet", "--no-guess", branch])?,
-    };
+        Some(at) => args.extend(["--no-track", "-c", branch, at].map(str::to_owned)),
+        None => args.extend(["--no-guess", branch].map(str::to_owned)),
+    }
+    cmd::run(worktree, &args)?;
     Ok(())
 }
 
@@ -307,21 +294,25 @@ fn status(worktree: &Path, paths: &[PathBuf]) -> Result<Vec<String>, GitError> {
     Ok(parse_status(&out.stdout))
 }
 
-/// Returns the `-c` options orch gives git in a worktree it owns: the
-/// untracked cache on (`core.untrackedCache`), unless the repository's
-/// config says otherwise (a file system whose folders do not change mtime
-/// when an entry is added needs it off, and `git update-index
-/// --test-untracked-cache` says so).
+/// Returns the `-c` options orch gives git in a worktree it owns, each
+/// unless the repository's config sets the key itself:
+/// - the untracked cache on (`core.untrackedCache`; a file system whose
+///   folders do not change mtime when an entry is added needs it off, and
+///   `git update-index --test-untracked-cache` says so);
+/// - no checksum of the index (`index.skipHash`, which `feature.manyFiles`
+///   turns on too): git hashes the whole index file on every read and
+///   write, 25 and 12 ms of a 50,000-entry index here, and reads an index
+///   whose trailing hash is zeros without hashing it. Git reads such an
+///   index since 2.13 and libgit2 since 1.8; a `git fsck` older than 2.40
+///   reports it (docs/architecture.md, "What a task costs").
 pub fn own_worktree_config(worktree: &Path) -> Vec<String> {
-    let set = Repository::open(worktree)
-        .and_then(|r| r.config())
-        .and_then(|c| c.get_string("core.untrackedCache"))
-        .is_ok();
-    if set {
-        Vec::new()
-    } else {
-        vec!["-c".to_owned(), "core.untrackedCache=true".to_owned()]
-    }
+    let config = Repository::open(worktree).and_then(|r| r.config());
+    let set = |key: &str| config.as_ref().is_ok_and(|c| c.get_string(key).is_ok());
+    [("core.untrackedCache", "true"), ("index.skipHash", "true")]
+        .into_iter()
+        .filter(|(key, _)| !set(key))
+        .flat_map(|(key, value)| ["-c".to_owned(), format!("{key}={value}")])
+        .collect()
 }
 
 /// Parses `git status --porcelain -z`: one path per entry (a rename's
@@ -427,6 +418,53 @@ mod tests {
         assert!(name_admin_after_folder(&wt).unwrap());
         git(&wt, &["status", "--short"]);
         assert_eq!(list(&repo).unwrap()[1].branch.as_deref(), Some("t1"));
+    }
+
+    /// The index git wrote in `wt` ends with a zero hash: none computed.
+    fn index_hash_skipped(wt: &Path) -> bool {
+        let index = Repository::open(wt).unwrap().path().join("index");
+        let bytes = std::fs::read(index).unwrap();
+        bytes[bytes.len() - 20..].iter().all(|b| *b == 0)
+    }
+
+    #[test]
+    fn orchs_git_writes_the_index_of_its_worktrees_without_a_checksum_unless_configured() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        let repo = root.join("repo");
+        let git = |cwd: &Path, args: &[&str]| {
+            let out = cmd::command(cwd).args(args).output().unwrap();
+            assert!(out.status.success(), "{args:?}: {out:?}");
+        };
+        std::fs::create_dir(&repo).unwrap();
+        git(&repo, &["init", "-q", "-b", "main"]);
+        std::fs::write(repo.join("a.txt"), "a\n").unwrap();
+        git(&repo, &["add", "a.txt"]);
+        let identity = ["-c", "user.name=a", "-c", "user.email=a@b"];
+        git(
+            &repo,
+            &[&identity[..], &["commit", "-q", "-m", "i"]].concat(),
+        );
+        let wt = root.join("T1");
+        add(&repo, &wt, "t1", Some("main")).unwrap();
+        assert!(index_hash_skipped(&wt), "written by `worktree add`");
+        switch(&wt, "t2", Some("main")).unwrap();
+        assert!(index_hash_skipped(&wt), "written by `switch`");
+        // An index git wrote with its checksum is read, and its next write
+        // by orch's status (the stat data refreshed) has none.
+        git(&wt, &["update-index", "--force-write-index"]);
+        assert!(!index_hash_skipped(&wt));
+        std::fs::write(wt.join("a.txt"), "b\n").unwrap();
+        std::fs::write(wt.join("a.txt"), "a\n").unwrap();
+        assert!(dirty_files(&wt).unwrap().is_empty());
+        assert!(index_hash_skipped(&wt), "written by `status`");
+        // The repository's own setting wins.
+        git(&repo, &["config", "index.skipHash", "false"]);
+        std::fs::write(wt.join("a.txt"), "c\n").unwrap();
+        std::fs::write(wt.join("a.txt"), "a\n").unwrap();
+        assert!(dirty_files(&wt).unwrap().is_empty());
+        assert!(!index_hash_skipped(&wt), "a checksum, as configured");
+        assert_eq!(own_worktree_config(&wt), ["-c", "core.untrackedCache=true"]);
     }
 
     #[test]
