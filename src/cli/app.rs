@@ -103,7 +103,12 @@ pub enum Command {
     },
     /// Supervise one agent attempt (started by `orch run`)
     #[command(name = "__supervise", hide = true)]
-    Supervise { spec: PathBuf },
+    Supervise {
+        spec: PathBuf,
+        /// An inherited pipe's write end, closed once `exit.json` is written
+        #[arg(long)]
+        done_fd: Option<i32>,
+    },
     /// Submit and watch one attempt's cluster job (run by its supervisor)
     #[command(name = "__job", hide = true)]
     Job { spec: PathBuf },
@@ -140,8 +145,8 @@ pub fn run_with(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             });
         }
     };
-    if let Command::Supervise { spec } = &cli.command {
-        return crate::runner::supervise::main(spec);
+    if let Command::Supervise { spec, done_fd } = &cli.command {
+        return crate::runner::supervise::main(spec, *done_fd);
     }
     if let Command::Job { spec } = &cli.command {
         return crate::runner::slurm::job_main(spec);

@@ -495,8 +495,8 @@ impl Executor {
         };
         let spawned = spawn::prepare(&plan, &self.tools.orch_exe)
             .and_then(|_| spawn::spawn_supervisor(&self.tools.orch_exe, &plan.run_dir));
-        let mut child = match spawned {
-            Ok(child) => child,
+        let mut supervisor = match spawned {
+            Ok(supervisor) => supervisor,
             Err(e) => {
                 let _ = self.tx.send(failed(LaunchError::Spawn(e)));
                 return;
@@ -511,9 +511,12 @@ impl Executor {
             });
         }
         let tx = self.tx.clone();
+        // The attempt is over once `exit.json` is written: the supervisor
+        // may still be closing the worktree's watch, and is reaped after.
         tokio::spawn(async move {
-            let _ = child.wait().await;
+            supervisor.done().await;
             let _ = tx.send(Msg::Input(Box::new(Input::Exited { unit, attempt })));
+            let _ = supervisor.child.wait().await;
         });
     }
 

@@ -10,9 +10,12 @@
 
 use std::fs;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
 
 use crate::runner::executor::{self, Placement};
 use crate::runner::spec::{self, Spec};
@@ -129,24 +132,92 @@ pub fn spawn_supervisor_blocking(orch: &Path, spec: &Path) -> io::Result<std::pr
     cmd.spawn()
 }
 
-/// Starts `orch __supervise` for a prepared run folder, in a session of its own.
-pub fn spawn_supervisor(orch: &Path, run_dir: &Path) -> io::Result<tokio::process::Child> {
+/// The descriptor a supervisor started by [`spawn_supervisor`] finds its
+/// [`Done`] pipe on.
+const DONE_FD: i32 = 3;
+
+/// A supervisor started by [`spawn_supervisor`].
+pub struct Supervisor {
+    pub child: tokio::process::Child,
+    /// Reaches its end once the supervisor has written `exit.json`, or is
+    /// gone: whichever comes first, and the process may outlive it (closing
+    /// the worktree's watch, `crate::runner::supervise`).
+    pub done: tokio::net::unix::pipe::Receiver,
+}
+
+impl Supervisor {
+    /// Waits for `exit.json` to be written or for the supervisor to be gone.
+    pub async fn done(&mut self) {
+        let mut byte = [0; 1];
+        while let Ok(1..) = self.done.read(&mut byte).await {}
+    }
+}
+
+/// Starts `orch __supervise` for a prepared run folder, in a session of its
+/// own, with the write end of its [`Supervisor::done`] pipe as descriptor 3.
+pub fn spawn_supervisor(orch: &Path, run_dir: &Path) -> io::Result<Supervisor> {
     let log = fs::File::create(run_dir.join("supervisor.log"))?;
+    let (sender, done) = tokio::net::unix::pipe::pipe()?;
+    let mut writer = sender.into_blocking_fd()?;
+    // Descriptors 0 to 2 are replaced in the child before `pre_exec` runs.
+    if writer.as_raw_fd() <= 2 {
+        writer = rustix::io::fcntl_dupfd_cloexec(&writer, DONE_FD)?;
+    }
+    let raw = writer.as_raw_fd();
     let mut cmd = tokio::process::Command::new(orch);
     cmd.arg(SUPERVISE_COMMAND)
         .arg(run_dir.join(spec::SPEC))
+        .arg("--done-fd")
+        .arg(DONE_FD.to_string())
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
         .kill_on_drop(false);
-    // SAFETY: `setsid` is async-signal-safe and touches no memory of ours;
-    // it only makes the child leader of a new session, so that a terminal's
-    // Ctrl-C and the coordinator's death do not reach it.
+    // SAFETY: `setsid`, `dup2` and `fcntl` are async-signal-safe and touch
+    // no memory of ours. `setsid` makes the child leader of a new session,
+    // so that a terminal's Ctrl-C and the coordinator's death do not reach
+    // it; `dup2` puts the pipe where the supervisor looks for it, without
+    // close-on-exec (which `dup2` onto itself would keep).
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             rustix::process::setsid()?;
+            let moved = if raw == DONE_FD {
+                libc::fcntl(raw, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(raw, DONE_FD)
+            };
+            if moved < 0 {
+                return Err(io::Error::last_os_error());
+            }
             Ok(())
         });
     }
-    cmd.spawn()
+    let child = cmd.spawn()?;
+    drop(writer);
+    Ok(Supervisor { child, done })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pipe is the process's descriptor 3, and its end is seen when the
+    /// process closes it, while the process itself goes on.
+    #[tokio::test]
+    async fn the_done_pipe_ends_when_closed_not_when_the_process_ends() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        // In orch's place: checks its arguments, closes descriptor 3 and
+        // lingers, as a supervisor closing its watch does.
+        let stand_in = dir.path().join("orch");
+        let script = "#!/bin/sh\n[ \"$1 $3 $4\" = \"__supervise --done-fd 3\" ] || exit 9\nexec 3>&-\nexec sleep 600\n";
+        std::fs::write(&stand_in, script).unwrap();
+        std::fs::set_permissions(&stand_in, fs::Permissions::from_mode(0o755)).unwrap();
+        let mut supervisor = spawn_supervisor(&stand_in, dir.path()).unwrap();
+        let ended = tokio::time::timeout(Duration::from_secs(60), supervisor.done()).await;
+        let still_running = supervisor.child.try_wait().unwrap().is_none();
+        supervisor.child.kill().await.unwrap();
+        assert!(ended.is_ok(), "the pipe did not end");
+        assert!(still_running, "the pipe ended with the process");
+    }
 }

@@ -102,8 +102,8 @@ impl Watch {
     ///
     /// A worktree tracking fewer than `min_files` files is not watched
     /// (`Ok(Err(..))`, saying so): scanning it costs less than setting a
-    /// watch up and closing it (which waits for the kernel to free its
-    /// marks, up to 16 ms measured here).
+    /// watch up (closing it, which waits for the kernel to free its marks,
+    /// is done after the coordinator was told the attempt ended).
     pub fn start(worktree: &Path, min_files: u64) -> io::Result<Result<Watch, Changes>> {
         let repo = Repository::open(worktree).map_err(io::Error::other)?;
         if min_files > 0

@@ -172,7 +172,33 @@ fn changes_the_watch_saw_are_all_committed() {
     assert!(Path::new(&worktree).join("target/out").exists());
 }
 
-/// Issue 15: a worktree smaller than `git.watch_min_files` (20,000 by
+/// Issue 15: the coordinator learns that an attempt ended from a pipe its
+/// supervisor closes once `exit.json` is written, before the supervisor
+/// has closed the worktree's watch and ended. A process the agent left
+/// running in a session of its own does not hold that pipe open (the run
+/// would wait for it, here ten minutes).
+#[test]
+fn a_process_the_agent_left_running_does_not_keep_its_attempt_open() {
+    let env = setup("linger.sh", "", "[[task]]\nid = \"T1\"\n");
+    let mut child = env.spawn(&["run", "--no-merge"]);
+    let out = crate::common::wait_exit(&mut child);
+    let worktree = env.state()["items"]["T1"]["worktree"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let pid_file = Path::new(&worktree).join(".orchestrator/lingerer.pid");
+    let pid = fs::read_to_string(&pid_file)
+        .unwrap_or_else(|e| panic!("{}: {e}\n{}", pid_file.display(), env.render(&out)));
+    let pid = rustix::process::Pid::from_raw(pid.trim().parse().unwrap()).unwrap();
+    let still_there = rustix::process::test_kill_process(pid).is_ok();
+    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    assert!(out.status.success(), "{}", env.render(&out));
+    assert!(still_there, "the lingering process outlived the run");
+    assert_eq!(env.status_of("T1"), "awaiting_merge");
+    assert_eq!(rev_count(&env, "main..orch/T1"), 1);
+}
+
+/// Issue 15: a worktree smaller than `git.watch_min_files` (4,000 by
 /// default; the tests' config says 0) is scanned, not watched.
 #[test]
 fn a_small_worktree_is_scanned_not_watched_by_default() {
@@ -184,7 +210,7 @@ fn a_small_worktree_is_scanned_not_watched_by_default() {
         changes_record(&env),
         serde_json::json!({
             "kind": "unknown",
-            "why": "the worktree tracks fewer files (1) than git.watch_min_files (20000): scanned, not watched"
+            "why": "the worktree tracks fewer files (1) than git.watch_min_files (4000): scanned, not watched"
         })
     );
     let files = env.git(&env.repo(), ["show", "--name-only", "--format=", "orch/T1"]);
