@@ -228,7 +228,7 @@ impl Default for GitConfig {
             branch_prefix: "orch/".to_owned(),
             worktree_root: "../{repo}.worktrees".to_owned(),
             merge_strategy: MergeStrategy::Merge,
-            watch_min_files: 4_000,
+            watch_min_files: 20_000,
         }
     }
 }

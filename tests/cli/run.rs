@@ -198,7 +198,7 @@ fn a_process_the_agent_left_running_does_not_keep_its_attempt_open() {
     assert_eq!(rev_count(&env, "main..orch/T1"), 1);
 }
 
-/// Issue 15: a worktree smaller than `git.watch_min_files` (4,000 by
+/// Issue 15: a worktree smaller than `git.watch_min_files` (20,000 by
 /// default; the tests' config says 0) is scanned, not watched.
 #[test]
 fn a_small_worktree_is_scanned_not_watched_by_default() {
@@ -210,7 +210,7 @@ fn a_small_worktree_is_scanned_not_watched_by_default() {
         changes_record(&env),
         serde_json::json!({
             "kind": "unknown",
-            "why": "the worktree tracks fewer files (1) than git.watch_min_files (4000): scanned, not watched"
+            "why": "the worktree tracks fewer files (1) than git.watch_min_files (20000): scanned, not watched"
         })
     );
     let files = env.git(&env.repo(), ["show", "--name-only", "--format=", "orch/T1"]);
