@@ -374,17 +374,25 @@ pub fn current_branch(worktree: &Path) -> Result<Option<String>, GitError> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn admin_folders_follow_their_worktree_even_after_a_cut_rename() {
+    fn git(cwd: &Path, args: &[&str]) {
+        let out = cmd::command(cwd).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    }
+
+    /// A temp folder (kept alive by the first value), its canonical path,
+    /// and a repository `repo/` in it, on `main` with no commit yet.
+    fn repository() -> (tempfile::TempDir, PathBuf, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().canonicalize().unwrap();
         let repo = root.join("repo");
-        let git = |cwd: &Path, args: &[&str]| {
-            let out = cmd::command(cwd).args(args).output().unwrap();
-            assert!(out.status.success(), "{args:?}: {out:?}");
-        };
         std::fs::create_dir(&repo).unwrap();
         git(&repo, &["init", "-q", "-b", "main"]);
+        (dir, root, repo)
+    }
+
+    #[test]
+    fn admin_folders_follow_their_worktree_even_after_a_cut_rename() {
+        let (_dir, root, repo) = repository();
         git(
             &repo,
             &[
@@ -429,15 +437,7 @@ mod tests {
 
     #[test]
     fn orchs_git_writes_the_index_of_its_worktrees_without_a_checksum_unless_configured() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().canonicalize().unwrap();
-        let repo = root.join("repo");
-        let git = |cwd: &Path, args: &[&str]| {
-            let out = cmd::command(cwd).args(args).output().unwrap();
-            assert!(out.status.success(), "{args:?}: {out:?}");
-        };
-        std::fs::create_dir(&repo).unwrap();
-        git(&repo, &["init", "-q", "-b", "main"]);
+        let (_dir, root, repo) = repository();
         std::fs::write(repo.join("a.txt"), "a\n").unwrap();
         git(&repo, &["add", "a.txt"]);
         let identity = ["-c", "user.name=a", "-c", "user.email=a@b"];
