@@ -132,8 +132,8 @@ pub fn spawn_supervisor_blocking(orch: &Path, spec: &Path) -> io::Result<std::pr
     cmd.spawn()
 }
 
-/// The descriptor a supervisor started by [`spawn_supervisor`] finds its
-/// [`Done`] pipe on.
+/// The descriptor a supervisor started by [`spawn_supervisor`] finds the
+/// write end of its [`Supervisor::done`] pipe on (`--done-fd`).
 const DONE_FD: i32 = 3;
 
 /// A supervisor started by [`spawn_supervisor`].
