@@ -383,24 +383,7 @@ pub use crate::config::{normalize, worktree_root};
 mod tests {
     use super::*;
 
-    fn git(cwd: &Path, args: &[&str]) {
-        let out = cmd::command(cwd).args(args).output().unwrap();
-        assert!(out.status.success(), "{args:?}: {out:?}");
-    }
-
-    /// A temp folder (kept alive by the first value), its canonical path,
-    /// and a repository `repo/` in it with one empty commit on `main`.
-    fn repository() -> (tempfile::TempDir, PathBuf, PathBuf) {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().canonicalize().unwrap();
-        let repo = root.join("repo");
-        std::fs::create_dir(&repo).unwrap();
-        git(&repo, &["init", "-q", "-b", "main"]);
-        let identity = ["-c", "user.name=a", "-c", "user.email=a@b"];
-        let commit = ["commit", "-q", "--allow-empty", "-m", "i"];
-        git(&repo, &[&identity[..], &commit[..]].concat());
-        (dir, root, repo)
-    }
+    use crate::git::worktree::tests::{git, repository};
 
     /// A crash harness failure (squash variant): the coordinator was killed
     /// while recycling a worktree, after its admin folder was renamed and

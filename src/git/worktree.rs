@@ -371,42 +371,34 @@ pub fn current_branch(worktree: &Path) -> Result<Option<String>, GitError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn git(cwd: &Path, args: &[&str]) {
+    /// Runs git in `cwd`; it must succeed.
+    pub(crate) fn git(cwd: &Path, args: &[&str]) {
         let out = cmd::command(cwd).args(args).output().unwrap();
         assert!(out.status.success(), "{args:?}: {out:?}");
     }
 
+    /// The identity of the commits tests make.
+    pub(crate) const IDENTITY: [&str; 4] = ["-c", "user.name=a", "-c", "user.email=a@b"];
+
     /// A temp folder (kept alive by the first value), its canonical path,
-    /// and a repository `repo/` in it, on `main` with no commit yet.
-    fn repository() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    /// and a repository `repo/` in it with one empty commit on `main`.
+    pub(crate) fn repository() -> (tempfile::TempDir, PathBuf, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().canonicalize().unwrap();
         let repo = root.join("repo");
         std::fs::create_dir(&repo).unwrap();
         git(&repo, &["init", "-q", "-b", "main"]);
+        let commit = ["commit", "-q", "--allow-empty", "-m", "i"];
+        git(&repo, &[&IDENTITY[..], &commit[..]].concat());
         (dir, root, repo)
     }
 
     #[test]
     fn admin_folders_follow_their_worktree_even_after_a_cut_rename() {
         let (_dir, root, repo) = repository();
-        git(
-            &repo,
-            &[
-                "-c",
-                "user.name=a",
-                "-c",
-                "user.email=a@b",
-                "commit",
-                "-q",
-                "--allow-empty",
-                "-m",
-                "i",
-            ],
-        );
         git(&repo, &["worktree", "add", "-q", "-b", "t1", "../T1"]);
         move_to(&repo, &root.join("T1"), &root.join("T2")).unwrap();
         let wt = root.join("T2");
@@ -440,10 +432,9 @@ mod tests {
         let (_dir, root, repo) = repository();
         std::fs::write(repo.join("a.txt"), "a\n").unwrap();
         git(&repo, &["add", "a.txt"]);
-        let identity = ["-c", "user.name=a", "-c", "user.email=a@b"];
         git(
             &repo,
-            &[&identity[..], &["commit", "-q", "-m", "i"]].concat(),
+            &[&IDENTITY[..], &["commit", "-q", "-m", "a"]].concat(),
         );
         let wt = root.join("T1");
         add(&repo, &wt, "t1", Some("main")).unwrap();
