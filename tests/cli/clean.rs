@@ -51,11 +51,8 @@ fn clean_removes_merged_work_only() {
 #[test]
 fn clean_all_keeps_dirty_worktrees_and_unmerged_branches() {
     let env = setup();
-    let c = env.state()["items"]["C"]["worktree"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    std::fs::write(format!("{c}/notes.txt"), "mine\n").unwrap();
+    let c = env.worktree_of("C");
+    std::fs::write(c.join("notes.txt"), "mine\n").unwrap();
     let out = env.run(["clean", "--all"]);
     insta::assert_snapshot!(out, @"
     Removed worktree `$TEMP/repo.worktrees/A`.
@@ -71,7 +68,7 @@ fn clean_all_keeps_dirty_worktrees_and_unmerged_branches() {
     assert_eq!(worktrees(&env), "main orch/C");
     assert_eq!(branches(&env), "main orch/A orch/B orch/C");
     assert_eq!(
-        std::fs::read_to_string(format!("{c}/notes.txt")).unwrap(),
+        std::fs::read_to_string(c.join("notes.txt")).unwrap(),
         "mine\n"
     );
 }

@@ -44,13 +44,10 @@ fn committing_agents_leave_their_work_on_task_branches() {
     );
     for task in ["A", "B"] {
         assert_eq!(rev_count(&env, &format!("main..orch/{task}")), 1, "{task}");
-        let worktree = env.state()["items"][task]["worktree"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let status = env.git(std::path::Path::new(&worktree), ["status", "--porcelain"]);
+        let worktree = env.worktree_of(task);
+        let status = env.git(&worktree, ["status", "--porcelain"]);
         assert_eq!(status, "", "{task}'s worktree is clean");
-        let file = fs::read_to_string(format!("{worktree}/work-{task}.txt")).unwrap();
+        let file = fs::read_to_string(worktree.join(format!("work-{task}.txt"))).unwrap();
         assert_eq!(file, format!("done by {task}, attempt 1\n"));
         // Issue 13: a task without a description leaves no gap in its
         // prompt, and the report it may write is inside its worktree.
@@ -60,7 +57,10 @@ fn committing_agents_leave_their_work_on_task_branches() {
         let prompt = fs::read_to_string(prompt).unwrap();
         assert!(!prompt.contains("\n\n\n"), "blank lines in a row: {prompt}");
         assert!(
-            prompt.contains(&format!("`{worktree}/.orchestrator/result.json`")),
+            prompt.contains(&format!(
+                "`{}/.orchestrator/result.json`",
+                worktree.display()
+            )),
             "{prompt}"
         );
     }
@@ -163,13 +163,10 @@ fn changes_the_watch_saw_are_all_committed() {
     );
     let mode = env.git(&env.repo(), ["ls-tree", "orch/T1", "tool.sh"]);
     assert!(mode.starts_with("100755 "), "{mode}");
-    let worktree = env.state()["items"]["T1"]["worktree"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let status = env.git(Path::new(&worktree), ["status", "--porcelain"]);
+    let worktree = env.worktree_of("T1");
+    let status = env.git(&worktree, ["status", "--porcelain"]);
     assert_eq!(status, "", "the worktree is clean");
-    assert!(Path::new(&worktree).join("target/out").exists());
+    assert!(worktree.join("target/out").exists());
 }
 
 /// Issue 15: the coordinator learns that an attempt ended from a pipe its
@@ -182,11 +179,7 @@ fn a_process_the_agent_left_running_does_not_keep_its_attempt_open() {
     let env = setup("linger.sh", "", "[[task]]\nid = \"T1\"\n");
     let mut child = env.spawn(&["run", "--no-merge"]);
     let out = crate::common::wait_exit(&mut child);
-    let worktree = env.state()["items"]["T1"]["worktree"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let pid_file = Path::new(&worktree).join(".orchestrator/lingerer.pid");
+    let pid_file = env.worktree_of("T1").join(".orchestrator/lingerer.pid");
     let pid = fs::read_to_string(&pid_file)
         .unwrap_or_else(|e| panic!("{}: {e}\n{}", pid_file.display(), env.render(&out)));
     let pid = rustix::process::Pid::from_raw(pid.trim().parse().unwrap()).unwrap();

@@ -241,6 +241,13 @@ impl TestEnv {
         serde_json::from_str(&text).unwrap()
     }
 
+    /// Returns the worktree of an item in `state.json`; it must have one.
+    pub fn worktree_of(&self, id: &str) -> PathBuf {
+        let state = self.state();
+        let path = state["items"][id]["worktree"].as_str();
+        PathBuf::from(path.unwrap_or_else(|| panic!("{id} has no worktree: {state}")))
+    }
+
     /// Returns the status of an item in `state.json`.
     pub fn status_of(&self, id: &str) -> String {
         self.state()["items"][id]["status"]
