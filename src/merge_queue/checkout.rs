@@ -1100,7 +1100,13 @@ mod tests {
     use super::*;
 
     fn git(dir: &Path, args: &[&str]) -> String {
-        let out = cmd::command(dir)
+        git_as(cmd::command(dir), args)
+    }
+
+    /// Runs `git` (a command made by `cmd::command`) with `args` and a
+    /// test identity; it must succeed. Returns its trimmed output.
+    fn git_as(mut git: std::process::Command, args: &[&str]) -> String {
+        let out = git
             .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
             .args(args)
             .output()
@@ -1319,14 +1325,9 @@ mod tests {
     fn commit_on(repo: &Path, parent: Oid, files: &[(&str, &str)]) -> Oid {
         let index = repo.join(".git/commit_on.index");
         let env = |args: &[&str]| {
-            let out = cmd::command(repo)
-                .env("GIT_INDEX_FILE", &index)
-                .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-                .args(args)
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "git {args:?}: {out:?}");
-            String::from_utf8(out.stdout).unwrap().trim().to_owned()
+            let mut git = cmd::command(repo);
+            git.env("GIT_INDEX_FILE", &index);
+            git_as(git, args)
         };
         env(&["read-tree", &parent.to_string()]);
         for (path, text) in files {
