@@ -306,13 +306,52 @@ fn status(worktree: &Path, paths: &[PathBuf]) -> Result<Vec<String>, GitError> {
 ///   index since 2.13 and libgit2 since 1.8; a `git fsck` older than 2.40
 ///   reports it (docs/architecture.md, "What a task costs").
 pub fn own_worktree_config(worktree: &Path) -> Vec<String> {
+    unset_settings(worktree)
+        .into_iter()
+        .flat_map(|(key, value)| ["-c".to_owned(), format!("{key}={value}")])
+        .collect()
+}
+
+/// The settings of [`own_worktree_config`] the repository's config leaves
+/// to orch.
+fn unset_settings(worktree: &Path) -> Vec<(&'static str, &'static str)> {
     let config = Repository::open(worktree).and_then(|r| r.config());
     let set = |key: &str| config.as_ref().is_ok_and(|c| c.get_string(key).is_ok());
     [("core.untrackedCache", "true"), ("index.skipHash", "true")]
         .into_iter()
         .filter(|(key, _)| !set(key))
-        .flat_map(|(key, value)| ["-c".to_owned(), format!("{key}={value}")])
         .collect()
+}
+
+/// Returns the variables that give the git an agent runs in `worktree`
+/// orch's index without a checksum (`index.skipHash`, unless the
+/// repository's config sets it; see [`own_worktree_config`]): the agent's
+/// `git add` and `git commit` read and write the whole index too. They
+/// extend the `GIT_CONFIG_COUNT` list the agent would have otherwise
+/// (`count`, that variable's value); a count git would refuse is left
+/// alone, and so is everything then. Git before 2.31 ignores them.
+pub fn agent_config_env(worktree: &Path, count: Option<&str>) -> Vec<(String, String)> {
+    let first = match count.map(|c| c.trim().parse::<usize>()) {
+        None => 0,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => return Vec::new(),
+    };
+    let settings: Vec<_> = unset_settings(worktree)
+        .into_iter()
+        .filter(|(key, _)| *key == "index.skipHash")
+        .collect();
+    if settings.is_empty() {
+        return Vec::new();
+    }
+    let mut env = vec![(
+        "GIT_CONFIG_COUNT".to_owned(),
+        (first + settings.len()).to_string(),
+    )];
+    for (i, (key, value)) in (first..).zip(settings) {
+        env.push((format!("GIT_CONFIG_KEY_{i}"), key.to_owned()));
+        env.push((format!("GIT_CONFIG_VALUE_{i}"), value.to_owned()));
+    }
+    env
 }
 
 /// Parses `git status --porcelain -z`: one path per entry (a rename's
@@ -456,6 +495,31 @@ pub(crate) mod tests {
         assert!(dirty_files(&wt).unwrap().is_empty());
         assert!(!index_hash_skipped(&wt), "a checksum, as configured");
         assert_eq!(own_worktree_config(&wt), ["-c", "core.untrackedCache=true"]);
+    }
+
+    #[test]
+    fn the_agents_setting_extends_its_git_config_list_or_leaves_a_bad_one_alone() {
+        let (_dir, _root, repo) = repository();
+        let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        assert_eq!(
+            agent_config_env(&repo, None),
+            [
+                pair("GIT_CONFIG_COUNT", "1"),
+                pair("GIT_CONFIG_KEY_0", "index.skipHash"),
+                pair("GIT_CONFIG_VALUE_0", "true"),
+            ]
+        );
+        assert_eq!(
+            agent_config_env(&repo, Some("2")),
+            [
+                pair("GIT_CONFIG_COUNT", "3"),
+                pair("GIT_CONFIG_KEY_2", "index.skipHash"),
+                pair("GIT_CONFIG_VALUE_2", "true"),
+            ]
+        );
+        assert_eq!(agent_config_env(&repo, Some("two")), []);
+        git(&repo, &["config", "index.skipHash", "false"]);
+        assert_eq!(agent_config_env(&repo, None), []);
     }
 
     #[test]

@@ -202,6 +202,12 @@ async fn supervise(spec_path: &Path, done: &Done) -> std::io::Result<()> {
         cmd.env_remove(var);
     }
     cmd.envs(spec.env.iter().map(|(k, v)| (k, v)));
+    if spec.job.is_none() {
+        cmd.envs(crate::git::worktree::agent_config_env(
+            &spec.cwd,
+            config_count(&spec).as_deref(),
+        ));
+    }
     if let Some(sandbox) = &sandbox {
         cmd.env("TMPDIR", sandbox.temp.path())
             .env(COMMITS_VAR, dir.join(COMMITS_FILE));
@@ -367,6 +373,17 @@ async fn supervise(spec_path: &Path, done: &Done) -> std::io::Result<()> {
     }
     drop(sandbox);
     finish(end, bytes, truncated)
+}
+
+/// Returns the `GIT_CONFIG_COUNT` the agent would get without orch's
+/// additions: the spec's, or this process's unless the spec removes it.
+fn config_count(spec: &Spec) -> Option<String> {
+    const VAR: &str = "GIT_CONFIG_COUNT";
+    match spec.env.iter().rev().find(|(k, _)| k == VAR) {
+        Some((_, v)) => Some(v.clone()),
+        None if spec.env_remove.iter().any(|r| r == VAR) => None,
+        None => std::env::var(VAR).ok(),
+    }
 }
 
 /// Writes `changes.json`; a record that cannot be written is left out

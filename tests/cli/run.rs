@@ -191,6 +191,41 @@ fn a_process_the_agent_left_running_does_not_keep_its_attempt_open() {
     assert_eq!(rev_count(&env, "main..orch/T1"), 1);
 }
 
+/// Issue 15: the agent's own git writes the worktree's index without a
+/// checksum, as orch's does, after any `GIT_CONFIG_COUNT` settings the
+/// agent is given; a repository whose config sets `index.skipHash` keeps
+/// its setting.
+#[test]
+fn the_agents_git_writes_the_index_without_a_checksum_unless_the_repository_says() {
+    let no_hash = "0".repeat(40);
+    let record = |env: &TestEnv, name: &str| {
+        fs::read_to_string(env.worktree_of("T1").join(".orchestrator").join(name)).unwrap()
+    };
+    let env = setup("index-hash.sh", "", "[[task]]\nid = \"T1\"\n");
+    env.edit_config(
+        "max_parallel = 2\n",
+        "max_parallel = 2\nenv = { GIT_CONFIG_COUNT = \"1\", GIT_CONFIG_KEY_0 = \"test.marker\", GIT_CONFIG_VALUE_0 = \"kept\" }\n",
+    );
+    let out = run(&env);
+    assert!(out.status.success(), "{}", env.render(&out));
+    assert_eq!(record(&env, "index-hash.txt"), no_hash);
+    assert_eq!(
+        record(&env, "marker.txt"),
+        "kept\n",
+        "the agent's own settings hold"
+    );
+
+    let env = setup("index-hash.sh", "", "[[task]]\nid = \"T1\"\n");
+    env.git(&env.repo(), ["config", "index.skipHash", "false"]);
+    let out = run(&env);
+    assert!(out.status.success(), "{}", env.render(&out));
+    assert_ne!(
+        record(&env, "index-hash.txt"),
+        no_hash,
+        "a checksum, as configured"
+    );
+}
+
 /// Issue 15: a worktree smaller than `git.watch_min_files` (20,000 by
 /// default; the tests' config says 0) is scanned, not watched.
 #[test]
