@@ -105,9 +105,15 @@ pub fn build(
     match strategy {
         MergeStrategy::FfOnly if fast_forwardable => Ok(Built::Candidate(tip)),
         MergeStrategy::FfOnly => match rebase(repo, repo_path, &head_commit, tip, base)? {
-            Built::Conflicts(_) => {
-                merged(repo, repo_path, &head_commit, &tip_commit, true, message)
-            }
+            Built::Conflicts(_) => merged(
+                repo,
+                repo_path,
+                &head_commit,
+                &tip_commit,
+                true,
+                fast_forwardable,
+                message,
+            ),
             replayed => Ok(replayed),
         },
         MergeStrategy::Merge | MergeStrategy::Squash => merged(
@@ -116,6 +122,7 @@ pub fn build(
             &head_commit,
             &tip_commit,
             strategy == MergeStrategy::Squash,
+            fast_forwardable,
             message,
         ),
         MergeStrategy::Rebase => rebase(repo, repo_path, &head_commit, tip, base),
@@ -123,19 +130,28 @@ pub fn build(
 }
 
 /// Merges `tip` into `head` with git's own merge: a merge commit, or (with
-/// `squash`) one commit whose only parent is `head`.
+/// `squash`) one commit whose only parent is `head`. `holds_head`: `tip`
+/// descends from `head`.
 fn merged(
     repo: &Repository,
     repo_path: &Path,
     head: &Commit<'_>,
     tip: &Commit<'_>,
     squash: bool,
+    holds_head: bool,
     message: &str,
 ) -> Result<Built, GitError> {
     let git = GitError::git(repo_path);
-    let tree_id = match merge_tree(repo_path, None, head.id(), tip.id())? {
-        Ok(tree) => tree,
-        Err(conflicts) => return Ok(Built::Conflicts(conflicts)),
+    // A branch that already holds `head` changed nothing `head` did not
+    // have: the merge of the two is the branch's own tree, with no git
+    // process to start (a 3-way merge whose base is `ours` takes `theirs`).
+    let tree_id = if holds_head {
+        tip.tree_id()
+    } else {
+        match merge_tree(repo_path, None, head.id(), tip.id())? {
+            Ok(tree) => tree,
+            Err(conflicts) => return Ok(Built::Conflicts(conflicts)),
+        }
     };
     let tree = repo.find_tree(tree_id).map_err(GitError::git(repo_path))?;
     let sig = signature(repo).map_err(GitError::git(repo_path))?;
@@ -349,4 +365,69 @@ pub fn commits(
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::git::worktree::tests::{IDENTITY, git, repository};
+
+    fn commit_file(repo: &Path, name: &str) {
+        std::fs::write(repo.join(name), name).unwrap();
+        git(repo, &["add", name]);
+        git(
+            repo,
+            &[&IDENTITY[..], &["commit", "-q", "-m", name]].concat(),
+        );
+    }
+
+    fn tip(repo: &Repository, name: &str) -> Oid {
+        repo.revparse_single(name).unwrap().id()
+    }
+
+    #[test]
+    fn a_branch_holding_the_head_merges_to_its_own_tree_as_git_merges_it() {
+        let (_dir, _root, path) = repository();
+        git(&path, &["switch", "-q", "-c", "task"]);
+        commit_file(&path, "a.txt");
+        commit_file(&path, "b.txt");
+        git(&path, &["switch", "-q", "main"]);
+        let repo = Repository::open(&path).unwrap();
+        let (head, task) = (tip(&repo, "main"), tip(&repo, "task"));
+        for strategy in [MergeStrategy::Merge, MergeStrategy::Squash] {
+            let Built::Candidate(built) =
+                build(&repo, &path, strategy, head, task, None, "m").unwrap()
+            else {
+                panic!("{strategy:?}: conflicts");
+            };
+            let built = repo.find_commit(built).unwrap();
+            let by_git = merge_tree(&path, None, head, task).unwrap().unwrap();
+            assert_eq!(built.tree_id(), by_git, "{strategy:?}");
+            let parents: Vec<Oid> = built.parent_ids().collect();
+            match strategy {
+                MergeStrategy::Squash => assert_eq!(parents, [head]),
+                _ => assert_eq!(parents, [head, task]),
+            }
+        }
+    }
+
+    #[test]
+    fn a_branch_behind_the_head_is_merged_by_git() {
+        let (_dir, _root, path) = repository();
+        git(&path, &["switch", "-q", "-c", "task"]);
+        commit_file(&path, "a.txt");
+        git(&path, &["switch", "-q", "main"]);
+        commit_file(&path, "b.txt");
+        let repo = Repository::open(&path).unwrap();
+        let (head, task) = (tip(&repo, "main"), tip(&repo, "task"));
+        let Built::Candidate(built) =
+            build(&repo, &path, MergeStrategy::Merge, head, task, None, "m").unwrap()
+        else {
+            panic!("conflicts");
+        };
+        let tree = repo.find_commit(built).unwrap().tree().unwrap();
+        for name in ["a.txt", "b.txt"] {
+            assert!(tree.get_name(name).is_some(), "{name} in the merge");
+        }
+    }
 }
