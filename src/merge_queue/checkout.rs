@@ -550,7 +550,7 @@ pub fn fast_forward(
             })));
         }
     }
-    let moved = move_branch(checkout, target, from, to, message)?;
+    let moved = move_branch(&repo, target, from, to, message)?;
     if !moved {
         put_back(&repo, checkout, &diff, &write, from, to)?;
     }
@@ -866,27 +866,26 @@ fn command_error(dir: &Path, args: &[String], code: Option<i32>, stderr: String)
     }))
 }
 
-/// Moves `refs/heads/<target>` from `from` to `to` with `git update-ref`
-/// in the checkout (so that its `HEAD` reflog says so too); `false` when
-/// the branch is no longer at `from`.
+/// Moves `refs/heads/<target>` from `from` to `to` by compare-and-swap,
+/// through `repo` opened at the checkout (libgit2 then logs the move in
+/// that checkout's `HEAD` reflog too, as `git update-ref` there would);
+/// `false` when the branch is no longer at `from`. A branch still at
+/// `from` that could not be moved (its lock file held) is an error.
 fn move_branch(
-    checkout: &Path,
+    repo: &Repository,
     target: &str,
     from: Oid,
     to: Oid,
     message: &str,
 ) -> Result<bool, MergeError> {
     let refname = format!("refs/heads/{target}");
-    let (from_hex, to_hex) = (from.to_string(), to.to_string());
-    match cmd::run(
-        checkout,
-        ["update-ref", "-m", message, &refname, &to_hex, &from_hex],
-    ) {
+    let checkout = repo.workdir().unwrap_or(repo.path());
+    match repo.reference_matching(&refname, to, true, from, message) {
         Ok(_) => Ok(true),
         Err(e) => {
             let now = refs::branch_tip(checkout, target)?;
             if now == Some(from) {
-                Err(MergeError::from(e))
+                Err(git_err(checkout)(e))
             } else {
                 Ok(now == Some(to))
             }
@@ -951,7 +950,7 @@ pub fn resume(repo: &Path, state_dir: &StateDir) -> Result<Resumed, MergeError> 
     }
     write_paths(checkout, to, &plan.write)?;
     let message = format!("orch: finish moving `{}` cut short", journal.target);
-    if move_branch(checkout, &journal.target, from, to, &message)? {
+    if move_branch(&git, &journal.target, from, to, &message)? {
         drop_journal()?;
         Ok(Resumed::Completed {
             to: journal.to.clone(),

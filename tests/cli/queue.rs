@@ -160,6 +160,11 @@ fn issue_14_a_green_batch_lands_every_task_once_with_one_check_run() {
     let moves = git(&env, &["reflog", "--format=%gs", "main"]);
     let moved: Vec<&str> = moves.lines().filter(|l| l.starts_with("orch:")).collect();
     assert_eq!(moved, ["orch: merge A B C D"], "the target moved once");
+    let head = git(&env, &["reflog", "--format=%gs", "HEAD"]);
+    assert!(
+        head.lines().any(|l| l == "orch: merge A B C D"),
+        "the checkout's HEAD reflog names the move too: {head}"
+    );
     assert!(
         git(&env, &["rev-list", &format!("{}..main", before.trim())])
             .lines()
