@@ -1,7 +1,8 @@
 //! Per-task cost as the repository grows: the same run on generated
 //! repositories of 500, 5,000 and 50,000 files (`ORCH_BENCH_FILES`, comma
-//! separated, changes the sizes), each packed as a clone has it.
-//! Run with `cargo bench --bench files` (or `bench/run`).
+//! separated, changes the sizes), each packed as a clone has it; 12 tasks
+//! (`ORCH_BENCH_TASKS` changes the count). Run with `cargo bench --bench
+//! files` (or `bench/run`).
 //!
 //! For each size, on two clones of the same repository:
 //!
@@ -42,7 +43,14 @@ use std::time::{Duration, Instant};
 
 use common::{commit_agent, figure, git, median, ms, sealed, ts, write_config};
 
-const TASKS: usize = 12;
+/// Tasks per run: 12, or `ORCH_BENCH_TASKS` (issue 15 measured with 20).
+fn tasks() -> usize {
+    std::env::var("ORCH_BENCH_TASKS")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(12)
+}
 
 fn sizes() -> Vec<usize> {
     std::env::var("ORCH_BENCH_FILES")
@@ -101,7 +109,7 @@ for i in $(seq 0 {last}); do
   git worktree remove ../wt/T$i
 done
 "#,
-        last = TASKS - 1,
+        last = tasks() - 1,
         agent = commit_agent().display(),
         times = times.display(),
     );
@@ -122,7 +130,7 @@ done
         .lines()
         .map(|l| Duration::from_nanos(l.trim().parse().unwrap()))
         .collect();
-    (wall / TASKS as u32, median(merges))
+    (wall / tasks() as u32, median(merges))
 }
 
 /// What one `orch run` measured, per task.
@@ -165,7 +173,7 @@ fn events(repo: &Path) -> Vec<serde_json::Value> {
 /// `merge_ms`); returns the median merge.
 fn orch_merge(bin: &Path, repo: &Path) -> Duration {
     write_config(repo, commit_agent().to_str().unwrap(), 1, "");
-    for n in 1..=TASKS {
+    for n in 1..=tasks() {
         std::fs::write(repo.join("plan.toml"), plan(n)).unwrap();
         for args in [&["run", "--no-merge"][..], &["merge"]] {
             let status = orch_command(bin, repo, args).status().unwrap();
@@ -177,13 +185,13 @@ fn orch_merge(bin: &Path, repo: &Path) -> Duration {
         .filter(|e| e["event"] == "task.merged")
         .filter_map(|m| m["merge_ms"].as_u64().map(Duration::from_millis))
         .collect();
-    assert_eq!(merges.len(), TASKS, "every task merged once");
+    assert_eq!(merges.len(), tasks(), "every task merged once");
     median(merges)
 }
 
 fn orch(bin: &Path, repo: &Path) -> Orch {
     write_config(repo, commit_agent().to_str().unwrap(), 1, "");
-    std::fs::write(repo.join("plan.toml"), plan(TASKS)).unwrap();
+    std::fs::write(repo.join("plan.toml"), plan(tasks())).unwrap();
     let start = Instant::now();
     let mut child = orch_command(bin, repo, &["run"]).spawn().unwrap();
     let (status, usage) = wait_with_usage(&mut child);
@@ -197,7 +205,7 @@ fn orch(bin: &Path, repo: &Path) -> Orch {
         .unwrap();
     assert_eq!(
         finished["counts"]["merged"].as_u64(),
-        Some(TASKS as u64),
+        Some(tasks() as u64),
         "{finished}"
     );
     let cpu = Duration::from_millis(finished["cpu_ms"].as_u64().unwrap());
@@ -223,7 +231,7 @@ fn orch(bin: &Path, repo: &Path) -> Orch {
             ts(&agent).duration_since(ts(&e["ts"])).unwrap_or_default()
         })
         .collect();
-    let n = TASKS as u32;
+    let n = tasks() as u32;
     Orch {
         start_to_agent: median(starts),
         wall: wall / n,
@@ -272,7 +280,10 @@ fn main() {
     if let Some(base) = std::env::var_os("ORCH_BENCH_BASE") {
         builds.push((" (before)", PathBuf::from(base)));
     }
-    println!("{TASKS} tasks one at a time, agent commits one file, target checked out");
+    println!(
+        "{} tasks one at a time, agent commits one file, target checked out",
+        tasks()
+    );
     println!(
         "{:>7} {:>9} {:>10} {:>10} {:>6} {:>10} {:>12} {:>11} {:>10} {:>10} {:>10} {:>6}",
         "files",
