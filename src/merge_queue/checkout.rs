@@ -28,7 +28,7 @@
 //!
 //! A small index (at most 256 KiB, about 2,800 entries) is checked and
 //! written in-process instead, with no git process at all
-//! ([`fast_forward_in_process`]): libgit2 loads the index once, the check
+//! ([`Write::InProcess`]): libgit2 loads the index once, the check
 //! reads the entries and files of those paths from it, and libgit2's
 //! checkout of those pathspecs writes them (forced, as `git checkout` of
 //! paths is: the check right before it keeps a person's work); the journal
@@ -145,6 +145,17 @@ pub struct GitProcess {
     pub pid: u32,
     /// Its start time (`/proc/<pid>/stat`), when known.
     pub ticks: Option<u64>,
+}
+
+impl GitProcess {
+    /// This process (orch writing a checkout in-process).
+    fn this() -> GitProcess {
+        let pid = std::process::id();
+        GitProcess {
+            pid,
+            ticks: crate::process::start_ticks(pid),
+        }
+    }
 }
 
 /// How a move ended.
@@ -571,13 +582,10 @@ pub fn fast_forward(
 ) -> Result<Forwarded, MergeError> {
     let repo = Repository::open(checkout).map_err(git_err(checkout))?;
     let diff = tree::commit_changes(&repo, from, to).map_err(git_err(checkout))?;
-    if in_process(&repo, &diff) {
-        return fast_forward_in_process(
-            state_dir, &repo, checkout, target, from, to, &diff, message,
-        );
-    }
     let write = if sparse(&repo) {
         Write::ReadTree
+    } else if in_process(&repo, &diff) {
+        Write::InProcess(pathspecs(&diff))
     } else {
         Write::Paths(pathspecs(&diff))
     };
@@ -587,7 +595,7 @@ pub fn fast_forward(
         target: target.to_owned(),
         from: from.to_string(),
         to: to.to_string(),
-        git: None,
+        git: matches!(write, Write::InProcess(_)).then(GitProcess::this),
     };
     crate::fsio::write_json(&path, &journal).map_err(journal_err(&path))?;
     // `checkout` of paths starts first: it reads its pathspecs on stdin
@@ -612,41 +620,28 @@ pub fn fast_forward(
             return Ok(Forwarded::Refused(Refusal::InTheWay(checked?)));
         }
     }
-    if !write.is_empty() {
-        let started = match git.take() {
-            Some(git) => git,
-            None => start(state_dir, checkout, &mut journal, &write, from, to)?,
-        };
-        let mut output = match finish_write(state_dir, checkout, started, &write)? {
-            Ok(output) => output,
-            Err(cut) => return Ok(cut),
-        };
-        if !output.status.success() {
-            if let Write::Paths(_) = write {
-                let why = format!(
-                    "git exited with {:?}: {}",
-                    output.status.code(),
-                    String::from_utf8_lossy(&output.stderr).trim()
-                );
-                return finish_failed_write(state_dir, checkout, &mut journal, &why);
+    match &write {
+        _ if write.is_empty() => {}
+        Write::InProcess(paths) => {
+            // libgit2 takes the index's lock only to write the index, once
+            // the files are written: a lock another git holds is looked
+            // for first.
+            let lock = repo.path().join("index.lock");
+            if lock.exists() {
+                crate::fsio::remove_if_present(&path).map_err(journal_err(&path))?;
+                return Ok(Forwarded::Stuck(Stuck::Locked { lock }));
             }
-            if refresh_changed(checkout, from, to)? {
-                let again = start(state_dir, checkout, &mut journal, &write, from, to)?;
-                output = match finish_write(state_dir, checkout, again, &write)? {
-                    Ok(output) => output,
-                    Err(cut) => return Ok(cut),
-                };
+            if let Err(e) = checkout_paths(&repo, to, paths) {
+                return finish_failed_write(state_dir, checkout, &mut journal, &e);
             }
         }
-        if !output.status.success() {
-            crate::fsio::remove_if_present(&path).map_err(journal_err(&path))?;
-            let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-            return Ok(Forwarded::Refused(Refusal::Git(CommandError {
-                argv: write.argv(from, to),
-                dir: checkout.to_owned(),
-                code: output.status.code(),
-                stderr,
-            })));
+        Write::Paths(_) | Write::ReadTree => {
+            let git = git.take();
+            if let Some(ended) =
+                write_with_git(state_dir, checkout, &mut journal, &write, git, from, to)?
+            {
+                return Ok(ended);
+            }
         }
     }
     let moved = move_branch(&repo, target, from, to, message)?;
@@ -661,7 +656,58 @@ pub fn fast_forward(
     })
 }
 
-/// Returns whether the move is written in-process ([`fast_forward_in_process`]):
+/// Writes the paths with git ([`Write::Paths`], `git` started and waiting
+/// for them, or [`Write::ReadTree`]); returns how the move ended when it
+/// ended there (git refused, failed or was killed).
+fn write_with_git(
+    state_dir: &StateDir,
+    checkout: &Path,
+    journal: &mut Journal,
+    write: &Write,
+    git: Option<Running>,
+    from: Oid,
+    to: Oid,
+) -> Result<Option<Forwarded>, MergeError> {
+    let started = match git {
+        Some(git) => git,
+        None => start(state_dir, checkout, journal, write, from, to)?,
+    };
+    let mut output = match finish_write(state_dir, checkout, started, write)? {
+        Ok(output) => output,
+        Err(cut) => return Ok(Some(cut)),
+    };
+    if !output.status.success() {
+        if let Write::Paths(_) = write {
+            let why = format!(
+                "git exited with {:?}: {}",
+                output.status.code(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+            return finish_failed_write(state_dir, checkout, journal, &why).map(Some);
+        }
+        if refresh_changed(checkout, from, to)? {
+            let again = start(state_dir, checkout, journal, write, from, to)?;
+            output = match finish_write(state_dir, checkout, again, write)? {
+                Ok(output) => output,
+                Err(cut) => return Ok(Some(cut)),
+            };
+        }
+    }
+    if output.status.success() {
+        return Ok(None);
+    }
+    let path = state_dir.checkout_journal();
+    crate::fsio::remove_if_present(&path).map_err(journal_err(&path))?;
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    Ok(Some(Forwarded::Refused(Refusal::Git(CommandError {
+        argv: write.argv(from, to),
+        dir: checkout.to_owned(),
+        code: output.status.code(),
+        stderr,
+    }))))
+}
+
+/// Returns whether the move is written in-process ([`Write::InProcess`]):
 /// the checkout is not sparse, its index is small, holds none of git's
 /// caches that libgit2 would drop, and libgit2 reads it, and no path the
 /// update changes needs what only git does (a `filter` or
@@ -713,71 +759,16 @@ fn holds_git_caches(repo: &Repository) -> bool {
     })
 }
 
-/// [`fast_forward`] with no git process: the check and the write are
-/// libgit2's, on the index it loaded once (a checkout of those pathspecs
-/// alone from `to`, forced: the check right before it is what keeps a
-/// person's work, as for `git checkout` of paths). The journal names orch
-/// itself as the writer, so that a restart after a kill half-way removes
-/// the index lock it left and finishes the move.
-#[allow(clippy::too_many_arguments)]
-fn fast_forward_in_process(
-    state_dir: &StateDir,
-    repo: &Repository,
-    checkout: &Path,
-    target: &str,
-    from: Oid,
-    to: Oid,
-    diff: &[tree::Change],
-    message: &str,
-) -> Result<Forwarded, MergeError> {
-    let path = state_dir.checkout_journal();
-    let me = std::process::id();
-    let mut journal = Journal {
-        checkout: checkout.to_owned(),
-        target: target.to_owned(),
-        from: from.to_string(),
-        to: to.to_string(),
-        git: Some(GitProcess {
-            pid: me,
-            ticks: crate::process::start_ticks(me),
-        }),
-    };
-    crate::fsio::write_json(&path, &journal).map_err(journal_err(&path))?;
-    match blockers_of(repo, checkout, diff) {
-        Ok(in_the_way) if in_the_way.is_empty() => {}
-        checked => {
-            crate::fsio::remove_if_present(&path).map_err(journal_err(&path))?;
-            return Ok(Forwarded::Refused(Refusal::InTheWay(checked?)));
-        }
-    }
-    // libgit2 takes the index's lock only to write the index, once the
-    // files are written: a lock another git holds is looked for first.
-    let lock = repo.path().join("index.lock");
-    if lock.exists() {
-        crate::fsio::remove_if_present(&path).map_err(journal_err(&path))?;
-        return Ok(Forwarded::Stuck(Stuck::Locked { lock }));
-    }
-    let paths = pathspecs(diff);
-    if let Err(e) = checkout_paths(repo, to, &paths) {
-        return finish_failed_write(state_dir, checkout, &mut journal, &e);
-    }
-    let moved = move_branch(repo, target, from, to, message)?;
-    if !moved {
-        put_back(repo, checkout, diff, &Write::Paths(paths), from, to)?;
-    }
-    crate::fsio::remove_if_present(&path).map_err(journal_err(&path))?;
-    Ok(if moved {
-        Forwarded::Moved
-    } else {
-        Forwarded::TargetMoved
-    })
-}
-
 /// Writes `paths` (pathspecs) of `commit` into the index and the files of
 /// `repo`'s worktree with libgit2: those entries and files alone, the
 /// others and the index's cached trees of folders not touched left as
 /// they are.
+/// No path at all writes nothing (libgit2 would take no pathspec for the
+/// whole tree, forced).
 fn checkout_paths(repo: &Repository, commit: Oid, paths: &[PathBuf]) -> Result<(), git2::Error> {
+    if paths.is_empty() {
+        return Ok(());
+    }
     let tree = repo.find_commit(commit)?.tree()?;
     let mut options = git2::build::CheckoutBuilder::new();
     options.force().disable_pathspec_match(true);
@@ -807,13 +798,16 @@ enum Write {
     /// writes only what the sparse patterns let through (`checkout` of
     /// paths would write them all).
     ReadTree,
+    /// The same pathspecs written by libgit2 in-process
+    /// ([`checkout_paths`]), for a small index ([`in_process`]).
+    InProcess(Vec<PathBuf>),
 }
 
 impl Write {
     /// Returns the arguments of the git command that writes `to` over `from`.
     fn argv(&self, from: Oid, to: Oid) -> Vec<String> {
         match self {
-            Write::Paths(_) => [
+            Write::Paths(_) | Write::InProcess(_) => [
                 "-c",
                 "core.hooksPath=/dev/null",
                 "-c",
@@ -837,7 +831,7 @@ impl Write {
     /// Returns what git reads on stdin: the pathspecs, each ended by a NUL.
     fn stdin(&self) -> Vec<u8> {
         match self {
-            Write::Paths(paths) => paths
+            Write::Paths(paths) | Write::InProcess(paths) => paths
                 .iter()
                 .flat_map(|p| p.as_os_str().as_bytes().iter().copied().chain([0]))
                 .collect(),
@@ -847,7 +841,7 @@ impl Write {
 
     /// Returns whether there is nothing to write.
     fn is_empty(&self) -> bool {
-        matches!(self, Write::Paths(paths) if paths.is_empty())
+        matches!(self, Write::Paths(paths) | Write::InProcess(paths) if paths.is_empty())
     }
 }
 
@@ -975,7 +969,7 @@ fn put_back(
         return Ok(());
     }
     match write {
-        Write::Paths(paths) => write_paths(checkout, from, paths)?,
+        Write::Paths(paths) | Write::InProcess(paths) => write_paths(checkout, from, paths)?,
         Write::ReadTree => {
             cmd::run(checkout, write.argv(to, from))?;
         }
@@ -1468,6 +1462,32 @@ mod tests {
             );
             assert!(!repo.join("b.txt").exists(), "nothing written");
             assert_eq!(git(&repo, &["rev-parse", "main"]), from.to_string());
+        });
+    }
+
+    /// A merge that changes no path (its tree is the head's) writes
+    /// nothing, and a local edit stays.
+    #[test]
+    fn a_move_that_changes_no_path_writes_nothing() {
+        both(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let repo = dir.path().join("r");
+            std::fs::create_dir(&repo).unwrap();
+            git(&repo, &["init", "-q", "-b", "main"]);
+            std::fs::write(repo.join("a.txt"), "a\n").unwrap();
+            git(&repo, &["add", "-A"]);
+            git(&repo, &["commit", "-q", "-m", "from"]);
+            let from = Oid::from_str(&git(&repo, &["rev-parse", "HEAD"])).unwrap();
+            let to = commit_on(&repo, from, &[]);
+            std::fs::write(repo.join("a.txt"), "mine\n").unwrap();
+            let state = state_dir(&dir);
+            let moved = fast_forward(&state, &repo, "main", from, to, "test").unwrap();
+            assert!(matches!(moved, Forwarded::Moved), "{moved:?}");
+            assert_eq!(
+                std::fs::read_to_string(repo.join("a.txt")).unwrap(),
+                "mine\n"
+            );
+            assert_eq!(git(&repo, &["rev-parse", "main"]), to.to_string());
         });
     }
 
