@@ -63,9 +63,10 @@
 //! `checkout.json` in the state dir journals a move from before git starts
 //! until the branch has moved, with the writer's pid (git's once started,
 //! or orch's own). A move cut short (orch and its git child killed, the
-//! machine stopped, the write failing half-way) leaves it behind; [`resume`] then finishes the move: each path
-//! the update changes holds the old content, the new one (whichever of the
-//! index and the file git had written), or something a person wrote since.
+//! machine stopped, the write failing half-way) leaves it behind;
+//! [`resume`] then finishes the move: each path the update changes holds
+//! the old content, the new one (whichever of the index and the file the
+//! writer had written), or something a person wrote since.
 //! Only when no path holds a person's change are the paths written and the
 //! branch moved, so nothing anyone wrote is overwritten; otherwise merging
 //! waits and names them. Git itself runs in a process group of its own
@@ -762,9 +763,8 @@ fn holds_git_caches(repo: &Repository) -> bool {
 /// Writes `paths` (pathspecs) of `commit` into the index and the files of
 /// `repo`'s worktree with libgit2: those entries and files alone, the
 /// others and the index's cached trees of folders not touched left as
-/// they are.
-/// No path at all writes nothing (libgit2 would take no pathspec for the
-/// whole tree, forced).
+/// they are. No path at all writes nothing (libgit2 would take no
+/// pathspec for the whole tree, forced).
 fn checkout_paths(repo: &Repository, commit: Oid, paths: &[PathBuf]) -> Result<(), git2::Error> {
     if paths.is_empty() {
         return Ok(());
