@@ -1387,20 +1387,39 @@ mod tests {
         (dir, repo, oid(&from), oid(&to))
     }
 
-    /// libgit2 runs no filter driver of the config (Git LFS's, say): a path
-    /// with a `filter` attribute is written by git, smudged.
-    #[test]
-    fn a_path_with_a_filter_driver_is_written_by_git() {
+    /// A temp folder and a repository `r/` in it whose one commit on
+    /// `main` (returned) holds `files`, with `config` set before it.
+    fn committed(
+        files: &[(&str, &str)],
+        config: &[(&str, &str)],
+    ) -> (tempfile::TempDir, PathBuf, Oid) {
         let dir = tempfile::tempdir().unwrap();
         let repo = dir.path().join("r");
         std::fs::create_dir(&repo).unwrap();
         git(&repo, &["init", "-q", "-b", "main"]);
-        git(&repo, &["config", "filter.upper.smudge", "tr a-z A-Z"]);
-        git(&repo, &["config", "filter.upper.clean", "tr A-Z a-z"]);
-        std::fs::write(repo.join(".gitattributes"), "*.dat filter=upper\n").unwrap();
+        for (key, value) in config {
+            git(&repo, &["config", key, value]);
+        }
+        for (path, text) in files {
+            std::fs::write(repo.join(path), text).unwrap();
+        }
         git(&repo, &["add", "-A"]);
         git(&repo, &["commit", "-q", "-m", "from"]);
         let from = Oid::from_str(&git(&repo, &["rev-parse", "HEAD"])).unwrap();
+        (dir, repo, from)
+    }
+
+    /// libgit2 runs no filter driver of the config (Git LFS's, say): a path
+    /// with a `filter` attribute is written by git, smudged.
+    #[test]
+    fn a_path_with_a_filter_driver_is_written_by_git() {
+        let (dir, repo, from) = committed(
+            &[(".gitattributes", "*.dat filter=upper\n")],
+            &[
+                ("filter.upper.smudge", "tr a-z A-Z"),
+                ("filter.upper.clean", "tr A-Z a-z"),
+            ],
+        );
         let to = commit_on(&repo, from, &[("a.dat", "quiet\n"), ("b.txt", "plain\n")]);
         let state = state_dir(&dir);
         let moved = fast_forward(&state, &repo, "main", from, to, "test").unwrap();
@@ -1415,21 +1434,13 @@ mod tests {
     /// index that has one is written by git, which keeps it.
     #[test]
     fn an_index_with_git_s_untracked_cache_keeps_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let repo = dir.path().join("r");
-        std::fs::create_dir(&repo).unwrap();
-        git(&repo, &["init", "-q", "-b", "main"]);
-        git(&repo, &["config", "core.untrackedCache", "true"]);
-        std::fs::write(repo.join("a.txt"), "a\n").unwrap();
-        git(&repo, &["add", "-A"]);
-        git(&repo, &["commit", "-q", "-m", "from"]);
+        let (dir, repo, from) = committed(&[("a.txt", "a\n")], &[("core.untrackedCache", "true")]);
         git(&repo, &["status", "--porcelain"]);
         let cached = || {
             let index = std::fs::read(repo.join(".git/index")).unwrap();
             index.windows(4).any(|w| w == b"UNTR")
         };
         assert!(cached(), "git status wrote the cache");
-        let from = Oid::from_str(&git(&repo, &["rev-parse", "HEAD"])).unwrap();
         let to = commit_on(&repo, from, &[("b.txt", "b\n")]);
         let state = state_dir(&dir);
         let moved = fast_forward(&state, &repo, "main", from, to, "test").unwrap();
@@ -1444,14 +1455,7 @@ mod tests {
     #[test]
     fn a_held_index_lock_stops_the_move_before_anything_is_written() {
         both(|| {
-            let dir = tempfile::tempdir().unwrap();
-            let repo = dir.path().join("r");
-            std::fs::create_dir(&repo).unwrap();
-            git(&repo, &["init", "-q", "-b", "main"]);
-            std::fs::write(repo.join("a.txt"), "a\n").unwrap();
-            git(&repo, &["add", "-A"]);
-            git(&repo, &["commit", "-q", "-m", "from"]);
-            let from = Oid::from_str(&git(&repo, &["rev-parse", "HEAD"])).unwrap();
+            let (dir, repo, from) = committed(&[("a.txt", "a\n")], &[]);
             let to = commit_on(&repo, from, &[("b.txt", "b\n")]);
             std::fs::write(repo.join(".git/index.lock"), "").unwrap();
             let state = state_dir(&dir);
@@ -1470,14 +1474,7 @@ mod tests {
     #[test]
     fn a_move_that_changes_no_path_writes_nothing() {
         both(|| {
-            let dir = tempfile::tempdir().unwrap();
-            let repo = dir.path().join("r");
-            std::fs::create_dir(&repo).unwrap();
-            git(&repo, &["init", "-q", "-b", "main"]);
-            std::fs::write(repo.join("a.txt"), "a\n").unwrap();
-            git(&repo, &["add", "-A"]);
-            git(&repo, &["commit", "-q", "-m", "from"]);
-            let from = Oid::from_str(&git(&repo, &["rev-parse", "HEAD"])).unwrap();
+            let (dir, repo, from) = committed(&[("a.txt", "a\n")], &[]);
             let to = commit_on(&repo, from, &[]);
             std::fs::write(repo.join("a.txt"), "mine\n").unwrap();
             let state = state_dir(&dir);
