@@ -1488,6 +1488,32 @@ mod tests {
         });
     }
 
+    /// A write that fails half-way (a name too long for the file system):
+    /// the branch does not move, a person's edit elsewhere stays, and the
+    /// journal is left for the next try to finish or report.
+    #[test]
+    fn a_write_that_fails_half_way_moves_nothing_and_keeps_local_edits() {
+        both(|| {
+            let (dir, repo, from) = committed(&[("a.txt", "a\n")], &[]);
+            let long = format!("{}.txt", "x".repeat(300));
+            let to = commit_on(&repo, from, &[("b.txt", "b\n"), (long.as_str(), "long\n")]);
+            std::fs::write(repo.join("a.txt"), "mine\n").unwrap();
+            let state = state_dir(&dir);
+            let moved = fast_forward(&state, &repo, "main", from, to, "test");
+            assert!(
+                !matches!(moved, Ok(Forwarded::Moved)),
+                "ask_git {}: {moved:?}",
+                ASK_GIT.get()
+            );
+            assert_eq!(git(&repo, &["rev-parse", "main"]), from.to_string());
+            assert_eq!(
+                std::fs::read_to_string(repo.join("a.txt")).unwrap(),
+                "mine\n"
+            );
+            assert!(state.checkout_journal().exists());
+        });
+    }
+
     /// The write's git is started before the check and waits for its
     /// pathspecs; killed then, orch leaves it none to read.
     #[test]
