@@ -26,20 +26,14 @@
 //! paths are written back from `from` (unless something new is in their
 //! way, then the checkout is left as it is).
 //!
-//! A small index (at most 256 KiB, about 2,800 entries) is checked and
-//! written in-process instead, with no git process at all
-//! ([`Write::InProcess`]): libgit2 loads the index once, the check
-//! reads the entries and files of those paths from it, and libgit2's
-//! checkout of those pathspecs writes them (forced, as `git checkout` of
-//! paths is: the check right before it keeps a person's work); the journal
-//! names orch itself as the writer. Git keeps the move where libgit2 would
-//! do less than git: a path with a `filter` or `working-tree-encoding`
-//! attribute (libgit2 runs no filter driver of the config), a changed
-//! `.gitattributes`, a submodule, an index holding git's untracked cache
-//! or fsmonitor data (libgit2 drops both when it writes the index), a
-//! split or sparse index. Past that size libgit2's read of the index,
-//! which checks the SHA-1 of the whole file, costs more than the git
-//! processes it saves.
+//! For a small index (at most 256 KiB, about 2,800 entries) the check
+//! reads the index in-process with libgit2 ([`IndexView::load`]) instead
+//! of asking git; the write stays git's. (Writing in-process with
+//! libgit2's checkout was tried and dropped, docs/merge.md: it writes the
+//! files before it takes the index's lock, so a `git add` run meanwhile is
+//! undone; it rewrites files in place, so a kill leaves one half-written
+//! and a hard-linked copy changes too; and it matches paths without
+//! regard to case under `core.ignorecase`.)
 //!
 //! `checkout` of paths does not check again what it overwrites, where
 //! `read-tree` refused anything in the way itself; the check before it is
@@ -61,17 +55,15 @@
 //! more).
 //!
 //! `checkout.json` in the state dir journals a move from before git starts
-//! until the branch has moved, with the writer's pid (git's once started,
-//! or orch's own). A move cut short (orch and its git child killed, the
-//! machine stopped, the write failing half-way) leaves it behind;
-//! [`resume`] then finishes the move: each path the update changes holds
-//! the old content, the new one (whichever of the index and the file the
-//! writer had written), or something a person wrote since.
+//! until the branch has moved, with git's pid once started. A move cut
+//! short (orch and its git child killed, the machine stopped, git failing
+//! half-way) leaves it behind; [`resume`] then finishes the move: each path
+//! the update changes holds the old content, the new one (whichever of the
+//! index and the file git had written), or something a person wrote since.
 //! Only when no path holds a person's change are the paths written and the
 //! branch moved, so nothing anyone wrote is overwritten; otherwise merging
 //! waits and names them. Git itself runs in a process group of its own
-//! (`git::cmd`), so a terminal's Ctrl-C never cuts it short; nor does it
-//! cut short a write in-process, as orch takes the signal itself.
+//! (`git::cmd`), so a terminal's Ctrl-C never cuts it short.
 
 use std::collections::BTreeSet;
 use std::ops::Bound;
@@ -134,8 +126,7 @@ pub struct Journal {
     pub target: String,
     pub from: String,
     pub to: String,
-    /// The process writing the checkout's index and files, once started:
-    /// git, or orch itself when it writes in-process.
+    /// The git process updating the checkout, once started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub git: Option<GitProcess>,
 }
@@ -146,17 +137,6 @@ pub struct GitProcess {
     pub pid: u32,
     /// Its start time (`/proc/<pid>/stat`), when known.
     pub ticks: Option<u64>,
-}
-
-impl GitProcess {
-    /// This process (orch writing a checkout in-process).
-    fn this() -> GitProcess {
-        let pid = std::process::id();
-        GitProcess {
-            pid,
-            ticks: crate::process::start_ticks(pid),
-        }
-    }
 }
 
 /// How a move ended.
@@ -198,7 +178,7 @@ pub enum Resumed {
 /// Why a move cut short cannot be finished yet.
 #[derive(Debug, thiserror::Error)]
 pub enum Stuck {
-    #[error("the process (pid {pid}) that was writing `{}` before orch stopped is still running", checkout.display())]
+    #[error("the git process (pid {pid}) that updated `{}` before orch stopped is still running", checkout.display())]
     GitRunning { checkout: PathBuf, pid: u32 },
     #[error("`{}` is locked by a git process orch does not know; remove the file if no git runs there", lock.display())]
     Locked { lock: PathBuf },
@@ -228,11 +208,11 @@ fn journal_err(path: &Path) -> impl FnOnce(std::io::Error) -> MergeError + '_ {
 /// Returns every path that stops `checkout` from moving from `from` to `to`.
 ///
 /// Only the paths the update changes are looked at: their index entries
-/// and whether their files differ from them come from git, asked about
-/// those paths alone ([`IndexView`]), instead of loading the checkout's
-/// whole index in-process. A folder where the update writes a file is in
-/// the way only for what it holds beyond the tracked files the update
-/// deletes (each checked as a path of its own), as git has it.
+/// and whether their files differ from them ([`IndexView`]: a small index
+/// read in-process, a large one asked of git about those paths alone). A
+/// folder where the update writes a file is in the way only for what it
+/// holds beyond the tracked files the update deletes (each checked as a
+/// path of its own), as git has it.
 pub fn blockers(checkout: &Path, from: Oid, to: Oid) -> Result<Vec<Blocker>, MergeError> {
     let repo = Repository::open(checkout).map_err(git_err(checkout))?;
     let diff = tree::commit_changes(&repo, from, to).map_err(git_err(checkout))?;
@@ -409,10 +389,8 @@ struct IndexView {
 }
 
 /// The largest index (bytes) loaded in-process, about 2,800 entries: past
-/// it libgit2's read (it checks the SHA-1 of the whole file) costs more
-/// than the git processes it saves (one merge at 2,500 files, 224 KiB of
-/// index: 5 ms in-process against 6 ms through git; at 5,000 files, 437
-/// KiB: 9 against 8 ms).
+/// it libgit2's read (it checks the SHA-1 of the whole file: 3.9 ms at
+/// 5,000 entries, 437 KiB) costs more than the `git ls-files` it saves.
 const IN_PROCESS_INDEX_MAX: u64 = 256 << 10;
 
 impl IndexView {
@@ -440,7 +418,11 @@ impl IndexView {
         /// `CE_VALID` (assume-unchanged) and `CE_SKIP_WORKTREE`.
         const ASSUME_UNCHANGED: u16 = 0x8000;
         const SKIP_WORKTREE: u16 = 0x4000;
-        let index = repo.index()?;
+        // The repository caches its index: read it again if a git wrote
+        // it since (the put-back after a write asks through the same
+        // handle).
+        let mut index = repo.index()?;
+        index.read(false)?;
         let asked: std::collections::HashSet<&Path> = paths.iter().map(PathBuf::as_path).collect();
         let mut view = IndexView::default();
         for entry in index.iter() {
@@ -585,8 +567,6 @@ pub fn fast_forward(
     let diff = tree::commit_changes(&repo, from, to).map_err(git_err(checkout))?;
     let write = if sparse(&repo) {
         Write::ReadTree
-    } else if in_process(&repo, &diff) {
-        Write::InProcess(pathspecs(&diff))
     } else {
         Write::Paths(pathspecs(&diff))
     };
@@ -596,7 +576,7 @@ pub fn fast_forward(
         target: target.to_owned(),
         from: from.to_string(),
         to: to.to_string(),
-        git: matches!(write, Write::InProcess(_)).then(GitProcess::this),
+        git: None,
     };
     crate::fsio::write_json(&path, &journal).map_err(journal_err(&path))?;
     // `checkout` of paths starts first: it reads its pathspecs on stdin
@@ -621,29 +601,18 @@ pub fn fast_forward(
             return Ok(Forwarded::Refused(Refusal::InTheWay(checked?)));
         }
     }
-    match &write {
-        _ if write.is_empty() => {}
-        Write::InProcess(paths) => {
-            // libgit2 takes the index's lock only to write the index, once
-            // the files are written: a lock another git holds is looked
-            // for first.
-            let lock = repo.path().join("index.lock");
-            if lock.exists() {
-                crate::fsio::remove_if_present(&path).map_err(journal_err(&path))?;
-                return Ok(Forwarded::Stuck(Stuck::Locked { lock }));
-            }
-            if let Err(e) = checkout_paths(&repo, to, paths) {
-                return finish_failed_write(state_dir, checkout, &mut journal, &e);
-            }
-        }
-        Write::Paths(_) | Write::ReadTree => {
-            let git = git.take();
-            if let Some(ended) =
-                write_with_git(state_dir, checkout, &mut journal, &write, git, from, to)?
-            {
-                return Ok(ended);
-            }
-        }
+    if !write.is_empty()
+        && let Some(ended) = write_with_git(
+            state_dir,
+            checkout,
+            &mut journal,
+            &write,
+            git.take(),
+            from,
+            to,
+        )?
+    {
+        return Ok(ended);
     }
     let moved = move_branch(&repo, target, from, to, message)?;
     if !moved {
@@ -708,37 +677,6 @@ fn write_with_git(
     }))))
 }
 
-/// Returns whether the move is written in-process ([`Write::InProcess`]):
-/// the checkout is not sparse, its index is small, holds none of git's
-/// caches that libgit2 would drop, and libgit2 reads it, and no path the
-/// update changes needs what only git does (a `filter` or
-/// `working-tree-encoding` attribute, a `.gitattributes` file, a
-/// submodule).
-fn in_process(repo: &Repository, diff: &[tree::Change]) -> bool {
-    const GITLINK: i32 = 0o160000;
-    let plain = |change: &tree::Change| {
-        let path = change.path.as_path();
-        let gitlink = [change.old, change.new]
-            .iter()
-            .flatten()
-            .any(|side| side.mode == GITLINK);
-        let attribute = |name| {
-            repo.get_attr(path, name, git2::AttrCheckFlags::FILE_THEN_INDEX)
-                .map(|value| git2::AttrValue::from_string(value) != git2::AttrValue::Unspecified)
-                .unwrap_or(true)
-        };
-        !gitlink
-            && path.file_name() != Some(std::ffi::OsStr::new(".gitattributes"))
-            && !attribute("filter")
-            && !attribute("working-tree-encoding")
-    };
-    small_index(repo)
-        && !sparse(repo)
-        && !holds_git_caches(repo)
-        && repo.index().is_ok()
-        && diff.iter().all(plain)
-}
-
 /// Returns whether the index of `repo`'s worktree is small enough to be
 /// loaded in-process ([`IN_PROCESS_INDEX_MAX`]).
 fn small_index(repo: &Repository) -> bool {
@@ -747,35 +685,6 @@ fn small_index(repo: &Repository) -> bool {
         return false;
     }
     std::fs::metadata(repo.path().join("index")).map_or(0, |m| m.len()) <= IN_PROCESS_INDEX_MAX
-}
-
-/// Returns whether the index of `repo`'s worktree may hold git's untracked
-/// cache or fsmonitor data (`UNTR`, `FSMN`), which libgit2 drops when it
-/// writes the index: git's own write keeps them. Their signatures are
-/// looked for anywhere in the file, so a path that has one in its name
-/// only sends the write to git.
-fn holds_git_caches(repo: &Repository) -> bool {
-    std::fs::read(repo.path().join("index")).map_or(true, |bytes| {
-        bytes.windows(4).any(|w| w == b"UNTR" || w == b"FSMN")
-    })
-}
-
-/// Writes `paths` (pathspecs) of `commit` into the index and the files of
-/// `repo`'s worktree with libgit2: those entries and files alone, the
-/// others and the index's cached trees of folders not touched left as
-/// they are. No path at all writes nothing (libgit2 would take no
-/// pathspec for the whole tree, forced).
-fn checkout_paths(repo: &Repository, commit: Oid, paths: &[PathBuf]) -> Result<(), git2::Error> {
-    if paths.is_empty() {
-        return Ok(());
-    }
-    let tree = repo.find_commit(commit)?.tree()?;
-    let mut options = git2::build::CheckoutBuilder::new();
-    options.force().disable_pathspec_match(true);
-    for path in paths {
-        options.path(path);
-    }
-    repo.checkout_tree(tree.as_object(), Some(&mut options))
 }
 
 /// How the index and the files of a checkout are brought from one commit
@@ -798,16 +707,13 @@ enum Write {
     /// writes only what the sparse patterns let through (`checkout` of
     /// paths would write them all).
     ReadTree,
-    /// The same pathspecs written by libgit2 in-process
-    /// ([`checkout_paths`]), for a small index ([`in_process`]).
-    InProcess(Vec<PathBuf>),
 }
 
 impl Write {
     /// Returns the arguments of the git command that writes `to` over `from`.
     fn argv(&self, from: Oid, to: Oid) -> Vec<String> {
         match self {
-            Write::Paths(_) | Write::InProcess(_) => [
+            Write::Paths(_) => [
                 "-c",
                 "core.hooksPath=/dev/null",
                 "-c",
@@ -831,7 +737,7 @@ impl Write {
     /// Returns what git reads on stdin: the pathspecs, each ended by a NUL.
     fn stdin(&self) -> Vec<u8> {
         match self {
-            Write::Paths(paths) | Write::InProcess(paths) => paths
+            Write::Paths(paths) => paths
                 .iter()
                 .flat_map(|p| p.as_os_str().as_bytes().iter().copied().chain([0]))
                 .collect(),
@@ -841,7 +747,7 @@ impl Write {
 
     /// Returns whether there is nothing to write.
     fn is_empty(&self) -> bool {
-        matches!(self, Write::Paths(paths) | Write::InProcess(paths) if paths.is_empty())
+        matches!(self, Write::Paths(paths) if paths.is_empty())
     }
 }
 
@@ -917,11 +823,10 @@ fn ended_by(resumed: Resumed) -> Forwarded {
     }
 }
 
-/// Finishes a move whose write of paths failed (`why`): it may have
+/// Finishes a move whose `checkout` of paths failed (`why`): it may have
 /// written some files before it stopped (a full disk, a folder it may not
-/// write), so the move is finished as one cut short would be. The writer
-/// (git, or libgit2 in-process) ended and removed its lock: a lock there
-/// now is another git's.
+/// write), so the move is finished as one cut short would be. Git ended on
+/// its own and removed its lock: a lock there now is another git's.
 fn finish_failed_write(
     state_dir: &StateDir,
     checkout: &Path,
@@ -969,7 +874,7 @@ fn put_back(
         return Ok(());
     }
     match write {
-        Write::Paths(paths) | Write::InProcess(paths) => write_paths(checkout, from, paths)?,
+        Write::Paths(paths) => write_paths(checkout, from, paths)?,
         Write::ReadTree => {
             cmd::run(checkout, write.argv(to, from))?;
         }
@@ -1176,13 +1081,11 @@ pub fn resume(repo: &Path, state_dir: &StateDir) -> Result<Resumed, MergeError> 
     }
 }
 
-/// Returns the pid of the process the journal names as the checkout's
-/// writer, while it still runs. This process is not one: a move it wrote
-/// in-process is over whenever it reads the journal.
+/// Returns the pid of the git process the journal names as the
+/// checkout's writer, while it still runs.
 fn writer_running(journal: &Journal) -> Option<u32> {
     let git = journal.git?;
-    (git.pid != std::process::id()
-        && git.ticks.is_some()
+    (git.ticks.is_some()
         && crate::process::is_same(git.pid, git.ticks, None)
         && !crate::process::is_zombie(git.pid))
     .then_some(git.pid)
@@ -1319,12 +1222,13 @@ mod tests {
     use std::cell::Cell;
 
     thread_local! {
-        /// Set: the checkout's index is asked of git and written by git,
-        /// whatever its size (the way of a large index).
+        /// Set: the check asks git about the checkout's index, whatever
+        /// its size (the way of a large index).
         pub(super) static ASK_GIT: Cell<bool> = const { Cell::new(false) };
     }
 
-    /// Runs `test` both ways: in-process, then through git.
+    /// Runs `test` both ways: the check reading the index in-process,
+    /// then asking git.
     fn both(test: impl Fn()) {
         for ask_git in [false, true] {
             ASK_GIT.set(ask_git);
@@ -1409,10 +1313,11 @@ mod tests {
         (dir, repo, from)
     }
 
-    /// libgit2 runs no filter driver of the config (Git LFS's, say): a path
-    /// with a `filter` attribute is written by git, smudged.
+    /// A path with a `filter` attribute (Git LFS's, say) is written
+    /// smudged, as git checks it out (libgit2 runs no filter driver of the
+    /// config: a write of its own would not).
     #[test]
-    fn a_path_with_a_filter_driver_is_written_by_git() {
+    fn a_path_with_a_filter_driver_is_written_smudged() {
         let (dir, repo, from) = committed(
             &[(".gitattributes", "*.dat filter=upper\n")],
             &[
@@ -1430,8 +1335,8 @@ mod tests {
         assert_eq!(git(&repo, &["status", "--porcelain"]), "");
     }
 
-    /// libgit2 drops git's untracked cache from an index it writes; an
-    /// index that has one is written by git, which keeps it.
+    /// The move keeps git's untracked cache in the checkout's index
+    /// (libgit2 drops it from an index it writes).
     #[test]
     fn an_index_with_git_s_untracked_cache_keeps_it() {
         let (dir, repo, from) = committed(&[("a.txt", "a\n")], &[("core.untrackedCache", "true")]);
@@ -1450,8 +1355,7 @@ mod tests {
     }
 
     /// A lock on the index held by another git: the move waits, and
-    /// nothing is written meanwhile (libgit2 takes the lock only once it
-    /// has written the files, so orch looks first).
+    /// nothing is written meanwhile.
     #[test]
     fn a_held_index_lock_stops_the_move_before_anything_is_written() {
         both(|| {
@@ -1512,6 +1416,80 @@ mod tests {
             );
             assert!(state.checkout_journal().exists());
         });
+    }
+
+    /// A person mid-merge, with a conflict on `c.txt`: whatever the name
+    /// of the path the update adds (one a pathspec parser would take for a
+    /// comment or a wildcard), the unmerged entries stay.
+    #[test]
+    fn a_conflict_elsewhere_in_the_index_stays() {
+        for name in ["plain.txt", "#notes", "*"] {
+            both(|| {
+                let (dir, repo, from) = committed(&[("a.txt", "a\n"), ("c.txt", "c\n")], &[]);
+                let to = commit_on(&repo, from, &[(name, "new\n")]);
+                let mut info = format!("0 {}\tc.txt\n", Oid::ZERO_SHA1);
+                for (stage, text) in [(1, "base\n"), (2, "ours\n"), (3, "theirs\n")] {
+                    std::fs::write(repo.join(".git/blob"), text).unwrap();
+                    let blob = git(&repo, &["hash-object", "-w", ".git/blob"]);
+                    info.push_str(&format!("100644 {blob} {stage}\tc.txt\n"));
+                }
+                let mut update = cmd::command(&repo)
+                    .args(["update-index", "--index-info"])
+                    .stdin(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                use std::io::Write as _;
+                update
+                    .stdin
+                    .take()
+                    .unwrap()
+                    .write_all(info.as_bytes())
+                    .unwrap();
+                assert!(update.wait().unwrap().success());
+                let unmerged = git(&repo, &["ls-files", "-u"]);
+                assert_eq!(unmerged.lines().count(), 3);
+                let state = state_dir(&dir);
+                let moved = fast_forward(&state, &repo, "main", from, to, "test").unwrap();
+                assert!(matches!(moved, Forwarded::Moved), "{name}: {moved:?}");
+                assert_eq!(git(&repo, &["ls-files", "-u"]), unmerged, "{name}");
+                assert_eq!(std::fs::read_to_string(repo.join(name)).unwrap(), "new\n");
+            });
+        }
+    }
+
+    /// Under `core.ignorecase`, a path differing only in case from one the
+    /// update changes is another path: a person's edit there stays.
+    #[test]
+    fn under_ignorecase_a_path_differing_in_case_is_left_alone() {
+        both(|| {
+            let (dir, repo, from) = committed(&[("README", "up\n"), ("readme", "low\n")], &[]);
+            git(&repo, &["config", "core.ignorecase", "true"]);
+            let to = commit_on(&repo, from, &[("README", "UP2\n")]);
+            std::fs::write(repo.join("readme"), "mine\n").unwrap();
+            let state = state_dir(&dir);
+            let moved = fast_forward(&state, &repo, "main", from, to, "test").unwrap();
+            assert!(matches!(moved, Forwarded::Moved), "{moved:?}");
+            let read = |p: &str| std::fs::read_to_string(repo.join(p)).unwrap();
+            assert_eq!(read("readme"), "mine\n");
+            assert_eq!(read("README"), "UP2\n");
+        });
+    }
+
+    /// The put-back after git wrote the paths asks through the handle
+    /// whose index the check loaded: it reads the index git wrote, not
+    /// the one it had (which would find every path modified, and leave
+    /// the checkout at the new commit).
+    #[test]
+    fn the_put_back_after_a_write_reads_the_index_git_wrote() {
+        let (_dir, repo, from) = committed(&[("a.txt", "a\n")], &[]);
+        let to = commit_on(&repo, from, &[("a.txt", "A2\n"), ("b.txt", "b\n")]);
+        let handle = Repository::open(&repo).unwrap();
+        let diff = tree::commit_changes(&handle, from, to).unwrap();
+        assert_eq!(blockers_of(&handle, &repo, &diff).unwrap(), Vec::new());
+        let paths = pathspecs(&diff);
+        write_paths(&repo, to, &paths).unwrap();
+        put_back(&handle, &repo, &diff, &Write::Paths(paths), from, to).unwrap();
+        assert_eq!(git(&repo, &["status", "--porcelain"]), "");
     }
 
     /// The write's git is started before the check and waits for its
@@ -1866,31 +1844,6 @@ mod tests {
 
     #[test]
     fn a_move_cut_short_half_way_is_finished_whichever_side_git_had_written() {
-        // The writer killed half-way: a git, or orch itself writing
-        // in-process (this process: its journal read again after a write
-        // that never returned).
-        let dead_git = || {
-            let mut done = cmd::command(Path::new("."))
-                .arg("--version")
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .unwrap();
-            let pid = done.id();
-            done.wait().unwrap();
-            GitProcess { pid, ticks: None }
-        };
-        let me = std::process::id();
-        let this = GitProcess {
-            pid: me,
-            ticks: crate::process::start_ticks(me),
-        };
-        assert!(this.ticks.is_some());
-        for writer in [dead_git(), this] {
-            cut_short_by(writer);
-        }
-    }
-
-    fn cut_short_by(writer: GitProcess) {
         let (dir, repo, from, to) = every_kind_of_change();
         let state = state_dir(&dir);
         // Files new, their entries old (a file replaced by its folder
@@ -1905,20 +1858,24 @@ mod tests {
         let blob = git(&repo, &["rev-parse", &format!("{to}:with space.txt")]);
         let entry = format!("100644,{blob},with space.txt");
         git(&repo, &["update-index", "--cacheinfo", &entry]);
+        let mut done = cmd::command(&repo)
+            .arg("--version")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = done.id();
+        done.wait().unwrap();
         std::fs::write(repo.join(".git/index.lock"), "").unwrap();
         let journal = Journal {
             checkout: repo.clone(),
             target: "main".to_owned(),
             from: from.to_string(),
             to: to.to_string(),
-            git: Some(writer),
+            git: Some(GitProcess { pid, ticks: None }),
         };
         crate::fsio::write_json(&state.checkout_journal(), &journal).unwrap();
         let resumed = resume(&repo, &state).unwrap();
-        assert!(
-            matches!(resumed, Resumed::Completed { .. }),
-            "{writer:?}: {resumed:?}"
-        );
+        assert!(matches!(resumed, Resumed::Completed { .. }), "{resumed:?}");
         assert_eq!(git(&repo, &["rev-parse", "main"]), to.to_string());
         assert_holds(&repo, to);
         assert!(
