@@ -106,6 +106,31 @@ pub fn is_same(raw: u32, ticks: Option<u64>, cmdline_arg: Option<&Path>) -> bool
     }
 }
 
+/// Returns whether some process has `path` open: a link to it among the
+/// `/proc/<pid>/fd` of the processes this one may look at (another user's
+/// are not seen). Without `/proc`, `true`: nothing can be ruled out.
+pub fn holds_open(path: &Path) -> bool {
+    let Ok(target) = path.canonicalize() else {
+        return false;
+    };
+    let Ok(processes) = std::fs::read_dir("/proc") else {
+        return true;
+    };
+    let is_pid = |name: &std::ffi::OsStr| {
+        name.to_str()
+            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    processes
+        .flatten()
+        .filter(|p| is_pid(&p.file_name()))
+        .any(|p| {
+            std::fs::read_dir(p.path().join("fd")).is_ok_and(|fds| {
+                fds.flatten()
+                    .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l == target))
+            })
+        })
+}
+
 /// Returns this process's peak resident set size in KiB (`VmHWM`).
 pub fn own_peak_rss_kb() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -134,5 +159,18 @@ mod tests {
         assert!(!is_same(me, ticks.map(|t| t + 1), None));
         assert!(!is_same(me, None, Some(Path::new("--not-an-argument"))));
         assert!(!alive(u32::MAX));
+    }
+
+    #[test]
+    fn a_file_is_held_open_while_a_process_has_it_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.lock");
+        std::fs::write(&path, "").unwrap();
+        assert!(!holds_open(&path));
+        let file = std::fs::File::open(&path).unwrap();
+        assert!(holds_open(&path));
+        drop(file);
+        assert!(!holds_open(&path));
+        assert!(!holds_open(&dir.path().join("gone")));
     }
 }

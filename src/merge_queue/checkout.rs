@@ -1053,9 +1053,11 @@ pub fn resume(repo: &Path, state_dir: &StateDir) -> Result<Resumed, MergeError> 
     let git = Repository::open(checkout).map_err(git_err(checkout))?;
     let lock = git.path().join("index.lock");
     if lock.exists() {
-        // Our own git died holding the lock (it is gone, checked above);
-        // a lock from a git orch did not start is not ours to remove.
-        if journal.git.is_none() {
+        // Our own git died holding the lock (it is gone, checked above).
+        // A lock from a git orch did not start is not ours to remove, nor
+        // one a process holds open now: a git that took it since (ours,
+        // killed while it waited for its pathspecs, took none).
+        if journal.git.is_none() || crate::process::holds_open(&lock) {
             return Ok(Resumed::Waiting(Stuck::Locked { lock }));
         }
         crate::fsio::remove_if_present(&lock).map_err(journal_err(&lock))?;
@@ -1126,7 +1128,7 @@ pub fn pending(repo: &Path, state_dir: &StateDir) -> Result<Pending, MergeError>
     }
     let git = Repository::open(&checkout).map_err(git_err(&checkout))?;
     let lock = git.path().join("index.lock");
-    if lock.exists() && journal.git.is_none() {
+    if lock.exists() && (journal.git.is_none() || crate::process::holds_open(&lock)) {
         return Ok(Pending::Waiting(journal, Stuck::Locked { lock }));
     }
     let plan = finish_plan(&git, &checkout, from, to)?;
@@ -1490,6 +1492,49 @@ mod tests {
         write_paths(&repo, to, &paths).unwrap();
         put_back(&handle, &repo, &diff, &Write::Paths(paths), from, to).unwrap();
         assert_eq!(git(&repo, &["status", "--porcelain"]), "");
+    }
+
+    /// The journal names a git that died before it had its pathspecs (it
+    /// took no lock), and another git holds the index's lock now: the
+    /// restart waits for it instead of removing it, and finishes once it
+    /// is gone.
+    #[test]
+    fn a_lock_another_process_holds_is_not_taken_for_the_dead_gits() {
+        let (dir, repo) = {
+            let (dir, repo, from) = committed(&[("a.txt", "a\n")], &[]);
+            let to = commit_on(&repo, from, &[("b.txt", "b\n")]);
+            let mut done = cmd::command(&repo)
+                .arg("--version")
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            let pid = done.id();
+            done.wait().unwrap();
+            let journal = Journal {
+                checkout: repo.clone(),
+                target: "main".to_owned(),
+                from: from.to_string(),
+                to: to.to_string(),
+                git: Some(GitProcess { pid, ticks: None }),
+            };
+            let state = state_dir(&dir);
+            crate::fsio::write_json(&state.checkout_journal(), &journal).unwrap();
+            (dir, repo)
+        };
+        let state = state_dir(&dir);
+        let lock = repo.join(".git/index.lock");
+        std::fs::write(&lock, "").unwrap();
+        let held = std::fs::File::open(&lock).unwrap();
+        let resumed = resume(&repo, &state).unwrap();
+        assert!(
+            matches!(resumed, Resumed::Waiting(Stuck::Locked { .. })),
+            "{resumed:?}"
+        );
+        assert!(lock.exists(), "the lock is left to its holder");
+        drop(held);
+        std::fs::remove_file(&lock).unwrap();
+        let resumed = resume(&repo, &state).unwrap();
+        assert!(matches!(resumed, Resumed::Completed { .. }), "{resumed:?}");
     }
 
     /// The write's git is started before the check and waits for its
