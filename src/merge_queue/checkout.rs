@@ -1315,6 +1315,34 @@ mod tests {
         (dir, repo, from)
     }
 
+    /// Leaves the journal of a move of `repo`'s `main` from `from` to `to`
+    /// cut short, its git ended.
+    fn cut_short(state: &StateDir, repo: &Path, from: Oid, to: Oid) {
+        let mut done = cmd::command(repo)
+            .arg("--version")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = done.id();
+        done.wait().unwrap();
+        let journal = Journal {
+            checkout: repo.to_owned(),
+            target: "main".to_owned(),
+            from: from.to_string(),
+            to: to.to_string(),
+            git: Some(GitProcess { pid, ticks: None }),
+        };
+        crate::fsio::write_json(&state.checkout_journal(), &journal).unwrap();
+    }
+
+    /// Moves the checked-out `main` of `repo` from `from` to `to`, and
+    /// checks that it moved.
+    fn move_main(dir: &tempfile::TempDir, repo: &Path, from: Oid, to: Oid) {
+        let moved = fast_forward(&state_dir(dir), repo, "main", from, to, "test").unwrap();
+        assert!(matches!(moved, Forwarded::Moved), "{moved:?}");
+        assert_eq!(git(repo, &["rev-parse", "main"]), to.to_string());
+    }
+
     /// A path with a `filter` attribute (Git LFS's, say) is written
     /// smudged, as git checks it out (libgit2 runs no filter driver of the
     /// config: a write of its own would not).
@@ -1328,9 +1356,7 @@ mod tests {
             ],
         );
         let to = commit_on(&repo, from, &[("a.dat", "quiet\n"), ("b.txt", "plain\n")]);
-        let state = state_dir(&dir);
-        let moved = fast_forward(&state, &repo, "main", from, to, "test").unwrap();
-        assert!(matches!(moved, Forwarded::Moved), "{moved:?}");
+        move_main(&dir, &repo, from, to);
         let read = |p: &str| std::fs::read_to_string(repo.join(p)).unwrap();
         assert_eq!(read("a.dat"), "QUIET\n", "smudged");
         assert_eq!(read("b.txt"), "plain\n");
@@ -1349,9 +1375,7 @@ mod tests {
         };
         assert!(cached(), "git status wrote the cache");
         let to = commit_on(&repo, from, &[("b.txt", "b\n")]);
-        let state = state_dir(&dir);
-        let moved = fast_forward(&state, &repo, "main", from, to, "test").unwrap();
-        assert!(matches!(moved, Forwarded::Moved), "{moved:?}");
+        move_main(&dir, &repo, from, to);
         assert!(cached(), "the cache is kept");
         assert_eq!(git(&repo, &["status", "--porcelain"]), "");
     }
@@ -1383,9 +1407,7 @@ mod tests {
             let (dir, repo, from) = committed(&[("a.txt", "a\n")], &[]);
             let to = commit_on(&repo, from, &[]);
             std::fs::write(repo.join("a.txt"), "mine\n").unwrap();
-            let state = state_dir(&dir);
-            let moved = fast_forward(&state, &repo, "main", from, to, "test").unwrap();
-            assert!(matches!(moved, Forwarded::Moved), "{moved:?}");
+            move_main(&dir, &repo, from, to);
             assert_eq!(
                 std::fs::read_to_string(repo.join("a.txt")).unwrap(),
                 "mine\n"
@@ -1468,9 +1490,7 @@ mod tests {
             git(&repo, &["config", "core.ignorecase", "true"]);
             let to = commit_on(&repo, from, &[("README", "UP2\n")]);
             std::fs::write(repo.join("readme"), "mine\n").unwrap();
-            let state = state_dir(&dir);
-            let moved = fast_forward(&state, &repo, "main", from, to, "test").unwrap();
-            assert!(matches!(moved, Forwarded::Moved), "{moved:?}");
+            move_main(&dir, &repo, from, to);
             let read = |p: &str| std::fs::read_to_string(repo.join(p)).unwrap();
             assert_eq!(read("readme"), "mine\n");
             assert_eq!(read("README"), "UP2\n");
@@ -1500,28 +1520,10 @@ mod tests {
     /// is gone.
     #[test]
     fn a_lock_another_process_holds_is_not_taken_for_the_dead_gits() {
-        let (dir, repo) = {
-            let (dir, repo, from) = committed(&[("a.txt", "a\n")], &[]);
-            let to = commit_on(&repo, from, &[("b.txt", "b\n")]);
-            let mut done = cmd::command(&repo)
-                .arg("--version")
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .unwrap();
-            let pid = done.id();
-            done.wait().unwrap();
-            let journal = Journal {
-                checkout: repo.clone(),
-                target: "main".to_owned(),
-                from: from.to_string(),
-                to: to.to_string(),
-                git: Some(GitProcess { pid, ticks: None }),
-            };
-            let state = state_dir(&dir);
-            crate::fsio::write_json(&state.checkout_journal(), &journal).unwrap();
-            (dir, repo)
-        };
+        let (dir, repo, from) = committed(&[("a.txt", "a\n")], &[]);
+        let to = commit_on(&repo, from, &[("b.txt", "b\n")]);
         let state = state_dir(&dir);
+        cut_short(&state, &repo, from, to);
         let lock = repo.join(".git/index.lock");
         std::fs::write(&lock, "").unwrap();
         let held = std::fs::File::open(&lock).unwrap();
@@ -1903,22 +1905,8 @@ mod tests {
         let blob = git(&repo, &["rev-parse", &format!("{to}:with space.txt")]);
         let entry = format!("100644,{blob},with space.txt");
         git(&repo, &["update-index", "--cacheinfo", &entry]);
-        let mut done = cmd::command(&repo)
-            .arg("--version")
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let pid = done.id();
-        done.wait().unwrap();
         std::fs::write(repo.join(".git/index.lock"), "").unwrap();
-        let journal = Journal {
-            checkout: repo.clone(),
-            target: "main".to_owned(),
-            from: from.to_string(),
-            to: to.to_string(),
-            git: Some(GitProcess { pid, ticks: None }),
-        };
-        crate::fsio::write_json(&state.checkout_journal(), &journal).unwrap();
+        cut_short(&state, &repo, from, to);
         let resumed = resume(&repo, &state).unwrap();
         assert!(matches!(resumed, Resumed::Completed { .. }), "{resumed:?}");
         assert_eq!(git(&repo, &["rev-parse", "main"]), to.to_string());
