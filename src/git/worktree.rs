@@ -300,9 +300,9 @@ fn status(worktree: &Path, paths: &[PathBuf]) -> Result<Vec<String>, GitError> {
 ///   folders do not change mtime when an entry is added needs it off, and
 ///   `git update-index --test-untracked-cache` says so);
 /// - no checksum of the index (`index.skipHash`, which `feature.manyFiles`
-///   turns on too): git hashes the whole index file on every read and
-///   write, 25 and 12 ms of a 50,000-entry index here, and reads an index
-///   whose trailing hash is zeros without hashing it. Git reads such an
+///   turns on too): git hashes the whole index file on every write, 12
+///   ms of a 50,000-entry index here, and libgit2 checks that hash on
+///   every read unless it is zeros. Git reads such an
 ///   index since 2.13 and libgit2 since 1.8; a `git fsck` older than 2.40
 ///   reports it (docs/architecture.md, "What a task costs").
 pub fn own_worktree_config(worktree: &Path) -> Vec<String> {

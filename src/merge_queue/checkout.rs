@@ -648,12 +648,7 @@ fn write_with_git(
     };
     if !output.status.success() {
         if let Write::Paths(_) = write {
-            let why = format!(
-                "git exited with {:?}: {}",
-                output.status.code(),
-                String::from_utf8_lossy(&output.stderr).trim()
-            );
-            return finish_failed_write(state_dir, checkout, journal, &why).map(Some);
+            return finish_failed_write(state_dir, checkout, journal, &output).map(Some);
         }
         if refresh_changed(checkout, from, to)? {
             let again = start(state_dir, checkout, journal, write, from, to)?;
@@ -823,19 +818,20 @@ fn ended_by(resumed: Resumed) -> Forwarded {
     }
 }
 
-/// Finishes a move whose `checkout` of paths failed (`why`): it may have
-/// written some files before it stopped (a full disk, a folder it may not
-/// write), so the move is finished as one cut short would be. Git ended on
-/// its own and removed its lock: a lock there now is another git's.
+/// Finishes a move whose `checkout` of paths failed: it may have written
+/// some files before it stopped (a full disk, a folder it may not write),
+/// so the move is finished as one cut short would be. Git ended on its
+/// own and removed its lock: a lock there now is another git's.
 fn finish_failed_write(
     state_dir: &StateDir,
     checkout: &Path,
     journal: &mut Journal,
-    why: &dyn std::fmt::Display,
+    output: &std::process::Output,
 ) -> Result<Forwarded, MergeError> {
     tracing::warn!(
         checkout = %checkout.display(),
-        why = %why,
+        code = ?output.status.code(),
+        stderr = %String::from_utf8_lossy(&output.stderr),
         "writing the paths of the target's checkout failed; finishing the move as one cut short"
     );
     let path = state_dir.checkout_journal();
@@ -1007,7 +1003,7 @@ fn move_branch(
     match repo.reference_matching(&refname, to, true, from, message) {
         Ok(_) => Ok(true),
         Err(e) => {
-            let now = refs::branch_tip(checkout, target)?;
+            let now = refs::tip(repo, target).map_err(git_err(checkout))?;
             if now == Some(from) {
                 Err(git_err(checkout)(e))
             } else {
