@@ -26,9 +26,11 @@
 //! paths are written back from `from` (unless something new is in their
 //! way, then the checkout is left as it is).
 //!
-//! For a small index (at most 256 KiB, about 2,800 entries) the check
-//! reads the index in-process with libgit2 ([`IndexView::load`]) instead
-//! of asking git; the write stays git's. (Writing in-process with
+//! The check reads the index in-process ([`IndexView`]): gix-index reads
+//! it without checking its hash, as git does, and the stat data settle
+//! the files nobody touched; a file they do not settle is compared by
+//! content, by libgit2 for a small index and by asking git for a large
+//! one. The write stays git's. (Writing in-process with
 //! libgit2's checkout was tried and dropped, docs/merge.md: it writes the
 //! files before it takes the index's lock, so a `git add` run meanwhile is
 //! undone; it rewrites files in place, so a kill leaves one half-written
@@ -54,8 +56,10 @@
 //! refreshed, `git add --refresh` of the changed paths, and it runs once
 //! more).
 //!
-//! `checkout.json` in the state dir journals a move from before git starts
-//! until the branch has moved, with git's pid once started. A move cut
+//! `checkout.json` in the state dir journals a move from before git can
+//! write (`checkout` of paths: once started, naming it, before it has its
+//! pathspecs; `read-tree`: before it starts, then naming it) until the
+//! branch has moved. A move cut
 //! short (orch and its git child killed, the machine stopped, git failing
 //! half-way) leaves it behind; [`resume`] then finishes the move: each path
 //! the update changes holds the old content, the new one (whichever of the
@@ -78,6 +82,10 @@ use crate::git::{GitError, refs, tree};
 use crate::state::StateDir;
 
 use super::outcome::MergeError;
+
+mod index_view;
+
+use index_view::IndexView;
 
 /// A path whose local state stops the target's checkout from moving.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -367,177 +375,6 @@ fn held_beyond(checkout: &Path, dir: &Path, accounted: &BTreeSet<&Path>) -> Vec<
     out
 }
 
-/// The index entries (stage 0) of some paths of a checkout (and of the
-/// tracked paths under those that are folders), and which of their files
-/// differ from them. Git's rule for "differ": stat data first, the
-/// content when the stat data differs or is racy (a file whose stat data
-/// alone is stale is not modified). An entry marked assume-unchanged or
-/// skip-worktree (`git update-index`, a way to keep local edits of a
-/// tracked file) is taken at its word there; those are `flagged`, and
-/// their files are compared by content ([`content_id`]).
-///
-/// Two ways to the same view ([`IndexView::read`] picks): a small index
-/// is loaded in-process ([`IndexView::load`]), which costs less than
-/// starting a git; a large one is asked of git about those paths alone
-/// ([`IndexView::ask_git`]), because libgit2 checks the SHA-1 of the whole
-/// file on every read where git does not.
-#[derive(Debug, Default)]
-struct IndexView {
-    entries: std::collections::HashMap<PathBuf, (Oid, u32)>,
-    flagged: std::collections::HashSet<PathBuf>,
-    modified: std::collections::HashSet<PathBuf>,
-}
-
-/// The largest index (bytes) loaded in-process, about 2,800 entries: past
-/// it libgit2's read (it checks the SHA-1 of the whole file: 3.9 ms at
-/// 5,000 entries, 437 KiB) costs more than the `git ls-files` it saves.
-const IN_PROCESS_INDEX_MAX: u64 = 256 << 10;
-
-impl IndexView {
-    fn read(
-        repo: &Repository,
-        checkout: &Path,
-        paths: &[PathBuf],
-    ) -> Result<IndexView, MergeError> {
-        if small_index(repo) {
-            match IndexView::load(repo, paths) {
-                Ok(view) => return Ok(view),
-                // An index libgit2 cannot read (a split index, say) is git's.
-                Err(e) => {
-                    tracing::debug!(checkout = %checkout.display(), error = %e, "the index is asked of git")
-                }
-            }
-        }
-        IndexView::ask_git(checkout, paths)
-    }
-
-    /// Loads the checkout's index with libgit2 and compares the tracked
-    /// paths' files with their entries (`diff_index_to_workdir` of those
-    /// paths alone, which applies git's rule above).
-    fn load(repo: &Repository, paths: &[PathBuf]) -> Result<IndexView, git2::Error> {
-        /// `CE_VALID` (assume-unchanged) and `CE_SKIP_WORKTREE`.
-        const ASSUME_UNCHANGED: u16 = 0x8000;
-        const SKIP_WORKTREE: u16 = 0x4000;
-        // The repository caches its index: read it again if a git wrote
-        // it since (the put-back after a write asks through the same
-        // handle).
-        let mut index = repo.index()?;
-        index.read(false)?;
-        let asked: std::collections::HashSet<&Path> = paths.iter().map(PathBuf::as_path).collect();
-        let mut view = IndexView::default();
-        for entry in index.iter() {
-            let stage = (entry.flags >> 12) & 0x3;
-            let path = Path::new(std::ffi::OsStr::from_bytes(&entry.path));
-            if stage != 0 || !path.ancestors().any(|a| asked.contains(a)) {
-                continue;
-            }
-            if entry.flags & ASSUME_UNCHANGED != 0 || entry.flags_extended & SKIP_WORKTREE != 0 {
-                view.flagged.insert(path.to_owned());
-            }
-            view.entries.insert(path.to_owned(), (entry.id, entry.mode));
-        }
-        let compared: Vec<&PathBuf> = paths
-            .iter()
-            .filter(|p| view.entries.contains_key(*p) && !view.flagged.contains(*p))
-            .collect();
-        if compared.is_empty() {
-            return Ok(view);
-        }
-        let mut options = git2::DiffOptions::new();
-        options.disable_pathspec_match(true);
-        for path in compared {
-            options.pathspec(path);
-        }
-        let diff = repo.diff_index_to_workdir(Some(&index), Some(&mut options))?;
-        view.modified.extend(
-            diff.deltas()
-                .filter_map(|d| d.old_file().path().map(Path::to_owned)),
-        );
-        Ok(view)
-    }
-
-    /// Asks git: `git ls-files --stage -v` of the paths, then `git diff
-    /// --name-only` of the tracked ones. Git reads the index and the files
-    /// of those paths alone (`ls-files --modified` would do both in one,
-    /// but it reads every file of the index, whatever the paths asked).
-    fn ask_git(checkout: &Path, paths: &[PathBuf]) -> Result<IndexView, MergeError> {
-        let mut view = IndexView::default();
-        let literal = |command: &[&str], chunk: &[PathBuf]| {
-            let mut args: Vec<std::ffi::OsString> = vec!["--literal-pathspecs".into()];
-            args.extend(command.iter().map(Into::into));
-            args.push("--".into());
-            args.extend(chunk.iter().map(|p| p.as_os_str().to_owned()));
-            cmd::run(checkout, &args)
-        };
-        for chunk in paths.chunks(500) {
-            let out = literal(&["ls-files", "-z", "--stage", "-v"], chunk)?;
-            view.parse_stage(&out.stdout);
-        }
-        let tracked: Vec<PathBuf> = paths
-            .iter()
-            .filter(|p| view.entries.contains_key(*p))
-            .cloned()
-            .collect();
-        for chunk in tracked.chunks(500) {
-            let out = literal(&["diff", "--name-only", "-z", "--no-ext-diff"], chunk)?;
-            view.modified.extend(
-                out.stdout
-                    .split(|b| *b == 0)
-                    .filter(|p| !p.is_empty())
-                    .map(|p| PathBuf::from(std::ffi::OsStr::from_bytes(p))),
-            );
-        }
-        Ok(view)
-    }
-
-    /// Parses `<tag> <mode> <oid> <stage>\t<path>` records; the tag is
-    /// `S` (skip-worktree) or a lowercase letter (assume-unchanged) for a
-    /// flagged entry.
-    fn parse_stage(&mut self, out: &[u8]) {
-        for record in out.split(|b| *b == 0).filter(|r| !r.is_empty()) {
-            let Some(tab) = record.iter().position(|b| *b == b'\t') else {
-                continue;
-            };
-            let path = PathBuf::from(std::ffi::OsStr::from_bytes(&record[tab + 1..]));
-            let head = String::from_utf8_lossy(&record[..tab]);
-            let fields: Vec<&str> = head.split(' ').collect();
-            let [tag, mode, oid, "0"] = fields[..] else {
-                continue;
-            };
-            if let (Ok(mode), Ok(oid)) = (u32::from_str_radix(mode, 8), Oid::from_str(oid)) {
-                if tag == "S" || tag.chars().any(|c| c.is_ascii_lowercase()) {
-                    self.flagged.insert(path.clone());
-                }
-                self.entries.insert(path, (oid, mode));
-            }
-        }
-    }
-
-    /// Returns the stage-0 entry of `path` (its blob and mode), if tracked.
-    fn entry(&self, path: &Path) -> Option<(Oid, u32)> {
-        self.entries.get(path).copied()
-    }
-
-    /// Returns the tracked paths under the folder `dir`.
-    fn entries_under<'a>(&'a self, dir: &'a Path) -> impl Iterator<Item = &'a Path> + 'a {
-        self.entries
-            .keys()
-            .map(PathBuf::as_path)
-            .filter(move |p| *p != dir && p.starts_with(dir))
-    }
-
-    /// Returns whether `path`'s entry is marked assume-unchanged or
-    /// skip-worktree, which `git diff` does not look past.
-    fn flagged(&self, path: &Path) -> bool {
-        self.flagged.contains(path)
-    }
-
-    /// Returns whether the file of a tracked `path` differs from its entry.
-    fn modified(&self, path: &Path) -> bool {
-        self.modified.contains(path)
-    }
-}
-
 fn on_disk(checkout: &Path, path: &Path) -> bool {
     checkout.join(path).symlink_metadata().is_ok()
 }
@@ -564,12 +401,6 @@ pub fn fast_forward(
     message: &str,
 ) -> Result<Forwarded, MergeError> {
     let repo = Repository::open(checkout).map_err(git_err(checkout))?;
-    let diff = tree::commit_changes(&repo, from, to).map_err(git_err(checkout))?;
-    let write = if sparse(&repo) {
-        Write::ReadTree
-    } else {
-        Write::Paths(pathspecs(&diff))
-    };
     let path = state_dir.checkout_journal();
     let mut journal = Journal {
         checkout: checkout.to_owned(),
@@ -578,19 +409,46 @@ pub fn fast_forward(
         to: to.to_string(),
         git: None,
     };
-    crate::fsio::write_json(&path, &journal).map_err(journal_err(&path))?;
-    // `checkout` of paths starts first: it reads its pathspecs on stdin
-    // before it reads the index or takes its lock, so it waits there while
-    // the paths are checked and gets them right after: git does not check
-    // again what it overwrites (`read-tree` did), and nothing but a pipe's
-    // write is between the check and the write. `read-tree` starts at
-    // once, so it starts after the check.
-    let mut git = match write {
-        Write::Paths(ref paths) if !paths.is_empty() => {
-            Some(start(state_dir, checkout, &mut journal, &write, from, to)?)
-        }
-        _ => None,
+    // `checkout` of paths starts first, before the paths are known: it
+    // reads its pathspecs on stdin before it reads the index or takes its
+    // lock, so it waits there while the paths are found and checked, and
+    // gets them right after: git does not check again what it overwrites
+    // (`read-tree` did), and nothing but a pipe's write is between the
+    // check and the write. The journal is written once, naming it
+    // ([`start`]): killed before it has its pathspecs, it writes nothing.
+    // `read-tree` starts at once, so in a sparse checkout it starts after
+    // the check, the journal written before.
+    let sparse = sparse(&repo);
+    let mut git = if sparse {
+        None
+    } else {
+        let paths = Write::Paths(Vec::new());
+        Some(start(state_dir, checkout, &mut journal, &paths, from, to)?)
     };
+    let diff = match tree::commit_changes(&repo, from, to) {
+        Ok(diff) => diff,
+        Err(e) => {
+            if let Some(git) = git {
+                git.kill();
+            }
+            crate::fsio::remove_if_present(&path).map_err(journal_err(&path))?;
+            return Err(git_err(checkout)(e));
+        }
+    };
+    let write = if sparse {
+        Write::ReadTree
+    } else {
+        Write::Paths(pathspecs(&diff))
+    };
+    if write.is_empty()
+        && let Some(git) = git.take()
+    {
+        git.kill();
+        journal.git = None;
+    }
+    if journal.git.is_none() {
+        crate::fsio::write_json(&path, &journal).map_err(journal_err(&path))?;
+    }
     match blockers_of(&repo, checkout, &diff) {
         Ok(in_the_way) if in_the_way.is_empty() => {}
         checked => {
@@ -670,16 +528,6 @@ fn write_with_git(
         code: output.status.code(),
         stderr,
     }))))
-}
-
-/// Returns whether the index of `repo`'s worktree is small enough to be
-/// loaded in-process ([`IN_PROCESS_INDEX_MAX`]).
-fn small_index(repo: &Repository) -> bool {
-    #[cfg(test)]
-    if tests::ASK_GIT.get() {
-        return false;
-    }
-    std::fs::metadata(repo.path().join("index")).map_or(0, |m| m.len()) <= IN_PROCESS_INDEX_MAX
 }
 
 /// How the index and the files of a checkout are brought from one commit
@@ -1217,26 +1065,10 @@ fn finish_plan(
 
 #[cfg(test)]
 mod tests {
-    use std::cell::Cell;
-
-    thread_local! {
-        /// Set: the check asks git about the checkout's index, whatever
-        /// its size (the way of a large index).
-        pub(super) static ASK_GIT: Cell<bool> = const { Cell::new(false) };
-    }
-
-    /// Runs `test` both ways: the check reading the index in-process,
-    /// then asking git.
-    fn both(test: impl Fn()) {
-        for ask_git in [false, true] {
-            ASK_GIT.set(ask_git);
-            test();
-        }
-        ASK_GIT.set(false);
-    }
+    use super::index_view::tests::{FIRST_WAY, each_way};
     use super::*;
 
-    fn git(dir: &Path, args: &[&str]) -> String {
+    pub(super) fn git(dir: &Path, args: &[&str]) -> String {
         git_as(cmd::command(dir), args)
     }
 
@@ -1289,9 +1121,56 @@ mod tests {
         (dir, repo, oid(&from), oid(&to))
     }
 
+    /// Dates every file of `repo`'s checkout back (ten seconds and more)
+    /// and refreshes the index: no entry is racy then (written in the
+    /// second the index was), and the check settles the files nobody
+    /// touched by their stat data alone, as in a checkout not written a
+    /// moment ago. Each call dates them a second further back than the
+    /// last, so that git sees their stat data changed and records them
+    /// all again, their new ctime too.
+    pub(super) fn settle(repo: &Path) {
+        use rustix::fs::{AtFlags, CWD, Timespec, Timestamps, utimensat};
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        static CALLS: AtomicU64 = AtomicU64::new(0);
+        let start = START.get_or_init(|| {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+            now.unwrap().as_secs()
+        });
+        let back = start - 10 - CALLS.fetch_add(1, Ordering::Relaxed);
+        let time = Timespec {
+            tv_sec: back as i64,
+            tv_nsec: 0,
+        };
+        let times = Timestamps {
+            last_access: time,
+            last_modification: time,
+        };
+        let mut folders = vec![repo.to_owned()];
+        while let Some(folder) = folders.pop() {
+            for entry in std::fs::read_dir(&folder).unwrap() {
+                let entry = entry.unwrap();
+                if entry.file_name() == ".git" {
+                    continue;
+                }
+                if entry.file_type().unwrap().is_dir() {
+                    folders.push(entry.path());
+                } else {
+                    utimensat(CWD, entry.path(), &times, AtFlags::SYMLINK_NOFOLLOW).unwrap();
+                }
+            }
+        }
+        let refreshed = cmd::command(repo)
+            .args(["update-index", "-q", "--refresh"])
+            .status()
+            .unwrap();
+        assert!(refreshed.success());
+    }
+
     /// A temp folder and a repository `r/` in it whose one commit on
-    /// `main` (returned) holds `files`, with `config` set before it.
-    fn committed(
+    /// `main` (returned) holds `files`, with `config` set before it; its
+    /// index is settled ([`settle`]).
+    pub(super) fn committed(
         files: &[(&str, &str)],
         config: &[(&str, &str)],
     ) -> (tempfile::TempDir, PathBuf, Oid) {
@@ -1303,10 +1182,13 @@ mod tests {
             git(&repo, &["config", key, value]);
         }
         for (path, text) in files {
-            std::fs::write(repo.join(path), text).unwrap();
+            let full = repo.join(path);
+            std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+            std::fs::write(full, text).unwrap();
         }
         git(&repo, &["add", "-A"]);
         git(&repo, &["commit", "-q", "-m", "from"]);
+        settle(&repo);
         let from = Oid::from_str(&git(&repo, &["rev-parse", "HEAD"])).unwrap();
         (dir, repo, from)
     }
@@ -1380,7 +1262,7 @@ mod tests {
     /// nothing is written meanwhile.
     #[test]
     fn a_held_index_lock_stops_the_move_before_anything_is_written() {
-        both(|| {
+        each_way(|| {
             let (dir, repo, from) = committed(&[("a.txt", "a\n")], &[]);
             let to = commit_on(&repo, from, &[("b.txt", "b\n")]);
             std::fs::write(repo.join(".git/index.lock"), "").unwrap();
@@ -1399,7 +1281,7 @@ mod tests {
     /// nothing, and a local edit stays.
     #[test]
     fn a_move_that_changes_no_path_writes_nothing() {
-        both(|| {
+        each_way(|| {
             let (dir, repo, from) = committed(&[("a.txt", "a\n")], &[]);
             let to = commit_on(&repo, from, &[]);
             std::fs::write(repo.join("a.txt"), "mine\n").unwrap();
@@ -1417,7 +1299,7 @@ mod tests {
     /// journal is left for the next try to finish or report.
     #[test]
     fn a_write_that_fails_half_way_moves_nothing_and_keeps_local_edits() {
-        both(|| {
+        each_way(|| {
             let (dir, repo, from) = committed(&[("a.txt", "a\n")], &[]);
             let long = format!("{}.txt", "x".repeat(300));
             let to = commit_on(&repo, from, &[("b.txt", "b\n"), (long.as_str(), "long\n")]);
@@ -1426,8 +1308,8 @@ mod tests {
             let moved = fast_forward(&state, &repo, "main", from, to, "test");
             assert!(
                 !matches!(moved, Ok(Forwarded::Moved)),
-                "ask_git {}: {moved:?}",
-                ASK_GIT.get()
+                "{:?} first: {moved:?}",
+                FIRST_WAY.get()
             );
             assert_eq!(git(&repo, &["rev-parse", "main"]), from.to_string());
             assert_eq!(
@@ -1444,7 +1326,7 @@ mod tests {
     #[test]
     fn a_conflict_elsewhere_in_the_index_stays() {
         for name in ["plain.txt", "#notes", "*"] {
-            both(|| {
+            each_way(|| {
                 let (dir, repo, from) = committed(&[("a.txt", "a\n"), ("c.txt", "c\n")], &[]);
                 let to = commit_on(&repo, from, &[(name, "new\n")]);
                 let mut info = format!("0 {}\tc.txt\n", Oid::ZERO_SHA1);
@@ -1481,7 +1363,7 @@ mod tests {
     /// update changes is another path: a person's edit there stays.
     #[test]
     fn under_ignorecase_a_path_differing_in_case_is_left_alone() {
-        both(|| {
+        each_way(|| {
             let (dir, repo, from) = committed(&[("README", "up\n"), ("readme", "low\n")], &[]);
             git(&repo, &["config", "core.ignorecase", "true"]);
             let to = commit_on(&repo, from, &[("README", "UP2\n")]);
@@ -1557,7 +1439,7 @@ mod tests {
 
     #[test]
     fn stale_stat_data_of_a_path_the_update_changes_does_not_block_it() {
-        both(|| {
+        each_way(|| {
             let (dir, repo, from, to) = stale_checkout();
             let state = state_dir(&dir);
             assert_eq!(blockers(&repo, from, to).unwrap(), Vec::new());
@@ -1575,7 +1457,7 @@ mod tests {
 
     #[test]
     fn a_modified_path_the_update_changes_still_refuses_after_the_refresh() {
-        both(|| {
+        each_way(|| {
             let (dir, repo, from, to) = stale_checkout();
             let state = state_dir(&dir);
             std::fs::write(repo.join("a.txt"), "mine\n").unwrap();
@@ -1643,7 +1525,8 @@ mod tests {
 
     /// A checkout of `main` at `from`, and a commit `to` on top of it that
     /// changes a path of every kind a move writes; git's `post-checkout`
-    /// hook leaves `hook-ran` in the folder above the checkout.
+    /// hook leaves `hook-ran` in the folder above the checkout. The index
+    /// is settled ([`settle`]).
     fn every_kind_of_change() -> (tempfile::TempDir, PathBuf, Oid, Oid) {
         use std::os::unix::fs::{PermissionsExt, symlink};
         let dir = tempfile::tempdir().unwrap();
@@ -1702,6 +1585,7 @@ mod tests {
         std::fs::create_dir_all(hook.parent().unwrap()).unwrap();
         std::fs::write(&hook, "#!/bin/sh\ntouch ../hook-ran\n").unwrap();
         std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+        settle(&repo);
         let oid = |s: &str| Oid::from_str(s).unwrap();
         (dir, repo, oid(&from), oid(&to))
     }
@@ -1790,7 +1674,7 @@ mod tests {
 
     #[test]
     fn a_move_writes_every_kind_of_change_and_keeps_the_cached_trees_of_untouched_folders() {
-        both(|| {
+        each_way(|| {
             let (dir, repo, from, to) = every_kind_of_change();
             let state = state_dir(&dir);
             let kept = git(&repo, &["rev-parse", &format!("{to}:keep")]);
@@ -1824,7 +1708,7 @@ mod tests {
 
     #[test]
     fn a_folder_where_the_update_writes_a_file_is_in_the_way_only_for_what_the_update_leaves() {
-        both(|| {
+        each_way(|| {
             let (_dir, repo, from, to) = every_kind_of_change();
             std::fs::write(repo.join(".git/info/exclude"), "*.log\n").unwrap();
             std::fs::write(repo.join("dfile/notes.txt"), "mine\n").unwrap();
@@ -1861,7 +1745,7 @@ mod tests {
 
     #[test]
     fn a_local_edit_under_assume_unchanged_or_skip_worktree_is_in_the_way() {
-        both(|| {
+        each_way(|| {
             let (_dir, repo, from, to) = every_kind_of_change();
             git(&repo, &["update-index", "--assume-unchanged", "edit.txt"]);
             git(
