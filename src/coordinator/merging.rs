@@ -1121,6 +1121,8 @@ impl RunState {
             worktree,
             cleanup,
         } = landed;
+        // `merge_ms` is whole milliseconds; a merge takes a few.
+        tracing::debug!(task = %task, took_us = took.as_micros() as u64, "landed");
         let entry = self.entry(task);
         entry.merged_onto = Some(prev.clone());
         entry.revert = None;
