@@ -1437,6 +1437,27 @@ mod tests {
         );
     }
 
+    /// A folder moved away and linked back: its files are the same, stat
+    /// data and all, but git takes a tracked file under a symbolic link
+    /// for deleted, and its write would replace the link with a folder.
+    #[test]
+    fn a_tracked_file_under_a_folder_turned_symbolic_link_is_in_the_way() {
+        each_way(|| {
+            let (dir, repo, from) = committed(&[("d/f", "one\n"), ("d/g", "keep\n")], &[]);
+            let to = commit_on(&repo, from, &[("d/f", "two\n")]);
+            std::fs::rename(repo.join("d"), repo.join("d.bak")).unwrap();
+            std::os::unix::fs::symlink("d.bak", repo.join("d")).unwrap();
+            let modified = Blocker {
+                path: "d/f".to_owned(),
+                why: InTheWay::Modified,
+            };
+            assert_eq!(blockers(&repo, from, to).unwrap(), [modified]);
+            let moved = fast_forward(&state_dir(&dir), &repo, "main", from, to, "test").unwrap();
+            assert!(matches!(moved, Forwarded::Refused(_)), "{moved:?}");
+            assert!(repo.join("d").symlink_metadata().unwrap().is_symlink());
+        });
+    }
+
     #[test]
     fn stale_stat_data_of_a_path_the_update_changes_does_not_block_it() {
         each_way(|| {

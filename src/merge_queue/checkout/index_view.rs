@@ -74,8 +74,9 @@ impl IndexView {
     /// nanosecond, stricter than git) and were recorded before the second
     /// the index was written in is not modified; a file that is gone is. Returns `None` when that does not settle every
     /// path (a file whose stat data differ or are racy, a submodule, an
-    /// entry added with `--intent-to-add`), and for an index it cannot
-    /// read or that is sparse (folders as entries).
+    /// entry added with `--intent-to-add`, a file under a folder that is
+    /// a symbolic link), and for an index it cannot read or that is
+    /// sparse (folders as entries).
     fn by_stat(repo: &Repository, checkout: &Path, paths: &[PathBuf]) -> Option<IndexView> {
         use gix_index::entry::{Flags, Mode, Stage, Stat};
         let give_up = |why: &dyn std::fmt::Display| {
@@ -158,6 +159,19 @@ impl IndexView {
             }
             if entry.flags.contains(Flags::INTENT_TO_ADD) {
                 return give_up(&format_args!("{} is to be added", path.display()));
+            }
+            // `lstat` follows a symbolic link above the file, where git
+            // takes the file for deleted (and its write would replace the
+            // link with a folder).
+            let linked = path.ancestors().skip(1).find(|dir| {
+                !dir.as_os_str().is_empty()
+                    && checkout
+                        .join(dir)
+                        .symlink_metadata()
+                        .is_ok_and(|m| m.file_type().is_symlink())
+            });
+            if let Some(dir) = linked {
+                return give_up(&format_args!("{} is a symbolic link", dir.display()));
             }
             let meta = match gix_index::fs::Metadata::from_path_no_follow(&checkout.join(path)) {
                 Ok(meta) => meta,
