@@ -72,11 +72,12 @@ impl IndexView {
     /// under git's rule: an entry whose stat data match the file's
     /// (`core.trustctime` and `core.checkStat` heeded; times to the
     /// nanosecond, stricter than git) and were recorded before the second
-    /// the index was written in is not modified; a file that is gone is. Returns `None` when that does not settle every
-    /// path (a file whose stat data differ or are racy, a submodule, an
-    /// entry added with `--intent-to-add`, a file under a folder that is
-    /// a symbolic link), and for an index it cannot read or that is
-    /// sparse (folders as entries).
+    /// the index was written in is not modified; a file that is gone is.
+    /// Returns `None` when that does not settle every path (a file whose
+    /// stat data differ or are racy, a submodule, an entry added with
+    /// `--intent-to-add`, a file under a folder that is a symbolic link),
+    /// and for an index it cannot read or that is sparse (folders as
+    /// entries).
     fn by_stat(repo: &Repository, checkout: &Path, paths: &[PathBuf]) -> Option<IndexView> {
         use gix_index::entry::{Flags, Mode, Stage, Stat};
         let give_up = |why: &dyn std::fmt::Display| {
