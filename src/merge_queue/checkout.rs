@@ -906,6 +906,13 @@ pub fn resume(repo: &Path, state_dir: &StateDir) -> Result<Resumed, MergeError> 
         }
         crate::fsio::remove_if_present(&lock).map_err(journal_err(&lock))?;
     }
+    let branch_lock = branch_lock(&git, &journal.target);
+    if branch_lock.exists() {
+        if !own_branch_lock(&branch_lock, to) {
+            return Ok(Resumed::Waiting(Stuck::Locked { lock: branch_lock }));
+        }
+        crate::fsio::remove_if_present(&branch_lock).map_err(journal_err(&branch_lock))?;
+    }
     let plan = finish_plan(&git, checkout, from, to)?;
     if !plan.changed.is_empty() {
         return Ok(Resumed::Waiting(Stuck::Changed {
@@ -925,6 +932,22 @@ pub fn resume(repo: &Path, state_dir: &StateDir) -> Result<Resumed, MergeError> 
         drop_journal()?;
         Ok(Resumed::Abandoned)
     }
+}
+
+/// Returns the lock file of the branch `target` of `repo`.
+fn branch_lock(repo: &Repository, target: &str) -> PathBuf {
+    repo.commondir().join(format!("refs/heads/{target}.lock"))
+}
+
+/// Returns whether the branch's `lock` is the one orch's compare-and-swap
+/// of a move to `to` left when a kill cut it short (libgit2 takes it in
+/// orch's own process): empty or holding `to`, and open in no process. A
+/// git at work on the branch holds its lock open until it has written its
+/// own new commit there, and that commit is not orch's candidate.
+fn own_branch_lock(lock: &Path, to: Oid) -> bool {
+    let held = std::fs::read(lock).map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned());
+    held.is_ok_and(|text| text.is_empty() || text == to.to_string())
+        && !crate::process::holds_open(lock)
 }
 
 /// Returns the pid of the git process the journal names as the
@@ -973,6 +996,10 @@ pub fn pending(repo: &Path, state_dir: &StateDir) -> Result<Pending, MergeError>
     let git = Repository::open(&checkout).map_err(git_err(&checkout))?;
     let lock = git.path().join("index.lock");
     if lock.exists() && (journal.git.is_none() || crate::process::holds_open(&lock)) {
+        return Ok(Pending::Waiting(journal, Stuck::Locked { lock }));
+    }
+    let lock = branch_lock(&git, &journal.target);
+    if lock.exists() && !own_branch_lock(&lock, to) {
         return Ok(Pending::Waiting(journal, Stuck::Locked { lock }));
     }
     let plan = finish_plan(&git, &checkout, from, to)?;
@@ -1415,6 +1442,53 @@ mod tests {
         std::fs::remove_file(&lock).unwrap();
         let resumed = resume(&repo, &state).unwrap();
         assert!(matches!(resumed, Resumed::Completed { .. }), "{resumed:?}");
+    }
+
+    /// Orch killed in its compare-and-swap of the branch leaves the
+    /// branch's lock behind (libgit2 writes it in orch's own process):
+    /// empty, or holding the new commit. The restart takes that one for
+    /// its own and finishes the move; a lock holding another commit, or
+    /// one a process holds open, is a git's at work, and merging waits.
+    #[test]
+    fn the_branch_lock_a_killed_compare_and_swap_left_is_cleared_on_restart() {
+        for (content, held, finished) in [
+            (String::new(), false, true),
+            (String::from("to"), false, true),
+            (String::from("other"), false, false),
+            (String::from("to"), true, false),
+        ] {
+            let (dir, repo, from) = committed(&[("a.txt", "a\n")], &[]);
+            let to = commit_on(&repo, from, &[("b.txt", "b\n")]);
+            let state = state_dir(&dir);
+            cut_short(&state, &repo, from, to);
+            let lock = repo.join(".git/refs/heads/main.lock");
+            let text = match content.as_str() {
+                "to" => format!("{to}\n"),
+                "other" => format!("{from}\n"),
+                _ => String::new(),
+            };
+            std::fs::write(&lock, text).unwrap();
+            let open = held.then(|| std::fs::File::open(&lock).unwrap());
+            let resumed = resume(&repo, &state).unwrap();
+            let case = format!("lock {content:?}, held {held}: {resumed:?}");
+            if finished {
+                assert!(matches!(resumed, Resumed::Completed { .. }), "{case}");
+                assert_eq!(git(&repo, &["rev-parse", "main"]), to.to_string());
+                assert!(!lock.exists(), "{case}");
+            } else {
+                assert!(
+                    matches!(resumed, Resumed::Waiting(Stuck::Locked { .. })),
+                    "{case}"
+                );
+                assert_eq!(git(&repo, &["rev-parse", "main"]), from.to_string());
+                assert!(lock.exists(), "the lock is left to its holder: {case}");
+                assert!(matches!(
+                    pending(&repo, &state).unwrap(),
+                    Pending::Waiting(_, Stuck::Locked { .. })
+                ));
+            }
+            drop(open);
+        }
     }
 
     /// The write's git is started before the check and waits for its
