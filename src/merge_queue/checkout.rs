@@ -908,7 +908,7 @@ pub fn resume(repo: &Path, state_dir: &StateDir) -> Result<Resumed, MergeError> 
     }
     let branch_lock = branch_lock(&git, &journal.target);
     if branch_lock.exists() {
-        if !own_branch_lock(&branch_lock, to) {
+        if !own_branch_lock(&branch_lock, to, &path) {
             return Ok(Resumed::Waiting(Stuck::Locked { lock: branch_lock }));
         }
         crate::fsio::remove_if_present(&branch_lock).map_err(journal_err(&branch_lock))?;
@@ -940,13 +940,18 @@ fn branch_lock(repo: &Repository, target: &str) -> PathBuf {
 }
 
 /// Returns whether the branch's `lock` is the one orch's compare-and-swap
-/// of a move to `to` left when a kill cut it short (libgit2 takes it in
-/// orch's own process): empty or holding `to`, and open in no process. A
-/// git at work on the branch holds its lock open until it has written its
-/// own new commit there, and that commit is not orch's candidate.
-fn own_branch_lock(lock: &Path, to: Oid) -> bool {
+/// of the move the `journal` file records (to `to`) left when a kill cut
+/// it short (libgit2 takes it in orch's own process, and writes the new
+/// commit into it only as it renames it): made no earlier than the
+/// journal, empty or holding `to`, and open in no process. A git at work
+/// on the branch holds its lock open until it has written its own new
+/// commit there, which is not orch's; a lock older than the move is not
+/// orch's to remove (a git killed before, as `git` itself would say).
+fn own_branch_lock(lock: &Path, to: Oid, journal: &Path) -> bool {
+    let made = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
     let held = std::fs::read(lock).map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned());
-    held.is_ok_and(|text| text.is_empty() || text == to.to_string())
+    made(lock).is_some_and(|lock| made(journal).is_some_and(|journal| lock >= journal))
+        && held.is_ok_and(|text| text.is_empty() || text == to.to_string())
         && !crate::process::holds_open(lock)
 }
 
@@ -999,7 +1004,7 @@ pub fn pending(repo: &Path, state_dir: &StateDir) -> Result<Pending, MergeError>
         return Ok(Pending::Waiting(journal, Stuck::Locked { lock }));
     }
     let lock = branch_lock(&git, &journal.target);
-    if lock.exists() && !own_branch_lock(&lock, to) {
+    if lock.exists() && !own_branch_lock(&lock, to, &path) {
         return Ok(Pending::Waiting(journal, Stuck::Locked { lock }));
     }
     let plan = finish_plan(&git, &checkout, from, to)?;
@@ -1448,7 +1453,8 @@ mod tests {
     /// branch's lock behind (libgit2 writes it in orch's own process):
     /// empty, or holding the new commit. The restart takes that one for
     /// its own and finishes the move; a lock holding another commit, or
-    /// one a process holds open, is a git's at work, and merging waits.
+    /// one a process holds open, is a git's at work, and one older than
+    /// the move's journal a git's killed before: merging waits.
     #[test]
     fn the_branch_lock_a_killed_compare_and_swap_left_is_cleared_on_restart() {
         for (content, held, finished) in [
@@ -1456,6 +1462,7 @@ mod tests {
             (String::from("to"), false, true),
             (String::from("other"), false, false),
             (String::from("to"), true, false),
+            (String::from("older"), false, false),
         ] {
             let (dir, repo, from) = committed(&[("a.txt", "a\n")], &[]);
             let to = commit_on(&repo, from, &[("b.txt", "b\n")]);
@@ -1468,6 +1475,11 @@ mod tests {
                 _ => String::new(),
             };
             std::fs::write(&lock, text).unwrap();
+            if content == "older" {
+                let before = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+                let file = std::fs::File::options().write(true).open(&lock).unwrap();
+                file.set_modified(before).unwrap();
+            }
             let open = held.then(|| std::fs::File::open(&lock).unwrap());
             let resumed = resume(&repo, &state).unwrap();
             let case = format!("lock {content:?}, held {held}: {resumed:?}");
