@@ -216,8 +216,8 @@ fn journal_err(path: &Path) -> impl FnOnce(std::io::Error) -> MergeError + '_ {
 /// Returns every path that stops `checkout` from moving from `from` to `to`.
 ///
 /// Only the paths the update changes are looked at: their index entries
-/// and whether their files differ from them ([`IndexView`]: a small index
-/// read in-process, a large one asked of git about those paths alone). A
+/// and whether their files differ from them ([`IndexView`]: the stat data
+/// first, read in-process, then libgit2 or git comparing content). A
 /// folder where the update writes a file is in the way only for what it
 /// holds beyond the tracked files the update deletes (each checked as a
 /// path of its own), as git has it.
@@ -428,10 +428,7 @@ pub fn fast_forward(
     let diff = match tree::commit_changes(&repo, from, to) {
         Ok(diff) => diff,
         Err(e) => {
-            if let Some(git) = git {
-                git.kill();
-            }
-            crate::fsio::remove_if_present(&path).map_err(journal_err(&path))?;
+            abandon(git, &path)?;
             return Err(git_err(checkout)(e));
         }
     };
@@ -452,10 +449,7 @@ pub fn fast_forward(
     match blockers_of(&repo, checkout, &diff) {
         Ok(in_the_way) if in_the_way.is_empty() => {}
         checked => {
-            if let Some(git) = git {
-                git.kill();
-            }
-            crate::fsio::remove_if_present(&path).map_err(journal_err(&path))?;
+            abandon(git, &path)?;
             return Ok(Forwarded::Refused(Refusal::InTheWay(checked?)));
         }
     }
@@ -482,6 +476,15 @@ pub fn fast_forward(
     } else {
         Forwarded::TargetMoved
     })
+}
+
+/// Gives up a move before anything was written: kills its git, still
+/// waiting for its pathspecs, and removes the journal.
+fn abandon(git: Option<Running>, journal: &Path) -> Result<(), MergeError> {
+    if let Some(git) = git {
+        git.kill();
+    }
+    crate::fsio::remove_if_present(journal).map_err(journal_err(journal))
 }
 
 /// Writes the paths with git ([`Write::Paths`], `git` started and waiting

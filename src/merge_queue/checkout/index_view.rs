@@ -123,16 +123,18 @@ impl IndexView {
             ..compare
         };
         let mut view = IndexView::default();
+        // Records an entry; returns whether it is flagged.
         let record = |view: &mut IndexView, entry: &gix_index::Entry, path: &Path| {
-            if entry
+            let flagged = entry
                 .flags
-                .intersects(Flags::ASSUME_VALID | Flags::SKIP_WORKTREE)
-            {
+                .intersects(Flags::ASSUME_VALID | Flags::SKIP_WORKTREE);
+            if flagged {
                 view.flagged.insert(path.to_owned());
             }
             let id = Oid::from_bytes(entry.id.as_bytes()).unwrap_or(Oid::ZERO_SHA1);
             view.entries
                 .insert(path.to_owned(), (id, entry.mode.bits()));
+            flagged
         };
         for path in paths {
             let bytes = path.as_os_str().as_bytes();
@@ -151,11 +153,7 @@ impl IndexView {
             else {
                 continue;
             };
-            record(&mut view, entry, path);
-            if entry
-                .flags
-                .intersects(Flags::ASSUME_VALID | Flags::SKIP_WORKTREE)
-            {
+            if record(&mut view, entry, path) {
                 continue;
             }
             if entry.flags.contains(Flags::INTENT_TO_ADD) {
