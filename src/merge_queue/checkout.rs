@@ -83,6 +83,7 @@ use crate::state::StateDir;
 
 use super::outcome::MergeError;
 
+mod in_process;
 mod index_view;
 
 use index_view::IndexView;
@@ -134,7 +135,9 @@ pub struct Journal {
     pub target: String,
     pub from: String,
     pub to: String,
-    /// The git process updating the checkout, once started.
+    /// The process writing the checkout once started: the git that
+    /// writes it, or orch itself when it writes in-process (its lock on
+    /// the index, left by a kill, is then its to remove).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub git: Option<GitProcess>,
 }
@@ -186,7 +189,7 @@ pub enum Resumed {
 /// Why a move cut short cannot be finished yet.
 #[derive(Debug, thiserror::Error)]
 pub enum Stuck {
-    #[error("the git process (pid {pid}) that updated `{}` before orch stopped is still running", checkout.display())]
+    #[error("the process (pid {pid}) writing `{}` for the move is still running", checkout.display())]
     GitRunning { checkout: PathBuf, pid: u32 },
     #[error("`{}` is locked by a git process orch does not know; remove the file if no git runs there", lock.display())]
     Locked { lock: PathBuf },
@@ -419,7 +422,8 @@ pub fn fast_forward(
     // `read-tree` starts at once, so in a sparse checkout it starts after
     // the check, the journal written before.
     let sparse = sparse(&repo);
-    let mut git = if sparse {
+    let own = !sparse && writes_in_process(&repo, checkout);
+    let mut git = if sparse || own {
         None
     } else {
         let paths = Write::Paths(Vec::new());
@@ -443,7 +447,9 @@ pub fn fast_forward(
         git.kill();
         journal.git = None;
     }
-    if journal.git.is_none() {
+    // The in-process write journals itself, just before it takes the
+    // index's lock.
+    if journal.git.is_none() && (!own || write.is_empty()) {
         crate::fsio::write_json(&path, &journal).map_err(journal_err(&path))?;
     }
     match blockers_of(&repo, checkout, &diff) {
@@ -453,7 +459,14 @@ pub fn fast_forward(
             return Ok(Forwarded::Refused(Refusal::InTheWay(checked?)));
         }
     }
-    if !write.is_empty()
+    let mut by_git = !write.is_empty();
+    if by_git && own {
+        match write_in_process(state_dir, &repo, checkout, &mut journal, &diff)? {
+            Ok(written) => by_git = !written,
+            Err(ended) => return Ok(ended),
+        }
+    }
+    if by_git
         && let Some(ended) = write_with_git(
             state_dir,
             checkout,
@@ -476,6 +489,56 @@ pub fn fast_forward(
     } else {
         Forwarded::TargetMoved
     })
+}
+
+/// Returns whether the checkout's paths may be written in-process
+/// ([`in_process`]) as far as its configuration says.
+fn writes_in_process(repo: &Repository, checkout: &Path) -> bool {
+    #[cfg(test)]
+    if !tests::IN_PROCESS.get() {
+        return false;
+    }
+    match in_process::unsuited(repo) {
+        None => true,
+        Some(why) => {
+            tracing::debug!(checkout = %checkout.display(), %why, "git writes the checkout");
+            false
+        }
+    }
+}
+
+/// Writes the changed paths in-process, the journal naming orch itself
+/// as the writer (its lock on the index is orch's to remove after a
+/// kill); returns whether it wrote them (not when it declined: git writes
+/// them), or how the move ended when the write failed half-way.
+fn write_in_process(
+    state_dir: &StateDir,
+    repo: &Repository,
+    checkout: &Path,
+    journal: &mut Journal,
+    diff: &[tree::Change],
+) -> Result<Result<bool, Forwarded>, MergeError> {
+    let path = state_dir.checkout_journal();
+    let pid = std::process::id();
+    journal.git = Some(GitProcess {
+        pid,
+        ticks: crate::process::start_ticks(pid),
+    });
+    crate::fsio::write_json(&path, journal).map_err(journal_err(&path))?;
+    match in_process::write(repo, checkout, diff) {
+        in_process::Written::Done => {
+            #[cfg(test)]
+            tests::WRITTEN_IN_PROCESS.set(tests::WRITTEN_IN_PROCESS.get() + 1);
+            Ok(Ok(true))
+        }
+        in_process::Written::Declined(why) => {
+            tracing::debug!(checkout = %checkout.display(), %why, "git writes the checkout");
+            Ok(Ok(false))
+        }
+        in_process::Written::Failed(e) => {
+            finish_failed_write(state_dir, checkout, journal, &e).map(Err)
+        }
+    }
 }
 
 /// Gives up a move before anything was written: kills its git, still
@@ -509,7 +572,12 @@ fn write_with_git(
     };
     if !output.status.success() {
         if let Write::Paths(_) = write {
-            return finish_failed_write(state_dir, checkout, journal, &output).map(Some);
+            let why = format!(
+                "git exited with {:?}: {}",
+                output.status.code(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+            return finish_failed_write(state_dir, checkout, journal, &why).map(Some);
         }
         if refresh_changed(checkout, from, to)? {
             let again = start(state_dir, checkout, journal, write, from, to)?;
@@ -669,20 +737,20 @@ fn ended_by(resumed: Resumed) -> Forwarded {
     }
 }
 
-/// Finishes a move whose `checkout` of paths failed: it may have written
-/// some files before it stopped (a full disk, a folder it may not write),
-/// so the move is finished as one cut short would be. Git ended on its
-/// own and removed its lock: a lock there now is another git's.
+/// Finishes a move whose write of paths failed (`why`): it may have
+/// written some files before it stopped (a full disk, a folder it may not
+/// write), so the move is finished as one cut short would be. The writer
+/// (git, or orch in-process) removed its lock: a lock there now is
+/// another git's.
 fn finish_failed_write(
     state_dir: &StateDir,
     checkout: &Path,
     journal: &mut Journal,
-    output: &std::process::Output,
+    why: &dyn std::fmt::Display,
 ) -> Result<Forwarded, MergeError> {
     tracing::warn!(
         checkout = %checkout.display(),
-        code = ?output.status.code(),
-        stderr = %String::from_utf8_lossy(&output.stderr),
+        %why,
         "writing the paths of the target's checkout failed; finishing the move as one cut short"
     );
     let path = state_dir.checkout_journal();
@@ -1102,6 +1170,32 @@ fn finish_plan(
 mod tests {
     use super::index_view::tests::{FIRST_WAY, each_way};
     use super::*;
+    use std::cell::Cell;
+
+    thread_local! {
+        /// Whether a move may write in-process ([`writes_in_process`]); a
+        /// test clears it to have git write ([`each_writer`]).
+        pub(super) static IN_PROCESS: Cell<bool> = const { Cell::new(true) };
+        /// How many moves wrote in-process on this thread.
+        pub(super) static WRITTEN_IN_PROCESS: Cell<u32> = const { Cell::new(0) };
+    }
+
+    /// Runs `test` with the check each way ([`each_way`]), first with the
+    /// paths written in-process where a move may, then by git alone.
+    fn each_writer(test: impl Fn()) {
+        for in_process in [true, false] {
+            IN_PROCESS.set(in_process);
+            each_way(&test);
+        }
+        IN_PROCESS.set(true);
+    }
+
+    /// Runs `test` and returns how many moves it wrote in-process.
+    fn written_in_process(test: impl FnOnce()) -> u32 {
+        let before = WRITTEN_IN_PROCESS.get();
+        test();
+        WRITTEN_IN_PROCESS.get() - before
+    }
 
     pub(super) fn git(dir: &Path, args: &[&str]) -> String {
         git_as(cmd::command(dir), args)
@@ -1280,24 +1374,28 @@ mod tests {
     /// (libgit2 drops it from an index it writes).
     #[test]
     fn an_index_with_git_s_untracked_cache_keeps_it() {
-        let (dir, repo, from) = committed(&[("a.txt", "a\n")], &[("core.untrackedCache", "true")]);
-        git(&repo, &["status", "--porcelain"]);
-        let cached = || {
-            let index = std::fs::read(repo.join(".git/index")).unwrap();
-            index.windows(4).any(|w| w == b"UNTR")
-        };
-        assert!(cached(), "git status wrote the cache");
-        let to = commit_on(&repo, from, &[("b.txt", "b\n")]);
-        move_main(&dir, &repo, from, to);
-        assert!(cached(), "the cache is kept");
-        assert_eq!(git(&repo, &["status", "--porcelain"]), "");
+        each_writer(|| {
+            let (dir, repo, from) =
+                committed(&[("a.txt", "a\n")], &[("core.untrackedCache", "true")]);
+            git(&repo, &["status", "--porcelain"]);
+            let cached = || {
+                let index = std::fs::read(repo.join(".git/index")).unwrap();
+                index.windows(4).any(|w| w == b"UNTR")
+            };
+            assert!(cached(), "git status wrote the cache");
+            let to = commit_on(&repo, from, &[("b.txt", "b\n")]);
+            move_main(&dir, &repo, from, to);
+            assert!(cached(), "the cache is kept");
+            std::fs::write(repo.join("c.txt"), "untracked\n").unwrap();
+            assert_eq!(git(&repo, &["status", "--porcelain"]), "?? c.txt");
+        });
     }
 
     /// A lock on the index held by another git: the move waits, and
     /// nothing is written meanwhile.
     #[test]
     fn a_held_index_lock_stops_the_move_before_anything_is_written() {
-        each_way(|| {
+        each_writer(|| {
             let (dir, repo, from) = committed(&[("a.txt", "a\n")], &[]);
             let to = commit_on(&repo, from, &[("b.txt", "b\n")]);
             std::fs::write(repo.join(".git/index.lock"), "").unwrap();
@@ -1316,7 +1414,7 @@ mod tests {
     /// nothing, and a local edit stays.
     #[test]
     fn a_move_that_changes_no_path_writes_nothing() {
-        each_way(|| {
+        each_writer(|| {
             let (dir, repo, from) = committed(&[("a.txt", "a\n")], &[]);
             let to = commit_on(&repo, from, &[]);
             std::fs::write(repo.join("a.txt"), "mine\n").unwrap();
@@ -1334,7 +1432,7 @@ mod tests {
     /// journal is left for the next try to finish or report.
     #[test]
     fn a_write_that_fails_half_way_moves_nothing_and_keeps_local_edits() {
-        each_way(|| {
+        each_writer(|| {
             let (dir, repo, from) = committed(&[("a.txt", "a\n")], &[]);
             let long = format!("{}.txt", "x".repeat(300));
             let to = commit_on(&repo, from, &[("b.txt", "b\n"), (long.as_str(), "long\n")]);
@@ -1361,7 +1459,7 @@ mod tests {
     #[test]
     fn a_conflict_elsewhere_in_the_index_stays() {
         for name in ["plain.txt", "#notes", "*"] {
-            each_way(|| {
+            each_writer(|| {
                 let (dir, repo, from) = committed(&[("a.txt", "a\n"), ("c.txt", "c\n")], &[]);
                 let to = commit_on(&repo, from, &[(name, "new\n")]);
                 let mut info = format!("0 {}\tc.txt\n", Oid::ZERO_SHA1);
@@ -1946,5 +2044,204 @@ mod tests {
         );
         assert_eq!(git(&repo, &["status", "--porcelain"]), "");
         assert_eq!(git(&repo, &["rev-parse", "main"]), to.to_string());
+    }
+
+    /// A checkout of `main` at `from`, and a commit `to` on top of it that
+    /// changes regular files only: one edited, one added in new folders,
+    /// the only file of a folder deleted, one made executable. The index
+    /// is settled ([`settle`]).
+    fn files_only_change(config: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf, Oid, Oid) {
+        use std::os::unix::fs::PermissionsExt;
+        let (dir, repo, from) = committed(
+            &[
+                ("keep/deep/k.txt", "kept\n"),
+                ("edit.txt", "one\n"),
+                ("gone/only.txt", "the folder's only file\n"),
+                ("exec.sh", "echo hi\n"),
+                ("other.txt", "not changed by the update\n"),
+            ],
+            config,
+        );
+        git(&repo, &["switch", "-q", "-c", "side"]);
+        std::fs::remove_dir_all(repo.join("gone")).unwrap();
+        let exec = repo.join("exec.sh");
+        std::fs::set_permissions(&exec, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(repo.join("edit.txt"), "two\n").unwrap();
+        std::fs::create_dir_all(repo.join("new/sub")).unwrap();
+        std::fs::write(repo.join("new/sub/n.txt"), "added in a new folder\n").unwrap();
+        git(&repo, &["add", "-A"]);
+        git(&repo, &["commit", "-q", "-m", "to"]);
+        let to = Oid::from_str(&git(&repo, &["rev-parse", "HEAD"])).unwrap();
+        git(&repo, &["switch", "-q", "main"]);
+        settle(&repo);
+        (dir, repo, from, to)
+    }
+
+    /// A move of regular files, in a checkout with no attributes, is
+    /// written in-process: the files, their modes, an index equal to the
+    /// new tree but for a change staged elsewhere (kept), the cached tree
+    /// id of an untouched folder and git's untracked cache kept, nothing
+    /// for `git status` to report, no lock left.
+    #[test]
+    fn a_move_of_regular_files_is_written_in_process_as_git_writes_it() {
+        each_way(|| {
+            use std::os::unix::fs::PermissionsExt;
+            let (dir, repo, from, to) = files_only_change(&[("core.untrackedCache", "true")]);
+            git(&repo, &["status", "--porcelain"]);
+            let kept = git(&repo, &["rev-parse", &format!("{to}:keep")]);
+            assert_eq!(cached_tree(&repo, "keep"), Oid::from_str(&kept).ok());
+            std::fs::write(repo.join("other.txt"), "staged\n").unwrap();
+            git(&repo, &["add", "other.txt"]);
+            let written = written_in_process(|| move_main(&dir, &repo, from, to));
+            assert_eq!(written, 1, "{:?} first", FIRST_WAY.get());
+            let read = |path: &str| std::fs::read_to_string(repo.join(path)).unwrap();
+            assert_eq!(read("edit.txt"), "two\n");
+            assert_eq!(read("new/sub/n.txt"), "added in a new folder\n");
+            assert!(!repo.join("gone").exists(), "the emptied folder goes");
+            let mode = |path: &str| repo.join(path).metadata().unwrap().permissions().mode();
+            assert_eq!(mode("exec.sh") & 0o111, 0o111, "executable");
+            assert_eq!(mode("edit.txt") & 0o111, 0);
+            assert_eq!(git(&repo, &["status", "--porcelain"]), "M  other.txt");
+            assert_eq!(
+                git(&repo, &["diff", "--cached", "--name-only", &to.to_string()]),
+                "other.txt"
+            );
+            git(&repo, &["restore", "--staged", "--worktree", "other.txt"]);
+            assert_eq!(git(&repo, &["status", "--porcelain"]), "");
+            assert_eq!(
+                git(&repo, &["write-tree"]),
+                git(&repo, &["rev-parse", &format!("{to}^{{tree}}")])
+            );
+            assert_eq!(cached_tree(&repo, "keep"), Oid::from_str(&kept).ok());
+            let index = std::fs::read(repo.join(".git/index")).unwrap();
+            assert!(
+                index.windows(4).any(|w| w == b"UNTR"),
+                "untracked cache kept"
+            );
+            assert!(!repo.join(".git/index.lock").exists());
+        });
+    }
+
+    /// A file the move changes that is hard-linked elsewhere is replaced
+    /// by a new file, as git writes it: the other link keeps its content.
+    #[test]
+    fn a_hard_linked_copy_of_a_changed_file_keeps_its_content() {
+        each_writer(|| {
+            let (dir, repo, from, to) = files_only_change(&[]);
+            let copy = dir.path().join("copy.txt");
+            std::fs::hard_link(repo.join("edit.txt"), &copy).unwrap();
+            settle(&repo);
+            move_main(&dir, &repo, from, to);
+            assert_eq!(std::fs::read_to_string(&copy).unwrap(), "one\n");
+            assert_eq!(
+                std::fs::read_to_string(repo.join("edit.txt")).unwrap(),
+                "two\n"
+            );
+        });
+    }
+
+    /// An entry recorded in the second the index was written (racy) whose
+    /// file changed since, same size, same second: the move's new index,
+    /// written later, must not make it look clean. Git smudges such an
+    /// entry when it writes an index; so does the in-process write.
+    #[test]
+    fn a_racy_entry_elsewhere_still_shows_its_change_after_the_move() {
+        each_writer(|| {
+            use rustix::fs::{AtFlags, CWD, Timespec, Timestamps, utimensat};
+            let (dir, repo, from, to) = files_only_change(&[("core.trustctime", "false")]);
+            let second = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as i64
+                - 5;
+            let at = |path: &Path| {
+                let time = Timespec {
+                    tv_sec: second,
+                    tv_nsec: 0,
+                };
+                let times = Timestamps {
+                    last_access: time,
+                    last_modification: time,
+                };
+                utimensat(CWD, path, &times, AtFlags::empty()).unwrap();
+            };
+            let other = repo.join("other.txt");
+            std::fs::write(&other, "version A of the same size\n").unwrap();
+            at(&other);
+            git(&repo, &["add", "other.txt"]);
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&other)
+                .and_then(|mut f| {
+                    use std::io::Write as _;
+                    f.write_all(b"version B of the same size\n")
+                })
+                .unwrap();
+            at(&other);
+            at(&repo.join(".git/index"));
+            let written = written_in_process(|| move_main(&dir, &repo, from, to));
+            assert_eq!(written, u32::from(IN_PROCESS.get()));
+            assert_eq!(git(&repo, &["status", "--porcelain"]), "MM other.txt");
+        });
+    }
+
+    /// What the in-process write leaves to git, each moved all the same:
+    /// attributes (in a folder above a changed path, in `info/`),
+    /// conversions, a case-insensitive checkout, an index of version 4,
+    /// symbolic links and a file turned folder; a file whose stat data are
+    /// stale, and one written in the index's second.
+    #[test]
+    fn moves_the_in_process_write_declines_are_written_by_git() {
+        type Case = (
+            &'static str,
+            &'static [(&'static str, &'static str)],
+            fn(&Path),
+        );
+        let cases: [Case; 7] = [
+            ("autocrlf", &[("core.autocrlf", "input")], |_| {}),
+            ("ignorecase", &[("core.ignorecase", "true")], |_| {}),
+            ("index v4", &[("index.version", "4")], |_| {}),
+            ("info/attributes", &[], |repo| {
+                std::fs::write(repo.join(".git/info/attributes"), "*.txt text\n").unwrap();
+            }),
+            ("attributes above", &[], |repo| {
+                std::fs::create_dir_all(repo.join("new")).unwrap();
+                std::fs::write(repo.join("new/.gitattributes"), "*.txt text\n").unwrap();
+            }),
+            ("stale stat data", &[], |repo| {
+                let handle = Repository::open(repo).unwrap();
+                let mut index = handle.index().unwrap();
+                let mut entry = index.get_path(Path::new("edit.txt"), 0).unwrap();
+                entry.mtime = git2::IndexTime::new(1_000_000_000, 0);
+                index.add(&entry).unwrap();
+                index.write().unwrap();
+            }),
+            ("racy", &[], |repo| {
+                std::fs::write(repo.join("edit.txt"), "one\n").unwrap();
+                git(repo, &["add", "edit.txt"]);
+            }),
+        ];
+        for (case, config, setup) in cases {
+            let (dir, repo, from, to) = files_only_change(config);
+            setup(&repo);
+            let written = written_in_process(|| move_main(&dir, &repo, from, to));
+            assert_eq!(written, 0, "{case}");
+            assert_eq!(
+                std::fs::read_to_string(repo.join("new/sub/n.txt")).unwrap(),
+                "added in a new folder\n",
+                "{case}"
+            );
+            let status = git(&repo, &["status", "--porcelain"]);
+            let expected = if case == "attributes above" {
+                "?? new/.gitattributes"
+            } else {
+                ""
+            };
+            assert_eq!(status, expected, "{case}");
+        }
+        let (dir, repo, from, to) = every_kind_of_change();
+        let written = written_in_process(|| move_main(&dir, &repo, from, to));
+        assert_eq!(written, 0, "symbolic links, a file turned folder");
+        assert_holds(&repo, to);
     }
 }

@@ -1,0 +1,391 @@
+//! Writing the paths a move changes in-process, for the moves where that
+//! does what git's `checkout` of those paths does, with git's lock and in
+//! git's order: the common case of regular files, no attributes and no
+//! conversions. Anything else is declined before a byte is written, and
+//! git writes it as before.
+//!
+//! The order is git's own: the index's lock (`index.lock`, created
+//! exclusively, so that a git running meanwhile fails rather than has its
+//! work undone) is taken first; the index is read under it; each changed
+//! path is checked again there (its entry the old side's, its file the
+//! entry's by stat data, nothing where a file is added); then each file a
+//! path loses is removed (a folder it empties goes), each file it gets is
+//! written as a new file (the old one unlinked first, so that a copy
+//! hard-linked elsewhere keeps its content), and the new index is written
+//! to the lock and renamed over the index. The index keeps every other
+//! entry and its caches of tree ids and untracked files, invalidated
+//! along the changed paths only, and the stat data of an entry recorded
+//! in the second the old index was written are smudged, as git does on
+//! every write, so that a later index does not hide a change made in
+//! that second (gix-index's `copy_metadata_from`).
+//!
+//! Declined, for git to write: a symbolic link, a submodule, a file that
+//! becomes a folder or the reverse; a path git refuses (`.git` in any
+//! case, `.` or `..`); any `.gitattributes` that applies to a changed
+//! path (in a folder above it, in the index or on disk, or
+//! `info/attributes`, the global or the system file, or
+//! `core.attributesFile`), since filters and line-ending conversions are
+//! git's; `core.autocrlf`, `core.eol`, `core.ignorecase` (a path
+//! differing in case is another file here), `core.sharedRepository`,
+//! `core.fsmonitor`, `core.splitIndex`, `core.fsync`; an index of version
+//! 4, split, sparse, with an fsmonitor or resolve-undo extension; an
+//! entry flagged assume-unchanged, skip-worktree or intent-to-add; a file
+//! whose stat data do not settle it, or written in the index's second.
+
+use std::io::Write as _;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use git2::Repository;
+use gix_index::entry::{Flags, Mode, Stage, Stat};
+
+use crate::git::tree;
+
+/// How an in-process write ended.
+#[derive(Debug)]
+pub(super) enum Written {
+    /// The index and the files hold the new side of every changed path.
+    Done,
+    /// Not a write this does (why); nothing was written, no lock is left.
+    Declined(String),
+    /// It failed, after it may have written some of the files; the lock is
+    /// released, the index not written.
+    Failed(std::io::Error),
+}
+
+/// The regular file modes, as trees hold them.
+const BLOB: i32 = 0o100644;
+const BLOB_EXECUTABLE: i32 = 0o100755;
+
+/// Returns why the checkout's configuration or attribute files leave the
+/// write to git, `None` when they do not.
+pub(super) fn unsuited(repo: &Repository) -> Option<String> {
+    let config = repo.config().ok()?;
+    let set = |key: &str| config.get_string(key).ok().filter(|v| !v.is_empty());
+    let truthy = |key: &str| set(key).is_some_and(|v| !v.eq_ignore_ascii_case("false"));
+    let said = [
+        "core.ignorecase",
+        "core.autocrlf",
+        "core.fsmonitor",
+        "core.splitIndex",
+        "core.sharedRepository",
+    ]
+    .into_iter()
+    .find(|key| truthy(key))
+    .or_else(|| {
+        [
+            "core.eol",
+            "core.attributesFile",
+            "core.fsync",
+            "extensions.objectFormat",
+        ]
+        .into_iter()
+        .find(|key| set(key).is_some())
+    });
+    if let Some(key) = said {
+        return Some(format!("{key} is set"));
+    }
+    let xdg = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".config")))
+        .map(|config| config.join("git/attributes"));
+    [
+        Some(repo.commondir().join("info/attributes")),
+        xdg,
+        Some(PathBuf::from("/etc/gitattributes")),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|file| file.exists())
+    .map(|file| format!("{} gives attributes", file.display()))
+}
+
+/// Writes the new side of every path in `diff` into the index and the
+/// files of `checkout` (its repository `repo`), as described above.
+pub(super) fn write(repo: &Repository, checkout: &Path, diff: &[tree::Change]) -> Written {
+    if let Some(why) = diff.iter().find_map(|c| unsuited_change(c, diff)) {
+        return Written::Declined(why);
+    }
+    let index_path = repo.path().join("index");
+    let lock_path = repo.path().join("index.lock");
+    let lock = match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o666)
+        .open(&lock_path)
+    {
+        Ok(lock) => lock,
+        Err(e) => return Written::Declined(format!("{}: {e}", lock_path.display())),
+    };
+    let release = || {
+        let _ = std::fs::remove_file(&lock_path);
+    };
+    let plan = match plan(repo, checkout, &index_path, diff) {
+        Ok(plan) => plan,
+        Err(why) => {
+            release();
+            return Written::Declined(why);
+        }
+    };
+    match write_files_and_index(repo, checkout, plan, lock, &lock_path, &index_path) {
+        Ok(()) => Written::Done,
+        Err(e) => {
+            release();
+            Written::Failed(e)
+        }
+    }
+}
+
+/// The new index, made before any file is written; the stat data of the
+/// entries it adds are filled in as their files are written.
+struct Plan<'a> {
+    index: gix_index::File,
+    diff: &'a [tree::Change],
+}
+
+/// Returns why a change is not one this write makes, `None` when it is.
+fn unsuited_change(change: &tree::Change, diff: &[tree::Change]) -> Option<String> {
+    let path = &change.path;
+    let regular =
+        |side: Option<tree::Side>| side.is_none_or(|s| s.mode == BLOB || s.mode == BLOB_EXECUTABLE);
+    if !(regular(change.old) && regular(change.new)) {
+        return Some(format!("{} is not a regular file", path.display()));
+    }
+    let refused = path.components().any(|c| match c {
+        std::path::Component::Normal(name) => {
+            let name = name.as_bytes();
+            let trimmed = name
+                .iter()
+                .rposition(|b| *b != b'.' && *b != b' ')
+                .map_or(&name[..0], |end| &name[..=end]);
+            trimmed.eq_ignore_ascii_case(b".git")
+                || name.eq_ignore_ascii_case(b"git~1")
+                || name == b".gitattributes"
+        }
+        _ => true,
+    });
+    if refused || path.as_os_str().is_empty() {
+        return Some(format!("{} is a path git writes itself", path.display()));
+    }
+    // A file on one side and a folder on the other (the folder's files
+    // are changes under the file's path).
+    let below = path.as_os_str().as_bytes();
+    let nested = diff.iter().any(|other| {
+        let other = other.path.as_os_str().as_bytes();
+        other.len() > below.len() && other.starts_with(below) && other[below.len()] == b'/'
+    });
+    nested.then(|| {
+        format!(
+            "{} is a file on one side and a folder on the other",
+            path.display()
+        )
+    })
+}
+
+/// Reads the index under its lock and checks each change against it and
+/// the files once more; returns the new index, or why the write is
+/// declined.
+fn plan<'a>(
+    repo: &Repository,
+    checkout: &Path,
+    index_path: &Path,
+    diff: &'a [tree::Change],
+) -> Result<Plan<'a>, String> {
+    let options = gix_index::decode::Options {
+        thread_limit: Some(1),
+        ..Default::default()
+    };
+    let old = gix_index::File::at(index_path, gix_index::hash::Kind::Sha1, true, options)
+        .map_err(|e| format!("{}: {e}", index_path.display()))?;
+    if old.version() == gix_index::Version::V4
+        || old.is_sparse()
+        || old.link().is_some()
+        || old.fs_monitor().is_some()
+        || old.resolve_undo().is_some()
+    {
+        return Err("the index has a format or extension git writes itself".to_owned());
+    }
+    let config = repo.config().ok();
+    let config_bool = |key: &str, default: bool| {
+        config
+            .as_ref()
+            .and_then(|c| c.get_bool(key).ok())
+            .unwrap_or(default)
+    };
+    let compare = gix_index::entry::stat::Options {
+        trust_ctime: config_bool("core.trustctime", true),
+        check_stat: config
+            .as_ref()
+            .and_then(|c| c.get_string("core.checkStat").ok())
+            .is_none_or(|v| !v.eq_ignore_ascii_case("minimal")),
+        use_nsec: true,
+        use_stdev: false,
+    };
+    let racy = gix_index::entry::stat::Options {
+        use_nsec: false,
+        ..compare
+    };
+    let mut checked = std::collections::HashSet::new();
+    for change in diff {
+        let path = change.path.as_os_str().as_bytes();
+        let full = checkout.join(&change.path);
+        // Every folder above is a folder (not a symbolic link, nor a file),
+        // or missing where a file is added; none has a `.gitattributes`.
+        for dir in change.path.ancestors().skip(1) {
+            if !checked.insert(dir.to_owned()) {
+                continue;
+            }
+            let attributes = dir.join(".gitattributes");
+            if old
+                .entry_by_path(attributes.as_os_str().as_bytes().into())
+                .is_some()
+                || checkout.join(&attributes).symlink_metadata().is_ok()
+            {
+                return Err(format!("{} gives attributes", attributes.display()));
+            }
+            if dir.as_os_str().is_empty() {
+                continue;
+            }
+            let entry = old.entry_by_path(dir.as_os_str().as_bytes().into());
+            match checkout.join(dir).symlink_metadata() {
+                Ok(meta) if meta.is_dir() && entry.is_none() => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && change.old.is_none() => {}
+                _ => return Err(format!("{} is not a folder", dir.display())),
+            }
+        }
+        let on_disk = gix_index::fs::Metadata::from_path_no_follow(&full);
+        let entries = old.entry_range(path.into()).unwrap_or(0..0);
+        let mut prefix = path.to_vec();
+        prefix.push(b'/');
+        if old.prefixed_entries(prefix.as_slice().into()).is_some() {
+            return Err(format!("{} has entries under it", change.path.display()));
+        }
+        match change.old {
+            None => {
+                if !entries.is_empty() {
+                    return Err(format!("{} has an entry", change.path.display()));
+                }
+                match on_disk {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    _ => return Err(format!("{} is on disk", change.path.display())),
+                }
+            }
+            Some(side) => {
+                let entry = (entries.len() == 1)
+                    .then(|| old.entry(entries.start))
+                    .filter(|e| e.stage() == Stage::Unconflicted);
+                let Some(entry) = entry else {
+                    return Err(format!("{} has no single entry", change.path.display()));
+                };
+                let flags = Flags::ASSUME_VALID | Flags::SKIP_WORKTREE | Flags::INTENT_TO_ADD;
+                let meta = on_disk.map_err(|e| format!("{}: {e}", full.display()))?;
+                let settled = entry.id.as_bytes() == side.id.as_bytes()
+                    && entry.mode == mode_of(side.mode)
+                    && !entry.flags.intersects(flags)
+                    && meta.is_file()
+                    && Stat::from_fs(&meta).is_ok_and(|stat| entry.stat.matches(&stat, compare))
+                    && !entry.stat.is_racy(old.timestamp(), racy);
+                if !settled {
+                    return Err(format!("{}'s stat data", change.path.display()));
+                }
+            }
+        }
+    }
+    let changed: std::collections::HashSet<&[u8]> =
+        diff.iter().map(|c| c.path.as_os_str().as_bytes()).collect();
+    let mut index = old.clone();
+    index.remove_entries(|_, path, _| changed.contains::<[u8]>(path.as_ref()));
+    for change in diff {
+        let Some(side) = change.new else { continue };
+        let path = change.path.as_os_str().as_bytes();
+        let id = gix_index::hash::ObjectId::from_bytes_or_panic(side.id.as_bytes());
+        index.dangerously_push_entry(
+            Stat::default(),
+            id,
+            Flags::empty(),
+            mode_of(side.mode),
+            path.into(),
+        );
+    }
+    index.sort_entries();
+    index
+        .copy_metadata_from(&old)
+        .map_err(|e| format!("{}: {e}", index_path.display()))?;
+    Ok(Plan { index, diff })
+}
+
+/// Returns the index's mode of a tree's regular file mode.
+fn mode_of(mode: i32) -> Mode {
+    if mode == BLOB_EXECUTABLE {
+        Mode::FILE_EXECUTABLE
+    } else {
+        Mode::FILE
+    }
+}
+
+/// Writes the files of the plan, then its index to the held `lock` and
+/// over the index.
+fn write_files_and_index(
+    repo: &Repository,
+    checkout: &Path,
+    mut plan: Plan<'_>,
+    lock: std::fs::File,
+    lock_path: &Path,
+    index_path: &Path,
+) -> std::io::Result<()> {
+    let odb_error = |e: git2::Error| std::io::Error::other(e.message().to_owned());
+    // Files first removed, then written: git's order too.
+    for change in plan.diff {
+        if change.old.is_none() {
+            continue;
+        }
+        let full = checkout.join(&change.path);
+        std::fs::remove_file(&full)?;
+        if change.new.is_none() {
+            for dir in change.path.ancestors().skip(1) {
+                if dir.as_os_str().is_empty() || std::fs::remove_dir(checkout.join(dir)).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    for change in plan.diff {
+        let Some(side) = change.new else { continue };
+        let full = checkout.join(&change.path);
+        if let Some(parent) = full.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let blob = repo.find_blob(side.id).map_err(odb_error)?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(if side.mode == BLOB_EXECUTABLE {
+                0o777
+            } else {
+                0o666
+            })
+            .open(&full)?;
+        file.write_all(blob.content())?;
+        let meta = gix_index::fs::Metadata::from_file(&file)?;
+        let stat = Stat::from_fs(&meta).map_err(std::io::Error::other)?;
+        let path = change.path.as_os_str().as_bytes();
+        if let Some(entry) = plan
+            .index
+            .entry_mut_by_path_and_stage(path.into(), Stage::Unconflicted)
+        {
+            entry.stat = stat;
+        }
+    }
+    let options = gix_index::write::Options {
+        extensions: gix_index::write::Extensions::AllUnconditionally,
+        skip_hash: false,
+    };
+    let mut out = std::io::BufWriter::with_capacity(64 << 10, lock);
+    plan.index
+        .write_to(&mut out, options)
+        .map_err(std::io::Error::other)?;
+    out.into_inner().map_err(|e| e.into_error())?;
+    std::fs::rename(lock_path, index_path)
+}
