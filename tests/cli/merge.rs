@@ -510,6 +510,32 @@ fn a_file_in_the_way_in_the_checked_out_target_pauses_merging_until_it_is_moved(
     );
 }
 
+/// The target's checkout gets each merged file as git would write it,
+/// with the configuration git takes from the environment too: under
+/// `core.autocrlf` given through `GIT_CONFIG_COUNT` (which libgit2 does not
+/// read), the merged file has CRLF line endings, as `git checkout` writes
+/// it; without it, the blob's own.
+#[test]
+fn the_checked_out_target_gets_the_line_endings_git_would_write() {
+    for (autocrlf, text) in [
+        (true, &b"done by T1, attempt 1\r\n"[..]),
+        (false, &b"done by T1, attempt 1\n"[..]),
+    ] {
+        let env = setup("commit.sh", "", "[[task]]\nid = \"T1\"\n");
+        let mut run = env.orch();
+        if autocrlf {
+            run.env("GIT_CONFIG_COUNT", "3")
+                .env("GIT_CONFIG_KEY_2", "core.autocrlf")
+                .env("GIT_CONFIG_VALUE_2", "true");
+        }
+        let out = run.arg("run").output().unwrap();
+        assert!(out.status.success(), "{}", env.render(&out));
+        assert_eq!(env.status_of("T1"), "merged");
+        let written = fs::read(env.repo().join("work-T1.txt")).unwrap();
+        assert_eq!(written, text, "autocrlf {autocrlf}");
+    }
+}
+
 #[test]
 fn sigkill_during_a_merge_merges_exactly_once() {
     let env = setup(

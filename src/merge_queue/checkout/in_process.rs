@@ -59,11 +59,53 @@ const BLOB: i32 = 0o100644;
 const BLOB_EXECUTABLE: i32 = 0o100755;
 
 /// Returns why the checkout's configuration or attribute files leave the
-/// write to git, `None` when they do not.
+/// write to git, `None` when they do not. The configuration is read where
+/// git reads it: the repository's files (through libgit2), and what git
+/// takes from the environment and libgit2 does not (`GIT_CONFIG_GLOBAL`,
+/// `GIT_CONFIG_SYSTEM`, `GIT_CONFIG_COUNT` pairs, `git -c` as
+/// `GIT_CONFIG_PARAMETERS`); a key set in any of them counts.
 pub(super) fn unsuited(repo: &Repository) -> Option<String> {
-    let config = repo.config().ok()?;
-    let set = |key: &str| config.get_string(key).ok().filter(|v| !v.is_empty());
-    let truthy = |key: &str| set(key).is_some_and(|v| !v.eq_ignore_ascii_case("false"));
+    let mut configs: Vec<git2::Config> = repo.config().into_iter().collect();
+    for var in ["GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM"] {
+        if let Some(file) = std::env::var_os(var).filter(|f| Path::new(f).is_file()) {
+            configs.extend(git2::Config::open(Path::new(&file)).ok());
+        }
+    }
+    let pairs: Vec<(String, String)> = (0..std::env::var("GIT_CONFIG_COUNT")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(0))
+        .filter_map(|i| {
+            let key = std::env::var(format!("GIT_CONFIG_KEY_{i}")).ok()?;
+            let value = std::env::var(format!("GIT_CONFIG_VALUE_{i}")).unwrap_or_default();
+            Some((key, value))
+        })
+        .collect();
+    let parameters = std::env::var("GIT_CONFIG_PARAMETERS")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let values = |key: &str| {
+        let mut values: Vec<String> = configs
+            .iter()
+            .filter_map(|c| c.get_string(key).ok())
+            .chain(
+                pairs
+                    .iter()
+                    .filter(|(k, _)| k.eq_ignore_ascii_case(key))
+                    .map(|(_, v)| v.clone()),
+            )
+            .collect();
+        if parameters.contains(&key.to_ascii_lowercase()) {
+            values.push("set".to_owned());
+        }
+        values
+    };
+    let set = |key: &str| values(key).iter().any(|v| !v.is_empty());
+    let truthy = |key: &str| {
+        values(key)
+            .iter()
+            .any(|v| !v.is_empty() && !v.eq_ignore_ascii_case("false"))
+    };
     let said = [
         "core.ignorecase",
         "core.autocrlf",
@@ -81,7 +123,7 @@ pub(super) fn unsuited(repo: &Repository) -> Option<String> {
             "extensions.objectFormat",
         ]
         .into_iter()
-        .find(|key| set(key).is_some())
+        .find(|key| set(key))
     });
     if let Some(key) = said {
         return Some(format!("{key} is set"));
