@@ -13,11 +13,12 @@
 //! written as a new file (the old one unlinked first, so that a copy
 //! hard-linked elsewhere keeps its content), and the new index is written
 //! to the lock and renamed over the index. The index keeps every other
-//! entry and its caches of tree ids and untracked files, invalidated
-//! along the changed paths only, and the stat data of an entry recorded
-//! in the second the old index was written are smudged, as git does on
-//! every write, so that a later index does not hide a change made in
-//! that second (gix-index's `copy_metadata_from`).
+//! entry and its cache of tree ids, invalidated along the changed paths
+//! only, and the stat data of an entry recorded in the second the old
+//! index was written are smudged, as git does on every write, so that a
+//! later index does not hide a change made in that second. The index
+//! read is changed in place: a copy of it cost more than the rest of the
+//! write in a process that had just started (0.3 ms at 500 files).
 //!
 //! Declined, for git to write: a symbolic link, a submodule, a file that
 //! becomes a folder or the reverse; a path git refuses (`.git` in any
@@ -28,7 +29,8 @@
 //! git's; `core.autocrlf`, `core.eol`, `core.ignorecase` (a path
 //! differing in case is another file here), `core.sharedRepository`,
 //! `core.fsmonitor`, `core.splitIndex`, `core.fsync`; an index of version
-//! 4, split, sparse, with an fsmonitor or resolve-undo extension; an
+//! 4, split, sparse, with an fsmonitor, resolve-undo or untracked-cache
+//! extension (git updates the last along the paths it writes); an
 //! entry flagged assume-unchanged, skip-worktree or intent-to-add; a file
 //! whose stat data do not settle it, or written in the index's second.
 
@@ -246,6 +248,7 @@ fn plan<'a>(
         || old.link().is_some()
         || old.fs_monitor().is_some()
         || old.resolve_undo().is_some()
+        || old.untracked().is_some()
     {
         return Err("the index has a format or extension git writes itself".to_owned());
     }
@@ -335,13 +338,28 @@ fn plan<'a>(
             }
         }
     }
+    // The new index is the one read, changed in place: a copy of it costs
+    // more than the rest of the write in a process that just started.
+    let mut index = old;
+    // Racy entries are smudged (their size zeroed) before the index is
+    // written again, as git does, so that a later index's time does not
+    // hide a change made in the second the old one was written.
+    let written = index.timestamp();
+    for entry in index.entries_mut() {
+        if entry.stat.is_racy(written, Default::default()) {
+            entry.stat.size = 0;
+        }
+    }
     let changed: std::collections::HashSet<&[u8]> =
         diff.iter().map(|c| c.path.as_os_str().as_bytes()).collect();
-    let mut index = old.clone();
     index.remove_entries(|_, path, _| changed.contains::<[u8]>(path.as_ref()));
     for change in diff {
+        if let Some(tree) = index.tree_mut() {
+            invalidate(tree, change.path.as_os_str().as_bytes());
+        }
         let Some(side) = change.new else { continue };
         let path = change.path.as_os_str().as_bytes();
+        let (Ok(at) | Err(at)) = index.entry_index_by_path(path.into());
         let id = gix_index::hash::ObjectId::from_bytes_or_panic(side.id.as_bytes());
         index.dangerously_push_entry(
             Stat::default(),
@@ -350,12 +368,33 @@ fn plan<'a>(
             mode_of(side.mode),
             path.into(),
         );
+        index.entries_mut()[at..].rotate_right(1);
     }
-    index.sort_entries();
-    index
-        .copy_metadata_from(&old)
-        .map_err(|e| format!("{}: {e}", index_path.display()))?;
     Ok(Plan { index, diff })
+}
+
+/// Marks the cached tree ids of the folders above `path` (slash-separated,
+/// relative to `tree`'s folder) as no longer valid, as git does for a path
+/// it writes, and drops a cached folder at `path` itself; the other
+/// folders' ids stay.
+fn invalidate(tree: &mut gix_index::extension::Tree, path: &[u8]) {
+    tree.num_entries = None;
+    let (name, rest) = match path.iter().position(|b| *b == b'/') {
+        Some(slash) => (&path[..slash], Some(&path[slash + 1..])),
+        None => (path, None),
+    };
+    // gix-index keeps a folder's children sorted by name.
+    if let Ok(at) = tree
+        .children
+        .binary_search_by(|child| child.name.as_slice().cmp(name))
+    {
+        match rest {
+            Some(rest) => invalidate(&mut tree.children[at], rest),
+            None => {
+                tree.children.remove(at);
+            }
+        }
+    }
 }
 
 /// Returns the index's mode of a tree's regular file mode.
