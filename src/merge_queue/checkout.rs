@@ -421,6 +421,11 @@ pub fn fast_forward(
     // ([`start`]): killed before it has its pathspecs, it writes nothing.
     // `read-tree` starts at once, so in a sparse checkout it starts after
     // the check, the journal written before.
+    // The branch locked by another git: wait before anything is written.
+    let lock = branch_lock(&repo, target);
+    if lock.exists() {
+        return Ok(Forwarded::Stuck(Stuck::Locked { lock }));
+    }
     let sparse = sparse(&repo);
     let own = !sparse && writes_in_process(&repo, checkout);
     let mut git = if sparse || own {
@@ -479,7 +484,13 @@ pub fn fast_forward(
     {
         return Ok(ended);
     }
-    let moved = move_branch(&repo, target, from, to, message)?;
+    let moved = match move_branch(&repo, target, from, to, message) {
+        Ok(moved) => moved,
+        // Locked since the check above: the journal stays, and the move
+        // is finished once the lock is gone ([`resume`]).
+        Err(_) if lock.exists() => return Ok(Forwarded::Stuck(Stuck::Locked { lock })),
+        Err(e) => return Err(e),
+    };
     if !moved {
         put_back(&repo, checkout, &diff, &write, from, to)?;
     }
@@ -1026,11 +1037,13 @@ fn own_branch_lock(lock: &Path, to: Oid, journal: &Path) -> bool {
         && !crate::process::holds_open(lock)
 }
 
-/// Returns the pid of the git process the journal names as the
-/// checkout's writer, while it still runs.
+/// Returns the pid of the process the journal names as the checkout's
+/// writer, while it still runs. Orch itself (an in-process write) is not:
+/// its write ended before anything else it does.
 fn writer_running(journal: &Journal) -> Option<u32> {
     let git = journal.git?;
-    (git.ticks.is_some()
+    (git.pid != std::process::id()
+        && git.ticks.is_some()
         && crate::process::is_same(git.pid, git.ticks, None)
         && !crate::process::is_zombie(git.pid))
     .then_some(git.pid)
@@ -1161,7 +1174,26 @@ fn finish_plan(
         }
     }
     if plan.changed.is_empty() {
-        plan.write = pathspecs(&diff);
+        // A pathspec matching nothing, in the index or in `to`, fails the
+        // whole `checkout`: a path deleted already (the index written
+        // before the kill) has nothing left to write.
+        let to_tree = repo
+            .find_commit(to)
+            .and_then(|c| c.tree())
+            .map_err(git_err(checkout))?;
+        let under = |path: &Path| {
+            let mut prefix = path.as_os_str().as_bytes().to_vec();
+            prefix.push(b'/');
+            index.find_prefix(prefix.as_slice()).is_ok()
+        };
+        plan.write = pathspecs(&diff)
+            .into_iter()
+            .filter(|p| {
+                to_tree.get_path(p).is_ok()
+                    || (0..=3).any(|stage| index.get_path(p, stage).is_some())
+                    || under(p)
+            })
+            .collect();
     }
     Ok(plan)
 }
@@ -1602,6 +1634,63 @@ mod tests {
             }
             drop(open);
         }
+    }
+
+    /// The branch's lock held by another git (a person's `git update-ref`,
+    /// or one killed mid-write): the move waits before anything is written,
+    /// naming the lock, and goes ahead once it is gone.
+    #[test]
+    fn a_branch_lock_another_git_holds_makes_the_move_wait_before_it_writes() {
+        each_writer(|| {
+            let (dir, repo, from) = committed(&[("a.txt", "a\n")], &[]);
+            let to = commit_on(&repo, from, &[("b.txt", "b\n")]);
+            let lock = repo.join(".git/refs/heads/main.lock");
+            std::fs::write(&lock, "").unwrap();
+            let held = std::fs::File::open(&lock).unwrap();
+            let state = state_dir(&dir);
+            let moved = fast_forward(&state, &repo, "main", from, to, "test").unwrap();
+            assert!(
+                matches!(&moved, Forwarded::Stuck(Stuck::Locked { lock: named }) if *named == lock),
+                "{moved:?}"
+            );
+            assert!(!repo.join("b.txt").exists(), "nothing written");
+            assert_eq!(git(&repo, &["rev-parse", "main"]), from.to_string());
+            assert!(lock.exists(), "the lock is left to its holder");
+            drop(held);
+            std::fs::remove_file(&lock).unwrap();
+            move_main(&dir, &repo, from, to);
+        });
+    }
+
+    /// A move whose compare-and-swap found the branch locked after the
+    /// paths were written waits with its journal: a later try in the same
+    /// run (whose own pid the journal names, after an in-process write)
+    /// finishes it once the lock is gone.
+    #[test]
+    fn a_move_left_waiting_on_a_branch_lock_is_finished_by_the_same_process() {
+        each_writer(|| {
+            let (dir, repo, from) = committed(&[("a.txt", "a\n")], &[]);
+            let to = commit_on(&repo, from, &[("b.txt", "b\n")]);
+            let state = state_dir(&dir);
+            let handle = Repository::open(&repo).unwrap();
+            let diff = tree::commit_changes(&handle, from, to).unwrap();
+            let pid = std::process::id();
+            let journal = Journal {
+                checkout: repo.clone(),
+                target: "main".to_owned(),
+                from: from.to_string(),
+                to: to.to_string(),
+                git: Some(GitProcess {
+                    pid,
+                    ticks: crate::process::start_ticks(pid),
+                }),
+            };
+            crate::fsio::write_json(&state.checkout_journal(), &journal).unwrap();
+            write_paths(&repo, to, &pathspecs(&diff)).unwrap();
+            let resumed = resume(&repo, &state).unwrap();
+            assert!(matches!(resumed, Resumed::Completed { .. }), "{resumed:?}");
+            assert_eq!(git(&repo, &["rev-parse", "main"]), to.to_string());
+        });
     }
 
     /// The write's git is started before the check and waits for its
@@ -2182,6 +2271,87 @@ mod tests {
             assert_eq!(written, u32::from(IN_PROCESS.get()));
             assert_eq!(git(&repo, &["status", "--porcelain"]), "MM other.txt");
         });
+    }
+
+    /// A kill after the index was written (by either writer) and before
+    /// the branch moved, in a move that deletes a file: the restart
+    /// finishes it (the deleted path, in neither the index nor the new
+    /// commit, is not handed to git, which would refuse a pathspec that
+    /// matches nothing).
+    #[test]
+    fn a_move_killed_after_its_index_was_written_is_finished_on_restart() {
+        for in_process in [true, false] {
+            let (dir, repo, from, to) = files_only_change(&[]);
+            let state = state_dir(&dir);
+            let handle = Repository::open(&repo).unwrap();
+            let diff = tree::commit_changes(&handle, from, to).unwrap();
+            if in_process {
+                let written = in_process::write(&handle, &repo, &diff);
+                assert!(matches!(written, in_process::Written::Done), "{written:?}");
+            } else {
+                write_paths(&repo, to, &pathspecs(&diff)).unwrap();
+            }
+            cut_short(&state, &repo, from, to);
+            let resumed = resume(&repo, &state).unwrap();
+            assert!(
+                matches!(resumed, Resumed::Completed { .. }),
+                "in-process {in_process}: {resumed:?}"
+            );
+            assert_eq!(git(&repo, &["rev-parse", "main"]), to.to_string());
+            assert_eq!(git(&repo, &["status", "--porcelain"]), "");
+        }
+    }
+
+    /// A folder whose only file the move renames stays the same folder,
+    /// its mode kept, as git leaves it (it removes emptied folders last).
+    #[test]
+    fn the_folder_of_a_renamed_file_stays() {
+        each_writer(|| {
+            use std::os::unix::fs::{MetadataExt, PermissionsExt};
+            let (dir, repo, from) = committed(&[("d/old.txt", "x\n"), ("a.txt", "a\n")], &[]);
+            let index = repo.join(".git/rename.index");
+            let with_index = |args: &[&str]| {
+                let mut git = cmd::command(&repo);
+                git.env("GIT_INDEX_FILE", &index);
+                git_as(git, args)
+            };
+            with_index(&["read-tree", &from.to_string()]);
+            let blob = with_index(&["rev-parse", &format!("{from}:d/old.txt")]);
+            with_index(&["update-index", "--force-remove", "d/old.txt"]);
+            let entry = format!("100644,{blob},d/new.txt");
+            with_index(&["update-index", "--add", "--cacheinfo", &entry]);
+            let tree = with_index(&["write-tree"]);
+            let parent = from.to_string();
+            let to = with_index(&["commit-tree", &tree, "-p", &parent, "-m", "rename"]);
+            std::fs::remove_file(&index).unwrap();
+            let folder = repo.join("d");
+            std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o700)).unwrap();
+            let before = folder.metadata().unwrap();
+            move_main(&dir, &repo, from, Oid::from_str(&to).unwrap());
+            let after = folder.metadata().unwrap();
+            assert_eq!((after.ino(), after.mode()), (before.ino(), before.mode()));
+            assert!(folder.join("new.txt").is_file());
+        });
+    }
+
+    /// A setting that reaches git through an include libgit2 does not
+    /// follow (`includeIf.hasconfig:`) leaves the write to git, which
+    /// applies it: `core.autocrlf` gets CRLF line endings.
+    #[test]
+    fn a_setting_from_an_include_only_git_reads_leaves_the_write_to_git() {
+        let (dir, repo, from, to) = files_only_change(&[]);
+        let included = dir.path().join("crlf.config");
+        std::fs::write(&included, "[core]\n\tautocrlf = true\n").unwrap();
+        git(
+            &repo,
+            &["config", "remote.origin.url", "https://example.com/x.git"],
+        );
+        let key = "includeIf.hasconfig:remote.*.url:https://example.com/**.path";
+        git(&repo, &["config", key, included.to_str().unwrap()]);
+        assert_eq!(git(&repo, &["config", "core.autocrlf"]), "true");
+        let written = written_in_process(|| move_main(&dir, &repo, from, to));
+        assert_eq!(written, 0);
+        assert_eq!(std::fs::read(repo.join("edit.txt")).unwrap(), b"two\r\n");
     }
 
     /// What the in-process write leaves to git, each moved all the same:

@@ -187,7 +187,13 @@ fn failed(error: impl Into<MergeError>) -> Ended {
 /// Reads the target's head; a target gone ends the landing.
 fn head(job: &LandJob) -> Result<Oid, Ended> {
     let git = Repository::open(&job.repo).map_err(|e| failed(GitError::git(&job.repo)(e)))?;
-    refs::tip(&git, &job.target)
+    head_in(job, &git)
+}
+
+/// Reads the target's head through `git`, the repository already open
+/// (libgit2 reads the branch's ref file again each time).
+fn head_in(job: &LandJob, git: &Repository) -> Result<Oid, Ended> {
+    refs::tip(git, &job.target)
         .map_err(|e| failed(GitError::git(&job.repo)(e)))?
         .ok_or(Box::new(Landing::Ended(MergeOutcome::TargetGone)))
 }
@@ -204,7 +210,7 @@ fn move_target(job: &LandJob) -> Result<Option<Option<PathBuf>>, Ended> {
     else {
         return Ok(None);
     };
-    if head(job)? != onto {
+    if head_in(job, &git)? != onto {
         return Ok(None);
     }
     if job.stop.load(Ordering::SeqCst) {
@@ -269,7 +275,7 @@ fn move_target(job: &LandJob) -> Result<Option<Option<PathBuf>>, Ended> {
                         tasks,
                     }));
                 }
-                Forwarded::Refused(Refusal::Git(source)) if head(job)? == onto => {
+                Forwarded::Refused(Refusal::Git(source)) if head_in(job, &git)? == onto => {
                     let blockers = checkout::blockers(dir, onto, candidate).unwrap_or_default();
                     let tasks = owners(&git, job, &blockers);
                     return Err(Box::new(Landing::Blocked {
@@ -300,7 +306,7 @@ fn move_target(job: &LandJob) -> Result<Option<Option<PathBuf>>, Ended> {
                 .commondir()
                 .join("refs/heads")
                 .join(format!("{}.lock", job.target));
-            if !moved && head(job)? == onto && lock.exists() {
+            if !moved && head_in(job, &git)? == onto && lock.exists() {
                 return Err(Box::new(Landing::Blocked {
                     why: WaitReason::CheckoutStuck(Stuck::Locked { lock }),
                     tasks: Vec::new(),

@@ -512,27 +512,33 @@ fn a_file_in_the_way_in_the_checked_out_target_pauses_merging_until_it_is_moved(
 
 /// The target's checkout gets each merged file as git would write it,
 /// with the configuration git takes from the environment too: under
-/// `core.autocrlf` given through `GIT_CONFIG_COUNT` (which libgit2 does not
-/// read), the merged file has CRLF line endings, as `git checkout` writes
-/// it; without it, the blob's own.
+/// `core.autocrlf` given through `GIT_CONFIG_COUNT`, or in a file included
+/// that way (which libgit2 reads neither of), the merged file has CRLF line
+/// endings, as `git checkout` writes it; without it, the blob's own.
 #[test]
 fn the_checked_out_target_gets_the_line_endings_git_would_write() {
-    for (autocrlf, text) in [
-        (true, &b"done by T1, attempt 1\r\n"[..]),
-        (false, &b"done by T1, attempt 1\n"[..]),
-    ] {
+    for how in ["directly", "through an include", "not at all"] {
         let env = setup("commit.sh", "", "[[task]]\nid = \"T1\"\n");
+        let included = env.write("crlf.config", "[core]\n\tautocrlf = true\n");
         let mut run = env.orch();
-        if autocrlf {
+        let (key, value) = match how {
+            "directly" => ("core.autocrlf", "true"),
+            _ => ("include.path", included.to_str().unwrap()),
+        };
+        if how != "not at all" {
             run.env("GIT_CONFIG_COUNT", "3")
-                .env("GIT_CONFIG_KEY_2", "core.autocrlf")
-                .env("GIT_CONFIG_VALUE_2", "true");
+                .env("GIT_CONFIG_KEY_2", key)
+                .env("GIT_CONFIG_VALUE_2", value);
         }
         let out = run.arg("run").output().unwrap();
         assert!(out.status.success(), "{}", env.render(&out));
         assert_eq!(env.status_of("T1"), "merged");
         let written = fs::read(env.repo().join("work-T1.txt")).unwrap();
-        assert_eq!(written, text, "autocrlf {autocrlf}");
+        let text: &[u8] = match how {
+            "not at all" => b"done by T1, attempt 1\n",
+            _ => b"done by T1, attempt 1\r\n",
+        };
+        assert_eq!(written, text, "autocrlf set {how}");
     }
 }
 

@@ -130,6 +130,18 @@ pub(super) fn unsuited(repo: &Repository) -> Option<String> {
     if let Some(key) = said {
         return Some(format!("{key} is set"));
     }
+    // Includes libgit2 does not follow: a condition it does not know
+    // (`hasconfig:`), or an include given in the environment.
+    let unknown_include = configs.iter().any(|c| {
+        c.entries(Some("^includeif\\.hasconfig:"))
+            .is_ok_and(|mut entries| entries.next().is_some())
+    }) || pairs
+        .iter()
+        .any(|(k, _)| k.to_ascii_lowercase().starts_with("include"))
+        || parameters.contains("include");
+    if unknown_include {
+        return Some("the configuration includes files only git reads".to_owned());
+    }
     let xdg = std::env::var_os("XDG_CONFIG_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
@@ -417,19 +429,23 @@ fn write_files_and_index(
     index_path: &Path,
 ) -> std::io::Result<()> {
     let odb_error = |e: git2::Error| std::io::Error::other(e.message().to_owned());
-    // Files first removed, then written: git's order too.
+    // Files first removed, then written, and the folders emptied removed
+    // last (git's order: a folder a file leaves and another enters, a
+    // rename, stays, its mode and all).
+    let mut emptied = std::collections::BTreeSet::new();
     for change in plan.diff {
         if change.old.is_none() {
             continue;
         }
-        let full = checkout.join(&change.path);
-        std::fs::remove_file(&full)?;
+        std::fs::remove_file(checkout.join(&change.path))?;
         if change.new.is_none() {
-            for dir in change.path.ancestors().skip(1) {
-                if dir.as_os_str().is_empty() || std::fs::remove_dir(checkout.join(dir)).is_err() {
-                    break;
-                }
-            }
+            emptied.extend(
+                change
+                    .path
+                    .ancestors()
+                    .skip(1)
+                    .filter(|dir| !dir.as_os_str().is_empty()),
+            );
         }
     }
     for change in plan.diff {
@@ -458,6 +474,10 @@ fn write_files_and_index(
         {
             entry.stat = stat;
         }
+    }
+    // Deepest first; a folder that still holds anything stays.
+    for dir in emptied.iter().rev() {
+        let _ = std::fs::remove_dir(checkout.join(dir));
     }
     let options = gix_index::write::Options {
         extensions: gix_index::write::Extensions::AllUnconditionally,
