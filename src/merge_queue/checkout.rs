@@ -14,8 +14,11 @@
 //! carried. [`blockers`] names every path in the way.
 //!
 //! [`fast_forward`] checks with [`blockers`], then writes the paths the
-//! update changes, and only those, into the index and the files in one git
-//! command: `git checkout --no-overlay <to>` of those paths, read on stdin
+//! update changes, and only those, into the index and the files: itself
+//! when they are regular files and nothing could make git write them
+//! differently ([`in_process`], under git's index lock and in git's order),
+//! otherwise in one git command: `git checkout --no-overlay <to>` of those
+//! paths, read on stdin
 //! (a path `to` deletes is removed, and a folder it empties goes; a path
 //! under another changed path, a file on one side and a folder on the
 //! other, is covered by that path). The index's other entries and the
@@ -30,12 +33,12 @@
 //! it without checking its hash, as git does, and the stat data settle
 //! the files nobody touched; a file they do not settle is compared by
 //! content, by libgit2 for a small index and by asking git for a large
-//! one. The write stays git's. (Writing in-process with
-//! libgit2's checkout was tried and dropped, docs/merge.md: it writes the
-//! files before it takes the index's lock, so a `git add` run meanwhile is
-//! undone; it rewrites files in place, so a kill leaves one half-written
-//! and a hard-linked copy changes too; and it matches paths without
-//! regard to case under `core.ignorecase`.)
+//! one. (Writing in-process with libgit2's checkout was tried and dropped,
+//! docs/merge.md: it writes the files before it takes the index's lock, so
+//! a `git add` run meanwhile is undone; it rewrites files in place, so a
+//! kill leaves one half-written and a hard-linked copy changes too; and it
+//! matches paths without regard to case under `core.ignorecase`. The
+//! in-process write now does none of these.)
 //!
 //! `checkout` of paths does not check again what it overwrites, where
 //! `read-tree` refused anything in the way itself; the check before it is
@@ -56,10 +59,11 @@
 //! refreshed, `git add --refresh` of the changed paths, and it runs once
 //! more).
 //!
-//! `checkout.json` in the state dir journals a move from before git can
-//! write (`checkout` of paths: once started, naming it, before it has its
-//! pathspecs; `read-tree`: before it starts, then naming it) until the
-//! branch has moved. A move cut
+//! `checkout.json` in the state dir journals a move from before anything
+//! can be written (the in-process write: naming orch itself, before it
+//! takes the index's lock; `checkout` of paths: once started, naming it,
+//! before it has its pathspecs; `read-tree`: before it starts, then naming
+//! it) until the branch has moved. A move cut
 //! short (orch and its git child killed, the machine stopped, git failing
 //! half-way) leaves it behind; [`resume`] then finishes the move: each path
 //! the update changes holds the old content, the new one (whichever of the
