@@ -2190,6 +2190,9 @@ mod tests {
             git(&repo, &["add", "other.txt"]);
             let written = written_in_process(|| move_main(&dir, &repo, from, to));
             assert_eq!(written, 1, "{:?} first", FIRST_WAY.get());
+            // libgit2 checks the index's checksum on every read.
+            let index = Repository::open(&repo).and_then(|r| r.index());
+            assert_eq!(index.map(|i| i.len()).ok(), Some(7));
             let read = |path: &str| std::fs::read_to_string(repo.join(path)).unwrap();
             assert_eq!(read("edit.txt"), "two\n");
             assert_eq!(read("lib/a.txt"), "two\n");
