@@ -2363,8 +2363,8 @@ mod tests {
 
     /// What the in-process write leaves to git, each moved all the same:
     /// attributes (in a folder above a changed path, in `info/`),
-    /// conversions, a case-insensitive checkout, an index of version 4 or
-    /// with git's untracked cache,
+    /// conversions, a case-insensitive checkout, an index of version 4, with
+    /// git's untracked cache or over 1 MiB,
     /// symbolic links and a file turned folder; a file whose stat data are
     /// stale, and one written in the index's second.
     #[test]
@@ -2427,5 +2427,34 @@ mod tests {
         let written = written_in_process(|| move_main(&dir, &repo, from, to));
         assert_eq!(written, 0, "symbolic links, a file turned folder");
         assert_holds(&repo, to);
+        // An index over 1 MiB: 12,000 more entries (of one blob, their
+        // files absent: deleted, as git sees them, and let be).
+        let (dir, repo, from, to) = files_only_change(&[]);
+        let blob = git(&repo, &["rev-parse", &format!("{from}:other.txt")]);
+        let info: String = (0..12_000)
+            .map(|i| {
+                format!(
+                    "100644 {blob}\tmany/folder-{:03}/file-{i:05}.txt\n",
+                    i / 100
+                )
+            })
+            .collect();
+        let mut update = cmd::command(&repo)
+            .args(["update-index", "--index-info"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        let mut stdin = update.stdin.take().unwrap();
+        stdin.write_all(info.as_bytes()).unwrap();
+        drop(stdin);
+        assert!(update.wait().unwrap().success());
+        assert!(repo.join(".git/index").metadata().unwrap().len() > 1 << 20);
+        let written = written_in_process(|| move_main(&dir, &repo, from, to));
+        assert_eq!(written, 0, "an index over 1 MiB");
+        assert_eq!(
+            std::fs::read_to_string(repo.join("edit.txt")).unwrap(),
+            "two\n"
+        );
     }
 }

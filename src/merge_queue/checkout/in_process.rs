@@ -32,7 +32,9 @@
 //! 4, split, sparse, with an fsmonitor, resolve-undo or untracked-cache
 //! extension (git updates the last along the paths it writes); an
 //! entry flagged assume-unchanged, skip-worktree or intent-to-add; a file
-//! whose stat data do not settle it, or written in the index's second.
+//! whose stat data do not settle it, or written in the index's second; an
+//! index over 1 MiB (about 11,000 files), whose rewrite costs the
+//! coordinator more than git's process.
 
 use std::io::Write as _;
 use std::os::unix::ffi::OsStrExt;
@@ -56,6 +58,13 @@ pub(super) enum Written {
     Failed(std::io::Error),
 }
 
+/// The largest index (bytes) written in-process, about 11,000 files.
+/// Reading, encoding and hashing a larger one costs the coordinator more
+/// than the git process it saves would (at 50,000 files, 4.5 MB: 18 to 23
+/// ms a merge against 25 ms with git's write, but 27 to 33 ms of the
+/// coordinator's CPU a task against 12.5; docs/benchmarks.md).
+const INDEX_MAX: u64 = 1 << 20;
+
 /// The bytes of the index's trailing checksum (SHA-1).
 const TRAILER: usize = 20;
 
@@ -70,6 +79,13 @@ const BLOB_EXECUTABLE: i32 = 0o100755;
 /// `GIT_CONFIG_SYSTEM`, `GIT_CONFIG_COUNT` pairs, `git -c` as
 /// `GIT_CONFIG_PARAMETERS`); a key set in any of them counts.
 pub(super) fn unsuited(repo: &Repository) -> Option<String> {
+    let index = repo.path().join("index");
+    if std::fs::metadata(&index).is_ok_and(|m| m.len() > INDEX_MAX) {
+        return Some(format!(
+            "{} is larger than {INDEX_MAX} bytes",
+            index.display()
+        ));
+    }
     let mut configs: Vec<git2::Config> = repo.config().into_iter().collect();
     for var in ["GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM"] {
         if let Some(file) = std::env::var_os(var).filter(|f| Path::new(f).is_file()) {
