@@ -139,9 +139,10 @@ pub struct Journal {
     pub target: String,
     pub from: String,
     pub to: String,
-    /// The process writing the checkout once started: the git that
-    /// writes it, or orch itself when it writes in-process (its lock on
-    /// the index, left by a kill, is then its to remove).
+    /// The process writing the checkout, from its start until the paths
+    /// are written: the git that writes them, or orch itself when it
+    /// writes in-process (a lock on the index left by a kill is then its
+    /// to remove; one taken after the write is someone else's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub git: Option<GitProcess>,
 }
@@ -488,6 +489,14 @@ pub fn fast_forward(
     {
         return Ok(ended);
     }
+    // The write is done: a lock on the index from now on is not its
+    // writer's, whatever stops the move from here (a kill, the branch
+    // locked), and is not removed on its behalf.
+    if journal.git.take().is_some() {
+        crate::fsio::write_json(&path, &journal).map_err(journal_err(&path))?;
+    }
+    #[cfg(test)]
+    tests::BEFORE_SWAP.with_borrow(|hook| hook.as_ref().map(|hook| hook()));
     let moved = match move_branch(&repo, target, from, to, message) {
         Ok(moved) => moved,
         // Locked since the check above: the journal stays, and the move
@@ -1214,6 +1223,9 @@ mod tests {
         pub(super) static IN_PROCESS: Cell<bool> = const { Cell::new(true) };
         /// How many moves wrote in-process on this thread.
         pub(super) static WRITTEN_IN_PROCESS: Cell<u32> = const { Cell::new(0) };
+        /// Runs in a move right before its compare-and-swap.
+        pub(super) static BEFORE_SWAP: std::cell::RefCell<Option<Box<dyn Fn()>>> =
+            const { std::cell::RefCell::new(None) };
     }
 
     /// Runs `test` with the check each way ([`each_way`]), first with the
@@ -1663,6 +1675,43 @@ mod tests {
             drop(held);
             std::fs::remove_file(&lock).unwrap();
             move_main(&dir, &repo, from, to);
+        });
+    }
+
+    /// The branch locked by another git after the paths were written: the
+    /// move waits, and its journal names no writer any more, so that a
+    /// lock on the index taken meanwhile (a person's `git commit -a`,
+    /// waiting in its editor, holds it written and closed) is waited for
+    /// when the move is tried again, not removed as the writer's.
+    #[test]
+    fn a_lock_on_the_index_taken_while_the_move_waits_is_not_taken_for_its_writer_s() {
+        each_writer(|| {
+            let (dir, repo, from) = committed(&[("a.txt", "a\n")], &[]);
+            let to = commit_on(&repo, from, &[("b.txt", "b\n")]);
+            let state = state_dir(&dir);
+            let branch_lock = repo.join(".git/refs/heads/main.lock");
+            let index_lock = repo.join(".git/index.lock");
+            let made = branch_lock.clone();
+            BEFORE_SWAP.set(Some(Box::new(move || std::fs::write(&made, "").unwrap())));
+            let moved = fast_forward(&state, &repo, "main", from, to, "test");
+            BEFORE_SWAP.set(None);
+            assert!(
+                matches!(&moved, Ok(Forwarded::Stuck(Stuck::Locked { lock })) if *lock == branch_lock),
+                "{moved:?}"
+            );
+            assert!(repo.join("b.txt").exists(), "the paths were written");
+            std::fs::write(&index_lock, "").unwrap();
+            std::fs::remove_file(&branch_lock).unwrap();
+            let resumed = resume(&repo, &state).unwrap();
+            assert!(
+                matches!(&resumed, Resumed::Waiting(Stuck::Locked { lock }) if *lock == index_lock),
+                "{resumed:?}"
+            );
+            assert!(index_lock.exists(), "the person's lock stays");
+            std::fs::remove_file(&index_lock).unwrap();
+            let resumed = resume(&repo, &state).unwrap();
+            assert!(matches!(resumed, Resumed::Completed { .. }), "{resumed:?}");
+            assert_eq!(git(&repo, &["status", "--porcelain"]), "");
         });
     }
 
