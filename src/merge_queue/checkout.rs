@@ -2410,6 +2410,49 @@ mod tests {
         assert_eq!(std::fs::read(repo.join("edit.txt")).unwrap(), b"two\r\n");
     }
 
+    /// The in-process write checks each path again under the index's lock
+    /// (the check before it ran without the lock): a file made executable
+    /// since (its stat data otherwise the same, `core.trustctime` off), or
+    /// a person's file where the move adds one, declines the write, and
+    /// nothing is written.
+    #[test]
+    fn the_in_process_write_checks_each_path_again_under_the_lock() {
+        use std::os::unix::fs::PermissionsExt;
+        type Change = fn(&Path);
+        let changes: [(&str, Change); 2] = [
+            ("executable", |repo| {
+                let edit = repo.join("edit.txt");
+                std::fs::set_permissions(&edit, std::fs::Permissions::from_mode(0o755)).unwrap();
+            }),
+            ("added", |repo| {
+                std::fs::create_dir_all(repo.join("new/sub")).unwrap();
+                std::fs::write(repo.join("new/sub/n.txt"), "mine\n").unwrap();
+            }),
+        ];
+        for (case, change) in changes {
+            let (_dir, repo, from, to) = files_only_change(&[("core.trustctime", "false")]);
+            let handle = Repository::open(&repo).unwrap();
+            let diff = tree::commit_changes(&handle, from, to).unwrap();
+            change(&repo);
+            let index = std::fs::read(repo.join(".git/index")).unwrap();
+            let written = in_process::write(&handle, &repo, &diff);
+            assert!(
+                matches!(written, in_process::Written::Declined(_)),
+                "{case}: {written:?}"
+            );
+            assert_eq!(
+                std::fs::read(repo.join(".git/index")).unwrap(),
+                index,
+                "{case}"
+            );
+            assert!(!repo.join(".git/index.lock").exists(), "{case}");
+            assert_eq!(
+                std::fs::read_to_string(repo.join("edit.txt")).unwrap(),
+                "one\n"
+            );
+        }
+    }
+
     /// What the in-process write leaves to git, each moved all the same:
     /// attributes (in a folder above a changed path, in `info/`),
     /// conversions, a case-insensitive checkout, an index of version 4, with

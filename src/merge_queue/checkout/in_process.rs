@@ -46,6 +46,8 @@ use gix_index::entry::{Flags, Mode, Stage, Stat};
 
 use crate::git::tree;
 
+use super::index_view::StatRule;
+
 /// How an in-process write ended.
 #[derive(Debug)]
 pub(super) enum Written {
@@ -286,26 +288,7 @@ fn plan<'a>(
     {
         return Err("the index has a format or extension git writes itself".to_owned());
     }
-    let config = repo.config().ok();
-    let config_bool = |key: &str, default: bool| {
-        config
-            .as_ref()
-            .and_then(|c| c.get_bool(key).ok())
-            .unwrap_or(default)
-    };
-    let compare = gix_index::entry::stat::Options {
-        trust_ctime: config_bool("core.trustctime", true),
-        check_stat: config
-            .as_ref()
-            .and_then(|c| c.get_string("core.checkStat").ok())
-            .is_none_or(|v| !v.eq_ignore_ascii_case("minimal")),
-        use_nsec: true,
-        use_stdev: false,
-    };
-    let racy = gix_index::entry::stat::Options {
-        use_nsec: false,
-        ..compare
-    };
+    let rule = StatRule::of(repo);
     let mut checked = std::collections::HashSet::new();
     for change in diff {
         let path = change.path.as_os_str().as_bytes();
@@ -363,9 +346,7 @@ fn plan<'a>(
                 let settled = entry.id.as_bytes() == side.id.as_bytes()
                     && entry.mode == mode_of(side.mode)
                     && !entry.flags.intersects(flags)
-                    && meta.is_file()
-                    && Stat::from_fs(&meta).is_ok_and(|stat| entry.stat.matches(&stat, compare))
-                    && !entry.stat.is_racy(old.timestamp(), racy);
+                    && rule.settles(entry, &meta, &old);
                 if !settled {
                     return Err(format!("{}'s stat data", change.path.display()));
                 }

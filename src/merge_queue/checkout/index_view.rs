@@ -39,6 +39,71 @@ pub(super) struct IndexView {
     modified: std::collections::HashSet<PathBuf>,
 }
 
+/// Git's rule for a file its index entry's stat data settle as not
+/// modified, with the checkout's configuration (`core.fileMode`,
+/// `core.trustctime`, `core.checkStat`): the file's kind and executable
+/// bit match the entry's mode, its stat data match the entry's, and the
+/// entry is not racy. Stat data match to the nanosecond (git, as Debian
+/// builds it, compares seconds: a file rewritten within the second, its
+/// size and mtime's second the same, is left to the content here), and
+/// an entry is racy when its mtime is in the index's second or later, as
+/// git has it.
+pub(super) struct StatRule {
+    compare: gix_index::entry::stat::Options,
+    racy: gix_index::entry::stat::Options,
+    file_mode: bool,
+}
+
+impl StatRule {
+    pub(super) fn of(repo: &Repository) -> StatRule {
+        let config = repo.config().ok();
+        let config_bool = |key: &str, default: bool| {
+            config
+                .as_ref()
+                .and_then(|c| c.get_bool(key).ok())
+                .unwrap_or(default)
+        };
+        let compare = gix_index::entry::stat::Options {
+            trust_ctime: config_bool("core.trustctime", true),
+            check_stat: config
+                .as_ref()
+                .and_then(|c| c.get_string("core.checkStat").ok())
+                .is_none_or(|v| !v.eq_ignore_ascii_case("minimal")),
+            use_nsec: true,
+            use_stdev: false,
+        };
+        StatRule {
+            compare,
+            racy: gix_index::entry::stat::Options {
+                use_nsec: false,
+                ..compare
+            },
+            file_mode: config_bool("core.fileMode", true),
+        }
+    }
+
+    /// Returns whether `entry` of `index` settles the file whose `lstat`
+    /// is `meta` as not modified.
+    pub(super) fn settles(
+        &self,
+        entry: &gix_index::Entry,
+        meta: &gix_index::fs::Metadata,
+        index: &gix_index::State,
+    ) -> bool {
+        use gix_index::entry::{Mode, Stat};
+        let file_mode = self.file_mode;
+        let kind_matches = match entry.mode {
+            Mode::FILE => meta.is_file() && !(file_mode && meta.is_executable()),
+            Mode::FILE_EXECUTABLE => meta.is_file() && (meta.is_executable() || !file_mode),
+            Mode::SYMLINK => meta.is_symlink(),
+            _ => false,
+        };
+        kind_matches
+            && Stat::from_fs(meta).is_ok_and(|stat| entry.stat.matches(&stat, self.compare))
+            && !entry.stat.is_racy(index.timestamp(), self.racy)
+    }
+}
+
 /// The largest index (bytes) loaded in-process, about 2,800 entries: past
 /// it libgit2's read (it checks the SHA-1 of the whole file: 3.9 ms at
 /// 5,000 entries, 437 KiB) costs more than the `git ls-files` it saves.
@@ -79,7 +144,7 @@ impl IndexView {
     /// and for an index it cannot read or that is sparse (folders as
     /// entries).
     fn by_stat(repo: &Repository, checkout: &Path, paths: &[PathBuf]) -> Option<IndexView> {
-        use gix_index::entry::{Flags, Mode, Stage, Stat};
+        use gix_index::entry::{Flags, Stage};
         let give_up = |why: &dyn std::fmt::Display| {
             tracing::debug!(checkout = %checkout.display(), %why, "the index's stat data do not settle the check");
             None
@@ -96,32 +161,7 @@ impl IndexView {
         if index.is_sparse() {
             return give_up(&"a sparse index");
         }
-        let config = repo.config().ok();
-        let config_bool = |key: &str, default: bool| {
-            config
-                .as_ref()
-                .and_then(|c| c.get_bool(key).ok())
-                .unwrap_or(default)
-        };
-        let file_mode = config_bool("core.fileMode", true);
-        // Stat data match to the nanosecond (git, as Debian builds it,
-        // compares seconds: a file rewritten within the second, its size
-        // and mtime's second the same, is left to the content here), and
-        // an entry is racy when its mtime is in the index's second or
-        // later, as git has it.
-        let compare = gix_index::entry::stat::Options {
-            trust_ctime: config_bool("core.trustctime", true),
-            check_stat: config
-                .as_ref()
-                .and_then(|c| c.get_string("core.checkStat").ok())
-                .is_none_or(|v| !v.eq_ignore_ascii_case("minimal")),
-            use_nsec: true,
-            use_stdev: false,
-        };
-        let racy = gix_index::entry::stat::Options {
-            use_nsec: false,
-            ..compare
-        };
+        let rule = StatRule::of(repo);
         let mut view = IndexView::default();
         // Records an entry; returns whether it is flagged.
         let record = |view: &mut IndexView, entry: &gix_index::Entry, path: &Path| {
@@ -185,16 +225,7 @@ impl IndexView {
                 }
                 Err(e) => return give_up(&e),
             };
-            let kind_matches = match entry.mode {
-                Mode::FILE => meta.is_file() && !(file_mode && meta.is_executable()),
-                Mode::FILE_EXECUTABLE => meta.is_file() && (meta.is_executable() || !file_mode),
-                Mode::SYMLINK => meta.is_symlink(),
-                _ => false,
-            };
-            let settled = kind_matches
-                && Stat::from_fs(&meta).is_ok_and(|stat| entry.stat.matches(&stat, compare))
-                && !entry.stat.is_racy(index.timestamp(), racy);
-            if !settled {
+            if !rule.settles(entry, &meta, &index) {
                 return give_up(&format_args!("{}'s stat data", path.display()));
             }
         }
