@@ -2519,6 +2519,28 @@ mod tests {
         let written = written_in_process(|| move_main(&dir, &repo, from, to));
         assert_eq!(written, 0, "symbolic links, a file turned folder");
         assert_holds(&repo, to);
+        // Regular files only, one of them turned into a folder.
+        let (dir, repo, from) = committed(&[("fold", "a file\n"), ("a.txt", "a\n")], &[]);
+        let index = repo.join(".git/fold.index");
+        let with_index = |args: &[&str]| {
+            let mut git = cmd::command(&repo);
+            git.env("GIT_INDEX_FILE", &index);
+            git_as(git, args)
+        };
+        with_index(&["read-tree", &from.to_string()]);
+        let blob = with_index(&["rev-parse", &format!("{from}:a.txt")]);
+        let entry = format!("100644,{blob},fold/in.txt");
+        with_index(&["update-index", "--add", "--replace", "--cacheinfo", &entry]);
+        let tree = with_index(&["write-tree"]);
+        let to = with_index(&["commit-tree", &tree, "-p", &from.to_string(), "-m", "fold"]);
+        std::fs::remove_file(&index).unwrap();
+        let to = Oid::from_str(&to).unwrap();
+        let written = written_in_process(|| move_main(&dir, &repo, from, to));
+        assert_eq!(written, 0, "a file turned folder");
+        assert_eq!(
+            std::fs::read_to_string(repo.join("fold/in.txt")).unwrap(),
+            "a\n"
+        );
         // An index over 1 MiB: 12,000 more entries (of one blob, their
         // files absent: deleted, as git sees them, and let be).
         let (dir, repo, from, to) = files_only_change(&[]);

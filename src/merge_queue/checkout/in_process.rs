@@ -182,7 +182,13 @@ pub(super) fn unsuited(repo: &Repository) -> Option<String> {
 /// Writes the new side of every path in `diff` into the index and the
 /// files of `checkout` (its repository `repo`), as described above.
 pub(super) fn write(repo: &Repository, checkout: &Path, diff: &[tree::Change]) -> Written {
-    if let Some(why) = diff.iter().find_map(|c| unsuited_change(c, diff)) {
+    // Every folder above a changed path: a changed path among them is a
+    // file on one side and a folder on the other.
+    let folders: std::collections::HashSet<&Path> = diff
+        .iter()
+        .flat_map(|c| c.path.ancestors().skip(1))
+        .collect();
+    if let Some(why) = diff.iter().find_map(|c| unsuited_change(c, &folders)) {
         return Written::Declined(why);
     }
     let index_path = repo.path().join("index");
@@ -225,7 +231,10 @@ struct Plan<'a> {
 }
 
 /// Returns why a change is not one this write makes, `None` when it is.
-fn unsuited_change(change: &tree::Change, diff: &[tree::Change]) -> Option<String> {
+fn unsuited_change(
+    change: &tree::Change,
+    folders: &std::collections::HashSet<&Path>,
+) -> Option<String> {
     let path = &change.path;
     let regular =
         |side: Option<tree::Side>| side.is_none_or(|s| s.mode == BLOB || s.mode == BLOB_EXECUTABLE);
@@ -250,12 +259,7 @@ fn unsuited_change(change: &tree::Change, diff: &[tree::Change]) -> Option<Strin
     }
     // A file on one side and a folder on the other (the folder's files
     // are changes under the file's path).
-    let below = path.as_os_str().as_bytes();
-    let nested = diff.iter().any(|other| {
-        let other = other.path.as_os_str().as_bytes();
-        other.len() > below.len() && other.starts_with(below) && other[below.len()] == b'/'
-    });
-    nested.then(|| {
+    folders.contains(path.as_path()).then(|| {
         format!(
             "{} is a file on one side and a folder on the other",
             path.display()
