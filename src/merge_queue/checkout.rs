@@ -1051,8 +1051,10 @@ fn own_branch_lock(lock: &Path, to: Oid, journal: &Path) -> bool {
 }
 
 /// Returns the pid of the process the journal names as the checkout's
-/// writer, while it still runs. Orch itself (an in-process write) is not:
-/// its write ended before anything else it does.
+/// writer, while it still runs. Orch itself is not: its in-process write
+/// ends before it does anything else, so a journal still naming it (the
+/// git meant to write after a declined write never started) is a move
+/// cut short.
 fn writer_running(journal: &Journal) -> Option<u32> {
     let git = journal.git?;
     (git.pid != std::process::id()
@@ -1715,12 +1717,12 @@ mod tests {
         });
     }
 
-    /// A move whose compare-and-swap found the branch locked after the
-    /// paths were written waits with its journal: a later try in the same
-    /// run (whose own pid the journal names, after an in-process write)
-    /// finishes it once the lock is gone.
+    /// A journal left naming orch's own pid as the writer (its in-process
+    /// write declined, and the git meant to write instead never started)
+    /// is not taken for a writer still running: the same process finishes
+    /// the move on its next try.
     #[test]
-    fn a_move_left_waiting_on_a_branch_lock_is_finished_by_the_same_process() {
+    fn a_journal_naming_orch_s_own_pid_is_finished_by_the_same_process() {
         each_writer(|| {
             let (dir, repo, from) = committed(&[("a.txt", "a\n")], &[]);
             let to = commit_on(&repo, from, &[("b.txt", "b\n")]);
@@ -1941,45 +1943,52 @@ mod tests {
     }
 
     /// Returns a commit on top of `parent` that adds `files` (path, text),
-    /// made without touching the checkout (`git hash-object`, `mktree`
-    /// through an index of its own).
+    /// made without touching the checkout ([`commit_edited`]).
     fn commit_on(repo: &Path, parent: Oid, files: &[(&str, &str)]) -> Oid {
-        let index = repo.join(".git/commit_on.index");
-        let env = |args: &[&str]| {
+        let entries: Vec<String> = files
+            .iter()
+            .map(|(path, text)| {
+                let blob = cmd::command(repo)
+                    .args(["hash-object", "-w", "--stdin"])
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::piped())
+                    .spawn()
+                    .and_then(|mut child| {
+                        use std::io::Write as _;
+                        child.stdin.take().unwrap().write_all(text.as_bytes())?;
+                        child.wait_with_output()
+                    })
+                    .unwrap();
+                let blob = String::from_utf8(blob.stdout).unwrap();
+                format!("100644,{},{path}", blob.trim())
+            })
+            .collect();
+        let edits: Vec<[&str; 3]> = entries
+            .iter()
+            .map(|entry| ["--add", "--cacheinfo", entry.as_str()])
+            .collect();
+        let edits: Vec<&[&str]> = edits.iter().map(|e| &e[..]).collect();
+        commit_edited(repo, parent, &edits)
+    }
+
+    /// Returns a commit on top of `parent` whose tree is `parent`'s edited
+    /// by `git update-index` with each of `edits`, made in an index of its
+    /// own (`read-tree`, `write-tree`, `commit-tree`): the checkout and its
+    /// index are not touched.
+    fn commit_edited(repo: &Path, parent: Oid, edits: &[&[&str]]) -> Oid {
+        let index = repo.join(".git/commit_edited.index");
+        let with_index = |args: &[&str]| {
             let mut git = cmd::command(repo);
             git.env("GIT_INDEX_FILE", &index);
             git_as(git, args)
         };
-        env(&["read-tree", &parent.to_string()]);
-        for (path, text) in files {
-            let blob = cmd::command(repo)
-                .args(["hash-object", "-w", "--stdin"])
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .spawn()
-                .and_then(|mut child| {
-                    use std::io::Write as _;
-                    child.stdin.take().unwrap().write_all(text.as_bytes())?;
-                    child.wait_with_output()
-                })
-                .unwrap();
-            let blob = String::from_utf8(blob.stdout).unwrap();
-            env(&[
-                "update-index",
-                "--add",
-                "--cacheinfo",
-                &format!("100644,{},{path}", blob.trim()),
-            ]);
+        let parent = parent.to_string();
+        with_index(&["read-tree", &parent]);
+        for edit in edits {
+            with_index(&[&["update-index"][..], edit].concat());
         }
-        let tree = env(&["write-tree"]);
-        let commit = env(&[
-            "commit-tree",
-            &tree,
-            "-p",
-            &parent.to_string(),
-            "-m",
-            "more",
-        ]);
+        let tree = with_index(&["write-tree"]);
+        let commit = with_index(&["commit-tree", &tree, "-p", &parent, "-m", "more"]);
         std::fs::remove_file(&index).unwrap();
         Oid::from_str(&commit).unwrap()
     }
@@ -2365,25 +2374,20 @@ mod tests {
         each_writer(|| {
             use std::os::unix::fs::{MetadataExt, PermissionsExt};
             let (dir, repo, from) = committed(&[("d/old.txt", "x\n"), ("a.txt", "a\n")], &[]);
-            let index = repo.join(".git/rename.index");
-            let with_index = |args: &[&str]| {
-                let mut git = cmd::command(&repo);
-                git.env("GIT_INDEX_FILE", &index);
-                git_as(git, args)
-            };
-            with_index(&["read-tree", &from.to_string()]);
-            let blob = with_index(&["rev-parse", &format!("{from}:d/old.txt")]);
-            with_index(&["update-index", "--force-remove", "d/old.txt"]);
+            let blob = git(&repo, &["rev-parse", &format!("{from}:d/old.txt")]);
             let entry = format!("100644,{blob},d/new.txt");
-            with_index(&["update-index", "--add", "--cacheinfo", &entry]);
-            let tree = with_index(&["write-tree"]);
-            let parent = from.to_string();
-            let to = with_index(&["commit-tree", &tree, "-p", &parent, "-m", "rename"]);
-            std::fs::remove_file(&index).unwrap();
+            let to = commit_edited(
+                &repo,
+                from,
+                &[
+                    &["--force-remove", "d/old.txt"],
+                    &["--add", "--cacheinfo", &entry],
+                ],
+            );
             let folder = repo.join("d");
             std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o700)).unwrap();
             let before = folder.metadata().unwrap();
-            move_main(&dir, &repo, from, Oid::from_str(&to).unwrap());
+            move_main(&dir, &repo, from, to);
             let after = folder.metadata().unwrap();
             assert_eq!((after.ino(), after.mode()), (before.ino(), before.mode()));
             assert!(folder.join("new.txt").is_file());
@@ -2521,20 +2525,13 @@ mod tests {
         assert_holds(&repo, to);
         // Regular files only, one of them turned into a folder.
         let (dir, repo, from) = committed(&[("fold", "a file\n"), ("a.txt", "a\n")], &[]);
-        let index = repo.join(".git/fold.index");
-        let with_index = |args: &[&str]| {
-            let mut git = cmd::command(&repo);
-            git.env("GIT_INDEX_FILE", &index);
-            git_as(git, args)
-        };
-        with_index(&["read-tree", &from.to_string()]);
-        let blob = with_index(&["rev-parse", &format!("{from}:a.txt")]);
+        let blob = git(&repo, &["rev-parse", &format!("{from}:a.txt")]);
         let entry = format!("100644,{blob},fold/in.txt");
-        with_index(&["update-index", "--add", "--replace", "--cacheinfo", &entry]);
-        let tree = with_index(&["write-tree"]);
-        let to = with_index(&["commit-tree", &tree, "-p", &from.to_string(), "-m", "fold"]);
-        std::fs::remove_file(&index).unwrap();
-        let to = Oid::from_str(&to).unwrap();
+        let to = commit_edited(
+            &repo,
+            from,
+            &[&["--add", "--replace", "--cacheinfo", &entry]],
+        );
         let written = written_in_process(|| move_main(&dir, &repo, from, to));
         assert_eq!(written, 0, "a file turned folder");
         assert_eq!(

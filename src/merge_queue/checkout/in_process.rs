@@ -486,10 +486,11 @@ fn write_files_and_index(
     for dir in emptied.iter().rev() {
         let _ = std::fs::remove_dir(checkout.join(dir));
     }
-    // gix-index hashes with collision detection (sha1dc), 13 ms of 4.5 MB
-    // at 50,000 files; the index's trailing checksum is no signature, and
-    // the `sha1` crate (SHA extensions of the CPU where it has them) takes
-    // a fraction of that. gix-index writes a null trailer for it to fill.
+    // gix-index hashes with collision detection (sha1dc): 0.5 to 0.6 ms of
+    // a 447 KB index (5,000 files), warm, as long as encoding it. The
+    // index's trailing checksum is no signature; the `sha1` crate (the
+    // CPU's SHA extensions where it has them) computes it instead, over
+    // the bytes gix-index writes with a null trailer for it to fill.
     let options = gix_index::write::Options {
         extensions: gix_index::write::Extensions::AllUnconditionally,
         skip_hash: true,
