@@ -37,6 +37,10 @@ use crate::runner::spec::{
 use crate::runner::terminate;
 use crate::state::Timestamp;
 
+/// How long [`RunFolder::settle`] waits for a supervisor that recorded
+/// itself just as it was asked to stop to show whether it started its agent.
+const UNRECORDED_WAIT: Duration = Duration::from_secs(10);
+
 /// One run folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunFolder {
@@ -213,9 +217,15 @@ impl RunFolder {
     /// [`Liveness::Exited`] (its work is collected); a job that ended
     /// otherwise, or was still alive without its `srun` (and is cancelled),
     /// was cut short and is [`Liveness::Gone`]. Otherwise the same as
-    /// [`RunFolder::liveness`]. Blocking.
+    /// [`RunFolder::liveness`], after making sure a supervisor that had not
+    /// recorded itself starts no agent ([`RunFolder::stop_unrecorded`]).
+    /// Blocking.
     pub fn settle(&self) -> Liveness {
         let now = self.liveness();
+        if now != Liveness::Gone {
+            return now;
+        }
+        let now = self.stop_unrecorded();
         if now != Liveness::Gone {
             return now;
         }
@@ -249,6 +259,45 @@ impl RunFolder {
         match crate::fsio::write_json(&self.exit_file(), &record) {
             Ok(()) => Liveness::Exited,
             Err(_) => Liveness::Gone,
+        }
+    }
+
+    /// Makes sure an attempt that looks cut short does not start its agent
+    /// later. A supervisor started just before its coordinator was killed
+    /// may not have recorded itself yet: it survives the coordinator, and
+    /// would start its agent in a worktree the restart gives to another
+    /// attempt. A folder without `supervisor.json` gets the stop request,
+    /// which the supervisor looks for once it has recorded itself and before
+    /// any agent starts ([`RunFolder::stop`]'s order, the other way round):
+    /// one of the two sees the other. A supervisor that recorded itself
+    /// meanwhile is watched until it shows which came first: it stops
+    /// without an agent (the attempt is [`Liveness::Gone`]), or its agent
+    /// started (it is [`Liveness::Running`], and adopted). Blocks up to
+    /// [`UNRECORDED_WAIT`] (a supervisor still between the two then is
+    /// alive, and adopted).
+    fn stop_unrecorded(&self) -> Liveness {
+        if self.supervisor_file().exists() || self.has_exited() || !self.path().is_dir() {
+            return Liveness::Gone;
+        }
+        if std::fs::write(self.stop_file(), "").is_err() {
+            return Liveness::Gone;
+        }
+        let deadline = std::time::Instant::now() + UNRECORDED_WAIT;
+        loop {
+            // Alive first, then the report: a supervisor found dead had
+            // written all it ever will.
+            let alive = self
+                .load_supervisor()
+                .is_some_and(|info| self.is_supervisor(&info));
+            let exit = self.load_exit().ok().flatten();
+            let info = self.load_supervisor();
+            if let Some(now) = after_stop_request(exit.as_ref(), info.as_ref(), alive) {
+                return now;
+            }
+            if std::time::Instant::now() >= deadline {
+                return self.liveness();
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
@@ -305,6 +354,31 @@ impl RunFolder {
             }
             None => Ok(Stopped::Nothing),
         }
+    }
+}
+
+/// Decides what a folder asked to stop before its supervisor recorded
+/// itself shows ([`RunFolder::stop_unrecorded`]): its report, and its
+/// record read after it, and whether the supervisor was alive before both
+/// were read. `None`: it recorded itself and has neither started its agent
+/// nor ended yet.
+fn after_stop_request(
+    exit: Option<&ExitRecord>,
+    info: Option<&SupervisorInfo>,
+    alive: bool,
+) -> Option<Liveness> {
+    let agent_started = info.is_some_and(|i| i.agent_started.is_some());
+    match (exit, info) {
+        // It found the request: nothing ran.
+        (Some(exit), _) if exit.end == End::Stopped && !agent_started => Some(Liveness::Gone),
+        (Some(_), _) => Some(Liveness::Exited),
+        // Not recorded yet: it will find the request.
+        (None, None) => Some(Liveness::Gone),
+        (None, Some(_)) if !alive => Some(Liveness::Gone),
+        (None, Some(info)) if info.agent_pgid.is_some() => Some(Liveness::Running {
+            supervisor: info.pid,
+        }),
+        (None, Some(_)) => None,
     }
 }
 
@@ -383,5 +457,75 @@ mod tests {
         folder.stop(Stop::Kill).unwrap();
         let status = stranger.wait().unwrap();
         assert!(!status.success());
+    }
+
+    #[test]
+    fn a_supervisor_asked_to_stop_before_it_recorded_itself_is_gone_unless_its_agent_started() {
+        let info = |agent: bool| SupervisorInfo {
+            pid: 4242,
+            start_ticks: Some(1),
+            agent_pgid: agent.then_some(4243),
+            agent_start_ticks: None,
+            agent_started: agent.then(Timestamp::now),
+            started: Timestamp::now(),
+        };
+        let exit = |end: End| ExitRecord {
+            end,
+            started: Timestamp::now(),
+            finished: Timestamp::now(),
+            output_bytes: 0,
+            log_truncated: false,
+        };
+        let stopped = exit(End::Stopped);
+        let exited = exit(End::Exited { code: 0 });
+        let running = Some(Liveness::Running { supervisor: 4242 });
+        let cases = [
+            // Not recorded: it finds the request once it is.
+            (None, None, false, Some(Liveness::Gone)),
+            // Recorded, then found the request: no agent ran.
+            (
+                Some(&stopped),
+                Some(info(false)),
+                false,
+                Some(Liveness::Gone),
+            ),
+            // Recorded before the request: its agent ran, and ended.
+            (
+                Some(&exited),
+                Some(info(true)),
+                false,
+                Some(Liveness::Exited),
+            ),
+            (
+                Some(&stopped),
+                Some(info(true)),
+                false,
+                Some(Liveness::Exited),
+            ),
+            // It failed to start its agent: that is its report.
+            (
+                Some(&exit(End::SpawnFailed {
+                    error: "missing".to_owned(),
+                    transient: false,
+                })),
+                Some(info(false)),
+                false,
+                Some(Liveness::Exited),
+            ),
+            // Its agent runs: adopted.
+            (None, Some(info(true)), true, running),
+            // Recorded, alive, and neither yet: look again.
+            (None, Some(info(false)), true, None),
+            // Dead without a report.
+            (None, Some(info(false)), false, Some(Liveness::Gone)),
+            (None, Some(info(true)), false, Some(Liveness::Gone)),
+        ];
+        for (exit, info, alive, expected) in cases {
+            assert_eq!(
+                after_stop_request(exit, info.as_ref(), alive),
+                expected,
+                "{exit:?} {info:?} {alive}"
+            );
+        }
     }
 }

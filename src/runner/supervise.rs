@@ -4,7 +4,10 @@
 //! coordinator if need be; everything it knows is in the run folder.
 //!
 //! Theory of operation:
-//! 1. install signal handlers (TERM, INT, HUP), then write `supervisor.json`;
+//! 1. install signal handlers (TERM, INT, HUP), then write `supervisor.json`,
+//!    then look for a stop asked before it (by `orch cancel`, or by a
+//!    restart that found no `supervisor.json`: `RunFolder::settle`), which
+//!    ends the attempt before any agent starts;
 //! 2. when the spec confines the agent and the agent runs here: make its
 //!    private temp folder (`TMPDIR`) and build the Landlock ruleset, before
 //!    the fork; a ruleset that cannot be built is a failure to start, never
@@ -46,6 +49,11 @@ use crate::runner::terminate::{self, Method, Reason};
 use crate::runner::watch::Watch;
 use crate::state::Timestamp;
 use crate::state::events::{EventKind, EventLog};
+
+/// Set only by orch's own tests: the supervisor waits this many
+/// milliseconds before it records itself, so that a test can kill the
+/// coordinator while a supervisor is alive and not yet recorded.
+pub const TEST_DELAY_VAR: &str = "ORCH_TEST_SUPERVISOR_DELAY_MS";
 
 /// How long to wait for the output pipes to drain once the group is gone.
 const DRAIN_WAIT: Duration = Duration::from_secs(5);
@@ -129,6 +137,12 @@ async fn supervise(spec_path: &Path, done: &Done) -> std::io::Result<()> {
         agent_started: None,
         started,
     };
+    if let Some(ms) = std::env::var(TEST_DELAY_VAR)
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
     crate::fsio::write_json(&dir.join(spec::SUPERVISOR), &info)?;
 
     let finish = |end: End, output_bytes: u64, log_truncated: bool| {

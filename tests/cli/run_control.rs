@@ -243,6 +243,83 @@ fn sigkill_of_the_coordinator_leaves_agents_running_and_the_next_run_adopts_them
     env.assert_no_agent_left();
 }
 
+/// Returns the pid of a live `orch __supervise` whose spec is `spec`.
+fn supervisor_of(spec: &std::path::Path) -> Option<u32> {
+    let spec = spec.to_str()?;
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            let named =
+                args.contains(&b"__supervise".as_slice()) && args.contains(&spec.as_bytes());
+            named.then_some(pid)
+        })
+}
+
+#[test]
+fn a_supervisor_not_yet_recorded_when_the_coordinator_is_killed_starts_no_agent_after_the_restart()
+{
+    // Found by the crash harness: a supervisor outlives its coordinator, and
+    // one killed before it wrote supervisor.json was taken for gone; the
+    // restart ran the task again, and the first supervisor's agent then
+    // committed into the worktree too.
+    let env = setup("commit.sh", "", "[[task]]\nid = \"A\"\n");
+    let first = env.repo().join(".orchestrator/runs/A/1");
+    let mut run = env
+        .orch()
+        .args(["run", "--no-merge"])
+        .env(orch::runner::supervise::TEST_DELAY_VAR, "3000")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let spec = first.join("spec.json");
+    let mut supervisor = None;
+    assert!(
+        wait_until(DEADLINE, || {
+            supervisor = supervisor_of(&spec);
+            supervisor.is_some()
+        }),
+        "the first attempt's supervisor never started"
+    );
+    signal(&run, Signal::KILL);
+    run.wait().unwrap();
+    assert!(
+        !first.join("supervisor.json").exists(),
+        "the delay was too short"
+    );
+
+    let out = env.orch().args(["run", "--no-merge"]).output().unwrap();
+    assert!(out.status.success(), "{}", env.render(&out));
+    assert_eq!(env.status_of("A"), "awaiting_merge");
+    // The first supervisor, once it records itself, finds the stop request.
+    let supervisor = supervisor.unwrap();
+    assert!(
+        wait_until(DEADLINE, || first.join("exit.json").exists()
+            && rustix::process::test_kill_process(
+                Pid::from_raw(supervisor as i32).unwrap()
+            )
+            .is_err()),
+        "the first supervisor never ended"
+    );
+    let exit: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(first.join("exit.json")).unwrap()).unwrap();
+    assert_eq!(exit["end"]["kind"], "stopped", "{exit}");
+    let recorded: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(first.join("supervisor.json")).unwrap())
+            .unwrap();
+    assert!(
+        recorded["agent_pgid"].is_null(),
+        "its agent started: {recorded}"
+    );
+    let commits = env.git(&env.repo(), ["log", "--format=%s", "main..orch/A"]);
+    assert_eq!(commits.lines().count(), 1, "{commits}");
+    env.assert_no_agent_left();
+}
+
 #[test]
 fn illegal_commands_are_refused_with_the_status() {
     let env = setup("commit.sh", "", "[[task]]\nid = \"T1\"\n[[milestone]]\n");
