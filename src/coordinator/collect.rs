@@ -100,6 +100,11 @@ pub struct AttemptReport {
     pub vouch_error: Option<GitError>,
     /// The commit made of leftover changes, if any.
     pub committed: Option<String>,
+    /// When the look for leftover changes began, if it left the worktree
+    /// with none (nothing found, or all of it committed): recycling the
+    /// worktree soon after need not look again
+    /// ([`crate::coordinator::workspace::FreeWorktree::clean_since`]).
+    pub clean_since: Option<std::time::Instant>,
     pub commit_error: Option<GitError>,
     /// Commits on the branch since the unit's base.
     pub commits: Option<u32>,
@@ -321,8 +326,12 @@ pub fn collect(input: Collection) -> AttemptReport {
         && report.unresolved.is_empty()
         && let Some(worktree) = worktree
     {
+        let began = std::time::Instant::now();
         match commit::commit_all(worktree, &input.message, &scope(&input, worktree)) {
-            Ok(sha) => report.committed = sha,
+            Ok(sha) => {
+                report.committed = sha;
+                report.clean_since = Some(began);
+            }
             Err(e) => report.commit_error = Some(e),
         }
     }

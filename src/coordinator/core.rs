@@ -1250,7 +1250,14 @@ pub(super) fn claim_free(core: &mut RunState) -> Option<(FullId, FreeWorktree)> 
             } else {
                 s.branch.clone()
             };
-            return Some((owner, FreeWorktree { path, branch }));
+            return Some((
+                owner,
+                FreeWorktree {
+                    path,
+                    branch,
+                    clean_since: None,
+                },
+            ));
         }
     }
     None

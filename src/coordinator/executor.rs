@@ -30,6 +30,7 @@
 //! serialized by one lock (concurrent `git worktree add` calls read each
 //! other's half-written admin folders).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -150,6 +151,9 @@ pub struct Executor {
     /// the driver ends the run.
     flush_error: Option<StateError>,
     worktree_admin: Arc<Mutex<()>>,
+    /// Worktrees whose last collection left them clean, and when it
+    /// looked: handed to the provisioning that recycles one.
+    found_clean: Arc<Mutex<HashMap<PathBuf, Instant>>>,
     /// Check runs by slot, reviews, and the landing: what `StopMerge` stops.
     checks: std::collections::BTreeMap<u32, Stoppable>,
     reviews: Vec<Stoppable>,
@@ -206,6 +210,7 @@ impl Executor {
             log_error: None,
             flush_error: None,
             worktree_admin: Arc::new(Mutex::new(())),
+            found_clean: Arc::default(),
             checks: std::collections::BTreeMap::new(),
             reviews: Vec::new(),
             landing: None,
@@ -360,8 +365,20 @@ impl Executor {
                 collection,
             } => {
                 let tx = self.tx.clone();
+                let found_clean = Arc::clone(&self.found_clean);
                 tokio::task::spawn_blocking(move || {
+                    let worktree = collection.worktree.clone();
                     let report = Box::new(collect::collect(*collection));
+                    if let Some(worktree) = worktree {
+                        let mut found = found_clean
+                            .lock()
+                            .unwrap_or_else(|poisoned| poisoned.into_inner());
+                        found.retain(|_, at| at.elapsed() < workspace::CLEAN_FOR);
+                        match report.clean_since {
+                            Some(at) => found.insert(worktree, at),
+                            None => found.remove(&worktree),
+                        };
+                    }
                     let _ = tx.send(Msg::Input(Box::new(Input::Collected {
                         unit,
                         attempt,
@@ -427,7 +444,14 @@ impl Executor {
         self.log_error.take()
     }
 
-    fn provision(&mut self, req: ProvisionRequest) {
+    fn provision(&mut self, mut req: ProvisionRequest) {
+        if let Some(free) = &mut req.request.free {
+            free.clean_since = self
+                .found_clean
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .remove(&free.path);
+        }
         let tx = self.tx.clone();
         let admin = Arc::clone(&self.worktree_admin);
         tokio::task::spawn_blocking(move || {

@@ -31,6 +31,7 @@
 //! message naming them.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::git::{GitError, cmd, commit, refs, worktree};
 
@@ -41,7 +42,20 @@ pub struct FreeWorktree {
     /// The branch it must still be on to count as safe; `None`: it must be
     /// detached (its task was merged and its branch deleted).
     pub branch: Option<String>,
+    /// When its task's collection began the look for uncommitted changes
+    /// that left none, if it did ([`recyclable`]).
+    pub clean_since: Option<Instant>,
 }
+
+/// How long after its collection found it clean a worktree is recycled
+/// without looking for changes again. The collection's look (a status of
+/// the whole worktree, or of the paths a watch saw the agent change) is
+/// then as recent as the recycle's own would be: the recycle follows it by
+/// a few milliseconds when the next task is ready, about the time between
+/// the recycle's own look and its switch. The agent's process group is
+/// gone by then, and no person edits a worktree that fast; a worktree that
+/// waited longer is looked at again.
+pub const CLEAN_FOR: Duration = Duration::from_secs(1);
 
 /// What provisioning needs.
 #[derive(Debug, Clone)]
@@ -366,13 +380,18 @@ fn rename_admin(path: &Path) {
     }
 }
 
-/// A free worktree may be recycled when it is clean and still on its task's branch.
+/// A free worktree may be recycled when it is clean and still on its
+/// task's branch. Clean: its collection found it so within [`CLEAN_FOR`],
+/// or one pass of `git status` says so now.
 fn recyclable(free: &FreeWorktree) -> Result<bool, GitError> {
     if !free.path.is_dir() {
         return Ok(false);
     }
     if worktree::current_branch(&free.path)? != free.branch {
         return Ok(false);
+    }
+    if free.clean_since.is_some_and(|at| at.elapsed() < CLEAN_FOR) {
+        return Ok(true);
     }
     Ok(worktree::dirty_files(&free.path)?.is_empty())
 }
@@ -384,6 +403,31 @@ mod tests {
     use super::*;
 
     use crate::git::worktree::tests::{git, repository};
+
+    #[test]
+    fn a_worktree_found_clean_by_its_collection_is_looked_at_again_once_that_is_old() {
+        let (_dir, root, repo) = repository();
+        git(
+            &repo,
+            &["worktree", "add", "-q", "-b", "orch/T1", "../wt/T1"],
+        );
+        let path = root.join("wt/T1");
+        std::fs::write(path.join("left.txt"), "a person's file\n").unwrap();
+        let free = |clean_since| FreeWorktree {
+            path: path.clone(),
+            branch: Some("orch/T1".to_owned()),
+            clean_since,
+        };
+        // Just collected: the collection's look stands for the recycle's.
+        assert!(recyclable(&free(Some(Instant::now()))).unwrap());
+        // Collected long ago, or never found clean: looked at now.
+        let old = Instant::now().checked_sub(CLEAN_FOR).unwrap();
+        assert!(!recyclable(&free(Some(old))).unwrap());
+        assert!(!recyclable(&free(None)).unwrap());
+        // Whatever the collection said, a worktree off its branch is not recycled.
+        git(&path, &["switch", "-q", "--detach"]);
+        assert!(!recyclable(&free(Some(Instant::now()))).unwrap());
+    }
 
     /// A crash harness failure (squash variant): the coordinator was killed
     /// while recycling a worktree, after its admin folder was renamed and
@@ -409,6 +453,7 @@ mod tests {
             free: Some(FreeWorktree {
                 path: root.join("wt/T1"),
                 branch: Some("orch/T1".to_owned()),
+                clean_since: None,
             }),
             merge_target: None,
         };
