@@ -1030,7 +1030,7 @@ pub fn resume(repo: &Path, state_dir: &StateDir) -> Result<Resumed, MergeError> 
 }
 
 /// Returns the lock file of the branch `target` of `repo`.
-fn branch_lock(repo: &Repository, target: &str) -> PathBuf {
+pub(super) fn branch_lock(repo: &Repository, target: &str) -> PathBuf {
     repo.commondir().join(format!("refs/heads/{target}.lock"))
 }
 
@@ -1042,7 +1042,7 @@ fn branch_lock(repo: &Repository, target: &str) -> PathBuf {
 /// on the branch holds its lock open until it has written its own new
 /// commit there, which is not orch's; a lock older than the move is not
 /// orch's to remove (a git killed before, as `git` itself would say).
-fn own_branch_lock(lock: &Path, to: Oid, journal: &Path) -> bool {
+pub(super) fn own_branch_lock(lock: &Path, to: Oid, journal: &Path) -> bool {
     let made = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
     let held = std::fs::read(lock).map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned());
     made(lock).is_some_and(|lock| made(journal).is_some_and(|journal| lock >= journal))

@@ -244,6 +244,9 @@ fn move_target(job: &LandJob) -> Result<Option<Option<PathBuf>>, Ended> {
             .collect(),
     };
     let path = state_dir.merge_journal();
+    if checkout.is_none() {
+        clear_cut_swap(&git, &job.target, &path)?;
+    }
     crate::fsio::write_json(&path, &journal)
         .map_err(|source| failed(MergeError::Journal { path, source }))?;
     for link in &job.links {
@@ -316,6 +319,33 @@ fn move_target(job: &LandJob) -> Result<Option<Option<PathBuf>>, Ended> {
         }
     };
     Ok(moved.then_some(checkout))
+}
+
+/// Removes the branch lock the last landing's own compare-and-swap left,
+/// when a kill cut that landing short (`journal` is its `merge.json`, not
+/// yet replaced): libgit2 takes the lock in orch's process and writes the
+/// candidate into it only as it renames it. A lock the journal does not
+/// explain is left to its holder ([`checkout::own_branch_lock`]), and the
+/// swap then waits on it. The target checked out is not this one's: the
+/// checkout's own journal clears that ([`checkout::resume`]).
+fn clear_cut_swap(git: &Repository, target: &str, journal: &std::path::Path) -> Result<(), Ended> {
+    let lock = checkout::branch_lock(git, target);
+    if !lock.exists() {
+        return Ok(());
+    }
+    let last: Option<Journal> = crate::fsio::read_json(journal).ok().flatten();
+    let Some(candidate) = last.and_then(|j| refs::parse_oid(&j.candidate)) else {
+        return Ok(());
+    };
+    if checkout::own_branch_lock(&lock, candidate, journal) {
+        crate::fsio::remove_if_present(&lock).map_err(|source| {
+            failed(MergeError::Journal {
+                path: lock.clone(),
+                source,
+            })
+        })?;
+    }
+    Ok(())
 }
 
 /// Keeps the branch's old tip under `refs/orch/backup/<id>/<n>` when what
@@ -551,6 +581,105 @@ mod tests {
         ];
         for (path, changed, expected) in table {
             assert_eq!(path_covers(path, changed), expected, "{path} {changed}");
+        }
+    }
+
+    /// A kill inside the compare-and-swap of a target checked out nowhere
+    /// left `refs/heads/main.lock`, and merging waited on it until a
+    /// person removed it. The next landing takes that lock for its own
+    /// when the last landing's journal explains it (made since, empty or
+    /// holding that landing's candidate, open in no process); any other
+    /// lock is a git's, and merging waits.
+    #[test]
+    fn the_branch_lock_a_landing_killed_in_its_swap_left_is_cleared_by_the_next() {
+        let git = |dir: &std::path::Path, args: &[&str]| {
+            let out = cmd::command(dir)
+                .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "git {args:?}: {out:?}");
+            String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        };
+        for (content, held, cleared) in [
+            ("", false, true),
+            ("candidate", false, true),
+            ("other", false, false),
+            ("candidate", true, false),
+            ("older", false, false),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let repo = dir.path().join("repo");
+            std::fs::create_dir_all(&repo).unwrap();
+            git(&repo, &["init", "-q", "-b", "main"]);
+            git(&repo, &["commit", "-q", "--allow-empty", "-m", "base"]);
+            let onto = git(&repo, &["rev-parse", "HEAD"]);
+            let tree = git(&repo, &["rev-parse", "HEAD^{tree}"]);
+            let candidate = git(&repo, &["commit-tree", &tree, "-p", &onto, "-m", "merge"]);
+            // The target is checked out nowhere.
+            git(&repo, &["switch", "-q", "--detach"]);
+            let state = StateDir::at(&dir.path().join("state"));
+            std::fs::create_dir_all(state.path()).unwrap();
+            let journal = Journal {
+                task: "T1".to_owned(),
+                candidate: candidate.clone(),
+                onto: onto.clone(),
+                tasks: Vec::new(),
+            };
+            crate::fsio::write_json(&state.merge_journal(), &journal).unwrap();
+            let lock = repo.join(".git/refs/heads/main.lock");
+            let text = match content {
+                "candidate" => format!("{candidate}\n"),
+                "other" => format!("{onto}\n"),
+                _ => String::new(),
+            };
+            std::fs::write(&lock, text).unwrap();
+            if content == "older" {
+                let before = std::time::SystemTime::now() - Duration::from_secs(60);
+                let file = std::fs::File::options().write(true).open(&lock).unwrap();
+                file.set_modified(before).unwrap();
+            }
+            let open = held.then(|| std::fs::File::open(&lock).unwrap());
+            let job = LandJob {
+                repo: repo.clone(),
+                state_dir: state.path().to_owned(),
+                target: "main".to_owned(),
+                strategy: MergeStrategy::Merge,
+                onto: onto.clone(),
+                candidate: candidate.clone(),
+                links: vec![LandLink {
+                    task: "T1".to_owned(),
+                    commit: candidate.clone(),
+                    prev: onto.clone(),
+                    branch: None,
+                }],
+                delete_branch: false,
+                remove_worktree: false,
+                admin: Arc::default(),
+                stop: Arc::default(),
+            };
+            let landed = land(&job);
+            let case = format!("lock {content:?}, held {held}: {landed:?}");
+            let main = git(&repo, &["rev-parse", "main"]);
+            if cleared {
+                assert!(matches!(landed, Landing::Landed { .. }), "{case}");
+                assert_eq!(main, candidate, "{case}");
+                assert!(!lock.exists(), "{case}");
+            } else {
+                assert!(
+                    matches!(
+                        landed,
+                        Landing::Blocked {
+                            why: WaitReason::CheckoutStuck(Stuck::Locked { .. }),
+                            ..
+                        }
+                    ),
+                    "{case}"
+                );
+                assert_eq!(main, onto, "{case}");
+                assert!(lock.exists(), "the lock is left to its holder: {case}");
+            }
+            drop(open);
         }
     }
 
