@@ -1214,7 +1214,7 @@ fn finish_plan(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::index_view::tests::{FIRST_WAY, each_way};
     use super::*;
     use std::cell::Cell;
@@ -1247,7 +1247,7 @@ mod tests {
         WRITTEN_IN_PROCESS.get() - before
     }
 
-    pub(super) fn git(dir: &Path, args: &[&str]) -> String {
+    pub(in crate::merge_queue) fn git(dir: &Path, args: &[&str]) -> String {
         git_as(cmd::command(dir), args)
     }
 

@@ -568,6 +568,7 @@ pub fn run_post_merge(post: &PostMerge) -> Vec<(String, hook::HookError)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::merge_queue::checkout::tests::git;
 
     #[test]
     fn a_blocking_path_stands_in_the_way_of_itself_and_what_is_under_it() {
@@ -592,15 +593,6 @@ mod tests {
     /// lock is a git's, and merging waits.
     #[test]
     fn the_branch_lock_a_landing_killed_in_its_swap_left_is_cleared_by_the_next() {
-        let git = |dir: &std::path::Path, args: &[&str]| {
-            let out = cmd::command(dir)
-                .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-                .args(args)
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "git {args:?}: {out:?}");
-            String::from_utf8(out.stdout).unwrap().trim().to_owned()
-        };
         for (content, held, cleared) in [
             ("", false, true),
             ("candidate", false, true),
