@@ -6,6 +6,7 @@
 //! signal is the caller's (`runner::folder` owns the run-folder protocol).
 
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -129,6 +130,31 @@ pub fn holds_open(path: &Path) -> bool {
                     .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l == target))
             })
         })
+}
+
+/// Returns the processes (of those this one may look at) whose command
+/// line holds `word` followed by an argument `then` accepts, this one left
+/// out. Without `/proc`, none.
+pub fn with_args(word: &str, then: impl Fn(&Path) -> bool) -> Vec<u32> {
+    let Ok(processes) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let me = std::process::id();
+    processes
+        .flatten()
+        .filter_map(|p| p.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != me)
+        .filter(|pid| {
+            let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+                return false;
+            };
+            let mut args = cmdline.split(|b| *b == 0);
+            args.by_ref().any(|a| a == word.as_bytes())
+                && args
+                    .next()
+                    .is_some_and(|arg| then(Path::new(std::ffi::OsStr::from_bytes(arg))))
+        })
+        .collect()
 }
 
 /// Returns this process's peak resident set size in KiB (`VmHWM`).

@@ -181,8 +181,17 @@ pub fn gather(plan: &Plan, state: &State, dir: &StateDir, repo: &Path, target: &
             .flatten()
         {
             let folder = RunFolder::new(check_dir.path());
-            if matches!(folder.liveness(), Liveness::Running { .. }) {
-                facts.running_checks.push(folder);
+            match folder.liveness() {
+                Liveness::Running { .. } => facts.running_checks.push(folder),
+                // The folder's next run clears its stop request: a
+                // supervisor left from before it recorded itself must not
+                // outlive this.
+                Liveness::Gone => {
+                    if let Err(e) = folder.kill_unrecorded() {
+                        tracing::warn!(folder = %folder.path().display(), error = %e, "cannot stop a check's supervisor left from the last run");
+                    }
+                }
+                Liveness::Exited => {}
             }
         }
     }

@@ -301,6 +301,37 @@ impl RunFolder {
         }
     }
 
+    /// Kills a supervisor of this folder that has not recorded itself, for
+    /// a folder about to be used again (a check's, after a restart): one
+    /// started just before its coordinator was killed outlives it, and
+    /// would otherwise find its stop request cleared by the next run in
+    /// the folder and start its command beside that run's. It is found by
+    /// its command line (`orch __supervise <this folder's spec.json>`),
+    /// after the stop request is written, which one found in the instant
+    /// it execs still sees. Not recorded, it has started nothing; one that
+    /// recorded itself and started its agent in between is stopped with
+    /// its agent's group. Returns how many were killed. Blocking.
+    pub fn kill_unrecorded(&self) -> io::Result<usize> {
+        if self.supervisor_file().exists() || self.has_exited() || !self.path().is_dir() {
+            return Ok(0);
+        }
+        std::fs::write(self.stop_file(), "")?;
+        let Ok(spec) = self.spec_file().canonicalize() else {
+            return Ok(0);
+        };
+        let supervisors =
+            crate::process::with_args(crate::runner::spawn::SUPERVISE_COMMAND, |arg| {
+                arg.canonicalize().is_ok_and(|arg| arg == spec)
+            });
+        for &pid in &supervisors {
+            crate::process::signal(pid, Signal::KILL)?;
+        }
+        if let Some(pgid) = self.live_agent_group() {
+            crate::process::signal_group(pgid, Signal::KILL)?;
+        }
+        Ok(supervisors.len())
+    }
+
     /// Stops this folder's processes without waiting: the supervisor, or
     /// with [`Stop::Kill`] the agent's group at once too. An attempt's
     /// cluster job is cancelled too when its supervisor cannot do it (it is

@@ -243,9 +243,8 @@ fn sigkill_of_the_coordinator_leaves_agents_running_and_the_next_run_adopts_them
     env.assert_no_agent_left();
 }
 
-/// Returns the pid of a live `orch __supervise` whose spec is `spec`.
-fn supervisor_of(spec: &std::path::Path) -> Option<u32> {
-    let spec = spec.to_str()?;
+/// Returns the pid of a live `orch __supervise` whose spec `names`.
+fn supervisor_where(names: impl Fn(&std::path::Path) -> bool) -> Option<u32> {
     std::fs::read_dir("/proc")
         .ok()?
         .flatten()
@@ -253,10 +252,14 @@ fn supervisor_of(spec: &std::path::Path) -> Option<u32> {
             let pid = entry.file_name().to_str()?.parse().ok()?;
             let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
             let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-            let named =
-                args.contains(&b"__supervise".as_slice()) && args.contains(&spec.as_bytes());
-            named.then_some(pid)
+            let spec = args.iter().skip_while(|a| **a != b"__supervise").nth(1)?;
+            names(std::path::Path::new(std::str::from_utf8(spec).ok()?)).then_some(pid)
         })
+}
+
+/// Returns the pid of a live `orch __supervise` whose spec is `spec`.
+fn supervisor_of(spec: &std::path::Path) -> Option<u32> {
+    supervisor_where(|named| named == spec)
 }
 
 #[test]
@@ -318,6 +321,56 @@ fn a_supervisor_not_yet_recorded_when_the_coordinator_is_killed_starts_no_agent_
     let commits = env.git(&env.repo(), ["log", "--format=%s", "main..orch/A"]);
     assert_eq!(commits.lines().count(), 1, "{commits}");
     env.assert_no_agent_left();
+}
+
+#[test]
+fn a_check_supervisor_not_yet_recorded_when_the_coordinator_is_killed_never_runs_its_check() {
+    // The check's folder is used again by the check run after the restart,
+    // which clears its stop request: the supervisor left from before must
+    // be gone before that, or its check runs too, in the merge worktree the
+    // new candidate is being built in.
+    let env = setup("commit.sh", "", "[[task]]\nid = \"A\"\n");
+    let ran = env.repo().join("../check-runs.log");
+    env.edit_config(
+        "[hooks]",
+        &format!(
+            "[policy]\nchecks = [{{ name = \"test\", run = \"echo ran >> {}\" }}]\n\n[hooks]",
+            ran.display()
+        ),
+    );
+    let mut run = env
+        .orch()
+        .arg("run")
+        .env(orch::runner::supervise::TEST_DELAY_VAR, "2000")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let checks = env.repo().join(".orchestrator/checks");
+    let mut supervisor = None;
+    assert!(
+        wait_until(DEADLINE, || {
+            supervisor = supervisor_where(|spec| spec.starts_with(&checks));
+            supervisor.is_some()
+        }),
+        "the check's supervisor never started"
+    );
+    signal(&run, Signal::KILL);
+    run.wait().unwrap();
+
+    let out = env.orch().arg("run").output().unwrap();
+    assert!(out.status.success(), "{}", env.render(&out));
+    assert_eq!(env.status_of("A"), "merged");
+    let supervisor = supervisor.unwrap();
+    assert!(
+        wait_until(DEADLINE, || rustix::process::test_kill_process(
+            Pid::from_raw(supervisor as i32).unwrap()
+        )
+        .is_err()),
+        "the first check supervisor never ended"
+    );
+    let runs = std::fs::read_to_string(&ran).unwrap_or_default();
+    assert_eq!(runs.lines().count(), 1, "the check ran once: {runs:?}");
 }
 
 #[test]
