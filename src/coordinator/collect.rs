@@ -100,9 +100,9 @@ pub struct AttemptReport {
     pub vouch_error: Option<GitError>,
     /// The commit made of leftover changes, if any.
     pub committed: Option<String>,
-    /// When the look for leftover changes began, if it left the worktree
-    /// with none (nothing found, or all of it committed): recycling the
-    /// worktree soon after need not look again
+    /// When the look for leftover changes began, if it found none (when
+    /// it committed some, the commit ran the repository's hooks, which may
+    /// leave files): recycling the worktree soon after need not look again
     /// ([`crate::coordinator::workspace::FreeWorktree::clean_since`]).
     pub clean_since: Option<std::time::Instant>,
     pub commit_error: Option<GitError>,
@@ -328,10 +328,10 @@ pub fn collect(input: Collection) -> AttemptReport {
     {
         let began = std::time::Instant::now();
         match commit::commit_all(worktree, &input.message, &scope(&input, worktree)) {
-            Ok(sha) => {
-                report.committed = sha;
-                report.clean_since = Some(began);
-            }
+            // Found clean; not when orch committed, which ran the
+            // repository's commit hooks, and a hook may write files.
+            Ok(None) => report.clean_since = Some(began),
+            Ok(sha) => report.committed = sha,
             Err(e) => report.commit_error = Some(e),
         }
     }

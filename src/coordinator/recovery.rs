@@ -184,10 +184,10 @@ pub fn gather(plan: &Plan, state: &State, dir: &StateDir, repo: &Path, target: &
             match folder.liveness() {
                 Liveness::Running { .. } => facts.running_checks.push(folder),
                 // The folder's next run clears its stop request: a
-                // supervisor left from before it recorded itself must not
-                // outlive this.
+                // supervisor left from before that had not recorded itself
+                // must not outlive this.
                 Liveness::Gone => {
-                    if let Err(e) = folder.kill_unrecorded() {
+                    if let Err(e) = folder.stop_leftover() {
                         tracing::warn!(folder = %folder.path().display(), error = %e, "cannot stop a check's supervisor left from the last run");
                     }
                 }

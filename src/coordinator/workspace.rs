@@ -49,13 +49,13 @@ pub struct FreeWorktree {
 
 /// How long after its collection found it clean a worktree is recycled
 /// without looking for changes again. The collection's look (a status of
-/// the whole worktree, or of the paths a watch saw the agent change) is
-/// then as recent as the recycle's own would be: the recycle follows it by
-/// a few milliseconds when the next task is ready, about the time between
-/// the recycle's own look and its switch. The agent's process group is
-/// gone by then, and no person edits a worktree that fast; a worktree that
+/// the whole worktree, or of the paths a watch saw the agent change until
+/// its process group was gone) is then about as recent as the recycle's
+/// own would be: the recycle follows it by a few milliseconds when the
+/// next task is ready, about the time between the recycle's own look and
+/// its switch. No person edits a worktree that fast; a worktree that
 /// waited longer is looked at again.
-pub const CLEAN_FOR: Duration = Duration::from_secs(1);
+pub const CLEAN_FOR: Duration = Duration::from_millis(250);
 
 /// What provisioning needs.
 #[derive(Debug, Clone)]

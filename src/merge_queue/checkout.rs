@@ -1034,18 +1034,33 @@ pub(super) fn branch_lock(repo: &Repository, target: &str) -> PathBuf {
     repo.commondir().join(format!("refs/heads/{target}.lock"))
 }
 
+/// How soon after the last write of its journal orch's compare-and-swap
+/// takes the branch's lock: nothing but the check or the write of the
+/// changed paths is between them (milliseconds; this leaves room for a
+/// loaded machine).
+const OWN_LOCK_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Returns whether the branch's `lock` is the one orch's compare-and-swap
 /// of the move the `journal` file records (to `to`) left when a kill cut
 /// it short (libgit2 takes it in orch's own process, and writes the new
 /// commit into it only as it renames it): made no earlier than the
-/// journal, empty or holding `to`, and open in no process. A git at work
-/// on the branch holds its lock open until it has written its own new
-/// commit there, which is not orch's; a lock older than the move is not
-/// orch's to remove (a git killed before, as `git` itself would say).
+/// journal's last write and at most [`OWN_LOCK_WITHIN`] after it, empty or
+/// holding `to`, and open in no process. A git at work on the branch
+/// writes its own new commit there (not orch's), holding the lock open
+/// while it does; but one stopped between preparing and committing its
+/// update (a `reference-transaction` hook at work, `git update-ref
+/// --stdin` between `prepare` and `commit`) holds a closed lock, empty for
+/// a transaction that only verifies: the time is what tells that from
+/// orch's. A lock older than the move is not orch's to remove either (a
+/// git killed before, as `git` itself would say).
 pub(super) fn own_branch_lock(lock: &Path, to: Oid, journal: &Path) -> bool {
     let made = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
     let held = std::fs::read(lock).map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned());
-    made(lock).is_some_and(|lock| made(journal).is_some_and(|journal| lock >= journal))
+    let after = match (made(lock), made(journal)) {
+        (Some(lock), Some(journal)) => lock.duration_since(journal).ok(),
+        _ => None,
+    };
+    after.is_some_and(|after| after <= OWN_LOCK_WITHIN)
         && held.is_ok_and(|text| text.is_empty() || text == to.to_string())
         && !crate::process::holds_open(lock)
 }

@@ -599,6 +599,10 @@ mod tests {
             ("other", false, false),
             ("candidate", true, false),
             ("older", false, false),
+            // Empty, closed, but taken long after the landing: a git
+            // between preparing and committing a transaction that only
+            // verifies the branch.
+            ("later", false, false),
         ] {
             let dir = tempfile::tempdir().unwrap();
             let repo = dir.path().join("repo");
@@ -626,10 +630,14 @@ mod tests {
                 _ => String::new(),
             };
             std::fs::write(&lock, text).unwrap();
-            if content == "older" {
-                let before = std::time::SystemTime::now() - Duration::from_secs(60);
+            let shift = match content {
+                "older" => Some(std::time::SystemTime::now() - Duration::from_secs(60)),
+                "later" => Some(std::time::SystemTime::now() + Duration::from_secs(60)),
+                _ => None,
+            };
+            if let Some(at) = shift {
                 let file = std::fs::File::options().write(true).open(&lock).unwrap();
-                file.set_modified(before).unwrap();
+                file.set_modified(at).unwrap();
             }
             let open = held.then(|| std::fs::File::open(&lock).unwrap());
             let job = LandJob {

@@ -41,6 +41,10 @@ use crate::state::Timestamp;
 /// itself just as it was asked to stop to show whether it started its agent.
 const UNRECORDED_WAIT: Duration = Duration::from_secs(10);
 
+/// How long past its grace [`RunFolder::stop_leftover`] waits for a
+/// supervisor it asked to stop before it kills it.
+const LEFTOVER_MARGIN: Duration = Duration::from_secs(3);
+
 /// One run folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunFolder {
@@ -276,7 +280,11 @@ impl RunFolder {
     /// [`UNRECORDED_WAIT`] (a supervisor still between the two then is
     /// alive, and adopted).
     fn stop_unrecorded(&self) -> Liveness {
-        if self.supervisor_file().exists() || self.has_exited() || !self.path().is_dir() {
+        // Recorded (or ended) since it was found gone: look again.
+        if self.supervisor_file().exists() || self.has_exited() {
+            return self.liveness();
+        }
+        if !self.path().is_dir() {
             return Liveness::Gone;
         }
         if std::fs::write(self.stop_file(), "").is_err() {
@@ -301,18 +309,22 @@ impl RunFolder {
         }
     }
 
-    /// Kills a supervisor of this folder that has not recorded itself, for
-    /// a folder about to be used again (a check's, after a restart): one
-    /// started just before its coordinator was killed outlives it, and
-    /// would otherwise find its stop request cleared by the next run in
-    /// the folder and start its command beside that run's. It is found by
-    /// its command line (`orch __supervise <this folder's spec.json>`),
-    /// after the stop request is written, which one found in the instant
-    /// it execs still sees. Not recorded, it has started nothing; one that
-    /// recorded itself and started its agent in between is stopped with
-    /// its agent's group. Returns how many were killed. Blocking.
-    pub fn kill_unrecorded(&self) -> io::Result<usize> {
-        if self.supervisor_file().exists() || self.has_exited() || !self.path().is_dir() {
+    /// Stops a supervisor of this folder left from a run killed before
+    /// it, for a folder found gone and about to be used again (a check's,
+    /// after a restart): one started just before its coordinator was
+    /// killed outlives it, may not have recorded itself (or did so only
+    /// since the folder was found gone), and would otherwise find its stop
+    /// request cleared by the folder's next run and start its command
+    /// beside that run's. It is found by its command line (`orch
+    /// __supervise <this folder's spec.json>`), after the stop request is
+    /// written (which one caught in the instant it execs still sees), and
+    /// gets SIGTERM: its handler, installed before it records itself, ends
+    /// it at the stop request before its command starts, or stops the
+    /// command's group after (TERM, its grace, KILL). One still alive after
+    /// its grace and [`LEFTOVER_MARGIN`] is killed, with the group it
+    /// recorded. Returns how many were found. Blocking.
+    pub fn stop_leftover(&self) -> io::Result<usize> {
+        if self.has_exited() || !self.path().is_dir() {
             return Ok(0);
         }
         std::fs::write(self.stop_file(), "")?;
@@ -323,8 +335,20 @@ impl RunFolder {
             crate::process::with_args(crate::runner::spawn::SUPERVISE_COMMAND, |arg| {
                 arg.canonicalize().is_ok_and(|arg| arg == spec)
             });
+        if supervisors.is_empty() {
+            return Ok(0);
+        }
         for &pid in &supervisors {
-            crate::process::signal(pid, Signal::KILL)?;
+            crate::process::signal(pid, Signal::TERM)?;
+        }
+        let grace = self.load_spec().map_or(Duration::ZERO, |s| s.grace);
+        let deadline = std::time::Instant::now() + grace + LEFTOVER_MARGIN;
+        let alive = |pid: &u32| crate::process::alive(*pid) && !crate::process::is_zombie(*pid);
+        while supervisors.iter().any(alive) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        for pid in supervisors.iter().filter(|pid| alive(pid)) {
+            crate::process::signal(*pid, Signal::KILL)?;
         }
         if let Some(pgid) = self.live_agent_group() {
             crate::process::signal_group(pgid, Signal::KILL)?;
