@@ -55,7 +55,7 @@ pub struct FreeWorktree {
 /// next task is ready, about the time between the recycle's own look and
 /// its switch. No person edits a worktree that fast; a worktree that
 /// waited longer is looked at again.
-pub const CLEAN_FOR: Duration = Duration::from_millis(250);
+pub const CLEAN_FOR: Duration = Duration::from_secs(1);
 
 /// What provisioning needs.
 #[derive(Debug, Clone)]
