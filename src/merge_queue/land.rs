@@ -588,9 +588,9 @@ mod tests {
     /// A kill inside the compare-and-swap of a target checked out nowhere
     /// left `refs/heads/main.lock`, and merging waited on it until a
     /// person removed it. The next landing takes that lock for its own
-    /// when the last landing's journal explains it (made since, empty or
-    /// holding that landing's candidate, open in no process); any other
-    /// lock is a git's, and merging waits.
+    /// when the last landing's journal explains it (made within seconds
+    /// after it, empty or holding that landing's candidate, open in no
+    /// process); any other lock is a git's, and merging waits.
     #[test]
     fn the_branch_lock_a_landing_killed_in_its_swap_left_is_cleared_by_the_next() {
         for (content, held, cleared) in [
