@@ -11,7 +11,10 @@
 //!    one file), `git add -A` and a commit of what is left, `git merge
 //!    --no-ff` in the main checkout (timed alone: the baseline of one
 //!    merge), `git worktree remove`.
-//! 2. `orch run` of the same tasks, one at a time (`max_parallel = 1`), the
+//! 2. `orch run` of the same tasks, one at a time (`max_parallel = 1`),
+//!    three times (`ORCH_BENCH_ROUNDS`), the builds taking turns (in the
+//!    other order each round), each
+//!    figure the median of its runs; the
 //!    target checked out in the main checkout (orch fast-forwards it): the
 //!    whole run per task, the coordinator's own CPU per task (`cpu_ms` of
 //!    `run.finished`) and with its children (git, hooks; the agents too),
@@ -142,6 +145,7 @@ done
 }
 
 /// What one `orch run` measured, per task.
+#[derive(Clone, Copy)]
 struct Orch {
     wall: Duration,
     cpu: Duration,
@@ -151,6 +155,30 @@ struct Orch {
     /// `supervisor.json`; a build that does not record it: the
     /// supervisor's own start, which it then follows at once).
     start_to_agent: Duration,
+}
+
+impl Orch {
+    /// The median of each figure over `runs`.
+    fn median(runs: &[Orch]) -> Orch {
+        let of = |f: fn(&Orch) -> Duration| median(runs.iter().map(f).collect());
+        Orch {
+            wall: of(|o| o.wall),
+            cpu: of(|o| o.cpu),
+            cpu_with_children: of(|o| o.cpu_with_children),
+            exit_to_completed: of(|o| o.exit_to_completed),
+            start_to_agent: of(|o| o.start_to_agent),
+        }
+    }
+}
+
+/// Whole runs per build and size, the builds alternated: 3, or
+/// `ORCH_BENCH_ROUNDS`.
+fn rounds() -> usize {
+    std::env::var("ORCH_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(3)
 }
 
 fn orch_command(bin: &Path, repo: &Path, args: &[&str]) -> Command {
@@ -340,11 +368,25 @@ fn main() {
         let generated = generated.elapsed();
         let (git_task, git_merge) =
             plain_git(&clone(&template, &dir.path().join(format!("g{files}"))));
+        // One run of a build moves by half from the next on this machine,
+        // and the build run first was often the slower: the builds take
+        // turns, in the other order each round, and each figure is the
+        // median of its runs.
+        let mut runs: Vec<Vec<Orch>> = vec![Vec::new(); builds.len()];
+        for round in 0..rounds() {
+            let mut order: Vec<usize> = (0..builds.len()).collect();
+            if round % 2 == 1 {
+                order.reverse();
+            }
+            for b in order {
+                let bin = &builds[b].1;
+                let at = dir.path().join(format!("o{files}-{b}-{round}"));
+                runs[b].push(orch(bin, &clone(&template, &at)));
+                std::fs::remove_dir_all(&at).unwrap();
+            }
+        }
         for (b, (label, bin)) in builds.iter().enumerate() {
-            let o = orch(
-                bin,
-                &clone(&template, &dir.path().join(format!("o{files}-{b}"))),
-            );
+            let o = Orch::median(&runs[b]);
             let merge = orch_merge(
                 bin,
                 &clone(&template, &dir.path().join(format!("m{files}-{b}"))),
