@@ -50,11 +50,16 @@ use common::{commit_agent, figure, git, median, ms, sealed, ts, write_config};
 
 /// Tasks per run: 12, or `ORCH_BENCH_TASKS` (issue 15 measured with 20).
 fn tasks() -> usize {
-    std::env::var("ORCH_BENCH_TASKS")
+    count_from_env("ORCH_BENCH_TASKS", 12)
+}
+
+/// A positive count from `var`, or `default`.
+fn count_from_env(var: &str, default: usize) -> usize {
+    std::env::var(var)
         .ok()
         .and_then(|v| v.trim().parse().ok())
         .filter(|n| *n > 0)
-        .unwrap_or(12)
+        .unwrap_or(default)
 }
 
 fn sizes() -> Vec<usize> {
@@ -174,11 +179,7 @@ impl Orch {
 /// Whole runs per build and size, the builds alternated: 3, or
 /// `ORCH_BENCH_ROUNDS`.
 fn rounds() -> usize {
-    std::env::var("ORCH_BENCH_ROUNDS")
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or(3)
+    count_from_env("ORCH_BENCH_ROUNDS", 3)
 }
 
 fn orch_command(bin: &Path, repo: &Path, args: &[&str]) -> Command {
