@@ -732,6 +732,42 @@ fn a_dirty_worktree_is_never_recycled() {
 }
 
 #[test]
+fn a_worktree_a_commit_hook_wrote_in_after_orch_committed_is_not_recycled() {
+    // Orch's commit of an agent's leftovers runs the repository's hooks; one
+    // that writes a file leaves the worktree changed right after the
+    // collection, which the next task's recycle must see (a review found
+    // the recycle trusting the collection's look there).
+    let plan = "[[task]]\nid = \"A\"\npriority = 0\n[[task]]\nid = \"B\"\npriority = 1\n";
+    let env = setup("uncommitted.sh", "", plan);
+    env.edit_config("max_parallel = 2", "max_parallel = 1");
+    let hook = env.repo().join(".git/hooks/post-commit");
+    fs::write(
+        &hook,
+        "#!/bin/sh\ndate +%s%N > \"hook-$(date +%s%N).txt\"\n",
+    )
+    .unwrap();
+    fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = run(&env);
+    assert!(out.status.success(), "{}", env.render(&out));
+    let state = env.state();
+    let a = state["items"]["A"]["worktree"].as_str();
+    let a = a.expect("A's worktree, changed by the hook, was recycled for B");
+    assert_ne!(Some(a), state["items"]["B"]["worktree"].as_str());
+    let left = env.git(Path::new(a), ["status", "--porcelain"]);
+    assert!(
+        left.contains("?? hook-"),
+        "the hook's file stays in A's worktree: {left}"
+    );
+    let files = env.git(&env.repo(), ["show", "--name-only", "--format=", "orch/B"]);
+    assert!(
+        !files
+            .lines()
+            .any(|f| f.starts_with("hook-") && left.contains(f)),
+        "B's commit holds none of the files the hook wrote in A's worktree: {files}"
+    );
+}
+
+#[test]
 fn prompt_templates_can_be_overridden_and_a_broken_one_is_named() {
     let env = setup(
         "commit.sh",
