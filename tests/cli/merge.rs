@@ -98,9 +98,11 @@ fn fan_out_and_fan_in_with_a_check() {
     let plan = "[[task]]\nid = \"A\"\n[[task]]\nid = \"B\"\ndepends_on = [\"A\"]\n[[task]]\nid = \"C\"\ndepends_on = [\"A\"]\n[[task]]\nid = \"D\"\ndepends_on = [\"A\"]\n[[task]]\nid = \"E\"\ndepends_on = [\"B\", \"C\", \"D\"]\n";
     let env = setup(
         "deps.sh",
-        // One task a batch: B, C and D, finishing together, would otherwise
-        // share one check run or two, as they happened to end.
-        "[policy]\nchecks = [{ name = \"files\", run = \"test -e work-$ORCH_TASK_ID.txt\" }]\n\n[merge]\nbatch = 1",
+        // One task a batch, one check at a time: B, C and D, finishing
+        // together, would otherwise share one check run or two, as they
+        // happened to end, and a candidate checked on top of another that
+        // passed first lands both (issue 14), the lower one's check stopped.
+        "[policy]\nchecks = [{ name = \"files\", run = \"test -e work-$ORCH_TASK_ID.txt\" }]\n\n[merge]\nbatch = 1\nmax_parallel_checks = 1",
         plan,
     );
     let out = env.orch().arg("run").output().unwrap();
