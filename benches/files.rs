@@ -13,8 +13,7 @@
 //!    merge), `git worktree remove`.
 //! 2. `orch run` of the same tasks, one at a time (`max_parallel = 1`),
 //!    three times (`ORCH_BENCH_ROUNDS`), the builds taking turns (in the
-//!    other order each round), each
-//!    figure the median of its runs; the
+//!    other order each round), each figure the median of its runs; the
 //!    target checked out in the main checkout (orch fast-forwards it): the
 //!    whole run per task, the coordinator's own CPU per task (`cpu_ms` of
 //!    `run.finished`) and with its children (git, hooks; the agents too),

@@ -114,36 +114,36 @@ pub fn holds_open(path: &Path) -> bool {
     let Ok(target) = path.canonicalize() else {
         return false;
     };
-    let Ok(processes) = std::fs::read_dir("/proc") else {
+    let Some(mut pids) = pids() else {
         return true;
     };
-    let is_pid = |name: &std::ffi::OsStr| {
-        name.to_str()
-            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
-    };
-    processes
-        .flatten()
-        .filter(|p| is_pid(&p.file_name()))
-        .any(|p| {
-            std::fs::read_dir(p.path().join("fd")).is_ok_and(|fds| {
-                fds.flatten()
-                    .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l == target))
-            })
+    pids.any(|pid| {
+        std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+            fds.flatten()
+                .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l == target))
         })
+    })
+}
+
+/// The pids in `/proc`, or `None` without it.
+fn pids() -> Option<impl Iterator<Item = u32>> {
+    let processes = std::fs::read_dir("/proc").ok()?;
+    Some(
+        processes
+            .flatten()
+            .filter_map(|p| p.file_name().to_str()?.parse::<u32>().ok()),
+    )
 }
 
 /// Returns the processes (of those this one may look at) whose command
 /// line holds `word` followed by an argument `then` accepts, this one left
 /// out. Without `/proc`, none.
 pub fn with_args(word: &str, then: impl Fn(&Path) -> bool) -> Vec<u32> {
-    let Ok(processes) = std::fs::read_dir("/proc") else {
+    let Some(pids) = pids() else {
         return Vec::new();
     };
     let me = std::process::id();
-    processes
-        .flatten()
-        .filter_map(|p| p.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| *pid != me)
+    pids.filter(|pid| *pid != me)
         .filter(|pid| {
             let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
                 return false;

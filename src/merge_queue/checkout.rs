@@ -214,7 +214,7 @@ fn git_err(path: &Path) -> impl FnOnce(git2::Error) -> MergeError + '_ {
     move |e| MergeError::Git(GitError::git(path)(e))
 }
 
-fn journal_err(path: &Path) -> impl FnOnce(std::io::Error) -> MergeError + '_ {
+pub(super) fn journal_err(path: &Path) -> impl FnOnce(std::io::Error) -> MergeError + '_ {
     move |source| MergeError::Journal {
         path: path.to_owned(),
         source,

@@ -338,12 +338,8 @@ fn clear_cut_swap(git: &Repository, target: &str, journal: &std::path::Path) -> 
         return Ok(());
     };
     if checkout::own_branch_lock(&lock, candidate, journal) {
-        crate::fsio::remove_if_present(&lock).map_err(|source| {
-            failed(MergeError::Journal {
-                path: lock.clone(),
-                source,
-            })
-        })?;
+        crate::fsio::remove_if_present(&lock)
+            .map_err(|e| failed(checkout::journal_err(&lock)(e)))?;
     }
     Ok(())
 }
