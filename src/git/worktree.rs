@@ -374,27 +374,66 @@ fn parse_status(out: &[u8]) -> Vec<String> {
 /// Returns the worktree that has `branch` checked out, if any, reading the
 /// `HEAD` files of the repository's layout (no process, no full status).
 pub fn checked_out_at(repo: &Repository, branch: &str) -> Option<PathBuf> {
-    let wanted = format!("ref: refs/heads/{branch}");
-    let head_is =
-        |head: &Path| std::fs::read_to_string(head).is_ok_and(|text| text.trim() == wanted);
     let common = repo.commondir();
-    if head_is(&common.join("HEAD"))
-        && let Some(root) = common
-            .parent()
-            .filter(|_| common.file_name().is_some_and(|n| n == ".git"))
-    {
-        return Some(root.to_owned());
-    }
-    let names = repo.worktrees().ok()?;
-    for name in names.iter().filter_map(|n| n.ok().flatten()) {
-        if head_is(&common.join("worktrees").join(name).join("HEAD")) {
-            let wt = repo.find_worktree(name).ok()?;
-            if wt.validate().is_ok() {
-                return Some(wt.path().to_owned());
+    for head in heads_naming(common, branch) {
+        match head {
+            Head::Main => {
+                if let Some(root) = common
+                    .parent()
+                    .filter(|_| common.file_name().is_some_and(|n| n == ".git"))
+                {
+                    return Some(root.to_owned());
+                }
+            }
+            Head::Linked(name) => {
+                if let Ok(wt) = repo.find_worktree(&name)
+                    && wt.validate().is_ok()
+                {
+                    return Some(wt.path().to_owned());
+                }
             }
         }
     }
     None
+}
+
+/// Whether any worktree of the repository at `repo` has `branch` checked
+/// out, as `git worktree list` would show it: the main worktree or a
+/// linked one, its folder there or gone (a worktree not yet pruned still
+/// holds its branch for git). Reads the `HEAD` files; no process.
+pub fn holds(repo: &Path, branch: &str) -> Result<bool, GitError> {
+    let git = Repository::open(repo).map_err(GitError::git(repo))?;
+    Ok(heads_naming(git.commondir(), branch).next().is_some())
+}
+
+/// A worktree's `HEAD` file, by whose it is.
+#[derive(Debug, PartialEq, Eq)]
+enum Head {
+    Main,
+    /// A linked worktree's, by its admin folder's name.
+    Linked(String),
+}
+
+/// The worktrees whose `HEAD` names `branch`, from the `HEAD` files under
+/// the common dir: the main worktree's first, then each linked one's.
+fn heads_naming(common: &Path, branch: &str) -> impl Iterator<Item = Head> {
+    let wanted = format!("ref: refs/heads/{branch}");
+    let linked = std::fs::read_dir(common.join("worktrees"))
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .map(|name| {
+            (
+                Head::Linked(name.clone()),
+                Path::new("worktrees").join(name).join("HEAD"),
+            )
+        });
+    std::iter::once((Head::Main, PathBuf::from("HEAD")))
+        .chain(linked)
+        .filter(move |(_, head)| {
+            std::fs::read_to_string(common.join(head)).is_ok_and(|text| text.trim() == wanted)
+        })
+        .map(|(head, _)| head)
 }
 
 /// Returns the branch checked out in a worktree, `None` when detached.

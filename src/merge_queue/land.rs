@@ -472,12 +472,9 @@ impl Cleanup<'_> {
                 after = WorktreeAfter::Detached(wt.clone());
             }
         }
-        let held = worktree::list(repo)?
-            .iter()
-            .any(|e| e.branch.as_deref() == Some(branch.name.as_str()));
         let mut deleted = false;
         if self.delete_branch
-            && !held
+            && !worktree::holds(repo, &branch.name)?
             && refs::branch_tip(repo, &branch.name)?.map(|t| t.to_string())
                 == Some(branch.tip.clone())
         {
@@ -677,6 +674,52 @@ mod tests {
             }
             drop(open);
         }
+    }
+
+    /// A landed task's branch is deleted only when no worktree has it
+    /// checked out: not one with changes (which the cleanup leaves on the
+    /// branch), nor one whose folder is gone but not yet pruned (git still
+    /// counts it).
+    #[test]
+    fn a_landed_branch_a_worktree_holds_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        std::fs::create_dir_all(&repo).unwrap();
+        git(&repo, &["init", "-q", "-b", "main"]);
+        git(&repo, &["commit", "-q", "--allow-empty", "-m", "base"]);
+        let admin = Mutex::new(());
+        let tidy = Cleanup {
+            repo: &repo,
+            admin: &admin,
+            delete_branch: true,
+            remove_worktree: false,
+        };
+        let landed = |name: &str, worktree: Option<PathBuf>| {
+            let tip = git(&repo, &["rev-parse", name]);
+            let branch = LandBranch {
+                name: name.to_owned(),
+                tip,
+                worktree,
+            };
+            tidy.run(&branch).unwrap().1
+        };
+        let wt = |name: &str| dir.path().join("wt").join(name);
+        for name in ["changed", "gone", "free"] {
+            let path = wt(name).to_string_lossy().into_owned();
+            git(&repo, &["worktree", "add", "-q", "-b", name, &path]);
+        }
+        std::fs::write(wt("changed").join("draft.txt"), "a person's work\n").unwrap();
+        std::fs::remove_dir_all(wt("gone")).unwrap();
+        git(&wt("free"), &["switch", "-q", "--detach"]);
+
+        assert!(!landed("changed", Some(wt("changed"))));
+        assert!(!landed("gone", None));
+        assert!(landed("free", None));
+        let branches = git(&repo, &["branch", "--format=%(refname:short)"]);
+        assert_eq!(
+            branches.lines().collect::<Vec<_>>(),
+            ["changed", "gone", "main"]
+        );
     }
 
     #[test]
