@@ -8,15 +8,19 @@
 //! old before it is used (see `clone`):
 //!
 //! 1. The plain-git loop: per task `git worktree add`, the agent (it commits
-//!    one file), `git add -A` and a commit of what is left, `git merge
-//!    --no-ff` in the main checkout (timed alone: the baseline of one
-//!    merge), `git worktree remove`.
+//!    one file; timed alone), `git add -A` and a commit of what is left,
+//!    `git merge --no-ff` in the main checkout (timed alone: the baseline of
+//!    one merge), `git worktree remove`. The script reads bash's own clock
+//!    (`EPOCHREALTIME`), so that timing it starts no process.
 //! 2. `orch run` of the same tasks, one at a time (`max_parallel = 1`),
 //!    three times (`ORCH_BENCH_ROUNDS`), the builds taking turns (in the
 //!    other order each round), each figure the median of its runs; the
 //!    target checked out in the main checkout (orch fast-forwards it): the
 //!    whole run per task, the coordinator's own CPU per task (`cpu_ms` of
 //!    `run.finished`) and with its children (git, hooks; the agents too),
+//!    the run's own time per task (the whole run less its agents' time,
+//!    from each agent's start in `supervisor.json` to its `exit.json`)
+//!    beside the loop's (the loop less its agents'),
 //!    the median time from the agent's exit (`exit.json`) to
 //!    `task.completed` (on the critical path: the next task starts then),
 //!    and from `task.started` to the agent's start (the worktree made or
@@ -107,26 +111,39 @@ fn clone(template: &Path, dir: &Path) -> PathBuf {
     repo
 }
 
-/// Runs the plain-git loop; returns the wall time per task and the median
-/// `git merge --no-ff`.
-fn plain_git(repo: &Path) -> (Duration, Duration) {
-    let times = repo.join("../merge-times");
+/// What the plain-git loop measured.
+struct Loop {
+    /// Wall time per task.
+    task: Duration,
+    /// The agent's time per task (the mean).
+    agent: Duration,
+    /// The median `git merge --no-ff`.
+    merge: Duration,
+}
+
+/// Runs the plain-git loop.
+fn plain_git(repo: &Path) -> Loop {
+    let merges = repo.join("../merge-times");
+    let agents = repo.join("../agent-times");
     let script = format!(
         r#"set -e
-now() {{ date +%s%N; }}
+now() {{ t=${{EPOCHREALTIME/[.,]/}}; }}
 for i in $(seq 0 {last}); do
   git worktree add -q -b task/T$i ../wt/T$i main
+  now; s=$t
   (cd ../wt/T$i && ORCH_TASK_ID=T$i ORCH_ATTEMPT=1 {agent} < /dev/null)
+  now; echo $(( t - s )) >> {agents}
   (cd ../wt/T$i && git add -A && {{ git diff --cached --quiet || git commit -q -m leftovers; }})
-  s=$(now)
+  now; s=$t
   git merge --no-ff -q -m "Merge T$i" task/T$i
-  echo $(( $(now) - s )) >> {times}
+  now; echo $(( t - s )) >> {merges}
   git worktree remove ../wt/T$i
 done
 "#,
         last = tasks() - 1,
         agent = commit_agent().display(),
-        times = times.display(),
+        agents = agents.display(),
+        merges = merges.display(),
     );
     let start = Instant::now();
     let out = sealed("bash", repo)
@@ -140,12 +157,19 @@ done
         "script failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let merges = std::fs::read_to_string(&times)
-        .unwrap()
-        .lines()
-        .map(|l| Duration::from_nanos(l.trim().parse().unwrap()))
-        .collect();
-    (wall / tasks() as u32, median(merges))
+    let times = |file: &Path| -> Vec<Duration> {
+        std::fs::read_to_string(file)
+            .unwrap()
+            .lines()
+            .map(|l| Duration::from_micros(l.trim().parse().unwrap()))
+            .collect()
+    };
+    let n = tasks() as u32;
+    Loop {
+        task: wall / n,
+        agent: times(&agents).iter().sum::<Duration>() / n,
+        merge: median(times(&merges)),
+    }
 }
 
 /// What one `orch run` measured, per task.
@@ -155,6 +179,9 @@ struct Orch {
     cpu: Duration,
     cpu_with_children: Duration,
     exit_to_completed: Duration,
+    /// The agents' time per task (the mean): from each agent's start to
+    /// its `exit.json`.
+    agent: Duration,
     /// From `task.started` to the agent's start (`agent_started` in
     /// `supervisor.json`; a build that does not record it: the
     /// supervisor's own start, which it then follows at once).
@@ -170,6 +197,7 @@ impl Orch {
             cpu: of(|o| o.cpu),
             cpu_with_children: of(|o| o.cpu_with_children),
             exit_to_completed: of(|o| o.exit_to_completed),
+            agent: of(|o| o.agent),
             start_to_agent: of(|o| o.start_to_agent),
         }
     }
@@ -281,20 +309,27 @@ fn orch(bin: &Path, repo: &Path) -> Orch {
                 .unwrap_or_default()
         })
         .collect();
-    let starts = events
+    let (starts, agents): (Vec<Duration>, Vec<Duration>) = events
         .iter()
         .filter(|e| e["event"] == "task.started")
         .map(|e| {
             let supervisor = run_file(repo, e, "supervisor.json");
+            let exit = run_file(repo, e, "exit.json");
             let agent = match &supervisor["agent_started"] {
-                serde_json::Value::Null => run_file(repo, e, "exit.json")["started"].clone(),
+                serde_json::Value::Null => exit["started"].clone(),
                 at => at.clone(),
             };
-            ts(&agent).duration_since(ts(&e["ts"])).unwrap_or_default()
+            (
+                ts(&agent).duration_since(ts(&e["ts"])).unwrap_or_default(),
+                ts(&exit["finished"])
+                    .duration_since(ts(&agent))
+                    .unwrap_or_default(),
+            )
         })
-        .collect();
+        .unzip();
     let n = tasks() as u32;
     Orch {
+        agent: agents.iter().sum::<Duration>() / n,
         start_to_agent: median(starts),
         wall: wall / n,
         cpu: cpu / n,
@@ -366,8 +401,8 @@ fn main() {
         let generated = Instant::now();
         let template = template(&dir.path().join(format!("t{files}")), files);
         let generated = generated.elapsed();
-        let (git_task, git_merge) =
-            plain_git(&clone(&template, &dir.path().join(format!("g{files}"))));
+        let baseline = plain_git(&clone(&template, &dir.path().join(format!("g{files}"))));
+        let (git_task, git_merge) = (baseline.task, baseline.merge);
         // One run of a build moves by half from the next on this machine,
         // and the build run first was often the slower: the builds take
         // turns, in the other order each round, and each figure is the
@@ -412,6 +447,18 @@ fn main() {
                 &ms(o.wall),
                 &format!("plain-git loop {}", ms(git_task)),
                 Some(ratio(o.wall, git_task)),
+            );
+            let own = o.wall.saturating_sub(o.agent);
+            let loop_own = git_task.saturating_sub(baseline.agent);
+            figure(
+                &format!("own time per task (run less agent), {n}"),
+                &format!("{} (agent {})", ms(own), ms(o.agent)),
+                &format!(
+                    "plain-git loop less agent {} (agent {})",
+                    ms(loop_own),
+                    ms(baseline.agent)
+                ),
+                Some(ratio(own, loop_own)),
             );
             let previous = cpu_at.iter().rev().find(|(l, _, _)| l == label);
             figure(
