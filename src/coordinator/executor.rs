@@ -373,11 +373,7 @@ impl Executor {
                         let mut found = found_clean
                             .lock()
                             .unwrap_or_else(|poisoned| poisoned.into_inner());
-                        found.retain(|_, at| at.elapsed() < workspace::CLEAN_FOR);
-                        match report.clean_since {
-                            Some(at) => found.insert(worktree, at),
-                            None => found.remove(&worktree),
-                        };
+                        remember_clean(&mut found, worktree, report.clean_since);
                     }
                     let _ = tx.send(Msg::Input(Box::new(Input::Collected {
                         unit,
@@ -992,11 +988,47 @@ fn prepare(
     std::fs::write(marker, worktree.display().to_string()).map_err(note)
 }
 
+/// Notes what a collection found of its worktree for the recycle that may
+/// follow ([`workspace::FreeWorktree::clean_since`]): when it found the
+/// worktree clean, or that it did not (a look of an earlier attempt there
+/// no longer stands); looks older than [`workspace::CLEAN_FOR`] go.
+fn remember_clean(
+    found: &mut HashMap<PathBuf, Instant>,
+    worktree: PathBuf,
+    clean_since: Option<Instant>,
+) {
+    found.retain(|_, at| at.elapsed() < workspace::CLEAN_FOR);
+    match clean_since {
+        Some(at) => found.insert(worktree, at),
+        None => found.remove(&worktree),
+    };
+}
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::lifecycle::Status;
     use crate::state::model::ItemState;
+
+    /// A worktree found clean by one attempt's collection and not by the
+    /// next one's there (it committed what was left, running hooks that may
+    /// write files) is not offered to a recycle as clean; looks over a
+    /// second old are dropped.
+    #[test]
+    fn a_later_collection_that_did_not_find_the_worktree_clean_voids_the_earlier_look() {
+        let wt = PathBuf::from("wt/T1");
+        let other = PathBuf::from("wt/T2");
+        let mut found = HashMap::new();
+        remember_clean(&mut found, wt.clone(), Some(Instant::now()));
+        assert!(found.contains_key(&wt));
+        remember_clean(&mut found, wt.clone(), None);
+        assert!(!found.contains_key(&wt));
+
+        let old = Instant::now().checked_sub(workspace::CLEAN_FOR).unwrap();
+        found.insert(other.clone(), old);
+        remember_clean(&mut found, wt.clone(), Some(Instant::now()));
+        assert!(found.contains_key(&wt));
+        assert!(!found.contains_key(&other));
+    }
 
     /// An executor on a state dir whose `changes.jsonl` cannot be written
     /// (it is a folder).
