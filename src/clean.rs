@@ -211,6 +211,11 @@ pub fn clean(request: &Request) -> Result<Report, CleanError> {
     let merge_dir = state_dir.merge_worktree();
     let mut report = Report::default();
 
+    // Under the state lock no run is moving a worktree: a move's lock left
+    // by a crash is finished, not read as a person's.
+    if let Err(e) = worktree::finish_moves(repo) {
+        tracing::warn!(error = %e, "cannot finish a worktree move a crash cut");
+    }
     let entries = worktree::list(repo)?;
     for entry in entries.iter().skip(1) {
         if !owned_by_orch(entry, prefix, &root, &merge_dir) {

@@ -4,6 +4,7 @@
 //! dirty worktree, `switch` fails if local changes would be overwritten. The
 //! callers turn those failures into refusals that name the path.
 
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 
 use git2::Repository;
@@ -128,12 +129,29 @@ pub fn add(
     Ok(())
 }
 
-/// Moves a worktree (folder and admin entry) to `to`.
+/// Moves a worktree (folder and admin entry) to `to`: in-process when
+/// [`move_here`] can, else with `git worktree move`.
 pub fn move_to(repo: &Path, from: &Path, to: &Path) -> Result<(), GitError> {
     if to.exists() {
         return Err(GitError::PathTaken {
             path: to.to_owned(),
         });
+    }
+    match move_here(from, to) {
+        Ok(true) => return Ok(()),
+        Ok(false) => {}
+        Err(e) => {
+            return Err(GitError::Command(cmd::CommandError {
+                argv: ["worktree", "move"]
+                    .map(str::to_owned)
+                    .into_iter()
+                    .chain([from, to].map(|p| p.display().to_string()))
+                    .collect(),
+                dir: repo.to_owned(),
+                code: None,
+                stderr: e.to_string(),
+            }));
+        }
     }
     cmd::run(
         repo,
@@ -144,6 +162,111 @@ pub fn move_to(repo: &Path, from: &Path, to: &Path) -> Result<(), GitError> {
             to.as_os_str(),
         ] as [&std::ffi::OsStr; 4],
     )?;
+    Ok(())
+}
+
+/// What a worktree's admin folder's `locked` file says while orch moves
+/// the worktree, followed by where to.
+const MOVING: &str = "orch: moving to ";
+
+/// Moves a linked worktree the way `git worktree move` does, without its
+/// process: the folder is renamed and the admin folder's `gitdir` file
+/// pointed at its new place. Returns `false`, having done nothing, for
+/// what is left to git: a worktree git would refuse (locked, with
+/// submodules: a `.gitmodules` file or a `modules` folder in its admin
+/// folder) or one whose files name each other by relative paths.
+///
+/// The admin folder is locked (git's own `locked` file) for the move, so
+/// that no `git worktree prune` removes it while its `gitdir` names a
+/// folder that is gone; the lock names where the worktree goes, so that
+/// a move a crash cut is finished ([`finish_moves`]). Folders renamed
+/// across file systems fail, as they do for git.
+fn move_here(from: &Path, to: &Path) -> std::io::Result<bool> {
+    let Some(admin) = admin_of(from) else {
+        return Ok(false);
+    };
+    // git names the worktree by its real path, and so does this.
+    let real_from = from.canonicalize()?;
+    let names_from = std::fs::read_to_string(admin.join("gitdir"))
+        .is_ok_and(|g| Path::new(g.trim_end()) == real_from.join(".git"));
+    if !names_from
+        || !to.is_absolute()
+        || admin.join("locked").exists()
+        || admin.join("modules").exists()
+        || from.join(".gitmodules").exists()
+    {
+        return Ok(false);
+    }
+    let locked = admin.join("locked");
+    let mut reason = MOVING.as_bytes().to_vec();
+    reason.extend(to.as_os_str().as_encoded_bytes());
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&locked)
+    {
+        Ok(mut file) => std::io::Write::write_all(&mut file, &reason)?,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+        Err(e) => return Err(e),
+    }
+    if let Err(e) = std::fs::rename(from, to) {
+        let _ = std::fs::remove_file(&locked);
+        return Err(e);
+    }
+    point_admin_at(&admin, &to.canonicalize()?)?;
+    std::fs::remove_file(&locked)?;
+    Ok(true)
+}
+
+/// The admin folder a linked worktree's `.git` file names by an absolute
+/// path, if it is one.
+fn admin_of(worktree: &Path) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(worktree.join(".git")).ok()?;
+    let admin = PathBuf::from(text.trim_end().strip_prefix("gitdir: ")?);
+    (admin.is_absolute() && admin.is_dir()).then_some(admin)
+}
+
+/// Writes the admin folder's `gitdir` file to name `worktree`'s `.git`
+/// (through a temp file and a rename).
+fn point_admin_at(admin: &Path, worktree: &Path) -> std::io::Result<()> {
+    let mut line = worktree.join(".git").into_os_string().into_encoded_bytes();
+    line.push(b'\n');
+    crate::fsio::write_atomically(&admin.join("gitdir"), &line)
+}
+
+/// Finishes the moves [`move_here`] began and a crash cut, in the admin
+/// folders under the common dir of the repository at `repo`: one locked
+/// by orch for a move whose folder is already at its new place (its
+/// `.git` file naming this admin folder) is pointed there; one whose
+/// folder is still where `gitdir` says is only unlocked. Any other lock
+/// is someone's and stays.
+pub fn finish_moves(repo: &Path) -> std::io::Result<()> {
+    let git = Repository::open(repo).map_err(std::io::Error::other)?;
+    let Ok(entries) = std::fs::read_dir(git.commondir().join("worktrees")) else {
+        return Ok(());
+    };
+    for admin in entries.flatten().map(|e| e.path()) {
+        let locked = admin.join("locked");
+        let Some(to) = std::fs::read(&locked)
+            .ok()
+            .and_then(|r| r.strip_prefix(MOVING.as_bytes()).map(<[u8]>::to_vec))
+            .map(|to| PathBuf::from(std::ffi::OsString::from_vec(to)))
+        else {
+            continue;
+        };
+        let named = std::fs::read_to_string(admin.join("gitdir"))
+            .map(|g| PathBuf::from(g.trim_end()))
+            .ok();
+        if admin_of(&to).is_some_and(|a| a == admin) {
+            let to = to.canonicalize()?;
+            if named.as_deref() != Some(to.join(".git").as_path()) {
+                point_admin_at(&admin, &to)?;
+            }
+        } else if !named.is_some_and(|g| g.exists()) {
+            continue;
+        }
+        std::fs::remove_file(&locked)?;
+    }
     Ok(())
 }
 
@@ -472,6 +595,87 @@ pub(crate) mod tests {
         let commit = ["commit", "-q", "--allow-empty", "-m", "i"];
         git(&repo, &[&IDENTITY[..], &commit[..]].concat());
         (dir, root, repo)
+    }
+
+    /// The worktrees git lists, as (path, locked).
+    fn listed(repo: &Path) -> Vec<(PathBuf, bool)> {
+        let out = cmd::stdout(repo, ["worktree", "list", "--porcelain"]).unwrap();
+        parse_list(&out)
+            .into_iter()
+            .skip(1)
+            .map(|e| {
+                assert!(!e.prunable, "{} is prunable", e.path.display());
+                (e.path, e.locked)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_worktree_moved_in_process_is_where_git_would_have_it() {
+        let (_dir, root, repo) = repository();
+        git(&repo, &["worktree", "add", "-q", "-b", "t1", "../T1"]);
+        assert!(move_here(&root.join("T1"), &root.join("T2")).unwrap());
+        assert!(!root.join("T1").exists());
+        assert_eq!(listed(&repo), [(root.join("T2"), false)]);
+        git(&root.join("T2"), &["status", "--short"]);
+        // Its `gitdir` is as `git worktree move` writes it.
+        let admin = repo.join(".git/worktrees/T1");
+        let by_orch = std::fs::read_to_string(admin.join("gitdir")).unwrap();
+        git(&repo, &["worktree", "move", "../T2", "../T3"]);
+        git(&repo, &["worktree", "move", "../T3", "../T2"]);
+        assert_eq!(
+            std::fs::read_to_string(admin.join("gitdir")).unwrap(),
+            by_orch
+        );
+
+        // What git refuses, or could, is left to git.
+        git(&repo, &["worktree", "lock", "../T2"]);
+        assert!(!move_here(&root.join("T2"), &root.join("T3")).unwrap());
+        assert!(move_to(&repo, &root.join("T2"), &root.join("T3")).is_err());
+        git(&repo, &["worktree", "unlock", "../T2"]);
+        std::fs::write(root.join("T2/.gitmodules"), "").unwrap();
+        assert!(!move_here(&root.join("T2"), &root.join("T3")).unwrap());
+        assert!(root.join("T2").is_dir());
+    }
+
+    /// A move a crash cut, at each step: its lock keeps `git worktree
+    /// prune` off the entry, and the next run finishes it; a lock that
+    /// is not orch's stays.
+    #[test]
+    fn a_move_a_crash_cut_is_finished_and_another_lock_is_kept() {
+        let (_dir, root, repo) = repository();
+        for name in ["A", "B", "C"] {
+            git(
+                &repo,
+                &["worktree", "add", "-q", "--detach", &format!("../{name}")],
+            );
+        }
+        let admin = |name: &str| repo.join(".git/worktrees").join(name);
+        let lock = |name: &str, to: &str| {
+            let reason = format!("{MOVING}{}", root.join(to).display());
+            std::fs::write(admin(name).join("locked"), reason).unwrap();
+        };
+        // A: cut after the folder was renamed. B: cut before.
+        lock("A", "A2");
+        std::fs::rename(root.join("A"), root.join("A2")).unwrap();
+        lock("B", "B2");
+        git(
+            &repo,
+            &["worktree", "lock", "--reason", "a person's", "../C"],
+        );
+        git(&repo, &["worktree", "prune"]);
+        assert!(admin("A").is_dir(), "the lock keeps the entry");
+
+        finish_moves(&repo).unwrap();
+        assert_eq!(
+            listed(&repo),
+            [
+                (root.join("A2"), false),
+                (root.join("B"), false),
+                (root.join("C"), true)
+            ]
+        );
+        git(&root.join("A2"), &["status", "--short"]);
     }
 
     #[test]
