@@ -1003,6 +1003,7 @@ fn remember_clean(
         None => found.remove(&worktree),
     };
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;
