@@ -104,14 +104,8 @@ pub fn add(
         });
     }
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| {
-            GitError::Command(cmd::CommandError {
-                argv: vec!["mkdir".to_owned(), parent.display().to_string()],
-                dir: repo.to_owned(),
-                code: None,
-                stderr: e.to_string(),
-            })
-        })?;
+        std::fs::create_dir_all(parent)
+            .map_err(|e| io_failure(repo, &["mkdir".as_ref(), parent.as_os_str()], e))?;
     }
     let mut args: Vec<std::ffi::OsString> = own_worktree_config(repo)
         .into_iter()
@@ -141,16 +135,13 @@ pub fn move_to(repo: &Path, from: &Path, to: &Path) -> Result<(), GitError> {
         Ok(true) => return Ok(()),
         Ok(false) => {}
         Err(e) => {
-            return Err(GitError::Command(cmd::CommandError {
-                argv: ["worktree", "move"]
-                    .map(str::to_owned)
-                    .into_iter()
-                    .chain([from, to].map(|p| p.display().to_string()))
-                    .collect(),
-                dir: repo.to_owned(),
-                code: None,
-                stderr: e.to_string(),
-            }));
+            let argv = [
+                "worktree".as_ref(),
+                "move".as_ref(),
+                from.as_os_str(),
+                to.as_os_str(),
+            ];
+            return Err(io_failure(repo, &argv, e));
         }
     }
     cmd::run(
@@ -163,6 +154,20 @@ pub fn move_to(repo: &Path, from: &Path, to: &Path) -> Result<(), GitError> {
         ] as [&std::ffi::OsStr; 4],
     )?;
     Ok(())
+}
+
+/// A step orch does itself in `dir`, in place of the command `argv`, that
+/// failed with `e`: reported as that command's failure.
+fn io_failure(dir: &Path, argv: &[&std::ffi::OsStr], e: std::io::Error) -> GitError {
+    GitError::Command(cmd::CommandError {
+        argv: argv
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect(),
+        dir: dir.to_owned(),
+        code: None,
+        stderr: e.to_string(),
+    })
 }
 
 /// What a worktree's admin folder's `locked` file says while orch moves
@@ -189,9 +194,10 @@ fn move_here(from: &Path, to: &Path) -> std::io::Result<bool> {
     let real_from = from.canonicalize()?;
     let names_from = std::fs::read_to_string(admin.join("gitdir"))
         .is_ok_and(|g| Path::new(g.trim_end()) == real_from.join(".git"));
+    // A `locked` file already there (a person's lock) is found by its
+    // exclusive creation below.
     if !names_from
         || !to.is_absolute()
-        || admin.join("locked").exists()
         || admin.join("modules").exists()
         || from.join(".gitmodules").exists()
     {
