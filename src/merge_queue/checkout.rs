@@ -1167,6 +1167,25 @@ fn content_id(checkout: &Path, path: &Path) -> Result<Option<Oid>, MergeError> {
     })
 }
 
+/// Returns whether the file at `path` holds the start of `new`'s content
+/// (nothing, or more), as orch's own writer leaves a file a kill cut
+/// between its creation and the end of its write: writing `new` there
+/// loses nothing of it, whoever wrote it.
+fn cut_while_written(repo: &Repository, checkout: &Path, path: &Path, new: tree::Side) -> bool {
+    let full = checkout.join(path);
+    let regular = [
+        i32::from(git2::FileMode::Blob),
+        i32::from(git2::FileMode::BlobExecutable),
+    ];
+    if !full.symlink_metadata().is_ok_and(|m| m.is_file()) || !regular.contains(&new.mode) {
+        return false;
+    }
+    let (Ok(bytes), Ok(blob)) = (std::fs::read(&full), repo.find_blob(new.id)) else {
+        return false;
+    };
+    blob.content().starts_with(&bytes)
+}
+
 fn finish_plan(
     repo: &Repository,
     checkout: &Path,
@@ -1194,7 +1213,12 @@ fn finish_plan(
         };
         let content_ok = match content {
             None => true,
-            Some(id) => expected.contains(&id) && !id.is_zero(),
+            Some(id) => {
+                (expected.contains(&id) && !id.is_zero())
+                    || change
+                        .new
+                        .is_some_and(|new| cut_while_written(repo, checkout, path, new))
+            }
         };
         if !(staged_ok && content_ok) {
             plan.changed.push(Blocker {
@@ -2170,6 +2194,37 @@ pub(super) mod tests {
             "no post-checkout hook"
         );
         assert!(!state.checkout_journal().exists());
+    }
+
+    /// Orch's own writer creates a file, then writes it: a kill in
+    /// between (found by the crash harness) leaves it empty, or holding
+    /// the start of its content. Writing it whole loses nothing; a file
+    /// holding anything else is still a person's.
+    #[test]
+    fn a_move_cut_while_a_file_was_written_is_finished() {
+        let (dir, repo, from, to) = every_kind_of_change();
+        let state = state_dir(&dir);
+        std::fs::create_dir_all(repo.join("new/sub")).unwrap();
+        std::fs::write(repo.join("new/sub/n.txt"), "").unwrap();
+        std::fs::remove_file(repo.join("edit.txt")).unwrap();
+        std::fs::write(repo.join("edit.txt"), "tw").unwrap();
+        cut_short(&state, &repo, from, to);
+        let resumed = resume(&repo, &state).unwrap();
+        assert!(matches!(resumed, Resumed::Completed { .. }), "{resumed:?}");
+        assert_holds(&repo, to);
+        assert!(!state.checkout_journal().exists());
+
+        let (dir, repo, from, to) = every_kind_of_change();
+        let state = state_dir(&dir);
+        std::fs::create_dir_all(repo.join("new/sub")).unwrap();
+        std::fs::write(repo.join("new/sub/n.txt"), "added by a person\n").unwrap();
+        cut_short(&state, &repo, from, to);
+        let resumed = resume(&repo, &state).unwrap();
+        assert!(!matches!(resumed, Resumed::Completed { .. }), "{resumed:?}");
+        assert_eq!(
+            std::fs::read_to_string(repo.join("new/sub/n.txt")).unwrap(),
+            "added by a person\n"
+        );
     }
 
     #[test]
