@@ -108,6 +108,10 @@ pub enum Command {
         /// An inherited pipe's write end, closed once `exit.json` is written
         #[arg(long)]
         done_fd: Option<i32>,
+        /// An inherited pipe's read end: wait for a byte on it before
+        /// starting, and end without a trace at its end
+        #[arg(long)]
+        go_fd: Option<i32>,
     },
     /// Submit and watch one attempt's cluster job (run by its supervisor)
     #[command(name = "__job", hide = true)]
@@ -145,8 +149,13 @@ pub fn run_with(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             });
         }
     };
-    if let Command::Supervise { spec, done_fd } = &cli.command {
-        return crate::runner::supervise::main(spec, *done_fd);
+    if let Command::Supervise {
+        spec,
+        done_fd,
+        go_fd,
+    } = &cli.command
+    {
+        return crate::runner::supervise::main(spec, *done_fd, *go_fd);
     }
     if let Command::Job { spec } = &cli.command {
         return crate::runner::slurm::job_main(spec);

@@ -340,6 +340,10 @@ pub struct ProvisionRequest {
     pub post_create: Option<hook::Stage>,
     /// The file saying `post_create` ran in the worktree the task has.
     pub marker: PathBuf,
+    /// The run folder of the attempt launched once the worktree is ready,
+    /// when that is the task's own (not a subtask's): its supervisor can
+    /// start loading meanwhile (`crate::runner::spawn::Waiting`).
+    pub run_dir: Option<PathBuf>,
 }
 
 /// What starting one attempt needs.

@@ -154,6 +154,10 @@ pub struct Executor {
     /// Worktrees whose last collection left them clean, and when it
     /// looked: handed to the provisioning that recycles one.
     found_clean: Arc<Mutex<HashMap<PathBuf, Instant>>>,
+    /// Supervisors started while their task's worktree is prepared, by
+    /// task: the launch that follows tells one to go; one left over (the
+    /// provisioning failed, the run stopped) ends when it is dropped.
+    waiting: HashMap<FullId, spawn::Waiting>,
     /// Check runs by slot, reviews, and the landing: what `StopMerge` stops.
     checks: std::collections::BTreeMap<u32, Stoppable>,
     reviews: Vec<Stoppable>,
@@ -211,6 +215,7 @@ impl Executor {
             flush_error: None,
             worktree_admin: Arc::new(Mutex::new(())),
             found_clean: Arc::default(),
+            waiting: HashMap::new(),
             checks: std::collections::BTreeMap::new(),
             reviews: Vec::new(),
             landing: None,
@@ -448,6 +453,7 @@ impl Executor {
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .remove(&free.path);
         }
+        let (task, run_dir) = (req.task.clone(), req.run_dir.clone());
         let tx = self.tx.clone();
         let admin = Arc::clone(&self.worktree_admin);
         tokio::task::spawn_blocking(move || {
@@ -468,6 +474,21 @@ impl Executor {
                 prepared,
             })));
         });
+        // Started while the worktree is prepared, the supervisor's own
+        // start (its process, libraries and runtime: 4 to 5 ms here) runs
+        // beside the `git switch` instead of after it; its fork follows
+        // the provisioning's start, not the other way round.
+        if let Some(run_dir) = &run_dir {
+            match spawn::start_waiting(&self.tools.orch_exe, run_dir) {
+                Ok(waiting) => {
+                    self.waiting.insert(task, waiting);
+                }
+                Err(e) => {
+                    self.waiting.remove(&task);
+                    tracing::debug!(error = %e, task = %task, "no supervisor started ahead");
+                }
+            }
+        }
     }
 
     fn launch(&mut self, req: LaunchRequest) {
@@ -513,8 +534,17 @@ impl Executor {
             sandbox,
             watch: req.watch,
         };
-        let spawned = spawn::prepare(&plan, &self.tools.orch_exe)
-            .and_then(|_| spawn::spawn_supervisor(&self.tools.orch_exe, &plan.run_dir));
+        let waiting = self
+            .waiting
+            .remove(&req.task)
+            .filter(|w| w.run_dir() == plan.run_dir);
+        let spawned = spawn::prepare(&plan, &self.tools.orch_exe).and_then(|_| {
+            // One started ahead that is gone is replaced.
+            waiting.and_then(|w| w.go().ok()).map_or_else(
+                || spawn::spawn_supervisor(&self.tools.orch_exe, &plan.run_dir),
+                Ok,
+            )
+        });
         let mut supervisor = match spawned {
             Ok(supervisor) => supervisor,
             Err(e) => {

@@ -186,6 +186,15 @@ impl RunState {
             &branch,
         );
         let marker = self.env.state_dir.post_create_marker(&task);
+        // As `provisioned` decides: the task's own attempt runs next unless
+        // its subtasks are stepped through.
+        let steps = self
+            .env
+            .plan
+            .lookup(task.as_str())
+            .is_some_and(|ti| self.steps(ti));
+        let run_dir =
+            (!steps || purpose.is_some()).then(|| self.env.state_dir.run_dir(&task, attempt));
         self.flight.provisioning.insert(task.clone());
         self.effect(Effect::Provision(Box::new(ProvisionRequest {
             task,
@@ -194,6 +203,7 @@ impl RunState {
             free_owner: free.map(|(owner, _)| owner),
             post_create,
             marker,
+            run_dir,
         })));
     }
 

@@ -136,6 +136,10 @@ pub fn spawn_supervisor_blocking(orch: &Path, spec: &Path) -> io::Result<std::pr
 /// write end of its [`Supervisor::done`] pipe on (`--done-fd`).
 const DONE_FD: i32 = 3;
 
+/// The descriptor a supervisor started by [`start_waiting`] finds the read
+/// end of its go pipe on (`--go-fd`).
+const GO_FD: i32 = 4;
+
 /// A supervisor started by [`spawn_supervisor`].
 pub struct Supervisor {
     pub child: tokio::process::Child,
@@ -156,44 +160,104 @@ impl Supervisor {
 /// Starts `orch __supervise` for a prepared run folder, in a session of its
 /// own, with the write end of its [`Supervisor::done`] pipe as descriptor 3.
 pub fn spawn_supervisor(orch: &Path, run_dir: &Path) -> io::Result<Supervisor> {
+    start(orch, run_dir, None)
+}
+
+/// A supervisor started ahead of its attempt, while the task's worktree is
+/// prepared: it loads (the process, its libraries, its runtime) meanwhile,
+/// then waits to be told to go before it reads `spec.json` or writes
+/// anything. Dropped without [`Waiting::go`], it ends without a trace: the
+/// end of its go pipe tells it so, the coordinator's death included.
+pub struct Waiting {
+    supervisor: Supervisor,
+    go: io::PipeWriter,
+    run_dir: PathBuf,
+}
+
+impl std::fmt::Debug for Waiting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Waiting")
+            .field("pid", &self.supervisor.child.id())
+            .field("run_dir", &self.run_dir)
+            .finish()
+    }
+}
+
+impl Waiting {
+    /// The run folder it was started for.
+    pub fn run_dir(&self) -> &Path {
+        &self.run_dir
+    }
+
+    /// Tells it to go on: its run folder must be prepared. `Err` when it
+    /// is gone already.
+    pub fn go(mut self) -> io::Result<Supervisor> {
+        use std::io::Write;
+        self.go.write_all(b"g")?;
+        Ok(self.supervisor)
+    }
+}
+
+/// Starts `orch __supervise` for the run folder `run_dir` (made when
+/// missing), waiting to be told to go (`--go-fd`); see [`Waiting`].
+pub fn start_waiting(orch: &Path, run_dir: &Path) -> io::Result<Waiting> {
+    fs::create_dir_all(run_dir)?;
+    let (read, go) = io::pipe()?;
+    let supervisor = start(orch, run_dir, Some(read.into()))?;
+    Ok(Waiting {
+        supervisor,
+        go,
+        run_dir: run_dir.to_owned(),
+    })
+}
+
+/// Starts `orch __supervise`, with its done pipe as descriptor 3 and, when
+/// given, the read end of its go pipe as descriptor 4 (closed here once
+/// passed on, so that a write to the pipe fails once the process is gone).
+fn start(orch: &Path, run_dir: &Path, go: Option<std::os::fd::OwnedFd>) -> io::Result<Supervisor> {
     let log = fs::File::create(run_dir.join("supervisor.log"))?;
     let (sender, done) = tokio::net::unix::pipe::pipe()?;
-    let mut writer = sender.into_blocking_fd()?;
-    // Descriptors 0 to 2 are replaced in the child before `pre_exec` runs.
-    if writer.as_raw_fd() <= 2 {
-        writer = rustix::io::fcntl_dupfd_cloexec(&writer, DONE_FD)?;
-    }
-    let raw = writer.as_raw_fd();
+    let sender = sender.into_blocking_fd()?;
+    // Above the descriptors the child's are moved to, so that no move
+    // overwrites another's source (0 to 2 are replaced in the child
+    // before `pre_exec` runs).
+    let above = |fd: &std::os::fd::OwnedFd| rustix::io::fcntl_dupfd_cloexec(fd, GO_FD + 1);
+    let moves: Vec<(std::os::fd::OwnedFd, i32)> =
+        std::iter::once(above(&sender).map(|fd| (fd, DONE_FD)))
+            .chain(go.iter().map(|fd| above(fd).map(|fd| (fd, GO_FD))))
+            .collect::<Result<_, _>>()?;
+    drop((sender, go));
+    let raw: Vec<(i32, i32)> = moves.iter().map(|(fd, to)| (fd.as_raw_fd(), *to)).collect();
     let mut cmd = tokio::process::Command::new(orch);
     cmd.arg(SUPERVISE_COMMAND)
         .arg(run_dir.join(spec::SPEC))
         .arg("--done-fd")
-        .arg(DONE_FD.to_string())
-        .stdin(Stdio::null())
+        .arg(DONE_FD.to_string());
+    if raw.len() > 1 {
+        cmd.arg("--go-fd").arg(GO_FD.to_string());
+    }
+    cmd.stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
         .kill_on_drop(false);
-    // SAFETY: `setsid`, `dup2` and `fcntl` are async-signal-safe and touch
-    // no memory of ours. `setsid` makes the child leader of a new session,
-    // so that a terminal's Ctrl-C and the coordinator's death do not reach
-    // it; `dup2` puts the pipe where the supervisor looks for it, without
-    // close-on-exec (which `dup2` onto itself would keep).
+    // SAFETY: `setsid` and `dup2` are async-signal-safe and touch no
+    // memory of ours (`raw` is only read). `setsid` makes the child leader
+    // of a new session, so that a terminal's Ctrl-C and the coordinator's
+    // death do not reach it; `dup2` puts each pipe where the supervisor
+    // looks for it, without close-on-exec.
     unsafe {
         cmd.pre_exec(move || {
             rustix::process::setsid()?;
-            let moved = if raw == DONE_FD {
-                libc::fcntl(raw, libc::F_SETFD, 0)
-            } else {
-                libc::dup2(raw, DONE_FD)
-            };
-            if moved < 0 {
-                return Err(io::Error::last_os_error());
+            for (from, to) in &raw {
+                if libc::dup2(*from, *to) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
             }
             Ok(())
         });
     }
     let child = cmd.spawn()?;
-    drop(writer);
+    drop(moves);
     Ok(Supervisor { child, done })
 }
 
@@ -219,5 +283,40 @@ mod tests {
         supervisor.child.kill().await.unwrap();
         assert!(ended.is_ok(), "the pipe did not end");
         assert!(still_running, "the pipe ended with the process");
+    }
+
+    /// A supervisor started ahead reads its go pipe as descriptor 4: one
+    /// told to go finds a byte there, one dropped finds the pipe's end.
+    #[tokio::test]
+    async fn a_supervisor_started_ahead_waits_for_its_go_or_the_pipes_end() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        // In orch's place: checks its arguments, and writes what it read
+        // on descriptor 4 (nothing at the pipe's end) to `read`.
+        let stand_in = dir.path().join("orch");
+        let script = "#!/bin/sh\n[ \"$1 $3 $4 $5 $6\" = \"__supervise --done-fd 3 --go-fd 4\" ] || exit 9\nhead -c 1 <&4 > \"$(dirname \"$2\")/read.tmp\" && mv \"$(dirname \"$2\")/read.tmp\" \"$(dirname \"$2\")/read\"\n";
+        std::fs::write(&stand_in, script).unwrap();
+        std::fs::set_permissions(&stand_in, fs::Permissions::from_mode(0o755)).unwrap();
+        let read = |run_dir: PathBuf| async move {
+            let read = run_dir.join("read");
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while !read.exists() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the stand-in never read"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            fs::read(read).unwrap()
+        };
+        let told = dir.path().join("runs/T/1");
+        let waiting = start_waiting(&stand_in, &told).unwrap();
+        assert_eq!(waiting.run_dir(), told.as_path());
+        let mut supervisor = waiting.go().unwrap();
+        assert_eq!(read(told).await, b"g");
+        assert!(supervisor.child.wait().await.unwrap().success());
+        let dropped = dir.path().join("runs/T/2");
+        drop(start_waiting(&stand_in, &dropped).unwrap());
+        assert_eq!(read(dropped).await, b"", "the pipe's end");
     }
 }

@@ -66,8 +66,11 @@ const DRAIN_WATCH_EVERY: Duration = Duration::from_millis(50);
 const FORWARD_EVERY: Duration = Duration::from_millis(500);
 
 /// Runs the supervisor for the spec at `spec_path`; the exit code is 0 when
-/// `exit.json` was written.
-pub fn main(spec_path: &Path, done_fd: Option<i32>) -> ExitCode {
+/// `exit.json` was written. Given `go_fd` (a supervisor started while its
+/// attempt's worktree is prepared, `crate::runner::spawn::Waiting`), it
+/// first waits for a byte on that pipe, and ends at once, having touched
+/// nothing, when the pipe ends without one.
+pub fn main(spec_path: &Path, done_fd: Option<i32>, go_fd: Option<i32>) -> ExitCode {
     let done = Done::adopt(done_fd);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -79,6 +82,11 @@ pub fn main(spec_path: &Path, done_fd: Option<i32>) -> ExitCode {
             return ExitCode::from(255);
         }
     };
+    if let Some(fd) = go_fd
+        && !told_to_go(fd)
+    {
+        return ExitCode::SUCCESS;
+    }
     match runtime.block_on(supervise(spec_path, &done)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -114,6 +122,29 @@ impl Done {
     /// Tells the coordinator that `exit.json` is written (or never will be).
     fn close(&self) {
         drop(self.0.take());
+    }
+}
+
+/// Waits for one byte on the inherited descriptor `fd` and closes it;
+/// `false` when the pipe ended first (or `fd` is no pipe of ours).
+fn told_to_go(fd: i32) -> bool {
+    if fd <= 2 {
+        return false;
+    }
+    // SAFETY: only asks whether `fd` is open; nothing is closed.
+    if rustix::io::fcntl_getfd(unsafe { BorrowedFd::borrow_raw(fd) }).is_err() {
+        return false;
+    }
+    // SAFETY: the coordinator passed this descriptor for this process
+    // alone, and nothing else here owns it.
+    let go = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut byte = [0u8; 1];
+    loop {
+        match rustix::io::read(&go, &mut byte) {
+            Ok(n) => return n == 1,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return false,
+        }
     }
 }
 

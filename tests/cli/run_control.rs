@@ -281,13 +281,17 @@ fn a_supervisor_not_yet_recorded_when_the_coordinator_is_killed_starts_no_agent_
         .unwrap();
     let spec = first.join("spec.json");
     let mut supervisor = None;
+    // Started while the worktree was prepared, it is told to go once the
+    // spec is written (a supervisor still waiting then ends with the
+    // coordinator: the test below).
     assert!(
         wait_until(DEADLINE, || {
             supervisor = supervisor_of(&spec);
-            supervisor.is_some()
+            supervisor.is_some() && spec.exists()
         }),
         "the first attempt's supervisor never started"
     );
+    std::thread::sleep(std::time::Duration::from_millis(300));
     signal(&run, Signal::KILL);
     run.wait().unwrap();
     assert!(
@@ -318,6 +322,50 @@ fn a_supervisor_not_yet_recorded_when_the_coordinator_is_killed_starts_no_agent_
         recorded["agent_pgid"].is_null(),
         "its agent started: {recorded}"
     );
+    let commits = env.git(&env.repo(), ["log", "--format=%s", "main..orch/A"]);
+    assert_eq!(commits.lines().count(), 1, "{commits}");
+    env.assert_no_agent_left();
+}
+
+#[test]
+fn a_supervisor_started_ahead_ends_without_a_trace_when_its_coordinator_is_killed() {
+    // The supervisor starts while `post_create` runs, and waits to be told
+    // to go; the coordinator dies first.
+    let env = setup(
+        "commit.sh",
+        "[hooks]\ninstall = false\npost_create = [\"sleep 3\"]",
+        "[[task]]\nid = \"A\"\n",
+    );
+    env.edit_config("[hooks]\ninstall = false\n\n", "");
+    let first = env.repo().join(".orchestrator/runs/A/1");
+    let spec = first.join("spec.json");
+    let mut run = spawn_run(&env);
+    let mut supervisor = None;
+    assert!(
+        wait_until(DEADLINE, || {
+            supervisor = supervisor_of(&spec);
+            supervisor.is_some()
+        }),
+        "no supervisor started while the worktree was prepared"
+    );
+    assert!(!spec.exists(), "post_create is over already");
+    signal(&run, Signal::KILL);
+    run.wait().unwrap();
+    let supervisor = supervisor.unwrap();
+    assert!(
+        wait_until(DEADLINE, || rustix::process::test_kill_process(
+            Pid::from_raw(supervisor as i32).unwrap()
+        )
+        .is_err()),
+        "the waiting supervisor outlived its coordinator"
+    );
+    for file in ["spec.json", "supervisor.json", "exit.json"] {
+        assert!(!first.join(file).exists(), "{file} was written");
+    }
+
+    let out = env.orch().args(["run", "--no-merge"]).output().unwrap();
+    assert!(out.status.success(), "{}", env.render(&out));
+    assert_eq!(env.status_of("A"), "awaiting_merge");
     let commits = env.git(&env.repo(), ["log", "--format=%s", "main..orch/A"]);
     assert_eq!(commits.lines().count(), 1, "{commits}");
     env.assert_no_agent_left();
