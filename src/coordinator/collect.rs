@@ -354,8 +354,13 @@ pub fn collect(input: Collection) -> AttemptReport {
             Err(e) => report.vouch_error = Some(e),
         }
     }
-    if let Some(branch) = &input.branch
-        && let Ok(Some(tip)) = refs::branch_tip(&input.repo, branch)
+    // One open of the repository for the branch's tip and its commits.
+    let git = input
+        .branch
+        .as_ref()
+        .and_then(|_| git2::Repository::open(&input.repo).ok());
+    if let (Some(branch), Some(git)) = (&input.branch, &git)
+        && let Ok(Some(tip)) = refs::tip(git, branch)
     {
         report.tip = Some(tip.to_string());
         if let (Some(back), Some(remote_tip), Some(worktree)) =
@@ -365,9 +370,8 @@ pub fn collect(input: Collection) -> AttemptReport {
             report.fetch_error = Some(e);
         }
         if let Some(base) = input.base.as_deref().and_then(refs::parse_oid) {
-            report.commits = refs::commits_on_branch(&input.repo, base, tip).ok();
-            report.log =
-                refs::recent_commits(&input.repo, base, tip, LOG_COMMITS).unwrap_or_default();
+            report.commits = refs::commits_on_branch(git, base, tip).ok();
+            report.log = refs::recent_commits(git, base, tip, LOG_COMMITS).unwrap_or_default();
         }
     }
     report

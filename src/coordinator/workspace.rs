@@ -168,8 +168,16 @@ fn merge_in(worktree: &Path, target: &str) -> Result<(), GitError> {
 
 fn provision_worktree(req: &Request) -> Result<Provisioned, GitError> {
     let repo = &req.repo;
-    let mut existing = refs::branch_tip(repo, &req.branch)?;
-    let target_tip = refs::require_tip(repo, &req.target)?;
+    // Both tips from one open of the repository.
+    let (mut existing, target_tip) = {
+        let git = git2::Repository::open(repo).map_err(GitError::git(repo))?;
+        let tip = |branch: &str| refs::tip(&git, branch).map_err(GitError::git(repo));
+        let existing = tip(&req.branch)?;
+        let target = tip(&req.target)?.ok_or_else(|| GitError::NoSuchBranch {
+            branch: req.target.clone(),
+        })?;
+        (existing, target)
+    };
     let target_hex = target_tip.to_string();
     let mut freshness = Freshness::Current;
     if let Some(tip) = existing {

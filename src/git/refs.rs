@@ -58,27 +58,26 @@ pub fn delete_branch(repo: &Path, branch: &str) -> Result<(), GitError> {
 
 /// Counts the commits reachable from `tip` and not from `base`.
 pub fn commits_between(repo: &Path, base: Oid, tip: Oid) -> Result<u32, GitError> {
-    count(repo, base, tip, false)
+    count(&open(repo)?, base, tip, false).map_err(GitError::git(repo))
 }
 
 /// Counts the commits made on a branch since `base`: first parents only, so
 /// a merge of the target into the branch counts once, not with the
 /// target's commits it brought in.
-pub fn commits_on_branch(repo: &Path, base: Oid, tip: Oid) -> Result<u32, GitError> {
+pub fn commits_on_branch(repo: &Repository, base: Oid, tip: Oid) -> Result<u32, git2::Error> {
     count(repo, base, tip, true)
 }
 
-fn count(repo: &Path, base: Oid, tip: Oid, first_parent: bool) -> Result<u32, GitError> {
+fn count(repo: &Repository, base: Oid, tip: Oid, first_parent: bool) -> Result<u32, git2::Error> {
     if base == tip {
         return Ok(0);
     }
-    let r = open(repo)?;
-    let mut walk = r.revwalk().map_err(GitError::git(repo))?;
+    let mut walk = repo.revwalk()?;
     if first_parent {
-        walk.simplify_first_parent().map_err(GitError::git(repo))?;
+        walk.simplify_first_parent()?;
     }
-    walk.push(tip).map_err(GitError::git(repo))?;
-    walk.hide(base).map_err(GitError::git(repo))?;
+    walk.push(tip)?;
+    walk.hide(base)?;
     Ok(walk.count() as u32)
 }
 
@@ -88,25 +87,23 @@ pub const SHORT_ID: usize = 9;
 /// Returns the newest `limit` commits reachable from `tip` but not `base`,
 /// newest first, as (short id, subject) pairs.
 pub fn recent_commits(
-    repo: &Path,
+    repo: &Repository,
     base: Oid,
     tip: Oid,
     limit: usize,
-) -> Result<Vec<(String, String)>, GitError> {
+) -> Result<Vec<(String, String)>, git2::Error> {
     if base == tip || limit == 0 {
         return Ok(Vec::new());
     }
-    let r = open(repo)?;
-    let mut walk = r.revwalk().map_err(GitError::git(repo))?;
-    walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::TIME)
-        .map_err(GitError::git(repo))?;
-    walk.simplify_first_parent().map_err(GitError::git(repo))?;
-    walk.push(tip).map_err(GitError::git(repo))?;
-    walk.hide(base).map_err(GitError::git(repo))?;
+    let mut walk = repo.revwalk()?;
+    walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::TIME)?;
+    walk.simplify_first_parent()?;
+    walk.push(tip)?;
+    walk.hide(base)?;
     let mut out = Vec::new();
     for oid in walk.take(limit) {
-        let oid = oid.map_err(GitError::git(repo))?;
-        let commit = r.find_commit(oid).map_err(GitError::git(repo))?;
+        let oid = oid?;
+        let commit = repo.find_commit(oid)?;
         let mut short = oid.to_string();
         short.truncate(SHORT_ID);
         let subject = commit
