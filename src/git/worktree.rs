@@ -396,8 +396,8 @@ pub fn dirty_files(worktree: &Path) -> Result<Vec<String>, GitError> {
 /// racily clean in an index written in the same second, so that writing
 /// the whole index saves the next pass nothing; and the preload's threads
 /// go through every entry to match it against the paths, which the
-/// refresh does again. Together 7 to 12 ms of the 25 to 35 a pass takes
-/// at 50,000 files (docs/benchmarks.md, eleventh round).
+/// refresh does again. At 50,000 files a pass took 22 to 30 ms without
+/// the two, 31 to 49 with them (docs/benchmarks.md, eleventh round).
 pub fn dirty_files_in(worktree: &Path, paths: &[PathBuf]) -> Result<Vec<String>, GitError> {
     if paths.is_empty() {
         return Ok(Vec::new());

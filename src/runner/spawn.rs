@@ -218,6 +218,7 @@ fn start(orch: &Path, run_dir: &Path, go: Option<std::os::fd::OwnedFd>) -> io::R
     let log = fs::File::create(run_dir.join("supervisor.log"))?;
     let (sender, done) = tokio::net::unix::pipe::pipe()?;
     let sender = sender.into_blocking_fd()?;
+    let waits = go.is_some();
     // Above the descriptors the child's are moved to, so that no move
     // overwrites another's source (0 to 2 are replaced in the child
     // before `pre_exec` runs).
@@ -233,7 +234,7 @@ fn start(orch: &Path, run_dir: &Path, go: Option<std::os::fd::OwnedFd>) -> io::R
         .arg(run_dir.join(spec::SPEC))
         .arg("--done-fd")
         .arg(DONE_FD.to_string());
-    if raw.len() > 1 {
+    if waits {
         cmd.arg("--go-fd").arg(GO_FD.to_string());
     }
     cmd.stdin(Stdio::null())
