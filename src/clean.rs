@@ -213,9 +213,7 @@ pub fn clean(request: &Request) -> Result<Report, CleanError> {
 
     // Under the state lock no run is moving a worktree: a move's lock left
     // by a crash is finished, not read as a person's.
-    if let Err(e) = worktree::finish_moves(repo) {
-        tracing::warn!(error = %e, "cannot finish a worktree move a crash cut");
-    }
+    worktree::finish_moves(repo);
     let entries = worktree::list(repo)?;
     for entry in entries.iter().skip(1) {
         if !owned_by_orch(entry, prefix, &root, &merge_dir) {

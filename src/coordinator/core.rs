@@ -866,6 +866,13 @@ impl RunState {
             && !self.env.plan.item(task).children.is_empty()
     }
 
+    /// Returns whether a provisioned task's attempt steps through its
+    /// subtasks (each its own attempt), not runs the task's own: a task
+    /// handed back (`purpose`) runs its own.
+    pub(super) fn steps_through(&self, task: ItemIdx, purpose: Option<Purpose>) -> bool {
+        self.steps(task) && purpose.is_none()
+    }
+
     /// Returns the task a subtask belongs to.
     pub(super) fn task_of(&self, unit: &FullId) -> Option<FullId> {
         let idx = self.env.plan.lookup(unit.as_str())?;

@@ -164,9 +164,7 @@ pub fn gather(plan: &Plan, state: &State, dir: &StateDir, repo: &Path, target: &
     }
     // Before anything looks at the worktrees: a move a crash cut leaves
     // its worktree locked, and git's entry may name the folder it left.
-    if let Err(e) = crate::git::worktree::finish_moves(repo) {
-        tracing::warn!(error = %e, "cannot finish a worktree move a crash cut");
-    }
+    crate::git::worktree::finish_moves(repo);
     let target_tip = refs::branch_tip(repo, target).ok().flatten();
     if let Some(tip) = target_tip {
         facts.landed = landed(plan, state, dir, repo, tip);

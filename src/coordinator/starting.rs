@@ -186,15 +186,12 @@ impl RunState {
             &branch,
         );
         let marker = self.env.state_dir.post_create_marker(&task);
-        // As `provisioned` decides: the task's own attempt runs next unless
-        // its subtasks are stepped through.
-        let steps = self
+        let run_dir = self
             .env
             .plan
             .lookup(task.as_str())
-            .is_some_and(|ti| self.steps(ti));
-        let run_dir =
-            (!steps || purpose.is_some()).then(|| self.env.state_dir.run_dir(&task, attempt));
+            .is_some_and(|ti| !self.steps_through(ti, purpose))
+            .then(|| self.env.state_dir.run_dir(&task, attempt));
         self.flight.provisioning.insert(task.clone());
         self.effect(Effect::Provision(Box::new(ProvisionRequest {
             task,
@@ -354,7 +351,7 @@ impl RunState {
             return;
         };
         let purpose = self.open_purpose(&task);
-        if self.steps(ti) && purpose.is_none() {
+        if self.steps_through(ti, purpose) {
             self.flight.stepping.insert(task.clone());
             self.advance_steps(&task, now);
         } else if self.unit_paused(&task, &task, now) {

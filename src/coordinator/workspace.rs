@@ -351,9 +351,7 @@ fn finish_cut_recycle(
     }
     // A crash may have cut the move to this path after the folder was
     // renamed and before git's entry named it.
-    if let Err(e) = worktree::finish_moves(&req.repo) {
-        tracing::warn!(error = %e, "cannot finish a worktree move a crash cut");
-    }
+    worktree::finish_moves(&req.repo);
     let here = req.path.canonicalize().unwrap_or_else(|_| req.path.clone());
     let registered = worktree::list(&req.repo)?
         .into_iter()

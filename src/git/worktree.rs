@@ -245,35 +245,44 @@ fn point_admin_at(admin: &Path, worktree: &Path) -> std::io::Result<()> {
 /// by orch for a move whose folder is already at its new place (its
 /// `.git` file naming this admin folder) is pointed there; one whose
 /// folder is still where `gitdir` says is only unlocked. Any other lock
-/// is someone's and stays.
-pub fn finish_moves(repo: &Path) -> std::io::Result<()> {
-    let git = Repository::open(repo).map_err(std::io::Error::other)?;
+/// is someone's and stays. A move that cannot be finished is logged and
+/// stays locked for the next look; the others are finished.
+pub fn finish_moves(repo: &Path) {
+    let Ok(git) = Repository::open(repo) else {
+        return;
+    };
     let Ok(entries) = std::fs::read_dir(git.commondir().join("worktrees")) else {
-        return Ok(());
+        return;
     };
     for admin in entries.flatten().map(|e| e.path()) {
-        let locked = admin.join("locked");
-        let Some(to) = std::fs::read(&locked)
-            .ok()
-            .and_then(|r| r.strip_prefix(MOVING.as_bytes()).map(<[u8]>::to_vec))
-            .map(|to| PathBuf::from(std::ffi::OsString::from_vec(to)))
-        else {
-            continue;
-        };
-        let named = std::fs::read_to_string(admin.join("gitdir"))
-            .map(|g| PathBuf::from(g.trim_end()))
-            .ok();
-        if admin_of(&to).is_some_and(|a| a == admin) {
-            let to = to.canonicalize()?;
-            if named.as_deref() != Some(to.join(".git").as_path()) {
-                point_admin_at(&admin, &to)?;
-            }
-        } else if !named.is_some_and(|g| g.exists()) {
-            continue;
+        if let Err(e) = finish_move(&admin) {
+            tracing::warn!(admin = %admin.display(), error = %e, "cannot finish a worktree move a crash cut");
         }
-        std::fs::remove_file(&locked)?;
     }
-    Ok(())
+}
+
+/// [`finish_moves`] for one admin folder.
+fn finish_move(admin: &Path) -> std::io::Result<()> {
+    let locked = admin.join("locked");
+    let Some(to) = std::fs::read(&locked)
+        .ok()
+        .and_then(|r| r.strip_prefix(MOVING.as_bytes()).map(<[u8]>::to_vec))
+        .map(|to| PathBuf::from(std::ffi::OsString::from_vec(to)))
+    else {
+        return Ok(());
+    };
+    let named = std::fs::read_to_string(admin.join("gitdir"))
+        .map(|g| PathBuf::from(g.trim_end()))
+        .ok();
+    if admin_of(&to).is_some_and(|a| a == admin) {
+        let to = to.canonicalize()?;
+        if named.as_deref() != Some(to.join(".git").as_path()) {
+            point_admin_at(admin, &to)?;
+        }
+    } else if !named.is_some_and(|g| g.exists()) {
+        return Ok(());
+    }
+    std::fs::remove_file(&locked)
 }
 
 /// The temp file a worktree's `.git` file is written through: always the
@@ -688,7 +697,7 @@ pub(crate) mod tests {
         git(&repo, &["worktree", "prune"]);
         assert!(admin("A").is_dir(), "the lock keeps the entry");
 
-        finish_moves(&repo).unwrap();
+        finish_moves(&repo);
         assert_eq!(
             listed(&repo),
             [
