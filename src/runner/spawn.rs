@@ -266,18 +266,26 @@ fn start(orch: &Path, run_dir: &Path, go: Option<std::os::fd::OwnedFd>) -> io::R
 mod tests {
     use super::*;
 
+    /// Writes a shell script with `body` in orch's place in `dir`.
+    fn stand_in(dir: &Path, body: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join("orch");
+        std::fs::write(&path, format!("#!/bin/sh\n{body}")).unwrap();
+        std::fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
     /// The pipe is the process's descriptor 3, and its end is seen when the
     /// process closes it, while the process itself goes on.
     #[tokio::test]
     async fn the_done_pipe_ends_when_closed_not_when_the_process_ends() {
-        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         // In orch's place: checks its arguments, closes descriptor 3 and
         // lingers, as a supervisor closing its watch does.
-        let stand_in = dir.path().join("orch");
-        let script = "#!/bin/sh\n[ \"$1 $3 $4\" = \"__supervise --done-fd 3\" ] || exit 9\nexec 3>&-\nexec sleep 600\n";
-        std::fs::write(&stand_in, script).unwrap();
-        std::fs::set_permissions(&stand_in, fs::Permissions::from_mode(0o755)).unwrap();
+        let stand_in = stand_in(
+            dir.path(),
+            "[ \"$1 $3 $4\" = \"__supervise --done-fd 3\" ] || exit 9\nexec 3>&-\nexec sleep 600\n",
+        );
         let mut supervisor = spawn_supervisor(&stand_in, dir.path()).unwrap();
         let ended = tokio::time::timeout(Duration::from_secs(60), supervisor.done()).await;
         let still_running = supervisor.child.try_wait().unwrap().is_none();
@@ -290,14 +298,13 @@ mod tests {
     /// told to go finds a byte there, one dropped finds the pipe's end.
     #[tokio::test]
     async fn a_supervisor_started_ahead_waits_for_its_go_or_the_pipes_end() {
-        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         // In orch's place: checks its arguments, and writes what it read
         // on descriptor 4 (nothing at the pipe's end) to `read`.
-        let stand_in = dir.path().join("orch");
-        let script = "#!/bin/sh\n[ \"$1 $3 $4 $5 $6\" = \"__supervise --done-fd 3 --go-fd 4\" ] || exit 9\nhead -c 1 <&4 > \"$(dirname \"$2\")/read.tmp\" && mv \"$(dirname \"$2\")/read.tmp\" \"$(dirname \"$2\")/read\"\n";
-        std::fs::write(&stand_in, script).unwrap();
-        std::fs::set_permissions(&stand_in, fs::Permissions::from_mode(0o755)).unwrap();
+        let stand_in = stand_in(
+            dir.path(),
+            "[ \"$1 $3 $4 $5 $6\" = \"__supervise --done-fd 3 --go-fd 4\" ] || exit 9\nhead -c 1 <&4 > \"$(dirname \"$2\")/read.tmp\" && mv \"$(dirname \"$2\")/read.tmp\" \"$(dirname \"$2\")/read\"\n",
+        );
         let read = |run_dir: PathBuf| async move {
             let read = run_dir.join("read");
             let deadline = std::time::Instant::now() + Duration::from_secs(60);

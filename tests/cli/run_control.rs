@@ -257,6 +257,11 @@ fn supervisor_where(names: impl Fn(&std::path::Path) -> bool) -> Option<u32> {
         })
 }
 
+/// Returns whether the process `pid` is gone.
+fn gone(pid: u32) -> bool {
+    rustix::process::test_kill_process(Pid::from_raw(pid as i32).unwrap()).is_err()
+}
+
 /// Returns the pid of a live `orch __supervise` whose spec is `spec`.
 fn supervisor_of(spec: &std::path::Path) -> Option<u32> {
     supervisor_where(|named| named == spec)
@@ -306,10 +311,7 @@ fn a_supervisor_not_yet_recorded_when_the_coordinator_is_killed_starts_no_agent_
     let supervisor = supervisor.unwrap();
     assert!(
         wait_until(DEADLINE, || first.join("exit.json").exists()
-            && rustix::process::test_kill_process(
-                Pid::from_raw(supervisor as i32).unwrap()
-            )
-            .is_err()),
+            && gone(supervisor)),
         "the first supervisor never ended"
     );
     let exit: serde_json::Value =
@@ -353,10 +355,7 @@ fn a_supervisor_started_ahead_ends_without_a_trace_when_its_coordinator_is_kille
     run.wait().unwrap();
     let supervisor = supervisor.unwrap();
     assert!(
-        wait_until(DEADLINE, || rustix::process::test_kill_process(
-            Pid::from_raw(supervisor as i32).unwrap()
-        )
-        .is_err()),
+        wait_until(DEADLINE, || gone(supervisor)),
         "the waiting supervisor outlived its coordinator"
     );
     for file in ["spec.json", "supervisor.json", "exit.json"] {
@@ -411,10 +410,7 @@ fn a_check_supervisor_not_yet_recorded_when_the_coordinator_is_killed_never_runs
     assert_eq!(env.status_of("A"), "merged");
     let supervisor = supervisor.unwrap();
     assert!(
-        wait_until(DEADLINE, || rustix::process::test_kill_process(
-            Pid::from_raw(supervisor as i32).unwrap()
-        )
-        .is_err()),
+        wait_until(DEADLINE, || gone(supervisor)),
         "the first check supervisor never ended"
     );
     let runs = std::fs::read_to_string(&ran).unwrap_or_default();
